@@ -1,0 +1,166 @@
+"""What a dataset adapter gives stage one: the clip list, class texts, and optional poses/boxes.
+
+An adapter only *parses* (annotation files, folder layouts); it never decodes video. Everything
+that determines the bytes of a cache entry must be visible here: the clip list with each clip's
+source file and cut, the class texts, and the annotation files (``source_files``) whose identity
+goes into the entry key.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from pipeline.registry import Registry
+
+SPLITS = ("train", "val", "test")
+
+
+class DatasetLayoutError(ValueError):
+    """The files under ``--root`` do not look like the dataset: says what was expected where."""
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    """One labelled clip. Exactly one of the cut styles is used, or none (the whole file)."""
+
+    clip_id: str
+    split: str
+    label: int
+    video: Optional[str]  # absolute path; may not exist (reported as missing)
+    start_time: Optional[float] = None  # seconds, cut from a longer video
+    end_time: Optional[float] = None
+    start_frame: Optional[int] = None  # decoded-frame range [start_frame, end_frame)
+    end_frame: Optional[int] = None
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def cut(self) -> dict:
+        """The cut as plain values, for keys and manifests."""
+        return {
+            k: v
+            for k, v in (
+                ("start_time", self.start_time),
+                ("end_time", self.end_time),
+                ("start_frame", self.start_frame),
+                ("end_frame", self.end_frame),
+            )
+            if v is not None
+        }
+
+
+@dataclass
+class PoseTrack:
+    """2D joints for every decoded frame of one clip, in the clip's original pixel coordinates."""
+
+    keypoints: np.ndarray  # (F, V, 2) float32, x then y
+    scores: np.ndarray  # (F, V) float32 in [0, 1]; 0 = joint not seen
+    frame_size: tuple[int, int]  # (height, width) of the frames the coordinates refer to
+
+    def __post_init__(self):
+        self.keypoints = np.asarray(self.keypoints, dtype=np.float32)
+        self.scores = np.asarray(self.scores, dtype=np.float32)
+        if self.keypoints.ndim != 3 or self.keypoints.shape[-1] != 2:
+            raise ValueError(f"keypoints must be (F, V, 2), got {self.keypoints.shape}")
+        if self.scores.shape != self.keypoints.shape[:2]:
+            raise ValueError(f"scores {self.scores.shape} do not match keypoints {self.keypoints.shape}")
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.keypoints.shape[0])
+
+
+@dataclass
+class DatasetIndex:
+    """The parsed dataset: what ``pipeline dataset info`` reports and what extraction iterates."""
+
+    name: str
+    classes: list[str]  # label text of class i
+    coarse_type: str  # the prompt's "{coarse type}" word, e.g. "gymnastic"
+    skeleton: str  # joint layout of dataset-shipped poses (and of the entry): "coco17" | "toyota13"
+    clips: list[ClipRecord]
+    root: Optional[str] = None
+    source_files: list[str] = field(default_factory=list)  # annotation files defining the index
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def split_counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for c in self.clips:
+            out[c.split] = out.get(c.split, 0) + 1
+        return out
+
+    def missing(self) -> list[ClipRecord]:
+        """Clips whose video file is absent (checked with a stat, nothing decoded)."""
+        seen: dict[str, bool] = {}
+        out = []
+        for c in self.clips:
+            if c.video is None:
+                out.append(c)
+                continue
+            if c.video not in seen:
+                seen[c.video] = os.path.isfile(c.video)
+            if not seen[c.video]:
+                out.append(c)
+        return out
+
+    def select(self, split: Optional[str] = None) -> list[ClipRecord]:
+        return [c for c in self.clips if split is None or c.split == split]
+
+
+class DatasetAdapter:
+    """Base class of every dataset. Subclasses set the class attributes and implement ``load``."""
+
+    name: str = ""
+    coarse_type: str = "human"
+    skeleton: str = "coco17"
+    # Stage-one settings this dataset wants unless the user overrides them (e.g. the demo's
+    # pose_source="dataset" and a smaller short side).
+    extract_defaults: Mapping[str, Any] = {}
+    # Whether the dataset ships its own 2D poses (pose source "dataset").
+    has_poses: bool = False
+    needs_root: bool = True
+
+    def __init__(self, root: Optional[os.PathLike] = None, **options: Any):
+        if root is None and self.needs_root:
+            raise DatasetLayoutError(
+                f"dataset {self.name!r} needs --root pointing at the dataset as its publishers distribute it"
+            )
+        self.root = Path(root).expanduser().resolve() if root is not None else None
+        self.options = dict(options)
+
+    def load(self) -> DatasetIndex:
+        raise NotImplementedError
+
+    def dataset_poses(self, clip: ClipRecord) -> PoseTrack:
+        """The poses the dataset ships for ``clip`` (pose source ``dataset``)."""
+        raise NotImplementedError(f"dataset {self.name!r} ships no poses; use --pose-source hrnet")
+
+    def person_boxes(self, clip: ClipRecord) -> Optional[np.ndarray]:
+        """Per-frame person boxes ``(F, 4)`` xyxy in original pixels, or None (whole frame)."""
+        return None
+
+
+DATASETS: Registry[DatasetAdapter] = Registry("dataset")
+
+
+def create_dataset(name: str, root: Optional[os.PathLike] = None, **options: Any) -> DatasetAdapter:
+    """Build the adapter registered as ``name`` (importing the built-in adapters first)."""
+    import stages.datasets  # noqa: F401  (registers the built-ins)
+
+    return DATASETS.get(name)(root=root, **options)
+
+
+def check_labels(index: DatasetIndex) -> None:
+    """Fail early on labels outside ``[0, num_classes)`` or unknown split names."""
+    n = index.num_classes
+    for c in index.clips:
+        if not 0 <= c.label < n:
+            raise DatasetLayoutError(f"clip {c.clip_id}: label {c.label} outside [0, {n})")
+        if c.split not in SPLITS:
+            raise DatasetLayoutError(f"clip {c.clip_id}: split {c.split!r} not one of {SPLITS}")

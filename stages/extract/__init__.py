@@ -1,0 +1,1 @@
+"""Stage one: decode clips, estimate 2D poses, build joint-to-patch mask grids."""

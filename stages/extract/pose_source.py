@@ -1,0 +1,61 @@
+"""Pose sources: where a clip's 2D joints come from (HRNet, the dataset's own, a skeleton file).
+
+A source is chosen by ``--pose-source`` and built by :func:`create_pose_source`. Its
+:meth:`PoseSource.identity` goes into the cache-entry key, so changing the model, the checkpoint
+or the skeleton file gives a new entry.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from pipeline.registry import Registry
+from stages.datasets.base import ClipRecord, DatasetAdapter, PoseTrack
+
+
+class PoseSourceError(RuntimeError):
+    """The source cannot give poses for a clip (recorded as that clip's failure)."""
+
+
+class PoseSource:
+    """Base class. ``needs_frames`` says whether :meth:`estimate` looks at pixels."""
+
+    name: str = ""
+    needs_frames: bool = True
+    skeleton: str = "coco17"
+
+    def identity(self) -> dict:
+        """JSON-able description of everything that determines this source's output."""
+        raise NotImplementedError
+
+    def estimate(
+        self,
+        clip: ClipRecord,
+        frames: Optional[np.ndarray],
+        boxes: Optional[np.ndarray],
+        dataset: DatasetAdapter,
+    ) -> PoseTrack:
+        """Joints for every frame of ``frames`` ((F, H, W, 3) uint8 RGB, original size).
+
+        ``boxes`` is ``(F, 4)`` xyxy person boxes or None (whole frame). Sources that do not
+        need pixels get ``frames=None`` only when the caller knows the frame count otherwise.
+        """
+        raise NotImplementedError
+
+    def close(self) -> None:  # release models / files
+        pass
+
+
+POSE_SOURCES: Registry[PoseSource] = Registry("pose source")
+
+
+def create_pose_source(spec: str, **options: Any) -> PoseSource:
+    """``hrnet`` | ``dataset`` | ``pkl:PATH`` -> a ready :class:`PoseSource`."""
+    import stages.extract.pose_sources  # noqa: F401  (registers the built-ins)
+
+    name, _, arg = spec.partition(":")
+    builder = POSE_SOURCES.get(name)
+    if arg:
+        options["path"] = arg
+    return builder(**options)
