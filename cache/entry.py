@@ -1,0 +1,223 @@
+"""Reading a cache entry: completeness, the clip list, one clip's arrays."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import zarr
+
+from cache import layout
+from cache.fsutil import read_json
+
+
+class EntryNotFoundError(FileNotFoundError):
+    """No entry for this dataset and setting: the message names the command that makes it."""
+
+
+class EntryFormatError(RuntimeError):
+    """The entry was written by another store format version."""
+
+
+class EntryIncompleteError(RuntimeError):
+    """The entry is missing clips (``missing`` lists their ids)."""
+
+    def __init__(self, message: str, missing: list[str]):
+        super().__init__(message)
+        self.missing = missing
+
+
+@dataclass
+class ClipData:
+    """One clip as stage one cached it."""
+
+    clip_id: str
+    uid: str
+    split: str
+    label: int
+    frames: np.ndarray  # (T_v, H, W, 3) uint8 RGB
+    frame_indices: np.ndarray  # (T_v,) which decoded frames these are
+    keypoints: np.ndarray  # (F, V, 2) original pixels
+    scores: np.ndarray  # (F, V)
+    grids: np.ndarray  # (T_v, V, H / cell, W / cell)
+    grid_cell: int
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.keypoints.shape[0])
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """(sx, sy) from original pixels to cached-frame pixels."""
+        sx, sy = self.attrs["scale"]
+        return float(sx), float(sy)
+
+    def keypoints_in_frame(self) -> np.ndarray:
+        """Keypoints mapped into the cached frames' pixel coordinates."""
+        sx, sy = self.scale
+        return self.keypoints * np.array([sx, sy], dtype=np.float32)
+
+
+@dataclass
+class EntryStatus:
+    total: int
+    done: int
+    failed: int
+    claimed: int
+    missing: list[str]  # clip ids neither done nor failed
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+
+class CacheEntry:
+    """A read view of one entry directory. Cheap to construct; reads lazily."""
+
+    def __init__(self, path: os.PathLike):
+        self.path = Path(path)
+        if not (self.path / "zarr.json").is_file():
+            raise EntryNotFoundError(f"no cache entry at {self.path}")
+        fmt = self.attrs.get("format")
+        if fmt != layout.FORMAT_VERSION:
+            raise EntryFormatError(
+                f"entry {self.path} has store format {fmt}, this code reads {layout.FORMAT_VERSION}; "
+                "re-extract it (`pipeline cache gc` removes old-format entries)"
+            )
+
+    # -- metadata ---------------------------------------------------------------------------
+    @cached_property
+    def attrs(self) -> dict:
+        return dict(read_json(self.path / "zarr.json").get("attributes", {}))
+
+    @property
+    def key(self) -> str:
+        return self.attrs["key"]
+
+    @property
+    def dataset(self) -> str:
+        return self.attrs["dataset"]
+
+    @property
+    def settings(self) -> dict:
+        return self.attrs["settings"]
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.attrs["classes"])
+
+    @property
+    def coarse_type(self) -> str:
+        return self.attrs["coarse_type"]
+
+    @property
+    def skeleton(self) -> str:
+        return self.attrs["skeleton"]
+
+    @property
+    def grid_cell(self) -> int:
+        return int(self.settings["grid_cell"])
+
+    @cached_property
+    def plan(self) -> list[dict]:
+        """Every clip the entry must hold, in a fixed order."""
+        return read_json(self.path / layout.PLAN)["clips"]
+
+    @cached_property
+    def _by_uid(self) -> dict[str, dict]:
+        return {c["uid"]: c for c in self.plan}
+
+    def manifest(self) -> dict:
+        return read_json(self.path / layout.MANIFEST)
+
+    # -- state --------------------------------------------------------------------------------
+    def done_uids(self) -> set[str]:
+        d = self.path / layout.CLIPS_DIR
+        return {n for n in os.listdir(d) if not n.startswith(".")} if d.is_dir() else set()
+
+    def failures(self) -> dict[str, dict]:
+        d = self.path / layout.FAILURES_DIR
+        out = {}
+        if d.is_dir():
+            for n in sorted(os.listdir(d)):
+                if n.endswith(".json") and not n.startswith("."):
+                    try:
+                        out[n[:-5]] = read_json(d / n)
+                    except (OSError, ValueError):
+                        continue
+        return out
+
+    def claimed_uids(self) -> set[str]:
+        d = self.path / layout.CLAIMS_DIR
+        return {n for n in os.listdir(d) if not n.startswith(".") and ".stale-" not in n} if d.is_dir() else set()
+
+    def status(self) -> EntryStatus:
+        done = self.done_uids()
+        failed = set(self.failures())
+        missing = [c["clip_id"] for c in self.plan if c["uid"] not in done and c["uid"] not in failed]
+        return EntryStatus(
+            total=len(self.plan),
+            done=len(done & set(self._by_uid)),
+            failed=len(failed & set(self._by_uid)),
+            claimed=len(self.claimed_uids()),
+            missing=missing,
+        )
+
+    @property
+    def is_complete(self) -> bool:
+        return (self.path / layout.INDEX_DIR).is_dir() or self.status().complete
+
+    def require_complete(self, allow_partial: bool = False) -> EntryStatus:
+        """Refuse an incomplete entry, naming the missing clips, unless ``allow_partial``."""
+        st = self.status()
+        if st.missing and not allow_partial:
+            shown = ", ".join(st.missing[:20]) + (" ..." if len(st.missing) > 20 else "")
+            raise EntryIncompleteError(
+                f"cache entry {self.key} ({self.dataset}) is incomplete: {len(st.missing)} of "
+                f"{st.total} clips missing: {shown}. Finish it with `pipeline extract` (it resumes), "
+                "or pass --allow-partial to use the clips that are there.",
+                st.missing,
+            )
+        return st
+
+    # -- clips ----------------------------------------------------------------------------------
+    def clips(self, split: Optional[str] = None, done_only: bool = True) -> list[dict]:
+        """Plan rows (clip_id, uid, split, label, ...) in plan order."""
+        done = self.done_uids() if done_only else None
+        return [
+            c
+            for c in self.plan
+            if (split is None or c["split"] == split) and (done is None or c["uid"] in done)
+        ]
+
+    def clip_group(self, uid: str) -> zarr.Group:
+        return zarr.open_group(self.path / layout.CLIPS_DIR / uid, mode="r")
+
+    def read_clip(self, uid: str, arrays: tuple[str, ...] = layout.CLIP_ARRAYS) -> ClipData:
+        g = self.clip_group(uid)
+        row = self._by_uid.get(uid, {})
+        data = {name: (g[name][...] if name in arrays else None) for name in layout.CLIP_ARRAYS}
+        attrs = dict(g.attrs)
+        return ClipData(
+            clip_id=attrs.get("clip_id", row.get("clip_id", uid)),
+            uid=uid,
+            split=attrs.get("split", row.get("split")),
+            label=int(attrs.get("label", row.get("label", -1))),
+            grid_cell=self.grid_cell,
+            attrs=attrs,
+            **data,
+        )
+
+    def read_index(self) -> dict[str, np.ndarray]:
+        """All poses as flat arrays (only once complete): keypoints, scores, offsets, labels."""
+        idx = self.path / layout.INDEX_DIR
+        if not idx.is_dir():
+            raise EntryIncompleteError(f"entry {self.key} has no index yet (it is not complete)", [])
+        g = zarr.open_group(idx, mode="r")
+        out = {k: g[k][...] for k in g.array_keys()}
+        out["uids"] = list(g.attrs["uids"])
+        return out

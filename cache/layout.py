@@ -1,0 +1,58 @@
+"""On-disk layout of a cache entry (store format version ``FORMAT_VERSION``).
+
+Bump ``FORMAT_VERSION`` whenever the bytes or their meaning change: the version is part of every
+entry key, so old entries are never misread; ``pipeline cache gc`` removes them.
+
+::
+
+    <cache-root>/entries/<dataset>/<key>/   one entry = one dataset x stage-one setting
+      zarr.json          Zarr v3 root group; attrs: format, key, dataset, settings, classes, ...
+      manifest.json      human-readable provenance and status (rewritten atomically)
+      plan.json          every clip the entry must hold (id, uid, split, label, source, cut)
+      clips/<uid>/       one Zarr group per finished clip; appears atomically (a rename)
+        frames           (T_v, H, W, 3) uint8 RGB at segment middles, short side S, H and W
+                         multiples of the grid cell
+        frame_indices    (T_v,) int32: which decoded frames of the clip the frames are
+        keypoints        (F, V, 2) float32: x, y of every decoded frame, original pixels
+        scores           (F, V) float32 joint confidences
+        grids            (T_v, V, H/cell, W/cell) float16 confidence-weighted joint-to-patch planes
+        attrs            clip_id, split, label, source, cut, num_frames, fps, orig_size, ...
+      failures/<uid>.json  why a clip could not be extracted
+      claims/<uid>         a writer is working on the clip (host, pid, time); heartbeated
+      runs/*.json          one record per extraction run (host, counts, timings)
+      index/             written once complete: the poses of all clips as flat arrays
+        keypoints (sum F, V, 2), scores (sum F, V), offsets (N + 1,), labels (N,), ...
+      .staging/          writers' scratch; a clip is moved from here into clips/ when whole
+"""
+from __future__ import annotations
+
+import re
+import hashlib
+
+FORMAT_VERSION = 1
+
+ENTRIES_DIR = "entries"
+CLIPS_DIR = "clips"
+FAILURES_DIR = "failures"
+CLAIMS_DIR = "claims"
+RUNS_DIR = "runs"
+STAGING_DIR = ".staging"
+INDEX_DIR = "index"
+MANIFEST = "manifest.json"
+PLAN = "plan.json"
+
+CLIP_ARRAYS = ("frames", "frame_indices", "keypoints", "scores", "grids")
+
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,150}$")
+
+
+def clip_uid(clip_id: str) -> str:
+    """A file-name-safe, collision-free name for a clip id.
+
+    Ids that are already safe are kept (so a person can find ``clips/<clip_id>``); others get a
+    readable prefix plus a short hash of the full id.
+    """
+    if _SAFE.match(clip_id) and not clip_id.endswith(".tmp"):
+        return clip_id
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", clip_id).strip("._-")[:80] or "clip"
+    return f"{readable}--{hashlib.sha256(clip_id.encode()).hexdigest()[:12]}"

@@ -1,0 +1,213 @@
+"""A cache root: where entries live, how they are found, checked and collected."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+
+from cache import claims, layout
+from cache.entry import CacheEntry, EntryFormatError, EntryNotFoundError
+from cache.fsutil import dir_size, read_json, remove_tree
+from cache.writer import array_digest
+
+
+@dataclass
+class VerifyReport:
+    entry: str
+    checked: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class GcAction:
+    path: Path
+    why: str
+    bytes: int
+
+
+class CacheStore:
+    def __init__(self, root: os.PathLike):
+        self.root = Path(root).expanduser()
+
+    @property
+    def entries_dir(self) -> Path:
+        return self.root / layout.ENTRIES_DIR
+
+    def entry_dir(self, dataset: str, key: str) -> Path:
+        return self.entries_dir / dataset / key
+
+    def _entry_dirs(self) -> Iterator[Path]:
+        if not self.entries_dir.is_dir():
+            return
+        for ds in sorted(self.entries_dir.iterdir()):
+            if ds.is_dir() and not ds.name.startswith("."):
+                for e in sorted(ds.iterdir()):
+                    if e.is_dir() and not e.name.startswith(".") and (e / "zarr.json").is_file():
+                        yield e
+
+    def entries(self, dataset: Optional[str] = None) -> list[CacheEntry]:
+        """Readable entries (current format), newest first."""
+        out = []
+        for d in self._entry_dirs():
+            if dataset and d.parent.name != dataset:
+                continue
+            try:
+                out.append(CacheEntry(d))
+            except EntryFormatError:
+                continue
+        out.sort(key=lambda e: e.attrs.get("created", {}).get("time", ""), reverse=True)
+        return out
+
+    def open(self, key_or_path: str) -> CacheEntry:
+        """An entry by key, key prefix (unique), or path."""
+        p = Path(key_or_path)
+        if (p / "zarr.json").is_file():
+            return CacheEntry(p)
+        hits = [d for d in self._entry_dirs() if d.name.startswith(key_or_path)]
+        if len(hits) == 1:
+            return CacheEntry(hits[0])
+        if not hits:
+            raise EntryNotFoundError(f"no cache entry {key_or_path!r} under {self.root}")
+        raise EntryNotFoundError(f"{key_or_path!r} matches several entries: {[h.name for h in hits]}")
+
+    def find(self, dataset: str, settings_hash: str) -> list[CacheEntry]:
+        """Entries of one dataset x setting (any source-file set), newest first."""
+        return [e for e in self.entries(dataset) if e.attrs.get("settings_hash") == settings_hash]
+
+    # -- integrity -------------------------------------------------------------------------
+    def verify(self, entry: CacheEntry, deep: bool = True, progress=None) -> VerifyReport:
+        """Check every done clip opens with the right shapes and (``deep``) its digests."""
+        rep = VerifyReport(entry=entry.key)
+        settings = entry.settings
+        t_v = int(settings["num_frames"])
+        cell = int(settings["grid_cell"])
+        plan_uids = {c["uid"] for c in entry.plan}
+        done = entry.done_uids()
+        for extra in sorted(done - plan_uids):
+            rep.problems.append(f"clips/{extra}: not in the plan")
+        for i, uid in enumerate(sorted(done & plan_uids)):
+            rep.checked += 1
+            try:
+                g = entry.clip_group(uid)
+                names = set(g.array_keys())
+                missing = set(layout.CLIP_ARRAYS) - names
+                if missing:
+                    rep.problems.append(f"clips/{uid}: missing arrays {sorted(missing)}")
+                    continue
+                fr, gr, kp, sc = g["frames"], g["grids"], g["keypoints"], g["scores"]
+                if fr.shape[0] != t_v or fr.shape[-1] != 3 or fr.dtype != np.uint8:
+                    rep.problems.append(f"clips/{uid}: frames {fr.shape} {fr.dtype}")
+                if gr.shape[0] != t_v or gr.shape[2] * cell != fr.shape[1] or gr.shape[3] * cell != fr.shape[2]:
+                    rep.problems.append(f"clips/{uid}: grids {gr.shape} do not match frames {fr.shape}")
+                if kp.shape[:2] != sc.shape or kp.shape[0] != int(g.attrs["num_frames"]):
+                    rep.problems.append(f"clips/{uid}: keypoints {kp.shape} / scores {sc.shape}")
+                if deep:
+                    for name, want in dict(g.attrs.get("digests", {})).items():
+                        if array_digest(g[name][...]) != want:
+                            rep.problems.append(f"clips/{uid}/{name}: content does not match its digest")
+            except Exception as e:  # a corrupt chunk or zarr.json surfaces as any error
+                rep.problems.append(f"clips/{uid}: unreadable ({type(e).__name__}: {e})")
+            if progress:
+                progress(i + 1, len(done))
+        if (entry.path / layout.INDEX_DIR).is_dir():
+            try:
+                idx = entry.read_index()
+                if set(idx["uids"]) != done & plan_uids:
+                    rep.problems.append("index: clip list differs from clips/")
+                elif int(idx["offsets"][-1]) != len(idx["keypoints"]):
+                    rep.problems.append("index: offsets do not cover keypoints")
+            except Exception as e:
+                rep.problems.append(f"index: unreadable ({type(e).__name__}: {e})")
+        return rep
+
+    # -- garbage collection -----------------------------------------------------------------
+    def gc_plan(self, incomplete_older_than_days: Optional[float] = None,
+                keep_last: Optional[int] = None, ttl: float = claims.DEFAULT_TTL) -> list[GcAction]:
+        """What ``gc`` would remove: writers' leftovers, old formats, abandoned or superseded entries."""
+        acts: list[GcAction] = []
+        now = time.time()
+        if not self.entries_dir.is_dir():
+            return acts
+        for ds in sorted(p for p in self.entries_dir.iterdir() if p.is_dir()):
+            for e in sorted(ds.iterdir()):
+                if e.name.startswith(".") and (".creating-" in e.name or ".deleting-" in e.name):
+                    if now - e.stat().st_mtime > ttl:
+                        acts.append(GcAction(e, "abandoned entry creation", dir_size(e)))
+                    continue
+                if not (e / "zarr.json").is_file():
+                    continue
+                attrs = read_json(e / "zarr.json").get("attributes", {})
+                if attrs.get("format") != layout.FORMAT_VERSION:
+                    acts.append(GcAction(e, f"store format {attrs.get('format')} (current {layout.FORMAT_VERSION})", dir_size(e)))
+                    continue
+                acts.extend(self._leftovers(e, ttl))
+        for ds_entries in self._by_setting().values():
+            complete = [x for x in ds_entries if x.is_complete]
+            incomplete = [x for x in ds_entries if not x.is_complete]
+            if keep_last is not None:
+                for old in complete[keep_last:]:
+                    acts.append(GcAction(old.path, f"superseded (keeping the newest {keep_last} of this setting)", dir_size(old.path)))
+            if incomplete_older_than_days is not None:
+                for x in incomplete:
+                    age_days = (now - _last_activity(x.path)) / 86400
+                    if age_days > incomplete_older_than_days:
+                        acts.append(GcAction(x.path, f"incomplete, untouched for {age_days:.1f} days", dir_size(x.path)))
+        return acts
+
+    def _by_setting(self) -> dict[tuple, list[CacheEntry]]:
+        groups: dict[tuple, list[CacheEntry]] = {}
+        for e in self.entries():
+            groups.setdefault((e.dataset, e.attrs.get("settings_hash")), []).append(e)
+        return groups
+
+    def _leftovers(self, entry_dir: Path, ttl: float) -> list[GcAction]:
+        acts = []
+        staging = entry_dir / layout.STAGING_DIR
+        if staging.is_dir():
+            for s in staging.iterdir():
+                if _staging_stale(s, ttl):
+                    acts.append(GcAction(s, "staging left by a killed writer", dir_size(s)))
+        cdir = entry_dir / layout.CLAIMS_DIR
+        if cdir.is_dir():
+            for c in cdir.iterdir():
+                if claims.is_stale(c, ttl):
+                    acts.append(GcAction(c, "claim of a writer that is gone", c.stat().st_size))
+        return acts
+
+    def gc(self, actions: list[GcAction]) -> int:
+        freed = 0
+        for a in actions:
+            if a.path.is_dir():
+                remove_tree(a.path)
+            else:
+                a.path.unlink(missing_ok=True)
+            freed += a.bytes
+        return freed
+
+
+def _staging_stale(path: Path, ttl: float) -> bool:
+    # <uid>.<host>.<pid>.<rand>: our own host's dead pids are stale at once, others after ttl.
+    parts = path.name.rsplit(".", 3)
+    if len(parts) == 4 and parts[1] == claims.HOST.replace(".", "_") and parts[2].isdigit():
+        return not claims.pid_alive(int(parts[2]))
+    try:
+        return time.time() - path.stat().st_mtime > ttl
+    except FileNotFoundError:
+        return False
+
+
+def _last_activity(entry_dir: Path) -> float:
+    t = entry_dir.stat().st_mtime
+    for sub in (layout.CLIPS_DIR, layout.FAILURES_DIR, layout.RUNS_DIR):
+        p = entry_dir / sub
+        if p.is_dir():
+            t = max(t, p.stat().st_mtime)
+    return t

@@ -1,0 +1,262 @@
+"""Filling a cache entry: create it atomically, claim clips, commit each clip whole, finalize."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec, ZstdCodec
+
+from cache import claims, layout
+from cache.entry import CacheEntry
+from cache.fsutil import atomic_write_json, read_json
+from cache.provenance import git_revision, package_versions, who_when
+
+_FRAME_CODECS = {
+    "none": None,
+    "lz4": lambda: [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")],
+    "zstd": lambda: [ZstdCodec(level=3)],
+}
+
+
+def frame_compressors(name: str):
+    if name not in _FRAME_CODECS:
+        raise ValueError(f"unknown frames codec {name!r}; one of {sorted(_FRAME_CODECS)}")
+    make = _FRAME_CODECS[name]
+    return make() if make else None
+
+
+def array_digest(a: np.ndarray) -> str:
+    """sha256 of an array's dtype, shape and bytes: what `pipeline cache verify` re-checks."""
+    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+    h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:32]
+
+
+def create_entry(
+    entry_dir: Path,
+    root_attrs: dict,
+    plan: list[dict],
+    manifest: dict,
+) -> CacheEntry:
+    """Create the entry directory atomically, or open it if another process got there first."""
+    entry_dir = Path(entry_dir)
+    if not (entry_dir / "zarr.json").is_file():
+        entry_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = entry_dir.with_name(f".{entry_dir.name}.creating-{uuid.uuid4().hex[:8]}")
+        tmp.mkdir()
+        try:
+            g = zarr.open_group(tmp, mode="w", zarr_format=3)
+            g.attrs.update(root_attrs)
+            for d in (layout.CLIPS_DIR, layout.FAILURES_DIR, layout.CLAIMS_DIR, layout.RUNS_DIR, layout.STAGING_DIR):
+                (tmp / d).mkdir()
+            atomic_write_json(tmp / layout.PLAN, {"clips": plan})
+            atomic_write_json(tmp / layout.MANIFEST, manifest)
+            os.rename(tmp, entry_dir)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not (entry_dir / "zarr.json").is_file():
+                raise
+    entry = CacheEntry(entry_dir)
+    if [c["uid"] for c in entry.plan] != [c["uid"] for c in plan]:
+        raise RuntimeError(f"entry {entry_dir} exists with a different clip plan; the key should differ")
+    return entry
+
+
+class EntryWriter:
+    """Claims, commits and fails clips of one entry; safe with other writers on other hosts."""
+
+    def __init__(self, entry: CacheEntry, ttl: float = claims.DEFAULT_TTL, heartbeat_s: float = 60.0):
+        self.entry = entry
+        self.path = entry.path
+        self.ttl = ttl
+        self.heartbeat = claims.Heartbeat(heartbeat_s)
+        self.staging = self.path / layout.STAGING_DIR
+        self.staging.mkdir(exist_ok=True)
+
+    # -- state of one clip ----------------------------------------------------------------
+    def _claim_path(self, uid: str) -> Path:
+        return self.path / layout.CLAIMS_DIR / uid
+
+    def is_done(self, uid: str) -> bool:
+        return (self.path / layout.CLIPS_DIR / uid).is_dir()
+
+    def is_failed(self, uid: str) -> bool:
+        return (self.path / layout.FAILURES_DIR / f"{uid}.json").is_file()
+
+    def claim(self, uid: str) -> bool:
+        """True when this process should extract ``uid`` now (not done, failed or claimed)."""
+        if self.is_done(uid) or self.is_failed(uid):
+            return False
+        cp = self._claim_path(uid)
+        if not claims.try_claim(cp, self.ttl):
+            return False
+        # Another writer may have finished it between our check and our claim.
+        if self.is_done(uid) or self.is_failed(uid):
+            claims.release(cp)
+            return False
+        self.heartbeat.add(cp)
+        return True
+
+    def release(self, uid: str) -> None:
+        cp = self._claim_path(uid)
+        self.heartbeat.discard(cp)
+        claims.release(cp)
+
+    # -- results -----------------------------------------------------------------------------
+    def commit(self, uid: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> None:
+        """Write the clip into a private staging group, then rename it into ``clips/``.
+
+        The rename is the commit point: readers see either no clip or the whole clip.
+        """
+        host = claims.HOST.replace(".", "_")
+        tmp = self.staging / f"{uid}.{host}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+        try:
+            g = zarr.open_group(tmp, mode="w", zarr_format=3)
+            codec = self.entry.settings.get("frames_codec", "lz4")
+            digests = {}
+            for name, a in arrays.items():
+                a = np.ascontiguousarray(a)
+                kw: dict[str, Any] = {}
+                if name == "frames":
+                    kw["compressors"] = frame_compressors(codec)
+                elif name == "grids":
+                    kw["compressors"] = [ZstdCodec(level=3)]
+                # One chunk per array: a clip is always read whole.
+                z = g.create_array(name, shape=a.shape, chunks=a.shape or (1,), dtype=a.dtype, **kw)
+                z[...] = a
+                digests[name] = array_digest(a)
+            g.attrs.update({**attrs, "digests": digests, "written": who_when()})
+            _fsync_tree(tmp)
+            try:
+                os.rename(tmp, self.path / layout.CLIPS_DIR / uid)
+            except OSError:
+                # Someone committed the same clip (a taken-over claim raced us): keep theirs.
+                if not self.is_done(uid):
+                    raise
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+            self.release(uid)
+
+    def fail(self, uid: str, clip_id: str, reason: str, detail: Optional[str] = None) -> None:
+        rec = {"clip_id": clip_id, "reason": reason, **({"detail": detail} if detail else {}), **who_when()}
+        atomic_write_json(self.path / layout.FAILURES_DIR / f"{uid}.json", rec)
+        self.release(uid)
+
+    def retry_failures(self) -> int:
+        """Forget recorded failures so the next pass tries those clips again."""
+        d = self.path / layout.FAILURES_DIR
+        n = 0
+        for p in d.glob("*.json"):
+            p.unlink(missing_ok=True)
+            n += 1
+        return n
+
+    def record_run(self, record: dict) -> None:
+        name = f"{time.strftime('%Y%m%dT%H%M%S')}-{claims.HOST}-{os.getpid()}-{uuid.uuid4().hex[:4]}.json"
+        atomic_write_json(self.path / layout.RUNS_DIR / name, record)
+
+    # -- completion ---------------------------------------------------------------------------
+    def finalize_if_complete(self) -> bool:
+        """Once every clip is done or failed: write the flat pose index and a final manifest.
+
+        Exactly one writer does it (a claim on ``index``); a writer that finds it done returns.
+        """
+        if (self.path / layout.INDEX_DIR).is_dir():
+            return True
+        status = self.entry.status()
+        if not status.complete:
+            self.write_manifest(status="incomplete")
+            return False
+        lock = self.path / layout.CLAIMS_DIR / ".finalize"
+        if not claims.try_claim(lock, self.ttl):
+            return False
+        try:
+            if not (self.path / layout.INDEX_DIR).is_dir():
+                self._write_index()
+            self.write_manifest(status="complete")
+        finally:
+            claims.release(lock)
+        return True
+
+    def _write_index(self) -> None:
+        done = self.entry.done_uids()
+        rows = [c for c in self.entry.plan if c["uid"] in done]
+        kps, scs, offsets, labels, sizes = [], [], [0], [], []
+        for c in rows:
+            g = self.entry.clip_group(c["uid"])
+            k = g["keypoints"][...]
+            kps.append(k)
+            scs.append(g["scores"][...])
+            offsets.append(offsets[-1] + k.shape[0])
+            labels.append(c["label"])
+            sizes.append(g.attrs["orig_size"])
+        v = kps[0].shape[1] if kps else 0
+        tmp = self.staging / f"index.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+        g = zarr.open_group(tmp, mode="w", zarr_format=3)
+        flat_k = np.concatenate(kps) if kps else np.zeros((0, v, 2), np.float32)
+        flat_s = np.concatenate(scs) if scs else np.zeros((0, v), np.float32)
+        # Many clips per chunk: poses are small, and one file per clip would be slow to list.
+        g.create_array("keypoints", data=flat_k, chunks=(min(max(len(flat_k), 1), 65536), v, 2))
+        g.create_array("scores", data=flat_s, chunks=(min(max(len(flat_s), 1), 65536), v))
+        g.create_array("offsets", data=np.asarray(offsets, np.int64))
+        g.create_array("labels", data=np.asarray(labels, np.int64))
+        g.create_array("orig_size", data=np.asarray(sizes, np.int32).reshape(-1, 2))
+        g.attrs.update({"uids": [c["uid"] for c in rows], "clip_ids": [c["clip_id"] for c in rows],
+                        "splits": [c["split"] for c in rows]})
+        _fsync_tree(tmp)
+        try:
+            os.rename(tmp, self.path / layout.INDEX_DIR)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def write_manifest(self, status: str) -> dict:
+        m = read_json(self.path / layout.MANIFEST)
+        st = self.entry.status()
+        fails = self.entry.failures()
+        by_split: dict[str, dict[str, int]] = {}
+        done = self.entry.done_uids()
+        for c in self.entry.plan:
+            s = by_split.setdefault(c["split"], {"total": 0, "done": 0, "failed": 0})
+            s["total"] += 1
+            s["done"] += c["uid"] in done
+            s["failed"] += c["uid"] in fails
+        runs = []
+        rd = self.path / layout.RUNS_DIR
+        for p in sorted(rd.glob("*.json")):
+            try:
+                runs.append(read_json(p))
+            except (OSError, ValueError):
+                continue
+        m.update(
+            status=status,
+            updated=who_when(),
+            counts={"total": st.total, "done": st.done, "failed": st.failed, "missing": len(st.missing),
+                    "by_split": by_split},
+            failures=[{"clip_id": f.get("clip_id", uid), "reason": f.get("reason")} for uid, f in fails.items()],
+            runs=runs,
+        )
+        if status == "complete":
+            m["completed"] = who_when()
+            m["code_revision_at_completion"] = git_revision()
+            m["versions_at_completion"] = package_versions()
+        atomic_write_json(self.path / layout.MANIFEST, m)
+        return m
+
+
+def _fsync_tree(path: Path) -> None:
+    """Flush a staged clip's files before the rename that publishes it (a crash then is safe)."""
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)

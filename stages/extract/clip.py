@@ -1,0 +1,149 @@
+"""Stage one for one clip: decode, pose, sample, resize, grid. Pure: returns arrays, writes nothing."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+import cv2
+import numpy as np
+
+from stages.datasets.base import ClipRecord, DatasetAdapter, PoseTrack
+from stages.extract.decode import DecodeError, VideoInfo, probe, read_frames
+from stages.extract.pose_source import PoseSource, PoseSourceError
+from stages.geometry import joint_patch_grid, resized_size, segment_middle_indices
+
+
+class ClipError(RuntimeError):
+    """This clip cannot be extracted; ``str(e)`` is the reason recorded in the cache."""
+
+
+@dataclass
+class ExtractSettings:
+    """Stage-one settings: every field changes the entry's bytes, so all go into its key."""
+
+    num_frames: int = 16  # T_v cached video frames per clip, at segment middles
+    short_side: int = 256  # cached frames' short side (rounded to a multiple of grid_cell)
+    grid_cell: int = 16  # mask-grid cell in cached pixels = the ViT patch the grids serve
+    frames_codec: str = "lz4"  # "lz4" | "zstd" | "none" (Zarr/numcodecs codecs)
+    min_frames: int = 2  # a clip with fewer decoded frames is recorded as failed
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ClipCounters:
+    """What extraction did (tests check a rerun of a complete entry does none of it)."""
+
+    decoded_clips: int = 0
+    decoded_frames: int = 0
+    pose_calls: int = 0
+
+    def add(self, other: "ClipCounters") -> None:
+        self.decoded_clips += other.decoded_clips
+        self.decoded_frames += other.decoded_frames
+        self.pose_calls += other.pose_calls
+
+
+@dataclass
+class ClipResult:
+    arrays: dict[str, np.ndarray]
+    attrs: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+def align_track(track: PoseTrack, num_frames: int, size: tuple[int, int], notes: list[str]) -> PoseTrack:
+    """Bring a pose track to the decoded clip: one pose per decoded frame, original pixels.
+
+    Dataset- or file-supplied poses may come from frames extracted by another tool (another frame
+    count, a resized image): nearest-in-time resampling and a coordinate rescale fix both, noted.
+    """
+    k, s = track.keypoints, track.scores
+    if track.num_frames != num_frames:
+        if track.num_frames == 0:
+            raise ClipError("the pose source returned no frames")
+        src = np.minimum(((np.arange(num_frames) + 0.5) * track.num_frames / num_frames).astype(int),
+                         track.num_frames - 1)
+        k, s = k[src], s[src]
+        notes.append(f"pose frames resampled {track.num_frames} -> {num_frames} (nearest in time)")
+    if tuple(track.frame_size) != tuple(size):
+        (ph, pw), (h, w) = track.frame_size, size
+        k = k * np.array([w / pw, h / ph], np.float32)
+        notes.append(f"pose coordinates rescaled from {pw}x{ph} to {w}x{h}")
+    return PoseTrack(k, s, frame_size=tuple(size))
+
+
+def extract_clip(
+    clip: ClipRecord,
+    dataset: DatasetAdapter,
+    pose: PoseSource,
+    settings: ExtractSettings,
+    counters: Optional[ClipCounters] = None,
+) -> ClipResult:
+    """Everything the cache stores for one clip. Raises :class:`ClipError` with the reason."""
+    counters = counters if counters is not None else ClipCounters()
+    if clip.video is None:
+        raise ClipError("no video file for this clip in the annotations")
+    notes: list[str] = []
+    try:
+        info: VideoInfo = probe(clip.video)
+        boxes = dataset.person_boxes(clip) if pose.needs_frames else None
+        out_h, out_w = resized_size(info.height, info.width, settings.short_side, settings.grid_cell)
+        small: list[np.ndarray] = []
+        counters.decoded_clips += 1
+
+        def frames_keeping_small():
+            for f in read_frames(clip.video, info, start_time=clip.start_time, end_time=clip.end_time,
+                                 start_frame=clip.start_frame, end_frame=clip.end_frame):
+                small.append(cv2.resize(f, (out_w, out_h), interpolation=cv2.INTER_AREA))
+                yield f
+
+        if pose.needs_frames:
+            counters.pose_calls += 1
+            track = pose.estimate(clip, frames_keeping_small(), boxes, dataset)
+        else:
+            for _ in frames_keeping_small():
+                pass
+            counters.pose_calls += 1
+            track = pose.estimate(clip, None, None, dataset)
+        counters.decoded_frames += len(small)
+    except (DecodeError, PoseSourceError) as e:
+        raise ClipError(str(e)) from e
+    except (FileNotFoundError, KeyError) as e:
+        raise ClipError(f"{type(e).__name__}: {e}") from e
+    n = len(small)
+    if n < settings.min_frames:
+        raise ClipError(f"only {n} frame(s) decoded; at least min_frames={settings.min_frames} needed")
+    if n < settings.num_frames:
+        notes.append(f"{n} frames < {settings.num_frames}: sampled frames repeat")
+    if clip.end_frame is not None and n < clip.end_frame - (clip.start_frame or 0):
+        notes.append(f"annotation asks for frames up to {clip.end_frame}, the video has {n + (clip.start_frame or 0)}")
+    track = align_track(track, n, (info.height, info.width), notes)
+    idx = segment_middle_indices(n, settings.num_frames)
+    frames = np.stack([small[i] for i in idx])
+    sx, sy = out_w / info.width, out_h / info.height
+    kp_small = track.keypoints[idx] * np.array([sx, sy], np.float32)
+    grids = joint_patch_grid(kp_small, track.scores[idx], (out_h, out_w), settings.grid_cell)
+    attrs = {
+        "clip_id": clip.clip_id,
+        "split": clip.split,
+        "label": int(clip.label),
+        "cut": clip.cut(),
+        "num_frames": n,
+        "fps": info.fps,
+        "orig_size": [info.height, info.width],
+        "frame_size": [out_h, out_w],
+        "scale": [sx, sy],
+        "codec": info.codec,
+        "rotation": info.rotation,
+        "person_boxes": "dataset" if boxes is not None else ("whole frame" if pose.needs_frames else None),
+        "notes": notes,
+    }
+    arrays = {
+        "frames": frames,
+        "frame_indices": idx.astype(np.int32),
+        "keypoints": track.keypoints.astype(np.float32),
+        "scores": track.scores.astype(np.float32),
+        "grids": grids,
+    }
+    return ClipResult(arrays=arrays, attrs=attrs, notes=notes)

@@ -1,0 +1,32 @@
+"""Pose source ``dataset``: the 2D joints a dataset ships (the demo; Toyota-Smarthome)."""
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+import numpy as np
+
+from cache.keys import file_identity
+from stages.datasets.base import ClipRecord, DatasetAdapter, PoseTrack
+from stages.extract.pose_source import POSE_SOURCES, PoseSource, PoseSourceError
+
+
+@POSE_SOURCES.register("dataset")
+class DatasetPoseSource(PoseSource):
+    name = "dataset"
+    needs_frames = False
+
+    def __init__(self, dataset: Optional[DatasetAdapter] = None, **_ignored):
+        self.dataset = dataset
+        if dataset is not None:
+            if not dataset.has_poses:
+                raise PoseSourceError(
+                    f"dataset {dataset.name!r} ships no poses; use --pose-source hrnet or pkl:PATH")
+            self.skeleton = dataset.skeleton
+
+    def identity(self) -> dict:
+        # The pose files' identities are part of each clip's source identity (see extraction).
+        return {"name": self.name, "skeleton": self.skeleton}
+
+    def estimate(self, clip: ClipRecord, frames: Optional[Iterable[np.ndarray]], boxes: Optional[np.ndarray],
+                 dataset: DatasetAdapter) -> PoseTrack:
+        return dataset.dataset_poses(clip)
