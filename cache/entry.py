@@ -137,7 +137,9 @@ class CacheEntry:
     # -- state --------------------------------------------------------------------------------
     def done_uids(self) -> set[str]:
         d = self.path / layout.CLIPS_DIR
-        return {n for n in os.listdir(d) if not n.startswith(".")} if d.is_dir() else set()
+        if not d.is_dir():
+            return set()
+        return {e.name for e in os.scandir(d) if e.is_dir() and not e.name.startswith(".")}
 
     def failures(self) -> dict[str, dict]:
         d = self.path / layout.FAILURES_DIR

@@ -9,7 +9,8 @@ entry key, so old entries are never misread; ``pipeline cache gc`` removes them.
       zarr.json          Zarr v3 root group; attrs: format, key, dataset, settings, classes, ...
       manifest.json      human-readable provenance and status (rewritten atomically)
       plan.json          every clip the entry must hold (id, uid, split, label, source, cut)
-      clips/<uid>/       one Zarr group per finished clip; appears atomically (a rename)
+      clips/             Zarr group holding one Zarr group per finished clip:
+      clips/<uid>/       a clip; appears atomically (a rename), never half-written
         frames           (T_v, H, W, 3) uint8 RGB at segment middles, short side S, H and W
                          multiples of the grid cell
         frame_indices    (T_v,) int32: which decoded frames of the clip the frames are

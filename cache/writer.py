@@ -54,7 +54,9 @@ def create_entry(
         try:
             g = zarr.open_group(tmp, mode="w", zarr_format=3)
             g.attrs.update(root_attrs)
-            for d in (layout.CLIPS_DIR, layout.FAILURES_DIR, layout.CLAIMS_DIR, layout.RUNS_DIR, layout.STAGING_DIR):
+            # clips/ is a Zarr group too, so plain zarr can walk root["clips"][uid].
+            g.create_group(layout.CLIPS_DIR)
+            for d in (layout.FAILURES_DIR, layout.CLAIMS_DIR, layout.RUNS_DIR, layout.STAGING_DIR):
                 (tmp / d).mkdir()
             atomic_write_json(tmp / layout.PLAN, {"clips": plan})
             atomic_write_json(tmp / layout.MANIFEST, manifest)

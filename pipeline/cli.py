@@ -36,6 +36,12 @@ CoarseTypeOpt = typer.Option(None, "--coarse-type", help="Coarse action type for
 
 
 def _setup_logging(verbose: bool) -> None:
+    import warnings
+
+    # Third-party import-time chatter (pkg_resources, mmcv-lite's missing ops) drowns our output.
+    for mod in ("mmengine", "mmcv", "mmpose", "mmdet", "torch", "timm", "open_clip"):
+        warnings.filterwarnings("ignore", module=mod)
+    warnings.filterwarnings("ignore", message=".*pkg_resources.*")
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
 
@@ -87,6 +93,7 @@ def extract(
     pose_source: Optional[str] = typer.Option(None, "--pose-source", help="hrnet (mmpose HRNet-w32 COCO 256x192), dataset (poses the dataset ships: demo, toyota_smarthome) or pkl:PATH (mmaction2/pyskl 2D skeleton file). Default: the dataset's choice (demo: dataset; others: hrnet)."),
     pose_checkpoint: Optional[str] = typer.Option(None, "--pose-checkpoint", help="HRNet checkpoint: a local .pth file, or 'none' for random weights (poses meaningless, tests only). Default: the official file, looked for in $PEVL_WEIGHTS, <cache>/weights and torch's hub folder; never downloaded."),
     pose_batch_size: int = typer.Option(32, "--pose-batch-size", min=1, help="Person crops per HRNet forward pass (across frames)."),
+    pose_flip_test: bool = typer.Option(True, "--pose-flip-test/--no-pose-flip-test", help="HRNet flip test (averages the flipped crop's heatmaps, as the official evaluation does; about twice the cost)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="K/N: take every N-th clip starting at K (0 <= K < N), so N processes or hosts fill one entry together, e.g. --shard $SLURM_ARRAY_TASK_ID/N."),
     num_frames: Optional[int] = typer.Option(None, "--num-frames", help="Video frames cached per clip at segment middles (T_v). Default 16."),
     short_side: Optional[int] = typer.Option(None, "--short-side", help="Short side of cached frames in pixels (rounded to the grid cell). Default 256 (demo: 128)."),
@@ -111,7 +118,7 @@ def extract(
     opts = ExtractOptions(
         dataset=dataset, root=str(root) if root else None, cache_root=str(cache_root) if cache_root else None,
         pose_source=pose_source, pose_checkpoint=pose_checkpoint, device=device, workers=workers, limit=limit,
-        shard=shard_t, retry_failed=retry_failed, pose_batch_size=pose_batch_size,
+        shard=shard_t, retry_failed=retry_failed, pose_batch_size=pose_batch_size, pose_flip_test=pose_flip_test,
         settings=dict(num_frames=num_frames, short_side=short_side, grid_cell=grid_cell, frames_codec=frames_codec),
         dataset_options=dopts,
     )
@@ -122,6 +129,9 @@ def extract(
         console.print(f"entry [bold]{plan.key}[/] at {plan.entry_dir}\n"
                       f"  {len(plan.plan)} clips, {already} already cached in this shard, {todo} to do; "
                       f"pose source {plan.pose_spec}")
+        if str(plan.pose_identity.get("checkpoint", "")).startswith("none"):
+            console.print("[bold red]WARNING: HRNet runs with RANDOM WEIGHTS (--pose-checkpoint none): "
+                          "the cached poses mean nothing. Use this only to test the pipeline.[/]")
 
     def progress(event, clip_id, reason):
         prog.advance(state["task"])
@@ -262,8 +272,10 @@ def cache_ls(
     if as_json:
         out.print_json(json.dumps(rows))
         return
-    t = Table("key", "dataset", "status", "clips", "failed", "size", "pose", "T_v", "short side", "created",
-              title=f"cache {store.root}")
+    t = Table(title=f"cache {store.root}")
+    t.add_column("key", no_wrap=True)
+    for col in ("dataset", "status", "clips", "failed", "size", "pose", "T_v", "short side", "created"):
+        t.add_column(col)
     for r in rows:
         t.add_row(r["key"], r["dataset"], r["status"], f"{r['done']}/{r['total']}", str(r["failed"]),
                   _human(r["bytes"]), str(r["pose"]), str(r["frames"]), str(r["short_side"]), str(r["created"]))

@@ -42,6 +42,7 @@ class ExtractOptions:
     shard: tuple[int, int] = (0, 1)
     retry_failed: bool = False
     pose_batch_size: int = 32
+    pose_flip_test: bool = True
     settings: dict = field(default_factory=dict)  # overrides of ExtractSettings fields
     dataset_options: dict = field(default_factory=dict)
 
@@ -107,7 +108,7 @@ def make_pose_source(spec: str, opts: ExtractOptions, adapter: DatasetAdapter) -
     name = spec.partition(":")[0]
     if name == "hrnet":
         return create_pose_source(spec, checkpoint=opts.pose_checkpoint, device=opts.device,
-                                  batch_size=opts.pose_batch_size)
+                                  batch_size=opts.pose_batch_size, flip_test=opts.pose_flip_test)
     if name == "dataset":
         return create_pose_source(spec, dataset=adapter)
     return create_pose_source(spec)

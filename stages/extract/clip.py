@@ -137,6 +137,7 @@ def extract_clip(
         "codec": info.codec,
         "rotation": info.rotation,
         "person_boxes": "dataset" if boxes is not None else ("whole frame" if pose.needs_frames else None),
+        "pose_info": pose.clip_info(clip),
         "notes": notes,
     }
     arrays = {

@@ -67,7 +67,7 @@ def probe(path: str) -> VideoInfo:
     m = _STREAM.search(err)
     if not m:
         if "moov atom not found" in err:
-            raise DecodeError("truncated or not an mp4 (moov atom not found)")
+            raise DecodeError("unreadable mp4: moov atom not found (a truncated file, or not a video at all)")
         if "Error opening input" in err or "Invalid data" in err:
             raise DecodeError(f"not a readable video: {_last_error_line(err)}")
         raise DecodeError(f"no video stream: {_last_error_line(err)}")

@@ -31,6 +31,10 @@ class PoseCheckpointMissing(FileNotFoundError):
     pass
 
 
+class RandomPoseWeightsWarning(UserWarning):
+    """HRNet was built without a checkpoint."""
+
+
 def mmpose_config_path(rel: str = HRNET_CONFIG) -> Path:
     """The config file that ships inside the mmpose wheel (``mmpose/.mim/configs``)."""
     import mmpose
@@ -108,10 +112,9 @@ class HRNetPoseSource(PoseSource):
         self.seed = seed
         self._model = None
         if self.checkpoint is None:
-            warnings.warn(
-                "HRNET RUNS WITH RANDOM WEIGHTS (--pose-checkpoint none): the poses mean nothing. "
-                "Use this only to test the pipeline.", stacklevel=2)
-            log.warning("HRNet runs with RANDOM WEIGHTS: the poses mean nothing")
+            msg = ("HRNET RUNS WITH RANDOM WEIGHTS (--pose-checkpoint none): the poses mean nothing. "
+                   "Use this only to test the pipeline.")
+            warnings.warn(msg, RandomPoseWeightsWarning, stacklevel=2)
 
     def identity(self) -> dict:
         return {

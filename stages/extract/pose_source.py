@@ -43,6 +43,10 @@ class PoseSource:
         """
         raise NotImplementedError
 
+    def clip_info(self, clip: ClipRecord) -> dict:
+        """Per-clip choices worth keeping beside the clip (e.g. which person was taken)."""
+        return {}
+
     def close(self) -> None:  # release models / files
         pass
 

@@ -1,0 +1,138 @@
+"""Bring your own dataset: ``--dataset custom --root DIR [--coarse-type WORD]``.
+
+Layout::
+
+    DIR/labels.txt   one label text per line; line i (from 0) is class i. Blank lines at the
+                     end are ignored, anywhere else they are an error; texts must be unique.
+    DIR/train.csv    path,label[,start_frame,end_frame]
+    DIR/val.csv      same
+    DIR/test.csv     optional, same
+
+CSV rules: ``path`` is relative to DIR (an absolute path is taken as is); ``label`` is the class
+index, or a text exactly as it appears in ``labels.txt``; ``start_frame``/``end_frame`` (both or
+neither; may be left empty) cut the decoded frames ``[start_frame, end_frame)``. A first line
+whose second field is literally ``label`` is a header and is skipped. Lines starting with ``#``
+are comments. The clip id is the path relative to DIR without its extension, plus
+``@start-end`` when a cut is given (so one video can give several clips); a clip id appearing
+twice is an error.
+
+Adapter option ``coarse_type`` (``--coarse-type``) is the prompt's coarse word (default
+``"human"``). Videos that do not exist are not an error here: ``pipeline dataset info`` reports
+them as missing.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from stages.datasets.base import (
+    DATASETS,
+    ClipRecord,
+    DatasetAdapter,
+    DatasetIndex,
+    DatasetLayoutError,
+)
+
+SPLIT_FILES = (("train", "train.csv", True), ("val", "val.csv", True), ("test", "test.csv", False))
+
+
+def read_labels(path: Path) -> list[str]:
+    lines = [l.strip() for l in path.read_text(encoding="utf-8-sig").splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    for i, l in enumerate(lines):
+        if not l:
+            raise DatasetLayoutError(f"{path}:{i + 1}: empty label text (line i is class i)")
+    seen: dict[str, int] = {}
+    for i, l in enumerate(lines):
+        if l in seen:
+            raise DatasetLayoutError(
+                f"{path}:{i + 1}: label text {l!r} repeats line {seen[l] + 1}; texts must be unique"
+            )
+        seen[l] = i
+    if not lines:
+        raise DatasetLayoutError(f"{path}: no label texts")
+    return lines
+
+
+@DATASETS.register("custom")
+class CustomDataset(DatasetAdapter):
+    name = "custom"
+    coarse_type = "human"
+    skeleton = "coco17"
+
+    def load(self) -> DatasetIndex:
+        root = self.root
+        if not root.is_dir():
+            raise DatasetLayoutError(f"custom: --root {root} is not a folder")
+        labels_path = root / "labels.txt"
+        if not labels_path.is_file():
+            raise DatasetLayoutError(
+                f"custom: expected {labels_path} (one label text per line; line i is class i)"
+            )
+        classes = read_labels(labels_path)
+        by_text = {t: i for i, t in enumerate(classes)}
+        coarse = str(self.options.get("coarse_type") or self.coarse_type)
+        source_files = [str(labels_path)]
+        clips: list[ClipRecord] = []
+        ids: dict[str, str] = {}
+        for split, fname, required in SPLIT_FILES:
+            path = root / fname
+            if not path.is_file():
+                if required:
+                    raise DatasetLayoutError(
+                        f"custom: expected {path} with 'path,label[,start_frame,end_frame]' lines"
+                    )
+                continue
+            source_files.append(str(path))
+            with open(path, newline="", encoding="utf-8-sig") as f:
+                for n, row in enumerate(csv.reader(f), 1):
+                    row = [c.strip() for c in row]
+                    if not row or not any(row) or row[0].startswith("#"):
+                        continue
+                    if n == 1 and len(row) > 1 and row[1].lower() == "label":
+                        continue
+                    clips.append(self._row(path, n, row, split, classes, by_text, ids))
+        return DatasetIndex(
+            name=self.name, classes=classes, coarse_type=coarse, skeleton=self.skeleton,
+            clips=clips, root=str(root), source_files=source_files, meta={"coarse_type": coarse},
+        )
+
+    def _row(self, path, n, row, split, classes, by_text, ids) -> ClipRecord:
+        where = f"{path}:{n}"
+        if len(row) not in (2, 3, 4):
+            raise DatasetLayoutError(
+                f"{where}: expected 'path,label[,start_frame,end_frame]', got {','.join(row)!r}"
+            )
+        rel, lab = row[0], row[1]
+        if not rel:
+            raise DatasetLayoutError(f"{where}: empty path")
+        if lab.lstrip("-").isdigit():
+            label = int(lab)
+            if not 0 <= label < len(classes):
+                raise DatasetLayoutError(f"{where}: label {label} outside [0, {len(classes)})")
+        elif lab in by_text:
+            label = by_text[lab]
+        else:
+            raise DatasetLayoutError(f"{where}: label {lab!r} is neither a class index nor a line of labels.txt")
+        sf = row[2] if len(row) > 2 else ""
+        ef = row[3] if len(row) > 3 else ""
+        if bool(sf) != bool(ef):
+            raise DatasetLayoutError(f"{where}: give both start_frame and end_frame or neither")
+        cut = {}
+        if sf:
+            try:
+                s, e = int(sf), int(ef)
+            except ValueError:
+                raise DatasetLayoutError(f"{where}: start_frame/end_frame must be integers") from None
+            if not 0 <= s < e:
+                raise DatasetLayoutError(f"{where}: need 0 <= start_frame < end_frame, got {s}, {e}")
+            cut = {"start_frame": s, "end_frame": e}
+        p = Path(rel)
+        video = p if p.is_absolute() else self.root / p
+        base = p.with_suffix("").as_posix() if not p.is_absolute() else p.stem
+        cid = f"{base}@{cut['start_frame']}-{cut['end_frame']}" if cut else base
+        if cid in ids:
+            raise DatasetLayoutError(f"{where}: clip {cid!r} already listed at {ids[cid]}")
+        ids[cid] = where
+        return ClipRecord(cid, split, label, str(video), **cut)

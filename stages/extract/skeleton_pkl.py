@@ -1,0 +1,254 @@
+"""mmaction2 / pyskl 2D skeleton pickles (``gym_2d.pkl`` style), read safely.
+
+File format (as mmaction2's ``PoseDataset`` and pyskl read it)::
+
+    {"split": {"train": [frame_dir, ...], "val": [...], ...},
+     "annotations": [{"frame_dir": str, "total_frames": int, "img_shape": (h, w),
+                      "original_shape": (h, w), "label": int,
+                      "keypoint": float array (M, T, V, 2),
+                      "keypoint_score": float array (M, T, V)}, ...]}
+
+A bare list of annotation dicts (older files) is accepted too.
+
+Pickle is code execution, so these files are only ever read through
+:class:`RestrictedUnpickler`: it resolves nothing but numpy's array/dtype/scalar
+reconstructors and a few plain builtin containers (see :data:`ALLOWED_GLOBALS`). Any other global
+(``os.system``, ``builtins.eval``, ``subprocess.Popen``, a class of some package ...) raises
+:class:`pickle.UnpicklingError` before anything is called, so a crafted file cannot run code.
+
+Main-person rule (``max_total_score``): when an annotation holds several persons (M > 1), the
+person kept is the one with the largest summed joint score over all frames, i.e. the mean joint
+score of each frame the person is seen in, times the number of such frames. A person seen
+clearly all through the clip wins over one seen briefly or faintly. Ties go to the lower index.
+Without ``keypoint_score`` the rule is ``max_visible_frames`` (most frames with any non-zero
+joint). The rule name is part of :meth:`PickleSkeletonSource.identity` (so of the cache key) and
+the per-clip choice is kept in :attr:`PickleSkeletonSource.selections` for the manifest.
+"""
+from __future__ import annotations
+
+import _compat_pickle
+import hashlib
+import io
+import os
+import pickle
+import threading
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from stages.datasets.base import ClipRecord, DatasetAdapter, PoseTrack
+from stages.extract.pose_source import POSE_SOURCES, PoseSource, PoseSourceError
+
+PERSON_RULE = "max_total_score"
+
+# (module, name) pairs a skeleton pickle may reference. numpy 2 writes ``numpy._core``; numpy 1
+# writes ``numpy.core``; both spellings are admitted and resolved to what the installed numpy has.
+_NUMPY_NAMES = {
+    ("multiarray", "_reconstruct"),
+    ("multiarray", "scalar"),
+    ("numeric", "_frombuffer"),  # protocol-5 arrays
+}
+ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
+    {(f"numpy.{core}.{mod}", name) for core in ("core", "_core") for mod, name in _NUMPY_NAMES}
+    | {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "ndarray"),
+        ("numpy._core.multiarray", "ndarray"),
+        ("collections", "OrderedDict"),
+        ("_codecs", "encode"),  # how protocol<=2 pickles spell bytes (str -> latin-1 bytes)
+    }
+    | {
+        ("builtins", n)
+        for n in ("set", "frozenset", "slice", "complex", "list", "dict", "tuple",
+                  "int", "float", "str", "bytes", "bytearray", "bool")
+    }
+)
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that admits numpy arrays and plain containers only."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        # Python-2 spellings (``__builtin__.set`` in protocol <= 2), mapped as pickle does.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
+        if (module, name) not in ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(
+                f"refusing to load global {module}.{name}: skeleton pickles may contain only "
+                "numpy arrays and plain containers (this file may try to run code)"
+            )
+        if module.startswith("numpy._core") and not _has_module(module):
+            module = module.replace("numpy._core", "numpy.core", 1)  # numpy-2 pickle on numpy 1
+        return super().find_class(module, name)
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("refusing persistent ids in a skeleton pickle")
+
+
+def _has_module(module: str) -> bool:
+    import importlib
+
+    try:
+        importlib.import_module(module)
+        return True
+    except ImportError:
+        return False
+
+
+def restricted_load(fileobj_or_bytes: Any) -> Any:
+    """Unpickle from bytes or a binary file object through :class:`RestrictedUnpickler`."""
+    if isinstance(fileobj_or_bytes, (bytes, bytearray, memoryview)):
+        fileobj_or_bytes = io.BytesIO(bytes(fileobj_or_bytes))
+    return RestrictedUnpickler(fileobj_or_bytes).load()
+
+
+def load_skeleton_pickle(path: os.PathLike | str) -> dict:
+    """Read an mmaction2/pyskl 2D skeleton pickle safely; returns ``{"split", "annotations"}``.
+
+    Raises :class:`pickle.UnpicklingError` for a file that references anything but numpy arrays
+    and plain containers, and ``ValueError`` for one that is not a skeleton file.
+    """
+    p = Path(path)
+    with open(p, "rb") as f:
+        data = restricted_load(f)
+    if isinstance(data, list):
+        data = {"split": {}, "annotations": data}
+    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
+        raise ValueError(
+            f"{p}: not a skeleton pickle (expected a dict with an 'annotations' list, "
+            f"got {type(data).__name__})"
+        )
+    for i, a in enumerate(data["annotations"]):
+        if not isinstance(a, dict) or "frame_dir" not in a or "keypoint" not in a:
+            raise ValueError(f"{p}: annotation {i} lacks 'frame_dir' or 'keypoint'")
+        kp = np.asarray(a["keypoint"])
+        if kp.ndim != 4 or kp.shape[-1] < 2:
+            raise ValueError(
+                f"{p}: annotation {a['frame_dir']!r}: keypoint must be (M, T, V, 2), got {kp.shape}"
+            )
+    data.setdefault("split", {})
+    return data
+
+
+def select_main_person(
+    keypoint: np.ndarray, keypoint_score: Optional[np.ndarray] = None
+) -> tuple[int, str]:
+    """Index of the main person in ``keypoint`` (M, T, V, 2) and the rule that chose it."""
+    kp = np.asarray(keypoint)
+    m = int(kp.shape[0])
+    if m == 0:
+        raise ValueError("no person in the annotation")
+    if m == 1:
+        return 0, "single_person"
+    if keypoint_score is not None:
+        sc = np.nan_to_num(np.asarray(keypoint_score, dtype=np.float64), nan=0.0)
+        total = sc.reshape(m, -1).sum(axis=1)  # == sum over seen frames of mean score * V
+        return int(np.argmax(total)), PERSON_RULE
+    visible = np.any(np.abs(kp[..., :2]) > 0, axis=(2, 3)).sum(axis=1)
+    return int(np.argmax(visible)), "max_visible_frames"
+
+
+def file_sha256(path: os.PathLike | str, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# Per-process cache: (realpath, size, mtime_ns) -> (sha256, data, {frame_dir: annotation}).
+_CACHE: dict[tuple, tuple[str, dict, dict]] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _load_cached(path: str) -> tuple[str, dict, dict]:
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    key = (real, st.st_size, st.st_mtime_ns)
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is None:
+            data = load_skeleton_pickle(real)
+            by_dir = {str(a["frame_dir"]): a for a in data["annotations"]}
+            hit = (file_sha256(real), data, by_dir)
+            for k in [k for k in _CACHE if k[0] == real]:
+                del _CACHE[k]
+            _CACHE[key] = hit
+    return hit
+
+
+@POSE_SOURCES.register("pkl")
+class PickleSkeletonSource(PoseSource):
+    """Poses from an mmaction2/pyskl 2D skeleton pickle (``--pose-source pkl:PATH``).
+
+    The annotation whose ``frame_dir`` equals the clip id gives the clip's joints; with several
+    persons the main one is kept (module docstring). Coordinates are in the pickle's
+    ``img_shape`` frame, which becomes the track's ``frame_size``.
+    """
+
+    name = "pkl"
+    needs_frames = False
+
+    def __init__(self, path: os.PathLike | str | None = None, skeleton: Optional[str] = None, **_: Any):
+        if not path:
+            raise PoseSourceError("pose source 'pkl' needs a file: --pose-source pkl:PATH")
+        self.path = str(Path(path).expanduser().resolve())
+        if not os.path.isfile(self.path):
+            raise PoseSourceError(f"skeleton pickle not found: {self.path}")
+        if skeleton:
+            self.skeleton = skeleton
+        self.selections: dict[str, dict] = {}
+
+    def _data(self) -> tuple[str, dict, dict]:
+        return _load_cached(self.path)
+
+    def identity(self) -> dict:
+        sha, _, _ = self._data()
+        return {"name": self.name, "path": self.path, "sha256": sha, "person_rule": PERSON_RULE,
+                "skeleton": self.skeleton}
+
+    def estimate(
+        self,
+        clip: ClipRecord,
+        frames: Optional[np.ndarray],
+        boxes: Optional[np.ndarray],
+        dataset: DatasetAdapter,
+    ) -> PoseTrack:
+        _, _, by_dir = self._data()
+        ann = by_dir.get(clip.clip_id)
+        if ann is None:
+            raise PoseSourceError(f"clip {clip.clip_id!r} has no annotation in {self.path}")
+        kp = np.asarray(ann["keypoint"], dtype=np.float32)[..., :2]
+        score = ann.get("keypoint_score")
+        score = None if score is None else np.asarray(score, dtype=np.float32)
+        if kp.shape[0] == 0:
+            raise PoseSourceError(f"clip {clip.clip_id!r}: no person in {self.path}")
+        idx, rule = select_main_person(kp, score)
+        keypoints = kp[idx]
+        if score is not None:
+            scores = np.clip(np.nan_to_num(score[idx], nan=0.0), 0.0, 1.0)
+        else:
+            scores = np.any(keypoints != 0, axis=-1).astype(np.float32)
+        choice = {"person": idx, "rule": rule, "num_persons": int(kp.shape[0])}
+        n = keypoints.shape[0]
+        if frames is not None and len(frames) != n and n > 0:
+            # One pose per decoded frame: map each decoded frame to the nearest pickle frame.
+            pick = np.minimum((np.arange(len(frames)) * n) // max(len(frames), 1), n - 1)
+            keypoints, scores = keypoints[pick], scores[pick]
+            choice["resampled_from"] = n
+        shape = ann.get("img_shape") or ann.get("original_shape")
+        if shape is None:
+            raise PoseSourceError(f"clip {clip.clip_id!r}: annotation has no img_shape in {self.path}")
+        self.selections[clip.clip_id] = choice
+        return PoseTrack(keypoints=keypoints, scores=scores,
+                         frame_size=(int(shape[0]), int(shape[1])))
+
+    def clip_info(self, clip: ClipRecord) -> dict:
+        return dict(self.selections.get(clip.clip_id, {}))
+
+    def close(self) -> None:
+        self.selections.clear()

@@ -1,0 +1,140 @@
+"""Entry keys and manifests: a changed setting is a new entry; a rerun is a no-op."""
+import json
+
+import numpy as np
+import pytest
+import zarr
+
+from cache import CacheStore
+from cache.layout import FORMAT_VERSION
+from pipeline.extract import ExtractOptions, plan_entry, run_extract
+from stages.extract import clip as clip_mod
+
+
+def _opts(root, cache_root, **kw):
+    base = dict(dataset="custom", root=str(root), cache_root=str(cache_root), pose_checkpoint="none",
+                pose_flip_test=False, pose_batch_size=16)
+    base.update(kw)
+    return ExtractOptions(**base)
+
+
+@pytest.fixture(scope="module")
+def extracted(tmp_path_factory):
+    """One HRNet (random weights) extraction of the tiny dataset, shared by the tests below."""
+    from conftest import make_video, write_custom_dataset
+
+    tmp = tmp_path_factory.mktemp("keys")
+    root = tmp / "data"
+    clips = []
+    for i in range(3):
+        make_video(root / f"v{i}.mp4", frames=8, size=(64, 48))
+        clips.append((f"v{i}.mp4", i % 2, "train" if i < 2 else "val"))
+    write_custom_dataset(root, clips, ["turn once", "turn twice"])
+    rep = run_extract(_opts(root, tmp / "cache"))
+    return root, tmp / "cache", rep
+
+
+def test_first_run_extracts_everything(extracted):
+    root, cache_root, rep = extracted
+    assert rep.complete and len(rep.done_now) == 3 and not rep.failed_now
+    assert rep.counters.decoded_clips == 3 and rep.counters.pose_calls == 3
+    m = rep.entry.manifest()
+    assert m["status"] == "complete" and m["counts"]["done"] == 3 and m["format"] == FORMAT_VERSION
+    for k in ("settings", "pose", "versions", "created", "completed", "runs", "failures"):
+        assert k in m, k
+    assert m["pose"]["checkpoint"].startswith("none") and m["pose"]["name"] == "hrnet"
+    assert m["versions"]["mmpose"].startswith("1.3") and "torch" in m["versions"]
+    assert m["runs"][0]["done"] == 3
+
+
+def test_rerun_decodes_nothing_and_calls_no_pose_model(extracted, monkeypatch):
+    root, cache_root, rep = extracted
+
+    def boom(*a, **k):
+        raise AssertionError("a complete entry must not decode or run pose estimation")
+
+    monkeypatch.setattr(clip_mod, "read_frames", boom)
+    monkeypatch.setattr(clip_mod, "probe", boom)
+    monkeypatch.setattr("stages.extract.hrnet.HRNetPoseSource.estimate", boom)
+    monkeypatch.setattr("stages.extract.hrnet.HRNetPoseSource._build", boom)
+    again = run_extract(_opts(root, cache_root))
+    assert again.entry.key == rep.entry.key
+    assert again.done_now == [] and again.counters.decoded_clips == 0 and again.counters.pose_calls == 0
+    assert again.complete
+
+
+def test_changed_settings_make_a_new_entry_beside_the_old(extracted):
+    root, cache_root, rep = extracted
+    base = plan_entry(_opts(root, cache_root))
+    assert base.key == rep.entry.key
+    for change in (dict(settings={"num_frames": 8}), dict(settings={"short_side": 128}),
+                   dict(settings={"grid_cell": 32}), dict(pose_flip_test=True),
+                   dict(settings={"frames_codec": "zstd"})):
+        assert plan_entry(_opts(root, cache_root, **change)).key != base.key, change
+    # a changed source file changes the key too
+    v = root / "v0.mp4"
+    data = v.read_bytes()
+    v.write_bytes(data + b"\0")
+    try:
+        assert plan_entry(_opts(root, cache_root)).key != base.key
+    finally:
+        v.write_bytes(data)
+    # key order in the settings dict does not matter (canonical hashing)
+    from cache.keys import stable_hash
+    assert stable_hash({"a": 1, "b": 2}) == stable_hash({"b": 2, "a": 1})
+
+
+def test_new_setting_entry_lives_beside_old(extracted):
+    root, cache_root, rep = extracted
+    rep8 = run_extract(_opts(root, cache_root, settings={"num_frames": 4}, limit=1))
+    keys = {e.key for e in CacheStore(cache_root).entries("custom")}
+    assert {rep.entry.key, rep8.entry.key} <= keys and rep8.entry.key != rep.entry.key
+    assert rep.entry.status().complete  # untouched
+    assert not rep8.complete and len(rep8.entry.status().missing) == 2
+
+
+def test_entry_reads_back_with_plain_zarr(extracted):
+    _, _, rep = extracted
+    path = rep.entry.path
+    root = zarr.open_group(str(path), mode="r")
+    assert root.attrs["format"] == FORMAT_VERSION and root.attrs["dataset"] == "custom"
+    uid = sorted(root["clips"].group_keys())[0]
+    g = root["clips"][uid]
+    frames, grids, kp, sc = (g[k][...] for k in ("frames", "grids", "keypoints", "scores"))
+    assert frames.shape == (16, 256, 336, 3) and frames.dtype == np.uint8
+    assert grids.shape == (16, 17, 16, 21)
+    assert kp.shape == (8, 17, 2) and sc.shape == (8, 17)
+    assert g.attrs["num_frames"] == 8 and g.attrs["orig_size"] == [48, 64]
+    idx = root["index"]
+    assert idx["offsets"][...].tolist()[-1] == idx["keypoints"].shape[0] == 24
+    assert json.loads((path / "manifest.json").read_text())["key"] == rep.entry.key
+
+
+def test_grids_match_cached_keypoints(extracted):
+    """The stored grids are exactly the incidence of the stored joints on the cached frames."""
+    from stages.geometry import joint_patch_grid
+
+    _, _, rep = extracted
+    for row in rep.entry.clips():
+        c = rep.entry.read_clip(row["uid"])
+        kp = c.keypoints_in_frame()[c.frame_indices]
+        want = joint_patch_grid(kp, c.scores[c.frame_indices], c.frames.shape[1:3], c.grid_cell)
+        np.testing.assert_array_equal(c.grids, want)
+        assert c.frame_indices.tolist() == [int((i + 0.5) * 8 / 16) for i in range(16)]
+
+
+def test_verify_detects_corruption(extracted, tmp_path):
+    import shutil
+
+    _, _, rep = extracted
+    copy = tmp_path / "copy"
+    shutil.copytree(rep.entry.path, copy)
+    from cache.entry import CacheEntry
+
+    store = CacheStore(tmp_path)
+    e = CacheEntry(copy)
+    assert store.verify(e).ok
+    uid = sorted(e.done_uids())[0]
+    z = zarr.open_group(str(copy / "clips" / uid), mode="r+")
+    z["scores"][0, 0] = 0.123  # silent bit rot
+    assert not store.verify(e).ok

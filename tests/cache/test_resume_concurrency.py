@@ -1,0 +1,115 @@
+"""A killed extractor resumes losing at most its in-flight clip; two extractors share one entry."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cache import CacheStore
+from cache.entry import CacheEntry
+from conftest import REPO, make_video, write_custom_dataset
+
+
+def _dataset(root: Path, n: int) -> Path:
+    clips = []
+    for i in range(n):
+        make_video(root / f"v{i:02d}.mp4", frames=6, size=(48, 32))
+        clips.append((f"v{i:02d}.mp4", i % 2, "train"))
+    return write_custom_dataset(root, clips, ["jump", "spin"])
+
+
+def _cmd(root: Path, cache_root: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "pipeline", "extract", "--dataset", "custom", "--root", str(root),
+            "--cache-root", str(cache_root), "--pose-checkpoint", "none", "--no-pose-flip-test",
+            "--pose-batch-size", "6", *extra]
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def _entry(cache_root: Path) -> CacheEntry:
+    entries = CacheStore(cache_root).entries("custom")
+    assert len(entries) == 1
+    return entries[0]
+
+
+def _runs(entry: CacheEntry) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((entry.path / "runs").glob("*.json"))]
+
+
+def test_killed_extractor_resumes(tmp_path):
+    root = _dataset(tmp_path / "data", 8)
+    cache_root = tmp_path / "cache"
+    proc = subprocess.Popen(_cmd(root, cache_root), env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    clips_dir = None
+    while time.time() < deadline:
+        hits = list(cache_root.glob("entries/custom/*/clips"))
+        if hits:
+            clips_dir = hits[0]
+            if sum(p.is_dir() for p in clips_dir.iterdir()) >= 2:
+                break
+        if proc.poll() is not None:
+            pytest.fail("extractor finished before it could be killed")
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    entry = _entry(cache_root)
+    before = entry.done_uids()
+    assert 2 <= len(before) < 8
+    st = entry.status()
+    assert not st.complete and st.claimed <= 1  # at most the in-flight clip is claimed
+    assert CacheStore(cache_root).verify(entry).ok  # nothing half-written is visible
+
+    res = subprocess.run(_cmd(root, cache_root), env=_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    entry = _entry(cache_root)
+    assert entry.status().complete and len(entry.done_uids()) == 8
+    (run,) = _runs(entry)  # the killed run wrote no record; the resumed run did the rest only
+    assert run["done"] == 8 - len(before)
+    assert not set(run["done_clip_ids"]) & {entry._by_uid[u]["clip_id"] for u in before}
+    assert CacheStore(cache_root).verify(entry).ok
+    # the killed writer's leftovers are recognised as stale and collected
+    store = CacheStore(cache_root)
+    store.gc(store.gc_plan())
+    assert not list((entry.path / "claims").iterdir())
+    assert not list((entry.path / ".staging").iterdir())
+
+
+def test_two_extractors_on_one_entry(tmp_path):
+    root = _dataset(tmp_path / "data", 10)
+    cache_root = tmp_path / "cache"
+    procs = [subprocess.Popen(_cmd(root, cache_root), env=_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=400) for p in procs]
+    for p, (o, e) in zip(procs, outs):
+        assert p.returncode == 0, e[-2000:]
+    entry = _entry(cache_root)
+    assert entry.status().complete and len(entry.done_uids()) == 10
+    runs = _runs(entry)
+    assert len(runs) == 2
+    done = [cid for r in runs for cid in r["done_clip_ids"]]
+    assert len(done) == len(set(done)) == 10  # no clip done twice
+    assert CacheStore(cache_root).verify(entry).ok
+    assert entry.manifest()["status"] == "complete"
+
+
+def test_sharded_extractors_fill_one_entry(tmp_path):
+    root = _dataset(tmp_path / "data", 4)
+    cache_root = tmp_path / "cache"
+    r0 = subprocess.run(_cmd(root, cache_root, "--shard", "0/2"), env=_env(), capture_output=True, text=True)
+    assert r0.returncode == 0, r0.stderr[-2000:]
+    entry = _entry(cache_root)
+    assert sorted(entry.done_uids()) == ["v00", "v02"] and not entry.status().complete
+    r1 = subprocess.run(_cmd(root, cache_root, "--shard", "1/2"), env=_env(), capture_output=True, text=True)
+    assert r1.returncode == 0, r1.stderr[-2000:]
+    assert _entry(cache_root).status().complete

@@ -1,0 +1,82 @@
+"""Bad input is reported with a reason and skipped; everything else is extracted; nothing is lost."""
+import pytest
+from typer.testing import CliRunner
+
+from cache import CacheStore
+from conftest import make_video, write_custom_dataset
+from pipeline.cli import app
+
+
+@pytest.fixture
+def messy_dataset(tmp_path):
+    root = tmp_path / "data"
+    v = root / "videos"
+    make_video(v / "good0.mp4", frames=8, size=(64, 48))
+    make_video(v / "good1.mp4", frames=8, size=(64, 48))
+    make_video(v / "portrait.mp4", frames=8, size=(47, 81))  # odd-sized and portrait: fine
+    make_video(v / "one_frame.mp4", frames=1, size=(64, 48))
+    (v / "zero.mp4").write_bytes(b"")
+    (v / "text.mp4").write_text("not a video, just text\n")
+    whole = make_video(tmp_path / "whole.mp4", frames=48, size=(160, 120), fps=24, faststart=True)
+    data = whole.read_bytes()
+    (v / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    clips = [("videos/good0.mp4", 0, "train"), ("videos/good1.mp4", 1, "train"),
+             ("videos/portrait.mp4", 0, "val"), ("videos/one_frame.mp4", 1, "train"),
+             ("videos/zero.mp4", 0, "train"), ("videos/text.mp4", 1, "val"),
+             ("videos/truncated.mp4", 0, "train"), ("videos/missing.mp4", 1, "val")]
+    return write_custom_dataset(root, clips, ["walk", "run"])
+
+
+def test_bad_inputs_are_recorded_and_the_rest_extracted(messy_dataset, tmp_path):
+    cache_root = tmp_path / "cache"
+    args = ["extract", "--dataset", "custom", "--root", str(messy_dataset), "--cache-root", str(cache_root),
+            "--pose-checkpoint", "none", "--no-pose-flip-test", "--pose-batch-size", "8"]
+    runner = CliRunner()
+    first = runner.invoke(app, args + ["--limit", "2"])
+    assert first.exit_code == 0, first.output
+    (entry,) = CacheStore(cache_root).entries("custom")
+    before = {u: (entry.path / "clips" / u / "zarr.json").stat().st_mtime_ns for u in entry.done_uids()}
+    assert len(before) == 2
+
+    res = runner.invoke(app, args)
+    assert res.exit_code == 1, res.output  # something failed: non-zero status
+    (entry,) = CacheStore(cache_root).entries("custom")
+    fails = {f["clip_id"]: f["reason"] for f in entry.failures().values()}
+    assert set(fails) == {"videos/one_frame", "videos/zero", "videos/text", "videos/truncated", "videos/missing"}
+    assert "only 1 frame" in fails["videos/one_frame"]
+    assert "empty file" in fails["videos/zero"]
+    assert "moov atom" in fails["videos/text"]
+    assert "truncated" in fails["videos/truncated"]
+    assert "not found" in fails["videos/missing"]
+    assert {entry._by_uid[u]["clip_id"] for u in entry.done_uids()} == {
+        "videos/good0", "videos/good1", "videos/portrait"}
+    # clips cached before the run are untouched
+    for u, t in before.items():
+        assert (entry.path / "clips" / u / "zarr.json").stat().st_mtime_ns == t
+    # the summary names each failure and its reason
+    assert "5 clip(s) failed" in res.output and "videos/truncated" in res.output
+    # the portrait clip: short side is the width
+    (pu,) = [u for u in entry.done_uids() if entry._by_uid[u]["clip_id"] == "videos/portrait"]
+    c = entry.read_clip(pu)
+    assert c.frames.shape[1:3] == (448, 256) and c.grids.shape[-2:] == (28, 16)
+    m = entry.manifest()
+    assert m["status"] == "complete" and m["counts"]["failed"] == 5 and len(m["failures"]) == 5
+    assert CacheStore(cache_root).verify(entry).ok
+
+    # a rerun does not retry recorded failures (same exit status), --retry-failed does
+    again = runner.invoke(app, args)
+    assert again.exit_code == 1 and "0 extracted" in again.output.replace("\n", " ")
+
+
+def test_dataset_info_reports_missing_videos_without_decoding(messy_dataset, monkeypatch):
+    from stages.extract import decode
+
+    monkeypatch.setattr(decode, "probe", lambda *a, **k: pytest.fail("dataset info must not decode"))
+    res = CliRunner().invoke(app, ["dataset", "info", "--dataset", "custom", "--root", str(messy_dataset), "--json"])
+    assert res.exit_code == 0, res.output
+    import json
+
+    info = json.loads(res.output)
+    assert info["clips"] == 8 and info["missing_videos"] == 1 and info["num_classes"] == 2
+    assert info["splits"] == {"train": 5, "val": 3}
+    assert info["missing_examples"] == ["videos/missing"]
