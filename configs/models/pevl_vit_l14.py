@@ -1,0 +1,1 @@
+_base_ = ['../_base_/models/pevl_vit_l14.py']

@@ -1,0 +1,50 @@
+"""``pipeline stats --exp NAME [--json]``: tunable parameters and GFLOPs per clip of each variant."""
+from __future__ import annotations
+
+import json
+import logging
+
+import typer
+
+
+def stats(
+    exp: str = typer.Option(..., "--exp", help="experiment name under configs/experiments/ (e.g. table7_modalities) or a path"),
+    json_out: bool = typer.Option(False, "--json", help="print a JSON list of {variant, tunable_params_m, gflops, ...}"),
+    arch: str = typer.Option("ViT-B-16", "--arch", help="open_clip architecture to count at (random weights, never downloaded)"),
+    video_frames: int = typer.Option(16, "--video-frames", help="video frames per clip (T_v)"),
+    pose_frames: int = typer.Option(48, "--pose-frames", help="pose frames per clip (T)"),
+    texts_per_clip: int = typer.Option(1, "--texts-per-clip", help="prompts encoded per clip (1 = the clip's own label text; the class count = eq. 7 without caching)"),
+) -> list[dict]:
+    """Tunable parameters (M) and GFLOPs per clip (fvcore convention: 1 multiply-add = 1 FLOP)."""
+    from pipeline.experiments import list_variants, load_experiment, variant_config
+    from stages.model.flops import model_stats
+
+    logging.getLogger().setLevel(logging.ERROR)  # open_clip's "initialized randomly" warnings
+    cfg = load_experiment(exp)
+    rows = []
+    for name in list_variants(cfg):
+        vc = variant_config(cfg, name)
+        r = model_stats(vc.model, arch=arch, num_video_frames=video_frames, num_pose_frames=pose_frames,
+                        texts_per_clip=texts_per_clip)
+        row = {"variant": name, "tunable_params_m": round(r["tunable_params_m"], 3), "gflops": round(r["gflops"], 2)}
+        row.update({k: round(v, 2) for k, v in r.items() if k.startswith("gflops_")})
+        for k in ("paper_gflops", "paper_params_m", "paper_top1"):
+            if vc.get(k) is not None:
+                row[k] = vc.get(k)
+        rows.append(row)
+    if json_out:
+        typer.echo(json.dumps(rows, indent=2))
+        return rows
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"{exp}: {arch}, {video_frames} video + {pose_frames} pose frames, {texts_per_clip} text(s)/clip")
+    cols = {"variant": "variant", "tunable_params_m": "params M", "paper_params_m": "paper M",
+            "gflops": "GFLOPs", "paper_gflops": "paper", "gflops_video": "video", "gflops_pose": "pose",
+            "gflops_text": "text", "gflops_ucmr": "ucmr", "paper_top1": "paper top1"}
+    for c, label in cols.items():
+        t.add_column(label, justify="left" if c == "variant" else "right")
+    for row in rows:
+        t.add_row(*("" if row.get(c) is None else str(row[c]) for c in cols))
+    Console().print(t)
+    return rows

@@ -1,0 +1,137 @@
+"""``--dataset demo``: a small synthetic fine-grained action dataset, generated on first use.
+
+An articulated figure performs compositional actions (class texts are sentences of shared
+sub-action phrases, as in FineGym); three class pairs differ only in a fast motion (zero vs two
+turns, two vs three kicks or waves) that 16 evenly spaced frames alias but 48 pose frames resolve.
+The dataset ships ground-truth COCO-17 joints as its own poses. See ``docs/demo.md``.
+
+Options (all optional): ``seed``, ``clips_per_class`` (N or (train, val)), ``num_frames`` (an int
+or the choices each clip draws from), ``size`` ((width, height)), ``fps``, plus ``workers``
+(generation threads) and ``progress`` (a ``callable(done, total)``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from pipeline.paths import default_data_root
+from stages.datasets.base import (
+    DATASETS,
+    ClipRecord,
+    DatasetAdapter,
+    DatasetIndex,
+    DatasetLayoutError,
+    PoseTrack,
+)
+from stages.datasets.demo import generate as gen
+from stages.datasets.demo import skeleton_motion
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DemoDataset", "gen", "skeleton_motion"]
+
+
+@DATASETS.register("demo")
+class DemoDataset(DatasetAdapter):
+    name = "demo"
+    coarse_type = "gymnastic"
+    skeleton = "coco17"
+    has_poses = True
+    needs_root = False
+    extract_defaults = dict(pose_source="dataset", short_side=128)
+
+    def __init__(self, root: Optional[os.PathLike] = None, **options: Any):
+        super().__init__(root, **options)
+        opts = dict(options)
+        self.progress: Optional[Callable[[int, int], None]] = opts.pop("progress", None)
+        workers = opts.pop("workers", None)
+        self.workers = int(workers) if workers else min(2, os.cpu_count() or 1)
+        self.config = gen.normalize_config(**opts)
+        if self.root is None:
+            self.root = (default_data_root() / gen.config_tag(self.config)).expanduser().resolve()
+        self._frame_size = (self.config["size"][1], self.config["size"][0])
+
+    def load(self) -> DatasetIndex:
+        gen.ensure(self.root, self.config, progress=self.progress, workers=self.workers)
+        ann_path = self.root / gen.ANNOTATIONS
+        try:
+            ann = json.loads(ann_path.read_text())
+        except (OSError, ValueError) as e:
+            raise DatasetLayoutError(f"cannot read {ann_path}: {e}") from e
+        classes = [c["label"] for c in sorted(ann["classes"], key=lambda c: c["id"])]
+        clips = [
+            ClipRecord(
+                clip_id=c["id"],
+                split=c["split"],
+                label=int(c["label"]),
+                video=str(self.root / c["video"]),
+                extra={"poses": str(self.root / c["poses"]), "num_frames": int(c["num_frames"]),
+                       "fps": ann["fps"]},
+            )
+            for c in ann["clips"]
+        ]
+        self._frame_size = tuple(ann["frame_size"])  # type: ignore[assignment]
+        return DatasetIndex(
+            name=self.name,
+            classes=classes,
+            coarse_type=ann.get("coarse_type", self.coarse_type),
+            skeleton=self.skeleton,
+            clips=clips,
+            root=str(self.root),
+            source_files=[str(ann_path)],
+            meta={
+                "fps": ann["fps"],
+                "frame_size": list(ann["frame_size"]),
+                "generator_version": ann["generator_version"],
+                "seed": ann["seed"],
+                "class_keys": [c["key"] for c in sorted(ann["classes"], key=lambda c: c["id"])],
+                "sub_actions": [c["sub_actions"] for c in sorted(ann["classes"], key=lambda c: c["id"])],
+                "aliasing_pairs": ann["aliasing_pairs"],
+            },
+        )
+
+    def _pose_path(self, clip: ClipRecord) -> Path:
+        p = clip.extra.get("poses") if clip.extra else None
+        return Path(p) if p else self.root / "poses" / f"{clip.clip_id}.npz"
+
+    def dataset_poses(self, clip: ClipRecord) -> PoseTrack:
+        path = self._pose_path(clip)
+        try:
+            kp, sc = gen.read_poses(path)
+        except (OSError, KeyError, ValueError) as e:
+            raise DatasetLayoutError(f"demo clip {clip.clip_id}: cannot read poses {path}: {e}") from e
+        return PoseTrack(keypoints=kp, scores=sc, frame_size=tuple(self._frame_size))
+
+    def person_boxes(self, clip: ClipRecord) -> Optional[np.ndarray]:
+        """Ground-truth boxes around the seen joints (plus a head/limb margin), xyxy per frame."""
+        track = self.dataset_poses(clip)
+        h, w = track.frame_size
+        kp, sc = track.keypoints, track.scores
+        seen = sc > 0
+        big = np.where(seen[..., None], kp, np.nan)
+        with np.errstate(all="ignore"), _quiet_nan():
+            lo = np.nanmin(big, axis=1)
+            hi = np.nanmax(big, axis=1)
+        margin = 0.12 * np.nan_to_num(hi[:, 1] - lo[:, 1], nan=h / 2)[:, None] + 4.0
+        boxes = np.concatenate([lo - margin, hi + margin], axis=1)
+        boxes = np.where(np.isnan(boxes), np.array([0, 0, w, h], dtype=np.float32), boxes)
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+        return boxes.astype(np.float32)
+
+
+class _quiet_nan:
+    def __enter__(self):
+        import warnings
+
+        self._w = warnings.catch_warnings()
+        self._w.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        return self._w.__exit__(*exc)

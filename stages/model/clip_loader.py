@@ -1,0 +1,82 @@
+"""Build the frozen CLIP that every PeVL encoder reuses, through open_clip, without surprises offline."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+from pipeline.compat import ensure_torchvision
+
+TINY_ARCH = "PeVL-tiny"
+_TINY_JSON = Path(__file__).with_name("PeVL-tiny.json")
+_REGISTERED = False
+
+
+def open_clip_module():
+    """Import open_clip behind the torchvision guard and register the project's tiny config once."""
+    global _REGISTERED
+    ensure_torchvision()
+    import open_clip
+
+    if not _REGISTERED:
+        if TINY_ARCH not in open_clip.list_models():
+            open_clip.add_model_config(_TINY_JSON)  # registered under the file stem, "PeVL-tiny"
+        _REGISTERED = True
+    return open_clip
+
+
+def load_clip(
+    arch: str = "ViT-B-16",
+    pretrained: Optional[str] = "openai",
+    pretrained_path: Optional[str] = None,
+    cache_dir: Optional[str] = None,
+    device: Optional[torch.device | str] = None,
+) -> nn.Module:
+    """Return an open_clip CLIP model (float32, eval mode).
+
+    ``pretrained_path`` (a local state-dict file, loaded with ``torch.load(weights_only=True)``) wins
+    over ``pretrained`` (an open_clip tag such as ``'openai'``, which may need a download).
+    ``pretrained=None`` and no path gives random weights (tests, FLOP counting).
+    """
+    open_clip = open_clip_module()
+    # follow an ambient ``with torch.device('meta')`` (FLOP counting) instead of open_clip's cpu
+    kwargs = dict(device=device if device is not None else torch.empty(()).device)
+    if pretrained_path:
+        model = open_clip.create_model(arch, pretrained=None, **kwargs)
+        path = Path(pretrained_path).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"clip.pretrained_path={str(path)!r} does not exist")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.endswith("attn_mask")]
+        if missing or unexpected:
+            raise RuntimeError(
+                f"clip.pretrained_path={str(path)!r} does not fit open_clip {arch!r}: "
+                f"missing {missing[:5]}..., unexpected {unexpected[:5]}..."
+            )
+    elif pretrained:
+        try:
+            model = open_clip.create_model(arch, pretrained=pretrained, cache_dir=cache_dir, **kwargs)
+        except Exception as e:  # network errors come in many types (OSError, HF errors, URLError)
+            raise RuntimeError(
+                f"could not load open_clip weights {arch!r} / pretrained={pretrained!r} ({type(e).__name__}: {e}). "
+                "Offline? Put the checkpoint (a state dict) on disk and pass it as "
+                "model.clip.pretrained_path=/path/to/weights.pt, or set model.clip.pretrained=None "
+                "for random weights."
+            ) from e
+    else:
+        model = open_clip.create_model(arch, pretrained=None, **kwargs)
+    model.float()
+    model.eval()
+    return model
+
+
+def tokenizer_for(arch: str):
+    """open_clip's tokenizer for ``arch``; the default CLIP BPE ships inside open_clip (offline)."""
+    open_clip = open_clip_module()
+    return open_clip.get_tokenizer(arch)

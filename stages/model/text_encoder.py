@@ -1,0 +1,72 @@
+"""Text encoder g_t: CLIP's text transformer with adapters, and the prompt forms of supp. Table 4."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .adapters import BottleneckAdapter, adapted_block
+
+#: Prompt forms ablated in supp. Table 4. PeVL's default appends the coarse action type (Sec. 3.1).
+PROMPT_FORMS = {
+    "label": "{label}",
+    "label_prompt": "{label}, a video of action",
+    "label_prompt_type": "{label}, a video of {coarse_type} action",
+}
+
+
+def build_prompt(label: str, coarse_type: str = "", form: str = "label_prompt_type") -> str:
+    """``"{label}, a video of {coarse type} action"`` (Sec. 3.1) or a supp. Table 4 ablation."""
+    try:
+        template = PROMPT_FORMS[form]
+    except KeyError:
+        raise KeyError(f"unknown prompt form {form!r}; known: {sorted(PROMPT_FORMS)}") from None
+    if "{coarse_type}" in template and not coarse_type:
+        template = PROMPT_FORMS["label_prompt"]
+    return template.format(label=label.strip(), coarse_type=coarse_type.strip())
+
+
+class TextEncoder(nn.Module):
+    """CLIP text transformer with two adapters per block, like the video encoder (supp. Fig. 2c).
+
+    Returns the sentence feature ``S`` (the EOT token) and word features ``W`` (every token), both
+    through ``ln_final`` and the text projection, and the word mask (non-padding tokens: open_clip
+    pads with id 0), which SGMC uses so padding words take no part in ``S_FW``.
+    The frozen text tower is owned by :class:`PeVL`.
+    """
+
+    def __init__(self, clip: nn.Module, adapters: bool = True, ratio: float = 0.25,
+                 mlp_scale: float = 0.5, train_proj: bool = True):
+        super().__init__()
+        self._clip = [clip]
+        width = clip.token_embedding.embedding_dim
+        n = len(clip.transformer.resblocks)
+        self.mlp_scale = mlp_scale
+        if adapters:
+            self.attn_adapters = nn.ModuleList(BottleneckAdapter(width, ratio, skip=True) for _ in range(n))
+            self.mlp_adapters = nn.ModuleList(BottleneckAdapter(width, ratio, skip=False) for _ in range(n))
+        else:
+            self.attn_adapters = self.mlp_adapters = None
+        tp = clip.text_projection
+        w = tp.weight.detach().T if isinstance(tp, nn.Linear) else tp.detach()
+        # A trainable copy: Table 4's baseline trains exactly these projections.
+        self.proj = nn.Parameter(w.clone(), requires_grad=train_proj)
+
+    @property
+    def clip(self) -> nn.Module:
+        return self._clip[0]
+
+    def forward(self, tokens: torch.Tensor):
+        """(C, L) token ids -> S (C, E), W (C, L, E), word_mask (C, L) bool."""
+        clip = self.clip
+        x = clip.token_embedding(tokens) + clip.positional_embedding
+        for i, blk in enumerate(clip.transformer.resblocks):
+            x = adapted_block(
+                blk, x,
+                None if self.attn_adapters is None else self.attn_adapters[i],
+                None if self.mlp_adapters is None else self.mlp_adapters[i],
+                self.mlp_scale, is_causal=True,
+            )
+        x = clip.ln_final(x) @ self.proj
+        eot = tokens.argmax(dim=-1)  # CLIP's EOT id is the largest in the vocabulary
+        sentence = x[torch.arange(x.shape[0], device=x.device), eot]
+        return sentence, x, tokens != 0

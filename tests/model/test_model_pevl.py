@@ -1,0 +1,89 @@
+import pytest
+import torch
+
+from stages.model import build_model
+from stages.model.clip_loader import TINY_ARCH, load_clip, open_clip_module
+
+
+def _model(cfg, texts=("a", "b", "c")):
+    m = build_model(cfg)
+    m.set_class_texts(list(texts), "diving")
+    return m
+
+
+def test_frozen_get_no_gradient_tunable_do(tiny_cfg, batch):
+    torch.manual_seed(0)
+    m = _model(tiny_cfg)
+    m.train()
+    # make zero-initialised layers non-zero so every tunable tensor is reached by the gradient
+    for mod in m.modules():
+        if hasattr(mod, "fc2"):
+            torch.nn.init.normal_(mod.fc2.weight, std=0.02)
+        if hasattr(mod, "out") and isinstance(mod.out, torch.nn.Linear):
+            torch.nn.init.normal_(mod.out.weight, std=0.02)
+    m.loss(batch)["loss"].backward()
+    for n, p in m.clip.named_parameters():
+        assert not p.requires_grad and p.grad is None, n
+    missing = [n for n, p in m.named_tunable_parameters() if p.grad is None]
+    assert missing == []
+    assert not m.clip.training and m.training
+
+
+def test_loss_parts_and_predict_shape(tiny_cfg, batch):
+    m = _model(tiny_cfg)
+    out = m.loss(batch)
+    assert set(out) >= {"loss", "loss_t", "loss_r"}
+    assert torch.allclose(out["loss"], out["loss_t"] + 0.1 * out["loss_r"])
+    m.eval()
+    assert m.predict(batch).shape == (3, 3)
+
+
+def test_same_seed_same_output(tiny_cfg, batch):
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        m = _model(tiny_cfg)
+        outs.append(m.loss(batch)["loss"].detach())
+    assert torch.equal(outs[0], outs[1])
+
+
+def test_duplicate_class_texts_tie_and_count_positive(tiny_cfg, batch):
+    m = _model(tiny_cfg, texts=("salto", "turn", "salto"))
+    assert m.duplicate_text_groups == [[0, 2]]
+    assert m.class_text_id.tolist() == [0, 1, 0]
+    m.eval()
+    s = m.predict(batch)
+    assert torch.equal(s[:, 0], s[:, 2])
+    m.train()
+    batch = dict(batch, label=torch.tensor([0, 2, 1]))  # 0 and 2 share a text: one positive pair
+    assert torch.isfinite(m.loss(batch)["loss"])
+
+
+def test_offline_pretrained_names_local_file_option(monkeypatch):
+    oc = open_clip_module()
+
+    def no_network(*a, **k):
+        if k.get("pretrained"):
+            raise OSError("network unreachable")
+        return orig(*a, **k)
+
+    orig = oc.create_model
+    monkeypatch.setattr(oc, "create_model", no_network)
+    with pytest.raises(RuntimeError, match="pretrained_path"):
+        load_clip(TINY_ARCH, pretrained="openai")
+
+
+def test_pretrained_path_loads_local_state_dict(tmp_path):
+    torch.manual_seed(5)
+    a = load_clip(TINY_ARCH, pretrained=None)
+    path = tmp_path / "w.pt"
+    torch.save(a.state_dict(), path)
+    torch.manual_seed(6)
+    b = load_clip(TINY_ARCH, pretrained="openai", pretrained_path=str(path))  # the path wins
+    assert torch.equal(a.visual.proj, b.visual.proj)
+
+
+def test_linear_head_variant_uses_cross_entropy(tiny_cfg, batch):
+    m = build_model(dict(tiny_cfg, type="LinearHeadPeVL", modalities=["video", "pose"], num_classes=5))
+    out = m.loss(batch)
+    assert out["loss_t"] > 0 and m.predict(batch).shape == (3, 5)
