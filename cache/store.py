@@ -211,3 +211,32 @@ def _last_activity(entry_dir: Path) -> float:
         if p.is_dir():
             t = max(t, p.stat().st_mtime)
     return t
+
+
+def export_hdf5(entry: CacheEntry, out_path: os.PathLike, progress=None) -> int:
+    """Copy an entry into one HDF5 file (same groups, arrays and attributes) for HDF5-only tools."""
+    import json
+
+    import h5py
+
+    n = 0
+    done = entry.done_uids()
+    rows = [c for c in entry.plan if c["uid"] in done]
+    tmp = Path(f"{out_path}.partial")
+    with h5py.File(tmp, "w") as f:
+        for k, v in entry.attrs.items():
+            f.attrs[k] = json.dumps(v) if not isinstance(v, (int, float, str)) else v
+        clips = f.create_group("clips")
+        for c in rows:
+            data = entry.read_clip(c["uid"])
+            g = clips.create_group(c["uid"])
+            for name in layout.CLIP_ARRAYS:
+                a = getattr(data, name)
+                g.create_dataset(name, data=a, compression="lzf" if name in ("frames", "grids") else None)
+            for k, v in data.attrs.items():
+                g.attrs[k] = json.dumps(v) if not isinstance(v, (int, float, str)) else v
+            n += 1
+            if progress:
+                progress(n, len(rows))
+    os.replace(tmp, out_path)
+    return n

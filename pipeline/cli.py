@@ -100,6 +100,10 @@ def extract(
     grid_cell: Optional[int] = typer.Option(None, "--grid-cell", help="Mask-grid cell in pixels; must equal the ViT patch size the grids serve. Default 16."),
     frames_codec: Optional[str] = typer.Option(None, "--frames-codec", help="Compression of cached frames: lz4 (default), zstd or none."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Forget recorded failures and try those clips again."),
+    engine: str = typer.Option("local", "--engine", help="local: --workers processes on this machine. dask: the clips still to do go to a Dask cluster in chunks (needs the dask extra: pip install -e .[dask]); claims still coordinate, so shard jobs and other runs may share the entry."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="With --engine dask: a running scheduler's address (tcp://HOST:8786; its workers must see the dataset and cache at the same paths), or local:N to start N single-threaded worker processes here. Default: local:<--workers>."),
+    person_detector: Optional[str] = typer.Option(None, "--person-detector", help="HRNet person boxes for clips whose dataset gives none: an mmdet config (a file, a path under mmdet's .mim/configs, or faster-rcnn), highest-scoring person per frame. Needs full mmcv<2.2 with compiled ops (not mmcv-lite). Default: off (whole frame, with a warning)."),
+    detector_checkpoint: Optional[str] = typer.Option(None, "--detector-checkpoint", help="Local .pth checkpoint of --person-detector (never downloaded); its hash joins the entry key."),
     dataset_option: Optional[List[str]] = DatasetOptsOpt,
     coarse_type: Optional[str] = CoarseTypeOpt,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),
@@ -120,8 +124,12 @@ def extract(
         pose_source=pose_source, pose_checkpoint=pose_checkpoint, device=device, workers=workers, limit=limit,
         shard=shard_t, retry_failed=retry_failed, pose_batch_size=pose_batch_size, pose_flip_test=pose_flip_test,
         settings=dict(num_frames=num_frames, short_side=short_side, grid_cell=grid_cell, frames_codec=frames_codec),
-        dataset_options=dopts,
+        dataset_options=dopts, person_detector=person_detector, detector_checkpoint=detector_checkpoint,
     )
+    if engine not in ("local", "dask"):
+        raise typer.BadParameter(f"--engine {engine}: want local or dask")
+    if scheduler and engine != "dask":
+        raise typer.BadParameter("--scheduler needs --engine dask")
     state = {}
 
     def on_start(plan, todo, already):
@@ -140,7 +148,12 @@ def extract(
 
     try:
         with prog:
-            rep = run_extract(opts, progress=progress, on_start=on_start)
+            if engine == "dask":
+                from pipeline.distributed import run_extract_dask
+
+                rep = run_extract_dask(opts, scheduler, 0, progress=progress, on_start=on_start)
+            else:
+                rep = run_extract(opts, progress=progress, on_start=on_start)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: finished clips are kept; rerun the same command to resume.")
         raise typer.Exit(130)
@@ -348,6 +361,23 @@ def cache_gc(
     if not dry_run:
         freed = store.gc(acts)
         console.print(f"freed {_human(freed)}")
+
+
+@cache_app.command("export")
+def cache_export(
+    key: str = typer.Argument(..., help="Entry key (a unique prefix is enough) or path."),
+    h5: Path = typer.Option(..., "--h5", help="Output HDF5 file (written beside, then renamed into place)."),
+    cache_root: Optional[Path] = CacheRootOpt,
+):
+    """Copy an entry into one HDF5 file (same arrays and attributes) for tools that read HDF5."""
+    from cache.store import export_hdf5
+
+    e = _store(cache_root).open(key)
+    prog = _progress()
+    with prog:
+        task = prog.add_task(f"exporting {e.key}", total=max(1, e.status().done))
+        n = export_hdf5(e, h5, progress=lambda i, t: prog.update(task, completed=i))
+    console.print(f"wrote {n} clips to {h5}")
 
 
 def _register_optional_commands() -> None:

@@ -45,6 +45,10 @@ class ExtractOptions:
     pose_flip_test: bool = True
     settings: dict = field(default_factory=dict)  # overrides of ExtractSettings fields
     dataset_options: dict = field(default_factory=dict)
+    # Person boxes for HRNet when the dataset has none (stages/extract/person_boxes.py): an mmdet
+    # config (path, name under mmdet's .mim/configs, or alias) and its local checkpoint; None: whole frame.
+    person_detector: Optional[str] = None
+    detector_checkpoint: Optional[str] = None
 
 
 @dataclass
@@ -107,8 +111,15 @@ def resolve_settings(adapter: DatasetAdapter, overrides: dict) -> tuple[ExtractS
 def make_pose_source(spec: str, opts: ExtractOptions, adapter: DatasetAdapter) -> PoseSource:
     name = spec.partition(":")[0]
     if name == "hrnet":
-        return create_pose_source(spec, checkpoint=opts.pose_checkpoint, device=opts.device,
-                                  batch_size=opts.pose_batch_size, flip_test=opts.pose_flip_test)
+        from stages.extract.person_boxes import with_person_boxes
+
+        hrnet = create_pose_source(spec, checkpoint=opts.pose_checkpoint, device=opts.device,
+                                   batch_size=opts.pose_batch_size, flip_test=opts.pose_flip_test)
+        # dataset boxes -> optional mmdet detector -> whole frame; a detector joins the identity (key)
+        return with_person_boxes(hrnet, detector=opts.person_detector, checkpoint=opts.detector_checkpoint,
+                                 device=opts.device)
+    if opts.person_detector:
+        raise ValueError(f"--person-detector only applies to --pose-source hrnet (got {spec!r})")
     if name == "dataset":
         return create_pose_source(spec, dataset=adapter)
     return create_pose_source(spec)

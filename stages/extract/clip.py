@@ -9,6 +9,7 @@ import numpy as np
 
 from stages.datasets.base import ClipRecord, DatasetAdapter, PoseTrack
 from stages.extract.decode import DecodeError, VideoInfo, probe, read_frames
+from stages.extract.person_boxes import default_person_boxes
 from stages.extract.pose_source import PoseSource, PoseSourceError
 from stages.geometry import joint_patch_grid, resized_size, segment_middle_indices
 
@@ -87,7 +88,7 @@ def extract_clip(
     notes: list[str] = []
     try:
         info: VideoInfo = probe(clip.video)
-        boxes = dataset.person_boxes(clip) if pose.needs_frames else None
+        box_info: dict = {"source": None}
         out_h, out_w = resized_size(info.height, info.width, settings.short_side, settings.grid_cell)
         small: list[np.ndarray] = []
         counters.decoded_clips += 1
@@ -100,7 +101,10 @@ def extract_clip(
 
         if pose.needs_frames:
             counters.pose_calls += 1
-            track = pose.estimate(clip, frames_keeping_small(), boxes, dataset)
+            # Person boxes: dataset -> detector (on these same streamed frames) -> whole frame.
+            chain = getattr(pose, "person_boxes", None) or default_person_boxes()
+            frames, boxes, box_info = chain.stream(clip, dataset, frames_keeping_small())
+            track = pose.estimate(clip, frames, boxes, dataset)
         else:
             for _ in frames_keeping_small():
                 pass
@@ -136,7 +140,8 @@ def extract_clip(
         "scale": [sx, sy],
         "codec": info.codec,
         "rotation": info.rotation,
-        "person_boxes": "dataset" if boxes is not None else ("whole frame" if pose.needs_frames else None),
+        "person_boxes": box_info["source"],  # "dataset" | "detector" | "whole frame" | None (no frames used)
+        **({"person_boxes_detail": box_info} if box_info["source"] == "detector" else {}),
         "pose_info": pose.clip_info(clip),
         "notes": notes,
     }

@@ -138,3 +138,21 @@ def test_verify_detects_corruption(extracted, tmp_path):
     z = zarr.open_group(str(copy / "clips" / uid), mode="r+")
     z["scores"][0, 0] = 0.123  # silent bit rot
     assert not store.verify(e).ok
+
+
+def test_export_to_hdf5_matches_the_entry(extracted, tmp_path):
+    import h5py
+
+    from cache.store import export_hdf5
+
+    _, _, rep = extracted
+    out = tmp_path / "entry.h5"
+    assert export_hdf5(rep.entry, out) == 3
+    with h5py.File(out, "r") as f:
+        for row in rep.entry.clips():
+            c = rep.entry.read_clip(row["uid"])
+            g = f["clips"][row["uid"]]
+            np.testing.assert_array_equal(g["frames"][...], c.frames)
+            np.testing.assert_array_equal(g["keypoints"][...], c.keypoints)
+            assert g.attrs["label"] == c.label
+    assert not (tmp_path / "entry.h5.partial").exists()

@@ -1,0 +1,218 @@
+"""``pipeline extract --engine dask``: the same extraction, its clips spread over a Dask cluster.
+
+The client plans once (:func:`plan_entry` + :func:`open_or_create`: parse, hash, create the entry),
+splits the clips still to do into chunks and submits one task per chunk. Each task runs the
+ordinary per-clip loop (:func:`pipeline.extract._work_loop`) on a worker: claim a clip, decode,
+pose, commit. The claims in the shared entry remain the only coordination, so a Dask run can
+share an entry with plain ``pipeline extract`` processes, ``--shard`` jobs, or another Dask run,
+and a task that Dask retries after a lost worker skips what was committed meanwhile. The client
+then writes the run record and finalizes exactly as :func:`pipeline.extract.run_extract` does.
+
+Workers must see the dataset and the cache at the same paths as the client (a shared
+filesystem) and have this package installed. Dask is an optional extra: ``pip install -e .[dask]``.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import os
+import time
+from typing import Callable, Optional
+
+from cache import EntryWriter
+from cache.claims import HOST
+from cache.layout import clip_uid
+from pipeline.extract import (EntryPlan, ExtractOptions, ExtractReport, ProgressFn, _my_clips, _work_loop,
+                              open_or_create, plan_entry)
+from stages.extract.clip import ClipCounters
+
+DASK_EXTRA_HINT = ("--engine dask needs Dask distributed, an optional extra of this package: "
+                   "pip install -e .[dask]   (or: pip install 'dask[distributed]')")
+MAX_AUTO_CHUNK = 32  # clips per task when chunk=0 (auto)
+
+
+class DaskMissing(ImportError):
+    pass
+
+
+def _import_distributed():
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError as e:
+        raise DaskMissing(f"{DASK_EXTRA_HINT} ({e})") from e
+    return Client, LocalCluster, as_completed
+
+
+def parse_scheduler(scheduler: Optional[str], default_workers: int = 1) -> tuple[str, object]:
+    """``None``/``local``/``local:N`` -> ("local", N); ``tcp://host:8786`` (any address) -> ("address", it)."""
+    if scheduler is None or scheduler == "local":
+        return "local", max(1, default_workers)
+    if scheduler.startswith("local:"):
+        try:
+            n = int(scheduler.split(":", 1)[1])
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ValueError(f"--scheduler {scheduler}: want local:N with N >= 1 worker processes")
+        return "local", n
+    return "address", scheduler
+
+
+def _chunks(todo: list, chunk: int, n_workers: int) -> list[list]:
+    if chunk <= 0:  # auto: about 4 tasks per worker (balance), at most MAX_AUTO_CHUNK clips (retry cost)
+        chunk = max(1, min(MAX_AUTO_CHUNK, -(-len(todo) // (4 * max(1, n_workers)))))
+    return [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
+
+
+def _extract_chunk(p: EntryPlan, opts: ExtractOptions, clips: list, torch_threads: Optional[int]) -> dict:
+    """One Dask task: the ordinary per-clip loop over ``clips`` (claims make it safe to repeat)."""
+    if torch_threads:
+        import torch
+
+        torch.set_num_threads(torch_threads)
+    counters = ClipCounters()
+    t0 = time.time()
+    done, failed = _work_loop(p, opts, clips, None, counters, None)
+    try:
+        from distributed import get_worker
+
+        worker = get_worker().address
+    except Exception:  # pragma: no cover  (run outside a worker)
+        worker = None
+    return {"done": done, "failed": failed, "host": HOST, "pid": os.getpid(), "worker": worker,
+            "seconds": round(time.time() - t0, 2),
+            "counters": [counters.decoded_clips, counters.decoded_frames, counters.pose_calls]}
+
+
+def run_extract_dask(opts: ExtractOptions, scheduler: Optional[str] = None, chunk: int = 0,
+                     progress: Optional[ProgressFn] = None,
+                     on_start: Optional[Callable[[EntryPlan, int, int], None]] = None) -> ExtractReport:
+    """Extract what is missing from the entry with a Dask cluster; same report as ``run_extract``.
+
+    ``scheduler``: None or ``local[:N]`` starts a LocalCluster of N single-threaded worker
+    processes on this machine (N defaults to ``opts.workers``); anything else is the address of
+    a running scheduler (``tcp://host:8786``). ``chunk``: clips per task (0: automatic).
+    ``progress`` is called on the client as each task's clips come back (per chunk, not live).
+    """
+    Client, LocalCluster, as_completed = _import_distributed()
+    kind, target = parse_scheduler(scheduler, opts.workers)
+    t0 = time.time()
+    p = plan_entry(opts)
+    entry = open_or_create(p)
+    writer = EntryWriter(entry)
+    report = ExtractReport(entry=entry)
+    if opts.retry_failed:
+        writer.retry_failures()
+    # A complete entry is final: no cluster, no decoding, no pose model.
+    if (entry.path / "index").is_dir() and not opts.retry_failed:
+        report.already = len(entry.plan)
+        report.complete = True
+        if on_start:
+            on_start(p, 0, report.already)
+        return report
+    mine = _my_clips(p, opts.shard)
+    done_or_failed = entry.done_uids() | set(entry.failures())
+    todo = [c for c in mine if clip_uid(c.clip_id) not in done_or_failed]
+    report.already = len(mine) - len(todo)
+    if opts.limit is not None:
+        todo = todo[:opts.limit]
+    if on_start:
+        on_start(p, len(todo), report.already)
+    # The in-process scheduler and nannies of a LocalCluster log every start/stop at INFO: keep
+    # them at the caller's level unless that is more verbose than WARNING.
+    dlog = logging.getLogger("distributed")
+    dlog_level = dlog.level
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:
+        dlog.setLevel(logging.WARNING)
+    try:
+        tasks, n_workers = _run_tasks(p, opts, todo, kind, target, chunk, t0, report, progress,
+                                      Client, LocalCluster, as_completed)
+    finally:
+        dlog.setLevel(dlog_level)
+    finish_run(p, opts, writer, report, t0, {
+        "engine": "dask", "scheduler": scheduler or f"local:{target}", "workers": n_workers,
+        "chunk": chunk, "tasks": tasks})
+    errors = [t["error"] for t in tasks if "error" in t]
+    if errors:
+        raise RuntimeError(f"{len(errors)} of {len(tasks)} Dask task(s) failed (first: {errors[0]}); "
+                           f"{len(report.done_now)} clips were extracted and are kept; rerun to do the rest")
+    return report
+
+
+def _run_tasks(p: EntryPlan, opts: ExtractOptions, todo: list, kind: str, target, chunk: int, t0: float,
+               report: ExtractReport, progress: Optional[ProgressFn], Client, LocalCluster,
+               as_completed) -> tuple[list[dict], int]:
+    tasks: list[dict] = []
+    n_workers = 0
+    if todo:
+        cluster = None
+        if kind == "local":
+            cluster = LocalCluster(n_workers=int(target), threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
+            client = Client(cluster)
+            torch_threads = max(1, (os.cpu_count() or 1) // int(target))
+        else:
+            client = Client(str(target))
+            torch_threads = None  # a real cluster's workers keep their own settings
+        try:
+            n_workers = max(1, len(client.nthreads()))
+            chunks = _chunks(todo, chunk, n_workers)
+            # The plan (every clip of the dataset) travels once to each worker, not once per task.
+            [p_remote] = client.scatter([_shippable(p)], broadcast=True, hash=False)
+            futures = [client.submit(_extract_chunk, p_remote, opts, ch, torch_threads, pure=False,
+                                     key=f"pevl-extract-{p.key[:12]}-{i}-{os.getpid()}-{int(t0)}")
+                       for i, ch in enumerate(chunks)]
+            for fut in as_completed(futures):
+                try:
+                    res = fut.result()
+                except Exception as e:  # the task itself (not a clip) failed, e.g. KilledWorker
+                    tasks.append({"error": f"{type(e).__name__}: {e}"})
+                    continue
+                _merge(report, res, progress)
+                tasks.append({k: res[k] for k in ("worker", "host", "pid", "seconds")}
+                             | {"done": len(res["done"]), "failed": len(res["failed"])})
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    return tasks, n_workers
+
+
+def _shippable(p: EntryPlan) -> EntryPlan:
+    """The plan without client-side callbacks (the demo adapter's generation progress bar)."""
+    if callable(getattr(p.adapter, "progress", None)):
+        adapter = copy.copy(p.adapter)
+        adapter.progress = None
+        p = dataclasses.replace(p, adapter=adapter)
+    return p
+
+
+def _merge(report: ExtractReport, res: dict, progress: Optional[ProgressFn]) -> None:
+    d, f, pc = res["counters"]
+    report.counters.decoded_clips += d
+    report.counters.decoded_frames += f
+    report.counters.pose_calls += pc
+    for cid in res["done"]:
+        report.done_now.append(cid)
+        if progress:
+            progress("done", cid, None)
+    for cid, reason in res["failed"]:
+        report.failed_now.append((cid, reason))
+        if progress:
+            progress("failed", cid, reason)
+
+
+def finish_run(p: EntryPlan, opts: ExtractOptions, writer: EntryWriter, report: ExtractReport, t0: float,
+               extra: dict) -> None:
+    """The run record and finalization, as ``run_extract`` writes them (plus ``extra`` fields)."""
+    writer.record_run({
+        "host": HOST, "pid": os.getpid(), "started": t0, "seconds": round(time.time() - t0, 2),
+        "shard": list(opts.shard), "device": opts.device,
+        "done": len(report.done_now), "failed": len(report.failed_now),
+        "done_clip_ids": report.done_now,
+        "decoded_clips": report.counters.decoded_clips, "pose_calls": report.counters.pose_calls,
+        **extra,
+    })
+    report.complete = writer.finalize_if_complete()
+    report.seconds = time.time() - t0

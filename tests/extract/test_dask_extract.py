@@ -1,0 +1,98 @@
+"""``--engine dask``: a LocalCluster of 2 worker processes fills one entry like a plain local run."""
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from cache import CacheStore
+from conftest import make_video, write_custom_dataset
+from pipeline.extract import ExtractOptions, run_extract
+
+pytest.importorskip("distributed", reason="Dask distributed is not installed (the dask extra: pip install -e .[dask])")
+
+from pipeline.distributed import DaskMissing, parse_scheduler, run_extract_dask  # noqa: E402
+
+
+@pytest.fixture
+def six_clips(tmp_path):
+    """Six tiny clips of 3 frames each: HRNet on CPU costs ~0.3 s per crop, so keep frames few."""
+    root = tmp_path / "data"
+    clips = []
+    for i in range(6):
+        make_video(root / f"v{i}.mp4", frames=3, size=(48, 32))
+        clips.append((f"v{i}.mp4", i % 2, "train" if i < 4 else "val"))
+    return write_custom_dataset(root, clips, ["jump", "spin"])
+
+
+def _opts(root, cache_root) -> ExtractOptions:
+    return ExtractOptions(dataset="custom", root=str(root), cache_root=str(cache_root), pose_checkpoint="none",
+                          pose_flip_test=False, pose_batch_size=8, settings={"num_frames": 3})
+
+
+def _runs(entry) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((entry.path / "runs").glob("*.json"))]
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_local_cluster_fills_one_entry_like_a_local_run(six_clips, tmp_path):
+    import torch
+
+    dask_root, local_root = tmp_path / "cache-dask", tmp_path / "cache-local"
+    rep = run_extract_dask(_opts(six_clips, dask_root), "local:2", chunk=2)
+    assert rep.complete and not rep.failed_now and sorted(rep.done_now) == sorted(set(rep.done_now))
+    (entry,) = CacheStore(dask_root).entries("custom")
+    assert entry.status().complete and len(entry.done_uids()) == 6
+    assert CacheStore(dask_root).verify(entry).ok
+    assert entry.manifest()["status"] == "complete"
+    (run,) = _runs(entry)
+    assert run["engine"] == "dask" and run["workers"] == 2 and len(run["tasks"]) == 3
+    assert len(run["done_clip_ids"]) == len(set(run["done_clip_ids"])) == 6  # no clip done twice
+    assert sum(t["done"] for t in run["tasks"]) == 6 and rep.counters.decoded_clips == 6
+
+    # A rerun of the complete entry starts no cluster and does nothing.
+    again = run_extract_dask(_opts(six_clips, dask_root), "local:2", chunk=2)
+    assert again.complete and not again.done_now and again.counters.decoded_clips == 0
+
+    # The same extraction in this process, single-threaded like the workers: same key, same arrays.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local = run_extract(_opts(six_clips, local_root))
+    finally:
+        torch.set_num_threads(threads)
+    assert local.complete
+    (ref,) = CacheStore(local_root).entries("custom")
+    assert ref.key == entry.key
+    for uid in sorted(ref.done_uids()):
+        a, b = entry.clip_group(uid), ref.clip_group(uid)
+        for name in ("frames", "frame_indices"):
+            np.testing.assert_array_equal(a[name][...], b[name][...])
+        for name in ("keypoints", "scores", "grids"):
+            np.testing.assert_allclose(a[name][...], b[name][...], atol=1e-4)
+        assert a.attrs["person_boxes"] == b.attrs["person_boxes"] == "whole frame"
+
+
+def test_scheduler_spec():
+    assert parse_scheduler(None, 3) == ("local", 3)
+    assert parse_scheduler("local:2") == ("local", 2)
+    assert parse_scheduler("tcp://10.0.0.1:8786") == ("address", "tcp://10.0.0.1:8786")
+    with pytest.raises(ValueError, match="local:N"):
+        parse_scheduler("local:0")
+
+
+def test_missing_dask_names_the_extra(monkeypatch, six_clips, tmp_path):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
+    with pytest.raises(DaskMissing, match=r"pip install -e \.\[dask\]"):
+        run_extract_dask(_opts(six_clips, tmp_path / "c"), None, 0)
+
+
+def test_cli_scheduler_needs_dask_engine(six_clips, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    res = CliRunner().invoke(app, ["extract", "--dataset", "custom", "--root", str(six_clips), "--cache-root",
+                                   str(tmp_path / "c"), "--scheduler", "local:2"])
+    assert res.exit_code != 0 and "--engine dask" in res.output
