@@ -20,11 +20,9 @@ import os
 import time
 from typing import Callable, Optional
 
-from cache import EntryWriter
 from cache.claims import HOST
-from cache.layout import clip_uid
-from pipeline.extract import (EntryPlan, ExtractOptions, ExtractReport, ProgressFn, _my_clips, _work_loop,
-                              open_or_create, plan_entry)
+from pipeline.extract import (EntryPlan, ExtractOptions, ExtractReport, ProgressFn, _work_loop, begin_run,
+                              finish_run)
 from stages.extract.clip import ClipCounters
 
 DASK_EXTRA_HINT = ("--engine dask needs Dask distributed, an optional extra of this package: "
@@ -73,7 +71,7 @@ def _extract_chunk(p: EntryPlan, opts: ExtractOptions, clips: list, torch_thread
         torch.set_num_threads(torch_threads)
     counters = ClipCounters()
     t0 = time.time()
-    done, failed = _work_loop(p, opts, clips, None, counters, None)
+    done, failed = _work_loop(p, opts, clips, None, counters)
     try:
         from distributed import get_worker
 
@@ -97,28 +95,10 @@ def run_extract_dask(opts: ExtractOptions, scheduler: Optional[str] = None, chun
     """
     Client, LocalCluster, as_completed = _import_distributed()
     kind, target = parse_scheduler(scheduler, opts.workers)
-    t0 = time.time()
-    p = plan_entry(opts)
-    entry = open_or_create(p)
-    writer = EntryWriter(entry)
-    report = ExtractReport(entry=entry)
-    if opts.retry_failed:
-        writer.retry_failures()
-    # A complete entry is final: no cluster, no decoding, no pose model.
-    if (entry.path / "index").is_dir() and not opts.retry_failed:
-        report.already = len(entry.plan)
-        report.complete = True
-        if on_start:
-            on_start(p, 0, report.already)
-        return report
-    mine = _my_clips(p, opts.shard)
-    done_or_failed = entry.done_uids() | set(entry.failures())
-    todo = [c for c in mine if clip_uid(c.clip_id) not in done_or_failed]
-    report.already = len(mine) - len(todo)
-    if opts.limit is not None:
-        todo = todo[:opts.limit]
-    if on_start:
-        on_start(p, len(todo), report.already)
+    run = begin_run(opts, on_start)
+    if run.finished:  # no cluster, no decoding, no pose model
+        return run.report
+    p, report, todo, t0 = run.plan, run.report, run.todo, run.t0
     # The in-process scheduler and nannies of a LocalCluster log every start/stop at INFO: keep
     # them at the caller's level unless that is more verbose than WARNING.
     dlog = logging.getLogger("distributed")
@@ -130,7 +110,7 @@ def run_extract_dask(opts: ExtractOptions, scheduler: Optional[str] = None, chun
                                       Client, LocalCluster, as_completed)
     finally:
         dlog.setLevel(dlog_level)
-    finish_run(p, opts, writer, report, t0, {
+    finish_run(run, opts, {
         "engine": "dask", "scheduler": scheduler or f"local:{target}", "workers": n_workers,
         "chunk": chunk, "tasks": tasks})
     errors = [t["error"] for t in tasks if "error" in t]
@@ -201,18 +181,3 @@ def _merge(report: ExtractReport, res: dict, progress: Optional[ProgressFn]) -> 
         report.failed_now.append((cid, reason))
         if progress:
             progress("failed", cid, reason)
-
-
-def finish_run(p: EntryPlan, opts: ExtractOptions, writer: EntryWriter, report: ExtractReport, t0: float,
-               extra: dict) -> None:
-    """The run record and finalization, as ``run_extract`` writes them (plus ``extra`` fields)."""
-    writer.record_run({
-        "host": HOST, "pid": os.getpid(), "started": t0, "seconds": round(time.time() - t0, 2),
-        "shard": list(opts.shard), "device": opts.device,
-        "done": len(report.done_now), "failed": len(report.failed_now),
-        "done_clip_ids": report.done_now,
-        "decoded_clips": report.counters.decoded_clips, "pose_calls": report.counters.pose_calls,
-        **extra,
-    })
-    report.complete = writer.finalize_if_complete()
-    report.seconds = time.time() - t0

@@ -13,7 +13,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 from cache import CacheStore, EntryWriter, entry_key, file_identity
 from cache.claims import HOST
@@ -212,15 +212,13 @@ ProgressFn = Callable[[str, str, Optional[str]], None]  # (event, clip_id, reaso
 
 
 def _work_loop(p: EntryPlan, opts: ExtractOptions, clips: list, progress: Optional[ProgressFn],
-               counters: ClipCounters, limit: Optional[int]) -> tuple[list[str], list[tuple[str, str]]]:
+               counters: ClipCounters) -> tuple[list[str], list[tuple[str, str]]]:
     entry = CacheEntry(p.entry_dir)
     writer = EntryWriter(entry)
     pose: Optional[PoseSource] = None
     done, failed = [], []
     try:
         for c in clips:
-            if limit is not None and len(done) + len(failed) >= limit:
-                break
             uid = clip_uid(c.clip_id)
             if not writer.claim(uid):
                 continue
@@ -259,7 +257,7 @@ def _rel(path: Optional[str], root: Optional[str]) -> Optional[str]:
     return os.path.relpath(path, root) if path and root else path
 
 
-def _worker_main(p: EntryPlan, opts: ExtractOptions, clips: list, limit: Optional[int], queue, threads: int):
+def _worker_main(p: EntryPlan, opts: ExtractOptions, clips: list, queue, threads: int):
     import torch
 
     torch.set_num_threads(threads)
@@ -269,15 +267,28 @@ def _worker_main(p: EntryPlan, opts: ExtractOptions, clips: list, limit: Optiona
         queue.put((event, clip_id, reason))
 
     try:
-        _work_loop(p, opts, clips, progress, counters, limit)
+        _work_loop(p, opts, clips, progress, counters)
     finally:
         queue.put(("counters", counters.decoded_clips, (counters.decoded_frames, counters.pose_calls)))
         queue.put(("exit", None, None))
 
 
-def run_extract(opts: ExtractOptions, progress: Optional[ProgressFn] = None,
-                on_start: Optional[Callable[[EntryPlan, int, int], None]] = None) -> ExtractReport:
-    """Extract what is missing from the entry. ``on_start(plan, todo, already)`` before work."""
+@dataclass
+class RunStart:
+    """What every engine does first: plan, open the entry, and list the clips still to do."""
+
+    plan: EntryPlan
+    writer: EntryWriter
+    report: ExtractReport
+    todo: list
+    t0: float
+
+    @property
+    def finished(self) -> bool:
+        return self.report.complete
+
+
+def begin_run(opts: ExtractOptions, on_start: Optional[Callable[[EntryPlan, int, int], None]] = None) -> RunStart:
     t0 = time.time()
     p = plan_entry(opts)
     entry = open_or_create(p)
@@ -291,29 +302,48 @@ def run_extract(opts: ExtractOptions, progress: Optional[ProgressFn] = None,
         report.complete = True
         if on_start:
             on_start(p, 0, report.already)
-        return report
+        return RunStart(p, writer, report, [], t0)
     mine = _my_clips(p, opts.shard)
     done_or_failed = entry.done_uids() | set(entry.failures())
     todo = [c for c in mine if clip_uid(c.clip_id) not in done_or_failed]
     report.already = len(mine) - len(todo)
+    if opts.limit is not None:
+        todo = todo[: opts.limit]
     if on_start:
-        on_start(p, len(todo) if opts.limit is None else min(len(todo), opts.limit), report.already)
-    workers = max(1, min(opts.workers, len(todo) or 1))
-    if workers == 1:
-        done, failed = _work_loop(p, opts, todo, progress, report.counters, opts.limit)
-        report.done_now, report.failed_now = done, failed
-    else:
-        _run_workers(p, opts, todo, workers, progress, report)
-    writer.record_run({
-        "host": HOST, "pid": os.getpid(), "started": t0, "seconds": round(time.time() - t0, 2),
-        "shard": list(opts.shard), "workers": workers, "device": opts.device,
+        on_start(p, len(todo), report.already)
+    return RunStart(p, writer, report, todo, t0)
+
+
+def finish_run(run: RunStart, opts: ExtractOptions, extra: dict) -> ExtractReport:
+    """Write the run record (plus ``extra`` fields) and finalize the entry if it is complete."""
+    report = run.report
+    run.writer.record_run({
+        "host": HOST, "pid": os.getpid(), "started": run.t0, "seconds": round(time.time() - run.t0, 2),
+        "shard": list(opts.shard), "device": opts.device,
         "done": len(report.done_now), "failed": len(report.failed_now),
         "done_clip_ids": report.done_now,
         "decoded_clips": report.counters.decoded_clips, "pose_calls": report.counters.pose_calls,
+        **extra,
     })
-    report.complete = writer.finalize_if_complete()
-    report.seconds = time.time() - t0
+    report.complete = run.writer.finalize_if_complete()
+    report.seconds = time.time() - run.t0
     return report
+
+
+def run_extract(opts: ExtractOptions, progress: Optional[ProgressFn] = None,
+                on_start: Optional[Callable[[EntryPlan, int, int], None]] = None) -> ExtractReport:
+    """Extract what is missing from the entry. ``on_start(plan, todo, already)`` before work."""
+    run = begin_run(opts, on_start)
+    if run.finished:
+        return run.report
+    report, todo = run.report, run.todo
+    workers = max(1, min(opts.workers, len(todo) or 1))
+    if workers == 1:
+        done, failed = _work_loop(run.plan, opts, todo, progress, report.counters)
+        report.done_now, report.failed_now = done, failed
+    else:
+        _run_workers(run.plan, opts, todo, workers, progress, report)
+    return finish_run(run, opts, {"engine": "local", "workers": workers})
 
 
 def _run_workers(p: EntryPlan, opts: ExtractOptions, todo: list, workers: int,
@@ -323,11 +353,10 @@ def _run_workers(p: EntryPlan, opts: ExtractOptions, todo: list, workers: int,
     threads = max(1, (os.cpu_count() or 1) // workers)
     # Each worker starts at a different place in the list, so claims rarely collide.
     procs = []
-    per_limit = None if opts.limit is None else -(-opts.limit // workers)
     for w in range(workers):
         start = w * len(todo) // workers
         order = todo[start:] + todo[:start]
-        pr = ctx.Process(target=_worker_main, args=(p, opts, order, per_limit, queue, threads), daemon=False)
+        pr = ctx.Process(target=_worker_main, args=(p, opts, order, queue, threads), daemon=False)
         pr.start()
         procs.append(pr)
     alive = workers

@@ -5,7 +5,6 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from cache.keys import file_identity
 from stages.datasets.base import ClipRecord, DatasetAdapter, PoseTrack
 from stages.extract.pose_source import POSE_SOURCES, PoseSource, PoseSourceError
 
