@@ -1,0 +1,189 @@
+"""``pipeline train`` and ``pipeline eval``: stage two, from the cache only.
+
+``pipeline train --exp NAME`` trains every variant of ``configs/experiments/NAME.py`` (or those
+named with ``--variant``) into ``W/NAME/VARIANT/`` and writes ``W/NAME/results.md`` and
+``results.json``; ``pipeline eval --exp NAME --variant V --checkpoint PATH`` evaluates one
+checkpoint. Neither decodes a video or runs a pose model: clips come from the cache entry that
+``pipeline extract`` filled (found by recomputing its key, or given with ``--entry``).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+_CFG_HELP = ("Override any config value, mmengine style: KEY=VALUE (repeatable, or several in one quoted "
+             "string). Keys: train.* (max_epochs, warmup_epochs, lr, weight_decay, batch_size, "
+             "accumulative_counts, num_workers, amp, val_interval, seed, ...), model.* (every model switch, e.g. "
+             "model.ucmr.num_blocks=2, model.clip.pretrained_path=/w/ViT-B-16.pt), data.* (dataset, root, "
+             "extract.short_side, train_split, test_split, ...), runner.* (raw mmengine Runner arguments).")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _setup(verbose: bool, device: Optional[str]) -> None:
+    import warnings
+
+    if device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before torch looks at CUDA
+    for mod in ("mmengine", "mmcv", "torch", "timm", "open_clip"):
+        warnings.filterwarnings("ignore", module=mod)
+    warnings.filterwarnings("ignore", message=".*pkg_resources.*")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        logging.getLogger().setLevel(logging.ERROR)  # open_clip's "initialized randomly" chatter
+
+
+def _options(cfg_options: Optional[List[str]], root: Optional[Path]) -> dict:
+    from stages.train.config import parse_cfg_options
+
+    try:
+        opts = parse_cfg_options(cfg_options)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--cfg-options")
+    if root is not None:
+        opts.setdefault("data.root", str(root))
+    return opts
+
+
+def train(
+    exp: str = typer.Option(..., "--exp", "-e", help="Experiment: a name under configs/experiments/ (demo, ucmr_ablate, table4_components, ...) or a path to one."),
+    variant: Optional[List[str]] = typer.Option(None, "--variant", "-V", help="Train only these variants (repeatable, or a comma list). Default: every variant, in the paper's row order."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Train on this dataset instead of the experiment's (configs/_base_/datasets/NAME.py). '--dataset demo' ALSO switches to the tiny random-init CLIP and the short CPU schedule of configs/experiments/demo.py (keeping each variant's switches); results go to W/NAME-demo/."),
+    work_dir: Path = typer.Option(Path("work_dirs"), "--work-dir", "-w", help="Root of the outputs: W/NAME/VARIANT/ per variant (checkpoints, logs, TensorBoard, curves.png, confusion.png, result.json) and W/NAME/results.{md,json}."),
+    cfg_options: Optional[List[str]] = typer.Option(None, "--cfg-options", "-c", help=_CFG_HELP),
+    resume: bool = typer.Option(False, "--resume", help="Continue each unfinished variant from the last checkpoint in its work dir (model, optimiser, schedule, epoch, seed)."),
+    force: bool = typer.Option(False, "--force", help="Retrain variants that finished before (a rerun skips them by default)."),
+    allow_partial: bool = typer.Option(False, "--allow-partial", help="Train on an incomplete cache entry's clips instead of refusing it (the refusal lists the missing clips)."),
+    entry: Optional[str] = typer.Option(None, "--entry", help="Use this cache entry (key, unique key prefix or path) instead of looking it up from the dataset config."),
+    cache_root: Optional[Path] = typer.Option(None, "--cache-root", envvar="PEVL_CACHE", help="Cache root shared by the lab. Default: $PEVL_CACHE, else ~/.cache/pevl."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Raw dataset root, only to compute the entry key as extraction did (same as --cfg-options data.root=...). Nothing is decoded."),
+    launcher: str = typer.Option("none", "--launcher", help="'none' (one process) or 'pytorch' (under torchrun: torchrun --nproc_per_node N -m pipeline train ... --launcher pytorch; NCCL on GPUs, gloo on CPU)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda or cpu. Default: cuda when available. bf16 autocast on cuda (train.amp), fp32 on cpu."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (model init, shuffling, augmentation). Default: train.seed (0)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more (and show tracebacks of failed variants)."),
+):
+    """Train every variant of an experiment from the cache, then write its results table."""
+    _setup(verbose, device)
+    con = _console()
+    from stages.train.sweep import run_sweep
+
+    opts = _options(cfg_options, root)
+    if launcher not in ("none", "pytorch"):
+        raise typer.BadParameter("--launcher must be 'none' or 'pytorch'")
+    rank = int(os.environ.get("RANK", "0")) if launcher == "pytorch" else 0
+
+    def say(msg: str) -> None:
+        from rich.markup import escape
+
+        if rank == 0:
+            tag, sep, rest = msg.partition("] ")
+            style = {"[fail": "red", "[done": "green", "[skip": "yellow", "[warn": "yellow"}.get(tag, "bold")
+            if msg.startswith("[") and sep:
+                con.print(f"[{style}]{escape(tag + ']')}[/] {escape(rest)}", highlight=False)
+            else:
+                con.print(escape(msg), highlight=False)
+
+    try:
+        rep = run_sweep(exp, variants=variant, dataset=dataset, work_dir=work_dir, cfg_options=opts, resume=resume,
+                        allow_partial=allow_partial, entry=entry, cache_root=str(cache_root) if cache_root else None,
+                        launcher=launcher, device=device, seed=seed, force=force, say=say)
+    except KeyboardInterrupt:
+        con.print("[yellow]interrupted[/]: checkpoints are kept; rerun with --resume to continue.")
+        raise typer.Exit(130)
+    except (FileNotFoundError, KeyError, ValueError) as e:  # bad --exp / --variant / config
+        if verbose:
+            raise
+        con.print(f"[red]error:[/] {e}")
+        raise typer.Exit(2)
+    if rank != 0:
+        raise typer.Exit(1 if rep.failed else 0)
+    _summary(con, rep)
+    if rep.failed:
+        raise typer.Exit(1)
+
+
+def _summary(con, rep) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"{rep.experiment}: {len(rep.outcomes)} variant(s)")
+    for col in ("variant", "status", "top-1", "paper", "top-5", "mean", "params M", "GFLOPs"):
+        t.add_column(col, no_wrap=col == "variant")
+    for o in rep.outcomes:
+        r = o.row or {}
+        f = (lambda k, nd=2: "-" if r.get(k) is None else f"{r[k]:.{nd}f}")
+        status = {"trained": "[green]trained[/]", "skipped": "[yellow]done before[/]",
+                  "failed": "[red]failed[/]"}[o.status]
+        t.add_row(o.variant, status, f("top1"), f("paper_top1", 1), f("top5"), f("mean_class_acc"),
+                  f("tunable_params_m", 3), f("gflops", 3))
+    con.print(t)
+    for o in rep.failed:
+        con.print(f"[red]{o.variant}[/]: {o.error}", highlight=False)
+    con.print(f"work dirs: {rep.exp_dir}/<variant>/ (checkpoints, logs, TensorBoard, curves.png, confusion.png)")
+    if rep.rows:
+        con.print(f"results: {rep.exp_dir / 'results.md'} and {rep.exp_dir / 'results.json'}")
+
+
+def eval_(
+    exp: str = typer.Option(..., "--exp", "-e", help="Experiment name or path (as for train)."),
+    variant: Optional[str] = typer.Option(None, "--variant", "-V", help="The variant the checkpoint belongs to (default: the experiment's only/first variant)."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A checkpoint written by `pipeline train` (W/NAME/VARIANT/epoch_N.pth)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="As for train (demo also switches to the tiny model)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate. Default: the dataset config's test_split."),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", "-o", help="Where metrics.json, confusion.{json,png} and predictions.json go. Default: eval_<checkpoint name>/ beside the checkpoint."),
+    cfg_options: Optional[List[str]] = typer.Option(None, "--cfg-options", "-c", help=_CFG_HELP),
+    allow_partial: bool = typer.Option(False, "--allow-partial", help="Evaluate on an incomplete entry's clips."),
+    entry: Optional[str] = typer.Option(None, "--entry", help="Cache entry key, prefix or path (bypasses the lookup)."),
+    cache_root: Optional[Path] = typer.Option(None, "--cache-root", envvar="PEVL_CACHE", help="Cache root. Default: $PEVL_CACHE, else ~/.cache/pevl."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Raw dataset root, only to compute the entry key."),
+    launcher: str = typer.Option("none", "--launcher", help="'none' or 'pytorch' (torchrun)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda or cpu (default: cuda when available)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),
+):
+    """Evaluate a checkpoint: every class text once, 3 crops x 1 clip, Top-1/Top-5/mean class accuracy
+    and a confusion matrix (JSON and PNG)."""
+    _setup(verbose, device)
+    con = _console()
+    from pipeline.experiments import list_variants, load_experiment
+    from stages.data.lookup import find_entry
+    from stages.train.config import build_run_config
+    from stages.train.runner import evaluate_checkpoint
+
+    opts = _options(cfg_options, root)
+    try:
+        if not checkpoint.is_file():
+            raise FileNotFoundError(f"no checkpoint {checkpoint}")
+        v = variant or list_variants(load_experiment(exp))[0]
+        cfg = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
+        e = find_entry(cfg.data.to_dict(), cache_root=str(cache_root) if cache_root else None, entry=entry)
+        e.require_complete(allow_partial)
+        od = out_dir or checkpoint.parent / f"eval_{checkpoint.stem}"
+        row = evaluate_checkpoint(cfg, str(checkpoint), e, od, launcher=launcher, device=device,
+                                  allow_partial=allow_partial, split=split)
+    except KeyboardInterrupt:
+        raise typer.Exit(130)
+    except Exception as ex:  # noqa: BLE001
+        if verbose:
+            raise
+        con.print(f"[red]error:[/] {ex}", highlight=False)
+        raise typer.Exit(2)
+    if row is not None:
+        con.print(f"[bold]{row['experiment']}/{row['variant']}[/] on {row['dataset']} {row['split']} "
+                  f"({row['num_test_clips']} clips, 3 crops): top-1 {row['top1']:.2f}  top-5 {row['top5']:.2f}  "
+                  f"mean class {row['mean_class_acc']:.2f}\nwritten to {od}", highlight=False)
+
+
+if __name__ == "__main__":  # python -m pipeline.commands.train (torchrun without the console script)
+    app = typer.Typer(add_completion=False)
+    app.command("train")(train)
+    app.command("eval")(eval_)
+    app(sys.argv[1:])

@@ -1,0 +1,159 @@
+"""A PyTorch dataset over one cache entry: cached frames, sampled poses and mask grids, aligned.
+
+Everything comes through the ``cache`` API (:class:`cache.CacheEntry`); nothing here decodes a
+video or runs a pose model. One item is one clip:
+
+* training (``mode='train'``): one random ``S x S`` crop on the grid-cell lattice and a horizontal
+  flip with probability 0.5, applied identically to frames, mask grid and joints (the flip also
+  swaps left and right joints, ``Skeleton.flip_index``); pose frames segment-uniform with random
+  offsets;
+* test (``mode='test'``): the three spatial crops of mmaction's ThreeCrop ('first', 'center',
+  'last' along the long side), no flip, pose frames at segment middles; tensors carry a leading
+  view axis (3 views).
+
+Frames stay ``uint8`` (``(T_v, 3, S, S)``) and grids ``float16`` through the DataLoader; the
+training-side data preprocessor (:mod:`stages.train.model`) moves them to the device, converts
+and CLIP-normalises there, which keeps the loader cheap enough to feed a GPU.
+
+Randomness is a pure function of ``(seed, epoch, index)`` (:func:`item_rng`), never of a worker
+process' global RNG: the same run gives the same crops and flips whatever the number of loader
+workers, and a run resumed at an epoch boundary sees exactly what an uninterrupted one saw. The
+epoch reaches the workers through the index itself: :class:`stages.data.samplers.EpochSeedSampler`
+yields ``(index, epoch)`` pairs (plain integers still work and use :attr:`epoch`).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from cache import CacheEntry
+from stages.data.sampling import sample_pose_frames, sample_video_frames
+from stages.geometry import crop, crop_offsets, hflip
+from stages.skeletons import get_skeleton
+
+log = logging.getLogger(__name__)
+
+#: CLIP's image normalisation (open_clip OPENAI_DATASET_MEAN / STD), applied on the device.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+TEST_CROPS = ("first", "center", "last")
+
+
+def item_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The generator of one item's augmentation: independent of process, worker and order."""
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(epoch), int(index), 0x5EED])
+
+
+class CacheClipDataset(Dataset):
+    """Clips of one split of a cache entry, as PeVL batches want them.
+
+    Args:
+        entry: a :class:`cache.CacheEntry` (or its directory).
+        split: 'train', 'val', 'test', ... (the entry's plan names them).
+        mode: 'train' (random crop + flip + random pose offsets) or 'test' (3 crops, fixed).
+        crop_size: ``S``, the model's image size (224 for ViT-B/16); a multiple of the grid cell.
+        num_pose_frames: ``T`` (48 in the paper).
+        num_video_frames: ``T_v`` the model reads; default all cached frames. Fewer picks a
+            segment-uniform subset of the cached frames (random offsets in training).
+        flip_prob: probability of the horizontal flip in training.
+        seed: base of every item's randomness.
+        allow_partial: use the clips present in an incomplete entry instead of refusing it.
+        test_crops: crop positions of the test views.
+    """
+
+    def __init__(self, entry: Union[CacheEntry, str], split: str, mode: str = "train", crop_size: int = 224,
+                 num_pose_frames: int = 48, num_video_frames: Optional[int] = None, flip_prob: float = 0.5,
+                 seed: int = 0, allow_partial: bool = False, test_crops: Sequence[str] = TEST_CROPS):
+        if mode not in ("train", "test"):
+            raise ValueError(f"mode must be 'train' or 'test', got {mode!r}")
+        self.entry = entry if isinstance(entry, CacheEntry) else CacheEntry(entry)
+        self.status = self.entry.require_complete(allow_partial)
+        self.split = split
+        self.mode = mode
+        self.crop_size = int(crop_size)
+        self.num_pose_frames = int(num_pose_frames)
+        self.num_video_frames = None if num_video_frames is None else int(num_video_frames)
+        self.flip_prob = float(flip_prob)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.test_crops = tuple(test_crops)
+        self.cell = self.entry.grid_cell
+        if self.crop_size % self.cell:
+            raise ValueError(f"crop size {self.crop_size} is not a multiple of the entry's grid cell {self.cell}")
+        self.skeleton = get_skeleton(self.entry.skeleton)
+        self.flip_index = np.asarray(self.skeleton.flip_index())
+        self.rows = self.entry.clips(split)
+        if not self.rows:
+            splits = sorted({c["split"] for c in self.entry.plan})
+            raise ValueError(f"cache entry {self.entry.key} has no clips in split {split!r} (splits: {splits})")
+        self.classes = self.entry.classes
+        self.coarse_type = self.entry.coarse_type
+
+    # -- metadata -----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def labels(self) -> list[int]:
+        return [int(r["label"]) for r in self.rows]
+
+    @property
+    def metainfo(self) -> dict:  # mmengine reads this for the evaluator / visualiser
+        return dict(classes=self.classes, coarse_type=self.coarse_type, entry=self.entry.key, split=self.split)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    # -- items -----------------------------------------------------------------------------------
+    def __getitem__(self, item: Any) -> dict[str, torch.Tensor]:
+        if isinstance(item, (tuple, list)):
+            index, epoch = int(item[0]), int(item[1])
+        else:
+            index, epoch = int(item), self.epoch
+        row = self.rows[index]
+        clip = self.entry.read_clip(row["uid"])
+        rng = item_rng(self.seed, epoch, index) if self.mode == "train" else None
+        return self.make_item(clip, index, rng)
+
+    def make_item(self, clip, index: int, rng: Optional[np.random.Generator]) -> dict[str, torch.Tensor]:
+        """Turn one :class:`cache.ClipData` into tensors (``rng`` None: test views)."""
+        s, cell = self.crop_size, self.cell
+        # video frames (a subset of the cached ones if the model reads fewer) and pose frames
+        vsel = sample_video_frames(len(clip.frame_indices), self.num_video_frames, rng)
+        frames = clip.frames[vsel]
+        grids = clip.grids[vsel]
+        vf = clip.frame_indices[vsel].astype(np.int64)
+        pose_idx, vpi = sample_pose_frames(clip.num_frames, self.num_pose_frames, vf, rng)
+        kp = clip.keypoints_in_frame()[pose_idx].astype(np.float32)  # (T, V, 2) cached-frame pixels
+        sc = clip.scores[pose_idx].astype(np.float32)  # (T, V)
+        joints = np.concatenate([kp, sc[..., None]], axis=-1)  # (T, V, 3)
+        h, w = frames.shape[1:3]
+        if rng is not None:
+            top, left = crop_offsets(h, w, s, cell, "random", rng)
+            flip = bool(rng.random() < self.flip_prob)
+            f, j, g = self._view(frames, grids, joints, top, left, flip)
+            out = dict(frames=f, joints=j, mask_grid=g)
+        else:
+            views = [self._view(frames, grids, joints, *crop_offsets(h, w, s, cell, where), False)
+                     for where in self.test_crops]
+            out = {k: torch.stack([v[i] for v in views]) for i, k in enumerate(("frames", "joints", "mask_grid"))}
+        out["video_pose_index"] = torch.from_numpy(vpi.astype(np.int64))
+        out["label"] = torch.tensor(int(clip.label), dtype=torch.long)
+        out["index"] = torch.tensor(index, dtype=torch.long)
+        return out
+
+    def _view(self, frames, grids, joints, top, left, flip):
+        s = self.crop_size
+        f, g, j = crop(frames, grids, joints, top, left, s, self.cell)
+        if flip:
+            f, g, j = hflip(f, g, j, self.flip_index)
+        j = j.copy()
+        j[..., :2] /= s
+        f = torch.from_numpy(np.ascontiguousarray(f)).permute(0, 3, 1, 2).contiguous()  # (T_v, 3, S, S) uint8
+        g = torch.from_numpy(np.ascontiguousarray(g, dtype=np.float16))
+        return f, torch.from_numpy(np.ascontiguousarray(j, dtype=np.float32)), g  # frames, joints, grid

@@ -1,0 +1,75 @@
+"""Top-1, Top-5, mean class accuracy and the confusion matrix, as an mmengine metric."""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+from mmengine.evaluator import BaseMetric
+from mmengine.registry import METRICS
+
+
+def classification_metrics(scores: np.ndarray, labels: np.ndarray, num_classes: Optional[int] = None) -> dict:
+    """Percentages: ``top1``, ``top5`` (top-min(5, C)), ``mean_class_acc`` (mean over the classes
+    present in ``labels`` of each class' top-1 recall), plus ``confusion`` (C x C counts, rows =
+    true class) and ``per_class_acc`` (None for classes absent from ``labels``)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    c = int(num_classes or scores.shape[1])
+    n = len(labels)
+    if n == 0:
+        return dict(top1=0.0, top5=0.0, mean_class_acc=0.0, confusion=np.zeros((c, c), np.int64),
+                    per_class_acc=[None] * c, num_samples=0)
+    # argmax takes the first maximum: ties (classes with one shared text) go to the lower class id
+    pred = scores.argmax(1)
+    k = min(5, c)
+    # stable top-k: sort by (-score, class id)
+    order = np.lexsort((np.broadcast_to(np.arange(c), scores.shape), -scores), axis=1)[:, :k]
+    top5 = (order == labels[:, None]).any(1)
+    conf = np.zeros((c, c), dtype=np.int64)
+    np.add.at(conf, (labels, pred), 1)
+    support = conf.sum(1)
+    per_class = [float(conf[i, i] / support[i] * 100) if support[i] else None for i in range(c)]
+    present = [a for a in per_class if a is not None]
+    return dict(top1=float((pred == labels).mean() * 100), top5=float(top5.mean() * 100),
+                mean_class_acc=float(np.mean(present)) if present else 0.0, confusion=conf,
+                per_class_acc=per_class, num_samples=n, predictions=pred)
+
+
+@METRICS.register_module(force=True)
+class PeVLClassificationMetric(BaseMetric):
+    """Collects each clip's view-averaged class scores; computes :func:`classification_metrics`.
+
+    The full result of the last evaluation (confusion matrix, per-class accuracy, per-clip
+    predictions) stays in :attr:`last_result` on the process that computed it (rank 0) so the
+    caller can save it.
+    """
+
+    default_prefix: Optional[str] = ""  # metric keys stay top1 / top5 / mean_class_acc
+
+    def __init__(self, num_classes: int, collect_device: str = "cpu", prefix: Optional[str] = None):
+        super().__init__(collect_device=collect_device, prefix=prefix)
+        self.num_classes = int(num_classes)
+        self.last_result: Optional[dict] = None
+
+    def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
+        for s in data_samples:
+            sc = s["scores"]
+            sc = sc.numpy() if isinstance(sc, torch.Tensor) else np.asarray(sc)
+            self.results.append(dict(scores=sc.astype(np.float32), label=int(s["label"]), index=int(s["index"])))
+
+    def compute_metrics(self, results: list) -> dict:
+        # DDP pads the last batch with repeats; mmengine already cut results to the dataset size,
+        # but a clip seen twice (odd sizes) is still counted once, by index.
+        seen, uniq = set(), []
+        for r in results:
+            if r["index"] not in seen:
+                seen.add(r["index"])
+                uniq.append(r)
+        uniq.sort(key=lambda r: r["index"])
+        scores = np.stack([r["scores"] for r in uniq]) if uniq else np.zeros((0, self.num_classes))
+        labels = np.array([r["label"] for r in uniq], dtype=np.int64)
+        res = classification_metrics(scores, labels, self.num_classes)
+        res["indices"] = [r["index"] for r in uniq]
+        self.last_result = res
+        return {k: round(res[k], 4) for k in ("top1", "top5", "mean_class_acc")}

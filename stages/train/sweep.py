@@ -1,0 +1,188 @@
+"""``pipeline train --exp NAME``: train every variant of an experiment, then write its table.
+
+Each variant trains into ``W/NAME/VARIANT/`` (``W/NAME-DATASET/VARIANT/`` when ``--dataset``
+replaces the experiment's own dataset, so demo numbers never mix with real ones). A variant whose
+``result.json`` exists is skipped on a rerun (``force`` retrains it). A failing variant does not
+stop the others; the sweep reports it and the caller exits non-zero. Finally
+``W/NAME/results.json`` and ``results.md`` collect every finished variant in the paper's row order.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from mmengine.config import Config
+
+from pipeline.experiments import list_variants, load_experiment
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VariantOutcome:
+    variant: str
+    status: str  # 'trained', 'skipped', 'failed'
+    work_dir: Path
+    row: Optional[dict] = None
+    error: Optional[str] = None
+
+
+@dataclass
+class SweepReport:
+    experiment: str
+    exp_dir: Path
+    outcomes: list[VariantOutcome] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[VariantOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+
+def config_hash(cfg: Config) -> str:
+    d = cfg.to_dict()
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def select_variants(exp_cfg: Config, variants: Optional[Sequence[str]]) -> list[str]:
+    allv = list_variants(exp_cfg)
+    if not variants:
+        return allv
+    want: list[str] = []
+    for v in variants:
+        for name in str(v).split(","):
+            name = name.strip()
+            if name and name not in want:
+                want.append(name)
+    unknown = [v for v in want if v not in allv]
+    if unknown:
+        raise KeyError(f"unknown variant(s) {unknown}; {exp_cfg.get('experiment', {}).get('name', '')} has {allv}")
+    return [v for v in allv if v in want]  # paper order
+
+
+def experiment_dir_name(exp_cfg: Config, exp: str, dataset: Optional[str]) -> str:
+    name = exp_cfg.get("experiment", {}).get("name") or Path(exp).stem
+    if dataset:
+        from stages.train.config import _default_dataset
+        from pipeline.experiments import _plain
+
+        own = _default_dataset(_plain(exp_cfg.to_dict()))
+        if dataset != own:
+            return f"{name}-{dataset}"
+    return name
+
+
+def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optional[str] = None,
+              work_dir: os.PathLike = "work_dirs", cfg_options: Optional[dict] = None, resume: bool = False,
+              allow_partial: bool = False, entry: Optional[str] = None, cache_root: Optional[str] = None,
+              launcher: str = "none", device: Optional[str] = None, seed: Optional[int] = None,
+              force: bool = False, hooks: Optional[list] = None,
+              say: Callable[[str], None] = print) -> SweepReport:
+    """Train the selected variants (default: all) and write the experiment's results table."""
+    from mmengine.dist import get_dist_info
+
+    from stages.data.lookup import find_entry
+    from stages.train.config import build_run_config
+    from stages.train.report import write_results
+    from stages.train.runner import RESULT_FILE, init_distributed, read_result, train_variant
+
+    exp_cfg = load_experiment(exp)
+    chosen = select_variants(exp_cfg, variants)
+    exp_name = experiment_dir_name(exp_cfg, exp, dataset)
+    exp_dir = Path(work_dir) / exp_name
+    opts = dict(cfg_options or {})
+    if seed is not None:
+        opts = {"train.seed": int(seed), **{k: v for k, v in opts.items() if k != "train.seed"}}
+    init_distributed(launcher)
+    rank, _ = get_dist_info()
+    rep = SweepReport(experiment=exp_name, exp_dir=exp_dir)
+    entries: dict[str, Any] = {}
+    # decide what to skip before anything is written, so every rank decides the same
+    done_before = {v: read_result(exp_dir / v) for v in chosen}
+    for v in chosen:
+        vdir = exp_dir / v
+        try:
+            cfg = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
+            cfg["exp_name"] = exp_name
+            if done_before[v] is not None and not force:
+                old = done_before[v]
+                note = ""
+                if old.get("config_hash") and old["config_hash"] != config_hash(cfg):
+                    note = " (its config differs from this run's; --force retrains)"
+                say(f"[skip] {exp_name}/{v}: finished before, top-1 {old.get('top1')}{note}")
+                rep.outcomes.append(VariantOutcome(v, "skipped", vdir, row=old))
+                continue
+            key = json.dumps(cfg.data.to_dict(), sort_keys=True, default=str) + str(entry)
+            if key not in entries:
+                e = find_entry(cfg.data.to_dict(), cache_root=cache_root, entry=entry)
+                st = e.require_complete(allow_partial)
+                if st.missing:
+                    say(f"[warn] entry {e.key} is incomplete ({len(st.missing)} of {st.total} clips missing); "
+                        "--allow-partial: training on the clips that are there")
+                entries[key] = e
+            e = entries[key]
+            if (vdir / "last_checkpoint").is_file():
+                say(f"[warn] {exp_name}/{v} has checkpoints of an unfinished run: "
+                    + ("resuming from the last one" if resume else "starting over (--resume continues it)"))
+            say(f"[train] {exp_name}/{v} on {e.dataset} (entry {e.key}) -> {vdir}")
+            row = train_variant(cfg, vdir, e, launcher=launcher, device=device, resume=resume,
+                                allow_partial=allow_partial, hooks=hooks)
+            if row is not None:
+                row["config_hash"] = config_hash(cfg)
+                row["status"] = "done"
+                from stages.train.report import write_json
+
+                write_json(vdir / RESULT_FILE, row)
+                say(f"[done] {exp_name}/{v}: top-1 {row['top1']:.2f}  top-5 {row['top5']:.2f}  "
+                    f"mean class {row['mean_class_acc']:.2f}  ({row['train_seconds']:.0f} s)")
+            rep.outcomes.append(VariantOutcome(v, "trained", vdir, row=row))
+        except KeyboardInterrupt:
+            raise
+        except Exception as ex:  # noqa: BLE001  (one variant's failure must not stop the sweep)
+            err = f"{type(ex).__name__}: {ex}"
+            log.debug("variant %s failed:\n%s", v, traceback.format_exc())
+            say(f"[fail] {exp_name}/{v}: {err}")
+            rep.outcomes.append(VariantOutcome(v, "failed", vdir, error=err))
+            if _is_setup_error(ex):  # the same for every variant: stop early
+                for rest in chosen[chosen.index(v) + 1:]:
+                    rep.outcomes.append(VariantOutcome(rest, "failed", exp_dir / rest, error=f"not run: {err}"))
+                break
+    if rank == 0:
+        rep.rows = collect_rows(exp_cfg, exp_dir, rep.outcomes)
+        if rep.rows:
+            notes = []
+            if any(r.get("status") != "failed" and not r.get("pretrained") for r in rep.rows):
+                notes.append("CLIP with random weights (no pretrained weights: e.g. the demo's tiny CLIP trained from "
+                             "scratch on CPU): the numbers show the pipeline learns and are not comparable with the "
+                             "paper's.")
+            write_results(exp_dir, rep.rows, dict(exp_cfg.get("experiment", {})) | {"name": exp_name}, notes)
+    return rep
+
+
+def _is_setup_error(ex: BaseException) -> bool:
+    from cache import EntryIncompleteError, EntryNotFoundError
+
+    return isinstance(ex, (EntryNotFoundError, EntryIncompleteError))
+
+
+def collect_rows(exp_cfg: Config, exp_dir: Path, outcomes: list[VariantOutcome]) -> list[dict]:
+    """One row per variant of the experiment that finished (now or before) or failed now."""
+    from stages.train.runner import read_result
+
+    by_v = {o.variant: o for o in outcomes}
+    rows = []
+    for v in list_variants(exp_cfg):
+        r = read_result(exp_dir / v)
+        o = by_v.get(v)
+        if o is not None and o.status == "failed":
+            rows.append(dict(variant=v, status="failed", error=o.error,
+                             paper_top1=exp_cfg["variants"][v].get("paper_top1")))
+        elif r is not None:
+            rows.append(r)
+    return rows

@@ -1,0 +1,55 @@
+"""Run-config composition: paper defaults, the demo switch, --cfg-options, the mmengine pieces."""
+import pytest
+
+from stages.train.config import build_run_config, parse_cfg_options
+
+
+def test_paper_defaults_for_an_experiment():
+    cfg = build_run_config("ucmr_ablate", "wo_v2p")
+    t = cfg.train
+    assert (t.lr, t.weight_decay, t.max_epochs, t.warmup_epochs) == (8e-6, 0.05, 50, 3)
+    assert cfg.data.dataset == "diving48" and cfg.data.test_split == "test"
+    assert cfg.model.clip.arch == "ViT-B-16" and cfg.model.ucmr.v2p is False
+    assert cfg.model.num_video_frames == 16 and cfg.model.num_pose_frames == 48
+    assert cfg.paper_top1 == 90.4 and cfg.variant == "wo_v2p"
+
+
+def test_dataset_demo_switches_to_the_tiny_model_and_keeps_the_variant():
+    cfg = build_run_config("ucmr_ablate", "wo_p2v", dataset="demo")
+    assert cfg.data.dataset == "demo" and cfg.model.clip.arch == "PeVL-tiny" and cfg.model.clip.pretrained is None
+    assert cfg.model.ucmr.p2v is False
+    assert cfg.train.lr == build_run_config("demo", "pevl").train.lr
+    other = build_run_config("ucmr_ablate", "pevl", dataset="gym99")
+    assert other.data.dataset == "gym99" and other.model.clip.arch == "ViT-B-16"
+
+
+def test_cfg_options_override_everything():
+    opts = parse_cfg_options(["train.lr=1e-4 train.betas=(0.9, 0.98)", "model.ucmr.num_blocks=2",
+                              "data.root=/data/d48", "train.amp=None"])
+    assert opts["train.betas"] == (0.9, 0.98)
+    cfg = build_run_config("ucmr_ablate", "pevl", cfg_options=opts)
+    assert cfg.train.lr == 1e-4 and cfg.model.ucmr.num_blocks == 2 and cfg.data.root == "/data/d48"
+    assert cfg.train.amp is None
+    with pytest.raises(ValueError):
+        parse_cfg_options(["nonsense"])
+
+
+def test_runner_pieces_warmup_cosine_amp_accumulation(tmp_path):
+    from stages.train.runner import runner_kwargs
+
+    class DS(list):
+        classes = ["a", "b"]
+
+    cfg = build_run_config("ucmr_ablate", "pevl", cfg_options={"train.accumulative_counts": 4})
+    kw = runner_kwargs(cfg, object(), DS(range(64)), DS(range(8)), tmp_path, "none", "cuda")
+    ow = kw["optim_wrapper"]
+    assert ow["type"] == "AmpOptimWrapper" and ow["dtype"] == "bfloat16" and ow["accumulative_counts"] == 4
+    assert ow["optimizer"]["type"] == "AdamW" and ow["optimizer"]["lr"] == 8e-6
+    warm, cos = kw["param_scheduler"]
+    assert warm["type"] == "LinearLR" and warm["end"] == 3 and warm["convert_to_iter_based"]
+    assert cos["type"] == "CosineAnnealingLR" and cos["begin"] == 3 and cos["end"] == 50 and cos["eta_min"] == 0
+    assert kw["default_hooks"]["checkpoint"]["interval"] == 1
+    assert {b["type"] for b in kw["visualizer"]["vis_backends"]} == {"LocalVisBackend", "TensorboardVisBackend"}
+    assert kw["train_cfg"]["max_epochs"] == 50 and kw["randomness"]["seed"] == 0
+    cpu = runner_kwargs(cfg, object(), DS(range(64)), DS(range(8)), tmp_path, "none", "cpu")
+    assert cpu["optim_wrapper"]["type"] == "OptimWrapper"

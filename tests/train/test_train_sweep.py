@@ -1,0 +1,132 @@
+"""Stage two end to end on a small real cache entry: a sweep (no decoding, no pose model),
+its results schema and files, a rerun that skips, `pipeline eval`, and the metric."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+
+from pevl_stage2_testutils import small_demo  # noqa: E402,F401  (session fixture)
+
+import json
+
+import numpy as np
+import pytest
+
+from stages.train.metrics import classification_metrics
+from stages.train.report import RESULT_KEYS
+
+#: a few seconds per variant on CPU: 4 of the 16 cached frames, 8 pose frames, one epoch
+SMALL = {"train.max_epochs": 1, "train.warmup_epochs": 0, "train.batch_size": 4, "train.num_workers": 0,
+         "train.val_interval": 1, "train.log_interval": 1, "model.num_video_frames": 4,
+         "model.num_pose_frames": 8}
+
+
+def small_options(data_cfg: dict) -> dict:
+    return {**SMALL, "data.root": data_cfg["root"], "data.dataset_options": data_cfg["dataset_options"]}
+
+
+def test_classification_metrics():
+    scores = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.5, 0.4, 0.1], [0.1, 0.3, 0.6], [0.3, 0.3, 0.4]])
+    labels = np.array([0, 1, 1, 2, 0])
+    r = classification_metrics(scores, labels, 3)
+    assert r["top1"] == pytest.approx(60.0)
+    assert r["top5"] == pytest.approx(100.0)  # top-min(5, C)
+    # per class: 0 -> 1/2, 1 -> 1/2, 2 -> 1/1
+    assert r["mean_class_acc"] == pytest.approx(100 * (0.5 + 0.5 + 1.0) / 3)
+    assert r["confusion"].tolist() == [[1, 0, 1], [1, 1, 0], [0, 0, 1]]
+    tie = classification_metrics(np.array([[0.5, 0.5]]), np.array([1]), 2)
+    assert tie["top1"] == 0.0  # a tie goes to the lower class id
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """Count every call into video decoding, pose estimation and demo generation."""
+    import stages.datasets.demo.generate as gen
+    import stages.extract.clip as clip_mod
+    import stages.extract.decode as dec
+    from stages.extract.dataset_pose import DatasetPoseSource
+    from stages.extract.hrnet import HRNetPoseSource
+
+    calls = []
+
+    def spy(name):
+        def f(*a, **k):
+            calls.append(name)
+            raise AssertionError(f"stage two called {name}")
+        return f
+
+    for mod, names in ((dec, ("probe", "read_frames", "decode_clip")), (clip_mod, ("probe", "read_frames")),
+                       (gen, ("render_clip", "encode_mp4"))):
+        for n in names:
+            if hasattr(mod, n):
+                monkeypatch.setattr(mod, n, spy(f"{mod.__name__}.{n}"))
+    for cls in (DatasetPoseSource, HRNetPoseSource):
+        monkeypatch.setattr(cls, "estimate", spy(f"{cls.__name__}.estimate"))
+    monkeypatch.setattr(HRNetPoseSource, "_build", spy("HRNetPoseSource._build"))
+    return calls
+
+
+def test_sweep_trains_from_the_cache_only_and_writes_the_table(small_demo, tmp_path, no_decoding):
+    from stages.train.sweep import run_sweep
+
+    cache, entry_dir, data_cfg = small_demo
+    said = []
+    rep = run_sweep("ucmr_ablate", variants=["pevl,wo_ucmr"], dataset="demo", work_dir=tmp_path / "w",
+                    cfg_options=small_options(data_cfg), cache_root=str(cache), say=said.append)
+    assert no_decoding == []
+    assert [o.status for o in rep.outcomes] == ["trained", "trained"], [o.error for o in rep.outcomes]
+    exp_dir = tmp_path / "w" / "ucmr_ablate-demo"
+    rows = json.loads((exp_dir / "results.json").read_text())
+    assert [r["variant"] for r in rows] == ["pevl", "wo_ucmr"]
+    for r in rows:
+        for k in RESULT_KEYS:
+            assert k in r, k
+        assert r["dataset"] == "demo" and r["num_classes"] == 10 and r["epochs"] == 1
+        for k in ("top1", "top5", "mean_class_acc"):
+            assert 0.0 <= r[k] <= 100.0
+        assert r["top5"] >= r["top1"]
+        assert r["tunable_params_m"] > 0 and r["gflops"] > 0
+        assert r["entry"] == entry_dir.name and r["paper_top1"] in (91.9, 88.9)
+        vdir = exp_dir / r["variant"]
+        for f in ("result.json", "confusion.json", "confusion.png", "curves.png", "predictions.json", "epoch_1.pth"):
+            assert (vdir / f).is_file(), f
+        assert list(vdir.glob("*/vis_data/scalars.json")) and list(vdir.glob("*/vis_data/events.out.tfevents*"))
+        conf = json.loads((vdir / "confusion.json").read_text())
+        assert np.array(conf["matrix"]).sum() == 10 and len(conf["classes"]) == 10
+    # UCMR's refinement adds tunable parameters
+    assert rows[0]["tunable_params_m"] > rows[1]["tunable_params_m"]
+    md = (exp_dir / "results.md").read_text()
+    assert "Table 5" in md and "| pevl |" in md and "91.9" in md and "88.9" in md
+
+    # a rerun skips both
+    again = run_sweep("ucmr_ablate", variants=["pevl", "wo_ucmr"], dataset="demo", work_dir=tmp_path / "w",
+                      cfg_options=small_options(data_cfg), cache_root=str(cache), say=said.append)
+    assert [o.status for o in again.outcomes] == ["skipped", "skipped"]
+    assert json.loads((exp_dir / "results.json").read_text()) == rows
+
+    # `pipeline eval` of the checkpoint reproduces the sweep's numbers (same weights, same views)
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    opts = [x for k, v in SMALL.items() for x in ("--cfg-options", f"{k}={v}")]
+    res = CliRunner().invoke(app, ["eval", "--exp", "ucmr_ablate", "--variant", "pevl", "--dataset", "demo",
+                                   "--entry", str(entry_dir),
+                                   "--checkpoint", str(exp_dir / "pevl" / "epoch_1.pth"), "--cache-root", str(cache),
+                                   "--out-dir", str(tmp_path / "ev"), *opts])
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert m["top1"] == rows[0]["top1"] and m["mean_class_acc"] == rows[0]["mean_class_acc"]
+    assert (tmp_path / "ev" / "confusion.png").is_file()
+    assert no_decoding == []
+
+
+def test_missing_entry_fails_every_variant_and_names_the_extract_command(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    res = CliRunner().invoke(app, ["train", "--exp", "demo", "--cache-root", str(tmp_path / "empty"),
+                                   "--work-dir", str(tmp_path / "w"), "--cfg-options", "data.root=" + str(tmp_path / "nodata")])
+    assert res.exit_code == 1
+    assert "pipeline extract --dataset demo" in res.output
