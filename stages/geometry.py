@@ -108,7 +108,10 @@ def hflip(
     f = frames[:, :, ::-1]
     g = grids[:, perm][..., ::-1]
     j = joints[..., perm, :].copy()
-    j[..., 0] = w - j[..., 0]
+    # Cells are half-open [c*cell, (c+1)*cell): mirroring maps them to (.., ..], so a joint exactly
+    # on a border would land one cell off. One ulp to the left keeps it in the mirrored cell.
+    x = (w - j[..., 0]).astype(j.dtype)
+    j[..., 0] = np.nextafter(x, np.asarray(-np.inf, dtype=j.dtype))
     return f, g, j
 
 

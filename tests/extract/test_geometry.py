@@ -107,3 +107,14 @@ def test_three_test_crops_cover_long_side():
     assert crop_offsets(448, 256, 224, 16, "last") == (224, 16)
     with pytest.raises(ValueError):
         crop(np.zeros((1, 64, 64, 3)), np.zeros((1, 1, 4, 4)), np.zeros((1, 1, 3)), 3, 0, 32, 16)
+
+
+def test_flip_of_a_joint_on_a_cell_border_lands_in_the_mirrored_cell():
+    kp = np.array([[[16.0, 0.0], [0.0, 16.0], [32.0, 31.0]]], np.float32)  # exact borders
+    sc = np.ones((1, 3), np.float32)
+    frames = np.zeros((1, 32, 64, 3), np.uint8)
+    grid = joint_patch_grid(kp, sc, (32, 64), 16)
+    j = np.concatenate([kp, sc[..., None]], -1)
+    _, g2, j2 = hflip(frames, grid, j, [0, 1, 2])
+    np.testing.assert_array_equal(joint_patch_grid(j2[..., :2], j2[..., 2], (32, 64), 16), g2)
+    assert j2[0, 0, 0] == pytest.approx(48.0)
