@@ -42,7 +42,7 @@ def main() -> None:
     import cv2
     import torch
 
-    from conftest import make_video, write_custom_dataset
+    from pevl_testutils import make_video, write_custom_dataset
     from pipeline.extract import ExtractOptions, run_extract
     from stages.datasets.base import ClipRecord
     from stages.extract.decode import probe, read_frames

@@ -21,7 +21,7 @@ def _opts(root, cache_root, **kw):
 @pytest.fixture(scope="module")
 def extracted(tmp_path_factory):
     """One HRNet (random weights) extraction of the tiny dataset, shared by the tests below."""
-    from conftest import make_video, write_custom_dataset
+    from pevl_testutils import make_video, write_custom_dataset
 
     tmp = tmp_path_factory.mktemp("keys")
     root = tmp / "data"

@@ -11,7 +11,7 @@ import pytest
 
 from cache import CacheStore
 from cache.entry import CacheEntry
-from conftest import REPO, make_video, write_custom_dataset
+from pevl_testutils import REPO, make_video, write_custom_dataset
 
 
 def _dataset(root: Path, n: int) -> Path:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 
@@ -24,13 +23,7 @@ def write_json(path: Path, obj) -> Path:
 
 def make_video(path: Path, seconds: float = 1.0, size: str = "64x48", rate: int = 10) -> Path:
     """A real tiny H.264 clip made with the ffmpeg that imageio-ffmpeg ships."""
-    import imageio_ffmpeg
+    from pevl_testutils import make_video as _make
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi",
-         "-i", f"testsrc=size={size}:rate={rate}", "-t", str(seconds), "-pix_fmt", "yuv420p",
-         str(path)],
-        check=True, timeout=60,
-    )
-    return path
+    w, h = (int(x) for x in size.split("x"))
+    return _make(path, frames=max(1, round(seconds * rate)), size=(w, h), fps=rate)

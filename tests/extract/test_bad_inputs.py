@@ -3,7 +3,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cache import CacheStore
-from conftest import make_video, write_custom_dataset
+from pevl_testutils import make_video, write_custom_dataset
 from pipeline.cli import app
 
 

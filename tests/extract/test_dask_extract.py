@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cache import CacheStore
-from conftest import make_video, write_custom_dataset
+from pevl_testutils import make_video, write_custom_dataset
 from pipeline.extract import ExtractOptions, run_extract
 
 pytest.importorskip("distributed", reason="Dask distributed is not installed (the dask extra: pip install -e .[dask])")

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conftest import make_video
+from pevl_testutils import make_video
 from stages.extract.decode import DecodeError, decode_clip, probe
 
 

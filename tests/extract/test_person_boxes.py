@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from conftest import make_video, write_custom_dataset
+from pevl_testutils import make_video, write_custom_dataset
 from pipeline.extract import ExtractOptions, make_pose_source, plan_entry, run_extract
 from stages.datasets.base import ClipRecord
 from stages.extract.clip import ExtractSettings, extract_clip
