@@ -27,7 +27,6 @@ the per-clip choice is kept in :attr:`PickleSkeletonSource.selections` for the m
 from __future__ import annotations
 
 import _compat_pickle
-import hashlib
 import io
 import os
 import pickle
@@ -37,6 +36,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from cache.keys import file_sha256
 from stages.datasets.base import ClipRecord, DatasetAdapter, PoseTrack
 from stages.extract.pose_source import POSE_SOURCES, PoseSource, PoseSourceError
 
@@ -150,14 +150,6 @@ def select_main_person(
         return int(np.argmax(total)), PERSON_RULE
     visible = np.any(np.abs(kp[..., :2]) > 0, axis=(2, 3)).sum(axis=1)
     return int(np.argmax(visible)), "max_visible_frames"
-
-
-def file_sha256(path: os.PathLike | str, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # Per-process cache: (realpath, size, mtime_ns) -> (sha256, data, {frame_dir: annotation}).

@@ -28,6 +28,11 @@ class BottleneckAdapter(nn.Module):
         return x + y if self.skip else y
 
 
+def adapter_stack(dim: int, num_blocks: int, ratio: float, skip: bool) -> nn.ModuleList:
+    """One :class:`BottleneckAdapter` per frozen block (what each encoder holds per adapter site)."""
+    return nn.ModuleList(BottleneckAdapter(dim, ratio, skip=skip) for _ in range(num_blocks))
+
+
 def adapted_block(blk: nn.Module, x: torch.Tensor, attn_adapter=None, mlp_adapter=None,
                   mlp_scale: float = 0.5, is_causal: bool = False) -> torch.Tensor:
     """One frozen open_clip ``ResidualAttentionBlock`` with AIM's two adapters.

@@ -12,8 +12,7 @@ from torch import nn
 
 from .clip_loader import load_clip, tokenizer_for
 from .heads import ConcatFusion, LinearHead
-from .losses import (nt_xent, semantic_guided_loss, strength_coefficients, uniform_coefficients,
-                     vanilla_contrastive_loss)
+from .losses import nt_xent, semantic_guided_loss, strength_coefficients, vanilla_contrastive_loss
 from .pose_encoder import PoseEncoder
 from .sgmc import action_similarity, combined_similarity
 from .text_encoder import TextEncoder, build_prompt

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .adapters import BottleneckAdapter
+from .adapters import adapter_stack
 from .attention import multihead_attention
 
 # CLIP's image normalisation; heatmaps are rendered as grey images and go through CLIP's patchifier.
@@ -85,13 +85,9 @@ class PoseEncoder(nn.Module):
             self.joint_embed = JointEmbedding(width)
             self.joint_pos = nn.Parameter(scale * torch.randn(num_joints, width))
         self.temporal_pos = nn.Parameter(scale * torch.randn(num_frames, width))
-        if adapters:
-            make = lambda skip: nn.ModuleList(BottleneckAdapter(width, ratio, skip=skip) for _ in range(n))  # noqa: E731
-            self.t_adapters = make(True) if temporal_attn else None
-            self.s_adapters = make(True)
-            self.mlp_adapters = make(False)
-        else:
-            self.t_adapters = self.s_adapters = self.mlp_adapters = None
+        self.t_adapters = adapter_stack(width, n, ratio, skip=True) if adapters and temporal_attn else None
+        self.s_adapters = adapter_stack(width, n, ratio, skip=True) if adapters else None
+        self.mlp_adapters = adapter_stack(width, n, ratio, skip=False) if adapters else None
 
     @property
     def visual(self) -> nn.Module:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .adapters import BottleneckAdapter, adapted_block
+from .adapters import adapted_block, adapter_stack
 
 #: Prompt forms ablated in supp. Table 4. PeVL's default appends the coarse action type (Sec. 3.1).
 PROMPT_FORMS = {
@@ -41,11 +41,8 @@ class TextEncoder(nn.Module):
         width = clip.token_embedding.embedding_dim
         n = len(clip.transformer.resblocks)
         self.mlp_scale = mlp_scale
-        if adapters:
-            self.attn_adapters = nn.ModuleList(BottleneckAdapter(width, ratio, skip=True) for _ in range(n))
-            self.mlp_adapters = nn.ModuleList(BottleneckAdapter(width, ratio, skip=False) for _ in range(n))
-        else:
-            self.attn_adapters = self.mlp_adapters = None
+        self.attn_adapters = adapter_stack(width, n, ratio, skip=True) if adapters else None
+        self.mlp_adapters = adapter_stack(width, n, ratio, skip=False) if adapters else None
         tp = clip.text_projection
         w = tp.weight.detach().T if isinstance(tp, nn.Linear) else tp.detach()
         # A trainable copy: Table 4's baseline trains exactly these projections.

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .adapters import BottleneckAdapter, adapted_block
+from .adapters import adapted_block, adapter_stack
 
 
 class VideoEncoder(nn.Module):
@@ -26,11 +26,8 @@ class VideoEncoder(nn.Module):
         width = visual.conv1.out_channels
         n = len(visual.transformer.resblocks)
         self.mlp_scale = mlp_scale
-        if adapters:
-            self.attn_adapters = nn.ModuleList(BottleneckAdapter(width, ratio, skip=True) for _ in range(n))
-            self.mlp_adapters = nn.ModuleList(BottleneckAdapter(width, ratio, skip=False) for _ in range(n))
-        else:
-            self.attn_adapters = self.mlp_adapters = None
+        self.attn_adapters = adapter_stack(width, n, ratio, skip=True) if adapters else None
+        self.mlp_adapters = adapter_stack(width, n, ratio, skip=False) if adapters else None
 
     @property
     def visual(self) -> nn.Module:
