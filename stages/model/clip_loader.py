@@ -60,8 +60,9 @@ def load_clip(
                 f"missing {missing[:5]}..., unexpected {unexpected[:5]}..."
             )
     elif pretrained:
+        source = _offline_source(open_clip, arch, pretrained, cache_dir)
         try:
-            model = open_clip.create_model(arch, pretrained=pretrained, cache_dir=cache_dir, **kwargs)
+            model = open_clip.create_model(arch, pretrained=source, cache_dir=cache_dir, **kwargs)
         except Exception as e:  # network errors come in many types (OSError, HF errors, URLError)
             raise RuntimeError(
                 f"could not load open_clip weights {arch!r} / pretrained={pretrained!r} ({type(e).__name__}: {e}). "
@@ -74,6 +75,41 @@ def load_clip(
     model.float()
     model.eval()
     return model
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _offline_source(open_clip, arch: str, pretrained: str, cache_dir: Optional[str]) -> str:
+    """``pretrained`` itself when the hub can be reached (or it is a file); else the copy in the
+    local Hugging Face cache; else fail at once (open_clip would retry for half a minute) with the
+    option that takes a local file."""
+    import os
+
+    if os.path.isfile(pretrained) or _hub_reachable():
+        return pretrained
+    cfg = open_clip.get_pretrained_cfg(arch, pretrained) or {}
+    repo = (cfg.get("hf_hub") or "").strip("/")
+    if repo:
+        from huggingface_hub import try_to_load_from_cache
+
+        for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+            hit = try_to_load_from_cache(repo, name, cache_dir=cache_dir)
+            if isinstance(hit, str) and os.path.isfile(hit):
+                return hit
+    raise RuntimeError(
+        f"open_clip weights {arch!r} / pretrained={pretrained!r} are not on this machine and the model hub "
+        f"cannot be reached. Download them (e.g. {repo or cfg.get('url', 'the open_clip release')}) and pass "
+        "model.clip.pretrained_path=/path/to/open_clip_pytorch_model.bin (a state dict; "
+        "--cfg-options on the CLI), or set model.clip.pretrained=None for random weights."
+    )
 
 
 def tokenizer_for(arch: str):

@@ -59,7 +59,20 @@ def test_duplicate_class_texts_tie_and_count_positive(tiny_cfg, batch):
     assert torch.isfinite(m.loss(batch)["loss"])
 
 
-def test_offline_pretrained_names_local_file_option(monkeypatch):
+def test_offline_pretrained_fails_fast_naming_the_local_file_option(monkeypatch):
+    import stages.model.clip_loader as cl
+
+    monkeypatch.setattr(cl, "_hub_reachable", lambda *a, **k: False)
+    oc = open_clip_module()
+    monkeypatch.setattr(oc, "create_model", lambda *a, **k: pytest.fail("must not try to download"))
+    with pytest.raises(RuntimeError, match="pretrained_path"):
+        load_clip("ViT-B-16", pretrained="openai", cache_dir="/nonexistent-hf-cache")
+
+
+def test_failed_download_names_local_file_option(monkeypatch):
+    import stages.model.clip_loader as cl
+
+    monkeypatch.setattr(cl, "_hub_reachable", lambda *a, **k: True)  # pretend online; no real call
     oc = open_clip_module()
 
     def no_network(*a, **k):
