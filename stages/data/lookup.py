@@ -28,6 +28,9 @@ def extract_command(data_cfg: dict, cache_root: Optional[str] = None) -> str:
     parts = ["pipeline", "extract", "--dataset", data_cfg["dataset"]]
     if data_cfg.get("root"):
         parts += ["--root", str(data_cfg["root"])]
+    elif data_cfg["dataset"] != "demo":
+        # the user's copy of the dataset (train with the same --root, or data.root=...)
+        parts += ["--root", "/path/to/" + data_cfg["dataset"]]
     if cache_root:
         parts += ["--cache-root", str(cache_root)]
     if data_cfg.get("pose_source"):
