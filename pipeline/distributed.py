@@ -22,7 +22,7 @@ from typing import Callable, Optional
 
 from cache.claims import HOST
 from pipeline.extract import (EntryPlan, ExtractOptions, ExtractReport, ProgressFn, _work_loop, begin_run,
-                              finish_run)
+                              finish_run, make_pose_source)
 from stages.extract.clip import ClipCounters
 
 DASK_EXTRA_HINT = ("--engine dask needs Dask distributed, an optional extra of this package: "
@@ -63,6 +63,16 @@ def _chunks(todo: list, chunk: int, n_workers: int) -> list[list]:
     return [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
 
 
+_WORKER_POSE: dict = {}  # entry key -> pose source, per worker process: one model for all its tasks
+
+
+def _worker_pose(p: EntryPlan, opts: ExtractOptions):
+    src = _WORKER_POSE.get(p.key)
+    if src is None:
+        src = _WORKER_POSE[p.key] = make_pose_source(p.pose_spec, opts, p.adapter)
+    return src
+
+
 def _extract_chunk(p: EntryPlan, opts: ExtractOptions, clips: list, torch_threads: Optional[int]) -> dict:
     """One Dask task: the ordinary per-clip loop over ``clips`` (claims make it safe to repeat)."""
     if torch_threads:
@@ -71,7 +81,7 @@ def _extract_chunk(p: EntryPlan, opts: ExtractOptions, clips: list, torch_thread
         torch.set_num_threads(torch_threads)
     counters = ClipCounters()
     t0 = time.time()
-    done, failed = _work_loop(p, opts, clips, None, counters)
+    done, failed = _work_loop(p, opts, clips, None, counters, pose=_worker_pose(p, opts))
     try:
         from distributed import get_worker
 

@@ -212,10 +212,15 @@ ProgressFn = Callable[[str, str, Optional[str]], None]  # (event, clip_id, reaso
 
 
 def _work_loop(p: EntryPlan, opts: ExtractOptions, clips: list, progress: Optional[ProgressFn],
-               counters: ClipCounters) -> tuple[list[str], list[tuple[str, str]]]:
+               counters: ClipCounters, pose: Optional[PoseSource] = None) -> tuple[list[str], list[tuple[str, str]]]:
+    """Claim, extract and commit each clip of ``clips`` that nobody else has done or is doing.
+
+    ``pose``: a pose source the caller keeps alive across calls (a Dask worker reuses one);
+    by default one is built on the first clip that needs it and closed at the end.
+    """
     entry = CacheEntry(p.entry_dir)
     writer = EntryWriter(entry)
-    pose: Optional[PoseSource] = None
+    owns_pose = pose is None
     done, failed = [], []
     try:
         for c in clips:
@@ -248,7 +253,7 @@ def _work_loop(p: EntryPlan, opts: ExtractOptions, clips: list, progress: Option
                 progress("done", c.clip_id, None)
     finally:
         writer.heartbeat.stop()
-        if pose is not None:
+        if owns_pose and pose is not None:
             pose.close()
     return done, failed
 

@@ -96,3 +96,19 @@ def test_cli_scheduler_needs_dask_engine(six_clips, tmp_path):
     res = CliRunner().invoke(app, ["extract", "--dataset", "custom", "--root", str(six_clips), "--cache-root",
                                    str(tmp_path / "c"), "--scheduler", "local:2"])
     assert res.exit_code != 0 and "--engine dask" in res.output
+
+
+def test_a_worker_builds_one_pose_model_for_all_its_tasks(monkeypatch):
+    from types import SimpleNamespace
+
+    import pipeline.distributed as dist
+
+    built = []
+    monkeypatch.setattr(dist, "make_pose_source", lambda spec, opts, adapter: built.append(spec) or object())
+    monkeypatch.setattr(dist, "_WORKER_POSE", {})
+    a = SimpleNamespace(key="k1", pose_spec="hrnet", adapter=None)
+    b = SimpleNamespace(key="k2", pose_spec="hrnet", adapter=None)
+    first = dist._worker_pose(a, None)
+    assert dist._worker_pose(a, None) is first  # a second task on the same worker reuses it
+    assert dist._worker_pose(b, None) is not first  # another entry (other settings) gets its own
+    assert built == ["hrnet", "hrnet"]
