@@ -22,7 +22,7 @@ from cache.layout import clip_uid
 from cache.provenance import git_revision, package_versions, who_when
 from cache.writer import create_entry
 from pipeline.paths import default_cache_root, default_data_root
-from stages.datasets.base import DatasetAdapter, DatasetIndex, check_labels, create_dataset
+from stages.datasets.base import DATASETS, DatasetAdapter, DatasetIndex, check_labels, create_dataset
 from stages.extract.clip import ClipCounters, ClipError, ExtractSettings, extract_clip
 from stages.extract.pose_source import PoseSource, create_pose_source
 
@@ -95,11 +95,18 @@ def parse_shard(text: Optional[str]) -> tuple[int, int]:
     return k, n
 
 
+# Adapter options that say where or how, not what: they never enter the entry key.
+NON_KEY_OPTIONS = ("progress", "data_root", "workers")
+
+
 def build_adapter(opts: ExtractOptions) -> DatasetAdapter:
-    root = opts.root
-    if root is None and opts.dataset == "demo":
-        root = str(default_data_root(opts.cache_root) / "demo-v1")
-    return create_dataset(opts.dataset, root=root, **opts.dataset_options)
+    import stages.datasets  # noqa: F401  (registers the built-in adapters)
+
+    options = dict(opts.dataset_options)
+    if opts.root is None and opts.dataset in DATASETS and not DATASETS.get(opts.dataset).needs_root:
+        # generated datasets (the demo) live beside the cache they feed
+        options.setdefault("data_root", str(default_data_root(opts.cache_root)))
+    return create_dataset(opts.dataset, root=opts.root, **options)
 
 
 def resolve_settings(adapter: DatasetAdapter, overrides: dict) -> tuple[ExtractSettings, Optional[str]]:
@@ -158,7 +165,7 @@ def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
                     "classes": index.classes, "coarse_type": index.coarse_type})
     key_settings = {**settings.as_dict(), "pose": pose_identity, "skeleton": index.skeleton,
                     "dataset_options": {k: str(v) for k, v in sorted(adapter.options.items())
-                                        if k not in ("progress",)}}
+                                        if k not in NON_KEY_OPTIONS}}
     key, settings_hash, sources_hash = entry_key(index.name, key_settings, sources)
     store = CacheStore(opts.cache_root or default_cache_root())
     created = who_when()

@@ -2,7 +2,7 @@
 #   pipeline extract --dataset demo && pipeline train --exp demo
 # The tiny CLIP (112 px, patch 16, width 64, 2 layers) has RANDOM weights: no pretrained weights
 # exist offline. Its frozen towers stay frozen (random feature extractors); the adapters, joint
-# embedding, projections, UCMR and temperatures train from scratch. Measured: 58.8% top-1 on the
+# embedding, projections, UCMR and temperatures train from scratch. Measured: 53.8% top-1 on the
 # 80 val clips (chance 10%) in about 5 minutes on 2 CPU cores (docs/training.md); far from the
 # paper's numbers, it shows the pipeline learns from the cache.
 # `pipeline train --exp ANY --dataset demo` applies this file's data, train and model.clip /

@@ -56,8 +56,9 @@ def test_adapter_attributes():
     assert DemoDataset.skeleton == "coco17"
     assert dict(DemoDataset.extract_defaults) == {"pose_source": "dataset", "short_side": 128}
     ds = DemoDataset()  # no root: under the default data root, named by generator version
-    assert ds.root.name == "demo-v1"
-    assert DemoDataset(**TINY).root.name.startswith("demo-v1-")
+    assert ds.root.name == f"demo-v{gen.GENERATOR_VERSION}"
+    assert DemoDataset(**TINY).root.name.startswith(f"demo-v{gen.GENERATOR_VERSION}-")
+    assert DemoDataset(data_root="/elsewhere").root == Path("/elsewhere").resolve() / ds.root.name
     with pytest.raises(ValueError):
         DemoDataset(clips_per_clas=3)
 
@@ -274,3 +275,19 @@ def test_aliased_frames_render_identically():
     pc, pd = gen.clip_poses(cfg, c, "val", 1), gen.clip_poses(cfg, d, "val", 1)
     n = pc["keypoints"].shape[0]
     assert np.abs(pc["keypoints"][sm.sample_indices(n, 16)] - pd["keypoints"][sm.sample_indices(n, 16)]).max() > 5.0
+
+
+def test_figure_stays_inside_the_test_crops(tmp_path):
+    """Every seen joint (kicks included) lies inside the central 112-pixel crop of 128-pixel frames."""
+    from stages.geometry import crop_offsets, resized_size
+
+    ds = DemoDataset(root=tmp_path / "demo", **TINY)
+    index = ds.load()
+    h, w = ds._frame_size
+    ch, cw = resized_size(h, w, 128, 16)
+    for clip in index.clips:
+        track = ds.dataset_poses(clip)
+        ys = track.keypoints[..., 1][track.scores > 0] * ch / h
+        for where in ("first", "center", "last"):
+            top, _ = crop_offsets(ch, cw, 112, 16, where)
+            assert ys.min() >= top and ys.max() < top + 112, (clip.clip_id, where, ys.min(), ys.max())

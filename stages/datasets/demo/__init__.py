@@ -50,10 +50,12 @@ class DemoDataset(DatasetAdapter):
         opts = dict(options)
         self.progress: Optional[Callable[[int, int], None]] = opts.pop("progress", None)
         workers = opts.pop("workers", None)
+        data_root = opts.pop("data_root", None)  # where generated datasets live (<cache>/datasets)
         self.workers = int(workers) if workers else min(2, os.cpu_count() or 1)
         self.config = gen.normalize_config(**opts)
         if self.root is None:
-            self.root = (default_data_root() / gen.config_tag(self.config)).expanduser().resolve()
+            base = Path(data_root) if data_root else default_data_root()
+            self.root = (base / gen.config_tag(self.config)).expanduser().resolve()
         self._frame_size = (self.config["size"][1], self.config["size"][0])
 
     def load(self) -> DatasetIndex:
