@@ -132,6 +132,8 @@ class DatasetAdapter:
                 f"dataset {self.name!r} needs --root pointing at the dataset as its publishers distribute it"
             )
         self.root = Path(root).expanduser().resolve() if root is not None else None
+        if self.needs_root and not self.root.is_dir():
+            raise DatasetLayoutError(f"{self.name}: --root {self.root} is not a folder")
         self.options = dict(options)
 
     def load(self) -> DatasetIndex:

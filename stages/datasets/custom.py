@@ -63,8 +63,6 @@ class CustomDataset(DatasetAdapter):
 
     def load(self) -> DatasetIndex:
         root = self.root
-        if not root.is_dir():
-            raise DatasetLayoutError(f"custom: --root {root} is not a folder")
         labels_path = root / "labels.txt"
         if not labels_path.is_file():
             raise DatasetLayoutError(

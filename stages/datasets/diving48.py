@@ -131,8 +131,6 @@ class Diving48(DatasetAdapter):
         return texts, vocab, meta
 
     def load(self) -> DatasetIndex:
-        if not self.root.is_dir():
-            raise DatasetLayoutError(f"diving48: --root {self.root} is not a folder")
         classes, vocab, meta = self._classes()
         video_dir = next((self.root / d for d in VIDEO_DIRS if d and (self.root / d).is_dir()), self.root)
         frame_range = bool(self.options.get("frame_range", False))

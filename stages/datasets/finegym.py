@@ -268,8 +268,6 @@ class _FineGym(DatasetAdapter):
 
     # -- load --------------------------------------------------------------------------------
     def load(self) -> DatasetIndex:
-        if not self.root.is_dir():
-            raise DatasetLayoutError(f"{self.name}: --root {self.root} is not a folder")
         sets_path = LABELS_DIR / "set_categories.txt"
         cat_path = LABELS_DIR / f"{self.variant}_categories.txt"
         classes, resolved = parse_categories(cat_path, parse_set_categories(sets_path))

@@ -104,8 +104,6 @@ class HAA500(DatasetAdapter):
         )
 
     def load(self) -> DatasetIndex:
-        if not self.root.is_dir():
-            raise DatasetLayoutError(f"haa500: --root {self.root} is not a folder")
         n_train = int(self.options.get("train_per_class", 16))
         n_val = int(self.options.get("val_per_class", 1))
         folder, groups = self._groups()

@@ -134,8 +134,6 @@ class ToyotaSmarthome(DatasetAdapter):
         )
 
     def load(self) -> DatasetIndex:
-        if not self.root.is_dir():
-            raise DatasetLayoutError(f"toyota_smarthome: --root {self.root} is not a folder")
         protocol = str(self.options.get("protocol", "cs")).lower()
         if protocol not in PROTOCOLS:
             raise DatasetLayoutError(

@@ -58,3 +58,10 @@ def test_errors(tmp_path, files, match):
             write_text(tmp_path / name, text)
     with pytest.raises(DatasetLayoutError, match=match):
         create_dataset("custom", root=tmp_path).load()
+
+
+@pytest.mark.parametrize("name", ["custom", "gym99", "diving48", "haa500", "toyota_smarthome"])
+def test_root_that_is_not_a_folder_is_refused_up_front(tmp_path, name):
+
+    with pytest.raises(DatasetLayoutError, match="is not a folder"):
+        create_dataset(name, root=tmp_path / "nowhere")
