@@ -18,7 +18,7 @@ from typing import Callable, Optional
 from cache import CacheStore, EntryWriter, entry_key, file_identity
 from cache.claims import HOST
 from cache.entry import CacheEntry
-from cache.layout import clip_uid
+from cache.layout import FORMAT_VERSION, clip_uid
 from cache.provenance import git_revision, package_versions, who_when
 from cache.writer import create_entry
 from pipeline.paths import default_cache_root, default_data_root
@@ -170,7 +170,7 @@ def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
     store = CacheStore(opts.cache_root or default_cache_root())
     created = who_when()
     root_attrs = {
-        "format": _format_version(),
+        "format": FORMAT_VERSION,
         "key": key,
         "settings_hash": settings_hash,
         "sources_hash": sources_hash,
@@ -198,12 +198,6 @@ def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
     }
     return EntryPlan(adapter, index, settings, pose_spec, pose_identity, key, settings_hash, sources_hash,
                      store.entry_dir(index.name, key), plan, root_attrs, manifest)
-
-
-def _format_version() -> int:
-    from cache.layout import FORMAT_VERSION
-
-    return FORMAT_VERSION
 
 
 def open_or_create(p: EntryPlan) -> CacheEntry:
