@@ -43,10 +43,11 @@ def main() -> None:
     import torch
 
     from pevl_testutils import make_video, write_custom_dataset
-    from pipeline.extract import ExtractOptions, run_extract
+    from pipeline.engines.local import run_extract
+from stages.extract.plan import ExtractOptions
     from stages.datasets.base import ClipRecord
     from stages.extract.decode import probe, read_frames
-    from stages.extract.hrnet import HRNetPoseSource
+    from stages.extract.pose.hrnet import HRNetPoseSource
     from stages.geometry import resized_size
 
     w, h = (int(x) for x in args.size.split("x"))

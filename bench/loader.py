@@ -49,7 +49,7 @@ class DecodingDataset(Dataset):
         return len(self.base)
 
     def __getitem__(self, item):
-        from pipeline.extract import ExtractOptions, make_pose_source
+        from stages.extract.plan import ExtractOptions, make_pose_source
         from stages.data.dataset import item_rng
         from stages.extract.clip import extract_clip
 
@@ -97,7 +97,7 @@ def machine() -> dict:
 
 
 def bench_loader(args, cfg, entry) -> dict:
-    from pipeline.extract import plan_entry
+    from stages.extract.plan import plan_entry
     from stages.data.lookup import extract_options
 
     s = int(args.crop)
@@ -124,7 +124,7 @@ def bench_train(args, cfg, entry) -> dict:
     """Training clips/s with the real loader vs. batches already on the device."""
     from mmengine.dataset import default_collate
 
-    from stages.data.samplers import EpochSeedSampler
+    from stages.data.epoch_sampler import EpochSeedSampler
     from stages.train.model import PeVLRunnerModel
     from stages.train.runner import prepare_model_cfg
 
@@ -212,10 +212,9 @@ def main(argv=None) -> dict:
     logging.getLogger().setLevel(logging.ERROR)
 
     from stages.data.lookup import find_entry
-    from stages.train.config import build_run_config
+    from stages.train.config import build_run_config, list_variants, load_experiment
 
-    exp_cfg_variant = __import__("pipeline.experiments", fromlist=["x"]).list_variants(
-        __import__("pipeline.experiments", fromlist=["x"]).load_experiment(args.exp))[0]
+    exp_cfg_variant = list_variants(load_experiment(args.exp))[0]
     cfg = build_run_config(args.exp, exp_cfg_variant, dataset=args.dataset)
     entry = find_entry(cfg.data.to_dict(), cache_root=args.cache_root, entry=args.entry)
     out = dict(date=dt.datetime.now().isoformat(timespec="seconds"), machine=machine(), entry=entry.key,

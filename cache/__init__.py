@@ -7,5 +7,5 @@ clip by clip, safely alongside other writers. See ``cache/layout.py`` for the on
 from cache.entry import CacheEntry, ClipData, EntryIncompleteError, EntryNotFoundError  # noqa: F401
 from cache.keys import entry_key, file_identity, stable_hash  # noqa: F401
 from cache.layout import FORMAT_VERSION  # noqa: F401
-from cache.store import CacheStore  # noqa: F401
+from cache.store import CacheStore, default_root  # noqa: F401
 from cache.writer import EntryWriter  # noqa: F401

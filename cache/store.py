@@ -33,9 +33,21 @@ class GcAction:
     bytes: int
 
 
+def default_root() -> Path:
+    """Where the lab-shared cache lives: ``$PEVL_CACHE``, else the per-user cache directory
+    (``$XDG_CACHE_HOME/pevl``, i.e. ``~/.cache/pevl``). The one place this default is decided."""
+    env = os.environ.get("PEVL_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "pevl"
+
+
 class CacheStore:
-    def __init__(self, root: os.PathLike):
-        self.root = Path(root).expanduser()
+    """A cache root (``root``; default :func:`default_root`)."""
+
+    def __init__(self, root: Optional[os.PathLike] = None):
+        self.root = Path(root if root is not None else default_root()).expanduser()
 
     @property
     def entries_dir(self) -> Path:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import logging
 
 import typer
 
@@ -16,10 +15,11 @@ def stats(
     texts_per_clip: int = typer.Option(1, "--texts-per-clip", help="prompts encoded per clip (1 = the clip's own label text; the class count = eq. 7 without caching)"),
 ) -> list[dict]:
     """Tunable parameters (M) and GFLOPs per clip (fvcore convention: 1 multiply-add = 1 FLOP)."""
-    from pipeline.experiments import list_variants, load_experiment, variant_config
+    from pipeline.logs import setup_logging
     from stages.model.flops import model_stats
+    from stages.train.config import list_variants, load_experiment, variant_config
 
-    logging.getLogger().setLevel(logging.ERROR)  # open_clip's "initialized randomly" warnings
+    setup_logging()
     cfg = load_experiment(exp)
     rows = []
     for name in list_variants(cfg):

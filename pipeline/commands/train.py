@@ -8,13 +8,14 @@ checkpoint. Neither decodes a video or runs a pose model: clips come from the ca
 """
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
+
+from pipeline.commands.common import CacheRootOpt, VerboseOpt, console, path_str
 
 _CFG_HELP = ("Override any config value, mmengine style: KEY=VALUE (repeatable, or several in one quoted "
              "string). Keys: train.* (max_epochs, warmup_epochs, lr, weight_decay, batch_size, "
@@ -23,24 +24,12 @@ _CFG_HELP = ("Override any config value, mmengine style: KEY=VALUE (repeatable, 
              "extract.short_side, train_split, test_split, ...), runner.* (raw mmengine Runner arguments).")
 
 
-def _console():
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
 def _setup(verbose: bool, device: Optional[str]) -> None:
-    import warnings
+    from pipeline.logs import setup_logging
 
     if device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before torch looks at CUDA
-    for mod in ("mmengine", "mmcv", "torch", "timm", "open_clip"):
-        warnings.filterwarnings("ignore", module=mod)
-    warnings.filterwarnings("ignore", message=".*pkg_resources.*")
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    if not verbose:
-        logging.getLogger().setLevel(logging.ERROR)  # open_clip's "initialized randomly" chatter
+    setup_logging(verbose)
 
 
 def _options(cfg_options: Optional[List[str]], root: Optional[Path]) -> dict:
@@ -65,16 +54,16 @@ def train(
     force: bool = typer.Option(False, "--force", help="Retrain variants that finished before (a rerun skips them by default)."),
     allow_partial: bool = typer.Option(False, "--allow-partial", help="Train on an incomplete cache entry's clips instead of refusing it (the refusal lists the missing clips)."),
     entry: Optional[str] = typer.Option(None, "--entry", help="Use this cache entry (key, unique key prefix or path) instead of looking it up from the dataset config."),
-    cache_root: Optional[Path] = typer.Option(None, "--cache-root", envvar="PEVL_CACHE", help="Cache root shared by the lab. Default: $PEVL_CACHE, else ~/.cache/pevl."),
+    cache_root: Optional[Path] = CacheRootOpt,
     root: Optional[Path] = typer.Option(None, "--root", help="Raw dataset root, only to compute the entry key as extraction did (same as --cfg-options data.root=...). Nothing is decoded."),
     launcher: str = typer.Option("none", "--launcher", help="'none' (one process) or 'pytorch' (under torchrun: torchrun --nproc_per_node N -m pipeline train ... --launcher pytorch; NCCL on GPUs, gloo on CPU)."),
     device: Optional[str] = typer.Option(None, "--device", help="cuda or cpu. Default: cuda when available. bf16 autocast on cuda (train.amp), fp32 on cpu."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (model init, shuffling, augmentation). Default: train.seed (0)."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more (and show tracebacks of failed variants)."),
+    verbose: bool = VerboseOpt,
 ):
     """Train every variant of an experiment from the cache, then write its results table."""
     _setup(verbose, device)
-    con = _console()
+    con = console
     from stages.train.sweep import run_sweep
 
     opts = _options(cfg_options, root)
@@ -95,7 +84,7 @@ def train(
 
     try:
         rep = run_sweep(exp, variants=variant, dataset=dataset, work_dir=work_dir, cfg_options=opts, resume=resume,
-                        allow_partial=allow_partial, entry=entry, cache_root=str(cache_root) if cache_root else None,
+                        allow_partial=allow_partial, entry=entry, cache_root=path_str(cache_root),
                         launcher=launcher, device=device, seed=seed, force=force, say=say)
     except KeyboardInterrupt:
         con.print("[yellow]interrupted[/]: checkpoints are kept; rerun with --resume to continue.")
@@ -143,19 +132,18 @@ def eval_(
     cfg_options: Optional[List[str]] = typer.Option(None, "--cfg-options", "-c", help=_CFG_HELP),
     allow_partial: bool = typer.Option(False, "--allow-partial", help="Evaluate on an incomplete entry's clips."),
     entry: Optional[str] = typer.Option(None, "--entry", help="Cache entry key, prefix or path (bypasses the lookup)."),
-    cache_root: Optional[Path] = typer.Option(None, "--cache-root", envvar="PEVL_CACHE", help="Cache root. Default: $PEVL_CACHE, else ~/.cache/pevl."),
+    cache_root: Optional[Path] = CacheRootOpt,
     root: Optional[Path] = typer.Option(None, "--root", help="Raw dataset root, only to compute the entry key."),
     launcher: str = typer.Option("none", "--launcher", help="'none' or 'pytorch' (torchrun)."),
     device: Optional[str] = typer.Option(None, "--device", help="cuda or cpu (default: cuda when available)."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more."),
+    verbose: bool = VerboseOpt,
 ):
     """Evaluate a checkpoint: every class text once, 3 crops x 1 clip, Top-1/Top-5/mean class accuracy
     and a confusion matrix (JSON and PNG)."""
     _setup(verbose, device)
-    con = _console()
-    from pipeline.experiments import list_variants, load_experiment
+    con = console
     from stages.data.lookup import find_entry
-    from stages.train.config import build_run_config
+    from stages.train.config import build_run_config, list_variants, load_experiment
     from stages.train.runner import evaluate_checkpoint
 
     opts = _options(cfg_options, root)
@@ -164,7 +152,7 @@ def eval_(
             raise FileNotFoundError(f"no checkpoint {checkpoint}")
         v = variant or list_variants(load_experiment(exp))[0]
         cfg = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
-        e = find_entry(cfg.data.to_dict(), cache_root=str(cache_root) if cache_root else None, entry=entry)
+        e = find_entry(cfg.data.to_dict(), cache_root=path_str(cache_root), entry=entry)
         e.require_complete(allow_partial)
         od = out_dir or checkpoint.parent / f"eval_{checkpoint.stem}"
         row = evaluate_checkpoint(cfg, str(checkpoint), e, od, launcher=launcher, device=device,

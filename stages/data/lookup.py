@@ -2,7 +2,7 @@
 
 A dataset config (``configs/_base_/datasets/<name>.py``) names the dataset, its root, the pose
 source and the stage-one settings. The entry is found by computing the key exactly as extraction
-does (:func:`pipeline.extract.plan_entry`: parses annotations and stats files, decodes nothing).
+does (:func:`stages.extract.plan.plan_entry`: parses annotations and stats files, decodes nothing).
 If that is impossible (the raw videos are not on this machine, the HRNet checkpoint is absent),
 the store is searched for entries of the dataset with the same settings; ``--entry KEY`` bypasses
 all of it. A missing entry raises :class:`cache.EntryNotFoundError` whose message is the exact
@@ -15,7 +15,8 @@ import shlex
 from pathlib import Path
 from typing import Any, Optional
 
-from cache import CacheEntry, CacheStore, EntryNotFoundError
+from cache import CacheEntry, CacheStore, EntryNotFoundError, default_root
+from stages.extract.plan import ExtractOptions, plan_entry
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +54,8 @@ def _cli_value(v: Any) -> str:
     return str(v)
 
 
-def extract_options(data_cfg: dict, cache_root: Optional[str] = None):
+def extract_options(data_cfg: dict, cache_root: Optional[str] = None) -> ExtractOptions:
     """The :class:`ExtractOptions` of the `pipeline extract` command that fills ``data_cfg``'s entry."""
-    from pipeline.extract import ExtractOptions
-
     settings = {k: v for k, v in (data_cfg.get("extract") or {}).items() if v is not None}
     return ExtractOptions(dataset=data_cfg["dataset"], root=data_cfg.get("root"), cache_root=cache_root,
                           pose_source=data_cfg.get("pose_source"), pose_checkpoint=data_cfg.get("pose_checkpoint"),
@@ -77,9 +76,7 @@ def _settings_match(entry: CacheEntry, data_cfg: dict) -> bool:
 
 def find_entry(data_cfg: dict, cache_root: Optional[str] = None, entry: Optional[str] = None) -> CacheEntry:
     """The cache entry of ``data_cfg`` (or ``entry``: a key, unique key prefix or path)."""
-    from pipeline.paths import default_cache_root
-
-    root = Path(cache_root) if cache_root else default_cache_root()
+    root = Path(cache_root) if cache_root else default_root()
     store = CacheStore(root)
     if entry:
         p = Path(entry)
@@ -92,8 +89,6 @@ def find_entry(data_cfg: dict, cache_root: Optional[str] = None, entry: Optional
     cmd = extract_command(data_cfg, str(cache_root) if cache_root else None)
     plan_error: Optional[BaseException] = None
     try:
-        from pipeline.extract import plan_entry
-
         plan = plan_entry(extract_options(data_cfg, str(root)))
         if (plan.entry_dir / "zarr.json").is_file():
             return CacheEntry(plan.entry_dir)

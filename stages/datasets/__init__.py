@@ -1,20 +1,14 @@
-"""Dataset adapters. Importing this package registers the built-in ones."""
+"""Dataset adapters: ``base`` says what an adapter gives stage one, each built-in adapter registers
+itself in :data:`stages.registry.DATASETS` when imported here, ``factory`` builds one by name."""
+from stages.datasets import custom, demo, diving48, finegym, haa500, toyota_smarthome  # noqa: F401
 from stages.datasets.base import (  # noqa: F401
-    DATASETS,
     ClipRecord,
     DatasetAdapter,
     DatasetIndex,
     DatasetLayoutError,
     PoseTrack,
-    create_dataset,
+    check_labels,
+    default_data_root,
 )
-
-# Built-in adapters register themselves on import. Missing ones are added as they land.
-import importlib as _importlib
-
-for _mod in ("demo", "finegym", "diving48", "haa500", "toyota_smarthome", "custom"):
-    try:
-        _importlib.import_module(f"stages.datasets.{_mod}")
-    except ModuleNotFoundError as _e:  # only tolerate the adapter module itself being absent
-        if _e.name != f"stages.datasets.{_mod}":
-            raise
+from stages.datasets.factory import create_dataset  # noqa: F401
+from stages.registry import DATASETS  # noqa: F401

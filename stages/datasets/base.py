@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
-from pipeline.registry import Registry
+from cache import default_root
 
 SPLITS = ("train", "val", "test")
 
@@ -136,7 +136,10 @@ class DatasetAdapter:
             raise DatasetLayoutError(f"{self.name}: --root {self.root} is not a folder")
         self.options = dict(options)
 
-    def load(self) -> DatasetIndex:
+    def load(self, progress: Optional[Callable[[int, int], None]] = None) -> DatasetIndex:
+        """Parse the dataset. ``progress(done, total)``, if given, is called by adapters that
+        prepare data first (the demo generates its videos); it is an argument, not an option,
+        so nothing that cannot travel to a worker process is ever stored in the adapter."""
         raise NotImplementedError
 
     def dataset_poses(self, clip: ClipRecord) -> PoseTrack:
@@ -148,14 +151,13 @@ class DatasetAdapter:
         return None
 
 
-DATASETS: Registry[DatasetAdapter] = Registry("dataset")
-
-
-def create_dataset(name: str, root: Optional[os.PathLike] = None, **options: Any) -> DatasetAdapter:
-    """Build the adapter registered as ``name`` (importing the built-in adapters first)."""
-    import stages.datasets  # noqa: F401  (registers the built-ins)
-
-    return DATASETS.get(name)(root=root, **options)
+def default_data_root(cache_root: Optional[os.PathLike] = None) -> Path:
+    """Where generated datasets (the demo) are written: ``$PEVL_DATA``, else ``<cache>/datasets``
+    beside the cache they feed."""
+    env = os.environ.get("PEVL_DATA")
+    if env:
+        return Path(env).expanduser()
+    return Path(cache_root or default_root()) / "datasets"
 
 
 def check_labels(index: DatasetIndex) -> None:

@@ -26,12 +26,12 @@ import csv
 from pathlib import Path
 
 from stages.datasets.base import (
-    DATASETS,
     ClipRecord,
     DatasetAdapter,
     DatasetIndex,
     DatasetLayoutError,
 )
+from stages.registry import DATASETS
 
 SPLIT_FILES = (("train", "train.csv", True), ("val", "val.csv", True), ("test", "test.csv", False))
 
@@ -55,13 +55,13 @@ def read_labels(path: Path) -> list[str]:
     return lines
 
 
-@DATASETS.register("custom")
+@DATASETS.register_module("custom")
 class CustomDataset(DatasetAdapter):
     name = "custom"
     coarse_type = "human"
     skeleton = "coco17"
 
-    def load(self) -> DatasetIndex:
+    def load(self, progress=None) -> DatasetIndex:
         root = self.root
         labels_path = root / "labels.txt"
         if not labels_path.is_file():

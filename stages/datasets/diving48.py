@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import Optional
 
 from stages.datasets.base import (
-    DATASETS,
     ClipRecord,
     DatasetAdapter,
     DatasetIndex,
     DatasetLayoutError,
 )
+from stages.registry import DATASETS
 
 LABEL_MAP = Path(__file__).with_name("labels") / "diving48" / "label_map_mmaction2.txt"
 ANN_DIRS = ("", "annotations", "annotation")
@@ -84,7 +84,7 @@ def readable_composition(parts) -> str:
     return ", ".join(out)
 
 
-@DATASETS.register("diving48")
+@DATASETS.register_module("diving48")
 class Diving48(DatasetAdapter):
     name = "diving48"
     coarse_type = "diving"
@@ -130,7 +130,7 @@ class Diving48(DatasetAdapter):
             raise DatasetLayoutError(f"diving48: class texts are not unique: {texts}")
         return texts, vocab, meta
 
-    def load(self) -> DatasetIndex:
+    def load(self, progress=None) -> DatasetIndex:
         classes, vocab, meta = self._classes()
         video_dir = next((self.root / d for d in VIDEO_DIRS if d and (self.root / d).is_dir()), self.root)
         frame_range = bool(self.options.get("frame_range", False))

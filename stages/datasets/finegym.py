@@ -44,7 +44,7 @@ Person boxes (adapter option ``boxes=PATH``): ground-truth athlete boxes, one ``
 * ``.npz`` with one ``(F, 4)`` float array per clip id (NaN rows = no box), read with
   ``allow_pickle=False``;
 * ``.pkl`` with the same mapping as JSON, read only through the restricted unpickler of
-  :mod:`stages.extract.skeleton_pkl` (numpy arrays and plain containers; nothing else).
+  :mod:`stages.safe_pickle` (numpy arrays and plain containers; nothing else).
 
 Frames without a box take the nearest frame's box; a clip without any box gets None (whole frame).
 """
@@ -60,12 +60,13 @@ from typing import Optional
 import numpy as np
 
 from stages.datasets.base import (
-    DATASETS,
     ClipRecord,
     DatasetAdapter,
     DatasetIndex,
     DatasetLayoutError,
 )
+from stages.registry import DATASETS
+from stages.safe_pickle import restricted_load
 
 LABELS_DIR = Path(__file__).with_name("labels") / "finegym"
 VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".avi")
@@ -170,8 +171,6 @@ def load_boxes(path: os.PathLike | str) -> dict[str, np.ndarray]:
         with np.load(p, allow_pickle=False) as z:
             raw = {k: z[k] for k in z.files}
     elif suffix in (".pkl", ".pickle"):
-        from stages.extract.skeleton_pkl import restricted_load
-
         with open(p, "rb") as f:
             raw = restricted_load(f)
     elif suffix == ".json":
@@ -267,7 +266,7 @@ class _FineGym(DatasetAdapter):
         return elements, events, full
 
     # -- load --------------------------------------------------------------------------------
-    def load(self) -> DatasetIndex:
+    def load(self, progress=None) -> DatasetIndex:
         sets_path = LABELS_DIR / "set_categories.txt"
         cat_path = LABELS_DIR / f"{self.variant}_categories.txt"
         classes, resolved = parse_categories(cat_path, parse_set_categories(sets_path))
@@ -411,13 +410,13 @@ class _FineGym(DatasetAdapter):
         return _fill_missing_boxes(arr)
 
 
-@DATASETS.register("gym99")
+@DATASETS.register_module("gym99")
 class Gym99(_FineGym):
     name = "gym99"
     variant = "gym99"
 
 
-@DATASETS.register("gym288")
+@DATASETS.register_module("gym288")
 class Gym288(_FineGym):
     name = "gym288"
     variant = "gym288"

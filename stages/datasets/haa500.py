@@ -29,12 +29,12 @@ import re
 from pathlib import Path
 
 from stages.datasets.base import (
-    DATASETS,
     ClipRecord,
     DatasetAdapter,
     DatasetIndex,
     DatasetLayoutError,
 )
+from stages.registry import DATASETS
 
 VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".avi")
 VIDEO_DIRS = ("video", "videos", "")
@@ -72,7 +72,7 @@ def class_texts(names: list[str]) -> list[str]:
     return out
 
 
-@DATASETS.register("haa500")
+@DATASETS.register_module("haa500")
 class HAA500(DatasetAdapter):
     name = "haa500"
     coarse_type = "human"
@@ -103,7 +103,7 @@ class HAA500(DatasetAdapter):
             f"{self.root / 'videos'} or {self.root}; found none"
         )
 
-    def load(self) -> DatasetIndex:
+    def load(self, progress=None) -> DatasetIndex:
         n_train = int(self.options.get("train_per_class", 16))
         n_val = int(self.options.get("val_per_class", 1))
         folder, groups = self._groups()

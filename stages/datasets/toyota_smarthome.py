@@ -57,13 +57,13 @@ from typing import Optional
 import numpy as np
 
 from stages.datasets.base import (
-    DATASETS,
     ClipRecord,
     DatasetAdapter,
     DatasetIndex,
     DatasetLayoutError,
     PoseTrack,
 )
+from stages.registry import DATASETS
 
 LABELS_DIR = Path(__file__).with_name("labels") / "toyota_smarthome"
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".webm")
@@ -112,7 +112,7 @@ def _ints(v, default):
     return tuple(int(str(x).lstrip("pPcC")) for x in v)
 
 
-@DATASETS.register("toyota_smarthome")
+@DATASETS.register_module("toyota_smarthome")
 class ToyotaSmarthome(DatasetAdapter):
     name = "toyota_smarthome"
     coarse_type = "daily living"
@@ -133,7 +133,7 @@ class ToyotaSmarthome(DatasetAdapter):
             f"{self.root / 'mp4'}, {self.root / 'videos'} or {self.root}; found none"
         )
 
-    def load(self) -> DatasetIndex:
+    def load(self, progress=None) -> DatasetIndex:
         protocol = str(self.options.get("protocol", "cs")).lower()
         if protocol not in PROTOCOLS:
             raise DatasetLayoutError(

@@ -10,7 +10,7 @@ import numpy as np
 from stages.datasets.base import ClipRecord, DatasetAdapter, PoseTrack
 from stages.extract.decode import DecodeError, VideoInfo, probe, read_frames
 from stages.extract.person_boxes import default_person_boxes
-from stages.extract.pose_source import PoseSource, PoseSourceError
+from stages.extract.pose.base import PoseSource, PoseSourceError
 from stages.geometry import joint_patch_grid, resized_size, segment_middle_indices
 
 

@@ -13,7 +13,7 @@ decoder's frame iterator, detects a batch of frames, appends their boxes to a gr
 only then hands those frames on, so HRNet's ``boxes[i]`` exists when frame ``i`` reaches it.
 Nothing is decoded twice and at most one detector batch of frames is held.
 
-A detector changes the poses, so :class:`PoseWithPersonBoxes` (what ``make_pose_source`` returns
+A detector changes the poses, so :class:`PoseWithPersonBoxes` (what ``stages.extract.plan.make_pose_source`` returns
 for ``hrnet``) adds the detector's identity to the pose-source identity, hence to the entry key.
 Without a detector the identity is HRNet's own, unchanged (existing entries keep their keys).
 
@@ -32,7 +32,7 @@ from typing import Any, Iterable, Iterator, Optional
 import numpy as np
 
 from stages.datasets.base import ClipRecord, DatasetAdapter, PoseTrack
-from stages.extract.pose_source import PoseSource
+from stages.extract.pose.base import PoseSource
 
 
 # Short names for --person-detector. mmaction2's tools/data/skeleton/ntu_pose_extraction.py uses

@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from pipeline.compat import ensure_torchvision
+from stages.compat import ensure_torchvision
 
 TINY_ARCH = "PeVL-tiny"
 _TINY_JSON = Path(__file__).with_name("PeVL-tiny.json")

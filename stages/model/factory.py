@@ -1,51 +1,43 @@
-"""``build_model(cfg)``: one factory for PeVL, its text-free linear-head variants and the baseline."""
+"""``build_model(cfg)``: one factory for PeVL, its text-free linear-head variants and the baseline.
+
+The builders register in :data:`stages.registry.MODELS` (the mmengine-facing model registry,
+scope ``stages``); ``cfg['type']`` picks one. Each takes the config's keys as keyword arguments,
+so ``MODELS.build(cfg)`` works as well as :func:`build_model`.
+"""
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from pipeline.registry import Registry
+from stages.nested_config import deep_merge, to_plain
+from stages.registry import MODELS, lookup
 
-from .pevl import DEFAULT_MODEL_CFG, PeVL, merge_cfg
-
-MODELS: Registry = Registry("model")
+from .pevl import DEFAULT_MODEL_CFG, PeVL
 
 
-@MODELS.register("PeVL")
-def _pevl(cfg: dict) -> PeVL:
+@MODELS.register_module("PeVL")
+def _pevl(**cfg) -> PeVL:
     return PeVL(cfg)
 
 
-@MODELS.register("LinearHeadPeVL")
-def _linear_head(cfg: dict) -> PeVL:
+@MODELS.register_module("LinearHeadPeVL")
+def _linear_head(**cfg) -> PeVL:
     """Table 7's V, P, V+P rows (and Table 9): no text, linear head + cross-entropy."""
-    cfg = dict(cfg)
     mods = [m for m in cfg.get("modalities", DEFAULT_MODEL_CFG["modalities"]) if m != "text"]
     cfg["modalities"] = mods
     return PeVL(cfg)
 
 
-@MODELS.register("CLIPBaseline")
-def _baseline(cfg: dict) -> PeVL:
+@MODELS.register_module("CLIPBaseline")
+def _baseline(**cfg) -> PeVL:
     """Table 4's baseline: frozen CLIP video + text encoders, trainable projections, vanilla loss."""
     base = dict(modalities=["video", "text"], adapters=dict(video=False, pose=False, text=False),
                 ucmr=dict(num_blocks=0), fusion="concat", sgmc=dict(loss="vanilla"), train_proj=True)
-    return PeVL(merge_cfg(base, {k: v for k, v in cfg.items() if k != "type"}))
-
-
-def _to_dict(cfg: Any) -> dict:
-    if hasattr(cfg, "to_dict"):  # mmengine Config / ConfigDict
-        cfg = cfg.to_dict()
-    if not isinstance(cfg, Mapping):
-        raise TypeError(f"model config must be a mapping, got {type(cfg).__name__}")
-    out = {}
-    for k, v in cfg.items():
-        out[k] = _to_dict(v) if isinstance(v, Mapping) or hasattr(v, "to_dict") else (
-            list(v) if isinstance(v, tuple) else v)
-    return out
+    return PeVL(deep_merge(base, {k: v for k, v in cfg.items() if k != "type"}))
 
 
 def build_model(cfg: Any) -> PeVL:
     """Build from a model config dict (or mmengine ConfigDict); ``type`` picks the registry entry."""
-    cfg = _to_dict(cfg)
-    kind = cfg.get("type", "PeVL")
-    return MODELS.get(kind)(cfg)
+    if not (isinstance(cfg, Mapping) or hasattr(cfg, "to_dict")):
+        raise TypeError(f"model config must be a mapping, got {type(cfg).__name__}")
+    cfg = to_plain(cfg)
+    return lookup(MODELS, cfg.get("type", "PeVL"))(**cfg)

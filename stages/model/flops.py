@@ -13,8 +13,9 @@ from typing import Any, Optional
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .factory import _to_dict, build_model
-from .pevl import merge_cfg
+from stages.nested_config import deep_merge, to_plain
+
+from .factory import build_model
 
 #: Per-clip cost components reported next to the total.
 PARTS = {"video": "VideoEncoder", "pose": "PoseEncoder", "text": "TextEncoder", "ucmr": "UCMRBlock"}
@@ -54,7 +55,7 @@ def model_stats(model_cfg: Any, arch: str = "ViT-B-16", num_video_frames: int = 
                 num_pose_frames: int = 48, texts_per_clip: int = 1,
                 device: Optional[str] = "meta") -> dict[str, float]:
     """``tunable_params_m``, ``gflops`` (per clip, MACs) and per-part GFLOPs for a model config."""
-    cfg = merge_cfg(_to_dict(model_cfg), dict(
+    cfg = deep_merge(to_plain(model_cfg), dict(
         clip=dict(arch=arch, pretrained=None, pretrained_path=None),
         num_video_frames=num_video_frames, num_pose_frames=max(num_pose_frames, 1)))
     with torch.device(device):

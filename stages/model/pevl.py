@@ -1,7 +1,6 @@
 """The PeVL model: encoders + UCMR + SGMC, switchable into every ablation of the paper."""
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from typing import Any, Iterator, Optional
@@ -9,6 +8,8 @@ from typing import Any, Iterator, Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from stages.nested_config import deep_merge
 
 from .clip_loader import load_clip, tokenizer_for
 from .heads import ConcatFusion, LinearHead
@@ -44,17 +45,6 @@ DEFAULT_MODEL_CFG: dict[str, Any] = dict(
 _MODALITIES = ("video", "pose", "text")
 
 
-def merge_cfg(base: dict, override: Optional[dict]) -> dict:
-    """Recursive dict merge (override wins); lists and tuples are replaced, not merged."""
-    out = copy.deepcopy(base)
-    for k, v in (override or {}).items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = merge_cfg(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
 class PeVL(nn.Module):
     """Pose-enhanced Vision-Language model (CVPR 2024) on an open_clip CLIP.
 
@@ -67,7 +57,7 @@ class PeVL(nn.Module):
 
     def __init__(self, cfg: Optional[dict] = None):
         super().__init__()
-        cfg = merge_cfg(DEFAULT_MODEL_CFG, cfg)
+        cfg = deep_merge(DEFAULT_MODEL_CFG, cfg)
         self.cfg = cfg
         mods = [m for m in cfg["modalities"]]
         bad = set(mods) - set(_MODALITIES)

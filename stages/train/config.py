@@ -1,12 +1,19 @@
-"""One variant's run config: defaults, dataset, experiment variant, demo switch, --cfg-options.
+"""Config composition for stage two: experiments, their variants, and one variant's run config.
 
-Merge order (later wins):
+An experiment file ``configs/experiments/<name>.py`` inherits a base model
+(``_base_ = ['../_base_/models/pevl_vit_b16.py']``) and defines::
+
+    experiment = dict(name=..., table='Table 5', paper_dataset='Diving48', metric='top1')
+    variants = dict(<variant>=dict(paper_top1=<float|None>, model=dict(<overrides of cfg.model>),
+                                   [<other top-level overrides>]), ...)   # paper row order
+
+A variant's run config merges (later wins):
 
 1. ``configs/_base_/schedules/adamw_50e.py`` (paper Sec. 4.1) and the dataset config
    ``configs/_base_/datasets/<dataset>.py`` (the experiment's ``data.dataset``, else its
    ``experiment.paper_dataset``);
-2. the experiment file with the variant applied (:func:`pipeline.experiments.variant_config`);
-   an experiment may carry its own ``train`` / ``data`` / ``runner``;
+2. the experiment file with the variant applied (:func:`variant_config`); an experiment may carry
+   its own ``train`` / ``data`` / ``runner``;
 3. ``--dataset D``: that dataset's config replaces ``data``; ``--dataset demo`` also switches
    to the tiny CLIP and the demo's CPU schedule (``configs/experiments/demo.py``), keeping the
    variant's model switches;
@@ -19,11 +26,70 @@ The result has ``model`` (``build_model``'s input), ``train``, ``data``, ``runne
 from __future__ import annotations
 
 import copy
-from typing import Optional, Sequence
+import os
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
 
 from mmengine.config import Config, DictAction
 
-from pipeline.experiments import _merge, _plain, configs_root, load_experiment, variant_config
+from stages.nested_config import deep_merge, to_plain
+
+#: keys of a variant entry that describe it rather than override the config
+_META_KEYS = ("paper_top1", "paper_top5", "paper_gflops", "paper_params_m", "model")
+
+
+def configs_root() -> Path:
+    """The repository's ``configs/`` (``PEVL_CONFIGS`` overrides)."""
+    env = os.environ.get("PEVL_CONFIGS")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "configs"
+
+
+def resolve_config_path(name: Union[str, Path]) -> Path:
+    """An existing file path as is, else ``configs/experiments/<name>.py``."""
+    p = Path(name)
+    if p.suffix == ".py" and p.is_file():
+        return p.resolve()
+    cand = configs_root() / "experiments" / f"{p.stem if p.suffix == '.py' else name}.py"
+    if cand.is_file():
+        return cand
+    known = sorted(q.stem for q in (configs_root() / "experiments").glob("*.py"))
+    raise FileNotFoundError(f"no experiment {str(name)!r} (looked for {cand}); known: {known}")
+
+
+def load_experiment(name_or_path: Union[str, Path]) -> Config:
+    """An experiment file (a name under ``configs/experiments/`` or a path) as an mmengine Config."""
+    cfg = Config.fromfile(str(resolve_config_path(name_or_path)))
+    if "variants" not in cfg or "model" not in cfg:
+        raise ValueError(f"{name_or_path}: an experiment config needs `model` (via _base_) and `variants`")
+    return cfg
+
+
+def list_variants(cfg: Config) -> list[str]:
+    """Variant names in the file's (paper row) order."""
+    return list(cfg["variants"].keys())
+
+
+def variant_config(cfg: Config, variant: str, **model_overrides: Any) -> Config:
+    """The experiment config with one variant applied: its ``model`` overrides deep-merged into
+    ``cfg.model`` (lists replaced), its other non-meta keys merged at top level, ``variants``
+    dropped and ``variant`` / ``paper_top1`` recorded. ``model_overrides`` are merged last (e.g.
+    ``clip=dict(arch='PeVL-tiny', pretrained=None)`` for tests)."""
+    variants = cfg["variants"]
+    if variant not in variants:
+        raise KeyError(f"unknown variant {variant!r}; known: {list_variants(cfg)}")
+    v = to_plain(variants[variant])
+    d = to_plain(cfg.to_dict())
+    d.pop("variants")
+    d = {k: val for k, val in d.items() if not k.startswith("_")}  # config-file helpers
+    d["model"] = deep_merge(deep_merge(d["model"], v.get("model", {})), to_plain(model_overrides))
+    d = deep_merge(d, {k: val for k, val in v.items() if k not in _META_KEYS})
+    d["variant"] = variant
+    d["paper_top1"] = v.get("paper_top1")
+    for k in ("paper_gflops", "paper_params_m", "paper_top5"):
+        if k in v:
+            d[k] = v[k]
+    return Config(d)
+
 
 PAPER_DATASETS = {"diving48": "diving48", "diving-48": "diving48", "gym99": "gym99", "finegym99": "gym99",
                   "finegym 99": "gym99", "gym288": "gym288", "finegym288": "gym288", "haa500": "haa500",
@@ -35,20 +101,23 @@ DEMO_MODEL_KEYS = ("clip", "num_video_frames", "num_pose_frames")
 
 
 def dataset_config(name: str) -> dict:
+    """``data`` of ``configs/_base_/datasets/<name>.py``."""
     path = configs_root() / "_base_" / "datasets" / f"{name}.py"
     if not path.is_file():
         known = sorted(p.stem for p in path.parent.glob("*.py"))
         raise FileNotFoundError(f"no dataset config {path} (known: {known}); write one like "
                                 f"configs/_base_/datasets/diving48.py")
-    return _plain(Config.fromfile(str(path)).to_dict())["data"]
+    return to_plain(Config.fromfile(str(path)).to_dict())["data"]
 
 
 def schedule_defaults() -> dict:
-    d = _plain(Config.fromfile(str(configs_root() / "_base_" / "schedules" / "adamw_50e.py")).to_dict())
+    """``train`` and ``runner`` of the paper's schedule, ``configs/_base_/schedules/adamw_50e.py``."""
+    d = to_plain(Config.fromfile(str(configs_root() / "_base_" / "schedules" / "adamw_50e.py")).to_dict())
     return {"train": d["train"], "runner": d.get("runner", {})}
 
 
-def _default_dataset(cfg: dict) -> Optional[str]:
+def default_dataset(cfg: dict) -> Optional[str]:
+    """The dataset an experiment or run config names: ``data.dataset``, else its paper's dataset."""
     if cfg.get("data", {}).get("dataset"):
         return cfg["data"]["dataset"]
     pd = str(cfg.get("experiment", {}).get("paper_dataset") or "").strip().lower()
@@ -74,29 +143,30 @@ def parse_cfg_options(items: Optional[Sequence[str]]) -> dict:
 
 
 def apply_options(cfg: dict, options: dict) -> dict:
+    """``cfg`` with ``--cfg-options`` (dotted keys) applied, as mmengine's ``merge_from_dict`` does."""
     c = Config(copy.deepcopy(cfg))
     c.merge_from_dict(options, allow_list_keys=True)
-    return _plain(c.to_dict())
+    return to_plain(c.to_dict())
 
 
 def build_run_config(exp: str, variant: str, dataset: Optional[str] = None,
                      cfg_options: Optional[dict] = None) -> Config:
     """The full config of one variant of experiment ``exp`` (see the module docstring)."""
     exp_cfg = load_experiment(exp)
-    vc = _plain(variant_config(exp_cfg, variant).to_dict())
+    vc = to_plain(variant_config(exp_cfg, variant).to_dict())
     base = schedule_defaults()
-    ds = dataset or _default_dataset(vc)
+    ds = dataset or default_dataset(vc)
     if ds is None:
         raise ValueError(f"experiment {exp!r} names no dataset (data.dataset or experiment.paper_dataset); "
                          "pass --dataset")
     if not vc.get("data"):
         base["data"] = dataset_config(ds)
-    cfg = _merge(base, vc)
+    cfg = deep_merge(base, vc)
     if dataset:
         if dataset == "demo" and exp_cfg.get("experiment", {}).get("name") != "demo":
-            demo = _plain(variant_config(load_experiment("demo"), "pevl").to_dict())
+            demo = to_plain(variant_config(load_experiment("demo"), "pevl").to_dict())
             cfg["data"] = demo["data"]
-            cfg["train"] = _merge(cfg["train"], demo["train"])
+            cfg["train"] = deep_merge(cfg["train"], demo["train"])
             for k in DEMO_MODEL_KEYS:
                 cfg["model"][k] = copy.deepcopy(demo["model"][k])
             cfg["demo_switch"] = True

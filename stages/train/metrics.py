@@ -6,7 +6,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 from mmengine.evaluator import BaseMetric
-from mmengine.registry import METRICS
+from stages.registry import METRICS
 
 
 def classification_metrics(scores: np.ndarray, labels: np.ndarray, num_classes: Optional[int] = None) -> dict:
@@ -36,7 +36,7 @@ def classification_metrics(scores: np.ndarray, labels: np.ndarray, num_classes: 
                 per_class_acc=per_class, num_samples=n, predictions=pred)
 
 
-@METRICS.register_module(force=True)
+@METRICS.register_module()
 class PeVLClassificationMetric(BaseMetric):
     """Collects each clip's view-averaged class scores; computes :func:`classification_metrics`.
 

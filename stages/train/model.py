@@ -21,14 +21,14 @@ import torch
 from mmengine.model import BaseDataPreprocessor, BaseModel
 from mmengine.model.wrappers import MMDistributedDataParallel
 from mmengine.optim import DefaultOptimWrapperConstructor
-from mmengine.registry import MODEL_WRAPPERS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 
 from stages.data.dataset import CLIP_MEAN, CLIP_STD
+from stages.registry import MODEL_WRAPPERS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 
 _LOSS_PART_NAMES = {"loss_t": "l_text", "loss_r": "l_refine"}  # mmengine sums every key with 'loss'
 
 
-@MODELS.register_module(force=True)
+@MODELS.register_module()
 class PeVLDataPreprocessor(BaseDataPreprocessor):
     """uint8 frames -> float on the device -> ``(x / 255 - mean) / std``; views flattened."""
 
@@ -55,7 +55,7 @@ class PeVLDataPreprocessor(BaseDataPreprocessor):
         return {"batch": data, "num_views": views}
 
 
-@MODELS.register_module(force=True)
+@MODELS.register_module()
 class PeVLRunnerModel(BaseModel):
     """The mmengine face of PeVL.
 
@@ -71,7 +71,8 @@ class PeVLRunnerModel(BaseModel):
                  amp_dtype: Optional[str] = None, data_preprocessor: Optional[dict] = None):
         from stages.model import build_model
 
-        super().__init__(data_preprocessor=data_preprocessor or dict(type="PeVLDataPreprocessor"))
+        # an instance, not a config: BaseModel would build a config in mmengine's root registry
+        super().__init__(data_preprocessor=PeVLDataPreprocessor(**(data_preprocessor or {})))
         self.pevl = build_model(model_cfg)
         self.num_classes = len(classes)
         self.amp_dtype = amp_dtype
@@ -108,13 +109,13 @@ class PeVLRunnerModel(BaseModel):
         raise ValueError(f"unknown mode {mode!r}")
 
 
-@OPTIM_WRAPPER_CONSTRUCTORS.register_module(force=True)
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class TunableOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """Only parameters with ``requires_grad`` go to the optimiser, in a decay and a no-decay
     group (no decay for tensors with fewer than 2 dims: biases, norms, temperatures)."""
 
     def __call__(self, model) -> Any:
-        from mmengine.registry import OPTIM_WRAPPERS, OPTIMIZERS
+        from stages.registry import OPTIM_WRAPPERS, OPTIMIZERS
 
         module = model.module if hasattr(model, "module") else model
         decay, no_decay = [], []
@@ -131,7 +132,7 @@ class TunableOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         return OPTIM_WRAPPERS.build(optim_wrapper_cfg, default_args=dict(optimizer=optimizer))
 
 
-@MODEL_WRAPPERS.register_module(force=True)
+@MODEL_WRAPPERS.register_module()
 class PeVLDistributedDataParallel(MMDistributedDataParallel):
     """mmengine's DDP wrapper; ``device_ids`` only for a CUDA module (gloo on CPU takes none)."""
 

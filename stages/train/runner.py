@@ -29,13 +29,14 @@ import torch
 from mmengine.config import Config
 from mmengine.dist import get_dist_info, is_distributed
 from mmengine.hooks import Hook
-from mmengine.registry import HOOKS
 
-import stages.data.samplers  # noqa: F401  (registers EpochSeedSampler)
+import stages.data.epoch_sampler  # noqa: F401  (registers EpochSeedSampler)
 import stages.train.metrics  # noqa: F401  (registers the metric)
 import stages.train.model  # noqa: F401  (registers the wrappers)
 from cache import CacheEntry
 from stages.data.dataset import CacheClipDataset
+from stages.nested_config import deep_merge, to_plain
+from stages.registry import HOOKS, SCOPE
 from stages.skeletons import get_skeleton
 from stages.train import report
 
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 RESULT_FILE = "result.json"
 
 
-@HOOKS.register_module(force=True)
+@HOOKS.register_module()
 class RecordValHook(Hook):
     """Remembers after which training epoch the last validation ran (same on every rank)."""
 
@@ -149,6 +150,7 @@ def runner_kwargs(cfg: Config, model, train_ds, test_ds, work_dir: Path, launche
         work_dir=str(work_dir),
         experiment_name=f"{cfg.get('exp_name', 'exp')}_{cfg.get('variant', 'v')}_{uuid.uuid4().hex[:8]}",
         launcher=launcher,
+        default_scope=SCOPE,  # our registries (stages.registry) first, mmengine's behind them
         env_cfg=dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
                      dist_cfg=dict(backend="nccl" if cuda else "gloo")),
         randomness=dict(seed=int(t.seed), deterministic=bool(t.get("deterministic", False)), diff_rank_seed=False),
@@ -170,8 +172,10 @@ def runner_kwargs(cfg: Config, model, train_ds, test_ds, work_dir: Path, launche
         cfg=Config({k: v for k, v in cfg.to_dict().items()}),
     )
     if launcher == "pytorch":  # mmengine reads the DDP wrapper from the config it dumps
-        kw["cfg"]["model_wrapper_cfg"] = dict(type="PeVLDistributedDataParallel", find_unused_parameters=True,
-                                              broadcast_buffers=False)
+        # scoped name: Runner.wrap_model looks it up in mmengine's root registry, which finds our
+        # child registry's entries only by "stages.<name>"
+        kw["cfg"]["model_wrapper_cfg"] = dict(type=f"{SCOPE}.PeVLDistributedDataParallel",
+                                              find_unused_parameters=True, broadcast_buffers=False)
     test_loader = dict(dataset=test_ds, batch_size=tbs, sampler=dict(type="DefaultSampler", shuffle=False),
                        drop_last=False, **loader_common)
     evaluator = dict(type="PeVLClassificationMetric", num_classes=len(test_ds.classes))
@@ -202,9 +206,8 @@ def runner_kwargs(cfg: Config, model, train_ds, test_ds, work_dir: Path, launche
         kw["param_scheduler"] = sched
     runner_over = cfg.get("runner") or {}
     if runner_over:
-        from pipeline.experiments import _merge, _plain
-
-        kw = {**kw, **_merge({k: kw[k] for k in runner_over if k in kw and isinstance(kw[k], dict)}, _plain(runner_over))}
+        kw = {**kw, **deep_merge({k: kw[k] for k in runner_over if k in kw and isinstance(kw[k], dict)},
+                                 to_plain(runner_over))}
     return kw
 
 

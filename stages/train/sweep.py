@@ -19,7 +19,8 @@ from typing import Any, Callable, Optional, Sequence
 
 from mmengine.config import Config
 
-from pipeline.experiments import list_variants, load_experiment
+from stages.nested_config import to_plain
+from stages.train.config import default_dataset, list_variants, load_experiment
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +70,7 @@ def select_variants(exp_cfg: Config, variants: Optional[Sequence[str]]) -> list[
 def experiment_dir_name(exp_cfg: Config, exp: str, dataset: Optional[str]) -> str:
     name = exp_cfg.get("experiment", {}).get("name") or Path(exp).stem
     if dataset:
-        from stages.train.config import _default_dataset
-        from pipeline.experiments import _plain
-
-        own = _default_dataset(_plain(exp_cfg.to_dict()))
+        own = default_dataset(to_plain(exp_cfg.to_dict()))
         if dataset != own:
             return f"{name}-{dataset}"
     return name

@@ -21,7 +21,7 @@ def small_demo_data_cfg(base: Path) -> dict:
 
 def small_demo_entry(tmp_path_factory) -> tuple[Path, Path, dict]:
     """(cache_root, entry_dir, data_cfg) of the shared small demo entry (made on first use)."""
-    from pipeline.extract import run_extract
+    from pipeline.engines.local import run_extract
     from stages.data.lookup import extract_options
 
     base = tmp_path_factory.getbasetemp() / "stage2_small_demo"

@@ -129,7 +129,7 @@ def test_loader_workers_do_not_change_the_batches(small_demo):
     from mmengine.dataset import default_collate
     from torch.utils.data import DataLoader
 
-    from stages.data.samplers import EpochSeedSampler
+    from stages.data.epoch_sampler import EpochSeedSampler
 
     _, entry_dir, _ = small_demo
     ds = CacheClipDataset(entry_dir, "train", crop_size=112, num_pose_frames=16, num_video_frames=8, seed=0)

@@ -26,8 +26,8 @@ TINY = dict(clips_per_class=(2, 1), num_frames=(32, 48), seed=7)
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo") / "tiny"
     calls = []
-    ds = create_dataset("demo", root=root, workers=1, progress=lambda d, t: calls.append((d, t)), **TINY)
-    index = ds.load()
+    ds = create_dataset("demo", root=root, workers=1, **TINY)
+    index = ds.load(progress=lambda d, t: calls.append((d, t)))
     return ds, index, calls
 
 

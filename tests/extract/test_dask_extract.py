@@ -7,11 +7,12 @@ import pytest
 
 from cache import CacheStore
 from pevl_testutils import make_video, write_custom_dataset
-from pipeline.extract import ExtractOptions, run_extract
+from pipeline.engines.local import run_extract
+from stages.extract.plan import ExtractOptions
 
 pytest.importorskip("distributed", reason="Dask distributed is not installed (the dask extra: pip install -e .[dask])")
 
-from pipeline.distributed import DaskMissing, parse_scheduler, run_extract_dask  # noqa: E402
+from pipeline.engines.dask import DaskMissing, parse_scheduler, run_extract_dask  # noqa: E402
 
 
 @pytest.fixture
@@ -101,7 +102,7 @@ def test_cli_scheduler_needs_dask_engine(six_clips, tmp_path):
 def test_a_worker_builds_one_pose_model_for_all_its_tasks(monkeypatch):
     from types import SimpleNamespace
 
-    import pipeline.distributed as dist
+    import pipeline.engines.dask as dist
 
     built = []
     monkeypatch.setattr(dist, "make_pose_source", lambda spec, opts, adapter: built.append(spec) or object())

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from stages.datasets.base import ClipRecord
-from stages.extract.hrnet import HRNetPoseSource, PoseCheckpointMissing, find_checkpoint
+from stages.extract.pose.hrnet import HRNetPoseSource, PoseCheckpointMissing, find_checkpoint
 
 
 @pytest.fixture(scope="module")

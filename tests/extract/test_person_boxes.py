@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from pevl_testutils import make_video, write_custom_dataset
-from pipeline.extract import ExtractOptions, make_pose_source, plan_entry, run_extract
+from pipeline.engines.local import run_extract
+from stages.extract.plan import ExtractOptions, make_pose_source, plan_entry
 from stages.datasets.base import ClipRecord
 from stages.extract.clip import ExtractSettings, extract_clip
 from stages.extract.person_boxes import (DetectorUnavailable, PersonBoxes, PoseWithPersonBoxes,

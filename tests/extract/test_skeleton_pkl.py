@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 
 from stages.datasets.base import ClipRecord
-from stages.extract.pose_source import POSE_SOURCES, PoseSourceError
-from stages.extract.skeleton_pkl import (
+from stages.extract.pose import PoseSourceError
+from stages.registry import POSE_SOURCES
+from stages.safe_pickle import restricted_load
+from stages.extract.pose.skeleton_pkl import (
     PickleSkeletonSource,
     load_skeleton_pickle,
-    restricted_load,
     select_main_person,
 )
 

@@ -2,7 +2,7 @@ import logging
 
 import torch
 
-from pipeline.compat import ensure_torchvision
+from stages.compat import ensure_torchvision
 
 ensure_torchvision()
 logging.getLogger().setLevel(logging.ERROR)

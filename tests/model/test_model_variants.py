@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from pevl_model_testutils import TINY, make_batch
-from pipeline.experiments import (list_variants, load_experiment, resolve_config_path,
+from stages.train.config import (list_variants, load_experiment, resolve_config_path,
                                   variant_config)
 from stages.model import build_model
 
@@ -37,3 +37,16 @@ def test_every_variant_builds_and_trains_one_step(name):
         assert any(p.grad is not None for p in m.tunable_parameters()), (name, variant)
         m.eval()
         assert m.predict(batch).shape[0] == 2
+
+
+def test_base_model_config_states_the_library_defaults():
+    """configs/_base_/models/pevl_vit_b16.py and DEFAULT_MODEL_CFG say the same thing: a default
+    changed in one place and not the other fails here."""
+    from mmengine.config import Config
+
+    from stages.model import DEFAULT_MODEL_CFG
+    from stages.nested_config import to_plain
+    from stages.train.config import configs_root
+
+    cfg = Config.fromfile(str(configs_root() / "_base_" / "models" / "pevl_vit_b16.py"))
+    assert to_plain(cfg.model) == to_plain(DEFAULT_MODEL_CFG)

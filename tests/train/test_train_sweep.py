@@ -44,8 +44,8 @@ def no_decoding(monkeypatch):
     import stages.datasets.demo.generate as gen
     import stages.extract.clip as clip_mod
     import stages.extract.decode as dec
-    from stages.extract.dataset_pose import DatasetPoseSource
-    from stages.extract.hrnet import HRNetPoseSource
+    from stages.extract.pose.dataset_pose import DatasetPoseSource
+    from stages.extract.pose.hrnet import HRNetPoseSource
 
     calls = []
 

@@ -7,7 +7,7 @@ The dataset ships ground-truth COCO-17 joints as its own poses. See ``docs/demo.
 
 Options (all optional): ``seed``, ``clips_per_class`` (N or (train, val)), ``num_frames`` (an int
 or the choices each clip draws from), ``size`` ((width, height)), ``fps``, plus ``workers``
-(generation threads) and ``progress`` (a ``callable(done, total)``).
+(generation threads). ``load(progress=callable(done, total))`` reports generation progress.
 """
 from __future__ import annotations
 
@@ -19,15 +19,15 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from pipeline.paths import default_data_root
 from stages.datasets.base import (
-    DATASETS,
     ClipRecord,
     DatasetAdapter,
     DatasetIndex,
     DatasetLayoutError,
     PoseTrack,
+    default_data_root,
 )
+from stages.registry import DATASETS
 from stages.datasets.demo import generate as gen
 from stages.datasets.demo import skeleton_motion
 
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 __all__ = ["DemoDataset", "gen", "skeleton_motion"]
 
 
-@DATASETS.register("demo")
+@DATASETS.register_module("demo")
 class DemoDataset(DatasetAdapter):
     name = "demo"
     coarse_type = "gymnastic"
@@ -48,7 +48,6 @@ class DemoDataset(DatasetAdapter):
     def __init__(self, root: Optional[os.PathLike] = None, **options: Any):
         super().__init__(root, **options)
         opts = dict(options)
-        self.progress: Optional[Callable[[int, int], None]] = opts.pop("progress", None)
         workers = opts.pop("workers", None)
         data_root = opts.pop("data_root", None)  # where generated datasets live (<cache>/datasets)
         self.workers = int(workers) if workers else min(2, os.cpu_count() or 1)
@@ -58,8 +57,8 @@ class DemoDataset(DatasetAdapter):
             self.root = (base / gen.config_tag(self.config)).expanduser().resolve()
         self._frame_size = (self.config["size"][1], self.config["size"][0])
 
-    def load(self) -> DatasetIndex:
-        gen.ensure(self.root, self.config, progress=self.progress, workers=self.workers)
+    def load(self, progress: Optional[Callable[[int, int], None]] = None) -> DatasetIndex:
+        gen.ensure(self.root, self.config, progress=progress, workers=self.workers)
         ann_path = self.root / gen.ANNOTATIONS
         try:
             ann = json.loads(ann_path.read_text())

@@ -1,16 +1,15 @@
-"""Pose sources: where a clip's 2D joints come from (HRNet, the dataset's own, a skeleton file).
+"""What a pose source is: where a clip's 2D joints come from. Imports no implementation.
 
-A source is chosen by ``--pose-source`` and built by :func:`create_pose_source`. Its
-:meth:`PoseSource.identity` goes into the cache-entry key, so changing the model, the checkpoint
-or the skeleton file gives a new entry.
+A source is chosen by ``--pose-source`` and built by
+:func:`stages.extract.pose.factory.create_pose_source`. Its :meth:`PoseSource.identity` goes into
+the cache-entry key, so changing the model, the checkpoint or the skeleton file gives a new entry.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 
-from pipeline.registry import Registry
 from stages.datasets.base import ClipRecord, DatasetAdapter, PoseTrack
 
 
@@ -49,17 +48,3 @@ class PoseSource:
 
     def close(self) -> None:  # release models / files
         pass
-
-
-POSE_SOURCES: Registry[PoseSource] = Registry("pose source")
-
-
-def create_pose_source(spec: str, **options: Any) -> PoseSource:
-    """``hrnet`` | ``dataset`` | ``pkl:PATH`` -> a ready :class:`PoseSource`."""
-    import stages.extract.pose_sources  # noqa: F401  (registers the built-ins)
-
-    name, _, arg = spec.partition(":")
-    builder = POSE_SOURCES.get(name)
-    if arg:
-        options["path"] = arg
-    return builder(**options)

@@ -16,7 +16,8 @@ import numpy as np
 
 from cache.keys import file_sha256
 from stages.datasets.base import ClipRecord, DatasetAdapter, PoseTrack
-from stages.extract.pose_source import POSE_SOURCES, PoseSource, PoseSourceError
+from stages.extract.pose.base import PoseSource, PoseSourceError
+from stages.registry import POSE_SOURCES
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +59,10 @@ def find_checkpoint(spec: Optional[str]) -> Optional[Path]:
         if not p.is_file():
             raise PoseCheckpointMissing(f"--pose-checkpoint {spec}: no such file")
         return p
-    from pipeline.paths import default_cache_root
+    from cache import default_root
 
     name = HRNET_CHECKPOINT_URL.rsplit("/", 1)[1]
-    dirs = [os.environ.get("PEVL_WEIGHTS"), default_cache_root() / "weights",
+    dirs = [os.environ.get("PEVL_WEIGHTS"), default_root() / "weights",
             Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub" / "checkpoints"]
     for d in dirs:
         if d and (Path(d) / name).is_file():
@@ -69,7 +70,7 @@ def find_checkpoint(spec: Optional[str]) -> Optional[Path]:
     raise PoseCheckpointMissing(
         f"the HRNet-w32 COCO 256x192 checkpoint ({name}) is not on this machine and there is no network "
         f"to fetch it. Download it from {HRNET_CHECKPOINT_URL} and pass --pose-checkpoint PATH (or put it in "
-        f"$PEVL_WEIGHTS or {default_cache_root() / 'weights'}); --pose-checkpoint none runs random weights "
+        f"$PEVL_WEIGHTS or {default_root() / 'weights'}); --pose-checkpoint none runs random weights "
         "(poses meaningless, for testing only)."
     )
 
@@ -92,7 +93,7 @@ def load_pose_checkpoint(path: Path) -> dict:
     return ckpt if isinstance(ckpt, dict) else {"state_dict": ckpt}
 
 
-@POSE_SOURCES.register("hrnet")
+@POSE_SOURCES.register_module("hrnet")
 class HRNetPoseSource(PoseSource):
     name = "hrnet"
     needs_frames = True
@@ -100,7 +101,7 @@ class HRNetPoseSource(PoseSource):
 
     def __init__(self, checkpoint: Optional[str] = None, device: str = "cpu", batch_size: int = 32,
                  flip_test: bool = True, config: str = HRNET_CONFIG, seed: int = 0):
-        from pipeline.compat import ensure_mmpose
+        from stages.compat import ensure_mmpose
 
         ensure_mmpose()
         self.config_rel = config

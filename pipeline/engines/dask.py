@@ -1,29 +1,27 @@
 """``pipeline extract --engine dask``: the same extraction, its clips spread over a Dask cluster.
 
-The client plans once (:func:`plan_entry` + :func:`open_or_create`: parse, hash, create the entry),
+The client plans once (:func:`stages.extract.run.begin_run`: parse, hash, create the entry),
 splits the clips still to do into chunks and submits one task per chunk. Each task runs the
-ordinary per-clip loop (:func:`pipeline.extract._work_loop`) on a worker: claim a clip, decode,
-pose, commit. The claims in the shared entry remain the only coordination, so a Dask run can
-share an entry with plain ``pipeline extract`` processes, ``--shard`` jobs, or another Dask run,
-and a task that Dask retries after a lost worker skips what was committed meanwhile. The client
-then writes the run record and finalizes exactly as :func:`pipeline.extract.run_extract` does.
+ordinary per-clip loop (:func:`stages.extract.run.extract_clips`) on a worker: claim a clip,
+decode, pose, commit. The claims in the shared entry remain the only coordination, so a Dask run
+can share an entry with plain ``pipeline extract`` processes, ``--shard`` jobs, or another Dask
+run, and a task that Dask retries after a lost worker skips what was committed meanwhile. The
+client then writes the run record and finalizes exactly as the local engine does.
 
 Workers must see the dataset and the cache at the same paths as the client (a shared
 filesystem) and have this package installed. Dask is an optional extra: ``pip install -e .[dask]``.
 """
 from __future__ import annotations
 
-import copy
-import dataclasses
 import logging
 import os
 import time
 from typing import Callable, Optional
 
 from cache.claims import HOST
-from pipeline.extract import (EntryPlan, ExtractOptions, ExtractReport, ProgressFn, _work_loop, begin_run,
-                              finish_run, make_pose_source)
 from stages.extract.clip import ClipCounters
+from stages.extract.plan import EntryPlan, ExtractOptions, make_pose_source
+from stages.extract.run import ExtractReport, ProgressFn, begin_run, counters_tuple, extract_clips, finish_run
 
 DASK_EXTRA_HINT = ("--engine dask needs Dask distributed, an optional extra of this package: "
                    "pip install -e .[dask]   (or: pip install 'dask[distributed]')")
@@ -81,7 +79,7 @@ def _extract_chunk(p: EntryPlan, opts: ExtractOptions, clips: list, torch_thread
         torch.set_num_threads(torch_threads)
     counters = ClipCounters()
     t0 = time.time()
-    done, failed = _work_loop(p, opts, clips, None, counters, pose=_worker_pose(p, opts))
+    done, failed = extract_clips(p, opts, clips, None, counters, pose=_worker_pose(p, opts))
     try:
         from distributed import get_worker
 
@@ -90,12 +88,13 @@ def _extract_chunk(p: EntryPlan, opts: ExtractOptions, clips: list, torch_thread
         worker = None
     return {"done": done, "failed": failed, "host": HOST, "pid": os.getpid(), "worker": worker,
             "seconds": round(time.time() - t0, 2),
-            "counters": [counters.decoded_clips, counters.decoded_frames, counters.pose_calls]}
+            "counters": counters_tuple(counters)}
 
 
 def run_extract_dask(opts: ExtractOptions, scheduler: Optional[str] = None, chunk: int = 0,
                      progress: Optional[ProgressFn] = None,
-                     on_start: Optional[Callable[[EntryPlan, int, int], None]] = None) -> ExtractReport:
+                     on_start: Optional[Callable[[EntryPlan, int, int], None]] = None,
+                     load_progress: Optional[Callable[[int, int], None]] = None) -> ExtractReport:
     """Extract what is missing from the entry with a Dask cluster; same report as ``run_extract``.
 
     ``scheduler``: None or ``local[:N]`` starts a LocalCluster of N single-threaded worker
@@ -105,7 +104,7 @@ def run_extract_dask(opts: ExtractOptions, scheduler: Optional[str] = None, chun
     """
     Client, LocalCluster, as_completed = _import_distributed()
     kind, target = parse_scheduler(scheduler, opts.workers)
-    run = begin_run(opts, on_start)
+    run = begin_run(opts, on_start, load_progress)
     if run.finished:  # no cluster, no decoding, no pose model
         return run.report
     p, report, todo, t0 = run.plan, run.report, run.todo, run.t0
@@ -149,7 +148,7 @@ def _run_tasks(p: EntryPlan, opts: ExtractOptions, todo: list, kind: str, target
             n_workers = max(1, len(client.nthreads()))
             chunks = _chunks(todo, chunk, n_workers)
             # The plan (every clip of the dataset) travels once to each worker, not once per task.
-            [p_remote] = client.scatter([_shippable(p)], broadcast=True, hash=False)
+            [p_remote] = client.scatter([p], broadcast=True, hash=False)
             futures = [client.submit(_extract_chunk, p_remote, opts, ch, torch_threads, pure=False,
                                      key=f"pevl-extract-{p.key[:12]}-{i}-{os.getpid()}-{int(t0)}")
                        for i, ch in enumerate(chunks)]
@@ -159,7 +158,7 @@ def _run_tasks(p: EntryPlan, opts: ExtractOptions, todo: list, kind: str, target
                 except Exception as e:  # the task itself (not a clip) failed, e.g. KilledWorker
                     tasks.append({"error": f"{type(e).__name__}: {e}"})
                     continue
-                _merge(report, res, progress)
+                _collect(report, res, progress)
                 tasks.append({k: res[k] for k in ("worker", "host", "pid", "seconds")}
                              | {"done": len(res["done"]), "failed": len(res["failed"])})
         finally:
@@ -169,25 +168,9 @@ def _run_tasks(p: EntryPlan, opts: ExtractOptions, todo: list, kind: str, target
     return tasks, n_workers
 
 
-def _shippable(p: EntryPlan) -> EntryPlan:
-    """The plan without client-side callbacks (the demo adapter's generation progress bar)."""
-    if callable(getattr(p.adapter, "progress", None)):
-        adapter = copy.copy(p.adapter)
-        adapter.progress = None
-        p = dataclasses.replace(p, adapter=adapter)
-    return p
-
-
-def _merge(report: ExtractReport, res: dict, progress: Optional[ProgressFn]) -> None:
-    d, f, pc = res["counters"]
-    report.counters.decoded_clips += d
-    report.counters.decoded_frames += f
-    report.counters.pose_calls += pc
+def _collect(report: ExtractReport, res: dict, progress: Optional[ProgressFn]) -> None:
+    report.add_counters(res["counters"])
     for cid in res["done"]:
-        report.done_now.append(cid)
-        if progress:
-            progress("done", cid, None)
+        report.record("done", cid, None, progress)
     for cid, reason in res["failed"]:
-        report.failed_now.append((cid, reason))
-        if progress:
-            progress("failed", cid, reason)
+        report.record("failed", cid, reason, progress)

@@ -4,10 +4,10 @@ from __future__ import annotations
 from typing import Iterator
 
 from mmengine.dataset import DefaultSampler
-from mmengine.registry import DATA_SAMPLERS
+from stages.registry import DATA_SAMPLERS
 
 
-@DATA_SAMPLERS.register_module(force=True)
+@DATA_SAMPLERS.register_module()
 class EpochSeedSampler(DefaultSampler):
     """mmengine's :class:`DefaultSampler` (seeded shuffle, rank sharding, ``set_epoch``) that
     yields ``(index, epoch)`` pairs, so the dataset can derive an item's augmentation from

@@ -6,10 +6,11 @@ from typing import Iterable, Optional
 import numpy as np
 
 from stages.datasets.base import ClipRecord, DatasetAdapter, PoseTrack
-from stages.extract.pose_source import POSE_SOURCES, PoseSource, PoseSourceError
+from stages.extract.pose.base import PoseSource, PoseSourceError
+from stages.registry import POSE_SOURCES
 
 
-@POSE_SOURCES.register("dataset")
+@POSE_SOURCES.register_module("dataset")
 class DatasetPoseSource(PoseSource):
     name = "dataset"
     needs_frames = False

@@ -1,1 +1,0 @@
-_base_ = ['../_base_/models/pevl_tiny.py']

@@ -1,1 +1,0 @@
-_base_ = ['../_base_/models/pevl_vit_b16.py']

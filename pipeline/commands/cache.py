@@ -1,0 +1,137 @@
+"""``pipeline cache ls | info | verify | gc | export``: inspect, check and clean the shared cache."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from pipeline.commands.common import CacheRootOpt, console, human_bytes, out, progress_bar
+
+app = typer.Typer(help="Inspect, check and clean the shared feature cache.", no_args_is_help=True)
+
+
+@app.command("ls")
+def cache_ls(
+    cache_root: Optional[Path] = CacheRootOpt,
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Only this dataset's entries."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+):
+    """List cache entries with size, completeness and settings."""
+    from cache import CacheStore
+    from cache.fsutil import dir_size
+
+    store = CacheStore(cache_root)
+    rows = []
+    for e in store.entries(dataset):
+        st = e.status()
+        s = e.settings
+        rows.append({"key": e.key, "dataset": e.dataset, "status": "complete" if st.complete else "incomplete",
+                     "done": st.done, "failed": st.failed, "total": st.total, "bytes": dir_size(e.path),
+                     "pose": s.get("pose_source"), "frames": s.get("num_frames"), "short_side": s.get("short_side"),
+                     "created": e.attrs.get("created", {}).get("time"), "path": str(e.path)})
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    t = Table(title=f"cache {store.root}")
+    t.add_column("key", no_wrap=True)
+    for col in ("dataset", "status", "clips", "failed", "size", "pose", "T_v", "short side", "created"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["key"], r["dataset"], r["status"], f"{r['done']}/{r['total']}", str(r["failed"]),
+                  human_bytes(r["bytes"]), str(r["pose"]), str(r["frames"]), str(r["short_side"]), str(r["created"]))
+    out.print(t)
+
+
+@app.command("info")
+def cache_info(
+    key: str = typer.Argument(..., help="Entry key (a unique prefix is enough) or path."),
+    cache_root: Optional[Path] = CacheRootOpt,
+):
+    """Show an entry's manifest: provenance, settings, counts and failures (live status)."""
+    from cache import CacheStore
+
+    store = CacheStore(cache_root)
+    try:
+        e = store.open(key)
+    except Exception as ex:
+        console.print(f"[red]error:[/] {ex}")
+        raise typer.Exit(2)
+    m = e.manifest()
+    st = e.status()
+    m["live_status"] = {"complete": st.complete, "done": st.done, "failed": st.failed,
+                        "in_flight_claims": st.claimed, "missing": len(st.missing)}
+    m["path"] = str(e.path)
+    out.print_json(json.dumps(m, default=str))
+
+
+@app.command("verify")
+def cache_verify(
+    key: Optional[str] = typer.Argument(None, help="Entry key or path; default: every entry."),
+    cache_root: Optional[Path] = CacheRootOpt,
+    quick: bool = typer.Option(False, "--quick", help="Shapes only; skip re-hashing array contents."),
+):
+    """Check entries: every cached clip opens, has the right shapes and (default) matches its digests."""
+    from cache import CacheStore
+
+    store = CacheStore(cache_root)
+    entries = [store.open(key)] if key else store.entries()
+    bad = 0
+    prog = progress_bar()
+    with prog:
+        for e in entries:
+            task = prog.add_task(f"verifying {e.key}", total=max(1, e.status().done))
+            rep = store.verify(e, deep=not quick, progress=lambda i, n: prog.update(task, completed=i))
+            st = e.status()
+            state = "complete" if st.complete else f"incomplete ({len(st.missing)} missing)"
+            if rep.ok:
+                console.print(f"[green]ok[/] {e.key} ({e.dataset}): {rep.checked} clips checked, {state}")
+            else:
+                bad += 1
+                console.print(f"[red]{len(rep.problems)} problem(s)[/] in {e.key} ({e.dataset}):")
+                for p in rep.problems[:50]:
+                    console.print(f"  {p}")
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command("gc")
+def cache_gc(
+    cache_root: Optional[Path] = CacheRootOpt,
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Only say what would be removed."),
+    incomplete_older_than: Optional[float] = typer.Option(None, "--incomplete-older-than", help="Also remove incomplete entries untouched for this many days."),
+    keep_last: Optional[int] = typer.Option(None, "--keep-last", help="Also keep only the newest N complete entries of each dataset x setting (older source-file sets are superseded)."),
+):
+    """Remove what is stale: killed writers' leftovers, dead claims, old-format entries (and optionally more)."""
+    from cache import CacheStore
+
+    store = CacheStore(cache_root)
+    acts = store.gc_plan(incomplete_older_than_days=incomplete_older_than, keep_last=keep_last)
+    if not acts:
+        console.print("nothing to remove")
+        return
+    for a in acts:
+        console.print(f"{'would remove' if dry_run else 'removing'} {a.path} ({human_bytes(a.bytes)}): {a.why}")
+    if not dry_run:
+        freed = store.gc(acts)
+        console.print(f"freed {human_bytes(freed)}")
+
+
+@app.command("export")
+def cache_export(
+    key: str = typer.Argument(..., help="Entry key (a unique prefix is enough) or path."),
+    h5: Path = typer.Option(..., "--h5", help="Output HDF5 file (written beside, then renamed into place)."),
+    cache_root: Optional[Path] = CacheRootOpt,
+):
+    """Copy an entry into one HDF5 file (same arrays and attributes) for tools that read HDF5."""
+    from cache import CacheStore
+    from cache.store import export_hdf5
+
+    e = CacheStore(cache_root).open(key)
+    prog = progress_bar()
+    with prog:
+        task = prog.add_task(f"exporting {e.key}", total=max(1, e.status().done))
+        n = export_hdf5(e, h5, progress=lambda i, t: prog.update(task, completed=i))
+    console.print(f"wrote {n} clips to {h5}")

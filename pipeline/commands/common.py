@@ -1,0 +1,75 @@
+"""What the commands share: typer options, KEY=VALUE parsing, consoles and the progress bar.
+
+Heavy libraries (torch, mmengine, open_clip) are imported inside the commands, never here, so
+``pipeline --help`` stays fast.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+console = Console(stderr=True)  # messages, progress, errors
+out = Console()  # results (tables, JSON)
+
+DatasetOpt = typer.Option(..., "--dataset", "-d", help="Dataset name: demo, gym99, gym288, diving48, haa500, toyota_smarthome, custom.")
+RootOpt = typer.Option(None, "--root", help="Where the raw dataset lives, as its publishers distribute it (the demo needs none: it is generated under the cache root).")
+CacheRootOpt = typer.Option(None, "--cache-root", envvar="PEVL_CACHE", help="Cache root shared by the lab. Default: $PEVL_CACHE, else ~/.cache/pevl.")
+DatasetOptsOpt = typer.Option(None, "--dataset-option", "-o", help="Adapter option KEY=VALUE (e.g. protocol=cv1 for toyota_smarthome, boxes=PATH for FineGym). Repeatable.")
+CoarseTypeOpt = typer.Option(None, "--coarse-type", help="Coarse action type for the text prompt '{label}, a video of {type} action' (custom datasets).")
+VerboseOpt = typer.Option(False, "--verbose", "-v", help="Log more (and show tracebacks).")
+
+
+def parse_kv(items: Optional[List[str]]) -> dict:
+    """``["a=1", "b=x"]`` -> ``{"a": "1", "b": "x"}`` (values stay strings)."""
+    outd = {}
+    for it in items or []:
+        k, sep, v = it.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {it!r}")
+        outd[k.strip()] = v.strip()
+    return outd
+
+
+def dataset_options(dataset_option: Optional[List[str]], coarse_type: Optional[str]) -> dict:
+    """The adapter options of ``-o KEY=VALUE`` and ``--coarse-type``."""
+    opts = parse_kv(dataset_option)
+    if coarse_type:
+        opts["coarse_type"] = coarse_type
+    return opts
+
+
+def path_str(p: Optional[Path]) -> Optional[str]:
+    return str(p) if p else None
+
+
+def progress_bar() -> Progress:
+    """A rich progress bar on stderr (off when stderr is not a terminal, unless PEVL_PROGRESS=1)."""
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
+                    transient=False, disable=not console.is_terminal and os.environ.get("PEVL_PROGRESS") != "1")
+
+
+def load_progress_callback(prog: Progress, what: str):
+    """A ``progress(done, total)`` callback for a dataset's preparation (the demo's generation);
+    its bar appears only if the dataset has something to prepare."""
+    task: dict = {}
+
+    def cb(done: int, total: int) -> None:
+        if "t" not in task:
+            task["t"] = prog.add_task(what, total=total)
+        prog.update(task["t"], completed=done)
+
+    return cb
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return str(n)

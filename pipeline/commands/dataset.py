@@ -1,0 +1,73 @@
+"""``pipeline dataset info``: a dataset's annotations, parsed without decoding anything."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from pipeline.commands.common import (CacheRootOpt, CoarseTypeOpt, DatasetOpt, DatasetOptsOpt, RootOpt, console,
+                                      dataset_options, load_progress_callback, out, path_str, progress_bar)
+
+app = typer.Typer(help="Look at a dataset's annotations without decoding anything.", no_args_is_help=True)
+
+
+@app.command("info")
+def info(
+    dataset: str = DatasetOpt,
+    root: Optional[Path] = RootOpt,
+    cache_root: Optional[Path] = CacheRootOpt,
+    dataset_option: Optional[List[str]] = DatasetOptsOpt,
+    coarse_type: Optional[str] = CoarseTypeOpt,
+    show_classes: bool = typer.Option(False, "--classes", help="List every class text."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+):
+    """Parse a dataset's annotations and report splits, clip counts, classes and missing videos."""
+    from pipeline.logs import setup_logging
+    from stages.extract.plan import ExtractOptions, build_adapter
+
+    setup_logging()
+    prog = progress_bar()
+    try:
+        with prog:
+            adapter = build_adapter(ExtractOptions(dataset=dataset, root=path_str(root), cache_root=path_str(cache_root),
+                                                   dataset_options=dataset_options(dataset_option, coarse_type)))
+            index = adapter.load(progress=load_progress_callback(prog, f"preparing {dataset}"))
+    except Exception as e:
+        console.print(f"[red]error:[/] {e}")
+        raise typer.Exit(2)
+    missing = index.missing()
+    per_class: dict[int, int] = {}
+    for c in index.clips:
+        per_class[c.label] = per_class.get(c.label, 0) + 1
+    summary = {
+        "dataset": index.name, "root": index.root, "num_classes": index.num_classes,
+        "coarse_type": index.coarse_type, "skeleton": index.skeleton, "clips": len(index.clips),
+        "splits": index.split_counts(), "missing_videos": len(missing),
+        "missing_examples": [c.clip_id for c in missing[:20]],
+        "classes_without_clips": [i for i in range(index.num_classes) if i not in per_class],
+        "annotation_files": index.source_files, "meta": index.meta,
+    }
+    if show_classes:
+        summary["classes"] = index.classes
+    if as_json:
+        out.print_json(json.dumps(summary, default=str))
+        return
+    t = Table(title=f"{index.name}: {index.num_classes} classes, coarse type '{index.coarse_type}'", show_header=False)
+    for k in ("root", "skeleton", "clips"):
+        t.add_row(k, str(summary[k]))
+    for s, n in sorted(index.split_counts().items()):
+        t.add_row(f"split {s}", str(n))
+    t.add_row("missing videos", str(len(missing)) + (f" (e.g. {', '.join(summary['missing_examples'][:5])})" if missing else ""))
+    if summary["classes_without_clips"]:
+        t.add_row("classes with no clip", str(len(summary["classes_without_clips"])))
+    for k, v in index.meta.items():
+        t.add_row(str(k), str(v))
+    out.print(t)
+    if show_classes:
+        ct = Table("class", "clips", "label text")
+        for i, txt in enumerate(index.classes):
+            ct.add_row(str(i), str(per_class.get(i, 0)), txt)
+        out.print(ct)

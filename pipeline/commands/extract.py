@@ -1,0 +1,115 @@
+"""``pipeline extract``: stage one, filling (or finishing) one cache entry."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from pipeline.commands.common import (CacheRootOpt, CoarseTypeOpt, DatasetOpt, DatasetOptsOpt, RootOpt, VerboseOpt,
+                                      console, dataset_options, load_progress_callback, path_str, progress_bar)
+
+
+def extract(
+    dataset: str = DatasetOpt,
+    root: Optional[Path] = RootOpt,
+    cache_root: Optional[Path] = CacheRootOpt,
+    workers: int = typer.Option(1, "--workers", "-j", min=1, help="Extraction processes on this machine; each runs its own decoder and pose model and they share the work through per-clip claims."),
+    device: str = typer.Option("cpu", "--device", help="Where the pose model runs: cpu or cuda (or cuda:N)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Extract at most N clips in this run (the entry stays visibly incomplete; a rerun continues)."),
+    pose_source: Optional[str] = typer.Option(None, "--pose-source", help="hrnet (mmpose HRNet-w32 COCO 256x192), dataset (poses the dataset ships: demo, toyota_smarthome) or pkl:PATH (mmaction2/pyskl 2D skeleton file). Default: the dataset's choice (demo: dataset; others: hrnet)."),
+    pose_checkpoint: Optional[str] = typer.Option(None, "--pose-checkpoint", help="HRNet checkpoint: a local .pth file, or 'none' for random weights (poses meaningless, tests only). Default: the official file, looked for in $PEVL_WEIGHTS, <cache>/weights and torch's hub folder; never downloaded."),
+    pose_batch_size: int = typer.Option(32, "--pose-batch-size", min=1, help="Person crops per HRNet forward pass (across frames)."),
+    pose_flip_test: bool = typer.Option(True, "--pose-flip-test/--no-pose-flip-test", help="HRNet flip test (averages the flipped crop's heatmaps, as the official evaluation does; about twice the cost)."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="K/N: take every N-th clip starting at K (0 <= K < N), so N processes or hosts fill one entry together, e.g. --shard $SLURM_ARRAY_TASK_ID/N."),
+    num_frames: Optional[int] = typer.Option(None, "--num-frames", help="Video frames cached per clip at segment middles (T_v). Default 16."),
+    short_side: Optional[int] = typer.Option(None, "--short-side", help="Short side of cached frames in pixels (rounded to the grid cell). Default 256 (demo: 128)."),
+    grid_cell: Optional[int] = typer.Option(None, "--grid-cell", help="Mask-grid cell in pixels; must equal the ViT patch size the grids serve. Default 16."),
+    frames_codec: Optional[str] = typer.Option(None, "--frames-codec", help="Compression of cached frames: lz4 (default), zstd or none."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Forget recorded failures and try those clips again."),
+    engine: str = typer.Option("local", "--engine", help="local: --workers processes on this machine. dask: the clips still to do go to a Dask cluster in chunks (needs the dask extra: pip install -e .[dask]); claims still coordinate, so shard jobs and other runs may share the entry."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="With --engine dask: a running scheduler's address (tcp://HOST:8786; its workers must see the dataset and cache at the same paths), or local:N to start N single-threaded worker processes here. Default: local:<--workers>."),
+    person_detector: Optional[str] = typer.Option(None, "--person-detector", help="HRNet person boxes for clips whose dataset gives none: an mmdet config (a file, a path under mmdet's .mim/configs, or faster-rcnn), highest-scoring person per frame. Needs full mmcv<2.2 with compiled ops (not mmcv-lite). Default: off (whole frame, with a warning)."),
+    detector_checkpoint: Optional[str] = typer.Option(None, "--detector-checkpoint", help="Local .pth checkpoint of --person-detector (never downloaded); its hash joins the entry key."),
+    dataset_option: Optional[List[str]] = DatasetOptsOpt,
+    coarse_type: Optional[str] = CoarseTypeOpt,
+    verbose: bool = VerboseOpt,
+):
+    """Decode, pose and grid every clip of a dataset into the shared cache (resumable; a no-op when done)."""
+    from pipeline.logs import setup_logging
+    from stages.extract.plan import ExtractOptions, parse_shard
+
+    setup_logging(verbose)
+    try:
+        shard_t = parse_shard(shard)
+    except ValueError as e:
+        raise typer.BadParameter(str(e))
+    if engine not in ("local", "dask"):
+        raise typer.BadParameter(f"--engine {engine}: want local or dask")
+    if scheduler and engine != "dask":
+        raise typer.BadParameter("--scheduler needs --engine dask")
+    prog = progress_bar()
+    opts = ExtractOptions(
+        dataset=dataset, root=path_str(root), cache_root=path_str(cache_root),
+        pose_source=pose_source, pose_checkpoint=pose_checkpoint, device=device, workers=workers, limit=limit,
+        shard=shard_t, retry_failed=retry_failed, pose_batch_size=pose_batch_size, pose_flip_test=pose_flip_test,
+        settings=dict(num_frames=num_frames, short_side=short_side, grid_cell=grid_cell, frames_codec=frames_codec),
+        dataset_options=dataset_options(dataset_option, coarse_type), person_detector=person_detector,
+        detector_checkpoint=detector_checkpoint,
+    )
+    state = {}
+
+    def on_start(plan, todo, already):
+        state["task"] = prog.add_task(f"extracting {plan.index.name}", total=todo)
+        console.print(f"entry [bold]{plan.key}[/] at {plan.entry_dir}\n"
+                      f"  {len(plan.plan)} clips, {already} already cached in this shard, {todo} to do; "
+                      f"pose source {plan.pose_spec}")
+
+    def progress(event, clip_id, reason):
+        prog.advance(state["task"])
+        if event == "failed":
+            console.print(f"[red]failed[/] {clip_id}: {reason}")
+
+    run_kw = dict(progress=progress, on_start=on_start,
+                  load_progress=load_progress_callback(prog, f"preparing {dataset}"))
+    try:
+        with prog:
+            if engine == "dask":
+                from pipeline.engines.dask import run_extract_dask
+
+                rep = run_extract_dask(opts, scheduler, 0, **run_kw)
+            else:
+                from pipeline.engines.local import run_extract
+
+                rep = run_extract(opts, **run_kw)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: finished clips are kept; rerun the same command to resume.")
+        raise typer.Exit(130)
+    except Exception as e:  # planning errors: layout, missing checkpoint, bad option
+        if verbose:
+            raise
+        console.print(f"[red]error:[/] {e}")
+        raise typer.Exit(2)
+    _print_summary(rep)
+    if rep.failures:
+        raise typer.Exit(1)
+
+
+def _print_summary(rep) -> None:
+    st = rep.entry.status()
+    c = rep.counters
+    console.print(
+        f"[bold]summary[/] entry {rep.entry.key}: {st.done}/{st.total} clips cached, {st.failed} failed, "
+        f"{len(st.missing)} missing; this run: {len(rep.done_now)} extracted, {len(rep.failed_now)} failed, "
+        f"{rep.already} already there; decoded {c.decoded_clips} clips ({c.decoded_frames} frames), "
+        f"{c.pose_calls} pose calls, {rep.seconds:.1f} s. "
+        + ("[green]complete[/]" if rep.complete else "[yellow]incomplete[/] (rerun to continue)"))
+    fails = rep.failures
+    if fails:
+        new = {cid for cid, _ in rep.failed_now}
+        console.print(f"[red]{len(fails)} clip(s) failed[/] (see failures/ in the entry; --retry-failed retries):")
+        for uid, f in list(fails.items())[:50]:
+            tag = " (this run)" if f.get("clip_id") in new else ""
+            console.print(f"  {f.get('clip_id', uid)}{tag}: {f.get('reason')}")
+        if len(fails) > 50:
+            console.print(f"  ... and {len(fails) - 50} more")

@@ -1,0 +1,194 @@
+"""Stage one's planning contract: what to extract, into which entry, with which pose source.
+
+Planning is cheap and deterministic (parse annotations, stat files, hash): every process, on
+any host, computes the same key and clip plan, so any number of processes (``--workers``,
+``--shard K/N``, other hosts) can fill one entry together. :func:`plan_entry` decodes nothing;
+:mod:`stages.extract.run` does the per-clip work; ``pipeline/engines/`` only spread that work.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from cache import CacheStore, entry_key, file_identity
+from cache.entry import CacheEntry
+from cache.layout import FORMAT_VERSION, clip_uid
+from cache.provenance import git_revision, package_versions, who_when
+from cache.writer import create_entry
+from stages.datasets import DATASETS, DatasetAdapter, DatasetIndex, check_labels, create_dataset, default_data_root
+from stages.extract.clip import ExtractSettings
+from stages.extract.person_boxes import with_person_boxes
+from stages.extract.pose import PoseSource, create_pose_source
+from stages.registry import lookup
+
+
+@dataclass
+class ExtractOptions:
+    """What `pipeline extract` was asked to do (picklable: it travels to worker processes)."""
+
+    dataset: str
+    root: Optional[str] = None
+    cache_root: Optional[str] = None
+    pose_source: Optional[str] = None  # None: the dataset's default
+    pose_checkpoint: Optional[str] = None
+    device: str = "cpu"
+    workers: int = 1
+    limit: Optional[int] = None
+    shard: tuple[int, int] = (0, 1)
+    retry_failed: bool = False
+    pose_batch_size: int = 32
+    pose_flip_test: bool = True
+    settings: dict = field(default_factory=dict)  # overrides of ExtractSettings fields
+    dataset_options: dict = field(default_factory=dict)
+    # Person boxes for HRNet when the dataset has none (stages/extract/person_boxes.py): an mmdet
+    # config (path, name under mmdet's .mim/configs, or alias) and its local checkpoint; None: whole frame.
+    person_detector: Optional[str] = None
+    detector_checkpoint: Optional[str] = None
+
+
+@dataclass
+class EntryPlan:
+    """Everything every extraction process of one entry agrees on (picklable: it travels to workers)."""
+
+    adapter: DatasetAdapter
+    index: DatasetIndex
+    settings: ExtractSettings
+    pose_spec: str
+    pose_identity: dict
+    key: str
+    settings_hash: str
+    sources_hash: str
+    entry_dir: Path
+    plan: list[dict]
+    root_attrs: dict
+    manifest: dict
+
+
+def parse_shard(text: Optional[str]) -> tuple[int, int]:
+    """``"K/N"`` with 0 <= K < N (e.g. ``$SLURM_ARRAY_TASK_ID/N`` for ``--array=0-(N-1)``)."""
+    if not text:
+        return (0, 1)
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard wants K/N, got {text!r}") from None
+    if not (n >= 1 and 0 <= k < n):
+        raise ValueError(f"--shard {text}: need 0 <= K < N")
+    return k, n
+
+
+# Adapter options that say where or how, not what: they never enter the entry key.
+NON_KEY_OPTIONS = ("data_root", "workers")
+
+
+def build_adapter(opts: ExtractOptions) -> DatasetAdapter:
+    """The dataset adapter ``opts`` names, with its options (generated datasets get a data root
+    beside the cache they feed)."""
+    options = dict(opts.dataset_options)
+    if opts.root is None and not lookup(DATASETS, opts.dataset).needs_root:
+        # generated datasets (the demo) live beside the cache they feed
+        options.setdefault("data_root", str(default_data_root(opts.cache_root)))
+    return create_dataset(opts.dataset, root=opts.root, **options)
+
+
+def resolve_settings(adapter: DatasetAdapter, overrides: dict) -> tuple[ExtractSettings, Optional[str]]:
+    """The stage-one settings (the dataset's defaults, then ``overrides``) and its default pose source."""
+    base = {k: v for k, v in dict(adapter.extract_defaults).items() if k != "pose_source"}
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return ExtractSettings(**base), adapter.extract_defaults.get("pose_source")
+
+
+def make_pose_source(spec: str, opts: ExtractOptions, adapter: DatasetAdapter) -> PoseSource:
+    """The pose source of ``--pose-source spec`` with ``opts``' settings (HRNet gets its person-box
+    chain: dataset boxes, an optional detector, else the whole frame)."""
+    name = spec.partition(":")[0]
+    if name == "hrnet":
+        hrnet = create_pose_source(spec, checkpoint=opts.pose_checkpoint, device=opts.device,
+                                   batch_size=opts.pose_batch_size, flip_test=opts.pose_flip_test)
+        # dataset boxes -> optional mmdet detector -> whole frame; a detector joins the identity (key)
+        return with_person_boxes(hrnet, detector=opts.person_detector, checkpoint=opts.detector_checkpoint,
+                                 device=opts.device)
+    if opts.person_detector:
+        raise ValueError(f"--person-detector only applies to --pose-source hrnet (got {spec!r})")
+    if name == "dataset":
+        return create_pose_source(spec, dataset=adapter)
+    return create_pose_source(spec)
+
+
+def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
+               index: Optional[DatasetIndex] = None,
+               load_progress: Optional[Callable[[int, int], None]] = None) -> EntryPlan:
+    """Parse the dataset and compute the entry key and plan. Decodes nothing.
+
+    ``load_progress(done, total)`` is passed to the adapter's ``load`` (the demo reports its
+    generation)."""
+    adapter = adapter or build_adapter(opts)
+    index = index or adapter.load(progress=load_progress)
+    check_labels(index)
+    settings, default_pose = resolve_settings(adapter, opts.settings)
+    pose_spec = opts.pose_source or default_pose or "hrnet"
+    pose = make_pose_source(pose_spec, opts, adapter)
+    pose_identity = pose.identity()
+    if pose.skeleton != index.skeleton and pose_spec.partition(":")[0] == "dataset":
+        raise ValueError(f"pose source skeleton {pose.skeleton} != dataset skeleton {index.skeleton}")
+    root = index.root
+    plan, sources = [], []
+    seen: set[str] = set()
+    for c in index.clips:
+        uid = clip_uid(c.clip_id)
+        if uid in seen:
+            raise ValueError(f"clip id {c.clip_id!r} appears twice in {index.name}")
+        seen.add(uid)
+        video_rel = os.path.relpath(c.video, root) if (c.video and root) else c.video
+        plan.append({"clip_id": c.clip_id, "uid": uid, "split": c.split, "label": c.label,
+                     "video": video_rel, "cut": c.cut()})
+        src = {"clip": c.clip_id, "video": file_identity(c.video, root), "cut": c.cut(), "label": c.label,
+               "split": c.split}
+        pose_file = c.extra.get("pose_file") if c.extra else None
+        if pose_file:
+            src["pose_file"] = file_identity(pose_file, root)
+        sources.append(src)
+    sources.append({"annotations": [file_identity(p, root) for p in index.source_files],
+                    "classes": index.classes, "coarse_type": index.coarse_type})
+    key_settings = {**settings.as_dict(), "pose": pose_identity, "skeleton": index.skeleton,
+                    "dataset_options": {k: str(v) for k, v in sorted(adapter.options.items())
+                                        if k not in NON_KEY_OPTIONS}}
+    key, settings_hash, sources_hash = entry_key(index.name, key_settings, sources)
+    store = CacheStore(opts.cache_root)
+    created = who_when()
+    root_attrs = {
+        "format": FORMAT_VERSION,
+        "key": key,
+        "settings_hash": settings_hash,
+        "sources_hash": sources_hash,
+        "dataset": index.name,
+        "settings": {**settings.as_dict(), "pose_source": pose_spec},
+        "pose": pose_identity,
+        "skeleton": index.skeleton,
+        "classes": index.classes,
+        "coarse_type": index.coarse_type,
+        "dataset_root": str(root) if root else None,
+        "dataset_meta": index.meta,
+        "created": created,
+    }
+    manifest = {
+        "what": "PeVL stage-one cache entry (see cache/layout.py for the layout)",
+        **{k: root_attrs[k] for k in ("format", "key", "settings_hash", "sources_hash", "dataset",
+                                      "settings", "pose", "skeleton", "coarse_type", "dataset_root")},
+        "num_classes": len(index.classes),
+        "annotation_files": [file_identity(p, root) for p in index.source_files],
+        "created": created,
+        "code_revision": git_revision(),
+        "versions": package_versions(),
+        "status": "incomplete",
+        "counts": {"total": len(plan)},
+    }
+    return EntryPlan(adapter, index, settings, pose_spec, pose_identity, key, settings_hash, sources_hash,
+                     store.entry_dir(index.name, key), plan, root_attrs, manifest)
+
+
+def open_or_create(p: EntryPlan) -> CacheEntry:
+    """The plan's entry, created atomically if nobody has yet."""
+    return create_entry(p.entry_dir, p.root_attrs, p.plan, p.manifest)

@@ -1,0 +1,38 @@
+"""`pipeline extract --workers N` works for every dataset (the demo included) and says each thing
+once: third-party noise is filtered, the project's own warnings appear once per run."""
+import subprocess
+import sys
+
+from cache import CacheStore
+from pevl_testutils import REPO, make_video, write_custom_dataset
+
+NOISE = ("MultiScaleDeformableAttention", "pkg_resources", "metainfo config file")
+
+
+def _extract(*args, cache_root):
+    return subprocess.run([sys.executable, "-m", "pipeline", "extract", "--cache-root", str(cache_root), *args],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+
+
+def test_demo_extracts_with_two_workers(tmp_path):
+    res = _extract("--dataset", "demo", "-o", "clips_per_class=1", "-o", "num_frames=32", "--workers", "2",
+                   cache_root=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    (entry,) = CacheStore(tmp_path).entries("demo")
+    assert entry.status().done == 20 and entry.is_complete
+
+
+def test_hrnet_workers_print_no_third_party_noise_and_each_warning_once(tmp_path):
+    root = tmp_path / "data"
+    clips = []
+    for i in range(3):
+        make_video(root / f"v{i}.mp4", frames=6, size=(64, 48))
+        clips.append((f"v{i}.mp4", i % 2, "train"))
+    write_custom_dataset(root, clips, ["walk", "run"])
+    res = _extract("--dataset", "custom", "--root", str(root), "--coarse-type", "x", "--pose-checkpoint", "none",
+                   "--no-pose-flip-test", "--workers", "2", cache_root=tmp_path / "cache")
+    assert res.returncode == 0, res.stderr[-3000:]
+    for noise in NOISE:
+        assert noise not in res.stderr, res.stderr
+    assert res.stderr.count("RANDOM WEIGHTS") == 1, res.stderr
+    assert res.stderr.count("WHOLE FRAMES") == 1, res.stderr
