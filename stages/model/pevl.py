@@ -33,7 +33,8 @@ DEFAULT_MODEL_CFG: dict[str, Any] = dict(
     num_video_frames=16,
     # Table 8; ratio = bottleneck width / D. text_ratio: see docs/model.md (Table 7's +6M per text).
     adapters=dict(video=True, pose=True, text=True, ratio=0.25, text_ratio=0.5, mlp_scale=0.5),
-    pose=dict(form="coords", temporal_attn=True, heatmap_size=112, heatmap_sigma=2.0),  # Table 9, supp. T3
+    # Table 9, supp. Table 3; cls_token: PGVT Sec. 3.2's per-frame CLS (False: mean over joint tokens)
+    pose=dict(form="coords", temporal_attn=True, heatmap_size=112, heatmap_sigma=2.0, cls_token=True),
     text=dict(prompt="label_prompt_type", coarse_type=""),  # supp. Table 4
     ucmr=dict(num_blocks=1, p2v=True, v2p=True, refine_loss=True),  # Table 5, supp. Fig. 7
     fusion="sgmc",  # 'sgmc' (eq. 4) or 'concat' (Tables 4, 7)
@@ -89,7 +90,7 @@ class PeVL(nn.Module):
         if self.use_pose:
             self.pose_encoder = PoseEncoder(
                 visual, cfg["num_joints"], cfg["num_pose_frames"], ad["pose"], ad["ratio"], ad["mlp_scale"],
-                pc["temporal_attn"], pc["form"], pc["heatmap_size"], pc["heatmap_sigma"])
+                pc["temporal_attn"], pc["form"], pc["heatmap_size"], pc["heatmap_sigma"], pc["cls_token"])
             self.pose_proj = nn.Parameter(visual.proj.detach().clone(), requires_grad=train_proj)
         if self.use_text:
             self.text_encoder = TextEncoder(clip, ad["text"], ad.get("text_ratio", ad["ratio"]),

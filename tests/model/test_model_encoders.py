@@ -3,7 +3,7 @@ import torch
 
 from stages.model import build_model
 from stages.model.adapters import BottleneckAdapter
-from stages.model.pose_encoder import render_heatmaps
+from stages.model.pose_embedding import render_heatmaps
 from stages.model.text_encoder import build_prompt
 
 
@@ -51,5 +51,30 @@ def test_pose_joint_weights_sum_to_one(tiny_cfg, batch):
     m = build_model(tiny_cfg)
     with torch.no_grad():
         tok, w = m.pose_encoder(batch["joints"], need_joint_weights=True)
-    assert tok.shape[:3] == batch["joints"].shape[:3]
+    b, t, v = batch["joints"].shape[:3]
+    assert tok.shape[:3] == (b, t, v + 1)  # the CLS token, then the joints
+    assert w.shape == (b, t, v)
     assert torch.allclose(w.sum(-1), torch.ones(w.shape[:2]), atol=1e-5)
+
+
+def test_pose_cls_token_is_the_frame_feature_and_switchable(tiny_cfg, batch):
+    """PGVT Sec. 3.2: a CLS token per frame; its output is the frame's pose feature. With
+    pose.cls_token=False the tokens are the joints alone and the feature is their mean."""
+    torch.manual_seed(0)
+    m = build_model(tiny_cfg)
+    assert m.pose_encoder.num_prefix_tokens == 1
+    with torch.no_grad():
+        tok, _ = m.pose_encoder(batch["joints"])
+        feats = m.pose_encoder.frame_features(tok)
+        assert torch.allclose(feats, m.clip.visual.ln_post(tok[:, :, 0]))
+        # the CLS feature depends on the joints (it attends to them) ...
+        moved = batch["joints"].clone()
+        moved[..., 0] = 1 - moved[..., 0]
+        assert not torch.allclose(m.pose_encoder.frame_features(m.pose_encoder(moved)[0]), feats)
+    cfg = dict(tiny_cfg, pose=dict(cls_token=False))
+    m2 = build_model(cfg)
+    assert m2.pose_encoder.num_prefix_tokens == 0
+    with torch.no_grad():
+        tok2, _ = m2.pose_encoder(batch["joints"])
+        assert tok2.shape[2] == batch["joints"].shape[2]
+        assert torch.allclose(m2.pose_encoder.frame_features(tok2), m2.clip.visual.ln_post(tok2).mean(2))

@@ -1,0 +1,157 @@
+"""Pose tokens: joint coordinates -> ViT-width tokens, plus a per-frame CLS token (PGVT Sec. 3.2).
+
+Shared by PeVL's pose encoder and PGVT's pose stream ("Pose Embedding" of PGVT Fig. 1): a
+trainable MLP lifts each joint's (x, y, score) to the ViT width, a learnable position embedding
+per joint says which joint a token is, a learnable temporal embedding says which frame, and a
+classification token is appended to every frame, ``N_P = J + 1`` tokens a frame. The CLS token
+starts as the frozen CLIP ViT's own ``[class]`` token (its class and position embedding, copied
+and trainable), so its first pass through the frozen blocks looks like an image CLS to them.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# CLIP's image normalisation; heatmaps are rendered as grey images and go through CLIP's patchifier.
+_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class JointEmbedding(nn.Module):
+    """Trainable MLP from a joint's (x, y, score) to the ViT width (PGVT Sec. 3.2, "Pose Embedding").
+
+    Coordinates of joints with score 0 (unseen / outside) are zeroed so garbage positions of
+    undetected joints carry no signal; the score channel tells the model the joint is missing.
+    """
+
+    def __init__(self, width: int, in_dim: int = 3):
+        super().__init__()
+        self.fc1 = nn.Linear(in_dim, width)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(width, width)
+
+    def forward(self, joints: torch.Tensor) -> torch.Tensor:
+        seen = (joints[..., 2:3] > 0).to(joints.dtype)
+        x = torch.cat([joints[..., :2] * seen, joints[..., 2:3]], dim=-1)
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class FrameCLSToken(nn.Module):
+    """One learnable CLS token per frame (PGVT Sec. 3.2: "appending a classification token").
+
+    The same vector for every frame, with its own (spatial) position embedding; the temporal
+    embedding of the frame is added by the caller like for the joints. Initialised from the
+    frozen ViT's ``class_embedding`` and ``positional_embedding[0]`` when given.
+    """
+
+    def __init__(self, width: int, visual: Optional[nn.Module] = None):
+        super().__init__()
+        scale = width ** -0.5
+        if visual is not None and hasattr(visual, "class_embedding"):
+            self.token = nn.Parameter(visual.class_embedding.detach().clone())
+            self.pos = nn.Parameter(visual.positional_embedding[0].detach().clone())
+        else:
+            self.token = nn.Parameter(scale * torch.randn(width))
+            self.pos = nn.Parameter(scale * torch.randn(width))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, T, N, D) -> (B, T, 1 + N, D): the CLS token prepended to every frame."""
+        b, t, _, d = tokens.shape
+        cls = (self.token + self.pos).to(tokens.dtype).expand(b, t, 1, d)
+        return torch.cat([cls, tokens], dim=2)
+
+
+class PoseEmbedding(nn.Module):
+    """Joint tokens ``JointEmbedding(x, y, score) + joint_pos[j]``, the per-frame CLS token
+    (``cls_token=True``) in front, ``+ temporal_pos[t]`` on every token of frame t.
+
+    ``(B, T, J, 3)`` joints (x, y in the crop's [0, 1], score) -> ``(B, T, [1 +] J, D)``.
+    """
+
+    def __init__(self, width: int, num_joints: int, num_frames: int, cls_token: bool = True,
+                 visual: Optional[nn.Module] = None):
+        super().__init__()
+        scale = width ** -0.5
+        self.num_frames = num_frames
+        self.joint_embed = JointEmbedding(width)
+        self.joint_pos = nn.Parameter(scale * torch.randn(num_joints, width))
+        self.temporal_pos = nn.Parameter(scale * torch.randn(num_frames, width))
+        self.cls = FrameCLSToken(width, visual) if cls_token else None
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """Tokens before the joints in each frame: 1 with the CLS token, else 0."""
+        return 0 if self.cls is None else 1
+
+    def forward(self, joints: torch.Tensor) -> torch.Tensor:
+        t = joints.shape[1]
+        if t > self.num_frames:
+            raise ValueError(f"{t} pose frames but the temporal embedding has {self.num_frames}")
+        x = self.joint_embed(joints) + self.joint_pos
+        if self.cls is not None:
+            x = self.cls(x)
+        return x + self.temporal_pos[:t, None]
+
+
+def render_heatmaps(joints: torch.Tensor, size: int = 112, sigma: float = 2.0) -> torch.Tensor:
+    """PoseC3D-style pseudo-images from cached coordinates (PeVL Table 9, PGVT Table 6), never
+    re-extracted.
+
+    (B, T, V, 3) joints in [0, 1] -> (B, T, size, size): per pixel the max over joints of
+    ``score * exp(-d^2 / (2 sigma^2))`` (PoseC3D's joint heatmap, all joints in one channel).
+    """
+    coords = (torch.arange(size, device=joints.device, dtype=joints.dtype) + 0.5)
+    x = joints[..., 0, None] * size  # (B,T,V,1)
+    y = joints[..., 1, None] * size
+    gx = torch.exp(-((coords - x) ** 2) / (2 * sigma ** 2))  # (B,T,V,size)
+    gy = torch.exp(-((coords - y) ** 2) / (2 * sigma ** 2))
+    heat = gy[..., :, None] * gx[..., None, :] * joints[..., 2, None, None]
+    return heat.amax(dim=2)
+
+
+class HeatmapEmbedding(nn.Module):
+    """Pose as heatmap patch tokens (PeVL Table 9 / PGVT Table 6 "Heatmaps"): each frame's
+    rendered ``size x size`` heatmap as a grey image through the frozen ViT's patch embedding
+    (7x7 patches at 112 px, patch 16), CLIP's spatial position embedding resized bicubically to
+    that grid, the per-frame CLS token in front (``cls_token=True``), and a trainable temporal
+    embedding. ``(B, T, J, 3)`` -> ``(B, T, [1 +] g*g, D)``. The frozen ViT is borrowed, not owned.
+    """
+
+    def __init__(self, visual: nn.Module, num_frames: int, cls_token: bool = True, size: int = 112,
+                 sigma: float = 2.0):
+        super().__init__()
+        self._visual = [visual]  # a list: not a registered submodule (the model owns the ViT)
+        width = visual.conv1.out_channels
+        self.num_frames, self.size, self.sigma = num_frames, size, sigma
+        self.temporal_pos = nn.Parameter(width ** -0.5 * torch.randn(num_frames, width))
+        self.cls = FrameCLSToken(width, visual) if cls_token else None
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return 0 if self.cls is None else 1
+
+    def forward(self, joints: torch.Tensor) -> torch.Tensor:
+        b, t = joints.shape[:2]
+        if t > self.num_frames:
+            raise ValueError(f"{t} pose frames but the temporal embedding has {self.num_frames}")
+        heat = render_heatmaps(joints, self.size, self.sigma)
+        img = heat[:, :, None].expand(-1, -1, 3, -1, -1).flatten(0, 1)
+        mean = torch.tensor(_CLIP_MEAN, device=img.device, dtype=img.dtype)[:, None, None]
+        std = torch.tensor(_CLIP_STD, device=img.device, dtype=img.dtype)[:, None, None]
+        vis = self._visual[0]
+        x = vis.conv1((img - mean) / std)  # (BT, D, g, g)
+        g = x.shape[-1]
+        x = x.flatten(2).transpose(1, 2)
+        pos = vis.positional_embedding[1:]
+        g0 = int(math.isqrt(pos.shape[0]))
+        if g0 != g:  # resize CLIP's spatial position embedding to the heatmap grid
+            pos = F.interpolate(pos.T.reshape(1, -1, g0, g0), size=(g, g), mode="bicubic",
+                                align_corners=False).reshape(-1, g * g).T
+        x = (x + pos).view(b, t, g * g, -1)
+        if self.cls is not None:
+            x = self.cls(x)
+        return x + self.temporal_pos[:t, None]
