@@ -116,3 +116,11 @@ def tokenizer_for(arch: str):
     """open_clip's tokenizer for ``arch``; the default CLIP BPE ships inside open_clip (offline)."""
     open_clip = open_clip_module()
     return open_clip.get_tokenizer(arch)
+
+
+def freeze(clip: nn.Module, frozen: bool = True) -> nn.Module:
+    """Freeze the CLIP towers (the papers' setting: only new layers train), or leave them trainable
+    (``frozen=False``: the demo, whose tiny CLIP has random weights and nothing to preserve)."""
+    for p in clip.parameters():
+        p.requires_grad_(not frozen)
+    return clip

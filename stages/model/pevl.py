@@ -11,7 +11,7 @@ from torch import nn
 
 from stages.nested_config import deep_merge
 
-from .clip_loader import load_clip, tokenizer_for
+from .clip_loader import freeze, load_clip, tokenizer_for
 from .heads import ConcatFusion, LinearHead
 from .losses import nt_xent, semantic_guided_loss, strength_coefficients, vanilla_contrastive_loss
 from .pose_encoder import PoseEncoder
@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 #: Every key a model config may set, with PeVL's defaults (ViT-B/16, Diving48, Sec. 4.1).
 DEFAULT_MODEL_CFG: dict[str, Any] = dict(
     type="PeVL",
-    clip=dict(arch="ViT-B-16", pretrained="openai", pretrained_path=None, cache_dir=None),
+    # frozen=False trains the towers too (the demo's random tiny CLIP); the papers keep them frozen
+    clip=dict(arch="ViT-B-16", pretrained="openai", pretrained_path=None, cache_dir=None, frozen=True),
     modalities=["video", "pose", "text"],  # Table 7
     num_classes=48,
     num_joints=17,
@@ -70,8 +71,8 @@ class PeVL(nn.Module):
         c = cfg["clip"]
         self.clip_arch = c["arch"]
         clip = load_clip(c["arch"], c.get("pretrained"), c.get("pretrained_path"), c.get("cache_dir"))
-        for p in clip.parameters():
-            p.requires_grad_(False)
+        self.clip_frozen = bool(c.get("frozen", True))
+        freeze(clip, self.clip_frozen)
         if not self.use_text:  # the text tower would only cost memory
             for name in ("transformer", "token_embedding", "ln_final"):
                 setattr(clip, name, nn.Identity())
@@ -122,7 +123,8 @@ class PeVL(nn.Module):
         self.register_buffer("class_tokens", torch.zeros(0, 77, dtype=torch.long), persistent=False)
         self.register_buffer("class_text_id", torch.zeros(0, dtype=torch.long), persistent=False)
         self._text_cache = None
-        self.clip.eval()
+        if self.clip_frozen:
+            self.clip.eval()
 
     # ------------------------------------------------------------------ parameters / modes
     def named_tunable_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
@@ -134,7 +136,8 @@ class PeVL(nn.Module):
 
     def train(self, mode: bool = True) -> "PeVL":
         super().train(mode)
-        self.clip.eval()  # frozen towers stay in eval mode; requires_grad never changes here
+        if self.clip_frozen:
+            self.clip.eval()  # frozen towers stay in eval mode; requires_grad never changes here
         self._text_cache = None
         return self
 

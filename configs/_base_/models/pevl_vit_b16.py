@@ -2,7 +2,7 @@
 # Keys are documented in stages/model/pevl.py (DEFAULT_MODEL_CFG) and docs/model.md.
 model = dict(
     type='PeVL',
-    clip=dict(arch='ViT-B-16', pretrained='openai', pretrained_path=None, cache_dir=None),
+    clip=dict(arch='ViT-B-16', pretrained='openai', pretrained_path=None, cache_dir=None, frozen=True),
     modalities=['video', 'pose', 'text'],
     num_classes=48,
     num_joints=17,
