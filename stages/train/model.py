@@ -5,7 +5,11 @@
   grids, and flattens test views (``(B, V, ...)`` -> ``(B * V, ...)``).
 * :class:`PeVLRunnerModel` builds the plain :class:`stages.model.PeVL` (``build_model``), gives it
   the entry's class texts, and exposes ``forward(mode='loss'|'predict')``; prediction averages the
-  views' eq. (7) scores.
+  views' eq. (7) scores. Training autocasts here (bf16 needs no loss scaling, so no GradScaler and
+  no per-step inf check); fp16 trains through mmengine's ``AmpOptimWrapper`` (GradScaler).
+  Its ``state_dict`` leaves out a frozen *pretrained* backbone (0.6 GB for ViT-B/16, 1.7 GB for
+  ViT-L/14 per checkpoint): checkpoints hold the trainable state, and
+  :meth:`backbone_identity` names the weights they were trained on.
 * :class:`TunableOptimWrapperConstructor` gives the optimiser only the tunable parameters (the
   CLIP towers are frozen): weight decay on matrices, none on biases, norms, scalars
   (temperatures) and 1-d embeddings.
@@ -15,6 +19,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 from typing import Any, Optional
 
 import torch
@@ -63,8 +68,8 @@ class PeVLRunnerModel(BaseModel):
         model_cfg: ``cfg.model`` (``build_model`` builds the plain PeVL from it).
         classes: class label texts (the cache entry's), encoded once per evaluation.
         coarse_type: the prompt's coarse action type (the entry's).
-        amp_dtype: 'bfloat16' / 'float16' to autocast evaluation on CUDA (training autocasts
-            through ``AmpOptimWrapper``); None for float32.
+        amp_dtype: 'bfloat16' / 'float16' to autocast on CUDA (fp16 training autocasts through
+            ``AmpOptimWrapper`` instead, which scales the loss); None for float32.
     """
 
     def __init__(self, model_cfg: dict, classes: list[str], coarse_type: str = "",
@@ -78,19 +83,55 @@ class PeVLRunnerModel(BaseModel):
         self.amp_dtype = amp_dtype
         if self.pevl.use_text:
             self.pevl.set_class_texts(list(classes), coarse_type)
+        self.register_load_state_dict_post_hook(_frozen_backbone_is_not_missing)
+
+    # -- checkpoints: the trainable state, and the name of the backbone ---------------------------
+    def backbone_identity(self) -> dict:
+        """Which CLIP weights the model was built on (what a checkpoint without them needs)."""
+        c = dict(self.pevl.cfg.get("clip", {}))
+        path = c.get("pretrained_path")
+        ident = {"arch": c.get("arch"), "pretrained": None if path else c.get("pretrained"),
+                 "pretrained_path": path, "frozen": bool(c.get("frozen", True))}
+        if path:
+            import os
+
+            ident["pretrained_size"] = os.path.getsize(path) if os.path.isfile(path) else None
+        return ident
+
+    def frozen_backbone_keys(self) -> set[str]:
+        """State-dict keys a checkpoint leaves out: frozen parameters, when they come from named
+        pretrained weights (a random backbone is saved whole: nothing else could rebuild it)."""
+        ident = self.backbone_identity()
+        if not (ident["pretrained"] or ident["pretrained_path"]):
+            return set()
+        return {n for n, p in self.named_parameters() if not p.requires_grad}
+
+    def state_dict(self, *args, **kwargs):
+        sd = super().state_dict(*args, **kwargs)
+        prefix = kwargs.get("prefix", args[1] if len(args) > 1 else "")
+        drop = {prefix + k for k in self.frozen_backbone_keys()}
+        if not drop:
+            return sd
+        out = OrderedDict((k, v) for k, v in sd.items() if k not in drop)
+        if hasattr(sd, "_metadata"):
+            out._metadata = sd._metadata
+        return out
 
     def tunable_parameters(self) -> list[torch.nn.Parameter]:
         return self.pevl.tunable_parameters()
 
-    def _autocast(self, batch):
+    def _autocast(self, batch, training: bool = False):
+        """bf16 autocast on CUDA, for training and evaluation; fp16 only for evaluation (training
+        in fp16 autocasts through AmpOptimWrapper, which also scales the loss)."""
         dev = batch["frames"].device
-        if self.amp_dtype and dev.type == "cuda":
+        if self.amp_dtype and dev.type == "cuda" and not (training and self.amp_dtype == "float16"):
             return torch.autocast("cuda", dtype=getattr(torch, self.amp_dtype))
         return contextlib.nullcontext()
 
     def forward(self, batch: dict, num_views: int = 1, mode: str = "tensor") -> Any:
         if mode == "loss":
-            out = self.pevl.loss(batch)
+            with self._autocast(batch, training=True):
+                out = self.pevl.loss(batch)
             res = {"loss": out["loss"]}
             for k, v in out.items():
                 if k != "loss":
@@ -100,13 +141,21 @@ class PeVLRunnerModel(BaseModel):
             with self._autocast(batch):
                 scores = self.pevl.predict(batch)
             scores = scores.float().view(-1, num_views, scores.shape[-1]).mean(1)  # average the views
-            labels = batch["label"].view(-1)
-            index = batch.get("index")
-            return [dict(scores=scores[i].detach().cpu(), label=int(labels[i]),
-                         index=int(index[i]) if index is not None else i) for i in range(scores.shape[0])]
+            # one device-to-host copy per tensor and batch, not one per sample
+            scores = scores.detach().cpu()
+            labels = batch["label"].view(-1).tolist()
+            index = batch["index"].view(-1).tolist() if batch.get("index") is not None else range(len(labels))
+            return [dict(scores=scores[i], label=labels[i], index=index[i]) for i in range(len(labels))]
         if mode == "tensor":
             return self.pevl.encode(batch)
         raise ValueError(f"unknown mode {mode!r}")
+
+
+def _frozen_backbone_is_not_missing(module: "PeVLRunnerModel", incompatible_keys) -> None:
+    """A checkpoint without the frozen pretrained backbone (see ``state_dict``) loads without
+    listing those keys as missing; the backbone itself was loaded when the model was built."""
+    frozen = module.frozen_backbone_keys()
+    incompatible_keys.missing_keys[:] = [k for k in incompatible_keys.missing_keys if k not in frozen]
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()

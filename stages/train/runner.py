@@ -2,8 +2,9 @@
 
 :func:`train_variant` turns a run config (:func:`stages.train.config.build_run_config`) into an
 mmengine Runner: AdamW on the tunable parameters only, linear warm-up then cosine to zero (per
-iteration), bf16 autocast on CUDA (``AmpOptimWrapper``; fp32 on CPU), gradient accumulation, a
-checkpoint every epoch (``--resume`` continues from the last), TensorBoard + JSON scalars, a seed,
+iteration), bf16 autocast on CUDA (in the model, no loss scaling; fp16 through ``AmpOptimWrapper``;
+fp32 on CPU), gradient accumulation, a checkpoint every epoch holding the trainable state and
+naming the backbone (``--resume`` continues from the last), TensorBoard + JSON scalars, a seed,
 and ``torchrun`` data parallelism (``launcher='pytorch'``: NCCL on GPUs, gloo on CPU). After
 training it evaluates the final weights (3 crops x 1 clip), and writes into the variant's work dir:
 
@@ -29,6 +30,7 @@ import torch
 from mmengine.config import Config
 from mmengine.dist import get_dist_info, is_distributed
 from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
 
 import stages.data.epoch_sampler  # noqa: F401  (registers EpochSeedSampler)
 import stages.train.metrics  # noqa: F401  (registers the metric)
@@ -56,6 +58,29 @@ class RecordValHook(Hook):
 
     def after_val_epoch(self, runner, metrics=None) -> None:
         self.last_val_epoch = runner.epoch
+
+
+@HOOKS.register_module()
+class BackboneCheckpointHook(Hook):
+    """Names the CLIP weights in every checkpoint (which holds the trainable state only when the
+    backbone is frozen pretrained weights), and refuses to load a checkpoint trained on others."""
+
+    @staticmethod
+    def _model(runner):
+        return runner.model.module if is_model_wrapper(runner.model) else runner.model
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint.setdefault("meta", {})["backbone"] = self._model(runner).backbone_identity()
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        saved = (checkpoint.get("meta") or {}).get("backbone")
+        if saved is None:  # written before checkpoints named their backbone: it holds all weights
+            return
+        ours = self._model(runner).backbone_identity()
+        keys = ("arch", "pretrained", "frozen") + (("pretrained_size",) if saved.get("pretrained_path") else ())
+        if any(saved.get(k) != ours.get(k) for k in keys):
+            raise ValueError(f"the checkpoint was trained on backbone {saved}, but this model is built on {ours}: "
+                             "its adapters and heads only make sense on those weights (set model.clip.* to match)")
 
 
 def checkpoint_safe_globals():
@@ -162,7 +187,7 @@ def runner_kwargs(cfg: Config, model, train_ds, test_ds, work_dir: Path, launche
                             save_last=True),
             sampler_seed=dict(type="DistSamplerSeedHook"),
         ),
-        custom_hooks=[dict(type="RecordValHook")] + list(hooks or []),
+        custom_hooks=[dict(type="RecordValHook"), dict(type="BackboneCheckpointHook")] + list(hooks or []),
         visualizer=dict(type="Visualizer", name=f"vis_{uuid.uuid4().hex[:12]}",
                         vis_backends=[dict(type="LocalVisBackend"), dict(type="TensorboardVisBackend")]),
         log_processor=dict(by_epoch=True, window_size=max(1, int(t.log_interval))),
@@ -189,8 +214,9 @@ def runner_kwargs(cfg: Config, model, train_ds, test_ds, work_dir: Path, launche
         kw["train_cfg"] = dict(by_epoch=True, max_epochs=epochs, val_interval=vi if vi > 0 else epochs + 1)
         if vi > 0:
             kw.update(val_dataloader=dict(test_loader), val_cfg=dict(type="ValLoop"), val_evaluator=dict(evaluator))
+        # bf16 autocasts in the model and needs no loss scaling; fp16 needs AmpOptimWrapper's GradScaler
         amp = _amp(cfg, device)
-        ow = dict(type="AmpOptimWrapper", dtype=amp) if amp else dict(type="OptimWrapper")
+        ow = dict(type="AmpOptimWrapper", dtype=amp) if amp == "float16" else dict(type="OptimWrapper")
         ow.update(optimizer=dict(type="AdamW", lr=float(t.lr), betas=tuple(t.betas), eps=float(t.eps),
                                  weight_decay=float(t.weight_decay)),
                   accumulative_counts=int(t.accumulative_counts), constructor="TunableOptimWrapperConstructor")

@@ -43,7 +43,11 @@ def test_runner_pieces_warmup_cosine_amp_accumulation(tmp_path):
     cfg = build_run_config("ucmr_ablate", "pevl", cfg_options={"train.accumulative_counts": 4})
     kw = runner_kwargs(cfg, object(), DS(range(64)), DS(range(8)), tmp_path, "none", "cuda")
     ow = kw["optim_wrapper"]
-    assert ow["type"] == "AmpOptimWrapper" and ow["dtype"] == "bfloat16" and ow["accumulative_counts"] == 4
+    # bf16 (the default) autocasts in the model: no GradScaler, no per-step inf check
+    assert ow["type"] == "OptimWrapper" and ow["accumulative_counts"] == 4
+    fp16 = build_run_config("ucmr_ablate", "pevl", cfg_options={"train.amp": "float16"})
+    ow16 = runner_kwargs(fp16, object(), DS(range(64)), DS(range(8)), tmp_path, "none", "cuda")["optim_wrapper"]
+    assert ow16["type"] == "AmpOptimWrapper" and ow16["dtype"] == "float16"  # fp16 needs loss scaling
     assert ow["optimizer"]["type"] == "AdamW" and ow["optimizer"]["lr"] == 8e-6
     warm, cos = kw["param_scheduler"]
     assert warm["type"] == "LinearLR" and warm["end"] == 3 and warm["convert_to_iter_based"]
