@@ -17,11 +17,13 @@ Anything else (another codec chain, several chunks, a missing or short chunk fil
 from __future__ import annotations
 
 import json
+import math
+import mmap as mmap_module
 import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 from numcodecs import Blosc, Zstd
@@ -35,99 +37,126 @@ class ChunkFormatError(RuntimeError):
 class ArrayMeta:
     """What the reader needs of one array's Zarr metadata."""
 
-    path: Path  # the array's directory
+    path: str  # the array's directory
     shape: tuple[int, ...]
     dtype: np.dtype  # little-endian; object for variable-length bytes
     compressor: str  # "" (raw bytes), "blosc", "zstd" or "vlen"
     attrs: dict
-
-    @property
-    def chunk_file(self) -> Path:
-        return self.path.joinpath("c", *(["0"] * max(1, len(self.shape))))
+    chunk_file: str  # <path>/c/0/0/... : the one chunk (plain strings: this runs per item)
 
 
-def parse_meta(array_dir: Path, meta: dict) -> ArrayMeta:
+def parse_meta(array_dir: str, meta: dict) -> ArrayMeta:
     """Check that ``meta`` (an array's zarr.json content) is one chunk with known codecs."""
-    where = f"{array_dir}/zarr.json"
+    def bad(why: str) -> ChunkFormatError:
+        return ChunkFormatError(f"{array_dir}/zarr.json: {why}")
+
     if meta.get("node_type") != "array" or meta.get("zarr_format") != 3:
-        raise ChunkFormatError(f"{where}: not a Zarr v3 array")
-    shape = tuple(int(x) for x in meta["shape"])
+        raise bad("not a Zarr v3 array")
+    shape = tuple(meta["shape"])
     grid = meta.get("chunk_grid", {})
     if grid.get("name") != "regular" or tuple(grid.get("configuration", {}).get("chunk_shape", ())) != shape:
-        raise ChunkFormatError(f"{where}: expected one chunk holding the whole array {shape}, got {grid}")
+        raise bad(f"expected one chunk holding the whole array {shape}, got {grid}")
     cke = meta.get("chunk_key_encoding", {})
     if cke.get("name") != "default" or cke.get("configuration", {}).get("separator", "/") != "/":
-        raise ChunkFormatError(f"{where}: unexpected chunk key encoding {cke}")
+        raise bad(f"unexpected chunk key encoding {cke}")
     if meta.get("storage_transformers"):
-        raise ChunkFormatError(f"{where}: storage transformers are not expected")
+        raise bad("storage transformers are not expected")
     codecs = [c["name"] for c in meta.get("codecs", [])]
-    dt = meta["data_type"]
-    if dt == "variable_length_bytes":
+    chunk = array_dir + "/c/" + "/".join(["0"] * max(1, len(shape)))
+    attrs = meta.get("attributes", {})
+    if meta["data_type"] == "variable_length_bytes":
         if codecs != ["vlen-bytes"]:
-            raise ChunkFormatError(f"{where}: variable-length bytes with codecs {codecs}, expected ['vlen-bytes']")
-        return ArrayMeta(array_dir, shape, np.dtype(object), "vlen", meta.get("attributes", {}))
-    first = meta["codecs"][0] if meta.get("codecs") else {}
-    endian = first.get("configuration", {}).get("endian", "little")
+            raise bad(f"variable-length bytes with codecs {codecs}, expected ['vlen-bytes']")
+        return ArrayMeta(array_dir, shape, np.dtype(object), "vlen", attrs, chunk)
+    endian = meta["codecs"][0].get("configuration", {}).get("endian", "little") if codecs else None
     if not codecs or codecs[0] != "bytes" or endian != "little" or len(codecs) > 2 or \
             (len(codecs) == 2 and codecs[1] not in ("blosc", "zstd")):
-        raise ChunkFormatError(f"{where}: codecs {meta.get('codecs')} are not bytes(little)[+blosc|zstd]")
-    return ArrayMeta(array_dir, shape, np.dtype(dt).newbyteorder("<"), codecs[1] if len(codecs) == 2 else "",
-                     meta.get("attributes", {}))
+        raise bad(f"codecs {meta.get('codecs')} are not bytes(little)[+blosc|zstd]")
+    return ArrayMeta(array_dir, shape, _dtype(meta["data_type"]), codecs[1] if len(codecs) == 2 else "", attrs, chunk)
 
 
-def read_group_meta(group_dir: Path) -> tuple[dict, dict[str, ArrayMeta]]:
+_DTYPES: dict[str, np.dtype] = {}
+_BLOSC, _ZSTD = Blosc(), Zstd()  # decoding needs no settings: both read them from the frame header
+
+
+def _dtype(name: str) -> np.dtype:
+    d = _DTYPES.get(name)
+    if d is None:
+        d = _DTYPES[name] = np.dtype(name).newbyteorder("<")
+    return d
+
+
+def read_group_meta(group_dir: Union[str, Path]) -> tuple[dict, dict[str, ArrayMeta]]:
     """A group's attributes and the metadata of its arrays (from the consolidated metadata)."""
-    with open(group_dir / "zarr.json", "rb") as f:
-        meta = json.loads(f.read())
+    group_dir = os.fspath(group_dir)
+    meta = json.loads(_read_file(os.path.join(group_dir, "zarr.json")))
     cons = (meta.get("consolidated_metadata") or {}).get("metadata")
     if cons is None:
         raise ChunkFormatError(f"{group_dir}/zarr.json: no consolidated metadata (not a format-2 clip)")
-    arrays = {name: parse_meta(group_dir / name, m) for name, m in cons.items() if m.get("node_type") == "array"}
+    arrays = {name: parse_meta(f"{group_dir}/{name}", m) for name, m in cons.items() if m.get("node_type") == "array"}
     return meta.get("attributes", {}), arrays
 
 
-def _read_file(path: Path) -> bytes:
+def _read_file(path: str) -> bytes:
     try:
-        with open(path, "rb", buffering=0) as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         raise ChunkFormatError(f"{path}: chunk file missing") from None
+    try:
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size)
+        while len(data) < size:  # a short read (large files, network filesystems)
+            more = os.read(fd, size - len(data))
+            if not more:
+                break
+            data += more
+        return data
+    finally:
+        os.close(fd)
 
 
 def read_array(meta: ArrayMeta, mmap: bool = False) -> Any:
-    """The array's values: an ndarray (read-only, memory-mapped with ``mmap`` when the chunk is raw
-    bytes) or, for variable-length bytes, a list of ``bytes``."""
+    """The array's values: an ndarray (read-only; with ``mmap`` and a raw chunk, a view of the
+    memory-mapped file, so only what is later touched is read) or, for variable-length bytes, a
+    list of bytes-like objects."""
     f = meta.chunk_file
     if meta.compressor == "vlen":
         return _parse_vlen(_read_file(f), meta)
-    n = int(np.prod(meta.shape, dtype=np.int64)) * meta.dtype.itemsize
+    n = math.prod(meta.shape) * meta.dtype.itemsize
     if meta.compressor == "":
         if mmap and n:
-            size = _size(f)
-            if size != n:
-                raise ChunkFormatError(f"{f}: {size} bytes, expected {n} for {meta.shape} {meta.dtype}")
-            return np.memmap(f, dtype=meta.dtype, mode="r", shape=meta.shape)
+            return _map(f, n).view(meta.dtype).reshape(meta.shape)
         raw = _read_file(f)
     elif meta.compressor == "blosc":
-        raw = Blosc().decode(_read_file(f))
+        raw = _BLOSC.decode(_read_file(f))
     else:
-        raw = Zstd().decode(_read_file(f))
+        raw = _ZSTD.decode(_read_file(f))
     if len(raw) != n:
         raise ChunkFormatError(f"{f}: decodes to {len(raw)} bytes, expected {n} for {meta.shape} {meta.dtype}")
     a = np.frombuffer(raw, dtype=meta.dtype).reshape(meta.shape)
     return a
 
 
-def _size(path: Path) -> int:
+def _map(path: str, n: int) -> np.ndarray:
+    """The file as a read-only uint8 array over a private memory map (a plain ndarray: np.memmap's
+    per-slice Python overhead costs more than the copy of a 224 x 224 crop)."""
     try:
-        return os.stat(path).st_size
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         raise ChunkFormatError(f"{path}: chunk file missing") from None
+    try:
+        size = os.fstat(fd).st_size
+        if size != n:
+            raise ChunkFormatError(f"{path}: {size} bytes, expected {n}")
+        m = mmap_module.mmap(fd, n, access=mmap_module.ACCESS_READ)
+    finally:
+        os.close(fd)
+    return np.frombuffer(m, dtype=np.uint8)
 
 
 def _parse_vlen(buf: bytes, meta: ArrayMeta) -> list[bytes]:
     f = meta.chunk_file
-    want = int(np.prod(meta.shape, dtype=np.int64))
+    want = math.prod(meta.shape)
     if len(buf) < 4 or struct.unpack_from("<I", buf, 0)[0] != want:
         raise ChunkFormatError(f"{f}: not a vlen-bytes chunk of {want} elements")
     out, pos, mv = [], 4, memoryview(buf)

@@ -47,8 +47,9 @@ class ClipData:
     uid: str
     split: str
     label: int
-    # (T_v, H, W, 3) uint8 RGB: an ndarray (a read-only memory map for raw frames, so a crop reads
-    # only what it takes) or, for JPEG frames, a JpegFrames that decodes the frames it is indexed with
+    # (T_v, H, W, 3) uint8 RGB: an ndarray (for raw frames a read-only view of the memory-mapped
+    # chunk, so a crop reads only what it takes) or, for JPEG frames, a JpegFrames that decodes the
+    # frames it is indexed with
     frames: Any
     frame_indices: np.ndarray  # (T_v,) which decoded frames these are
     keypoints: np.ndarray  # (F, V, 2) original pixels
@@ -220,7 +221,7 @@ class CacheEntry:
         Raw frames come back memory-mapped (read-only) and JPEG frames as :class:`JpegFrames`, so
         taking a crop or a subset of frames reads or decodes only that.
         """
-        clip_dir = self.path / layout.CLIPS_DIR / uid
+        clip_dir = os.path.join(self.path, layout.CLIPS_DIR, uid)
         attrs, metas = read_group_meta(clip_dir)
         missing = [n for n in layout.CLIP_ARRAYS if n not in metas]
         if missing:

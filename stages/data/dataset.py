@@ -135,7 +135,8 @@ class CacheClipDataset(Dataset):
         s, cell = self.crop_size, self.cell
         # video frames (a subset of the cached ones if the model reads fewer) and pose frames
         vsel = sample_video_frames(len(clip.frame_indices), self.num_video_frames, rng)
-        grids = clip.grids[vsel]
+        every = len(vsel) == len(clip.frame_indices) and bool((vsel == np.arange(len(vsel))).all())
+        grids = clip.grids if every else clip.grids[vsel]  # (a view: only the crop is copied)
         vf = clip.frame_indices[vsel].astype(np.int64)
         pose_idx, vpi = sample_pose_frames(clip.num_frames, self.num_pose_frames, vf, rng)
         kp = clip.keypoints_in_frame()[pose_idx].astype(np.float32)  # (T, V, 2) cached-frame pixels

@@ -81,7 +81,8 @@ def test_default_codec_items_are_the_items_the_zarr_reader_gave(small_demo):
     _, entry_dir, _ = small_demo
     for kw in (KW, dict(KW, num_pose_frames=16, num_video_frames=8)):
         ds = CacheClipDataset(entry_dir, "train", mode="train", **kw)
-        assert isinstance(ds.entry.read_clip(ds.rows[0]["uid"]).frames, np.memmap)  # only the crop is read
+        frames = ds.entry.read_clip(ds.rows[0]["uid"]).frames
+        assert not frames.flags.writeable and not frames.flags.owndata  # a view of the mapped chunk
         flips = set()
         for epoch in range(3):
             for i in range(0, len(ds), 4):
@@ -154,3 +155,39 @@ def test_decode_on_device_falls_back_to_the_cpu_with_one_notice(small_demo, smal
     assert not train.decode_on_device and "not JPEG" in caplog.records[0].getMessage()
     with pytest.raises(ValueError, match="--frames-codec jpeg"):
         CacheClipDataset(small_demo[1], "train", crop_size=112, decode_on_device=True)
+
+
+def numpy_pose_frames(num_frames, t, vf, rng):
+    """sample_pose_frames as format 1's reader computed it (numpy per video frame): the reference."""
+    from stages.geometry import segment_middle_indices, segment_random_indices
+
+    vf = np.asarray(vf, dtype=np.int64)
+    idx = segment_middle_indices(num_frames, t) if rng is None else segment_random_indices(num_frames, t, rng)
+    idx = np.clip(idx.astype(np.int64), 0, num_frames - 1)
+    vf = np.clip(vf, 0, num_frames - 1)
+    taken = np.zeros(t, dtype=bool)
+    slot_of = np.empty(len(vf), dtype=np.int64)
+    for k in np.argsort(vf, kind="stable"):
+        d = np.abs(idx - vf[k]).astype(np.float64)
+        d[taken] = np.inf
+        j = int(np.argmin(d))
+        taken[j] = True
+        slot_of[k] = j
+        idx[j] = vf[k]
+    order = np.lexsort((np.arange(t), idx))
+    new_pos = np.empty(t, dtype=np.int64)
+    new_pos[order] = np.arange(t)
+    return idx[order], new_pos[slot_of]
+
+
+def test_pose_frame_sampling_equals_the_numpy_original():
+    gen = np.random.default_rng(0)
+    for case in range(1500):
+        n, t = int(gen.integers(1, 200)), int(gen.integers(1, 64))
+        tv = int(gen.integers(max(1, t - 3) if case % 2 else 1, t + 1))  # half the cases nearly fill every slot
+        vf = gen.integers(-2, n + 3, tv)  # unsorted, repeated, out of range: all clipped alike
+        seed = None if case % 3 == 0 else case
+        a = sample_pose_frames(n, t, vf, None if seed is None else np.random.default_rng(seed))
+        b = numpy_pose_frames(n, t, vf, None if seed is None else np.random.default_rng(seed))
+        for x, y in zip(a, b):
+            assert x.dtype == y.dtype and np.array_equal(x, y), (n, t, vf, seed)
