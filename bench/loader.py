@@ -36,6 +36,7 @@ PATH``, to a JSON file (docs/benchmarks.md records them).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -59,16 +60,24 @@ from cache.codecs import JpegFrames  # noqa: E402
 from stages.data import CacheClipDataset, item_rng  # noqa: E402
 
 
-def pin_to_one_core() -> int:
-    """Run this process (and the ffmpeg it starts) on one core, single-threaded."""
-    core = min(os.sched_getaffinity(0))
+@contextlib.contextmanager
+def one_core():
+    """Run this process (and the ffmpeg it starts) on one core, single-threaded; restore after."""
+    from numcodecs import blosc
+
+    cores, threads, cv_threads = os.sched_getaffinity(0), torch.get_num_threads(), cv2.getNumThreads()
+    core = min(cores)
     os.sched_setaffinity(0, {core})
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    from numcodecs import blosc
-
-    blosc.set_nthreads(1)
-    return core
+    blosc_threads = blosc.set_nthreads(1)
+    try:
+        yield core
+    finally:
+        os.sched_setaffinity(0, cores)
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(cv_threads)
+        blosc.set_nthreads(blosc_threads)
 
 
 def machine() -> dict:
@@ -265,8 +274,9 @@ def synthetic_entries(args) -> list[CacheEntry]:
     work = Path(args.work_dir)
     data = work / "data"
     t0 = time.perf_counter()
-    pkl = make_dataset(data, clips=args.clips, seconds=args.seconds)
-    print(f"synthetic dataset: {args.clips} clips x {args.seconds} s at 1280x720 in {data} "
+    width, height = (int(x) for x in args.size.split("x"))
+    pkl = make_dataset(data, clips=args.clips, seconds=args.seconds, width=width, height=height)
+    print(f"synthetic dataset: {args.clips} clips x {args.seconds} s at {width}x{height} in {data} "
           f"({time.perf_counter() - t0:.0f} s)", flush=True)
     entries = []
     for codec in args.codecs:
@@ -422,6 +432,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     ap.add_argument("--clips", type=int, default=16,
                     help="clips measured (and made, without --entry/--dataset); 0: all of the split")
     ap.add_argument("--seconds", type=float, default=3.0, help="length of each synthetic clip")
+    ap.add_argument("--size", default="1280x720", help="WxH of the synthetic clips")
     ap.add_argument("--codecs", nargs="+", default=["none", "jpeg"], help="frames codecs of the synthetic entries")
     ap.add_argument("--work-dir", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "pevl-bench-loader"),
                     help="where the synthetic dataset and its cache live (kept and reused)")
@@ -455,18 +466,15 @@ def main(argv: Optional[list[str]] = None) -> dict:
             entries = [find_entry(cfg.data.to_dict(), cache_root=args.cache_root, entry=args.entry)]
         else:
             entries = synthetic_entries(args)
-        # pin after extraction (which may use every core): the measurements are one core
-        out["core"] = pin_to_one_core()
         out["entries"] = []
-        for e in entries:
-            split = args.split or cfg.data.get("train_split", "train")
-            print(f"entry {e.key} ({e.dataset}, frames codec {e.frames_codec}), split {split}, core {out['core']}:",
-                  flush=True)
-            out["entries"].append(bench_entry(e, split, args))
+        with one_core() as core:  # after extraction, which may use every core
+            out["core"] = core
+            for e in entries:
+                split = args.split or cfg.data.get("train_split", "train")
+                print(f"entry {e.key} ({e.dataset}, frames codec {e.frames_codec}), split {split}, core {core}:",
+                      flush=True)
+                out["entries"].append(bench_entry(e, split, args))
     if args.train:
-        if not args.no_loader:
-            os.sched_setaffinity(0, range(os.cpu_count() or 1))
-            torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
         out["train"] = bench_train(args, cfg)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")

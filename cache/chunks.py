@@ -97,11 +97,15 @@ def read_group_meta(group_dir: Union[str, Path]) -> tuple[dict, dict[str, ArrayM
     return meta.get("attributes", {}), arrays
 
 
-def _read_file(path: str) -> bytes:
+def _open(path: str) -> int:
     try:
-        fd = os.open(path, os.O_RDONLY)
+        return os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         raise ChunkFormatError(f"{path}: chunk file missing") from None
+
+
+def _read_file(path: str) -> bytes:
+    fd = _open(path)
     try:
         size = os.fstat(fd).st_size
         data = os.read(fd, size)
@@ -133,17 +137,13 @@ def read_array(meta: ArrayMeta, mmap: bool = False) -> Any:
         raw = _ZSTD.decode(_read_file(f))
     if len(raw) != n:
         raise ChunkFormatError(f"{f}: decodes to {len(raw)} bytes, expected {n} for {meta.shape} {meta.dtype}")
-    a = np.frombuffer(raw, dtype=meta.dtype).reshape(meta.shape)
-    return a
+    return np.frombuffer(raw, dtype=meta.dtype).reshape(meta.shape)
 
 
 def _map(path: str, n: int) -> np.ndarray:
-    """The file as a read-only uint8 array over a private memory map (a plain ndarray: np.memmap's
+    """The file as a read-only uint8 array over a memory map (a plain ndarray: np.memmap's
     per-slice Python overhead costs more than the copy of a 224 x 224 crop)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        raise ChunkFormatError(f"{path}: chunk file missing") from None
+    fd = _open(path)
     try:
         size = os.fstat(fd).st_size
         if size != n:

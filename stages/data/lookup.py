@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from cache import CacheEntry, CacheStore, EntryNotFoundError, default_root
+from cache.codecs import DEFAULT_FRAMES_CODEC
 from stages.extract.plan import ExtractOptions, plan_entry
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,10 @@ def extract_options(data_cfg: dict, cache_root: Optional[str] = None) -> Extract
 
 def _settings_match(entry: CacheEntry, data_cfg: dict) -> bool:
     s = entry.settings
-    for k, v in (data_cfg.get("extract") or {}).items():
+    want = dict(data_cfg.get("extract") or {})
+    # a config that names no frames codec means the default one (not any of a lab's codecs)
+    want["frames_codec"] = want.get("frames_codec") or DEFAULT_FRAMES_CODEC
+    for k, v in want.items():
         if v is not None and k in s and s[k] != v:
             return False
     ps = data_cfg.get("pose_source")
