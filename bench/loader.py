@@ -279,9 +279,11 @@ def synthetic_entries(args) -> list[CacheEntry]:
     print(f"synthetic dataset: {args.clips} clips x {args.seconds} s at {width}x{height} in {data} "
           f"({time.perf_counter() - t0:.0f} s)", flush=True)
     entries = []
-    for codec in args.codecs:
+    for spec in args.codecs:
+        codec, _, quality = spec.partition(":")
+        settings = {"frames_codec": codec, **({"jpeg_quality": int(quality)} if quality else {})}
         opts = ExtractOptions(dataset="custom", root=str(data), cache_root=str(work / "cache"),
-                              pose_source=f"pkl:{pkl}", settings={"frames_codec": codec})
+                              pose_source=f"pkl:{pkl}", settings=settings)
         rep = run_extract(opts)
         if not rep.complete:
             raise SystemExit(f"extraction of the synthetic dataset ({codec}) failed: {rep.failures}")
@@ -355,6 +357,7 @@ def bench_train(args, cfg) -> dict:
     mcfg = prepare_model_cfg(cfg, entry)
     model = PeVLRunnerModel(mcfg, entry.classes, entry.coarse_type,
                             amp_dtype="bfloat16" if dev.type == "cuda" else None).to(dev)
+    logging.getLogger("stages.train.runner").setLevel(logging.WARNING)  # its one-line fallback notice
     on_device = decode_on_device({"decode_on_device": args.decode_on_device}, entry, dev.type)
     ds = CacheClipDataset(entry, cfg.data.train_split, mode="train", crop_size=crop,
                           num_pose_frames=int(mcfg["num_pose_frames"]), num_video_frames=int(mcfg["num_video_frames"]),
@@ -411,11 +414,12 @@ def bench_train(args, cfg) -> dict:
     r_mem, r_real = n * args.batch / t_mem, n * args.batch / t_real
     wait = max(0.0, 1 - t_mem / t_real)
     arch = mcfg["clip"].get("arch")
-    where = "decoded on the device" if on_device else "decoded by the loader workers"
-    print(f"train ({arch}, batch {args.batch}, {args.workers} workers, {dev}, entry {entry.key}, "
-          f"{entry.frames_codec} frames {where if entry.frames_codec == 'jpeg' else ''}): in-memory batches "
-          f"{r_mem:.1f} clips/s, real loader {r_real:.1f} clips/s, the GPU waits for data {100 * wait:.1f}% of "
-          "the step time", flush=True)
+    frames = f"{entry.frames_codec} frames"
+    if entry.frames_codec == "jpeg":
+        frames = "JPEG frames decoded on the device" if on_device else "JPEG frames decoded by the loader workers"
+    print(f"train ({arch}, batch {args.batch}, {args.workers} workers, {dev}, entry {entry.key}, {frames}): "
+          f"in-memory batches {r_mem:.2f} clips/s, real loader {r_real:.2f} clips/s: the {dev.type.upper()} waits "
+          f"for data {100 * wait:.1f}% of the step time", flush=True)
     return dict(arch=arch, batch=args.batch, workers=args.workers, steps=n, device=str(dev), entry=entry.key,
                 frames_codec=entry.frames_codec, decode_on_device=on_device, in_memory_clips_s=round(r_mem, 2),
                 real_loader_clips_s=round(r_real, 2), data_wait_share=round(wait, 4))
@@ -433,7 +437,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
                     help="clips measured (and made, without --entry/--dataset); 0: all of the split")
     ap.add_argument("--seconds", type=float, default=3.0, help="length of each synthetic clip")
     ap.add_argument("--size", default="1280x720", help="WxH of the synthetic clips")
-    ap.add_argument("--codecs", nargs="+", default=["none", "jpeg"], help="frames codecs of the synthetic entries")
+    ap.add_argument("--codecs", nargs="+", default=["none", "jpeg"],
+                    help="frames codecs of the synthetic entries (jpeg:Q for JPEG quality Q)")
     ap.add_argument("--work-dir", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "pevl-bench-loader"),
                     help="where the synthetic dataset and its cache live (kept and reused)")
     ap.add_argument("--crop", type=int, default=224, help="crop size S of the items (ViT-B/16: 224)")
@@ -471,7 +476,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
             out["core"] = core
             for e in entries:
                 split = args.split or cfg.data.get("train_split", "train")
-                print(f"entry {e.key} ({e.dataset}, frames codec {e.frames_codec}), split {split}, core {core}:",
+                q = f" quality {e.settings['jpeg_quality']}" if e.frames_codec == "jpeg" else ""
+                print(f"entry {e.key} ({e.dataset}, frames codec {e.frames_codec}{q}), split {split}, core {core}:",
                       flush=True)
                 out["entries"].append(bench_entry(e, split, args))
     if args.train:

@@ -1,14 +1,14 @@
 """How a clip's frames are stored (``--frames-codec``): the choices, their Zarr codecs, JPEG.
 
 * ``none`` (default): raw uint8, one chunk per clip. Reads cost little more than the bytes (the
-  reader maps the chunk file and copies only the crop); real footage gains nothing from lossless
-  byte codecs (Blosc-LZ4 stores it at ~0.85-1.0 of raw), so none is used.
+  reader maps the chunk file and copies only the crop); real footage gains little from lossless
+  byte codecs (Blosc-LZ4 stores it at ~0.9 of raw and reads at half the speed), so none is used.
 * ``lz4`` / ``zstd``: lossless Blosc-LZ4 / Zstd over the raw frames (kept for the rare footage
   with large flat areas; decompressed whole on every read).
 * ``jpeg``: each frame one baseline JPEG (``jpeg_quality``, default 95; 4:2:0 chroma, optimised
   Huffman tables), stored as a Zarr ``variable_length_bytes`` array of shape ``(T_v,)``: every
-  element is a complete JPEG file any decoder reads. About 1/7 to 1/10 of raw on realistic
-  footage at quality 95 (docs/benchmarks.md).
+  element is a complete JPEG file any decoder reads. About 1/7 of raw on realistic footage at
+  quality 95, 1/10 at 90 (docs/benchmarks.md).
 
 Encoding uses OpenCV (libjpeg-turbo); decoding uses simplejpeg (libjpeg-turbo, decodes straight
 into a preallocated array, ~15% faster than OpenCV here). Both give the pixels every

@@ -25,7 +25,7 @@ def extract(
     num_frames: Optional[int] = typer.Option(None, "--num-frames", help="Video frames cached per clip at segment middles (T_v). Default 16."),
     short_side: Optional[int] = typer.Option(None, "--short-side", help="Short side of cached frames in pixels (rounded to the grid cell). Default 256 (demo: 128)."),
     grid_cell: Optional[int] = typer.Option(None, "--grid-cell", help="Mask-grid cell in pixels; must equal the ViT patch size the grids serve. Default 16."),
-    frames_codec: Optional[str] = typer.Option(None, "--frames-codec", help="How cached frames are stored: none (default: raw uint8, the fastest reads), jpeg (one JPEG per frame, about 1/7 to 1/10 of raw; decodable on a GPU), lz4 or zstd (lossless; real footage barely compresses)."),
+    frames_codec: Optional[str] = typer.Option(None, "--frames-codec", help="How cached frames are stored: none (default: raw uint8, the fastest reads), jpeg (one JPEG per frame, --jpeg-quality; about 1/7 of raw at 95, 1/10 at 90; decodable on the GPU), lz4 or zstd (lossless; real footage barely compresses)."),
     jpeg_quality: Optional[int] = typer.Option(None, "--jpeg-quality", min=1, max=100, help="JPEG quality of --frames-codec jpeg. Default 95."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Forget recorded failures and try those clips again."),
     engine: str = typer.Option("local", "--engine", help="local: --workers processes on this machine. dask: the clips still to do go to a Dask cluster in chunks (needs the dask extra: pip install -e .[dask]); claims still coordinate, so shard jobs and other runs may share the entry."),
