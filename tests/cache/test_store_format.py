@@ -178,3 +178,20 @@ def test_old_format_entry_is_refused_and_reported_not_misread(tmp_path):
     assert one.exit_code == 1 and "store format 1" in " ".join(one.output.split())
     gc = run(app, ["cache", "gc", "--cache-root", str(tmp_path)])
     assert gc.exit_code == 0 and not old.exists() and current.path.exists()
+
+
+def test_hdf5_export_keeps_jpeg_files_and_optional_arrays(tmp_path):
+    import h5py
+
+    from cache.store import export_hdf5
+
+    entry = make_entry(tmp_path, "jpeg", boxes=True)
+    out = tmp_path / "e.h5"
+    assert export_hdf5(entry, out) == 2
+    with h5py.File(out, "r") as f:
+        for uid in ("c0", "c1"):
+            c = entry.read_clip(uid)
+            g = f["clips"][uid]
+            assert [bytes(x) for x in g["frames"][...]] == [bytes(b) for b in c.frames.encoded]
+            assert json.loads(g["frames"].attrs["jpeg"]) == c.frames.info
+            np.testing.assert_array_equal(g["person_boxes"][...], c.person_boxes)
