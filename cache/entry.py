@@ -5,12 +5,14 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import zarr
 
 from cache import layout
+from cache.chunks import read_array, read_group_meta
+from cache.codecs import JPEG_ATTR, JpegFrames
 from cache.fsutil import read_json
 
 
@@ -20,6 +22,13 @@ class EntryNotFoundError(FileNotFoundError):
 
 class EntryFormatError(RuntimeError):
     """The entry was written by another store format version."""
+
+
+def format_error_message(path: os.PathLike, fmt: Any) -> str:
+    """Why an entry of store format ``fmt`` is refused, and what to do (one place for the hint)."""
+    return (f"entry {path} has store format {fmt}, this code reads format {layout.FORMAT_VERSION}: "
+            "re-extract it with `pipeline extract` (same options; the new entry gets a new key) and "
+            "remove the old one with `pipeline cache gc`")
 
 
 class EntryIncompleteError(RuntimeError):
@@ -38,13 +47,17 @@ class ClipData:
     uid: str
     split: str
     label: int
-    frames: np.ndarray  # (T_v, H, W, 3) uint8 RGB
+    # (T_v, H, W, 3) uint8 RGB: an ndarray (for raw frames a read-only view of the memory-mapped
+    # chunk, so a crop reads only what it takes) or, for JPEG frames, a JpegFrames that decodes the
+    # frames it is indexed with
+    frames: Any
     frame_indices: np.ndarray  # (T_v,) which decoded frames these are
     keypoints: np.ndarray  # (F, V, 2) original pixels
     scores: np.ndarray  # (F, V)
     grids: np.ndarray  # (T_v, V, H / cell, W / cell)
     grid_cell: int
     attrs: dict = field(default_factory=dict)
+    person_boxes: Optional[np.ndarray] = None  # (F, 4) xyxy, original pixels, when poses used boxes
 
     @property
     def num_frames(self) -> int:
@@ -84,10 +97,7 @@ class CacheEntry:
             raise EntryNotFoundError(f"no cache entry at {self.path}")
         fmt = self.attrs.get("format")
         if fmt != layout.FORMAT_VERSION:
-            raise EntryFormatError(
-                f"entry {self.path} has store format {fmt}, this code reads {layout.FORMAT_VERSION}; "
-                "re-extract it (`pipeline cache gc` removes old-format entries)"
-            )
+            raise EntryFormatError(format_error_message(self.path, fmt))
 
     # -- metadata ---------------------------------------------------------------------------
     @cached_property
@@ -199,11 +209,32 @@ class CacheEntry:
     def clip_group(self, uid: str) -> zarr.Group:
         return zarr.open_group(self.path / layout.CLIPS_DIR / uid, mode="r")
 
-    def read_clip(self, uid: str, arrays: tuple[str, ...] = layout.CLIP_ARRAYS) -> ClipData:
-        g = self.clip_group(uid)
+    @property
+    def frames_codec(self) -> str:
+        return self.settings["frames_codec"]
+
+    def read_clip(self, uid: str, arrays: tuple[str, ...] = layout.CLIP_ARRAYS + layout.OPTIONAL_CLIP_ARRAYS,
+                  ) -> ClipData:
+        """One clip's arrays (those named in ``arrays``; optional ones when the clip has them), read
+        straight from the chunk files (:mod:`cache.chunks`): one metadata file and one file per array.
+
+        Raw frames come back memory-mapped (read-only) and JPEG frames as :class:`JpegFrames`, so
+        taking a crop or a subset of frames reads or decodes only that.
+        """
+        clip_dir = os.path.join(self.path, layout.CLIPS_DIR, uid)
+        attrs, metas = read_group_meta(clip_dir)
+        missing = [n for n in layout.CLIP_ARRAYS if n not in metas]
+        if missing:
+            raise FileNotFoundError(f"{clip_dir}: arrays {missing} missing")
+        data: dict[str, Any] = {}
+        for name in layout.CLIP_ARRAYS + layout.OPTIONAL_CLIP_ARRAYS:
+            if name not in arrays or name not in metas:
+                data[name] = None
+            elif name == "frames":
+                data[name] = self._frames(metas[name])
+            else:
+                data[name] = read_array(metas[name])
         row = self._by_uid.get(uid, {})
-        data = {name: (g[name][...] if name in arrays else None) for name in layout.CLIP_ARRAYS}
-        attrs = dict(g.attrs)
         return ClipData(
             clip_id=attrs.get("clip_id", row.get("clip_id", uid)),
             uid=uid,
@@ -213,6 +244,15 @@ class CacheEntry:
             attrs=attrs,
             **data,
         )
+
+    @staticmethod
+    def _frames(meta) -> Any:
+        if meta.compressor == "vlen":
+            jpeg = meta.attrs.get(JPEG_ATTR)
+            if not jpeg:
+                raise ValueError(f"{meta.path}: variable-length frames without the '{JPEG_ATTR}' attribute")
+            return JpegFrames(read_array(meta), jpeg, where=str(meta.path))
+        return read_array(meta, mmap=True)
 
     def read_index(self) -> dict[str, np.ndarray]:
         """All poses as flat arrays (only once complete): keypoints, scores, offsets, labels."""

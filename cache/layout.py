@@ -1,7 +1,15 @@
 """On-disk layout of a cache entry (store format version ``FORMAT_VERSION``).
 
 Bump ``FORMAT_VERSION`` whenever the bytes or their meaning change: the version is part of every
-entry key, so old entries are never misread; ``pipeline cache gc`` removes them.
+entry key, so old entries are never misread (``CacheEntry`` refuses them naming ``pipeline cache
+gc`` and re-extraction; ``cache ls`` / ``verify`` list them); ``pipeline cache gc`` removes them.
+
+Format 2 (format 1 differed only inside ``clips/<uid>/``): every clip array is one chunk written
+even when it holds only fill values; the clip group's ``zarr.json`` carries the metadata of all
+its arrays (zarr's consolidated metadata), so a reader needs one JSON file and one file per
+array (``cache/chunks.py``); ``frame_indices``, ``keypoints``, ``scores`` (and ``person_boxes``)
+are stored uncompressed; the frames codec ``none`` (raw uint8) is the default; the ``jpeg`` codec
+stores ``frames`` as a ``(T_v,)`` variable-length-bytes array of JPEG files.
 
 ::
 
@@ -12,11 +20,15 @@ entry key, so old entries are never misread; ``pipeline cache gc`` removes them.
       clips/             Zarr group holding one Zarr group per finished clip:
       clips/<uid>/       a clip; appears atomically (a rename), never half-written
         frames           (T_v, H, W, 3) uint8 RGB at segment middles, short side S, H and W
-                         multiples of the grid cell
+                         multiples of the grid cell; codec none (raw), lz4 or zstd. With the
+                         jpeg codec: (T_v,) variable-length bytes, each a JPEG file of one such
+                         frame (array attribute ``jpeg``: frame_shape, quality, color, subsampling)
         frame_indices    (T_v,) int32: which decoded frames of the clip the frames are
         keypoints        (F, V, 2) float32: x, y of every decoded frame, original pixels
         scores           (F, V) float32 joint confidences
         grids            (T_v, V, H/cell, W/cell) float16 confidence-weighted joint-to-patch planes
+        person_boxes     optional (F, 4) float32 xyxy person box of every decoded frame, original
+                         pixels (clips whose poses came from person boxes)
         attrs            clip_id, split, label, source, cut, num_frames, fps, orig_size, ...
       failures/<uid>.json  why a clip could not be extracted
       claims/<uid>         a writer is working on the clip (host, pid, time); heartbeated
@@ -30,7 +42,7 @@ from __future__ import annotations
 import re
 import hashlib
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 ENTRIES_DIR = "entries"
 CLIPS_DIR = "clips"
@@ -43,6 +55,8 @@ MANIFEST = "manifest.json"
 PLAN = "plan.json"
 
 CLIP_ARRAYS = ("frames", "frame_indices", "keypoints", "scores", "grids")
+#: arrays a clip may hold (read and checked when present)
+OPTIONAL_CLIP_ARRAYS = ("person_boxes",)
 
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,150}$")
 

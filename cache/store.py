@@ -5,11 +5,13 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
+import simplejpeg
 
 from cache import claims, layout
+from cache.codecs import JpegFrames, encoded_digest
 from cache.entry import CacheEntry, EntryFormatError, EntryNotFoundError
 from cache.fsutil import dir_size, read_json, remove_tree
 from cache.writer import array_digest
@@ -96,11 +98,9 @@ class CacheStore:
 
     # -- integrity -------------------------------------------------------------------------
     def verify(self, entry: CacheEntry, deep: bool = True, progress=None) -> VerifyReport:
-        """Check every done clip opens with the right shapes and (``deep``) its digests."""
+        """Check every done clip reads (through the same reader training uses), has the right
+        shapes and (``deep``) matches the digests of its arrays; JPEG frames' headers are checked."""
         rep = VerifyReport(entry=entry.key)
-        settings = entry.settings
-        t_v = int(settings["num_frames"])
-        cell = int(settings["grid_cell"])
         plan_uids = {c["uid"] for c in entry.plan}
         done = entry.done_uids()
         for extra in sorted(done - plan_uids):
@@ -108,23 +108,7 @@ class CacheStore:
         for i, uid in enumerate(sorted(done & plan_uids)):
             rep.checked += 1
             try:
-                g = entry.clip_group(uid)
-                names = set(g.array_keys())
-                missing = set(layout.CLIP_ARRAYS) - names
-                if missing:
-                    rep.problems.append(f"clips/{uid}: missing arrays {sorted(missing)}")
-                    continue
-                fr, gr, kp, sc = g["frames"], g["grids"], g["keypoints"], g["scores"]
-                if fr.shape[0] != t_v or fr.shape[-1] != 3 or fr.dtype != np.uint8:
-                    rep.problems.append(f"clips/{uid}: frames {fr.shape} {fr.dtype}")
-                if gr.shape[0] != t_v or gr.shape[2] * cell != fr.shape[1] or gr.shape[3] * cell != fr.shape[2]:
-                    rep.problems.append(f"clips/{uid}: grids {gr.shape} do not match frames {fr.shape}")
-                if kp.shape[:2] != sc.shape or kp.shape[0] != int(g.attrs["num_frames"]):
-                    rep.problems.append(f"clips/{uid}: keypoints {kp.shape} / scores {sc.shape}")
-                if deep:
-                    for name, want in dict(g.attrs.get("digests", {})).items():
-                        if array_digest(g[name][...]) != want:
-                            rep.problems.append(f"clips/{uid}/{name}: content does not match its digest")
+                rep.problems.extend(f"clips/{uid}: {p}" for p in _clip_problems(entry, uid, deep))
             except Exception as e:  # a corrupt chunk or zarr.json surfaces as any error
                 rep.problems.append(f"clips/{uid}: unreadable ({type(e).__name__}: {e})")
             if progress:
@@ -139,6 +123,17 @@ class CacheStore:
             except Exception as e:
                 rep.problems.append(f"index: unreadable ({type(e).__name__}: {e})")
         return rep
+
+    def old_format_entries(self, dataset: Optional[str] = None) -> list[tuple[Path, Any]]:
+        """``(path, format)`` of the entries another store format wrote (unreadable here)."""
+        out = []
+        for d in self._entry_dirs():
+            if dataset and d.parent.name != dataset:
+                continue
+            fmt = _entry_format(d)
+            if fmt != layout.FORMAT_VERSION:
+                out.append((d, fmt))
+        return out
 
     # -- garbage collection -----------------------------------------------------------------
     def gc_plan(self, incomplete_older_than_days: Optional[float] = None,
@@ -156,9 +151,11 @@ class CacheStore:
                     continue
                 if not (e / "zarr.json").is_file():
                     continue
-                attrs = read_json(e / "zarr.json").get("attributes", {})
-                if attrs.get("format") != layout.FORMAT_VERSION:
-                    acts.append(GcAction(e, f"store format {attrs.get('format')} (current {layout.FORMAT_VERSION})", dir_size(e)))
+                fmt = _entry_format(e)
+                if fmt != layout.FORMAT_VERSION:
+                    acts.append(GcAction(e, f"store format {fmt}, unreadable by this code (format "
+                                            f"{layout.FORMAT_VERSION}): re-extract it with `pipeline extract`",
+                                         dir_size(e)))
                     continue
                 acts.extend(self._leftovers(e, ttl))
         for ds_entries in self._by_setting().values():
@@ -205,6 +202,48 @@ class CacheStore:
         return freed
 
 
+def _entry_format(entry_dir: Path) -> Any:
+    try:
+        return read_json(entry_dir / "zarr.json").get("attributes", {}).get("format")
+    except (OSError, ValueError):
+        return None
+
+
+def _clip_problems(entry: CacheEntry, uid: str, deep: bool) -> list[str]:
+    """What is wrong with one clip (empty: nothing)."""
+    settings = entry.settings
+    t_v, cell = int(settings["num_frames"]), int(settings["grid_cell"])
+    c = entry.read_clip(uid)
+    out = []
+    fr, gr, kp, sc = c.frames, c.grids, c.keypoints, c.scores
+    jpeg = isinstance(fr, JpegFrames)
+    if jpeg != (settings["frames_codec"] == "jpeg"):
+        out.append(f"frames stored as {'JPEG' if jpeg else 'raw'}, the entry's codec is {settings['frames_codec']}")
+    if fr.shape[0] != t_v or len(fr.shape) != 4 or fr.shape[-1] != 3 or fr.dtype != np.uint8:
+        out.append(f"frames {fr.shape} {fr.dtype}")
+    if gr.shape[0] != t_v or gr.shape[2] * cell != fr.shape[1] or gr.shape[3] * cell != fr.shape[2]:
+        out.append(f"grids {gr.shape} do not match frames {fr.shape}")
+    if kp.shape[:2] != sc.shape or kp.shape[0] != int(c.attrs["num_frames"]):
+        out.append(f"keypoints {kp.shape} / scores {sc.shape}")
+    if c.person_boxes is not None and c.person_boxes.shape != (kp.shape[0], 4):
+        out.append(f"person_boxes {c.person_boxes.shape}, expected ({kp.shape[0]}, 4)")
+    if jpeg:
+        for i, b in enumerate(fr.encoded):
+            h, w, _, _ = simplejpeg.decode_jpeg_header(b)
+            if (h, w) != fr.shape[1:3]:
+                out.append(f"frames[{i}]: a {w}x{h} JPEG, expected {fr.shape[2]}x{fr.shape[1]}")
+    if deep:
+        for name, want in dict(c.attrs.get("digests", {})).items():
+            value = getattr(c, name, None)
+            if value is None:
+                out.append(f"{name}: has a digest but no array")
+                continue
+            got = encoded_digest(value.encoded) if isinstance(value, JpegFrames) else array_digest(np.asarray(value))
+            if got != want:
+                out.append(f"{name}: content does not match its digest")
+    return out
+
+
 def _staging_stale(path: Path, ttl: float) -> bool:
     # <uid>.<host>.<pid>.<rand>: our own host's dead pids are stale at once, others after ttl.
     parts = path.name.rsplit(".", 3)
@@ -242,9 +281,16 @@ def export_hdf5(entry: CacheEntry, out_path: os.PathLike, progress=None) -> int:
         for c in rows:
             data = entry.read_clip(c["uid"])
             g = clips.create_group(c["uid"])
-            for name in layout.CLIP_ARRAYS:
+            for name in layout.CLIP_ARRAYS + layout.OPTIONAL_CLIP_ARRAYS:
                 a = getattr(data, name)
-                g.create_dataset(name, data=a, compression="lzf" if name in ("frames", "grids") else None)
+                if a is None:
+                    continue
+                if isinstance(a, JpegFrames):  # the JPEG files as they are, one per frame
+                    ds = g.create_dataset(name, data=[np.frombuffer(b, np.uint8) for b in a.encoded],
+                                          dtype=h5py.vlen_dtype(np.uint8))
+                    ds.attrs["jpeg"] = json.dumps(a.info)
+                    continue
+                g.create_dataset(name, data=np.asarray(a), compression="lzf" if name in ("frames", "grids") else None)
             for k, v in data.attrs.items():
                 g.attrs[k] = json.dumps(v) if not isinstance(v, (int, float, str)) else v
             n += 1

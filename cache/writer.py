@@ -1,35 +1,29 @@
 """Filling a cache entry: create it atomically, claim clips, commit each clip whole, finalize."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import time
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec, ZstdCodec
+from zarr.codecs import ZstdCodec
 
 from cache import claims, layout
+from cache.codecs import JPEG_ATTR, encode_jpeg_frames, encoded_digest, frame_compressors, jpeg_attrs
 from cache.entry import CacheEntry
 from cache.fsutil import atomic_write_json, read_json
 from cache.provenance import git_revision, package_versions, who_when
 
-_FRAME_CODECS = {
-    "none": None,
-    "lz4": lambda: [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")],
-    "zstd": lambda: [ZstdCodec(level=3)],
-}
-
-
-def frame_compressors(name: str):
-    if name not in _FRAME_CODECS:
-        raise ValueError(f"unknown frames codec {name!r}; one of {sorted(_FRAME_CODECS)}")
-    make = _FRAME_CODECS[name]
-    return make() if make else None
+# Every chunk is written, also one holding only fill values: a missing chunk file is then always
+# damage (the reader and `cache verify` say so) rather than zeros by convention.
+_ARRAY_CONFIG = {"write_empty_chunks": True}
 
 
 def array_digest(a: np.ndarray) -> str:
@@ -121,20 +115,22 @@ class EntryWriter:
         tmp = self.staging / f"{uid}.{host}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
         try:
             g = zarr.open_group(tmp, mode="w", zarr_format=3)
-            codec = self.entry.settings.get("frames_codec", "lz4")
             digests = {}
             for name, a in arrays.items():
-                a = np.ascontiguousarray(a)
-                kw: dict[str, Any] = {}
                 if name == "frames":
-                    kw["compressors"] = frame_compressors(codec)
-                elif name == "grids":
-                    kw["compressors"] = [ZstdCodec(level=3)]
-                # One chunk per array: a clip is always read whole.
-                z = g.create_array(name, shape=a.shape, chunks=a.shape or (1,), dtype=a.dtype, **kw)
+                    digests[name] = self._write_frames(g, np.ascontiguousarray(a))
+                    continue
+                a = np.ascontiguousarray(a)
+                # One chunk per array: a clip is read whole. Grids are mostly zeros (Zstd shrinks
+                # them ~20x); poses and indices are small and barely compress, so stay raw.
+                compressors = [ZstdCodec(level=3)] if name == "grids" else None
+                z = g.create_array(name, shape=a.shape, chunks=a.shape or (1,), dtype=a.dtype,
+                                   compressors=compressors, config=_ARRAY_CONFIG)
                 z[...] = a
                 digests[name] = array_digest(a)
             g.attrs.update({**attrs, "digests": digests, "written": who_when()})
+            with _known_zarr_warnings_quiet():
+                zarr.consolidate_metadata(tmp)
             _fsync_tree(tmp)
             try:
                 os.rename(tmp, self.path / layout.CLIPS_DIR / uid)
@@ -146,6 +142,25 @@ class EntryWriter:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
             self.release(uid)
+
+    def _write_frames(self, g: zarr.Group, frames: np.ndarray) -> str:
+        """Store (T, H, W, 3) frames with the entry's codec; returns their digest."""
+        codec = self.entry.settings["frames_codec"]
+        if codec != "jpeg":
+            z = g.create_array("frames", shape=frames.shape, chunks=frames.shape, dtype=frames.dtype,
+                               compressors=frame_compressors(codec), config=_ARRAY_CONFIG)
+            z[...] = frames
+            return array_digest(frames)
+        quality = int(self.entry.settings["jpeg_quality"])
+        encoded = encode_jpeg_frames(frames, quality)
+        values = np.empty(len(encoded), dtype=object)
+        values[:] = encoded
+        with _known_zarr_warnings_quiet():
+            z = g.create_array("frames", shape=values.shape, chunks=values.shape, dtype="variable_length_bytes",
+                               compressors=None, config=_ARRAY_CONFIG,
+                               attributes={JPEG_ATTR: jpeg_attrs(frames.shape[1:], quality)})
+            z[...] = values
+        return encoded_digest(encoded)
 
     def fail(self, uid: str, clip_id: str, reason: str, detail: Optional[str] = None) -> None:
         rec = {"clip_id": clip_id, "reason": reason, **({"detail": detail} if detail else {}), **who_when()}
@@ -193,13 +208,12 @@ class EntryWriter:
         rows = [c for c in self.entry.plan if c["uid"] in done]
         kps, scs, offsets, labels, sizes = [], [], [0], [], []
         for c in rows:
-            g = self.entry.clip_group(c["uid"])
-            k = g["keypoints"][...]
-            kps.append(k)
-            scs.append(g["scores"][...])
-            offsets.append(offsets[-1] + k.shape[0])
+            clip = self.entry.read_clip(c["uid"], arrays=("keypoints", "scores"))
+            kps.append(clip.keypoints)
+            scs.append(clip.scores)
+            offsets.append(offsets[-1] + clip.keypoints.shape[0])
             labels.append(c["label"])
-            sizes.append(g.attrs["orig_size"])
+            sizes.append(clip.attrs["orig_size"])
         v = kps[0].shape[1] if kps else 0
         tmp = self.staging / f"index.{os.getpid()}.{uuid.uuid4().hex[:6]}"
         g = zarr.open_group(tmp, mode="w", zarr_format=3)
@@ -251,6 +265,16 @@ class EntryWriter:
             m["versions_at_completion"] = package_versions()
         atomic_write_json(self.path / layout.MANIFEST, m)
         return m
+
+
+@contextlib.contextmanager
+def _known_zarr_warnings_quiet():
+    """zarr-python warns that consolidated metadata and variable-length bytes are not (yet) in the
+    Zarr v3 spec; it writes and reads both, and docs/cache.md says what other readers need."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata", module="zarr")
+        warnings.filterwarnings("ignore", message="The data type .*VariableLengthBytes", module="zarr")
+        yield
 
 
 def _fsync_tree(path: Path) -> None:

@@ -19,7 +19,7 @@ def cache_ls(
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Only this dataset's entries."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
-    """List cache entries with size, completeness and settings."""
+    """List cache entries with size, completeness and settings (and those of an older store format)."""
     from cache import CacheStore
     from cache.fsutil import dir_size
 
@@ -31,18 +31,37 @@ def cache_ls(
         rows.append({"key": e.key, "dataset": e.dataset, "status": "complete" if st.complete else "incomplete",
                      "done": st.done, "failed": st.failed, "total": st.total, "bytes": dir_size(e.path),
                      "pose": s.get("pose_source"), "frames": s.get("num_frames"), "short_side": s.get("short_side"),
+                     "codec": s.get("frames_codec"),
                      "created": e.attrs.get("created", {}).get("time"), "path": str(e.path)})
+    old = store.old_format_entries(dataset)
+    for path, fmt in old:
+        rows.append({"key": path.name, "dataset": path.parent.name, "status": f"old format {fmt}", "format": fmt,
+                     "bytes": dir_size(path), "path": str(path)})
     if as_json:
         out.print_json(json.dumps(rows))
         return
     t = Table(title=f"cache {store.root}")
     t.add_column("key", no_wrap=True)
-    for col in ("dataset", "status", "clips", "failed", "size", "pose", "T_v", "short side", "created"):
+    for col in ("dataset", "status", "clips", "failed", "size", "pose", "T_v", "short side", "codec", "created"):
         t.add_column(col)
     for r in rows:
+        if "format" in r:
+            t.add_row(r["key"], r["dataset"], f"[red]{r['status']}[/]", "", "", human_bytes(r["bytes"]), "", "", "", "", "")
+            continue
         t.add_row(r["key"], r["dataset"], r["status"], f"{r['done']}/{r['total']}", str(r["failed"]),
-                  human_bytes(r["bytes"]), str(r["pose"]), str(r["frames"]), str(r["short_side"]), str(r["created"]))
+                  human_bytes(r["bytes"]), str(r["pose"]), str(r["frames"]), str(r["short_side"]), str(r["codec"]),
+                  str(r["created"]))
     out.print(t)
+    if old:
+        console.print(_old_format_hint(len(old)))
+
+
+def _old_format_hint(n: int) -> str:
+    from cache import FORMAT_VERSION
+
+    return (f"{n} entr{'y' if n == 1 else 'ies'} of an older store format (this code reads format {FORMAT_VERSION}) "
+            "cannot be read: re-extract with `pipeline extract` (same options) and remove them with "
+            "`pipeline cache gc`")
 
 
 @app.command("info")
@@ -76,9 +95,20 @@ def cache_verify(
     """Check entries: every cached clip opens, has the right shapes and (default) matches its digests."""
     from cache import CacheStore
 
+    from cache.entry import EntryFormatError
+
     store = CacheStore(cache_root)
-    entries = [store.open(key)] if key else store.entries()
-    bad = 0
+    try:
+        entries = [store.open(key)] if key else store.entries()
+    except EntryFormatError as ex:
+        console.print(f"[red]error:[/] {ex}")
+        raise typer.Exit(1)
+    old = [] if key else store.old_format_entries()
+    for path, fmt in old:
+        console.print(f"[red]old store format {fmt}[/] {path.name} ({path.parent.name}) at {path}")
+    if old:
+        console.print(_old_format_hint(len(old)))
+    bad = len(old)
     prog = progress_bar()
     with prog:
         for e in entries:

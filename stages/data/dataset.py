@@ -31,8 +31,9 @@ import torch
 from torch.utils.data import Dataset
 
 from cache import CacheEntry
+from cache.codecs import JpegFrames
 from stages.data.sampling import sample_pose_frames, sample_video_frames
-from stages.geometry import crop, crop_offsets, hflip
+from stages.geometry import crop, crop_frames_chw, crop_offsets, hflip
 from stages.skeletons import get_skeleton
 
 log = logging.getLogger(__name__)
@@ -64,11 +65,16 @@ class CacheClipDataset(Dataset):
         seed: base of every item's randomness.
         allow_partial: use the clips present in an incomplete entry instead of refusing it.
         test_crops: crop positions of the test views.
+        decode_on_device: items carry the JPEG files of their frames (``frames_jpeg``,
+            ``frames_jpeg_lengths``) and the crops to take (``frames_crop``: top, left, size, flip)
+            instead of ``frames``; the data preprocessor decodes, crops and flips them on the GPU
+            (:mod:`stages.data.device_frames`). Needs a ``--frames-codec jpeg`` entry.
     """
 
     def __init__(self, entry: Union[CacheEntry, str], split: str, mode: str = "train", crop_size: int = 224,
                  num_pose_frames: int = 48, num_video_frames: Optional[int] = None, flip_prob: float = 0.5,
-                 seed: int = 0, allow_partial: bool = False, test_crops: Sequence[str] = TEST_CROPS):
+                 seed: int = 0, allow_partial: bool = False, test_crops: Sequence[str] = TEST_CROPS,
+                 decode_on_device: bool = False):
         if mode not in ("train", "test"):
             raise ValueError(f"mode must be 'train' or 'test', got {mode!r}")
         self.entry = entry if isinstance(entry, CacheEntry) else CacheEntry(entry)
@@ -93,6 +99,10 @@ class CacheClipDataset(Dataset):
             raise ValueError(f"cache entry {self.entry.key} has no clips in split {split!r} (splits: {splits})")
         self.classes = self.entry.classes
         self.coarse_type = self.entry.coarse_type
+        self.decode_on_device = bool(decode_on_device)
+        if self.decode_on_device and self.entry.frames_codec != "jpeg":
+            raise ValueError(f"decode_on_device needs JPEG frames; cache entry {self.entry.key} stores them with "
+                             f"the {self.entry.frames_codec!r} codec (extract with --frames-codec jpeg)")
 
     # -- metadata -----------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -125,35 +135,48 @@ class CacheClipDataset(Dataset):
         s, cell = self.crop_size, self.cell
         # video frames (a subset of the cached ones if the model reads fewer) and pose frames
         vsel = sample_video_frames(len(clip.frame_indices), self.num_video_frames, rng)
-        frames = clip.frames[vsel]
-        grids = clip.grids[vsel]
+        every = len(vsel) == len(clip.frame_indices) and bool((vsel == np.arange(len(vsel))).all())
+        grids = clip.grids if every else clip.grids[vsel]  # (a view: only the crop is copied)
         vf = clip.frame_indices[vsel].astype(np.int64)
         pose_idx, vpi = sample_pose_frames(clip.num_frames, self.num_pose_frames, vf, rng)
         kp = clip.keypoints_in_frame()[pose_idx].astype(np.float32)  # (T, V, 2) cached-frame pixels
         sc = clip.scores[pose_idx].astype(np.float32)  # (T, V)
         joints = np.concatenate([kp, sc[..., None]], axis=-1)  # (T, V, 3)
-        h, w = frames.shape[1:3]
+        h, w = clip.frames.shape[1:3]
         if rng is not None:
             top, left = crop_offsets(h, w, s, cell, "random", rng)
-            flip = bool(rng.random() < self.flip_prob)
-            f, j, g = self._view(frames, grids, joints, top, left, flip)
-            out = dict(frames=f, joints=j, mask_grid=g)
+            views = [(top, left, bool(rng.random() < self.flip_prob))]
         else:
-            views = [self._view(frames, grids, joints, *crop_offsets(h, w, s, cell, where), False)
-                     for where in self.test_crops]
-            out = {k: torch.stack([v[i] for v in views]) for i, k in enumerate(("frames", "joints", "mask_grid"))}
+            views = [(*crop_offsets(h, w, s, cell, where), False) for where in self.test_crops]
+        parts = [self._grid_and_joints(grids, joints, *v) for v in views]
+        out = {"joints": [p[0] for p in parts], "mask_grid": [p[1] for p in parts]}
+        if self.decode_on_device:
+            # the JPEG files go to the device as they are; stages.data.device_frames decodes, crops, flips
+            files = [bytes(clip.frames.encoded[int(i)]) for i in vsel]
+            out["frames_jpeg"] = torch.frombuffer(bytearray(b"".join(files)), dtype=torch.uint8)
+            out["frames_jpeg_lengths"] = torch.tensor([len(f) for f in files], dtype=torch.int64)
+            crops = torch.tensor([[t, l, s, int(f)] for t, l, f in views], dtype=torch.int64)
+            out["frames_crop"] = crops[0] if rng is not None else crops
+        else:
+            if isinstance(clip.frames, JpegFrames):  # decode only the frames the item uses
+                frames, fsel = clip.frames.decode(vsel), range(len(vsel))
+            else:  # a memory map: only the crop is read
+                frames, fsel = clip.frames, vsel
+            out["frames"] = [torch.from_numpy(crop_frames_chw(frames, fsel, t, l, s, f)) for t, l, f in views]
+        for k in ("frames", "joints", "mask_grid"):
+            if k in out:
+                out[k] = out[k][0] if rng is not None else torch.stack(out[k])
         out["video_pose_index"] = torch.from_numpy(vpi.astype(np.int64))
         out["label"] = torch.tensor(int(clip.label), dtype=torch.long)
         out["index"] = torch.tensor(index, dtype=torch.long)
         return out
 
-    def _view(self, frames, grids, joints, top, left, flip):
+    def _grid_and_joints(self, grids, joints, top, left, flip):
         s = self.crop_size
-        f, g, j = crop(frames, grids, joints, top, left, s, self.cell)
+        _, g, j = crop(None, grids, joints, top, left, s, self.cell)
         if flip:
-            f, g, j = hflip(f, g, j, self.flip_index)
+            _, g, j = hflip(None, g, j, self.flip_index, width=s)
         j = j.copy()
         j[..., :2] /= s
-        f = torch.from_numpy(np.ascontiguousarray(f)).permute(0, 3, 1, 2).contiguous()  # (T_v, 3, S, S) uint8
-        g = torch.from_numpy(np.ascontiguousarray(g, dtype=np.float16))
-        return f, torch.from_numpy(np.ascontiguousarray(j, dtype=np.float32)), g  # frames, joints, grid
+        return (torch.from_numpy(np.ascontiguousarray(j, dtype=np.float32)),
+                torch.from_numpy(np.ascontiguousarray(g, dtype=np.float16)))

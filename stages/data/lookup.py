@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 from cache import CacheEntry, CacheStore, EntryNotFoundError, default_root
+from cache.codecs import DEFAULT_FRAMES_CODEC
 from stages.extract.plan import ExtractOptions, plan_entry
 
 log = logging.getLogger(__name__)
 
 _SETTING_FLAGS = {"num_frames": "--num-frames", "short_side": "--short-side", "grid_cell": "--grid-cell",
-                  "frames_codec": "--frames-codec"}
+                  "frames_codec": "--frames-codec", "jpeg_quality": "--jpeg-quality"}
 
 
 def extract_command(data_cfg: dict, cache_root: Optional[str] = None) -> str:
@@ -65,7 +66,10 @@ def extract_options(data_cfg: dict, cache_root: Optional[str] = None) -> Extract
 
 def _settings_match(entry: CacheEntry, data_cfg: dict) -> bool:
     s = entry.settings
-    for k, v in (data_cfg.get("extract") or {}).items():
+    want = dict(data_cfg.get("extract") or {})
+    # a config that names no frames codec means the default one (not any of a lab's codecs)
+    want["frames_codec"] = want.get("frames_codec") or DEFAULT_FRAMES_CODEC
+    for k, v in want.items():
         if v is not None and k in s and s[k] != v:
             return False
     ps = data_cfg.get("pose_source")
@@ -115,6 +119,10 @@ def find_entry(data_cfg: dict, cache_root: Optional[str] = None, entry: Optional
     why += f" (expected {expected})" if expected else f" (the key could not be computed: {plan_error})"
     others = [e.key for e in _entries(store, data_cfg["dataset"])]
     hint = f"; other {data_cfg['dataset']} entries in {root}: {', '.join(others)} (use --entry KEY)" if others else ""
+    old = store.old_format_entries(data_cfg["dataset"])
+    if old:
+        hint += (f"; {len(old)} {data_cfg['dataset']} entr{'y' if len(old) == 1 else 'ies'} of an older store format "
+                 f"({', '.join(p.name for p, _ in old)}) cannot be read: re-extract, then `pipeline cache gc`")
     raise EntryNotFoundError(f"{why} in cache {root}. Make it with:\n    {cmd}\n{hint.lstrip('; ')}".rstrip())
 
 

@@ -7,6 +7,7 @@ from typing import Any, Optional
 import cv2
 import numpy as np
 
+from cache.codecs import DEFAULT_FRAMES_CODEC, DEFAULT_JPEG_QUALITY, check_frames_codec
 from stages.datasets.base import ClipRecord, DatasetAdapter, PoseTrack
 from stages.extract.decode import DecodeError, VideoInfo, probe, read_frames
 from stages.extract.person_boxes import default_person_boxes
@@ -25,11 +26,18 @@ class ExtractSettings:
     num_frames: int = 16  # T_v cached video frames per clip, at segment middles
     short_side: int = 256  # cached frames' short side (rounded to a multiple of grid_cell)
     grid_cell: int = 16  # mask-grid cell in cached pixels = the ViT patch the grids serve
-    frames_codec: str = "lz4"  # "lz4" | "zstd" | "none" (Zarr/numcodecs codecs)
+    frames_codec: str = DEFAULT_FRAMES_CODEC  # none | lz4 | zstd | jpeg (cache/codecs.py)
     min_frames: int = 2  # a clip with fewer decoded frames is recorded as failed
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY  # frames_codec jpeg only
+
+    def __post_init__(self):
+        check_frames_codec(self.frames_codec, self.jpeg_quality)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.frames_codec != "jpeg":  # changes no byte of the entry, so not its key either
+            del d["jpeg_quality"]
+        return d
 
 
 @dataclass

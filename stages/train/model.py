@@ -2,7 +2,9 @@
 
 * :class:`PeVLDataPreprocessor` moves a collated batch to the device and there turns the uint8
   frames into CLIP-normalised float32 (the loader never ships floats), casts the float16 mask
-  grids, and flattens test views (``(B, V, ...)`` -> ``(B * V, ...)``).
+  grids, and flattens test views (``(B, V, ...)`` -> ``(B * V, ...)``); with
+  ``data.decode_on_device`` it first decodes, crops and flips the batch's JPEG frames there
+  (:mod:`stages.data.device_frames`).
 * :class:`PeVLRunnerModel` builds the plain :class:`stages.model.PeVL` (``build_model``), gives it
   the entry's class texts, and exposes ``forward(mode='loss'|'predict')``; prediction averages the
   views' eq. (7) scores. Training autocasts here (bf16 needs no loss scaling, so no GradScaler and
@@ -28,6 +30,7 @@ from mmengine.model.wrappers import MMDistributedDataParallel
 from mmengine.optim import DefaultOptimWrapperConstructor
 
 from stages.data.dataset import CLIP_MEAN, CLIP_STD
+from stages.data.device_frames import frames_from_jpeg
 from stages.registry import MODEL_WRAPPERS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 
 _LOSS_PART_NAMES = {"loss_t": "l_text", "loss_r": "l_refine"}  # mmengine sums every key with 'loss'
@@ -43,7 +46,11 @@ class PeVLDataPreprocessor(BaseDataPreprocessor):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(3, 1, 1), persistent=False)
 
     def forward(self, data: dict, training: bool = False) -> dict:
-        data = self.cast_data(dict(data))
+        data = dict(data)
+        if "frames_jpeg" in data:  # data.decode_on_device: decode, crop and flip here
+            data["frames"] = frames_from_jpeg(data.pop("frames_jpeg"), data.pop("frames_jpeg_lengths"),
+                                              data.pop("frames_crop"), self.device)
+        data = self.cast_data(data)
         frames = data["frames"]
         views = 1
         if frames.dim() == 6:  # test: (B, V, T_v, 3, S, S)

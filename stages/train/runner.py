@@ -37,6 +37,7 @@ import stages.train.metrics  # noqa: F401  (registers the metric)
 import stages.train.model  # noqa: F401  (registers the wrappers)
 from cache import CacheEntry
 from stages.data.dataset import CacheClipDataset
+from stages.data.device_frames import collate_items
 from stages.nested_config import deep_merge, to_plain
 from stages.registry import HOOKS, SCOPE
 from stages.skeletons import get_skeleton
@@ -143,11 +144,27 @@ def prepare_model_cfg(cfg: Config, entry: CacheEntry) -> dict:
     return m
 
 
+def decode_on_device(data_cfg: dict, entry: CacheEntry, device: str) -> bool:
+    """``data.decode_on_device`` where it can apply (JPEG frames, a CUDA device); otherwise a
+    one-line notice and the loader decodes on the CPU as usual."""
+    if not data_cfg.get("decode_on_device"):
+        return False
+    if entry.frames_codec != "jpeg":
+        log.warning("data.decode_on_device: cache entry %s stores %s frames, not JPEG; nothing to decode on the "
+                    "device (extract with --frames-codec jpeg for that)", entry.key, entry.frames_codec)
+        return False
+    if device != "cuda":
+        log.warning("data.decode_on_device: no CUDA device, so the loader workers decode the JPEG frames on the CPU")
+        return False
+    return True
+
+
 def build_datasets(cfg: Config, entry: CacheEntry, crop_size: int, allow_partial: bool,
-                   train: bool = True) -> tuple[Optional[CacheClipDataset], CacheClipDataset]:
+                   train: bool = True, device: str = "cpu") -> tuple[Optional[CacheClipDataset], CacheClipDataset]:
     t, m, d = cfg.train, cfg.model, cfg.data
     common = dict(crop_size=crop_size, num_pose_frames=int(m.num_pose_frames),
-                  num_video_frames=int(m.num_video_frames), seed=int(t.seed), allow_partial=allow_partial)
+                  num_video_frames=int(m.num_video_frames), seed=int(t.seed), allow_partial=allow_partial,
+                  decode_on_device=decode_on_device(d, entry, device))
     train_ds = (CacheClipDataset(entry, d.get("train_split", "train"), mode="train", flip_prob=float(t.flip_prob),
                                  **common) if train else None)
     test_ds = CacheClipDataset(entry, d.get("test_split", "val"), mode="test", **common)
@@ -169,7 +186,7 @@ def runner_kwargs(cfg: Config, model, train_ds, test_ds, work_dir: Path, launche
     bs = int(t.batch_size)
     tbs = int(t.test_batch_size or bs)
     loader_common = dict(num_workers=nw, persistent_workers=nw > 0, pin_memory=cuda,
-                         collate_fn=dict(type="default_collate"))
+                         collate_fn=dict(type=collate_items))
     kw: dict[str, Any] = dict(
         model=model,
         work_dir=str(work_dir),
@@ -288,7 +305,7 @@ def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, laun
         work_dir.mkdir(parents=True, exist_ok=True)
     model = build_wrapped_model(cfg, entry, dev)
     sizes = _entry_checks(cfg, entry, model)
-    train_ds, test_ds = build_datasets(cfg, entry, sizes["crop_size"], allow_partial, train=True)
+    train_ds, test_ds = build_datasets(cfg, entry, sizes["crop_size"], allow_partial, train=True, device=dev)
     cost = model_cost(cfg, entry, model) if rank == 0 else {}
     kw = runner_kwargs(cfg, model, train_ds, test_ds, work_dir, launcher, dev, resume=resume, hooks=hooks)
     t0 = time.time()
@@ -354,7 +371,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str, entry: CacheEntry, out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
     model = build_wrapped_model(cfg, entry, dev)
     sizes = _entry_checks(cfg, entry, model)
-    _, test_ds = build_datasets(cfg, entry, sizes["crop_size"], allow_partial, train=False)
+    _, test_ds = build_datasets(cfg, entry, sizes["crop_size"], allow_partial, train=False, device=dev)
     cost = model_cost(cfg, entry, model) if rank == 0 else {}
     kw = runner_kwargs(cfg, model, None, test_ds, out_dir, launcher, dev, load_from=str(checkpoint))
     runner = Runner(**kw)

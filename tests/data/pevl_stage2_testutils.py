@@ -13,22 +13,24 @@ import pytest
 DEMO_OPTIONS = dict(clips_per_class=(2, 1), num_frames=32, workers=1)  # passed as `-o` strings
 
 
-def small_demo_data_cfg(base: Path) -> dict:
+def small_demo_data_cfg(base: Path, frames_codec: str = "none") -> dict:
     return dict(dataset="demo", root=str(base / "data"), pose_source=None, pose_checkpoint=None,
-                extract=dict(num_frames=16, short_side=128, grid_cell=16),
+                extract=dict(num_frames=16, short_side=128, grid_cell=16,
+                             **({"frames_codec": frames_codec} if frames_codec != "none" else {})),
                 dataset_options=dict(DEMO_OPTIONS), train_split="train", test_split="val")
 
 
-def small_demo_entry(tmp_path_factory) -> tuple[Path, Path, dict]:
-    """(cache_root, entry_dir, data_cfg) of the shared small demo entry (made on first use)."""
+def small_demo_entry(tmp_path_factory, frames_codec: str = "none") -> tuple[Path, Path, dict]:
+    """(cache_root, entry_dir, data_cfg) of the shared small demo entry (made on first use);
+    one entry per frames codec, from the same generated videos."""
     from pipeline.engines.local import run_extract
     from stages.data.lookup import extract_options
 
     base = tmp_path_factory.getbasetemp() / "stage2_small_demo"
     base.mkdir(exist_ok=True)
     cache = base / "cache"
-    data_cfg = small_demo_data_cfg(base)
-    marker = base / "entry.json"
+    data_cfg = small_demo_data_cfg(base, frames_codec)
+    marker = base / f"entry-{frames_codec}.json"
     with open(base / ".lock", "w") as lk:
         fcntl.flock(lk, fcntl.LOCK_EX)
         if not marker.is_file():
@@ -43,3 +45,9 @@ def small_demo(tmp_path_factory):
     """(cache_root, entry_dir, data_cfg) of a 30-clip demo entry made by the real extraction.
     Import it into a test module (``from pevl_stage2_testutils import small_demo``)."""
     return small_demo_entry(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def small_demo_jpeg(tmp_path_factory):
+    """The same small demo entry with ``--frames-codec jpeg`` (quality 95)."""
+    return small_demo_entry(tmp_path_factory, "jpeg")

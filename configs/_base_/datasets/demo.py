@@ -8,6 +8,9 @@ data = dict(
     pose_checkpoint=None,
     extract=dict(num_frames=16, short_side=128, grid_cell=16),
     dataset_options=dict(),
+    # True: with a --frames-codec jpeg entry the JPEG frames are decoded, cropped and flipped on
+    # the GPU (nvjpeg), not by the loader workers; without a CUDA device: a notice, CPU decoding
+    decode_on_device=False,
     train_split='train',
     test_split='val',
 )

@@ -1,0 +1,197 @@
+"""Store format 2: the chunk-file reader equals zarr, JPEG frames, old formats refused, damage named."""
+import json
+import mmap
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import zarr
+from typer.testing import CliRunner
+
+from cache import CacheStore, layout
+from cache.chunks import ChunkFormatError
+from cache.codecs import JpegFrames
+from cache.entry import CacheEntry, EntryFormatError
+from cache.writer import EntryWriter, create_entry
+
+T_V, H, W, F, V = 4, 64, 96, 10, 17
+
+
+def realistic_frames(seed: int, t: int = T_V, h: int = H, w: int = W) -> np.ndarray:
+    """Smooth texture, an edge and mild noise: compresses like footage, not like a test pattern."""
+    rng = np.random.default_rng(seed)
+    base = cv2.resize(rng.normal(0, 40, (h // 8, w // 8, 3)).astype(np.float32), (w, h),
+                      interpolation=cv2.INTER_CUBIC) + 120
+    base[h // 3:, w // 2:] += 50
+    return np.stack([np.clip(np.roll(base, 2 * i, 1) + rng.normal(0, 2, base.shape), 0, 255).astype(np.uint8)
+                     for i in range(t)])
+
+
+def clip_arrays(seed: int, boxes: bool = False) -> dict:
+    rng = np.random.default_rng(seed)
+    a = {"frames": realistic_frames(seed),
+         "frame_indices": np.array([1, 3, 6, 8], np.int32),
+         "keypoints": rng.uniform(0, 90, (F, V, 2)).astype(np.float32),
+         "scores": rng.uniform(0, 1, (F, V)).astype(np.float32),
+         "grids": np.zeros((T_V, V, H // 16, W // 16), np.float16)}
+    a["grids"][0, 3, 1, 2] = 0.5
+    if boxes:
+        a["person_boxes"] = rng.uniform(0, 90, (F, 4)).astype(np.float32)
+    return a
+
+
+def make_entry(root: Path, codec: str = "none", quality: int = 95, n: int = 2, fmt: int = layout.FORMAT_VERSION,
+               boxes: bool = False) -> CacheEntry:
+    settings = {"num_frames": T_V, "short_side": H, "grid_cell": 16, "frames_codec": codec, "min_frames": 2,
+                **({"jpeg_quality": quality} if codec == "jpeg" else {})}
+    key = f"{codec}{quality}{fmt}"
+    attrs = {"format": fmt, "key": key, "settings_hash": key, "dataset": "toy", "settings": settings,
+             "classes": ["a", "b"], "coarse_type": "toy", "skeleton": "coco17", "created": {"time": "now"}}
+    plan = [{"clip_id": f"c{i}", "uid": f"c{i}", "split": "train", "label": i % 2} for i in range(n)]
+    d = root / "entries" / "toy" / key
+    if fmt != layout.FORMAT_VERSION:  # what an old writer left: only the root attributes matter
+        g = zarr.open_group(d, mode="w", zarr_format=3)
+        g.attrs.update(attrs)
+        (d / "plan.json").write_text(json.dumps({"clips": plan}))
+        return d
+    entry = create_entry(d, attrs, plan, {"key": key})
+    w = EntryWriter(entry)
+    for i, c in enumerate(plan):
+        assert w.claim(c["uid"])
+        w.commit(c["uid"], clip_arrays(i, boxes), {"clip_id": c["clip_id"], "split": "train", "label": c["label"],
+                                                   "num_frames": F, "scale": [1.0, 1.0], "orig_size": [H, W]})
+    return entry
+
+
+def is_memory_mapped(a: np.ndarray) -> bool:
+    while isinstance(a, np.ndarray):
+        a = a.base
+    return isinstance(a.obj if isinstance(a, memoryview) else a, mmap.mmap)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0 ** 2 / mse))
+
+
+@pytest.mark.parametrize("codec", ["none", "lz4", "zstd"])
+def test_chunk_reader_gives_what_zarr_reads(tmp_path, codec):
+    entry = make_entry(tmp_path, codec, boxes=True)
+    for i, uid in enumerate(sorted(entry.done_uids())):
+        c = entry.read_clip(uid)
+        g = zarr.open_group(entry.path / "clips" / uid, mode="r")
+        for name in layout.CLIP_ARRAYS + ("person_boxes",):
+            want = g[name][...]
+            got = np.asarray(getattr(c, name))
+            assert got.dtype == want.dtype and got.shape == want.shape, name
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(got, clip_arrays(i, True)[name])
+        assert is_memory_mapped(c.frames) == (codec == "none")  # raw frames are mapped, not copied
+        assert c.attrs["num_frames"] == F and c.label == i % 2
+    assert CacheStore(tmp_path).verify(entry).ok
+
+
+def test_optional_arrays_stay_optional(tmp_path):
+    entry = make_entry(tmp_path)
+    c = entry.read_clip("c0")
+    assert c.person_boxes is None and c.frames.shape == (T_V, H, W, 3)
+    only = entry.read_clip("c0", arrays=("keypoints",))
+    assert only.frames is None and only.grids is None and only.keypoints.shape == (F, V, 2)
+
+
+@pytest.mark.filterwarnings("ignore:The data type .VariableLengthBytes")  # plain zarr says vlen bytes lack a v3 spec
+def test_jpeg_frames_round_trip_and_read_with_plain_zarr_and_any_decoder(tmp_path):
+    from PIL import Image
+    import io
+
+    entry = make_entry(tmp_path, "jpeg", quality=95)
+    raw = clip_arrays(0)["frames"]
+    c = entry.read_clip("c0")
+    assert isinstance(c.frames, JpegFrames) and c.frames.shape == raw.shape
+    decoded = np.asarray(c.frames)
+    assert decoded.dtype == np.uint8 and psnr(decoded, raw) > 35.0
+    np.testing.assert_array_equal(c.frames[[2, 0]], decoded[[2, 0]])  # decodes only what it is asked
+    np.testing.assert_array_equal(c.frames[1, 5:9], decoded[1, 5:9])
+    # outside our code: plain zarr gives the JPEG files, PIL (or any decoder) decodes them
+    g = zarr.open_group(entry.path / "clips" / "c0", mode="r")
+    files = g["frames"][...]
+    assert files.shape == (T_V,) and files[0][:2] == b"\xff\xd8"
+    assert g["frames"].attrs["jpeg"] == {"frame_shape": [H, W, 3], "quality": 95, "color": "RGB",
+                                         "subsampling": "4:2:0"}
+    pil = np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in files])
+    assert np.abs(pil.astype(int) - decoded).max() <= 1
+    # smaller than raw, and the quality setting is honoured (and keyed)
+    lo = make_entry(tmp_path / "q50", "jpeg", quality=50)
+    size = sum(len(b) for b in files)
+    size_lo = sum(len(b) for b in zarr.open_group(lo.path / "clips" / "c0", mode="r")["frames"][...])
+    assert size < raw.nbytes / 4 and size_lo < size
+    assert psnr(np.asarray(lo.read_clip("c0").frames), raw) < psnr(decoded, raw)
+    assert CacheStore(tmp_path).verify(entry).ok
+
+
+def test_verify_catches_damaged_jpeg_frames_and_missing_chunks(tmp_path):
+    entry = make_entry(tmp_path, "jpeg")
+    store = CacheStore(tmp_path)
+    chunk = entry.path / "clips" / "c0" / "frames" / "c" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[-10] ^= 0xFF  # one flipped byte inside the last JPEG
+    chunk.write_bytes(bytes(data))
+    rep = store.verify(entry)
+    assert rep.problems == ["clips/c0: frames: content does not match its digest"]
+    kp = entry.path / "clips" / "c1" / "keypoints" / "c" / "0" / "0" / "0"
+    kp.unlink()
+    with pytest.raises(ChunkFormatError, match="keypoints/c/0/0/0: chunk file missing"):
+        entry.read_clip("c1")
+    assert any("c1" in p and "chunk file missing" in p for p in store.verify(entry, deep=False).problems)
+
+
+def test_all_zero_arrays_are_written_not_left_to_fill_values(tmp_path):
+    entry = make_entry(tmp_path)
+    assert (entry.path / "clips" / "c1" / "grids" / "c" / "0" / "0" / "0" / "0").is_file()  # all zeros
+
+
+def test_old_format_entry_is_refused_and_reported_not_misread(tmp_path):
+    current = make_entry(tmp_path)
+    old = make_entry(tmp_path, fmt=1)
+    with pytest.raises(EntryFormatError, match=r"store format 1.*re-extract.*pipeline cache gc"):
+        CacheEntry(old)
+    store = CacheStore(tmp_path)
+    assert [e.key for e in store.entries()] == [current.key]
+    assert store.old_format_entries() == [(old, 1)]
+    with pytest.raises(EntryFormatError, match="pipeline cache gc"):
+        store.open(old.name)
+    acts = store.gc_plan()
+    assert [a.path for a in acts] == [old] and "re-extract" in acts[0].why
+
+    from pipeline.cli import app
+
+    run = CliRunner().invoke
+    ls = run(app, ["cache", "ls", "--cache-root", str(tmp_path), "--json"])
+    rows = {r["key"]: r for r in json.loads(ls.output)}
+    assert rows[old.name]["status"] == "old format 1" and rows[current.key]["status"] == "complete"
+    ls = run(app, ["cache", "ls", "--cache-root", str(tmp_path)])
+    assert ls.exit_code == 0 and "pipeline cache gc" in " ".join(ls.output.split())
+    ver = run(app, ["cache", "verify", "--cache-root", str(tmp_path)])
+    assert ver.exit_code == 1 and old.name in ver.output and "re-extract" in ver.output
+    one = run(app, ["cache", "verify", old.name, "--cache-root", str(tmp_path)])
+    assert one.exit_code == 1 and "store format 1" in " ".join(one.output.split())
+    gc = run(app, ["cache", "gc", "--cache-root", str(tmp_path)])
+    assert gc.exit_code == 0 and not old.exists() and current.path.exists()
+
+
+def test_hdf5_export_keeps_jpeg_files_and_optional_arrays(tmp_path):
+    import h5py
+
+    from cache.store import export_hdf5
+
+    entry = make_entry(tmp_path, "jpeg", boxes=True)
+    out = tmp_path / "e.h5"
+    assert export_hdf5(entry, out) == 2
+    with h5py.File(out, "r") as f:
+        for uid in ("c0", "c1"):
+            c = entry.read_clip(uid)
+            g = f["clips"][uid]
+            assert [bytes(x) for x in g["frames"][...]] == [bytes(b) for b in c.frames.encoded]
+            assert json.loads(g["frames"].attrs["jpeg"]) == c.frames.info
+            np.testing.assert_array_equal(g["person_boxes"][...], c.person_boxes)

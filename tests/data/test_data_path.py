@@ -1,0 +1,193 @@
+"""The fast read path gives the items the plain path gave; JPEG frames on the CPU and on a device."""
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from pevl_stage2_testutils import small_demo, small_demo_jpeg  # noqa: E402,F401  (session fixtures)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import simplejpeg  # noqa: E402
+import torch  # noqa: E402
+import zarr  # noqa: E402
+
+from stages.data import CacheClipDataset, item_rng  # noqa: E402
+from stages.data.device_frames import collate_items, frames_from_jpeg  # noqa: E402
+from stages.data.sampling import sample_pose_frames, sample_video_frames  # noqa: E402
+from stages.geometry import crop_offsets  # noqa: E402
+
+KW = dict(crop_size=112, num_pose_frames=48, seed=11)
+
+
+def reference_item(ds: CacheClipDataset, index: int, epoch: int, decode=None) -> tuple[dict, list]:
+    """The item as the format-1 reader built it: every array through the zarr API, then numpy
+    crops and flips and a permute (the code this reader replaced, kept here as the reference);
+    and its views (top, left, flip)."""
+    row = ds.rows[index]
+    g = zarr.open_group(ds.entry.path / "clips" / row["uid"], mode="r")
+    frames = g["frames"][...]
+    if decode is not None:
+        frames = decode(frames)
+    grids, fi, kp_all, sc_all = (g[k][...] for k in ("grids", "frame_indices", "keypoints", "scores"))
+    sx, sy = g.attrs["scale"]
+    rng = item_rng(ds.seed, epoch, index) if ds.mode == "train" else None
+    vsel = sample_video_frames(len(fi), ds.num_video_frames, rng)
+    frames, grids, vf = frames[vsel], grids[vsel], fi[vsel].astype(np.int64)
+    pose_idx, vpi = sample_pose_frames(len(kp_all), ds.num_pose_frames, vf, rng)
+    kp = (kp_all * np.array([sx, sy], np.float32))[pose_idx].astype(np.float32)
+    joints = np.concatenate([kp, sc_all[pose_idx].astype(np.float32)[..., None]], -1)
+    h, w = frames.shape[1:3]
+    s, cell = ds.crop_size, ds.cell
+    if rng is not None:
+        top, left = crop_offsets(h, w, s, cell, "random", rng)
+        views = [(top, left, bool(rng.random() < ds.flip_prob))]
+    else:
+        views = [(*crop_offsets(h, w, s, cell, where), False) for where in ds.test_crops]
+    out = {"frames": [], "joints": [], "mask_grid": []}
+    for top, left, flip in views:
+        f = frames[:, top:top + s, left:left + s]
+        gr = grids[..., top // cell:(top + s) // cell, left // cell:(left + s) // cell]
+        j = joints.copy()
+        j[..., 0] -= left
+        j[..., 1] -= top
+        if flip:
+            perm = ds.flip_index
+            f, gr, j = f[:, :, ::-1], gr[:, perm][..., ::-1], j[..., perm, :].copy()
+            j[..., 0] = np.nextafter((s - j[..., 0]).astype(np.float32), np.float32(-np.inf))
+        j[..., :2] /= s
+        out["frames"].append(torch.from_numpy(np.ascontiguousarray(f)).permute(0, 3, 1, 2).contiguous())
+        out["joints"].append(torch.from_numpy(np.ascontiguousarray(j, dtype=np.float32)))
+        out["mask_grid"].append(torch.from_numpy(np.ascontiguousarray(gr, dtype=np.float16)))
+    out = {k: (v[0] if rng is not None else torch.stack(v)) for k, v in out.items()}
+    out.update(video_pose_index=torch.from_numpy(vpi.astype(np.int64)), label=torch.tensor(int(row["label"])),
+               index=torch.tensor(index))
+    return out, views
+
+
+def assert_same_items(a: dict, b: dict) -> None:
+    assert sorted(a) == sorted(b)
+    for k in a:
+        assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
+        assert torch.equal(a[k], b[k]), k
+
+
+def decode_files(files) -> np.ndarray:
+    return np.stack([simplejpeg.decode_jpeg(bytes(b), colorspace="RGB") for b in files])
+
+
+def test_default_codec_items_are_the_items_the_zarr_reader_gave(small_demo):
+    _, entry_dir, _ = small_demo
+    for kw in (KW, dict(KW, num_pose_frames=16, num_video_frames=8)):
+        ds = CacheClipDataset(entry_dir, "train", mode="train", **kw)
+        frames = ds.entry.read_clip(ds.rows[0]["uid"]).frames
+        assert not frames.flags.writeable and not frames.flags.owndata  # a view of the mapped chunk
+        flips = set()
+        for epoch in range(3):
+            for i in range(0, len(ds), 4):
+                want, views = reference_item(ds, i, epoch)
+                assert_same_items(ds[(i, epoch)], want)
+                flips.add(views[0][2])
+        assert flips == {False, True}
+    test = CacheClipDataset(entry_dir, "val", mode="test", **KW)
+    for i in range(len(test)):
+        assert_same_items(test[i], reference_item(test, i, 0)[0])
+
+
+def test_jpeg_items_match_the_raw_items_within_the_codec_loss(small_demo, small_demo_jpeg):
+    raw = CacheClipDataset(small_demo[1], "train", **KW)
+    jpg = CacheClipDataset(small_demo_jpeg[1], "train", **KW)
+    assert jpg.entry.frames_codec == "jpeg" and raw.entry.frames_codec == "none"
+    for i in range(0, len(jpg), 5):
+        a, b = raw[(i, 1)], jpg[(i, 1)]
+        assert_same_items(b, reference_item(jpg, i, 1, decode=decode_files)[0])  # decoded outside our code
+        assert all(torch.equal(a[k], b[k]) for k in a if k != "frames")  # same crops, joints, grids
+        err = (a["frames"].double() - b["frames"].double()).pow(2).mean()
+        assert 10 * torch.log10(255.0 ** 2 / err) > 30.0  # PSNR in dB
+
+
+def cpu_decoder(files, device):
+    return [torch.from_numpy(simplejpeg.decode_jpeg(f.numpy().tobytes(), colorspace="RGB")).permute(2, 0, 1)
+            .to(device) for f in files]
+
+
+@pytest.mark.parametrize("mode,split", [("train", "train"), ("test", "val")])
+def test_frames_decoded_on_the_device_equal_the_loaders(small_demo_jpeg, mode, split):
+    _, entry_dir, _ = small_demo_jpeg
+    cpu = CacheClipDataset(entry_dir, split, mode=mode, **KW)
+    dev = CacheClipDataset(entry_dir, split, mode=mode, decode_on_device=True, **KW)
+    idx = [(i, 2) for i in range(min(5, len(cpu)))]
+    batch = collate_items([dev[i] for i in idx])
+    assert "frames" not in batch and len(batch["frames_jpeg"]) == len(idx)
+    want = collate_items([cpu[i] for i in idx])
+    got = frames_from_jpeg(batch["frames_jpeg"], batch["frames_jpeg_lengths"], batch["frames_crop"],
+                           torch.device("cpu"), decode=cpu_decoder)
+    assert got.shape == want["frames"].shape and torch.equal(got, want["frames"])
+    for k in ("joints", "mask_grid", "video_pose_index", "label"):
+        assert torch.equal(batch[k], want[k]), k
+    # the preprocessor does it on its own device, then normalises as for every batch
+    from stages.train.model import PeVLDataPreprocessor
+
+    pre = PeVLDataPreprocessor()
+    with pytest.raises(RuntimeError, match="needs a CUDA device"):  # nvjpeg only; CPU runs fall back earlier
+        pre(dict(batch), training=mode == "train")
+
+
+def test_decode_on_device_falls_back_to_the_cpu_with_one_notice(small_demo, small_demo_jpeg, caplog):
+    from mmengine.config import Config
+
+    from stages.train.runner import build_datasets
+
+    cfg = Config(dict(train=dict(seed=0, flip_prob=0.5), model=dict(num_pose_frames=16, num_video_frames=16),
+                      data=dict(small_demo_jpeg[2], decode_on_device=True)))
+    entry = CacheClipDataset(small_demo_jpeg[1], "train", crop_size=112).entry
+    with caplog.at_level(logging.WARNING, logger="stages.train.runner"):
+        train, test = build_datasets(cfg, entry, 112, allow_partial=False, device="cpu")
+    notes = [r.getMessage() for r in caplog.records]
+    assert len(notes) == 1 and "no CUDA device" in notes[0] and "CPU" in notes[0]
+    assert not train.decode_on_device and not test.decode_on_device
+    assert train[0]["frames"].shape == (16, 3, 112, 112)
+    caplog.clear()
+    raw = CacheClipDataset(small_demo[1], "train", crop_size=112).entry
+    with caplog.at_level(logging.WARNING, logger="stages.train.runner"):
+        train, _ = build_datasets(cfg, raw, 112, allow_partial=False, device="cuda")
+    assert not train.decode_on_device and "not JPEG" in caplog.records[0].getMessage()
+    with pytest.raises(ValueError, match="--frames-codec jpeg"):
+        CacheClipDataset(small_demo[1], "train", crop_size=112, decode_on_device=True)
+
+
+def numpy_pose_frames(num_frames, t, vf, rng):
+    """sample_pose_frames as format 1's reader computed it (numpy per video frame): the reference."""
+    from stages.geometry import segment_middle_indices, segment_random_indices
+
+    vf = np.asarray(vf, dtype=np.int64)
+    idx = segment_middle_indices(num_frames, t) if rng is None else segment_random_indices(num_frames, t, rng)
+    idx = np.clip(idx.astype(np.int64), 0, num_frames - 1)
+    vf = np.clip(vf, 0, num_frames - 1)
+    taken = np.zeros(t, dtype=bool)
+    slot_of = np.empty(len(vf), dtype=np.int64)
+    for k in np.argsort(vf, kind="stable"):
+        d = np.abs(idx - vf[k]).astype(np.float64)
+        d[taken] = np.inf
+        j = int(np.argmin(d))
+        taken[j] = True
+        slot_of[k] = j
+        idx[j] = vf[k]
+    order = np.lexsort((np.arange(t), idx))
+    new_pos = np.empty(t, dtype=np.int64)
+    new_pos[order] = np.arange(t)
+    return idx[order], new_pos[slot_of]
+
+
+def test_pose_frame_sampling_equals_the_numpy_original():
+    gen = np.random.default_rng(0)
+    for case in range(1500):
+        n, t = int(gen.integers(1, 200)), int(gen.integers(1, 64))
+        tv = int(gen.integers(max(1, t - 3) if case % 2 else 1, t + 1))  # half the cases nearly fill every slot
+        vf = gen.integers(-2, n + 3, tv)  # unsorted, repeated, out of range: all clipped alike
+        seed = None if case % 3 == 0 else case
+        a = sample_pose_frames(n, t, vf, None if seed is None else np.random.default_rng(seed))
+        b = numpy_pose_frames(n, t, vf, None if seed is None else np.random.default_rng(seed))
+        for x, y in zip(a, b):
+            assert x.dtype == y.dtype and np.array_equal(x, y), (n, t, vf, seed)
