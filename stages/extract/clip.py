@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from stages.datasets.base import ClipRecord, DatasetAdapter, PoseTrack
-from stages.extract.decode import DecodeError, VideoInfo, probe, read_frames
+from stages.extract.decode import DecodeError, VideoInfo, describe, probe, read_frames
 from stages.extract.person_boxes import default_person_boxes
 from stages.extract.pose.base import PoseSource, PoseSourceError
 from stages.geometry import joint_patch_grid, resized_size, segment_middle_indices
@@ -88,6 +88,7 @@ def extract_clip(
     notes: list[str] = []
     try:
         info: VideoInfo = probe(clip.video)
+        notes.extend(describe(info))
         box_info: dict = {"source": None}
         out_h, out_w = resized_size(info.height, info.width, settings.short_side, settings.grid_cell)
         small: list[np.ndarray] = []
@@ -95,7 +96,7 @@ def extract_clip(
 
         def frames_keeping_small():
             for f in read_frames(clip.video, info, start_time=clip.start_time, end_time=clip.end_time,
-                                 start_frame=clip.start_frame, end_frame=clip.end_frame):
+                                 start_frame=clip.start_frame, end_frame=clip.end_frame, notes=notes):
                 small.append(cv2.resize(f, (out_w, out_h), interpolation=cv2.INTER_AREA))
                 yield f
 
@@ -140,6 +141,7 @@ def extract_clip(
         "scale": [sx, sy],
         "codec": info.codec,
         "rotation": info.rotation,
+        "sar": list(info.sar),
         "person_boxes": box_info["source"],  # "dataset" | "detector" | "whole frame" | None (no frames used)
         **({"person_boxes_detail": box_info} if box_info["source"] == "detector" else {}),
         "pose_info": pose.clip_info(clip),
