@@ -45,6 +45,7 @@ class ClipData:
     grids: np.ndarray  # (T_v, V, H / cell, W / cell)
     grid_cell: int
     attrs: dict = field(default_factory=dict)
+    person_boxes: Optional[np.ndarray] = None  # (F, 4) xyxy original pixels: the boxes HRNet used, if any
 
     @property
     def num_frames(self) -> int:
@@ -203,6 +204,8 @@ class CacheEntry:
         g = self.clip_group(uid)
         row = self._by_uid.get(uid, {})
         data = {name: (g[name][...] if name in arrays else None) for name in layout.CLIP_ARRAYS}
+        present = set(g.array_keys())
+        data.update({name: g[name][...] for name in layout.OPTIONAL_CLIP_ARRAYS if name in present})
         attrs = dict(g.attrs)
         return ClipData(
             clip_id=attrs.get("clip_id", row.get("clip_id", uid)),

@@ -17,6 +17,9 @@ entry key, so old entries are never misread; ``pipeline cache gc`` removes them.
         keypoints        (F, V, 2) float32: x, y of every decoded frame, original pixels
         scores           (F, V) float32 joint confidences
         grids            (T_v, V, H/cell, W/cell) float16 confidence-weighted joint-to-patch planes
+        person_boxes     optional (F, 4) float32 x1, y1, x2, y2 in original pixels, one per decoded
+                         frame: the boxes HRNet cropped (from the dataset or a detector); absent
+                         when HRNet ran on whole frames or the poses came from a file/the dataset
         attrs            clip_id, split, label, source, cut, num_frames, fps, orig_size, ...
       failures/<uid>.json  why a clip could not be extracted
       claims/<uid>         a writer is working on the clip (host, pid, time); heartbeated
@@ -43,6 +46,7 @@ MANIFEST = "manifest.json"
 PLAN = "plan.json"
 
 CLIP_ARRAYS = ("frames", "frame_indices", "keypoints", "scores", "grids")
+OPTIONAL_CLIP_ARRAYS = ("person_boxes",)  # present only for some clips (see the layout above)
 
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,150}$")
 

@@ -121,6 +121,9 @@ class CacheStore:
                     rep.problems.append(f"clips/{uid}: grids {gr.shape} do not match frames {fr.shape}")
                 if kp.shape[:2] != sc.shape or kp.shape[0] != int(g.attrs["num_frames"]):
                     rep.problems.append(f"clips/{uid}: keypoints {kp.shape} / scores {sc.shape}")
+                if "person_boxes" in names and g["person_boxes"].shape != (kp.shape[0], 4):
+                    rep.problems.append(f"clips/{uid}: person_boxes {g['person_boxes'].shape}, expected "
+                                        f"({kp.shape[0]}, 4)")
                 if deep:
                     for name, want in dict(g.attrs.get("digests", {})).items():
                         if array_digest(g[name][...]) != want:
@@ -242,8 +245,10 @@ def export_hdf5(entry: CacheEntry, out_path: os.PathLike, progress=None) -> int:
         for c in rows:
             data = entry.read_clip(c["uid"])
             g = clips.create_group(c["uid"])
-            for name in layout.CLIP_ARRAYS:
+            for name in layout.CLIP_ARRAYS + layout.OPTIONAL_CLIP_ARRAYS:
                 a = getattr(data, name)
+                if a is None:  # an optional array this clip does not have
+                    continue
                 g.create_dataset(name, data=a, compression="lzf" if name in ("frames", "grids") else None)
             for k, v in data.attrs.items():
                 g.attrs[k] = json.dumps(v) if not isinstance(v, (int, float, str)) else v

@@ -307,6 +307,16 @@ def _expected_span(info, start_time, end_time, start_frame, end_frame) -> Option
     return t1 - t0 if t1 > t0 else None
 
 
+def expected_frames(info: VideoInfo, start_time=None, end_time=None, start_frame=None,
+                    end_frame=None) -> Optional[int]:
+    """How many frames the header promises for this cut (None when it cannot tell). A promise, not a
+    count: a variable rate or a wrong container duration make it differ from what decodes."""
+    if start_frame is not None and end_frame is not None:
+        return max(0, end_frame - start_frame)
+    span = _expected_span(info, start_time, end_time, start_frame, end_frame)
+    return int(round(span * info.fps)) if span and info.fps else None
+
+
 def decode_clip(path: str, notes: Optional[list] = None, **cut) -> tuple[VideoInfo, list[np.ndarray]]:
     """Probe and decode a whole clip into memory (tests and small clips)."""
     info = probe(path)
