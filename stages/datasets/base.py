@@ -150,6 +150,14 @@ class DatasetAdapter:
         """Per-frame person boxes ``(F, 4)`` xyxy in original pixels, or None (whole frame)."""
         return None
 
+    def clips_without_poses(self, clips: list[ClipRecord]) -> Optional[list[str]]:
+        """Ids of ``clips`` for which :meth:`dataset_poses` has nothing (None: not known before trying)."""
+        return None
+
+    def clip_aliases(self, clip: ClipRecord) -> tuple[str, ...]:
+        """Other names other toolkits' files (mmaction2/pyskl skeleton pickles) give this clip."""
+        return ()
+
 
 def default_data_root(cache_root: Optional[os.PathLike] = None) -> Path:
     """Where generated datasets (the demo) are written: ``$PEVL_DATA``, else ``<cache>/datasets``
