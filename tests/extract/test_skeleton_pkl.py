@@ -244,3 +244,61 @@ def test_cli_says_so_and_dataset_info_counts_coverage(tmp_path):
     res = runner.invoke(app, ["dataset", "info", "--dataset", "gym99", "--root", str(root), "--pose-source",
                               f"pkl:{pkl}"])
     assert res.exit_code == 0 and "2 of 3 clips (train 1/2, val 1/1)" in res.output.replace("\n", " ")
+
+
+# -- the restricted unpickler bounds memory -----------------------------------------------------------
+class _Asks:
+    """Pickles as a call to ``func(*args)``; unpickling would make the call."""
+
+    def __init__(self, func, *args, state=None):
+        self.func, self.args, self.state = func, args, state
+
+    def __reduce__(self):
+        return (self.func, self.args) if self.state is None else (self.func, self.args, self.state)
+
+
+def _reconstruct():
+    try:
+        from numpy._core.multiarray import _reconstruct as r
+    except ImportError:
+        from numpy.core.multiarray import _reconstruct as r
+    return r
+
+
+HUGE = 10 ** 12  # a terabyte: refused by arithmetic, never attempted
+
+
+@pytest.mark.parametrize("payload, match", [
+    (_Asks(bytes, HUGE), r"refusing bytes\(1000000000000\)"),
+    (_Asks(bytearray, HUGE), r"refusing bytearray\(1000000000000\)"),
+    (_Asks(_reconstruct(), np.ndarray, (HUGE,), b"b"), r"refusing an array of shape \(1000000000000,\)"),
+    (_Asks(np.ndarray, (10 ** 6, 10 ** 6)), "refusing to construct a numpy array directly"),
+    # an object array's state: numpy would size a billion slots before reading any
+    (_Asks(_reconstruct(), np.ndarray, (0,), b"b", state=(1, (10 ** 9,), np.dtype("O"), False, [1])),
+     "refusing an object array"),
+])
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_pickles_asking_for_huge_allocations_are_refused(tmp_path, payload, match, protocol):
+    p = tmp_path / "bomb.pkl"
+    p.write_bytes(pickle.dumps({"annotations": [payload]}, protocol=protocol))
+    assert p.stat().st_size < 1000
+    with pytest.raises(pickle.UnpicklingError, match=match):
+        load_skeleton_pickle(p)
+
+
+@pytest.mark.parametrize("opcode", [pickle.BINBYTES8, pickle.BYTEARRAY8, pickle.BINUNICODE8, pickle.FRAME])
+def test_declared_lengths_beyond_the_file_are_refused_before_allocating(opcode):
+    import struct
+
+    raw = pickle.PROTO + b"\x05" + opcode + struct.pack("<Q", HUGE) + b"abc" + pickle.STOP
+    with pytest.raises(pickle.UnpicklingError, match="refusing a pickle (that declares a|frame of) 1,000,000,000,000"):
+        restricted_load(raw)
+
+
+def test_real_arrays_still_load_in_every_protocol():
+    data = {"k": np.arange(12, dtype=np.float16).reshape(3, 4), "s": np.float32(2.5), "b": b"xyz",
+            "ba": bytearray(b"ab"), "t": (1, "two", [3.0])}
+    for protocol in range(0, pickle.HIGHEST_PROTOCOL + 1):
+        out = restricted_load(pickle.dumps(data, protocol=protocol))
+        np.testing.assert_array_equal(out["k"], data["k"])
+        assert out["s"] == 2.5 and out["b"] == b"xyz" and out["ba"] == bytearray(b"ab") and out["t"] == (1, "two", [3.0])
