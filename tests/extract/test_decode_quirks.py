@@ -169,3 +169,31 @@ def test_frame_size_disagreeing_with_the_probe_is_an_error(tmp_path):
     wrong = replace(info, width=48, height=64)  # what a probe that missed a rotation would say
     with pytest.raises(DecodeError, match="decoded frame 0 is 64x48, but the stream header says 48x64"):
         list(read_frames(str(p), wrong))
+
+
+def test_rotated_phone_video_extracts_upright_with_poses_in_its_frames(tmp_path):
+    """Through extraction: the cached frames are portrait, orig_size is the displayed size, and poses
+    given for the displayed frames (img_shape (64, 48)) are taken as they are, not rescaled."""
+    import pickle
+
+    from pevl_testutils import write_custom_dataset
+    from stages.datasets import create_dataset
+    from stages.extract.clip import ExtractSettings, extract_clip
+    from stages.extract.pose import create_pose_source
+
+    root = tmp_path / "data"
+    _pattern_video(tmp_path / "stored.mp4")
+    root.mkdir()
+    remux(tmp_path / "stored.mp4", root / "phone.mp4", before_input=("-display_rotation", "90"))
+    write_custom_dataset(root, [("phone.mp4", 0, "train")], ["a", "b"])
+    kp = np.tile(np.array([[10.0, 50.0]], np.float32), (1, 4, 17, 1))  # (M, T, V, 2) in displayed pixels
+    (tmp_path / "poses.pkl").write_bytes(pickle.dumps([{
+        "frame_dir": "phone", "img_shape": (64, 48), "keypoint": kp, "keypoint_score": np.ones((1, 4, 17), np.float32)}]))
+    ds = create_dataset("custom", root=root)
+    (clip,) = ds.load().clips
+    res = extract_clip(clip, ds, create_pose_source(f"pkl:{tmp_path / 'poses.pkl'}"),
+                       ExtractSettings(num_frames=2, short_side=48))
+    assert res.attrs["orig_size"] == [64, 48] and res.attrs["rotation"] == 90
+    assert res.arrays["frames"].shape[1:3] == (64, 48)  # portrait, as displayed
+    np.testing.assert_array_equal(res.arrays["keypoints"][0, 0], [10.0, 50.0])
+    assert not any("rescaled" in n for n in res.notes) and any("displayed" in n for n in res.notes)
