@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from pipeline.commands.common import (CacheRootOpt, CoarseTypeOpt, DatasetOpt, DatasetOptsOpt, RootOpt, console,
@@ -75,7 +76,7 @@ def info(
     if summary["classes_without_clips"]:
         t.add_row("classes with no clip", str(len(summary["classes_without_clips"])))
     for k, v in index.meta.items():
-        t.add_row(str(k), str(v))
+        t.add_row(str(k).replace("_", " "), escape(_plain(v)))
     if coverage is not None:
         per = ", ".join(f"{s} {v['clips'] - v['without_poses']}/{v['clips']}" for s, v in sorted(coverage["by_split"].items()))
         t.add_row(f"poses in {pose_source}", f"{coverage['clips'] - coverage['without_poses']} of {coverage['clips']} "
@@ -86,3 +87,15 @@ def info(
         for i, txt in enumerate(index.classes):
             ct.add_row(str(i), str(per_class.get(i, 0)), txt)
         out.print(ct)
+
+
+def _plain(v, top: bool = True) -> str:
+    """A meta value for the table: dicts as "key: value", long lists counted (--json has them all)."""
+    if isinstance(v, dict):
+        inner = ", ".join(f"{k}: {_plain(x, False)}" for k, x in v.items())
+        return (inner or "none") if top else "{" + inner + "}"
+    if isinstance(v, (list, tuple)):
+        if top and len(v) > 6:
+            return f"{len(v)} entries (--json lists them)"
+        return "[" + ", ".join(_plain(x, False) for x in v) + "]"
+    return str(v)
