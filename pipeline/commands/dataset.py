@@ -45,6 +45,8 @@ def info(
                 pose = make_pose_source(pose_source, opts, adapter)
                 coverage = pose_coverage(pose, index, adapter)
                 pose.close()
+                if coverage is not None:
+                    coverage.pop("missing")
     except Exception as e:
         console.print(f"[red]error:[/] {e}")
         raise typer.Exit(2)

@@ -130,7 +130,8 @@ def make_pose_source(spec: str, opts: ExtractOptions, adapter: DatasetAdapter) -
 
 
 def pose_coverage(pose: PoseSource, index: DatasetIndex, adapter: DatasetAdapter) -> Optional[dict]:
-    """Which clips ``pose`` has no poses for, counted per split (None: it cannot tell before trying)."""
+    """Which clips ``pose`` has no poses for, counted per split (None: it cannot tell before trying).
+    ``"missing"`` holds every such clip id (``"examples"`` the first few, for messages)."""
     missing = pose.clips_without_poses(index.clips, adapter)
     if missing is None:
         return None
@@ -141,7 +142,7 @@ def pose_coverage(pose: PoseSource, index: DatasetIndex, adapter: DatasetAdapter
         s["clips"] += 1
         s["without_poses"] += c.clip_id in lost
     return {"clips": len(index.clips), "without_poses": len(lost), "by_split": by_split,
-            "examples": missing[:5]}
+            "examples": missing[:5], "missing": missing}
 
 
 def _coverage_message(spec: str, cov: dict) -> str:
@@ -151,7 +152,8 @@ def _coverage_message(spec: str, cov: dict) -> str:
             f"e.g. {', '.join(cov['examples'][:3])}). Nothing was extracted. Pass --missing-poses skip to leave "
             "them out of the entry, or --missing-poses fail to keep them in it as failed clips (not decoded)"
             + (", or choose a split the file covers (FineGym: -o split_version=1.0 for mmaction2's gym_2d.pkl)"
-               if spec.startswith("pkl:") else "") + ".")
+               if spec.startswith("pkl:") else ", or point the dataset at its pose files (docs/datasets.md)")
+            + ".")
 
 
 def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
@@ -174,10 +176,12 @@ def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
         raise ValueError(f"--missing-poses {opts.missing_poses!r}: want one of {MISSING_POSES_CHOICES}")
     coverage = pose_coverage(pose, index, adapter)
     no_pose: frozenset = frozenset()
-    if coverage and coverage["without_poses"]:
+    if coverage and not coverage["without_poses"]:
+        coverage = None  # every clip covered: nothing to record
+    if coverage:
         if opts.missing_poses == "error":
             raise MissingPosesError(_coverage_message(pose_spec, coverage))
-        lost = set(pose.clips_without_poses(index.clips, adapter))
+        lost = set(coverage.pop("missing"))
         if opts.missing_poses == "skip":
             index = dataclasses.replace(index, clips=[c for c in index.clips if c.clip_id not in lost])
         else:
@@ -223,7 +227,7 @@ def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
         "dataset_meta": index.meta,
         "created": created,
     }
-    if coverage and coverage["without_poses"]:
+    if coverage:
         root_attrs["clips_without_poses"] = coverage
     manifest = {
         "what": "PeVL stage-one cache entry (see cache/layout.py for the layout)",
