@@ -62,7 +62,6 @@ Person boxes (option ``boxes=PATH``): :mod:`stages.datasets.finegym_boxes`.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from pathlib import Path
@@ -75,6 +74,7 @@ from stages.datasets.base import (
     DatasetAdapter,
     DatasetIndex,
     DatasetLayoutError,
+    read_json,
 )
 from stages.datasets.finegym_boxes import BoxFile, load_boxes
 from stages.registry import DATASETS
@@ -462,13 +462,7 @@ class _Times:
 
     @staticmethod
     def _load(path: Path) -> dict:
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise DatasetLayoutError(f"{path}: not valid JSON ({e})") from None
-        if not isinstance(data, dict):
-            raise DatasetLayoutError(f"{path}: expected a JSON object keyed by video id")
-        return data
+        return read_json(path, dict, "a JSON object keyed by video id")
 
     @property
     def ann(self) -> Optional[dict]:

@@ -24,7 +24,6 @@ decoded frames and aligns their count with a note, or refuses the clip.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from stages.datasets.base import DatasetLayoutError
+from stages.datasets.base import DatasetLayoutError, read_json
 from stages.safe_pickle import restricted_load
 
 SUPPORTED = ("(T, 4) x1 y1 x2 y2 per frame, (T, 5) with a score column, (1, T, 4|5) for one person, "
@@ -58,10 +57,7 @@ def _read(p: Path) -> Any:
         with open(p, "rb") as f:
             return restricted_load(f)
     if suffix == ".json":
-        try:
-            return json.loads(p.read_text())
-        except json.JSONDecodeError as e:
-            raise DatasetLayoutError(f"boxes file {p}: not valid JSON ({e})") from None
+        return read_json(p)
     raise DatasetLayoutError(f"boxes file {p}: expected .json, .npz or .pkl")
 
 
