@@ -24,12 +24,12 @@ def entry(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("show")
     root = tmp / "data"
-    make_video(root / "v0.mp4", frames=3, size=(96, 64))
-    make_video(root / "v1.mp4", frames=3, size=(64, 96))  # portrait, for the gallery
+    make_video(root / "v0.mp4", frames=2, size=(96, 64))
+    make_video(root / "v1.mp4", frames=2, size=(64, 96))  # portrait, for the gallery
     write_custom_dataset(root, [("v0.mp4", 0, "train"), ("v1.mp4", 1, "val")], ["jump", "spin"])
     mp = pytest.MonkeyPatch()
     mp.setattr(CustomDataset, "person_boxes",
-               lambda self, c: np.array([[10, 8, 60, 56]] * 3, np.float32) if c.clip_id == "v0" else None)
+               lambda self, c: np.array([[10, 8, 60, 56]] * 2, np.float32) if c.clip_id == "v0" else None)
     try:
         rep = run_extract(ExtractOptions(dataset="custom", root=str(root), cache_root=str(tmp / "cache"),
                                          pose_checkpoint="none", pose_flip_test=False, pose_batch_size=4,

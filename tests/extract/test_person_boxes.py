@@ -186,14 +186,14 @@ def test_dataset_boxes_for_another_cut_are_refused_naming_the_clip(hrnet_plan, m
 
 
 def test_box_count_checked_against_decoded_frames_not_the_header(tmp_path, monkeypatch, hrnet_plan):
-    """A container that promises 50 frames (its audio lasts 5 s) but holds 10: 10 boxes fit exactly,
+    """A container that promises 50 frames (its audio lasts 5 s) but holds 3: 3 boxes fit exactly,
     50 boxes (streamed one per frame as the header promised) are refused once the clip is decoded."""
     import subprocess
 
     from pevl_testutils import ffmpeg_exe, make_timecoded_video
 
     _, pose = hrnet_plan
-    v = make_timecoded_video(tmp_path / "v.mp4", 10, size=(80, 32))
+    v = make_timecoded_video(tmp_path / "v.mp4", 3, size=(80, 32))
     subprocess.run([ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "sine=d=5",
                     str(tmp_path / "a.m4a")], check=True)
     av = tmp_path / "av.mp4"
@@ -203,13 +203,13 @@ def test_box_count_checked_against_decoded_frames_not_the_header(tmp_path, monke
     p = plan_entry(_opts(root, tmp_path / "cache"))
     clip = p.index.clips[0]
     settings = ExtractSettings(num_frames=2, short_side=32)
-    boxes = np.array([[2 + i, 2, 40, 30] for i in range(10)], np.float32)
+    boxes = np.array([[2 + i, 2, 40, 30] for i in range(3)], np.float32)
     _with_boxes(monkeypatch, p.adapter, boxes)
     res = extract_clip(clip, p.adapter, pose, settings)
     np.testing.assert_array_equal(res.arrays["person_boxes"], boxes)
     assert not any("dataset boxes" in n for n in res.notes)
-    _with_boxes(monkeypatch, p.adapter, np.repeat(boxes, 5, axis=0))
-    with pytest.raises(ClipError, match="gives 50 person boxes, the clip decoded 10"):
+    _with_boxes(monkeypatch, p.adapter, np.repeat(boxes, 50, axis=0)[:50])
+    with pytest.raises(ClipError, match="gives 50 person boxes, the clip decoded 3"):
         extract_clip(clip, p.adapter, pose, settings)
 
 
