@@ -11,6 +11,7 @@ import numpy as np
 import simplejpeg
 
 from cache import claims, layout
+from cache.chunks import read_group_meta
 from cache.codecs import JpegFrames, encoded_digest
 from cache.entry import CacheEntry, EntryFormatError, EntryNotFoundError
 from cache.fsutil import dir_size, read_json, remove_tree
@@ -215,6 +216,13 @@ def _clip_problems(entry: CacheEntry, uid: str, deep: bool) -> list[str]:
     t_v, cell = int(settings["num_frames"]), int(settings["grid_cell"])
     c = entry.read_clip(uid)
     out = []
+    # the reader trusts the clip's consolidated metadata: an array on disk it does not list (or
+    # one it lists that is gone) means the clip was changed behind the writer's back
+    clip_dir = entry.path / layout.CLIPS_DIR / uid
+    _, listed = read_group_meta(clip_dir)
+    on_disk = {d.name for d in os.scandir(clip_dir) if d.is_dir() and os.path.isfile(os.path.join(d.path, "zarr.json"))}
+    if on_disk != set(listed):
+        out.append(f"arrays on disk {sorted(on_disk)} differ from those the clip's metadata lists {sorted(listed)}")
     fr, gr, kp, sc = c.frames, c.grids, c.keypoints, c.scores
     jpeg = isinstance(fr, JpegFrames)
     if jpeg != (settings["frames_codec"] == "jpeg"):

@@ -40,3 +40,57 @@ def write_custom_dataset(root: Path, clips: list[tuple[str, int, str]], classes:
         rows = [f"{p},{lab}" for p, lab, s in clips if s == split]
         (root / f"{split}.csv").write_text("path,label\n" + "\n".join(rows) + ("\n" if rows else ""))
     return root
+
+
+# -- time-coded videos: each frame shows its own number ----------------------------------------------
+TIMECODE_BITS = 10
+TIMECODE_STRIPE = 8  # pixels per bit: wide enough to survive any lossy codec
+
+
+def timecode_frame(k: int, size: tuple[int, int] = (80, 32), noise: bool = False) -> "np.ndarray":
+    """An RGB frame whose left ``TIMECODE_BITS`` stripes spell ``k`` in binary (white = 1); with
+    ``noise`` the rest is random (a file mostly of frame data, like real footage)."""
+    import numpy as np
+
+    w, h = size
+    img = np.full((h, w, 3), 64, np.uint8)
+    if noise:
+        img[:] = np.random.default_rng(k).integers(0, 256, img.shape, dtype=np.uint8)
+    for b in range(TIMECODE_BITS):
+        img[:, b * TIMECODE_STRIPE:(b + 1) * TIMECODE_STRIPE] = 255 if (k >> b) & 1 else 0
+    return img
+
+
+def read_timecode(frame) -> int:
+    """The number :func:`timecode_frame` drew, read back from a decoded frame."""
+    row = frame[frame.shape[0] // 2]
+    return sum(1 << b for b in range(TIMECODE_BITS)
+               if row[int((b + 0.5) * TIMECODE_STRIPE)].mean() > 128)
+
+
+def make_timecoded_video(path: Path, frames: int, fps: int = 10, size: tuple[int, int] = (80, 32),
+                         codec: tuple[str, ...] = ("-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p"),
+                         vf: str | None = None, extra: tuple[str, ...] = (), noise: bool = False) -> Path:
+    """A video whose frame ``k`` (at ``fps``, i.e. at time ``k / fps``) shows ``k``.
+
+    ``vf`` filters before encoding (e.g. ``select`` for an irregular subset: variable frame rate);
+    ``codec`` and ``extra`` are ffmpeg output arguments.
+    """
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w, h = size
+    raw = np.stack([timecode_frame(k, size, noise) for k in range(frames)]).tobytes()
+    cmd = [ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+           "-s", f"{w}x{h}", "-r", str(fps), "-i", "-"]
+    if vf:
+        cmd += ["-vf", vf, "-fps_mode", "passthrough"]
+    subprocess.run(cmd + list(codec) + list(extra) + [str(path)], input=raw, check=True)
+    return path
+
+
+def remux(src: Path, dst: Path, before_input: tuple[str, ...] = (), after_input: tuple[str, ...] = ()) -> Path:
+    """Copy the streams of ``src`` into ``dst`` (e.g. with a display rotation), re-encoding nothing."""
+    subprocess.run([ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", *before_input, "-i", str(src),
+                    *after_input, "-c", "copy", str(dst)], check=True)
+    return dst

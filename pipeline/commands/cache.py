@@ -1,4 +1,4 @@
-"""``pipeline cache ls | info | verify | gc | export``: inspect, check and clean the shared cache."""
+"""``pipeline cache ls | info | verify | gc | export | show``: inspect, check, clean and look at the shared cache."""
 from __future__ import annotations
 
 import json
@@ -165,3 +165,61 @@ def cache_export(
         task = prog.add_task(f"exporting {e.key}", total=max(1, e.status().done))
         n = export_hdf5(e, h5, progress=lambda i, t: prog.update(task, completed=i))
     console.print(f"wrote {n} clips to {h5}")
+
+
+@app.command("show")
+def cache_show(
+    key: str = typer.Argument(..., help="Entry key (a unique prefix is enough) or path."),
+    clip_id: Optional[str] = typer.Argument(None, help="The clip to draw (its id or uid); not with --gallery."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="PNG to write. Default: <clip uid>.png, or gallery-<key>.png with --gallery, in the current folder."),
+    video: bool = typer.Option(False, "--video", help="Also write an MP4 of the cached frames with the same drawing (next to the PNG, .mp4)."),
+    fps: float = typer.Option(4.0, "--fps", min=0.1, help="Frame rate of the --video MP4 (the cached frames are T_v samples of the clip)."),
+    gallery: Optional[int] = typer.Option(None, "--gallery", min=1, help="N random clips of the entry on one sheet (the middle cached frame of each) instead of one clip."),
+    split: Optional[str] = typer.Option(None, "--split", help="With --gallery: only clips of this split."),
+    seed: int = typer.Option(0, "--seed", help="With --gallery: which random clips (the same seed, the same clips)."),
+    cache_root: Optional[Path] = CacheRootOpt,
+):
+    """Draw what stage one cached: frames with the poses (edges; joints coloured by confidence, red to green),
+    the mask grid as a translucent overlay and the person boxes HRNet used. Check a real dataset's cuts, boxes
+    and poses here before spending GPU days on it."""
+    import random
+
+    from cache import CacheStore
+    from stages.show import clip_sheet, frame_overlay, gallery_sheet, write_mp4, write_png
+    from stages.skeletons import get_skeleton
+
+    try:
+        e = CacheStore(cache_root).open(key)
+    except Exception as ex:
+        console.print(f"[red]error:[/] {ex}")
+        raise typer.Exit(2)
+    skeleton = get_skeleton(e.skeleton)
+    rows = e.clips(split=split)
+    if gallery is not None:
+        if clip_id is not None:
+            raise typer.BadParameter("give a CLIP_ID or --gallery N, not both")
+        if not rows:
+            console.print(f"[red]error:[/] entry {e.key} has no cached clips" + (f" in split {split}" if split else ""))
+            raise typer.Exit(2)
+        picked = random.Random(seed).sample(rows, min(gallery, len(rows)))
+        clips = [e.read_clip(r["uid"]) for r in picked]
+        sheet = gallery_sheet(clips, skeleton, [e.classes[c.label] for c in clips])
+        path = write_png(out or Path(f"gallery-{e.key}.png"), sheet)
+        console.print(f"wrote {path} ({len(clips)} clips of {len(rows)})")
+        return
+    if clip_id is None:
+        raise typer.BadParameter("give a CLIP_ID (see `pipeline cache info`) or --gallery N")
+    row = next((r for r in rows if clip_id in (r["clip_id"], r["uid"])), None)
+    if row is None:
+        known = e.clips(done_only=False)
+        why = "is not cached yet (failed or not extracted)" if any(
+            clip_id in (r["clip_id"], r["uid"]) for r in known) else "is not in this entry"
+        console.print(f"[red]error:[/] clip {clip_id!r} {why}")
+        raise typer.Exit(2)
+    clip = e.read_clip(row["uid"])
+    label = e.classes[clip.label] if 0 <= clip.label < len(e.classes) else None
+    path = write_png(out or Path(f"{row['uid']}.png"), clip_sheet(clip, skeleton, label))
+    console.print(f"wrote {path}")
+    if video:
+        mp4 = write_mp4(path.with_suffix(".mp4"), [frame_overlay(clip, t, skeleton) for t in range(len(clip.frames))], fps)
+        console.print(f"wrote {mp4}")

@@ -19,7 +19,7 @@ out = Console()  # results (tables, JSON)
 DatasetOpt = typer.Option(..., "--dataset", "-d", help="Dataset name: demo, gym99, gym288, diving48, haa500, toyota_smarthome, custom.")
 RootOpt = typer.Option(None, "--root", help="Where the raw dataset lives, as its publishers distribute it (the demo needs none: it is generated under the cache root).")
 CacheRootOpt = typer.Option(None, "--cache-root", envvar="PEVL_CACHE", help="Cache root shared by the lab. Default: $PEVL_CACHE, else ~/.cache/pevl.")
-DatasetOptsOpt = typer.Option(None, "--dataset-option", "-o", help="Adapter option KEY=VALUE (e.g. protocol=cv1 for toyota_smarthome, boxes=PATH for FineGym). Repeatable.")
+DatasetOptsOpt = typer.Option(None, "--dataset-option", "-o", help="Adapter option KEY=VALUE, repeatable: e.g. protocol=cv1 or split_dir=DIR for toyota_smarthome; boxes=PATH, split_version=1.0 or annotation=PATH for FineGym; annotation_dir=DIR for haa500 (docs/datasets.md lists them all).")
 CoarseTypeOpt = typer.Option(None, "--coarse-type", help="Coarse action type for the text prompt '{label}, a video of {type} action' (custom datasets).")
 VerboseOpt = typer.Option(False, "--verbose", "-v", help="Log more (and show tracebacks).")
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from pipeline.commands.common import (CacheRootOpt, CoarseTypeOpt, DatasetOpt, DatasetOptsOpt, RootOpt, console,
@@ -21,20 +22,31 @@ def info(
     cache_root: Optional[Path] = CacheRootOpt,
     dataset_option: Optional[List[str]] = DatasetOptsOpt,
     coarse_type: Optional[str] = CoarseTypeOpt,
+    pose_source: Optional[str] = typer.Option(None, "--pose-source", help="Also count the clips this pose source has no poses for, per split (pkl:PATH: an mmaction2/pyskl skeleton file; dataset: the poses the dataset ships). Reads the file; decodes nothing."),
     show_classes: bool = typer.Option(False, "--classes", help="List every class text."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ):
     """Parse a dataset's annotations and report splits, clip counts, classes and missing videos."""
     from pipeline.logs import setup_logging
-    from stages.extract.plan import ExtractOptions, build_adapter
+    from stages.extract.plan import ExtractOptions, build_adapter, make_pose_source, pose_coverage
 
     setup_logging()
     prog = progress_bar()
+    coverage = None
     try:
         with prog:
-            adapter = build_adapter(ExtractOptions(dataset=dataset, root=path_str(root), cache_root=path_str(cache_root),
-                                                   dataset_options=dataset_options(dataset_option, coarse_type)))
+            opts = ExtractOptions(dataset=dataset, root=path_str(root), cache_root=path_str(cache_root),
+                                  dataset_options=dataset_options(dataset_option, coarse_type), pose_source=pose_source)
+            adapter = build_adapter(opts)
             index = adapter.load(progress=load_progress_callback(prog, f"preparing {dataset}"))
+            if pose_source:
+                if pose_source.partition(":")[0] == "hrnet":
+                    raise typer.BadParameter("--pose-source hrnet estimates poses for every clip: there is nothing to count")
+                pose = make_pose_source(pose_source, opts, adapter)
+                coverage = pose_coverage(pose, index, adapter)
+                pose.close()
+                if coverage is not None:
+                    coverage.pop("missing")
     except Exception as e:
         console.print(f"[red]error:[/] {e}")
         raise typer.Exit(2)
@@ -50,6 +62,8 @@ def info(
         "classes_without_clips": [i for i in range(index.num_classes) if i not in per_class],
         "annotation_files": index.source_files, "meta": index.meta,
     }
+    if coverage is not None:
+        summary["pose_coverage"] = {"pose_source": pose_source, **coverage}
     if show_classes:
         summary["classes"] = index.classes
     if as_json:
@@ -64,10 +78,26 @@ def info(
     if summary["classes_without_clips"]:
         t.add_row("classes with no clip", str(len(summary["classes_without_clips"])))
     for k, v in index.meta.items():
-        t.add_row(str(k), str(v))
+        t.add_row(str(k).replace("_", " "), escape(_plain(v)))
+    if coverage is not None:
+        per = ", ".join(f"{s} {v['clips'] - v['without_poses']}/{v['clips']}" for s, v in sorted(coverage["by_split"].items()))
+        t.add_row(f"poses in {pose_source}", f"{coverage['clips'] - coverage['without_poses']} of {coverage['clips']} "
+                  f"clips ({per})" + (f"; e.g. without: {', '.join(coverage['examples'][:3])}" if coverage["without_poses"] else ""))
     out.print(t)
     if show_classes:
         ct = Table("class", "clips", "label text")
         for i, txt in enumerate(index.classes):
             ct.add_row(str(i), str(per_class.get(i, 0)), txt)
         out.print(ct)
+
+
+def _plain(v, top: bool = True) -> str:
+    """A meta value for the table: dicts as "key: value", long lists counted (--json has them all)."""
+    if isinstance(v, dict):
+        inner = ", ".join(f"{k}: {_plain(x, False)}" for k, x in v.items())
+        return (inner or "none") if top else "{" + inner + "}"
+    if isinstance(v, (list, tuple)):
+        if top and len(v) > 6:
+            return f"{len(v)} entries (--json lists them)"
+        return "[" + ", ".join(_plain(x, False) for x in v) + "]"
+    return str(v)

@@ -32,6 +32,7 @@ def extract(
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="With --engine dask: a running scheduler's address (tcp://HOST:8786; its workers must see the dataset and cache at the same paths), or local:N to start N single-threaded worker processes here. Default: local:<--workers>."),
     person_detector: Optional[str] = typer.Option(None, "--person-detector", help="HRNet person boxes for clips whose dataset gives none: an mmdet config (a file, a path under mmdet's .mim/configs, or faster-rcnn), highest-scoring person per frame. Needs full mmcv<2.2 with compiled ops (not mmcv-lite). Default: off (whole frame, with a warning)."),
     detector_checkpoint: Optional[str] = typer.Option(None, "--detector-checkpoint", help="Local .pth checkpoint of --person-detector (never downloaded); its hash joins the entry key."),
+    missing_poses: str = typer.Option("error", "--missing-poses", help="Clips the pose source has no poses for (a skeleton file covering part of a split, skeletons missing for some clips), counted before any work: error (stop and say how many, per split), skip (leave them out of the entry: another clip list, another key) or fail (keep them in it as failed clips, without decoding them)."),
     dataset_option: Optional[List[str]] = DatasetOptsOpt,
     coarse_type: Optional[str] = CoarseTypeOpt,
     verbose: bool = VerboseOpt,
@@ -57,7 +58,7 @@ def extract(
         settings=dict(num_frames=num_frames, short_side=short_side, grid_cell=grid_cell, frames_codec=frames_codec,
                       jpeg_quality=jpeg_quality),
         dataset_options=dataset_options(dataset_option, coarse_type), person_detector=person_detector,
-        detector_checkpoint=detector_checkpoint,
+        detector_checkpoint=detector_checkpoint, missing_poses=missing_poses,
     )
     state = {}
 

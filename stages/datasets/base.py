@@ -7,6 +7,7 @@ goes into the entry key.
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,6 +150,26 @@ class DatasetAdapter:
     def person_boxes(self, clip: ClipRecord) -> Optional[np.ndarray]:
         """Per-frame person boxes ``(F, 4)`` xyxy in original pixels, or None (whole frame)."""
         return None
+
+    def clips_without_poses(self, clips: list[ClipRecord]) -> Optional[list[str]]:
+        """Ids of ``clips`` for which :meth:`dataset_poses` has nothing (None: not known before trying)."""
+        return None
+
+    def clip_aliases(self, clip: ClipRecord) -> tuple[str, ...]:
+        """Other names other toolkits' files (mmaction2/pyskl skeleton pickles) give this clip."""
+        return ()
+
+
+def read_json(path: os.PathLike, kind: type = object, expected: str = "") -> Any:
+    """A JSON annotation file, or :class:`DatasetLayoutError` naming it: not JSON, or not a ``kind``
+    (``expected`` says what was expected)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise DatasetLayoutError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, kind):
+        raise DatasetLayoutError(f"{path}: expected {expected or kind.__name__}, got a {type(data).__name__}")
+    return data
 
 
 def default_data_root(cache_root: Optional[os.PathLike] = None) -> Path:

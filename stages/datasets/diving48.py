@@ -37,6 +37,7 @@ from stages.datasets.base import (
     DatasetAdapter,
     DatasetIndex,
     DatasetLayoutError,
+    read_json,
 )
 from stages.registry import DATASETS
 
@@ -140,12 +141,7 @@ class Diving48(DatasetAdapter):
             path, version = self._annotation(split)
             versions[split] = version
             source_files.append(str(path))
-            try:
-                rows = json.loads(path.read_text())
-            except json.JSONDecodeError as e:
-                raise DatasetLayoutError(f"{path}: not valid JSON ({e})") from None
-            if not isinstance(rows, list):
-                raise DatasetLayoutError(f"{path}: expected a list of {{vid_name, label, ...}}")
+            rows = read_json(path, list, "a list of {vid_name, label, ...}")
             for i, r in enumerate(rows):
                 if not isinstance(r, dict) or "vid_name" not in r or "label" not in r:
                     raise DatasetLayoutError(

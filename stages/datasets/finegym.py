@@ -1,32 +1,52 @@
 """FineGym element-level datasets: ``gym99`` and ``gym288``.
 
-Accepted layout under ``--root`` (every folder is optional; the first that holds a file wins)::
+Two layouts are read as they lie on disk (docs/datasets.md shows both trees and what
+``pipeline dataset info`` prints for each); ``meta["layout"]`` says which one was found.
 
-    ROOT/
-      gym99_train_element_v1.1.txt   split files, one "<clip_id> <label>" per line; looked up
-      gym99_val_element.txt          in ROOT, ROOT/annotations, ROOT/annotation, ROOT/splits,
-      gym288_train_element_v1.1.txt  ROOT/lists (v1.0 names "..._train_element.txt" accepted
-      gym288_val_element.txt         when no v1.1 file exists; recorded in meta)
-      finegym_annotation_info_v1.1.json (or _v1.0.json): the published annotation JSON, needed
-                                     only for layouts 2 and 3 (same folders as the split files;
-                                     adapter option ``annotation=PATH`` overrides)
-      videos in ROOT, ROOT/videos, ROOT/subactions, ROOT/elements, ROOT/clips, ROOT/actions,
-                ROOT/events, ROOT/event_videos, ROOT/full_videos, ROOT/raw
+**Published files** (the FineGym site's downloads, in ROOT or ROOT/annotations, annotation,
+splits, lists)::
 
-Videos, searched per clip in this order (extensions .mp4, .mkv, .webm, .avi):
+    gym99_train_element_v1.1.txt  (or _v1.0.txt)   "<clip_id> <label>" per line
+    gym99_val_element.txt                          (the same for v1.0 and v1.1)
+    gym288_train_element_v1.1.txt (or _v1.0.txt), gym288_val_element.txt
+    finegym_annotation_info_v1.1.json (or _v1.0)   needed only to cut event or full videos
 
-1. pre-cut element clips ``<clip_id>.mp4`` (mmaction2's ``subactions/``): the whole file.
-2. event videos ``<youtube id>_E_xxxxxx_yyyyyy.mp4``: cut at the action segment's timestamps,
-   which the annotation JSON gives relative to the event start.
-3. full videos ``<youtube id>.mp4|.mkv|.webm``: cut at event start (the ``xxxxxx`` of the event
-   id, in seconds) plus the segment timestamps.
+**mmaction2's** ``tools/data/gym`` (Gym99 only there; the same names with gym288 are accepted)::
 
-Clip ids are ``<youtube id>_E_<6 digits>_<6 digits>_A_<4 digits>_<4 digits>``. A segment with
-several stages (vault) is cut from the first stage's start to the last stage's end. Cuts are
-``ClipRecord.start_time/end_time`` in seconds into the file the record points at; extraction
-cuts while decoding and writes no intermediate file. A clip found nowhere is reported by
-``DatasetIndex.missing()`` with the element-clip path (or, when only full/event videos are
-present, the full-video path and its cut).
+    annotations/gym99_train_org.txt, gym99_val_org.txt   the published split files, renamed
+                                                         (mmaction2 downloads v1.0)
+    annotations/gym99_train.txt, gym99_val.txt           "<clip_id>.mp4 <label>", only the clips
+                                                         whose subaction mp4 existed
+    annotations/annotation.json                          the published annotation JSON, renamed
+    annotations/event_annotation.json                    {"<yt>_E_..": segments of the event}
+    videos/<yt>.mp4, events/<yt>_E_xxxxxx_yyyyyy.mp4, subactions/<clip_id>.mp4
+
+Splits: the published split files define them (``_org`` files are those); v1.1 is preferred for
+train unless option ``split_version=1.0`` asks for v1.0 (the split of mmaction2/PoseC3D's
+``gym_2d.pkl``). mmaction2's filtered lists (``gym99_train.txt``) are used only when no published
+file exists, with a note: they hold only the clips present when they were made.
+``meta["split_files"]`` names the files and ``meta["train_split_version"]`` the version (from the
+name, or for an ``_org`` file from its line count, matched against the published counts).
+
+Videos (.mp4, .mkv, .webm, .avi) are searched in ROOT, videos/, subactions/, elements/, clips/,
+actions/, events/, event_videos/, full_videos/, raw/ and classified by name. Per clip:
+
+1. a pre-cut element clip ``<clip_id>.mp4`` (mmaction2's ``subactions/``): the whole file;
+2. an event video ``<yt>_E_xxxxxx_yyyyyy.mp4``: cut at the segment's ``timestamps``, which the
+   annotation JSON (or ``event_annotation.json``) gives relative to the event start;
+3. the full video ``<yt>.mp4``: cut at the event's exact start, the event-level ``timestamps``
+   of the annotation JSON, plus the segment's times. The ``xxxxxx`` of an event id are whole
+   seconds, *truncated* (the FineGym site says so), so they are never used as the start.
+
+A segment with several stages (vault) is cut from the first stage's start to the last stage's
+end, as mmaction2's ``trim_subaction.py`` does. Cuts are ``start_time``/``end_time`` in seconds
+into the file the record points at; extraction cuts while decoding. A clip none of these can
+give is reported by ``DatasetIndex.missing()``; when a video exists but the annotation lacks the
+times to cut it, ``extra["problem"]`` says why and ``meta["missing_reasons"]`` counts it.
+
+Clip ids are ``<youtube id>_E_<6 digits>_<6 digits>_A_<4 digits>_<4 digits>``, parsed from the
+right (YouTube ids may contain ``_``). mmaction2/pyskl skeleton files name the same clip
+``<yt>_<6>_<6>_<4>_<4>`` (:meth:`clip_aliases`).
 
 Label texts come from the shipped ``labels/finegym/gym{99,288}_categories.txt``
 (``Clabel: N; set: S; Glabel: G; (XX) text``; the split files' labels are the Clabels). The
@@ -37,21 +57,11 @@ from ``set_categories.txt`` in readable form instead:
 ``"salto backward tucked (balance beam, flight salto)"`` and
 ``"salto backward tucked (balance beam, dismounts)"``. ``meta["duplicates_resolved"]`` lists them.
 
-Person boxes (adapter option ``boxes=PATH``): ground-truth athlete boxes, one ``[x1, y1, x2, y2]``
-(original pixels) per decoded frame of the clip as cut, in one of
-
-* JSON ``{clip_id: [[x1, y1, x2, y2] or null, ...]}``;
-* ``.npz`` with one ``(F, 4)`` float array per clip id (NaN rows = no box), read with
-  ``allow_pickle=False``;
-* ``.pkl`` with the same mapping as JSON, read only through the restricted unpickler of
-  :mod:`stages.safe_pickle` (numpy arrays and plain containers; nothing else).
-
-Frames without a box take the nearest frame's box; a clip without any box gets None (whole frame).
+Person boxes (option ``boxes=PATH``): :mod:`stages.datasets.finegym_boxes`.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from pathlib import Path
@@ -64,25 +74,46 @@ from stages.datasets.base import (
     DatasetAdapter,
     DatasetIndex,
     DatasetLayoutError,
+    read_json,
 )
+from stages.datasets.finegym_boxes import BoxFile, load_boxes
 from stages.registry import DATASETS
-from stages.safe_pickle import restricted_load
 
 LABELS_DIR = Path(__file__).with_name("labels") / "finegym"
 VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".avi")
 SPLIT_DIRS = ("", "annotations", "annotation", "splits", "lists")
 VIDEO_DIRS = ("", "videos", "subactions", "elements", "clips", "actions", "events",
               "event_videos", "full_videos", "raw")
-ANNOTATION_JSONS = ("finegym_annotation_info_v1.1.json", "finegym_annotation_info_v1.0.json")
+ANNOTATION_JSONS = {"1.1": "finegym_annotation_info_v1.1.json", "1.0": "finegym_annotation_info_v1.0.json"}
+MMACTION2_ANNOTATION_JSON = "annotation.json"
+MMACTION2_EVENT_JSON = "event_annotation.json"
+SPLIT_VERSIONS = ("1.1", "1.0")
+# Lines of the published split files (measured on the FineGym site's files, gh-pages 4175b57).
+PUBLISHED_TRAIN_LINES = {("gym99", "1.0"): 20484, ("gym99", "1.1"): 26320,
+                         ("gym288", "1.0"): 22671, ("gym288", "1.1"): 29334}
+PUBLISHED_VAL_LINES = {"gym99": 8521, "gym288": 9646}
 
 CLIP_RE = re.compile(r"^(?P<yt>.+)_E_(?P<es>\d{6})_(?P<ee>\d{6})_A_(?P<as>\d{4})_(?P<ae>\d{4})$")
 EVENT_RE = re.compile(r"^(?P<yt>.+)_E_(?P<es>\d{6})_(?P<ee>\d{6})$")
+# the same clip as mmaction2/pyskl skeleton and box files name it (without "E_" and "A_")
+POSEC3D_ID_RE = re.compile(r"^(?P<yt>.+)_(?P<es>\d{6})_(?P<ee>\d{6})_(?P<as>\d{4})_(?P<ae>\d{4})$")
 CATEGORY_RE = re.compile(
     r"^\s*Clabel:\s*(\d+)\s*;\s*set:\s*(\d+)\s*;\s*Glabel:\s*(\d+)\s*;\s*(.*?)\s*$"
 )
 SET_RE = re.compile(r"^\s*set:\s*(\d+)\s*;\s*(.*?)\s*$")
 APPARATUS = {"VT": "vault", "FX": "floor exercise", "BB": "balance beam", "UB": "uneven bars"}
 _SET_WORD_FIXES = {"fligh": "flight"}  # "UB_fligh_same_bar" in the published file
+
+
+def clip_id_from_any(name: str) -> Optional[str]:
+    """A FineGym element id from the split-file form or the PoseC3D form (``.mp4`` allowed)."""
+    stem = name[:-4] if name.lower().endswith(".mp4") else name
+    if CLIP_RE.match(stem):
+        return stem
+    m = POSEC3D_ID_RE.match(stem)
+    if m:
+        return f"{m['yt']}_E_{m['es']}_{m['ee']}_A_{m['as']}_{m['ae']}"
+    return None
 
 
 def _sha256(path: Path) -> str:
@@ -161,44 +192,6 @@ def parse_categories(path: Path, sets: dict[int, str]) -> tuple[list[str], list[
     return texts, resolved
 
 
-def load_boxes(path: os.PathLike | str) -> dict[str, np.ndarray]:
-    """Read a boxes file (JSON, npz or restricted pickle) into ``{clip_id: (F, 4) float32}``."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise DatasetLayoutError(f"boxes file not found: {p}")
-    suffix = p.suffix.lower()
-    if suffix == ".npz":
-        with np.load(p, allow_pickle=False) as z:
-            raw = {k: z[k] for k in z.files}
-    elif suffix in (".pkl", ".pickle"):
-        with open(p, "rb") as f:
-            raw = restricted_load(f)
-    elif suffix == ".json":
-        raw = json.loads(p.read_text())
-    else:
-        raise DatasetLayoutError(f"boxes file {p}: expected .json, .npz or .pkl")
-    if not isinstance(raw, dict):
-        raise DatasetLayoutError(f"boxes file {p}: expected a mapping clip_id -> per-frame boxes")
-    out = {}
-    for k, v in raw.items():
-        rows = [[np.nan] * 4 if b is None else b for b in v] if isinstance(v, list) else v
-        arr = np.asarray(rows, dtype=np.float32).reshape(-1, 4) if len(rows) else np.zeros((0, 4), np.float32)
-        out[str(k)] = arr
-    return out
-
-
-def _fill_missing_boxes(arr: np.ndarray) -> Optional[np.ndarray]:
-    ok = np.all(np.isfinite(arr), axis=1)
-    if not ok.any():
-        return None
-    if ok.all():
-        return arr
-    idx = np.flatnonzero(ok)
-    pos = np.arange(len(arr))
-    nearest = idx[np.abs(pos[:, None] - idx[None, :]).argmin(axis=1)]
-    return arr[nearest]
-
-
 class _FineGym(DatasetAdapter):
     """Shared implementation; the two registered names differ in the class set."""
 
@@ -208,10 +201,14 @@ class _FineGym(DatasetAdapter):
 
     def __init__(self, root=None, **options):
         super().__init__(root, **options)
-        self._boxes: Optional[dict[str, np.ndarray]] = None
+        self._boxes: Optional[BoxFile] = None
+        version = options.get("split_version")
+        self.split_version = None if version in (None, "") else str(version).lower().lstrip("v")
+        if self.split_version is not None and self.split_version not in SPLIT_VERSIONS:
+            raise DatasetLayoutError(f"{self.name}: split_version={version!r}: want one of {SPLIT_VERSIONS}")
 
     # -- files -------------------------------------------------------------------------------
-    def _find(self, names: tuple[str, ...], dirs=SPLIT_DIRS) -> Optional[Path]:
+    def _find(self, names, dirs=SPLIT_DIRS) -> Optional[Path]:
         for name in names:
             for d in dirs:
                 p = self.root / d / name
@@ -219,19 +216,48 @@ class _FineGym(DatasetAdapter):
                     return p
         return None
 
-    def _split_file(self, split: str) -> tuple[Path, str]:
-        v = self.variant
-        names = {
-            "train": (f"{v}_train_element_v1.1.txt", f"{v}_train_element.txt"),
-            "val": (f"{v}_val_element.txt", f"{v}_val_element_v1.1.txt"),
-        }[split]
-        p = self._find(names)
-        if p is None:
-            where = ", ".join(str(self.root / d) if d else str(self.root) for d in SPLIT_DIRS)
-            raise DatasetLayoutError(
-                f"{self.name}: expected split file {names[0]} (or {names[1]}) in one of: {where}"
-            )
-        return p, p.name
+    def _rel(self, p: Optional[Path]) -> Optional[str]:
+        return None if p is None else os.path.relpath(p, self.root)
+
+    def _train_version(self, path: Path, named: Optional[str], lines: int) -> Optional[str]:
+        """The split version from the file name, else from its line count (an ``_org`` copy)."""
+        if named:
+            return named
+        for version in SPLIT_VERSIONS:
+            if PUBLISHED_TRAIN_LINES.get((self.variant, version)) == lines:
+                return version
+        return None
+
+    def _split_files(self) -> dict:
+        """Which files define the splits: the published ones, mmaction2's copies, or its lists."""
+        v, want = self.variant, self.split_version
+        train = []
+        if want in (None, "1.1"):
+            train.append((f"{v}_train_element_v1.1.txt", "1.1", "published"))
+        if want in (None, "1.0"):
+            train += [(f"{v}_train_element_v1.0.txt", "1.0", "published"),
+                      (f"{v}_train_element.txt", None, "published")]
+        train += [(f"{v}_train_org.txt", None, "mmaction2"), (f"{v}_train.txt", None, "mmaction2 list")]
+        val = [(f"{v}_val_element.txt", None, "published"), (f"{v}_val_org.txt", None, "mmaction2"),
+               (f"{v}_val.txt", None, "mmaction2 list")]
+        out = {}
+        for split, cands in (("train", train), ("val", val)):
+            for name, version, kind in cands:
+                p = self._find((name,))
+                if p is None:
+                    continue
+                lines = _count_lines(p)
+                if split == "train":
+                    version = self._train_version(p, version, lines)
+                    if want and version and version != want:
+                        continue  # e.g. an _org copy of v1.1 when v1.0 was asked for
+                out[split] = {"path": p, "kind": kind, "version": version, "lines": lines}
+                break
+            else:
+                names = " or ".join(n for n, _, _ in cands)
+                where = ", ".join(str(self.root / d) if d else str(self.root) for d in SPLIT_DIRS)
+                raise DatasetLayoutError(f"{self.name}: expected a {split} split file ({names}) in one of: {where}")
+        return out
 
     def _annotation_json(self) -> Optional[Path]:
         opt = self.options.get("annotation")
@@ -240,7 +266,8 @@ class _FineGym(DatasetAdapter):
             if not p.is_file():
                 raise DatasetLayoutError(f"{self.name}: annotation JSON not found: {p}")
             return p
-        return self._find(ANNOTATION_JSONS)
+        order = sorted(ANNOTATION_JSONS, key=lambda ver: ver != (self.split_version or "1.1"))
+        return self._find(tuple(ANNOTATION_JSONS[ver] for ver in order) + (MMACTION2_ANNOTATION_JSON,))
 
     def _scan_videos(self) -> tuple[dict, dict, dict]:
         """One directory listing per candidate folder: element clips, event and full videos."""
@@ -265,54 +292,43 @@ class _FineGym(DatasetAdapter):
                         full.setdefault(stem, p)
         return elements, events, full
 
+    def _read_split(self, path: Path, split: str, num_classes: int) -> list[tuple[str, str, int]]:
+        rows = []
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+                raise DatasetLayoutError(f"{path}:{n}: expected '<clip_id> <label>', got {line!r}")
+            cid = parts[0][:-4] if parts[0].lower().endswith(".mp4") else parts[0]
+            label = int(parts[1])
+            if not CLIP_RE.match(cid):
+                raise DatasetLayoutError(
+                    f"{path}:{n}: clip id {cid!r} is not "
+                    "<youtube id>_E_<6 digits>_<6 digits>_A_<4 digits>_<4 digits>"
+                )
+            if not 0 <= label < num_classes:
+                raise DatasetLayoutError(f"{path}:{n}: label {label} outside [0, {num_classes}) for {self.name}")
+            rows.append((cid, split, label))
+        return rows
+
     # -- load --------------------------------------------------------------------------------
     def load(self, progress=None) -> DatasetIndex:
         sets_path = LABELS_DIR / "set_categories.txt"
         cat_path = LABELS_DIR / f"{self.variant}_categories.txt"
         classes, resolved = parse_categories(cat_path, parse_set_categories(sets_path))
 
-        source_files: list[str] = []
-        lines: list[tuple[str, str, int]] = []
-        split_names = {}
-        for split in ("train", "val"):
-            path, fname = self._split_file(split)
-            split_names[split] = fname
-            source_files.append(str(path))
-            for n, line in enumerate(path.read_text().splitlines(), 1):
-                if not line.strip():
-                    continue
-                parts = line.split()
-                if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-                    raise DatasetLayoutError(
-                        f"{path}:{n}: expected '<clip_id> <label>', got {line!r}"
-                    )
-                cid, label = parts[0], int(parts[1])
-                if not CLIP_RE.match(cid):
-                    raise DatasetLayoutError(
-                        f"{path}:{n}: clip id {cid!r} is not "
-                        "<youtube id>_E_<6 digits>_<6 digits>_A_<4 digits>_<4 digits>"
-                    )
-                if not 0 <= label < len(classes):
-                    raise DatasetLayoutError(
-                        f"{path}:{n}: label {label} outside [0, {len(classes)}) for {self.name}"
-                    )
-                lines.append((cid, split, label))
+        splits = self._split_files()
+        source_files = [str(splits["train"]["path"]), str(splits["val"]["path"])]
+        lines = (self._read_split(splits["train"]["path"], "train", len(classes))
+                 + self._read_split(splits["val"]["path"], "val", len(classes)))
 
         elements, events, full = self._scan_videos()
         ann_path = self._annotation_json()
-        ann = None
         if ann_path is not None:
             source_files.append(str(ann_path))
-            try:
-                ann = json.loads(ann_path.read_text())
-            except json.JSONDecodeError as e:
-                raise DatasetLayoutError(f"{ann_path}: not valid JSON ({e})") from None
-        elif events or full:
-            raise DatasetLayoutError(
-                f"{self.name}: found event/full videos under {self.root} but no annotation JSON "
-                f"({' or '.join(ANNOTATION_JSONS)}) in {self.root} or its annotations/ folder; "
-                "it gives the action timestamps to cut them (or pass annotation=PATH)"
-            )
+        event_ann_path = self._find((MMACTION2_EVENT_JSON,))
+        times = _Times(ann_path, event_ann_path if events else None)
 
         default_dir = next(
             (self.root / d for d in ("subactions", "videos", "elements", "clips")
@@ -322,25 +338,47 @@ class _FineGym(DatasetAdapter):
         clips: list[ClipRecord] = []
         seen: set[str] = set()
         counts = {"element": 0, "event": 0, "full": 0, "missing": 0}
+        reasons: dict[str, int] = {}
         for cid, split, label in lines:
             if cid in seen:
                 raise DatasetLayoutError(f"{self.name}: clip {cid} listed twice in the split files")
             seen.add(cid)
-            rec = self._record(cid, split, label, elements, events, full, ann, default_dir)
+            rec = self._record(cid, split, label, elements, events, full, times, default_dir)
             counts[rec.extra["source"]] += 1
+            if rec.extra["source"] == "missing":
+                why = rec.extra.get("problem_kind", "no video file")
+                reasons[why] = reasons.get(why, 0) + 1
             clips.append(rec)
+        if times.event_ann_used:
+            source_files.append(str(event_ann_path))
 
+        mm = any(s["kind"].startswith("mmaction2") for s in splits.values()) or (
+            ann_path is not None and ann_path.name == MMACTION2_ANNOTATION_JSON) or times.event_ann_used
         meta = {
-            "split_files": split_names,
+            "layout": "mmaction2 tools/data/gym" if mm else "published files",
+            "split_files": {s: self._rel(v["path"]) for s, v in splits.items()},
+            "split_source": _split_source(splits),
+            "train_split_version": splits["train"]["version"] or "unknown",
+            "split_file_lines": {s: v["lines"] for s, v in splits.items()},
+            "annotation_json": self._rel(ann_path),
+            "video_sources": counts,
             "label_files": {
                 cat_path.name: _sha256(cat_path),
                 sets_path.name: _sha256(sets_path),
             },
             "duplicates_resolved": resolved,
-            "video_sources": counts,
         }
-        if not split_names["train"].endswith("_v1.1.txt"):
-            meta["note"] = "train split v1.0 (no v1.1 file found)"
+        if times.event_ann_used:
+            meta["event_annotation_json"] = self._rel(event_ann_path)
+        if reasons:
+            meta["missing_reasons"] = reasons
+        notes = _split_notes(self.variant, splits)
+        if notes:
+            meta["note"] = "; ".join(notes)
+        if self.options.get("boxes"):
+            self._boxes = self._load_boxes()
+            source_files.append(self._boxes.path)
+            meta["boxes"] = self._boxes_meta(seen)
         return DatasetIndex(
             name=self.name,
             classes=classes,
@@ -352,62 +390,162 @@ class _FineGym(DatasetAdapter):
             meta=meta,
         )
 
-    def _segment_times(self, ann, yt, event, action) -> Optional[tuple[float, float]]:
-        if ann is None:
-            return None
-        seg = (((ann.get(yt) or {}).get(event) or {}).get("segments") or {}).get(action)
-        if not seg:
-            return None
-        ts = seg.get("timestamps") or []
-        try:
-            starts = [float(t[0]) for t in ts]
-            ends = [float(t[1]) for t in ts]
-        except (TypeError, ValueError, IndexError):
-            return None
-        if not starts:
-            return None
-        return min(starts), max(ends)
-
-    def _record(self, cid, split, label, elements, events, full, ann, default_dir) -> ClipRecord:
+    def _record(self, cid, split, label, elements, events, full, times: "_Times", default_dir) -> ClipRecord:
         m = CLIP_RE.match(cid)
         yt = m.group("yt")
         event = f"E_{m.group('es')}_{m.group('ee')}"
         action = f"A_{m.group('as')}_{m.group('ae')}"
-        event_start = float(int(m.group("es")))
         base = {"youtube_id": yt, "event": event, "action": action}
         if cid in elements:
             return ClipRecord(cid, split, label, str(elements[cid]), extra={**base, "source": "element"})
-        seg = self._segment_times(ann, yt, event, action)
         ev_key = f"{yt}_{event}"
+        seg, seg_problem = times.segment(yt, event, action)
         if seg is not None and ev_key in events:
             return ClipRecord(cid, split, label, str(events[ev_key]), start_time=seg[0],
                               end_time=seg[1], extra={**base, "source": "event"})
-        if seg is not None and yt in full:
-            return ClipRecord(cid, split, label, str(full[yt]), start_time=event_start + seg[0],
-                              end_time=event_start + seg[1], extra={**base, "source": "full"})
+        start, start_problem = times.event_start(yt, event, int(m.group("es")))
+        if seg is not None and start is not None and yt in full:
+            return ClipRecord(cid, split, label, str(full[yt]), start_time=round(start + seg[0], 6),
+                              end_time=round(start + seg[1], 6), extra={**base, "source": "full"})
         extra = {**base, "source": "missing"}
-        if (ev_key in events or yt in full) and seg is None:
-            extra["problem"] = f"no timestamps for {event}/{action} of {yt} in the annotation JSON"
+        if ev_key in events or yt in full:
+            kind, detail = (seg_problem if seg is None else start_problem)
+            have = str(events.get(ev_key) or full[yt])
+            extra.update(problem_kind=kind, problem=f"{detail} (to cut {cid} from {have})")
             return ClipRecord(cid, split, label, None, extra=extra)
-        if seg is not None and (events or full) and not elements:
+        if seg is not None and start is not None and (events or full) and not elements:
             # full-video layout: point at the expected full video and its cut
             folder = next((p.parent for p in full.values()), self.root / "videos")
-            return ClipRecord(cid, split, label, str(folder / f"{yt}.mp4"),
-                              start_time=event_start + seg[0], end_time=event_start + seg[1],
-                              extra=extra)
+            return ClipRecord(cid, split, label, str(folder / f"{yt}.mp4"), start_time=round(start + seg[0], 6),
+                              end_time=round(start + seg[1], 6), extra=extra)
         return ClipRecord(cid, split, label, str(default_dir / f"{cid}.mp4"), extra=extra)
 
+    def clip_aliases(self, clip: ClipRecord) -> tuple[str, ...]:
+        """The id mmaction2/pyskl skeleton files use for this clip: ``E_``/``A_`` dropped."""
+        m = CLIP_RE.match(clip.clip_id)
+        return (f"{m['yt']}_{m['es']}_{m['ee']}_{m['as']}_{m['ae']}",) if m else ()
+
     # -- boxes -------------------------------------------------------------------------------
+    def _load_boxes(self) -> BoxFile:
+        return load_boxes(self.options["boxes"], clip_id_from_any)
+
+    def _boxes_meta(self, clip_ids: set[str]) -> dict:
+        b = self._boxes
+        have = clip_ids & set(b.boxes)
+        if not have:
+            raise DatasetLayoutError(
+                f"{self.name}: boxes file {b.path} has boxes for none of the {len(clip_ids)} clips of the split "
+                f"files ({len(b.boxes)} clips with boxes, e.g. {sorted(b.boxes)[:2]})")
+        return {"file": self._rel(Path(b.path)) if Path(b.path).is_relative_to(self.root) else b.path,
+                "forms": b.forms, "clips_with_boxes": len(have), "clips_without_boxes": len(clip_ids - have),
+                "boxes_for_clips_not_in_the_splits": len(set(b.boxes) - clip_ids),
+                "keys_not_clip_ids": len(b.unknown_keys)}
+
     def person_boxes(self, clip: ClipRecord) -> Optional[np.ndarray]:
-        path = self.options.get("boxes")
-        if not path:
+        if not self.options.get("boxes"):
             return None
         if self._boxes is None:
-            self._boxes = load_boxes(path)
-        arr = self._boxes.get(clip.clip_id)
-        if arr is None or len(arr) == 0:
-            return None
-        return _fill_missing_boxes(arr)
+            self._boxes = self._load_boxes()
+        return self._boxes.boxes.get(clip.clip_id)
+
+
+class _Times:
+    """Segment and event times from the annotation JSON (and mmaction2's event_annotation.json),
+    parsed only when a clip needs them; each answer comes with the reason when there is none."""
+
+    NO_JSON = "no annotation JSON to cut the event or full video"
+
+    def __init__(self, ann_path: Optional[Path], event_ann_path: Optional[Path]):
+        self.ann_path, self.event_ann_path = ann_path, event_ann_path
+        self._ann = self._event_ann = None
+        self.event_ann_used = False
+
+    @staticmethod
+    def _load(path: Path) -> dict:
+        return read_json(path, dict, "a JSON object keyed by video id")
+
+    @property
+    def ann(self) -> Optional[dict]:
+        if self._ann is None and self.ann_path is not None:
+            self._ann = self._load(self.ann_path)
+        return self._ann
+
+    @property
+    def event_ann(self) -> Optional[dict]:
+        if self._event_ann is None and self.event_ann_path is not None:
+            self._event_ann = self._load(self.event_ann_path)
+        return self._event_ann
+
+    def _no_json(self) -> tuple[str, str]:
+        return self.NO_JSON, (f"the annotation JSON ({', '.join(ANNOTATION_JSONS.values())} or mmaction2's "
+                              f"annotations/{MMACTION2_ANNOTATION_JSON}) is needed and was not found "
+                              "(option annotation=PATH)")
+
+    def segment(self, yt: str, event: str, action: str):
+        """``((start, end) seconds from the event start, None)`` or ``(None, (kind, detail))``."""
+        segments = None
+        if self.ann is not None:
+            segments = ((self.ann.get(yt) or {}).get(event) or {}).get("segments")
+        if segments is None and self.event_ann is not None:
+            segments = self.event_ann.get(f"{yt}_{event}")
+            self.event_ann_used = self.event_ann_used or segments is not None
+        if self.ann is None and self.event_ann is None:
+            return None, self._no_json()
+        seg = (segments or {}).get(action)
+        ts = seg.get("timestamps") if isinstance(seg, dict) else None
+        try:
+            starts = [float(t[0]) for t in ts]
+            ends = [float(t[1]) for t in ts]
+        except (TypeError, ValueError, IndexError):
+            starts = ends = []
+        if not starts:
+            return None, ("annotation has no times for the segment",
+                          f"no timestamps for {event}/{action} of {yt} in the annotation")
+        return (min(starts), max(ends)), None
+
+    def event_start(self, yt: str, event: str, truncated_start: int):
+        """``(exact start in the full video, None)`` or ``(None, (kind, detail))``."""
+        if self.ann is None:
+            return None, self._no_json()
+        ev = (self.ann.get(yt) or {}).get(event) or {}
+        try:
+            start = float(ev["timestamps"][0][0])
+        except (KeyError, TypeError, ValueError, IndexError):
+            return None, ("annotation has no exact start for the event",
+                          f"no event-level timestamps for {event} of {yt} in {self.ann_path.name}")
+        if not truncated_start <= start < truncated_start + 1:
+            return None, ("event start disagrees with the event id",
+                          f"{event} of {yt} starts at {start} s by its timestamps, not within the "
+                          f"second its id names")
+        return start, None
+
+
+def _count_lines(path: Path) -> int:
+    return sum(1 for line in path.read_text().splitlines() if line.strip())
+
+
+def _split_source(splits: dict) -> str:
+    kinds = {v["kind"] for v in splits.values()}
+    if kinds == {"published"}:
+        return "the published split files"
+    if "mmaction2 list" in kinds:
+        return ("mmaction2's generated lists (gym*_train.txt / gym*_val.txt): they hold only the clips whose "
+                "video existed when they were made, not the published split")
+    return "mmaction2's copies of the published split files (*_org.txt)"
+
+
+def _split_notes(variant: str, splits: dict) -> list[str]:
+    notes = []
+    t = splits["train"]
+    if t["version"] is None:
+        want = ", ".join(f"v{ver}: {PUBLISHED_TRAIN_LINES[(variant, ver)]}" for ver in SPLIT_VERSIONS)
+        notes.append(f"train split version unknown: {t['lines']} lines match no published file ({want})")
+    elif t["version"] == "1.0":
+        notes.append("train split v1.0 (the one mmaction2's gym_2d.pkl covers); v1.1 adds training clips")
+    if splits["val"]["lines"] != PUBLISHED_VAL_LINES.get(variant) and splits["val"]["kind"] != "mmaction2 list":
+        notes.append(f"val split has {splits['val']['lines']} lines, the published file "
+                     f"{PUBLISHED_VAL_LINES.get(variant)}")
+    return notes
 
 
 @DATASETS.register_module("gym99")

@@ -7,14 +7,28 @@ Accepted layout under ``--root``::
     ROOT/video/<class_name>_<nnn>.mp4                 flat folder: grouped by the name before
                                                       the trailing "_<nnn>"
 
-(.mp4, .mkv, .webm, .avi.) The folder listing *is* the index: 500 classes, 20 videos each.
-Classes are numbered in ASCII order of their names.
+    ROOT/raw/<class_name>.txt                         optional: the release's per-class
+                                                      annotation files (also ROOT/annotations/,
+                                                      annotation/, txt/, or ROOT; option
+                                                      annotation_dir)
 
-Split (the published one, by file order): within each class, files sorted by their number
-``nnn`` (then name), the first 16 are ``train``, the next 1 ``val``, the rest (3) ``test``,
-i.e. 8,000 / 500 / 1,500. This is the documented HAA500 protocol as we know it, stated here as
-an assumption (no split file is read); options ``train_per_class`` / ``val_per_class`` change
-the counts. A class with other than 20 videos is listed in ``meta["unusual_classes"]``.
+(.mp4, .mkv, .webm, .avi.) Classes are numbered in ASCII order of their names.
+
+Split, by the official rule (HAA500 README: "first 16 lines of each class file" train, "17th
+line" validation, "remaining lines" test; options ``train_per_class`` / ``val_per_class``), from
+one of two sources (``meta["split_source"]``):
+
+* **the per-class annotation files**, when present: ``<class_name>.txt`` with one
+  ``youtube_url,start_time,end_time,is_camera_moving,num_of_dominant_figure`` line per video.
+  Line ``i`` (from 1) is video ``<class_name>_<i-1 as 3 digits>`` -- the numbering the v1.1
+  archive and third-party loaders use, not stated by the authors, so it is checked: a video whose
+  number has no line is an error. The files also define the class list, a line whose video is
+  absent is reported missing, and the line's fields are kept in ``extra``.
+* otherwise **file order**: the folder listing is the index, each class's files sorted by their
+  number ``nnn`` (then name) and split by position (16 / 1 / rest). This equals the line rule
+  only while every video is present.
+
+A class with other than 20 videos (lines) is listed in ``meta["unusual_classes"]``.
 
 Class text: the class name with ``_`` and ``-`` as spaces, lower-cased
 (``"playing_violin"`` -> ``"playing violin"``). A trailing number marks a variant class
@@ -27,6 +41,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Optional
 
 from stages.datasets.base import (
     ClipRecord,
@@ -38,6 +53,8 @@ from stages.registry import DATASETS
 
 VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".avi")
 VIDEO_DIRS = ("video", "videos", "")
+ANNOTATION_DIRS = ("raw", "annotations", "annotation", "txt", "")
+ANNOTATION_FIELDS = ("youtube_url", "start_time", "end_time", "is_camera_moving", "num_of_dominant_figure")
 _NUM_RE = re.compile(r"^(?P<name>.+?)_(?P<num>\d+)$")
 
 
@@ -103,10 +120,56 @@ class HAA500(DatasetAdapter):
             f"{self.root / 'videos'} or {self.root}; found none"
         )
 
-    def load(self, progress=None) -> DatasetIndex:
+    def _annotation_files(self, class_names: list[str]) -> tuple[Optional[Path], dict[str, Path]]:
+        """The folder of per-class ``<class_name>.txt`` files and the files, or (None, {})."""
+        opt = self.options.get("annotation_dir")
+        dirs = [Path(opt).expanduser()] if opt else [self.root / d for d in ANNOTATION_DIRS]
+        if opt and not dirs[0].is_dir():
+            raise DatasetLayoutError(f"haa500: annotation_dir {dirs[0]} is not a folder")
+        known = set(class_names)
+        for d in dirs:
+            if not d.is_dir():
+                continue
+            files = {p.stem: p for p in d.glob("*.txt") if p.is_file()}
+            if d == self.root and not opt:  # ROOT holds other text files too (README.txt, ...)
+                files = {k: v for k, v in files.items() if k in known}
+            if files and (opt or known & set(files)):
+                return d, files
+        if opt:
+            raise DatasetLayoutError(f"haa500: annotation_dir {dirs[0]} holds no <class_name>.txt files")
+        return None, {}
+
+    @staticmethod
+    def _read_class_file(path: Path) -> list[dict]:
+        rows = []
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            parts = [x.strip() for x in line.split(",")]
+            if len(parts) != len(ANNOTATION_FIELDS):
+                raise DatasetLayoutError(f"{path}:{n}: expected '{','.join(ANNOTATION_FIELDS)}', got {line!r}")
+            row = dict(zip(ANNOTATION_FIELDS, parts))
+            try:
+                row.update(start_time=float(row["start_time"]), end_time=float(row["end_time"]),
+                           is_camera_moving=int(row["is_camera_moving"]),
+                           num_of_dominant_figure=int(row["num_of_dominant_figure"]))
+            except ValueError:
+                raise DatasetLayoutError(f"{path}:{n}: times must be seconds and flags integers, got {line!r}") from None
+            rows.append(row)
+        return rows
+
+    def _split(self, i: int) -> str:
         n_train = int(self.options.get("train_per_class", 16))
         n_val = int(self.options.get("val_per_class", 1))
+        return "train" if i < n_train else "val" if i < n_train + n_val else "test"
+
+    def load(self, progress=None) -> DatasetIndex:
         folder, groups = self._groups()
+        ann_dir, ann_files = self._annotation_files(sorted(groups))
+        if ann_dir is not None:
+            return self._load_by_lines(folder, groups, ann_dir, ann_files)
+        n_train = int(self.options.get("train_per_class", 16))
+        n_val = int(self.options.get("val_per_class", 1))
         names = sorted(groups)
         classes = class_texts(names)
         clips: list[ClipRecord] = []
@@ -117,7 +180,7 @@ class HAA500(DatasetAdapter):
             if len(vids) != 20:
                 unusual[cname] = len(vids)
             for i, v in enumerate(vids):
-                split = "train" if i < n_train else "val" if i < n_train + n_val else "test"
+                split = self._split(i)
                 cid = v.stem if v.stem not in ids else f"{cname}/{v.stem}"
                 ids.add(cid)
                 clips.append(ClipRecord(cid, split, label, str(v), extra={"class_name": cname}))
@@ -126,8 +189,55 @@ class HAA500(DatasetAdapter):
             clips=clips, root=str(self.root), source_files=[],
             meta={
                 "video_folder": str(folder),
+                "split_source": "file order (no per-class annotation files found)",
                 "split_rule": f"per class by file order: first {n_train} train, next {n_val} val, rest test",
                 "class_names": names,
                 "unusual_classes": unusual,
             },
+        )
+
+    def _load_by_lines(self, folder: Path, groups: dict[str, list[Path]], ann_dir: Path,
+                       ann_files: dict[str, Path]) -> DatasetIndex:
+        stray = sorted(set(groups) - set(ann_files))
+        if stray:
+            raise DatasetLayoutError(
+                f"haa500: {len(stray)} class folder(s) have no annotation file in {ann_dir} "
+                f"(e.g. {stray[:3]}); expected <class_name>.txt for every class")
+        names = sorted(ann_files)
+        n_train = int(self.options.get("train_per_class", 16))
+        n_val = int(self.options.get("val_per_class", 1))
+        clips: list[ClipRecord] = []
+        unusual, missing_classes = {}, []
+        for label, cname in enumerate(names):
+            rows = self._read_class_file(ann_files[cname])
+            if len(rows) != 20:
+                unusual[cname] = len(rows)
+            by_number: dict[int, Path] = {}
+            for v in groups.get(cname, []):
+                m = _NUM_RE.match(v.stem)
+                num = int(m.group("num")) if m and m.group("name") == cname else None
+                if num is None or num >= len(rows) or num in by_number:
+                    raise DatasetLayoutError(
+                        f"haa500: {v} does not fit {ann_files[cname]} ({len(rows)} lines): videos must be "
+                        f"{cname}_000 .. {cname}_{len(rows) - 1:03d}, line i being video i-1")
+                by_number[num] = v
+            if cname not in groups:
+                missing_classes.append(cname)
+            class_dir = next(iter(by_number.values())).parent if by_number else folder / cname
+            for i, row in enumerate(rows):
+                video = by_number.get(i, class_dir / f"{cname}_{i:03d}.mp4")
+                clips.append(ClipRecord(video.stem, self._split(i), label, str(video),
+                                        extra={"class_name": cname, "line": i + 1, **row}))
+        meta = {
+            "video_folder": str(folder),
+            "split_source": f"per-class annotation files in {ann_dir} (line order)",
+            "split_rule": f"per class by line: first {n_train} train, next {n_val} val, rest test",
+            "class_names": names,
+            "unusual_classes": unusual,
+        }
+        if missing_classes:
+            meta["classes_without_videos"] = missing_classes
+        return DatasetIndex(
+            name=self.name, classes=class_texts(names), coarse_type=self.coarse_type, skeleton=self.skeleton,
+            clips=clips, root=str(self.root), source_files=[str(ann_files[n]) for n in names], meta=meta,
         )

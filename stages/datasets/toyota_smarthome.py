@@ -1,38 +1,48 @@
 """Toyota-Smarthome (trimmed): ``toyota_smarthome``.
 
-Accepted layout under ``--root``::
+Layout under ``--root`` as the release unpacks and common loaders arrange it (docs/datasets.md)::
 
-    ROOT/mp4/<Class>_p<NN>_r<NN>_v<NN>_c<NN>.mp4    clips (also ROOT/videos/, ROOT/video/, ROOT/)
-    ROOT/skeletons/<clip>_pose3d2d.json             optional LCR-Net 2D/3D skeletons, one file per
-                                                    clip (also ROOT/skeleton/, ROOT/json/,
-                                                    ROOT/pose/; names <clip>.json and
-                                                    <clip>_pose.json too; option skeleton_dir)
+    ROOT/mp4/<Class>_p<NN>_r<NN>_v<NN>_c<NN>.mp4   clips (also ROOT/videos/, ROOT/video/, ROOT/)
+    ROOT/splits/train_CS.txt, validation_CS.txt, test_CS.txt     optional: the published split
+    ROOT/splits/train_CV1.txt ... test_CV2.txt                   lists (or in ROOT; option split_dir)
+    ROOT/skeletonv12/<clip>_pose3d.json            optional LCR-Net skeletons, one file per clip:
+    ROOT/json/<clip>.json                          the refined v1.2 release (pi-ViT's layout), the
+                                                   original release (its archive unpacks to json/),
+                                                   or smarthome_skeletons/ (2s-AGCN/UNIK loaders;
+                                                   also under smarthome_raw/), skeletons/, skeleton/,
+                                                   pose/; option skeleton_dir
 
-The file names are the index (``p`` subject, ``r`` repetition, ``v`` take, ``c`` camera), so no
-clip is ever missing and ``source_files`` is empty.
-
-Protocols (adapter option ``protocol``; the published ones as we know them, stated as
-assumptions and overridable with ``train_subjects`` / ``val_subjects`` / ``train_cameras`` /
-``val_cameras`` / ``test_cameras``, lists of ints):
+Protocols (adapter option ``protocol``), as the authors' published split lists define them
+(``srijandas07/i3d_smarthome/splits``):
 
 * ``cs`` (default), cross-subject, 31 classes (``cs_classes_31_DERIVED.txt``), all cameras:
-  train subjects 3, 4, 6, 7, 9, 12, 13, 15, 17, 19, 25; every other subject is ``test``; no
-  ``val`` unless ``val_subjects`` names some (taken out of train).
-* ``cv1``, cross-view, 19 classes (``cv_classes_19_DERIVED.txt``): train camera 1, val camera 6,
-  test camera 2.
-* ``cv2``, cross-view, 19 classes: train cameras 1, 3, 4, 6, val camera 5, test camera 2.
+  train subjects 3, 4, 6, 7, 9, 12, 13, 15, 17; validation 19, 25; test 2, 10, 11, 14, 16, 18, 20.
+* ``cv1``, cross-view, 19 classes (``cv_classes_19_DERIVED.txt``): train camera 1, validation
+  camera 5, test camera 2.
+* ``cv2``, cross-view, 19 classes: train cameras 1, 3, 4, 6, 7, validation 5, test 2.
 
-Clips of cameras a cross-view protocol does not use (7, and 3-5 in cv1) are dropped, as are clips
-whose class is not in the protocol's class list. In particular **Pour.Fromcup** (14 clips, present
-in the published cross-subject split lists but not among the 31 classes) is dropped, never given
-a 32nd label: the 31-class protocol is what results are reported on. ``meta["dropped"]`` counts
-every dropped clip by reason.
+**Which source defines the splits** (``meta["split_source"]``): the published lists
+``train_<P>.txt``, ``validation_<P>.txt``, ``test_<P>.txt`` (``P`` = CS, CV1, CV2; one clip file
+name per line) when all three are found in option ``split_dir``, ROOT/splits or ROOT. Then a
+listed clip whose video is absent is reported missing (``meta["listed_without_video"]``) and a
+video no list names is dropped and counted. Without the lists, the file names are the index and
+the subject / camera rule above assigns the splits; options ``train_subjects``, ``val_subjects``,
+``test_subjects``, ``train_cameras``, ``val_cameras``, ``test_cameras`` (lists of ints) change it.
+
+Clips of subjects or cameras the protocol does not use, and clips whose class is not in the
+protocol's class list, are dropped; ``meta["dropped"]`` counts every dropped clip by reason. In
+particular **Pour.Fromcup** (14 clips, present in the published cross-subject split lists but not
+among the 31 classes) is dropped, never given a 32nd label: the 31-class protocol is what results
+are reported on.
 
 Class text: the class name made readable with a fixed table (``"Drink.Fromcup"`` -> ``"drink from
 cup"``, ``"Cook.Cleandishes"`` -> ``"cook, clean dishes"``, ``"WatchTV"`` -> ``"watch TV"``);
 unknown names fall back to splitting on ``.`` and capitals. Coarse type ``"daily living"``.
 
-Poses (pose source ``dataset``, skeleton ``toyota13``): the LCR-Net JSON per clip::
+Poses (pose source ``dataset``, skeleton ``toyota13``): the LCR-Net JSON per clip, found in the
+first skeleton folder above that holds any (``meta["skeleton_folder"]``, with how many clips have
+a file), named ``<clip>_pose3d.json`` (v1.2), ``<clip>.json`` (original), or ``<clip>_pose3d2d.json``
+/ ``<clip>_pose.json`` (local conventions, kept)::
 
     {"njts": 13, "frames": [[{"pose2d": [26 numbers], "pose3d": [39 numbers],
                               "cumscore": float}, ...],   # one list of persons per frame
@@ -40,11 +50,12 @@ Poses (pose source ``dataset``, skeleton ``toyota13``): the LCR-Net JSON per cli
 
 (a bare list of frames, or ``frames`` as a dict keyed by frame number, is accepted too).
 ``pose2d`` as 26 numbers is read as 13 x followed by 13 y (LCR-Net's layout; option
-``pose2d_layout="xy"`` for interleaved x, y pairs); a nested 13 x 2 list is read as is. Main person
-per frame: the detection with the highest ``cumscore`` (``score`` if that is absent), ties to the
-larger joint bounding box. The chosen person's joints get score 1 (LCR-Net gives no per-joint
-confidence), a frame with no detection gets zeros. Coordinates are in the clip's pixels; the
-frame size is option ``frame_size`` (default 480 x 640, the released mp4 size).
+``pose2d_layout="xy"`` for interleaved x, y pairs); a nested 13 x 2 list is read as is; a pose of
+all ``-1`` is no detection (as the v1.2 files mark it). Main person per frame: the detection
+with the highest ``cumscore`` (``score`` if that is absent; v1.2 files may have neither), ties to
+the larger joint bounding box. The chosen person's joints get score 1 (LCR-Net gives no
+per-joint confidence), a frame with no detection gets zeros. Coordinates are in the clip's
+pixels; the frame size is option ``frame_size`` (default 480 x 640, the released mp4 size).
 """
 from __future__ import annotations
 
@@ -68,16 +79,21 @@ from stages.registry import DATASETS
 LABELS_DIR = Path(__file__).with_name("labels") / "toyota_smarthome"
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".webm")
 VIDEO_DIRS = ("mp4", "videos", "video", "")
-SKELETON_DIRS = ("skeletons", "skeleton", "json", "pose")
-SKELETON_NAMES = ("{}_pose3d2d.json", "{}.json", "{}_pose.json")
+SPLIT_DIRS = ("splits", "")
+SKELETON_DIRS = ("skeletonv12", "smarthome_skeletons", "smarthome_raw/smarthome_skeletons", "json",
+                 "skeletons", "skeleton", "pose")
+SKELETON_SUFFIXES = ("_pose3d.json", ".json", "_pose3d2d.json", "_pose.json")
 CLIP_RE = re.compile(r"^(?P<cls>.+?)_p(?P<p>\d+)_r(?P<r>\d+)_v(?P<v>\d+)_c(?P<c>\d+)$")
 NJOINTS = 13
+SPLIT_LIST_NAMES = {"train": "train_{}.txt", "val": "validation_{}.txt", "test": "test_{}.txt"}
 
-CS_TRAIN_SUBJECTS = (3, 4, 6, 7, 9, 12, 13, 15, 17, 19, 25)
 PROTOCOLS = {
-    "cs": {"classes": "cs_classes_31_DERIVED.txt"},
-    "cv1": {"classes": "cv_classes_19_DERIVED.txt", "train": (1,), "val": (6,), "test": (2,)},
-    "cv2": {"classes": "cv_classes_19_DERIVED.txt", "train": (1, 3, 4, 6), "val": (5,), "test": (2,)},
+    "cs": {"classes": "cs_classes_31_DERIVED.txt", "by": "subjects", "lists": "CS",
+           "train": (3, 4, 6, 7, 9, 12, 13, 15, 17), "val": (19, 25), "test": (2, 10, 11, 14, 16, 18, 20)},
+    "cv1": {"classes": "cv_classes_19_DERIVED.txt", "by": "cameras", "lists": "CV1",
+            "train": (1,), "val": (5,), "test": (2,)},
+    "cv2": {"classes": "cv_classes_19_DERIVED.txt", "by": "cameras", "lists": "CV2",
+            "train": (1, 3, 4, 6, 7), "val": (5,), "test": (2,)},
 }
 
 READABLE = {
@@ -105,9 +121,12 @@ def readable_class(name: str) -> str:
 
 
 def _ints(v, default):
+    """Subject or camera numbers from an option: ints, "p19"/"c05", or "19,25" from the command line."""
     if v is None:
         return tuple(default)
-    if isinstance(v, (int, str)):
+    if isinstance(v, str):
+        v = [x for x in re.split(r"[,\s]+", v) if x]
+    elif isinstance(v, int):
         v = [v]
     return tuple(int(str(x).lstrip("pPcC")) for x in v)
 
@@ -120,7 +139,11 @@ class ToyotaSmarthome(DatasetAdapter):
     has_poses = True
     extract_defaults = {"pose_source": "dataset"}
 
-    def _video_folder(self) -> Path:
+    def __init__(self, root=None, **options):
+        super().__init__(root, **options)
+        self._skeletons: Optional[tuple[Optional[Path], dict[str, Path]]] = None
+
+    def _video_folder(self, required: bool) -> Path:
         for d in VIDEO_DIRS:
             folder = self.root / d
             if folder.is_dir() and any(
@@ -128,10 +151,55 @@ class ToyotaSmarthome(DatasetAdapter):
                 if os.path.splitext(n)[1].lower() in VIDEO_EXTS
             ):
                 return folder
+        if not required:
+            return self.root / "mp4"
         raise DatasetLayoutError(
             f"toyota_smarthome: expected clips named <Class>_pNN_rNN_vNN_cNN.mp4 in "
             f"{self.root / 'mp4'}, {self.root / 'videos'} or {self.root}; found none"
         )
+
+    def _split_lists(self, suffix: str) -> Optional[dict[str, Path]]:
+        """The published lists of this protocol, if all three are found; an error if only some are."""
+        opt = self.options.get("split_dir")
+        if opt:
+            dirs = [Path(opt).expanduser()]
+            if not dirs[0].is_dir():
+                raise DatasetLayoutError(f"toyota_smarthome: split_dir {dirs[0]} is not a folder")
+        else:
+            dirs = [self.root / d for d in SPLIT_DIRS]
+        for d in dirs:
+            found = {s: d / n.format(suffix) for s, n in SPLIT_LIST_NAMES.items()}
+            have = {s: p for s, p in found.items() if p.is_file()}
+            if len(have) == 3:
+                return have
+            if have:
+                lacking = ", ".join(p.name for s, p in found.items() if s not in have)
+                raise DatasetLayoutError(f"toyota_smarthome: {d} has {', '.join(p.name for p in have.values())} "
+                                         f"but not {lacking}; the three lists define the splits together")
+        if opt:
+            names = ", ".join(n.format(suffix) for n in SPLIT_LIST_NAMES.values())
+            raise DatasetLayoutError(f"toyota_smarthome: split_dir {dirs[0]} lacks {names}")
+        return None
+
+    @staticmethod
+    def _read_list(path: Path) -> list[str]:
+        stems = []
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            name = line.strip()
+            if not name:
+                continue
+            stem, ext = os.path.splitext(name)
+            if ext.lower() not in VIDEO_EXTS:
+                stem = name
+            if not CLIP_RE.match(stem):
+                raise DatasetLayoutError(f"{path}:{n}: expected a clip file name "
+                                         f"<Class>_pNN_rNN_vNN_cNN.mp4, got {line!r}")
+            stems.append(stem)
+        return stems
+
+    def _rule(self, spec: dict) -> dict[str, set[int]]:
+        unit = spec["by"]
+        return {s: set(_ints(self.options.get(f"{s}_{unit}"), spec[s])) for s in ("train", "val", "test")}
 
     def load(self, progress=None) -> DatasetIndex:
         protocol = str(self.options.get("protocol", "cs")).lower()
@@ -142,70 +210,124 @@ class ToyotaSmarthome(DatasetAdapter):
         spec = PROTOCOLS[protocol]
         names = [l.strip() for l in (LABELS_DIR / spec["classes"]).read_text().splitlines() if l.strip()]
         label_of = {n: i for i, n in enumerate(names)}
-        if protocol == "cs":
-            train_s = set(_ints(self.options.get("train_subjects"), CS_TRAIN_SUBJECTS))
-            val_s = set(_ints(self.options.get("val_subjects"), ()))
-            rule = {"train_subjects": sorted(train_s - val_s), "val_subjects": sorted(val_s),
-                    "test_subjects": "all others", "cameras": "all"}
-        else:
-            cams = {s: set(_ints(self.options.get(f"{s}_cameras"), spec[s]))
-                    for s in ("train", "val", "test")}
-            rule = {f"{s}_cameras": sorted(c) for s, c in cams.items()}
+        lists = self._split_lists(spec["lists"])
+        folder = self._video_folder(required=lists is None)
+        videos = {}
+        if folder.is_dir():
+            for fname in sorted(os.listdir(folder)):
+                stem, ext = os.path.splitext(fname)
+                if ext.lower() in VIDEO_EXTS:
+                    videos.setdefault(stem, folder / fname)
+        skel_dir, skel_files = self._skeleton_files()
+        dropped: dict[str, int] = {}
 
-        folder = self._video_folder()
-        clips, dropped = [], {}
-        files = sorted(os.listdir(folder))
-        for fname in files:
-            stem, ext = os.path.splitext(fname)
-            if ext.lower() not in VIDEO_EXTS:
-                continue
-            m = CLIP_RE.match(stem)
-            if not m:
-                dropped["unrecognised name"] = dropped.get("unrecognised name", 0) + 1
-                continue
-            cls, subj, cam = m.group("cls"), int(m.group("p")), int(m.group("c"))
-            if cls not in label_of:
-                key = f"class {cls} not in the {protocol} protocol"
-                dropped[key] = dropped.get(key, 0) + 1
-                continue
-            if protocol == "cs":
-                split = "val" if subj in val_s else "train" if subj in train_s else "test"
-            else:
-                split = next((s for s in ("train", "val", "test") if cam in cams[s]), None)
-                if split is None:
-                    key = f"camera c{cam:02d} not in the {protocol} protocol"
-                    dropped[key] = dropped.get(key, 0) + 1
+        def drop(reason: str) -> None:
+            dropped[reason] = dropped.get(reason, 0) + 1
+
+        meta: dict = {"protocol": protocol}
+        if lists is not None:
+            assign: list[tuple[str, str]] = []
+            seen: dict[str, str] = {}
+            for split, path in lists.items():
+                for stem in self._read_list(path):
+                    if stem in seen:
+                        raise DatasetLayoutError(f"toyota_smarthome: {stem} is listed in both "
+                                                 f"{lists[seen[stem]].name} and {path.name}")
+                    seen[stem] = split
+                    assign.append((stem, split))
+            for stem in videos:
+                if CLIP_RE.match(stem) and stem not in seen:
+                    drop("video not in the split lists")
+            meta["split_source"] = "published split lists: " + ", ".join(
+                os.path.relpath(p, self.root) if p.is_relative_to(self.root) else str(p) for p in lists.values())
+            source_files = [str(p) for p in lists.values()]
+        else:
+            rule = self._rule(spec)
+            key = "p" if spec["by"] == "subjects" else "c"
+            assign = []
+            for stem in videos:
+                m = CLIP_RE.match(stem)
+                if not m:
+                    drop("unrecognised name")
                     continue
-            clips.append(ClipRecord(
-                stem, split, label_of[cls], str(folder / fname),
-                extra={"class_name": cls, "subject": subj, "camera": cam,
-                       "repetition": int(m.group("r")), "take": int(m.group("v"))},
-            ))
+                if m.group("cls") not in label_of:
+                    drop(f"class {m.group('cls')} not in the {protocol} protocol")
+                    continue
+                num = int(m.group(key))
+                split = next((s for s in ("train", "val", "test") if num in rule[s]), None)
+                if split is None:
+                    drop(f"{'subject p' if key == 'p' else 'camera c'}{num:02d} not in the {protocol} protocol")
+                    continue
+                assign.append((stem, split))
+            meta["split_source"] = "protocol rule on the file names (no published split lists found)"
+            meta["split_rule"] = {f"{s}_{spec['by']}": sorted(v) for s, v in rule.items()}
+            source_files = []
+
+        clips = []
+        listed_without_video = 0
+        for stem, split in assign:
+            m = CLIP_RE.match(stem)
+            cls = m.group("cls")
+            if cls not in label_of:
+                drop(f"class {cls} not in the {protocol} protocol")
+                continue
+            video = videos.get(stem)
+            if video is None:
+                listed_without_video += 1
+                video = folder / f"{stem}.mp4"
+            extra = {"class_name": cls, "subject": int(m.group("p")), "camera": int(m.group("c")),
+                     "repetition": int(m.group("r")), "take": int(m.group("v"))}
+            if stem in skel_files:
+                extra["pose_file"] = str(skel_files[stem])
+            clips.append(ClipRecord(stem, split, label_of[cls], str(video), extra=extra))
+        if lists is not None:
+            meta["listed_without_video"] = listed_without_video
+        meta.update({
+            "class_names": names, "dropped": dropped, "video_folder": str(folder),
+            "skeleton_folder": str(skel_dir) if skel_dir else None,
+            "clips_with_skeleton": sum(1 for c in clips if "pose_file" in c.extra),
+        })
         return DatasetIndex(
             name=self.name, classes=[readable_class(n) for n in names], coarse_type=self.coarse_type,
-            skeleton=self.skeleton, clips=clips, root=str(self.root), source_files=[],
-            meta={"protocol": protocol, "split_rule": rule, "class_names": names,
-                  "dropped": dropped, "video_folder": str(folder)},
+            skeleton=self.skeleton, clips=clips, root=str(self.root), source_files=source_files, meta=meta,
         )
 
     # -- poses -------------------------------------------------------------------------------
-    def _skeleton_file(self, clip_id: str) -> Optional[Path]:
-        opt = self.options.get("skeleton_dir")
-        dirs = [Path(opt).expanduser()] if opt else [self.root / d for d in SKELETON_DIRS]
-        for d in dirs:
-            for pat in SKELETON_NAMES:
-                p = d / pat.format(clip_id)
-                if p.is_file():
-                    return p
-        return None
+    def _skeleton_files(self) -> tuple[Optional[Path], dict[str, Path]]:
+        """The skeleton folder used and ``{clip id: file}`` in it (one listing, once per process)."""
+        if self._skeletons is None:
+            opt = self.options.get("skeleton_dir")
+            dirs = [Path(opt).expanduser()] if opt else [self.root / d for d in SKELETON_DIRS]
+            if opt and not dirs[0].is_dir():
+                raise DatasetLayoutError(f"toyota_smarthome: skeleton_dir {dirs[0]} is not a folder")
+            self._skeletons = (None, {})
+            for d in dirs:
+                if not d.is_dir():
+                    continue
+                files: dict[str, Path] = {}
+                names = set(os.listdir(d))
+                for suffix in SKELETON_SUFFIXES:  # earlier suffixes win for the same clip
+                    for n in sorted(names):
+                        if n.endswith(suffix) and CLIP_RE.match(n[: -len(suffix)]):
+                            files.setdefault(n[: -len(suffix)], d / n)
+                if files:
+                    self._skeletons = (d, files)
+                    break
+        return self._skeletons
+
+    def clips_without_poses(self, clips: list[ClipRecord]) -> list[str]:
+        _, files = self._skeleton_files()
+        return [c.clip_id for c in clips if c.clip_id not in files]
 
     def dataset_poses(self, clip: ClipRecord) -> PoseTrack:
-        path = self._skeleton_file(clip.clip_id)
+        folder, files = self._skeleton_files()
+        path = files.get(clip.clip_id)
         if path is None:
-            where = self.options.get("skeleton_dir") or ", ".join(str(self.root / d) for d in SKELETON_DIRS)
+            where = folder or self.options.get("skeleton_dir") or ", ".join(
+                str(self.root / d) for d in SKELETON_DIRS)
             raise FileNotFoundError(
                 f"toyota_smarthome: no skeleton for {clip.clip_id} "
-                f"(expected {clip.clip_id}_pose3d2d.json in {where})"
+                f"(expected {clip.clip_id}_pose3d.json or {clip.clip_id}.json in {where})"
             )
         fs = self.options.get("frame_size", (480, 640))
         return parse_lcrnet_json(path, frame_size=(int(fs[0]), int(fs[1])),
@@ -257,6 +379,8 @@ def parse_lcrnet_json(path: os.PathLike, frame_size=(480, 640), layout: str = "x
                 p = _pose2d(det, layout)
             except ValueError as e:
                 raise DatasetLayoutError(f"{path}: frame {t}: {e}") from None
+            if np.all(p == -1):  # how the v1.2 files mark a frame without a detection
+                continue
             area = float(np.ptp(p[:, 0]) * np.ptp(p[:, 1]))
             key = (_det_score(det), area)
             if best_key is None or key > best_key:

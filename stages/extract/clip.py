@@ -9,8 +9,8 @@ import numpy as np
 
 from cache.codecs import DEFAULT_FRAMES_CODEC, DEFAULT_JPEG_QUALITY, check_frames_codec
 from stages.datasets.base import ClipRecord, DatasetAdapter, PoseTrack
-from stages.extract.decode import DecodeError, VideoInfo, probe, read_frames
-from stages.extract.person_boxes import default_person_boxes
+from stages.extract.decode import DecodeError, VideoInfo, describe, expected_frames, probe, read_frames
+from stages.extract.person_boxes import PersonBoxError, dataset_box_notes, default_person_boxes
 from stages.extract.pose.base import PoseSource, PoseSourceError
 from stages.geometry import joint_patch_grid, resized_size, segment_middle_indices
 
@@ -96,6 +96,7 @@ def extract_clip(
     notes: list[str] = []
     try:
         info: VideoInfo = probe(clip.video)
+        notes.extend(describe(info))
         box_info: dict = {"source": None}
         out_h, out_w = resized_size(info.height, info.width, settings.short_side, settings.grid_cell)
         small: list[np.ndarray] = []
@@ -103,7 +104,7 @@ def extract_clip(
 
         def frames_keeping_small():
             for f in read_frames(clip.video, info, start_time=clip.start_time, end_time=clip.end_time,
-                                 start_frame=clip.start_frame, end_frame=clip.end_frame):
+                                 start_frame=clip.start_frame, end_frame=clip.end_frame, notes=notes):
                 small.append(cv2.resize(f, (out_w, out_h), interpolation=cv2.INTER_AREA))
                 yield f
 
@@ -111,15 +112,21 @@ def extract_clip(
             counters.pose_calls += 1
             # Person boxes: dataset -> detector (on these same streamed frames) -> whole frame.
             chain = getattr(pose, "person_boxes", None) or default_person_boxes()
-            frames, boxes, box_info = chain.stream(clip, dataset, frames_keeping_small())
+            cut = dict(start_time=clip.start_time, end_time=clip.end_time, start_frame=clip.start_frame,
+                       end_frame=clip.end_frame)
+            frames, boxes, box_info = chain.stream(clip, dataset, frames_keeping_small(),
+                                                   expected_frames=expected_frames(info, **cut),
+                                                   frame_size=(info.height, info.width))
             track = pose.estimate(clip, frames, boxes, dataset)
+            if box_info["source"] == "dataset":
+                notes.extend(dataset_box_notes(clip.clip_id, box_info, len(small)))
         else:
             for _ in frames_keeping_small():
                 pass
             counters.pose_calls += 1
             track = pose.estimate(clip, None, None, dataset)
         counters.decoded_frames += len(small)
-    except (DecodeError, PoseSourceError) as e:
+    except (DecodeError, PoseSourceError, PersonBoxError) as e:
         raise ClipError(str(e)) from e
     except (FileNotFoundError, KeyError) as e:
         raise ClipError(f"{type(e).__name__}: {e}") from e
@@ -148,8 +155,11 @@ def extract_clip(
         "scale": [sx, sy],
         "codec": info.codec,
         "rotation": info.rotation,
+        "sar": list(info.sar),
         "person_boxes": box_info["source"],  # "dataset" | "detector" | "whole frame" | None (no frames used)
         **({"person_boxes_detail": box_info} if box_info["source"] == "detector" else {}),
+        **({"person_boxes_detail": {k: box_info[k] for k in ("given", "aligned")}}
+           if box_info["source"] == "dataset" else {}),
         "pose_info": pose.clip_info(clip),
         "notes": notes,
     }
@@ -160,4 +170,10 @@ def extract_clip(
         "scores": track.scores.astype(np.float32),
         "grids": grids,
     }
+    if box_info["source"] in ("dataset", "detector"):
+        # the boxes HRNet used, one per decoded frame (optional array; see cache/layout.py)
+        used = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        if len(used) != n:
+            raise ClipError(f"internal: {len(used)} person boxes used for {n} decoded frames")
+        arrays["person_boxes"] = used
     return ClipResult(arrays=arrays, attrs=attrs, notes=notes)

@@ -1,11 +1,35 @@
-"""Decoding clips with ffmpeg (through ffmpeg-python), streaming raw RGB frames.
+"""Decoding clips with ffmpeg (through ffmpeg-python), streaming RGB frames.
 
 The ffmpeg binary is the static one inside the ``imageio-ffmpeg`` wheel unless ``$PEVL_FFMPEG``
 names another, so a plain ``pip install`` brings everything needed. That build has no ffprobe;
 :func:`probe` reads the stream header that ``ffmpeg -i`` prints instead.
+
+What real footage carries, and what decoding does with it (docs/extraction.md, "Real videos"):
+
+* **Rotation** (a phone's display matrix): frames come out in the *displayed* orientation, as
+  ffmpeg autorotates by default; :func:`probe` reports the displayed size, and every decoded
+  frame is checked against it, so a rotation the probe missed is an error, never a squeezed frame.
+* **Non-square pixels** (sample aspect ratio, SAR, other than 1:1): frames are resampled to square
+  pixels at the display aspect ratio (the width is scaled by the SAR, the height kept). mmaction2's
+  decord and PyAV backends return the stored pixels and ignore the SAR, which shows people
+  stretched or squeezed to HRNet; we give the picture as a player shows it, with a note.
+* **Variable frame rate**: frames are passed through as stored (no duplication or dropping to a
+  constant rate); ``VideoInfo.fps`` is the header's average rate, and time cuts select by
+  timestamp.
+* **Truncation vs. a wrong container duration**: a file is *truncated* when ffmpeg reports that
+  the data ends early (a partial file, a corrupt last packet), or when the decoded stream covers
+  clearly less time than the header states *and* ffmpeg reported errors. A stream that decodes
+  cleanly but ends before the container's duration (an audio track longer than the video, a wrong
+  header) is taken as complete, with a note.
+* Open-GOP / B-frame streams, odd frame sizes, MPEG-4 part 2 (XVID) in AVI decode like any other
+  stream; a file without a video stream (cover art does not count) is an error that says so.
+
+Frames travel from ffmpeg as PPM images (``image2pipe``), each with its own size in its header, so
+the size of every frame is ffmpeg's word, checked against the probe, not an assumption.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -32,27 +56,75 @@ def ffmpeg_exe() -> str:
 
 @dataclass(frozen=True)
 class VideoInfo:
-    width: int  # as displayed (after the rotation ffmpeg applies by default)
+    width: int  # as decoded: displayed orientation, square pixels (see the module docstring)
     height: int
-    fps: Optional[float]
-    duration: Optional[float]  # seconds, from the container header
+    fps: Optional[float]  # the header's average frame rate
+    duration: Optional[float]  # seconds, from the container header (all streams)
     codec: str
-    rotation: int = 0
+    rotation: int = 0  # degrees the display matrix turns the stored picture (0, 90, 180, 270)
+    sar: tuple[int, int] = (1, 1)  # sample aspect ratio of the stored pixels
+    stored_size: Optional[tuple[int, int]] = None  # (width, height) as stored, before rotation and SAR
+    stream: Optional[str] = None  # ffmpeg's "file:stream" index of the video stream decoded
+    tbr: Optional[float] = None  # ffmpeg's guess of the base frame rate (differs from fps when variable)
+
+    @property
+    def variable_frame_rate(self) -> bool:
+        return bool(self.fps and self.tbr and abs(self.fps - self.tbr) > 0.01 * self.tbr)
+
+    @property
+    def square_pixels(self) -> bool:
+        return self.sar[0] == self.sar[1]
 
 
 _DUR = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
-_STREAM = re.compile(r"Stream #\d+:\d+.*?: Video: (\w+).*?, (\d{2,5})x(\d{2,5})")
+_STREAM = re.compile(r"Stream #(\d+):(\d+)[^:]*: Video: (\w+)(.*)")
+_SIZE = re.compile(r", (\d{1,5})x(\d{1,5})\b")
+_SAR = re.compile(r"SAR (\d+):(\d+)")
 _FPS = re.compile(r"(\d+(?:\.\d+)?) fps")
-_TBR = re.compile(r"(\d+(?:\.\d+)?)k? tbr")
-_ROT = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees")
+_TBR = re.compile(r"(\d+(?:\.\d+)?)(k?) tbr")
+_ROT = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees", re.I)
+_ROT_TAG = re.compile(r"^\s*rotate\s*:\s*(-?\d+)", re.M)  # ffmpeg < 5 printed the mp4 tag
+# ffmpeg's words for data that ends early (a truncated file): the demuxer read past the end.
+_EOF_WORDS = re.compile(r"partial file|ended prematurely|Packet corrupt|corrupt input packet|"
+                        r"Truncating packet|end of file", re.I)
+_PROGRESS_LINE = re.compile(r"^(frame|fps|stream_\d+_\d+_q|bitrate|total_size|out_time(_us|_ms)?|dup_frames|"
+                            r"drop_frames|speed|progress)=")
 
 
 def _last_error_line(stderr: str) -> str:
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     for ln in reversed(lines):
         if "Error" in ln or "Invalid" in ln or "not found" in ln or "No such" in ln:
-            return re.sub(r"\[[^\]]*@ 0x[0-9a-f]+\] ", "", ln)
-    return lines[-1] if lines else "ffmpeg printed nothing"
+            return _clean(ln)
+    return _clean(lines[-1]) if lines else "ffmpeg printed nothing"
+
+
+def _clean(line: str) -> str:
+    return re.sub(r"\[[^\]]*@ 0x[0-9a-f]+\] ", "", line.strip())
+
+
+def _stream_blocks(err: str) -> list[tuple[re.Match, str]]:
+    """Each video stream line of ``ffmpeg -i`` with the text up to the next stream (its side data)."""
+    starts = [m for m in re.finditer(r"^\s*Stream #", err, re.M)]
+    out = []
+    for i, s in enumerate(starts):
+        end = starts[i + 1].start() if i + 1 < len(starts) else len(err)
+        block = err[s.start():end]
+        m = _STREAM.search(block.splitlines()[0])
+        if m and "(attached pic)" not in m.group(0):
+            out.append((m, block))
+    return out
+
+
+def displayed_size(width: int, height: int, rotation: int, sar: tuple[int, int]) -> tuple[int, int]:
+    """(width, height) of decoded frames: turned by ``rotation``, then the (turned) SAR applied to
+    the width, rounded half up -- the same arithmetic as the scale filter :func:`read_frames` adds."""
+    num, den = sar
+    if rotation in (90, 270):
+        width, height, num, den = height, width, den, num
+    if num != den:
+        width = int(math.floor(width * num / den + 0.5))
+    return width, height
 
 
 def probe(path: str) -> VideoInfo:
@@ -64,24 +136,56 @@ def probe(path: str) -> VideoInfo:
     proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", path], capture_output=True, text=True,
                           errors="replace", timeout=120)
     err = proc.stderr
-    m = _STREAM.search(err)
-    if not m:
+    blocks = _stream_blocks(err)
+    if not blocks:
         if "moov atom not found" in err:
             raise DecodeError("unreadable mp4: moov atom not found (a truncated file, or not a video at all)")
         if "Error opening input" in err or "Invalid data" in err:
             raise DecodeError(f"not a readable video: {_last_error_line(err)}")
-        raise DecodeError(f"no video stream: {_last_error_line(err)}")
-    codec, w, h = m.group(1), int(m.group(2)), int(m.group(3))
-    line = err[m.start(): err.find("\n", m.start())]
-    fm = _FPS.search(line) or _TBR.search(line)
+        kinds = sorted(set(re.findall(r"Stream #\d+:\d+[^:]*: (\w+):", err)))
+        raise DecodeError("no video stream" + (f" (the file has only {', '.join(k.lower() for k in kinds)})"
+                                               if kinds else f": {_last_error_line(err)}"))
+    m, block = blocks[0]
+    rest = m.group(4)
+    sm = _SIZE.search(rest)
+    if not sm:
+        raise DecodeError(f"video stream without a frame size: {_clean(m.group(0))}")
+    w, h = int(sm.group(1)), int(sm.group(2))
+    sar_m = _SAR.search(rest)
+    sar = (int(sar_m.group(1)), int(sar_m.group(2))) if sar_m else (1, 1)
+    if sar[0] <= 0 or sar[1] <= 0:  # "SAR 0:1": unknown, i.e. square
+        sar = (1, 1)
+    fm = _FPS.search(rest)
+    tm = _TBR.search(rest)
     fps = float(fm.group(1)) if fm else None
+    tbr = float(tm.group(1)) * (1000 if tm.group(2) else 1) if tm else None
+    if fps is None:
+        fps = tbr
     dm = _DUR.search(err)
     duration = int(dm.group(1)) * 3600 + int(dm.group(2)) * 60 + float(dm.group(3)) if dm else None
-    rm = _ROT.search(err)
+    rm = _ROT.search(block) or _ROT_TAG.search(block)
     rot = int(round(float(rm.group(1)))) % 360 if rm else 0
-    if rot in (90, 270):
-        w, h = h, w
-    return VideoInfo(width=w, height=h, fps=fps, duration=duration, codec=codec, rotation=rot)
+    if rot not in (0, 90, 180, 270):
+        raise DecodeError(f"display matrix rotates by {rot} degrees; only multiples of 90 are supported")
+    dw, dh = displayed_size(w, h, rot, sar)
+    return VideoInfo(width=dw, height=dh, fps=fps, duration=duration, codec=m.group(3), rotation=rot, sar=sar,
+                     stored_size=(w, h), stream=f"{m.group(1)}:{m.group(2)}", tbr=tbr)
+
+
+def describe(info: VideoInfo) -> list[str]:
+    """Notes on what decoding does with this stream's quirks (kept with the clip)."""
+    notes = []
+    if info.rotation:
+        notes.append(f"display matrix rotates the picture {info.rotation} degrees: frames and poses are "
+                     "in the displayed (upright) orientation")
+    if not info.square_pixels and info.stored_size:
+        sw, sh = info.stored_size
+        notes.append(f"non-square pixels (SAR {info.sar[0]}:{info.sar[1]}): frames resampled from the stored "
+                     f"{sw}x{sh} to {info.width}x{info.height} square pixels (display aspect)")
+    if info.variable_frame_rate:
+        notes.append(f"variable frame rate (average {info.fps:g} fps, base {info.tbr:g}): frames passed "
+                     "through as stored")
+    return notes
 
 
 def read_frames(
@@ -92,35 +196,54 @@ def read_frames(
     start_frame: Optional[int] = None,
     end_frame: Optional[int] = None,
     min_coverage: float = 0.9,
+    notes: Optional[list] = None,
 ) -> Iterator[np.ndarray]:
-    """Yield every frame of the clip as (H, W, 3) uint8 RGB, in order, at the displayed size.
+    """Yield every frame of the clip as (H, W, 3) uint8 RGB, in order, at ``info``'s size.
 
-    Time cuts seek in ffmpeg (no intermediate files); frame cuts count decoded frames. Raises
-    :class:`DecodeError` at the end if ffmpeg failed or returned clearly fewer frames than the
-    header promised (a truncated file decodes partway and stops).
+    Time cuts seek in ffmpeg (no intermediate files) and keep the frames with timestamps in
+    ``[start_time, end_time)``; frame cuts count decoded frames ``[start_frame, end_frame)``.
+    Raises :class:`DecodeError` if ffmpeg failed, a frame's size differs from the probe's, or the
+    file is truncated (module docstring). ``notes``, if given, receives what a reader of the
+    cache should know (a wrong container duration, errors ffmpeg concealed).
     """
     in_kw: dict = {}
     if start_time is not None:
         in_kw["ss"] = f"{start_time:.3f}"
     if end_time is not None:
         in_kw["to"] = f"{end_time:.3f}"
-    w, h = info.width, info.height
-    # Passthrough: one output frame per decoded frame (no duplication to a constant rate), and an
-    # explicit size so the byte count per frame is known whatever rotation metadata says.
+    out_kw: dict = dict(format="image2pipe", vcodec="ppm", pix_fmt="rgb24", fps_mode="passthrough")
+    if info.stream:
+        out_kw["map"] = info.stream
+    if not info.square_pixels:
+        # after ffmpeg's autorotation, so the SAR is the turned one; same arithmetic as displayed_size
+        out_kw["vf"] = "scale=floor(iw*sar+0.5):ih,setsar=1"
     stream = (
         ffmpeg.input(path, **in_kw)
-        .output("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{w}x{h}", fps_mode="passthrough", an=None, sn=None)
-        .global_args("-hide_banner", "-nostdin", "-loglevel", "error")
+        .output("pipe:", an=None, sn=None, dn=None, **out_kw)
+        .global_args("-hide_banner", "-nostdin", "-loglevel", "warning", "-nostats", "-progress", "pipe:2")
     )
     proc = stream.run_async(cmd=ffmpeg_exe(), pipe_stdout=True, pipe_stderr=True)
     err_chunks: list[bytes] = []
     t = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()), daemon=True)
     t.start()
+    w, h = info.width, info.height
+    header = f"P6\n{w} {h}\n255\n".encode()
     frame_bytes = w * h * 3
     n = 0
     n_out = 0
     try:
         while True:
+            head = proc.stdout.readline()
+            if not head:
+                break
+            head += proc.stdout.readline() + proc.stdout.readline()
+            if head != header:
+                got = head.decode("ascii", "replace").split()
+                size = f"{got[1]}x{got[2]}" if len(got) >= 3 else repr(head[:32])
+                raise DecodeError(
+                    f"decoded frame {n} is {size}, but the stream header says {w}x{h} (stored "
+                    f"{info.stored_size}, rotation {info.rotation}, SAR {info.sar[0]}:{info.sar[1]}); "
+                    "the frame size changes mid-stream or the rotation was not understood")
             buf = proc.stdout.read(frame_bytes)
             if len(buf) < frame_bytes:
                 break
@@ -139,28 +262,62 @@ def read_frames(
         rc = proc.wait()
         t.join(timeout=5)
     stopped_early = end_frame is not None and n >= end_frame
+    if stopped_early:
+        return  # we closed the pipe: ffmpeg's complaints about it are ours, not the file's
     stderr = b"".join(err_chunks).decode("utf-8", "replace")
-    if rc != 0 and not stopped_early and rc > 0:
+    messages = [_clean(ln) for ln in stderr.splitlines() if ln.strip() and not _PROGRESS_LINE.match(ln.strip())]
+    eof = [ln for ln in messages if _EOF_WORDS.search(ln)]
+    span = _decoded_span(stderr)
+    expected = _expected_span(info, start_time, end_time, start_frame, end_frame)
+    short = expected is not None and span is not None and span < min_coverage * expected - _frame_time(info)
+    if eof or (short and messages):
+        seen = f" ({span:.2f} s of ~{expected:.2f} s)" if short else ""
+        raise DecodeError(f"truncated: decoded {n_out} frames{seen}; ffmpeg: {(eof or messages)[0]}")
+    if rc > 0:
         raise DecodeError(f"ffmpeg failed (exit {rc}): {_last_error_line(stderr)}")
     if n_out == 0:
-        raise DecodeError("no frames decoded" + (f": {_last_error_line(stderr)}" if stderr.strip() else ""))
-    expected = _expected_frames(info, start_time, end_time, start_frame, end_frame)
-    if expected and n_out < min_coverage * expected - 1:
-        why = _last_error_line(stderr) if stderr.strip() else "stream ends early"
-        raise DecodeError(f"truncated: decoded {n_out} of ~{expected} frames ({why})")
+        raise DecodeError("no frames decoded" + (f": {_last_error_line(chr(10).join(messages))}" if messages else ""))
+    if notes is not None:
+        if short:
+            notes.append(f"the container says the clip lasts ~{expected:.2f} s, the video stream ends after "
+                         f"{span:.2f} s; it decoded without errors, so it is taken as complete (a longer "
+                         "audio track or a wrong header duration)")
+        if messages:
+            notes.append(f"ffmpeg reported {len(messages)} problem line(s) while decoding, concealed by the "
+                         f"decoder: {messages[0]}")
 
 
-def _expected_frames(info, start_time, end_time, start_frame, end_frame) -> Optional[int]:
-    if start_frame is not None and end_frame is not None:
+def _frame_time(info: VideoInfo) -> float:
+    return 1.0 / info.fps if info.fps else 0.1
+
+
+def _decoded_span(stderr: str) -> Optional[float]:
+    """Seconds of stream ffmpeg delivered (end of its last frame), from ``-progress``'s last report."""
+    vals = re.findall(r"^out_time_us=(\d+)", stderr, re.M)
+    return int(vals[-1]) / 1e6 if vals else None
+
+
+def _expected_span(info, start_time, end_time, start_frame, end_frame) -> Optional[float]:
+    if start_frame is not None or end_frame is not None:
         return None  # a frame cut past the end is the annotation's business, checked by the caller
-    if not info.fps or not info.duration:
+    if not info.duration:
         return None
     t0 = start_time or 0.0
     t1 = min(end_time, info.duration) if end_time is not None else info.duration
-    return int((t1 - t0) * info.fps) if t1 > t0 else None
+    return t1 - t0 if t1 > t0 else None
 
 
-def decode_clip(path: str, **cut) -> tuple[VideoInfo, list[np.ndarray]]:
+def expected_frames(info: VideoInfo, start_time=None, end_time=None, start_frame=None,
+                    end_frame=None) -> Optional[int]:
+    """How many frames the header promises for this cut (None when it cannot tell). A promise, not a
+    count: a variable rate or a wrong container duration make it differ from what decodes."""
+    if start_frame is not None and end_frame is not None:
+        return max(0, end_frame - start_frame)
+    span = _expected_span(info, start_time, end_time, start_frame, end_frame)
+    return int(round(span * info.fps)) if span and info.fps else None
+
+
+def decode_clip(path: str, notes: Optional[list] = None, **cut) -> tuple[VideoInfo, list[np.ndarray]]:
     """Probe and decode a whole clip into memory (tests and small clips)."""
     info = probe(path)
-    return info, list(read_frames(path, info, **cut))
+    return info, list(read_frames(path, info, notes=notes, **cut))

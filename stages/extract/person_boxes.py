@@ -3,7 +3,14 @@
 The chain, per clip:
 
 1. boxes the dataset supplies (:meth:`DatasetAdapter.person_boxes`: FineGym's ground-truth athlete
-   boxes through the adapter option ``boxes=PATH``, the demo's boxes), as mmaction2 uses them;
+   boxes through the adapter option ``boxes=PATH``, the demo's boxes), as mmaction2 uses them.
+   They are checked against the decoded frames (:func:`check_dataset_boxes`: pixels of these
+   frames, not normalized, inside the picture; frames without a box take the nearest frame's box,
+   noted) and one is used per decoded frame: when the dataset gives as many boxes as the header
+   promises frames they stream with the frames; otherwise the frames are held until the clip is
+   decoded and each takes the box nearest in time (noted), or, when the counts differ by more
+   than 2x, the clip is refused (:class:`PersonBoxError`, the clip named). Never a silent
+   whole-frame box for a frame the dataset's boxes do not reach;
 2. otherwise, when ``--person-detector`` is given, the highest-scoring person box of an mmdet
    detector on each frame (mmaction2's skeleton extraction does the same with Faster R-CNN);
 3. otherwise the whole frame, with ONE warning per chain (one per extraction run and process).
@@ -63,6 +70,76 @@ class DetectorUnavailable(RuntimeError):
 
 class WholeFrameBoxesWarning(UserWarning):
     """HRNet runs on the whole frame: neither the dataset nor a detector gave person boxes."""
+
+
+class PersonBoxError(RuntimeError):
+    """A dataset's boxes do not fit the clip (the message names it): recorded as its failure."""
+
+
+# A dataset's box count may differ from the decoded frames by this factor at most (another frame
+# rate); beyond it the boxes were made for another cut and are refused.
+MAX_BOX_COUNT_RATIO = 2.0
+# A box may reach this far (fraction of the frame) outside the picture; farther, the boxes were
+# made for another resolution or orientation.
+MAX_BOX_OVERHANG = 0.25
+
+
+def check_dataset_boxes(clip_id: str, boxes, frame_size: Optional[tuple[int, int]]) -> tuple[np.ndarray, list[str]]:
+    """A dataset's ``(T, 4)`` xyxy boxes checked against the decoded ``(height, width)``; NaN rows
+    (frames without a box) filled from the nearest frame. Returns the boxes and notes; raises
+    :class:`PersonBoxError` naming the clip and the first offending frame."""
+    arr = np.asarray(boxes, dtype=np.float32)
+    if arr.ndim != 2 or arr.shape[1] != 4 or len(arr) == 0:
+        raise PersonBoxError(f"clip {clip_id}: the dataset's person boxes have shape {arr.shape}, expected (T, 4)")
+    notes = []
+    ok = np.isfinite(arr).all(axis=1)
+    if not ok.any():
+        raise PersonBoxError(f"clip {clip_id}: the dataset gives no finite person box")
+    if not ok.all():
+        idx = np.flatnonzero(ok)
+        nearest = idx[np.abs(np.arange(len(arr))[:, None] - idx[None, :]).argmin(axis=1)]
+        notes.append(f"dataset boxes: {int((~ok).sum())} of {len(arr)} frames without a box take the nearest "
+                     "frame's box")
+        arr = arr[nearest]
+    bad = np.flatnonzero((arr[:, 2] <= arr[:, 0]) | (arr[:, 3] <= arr[:, 1]))
+    if len(bad):
+        raise PersonBoxError(f"clip {clip_id}: person box of frame {bad[0]} {arr[bad[0]].tolist()} is empty "
+                             "(expected x1 < x2, y1 < y2)")
+    if frame_size is not None:
+        h, w = frame_size
+        if max(h, w) > 8 and float(np.abs(arr).max()) <= 1.5:
+            raise PersonBoxError(f"clip {clip_id}: person boxes lie within [0, 1.5] (e.g. {arr[0].tolist()}): "
+                                 f"normalized coordinates? expected pixels of the {w}x{h} frames")
+        mx, my = MAX_BOX_OVERHANG * w, MAX_BOX_OVERHANG * h
+        out = np.flatnonzero((arr[:, 0] < -mx) | (arr[:, 1] < -my) | (arr[:, 2] > w + mx) | (arr[:, 3] > h + my)
+                             | (arr[:, 0] >= w) | (arr[:, 1] >= h) | (arr[:, 2] <= 0) | (arr[:, 3] <= 0))
+        if len(out):
+            raise PersonBoxError(f"clip {clip_id}: person box of frame {out[0]} {arr[out[0]].tolist()} lies outside "
+                                 f"the {w}x{h} decoded frames: boxes for another resolution or orientation?")
+    return arr, notes
+
+
+def box_for_frame(j: int, given: int, frames: int) -> int:
+    """Index of the box nearest in time to decoded frame ``j`` when ``given`` boxes span ``frames``."""
+    return min(int((j + 0.5) * given / frames), given - 1)
+
+
+def dataset_box_notes(clip_id: str, info: dict, decoded: int) -> list[str]:
+    """After decoding: whether the dataset's boxes met the frames one to one (notes), or refuse."""
+    given = info["given"]
+    notes = list(info.get("notes", ()))
+    if given == decoded:
+        return notes
+    if info["aligned"] == "by time":
+        return notes + [f"dataset boxes: {given} for {decoded} decoded frames; each frame took the box nearest in time"]
+    # streamed one per frame because the header promised as many frames as boxes
+    if not 1 / MAX_BOX_COUNT_RATIO <= given / decoded <= MAX_BOX_COUNT_RATIO:
+        raise PersonBoxError(f"clip {clip_id}: the dataset gives {given} person boxes, the clip decoded {decoded} "
+                             "frames: boxes for another cut?")
+    extra = (f"the last {decoded - given} frames took the last box" if decoded > given
+             else f"the last {given - decoded} boxes were not used")
+    return notes + [f"dataset boxes: {given} for {decoded} decoded frames (the header promised {given}): one box per "
+                    f"frame from the first; {extra}"]
 
 
 # -- mmdet detector ------------------------------------------------------------------------------
@@ -212,17 +289,26 @@ class PersonBoxes:
         """The detector's identity (goes into the entry key), or None without a detector."""
         return self.detector.identity() if self.detector is not None else None
 
-    def stream(self, clip: ClipRecord, dataset: DatasetAdapter,
-               frames: Iterable[np.ndarray]) -> tuple[Iterator[np.ndarray], Optional[list], dict]:
+    def stream(self, clip: ClipRecord, dataset: DatasetAdapter, frames: Iterable[np.ndarray],
+               expected_frames: Optional[int] = None, frame_size: Optional[tuple[int, int]] = None,
+               ) -> tuple[Iterator[np.ndarray], Optional[list], dict]:
         """``(frames, boxes, info)`` for a top-down pose source; ``frames`` is consumed lazily.
 
-        ``boxes`` is None (whole frame), the dataset's ``(F, 4)`` array, or a list the detector
-        fills one batch ahead of the frames it yields. ``info["source"]`` is what the clip used:
-        ``"dataset"``, ``"detector"`` or ``"whole frame"`` (final once ``frames`` is exhausted).
+        ``boxes`` is None (whole frame) or a list filled ahead of the frames yielded: box ``i``
+        exists when frame ``i`` comes out (the boxes used, one per decoded frame).
+        ``info["source"]`` is what the clip used: ``"dataset"``, ``"detector"`` or ``"whole frame"``
+        (final once ``frames`` is exhausted). ``expected_frames`` (what the header promises) and
+        ``frame_size`` (decoded height, width) are for checking and aligning a dataset's boxes.
         """
         boxes = dataset.person_boxes(clip) if dataset is not None else None
         if boxes is not None:
-            return iter(frames), boxes, {"source": "dataset"}
+            checked, notes = check_dataset_boxes(clip.clip_id, boxes, frame_size)
+            one_to_one = expected_frames is not None and len(checked) == expected_frames
+            info = {"source": "dataset", "given": len(checked), "notes": notes,
+                    "aligned": "one per frame" if one_to_one else "by time"}
+            out: list[np.ndarray] = []
+            gen = self._dataset_stream if one_to_one else self._dataset_by_time
+            return gen(clip.clip_id, frames, checked, out), out, info
         if self.detector is not None:
             info = {"source": "detector", "detector": self.detector.config_name, "frames": 0,
                     "frames_without_person": 0}
@@ -230,6 +316,27 @@ class PersonBoxes:
             return self._detect_ahead(frames, out, info), out, info
         self._warn_whole_frame(dataset)
         return iter(frames), None, {"source": "whole frame"}
+
+    @staticmethod
+    def _dataset_stream(clip_id: str, frames: Iterable[np.ndarray], boxes: np.ndarray,
+                        out: list) -> Iterator[np.ndarray]:
+        for j, img in enumerate(frames):
+            out.append(boxes[min(j, len(boxes) - 1)])
+            yield img
+
+    @staticmethod
+    def _dataset_by_time(clip_id: str, frames: Iterable[np.ndarray], boxes: np.ndarray,
+                         out: list) -> Iterator[np.ndarray]:
+        # the count differs from what the header promised: hold the clip's frames until it is
+        # decoded, so every frame takes the box nearest in time
+        held = list(frames)
+        n, given = len(held), len(boxes)
+        if n and not 1 / MAX_BOX_COUNT_RATIO <= given / n <= MAX_BOX_COUNT_RATIO:
+            raise PersonBoxError(f"clip {clip_id}: the dataset gives {given} person boxes, the clip decoded {n} "
+                                 "frames: boxes for another cut?")
+        for j, img in enumerate(held):
+            out.append(boxes[box_for_frame(j, given, n)])
+            yield img
 
     def _detect_ahead(self, frames: Iterable[np.ndarray], out: list, info: dict) -> Iterator[np.ndarray]:
         it = iter(frames)

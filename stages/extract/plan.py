@@ -7,6 +7,7 @@ any host, computes the same key and clip plan, so any number of processes (``--w
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,16 @@ class ExtractOptions:
     # config (path, name under mmdet's .mim/configs, or alias) and its local checkpoint; None: whole frame.
     person_detector: Optional[str] = None
     detector_checkpoint: Optional[str] = None
+    # Clips the pose source has no poses for (a skeleton file covering part of a split): "error"
+    # stops before any work, "skip" leaves them out of the entry, "fail" records them as failed.
+    missing_poses: str = "error"
+
+
+MISSING_POSES_CHOICES = ("error", "skip", "fail")
+
+
+class MissingPosesError(ValueError):
+    """The pose source covers only part of the dataset, and nobody said what to do with the rest."""
 
 
 @dataclass
@@ -64,6 +75,7 @@ class EntryPlan:
     plan: list[dict]
     root_attrs: dict
     manifest: dict
+    no_pose: frozenset = frozenset()  # clip ids to record as failed without decoding (missing_poses="fail")
 
 
 def parse_shard(text: Optional[str]) -> tuple[int, int]:
@@ -117,6 +129,33 @@ def make_pose_source(spec: str, opts: ExtractOptions, adapter: DatasetAdapter) -
     return create_pose_source(spec)
 
 
+def pose_coverage(pose: PoseSource, index: DatasetIndex, adapter: DatasetAdapter) -> Optional[dict]:
+    """Which clips ``pose`` has no poses for, counted per split (None: it cannot tell before trying).
+    ``"missing"`` holds every such clip id (``"examples"`` the first few, for messages)."""
+    missing = pose.clips_without_poses(index.clips, adapter)
+    if missing is None:
+        return None
+    lost = set(missing)
+    by_split: dict[str, dict[str, int]] = {}
+    for c in index.clips:
+        s = by_split.setdefault(c.split, {"clips": 0, "without_poses": 0})
+        s["clips"] += 1
+        s["without_poses"] += c.clip_id in lost
+    return {"clips": len(index.clips), "without_poses": len(lost), "by_split": by_split,
+            "examples": missing[:5], "missing": missing}
+
+
+def _coverage_message(spec: str, cov: dict) -> str:
+    parts = ", ".join(f"{s}: {v['without_poses']} of {v['clips']}" for s, v in sorted(cov["by_split"].items())
+                      if v["without_poses"])
+    return (f"--pose-source {spec} has no poses for {cov['without_poses']} of {cov['clips']} clips ({parts}; "
+            f"e.g. {', '.join(cov['examples'][:3])}). Nothing was extracted. Pass --missing-poses skip to leave "
+            "them out of the entry, or --missing-poses fail to keep them in it as failed clips (not decoded)"
+            + (", or choose a split the file covers (FineGym: -o split_version=1.0 for mmaction2's gym_2d.pkl)"
+               if spec.startswith("pkl:") else ", or point the dataset at its pose files (docs/datasets.md)")
+            + ".")
+
+
 def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
                index: Optional[DatasetIndex] = None,
                load_progress: Optional[Callable[[int, int], None]] = None) -> EntryPlan:
@@ -133,6 +172,21 @@ def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
     pose_identity = pose.identity()
     if pose.skeleton != index.skeleton and pose_spec.partition(":")[0] == "dataset":
         raise ValueError(f"pose source skeleton {pose.skeleton} != dataset skeleton {index.skeleton}")
+    if opts.missing_poses not in MISSING_POSES_CHOICES:
+        raise ValueError(f"--missing-poses {opts.missing_poses!r}: want one of {MISSING_POSES_CHOICES}")
+    coverage = pose_coverage(pose, index, adapter)
+    no_pose: frozenset = frozenset()
+    if coverage and not coverage["without_poses"]:
+        coverage = None  # every clip covered: nothing to record
+    if coverage:
+        if opts.missing_poses == "error":
+            raise MissingPosesError(_coverage_message(pose_spec, coverage))
+        lost = set(coverage.pop("missing"))
+        if opts.missing_poses == "skip":
+            index = dataclasses.replace(index, clips=[c for c in index.clips if c.clip_id not in lost])
+        else:
+            no_pose = frozenset(lost)
+        coverage["policy"] = opts.missing_poses
     root = index.root
     plan, sources = [], []
     seen: set[str] = set()
@@ -173,12 +227,16 @@ def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
         "dataset_meta": index.meta,
         "created": created,
     }
+    if coverage:
+        root_attrs["clips_without_poses"] = coverage
     manifest = {
         "what": "PeVL stage-one cache entry (see cache/layout.py for the layout)",
         **{k: root_attrs[k] for k in ("format", "key", "settings_hash", "sources_hash", "dataset",
                                       "settings", "pose", "skeleton", "coarse_type", "dataset_root")},
         "num_classes": len(index.classes),
         "annotation_files": [file_identity(p, root) for p in index.source_files],
+        "dataset_meta": index.meta,  # which layout and files defined the splits, what was dropped
+        **({"clips_without_poses": root_attrs["clips_without_poses"]} if "clips_without_poses" in root_attrs else {}),
         "created": created,
         "code_revision": git_revision(),
         "versions": package_versions(),
@@ -186,7 +244,7 @@ def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
         "counts": {"total": len(plan)},
     }
     return EntryPlan(adapter, index, settings, pose_spec, pose_identity, key, settings_hash, sources_hash,
-                     store.entry_dir(index.name, key), plan, root_attrs, manifest)
+                     store.entry_dir(index.name, key), plan, root_attrs, manifest, no_pose)
 
 
 def open_or_create(p: EntryPlan) -> CacheEntry:

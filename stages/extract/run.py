@@ -86,6 +86,8 @@ def extract_clips(p: EntryPlan, opts: ExtractOptions, clips: list, progress: Opt
             if not writer.claim(uid):
                 continue
             try:
+                if c.clip_id in p.no_pose:  # known at planning time: nothing to decode
+                    raise ClipError(f"no poses for this clip in --pose-source {p.pose_spec} (--missing-poses fail)")
                 if pose is None:
                     pose = make_pose_source(p.pose_spec, opts, p.adapter)
                 res = extract_clip(c, p.adapter, pose, p.settings, counters)

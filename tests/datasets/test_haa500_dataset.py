@@ -1,6 +1,6 @@
 import pytest
 
-from _fixtures import touch
+from _fixtures import touch, write_text
 from stages.datasets import DatasetLayoutError, create_dataset
 from stages.datasets.base import check_labels
 from stages.datasets.haa500 import class_texts
@@ -44,3 +44,67 @@ def test_variant_class_texts():
 def test_empty_root_error(tmp_path):
     with pytest.raises(DatasetLayoutError, match="per-class folders"):
         create_dataset("haa500", root=tmp_path).load()
+
+
+def _class_files(root, classes=("playing_violin", "abseiling"), n=20, folder="raw"):
+    for c in classes:
+        write_text(root / folder / f"{c}.txt", "".join(
+            f"https://www.youtube.com/watch?v=vid{c[:3]}{i:05d},{i}.5,{i + 2}.25,{i % 2},1\n" for i in range(n)))
+
+
+def _make0(root, classes=("playing_violin", "abseiling"), numbers=range(20)):
+    """Videos numbered from 000, as the v1.1 archive names them."""
+    for c in classes:
+        for i in numbers:
+            touch(root / "video" / c / f"{c}_{i:03d}.mp4")
+    return root
+
+
+@pytest.mark.parametrize("folder", ["raw", "annotations", ""])
+def test_split_by_line_order_of_the_class_files(tmp_path, folder):
+    _make0(tmp_path, numbers=[i for i in range(20) if i != 5])  # video 005 of each class lost
+    _class_files(tmp_path, folder=folder)
+    write_text(tmp_path / "README.txt", "not a class file")
+    idx = create_dataset("haa500", root=tmp_path).load()
+    check_labels(idx)
+    assert idx.split_counts() == {"train": 32, "val": 2, "test": 6}  # by line: the lost video is still train
+    violin = {c.clip_id: c for c in idx.clips if c.label == 1}
+    assert violin["playing_violin_016"].split == "val"  # line 17; file order would have said 017
+    assert [c.clip_id for c in idx.missing()] == ["abseiling_005", "playing_violin_005"]
+    assert violin["playing_violin_016"].extra["line"] == 17
+    assert violin["playing_violin_003"].extra["start_time"] == 3.5
+    assert "line order" in idx.meta["split_source"] and len(idx.source_files) == 2
+    # without the class files: the file-order rule, which shifts after the lost video
+    for p in (tmp_path / folder).glob("*_*.txt"):
+        p.unlink()
+    for p in (tmp_path / folder).glob("abseiling.txt"):
+        p.unlink()
+    plain = create_dataset("haa500", root=tmp_path).load()
+    assert plain.meta["split_source"].startswith("file order")
+    assert {c.clip_id: c.split for c in plain.clips}["playing_violin_017"] == "val"
+
+
+def test_class_files_that_do_not_fit_the_videos_are_refused(tmp_path):
+    _make(tmp_path)  # numbered 001..020: video 020 has no line 21
+    _class_files(tmp_path)
+    with pytest.raises(DatasetLayoutError, match=r"abseiling_020.mp4 does not fit .*line i being video i-1"):
+        create_dataset("haa500", root=tmp_path).load()
+
+
+def test_class_without_a_file_and_bad_lines(tmp_path):
+    _make0(tmp_path)
+    _class_files(tmp_path, classes=("abseiling",))
+    with pytest.raises(DatasetLayoutError, match="no annotation file"):
+        create_dataset("haa500", root=tmp_path).load()
+    _class_files(tmp_path)
+    write_text(tmp_path / "raw" / "abseiling.txt", "https://youtu.be/x,1.0,2.0\n")
+    with pytest.raises(DatasetLayoutError, match="abseiling.txt:1"):
+        create_dataset("haa500", root=tmp_path).load()
+
+
+def test_class_files_define_the_classes(tmp_path):
+    _make0(tmp_path, classes=("abseiling",))
+    _class_files(tmp_path, classes=("abseiling", "zumba"))  # no zumba video was downloaded
+    idx = create_dataset("haa500", root=tmp_path, annotation_dir=str(tmp_path / "raw")).load()
+    assert idx.classes == ["abseiling", "zumba"] and idx.meta["classes_without_videos"] == ["zumba"]
+    assert len(idx.missing()) == 20

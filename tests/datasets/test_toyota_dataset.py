@@ -1,7 +1,9 @@
+import os
+
 import numpy as np
 import pytest
 
-from _fixtures import touch, write_json
+from _fixtures import touch, write_json, write_text
 from stages.datasets import DatasetLayoutError, create_dataset
 from stages.datasets.base import check_labels
 from stages.datasets.toyota_smarthome import readable_class
@@ -30,40 +32,128 @@ def test_readable_class():
     assert readable_class("Foo.BarBaz") == "foo, bar baz"
 
 
-def test_cross_subject(tmp_path):
-    idx = create_dataset("toyota_smarthome", root=_root(tmp_path)).load()
+# every subject and camera of the release, one Drink.Fromcup clip each (a class of both protocols)
+SUBJECTS = (2, 3, 4, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 25)
+CAMERAS = (1, 2, 3, 4, 5, 6, 7)
+
+
+def _grid_root(root):
+    for p in SUBJECTS:
+        for c in CAMERAS:
+            touch(root / "mp4" / f"Drink.Fromcup_p{p:02d}_r00_v01_c{c:02d}.mp4")
+    return root
+
+
+def _by(idx, field):
+    out = {}
+    for c in idx.clips:
+        out.setdefault(c.split, set()).add(c.extra[field])
+    return out
+
+
+def test_cross_subject_protocol(tmp_path):
+    idx = create_dataset("toyota_smarthome", root=_grid_root(tmp_path)).load()
     check_labels(idx)
-    assert idx.num_classes == 31 and len(set(idx.classes)) == 31
-    assert idx.skeleton == "toyota13" and idx.meta["protocol"] == "cs"
-    by = {c.clip_id: c for c in idx.clips}
-    assert by["Drink.Fromcup_p03_r00_v01_c01"].split == "train"
-    assert by["Drink.Fromcup_p02_r01_v02_c02"].split == "test"
-    assert by["Cook.Cleandishes_p25_r00_v01_c06"].split == "train"
-    assert by["Walk_p18_r02_v05_c05"].split == "test"
-    assert idx.classes[by["Drink.Fromcup_p03_r00_v01_c01"].label] == "drink from cup"
-    # Pour.Fromcup is dropped, and counted
-    assert "Pour.Fromcup_p03_r00_v01_c01" not in by
-    assert idx.meta["dropped"] == {"class Pour.Fromcup not in the cs protocol": 1}
-    assert idx.missing() == []
+    assert idx.num_classes == 31 and len(set(idx.classes)) == 31 and idx.meta["protocol"] == "cs"
+    assert _by(idx, "subject") == {"train": {3, 4, 6, 7, 9, 12, 13, 15, 17}, "val": {19, 25},
+                                   "test": {2, 10, 11, 14, 16, 18, 20}}
+    assert _by(idx, "camera") == {s: set(CAMERAS) for s in ("train", "val", "test")}  # all cameras
+    assert "rule" in idx.meta["split_source"] and idx.source_files == []
 
 
-def test_cs_val_subjects(tmp_path):
-    idx = create_dataset("toyota_smarthome", root=_root(tmp_path), val_subjects=["p25"]).load()
-    assert {c.clip_id: c.split for c in idx.clips}["Cook.Cleandishes_p25_r00_v01_c06"] == "val"
-
-
-@pytest.mark.parametrize("protocol,expected", [
-    ("cv1", {"Drink.Fromcup_p03_r00_v01_c01": "train", "Drink.Fromcup_p02_r01_v02_c02": "test"}),
-    ("cv2", {"Drink.Fromcup_p03_r00_v01_c01": "train", "Drink.Fromcup_p02_r01_v02_c02": "test",
-             "Walk_p18_r02_v05_c05": "val"}),
+@pytest.mark.parametrize("protocol, cameras", [
+    ("cv1", {"train": {1}, "val": {5}, "test": {2}}),
+    ("cv2", {"train": {1, 3, 4, 6, 7}, "val": {5}, "test": {2}}),
 ])
-def test_cross_view(tmp_path, protocol, expected):
-    idx = create_dataset("toyota_smarthome", root=_root(tmp_path), protocol=protocol).load()
+def test_cross_view_protocols(tmp_path, protocol, cameras):
+    idx = create_dataset("toyota_smarthome", root=_grid_root(tmp_path), protocol=protocol).load()
     check_labels(idx)
     assert idx.num_classes == 19
-    assert {c.clip_id: c.split for c in idx.clips} == expected
-    assert any("c07" in k for k in idx.meta["dropped"])  # camera 7 unused
-    assert any("Cook.Cleandishes" in k for k in idx.meta["dropped"])  # not a CV class
+    assert _by(idx, "camera") == cameras
+    assert _by(idx, "subject") == {s: set(SUBJECTS) for s in cameras}  # all subjects
+    unused = set(CAMERAS) - set().union(*cameras.values())
+    assert idx.meta["dropped"] == {f"camera c{c:02d} not in the {protocol} protocol": len(SUBJECTS)
+                                   for c in sorted(unused)}
+
+
+def test_classes_outside_the_protocol_dropped_and_counted(tmp_path):
+    idx = create_dataset("toyota_smarthome", root=_root(tmp_path)).load()
+    by = {c.clip_id: c for c in idx.clips}
+    assert idx.classes[by["Drink.Fromcup_p03_r00_v01_c01"].label] == "drink from cup"
+    assert "Pour.Fromcup_p03_r00_v01_c01" not in by
+    assert idx.meta["dropped"]["class Pour.Fromcup not in the cs protocol"] == 1
+    cv = create_dataset("toyota_smarthome", root=tmp_path, protocol="cv1").load()
+    assert cv.meta["dropped"]["class Cook.Cleandishes not in the cv1 protocol"] == 1
+
+
+def test_rule_overrides_from_the_command_line(tmp_path):
+    idx = create_dataset("toyota_smarthome", root=_grid_root(tmp_path), val_subjects="19,25,2",
+                         test_subjects="p10").load()
+    assert _by(idx, "subject")["val"] == {2, 19, 25} and _by(idx, "subject")["test"] == {10}
+    assert idx.meta["dropped"]["subject p11 not in the cs protocol"] == len(CAMERAS)
+
+
+def _write_lists(d, suffix, lists):
+    for split, name in (("train", "train"), ("val", "validation"), ("test", "test")):
+        write_text(d / f"{name}_{suffix}.txt", "".join(f"{n}.mp4\n" for n in lists.get(split, ())))
+
+
+@pytest.mark.parametrize("where", ["splits", "", "elsewhere"])
+def test_published_split_lists_define_the_splits(tmp_path, where):
+    root = _root(tmp_path / "data")
+    lists = {"train": ["Drink.Fromcup_p03_r00_v01_c01", "Pour.Fromcup_p03_r00_v01_c01",
+                       "Walk_p09_r00_v01_c01"],  # Walk_p09...: listed, no video
+             "val": ["Walk_p18_r02_v05_c05"],  # a subject the rule would call test: the list wins
+             "test": ["Drink.Fromcup_p02_r01_v02_c02"]}
+    d = tmp_path / "lists" if where == "elsewhere" else root / where
+    _write_lists(d, "CS", lists)
+    opts = {"split_dir": str(d)} if where == "elsewhere" else {}
+    idx = create_dataset("toyota_smarthome", root=root, **opts).load()
+    check_labels(idx)
+    assert {c.clip_id: c.split for c in idx.clips} == {
+        "Drink.Fromcup_p03_r00_v01_c01": "train", "Walk_p09_r00_v01_c01": "train",
+        "Walk_p18_r02_v05_c05": "val", "Drink.Fromcup_p02_r01_v02_c02": "test"}
+    assert [c.clip_id for c in idx.missing()] == ["Walk_p09_r00_v01_c01"]
+    m = idx.meta
+    assert m["split_source"].startswith("published split lists") and "train_CS.txt" in m["split_source"]
+    assert m["listed_without_video"] == 1
+    assert m["dropped"] == {"class Pour.Fromcup not in the cs protocol": 1, "video not in the split lists": 2}
+    assert sorted(os.path.basename(p) for p in idx.source_files) == ["test_CS.txt", "train_CS.txt",
+                                                                   "validation_CS.txt"]
+
+
+def test_split_lists_of_the_other_protocols_and_partial_sets(tmp_path):
+    root = _root(tmp_path)
+    _write_lists(root / "splits", "CV1", {"train": ["Drink.Fromcup_p03_r00_v01_c01"],
+                                          "test": ["Drink.Fromcup_p02_r01_v02_c02"]})
+    cs = create_dataset("toyota_smarthome", root=root).load()  # no CS lists: the rule
+    assert "rule" in cs.meta["split_source"]
+    cv1 = create_dataset("toyota_smarthome", root=root, protocol="cv1").load()
+    assert cv1.split_counts() == {"train": 1, "test": 1}
+    (root / "splits" / "validation_CV1.txt").unlink()
+    with pytest.raises(DatasetLayoutError, match="validation_CV1.txt"):
+        create_dataset("toyota_smarthome", root=root, protocol="cv1").load()
+    write_text(root / "splits" / "validation_CV1.txt", "not a clip name\n")
+    with pytest.raises(DatasetLayoutError, match="validation_CV1.txt:1"):
+        create_dataset("toyota_smarthome", root=root, protocol="cv1").load()
+
+
+def test_dataset_info_says_which_source_defined_the_splits(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    root = _root(tmp_path)
+    _write_lists(root / "splits", "CS", {"train": ["Drink.Fromcup_p03_r00_v01_c01", "Pour.Fromcup_p03_r00_v01_c01",
+                                                   "Walk_p09_r00_v01_c01"]})
+    res = CliRunner().invoke(app, ["dataset", "info", "--dataset", "toyota_smarthome", "--root", str(root), "--json"])
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.output)
+    assert info["meta"]["split_source"].startswith("published split lists")
+    assert info["meta"]["listed_without_video"] == 1 and info["missing_videos"] == 1
+    assert info["meta"]["dropped"]["class Pour.Fromcup not in the cs protocol"] == 1
 
 
 def test_errors(tmp_path):
@@ -80,7 +170,14 @@ def _pose(x0, y0):
     return xs + ys  # LCR-Net: 13 x then 13 y
 
 
-def test_dataset_poses_main_person(tmp_path):
+@pytest.mark.parametrize("folder, name", [
+    ("skeletonv12", "{}_pose3d.json"),  # the refined v1.2 release (pi-ViT's layout)
+    ("json", "{}.json"),  # the original release unpacks to json/
+    ("smarthome_skeletons", "{}.json"),  # 2s-AGCN / UNIK loaders
+    ("smarthome_raw/smarthome_skeletons", "{}.json"),
+    ("skeletons", "{}_pose3d2d.json"),  # a local convention, kept
+])
+def test_dataset_poses_main_person(tmp_path, folder, name):
     _root(tmp_path)
     cid = "Walk_p18_r02_v05_c05"
     frames = [
@@ -88,15 +185,20 @@ def test_dataset_poses_main_person(tmp_path):
          {"pose2d": _pose(100, 200), "pose3d": [0] * 39, "cumscore": 2.0}],
         [],
         [{"pose2d": _pose(11, 21), "pose3d": [0] * 39, "cumscore": 1.0}],
+        [{"pose2d": [-1] * 26, "pose3d": [0] * 39}],  # v1.2: all -1 = nobody detected
     ]
-    write_json(tmp_path / "skeletons" / f"{cid}_pose3d2d.json", {"njts": 13, "frames": frames})
+    write_json(tmp_path / folder / name.format(cid), {"njts": 13, "frames": frames})
     ds = create_dataset("toyota_smarthome", root=tmp_path)
-    clip = {c.clip_id: c for c in ds.load().clips}[cid]
+    idx = ds.load()
+    assert idx.meta["skeleton_folder"] == str(tmp_path / folder) and idx.meta["clips_with_skeleton"] == 1
+    clip = {c.clip_id: c for c in idx.clips}[cid]
+    assert clip.extra["pose_file"] == str(tmp_path / folder / name.format(cid))  # its identity joins the key
     track = ds.dataset_poses(clip)
-    assert track.keypoints.shape == (3, 13, 2) and track.frame_size == (480, 640)
+    assert track.keypoints.shape == (4, 13, 2) and track.frame_size == (480, 640)
     np.testing.assert_allclose(track.keypoints[0, 3], [103, 206])  # highest cumscore wins
     np.testing.assert_allclose(track.keypoints[2, 0], [11, 21])
-    assert track.scores[1].sum() == 0 and track.scores[0].min() == 1
-    other = {c.clip_id: c for c in ds.load().clips}["Drink.Fromcup_p03_r00_v01_c01"]
-    with pytest.raises(FileNotFoundError, match="pose3d2d"):
+    assert track.scores[1].sum() == 0 and track.scores[3].sum() == 0 and track.scores[0].min() == 1
+    other = {c.clip_id: c for c in idx.clips}["Drink.Fromcup_p03_r00_v01_c01"]
+    with pytest.raises(FileNotFoundError, match="_pose3d.json"):
         ds.dataset_poses(other)
+    assert ds.clips_without_poses(idx.clips) == [c.clip_id for c in idx.clips if c.clip_id != cid]

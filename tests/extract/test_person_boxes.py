@@ -141,3 +141,123 @@ def test_detector_without_full_mmcv_is_a_clear_error(tmp_path):
                                    "--person-detector", "faster-rcnn", "--detector-checkpoint", str(ck)])
     assert res.exit_code == 2 and "mmcv" in res.output and "GPU server" in res.output
     assert not list((tmp_path / "cache").glob("entries/*/*/clips/*"))  # refused before any work
+
+
+# -- a dataset's boxes: checked, aligned with the decoded frames, stored ------------------------------
+from stages.extract.clip import ClipError  # noqa: E402
+from stages.extract.person_boxes import PersonBoxError, check_dataset_boxes  # noqa: E402
+
+
+def _with_boxes(monkeypatch, adapter, boxes):
+    monkeypatch.setattr(adapter, "person_boxes", lambda c: None if boxes is None else np.asarray(boxes, np.float32),
+                        raising=False)
+
+
+def test_dataset_boxes_one_per_frame_are_stored(hrnet_plan, monkeypatch):
+    p, pose = hrnet_plan
+    boxes = np.array([[4, 4, 28, 36], [6, 5, 30, 38]], np.float32)  # 2 frames of 96x64
+    _with_boxes(monkeypatch, p.adapter, boxes)
+    res = extract_clip(p.index.clips[0], p.adapter, pose, ExtractSettings(num_frames=2, short_side=64))
+    np.testing.assert_array_equal(res.arrays["person_boxes"], boxes)
+    assert res.attrs["person_boxes_detail"] == {"given": 2, "aligned": "one per frame"}
+    assert not any("dataset boxes" in n for n in res.notes)
+
+
+def test_dataset_boxes_of_another_count_are_aligned_by_time_with_a_note(hrnet_plan, monkeypatch):
+    p, pose = hrnet_plan
+    boxes = np.array([[i, i, 30 + i, 40 + i] for i in range(4)], np.float32)  # 4 boxes, 2 frames
+    boxes[1] = np.nan  # a frame without a box: the nearest frame's box, noted
+    _with_boxes(monkeypatch, p.adapter, boxes)
+    res = extract_clip(p.index.clips[0], p.adapter, pose, ExtractSettings(num_frames=2, short_side=64))
+    # frame j takes box floor((j + 0.5) * 4 / 2): boxes 1 (filled from 0 or 2) and 3
+    used = res.arrays["person_boxes"]
+    assert used.shape == (2, 4)
+    np.testing.assert_array_equal(used[1], boxes[3])
+    assert np.isfinite(used).all()
+    assert any("nearest in time" in n for n in res.notes) and any("without a box" in n for n in res.notes)
+
+
+def test_dataset_boxes_for_another_cut_are_refused_naming_the_clip(hrnet_plan, monkeypatch):
+    p, pose = hrnet_plan
+    clip = p.index.clips[0]
+    _with_boxes(monkeypatch, p.adapter, [[1, 1, 30, 40]] * 7)  # 7 boxes for 2 frames
+    with pytest.raises(ClipError, match=f"clip {clip.clip_id}: the dataset gives 7 person boxes, the clip decoded 2"):
+        extract_clip(clip, p.adapter, pose, ExtractSettings(num_frames=2, short_side=64))
+
+
+def test_box_count_checked_against_decoded_frames_not_the_header(tmp_path, monkeypatch, hrnet_plan):
+    """A container that promises 50 frames (its audio lasts 5 s) but holds 3: 3 boxes fit exactly,
+    50 boxes (streamed one per frame as the header promised) are refused once the clip is decoded."""
+    import subprocess
+
+    from pevl_testutils import ffmpeg_exe, make_timecoded_video
+
+    _, pose = hrnet_plan
+    v = make_timecoded_video(tmp_path / "v.mp4", 3, size=(80, 32))
+    subprocess.run([ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "sine=d=5",
+                    str(tmp_path / "a.m4a")], check=True)
+    av = tmp_path / "av.mp4"
+    subprocess.run([ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", "-i", str(v), "-i",
+                    str(tmp_path / "a.m4a"), "-map", "0:v", "-map", "1:a", "-c", "copy", str(av)], check=True)
+    root = write_custom_dataset(tmp_path / "data", [(str(av), 0, "train")], ["a", "b"])
+    p = plan_entry(_opts(root, tmp_path / "cache"))
+    clip = p.index.clips[0]
+    settings = ExtractSettings(num_frames=2, short_side=32)
+    boxes = np.array([[2 + i, 2, 40, 30] for i in range(3)], np.float32)
+    _with_boxes(monkeypatch, p.adapter, boxes)
+    res = extract_clip(clip, p.adapter, pose, settings)
+    np.testing.assert_array_equal(res.arrays["person_boxes"], boxes)
+    assert not any("dataset boxes" in n for n in res.notes)
+    _with_boxes(monkeypatch, p.adapter, np.repeat(boxes, 50, axis=0)[:50])
+    with pytest.raises(ClipError, match="gives 50 person boxes, the clip decoded 3"):
+        extract_clip(clip, p.adapter, pose, settings)
+
+
+@pytest.mark.parametrize("boxes, match", [
+    ([[0.1, 0.1, 0.5, 0.9]] * 3, "normalized"),
+    ([[100, 100, 140, 160]] * 3, "outside the 96x64"),
+    ([[-60, 0, 40, 60]] * 3, "outside the 96x64"),
+    ([[10, 10, 10, 40]] * 3, "is empty"),
+    ([[np.nan] * 4] * 3, "no finite person box"),
+    (np.zeros((3, 5)), r"shape \(3, 5\)"),
+])
+def test_dataset_boxes_that_cannot_be_these_frames_are_refused(boxes, match):
+    with pytest.raises(PersonBoxError, match=match):
+        check_dataset_boxes("clip_x", np.asarray(boxes, np.float32), (64, 96))
+
+
+def test_person_boxes_round_trip_through_the_cache(tmp_path, monkeypatch):
+    """Stored beside the clip, read back by CacheEntry.read_clip, checked by verify, copied by export."""
+    import h5py
+
+    from cache import CacheStore
+    from cache.store import export_hdf5
+    from stages.datasets.custom import CustomDataset
+
+    root = _dataset(tmp_path / "data", n=2, frames=3)
+    monkeypatch.setattr(CustomDataset, "person_boxes",
+                        lambda self, c: None if c.clip_id == "v1" else np.array([[4, 4, 40, 50]] * 3, np.float32))
+    rep = run_extract(_opts(root, tmp_path / "cache"))
+    assert rep.complete
+    by = {r["clip_id"]: rep.entry.read_clip(r["uid"]) for r in rep.entry.clips()}
+    np.testing.assert_array_equal(by["v0"].person_boxes, [[4, 4, 40, 50]] * 3)
+    assert by["v1"].person_boxes is None and by["v1"].attrs["person_boxes"] == "whole frame"
+    store = CacheStore(tmp_path / "cache")
+    assert store.verify(rep.entry).ok
+    export_hdf5(rep.entry, tmp_path / "e.h5")
+    with h5py.File(tmp_path / "e.h5") as f:
+        np.testing.assert_array_equal(f["clips"]["v0"]["person_boxes"][...], by["v0"].person_boxes)
+        assert "person_boxes" not in f["clips"]["v1"]
+    # verify notices a person_boxes array of the wrong shape ...
+    import zarr
+
+    clip_dir = str(rep.entry.path / "clips" / "v0")
+    g = zarr.open_group(clip_dir, mode="r+")
+    del g["person_boxes"]
+    g.create_array("person_boxes", data=np.ones((2, 4), np.float32))
+    # ... an array the clip's (consolidated) metadata does not list ...
+    assert any("differ from those the clip's metadata lists" in prob
+               for prob in store.verify(rep.entry, deep=False).problems)
+    # ... and, once listed, its shape
+    zarr.consolidate_metadata(clip_dir)
+    assert any("person_boxes (2, 4), expected (3, 4)" in prob for prob in store.verify(rep.entry, deep=False).problems)

@@ -131,3 +131,174 @@ def test_not_a_skeleton_file(tmp_path):
     p.write_bytes(pickle.dumps([1, 2]))
     with pytest.raises(ValueError, match="frame_dir"):
         load_skeleton_pickle(p)
+
+
+# -- "filename" as well as "frame_dir"; other toolkits' clip names ----------------------------------
+def test_filename_identifier_as_mmaction2_chooses_it(tmp_path):
+    a, b = _ann("ignored_a"), _ann("ignored_b", best=0)
+    a["filename"], b["filename"] = "subdir/clip_a.mp4", "clip_b.avi"  # the first has one: filename names all
+    p = _write(tmp_path / "s.pkl", [a, b])
+    assert load_skeleton_pickle(p)["identifier"] == "filename"
+    src = PickleSkeletonSource(path=str(p))
+    assert src.estimate(ClipRecord("clip_a", "train", 0, None), None, None, dataset=None).num_frames == 5
+    assert src.selections["clip_a"]["person"] == 1
+    with pytest.raises(PoseSourceError, match="ignored_a"):
+        src.estimate(ClipRecord("ignored_a", "train", 0, None), None, None, dataset=None)
+    del b["filename"]  # one annotation without the identifier the first one set
+    with pytest.raises(ValueError, match="annotation 1 lacks 'filename'"):
+        load_skeleton_pickle(_write(tmp_path / "t.pkl", [a, b]))
+
+
+def test_keypoint_must_be_an_array(tmp_path):
+    bad = _ann("clip_a")
+    bad["keypoint"] = bad["keypoint"].tolist()  # nested lists could alias one row a billion times
+    with pytest.raises(ValueError, match="keypoint must be an array"):
+        load_skeleton_pickle(_write(tmp_path / "s.pkl", [bad]))
+
+
+GYM_IDS = ["0LtLS9wROrk_E_002407_002435_A_0003_0005", "0LtLS9wROrk_E_002407_002435_A_0006_0008",
+           "A-b_c_DEF12_E_000100_000130_A_0001_0004"]
+
+
+def _gym_root(root, n_val=1):
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "gym99_train_element_v1.1.txt").write_text("".join(f"{c} 3\n" for c in GYM_IDS[:-n_val]))
+    (root / "gym99_val_element.txt").write_text("".join(f"{c} 4\n" for c in GYM_IDS[-n_val:]))
+    return root
+
+
+def _posec3d(cid):
+    """gym_2d.pkl's frame_dir for a FineGym clip: the id without E_ and A_."""
+    return cid.replace("_E_", "_").replace("_A_", "_")
+
+
+def test_finegym_clips_match_gym_2d_frame_dirs(tmp_path):
+    from stages.datasets import create_dataset
+
+    ds = create_dataset("gym99", root=_gym_root(tmp_path / "gym"))
+    idx = ds.load()
+    p = _write(tmp_path / "gym_2d.pkl", [_ann(_posec3d(c)) for c in GYM_IDS])
+    src = PickleSkeletonSource(path=str(p))
+    assert src.clips_without_poses(idx.clips, ds) == []
+    track = src.estimate(idx.clips[2], None, None, dataset=ds)  # "A-b_c_DEF12": an id with "_" and "-"
+    assert track.keypoints.shape == (5, 17, 2)
+    assert src.clips_without_poses(idx.clips, None) == GYM_IDS  # without the dataset's aliases, nothing
+
+
+def _pkl_opts(root, cache, pkl, **kw):
+    from stages.extract.plan import ExtractOptions
+
+    return ExtractOptions(dataset="gym99", root=str(root), cache_root=str(cache), pose_source=f"pkl:{pkl}", **kw)
+
+
+def test_partial_coverage_stops_before_any_work_with_counts_and_the_option(tmp_path):
+    from stages.extract.plan import MissingPosesError, plan_entry
+
+    root = _gym_root(tmp_path / "gym")
+    pkl = _write(tmp_path / "gym_2d.pkl", [_ann(_posec3d(GYM_IDS[0]))])  # covers 1 of 2 train, 0 of 1 val
+    with pytest.raises(MissingPosesError, match=r"no poses for 2 of 3 clips \(train: 1 of 2, val: 1 of 1;.*"
+                                                r"--missing-poses skip.*--missing-poses fail.*split_version=1.0"):
+        plan_entry(_pkl_opts(root, tmp_path / "cache", pkl))
+    assert not (tmp_path / "cache").exists()  # nothing created
+    skip = plan_entry(_pkl_opts(root, tmp_path / "cache", pkl, missing_poses="skip"))
+    assert [c["clip_id"] for c in skip.plan] == [GYM_IDS[0]]
+    assert skip.root_attrs["clips_without_poses"]["without_poses"] == 2
+    assert skip.root_attrs["clips_without_poses"]["policy"] == "skip"
+    fail = plan_entry(_pkl_opts(root, tmp_path / "cache", pkl, missing_poses="fail"))
+    assert len(fail.plan) == 3 and fail.no_pose == {GYM_IDS[1], GYM_IDS[2]}
+    assert len({skip.key, fail.key}) == 2  # another clip list, another entry
+
+
+def test_missing_poses_fail_records_them_without_decoding(tmp_path, monkeypatch):
+    from pipeline.engines.local import run_extract
+    from stages.extract import clip as clip_mod
+
+    root = _gym_root(tmp_path / "gym")
+    pkl = _write(tmp_path / "gym_2d.pkl", [_ann("not_a_clip")])  # covers nothing
+    monkeypatch.setattr(clip_mod, "probe", lambda *a, **k: pytest.fail("a clip without poses was decoded"))
+    rep = run_extract(_pkl_opts(root, tmp_path / "cache", pkl, missing_poses="fail"))
+    assert rep.complete and len(rep.failed_now) == 3
+    assert all("no poses for this clip" in f["reason"] for f in rep.entry.failures().values())
+    assert rep.counters.decoded_clips == 0
+    assert rep.entry.manifest()["clips_without_poses"]["without_poses"] == 3
+
+
+def test_cli_says_so_and_dataset_info_counts_coverage(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    root = _gym_root(tmp_path / "gym")
+    pkl = _write(tmp_path / "gym_2d.pkl", [_ann(_posec3d(GYM_IDS[0])), _ann(_posec3d(GYM_IDS[2]))])
+    runner = CliRunner()
+    res = runner.invoke(app, ["extract", "--dataset", "gym99", "--root", str(root), "--cache-root",
+                              str(tmp_path / "cache"), "--pose-source", f"pkl:{pkl}"])
+    assert res.exit_code == 2 and "no poses for 1 of 3 clips" in res.output and "--missing-poses" in res.output
+    res = runner.invoke(app, ["dataset", "info", "--dataset", "gym99", "--root", str(root), "--pose-source",
+                              f"pkl:{pkl}", "--json"])
+    assert res.exit_code == 0, res.output
+    cov = json.loads(res.output)["pose_coverage"]
+    assert cov["without_poses"] == 1 and cov["by_split"]["train"] == {"clips": 2, "without_poses": 1}
+    res = runner.invoke(app, ["dataset", "info", "--dataset", "gym99", "--root", str(root), "--pose-source",
+                              f"pkl:{pkl}"])
+    assert res.exit_code == 0 and "2 of 3 clips (train 1/2, val 1/1)" in res.output.replace("\n", " ")
+
+
+# -- the restricted unpickler bounds memory -----------------------------------------------------------
+class _Asks:
+    """Pickles as a call to ``func(*args)``; unpickling would make the call."""
+
+    def __init__(self, func, *args, state=None):
+        self.func, self.args, self.state = func, args, state
+
+    def __reduce__(self):
+        return (self.func, self.args) if self.state is None else (self.func, self.args, self.state)
+
+
+def _reconstruct():
+    try:
+        from numpy._core.multiarray import _reconstruct as r
+    except ImportError:
+        from numpy.core.multiarray import _reconstruct as r
+    return r
+
+
+HUGE = 10 ** 12  # a terabyte: refused by arithmetic, never attempted
+
+
+@pytest.mark.parametrize("payload, match", [
+    (_Asks(bytes, HUGE), r"refusing bytes\(1000000000000\)"),
+    (_Asks(bytearray, HUGE), r"refusing bytearray\(1000000000000\)"),
+    (_Asks(_reconstruct(), np.ndarray, (HUGE,), b"b"), r"refusing an array of shape \(1000000000000,\)"),
+    (_Asks(np.ndarray, (10 ** 6, 10 ** 6)), "refusing to construct a numpy array directly"),
+    # an object array's state: numpy would size a billion slots before reading any
+    (_Asks(_reconstruct(), np.ndarray, (0,), b"b", state=(1, (10 ** 9,), np.dtype("O"), False, [1])),
+     "refusing an object array"),
+])
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_pickles_asking_for_huge_allocations_are_refused(tmp_path, payload, match, protocol):
+    p = tmp_path / "bomb.pkl"
+    p.write_bytes(pickle.dumps({"annotations": [payload]}, protocol=protocol))
+    assert p.stat().st_size < 1000
+    with pytest.raises(pickle.UnpicklingError, match=match):
+        load_skeleton_pickle(p)
+
+
+@pytest.mark.parametrize("opcode", [pickle.BINBYTES8, pickle.BYTEARRAY8, pickle.BINUNICODE8, pickle.FRAME])
+def test_declared_lengths_beyond_the_file_are_refused_before_allocating(opcode):
+    import struct
+
+    raw = pickle.PROTO + b"\x05" + opcode + struct.pack("<Q", HUGE) + b"abc" + pickle.STOP
+    with pytest.raises(pickle.UnpicklingError, match="refusing a pickle (that declares a|frame of) 1,000,000,000,000"):
+        restricted_load(raw)
+
+
+def test_real_arrays_still_load_in_every_protocol():
+    data = {"k": np.arange(12, dtype=np.float16).reshape(3, 4), "s": np.float32(2.5), "b": b"xyz",
+            "ba": bytearray(b"ab"), "t": (1, "two", [3.0])}
+    for protocol in range(0, pickle.HIGHEST_PROTOCOL + 1):
+        out = restricted_load(pickle.dumps(data, protocol=protocol))
+        np.testing.assert_array_equal(out["k"], data["k"])
+        assert out["s"] == 2.5 and out["b"] == b"xyz" and out["ba"] == bytearray(b"ab") and out["t"] == (1, "two", [3.0])

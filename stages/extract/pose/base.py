@@ -42,6 +42,11 @@ class PoseSource:
         """
         raise NotImplementedError
 
+    def clips_without_poses(self, clips: list[ClipRecord], dataset: Optional[DatasetAdapter]) -> Optional[list[str]]:
+        """Ids of ``clips`` this source has no poses for, known before any decoding; None when it
+        cannot tell without trying (a model estimates poses for any frames)."""
+        return None
+
     def clip_info(self, clip: ClipRecord) -> dict:
         """Per-clip choices worth keeping beside the clip (e.g. which person was taken)."""
         return {}

@@ -27,6 +27,10 @@ class DatasetPoseSource(PoseSource):
         # The pose files' identities are part of each clip's source identity (see extraction).
         return {"name": self.name, "skeleton": self.skeleton}
 
+    def clips_without_poses(self, clips: list[ClipRecord], dataset: Optional[DatasetAdapter]) -> Optional[list[str]]:
+        ds = dataset or self.dataset
+        return ds.clips_without_poses(clips) if ds is not None else None
+
     def estimate(self, clip: ClipRecord, frames: Optional[Iterable[np.ndarray]], boxes: Optional[np.ndarray],
                  dataset: DatasetAdapter) -> PoseTrack:
         return dataset.dataset_poses(clip)

@@ -8,7 +8,16 @@ File format (as mmaction2's ``PoseDataset`` and pyskl read it)::
                       "keypoint": float array (M, T, V, 2),
                       "keypoint_score": float array (M, T, V)}, ...]}
 
-A bare list of annotation dicts (older files) is accepted too.
+A bare list of annotation dicts (older files) is accepted too. An annotation names its clip by
+``filename`` or ``frame_dir``, chosen as mmaction2's and pyskl's ``PoseDataset`` choose: by
+``filename`` when the first annotation has one, else by ``frame_dir``. A clip matches an
+annotation whose name, with a video extension and any folders stripped, is the clip id or one of
+the dataset's aliases for it (:meth:`DatasetAdapter.clip_aliases`: FineGym's
+``<yt>_<6>_<6>_<4>_<4>`` form of ``gym_2d.pkl``).
+
+Coverage is known before any work: :meth:`PickleSkeletonSource.clips_without_poses` lists the
+clips no annotation names, and planning stops (or, as asked, leaves them out or fails them
+without decoding) instead of failing them one by one.
 
 Pickle is code execution, so these files are only ever read through the restricted unpickler
 of :mod:`stages.safe_pickle` (numpy arrays and plain containers; nothing else).
@@ -54,16 +63,31 @@ def load_skeleton_pickle(path: os.PathLike | str) -> dict:
             f"{p}: not a skeleton pickle (expected a dict with an 'annotations' list, "
             f"got {type(data).__name__})"
         )
-    for i, a in enumerate(data["annotations"]):
-        if not isinstance(a, dict) or "frame_dir" not in a or "keypoint" not in a:
-            raise ValueError(f"{p}: annotation {i} lacks 'frame_dir' or 'keypoint'")
-        kp = np.asarray(a["keypoint"])
-        if kp.ndim != 4 or kp.shape[-1] < 2:
+    anns = data["annotations"]
+    ident = "filename" if anns and isinstance(anns[0], dict) and "filename" in anns[0] else "frame_dir"
+    for i, a in enumerate(anns):
+        if not isinstance(a, dict) or ident not in a or "keypoint" not in a:
+            raise ValueError(f"{p}: annotation {i} lacks {ident!r} or 'keypoint' (the first annotation "
+                             f"{'has' if ident == 'filename' else 'lacks'} 'filename', so every one is named by {ident!r})")
+        kp = a["keypoint"]
+        if not isinstance(kp, np.ndarray) or kp.ndim != 4 or kp.shape[-1] < 2:
+            shape = kp.shape if isinstance(kp, np.ndarray) else type(kp).__name__
             raise ValueError(
-                f"{p}: annotation {a['frame_dir']!r}: keypoint must be (M, T, V, 2), got {kp.shape}"
+                f"{p}: annotation {a[ident]!r}: keypoint must be an array (M, T, V, 2), got {shape}"
             )
     data.setdefault("split", {})
+    data["identifier"] = ident
     return data
+
+
+_VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".webm", ".mov")
+
+
+def annotation_name(name: str) -> str:
+    """An annotation's ``filename``/``frame_dir`` as a clip id: folders and a video extension dropped."""
+    base = str(name).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    stem, ext = os.path.splitext(base)
+    return stem if ext.lower() in _VIDEO_EXTS else base
 
 
 def select_main_person(
@@ -84,7 +108,7 @@ def select_main_person(
     return int(np.argmax(visible)), "max_visible_frames"
 
 
-# Per-process cache: (realpath, size, mtime_ns) -> (sha256, data, {frame_dir: annotation}).
+# Per-process cache: (realpath, size, mtime_ns) -> (sha256, data, {clip name: annotation}).
 _CACHE: dict[tuple, tuple[str, dict, dict]] = {}
 _CACHE_LOCK = threading.Lock()
 
@@ -97,7 +121,11 @@ def _load_cached(path: str) -> tuple[str, dict, dict]:
         hit = _CACHE.get(key)
         if hit is None:
             data = load_skeleton_pickle(real)
-            by_dir = {str(a["frame_dir"]): a for a in data["annotations"]}
+            by_dir: dict = {}
+            for a in data["annotations"]:
+                name = annotation_name(a[data["identifier"]])
+                # two annotations for one clip name: neither is taken (found out when the clip asks)
+                by_dir[name] = a if name not in by_dir else None
             hit = (file_sha256(real), data, by_dir)
             for k in [k for k in _CACHE if k[0] == real]:
                 del _CACHE[k]
@@ -109,8 +137,8 @@ def _load_cached(path: str) -> tuple[str, dict, dict]:
 class PickleSkeletonSource(PoseSource):
     """Poses from an mmaction2/pyskl 2D skeleton pickle (``--pose-source pkl:PATH``).
 
-    The annotation whose ``frame_dir`` equals the clip id gives the clip's joints; with several
-    persons the main one is kept (module docstring). Coordinates are in the pickle's
+    The annotation named like the clip (module docstring) gives the clip's joints; with several
+    persons the main one is kept. Coordinates are in the pickle's
     ``img_shape`` frame, which becomes the track's ``frame_size``.
     """
 
@@ -142,10 +170,7 @@ class PickleSkeletonSource(PoseSource):
         boxes: Optional[np.ndarray],
         dataset: DatasetAdapter,
     ) -> PoseTrack:
-        _, _, by_dir = self._data()
-        ann = by_dir.get(clip.clip_id)
-        if ann is None:
-            raise PoseSourceError(f"clip {clip.clip_id!r} has no annotation in {self.path}")
+        ann = self._annotation(clip, dataset)
         kp = np.asarray(ann["keypoint"], dtype=np.float32)[..., :2]
         score = ann.get("keypoint_score")
         score = None if score is None else np.asarray(score, dtype=np.float32)
@@ -170,6 +195,22 @@ class PickleSkeletonSource(PoseSource):
         self.selections[clip.clip_id] = choice
         return PoseTrack(keypoints=keypoints, scores=scores,
                          frame_size=(int(shape[0]), int(shape[1])))
+
+    def _names(self, clip: ClipRecord, dataset: Optional[DatasetAdapter]) -> tuple[str, ...]:
+        return (clip.clip_id,) + (tuple(dataset.clip_aliases(clip)) if dataset is not None else ())
+
+    def _annotation(self, clip: ClipRecord, dataset: Optional[DatasetAdapter]) -> dict:
+        _, _, by_name = self._data()
+        for name in self._names(clip, dataset):
+            if name in by_name:
+                if by_name[name] is None:
+                    raise PoseSourceError(f"clip {clip.clip_id!r}: several annotations are named {name!r} in {self.path}")
+                return by_name[name]
+        raise PoseSourceError(f"clip {clip.clip_id!r} has no annotation in {self.path}")
+
+    def clips_without_poses(self, clips: list[ClipRecord], dataset: Optional[DatasetAdapter]) -> list[str]:
+        _, _, by_name = self._data()
+        return [c.clip_id for c in clips if not any(n in by_name for n in self._names(c, dataset))]
 
     def clip_info(self, clip: ClipRecord) -> dict:
         return dict(self.selections.get(clip.clip_id, {}))
