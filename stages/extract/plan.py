@@ -40,6 +40,7 @@ class ExtractOptions:
     retry_failed: bool = False
     pose_batch_size: int = 32
     pose_flip_test: bool = True
+    pose_precision: str = "auto"  # HRNet autocast: auto (fp16 on CUDA, fp32 elsewhere) | fp32 | fp16 | bf16
     settings: dict = field(default_factory=dict)  # overrides of ExtractSettings fields
     dataset_options: dict = field(default_factory=dict)
     # Person boxes for HRNet when the dataset has none (stages/extract/person_boxes.py): an mmdet
@@ -106,7 +107,8 @@ def make_pose_source(spec: str, opts: ExtractOptions, adapter: DatasetAdapter) -
     name = spec.partition(":")[0]
     if name == "hrnet":
         hrnet = create_pose_source(spec, checkpoint=opts.pose_checkpoint, device=opts.device,
-                                   batch_size=opts.pose_batch_size, flip_test=opts.pose_flip_test)
+                                   batch_size=opts.pose_batch_size, flip_test=opts.pose_flip_test,
+                                   precision=opts.pose_precision)
         # dataset boxes -> optional mmdet detector -> whole frame; a detector joins the identity (key)
         return with_person_boxes(hrnet, detector=opts.person_detector, checkpoint=opts.detector_checkpoint,
                                  device=opts.device)
