@@ -84,6 +84,19 @@ def parse_shard(text: Optional[str]) -> tuple[int, int]:
 NON_KEY_OPTIONS = ("data_root", "workers")
 
 
+def worker_device(device: str, worker: int, visible: Optional[int] = None) -> str:
+    """The device of extraction worker number ``worker``: a plain ``cuda`` goes round the visible
+    GPUs (worker w on ``cuda:<w mod count>``); ``cuda:K``, ``cpu`` and the rest stay as given.
+    ``visible``: the number of GPUs (default: what torch sees)."""
+    if device != "cuda":
+        return device
+    if visible is None:
+        import torch
+
+        visible = torch.cuda.device_count()
+    return f"cuda:{worker % visible}" if visible > 0 else device
+
+
 def build_adapter(opts: ExtractOptions) -> DatasetAdapter:
     """The dataset adapter ``opts`` names, with its options (generated datasets get a data root
     beside the cache they feed)."""
