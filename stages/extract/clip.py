@@ -1,8 +1,14 @@
-"""Stage one for one clip: decode, pose, sample, resize, grid. Pure: returns arrays, writes nothing."""
+"""Stage one for one clip: decode, pose, sample, resize, grid. Pure: returns arrays, writes nothing.
+
+Three steps, so decoding can run in another process (:mod:`stages.extract.decode_pool`):
+:class:`ClipDecoder` decodes (full-size frames streamed to the pose source, the cached frames
+kept), :func:`estimate_track` runs the pose source, :func:`finish_clip` samples and grids.
+:func:`extract_clip` chains them in this process.
+"""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import cv2
 import numpy as np
@@ -74,57 +80,121 @@ def align_track(track: PoseTrack, num_frames: int, size: tuple[int, int], notes:
     return PoseTrack(k, s, frame_size=tuple(size))
 
 
+@dataclass
+class DecodedClip:
+    """What decoding keeps of a clip: its header, how many frames it had, and the cached frames."""
+
+    info: VideoInfo
+    num_decoded: int
+    frame_indices: np.ndarray  # (T,) int32: segment middles of the decoded frames
+    frames: np.ndarray  # (T, h, w, 3) uint8: those frames resized (short side ExtractSettings.short_side)
+
+
+class ClipDecoder:
+    """Decodes one clip in one pass: :meth:`frames` streams every frame at full size (what a pose
+    source looks at) and keeps a resized copy; :meth:`result` then picks the cached frames.
+
+    Raises :class:`ClipError` (no video) or :class:`DecodeError` (from the constructor: the file's
+    header; from :meth:`frames`: the stream).
+    """
+
+    def __init__(self, clip: ClipRecord, settings: ExtractSettings):
+        if clip.video is None:
+            raise ClipError("no video file for this clip in the annotations")
+        self.clip = clip
+        self.settings = settings
+        self.info: VideoInfo = probe(clip.video)
+        self.size = resized_size(self.info.height, self.info.width, settings.short_side, settings.grid_cell)
+        self._small: list[np.ndarray] = []
+        self._state = "new"
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """Every frame of the clip, (H, W, 3) uint8 RGB at the displayed size, in order."""
+        if self._state != "new":
+            raise RuntimeError("a clip's frames can be streamed once")
+        self._state = "streaming"
+        out_h, out_w = self.size
+        c = self.clip
+        for f in read_frames(c.video, self.info, start_time=c.start_time, end_time=c.end_time,
+                             start_frame=c.start_frame, end_frame=c.end_frame):
+            self._small.append(cv2.resize(f, (out_w, out_h), interpolation=cv2.INTER_AREA))
+            yield f
+        self._state = "done"
+
+    def result(self) -> DecodedClip:
+        """The cached frames (decoding the clip first if nobody streamed it)."""
+        if self._state == "new":
+            for _ in self.frames():
+                pass
+        if self._state != "done":
+            raise RuntimeError("result() before the frames were streamed to the end")
+        n = len(self._small)
+        if n < self.settings.min_frames:
+            raise ClipError(f"only {n} frame(s) decoded; at least min_frames={self.settings.min_frames} needed")
+        idx = segment_middle_indices(n, self.settings.num_frames)
+        return DecodedClip(self.info, n, idx.astype(np.int32), np.stack([self._small[i] for i in idx]))
+
+
+def estimate_track(clip: ClipRecord, dataset: DatasetAdapter, pose: PoseSource,
+                   frames: Optional[Iterator[np.ndarray]]) -> tuple[PoseTrack, dict]:
+    """The pose source's track for the clip and where its person boxes came from.
+
+    ``frames``: the clip's full-size frames, streamed, for sources that look at pixels (None for
+    the others)."""
+    if not pose.needs_frames:
+        return pose.estimate(clip, None, None, dataset), {"source": None}
+    # Person boxes: dataset -> detector (on these same streamed frames) -> whole frame.
+    chain = getattr(pose, "person_boxes", None) or default_person_boxes()
+    frames, boxes, box_info = chain.stream(clip, dataset, frames)
+    return pose.estimate(clip, frames, boxes, dataset), box_info
+
+
 def extract_clip(
     clip: ClipRecord,
     dataset: DatasetAdapter,
     pose: PoseSource,
     settings: ExtractSettings,
     counters: Optional[ClipCounters] = None,
+    decoder: Any = None,
 ) -> ClipResult:
-    """Everything the cache stores for one clip. Raises :class:`ClipError` with the reason."""
+    """Everything the cache stores for one clip. Raises :class:`ClipError` with the reason.
+
+    ``decoder``: where the frames come from, a :class:`ClipDecoder` or anything with its
+    ``frames()`` / ``result()`` (a decode worker's stream); default: decode here.
+    """
     counters = counters if counters is not None else ClipCounters()
-    if clip.video is None:
-        raise ClipError("no video file for this clip in the annotations")
-    notes: list[str] = []
     try:
-        info: VideoInfo = probe(clip.video)
-        box_info: dict = {"source": None}
-        out_h, out_w = resized_size(info.height, info.width, settings.short_side, settings.grid_cell)
-        small: list[np.ndarray] = []
+        decoder = decoder if decoder is not None else ClipDecoder(clip, settings)
         counters.decoded_clips += 1
-
-        def frames_keeping_small():
-            for f in read_frames(clip.video, info, start_time=clip.start_time, end_time=clip.end_time,
-                                 start_frame=clip.start_frame, end_frame=clip.end_frame):
-                small.append(cv2.resize(f, (out_w, out_h), interpolation=cv2.INTER_AREA))
-                yield f
-
+        counters.pose_calls += 1
         if pose.needs_frames:
-            counters.pose_calls += 1
-            # Person boxes: dataset -> detector (on these same streamed frames) -> whole frame.
-            chain = getattr(pose, "person_boxes", None) or default_person_boxes()
-            frames, boxes, box_info = chain.stream(clip, dataset, frames_keeping_small())
-            track = pose.estimate(clip, frames, boxes, dataset)
+            track, box_info = estimate_track(clip, dataset, pose, decoder.frames())
+            decoded = decoder.result()
         else:
-            for _ in frames_keeping_small():
-                pass
-            counters.pose_calls += 1
-            track = pose.estimate(clip, None, None, dataset)
-        counters.decoded_frames += len(small)
+            decoded = decoder.result()
+            track, box_info = estimate_track(clip, dataset, pose, None)
+        counters.decoded_frames += decoded.num_decoded
     except (DecodeError, PoseSourceError) as e:
         raise ClipError(str(e)) from e
     except (FileNotFoundError, KeyError) as e:
         raise ClipError(f"{type(e).__name__}: {e}") from e
-    n = len(small)
-    if n < settings.min_frames:
-        raise ClipError(f"only {n} frame(s) decoded; at least min_frames={settings.min_frames} needed")
+    return finish_clip(clip, decoded, track, box_info, pose, settings)
+
+
+def finish_clip(clip: ClipRecord, decoded: DecodedClip, track: PoseTrack, box_info: dict, pose: PoseSource,
+                settings: ExtractSettings) -> ClipResult:
+    """The arrays and attributes of a decoded, posed clip: poses aligned to its frames, the grids."""
+    info = decoded.info
+    notes: list[str] = []
+    n = decoded.num_decoded
     if n < settings.num_frames:
         notes.append(f"{n} frames < {settings.num_frames}: sampled frames repeat")
     if clip.end_frame is not None and n < clip.end_frame - (clip.start_frame or 0):
         notes.append(f"annotation asks for frames up to {clip.end_frame}, the video has {n + (clip.start_frame or 0)}")
     track = align_track(track, n, (info.height, info.width), notes)
-    idx = segment_middle_indices(n, settings.num_frames)
-    frames = np.stack([small[i] for i in idx])
+    idx = decoded.frame_indices
+    frames = decoded.frames
+    out_h, out_w = frames.shape[1:3]
     sx, sy = out_w / info.width, out_h / info.height
     kp_small = track.keypoints[idx] * np.array([sx, sy], np.float32)
     grids = joint_patch_grid(kp_small, track.scores[idx], (out_h, out_w), settings.grid_cell)
@@ -147,7 +217,7 @@ def extract_clip(
     }
     arrays = {
         "frames": frames,
-        "frame_indices": idx.astype(np.int32),
+        "frame_indices": idx,
         "keypoints": track.keypoints.astype(np.float32),
         "scores": track.scores.astype(np.float32),
         "grids": grids,
