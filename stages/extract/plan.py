@@ -41,6 +41,7 @@ class ExtractOptions:
     pose_batch_size: int = 32
     pose_flip_test: bool = True
     pose_precision: str = "auto"  # HRNet autocast: auto (fp16 on CUDA, fp32 elsewhere) | fp32 | fp16 | bf16
+    decode_workers: Optional[int] = None  # processes decoding ahead of the pose model; None: run.decode_workers
     settings: dict = field(default_factory=dict)  # overrides of ExtractSettings fields
     dataset_options: dict = field(default_factory=dict)
     # Person boxes for HRNet when the dataset has none (stages/extract/person_boxes.py): an mmdet
