@@ -112,7 +112,7 @@ def test_float_bilinear_sampling_is_not_opencv(hrnet_model, rng):
     out = F.grid_sample(torch.from_numpy(frame).permute(2, 0, 1)[None].float(), grid, "bilinear", "zeros",
                         align_corners=False).round()[0].permute(1, 2, 0).numpy()
     diff = np.abs(out - ref)
-    assert diff.max() <= 8 and 0.01 < (diff > 0).mean() < 0.5  # close, but not OpenCV's bytes
+    assert diff.max() <= 8 and (diff > 0).mean() > 0.01  # close, but not OpenCV's bytes
     exact = T.warp_crops(torch.from_numpy(frame[None]), torch.zeros(1, dtype=torch.long),
                          T.warp_tables(center, scale, spec))[0].numpy()
     np.testing.assert_array_equal(exact, ref)

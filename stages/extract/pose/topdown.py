@@ -30,6 +30,7 @@ refused by :meth:`TopdownSpec.from_model` with the reason.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -286,8 +287,10 @@ def frames_on_device(images: list[np.ndarray], device) -> tuple[object, object]:
     if dev.type == "cpu":
         frames = torch.from_numpy(np.stack(images))
     else:
-        frames = torch.stack([torch.from_numpy(np.ascontiguousarray(img)).to(dev, non_blocking=True)
-                              for img in images])
+        with warnings.catch_warnings():  # frames straight from ffmpeg's pipe are read-only; only read here
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+            frames = torch.stack([torch.from_numpy(np.ascontiguousarray(img)).to(dev, non_blocking=True)
+                                  for img in images])
     return frames, torch.arange(len(images), device=dev)
 
 
