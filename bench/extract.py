@@ -162,6 +162,28 @@ def main() -> None:
     print(f"HRNet-w32 crops/s, {args.pose_frames} crops, batch {args.batch_size}, best of {args.repeats}:")
     for name, *_ in paths:
         print(f"  {name:38s} {rates[name]:9.2f} crops/s  {rates[name] / topdown:6.2f}x inference_topdown")
+    # crop preparation alone (no network): the device path vs mmpose's pipeline + data preprocessor
+    from stages.extract.pose import topdown as T
+
+    def device_crops(imgs):
+        with torch.inference_mode():
+            fr, fi = T.frames_on_device(imgs, args.device)
+            c, s = T.boxes_to_center_scale(np.stack([box] * len(imgs)), src.spec)
+            x = T.normalize_crops(T.warp_crops(fr, fi, T.warp_tables(c, s, src.spec)), src.spec)
+            return torch.cat([x, x.flip(-1)]) if args.flip_test else x
+
+    def mmpose_crops(imgs):
+        data = [pipeline(dict(img=np.ascontiguousarray(f[..., ::-1]), bbox=box[None], bbox_score=np.ones(1, np.float32),
+                              **model.dataset_meta)) for f in imgs]
+        x = model.data_preprocessor(pseudo_collate(data), False)["inputs"]
+        return torch.cat([x, x.flip(-1)]) if args.flip_test else x
+
+    prep = {}
+    for name, run in (("device", device_crops), ("mmpose", mmpose_crops)):
+        run(frames[:args.batch_size])
+        prep[name] = max(_crops_per_s(run, frames, args.batch_size, args.device) for _ in range(args.repeats))
+    print(f"  crop preparation alone: device path {1e3 / prep['device']:.2f} ms/crop, mmpose pipeline + "
+          f"preprocessor {1e3 / prep['mmpose']:.2f} ms/crop")
     new, old = rates[paths[0][0]], rates["mmpose pipeline, batched (fp32)"]
     print(f"  batched / mmpose pipeline batched:     {new / old:6.2f}x")
     if args.device.startswith("cuda"):

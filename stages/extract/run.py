@@ -30,6 +30,7 @@ from stages.extract.pose import PoseSource
 
 ProgressFn = Callable[[str, str, Optional[str]], None]  # (event, clip_id, reason)
 log = logging.getLogger(__name__)
+_NOTICES: dict[str, bool] = {}  # one-line notices already given by this process
 
 
 @dataclass
@@ -97,7 +98,9 @@ def extract_clips(p: EntryPlan, opts: ExtractOptions, clips: list, progress: Opt
     workers = decode_workers(opts)
     why_not = decode_pool_available() if workers else None
     if why_not:
-        log.warning("decoding in this process (--decode-workers %d ignored): %s", workers, why_not)
+        if not _NOTICES.get("no decode pool"):
+            _NOTICES["no decode pool"] = True
+            log.warning("decoding in this process (--decode-workers %d ignored): %s", workers, why_not)
         workers = 0
     try:
         if workers:
