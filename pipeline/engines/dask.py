@@ -13,6 +13,7 @@ filesystem) and have this package installed. Dask is an optional extra: ``pip in
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -20,7 +21,7 @@ from typing import Callable, Optional
 
 from cache.claims import HOST
 from stages.extract.clip import ClipCounters
-from stages.extract.plan import EntryPlan, ExtractOptions, make_pose_source
+from stages.extract.plan import EntryPlan, ExtractOptions, make_pose_source, worker_device
 from stages.extract.run import ExtractReport, ProgressFn, begin_run, counters_tuple, extract_clips, finish_run
 
 DASK_EXTRA_HINT = ("--engine dask needs Dask distributed, an optional extra of this package: "
@@ -77,15 +78,18 @@ def _extract_chunk(p: EntryPlan, opts: ExtractOptions, clips: list, torch_thread
         import torch
 
         torch.set_num_threads(torch_threads)
-    counters = ClipCounters()
-    t0 = time.time()
-    done, failed = extract_clips(p, opts, clips, None, counters, pose=_worker_pose(p, opts))
     try:
         from distributed import get_worker
 
-        worker = get_worker().address
+        me = get_worker()
+        worker, name = me.address, me.name
     except Exception:  # pragma: no cover  (run outside a worker)
-        worker = None
+        worker, name = None, None
+    # A LocalCluster numbers its workers 0..N-1: with --device cuda they go round the visible GPUs.
+    opts = dataclasses.replace(opts, device=worker_device(opts.device, name if isinstance(name, int) else 0))
+    counters = ClipCounters()
+    t0 = time.time()
+    done, failed = extract_clips(p, opts, clips, None, counters, pose=_worker_pose(p, opts))
     return {"done": done, "failed": failed, "host": HOST, "pid": os.getpid(), "worker": worker,
             "seconds": round(time.time() - t0, 2),
             "counters": counters_tuple(counters)}

@@ -6,13 +6,14 @@ Workers share the work through the entry's per-clip claims.
 """
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import os
 import warnings
 from typing import Callable, Optional
 
 from stages.extract.clip import ClipCounters
-from stages.extract.plan import EntryPlan, ExtractOptions
+from stages.extract.plan import EntryPlan, ExtractOptions, worker_device
 from stages.extract.run import (ExtractReport, ProgressFn, begin_run, counters_tuple, extract_clips,
                                 finish_run)
 
@@ -58,6 +59,11 @@ def _worker_main(p: EntryPlan, opts: ExtractOptions, clips: list, queue, threads
         queue.put(("exit", None, None))
 
 
+def worker_options(opts: ExtractOptions, workers: int) -> list[ExtractOptions]:
+    """Each worker's options: ``--device cuda`` spreads the workers over the visible GPUs."""
+    return [dataclasses.replace(opts, device=worker_device(opts.device, w)) for w in range(workers)]
+
+
 def _run_workers(p: EntryPlan, opts: ExtractOptions, todo: list, workers: int,
                  progress: Optional[ProgressFn], report: ExtractReport) -> None:
     ctx = mp.get_context("spawn")  # fork is unsafe with CUDA and with torch's thread pools
@@ -65,10 +71,10 @@ def _run_workers(p: EntryPlan, opts: ExtractOptions, todo: list, workers: int,
     threads = max(1, (os.cpu_count() or 1) // workers)
     # Each worker starts at a different place in the list, so claims rarely collide.
     procs = []
-    for w in range(workers):
+    for w, wopts in enumerate(worker_options(opts, workers)):
         start = w * len(todo) // workers
         order = todo[start:] + todo[:start]
-        pr = ctx.Process(target=_worker_main, args=(p, opts, order, queue, threads), daemon=False)
+        pr = ctx.Process(target=_worker_main, args=(p, wopts, order, queue, threads), daemon=False)
         pr.start()
         procs.append(pr)
     alive = workers

@@ -1,14 +1,20 @@
-"""Stage one for one clip: decode, pose, sample, resize, grid. Pure: returns arrays, writes nothing."""
+"""Stage one for one clip: decode, pose, sample, resize, grid. Pure: returns arrays, writes nothing.
+
+Three steps, so decoding can run in another process (:mod:`stages.extract.decode_pool`):
+:class:`ClipDecoder` decodes (full-size frames streamed to the pose source, the cached frames
+kept), :func:`estimate_track` runs the pose source, :func:`finish_clip` samples and grids.
+:func:`extract_clip` chains them in this process.
+"""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import cv2
 import numpy as np
 
-from cache.codecs import DEFAULT_FRAMES_CODEC, DEFAULT_JPEG_QUALITY, check_frames_codec
 from stages.datasets.base import ClipRecord, DatasetAdapter, PoseTrack
+from cache.codecs import DEFAULT_FRAMES_CODEC, DEFAULT_JPEG_QUALITY, check_frames_codec
 from stages.extract.decode import DecodeError, VideoInfo, describe, expected_frames, probe, read_frames
 from stages.extract.person_boxes import PersonBoxError, dataset_box_notes, default_person_boxes
 from stages.extract.pose.base import PoseSource, PoseSourceError
@@ -82,64 +88,137 @@ def align_track(track: PoseTrack, num_frames: int, size: tuple[int, int], notes:
     return PoseTrack(k, s, frame_size=tuple(size))
 
 
+@dataclass
+class DecodedClip:
+    """What decoding keeps of a clip: its header, how many frames it had, and the cached frames."""
+
+    info: VideoInfo
+    num_decoded: int
+    frame_indices: np.ndarray  # (T,) int32: segment middles of the decoded frames
+    frames: np.ndarray  # (T, h, w, 3) uint8: those frames resized (short side ExtractSettings.short_side)
+    notes: list[str] = field(default_factory=list)  # what the header and the stream showed (decode.py)
+
+
+class ClipDecoder:
+    """Decodes one clip in one pass: :meth:`frames` streams every frame at full size (what a pose
+    source looks at) and keeps a resized copy; :meth:`result` then picks the cached frames.
+
+    Raises :class:`ClipError` (no video) or :class:`DecodeError` (from the constructor: the file's
+    header; from :meth:`frames`: the stream). ``info``: the header, known before any frame.
+    """
+
+    def __init__(self, clip: ClipRecord, settings: ExtractSettings):
+        if clip.video is None:
+            raise ClipError("no video file for this clip in the annotations")
+        self.clip = clip
+        self.settings = settings
+        self.info: VideoInfo = probe(clip.video)
+        self.notes: list[str] = list(describe(self.info))
+        self.size = resized_size(self.info.height, self.info.width, settings.short_side, settings.grid_cell)
+        self._small: list[np.ndarray] = []
+        self._state = "new"
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """Every frame of the clip, (H, W, 3) uint8 RGB at the displayed size, in order."""
+        if self._state != "new":
+            raise RuntimeError("a clip's frames can be streamed once")
+        self._state = "streaming"
+        out_h, out_w = self.size
+        c = self.clip
+        for f in read_frames(c.video, self.info, start_time=c.start_time, end_time=c.end_time,
+                             start_frame=c.start_frame, end_frame=c.end_frame, notes=self.notes):
+            self._small.append(cv2.resize(f, (out_w, out_h), interpolation=cv2.INTER_AREA))
+            yield f
+        self._state = "done"
+
+    def result(self) -> DecodedClip:
+        """The cached frames (decoding the clip first if nobody streamed it)."""
+        if self._state == "new":
+            for _ in self.frames():
+                pass
+        if self._state != "done":
+            raise RuntimeError("result() before the frames were streamed to the end")
+        n = len(self._small)
+        if n < self.settings.min_frames:
+            raise ClipError(f"only {n} frame(s) decoded; at least min_frames={self.settings.min_frames} needed")
+        idx = segment_middle_indices(n, self.settings.num_frames)
+        return DecodedClip(self.info, n, idx.astype(np.int32), np.stack([self._small[i] for i in idx]),
+                           notes=list(self.notes))
+
+
+def estimate_track(clip: ClipRecord, dataset: DatasetAdapter, pose: PoseSource,
+                   frames: Optional[Iterator[np.ndarray]], info: Optional[VideoInfo] = None,
+                   ) -> tuple[PoseTrack, dict, Optional[list]]:
+    """The pose source's track for the clip, where its person boxes came from, and the boxes used
+    (one per frame; None for sources that look at no pixels).
+
+    ``frames``: the clip's full-size frames, streamed, for sources that look at pixels (None for
+    the others); ``info``: the clip's header, to check and align a dataset's boxes."""
+    if not pose.needs_frames:
+        return pose.estimate(clip, None, None, dataset), {"source": None}, None
+    # Person boxes: dataset -> detector (on these same streamed frames) -> whole frame.
+    chain = getattr(pose, "person_boxes", None) or default_person_boxes()
+    check = {}
+    if info is not None:
+        cut = dict(start_time=clip.start_time, end_time=clip.end_time, start_frame=clip.start_frame,
+                   end_frame=clip.end_frame)
+        check = dict(expected_frames=expected_frames(info, **cut), frame_size=(info.height, info.width))
+    frames, boxes, box_info = chain.stream(clip, dataset, frames, **check)
+    return pose.estimate(clip, frames, boxes, dataset), box_info, boxes
+
+
 def extract_clip(
     clip: ClipRecord,
     dataset: DatasetAdapter,
     pose: PoseSource,
     settings: ExtractSettings,
     counters: Optional[ClipCounters] = None,
+    decoder: Any = None,
 ) -> ClipResult:
-    """Everything the cache stores for one clip. Raises :class:`ClipError` with the reason."""
+    """Everything the cache stores for one clip. Raises :class:`ClipError` with the reason.
+
+    ``decoder``: where the frames come from, a :class:`ClipDecoder` or anything with its
+    ``frames()`` / ``result()`` (a decode worker's stream); default: decode here.
+    """
     counters = counters if counters is not None else ClipCounters()
-    if clip.video is None:
-        raise ClipError("no video file for this clip in the annotations")
-    notes: list[str] = []
     try:
-        info: VideoInfo = probe(clip.video)
-        notes.extend(describe(info))
-        box_info: dict = {"source": None}
-        out_h, out_w = resized_size(info.height, info.width, settings.short_side, settings.grid_cell)
-        small: list[np.ndarray] = []
+        decoder = decoder if decoder is not None else ClipDecoder(clip, settings)
         counters.decoded_clips += 1
-
-        def frames_keeping_small():
-            for f in read_frames(clip.video, info, start_time=clip.start_time, end_time=clip.end_time,
-                                 start_frame=clip.start_frame, end_frame=clip.end_frame, notes=notes):
-                small.append(cv2.resize(f, (out_w, out_h), interpolation=cv2.INTER_AREA))
-                yield f
-
+        counters.pose_calls += 1
         if pose.needs_frames:
-            counters.pose_calls += 1
-            # Person boxes: dataset -> detector (on these same streamed frames) -> whole frame.
-            chain = getattr(pose, "person_boxes", None) or default_person_boxes()
-            cut = dict(start_time=clip.start_time, end_time=clip.end_time, start_frame=clip.start_frame,
-                       end_frame=clip.end_frame)
-            frames, boxes, box_info = chain.stream(clip, dataset, frames_keeping_small(),
-                                                   expected_frames=expected_frames(info, **cut),
-                                                   frame_size=(info.height, info.width))
-            track = pose.estimate(clip, frames, boxes, dataset)
-            if box_info["source"] == "dataset":
-                notes.extend(dataset_box_notes(clip.clip_id, box_info, len(small)))
+            track, box_info, boxes = estimate_track(clip, dataset, pose, decoder.frames(), decoder.info)
+            decoded = decoder.result()
         else:
-            for _ in frames_keeping_small():
-                pass
-            counters.pose_calls += 1
-            track = pose.estimate(clip, None, None, dataset)
-        counters.decoded_frames += len(small)
+            decoded = decoder.result()
+            track, box_info, boxes = estimate_track(clip, dataset, pose, None)
+        counters.decoded_frames += decoded.num_decoded
     except (DecodeError, PoseSourceError, PersonBoxError) as e:
         raise ClipError(str(e)) from e
     except (FileNotFoundError, KeyError) as e:
         raise ClipError(f"{type(e).__name__}: {e}") from e
-    n = len(small)
-    if n < settings.min_frames:
-        raise ClipError(f"only {n} frame(s) decoded; at least min_frames={settings.min_frames} needed")
+    return finish_clip(clip, decoded, track, box_info, boxes, pose, settings)
+
+
+def finish_clip(clip: ClipRecord, decoded: DecodedClip, track: PoseTrack, box_info: dict, boxes: Optional[list],
+                pose: PoseSource, settings: ExtractSettings) -> ClipResult:
+    """The arrays and attributes of a decoded, posed clip: poses aligned to its frames, the grids,
+    the person boxes the pose source used."""
+    info = decoded.info
+    notes: list[str] = list(decoded.notes)
+    n = decoded.num_decoded
+    if box_info["source"] == "dataset":
+        try:
+            notes.extend(dataset_box_notes(clip.clip_id, box_info, n))
+        except PersonBoxError as e:
+            raise ClipError(str(e)) from e
     if n < settings.num_frames:
         notes.append(f"{n} frames < {settings.num_frames}: sampled frames repeat")
     if clip.end_frame is not None and n < clip.end_frame - (clip.start_frame or 0):
         notes.append(f"annotation asks for frames up to {clip.end_frame}, the video has {n + (clip.start_frame or 0)}")
     track = align_track(track, n, (info.height, info.width), notes)
-    idx = segment_middle_indices(n, settings.num_frames)
-    frames = np.stack([small[i] for i in idx])
+    idx = decoded.frame_indices
+    frames = decoded.frames
+    out_h, out_w = frames.shape[1:3]
     sx, sy = out_w / info.width, out_h / info.height
     kp_small = track.keypoints[idx] * np.array([sx, sy], np.float32)
     grids = joint_patch_grid(kp_small, track.scores[idx], (out_h, out_w), settings.grid_cell)
@@ -165,7 +244,7 @@ def extract_clip(
     }
     arrays = {
         "frames": frames,
-        "frame_indices": idx.astype(np.int32),
+        "frame_indices": idx,
         "keypoints": track.keypoints.astype(np.float32),
         "scores": track.scores.astype(np.float32),
         "grids": grids,

@@ -386,7 +386,7 @@ def default_person_boxes() -> PersonBoxes:
 class PoseWithPersonBoxes(PoseSource):
     """A frame-based pose source plus its :class:`PersonBoxes` chain (``.person_boxes``).
 
-    ``extract_clip`` streams frames through ``.person_boxes`` before ``estimate``; everything else
+    ``estimate_track`` streams frames through ``.person_boxes`` before ``estimate``; everything else
     is the wrapped source's, except that a detector's identity joins the pose identity.
     """
 

@@ -41,6 +41,8 @@ class ExtractOptions:
     retry_failed: bool = False
     pose_batch_size: int = 32
     pose_flip_test: bool = True
+    pose_precision: str = "auto"  # HRNet autocast: auto (fp16 on CUDA, fp32 elsewhere) | fp32 | fp16 | bf16
+    decode_workers: Optional[int] = None  # processes decoding ahead of the pose model; None: run.decode_workers
     settings: dict = field(default_factory=dict)  # overrides of ExtractSettings fields
     dataset_options: dict = field(default_factory=dict)
     # Person boxes for HRNet when the dataset has none (stages/extract/person_boxes.py): an mmdet
@@ -95,6 +97,19 @@ def parse_shard(text: Optional[str]) -> tuple[int, int]:
 NON_KEY_OPTIONS = ("data_root", "workers")
 
 
+def worker_device(device: str, worker: int, visible: Optional[int] = None) -> str:
+    """The device of extraction worker number ``worker``: a plain ``cuda`` goes round the visible
+    GPUs (worker w on ``cuda:<w mod count>``); ``cuda:K``, ``cpu`` and the rest stay as given.
+    ``visible``: the number of GPUs (default: what torch sees)."""
+    if device != "cuda":
+        return device
+    if visible is None:
+        import torch
+
+        visible = torch.cuda.device_count()
+    return f"cuda:{worker % visible}" if visible > 0 else device
+
+
 def build_adapter(opts: ExtractOptions) -> DatasetAdapter:
     """The dataset adapter ``opts`` names, with its options (generated datasets get a data root
     beside the cache they feed)."""
@@ -118,7 +133,8 @@ def make_pose_source(spec: str, opts: ExtractOptions, adapter: DatasetAdapter) -
     name = spec.partition(":")[0]
     if name == "hrnet":
         hrnet = create_pose_source(spec, checkpoint=opts.pose_checkpoint, device=opts.device,
-                                   batch_size=opts.pose_batch_size, flip_test=opts.pose_flip_test)
+                                   batch_size=opts.pose_batch_size, flip_test=opts.pose_flip_test,
+                                   precision=opts.pose_precision)
         # dataset boxes -> optional mmdet detector -> whole frame; a detector joins the identity (key)
         return with_person_boxes(hrnet, detector=opts.person_detector, checkpoint=opts.detector_checkpoint,
                                  device=opts.device)

@@ -7,22 +7,30 @@ shared entry are the only coordination, so engines and hosts may fill one entry 
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
+import itertools
+import logging
 import os
+import queue
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 from cache import EntryWriter
 from cache.claims import HOST
 from cache.entry import CacheEntry
 from cache.layout import clip_uid
-from stages.extract.clip import ClipCounters, ClipError, extract_clip
+from stages.extract.clip import ClipCounters, ClipError, ClipResult, extract_clip
+from stages.extract.decode_pool import DecodePool, decode_pool_available
 from stages.extract.plan import EntryPlan, ExtractOptions, make_pose_source, open_or_create, plan_entry
 from stages.extract.pose import PoseSource
 
 ProgressFn = Callable[[str, str, Optional[str]], None]  # (event, clip_id, reason)
+log = logging.getLogger(__name__)
+_NOTICES: dict[str, bool] = {}  # one-line notices already given by this process
 
 
 @dataclass
@@ -69,53 +77,171 @@ def my_clips(p: EntryPlan, shard: tuple[int, int]) -> list:
     return [c for i, c in enumerate(p.index.clips) if i % n == k]
 
 
+def decode_workers(opts: ExtractOptions) -> int:
+    """``--decode-workers``; by default 2 with a CUDA device (the GPU must not wait for ffmpeg) and
+    0 elsewhere (on a CPU, HRNet takes ~96 % of the time and decoding ahead competes for the cores)."""
+    if opts.decode_workers is not None:
+        return max(0, int(opts.decode_workers))
+    return 2 if str(opts.device).startswith("cuda") else 0
+
+
 def extract_clips(p: EntryPlan, opts: ExtractOptions, clips: list, progress: Optional[ProgressFn],
                   counters: ClipCounters, pose: Optional[PoseSource] = None) -> tuple[list[str], list[tuple[str, str]]]:
     """Claim, extract and commit each clip of ``clips`` that nobody else has done or is doing.
 
+    With decode workers (:func:`decode_workers`) the clips are decoded in other processes ahead
+    of the pose model and committed by a background thread; otherwise all in this process.
     ``pose``: a pose source the caller keeps alive across calls (a Dask worker reuses one);
     by default one is built on the first clip that needs it and closed at the end.
     """
-    entry = CacheEntry(p.entry_dir)
-    writer = EntryWriter(entry)
-    owns_pose = pose is None
-    done, failed = [], []
+    run = _ClipRun(p, opts, progress, counters, pose)
+    workers = decode_workers(opts)
+    why_not = decode_pool_available() if workers else None
+    if why_not:
+        if not _NOTICES.get("no decode pool"):
+            _NOTICES["no decode pool"] = True
+            log.warning("decoding in this process (--decode-workers %d ignored): %s", workers, why_not)
+        workers = 0
     try:
+        if workers:
+            run.pipelined(clips, workers)
+        else:
+            run.sequential(clips)
+    finally:
+        run.writer.heartbeat.stop()
+        if pose is None and run.pose is not None:
+            run.pose.close()
+    return run.done, run.failed
+
+
+class _ClipRun:
+    """The per-clip loop: claims, extraction, failures recorded with their reasons, commits."""
+
+    def __init__(self, p: EntryPlan, opts: ExtractOptions, progress: Optional[ProgressFn], counters: ClipCounters,
+                 pose: Optional[PoseSource]):
+        self.p, self.opts, self.progress, self.counters, self.pose = p, opts, progress, counters, pose
+        self.writer = EntryWriter(CacheEntry(p.entry_dir))
+        self.done: list[str] = []
+        self.failed: list[tuple[str, str]] = []
+
+    def pose_source(self) -> PoseSource:
+        if self.pose is None:
+            self.pose = make_pose_source(self.p.pose_spec, self.opts, self.p.adapter)
+        return self.pose
+
+    def claimed(self, clips: list) -> Iterator[tuple]:
+        """(clip, uid) for each clip this process claims now."""
         for c in clips:
             uid = clip_uid(c.clip_id)
-            if not writer.claim(uid):
+            if not self.writer.claim(uid):
+                continue
+            if c.clip_id in self.p.no_pose:  # known at planning time: nothing to decode
+                self._fail(c, uid, f"no poses for this clip in --pose-source {self.p.pose_spec} (--missing-poses fail)")
+                continue
+            yield c, uid
+
+    def extract(self, c, uid: str, decoder=None) -> Optional[ClipResult]:
+        """One claimed clip's result, or None when it failed (recorded, claim released). Anything
+        but an Exception (KeyboardInterrupt) propagates with the claim still held."""
+        try:
+            return extract_clip(c, self.p.adapter, self.pose_source(), self.p.settings, self.counters, decoder)
+        except ClipError as e:
+            self._fail(c, uid, str(e))
+        except Exception as e:
+            self._fail(c, uid, f"internal error: {type(e).__name__}: {e}", traceback.format_exc())
+        return None
+
+    def _fail(self, c, uid: str, reason: str, detail: Optional[str] = None) -> None:
+        self.writer.fail(uid, c.clip_id, reason, detail=detail)
+        self.failed.append((c.clip_id, reason))
+        if self.progress:
+            self.progress("failed", c.clip_id, reason)
+
+    def commit(self, c, uid: str, res: ClipResult) -> None:
+        self.writer.commit(uid, res.arrays, {**res.attrs, "video": _rel(c.video, self.p.index.root)})
+        self.done.append(c.clip_id)
+        if self.progress:
+            self.progress("done", c.clip_id, None)
+
+    def sequential(self, clips: list) -> None:
+        for c, uid in self.claimed(clips):
+            try:
+                res = self.extract(c, uid)
+            except BaseException:
+                self.writer.release(uid)  # KeyboardInterrupt: give the clip back, lose nothing else
+                raise
+            if res is not None:
+                self.commit(c, uid, res)
+
+    def pipelined(self, clips: list, workers: int) -> None:
+        """Decode workers run ahead (two claimed clips each); a thread commits behind."""
+        pose = self.pose_source()
+        todo = self.claimed(clips)
+        ahead: collections.deque = collections.deque()  # (clip, uid, stream), claimed and submitted
+        committer = _Committer(self)
+        with DecodePool(workers, self.p.settings, send_frames=pose.needs_frames) as pool:
+            try:
+                while True:
+                    for c, uid in itertools.islice(todo, 2 * workers - len(ahead)):
+                        try:
+                            ahead.append((c, uid, pool.submit(c)))
+                        except BaseException:
+                            self.writer.release(uid)
+                            raise
+                    if not ahead:
+                        break
+                    c, uid, stream = ahead[0]
+                    try:
+                        res = self.extract(c, uid, stream)
+                    finally:
+                        stream.discard()
+                    if res is not None:
+                        committer.submit(c, uid, res)
+                    ahead.popleft()
+            except BaseException:
+                for _, uid, _ in ahead:  # give back the clips not extracted; finished ones still commit
+                    self.writer.release(uid)
+                committer.close(raise_error=False)
+                raise
+            committer.close()
+
+
+class _Committer:
+    """Commits finished clips in a background thread, so the pose model goes on with the next clip
+    while one is compressed, written and fsynced. At most ``depth`` clips wait (their claims held)."""
+
+    def __init__(self, run: _ClipRun, depth: int = 2):
+        self._run = run
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._loop, name="pevl-commit", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            c, uid, res = item
+            if self._error is not None:
+                self._run.writer.release(uid)
                 continue
             try:
-                if c.clip_id in p.no_pose:  # known at planning time: nothing to decode
-                    raise ClipError(f"no poses for this clip in --pose-source {p.pose_spec} (--missing-poses fail)")
-                if pose is None:
-                    pose = make_pose_source(p.pose_spec, opts, p.adapter)
-                res = extract_clip(c, p.adapter, pose, p.settings, counters)
-            except ClipError as e:
-                writer.fail(uid, c.clip_id, str(e))
-                failed.append((c.clip_id, str(e)))
-                if progress:
-                    progress("failed", c.clip_id, str(e))
-                continue
-            except BaseException as e:
-                if isinstance(e, Exception):
-                    reason = f"internal error: {type(e).__name__}: {e}"
-                    writer.fail(uid, c.clip_id, reason, detail=traceback.format_exc())
-                    failed.append((c.clip_id, reason))
-                    if progress:
-                        progress("failed", c.clip_id, reason)
-                    continue
-                writer.release(uid)  # KeyboardInterrupt: give the clip back, lose nothing else
-                raise
-            writer.commit(uid, res.arrays, {**res.attrs, "video": _rel(c.video, p.index.root)})
-            done.append(c.clip_id)
-            if progress:
-                progress("done", c.clip_id, None)
-    finally:
-        writer.heartbeat.stop()
-        if owns_pose and pose is not None:
-            pose.close()
-    return done, failed
+                self._run.commit(c, uid, res)
+            except BaseException as e:  # raised in the main thread at the next submit / close
+                self._error = e
+                self._run.writer.release(uid)
+
+    def submit(self, c, uid: str, res: ClipResult) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put((c, uid, res))
+
+    def close(self, raise_error: bool = True) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if raise_error and self._error is not None:
+            raise self._error
 
 
 def _rel(path: Optional[str], root: Optional[str]) -> Optional[str]:

@@ -36,3 +36,18 @@ def test_hrnet_workers_print_no_third_party_noise_and_each_warning_once(tmp_path
         assert noise not in res.stderr, res.stderr
     assert res.stderr.count("RANDOM WEIGHTS") == 1, res.stderr
     assert res.stderr.count("WHOLE FRAMES") == 1, res.stderr
+
+
+def test_cuda_workers_spread_over_the_visible_gpus(monkeypatch):
+    """`--workers N --device cuda`: worker w on cuda:(w mod GPUs); an explicit cuda:K is kept."""
+    import torch
+
+    from pipeline.engines.local import worker_options
+    from stages.extract.plan import ExtractOptions, worker_device
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert [o.device for o in worker_options(ExtractOptions(dataset="demo", device="cuda"), 3)] == \
+        ["cuda:0", "cuda:1", "cuda:0"]
+    assert [o.device for o in worker_options(ExtractOptions(dataset="demo", device="cuda:1"), 2)] == ["cuda:1"] * 2
+    assert [o.device for o in worker_options(ExtractOptions(dataset="demo"), 2)] == ["cpu", "cpu"]
+    assert worker_device("cuda", 3, visible=0) == "cuda"  # no GPU: left for the pose source to refuse

@@ -1,8 +1,11 @@
-"""HRNet-w32 (COCO, 256x192) top-down 2D pose through ``mmpose.apis``, person crops batched.
+"""HRNet-w32 (COCO, 256x192) top-down 2D pose through mmpose, person crops batched on the device.
 
 mmpose's own ``inference_topdown`` runs one image (its boxes) per forward pass, as mmaction2's
-skeleton extraction does. Here the crops of many frames go through the model together, which is
-what makes a GPU worth having (``bench/extract.py`` measures the difference).
+skeleton extraction does, and prepares every crop on the CPU. Here the crops of many frames are
+cut, normalised and flipped on the model's device in one batched operation
+(:mod:`stages.extract.pose.topdown`, equal to mmpose's pipeline), the original and flipped crops
+share one forward pass, and the heatmaps are decoded there too. ``bench/extract.py`` measures it
+against ``inference_topdown``.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import numpy as np
 from cache.keys import file_sha256
 from stages.datasets.base import ClipRecord, DatasetAdapter, PoseTrack
 from stages.extract.pose.base import PoseSource, PoseSourceError
+from stages.extract.pose.topdown import TopdownSpec, autocast_dtype_for, frames_on_device, topdown_keypoints
 from stages.registry import POSE_SOURCES
 
 log = logging.getLogger(__name__)
@@ -26,6 +30,8 @@ HRNET_CHECKPOINT_URL = (
     "https://download.openmmlab.com/mmpose/top_down/hrnet/hrnet_w32_coco_256x192-c78dce93_20200708.pth"
 )
 HRNET_CHECKPOINT_SHA256_PREFIX = "c78dce93"  # the hash prefix in the official file name
+POSE_PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+CUDNN_PAD_TO = 8  # crops per forward pass rounded up to this on CUDA: few shapes for cudnn.benchmark
 
 
 class PoseCheckpointMissing(FileNotFoundError):
@@ -75,6 +81,35 @@ def find_checkpoint(spec: Optional[str]) -> Optional[Path]:
     )
 
 
+def resolve_precision(precision: str, device: str) -> str:
+    """``--pose-precision``: ``auto`` is fp16 autocast on CUDA (mmpose trains this HRNet in fp16 as
+    well, ``td-hm_hrnet-w32_fp16-8xb64-210e_coco-256x192``, at the same AP) and fp32 elsewhere."""
+    if precision not in POSE_PRECISIONS:
+        raise ValueError(f"--pose-precision {precision!r}: one of {', '.join(POSE_PRECISIONS)}")
+    cuda = str(device).startswith("cuda")
+    if precision == "auto":
+        return "fp16" if cuda else "fp32"
+    if precision == "fp16" and not cuda:
+        raise ValueError("--pose-precision fp16 on a CPU: torch runs fp16 convolutions on CPUs ~100x slower "
+                         "than fp32; use bf16 or fp32 there")
+    return precision
+
+
+def check_device(device: str) -> None:
+    """Fail at once (not clip by clip) when ``--device`` names a device torch cannot use."""
+    import torch
+
+    if str(device).startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: torch sees no CUDA device (a CPU-only torch build, or "
+                             "CUDA_VISIBLE_DEVICES hides the GPUs)")
+        index = torch.device(device).index
+        if index is not None and index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    elif str(device) != "cpu":
+        torch.device(device)  # raises on a malformed name
+
+
 def load_pose_checkpoint(path: Path) -> dict:
     """``torch.load(weights_only=True)``, admitting the few numpy types mmpose puts in ``meta``."""
     import torch
@@ -100,12 +135,14 @@ class HRNetPoseSource(PoseSource):
     skeleton = "coco17"
 
     def __init__(self, checkpoint: Optional[str] = None, device: str = "cpu", batch_size: int = 32,
-                 flip_test: bool = True, config: str = HRNET_CONFIG, seed: int = 0):
+                 flip_test: bool = True, config: str = HRNET_CONFIG, seed: int = 0, precision: str = "auto"):
         from stages.compat import ensure_mmpose
 
         ensure_mmpose()
+        check_device(device)
         self.config_rel = config
         self.device = device
+        self.precision = resolve_precision(precision, device)
         self.batch_size = batch_size
         self.flip_test = flip_test
         self.checkpoint = find_checkpoint(checkpoint)
@@ -125,6 +162,8 @@ class HRNetPoseSource(PoseSource):
             "checkpoint_sha256": self.checkpoint_sha256,
             "random_init_seed": None if self.checkpoint else self.seed,
             "flip_test": self.flip_test,
+            # fp32 adds nothing, so entries made before autocast existed keep their keys
+            **({"precision": self.precision} if self.precision != "fp32" else {}),
         }
 
     # -- model ----------------------------------------------------------------------------
@@ -139,7 +178,6 @@ class HRNetPoseSource(PoseSource):
         from mmengine.config import Config
         from mmengine.runner.checkpoint import _load_checkpoint_to_model
         from mmpose.apis import init_model
-        from mmengine.dataset import Compose
 
         cfg = Config.fromfile(mmpose_config_path(self.config_rel))
         cfg.model.test_cfg.flip_test = self.flip_test
@@ -152,30 +190,29 @@ class HRNetPoseSource(PoseSource):
             if isinstance(meta, dict) and "dataset_meta" in meta:
                 model.dataset_meta = meta["dataset_meta"]
         model.to(self.device).eval()
-        self._pipeline = Compose(model.cfg.test_dataloader.dataset.pipeline)
+        self.spec = TopdownSpec.from_model(model)
+        if str(self.device).startswith("cuda"):
+            # One input size (256x192) for the whole run: let cuDNN pick its fastest kernels once.
+            torch.backends.cudnn.benchmark = True
+            if self.precision == "fp32":
+                torch.backends.cudnn.allow_tf32 = False  # fp32 means fp32, not TF32 convolutions
         return model
 
     # -- inference ----------------------------------------------------------------------------
     def estimate_images(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """One forward pass over the crops of several images: ``images`` RGB uint8, ``boxes`` xyxy.
-
-        Returns keypoints (N, V, 2) in image pixels and scores (N, V).
+        """One forward pass over the crops of several images: ``images`` RGB uint8 of one size,
+        ``boxes`` one xyxy box each. Returns keypoints (N, V, 2) in image pixels and scores (N, V).
         """
         import torch
-        from mmengine.dataset import pseudo_collate
 
         model = self.model
-        data = []
-        for img, box in zip(images, boxes):
-            info = dict(img=np.ascontiguousarray(img[..., ::-1]),  # mmpose expects BGR like cv2
-                        bbox=np.asarray(box, np.float32)[None], bbox_score=np.ones(1, np.float32))
-            info.update(model.dataset_meta)
-            data.append(self._pipeline(info))
-        with torch.no_grad():
-            results = model.test_step(pseudo_collate(data))
-        kps = np.stack([r.pred_instances.keypoints[0] for r in results]).astype(np.float32)
-        scs = np.stack([r.pred_instances.keypoint_scores[0] for r in results]).astype(np.float32)
-        return kps, np.clip(scs, 0.0, 1.0)
+        box_arr = np.asarray(boxes, np.float32).reshape(-1, 4)
+        cuda = str(self.device).startswith("cuda")
+        with torch.inference_mode():
+            frames, frame_index = frames_on_device(images, self.device)
+            kps, scores = topdown_keypoints(model, self.spec, frames, frame_index, box_arr, self.flip_test,
+                                            autocast_dtype_for(self.precision), pad_to=CUDNN_PAD_TO if cuda else 1)
+        return kps, np.clip(scores, 0.0, 1.0)
 
     def estimate(self, clip: ClipRecord, frames: Optional[Iterable[np.ndarray]], boxes: Optional[np.ndarray],
                  dataset: DatasetAdapter) -> PoseTrack:
@@ -190,6 +227,8 @@ class HRNetPoseSource(PoseSource):
             size = img.shape[:2]
             h, w = size
             box = boxes[i] if boxes is not None and i < len(boxes) else np.array([0, 0, w, h], np.float32)
+            if not np.isfinite(box).all():
+                raise PoseSourceError(f"the person box of frame {i} is {np.asarray(box).tolist()}: not finite")
             batch_img.append(img)
             batch_box.append(box)
             i += 1
