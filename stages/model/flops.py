@@ -43,7 +43,7 @@ def inference_forward(model, batch: dict[str, torch.Tensor], texts_per_clip: int
     (the clip's own label text at 1), or through the linear head for text-free variants."""
     out = model.encode(batch)
     if not model.use_text:
-        return model.head(torch.cat(model._visual_parts(out), dim=-1))
+        return model.head_logits(out)
     ctx = model.clip.positional_embedding.shape[0]
     tokens = torch.zeros(texts_per_clip, ctx, dtype=torch.long, device=batch["frames"].device)
     tokens[:, 0], tokens[:, -1] = 49406, 49407  # SOT ... EOT: a full-length prompt, like fvcore sees

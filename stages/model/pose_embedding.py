@@ -40,6 +40,32 @@ class JointEmbedding(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+#: How joint coordinates enter the embedding (``pose.normalize``).
+COORD_FRAMES = ("crop", "person")
+
+
+def normalize_to_person(joints: torch.Tensor) -> torch.Tensor:
+    """Joint coordinates relative to the person, as skeleton action models feed them: per clip,
+    ``(xy - centre) / scale`` with ``centre`` the score-weighted mean position of the seen joints
+    over all frames and ``scale`` their score-weighted RMS distance from it (one isotropic scale, so
+    shapes keep their aspect; the clip's own motion, e.g. a jump or a step, is kept). Skeleton
+    independent (no joint names needed). Joints with score 0 keep their coordinates (the embedding
+    zeroes them); a clip without any seen joint is returned unchanged.
+
+    ``(B, T, J, 3)`` -> ``(B, T, J, 3)``; the score channel is untouched.
+    """
+    xy, score = joints[..., :2], joints[..., 2:3]
+    w = (score > 0).to(joints.dtype) * score
+    total = w.sum(dim=(1, 2), keepdim=True)  # (B, 1, 1, 1)
+    seen = total > 0
+    denom = torch.where(seen, total, torch.ones_like(total))
+    centre = (w * xy).sum(dim=(1, 2), keepdim=True) / denom
+    spread = (w * (xy - centre).pow(2).sum(-1, keepdim=True)).sum(dim=(1, 2), keepdim=True) / denom
+    scale = spread.clamp_min(1e-8).sqrt()
+    out = torch.where(seen, (xy - centre) / scale, xy)
+    return torch.cat([out, score], dim=-1)
+
+
 class FrameCLSToken(nn.Module):
     """One learnable CLS token per frame (PGVT Sec. 3.2: "appending a classification token").
 
@@ -70,13 +96,18 @@ class PoseEmbedding(nn.Module):
     (``cls_token=True``) in front, ``+ temporal_pos[t]`` on every token of frame t.
 
     ``(B, T, J, 3)`` joints (x, y in the crop's [0, 1], score) -> ``(B, T, [1 +] J, D)``.
+    ``normalize``: ``'crop'`` embeds the crop coordinates as given (the papers' input);
+    ``'person'`` first makes them relative to the person (:func:`normalize_to_person`).
     """
 
     def __init__(self, width: int, num_joints: int, num_frames: int, cls_token: bool = True,
-                 visual: Optional[nn.Module] = None):
+                 visual: Optional[nn.Module] = None, normalize: str = "crop"):
         super().__init__()
+        if normalize not in COORD_FRAMES:
+            raise ValueError(f"pose.normalize must be one of {COORD_FRAMES}, got {normalize!r}")
         scale = width ** -0.5
         self.num_frames = num_frames
+        self.normalize = normalize
         self.joint_embed = JointEmbedding(width)
         self.joint_pos = nn.Parameter(scale * torch.randn(num_joints, width))
         self.temporal_pos = nn.Parameter(scale * torch.randn(num_frames, width))
@@ -91,6 +122,8 @@ class PoseEmbedding(nn.Module):
         t = joints.shape[1]
         if t > self.num_frames:
             raise ValueError(f"{t} pose frames but the temporal embedding has {self.num_frames}")
+        if self.normalize == "person":
+            joints = normalize_to_person(joints)
         x = self.joint_embed(joints) + self.joint_pos
         if self.cls is not None:
             x = self.cls(x)
