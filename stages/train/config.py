@@ -96,8 +96,8 @@ PAPER_DATASETS = {"diving48": "diving48", "diving-48": "diving48", "gym99": "gym
                   "toyota smarthome": "toyota_smarthome", "toyota-smarthome": "toyota_smarthome",
                   "toyota_smarthome": "toyota_smarthome", "demo": "demo"}
 
-#: what ``--dataset demo`` takes from configs/experiments/demo.py's model
-DEMO_MODEL_KEYS = ("clip", "num_video_frames", "num_pose_frames")
+#: what ``--dataset demo`` takes from configs/experiments/demo.py's model (dotted: one nested key)
+DEMO_MODEL_KEYS = ("clip", "num_video_frames", "num_pose_frames", "pose.normalize")
 
 
 def dataset_config(name: str) -> dict:
@@ -163,12 +163,16 @@ def build_run_config(exp: str, variant: str, dataset: Optional[str] = None,
         base["data"] = dataset_config(ds)
     cfg = deep_merge(base, vc)
     if dataset:
-        if dataset == "demo" and exp_cfg.get("experiment", {}).get("name") != "demo":
+        if dataset == "demo" and default_dataset(vc) != "demo":  # the demo experiments are demo already
             demo = to_plain(variant_config(load_experiment("demo"), "pevl").to_dict())
             cfg["data"] = demo["data"]
             cfg["train"] = deep_merge(cfg["train"], demo["train"])
             for k in DEMO_MODEL_KEYS:
-                cfg["model"][k] = copy.deepcopy(demo["model"][k])
+                *path, last = k.split(".")
+                src, dst = demo["model"], cfg["model"]
+                for p in path:
+                    src, dst = src[p], dst.setdefault(p, {})
+                dst[last] = copy.deepcopy(src[last])
             cfg["demo_switch"] = True
         else:
             cfg["data"] = dataset_config(dataset)

@@ -39,6 +39,7 @@ from stages.nested_config import deep_merge, to_plain
 from stages.registry import HOOKS, SCOPE
 from stages.skeletons import get_skeleton
 from stages.train import report
+from stages.train.metrics import fine_pair_classes, metric_row
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def init_distributed(launcher: str) -> None:
         dist.init_process_group(backend="gloo")
 
 
-def _entry_checks(cfg: Config, entry: CacheEntry, model) -> dict:
+def check_entry_fits(cfg: Config, entry: CacheEntry, model) -> dict:
     """Model sizes from the built model and the entry; raise early on a mismatch."""
     vis = model.pevl.clip.visual
     size = int(vis.image_size[0] if isinstance(vis.image_size, (tuple, list)) else vis.image_size)
@@ -178,7 +179,8 @@ def runner_kwargs(cfg: Config, model, train_ds, test_ds, work_dir: Path, launche
                                               find_unused_parameters=True, broadcast_buffers=False)
     test_loader = dict(dataset=test_ds, batch_size=tbs, sampler=dict(type="DefaultSampler", shuffle=False),
                        drop_last=False, **loader_common)
-    evaluator = dict(type="PeVLClassificationMetric", num_classes=len(test_ds.classes))
+    evaluator = dict(type="PeVLClassificationMetric", num_classes=len(test_ds.classes),
+                     fine_classes=fine_pair_classes(test_ds.entry.attrs.get("dataset_meta")))
     kw.update(test_dataloader=test_loader, test_cfg=dict(type="TestLoop"), test_evaluator=evaluator)
     if train_ds is not None:
         epochs, warm = int(t.max_epochs), int(t.warmup_epochs)
@@ -261,7 +263,7 @@ def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, laun
     if rank == 0:
         work_dir.mkdir(parents=True, exist_ok=True)
     model = build_wrapped_model(cfg, entry, dev)
-    sizes = _entry_checks(cfg, entry, model)
+    sizes = check_entry_fits(cfg, entry, model)
     train_ds, test_ds = build_datasets(cfg, entry, sizes["crop_size"], allow_partial, train=True)
     cost = model_cost(cfg, entry, model) if rank == 0 else {}
     kw = runner_kwargs(cfg, model, train_ds, test_ds, work_dir, launcher, dev, resume=resume, hooks=hooks)
@@ -286,8 +288,7 @@ def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, laun
     res = metric.last_result
     row = dict(
         experiment=cfg.get("exp_name"), variant=cfg.get("variant"), dataset=entry.dataset, entry=entry.key,
-        split=test_ds.split, num_classes=len(entry.classes), num_test_clips=len(test_ds),
-        top1=round(res["top1"], 4), top5=round(res["top5"], 4), mean_class_acc=round(res["mean_class_acc"], 4),
+        split=test_ds.split, num_classes=len(entry.classes), num_test_clips=len(test_ds), **metric_row(res),
         paper_top1=cfg.get("paper_top1"), **cost, epochs=int(runner.epoch),
         arch=cfg.model.clip.arch, pretrained=cfg.model.clip.get("pretrained") or cfg.model.clip.get("pretrained_path"),
         num_video_frames=int(cfg.model.num_video_frames), num_pose_frames=int(cfg.model.num_pose_frames),
@@ -327,7 +328,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str, entry: CacheEntry, out_dir
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
     model = build_wrapped_model(cfg, entry, dev)
-    sizes = _entry_checks(cfg, entry, model)
+    sizes = check_entry_fits(cfg, entry, model)
     _, test_ds = build_datasets(cfg, entry, sizes["crop_size"], allow_partial, train=False)
     cost = model_cost(cfg, entry, model) if rank == 0 else {}
     kw = runner_kwargs(cfg, model, None, test_ds, out_dir, launcher, dev, load_from=str(checkpoint))
@@ -340,8 +341,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str, entry: CacheEntry, out_dir
     res = runner.test_loop.evaluator.metrics[0].last_result
     row = dict(experiment=cfg.get("exp_name"), variant=cfg.get("variant"), dataset=entry.dataset, entry=entry.key,
                split=test_ds.split, checkpoint=str(checkpoint), num_classes=len(entry.classes),
-               num_test_clips=len(test_ds), top1=round(res["top1"], 4), top5=round(res["top5"], 4),
-               mean_class_acc=round(res["mean_class_acc"], 4), paper_top1=cfg.get("paper_top1"), **cost,
+               num_test_clips=len(test_ds), **metric_row(res), paper_top1=cfg.get("paper_top1"), **cost,
                device=dev, eval_seconds=round(time.time() - t0, 1))
     report.save_evaluation(out_dir, res, entry.classes, test_ds, title=f"{row['experiment']} / {row['variant']}")
     report.write_json(out_dir / "metrics.json", row)
