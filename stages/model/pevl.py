@@ -40,9 +40,11 @@ DEFAULT_MODEL_CFG: dict[str, Any] = dict(
     # Table 8; ratio = bottleneck width / D. text_ratio: see docs/model.md (Table 7's +6M per text).
     adapters=dict(video=True, pose=True, text=True, ratio=0.25, text_ratio=0.5, mlp_scale=0.5),
     # Table 9, supp. Table 3; cls_token: PGVT Sec. 3.2's per-frame CLS (False: mean over joint tokens);
-    # normalize: 'crop' coordinates as given (the papers) or 'person' (centred and scaled per clip)
+    # normalize: 'crop' coordinates as given (the papers) or 'person' (centred and scaled per clip);
+    # motion: also embed each joint's displacement since the previous pose frame (skeleton models' joint motion);
+    # embedding: the joint MLP's first layer 'shared' by all joints (the papers) or 'per_joint'
     pose=dict(form="coords", temporal_attn=True, heatmap_size=112, heatmap_sigma=2.0, cls_token=True,
-              normalize="crop"),
+              normalize="crop", motion=False, embedding="shared"),
     text=dict(prompt="label_prompt_type", coarse_type=""),  # supp. Table 4
     # Table 5, supp. Fig. 7; background: V2P's background token, 'grouping' or 'kept' (docs/model.md)
     ucmr=dict(num_blocks=1, p2v=True, v2p=True, refine_loss=True, background="grouping"),
@@ -103,7 +105,7 @@ class PeVL(nn.Module):
             self.pose_encoder = PoseEncoder(
                 visual, cfg["num_joints"], cfg["num_pose_frames"], ad["pose"], ad["ratio"], ad["mlp_scale"],
                 pc["temporal_attn"], pc["form"], pc["heatmap_size"], pc["heatmap_sigma"], pc["cls_token"],
-                pc.get("normalize", "crop"))
+                pc.get("normalize", "crop"), pc.get("motion", False), pc.get("embedding", "shared"))
             self.pose_proj = nn.Parameter(visual.proj.detach().clone(), requires_grad=train_proj)
         if self.use_text:
             self.text_encoder = TextEncoder(clip, ad["text"], ad.get("text_ratio", ad["ratio"]),
@@ -135,7 +137,7 @@ class PeVL(nn.Module):
             missing = [t for t in sg["sims"] if not need[t]]
             if missing:
                 raise ValueError(f"sgmc.sims {missing} need a modality this model lacks ({mods})")
-            self.sims = tuple(sg["sims"])
+            self.sims = tuple(t for t in SIMILARITY_TERMS if t in sg["sims"])  # eq. 4 averages: order-free
         if not self.use_text:
             self.text_loss = "cross_entropy"
         else:
@@ -221,6 +223,9 @@ class PeVL(nn.Module):
             temporal_attn=None if pe is None else pe.temporal_attn,
             pose_cls_token=None if pe is None else pe.num_prefix_tokens == 1,
             pose_normalize=getattr(pe.embed, "normalize", None) if pe is not None else None,
+            pose_motion=getattr(getattr(pe.embed, "joint_embed", None), "motion", None) if pe is not None else None,
+            pose_embedding=(("per_joint" if pe.embed.joint_embed.per_joint else "shared")
+                            if pe is not None and hasattr(pe.embed, "joint_embed") else None),
             ucmr_blocks=len(blocks),
             p2v=any(b.p2v is not None for b in blocks),
             v2p=bool(v2p),

@@ -97,7 +97,8 @@ PAPER_DATASETS = {"diving48": "diving48", "diving-48": "diving48", "gym99": "gym
                   "toyota_smarthome": "toyota_smarthome", "demo": "demo"}
 
 #: what ``--dataset demo`` takes from configs/experiments/demo.py's model (dotted: one nested key)
-DEMO_MODEL_KEYS = ("clip", "num_video_frames", "num_pose_frames", "pose.normalize")
+DEMO_MODEL_KEYS = ("clip", "num_video_frames", "num_pose_frames", "pose.normalize", "pose.motion",
+                   "pose.embedding")
 
 
 def dataset_config(name: str) -> dict:

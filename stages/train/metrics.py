@@ -11,13 +11,24 @@ from stages.registry import METRICS
 
 
 def fine_pair_classes(dataset_meta: Optional[dict]) -> Optional[list[int]]:
-    """The classes of a dataset's fine pairs, from its cache entry's ``dataset_meta``: the demo's
+    """The class ids of a dataset's fine pairs, from its cache entry's ``dataset_meta``: the demo's
     ``aliasing_pairs`` (pairs that 16 segment-middle frames cannot tell apart, docs/demo.md), or
-    any dataset's ``fine_pairs`` (lists of class ids). None when the dataset names none."""
+    any dataset's ``fine_pairs``; a pair is a list (or ``{"classes": [...]}``) of class ids or of
+    class keys listed in ``class_keys``. None when the dataset names none; a key that is not a
+    class is an error (it would silently shrink the metric)."""
     meta = dataset_meta or {}
     pairs = meta.get("fine_pairs") or meta.get("aliasing_pairs") or []
-    ids = sorted({int(c) for p in pairs for c in (p["classes"] if isinstance(p, dict) else p)})
-    return ids or None
+    keys = {k: i for i, k in enumerate(meta.get("class_keys") or [])}
+    ids = set()
+    for p in pairs:
+        for c in (p["classes"] if isinstance(p, dict) else p):
+            if isinstance(c, str) and not c.isdigit():
+                if c not in keys:
+                    raise ValueError(f"fine pair names class {c!r}, which is not among the dataset's class_keys")
+                ids.add(keys[c])
+            else:
+                ids.add(int(c))
+    return sorted(ids) or None
 
 
 def classification_metrics(scores: np.ndarray, labels: np.ndarray, num_classes: Optional[int] = None,

@@ -12,7 +12,7 @@ model = dict(
     num_video_frames=16,
     adapters=dict(video=True, pose=True, text=True, ratio=0.25, text_ratio=0.5, mlp_scale=0.5),
     pose=dict(form='coords', temporal_attn=True, heatmap_size=112, heatmap_sigma=2.0, cls_token=True,
-              normalize='crop'),
+              normalize='crop', motion=False, embedding='shared'),
     text=dict(prompt='label_prompt_type', coarse_type=''),
     ucmr=dict(num_blocks=1, p2v=True, v2p=True, refine_loss=True, background='grouping'),
     fusion='sgmc',
