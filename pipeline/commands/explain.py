@@ -6,8 +6,8 @@ from typing import List, Optional
 
 import typer
 
-from pipeline.commands.common import CacheRootOpt, VerboseOpt, console, path_str
-from pipeline.commands.train import CFG_HELP, options_with_root, setup_run
+from pipeline.commands.common import CacheRootOpt, VerboseOpt, console, exit_on_error
+from pipeline.commands.train import CFG_HELP, checkpoint_run, options_with_root, setup_run
 
 
 def explain(
@@ -28,27 +28,14 @@ def explain(
     every patch coloured by the V2P grouping token it belongs to (Fig. 9), attention over frames
     (Fig. 10) and the label phrases' attention over frames in S_FW (Fig. 11)."""
     setup_run(verbose, device)
-    from stages.data.lookup import find_entry
-    from stages.train.config import build_run_config, list_variants, load_experiment
     from stages.train.explain import default_out_dir, explain_clip
     from stages.train.runner import resolve_device
 
     opts = options_with_root(cfg_options, root)
-    try:
-        if not checkpoint.is_file():
-            raise FileNotFoundError(f"no checkpoint {checkpoint}")
-        v = variant or list_variants(load_experiment(exp))[0]
-        cfg = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
-        e = find_entry(cfg.data.to_dict(), cache_root=path_str(cache_root), entry=entry)
+    with exit_on_error(verbose):
+        cfg, e = checkpoint_run(exp, variant, checkpoint, dataset, opts, cache_root, entry)
         od = out or default_out_dir(checkpoint, clip)
         written, notes = explain_clip(cfg, checkpoint, e, clip, od, device=resolve_device(device))
-    except KeyboardInterrupt:
-        raise typer.Exit(130)
-    except Exception as ex:  # noqa: BLE001
-        if verbose:
-            raise
-        console.print(f"[red]error:[/] {ex}", highlight=False)
-        raise typer.Exit(2)
     for p in written:
         console.print(f"wrote {p}", highlight=False)
     for n in notes:

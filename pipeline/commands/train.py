@@ -15,7 +15,7 @@ from typing import List, Optional
 
 import typer
 
-from pipeline.commands.common import CacheRootOpt, VerboseOpt, console, path_str
+from pipeline.commands.common import CacheRootOpt, VerboseOpt, console, exit_on_error, path_str
 
 CFG_HELP = ("Override any config value, mmengine style: KEY=VALUE (repeatable, or several in one quoted "
              "string). Keys: train.* (max_epochs, warmup_epochs, lr, weight_decay, batch_size, "
@@ -44,6 +44,20 @@ def options_with_root(cfg_options: Optional[List[str]], root: Optional[Path]) ->
     if root is not None:
         opts.setdefault("data.root", str(root))
     return opts
+
+
+def checkpoint_run(exp: str, variant: Optional[str], checkpoint: Path, dataset: Optional[str], opts: dict,
+                   cache_root: Optional[Path], entry: Optional[str]):
+    """(run config, cache entry) of the variant a checkpoint belongs to (default: the experiment's
+    first variant); a missing checkpoint is a FileNotFoundError."""
+    from stages.data.lookup import find_entry
+    from stages.train.config import build_run_config, list_variants, load_experiment
+
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"no checkpoint {checkpoint}")
+    v = variant or list_variants(load_experiment(exp))[0]
+    cfg = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
+    return cfg, find_entry(cfg.data.to_dict(), cache_root=path_str(cache_root), entry=entry)
 
 
 def train(
@@ -144,28 +158,15 @@ def eval_(
     and a confusion matrix (JSON and PNG)."""
     setup_run(verbose, device)
     con = console
-    from stages.data.lookup import find_entry
-    from stages.train.config import build_run_config, list_variants, load_experiment
     from stages.train.runner import evaluate_checkpoint
 
     opts = options_with_root(cfg_options, root)
-    try:
-        if not checkpoint.is_file():
-            raise FileNotFoundError(f"no checkpoint {checkpoint}")
-        v = variant or list_variants(load_experiment(exp))[0]
-        cfg = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
-        e = find_entry(cfg.data.to_dict(), cache_root=path_str(cache_root), entry=entry)
+    with exit_on_error(verbose):
+        cfg, e = checkpoint_run(exp, variant, checkpoint, dataset, opts, cache_root, entry)
         e.require_complete(allow_partial)
         od = out_dir or checkpoint.parent / f"eval_{checkpoint.stem}"
         row = evaluate_checkpoint(cfg, str(checkpoint), e, od, launcher=launcher, device=device,
                                   allow_partial=allow_partial, split=split)
-    except KeyboardInterrupt:
-        raise typer.Exit(130)
-    except Exception as ex:  # noqa: BLE001
-        if verbose:
-            raise
-        con.print(f"[red]error:[/] {ex}", highlight=False)
-        raise typer.Exit(2)
     if row is not None:
         con.print(f"[bold]{row['experiment']}/{row['variant']}[/] on {row['dataset']} {row['split']} "
                   f"({row['num_test_clips']} clips, 3 crops): top-1 {row['top1']:.2f}  top-5 {row['top5']:.2f}  "

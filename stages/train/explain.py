@@ -51,6 +51,10 @@ def load_checkpoint_into(model: torch.nn.Module, checkpoint: os.PathLike) -> Non
     with checkpoint_safe_globals():
         ckpt = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else ckpt
+    saved, ours = (ckpt.get("meta") or {}).get("backbone"), getattr(model, "backbone_identity", None)
+    if saved and ours is not None and any(saved.get(k) != ours().get(k) for k in ("arch", "pretrained", "frozen")):
+        raise RuntimeError(f"checkpoint {checkpoint} was trained on backbone {saved}, this model is built on "
+                           f"{ours()} (set model.clip.* to match)")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise RuntimeError(f"checkpoint {checkpoint} does not fit this variant's model: missing {missing[:5]}, "
@@ -118,6 +122,13 @@ def explain_clip(cfg: Config, checkpoint: os.PathLike, entry: CacheEntry, clip_i
 
 
 # -- drawing --------------------------------------------------------------------------------------
+def _save(fig, path, title: str) -> None:
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+
+
 def _frame_ids(n: int, most: int = 8) -> list[int]:
     return sorted({int(round(i)) for i in np.linspace(0, n - 1, min(n, most))})
 
@@ -159,10 +170,7 @@ def _fig8(path, view, joint_weights, p2v, title):
     axes[0, 0].set_ylabel("weighted joints", fontsize=8)
     if p2v is not None:
         axes[1, 0].set_ylabel("P2V attention", fontsize=8)
-    fig.suptitle(f"Spatial attention (supp. Fig. 8)\n{title}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, f"Spatial attention (supp. Fig. 8)\n{title}")
 
 
 def _fig9(path, view, v2p, prefix, title):
@@ -197,11 +205,8 @@ def _fig9(path, view, v2p, prefix, title):
         ax.set_xticks([]), ax.set_yticks([])
     axes[1, 0].set_ylabel("patch -> token", fontsize=8)
     used = sorted({names[v] for k in ids for v in np.unique(att[k].argmax(0))}, key=names.index)
-    fig.suptitle(f"V2P grouping tokens (supp. Fig. 9): joints 0-{n_tok - prefix - 2}, B = background"
-                 f"{', C = CLS' if prefix else ''}; used: {len(used)}\n{title}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, f"V2P grouping tokens (supp. Fig. 9): joints 0-{n_tok - prefix - 2}, B = background"
+                     f"{', C = CLS' if prefix else ''}; used: {len(used)}\n{title}")
 
 
 def _fig10(path, view, temporal, fw, prefix, title):
@@ -225,10 +230,7 @@ def _fig10(path, view, temporal, fw, prefix, title):
         ax.set_xticks(vpi, [str(i) for i in range(len(vpi))], fontsize=5)
         ax.set_xlim(-0.5, n - 0.5)
     axes[-1].set_xlabel("pose frame (ticks: the video frames among them)", fontsize=8)
-    fig.suptitle(f"Temporal attention (supp. Fig. 10)\n{title}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, f"Temporal attention (supp. Fig. 10)\n{title}")
 
 
 def _fig11(path, model, label, fw, title):
@@ -247,10 +249,7 @@ def _fig11(path, model, label, fw, title):
     ax.imshow(att / att.max(axis=1, keepdims=True).clip(1e-12), aspect="auto", cmap="Blues", vmin=0, vmax=1)
     ax.set_yticks(range(len(spans)), [p for p, _, _ in spans], fontsize=8)
     ax.set_xlabel("pose frame", fontsize=8)
-    ax.set_title(f"Phrase-to-frame attention of S_FW (supp. Fig. 11)\n{title}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, f"Phrase-to-frame attention of S_FW (supp. Fig. 11)\n{title}")
 
 
 def default_out_dir(checkpoint: os.PathLike, clip_id: str) -> Path:
