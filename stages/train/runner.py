@@ -247,6 +247,57 @@ def model_cost(cfg: Config, entry: CacheEntry, model) -> dict:
     return out
 
 
+def init_from_variants(model, init_from: dict, exp_dir: Path) -> dict[str, str]:
+    """Copy into ``model`` (the runner model) the weights that other variants of the same experiment
+    finished with: ``init_from = {variant: [name prefixes of the built model, e.g. 'pose_']}``, read
+    from ``exp_dir/<variant>/``'s final checkpoint. Every parameter and buffer of ``model`` under a
+    prefix must be in that checkpoint with the same shape. Returns ``{variant: checkpoint path}``.
+
+    Raises ``FileNotFoundError`` naming the command to run when a source variant has not finished."""
+    own = model.state_dict()
+    wrapper = "pevl."  # the runner model holds the plain model as .pevl
+    used: dict[str, str] = {}
+    for variant, prefixes in to_plain(init_from).items():
+        prefixes = [prefixes] if isinstance(prefixes, str) else list(prefixes)
+        vdir = exp_dir / variant
+        ckpt = _finished_checkpoint(vdir)
+        if ckpt is None:
+            raise FileNotFoundError(
+                f"this variant starts from the final weights of {variant!r}, which has not finished in {exp_dir} "
+                f"(no {vdir / RESULT_FILE} with its checkpoint): train it first (pipeline train --variant "
+                f"{variant} with this experiment, --dataset and --work-dir)")
+        with checkpoint_safe_globals():
+            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state)
+        wanted = [k for k in own if any(k.startswith(wrapper + p) for p in prefixes)]
+        if not wanted:
+            raise ValueError(f"init_from {variant!r}: the model has nothing under {prefixes}")
+        missing = [k for k in wanted if k not in state]
+        bad = [k for k in wanted if k in state and state[k].shape != own[k].shape]
+        if missing or bad:
+            raise ValueError(f"init_from {variant!r} ({ckpt}): {len(missing)} weights missing "
+                             f"{[k.removeprefix(wrapper) for k in missing[:4]]}, {len(bad)} of another shape "
+                             f"{[k.removeprefix(wrapper) for k in bad[:4]]}: is it a run of this experiment?")
+        for k in wanted:
+            own[k] = state[k]
+        used[variant] = str(ckpt)
+        log.info("initialised %d tensors under %s from %s", len(wanted), prefixes, ckpt)
+    model.load_state_dict(own)
+    return used
+
+
+def _finished_checkpoint(vdir: Path) -> Optional[Path]:
+    """The final checkpoint of a finished variant dir (its result.json's, found beside it if the
+    recorded path was relative to another working directory), else None."""
+    row = read_result(vdir)
+    if row is None or not row.get("checkpoint"):
+        return None
+    for cand in (Path(row["checkpoint"]), vdir / Path(row["checkpoint"]).name):
+        if cand.is_file():
+            return cand
+    return None
+
+
 def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, launcher: str = "none",
                   device: Optional[str] = None, resume: bool = False, allow_partial: bool = False,
                   hooks: Optional[list] = None, on_runner: Optional[Callable] = None) -> Optional[dict]:
@@ -261,6 +312,8 @@ def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, laun
     if rank == 0:
         work_dir.mkdir(parents=True, exist_ok=True)
     model = build_wrapped_model(cfg, entry, dev)
+    # a two-stage variant (PGVT Table 4 (3), late fusion) starts from other variants' final weights
+    init_sources = init_from_variants(model, cfg.init_from, work_dir.parent) if cfg.get("init_from") else {}
     sizes = _entry_checks(cfg, entry, model)
     train_ds, test_ds = build_datasets(cfg, entry, sizes["crop_size"], allow_partial, train=True)
     cost = model_cost(cfg, entry, model) if rank == 0 else {}
@@ -295,6 +348,7 @@ def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, laun
         accumulative_counts=int(cfg.train.accumulative_counts), world_size=world, device=dev,
         amp=_amp(cfg, dev), seed=int(cfg.train.seed), train_seconds=round(train_s, 1),
         checkpoint=_last_checkpoint(work_dir), finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **({"init_from": init_sources} if init_sources else {}),
     )
     report.save_evaluation(work_dir, res, entry.classes, test_ds, title=f"{row['experiment']} / {row['variant']}")
     try:
