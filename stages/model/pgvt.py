@@ -12,7 +12,7 @@ after ``ln_post``, pose then video concatenated, dropout, a linear classifier, c
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,7 @@ from stages.registry import MODELS
 
 from .aim import AIMStream, VideoEmbedding
 from .clip_loader import freeze, load_clip
+from .frozen_clip import FrozenCLIPModel
 from .heads import LinearHead
 from .pgvt_block import PGVTBlock
 from .pose_embedding import HeatmapEmbedding, PoseEmbedding
@@ -52,7 +53,7 @@ DEFAULT_PGVT_CFG: dict[str, Any] = dict(
 _MODALITIES = ("pose", "video")
 
 
-class PGVT(nn.Module):
+class PGVT(FrozenCLIPModel):
     """PGVT (or AIM) on an open_clip CLIP ViT; the model interface of stage two.
 
     Inputs are the data contract's batch tensors: ``frames`` (B, T_l, 3, S, S) CLIP-normalised,
@@ -124,20 +125,6 @@ class PGVT(nn.Module):
         self.head = LinearHead(len(mods) * width, int(cfg["num_classes"]))
         if self.clip_frozen:
             self.clip.eval()
-
-    # ------------------------------------------------------------------ parameters / modes
-    def named_tunable_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
-        return ((n, p) for n, p in self.named_parameters() if p.requires_grad)
-
-    def tunable_parameters(self) -> list[nn.Parameter]:
-        """Parameters the optimiser should see (everything outside the frozen CLIP ViT)."""
-        return [p for _, p in self.named_tunable_parameters()]
-
-    def train(self, mode: bool = True) -> "PGVT":
-        super().train(mode)
-        if self.clip_frozen:
-            self.clip.eval()  # a frozen tower stays in eval mode
-        return self
 
     # ------------------------------------------------------------------ forward
     def encode(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -20,10 +20,10 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .adapters import BottleneckAdapter
+from .attention import multihead_attention
 
 
 class TemporalProjection(nn.Module):
@@ -62,23 +62,20 @@ class CrossModalAttention(nn.Module):
     """``W^O softmax(Q K^T / sqrt(d_k)) V`` with queries from one modality and keys and values from
     the other, frame by frame (the S module is spatial; the two sequences share their frames).
 
-    For the left stream ``w_q, w_k, w_v, w_o`` are the paper's ``W_P^Q, W_Z^K, W_Z^V, W_P^O``; for
-    the right stream ``W_Z^Q, W_P^K, W_P^V, W_Z^O`` (eq. 2 names them per modality; each is used by
-    one stream only). ``heads`` heads of ``d_k = D / heads``. ``w_o`` starts at zero, so a fresh
-    R-Adapter adds nothing and a fresh PGVT's video stream is plain CLIP.
+    The projections are a trainable ``nn.MultiheadAttention`` (``in_proj`` rows ``[0, D)``,
+    ``[D, 2D)``, ``[2D, 3D)`` = ``W^Q, W^K, W^V``; ``out_proj`` = ``W^O``) run by
+    :func:`.attention.multihead_attention` (SDPA). For the left stream they are the paper's
+    ``W_P^Q, W_Z^K, W_Z^V, W_P^O``, for the right stream ``W_Z^Q, W_P^K, W_P^V, W_Z^O`` (eq. 2 names
+    them per modality; each is used by one stream only). ``heads`` heads of ``d_k = D / heads``.
+    ``W^O`` starts at zero, so a fresh R-Adapter adds nothing and a fresh PGVT's video stream is
+    plain CLIP.
     """
 
     def __init__(self, width: int, heads: int):
         super().__init__()
-        if width % heads:
-            raise ValueError(f"width {width} is not divisible by {heads} heads")
-        self.heads = heads
-        self.w_q = nn.Linear(width, width)
-        self.w_k = nn.Linear(width, width)
-        self.w_v = nn.Linear(width, width)
-        self.w_o = nn.Linear(width, width)
-        nn.init.zeros_(self.w_o.weight)
-        nn.init.zeros_(self.w_o.bias)
+        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
+        nn.init.zeros_(self.attn.out_proj.weight)
+        nn.init.zeros_(self.attn.out_proj.bias)
 
     def forward(self, queries: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """``queries (B, T, Nq, D)``, ``context (B, T, Nk, D)`` -> ``(B, T, Nq, D)``."""
@@ -86,16 +83,8 @@ class CrossModalAttention(nn.Module):
         if context.shape[:2] != (b, t) or context.shape[-1] != d:
             raise ValueError(f"queries {tuple(queries.shape)} and context {tuple(context.shape)} must share "
                              "batch, frames and width")
-        nk, h = context.shape[2], self.heads
-
-        def split(x: torch.Tensor, n: int) -> torch.Tensor:  # (B, T, n, D) -> (B*T, h, n, D/h)
-            return x.reshape(b * t, n, h, d // h).transpose(1, 2)
-
-        q = split(self.w_q(queries), nq)
-        k = split(self.w_k(context), nk)
-        v = split(self.w_v(context), nk)
-        out = F.scaled_dot_product_attention(q, k, v)  # 4-D: (B*T, h, Nq, D/h)
-        return self.w_o(out.transpose(1, 2).reshape(b, t, nq, d))
+        out = multihead_attention(self.attn, queries.reshape(b * t, nq, d), context.flatten(0, 1))
+        return out.view(b, t, nq, d)
 
 
 class RefiningAdapter(nn.Module):

@@ -54,8 +54,11 @@ def test_fc_down_averages_segments_and_fc_up_copies_them():
 def _attend(xq, xkv, att: CrossModalAttention):
     """eqs. 2-3 by hand: per frame and head, softmax(Q K^T / sqrt(d_k)) V, then W^O."""
     b, t, nq, d = xq.shape
-    h = att.heads
-    q, k, v = att.w_q(xq), att.w_k(xkv), att.w_v(xkv)
+    h = att.attn.num_heads
+    w, bias = att.attn.in_proj_weight, att.attn.in_proj_bias
+    q = xq @ w[:d].T + bias[:d]                # W^Q of the querying modality
+    k = xkv @ w[d:2 * d].T + bias[d:2 * d]     # W^K, W^V of the other
+    v = xkv @ w[2 * d:].T + bias[2 * d:]
     out = torch.zeros_like(q)
     for bi in range(b):
         for ti in range(t):
@@ -63,7 +66,7 @@ def _attend(xq, xkv, att: CrossModalAttention):
                 s = slice(hi * d // h, (hi + 1) * d // h)
                 logits = q[bi, ti, :, s] @ k[bi, ti, :, s].T / math.sqrt(d // h)
                 out[bi, ti, :, s] = logits.softmax(-1) @ v[bi, ti, :, s]
-    return att.w_o(out)
+    return att.attn.out_proj(out)  # W^O
 
 
 def _inputs():
