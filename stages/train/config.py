@@ -18,7 +18,8 @@ A variant's run config merges (later wins):
    and under ``--dataset``;
 3. ``--dataset D``: that dataset's config replaces ``data``; ``--dataset demo`` also switches
    to the tiny CLIP and the demo's CPU schedule (``configs/experiments/demo.py``), keeping the
-   variant's model switches;
+   variant's model switches, then applies the experiment's ``demo_overrides`` (a dict of
+   ``model`` / ``train`` overrides for its demo runs, e.g. PGVT's);
 4. ``--cfg-options key=value ...`` (mmengine syntax: ``train.lr=1e-4``, ``model.ucmr.num_blocks=2``,
    ``data.root=/data/diving48``, ``train.betas="(0.9,0.98)"``).
 
@@ -169,6 +170,7 @@ def build_run_config(exp: str, variant: str, dataset: Optional[str] = None,
     if not vc.get("data", {}).get("dataset"):
         base["data"] = dataset_config(ds)
     cfg = deep_merge(base, vc)
+    demo_overrides = cfg.pop("demo_overrides", None) or {}
     if dataset:
         if dataset == "demo" and exp_cfg.get("experiment", {}).get("name") != "demo":
             demo = to_plain(variant_config(load_experiment("demo"), "pevl").to_dict())
@@ -179,6 +181,7 @@ def build_run_config(exp: str, variant: str, dataset: Optional[str] = None,
                     log.warning("%s/%s on the demo: model.%s=%s (the demo's), not the variant's %s", exp, variant,
                                 k, demo["model"][k], cfg["model"].get(k))
                 cfg["model"][k] = copy.deepcopy(demo["model"][k])
+            cfg = deep_merge(cfg, demo_overrides)  # the experiment's own demo settings
             cfg["demo_switch"] = True
         else:
             cfg["data"] = deep_merge(dataset_config(dataset), variant_data if not variant_data.get("dataset") else {})
