@@ -45,12 +45,16 @@ DEFAULT_PGVT_CFG: dict[str, Any] = dict(
     # PGVT blocks, Table 4: temporal (4) w/o T; refine_pose (6i), refine_video (6ii); both off (5)
     pgvt=dict(temporal=True, refine_pose=True, refine_video=True, bottleneck=True),
     aim=dict(temporal=True),  # AIM streams: temporal adaptation (T-Attn + T-adapter) on
-    # Table 6; cls_token: Sec. 3.2's per-frame CLS (False: a frame's feature is the mean of its joints)
+    # Table 6; cls_token: Sec. 3.2's per-frame CLS (False: a frame's feature is the mean of its joints);
+    # other keys are passed to the shared PoseEmbedding (coordinates)
     pose=dict(form="coords", cls_token=True, heatmap_size=112, heatmap_sigma=2.0),
     head=dict(dropout=0.5),  # AIM's I3D head: dropout 0.5 before the linear classifier
 )
 
 _MODALITIES = ("pose", "video")
+#: the ``pose`` keys PGVT reads itself; any other goes to :class:`.pose_embedding.PoseEmbedding`
+#: (coordinates only: heatmaps have no joint tokens to embed)
+_OWN_POSE_KEYS = ("form", "cls_token", "heatmap_size", "heatmap_sigma")
 
 
 class PGVT(FrozenCLIPModel):
@@ -96,7 +100,9 @@ class PGVT(FrozenCLIPModel):
         self.pose_embed = self.video_embed = self.pose_norm = self.video_norm = None
         if self.use_pose:
             if pc["form"] == "coords":
-                self.pose_embed = PoseEmbedding(width, cfg["num_joints"], t_h, pc["cls_token"], visual)
+                # pose.* keys beyond PGVT's own are options of the shared PoseEmbedding (PeVL's too)
+                extra = {k: v for k, v in pc.items() if k not in _OWN_POSE_KEYS}
+                self.pose_embed = PoseEmbedding(width, cfg["num_joints"], t_h, pc["cls_token"], visual, **extra)
             elif pc["form"] == "heatmap":
                 self.pose_embed = HeatmapEmbedding(visual, t_h, pc["cls_token"], pc["heatmap_size"],
                                                    pc["heatmap_sigma"])

@@ -255,3 +255,10 @@ def test_cross_entropy_is_the_loss():
     m.eval()
     batch = make_batch(b=3, labels=[2, 0, 1])
     assert torch.allclose(m.loss(batch)["loss"], F.cross_entropy(m.predict(batch), batch["label"]))
+
+
+def test_other_pose_keys_go_to_the_shared_pose_embedding():
+    """pose.* options PGVT does not read itself are the shared PoseEmbedding's; one it does not
+    take is an error naming it, never ignored."""
+    with pytest.raises(TypeError, match="no_such_option"):
+        tiny_pgvt(pose=dict(no_such_option=True))
