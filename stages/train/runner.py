@@ -257,6 +257,7 @@ def init_from_variants(model, init_from: dict, exp_dir: Path) -> dict[str, str]:
     own = model.state_dict()
     wrapper = "pevl."  # the runner model holds the plain model as .pevl
     used: dict[str, str] = {}
+    picked: dict[str, torch.Tensor] = {}
     for variant, prefixes in to_plain(init_from).items():
         prefixes = [prefixes] if isinstance(prefixes, str) else list(prefixes)
         vdir = exp_dir / variant
@@ -278,11 +279,12 @@ def init_from_variants(model, init_from: dict, exp_dir: Path) -> dict[str, str]:
             raise ValueError(f"init_from {variant!r} ({ckpt}): {len(missing)} weights missing "
                              f"{[k.removeprefix(wrapper) for k in missing[:4]]}, {len(bad)} of another shape "
                              f"{[k.removeprefix(wrapper) for k in bad[:4]]}: is it a run of this experiment?")
-        for k in wanted:
-            own[k] = state[k]
+        picked.update((k, state[k]) for k in wanted)
         used[variant] = str(ckpt)
         log.info("initialised %d tensors under %s from %s", len(wanted), prefixes, ckpt)
-    model.load_state_dict(own)
+    # only the picked tensors: the rest (a new head, the frozen CLIP) stays as built
+    unexpected = model.load_state_dict(picked, strict=False).unexpected_keys
+    assert not unexpected, unexpected  # picked from our own state dict's keys
     return used
 
 
