@@ -11,6 +11,10 @@ experiment = dict(name='pgvt_components', table='PGVT Table 4', paper_dataset='D
 # configs/_base_/schedules/adamw_50e.py); every value can be overridden (--cfg-options train.lr=...).
 train = dict(lr=8e-6, weight_decay=0.05, max_epochs=50)
 _aim = dict(blocks='aim')
+# `--dataset demo` (the demo's data, tiny CLIP and CPU schedule, configs/experiments/demo.py), plus:
+# the tiny CLIP has random weights, nothing to preserve, so the demo trains it too; and no dropout
+# before the classifier (0.5 on the tiny model's 64-wide features keeps it from fitting the demo).
+demo_overrides = dict(model=dict(clip=dict(frozen=False), head=dict(dropout=0.0)))
 variants = dict(
     # (1) pose only: the pose tokens through AIM's blocks
     pose_only=dict(paper_top1=82.6, paper_top5=96.7, paper_gflops=108, paper_params_m=11,

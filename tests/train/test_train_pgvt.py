@@ -137,3 +137,11 @@ def test_pgvt_sweep_on_a_demo_entry(small_demo, tmp_path):
         assert r["num_classes"] == 10 and r["gflops"] > 0 and r["tunable_params_m"] > 0
     assert rows["late_fusion"]["tunable_params_m"] > rows["pose_only"]["tunable_params_m"]
     assert "PGVT Table 4" in (exp_dir / "results.md").read_text()
+
+
+def test_demo_runs_take_the_experiments_demo_overrides():
+    demo = build_run_config("pgvt_components", "pgvt", dataset="demo")
+    assert demo.model.clip.arch == "PeVL-tiny" and demo.model.clip.frozen is False
+    assert demo.model.head.dropout == 0.0 and "demo_overrides" not in demo
+    real = build_run_config("pgvt_components", "pgvt")
+    assert real.model.clip.frozen is True and real.model.head.dropout == 0.5 and "demo_overrides" not in real
