@@ -31,9 +31,10 @@ class TemporalProjection(nn.Module):
     axis, shared by every token and channel, weight ``(t_out, t_in)``, no bias (a bias would add the
     same constant to every channel of a frame).
 
-    Initialised as the temporal resampling it replaces: frame ``i`` of ``t_in`` belongs to segment
-    ``floor(i * t_out / t_in)``; going down (``t_out < t_in``) each output frame is the mean of its
-    segment's input frames, going up each output frame copies the input frame of its segment.
+    Initialised as the temporal resampling it replaces: going down (``t_out <= t_in``) output frame
+    ``o`` is the mean of the input frames ``i`` with ``floor(i * t_out / t_in) == o`` (its segment:
+    3 pose frames per video frame at 48 -> 16); going up, output frame ``o`` copies input frame
+    ``floor(o * t_in / t_out)``.
     """
 
     def __init__(self, t_in: int, t_out: int):
