@@ -41,6 +41,8 @@ def dummy_batch(model, batch_size: int = 1, num_video_frames: int = 16, num_pose
 def inference_forward(model, batch: dict[str, torch.Tensor], texts_per_clip: int = 1) -> torch.Tensor:
     """One clip through the encoders, UCMR and the similarity against ``texts_per_clip`` prompts
     (the clip's own label text at 1), or through the linear head for text-free variants."""
+    if hasattr(model, "logits"):  # models with their own classifier (PGVT, AIM): nothing else runs
+        return model.logits(batch)
     out = model.encode(batch)
     if not model.use_text:
         return model.head_logits(out)

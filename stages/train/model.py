@@ -3,9 +3,10 @@
 * :class:`PeVLDataPreprocessor` moves a collated batch to the device and there turns the uint8
   frames into CLIP-normalised float32 (the loader never ships floats), casts the float16 mask
   grids, and flattens test views (``(B, V, ...)`` -> ``(B * V, ...)``).
-* :class:`PeVLRunnerModel` builds the plain :class:`stages.model.PeVL` (``build_model``), gives it
-  the entry's class texts, and exposes ``forward(mode='loss'|'predict')``; prediction averages the
-  views' eq. (7) scores.
+* :class:`PeVLRunnerModel` builds the plain model (``build_model``: :class:`stages.model.PeVL`, or
+  :class:`stages.model.PGVT` / AIM by ``type``; it is held as ``.pevl`` either way), gives a text
+  model the entry's class texts, and exposes ``forward(mode='loss'|'predict')``; prediction
+  averages the views' scores (eq. (7) for PeVL, logits for text-free models).
 * :class:`TunableOptimWrapperConstructor` gives the optimiser only the tunable parameters (the
   CLIP towers are frozen): weight decay on matrices, none on biases, norms, scalars
   (temperatures) and 1-d embeddings.
