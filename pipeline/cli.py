@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from pipeline.commands import cache, dataset, extract, stats, train
+from pipeline.commands import cache, dataset, explain, extract, stats, train
 
 app = typer.Typer(
     help="PeVL pipeline: cache stage-one features once (`extract`), then train and ablate from the cache.",
@@ -17,6 +17,7 @@ app.add_typer(cache.app, name="cache")
 app.command("train")(train.train)
 app.command("eval")(train.eval_)
 app.command("stats")(stats.stats)
+app.command("explain")(explain.explain)
 
 
 def main() -> None:

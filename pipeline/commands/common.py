@@ -5,6 +5,7 @@ Heavy libraries (torch, mmengine, open_clip) are imported inside the commands, n
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import List, Optional
@@ -73,3 +74,20 @@ def human_bytes(n: float) -> str:
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
         n /= 1024
     return str(n)
+
+
+@contextlib.contextmanager
+def exit_on_error(verbose: bool, code: int = 2):
+    """Ctrl-C exits 130; any other error is one red line and exit ``code`` (``--verbose``: the
+    traceback instead)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise typer.Exit(130)
+    except typer.Exit:
+        raise
+    except Exception as ex:  # noqa: BLE001  (the command's last line of defence)
+        if verbose:
+            raise
+        console.print(f"[red]error:[/] {ex}", highlight=False)
+        raise typer.Exit(code)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from typing import Optional
 
 import typer
 
@@ -10,8 +11,8 @@ def stats(
     exp: str = typer.Option(..., "--exp", help="experiment name under configs/experiments/ (e.g. table7_modalities) or a path"),
     json_out: bool = typer.Option(False, "--json", help="print a JSON list of {variant, tunable_params_m, gflops, ...}"),
     arch: str = typer.Option("ViT-B-16", "--arch", help="open_clip architecture to count at (random weights, never downloaded)"),
-    video_frames: int = typer.Option(16, "--video-frames", help="video frames per clip (T_v)"),
-    pose_frames: int = typer.Option(48, "--pose-frames", help="pose frames per clip (T)"),
+    video_frames: Optional[int] = typer.Option(None, "--video-frames", help="video frames per clip (T_v); default: each variant's own (16 in the papers' settings, 32 for PGVT's video_only_32)"),
+    pose_frames: Optional[int] = typer.Option(None, "--pose-frames", help="pose frames per clip (T); default: each variant's own (48)"),
     texts_per_clip: int = typer.Option(1, "--texts-per-clip", help="prompts encoded per clip (1 = the clip's own label text; the class count = eq. 7 without caching)"),
 ) -> list[dict]:
     """Tunable parameters (M) and GFLOPs per clip (fvcore convention: 1 multiply-add = 1 FLOP)."""
@@ -24,9 +25,11 @@ def stats(
     rows = []
     for name in list_variants(cfg):
         vc = variant_config(cfg, name)
-        r = model_stats(vc.model, arch=arch, num_video_frames=video_frames, num_pose_frames=pose_frames,
-                        texts_per_clip=texts_per_clip)
-        row = {"variant": name, "tunable_params_m": round(r["tunable_params_m"], 3), "gflops": round(r["gflops"], 2)}
+        tv = video_frames or int(vc.model.get("num_video_frames", 16))
+        tp = pose_frames or int(vc.model.get("num_pose_frames", 48))
+        r = model_stats(vc.model, arch=arch, num_video_frames=tv, num_pose_frames=tp, texts_per_clip=texts_per_clip)
+        row = {"variant": name, "tunable_params_m": round(r["tunable_params_m"], 3), "gflops": round(r["gflops"], 2),
+               "frames": f"{tp}+{tv}"}
         row.update({k: round(v, 2) for k, v in r.items() if k.startswith("gflops_")})
         for k in ("paper_gflops", "paper_params_m", "paper_top1"):
             if vc.get(k) is not None:
@@ -38,10 +41,12 @@ def stats(
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"{exp}: {arch}, {video_frames} video + {pose_frames} pose frames, {texts_per_clip} text(s)/clip")
-    cols = {"variant": "variant", "tunable_params_m": "params M", "paper_params_m": "paper M",
+    t = Table(title=f"{exp}: {arch}, pose + video frames per row, {texts_per_clip} text(s)/clip")
+    cols = {"variant": "variant", "frames": "frames", "tunable_params_m": "params M", "paper_params_m": "paper M",
             "gflops": "GFLOPs", "paper_gflops": "paper", "gflops_video": "video", "gflops_pose": "pose",
             "gflops_text": "text", "gflops_ucmr": "ucmr", "paper_top1": "paper top1"}
+    # per-part columns only where some row has that part (PGVT's rows have none of PeVL's)
+    cols = {c: label for c, label in cols.items() if not c.startswith("gflops_") or any(r.get(c) for r in rows)}
     for c, label in cols.items():
         t.add_column(label, justify="left" if c == "variant" else "right")
     for row in rows:

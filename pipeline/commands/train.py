@@ -15,16 +15,17 @@ from typing import List, Optional
 
 import typer
 
-from pipeline.commands.common import CacheRootOpt, VerboseOpt, console, path_str
+from pipeline.commands.common import CacheRootOpt, VerboseOpt, console, exit_on_error, path_str
 
-_CFG_HELP = ("Override any config value, mmengine style: KEY=VALUE (repeatable, or several in one quoted "
+CFG_HELP = ("Override any config value, mmengine style: KEY=VALUE (repeatable, or several in one quoted "
              "string). Keys: train.* (max_epochs, warmup_epochs, lr, weight_decay, batch_size, "
              "accumulative_counts, num_workers, amp, val_interval, seed, ...), model.* (every model switch, e.g. "
              "model.ucmr.num_blocks=2, model.clip.pretrained_path=/w/ViT-B-16.pt), data.* (dataset, root, "
              "extract.short_side, train_split, test_split, ...), runner.* (raw mmengine Runner arguments).")
 
 
-def _setup(verbose: bool, device: Optional[str]) -> None:
+def setup_run(verbose: bool, device: Optional[str]) -> None:
+    """Logging, and CUDA hidden before torch looks when the run is on the cpu."""
     from pipeline.logs import setup_logging
 
     if device == "cpu":
@@ -32,7 +33,8 @@ def _setup(verbose: bool, device: Optional[str]) -> None:
     setup_logging(verbose)
 
 
-def _options(cfg_options: Optional[List[str]], root: Optional[Path]) -> dict:
+def options_with_root(cfg_options: Optional[List[str]], root: Optional[Path]) -> dict:
+    """``--cfg-options`` parsed, with ``--root`` as ``data.root``."""
     from stages.train.config import parse_cfg_options
 
     try:
@@ -44,12 +46,26 @@ def _options(cfg_options: Optional[List[str]], root: Optional[Path]) -> dict:
     return opts
 
 
+def checkpoint_run(exp: str, variant: Optional[str], checkpoint: Path, dataset: Optional[str], opts: dict,
+                   cache_root: Optional[Path], entry: Optional[str]):
+    """(run config, cache entry) of the variant a checkpoint belongs to (default: the experiment's
+    first variant); a missing checkpoint is a FileNotFoundError."""
+    from stages.data.lookup import find_entry
+    from stages.train.config import build_run_config, list_variants, load_experiment
+
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"no checkpoint {checkpoint}")
+    v = variant or list_variants(load_experiment(exp))[0]
+    cfg = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
+    return cfg, find_entry(cfg.data.to_dict(), cache_root=path_str(cache_root), entry=entry)
+
+
 def train(
     exp: str = typer.Option(..., "--exp", "-e", help="Experiment: a name under configs/experiments/ (demo, ucmr_ablate, table4_components, ...) or a path to one."),
     variant: Optional[List[str]] = typer.Option(None, "--variant", "-V", help="Train only these variants (repeatable, or a comma list). Default: every variant, in the paper's row order."),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Train on this dataset instead of the experiment's (configs/_base_/datasets/NAME.py). '--dataset demo' ALSO switches to the tiny random-init CLIP and the short CPU schedule of configs/experiments/demo.py (keeping each variant's switches); results go to W/NAME-demo/."),
     work_dir: Path = typer.Option(Path("work_dirs"), "--work-dir", "-w", help="Root of the outputs: W/NAME/VARIANT/ per variant (checkpoints, logs, TensorBoard, curves.png, confusion.png, result.json) and W/NAME/results.{md,json}."),
-    cfg_options: Optional[List[str]] = typer.Option(None, "--cfg-options", "-c", help=_CFG_HELP),
+    cfg_options: Optional[List[str]] = typer.Option(None, "--cfg-options", "-c", help=CFG_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue each unfinished variant from the last checkpoint in its work dir (model, optimiser, schedule, epoch, seed)."),
     force: bool = typer.Option(False, "--force", help="Retrain variants that finished before (a rerun skips them by default)."),
     allow_partial: bool = typer.Option(False, "--allow-partial", help="Train on an incomplete cache entry's clips instead of refusing it (the refusal lists the missing clips)."),
@@ -62,11 +78,11 @@ def train(
     verbose: bool = VerboseOpt,
 ):
     """Train every variant of an experiment from the cache, then write its results table."""
-    _setup(verbose, device)
+    setup_run(verbose, device)
     con = console
     from stages.train.sweep import run_sweep
 
-    opts = _options(cfg_options, root)
+    opts = options_with_root(cfg_options, root)
     if launcher not in ("none", "pytorch"):
         raise typer.BadParameter("--launcher must be 'none' or 'pytorch'")
     rank = int(os.environ.get("RANK", "0")) if launcher == "pytorch" else 0
@@ -129,7 +145,7 @@ def eval_(
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="As for train (demo also switches to the tiny model)."),
     split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate. Default: the dataset config's test_split."),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", "-o", help="Where metrics.json, confusion.{json,png} and predictions.json go. Default: eval_<checkpoint name>/ beside the checkpoint."),
-    cfg_options: Optional[List[str]] = typer.Option(None, "--cfg-options", "-c", help=_CFG_HELP),
+    cfg_options: Optional[List[str]] = typer.Option(None, "--cfg-options", "-c", help=CFG_HELP),
     allow_partial: bool = typer.Option(False, "--allow-partial", help="Evaluate on an incomplete entry's clips."),
     entry: Optional[str] = typer.Option(None, "--entry", help="Cache entry key, prefix or path (bypasses the lookup)."),
     cache_root: Optional[Path] = CacheRootOpt,
@@ -140,30 +156,17 @@ def eval_(
 ):
     """Evaluate a checkpoint: every class text once, 3 crops x 1 clip, Top-1/Top-5/mean class accuracy
     and a confusion matrix (JSON and PNG)."""
-    _setup(verbose, device)
+    setup_run(verbose, device)
     con = console
-    from stages.data.lookup import find_entry
-    from stages.train.config import build_run_config, list_variants, load_experiment
     from stages.train.runner import evaluate_checkpoint
 
-    opts = _options(cfg_options, root)
-    try:
-        if not checkpoint.is_file():
-            raise FileNotFoundError(f"no checkpoint {checkpoint}")
-        v = variant or list_variants(load_experiment(exp))[0]
-        cfg = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
-        e = find_entry(cfg.data.to_dict(), cache_root=path_str(cache_root), entry=entry)
+    opts = options_with_root(cfg_options, root)
+    with exit_on_error(verbose):
+        cfg, e = checkpoint_run(exp, variant, checkpoint, dataset, opts, cache_root, entry)
         e.require_complete(allow_partial)
         od = out_dir or checkpoint.parent / f"eval_{checkpoint.stem}"
         row = evaluate_checkpoint(cfg, str(checkpoint), e, od, launcher=launcher, device=device,
                                   allow_partial=allow_partial, split=split)
-    except KeyboardInterrupt:
-        raise typer.Exit(130)
-    except Exception as ex:  # noqa: BLE001
-        if verbose:
-            raise
-        con.print(f"[red]error:[/] {ex}", highlight=False)
-        raise typer.Exit(2)
     if row is not None:
         con.print(f"[bold]{row['experiment']}/{row['variant']}[/] on {row['dataset']} {row['split']} "
                   f"({row['num_test_clips']} clips, 3 crops): top-1 {row['top1']:.2f}  top-5 {row['top5']:.2f}  "

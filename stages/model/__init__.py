@@ -1,4 +1,4 @@
-"""PeVL (CVPR 2024) as a library: tensors in, similarities / losses / features out.
+"""PeVL (CVPR 2024) and its sibling PGVT (with AIM's baseline) as a library: tensors in, similarities / losses / features out.
 
 open_clip is imported behind :func:`stages.compat.ensure_torchvision` by :mod:`.clip_loader`. The
 tiny open_clip config ``PeVL-tiny`` (ViT width 64, 2 layers, 112 px, patch 16) is registered on
@@ -7,5 +7,7 @@ first use.
 from .clip_loader import TINY_ARCH, load_clip, open_clip_module
 from .factory import build_model
 from .pevl import DEFAULT_MODEL_CFG, PeVL
+from .pgvt import DEFAULT_PGVT_CFG, PGVT
 
-__all__ = ["PeVL", "build_model", "DEFAULT_MODEL_CFG", "load_clip", "open_clip_module", "TINY_ARCH"]
+__all__ = ["PeVL", "PGVT", "build_model", "DEFAULT_MODEL_CFG", "DEFAULT_PGVT_CFG", "load_clip",
+           "open_clip_module", "TINY_ARCH"]

@@ -1,6 +1,7 @@
 """Build the frozen CLIP that every PeVL encoder reuses, through open_clip, without surprises offline."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Optional
 
@@ -8,6 +9,8 @@ import torch
 from torch import nn
 
 from stages.compat import ensure_torchvision
+
+log = logging.getLogger(__name__)
 
 TINY_ARCH = "PeVL-tiny"
 _TINY_JSON = Path(__file__).with_name("PeVL-tiny.json")
@@ -27,22 +30,50 @@ def open_clip_module():
     return open_clip
 
 
+def weights_use_quick_gelu(arch: str, pretrained: Optional[str]) -> bool:
+    """Whether open_clip's pretrained tag ``pretrained`` of ``arch`` was trained with QuickGELU
+    (``x * sigmoid(1.702 x)``): True for OpenAI's own CLIP weights ('openai'), False for most
+    others and for no tag."""
+    if not pretrained or Path(str(pretrained)).is_file():
+        return False
+    cfg = open_clip_module().get_pretrained_cfg(arch, pretrained) or {}
+    return bool(cfg.get("quick_gelu", False))
+
+
+def tower_activations(model: nn.Module) -> set[str]:
+    """Class names of the MLP activations in the model's transformer blocks (what was built)."""
+    return {type(m.mlp.gelu).__name__ for m in model.modules() if hasattr(m, "mlp") and hasattr(m.mlp, "gelu")}
+
+
 def load_clip(
     arch: str = "ViT-B-16",
     pretrained: Optional[str] = "openai",
     pretrained_path: Optional[str] = None,
     cache_dir: Optional[str] = None,
     device: Optional[torch.device | str] = None,
+    quick_gelu: Optional[bool] = None,
 ) -> nn.Module:
     """Return an open_clip CLIP model (float32, eval mode).
 
     ``pretrained_path`` (a local state-dict file, loaded with ``torch.load(weights_only=True)``) wins
-    over ``pretrained`` (an open_clip tag such as ``'openai'``, which may need a download).
+    over ``pretrained`` (an open_clip tag such as ``'openai'``, which may need a download); with a
+    path, ``pretrained`` still names what the file holds.
     ``pretrained=None`` and no path gives random weights (tests, FLOP counting).
+
+    ``quick_gelu``: the towers' MLP activation. None builds the one the weights were trained with,
+    as the tag says (:func:`weights_use_quick_gelu`: QuickGELU for 'openai', on the download and the
+    local-file route alike); True / False force it. open_clip's own ``create_model('ViT-B-16',
+    pretrained='openai')`` builds ``nn.GELU`` and only warns, and not at all for a file path.
     """
     open_clip = open_clip_module()
+    tag_qg = weights_use_quick_gelu(arch, pretrained)
+    use_qg = tag_qg if quick_gelu is None else bool(quick_gelu)
+    if use_qg != tag_qg:
+        log.warning("clip.quick_gelu=%s but the %r weights of %s were trained with %s: the towers compute "
+                    "other features than those weights were trained for", use_qg, pretrained, arch,
+                    "QuickGELU" if tag_qg else "GELU")
     # follow an ambient ``with torch.device('meta')`` (FLOP counting) instead of open_clip's cpu
-    kwargs = dict(device=device if device is not None else torch.empty(()).device)
+    kwargs = dict(device=device if device is not None else torch.empty(()).device, force_quick_gelu=use_qg)
     if pretrained_path:
         model = open_clip.create_model(arch, pretrained=None, **kwargs)
         path = Path(pretrained_path).expanduser()
@@ -72,6 +103,8 @@ def load_clip(
             ) from e
     else:
         model = open_clip.create_model(arch, pretrained=None, **kwargs)
+    if not use_qg and "QuickGELU" in tower_activations(model):  # a '-quickgelu' arch cannot be undone
+        log.warning("%s is built with QuickGELU although clip.quick_gelu=False", arch)
     model.float()
     model.eval()
     return model

@@ -41,9 +41,11 @@ def dummy_batch(model, batch_size: int = 1, num_video_frames: int = 16, num_pose
 def inference_forward(model, batch: dict[str, torch.Tensor], texts_per_clip: int = 1) -> torch.Tensor:
     """One clip through the encoders, UCMR and the similarity against ``texts_per_clip`` prompts
     (the clip's own label text at 1), or through the linear head for text-free variants."""
+    if hasattr(model, "logits"):  # models with their own classifier (PGVT, AIM): nothing else runs
+        return model.logits(batch)
     out = model.encode(batch)
     if not model.use_text:
-        return model.head(torch.cat(model._visual_parts(out), dim=-1))
+        return model.head_logits(out)
     ctx = model.clip.positional_embedding.shape[0]
     tokens = torch.zeros(texts_per_clip, ctx, dtype=torch.long, device=batch["frames"].device)
     tokens[:, 0], tokens[:, -1] = 49406, 49407  # SOT ... EOT: a full-length prompt, like fvcore sees

@@ -1,6 +1,7 @@
 """The PeVL model: encoders + UCMR + SGMC, switchable into every ablation of the paper."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from typing import Any, Iterator, Optional
@@ -15,7 +16,8 @@ from .clip_loader import freeze, load_clip, tokenizer_for
 from .heads import ConcatFusion, LinearHead
 from .losses import nt_xent, semantic_guided_loss, strength_coefficients, vanilla_contrastive_loss
 from .pose_encoder import PoseEncoder
-from .sgmc import action_similarity, combined_similarity
+from .precision import float32_region
+from .sgmc import SIMILARITY_TERMS, action_similarity, combined_similarity
 from .text_encoder import TextEncoder, build_prompt
 from .ucmr import UCMRBlock, weighted_pose_mask
 from .video_encoder import VideoEncoder
@@ -25,8 +27,11 @@ log = logging.getLogger(__name__)
 #: Every key a model config may set, with PeVL's defaults (ViT-B/16, Diving48, Sec. 4.1).
 DEFAULT_MODEL_CFG: dict[str, Any] = dict(
     type="PeVL",
-    # frozen=False trains the towers too (the demo's random tiny CLIP); the papers keep them frozen
-    clip=dict(arch="ViT-B-16", pretrained="openai", pretrained_path=None, cache_dir=None, frozen=True),
+    # frozen=False trains the towers too (the demo's random tiny CLIP); the papers keep them frozen.
+    # quick_gelu: None = the activation the weights were trained with (open_clip's tag: QuickGELU for
+    # 'openai'; the tag also names what a pretrained_path file holds); True / False force it.
+    clip=dict(arch="ViT-B-16", pretrained="openai", pretrained_path=None, cache_dir=None, frozen=True,
+              quick_gelu=None),
     modalities=["video", "pose", "text"],  # Table 7
     num_classes=48,
     num_joints=17,
@@ -34,10 +39,15 @@ DEFAULT_MODEL_CFG: dict[str, Any] = dict(
     num_video_frames=16,
     # Table 8; ratio = bottleneck width / D. text_ratio: see docs/model.md (Table 7's +6M per text).
     adapters=dict(video=True, pose=True, text=True, ratio=0.25, text_ratio=0.5, mlp_scale=0.5),
-    # Table 9, supp. Table 3; cls_token: PGVT Sec. 3.2's per-frame CLS (False: mean over joint tokens)
-    pose=dict(form="coords", temporal_attn=True, heatmap_size=112, heatmap_sigma=2.0, cls_token=True),
+    # Table 9, supp. Table 3; cls_token: PGVT Sec. 3.2's per-frame CLS (False: mean over joint tokens);
+    # normalize: 'crop' coordinates as given (the papers) or 'person' (centred and scaled per clip);
+    # motion: also embed each joint's displacement since the previous pose frame (skeleton models' joint motion);
+    # embedding: the joint MLP's first layer 'shared' by all joints (the papers) or 'per_joint'
+    pose=dict(form="coords", temporal_attn=True, heatmap_size=112, heatmap_sigma=2.0, cls_token=True,
+              normalize="crop", motion=False, embedding="shared"),
     text=dict(prompt="label_prompt_type", coarse_type=""),  # supp. Table 4
-    ucmr=dict(num_blocks=1, p2v=True, v2p=True, refine_loss=True),  # Table 5, supp. Fig. 7
+    # Table 5, supp. Fig. 7; background: V2P's background token, 'grouping' or 'kept' (docs/model.md)
+    ucmr=dict(num_blocks=1, p2v=True, v2p=True, refine_loss=True, background="grouping"),
     fusion="sgmc",  # 'sgmc' (eq. 4) or 'concat' (Tables 4, 7)
     sgmc=dict(sims=["vs", "ps", "fw"], loss="semantic", fw_temperature=0.01),  # Table 6
     lambda_r=0.1,  # Sec. 3.4
@@ -54,7 +64,10 @@ class PeVL(nn.Module):
     ``mask_grid``, ``label``); class texts are held by the model (:meth:`set_class_texts`).
     :meth:`loss` returns ``L = L_t + lambda_R * L_R`` and its parts, :meth:`predict` the (B, C)
     scores of eq. (7). The CLIP towers are frozen; adapters, embeddings, projections, UCMR, heads
-    and temperatures are tunable (:meth:`tunable_parameters`).
+    and temperatures are tunable (:meth:`tunable_parameters`). A parameter exists only where the
+    variant uses it; :attr:`leaves_unused_parameters` says whether a training step can still leave a
+    tunable parameter without gradient (what DDP's ``find_unused_parameters`` needs), and
+    :meth:`structure` describes what was built.
     """
 
     def __init__(self, cfg: Optional[dict] = None):
@@ -70,7 +83,8 @@ class PeVL(nn.Module):
             raise ValueError("at least one of 'video', 'pose' is needed")
         c = cfg["clip"]
         self.clip_arch = c["arch"]
-        clip = load_clip(c["arch"], c.get("pretrained"), c.get("pretrained_path"), c.get("cache_dir"))
+        clip = load_clip(c["arch"], c.get("pretrained"), c.get("pretrained_path"), c.get("cache_dir"),
+                         quick_gelu=c.get("quick_gelu"))
         self.clip_frozen = bool(c.get("frozen", True))
         freeze(clip, self.clip_frozen)
         if not self.use_text:  # the text tower would only cost memory
@@ -78,11 +92,10 @@ class PeVL(nn.Module):
                 setattr(clip, name, nn.Identity())
         self.clip = clip
         visual = clip.visual
-        width = visual.conv1.out_channels
-        heads = visual.transformer.resblocks[0].attn.num_heads
         self.embed_dim = visual.proj.shape[1]
         ad, pc, uc, sg = cfg["adapters"], cfg["pose"], cfg["ucmr"], cfg["sgmc"]
         train_proj = bool(cfg["train_proj"])
+        self.prompt_form = cfg["text"]["prompt"]
 
         self.video_encoder = self.pose_encoder = self.text_encoder = None
         if self.use_video:
@@ -91,7 +104,8 @@ class PeVL(nn.Module):
         if self.use_pose:
             self.pose_encoder = PoseEncoder(
                 visual, cfg["num_joints"], cfg["num_pose_frames"], ad["pose"], ad["ratio"], ad["mlp_scale"],
-                pc["temporal_attn"], pc["form"], pc["heatmap_size"], pc["heatmap_sigma"], pc["cls_token"])
+                pc["temporal_attn"], pc["form"], pc["heatmap_size"], pc["heatmap_sigma"], pc["cls_token"],
+                pc.get("normalize", "crop"), pc.get("motion", False), pc.get("embedding", "shared"))
             self.pose_proj = nn.Parameter(visual.proj.detach().clone(), requires_grad=train_proj)
         if self.use_text:
             self.text_encoder = TextEncoder(clip, ad["text"], ad.get("text_ratio", ad["ratio"]),
@@ -99,8 +113,11 @@ class PeVL(nn.Module):
         n_ucmr = int(uc["num_blocks"]) if (self.use_video and self.use_pose) else 0
         if n_ucmr and pc["form"] != "coords":
             log.warning("heatmap pose has no joint tokens; P2V uses uniform joint weights, V2P is off")
+        last_block = visual.transformer.resblocks[-1]  # P2V is inserted after it and shares its MLP
         self.ucmr = nn.ModuleList(
-            UCMRBlock(width, heads, uc["p2v"], uc["v2p"] and pc["form"] == "coords") for _ in range(n_ucmr))
+            UCMRBlock(last_block, uc["p2v"], uc["v2p"] and pc["form"] == "coords", uc.get("background", "grouping"),
+                      ad["ratio"], ad["mlp_scale"])
+            for _ in range(n_ucmr))
         self.fusion_mode = cfg["fusion"]
         if self.fusion_mode not in ("sgmc", "concat"):
             raise ValueError(f"fusion must be 'sgmc' or 'concat', got {self.fusion_mode!r}")
@@ -108,20 +125,44 @@ class PeVL(nn.Module):
         self.fusion = ConcatFusion(self.embed_dim, n_vis) if (
             self.use_text and self.fusion_mode == "concat" and n_vis == 2) else None
         self.head = None if self.use_text else LinearHead(n_vis * self.embed_dim, cfg["num_classes"])
+        # what the objective reads, resolved once: loss() and predict() follow these, structure() reports them
+        if sg["loss"] not in ("semantic", "vanilla"):
+            raise ValueError(f"sgmc.loss must be 'semantic' or 'vanilla', got {sg['loss']!r}")
+        self.sims: tuple[str, ...] = ()
         if self.use_text and self.fusion_mode == "sgmc":
+            unknown = [t for t in sg["sims"] if t not in SIMILARITY_TERMS]
+            if unknown or not sg["sims"]:
+                raise ValueError(f"sgmc.sims must be a non-empty subset of {SIMILARITY_TERMS}, got {sg['sims']}")
             need = {"vs": self.use_video, "ps": self.use_pose, "fw": self.use_pose}
-            missing = [s for s in sg["sims"] if not need.get(s, True)]
+            missing = [t for t in sg["sims"] if not need[t]]
             if missing:
                 raise ValueError(f"sgmc.sims {missing} need a modality this model lacks ({mods})")
-        # text-matching temperature, from CLIP's (learnable, as ActionCLIP)
-        self.logit_scale = nn.Parameter(clip.logit_scale.detach().clone().reshape(()))
-        # eq. (3)'s learnable tau, CLIP's initial 0.07
-        self.refine_logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+            self.sims = tuple(t for t in SIMILARITY_TERMS if t in sg["sims"])  # eq. 4 averages: order-free
+        if not self.use_text:
+            self.text_loss = "cross_entropy"
+        else:
+            self.text_loss = "semantic" if (self.fusion_mode == "sgmc" and sg["loss"] == "semantic") else "vanilla"
+        refine = bool(len(self.ucmr)) and bool(uc["refine_loss"])
+        self.refine_terms: tuple[str, ...] = tuple(
+            t for t, on in (("video", refine and self.ucmr[0].p2v is not None),
+                            ("pose", refine and self.ucmr[0].v2p is not None)) if on)
+        # text-matching temperature, from CLIP's (learnable, as ActionCLIP); only with text
+        self.logit_scale = (nn.Parameter(clip.logit_scale.detach().clone().reshape(()))
+                            if self.use_text else None)
+        # eq. (3)'s learnable tau, CLIP's initial 0.07; only when a refinement term is trained
+        self.refine_logit_scale = (nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+                                   if self.refine_terms else None)
+        if not self.clip_frozen:
+            self._freeze_clip_parts_never_read()
+        self.leaves_unused_parameters = self._leaves_unused_parameters()
         self._tokenizer = None
+        self._recording = False
         self.class_texts: list[str] = []
         self.duplicate_text_groups: list[list[int]] = []
         self.register_buffer("class_tokens", torch.zeros(0, 77, dtype=torch.long), persistent=False)
         self.register_buffer("class_text_id", torch.zeros(0, dtype=torch.long), persistent=False)
+        self.register_buffer("text_unique_ids", torch.zeros(0, dtype=torch.long), persistent=False)
+        self.register_buffer("class_text_pos", torch.zeros(0, dtype=torch.long), persistent=False)
         self._text_cache = None
         if self.clip_frozen:
             self.clip.eval()
@@ -134,12 +175,96 @@ class PeVL(nn.Module):
         """Parameters the optimiser should see (everything outside the frozen CLIP towers)."""
         return [p for _, p in self.named_tunable_parameters()]
 
+    def _freeze_clip_parts_never_read(self) -> None:
+        """With trainable towers (``clip.frozen=False``), keep frozen the CLIP parameters no forward
+        reads, so every tunable parameter gets a gradient: CLIP's own projections and temperature
+        (PeVL trains copies of them), the text tower's position embedding without text, and the
+        image embedding of a model without video (coordinates never pass the patch embedding; the
+        CLS token is copied)."""
+        clip, vis = self.clip, self.clip.visual
+        never: list[nn.Parameter] = [vis.proj, clip.logit_scale]
+        tp = getattr(clip, "text_projection", None)
+        never += list(tp.parameters()) if isinstance(tp, nn.Module) else [tp] if tp is not None else []
+        if not self.use_text:
+            never.append(clip.positional_embedding)
+        if not self.use_video:
+            never.append(vis.class_embedding)
+            if self.cfg["pose"]["form"] == "coords":
+                never += [vis.positional_embedding, *vis.conv1.parameters()]
+        for p in never:
+            if isinstance(p, nn.Parameter):
+                p.requires_grad_(False)
+
+    def _leaves_unused_parameters(self) -> bool:
+        """Whether a training step can leave a tunable parameter without gradient: a visual branch
+        whose features reach no loss term (e.g. video without S_VS, concatenation, head or P2V's
+        refinement term). Every built variant is checked against a real backward pass in
+        ``tests/model/test_model_variants.py``."""
+        no_text = not self.use_text
+        video_read = no_text or self.fusion_mode == "concat" or "vs" in self.sims or "video" in self.refine_terms
+        pose_read = (no_text or self.fusion_mode == "concat" or "ps" in self.sims or "fw" in self.sims
+                     or "pose" in self.refine_terms)
+        return (self.use_video and not video_read) or (self.use_pose and not pose_read)
+
+    def structure(self) -> dict[str, Any]:
+        """What was built, read off the modules (the ablation tests compare it with each table row):
+        encoders, adapters per encoder, pose form / T-Attn / CLS token, UCMR blocks with P2V, V2P and
+        its background reading, refinement terms, fusion or head, similarity terms, loss, prompt,
+        trainable projections and towers."""
+        pe, ve, te = self.pose_encoder, self.video_encoder, self.text_encoder
+        blocks = list(self.ucmr)
+        v2p = [b.v2p for b in blocks if b.v2p is not None]
+        return dict(
+            encoders=tuple(n for n, e in (("video", ve), ("pose", pe), ("text", te)) if e is not None),
+            adapters=dict(video=None if ve is None else ve.attn_adapters is not None,
+                          pose=None if pe is None else pe.s_adapters is not None,
+                          text=None if te is None else te.attn_adapters is not None),
+            pose_form=None if pe is None else pe.form,
+            temporal_attn=None if pe is None else pe.temporal_attn,
+            pose_cls_token=None if pe is None else pe.num_prefix_tokens == 1,
+            pose_normalize=getattr(pe.embed, "normalize", None) if pe is not None else None,
+            pose_motion=getattr(getattr(pe.embed, "joint_embed", None), "motion", None) if pe is not None else None,
+            pose_embedding=(("per_joint" if pe.embed.joint_embed.per_joint else "shared")
+                            if pe is not None and hasattr(pe.embed, "joint_embed") else None),
+            ucmr_blocks=len(blocks),
+            p2v=any(b.p2v is not None for b in blocks),
+            v2p=bool(v2p),
+            background=v2p[0].background_reading if v2p else None,
+            refine_terms=self.refine_terms,
+            head="linear" if self.head is not None else "concat" if self.fusion is not None else
+                 "sgmc" if self.sims else "cosine",
+            sims=self.sims,
+            loss=self.text_loss,
+            prompt=self.prompt_form if te is not None else None,
+            trainable_projections=any(p.requires_grad for n, p in self.named_parameters() if n.endswith("proj")),
+            clip_frozen=self.clip_frozen,
+        )
+
     def train(self, mode: bool = True) -> "PeVL":
         super().train(mode)
         if self.clip_frozen:
             self.clip.eval()  # frozen towers stay in eval mode; requires_grad never changes here
         self._text_cache = None
         return self
+
+    @contextlib.contextmanager
+    def record(self):
+        """``with model.record() as maps: model.encode(batch)``: the forward also keeps what the
+        explain pictures draw (supp. Figs. 8-10): ``joint_weights`` (in the output), the P2V block's
+        attention of each frame's CLS token over the patches (``p2v_attention``), V2P's attention
+        of every pose / background token over the patches (``v2p_attention``) and the attention
+        each pose frame receives in the last T-Attn (``pose_temporal_attention``)."""
+        maps: dict[str, torch.Tensor] = {}
+        holders = [m for m in self.modules() if hasattr(m, "recorder")]
+        for m in holders:
+            m.recorder = maps
+        self._recording = True
+        try:
+            yield maps
+        finally:
+            self._recording = False
+            for m in holders:
+                m.recorder = None
 
     # ------------------------------------------------------------------ text
     def set_class_texts(self, texts: list[str], coarse_type: str = "") -> None:
@@ -150,9 +275,8 @@ class PeVL(nn.Module):
         cannot separate them by text), and get identical scores in :meth:`predict`, where argmax
         picks the lower class index. The groups are logged and kept in ``duplicate_text_groups``.
         """
-        form = self.cfg["text"]["prompt"]
         coarse = coarse_type or self.cfg["text"].get("coarse_type", "")
-        prompts = [build_prompt(t, coarse, form) for t in texts]
+        prompts = [build_prompt(t, coarse, self.prompt_form) for t in texts]
         first: dict[str, int] = {}
         ids = [first.setdefault(p, i) for i, p in enumerate(prompts)]
         groups: dict[int, list[int]] = {}
@@ -162,12 +286,22 @@ class PeVL(nn.Module):
         if self.duplicate_text_groups:
             log.warning("classes with identical prompts (scored as ties): %s", self.duplicate_text_groups)
         self.class_texts = prompts
+        dev = self.class_text_id.device
+        uniq = sorted(set(ids))
+        self.class_tokens = self.tokenizer(prompts).to(dev)
+        self.class_text_id = torch.tensor(ids, dtype=torch.long, device=dev)
+        # predict() encodes each distinct text once and expands it to the classes; indices made here,
+        # on the host, once (no torch.unique in the step)
+        self.text_unique_ids = torch.tensor(uniq, dtype=torch.long, device=dev)
+        self.class_text_pos = torch.tensor([uniq.index(i) for i in ids], dtype=torch.long, device=dev)
+        self._text_cache = None
+
+    @property
+    def tokenizer(self):
+        """open_clip's tokenizer of the CLIP architecture (made on first use, offline)."""
         if self._tokenizer is None:
             self._tokenizer = tokenizer_for(self.clip_arch)
-        dev = self.logit_scale.device
-        self.class_tokens = self._tokenizer(prompts).to(dev)
-        self.class_text_id = torch.tensor(ids, dtype=torch.long, device=dev)
-        self._text_cache = None
+        return self._tokenizer
 
     def encode_texts(self, text_ids: torch.Tensor):
         """Encode the prompts of the given class ids -> S (n, E), W (n, L, E), word mask (n, L)."""
@@ -178,29 +312,35 @@ class PeVL(nn.Module):
     # ------------------------------------------------------------------ vision / pose
     def encode(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Encoders and UCMR. Returns pooled features before (``z_v``, ``z_p``) and after
-        refinement (``video``, ``pose``: (B, E)), pose frame features ``frames`` (B, T, E), and
-        the P2V mask ``patch_mask`` when UCMR runs."""
+        refinement (``video``, ``pose``: (B, E)), pose frame features ``frames`` (B, T, E), the
+        pose encoder's ``joint_weights`` (B, T, J) when computed, and the P2V mask ``patch_mask``
+        when UCMR runs."""
         out: dict[str, torch.Tensor] = {}
         v_tok = p_tok = joint_w = None
         if self.use_video:
             v_tok = self.video_encoder(batch["frames"])
             out["z_v"] = (self.video_encoder.frame_features(v_tok) @ self.video_proj).mean(1)
         if self.use_pose:
-            p_tok, joint_w = self.pose_encoder(batch["joints"], need_joint_weights=len(self.ucmr) > 0)
+            need_w = len(self.ucmr) > 0 or self._recording
+            p_tok, joint_w = self.pose_encoder(batch["joints"], need_joint_weights=need_w)
             frames = self.pose_encoder.frame_features(p_tok) @ self.pose_proj
             out["z_p"], out["frames"] = frames.mean(1), frames
+            if joint_w is not None:
+                out["joint_weights"] = joint_w
         if len(self.ucmr):
             idx = batch["video_pose_index"].long()
             grid = batch["mask_grid"]
             if joint_w is None:  # heatmap pose: no joint tokens, every joint weighs the same
-                joint_w = torch.ones(grid.shape[0], batch["joints"].shape[1], grid.shape[2],
-                                     device=grid.device, dtype=grid.dtype) / grid.shape[2]
+                joint_w = torch.full((grid.shape[0], batch["joints"].shape[1], grid.shape[2]), 1.0 / grid.shape[2],
+                                     device=grid.device)
             patch_mask = weighted_pose_mask(joint_w, grid, idx)
             out["patch_mask"] = patch_mask
+            background = None
             for blk in self.ucmr:
-                v_tok, p_tok = blk(v_tok, p_tok, patch_mask, idx)
+                v_tok, p_tok, bg = blk(v_tok, p_tok, patch_mask, idx)
+                background = bg if bg is not None else background
             out["video"] = (self.video_encoder.frame_features(v_tok) @ self.video_proj).mean(1)
-            frames = self.pose_encoder.frame_features(p_tok) @ self.pose_proj
+            frames = self.pose_encoder.frame_features(p_tok, background, idx) @ self.pose_proj
             out["pose"], out["frames"] = frames.mean(1), frames
         else:
             if self.use_video:
@@ -210,67 +350,75 @@ class PeVL(nn.Module):
         return out
 
     def _visual_parts(self, out) -> list[torch.Tensor]:
-        return [out[k] for k, on in (("video", self.use_video), ("pose", self.use_pose)) if on]
+        return [out[k].float() for k, on in (("video", self.use_video), ("pose", self.use_pose)) if on]
 
     def similarity(self, out: dict[str, torch.Tensor], sentence, words, word_mask) -> torch.Tensor:
-        """(B, C) clip-text similarity: eq. (4) for SGMC, cosine of the fused feature for concat."""
-        if self.fusion_mode == "sgmc":
-            sg = self.cfg["sgmc"]
-            return combined_similarity(sg["sims"], out.get("video"), out.get("pose"), out.get("frames"),
-                                       sentence, words, word_mask, sg["fw_temperature"])
+        """(B, C) clip-text similarity, float32 with autocast off: eq. (4) for SGMC, cosine of the
+        fused feature for concat."""
+        with float32_region(sentence):
+            sentence, words = sentence.float(), words.float()
+            if self.sims:
+                f = {k: None if out.get(k) is None else out[k].float() for k in ("video", "pose", "frames")}
+                return combined_similarity(self.sims, f["video"], f["pose"], f["frames"], sentence, words,
+                                           word_mask, self.cfg["sgmc"]["fw_temperature"])
+            parts = self._visual_parts(out)
+            x = self.fusion(parts) if self.fusion is not None else parts[0]
+            return action_similarity(x, sentence)
+
+    def head_logits(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Text-free variants: the linear head's (B, C) logits, float32 with autocast off."""
         parts = self._visual_parts(out)
-        x = self.fusion(parts) if self.fusion is not None else parts[0]
-        return action_similarity(x, sentence)
+        with float32_region(parts[0]):
+            return self.head(torch.cat(parts, dim=-1))
 
     # ------------------------------------------------------------------ objectives
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``L = L_t + lambda_R L_R`` (Sec. 3.4) with its parts ``loss_t``, ``loss_r``."""
+        """``L = L_t + lambda_R L_R`` (Sec. 3.4) with its parts ``loss_t``, ``loss_r``. The
+        similarities, strength coefficients and losses are float32 with autocast off."""
         out = self.encode(batch)
         labels = batch["label"].long()
         if self.use_text:
             tid = self.class_text_id[labels]  # same text = same target (see set_class_texts)
-            uniq, inv = torch.unique(tid, return_inverse=True)
-            sent, words, wmask = self.encode_texts(uniq)
-            sim = self.similarity(out, sent, words, wmask)[:, inv]  # (B, B): clip i vs text of clip j
-            scale = self.logit_scale.exp().clamp(max=100)
-            if self.fusion_mode == "sgmc" and self.cfg["sgmc"]["loss"] == "semantic":
-                coeff = strength_coefficients(sent[inv], tid)
-                loss_t = semantic_guided_loss(sim, tid, coeff, scale)
-            elif self.cfg["sgmc"]["loss"] in ("vanilla", "semantic"):
-                loss_t = vanilla_contrastive_loss(sim, tid, scale)
-            else:
-                raise ValueError(f"sgmc.loss must be 'semantic' or 'vanilla', got {self.cfg['sgmc']['loss']!r}")
+            # the text of every clip, repeats included: (B, B) without a host sync (no torch.unique)
+            sent, words, wmask = self.encode_texts(tid)
+            sim = self.similarity(out, sent, words, wmask)  # clip i vs the label text of clip j
+            with float32_region(sim):
+                scale = self.logit_scale.float().exp().clamp(max=100)
+                if self.text_loss == "semantic":
+                    loss_t = semantic_guided_loss(sim, tid, strength_coefficients(sent.float(), tid), scale)
+                else:
+                    loss_t = vanilla_contrastive_loss(sim, tid, scale)
         else:
-            loss_t = F.cross_entropy(self.head(torch.cat(self._visual_parts(out), dim=-1)), labels)
-        loss_r = loss_t.new_zeros(())
-        uc = self.cfg["ucmr"]
-        if len(self.ucmr) and uc["refine_loss"]:
-            scale_r = self.refine_logit_scale.exp().clamp(max=100)
-            if uc["p2v"]:
-                loss_r = loss_r + nt_xent(out["z_v"], out["video"], scale_r)
-            if self.ucmr[0].v2p is not None:
-                loss_r = loss_r + nt_xent(out["z_p"], out["pose"], scale_r)
-        lam = float(self.cfg["lambda_r"])
-        return {"loss": loss_t + lam * loss_r, "loss_t": loss_t, "loss_r": loss_r}
+            logits = self.head_logits(out)
+            with float32_region(logits):
+                loss_t = F.cross_entropy(logits, labels)
+        with float32_region(loss_t):
+            loss_r = loss_t.new_zeros(())
+            if self.refine_terms:
+                scale_r = self.refine_logit_scale.float().exp().clamp(max=100)
+                for term, before, after in (("video", "z_v", "video"), ("pose", "z_p", "pose")):
+                    if term in self.refine_terms:
+                        loss_r = loss_r + nt_xent(out[before].float(), out[after].float(), scale_r)
+            lam = float(self.cfg["lambda_r"])
+            return {"loss": loss_t + lam * loss_r, "loss_t": loss_t, "loss_r": loss_r}
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self.loss(batch)
 
     @torch.no_grad()
     def predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Eq. (7): (B, C) scores of each clip against every class; argmax is the prediction.
+        """Eq. (7): (B, C) float32 scores of each clip against every class; argmax is the prediction.
 
         Text models return the similarity ``S`` of eq. (4) (or of the fused feature) to every class
-        prompt, encoded once and cached while in eval mode; text-free variants return the linear
-        head's logits. The caller averages over views.
+        prompt, each distinct prompt encoded once and cached while in eval mode; text-free variants
+        return the linear head's logits. The caller averages over views.
         """
         out = self.encode(batch)
         if not self.use_text:
-            return self.head(torch.cat(self._visual_parts(out), dim=-1))
+            return self.head_logits(out)
         if self._text_cache is None or self.training:
-            uniq = torch.unique(self.class_text_id)
-            sent, words, wmask = self.encode_texts(uniq)
-            pos = torch.searchsorted(uniq, self.class_text_id)  # expand unique texts to classes
+            sent, words, wmask = self.encode_texts(self.text_unique_ids)
+            pos = self.class_text_pos  # expand the distinct texts to the classes
             cache = (sent[pos], words[pos], wmask[pos])
             if not self.training:
                 self._text_cache = cache

@@ -26,18 +26,78 @@ class JointEmbedding(nn.Module):
 
     Coordinates of joints with score 0 (unseen / outside) are zeroed so garbage positions of
     undetected joints carry no signal; the score channel tells the model the joint is missing.
+    ``motion=True`` also feeds each joint's velocity: its displacement since the previous pose
+    frame times the number of pose frames T (so in coordinate units per clip, the same for any T;
+    0 in the first frame and where either frame does not see the joint), the "joint motion" input
+    of skeleton action models: the speed of a joint is then a property of one token instead of
+    something attention must first learn to compute between frames, and at this scale the GELU
+    already turns it into a speed (|v|) rather than a signed displacement that averages away.
+    ``num_joints`` given: the first layer has its own weights for each joint (``fc1`` of shape
+    (J, in, D)), so what a joint does and which joint does it combine already in the embedding
+    (with one shared first layer, a raised right ankle and a raised left ankle embed alike and
+    differ only by the additive joint position embedding).
     """
 
-    def __init__(self, width: int, in_dim: int = 3):
+    def __init__(self, width: int, in_dim: int = 3, motion: bool = False, num_joints: Optional[int] = None):
         super().__init__()
-        self.fc1 = nn.Linear(in_dim, width)
+        self.motion = motion
+        d_in = in_dim + (2 if motion else 0)
+        if num_joints:
+            bound = d_in ** -0.5  # nn.Linear's default init, per joint
+            self.fc1_weight = nn.Parameter(torch.empty(num_joints, d_in, width).uniform_(-bound, bound))
+            self.fc1_bias = nn.Parameter(torch.empty(num_joints, width).uniform_(-bound, bound))
+            self.fc1 = None
+        else:
+            self.fc1 = nn.Linear(d_in, width)
         self.act = nn.GELU()
         self.fc2 = nn.Linear(width, width)
 
+    @property
+    def per_joint(self) -> bool:
+        return self.fc1 is None
+
     def forward(self, joints: torch.Tensor) -> torch.Tensor:
         seen = (joints[..., 2:3] > 0).to(joints.dtype)
-        x = torch.cat([joints[..., :2] * seen, joints[..., 2:3]], dim=-1)
-        return self.fc2(self.act(self.fc1(x)))
+        xy = joints[..., :2] * seen
+        parts = [xy, joints[..., 2:3]]
+        if self.motion:  # (B, T, J, 2): frame t minus frame t-1, where both see the joint
+            both = seen[:, 1:] * seen[:, :-1]
+            step = (xy[:, 1:] - xy[:, :-1]) * both * joints.shape[1]
+            parts.append(torch.cat([torch.zeros_like(step[:, :1]), step], dim=1))
+        x = torch.cat(parts, dim=-1)
+        if self.fc1 is None:
+            h = torch.einsum("...ji,jiw->...jw", x, self.fc1_weight) + self.fc1_bias
+        else:
+            h = self.fc1(x)
+        return self.fc2(self.act(h))
+
+
+#: How joint coordinates enter the embedding (``pose.normalize``).
+COORD_FRAMES = ("crop", "person")
+#: The first layer of the joint embedding (``pose.embedding``).
+JOINT_EMBEDDINGS = ("shared", "per_joint")
+
+
+def normalize_to_person(joints: torch.Tensor) -> torch.Tensor:
+    """Joint coordinates relative to the person, as skeleton action models feed them: per clip,
+    ``(xy - centre) / scale`` with ``centre`` the score-weighted mean position of the seen joints
+    over all frames and ``scale`` their score-weighted RMS distance from it (one isotropic scale, so
+    shapes keep their aspect; the clip's own motion, e.g. a jump or a step, is kept). Skeleton
+    independent (no joint names needed). Joints with score 0 keep their coordinates (the embedding
+    zeroes them); a clip without any seen joint is returned unchanged.
+
+    ``(B, T, J, 3)`` -> ``(B, T, J, 3)``; the score channel is untouched.
+    """
+    xy, score = joints[..., :2], joints[..., 2:3]
+    w = (score > 0).to(joints.dtype) * score
+    total = w.sum(dim=(1, 2), keepdim=True)  # (B, 1, 1, 1)
+    seen = total > 0
+    denom = torch.where(seen, total, torch.ones_like(total))
+    centre = (w * xy).sum(dim=(1, 2), keepdim=True) / denom
+    spread = (w * (xy - centre).pow(2).sum(-1, keepdim=True)).sum(dim=(1, 2), keepdim=True) / denom
+    scale = spread.clamp_min(1e-8).sqrt()
+    out = torch.where(seen, (xy - centre) / scale, xy)
+    return torch.cat([out, score], dim=-1)
 
 
 class FrameCLSToken(nn.Module):
@@ -70,14 +130,26 @@ class PoseEmbedding(nn.Module):
     (``cls_token=True``) in front, ``+ temporal_pos[t]`` on every token of frame t.
 
     ``(B, T, J, 3)`` joints (x, y in the crop's [0, 1], score) -> ``(B, T, [1 +] J, D)``.
+    ``normalize``: ``'crop'`` embeds the crop coordinates as given (the papers' input);
+    ``'person'`` first makes them relative to the person (:func:`normalize_to_person`).
+    ``motion``: also embed each joint's displacement since the previous frame; ``embedding``:
+    ``'shared'`` (one MLP for every joint, the papers' reading) or ``'per_joint'`` (a first layer
+    of its own per joint) (:class:`JointEmbedding`).
     """
 
     def __init__(self, width: int, num_joints: int, num_frames: int, cls_token: bool = True,
-                 visual: Optional[nn.Module] = None):
+                 visual: Optional[nn.Module] = None, normalize: str = "crop", motion: bool = False,
+                 embedding: str = "shared"):
         super().__init__()
+        if normalize not in COORD_FRAMES:
+            raise ValueError(f"pose.normalize must be one of {COORD_FRAMES}, got {normalize!r}")
         scale = width ** -0.5
         self.num_frames = num_frames
-        self.joint_embed = JointEmbedding(width)
+        self.normalize = normalize
+        if embedding not in JOINT_EMBEDDINGS:
+            raise ValueError(f"pose.embedding must be one of {JOINT_EMBEDDINGS}, got {embedding!r}")
+        self.joint_embed = JointEmbedding(width, motion=motion,
+                                          num_joints=num_joints if embedding == "per_joint" else None)
         self.joint_pos = nn.Parameter(scale * torch.randn(num_joints, width))
         self.temporal_pos = nn.Parameter(scale * torch.randn(num_frames, width))
         self.cls = FrameCLSToken(width, visual) if cls_token else None
@@ -91,6 +163,8 @@ class PoseEmbedding(nn.Module):
         t = joints.shape[1]
         if t > self.num_frames:
             raise ValueError(f"{t} pose frames but the temporal embedding has {self.num_frames}")
+        if self.normalize == "person":
+            joints = normalize_to_person(joints)
         x = self.joint_embed(joints) + self.joint_pos
         if self.cls is not None:
             x = self.cls(x)

@@ -67,3 +67,27 @@ class TextEncoder(nn.Module):
         eot = tokens.argmax(dim=-1)  # CLIP's EOT id is the largest in the vocabulary
         sentence = x[torch.arange(x.shape[0], device=x.device), eot]
         return sentence, x, tokens != 0
+
+
+def phrase_token_spans(tokenizer, prompt: str) -> list[tuple[str, int, int]]:
+    """The comma-separated phrases of a prompt and where their tokens sit in its tokenised form
+    (``[SOT] phrase , phrase , ... [EOT]``): ``(phrase, start, end)`` with token positions
+    ``start <= i < end`` (supp. Fig. 11 averages the word attention over a phrase). CLIP's BPE
+    encodes words independently and a comma is a token of its own, so the spans are found by
+    encoding each phrase alone; the result is checked against the full encoding (ValueError if a
+    tokenizer does not split that way)."""
+    encode = tokenizer.tokenizer.encode if hasattr(tokenizer, "tokenizer") else tokenizer.encode
+    phrases = [p.strip() for p in prompt.split(",") if p.strip()]
+    comma = encode(",")
+    spans, pos, flat = [], 1, []
+    for i, p in enumerate(phrases):
+        ids = encode(p)
+        spans.append((p, pos, pos + len(ids)))
+        flat += ids
+        pos += len(ids)
+        if i < len(phrases) - 1:
+            flat += comma
+            pos += len(comma)
+    if flat != encode(prompt):
+        raise ValueError(f"cannot split {prompt!r} into phrase tokens with this tokenizer")
+    return spans

@@ -13,10 +13,13 @@ A variant's run config merges (later wins):
    ``configs/_base_/datasets/<dataset>.py`` (the experiment's ``data.dataset``, else its
    ``experiment.paper_dataset``);
 2. the experiment file with the variant applied (:func:`variant_config`); an experiment may carry
-   its own ``train`` / ``data`` / ``runner``;
+   its own ``train`` / ``data`` / ``runner``; a variant's ``data`` without a ``dataset`` key amends
+   the dataset's config (``data=dict(extract=dict(num_frames=32))``: look up a 32-frame entry), here
+   and under ``--dataset``;
 3. ``--dataset D``: that dataset's config replaces ``data``; ``--dataset demo`` also switches
    to the tiny CLIP and the demo's CPU schedule (``configs/experiments/demo.py``), keeping the
-   variant's model switches;
+   variant's model switches, then applies the experiment's ``demo_overrides`` (a dict of
+   ``model`` / ``train`` overrides for its demo runs, e.g. PGVT's);
 4. ``--cfg-options key=value ...`` (mmengine syntax: ``train.lr=1e-4``, ``model.ucmr.num_blocks=2``,
    ``data.root=/data/diving48``, ``train.betas="(0.9,0.98)"``).
 
@@ -26,6 +29,7 @@ The result has ``model`` (``build_model``'s input), ``train``, ``data``, ``runne
 from __future__ import annotations
 
 import copy
+import logging
 import os
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -33,6 +37,8 @@ from typing import Any, Optional, Sequence, Union
 from mmengine.config import Config, DictAction
 
 from stages.nested_config import deep_merge, to_plain
+
+log = logging.getLogger(__name__)
 
 #: keys of a variant entry that describe it rather than override the config
 _META_KEYS = ("paper_top1", "paper_top5", "paper_gflops", "paper_params_m", "model")
@@ -96,8 +102,9 @@ PAPER_DATASETS = {"diving48": "diving48", "diving-48": "diving48", "gym99": "gym
                   "toyota smarthome": "toyota_smarthome", "toyota-smarthome": "toyota_smarthome",
                   "toyota_smarthome": "toyota_smarthome", "demo": "demo"}
 
-#: what ``--dataset demo`` takes from configs/experiments/demo.py's model
-DEMO_MODEL_KEYS = ("clip", "num_video_frames", "num_pose_frames")
+#: what ``--dataset demo`` takes from configs/experiments/demo.py's model (dotted: one nested key)
+DEMO_MODEL_KEYS = ("clip", "num_video_frames", "num_pose_frames", "pose.normalize", "pose.motion",
+                   "pose.embedding")
 
 
 def dataset_config(name: str) -> dict:
@@ -159,19 +166,30 @@ def build_run_config(exp: str, variant: str, dataset: Optional[str] = None,
     if ds is None:
         raise ValueError(f"experiment {exp!r} names no dataset (data.dataset or experiment.paper_dataset); "
                          "pass --dataset")
-    if not vc.get("data"):
+    # a variant's `data` without a `dataset` (e.g. extract=dict(num_frames=32)) amends the dataset's
+    variant_data = to_plain(exp_cfg["variants"][variant]).get("data") or {}
+    if not vc.get("data", {}).get("dataset"):
         base["data"] = dataset_config(ds)
     cfg = deep_merge(base, vc)
+    demo_overrides = cfg.pop("demo_overrides", None) or {}
     if dataset:
-        if dataset == "demo" and exp_cfg.get("experiment", {}).get("name") != "demo":
+        if dataset == "demo" and default_dataset(vc) != "demo":  # the demo experiments are demo already
             demo = to_plain(variant_config(load_experiment("demo"), "pevl").to_dict())
             cfg["data"] = demo["data"]
             cfg["train"] = deep_merge(cfg["train"], demo["train"])
             for k in DEMO_MODEL_KEYS:
-                cfg["model"][k] = copy.deepcopy(demo["model"][k])
+                *path, last = k.split(".")
+                src, dst = demo["model"], cfg["model"]
+                for p in path:
+                    src, dst = src[p], dst.setdefault(p, {})
+                if k in ("num_video_frames", "num_pose_frames") and dst.get(last) != src[last]:
+                    log.warning("%s/%s on the demo: model.%s=%s (the demo's), not the variant's %s", exp, variant,
+                                k, src[last], dst.get(last))
+                dst[last] = copy.deepcopy(src[last])
+            cfg = deep_merge(cfg, demo_overrides)  # the experiment's own demo settings
             cfg["demo_switch"] = True
         else:
-            cfg["data"] = dataset_config(dataset)
+            cfg["data"] = deep_merge(dataset_config(dataset), variant_data if not variant_data.get("dataset") else {})
     cfg.setdefault("runner", {})
     if cfg_options:
         cfg = apply_options(cfg, cfg_options)

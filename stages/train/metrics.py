@@ -1,4 +1,5 @@
-"""Top-1, Top-5, mean class accuracy and the confusion matrix, as an mmengine metric."""
+"""Top-1, Top-5, mean class accuracy, the fine-pair top-1 (demo) and the confusion matrix, as an
+mmengine metric."""
 from __future__ import annotations
 
 from typing import Any, Optional, Sequence
@@ -9,17 +10,42 @@ from mmengine.evaluator import BaseMetric
 from stages.registry import METRICS
 
 
-def classification_metrics(scores: np.ndarray, labels: np.ndarray, num_classes: Optional[int] = None) -> dict:
+def fine_pair_classes(dataset_meta: Optional[dict]) -> Optional[list[int]]:
+    """The class ids of a dataset's fine pairs, from its cache entry's ``dataset_meta``: the demo's
+    ``aliasing_pairs`` (pairs that 16 segment-middle frames cannot tell apart, docs/demo.md), or
+    any dataset's ``fine_pairs``; a pair is a list (or ``{"classes": [...]}``) of class ids or of
+    class keys listed in ``class_keys``. None when the dataset names none; a key that is not a
+    class is an error (it would silently shrink the metric)."""
+    meta = dataset_meta or {}
+    pairs = meta.get("fine_pairs") or meta.get("aliasing_pairs") or []
+    keys = {k: i for i, k in enumerate(meta.get("class_keys") or [])}
+    ids = set()
+    for p in pairs:
+        for c in (p["classes"] if isinstance(p, dict) else p):
+            if isinstance(c, str) and not c.isdigit():
+                if c not in keys:
+                    raise ValueError(f"fine pair names class {c!r}, which is not among the dataset's class_keys")
+                ids.add(keys[c])
+            else:
+                ids.add(int(c))
+    return sorted(ids) or None
+
+
+def classification_metrics(scores: np.ndarray, labels: np.ndarray, num_classes: Optional[int] = None,
+                           fine_classes: Optional[Sequence[int]] = None) -> dict:
     """Percentages: ``top1``, ``top5`` (top-min(5, C)), ``mean_class_acc`` (mean over the classes
     present in ``labels`` of each class' top-1 recall), plus ``confusion`` (C x C counts, rows =
-    true class) and ``per_class_acc`` (None for classes absent from ``labels``)."""
+    true class) and ``per_class_acc`` (None for classes absent from ``labels``). With
+    ``fine_classes`` also ``fine_pair_top1``: top-1 (argmax over all classes) over the clips whose
+    true class is one of them (None if there are none)."""
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     c = int(num_classes or scores.shape[1])
     n = len(labels)
     if n == 0:
-        return dict(top1=0.0, top5=0.0, mean_class_acc=0.0, confusion=np.zeros((c, c), np.int64),
-                    per_class_acc=[None] * c, num_samples=0)
+        empty = dict(top1=0.0, top5=0.0, mean_class_acc=0.0, confusion=np.zeros((c, c), np.int64),
+                     per_class_acc=[None] * c, num_samples=0)
+        return empty | ({"fine_pair_top1": None} if fine_classes else {})
     # argmax takes the first maximum: ties (classes with one shared text) go to the lower class id
     pred = scores.argmax(1)
     k = min(5, c)
@@ -31,9 +57,22 @@ def classification_metrics(scores: np.ndarray, labels: np.ndarray, num_classes: 
     support = conf.sum(1)
     per_class = [float(conf[i, i] / support[i] * 100) if support[i] else None for i in range(c)]
     present = [a for a in per_class if a is not None]
-    return dict(top1=float((pred == labels).mean() * 100), top5=float(top5.mean() * 100),
-                mean_class_acc=float(np.mean(present)) if present else 0.0, confusion=conf,
-                per_class_acc=per_class, num_samples=n, predictions=pred)
+    res = dict(top1=float((pred == labels).mean() * 100), top5=float(top5.mean() * 100),
+               mean_class_acc=float(np.mean(present)) if present else 0.0, confusion=conf,
+               per_class_acc=per_class, num_samples=n, predictions=pred)
+    if fine_classes:
+        on = np.isin(labels, np.asarray(list(fine_classes), dtype=np.int64))
+        res["fine_pair_top1"] = float((pred[on] == labels[on]).mean() * 100) if on.any() else None
+    return res
+
+
+def metric_row(res: dict) -> dict:
+    """The accuracy fields of a results row (percent, 4 decimals): top1, top5, mean_class_acc and,
+    for a dataset with fine pairs (the demo), fine_pair_top1."""
+    row = {k: round(res[k], 4) for k in ("top1", "top5", "mean_class_acc")}
+    if "fine_pair_top1" in res:
+        row["fine_pair_top1"] = None if res["fine_pair_top1"] is None else round(res["fine_pair_top1"], 4)
+    return row
 
 
 @METRICS.register_module()
@@ -47,9 +86,11 @@ class PeVLClassificationMetric(BaseMetric):
 
     default_prefix: Optional[str] = ""  # metric keys stay top1 / top5 / mean_class_acc
 
-    def __init__(self, num_classes: int, collect_device: str = "cpu", prefix: Optional[str] = None):
+    def __init__(self, num_classes: int, fine_classes: Optional[Sequence[int]] = None, collect_device: str = "cpu",
+                 prefix: Optional[str] = None):
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.num_classes = int(num_classes)
+        self.fine_classes = list(fine_classes) if fine_classes else None
         self.last_result: Optional[dict] = None
 
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
@@ -69,7 +110,7 @@ class PeVLClassificationMetric(BaseMetric):
         uniq.sort(key=lambda r: r["index"])
         scores = np.stack([r["scores"] for r in uniq]) if uniq else np.zeros((0, self.num_classes))
         labels = np.array([r["label"] for r in uniq], dtype=np.int64)
-        res = classification_metrics(scores, labels, self.num_classes)
+        res = classification_metrics(scores, labels, self.num_classes, self.fine_classes)
         res["indices"] = [r["index"] for r in uniq]
         self.last_result = res
-        return {k: round(res[k], 4) for k in ("top1", "top5", "mean_class_acc")}
+        return {k: v for k, v in metric_row(res).items() if v is not None}

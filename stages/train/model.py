@@ -5,13 +5,14 @@
   grids, and flattens test views (``(B, V, ...)`` -> ``(B * V, ...)``); with
   ``data.decode_on_device`` it first decodes, crops and flips the batch's JPEG frames there
   (:mod:`stages.data.device_frames`).
-* :class:`PeVLRunnerModel` builds the plain :class:`stages.model.PeVL` (``build_model``), gives it
-  the entry's class texts, and exposes ``forward(mode='loss'|'predict')``; prediction averages the
-  views' eq. (7) scores. Training autocasts here (bf16 needs no loss scaling, so no GradScaler and
-  no per-step inf check); fp16 trains through mmengine's ``AmpOptimWrapper`` (GradScaler).
-  Its ``state_dict`` leaves out a frozen *pretrained* backbone (0.6 GB for ViT-B/16, 1.7 GB for
-  ViT-L/14 per checkpoint): checkpoints hold the trainable state, and
-  :meth:`backbone_identity` names the weights they were trained on.
+* :class:`PeVLRunnerModel` builds the plain model (``build_model``: :class:`stages.model.PeVL`, or
+  :class:`stages.model.PGVT` / AIM by ``type``; it is held as ``.pevl`` either way), gives a text
+  model the entry's class texts, and exposes ``forward(mode='loss'|'predict')``; prediction
+  averages the views' scores (eq. (7) for PeVL, logits for text-free models). Training autocasts
+  here (bf16 needs no loss scaling, so no GradScaler and no per-step inf check); fp16 trains
+  through mmengine's ``AmpOptimWrapper`` (GradScaler). Its ``state_dict`` leaves out a frozen
+  *pretrained* backbone (0.6 GB for ViT-B/16, 1.7 GB for ViT-L/14 per checkpoint): checkpoints
+  hold the trainable state, and :meth:`backbone_identity` names the weights they were trained on.
 * :class:`TunableOptimWrapperConstructor` gives the optimiser only the tunable parameters (the
   CLIP towers are frozen): weight decay on matrices, none on biases, norms, scalars
   (temperatures) and 1-d embeddings.

@@ -38,7 +38,7 @@ def write_json(path: os.PathLike, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def _mpl():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -70,7 +70,7 @@ def plot_confusion(conf: np.ndarray, classes: Sequence[str], path: os.PathLike, 
                    res: Optional[dict] = None) -> None:
     """Row-normalised confusion matrix a person can read: class ids on the axes, the texts in a
     legend beside it (up to 60 classes), counts written in the cells (up to 30 classes)."""
-    plt = _mpl()
+    plt = pyplot()
     conf = np.asarray(conf, dtype=np.float64)
     c = conf.shape[0]
     norm = conf / np.maximum(conf.sum(1, keepdims=True), 1)
@@ -131,7 +131,7 @@ def plot_curves(work_dir: os.PathLike, path: os.PathLike, title: str = "") -> No
     tr, va = read_scalars(work_dir)
     if not tr and not va:
         return
-    plt = _mpl()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     if tr:
         epochs = _epoch_positions(tr)
@@ -205,19 +205,30 @@ def write_results(exp_dir: os.PathLike, rows: list[dict], experiment: dict, note
         f"{rows[0].get('num_video_frames', '?') if rows else '?'} video + "
         f"{rows[0].get('num_pose_frames', '?') if rows else '?'} pose frames, 3 crops x 1 clip.",
         "",
-        "| variant | top-1 (ours) | top-1 (paper) | top-5 | mean class | tunable params (M) | GFLOPs | epochs |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    # optional columns: the fine pairs' top-1 (datasets that name fine pairs, the demo) and the
+    # frame counts when the variants differ in them (demo_pose_rate)
+    fine = any(r.get("fine_pair_top1") is not None for r in rows)
+    frames = len({(r.get("num_video_frames"), r.get("num_pose_frames")) for r in rows
+                  if r.get("status") != "failed"}) > 1
+    head = ["variant", "top-1 (ours)", "top-1 (paper)", "top-5", "mean class"] + (["fine pairs"] if fine else []) + (
+        ["frames (video + pose)"] if frames else []) + ["tunable params (M)", "GFLOPs", "epochs"]
+    lines += ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
     for r in rows:
         if r.get("status") == "failed":
-            lines.append(f"| {r['variant']} | failed | {_fmt(r.get('paper_top1'))} | | | | | |")
+            lines.append(f"| {r['variant']} | failed | {_fmt(r.get('paper_top1'))} |" + " |" * (len(head) - 3))
             continue
-        lines.append(
-            f"| {r['variant']} | {_fmt(r.get('top1'))} | {_fmt(r.get('paper_top1'))} | {_fmt(r.get('top5'))} | "
-            f"{_fmt(r.get('mean_class_acc'))} | {_fmt(r.get('tunable_params_m'), 2)} | {_fmt(r.get('gflops'), 2)} | "
-            f"{_fmt(r.get('epochs'))} |")
+        cells = [r["variant"], _fmt(r.get("top1")), _fmt(r.get("paper_top1")), _fmt(r.get("top5")),
+                 _fmt(r.get("mean_class_acc"))]
+        cells += [_fmt(r.get("fine_pair_top1"))] if fine else []
+        cells += [f"{r.get('num_video_frames')} + {r.get('num_pose_frames')}"] if frames else []
+        cells += [_fmt(r.get("tunable_params_m"), 2), _fmt(r.get("gflops"), 2), _fmt(r.get("epochs"))]
+        lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     notes = list(notes)
+    if fine:
+        notes.append("fine pairs: top-1 over the test clips of the classes that form the dataset's fine pairs "
+                     "(the demo's aliasing pairs, docs/demo.md); argmax over all classes.")
     if any(r.get("gflops") is None and r.get("status") != "failed" for r in rows):
         why = next((r.get("gflops_note") for r in rows if r.get("gflops_note")), None)
         notes.append("GFLOPs unavailable" + (f": {why}" if why else ""))

@@ -42,6 +42,7 @@ from stages.nested_config import deep_merge, to_plain
 from stages.registry import HOOKS, SCOPE
 from stages.skeletons import get_skeleton
 from stages.train import report
+from stages.train.metrics import fine_pair_classes, metric_row
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def init_distributed(launcher: str) -> None:
         dist.init_process_group(backend="gloo")
 
 
-def _entry_checks(cfg: Config, entry: CacheEntry, model) -> dict:
+def check_entry_fits(cfg: Config, entry: CacheEntry, model) -> dict:
     """Model sizes from the built model and the entry; raise early on a mismatch."""
     vis = model.pevl.clip.visual
     size = int(vis.image_size[0] if isinstance(vis.image_size, (tuple, list)) else vis.image_size)
@@ -214,13 +215,17 @@ def runner_kwargs(cfg: Config, model, train_ds, test_ds, work_dir: Path, launche
         cfg=Config({k: v for k, v in cfg.to_dict().items()}),
     )
     if launcher == "pytorch":  # mmengine reads the DDP wrapper from the config it dumps
-        # scoped name: Runner.wrap_model looks it up in mmengine's root registry, which finds our
-        # child registry's entries only by "stages.<name>"
+        # DDP's search for unused parameters costs a graph walk every step: only for the variants
+        # whose step can leave a tunable parameter without gradient (the model says; default: yes).
+        # The scoped name: Runner.wrap_model looks the wrapper up in mmengine's root registry, which
+        # finds our child registry's entries only by "stages.<name>".
+        find_unused = bool(getattr(model.pevl, "leaves_unused_parameters", True))
         kw["cfg"]["model_wrapper_cfg"] = dict(type=f"{SCOPE}.PeVLDistributedDataParallel",
-                                              find_unused_parameters=True, broadcast_buffers=False)
+                                              find_unused_parameters=find_unused, broadcast_buffers=False)
     test_loader = dict(dataset=test_ds, batch_size=tbs, sampler=dict(type="DefaultSampler", shuffle=False),
                        drop_last=False, **loader_common)
-    evaluator = dict(type="PeVLClassificationMetric", num_classes=len(test_ds.classes))
+    evaluator = dict(type="PeVLClassificationMetric", num_classes=len(test_ds.classes),
+                     fine_classes=fine_pair_classes(test_ds.entry.attrs.get("dataset_meta")))
     kw.update(test_dataloader=test_loader, test_cfg=dict(type="TestLoop"), test_evaluator=evaluator)
     if train_ds is not None:
         epochs, warm = int(t.max_epochs), int(t.warmup_epochs)
@@ -290,6 +295,59 @@ def model_cost(cfg: Config, entry: CacheEntry, model) -> dict:
     return out
 
 
+def init_from_variants(model, init_from: dict, exp_dir: Path) -> dict[str, str]:
+    """Copy into ``model`` (the runner model) the weights that other variants of the same experiment
+    finished with: ``init_from = {variant: [name prefixes of the built model, e.g. 'pose_']}``, read
+    from ``exp_dir/<variant>/``'s final checkpoint. Every parameter and buffer of ``model`` under a
+    prefix must be in that checkpoint with the same shape. Returns ``{variant: checkpoint path}``.
+
+    Raises ``FileNotFoundError`` naming the command to run when a source variant has not finished."""
+    own = model.state_dict()
+    wrapper = "pevl."  # the runner model holds the plain model as .pevl
+    used: dict[str, str] = {}
+    picked: dict[str, torch.Tensor] = {}
+    for variant, prefixes in to_plain(init_from).items():
+        prefixes = [prefixes] if isinstance(prefixes, str) else list(prefixes)
+        vdir = exp_dir / variant
+        ckpt = _finished_checkpoint(vdir)
+        if ckpt is None:
+            raise FileNotFoundError(
+                f"this variant starts from the final weights of {variant!r}, which has not finished in {exp_dir} "
+                f"(no {vdir / RESULT_FILE} with its checkpoint): train it first (pipeline train --variant "
+                f"{variant} with this experiment, --dataset and --work-dir)")
+        with checkpoint_safe_globals():
+            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state)
+        wanted = [k for k in own if any(k.startswith(wrapper + p) for p in prefixes)]
+        if not wanted:
+            raise ValueError(f"init_from {variant!r}: the model has nothing under {prefixes}")
+        missing = [k for k in wanted if k not in state]
+        bad = [k for k in wanted if k in state and state[k].shape != own[k].shape]
+        if missing or bad:
+            raise ValueError(f"init_from {variant!r} ({ckpt}): {len(missing)} weights missing "
+                             f"{[k.removeprefix(wrapper) for k in missing[:4]]}, {len(bad)} of another shape "
+                             f"{[k.removeprefix(wrapper) for k in bad[:4]]}: is it a run of this experiment?")
+        picked.update((k, state[k]) for k in wanted)
+        used[variant] = str(ckpt)
+        log.info("initialised %d tensors under %s from %s", len(wanted), prefixes, ckpt)
+    # only the picked tensors: the rest (a new head, the frozen CLIP) stays as built
+    unexpected = model.load_state_dict(picked, strict=False).unexpected_keys
+    assert not unexpected, unexpected  # picked from our own state dict's keys
+    return used
+
+
+def _finished_checkpoint(vdir: Path) -> Optional[Path]:
+    """The final checkpoint of a finished variant dir (its result.json's, found beside it if the
+    recorded path was relative to another working directory), else None."""
+    row = read_result(vdir)
+    if row is None or not row.get("checkpoint"):
+        return None
+    for cand in (Path(row["checkpoint"]), vdir / Path(row["checkpoint"]).name):
+        if cand.is_file():
+            return cand
+    return None
+
+
 def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, launcher: str = "none",
                   device: Optional[str] = None, resume: bool = False, allow_partial: bool = False,
                   hooks: Optional[list] = None, on_runner: Optional[Callable] = None) -> Optional[dict]:
@@ -304,7 +362,9 @@ def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, laun
     if rank == 0:
         work_dir.mkdir(parents=True, exist_ok=True)
     model = build_wrapped_model(cfg, entry, dev)
-    sizes = _entry_checks(cfg, entry, model)
+    # a two-stage variant (PGVT Table 4 (3), late fusion) starts from other variants' final weights
+    init_sources = init_from_variants(model, cfg.init_from, work_dir.parent) if cfg.get("init_from") else {}
+    sizes = check_entry_fits(cfg, entry, model)
     train_ds, test_ds = build_datasets(cfg, entry, sizes["crop_size"], allow_partial, train=True, device=dev)
     cost = model_cost(cfg, entry, model) if rank == 0 else {}
     kw = runner_kwargs(cfg, model, train_ds, test_ds, work_dir, launcher, dev, resume=resume, hooks=hooks)
@@ -329,8 +389,7 @@ def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, laun
     res = metric.last_result
     row = dict(
         experiment=cfg.get("exp_name"), variant=cfg.get("variant"), dataset=entry.dataset, entry=entry.key,
-        split=test_ds.split, num_classes=len(entry.classes), num_test_clips=len(test_ds),
-        top1=round(res["top1"], 4), top5=round(res["top5"], 4), mean_class_acc=round(res["mean_class_acc"], 4),
+        split=test_ds.split, num_classes=len(entry.classes), num_test_clips=len(test_ds), **metric_row(res),
         paper_top1=cfg.get("paper_top1"), **cost, epochs=int(runner.epoch),
         arch=cfg.model.clip.arch, pretrained=cfg.model.clip.get("pretrained") or cfg.model.clip.get("pretrained_path"),
         num_video_frames=int(cfg.model.num_video_frames), num_pose_frames=int(cfg.model.num_pose_frames),
@@ -338,6 +397,7 @@ def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, laun
         accumulative_counts=int(cfg.train.accumulative_counts), world_size=world, device=dev,
         amp=_amp(cfg, dev), seed=int(cfg.train.seed), train_seconds=round(train_s, 1),
         checkpoint=_last_checkpoint(work_dir), finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **({"init_from": init_sources} if init_sources else {}),
     )
     report.save_evaluation(work_dir, res, entry.classes, test_ds, title=f"{row['experiment']} / {row['variant']}")
     try:
@@ -370,7 +430,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str, entry: CacheEntry, out_dir
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
     model = build_wrapped_model(cfg, entry, dev)
-    sizes = _entry_checks(cfg, entry, model)
+    sizes = check_entry_fits(cfg, entry, model)
     _, test_ds = build_datasets(cfg, entry, sizes["crop_size"], allow_partial, train=False, device=dev)
     cost = model_cost(cfg, entry, model) if rank == 0 else {}
     kw = runner_kwargs(cfg, model, None, test_ds, out_dir, launcher, dev, load_from=str(checkpoint))
@@ -383,8 +443,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str, entry: CacheEntry, out_dir
     res = runner.test_loop.evaluator.metrics[0].last_result
     row = dict(experiment=cfg.get("exp_name"), variant=cfg.get("variant"), dataset=entry.dataset, entry=entry.key,
                split=test_ds.split, checkpoint=str(checkpoint), num_classes=len(entry.classes),
-               num_test_clips=len(test_ds), top1=round(res["top1"], 4), top5=round(res["top5"], 4),
-               mean_class_acc=round(res["mean_class_acc"], 4), paper_top1=cfg.get("paper_top1"), **cost,
+               num_test_clips=len(test_ds), **metric_row(res), paper_top1=cfg.get("paper_top1"), **cost,
                device=dev, eval_seconds=round(time.time() - t0, 1))
     report.save_evaluation(out_dir, res, entry.classes, test_ds, title=f"{row['experiment']} / {row['variant']}")
     report.write_json(out_dir / "metrics.json", row)

@@ -5,6 +5,8 @@ replaces the experiment's own dataset, so demo numbers never mix with real ones)
 ``result.json`` exists is skipped on a rerun (``force`` retrains it). A failing variant does not
 stop the others; the sweep reports it and the caller exits non-zero. Finally
 ``W/NAME/results.json`` and ``results.md`` collect every finished variant in the paper's row order.
+A variant with ``init_from`` (two-stage, e.g. PGVT's late fusion) starts from the final weights of
+other variants in the same ``W/NAME/`` and trains after them (:func:`order_by_init_sources`).
 """
 from __future__ import annotations
 
@@ -67,6 +69,36 @@ def select_variants(exp_cfg: Config, variants: Optional[Sequence[str]]) -> list[
     return [v for v in allv if v in want]  # paper order
 
 
+def order_by_init_sources(exp_cfg: Config, chosen: list[str]) -> list[str]:
+    """``chosen`` in paper order, except that a variant with ``init_from`` (a two-stage variant such
+    as PGVT's late fusion) comes after the chosen variants it starts from. Unknown source names and
+    circles are errors."""
+    allv = list_variants(exp_cfg)
+
+    def sources(v: str) -> list[str]:
+        src = list(to_plain(exp_cfg["variants"][v]).get("init_from") or {})
+        unknown = [s for s in src if s not in allv]
+        if unknown:
+            raise KeyError(f"variant {v!r} initialises from unknown variant(s) {unknown}; known: {allv}")
+        return src
+
+    out: list[str] = []
+
+    def visit(v: str, path: tuple) -> None:
+        if v in out:
+            return
+        if v in path:
+            raise ValueError(f"variants initialise from each other in a circle: {' -> '.join(path + (v,))}")
+        for src in sources(v):
+            if src in chosen:
+                visit(src, path + (v,))
+        out.append(v)
+
+    for v in chosen:
+        visit(v, ())
+    return out
+
+
 def experiment_dir_name(exp_cfg: Config, exp: str, dataset: Optional[str]) -> str:
     name = exp_cfg.get("experiment", {}).get("name") or Path(exp).stem
     if dataset:
@@ -91,7 +123,7 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
     from stages.train.runner import RESULT_FILE, init_distributed, read_result, train_variant
 
     exp_cfg = load_experiment(exp)
-    chosen = select_variants(exp_cfg, variants)
+    chosen = order_by_init_sources(exp_cfg, select_variants(exp_cfg, variants))
     exp_name = experiment_dir_name(exp_cfg, exp, dataset)
     exp_dir = Path(work_dir) / exp_name
     opts = dict(cfg_options or {})

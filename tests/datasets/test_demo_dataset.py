@@ -229,8 +229,9 @@ COUNTERS = {
     "jump_turn2": lambda k: _sign_changes(k[:, 5, 0] - k[:, 6, 0]),
     # kicks: the right ankle rising above the left one
     "kick_right3": lambda k: _prominent_peaks(k[:, 15, 1] - k[:, 16, 1]),
-    # waves: the right forearm swinging towards the head
-    "wave_right3": lambda k: _prominent_peaks(k[:, 10, 0] - k[:, 8, 0]),
+    # waves: the right forearm's angle from upright (a wide wave sweeps it past horizontal, where its
+    # x extent turns back, so the angle; unwrapped: the hanging arm sits at +-180 deg)
+    "wave_right3": lambda k: _prominent_peaks(np.unwrap(np.arctan2(k[:, 10, 0] - k[:, 8, 0], k[:, 8, 1] - k[:, 10, 1]))),
 }
 TRUE_EXTRA = {"jump_turn2": 4, "kick_right3": 1, "wave_right3": 1}  # 2 turns = 4 crossings
 

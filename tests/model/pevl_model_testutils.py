@@ -29,3 +29,5 @@ def make_batch(b=3, tv=4, t=8, v=17, s=112, g=7, labels=None, seed=0):
     )
 
 
+# PGVT's experiments (their variants are checked in test_model_pgvt.py; PeVL's rows in test_model_variants.py)
+PGVT_EXPERIMENTS = ["pgvt_components", "pgvt_pose_form"]

@@ -78,3 +78,63 @@ def test_pose_cls_token_is_the_frame_feature_and_switchable(tiny_cfg, batch):
         tok2, _ = m2.pose_encoder(batch["joints"])
         assert tok2.shape[2] == batch["joints"].shape[2]
         assert torch.allclose(m2.pose_encoder.frame_features(tok2), m2.clip.visual.ln_post(tok2).mean(2))
+
+
+def test_joint_weights_read_the_cls_row_or_the_mean_over_joint_queries(tiny_cfg):
+    """P2V's joint weights: with the CLS token, the attention the frame's CLS pays to each joint
+    (its own column dropped); without it, the attention each joint receives from the joints."""
+    probs = torch.zeros(1, 2, 3, 3)  # (B*T, heads, queries, keys): CLS, joint 0, joint 1
+    probs[0, :, 0] = torch.tensor([0.5, 0.1, 0.4])  # the CLS row
+    probs[0, :, 1:] = torch.tensor([0.0, 0.9, 0.1])  # the joints look at joint 0
+    with_cls = build_model(tiny_cfg).pose_encoder
+    assert torch.allclose(with_cls._joint_weights(probs), torch.tensor([[0.2, 0.8]]))
+    no_cls = build_model(dict(tiny_cfg, pose=dict(cls_token=False))).pose_encoder
+    probs2 = torch.tensor([[[[0.9, 0.1], [0.7, 0.3]]]])  # joints only
+    assert torch.allclose(no_cls._joint_weights(probs2), torch.tensor([[0.8, 0.2]]))
+
+
+def test_person_normalised_coordinates_ignore_where_and_how_big_the_person_is():
+    from stages.model.pose_embedding import normalize_to_person
+
+    torch.manual_seed(0)
+    j = torch.rand(2, 5, 17, 3) * 0.5 + 0.1
+    j[..., 2] = (torch.rand(2, 5, 17) > 0.2).float()
+    moved = j.clone()
+    moved[..., :2] = j[..., :2] * 1.7 + torch.tensor([0.3, -0.2])  # another crop / person size
+    a, b = normalize_to_person(j), normalize_to_person(moved)
+    seen = j[..., 2] > 0
+    assert torch.allclose(a[seen], b[seen], atol=1e-5) and torch.equal(a[..., 2], j[..., 2])
+    xy = a[0, ..., :2][seen[0]]  # clip 0's seen joints over all frames
+    assert torch.allclose(xy.mean(0), torch.zeros(2), atol=1e-5)
+    assert torch.allclose(xy.pow(2).sum(-1).mean(), torch.tensor(1.0), atol=1e-4)  # unit RMS radius
+    empty = torch.zeros(1, 2, 17, 3)
+    assert torch.equal(normalize_to_person(empty), empty)  # nobody seen: unchanged, no NaN
+
+
+def test_joint_embedding_motion_and_per_joint_layers():
+    from stages.model.pose_embedding import JointEmbedding, PoseEmbedding
+
+    torch.manual_seed(0)
+    still = torch.rand(1, 1, 4, 3).expand(1, 6, 4, 3).clone()  # nobody moves
+    still[..., 2] = 1.0
+    moving = still.clone()
+    moving[:, 3:, 1, 1] += 0.1  # joint 1 moves at frame 3
+    emb = JointEmbedding(16, motion=True)
+    zero_motion = emb.fc2(emb.act(emb.fc1(torch.cat([still, torch.zeros_like(still[..., :2])], -1))))
+    assert torch.allclose(emb(still), zero_motion, atol=1e-6)  # no motion: the velocity channel is 0
+    diff = (emb(moving) - emb(still)).abs().sum(-1)[0]  # (T, J)
+    assert diff[3, 1] > diff[4, 1] > 0 and diff[:3].sum() == 0 and diff[:, [0, 2, 3]].sum() == 0
+    # velocity is per clip: the same motion sampled at 2x the frames gives the same velocity
+    v6 = emb(moving)[0, 3, 1]
+    twice = torch.repeat_interleave(moving, 2, dim=1)
+    twice[:, 6, 1, 1] = moving[0, 2, 1, 1] + 0.05  # halfway, so the step is half
+    assert torch.allclose(emb(twice)[0, 7, 1], v6, atol=1e-5)
+    # per joint: the same coordinates embed differently for different joints (before positions)
+    per = JointEmbedding(16, num_joints=4)
+    same = torch.full((1, 1, 4, 3), 0.5)
+    out = per(same)[0, 0]
+    assert per.per_joint and not torch.allclose(out[0], out[1])
+    pe = PoseEmbedding(16, 4, 6, cls_token=True, embedding="per_joint", motion=True)
+    assert pe(moving).shape == (1, 6, 5, 16) and pe.num_prefix_tokens == 1
+    with pytest.raises(ValueError, match="pose.embedding"):
+        PoseEmbedding(16, 4, 6, embedding="nope")

@@ -100,3 +100,34 @@ def test_linear_head_variant_uses_cross_entropy(tiny_cfg, batch):
     m = build_model(dict(tiny_cfg, type="LinearHeadPeVL", modalities=["video", "pose"], num_classes=5))
     out = m.loss(batch)
     assert out["loss_t"] > 0 and m.predict(batch).shape == (3, 5)
+
+
+def test_towers_get_the_activation_the_weights_were_trained_with(monkeypatch, tmp_path):
+    """open_clip's 'openai' ViT-B/16 weights were trained with QuickGELU: the towers must be built
+    with it on the download route (checked on the meta device, no weights fetched) and on the
+    local-file route, where the tag names what the file holds; clip.quick_gelu forces either."""
+    import stages.model.clip_loader as cl
+    from stages.model.clip_loader import tower_activations, weights_use_quick_gelu
+
+    assert weights_use_quick_gelu("ViT-B-16", "openai") and weights_use_quick_gelu("ViT-L-14", "openai")
+    assert not weights_use_quick_gelu("ViT-B-16", "laion2b_s34b_b88k") and not weights_use_quick_gelu(TINY_ARCH, None)
+    oc = open_clip_module()
+    import open_clip.factory as ocf
+
+    monkeypatch.setattr(cl, "_offline_source", lambda open_clip, arch, pretrained, cache_dir: pretrained)
+    monkeypatch.setattr(ocf, "download_pretrained", lambda *a, **k: "/nonexistent/ViT-B-16.pt")
+    monkeypatch.setattr(ocf, "load_checkpoint", lambda *a, **k: None)
+    with torch.device("meta"):
+        tag = load_clip("ViT-B-16", pretrained="openai")
+        plain = load_clip("ViT-B-16", pretrained=None)
+    assert tower_activations(tag) == {"QuickGELU"} and tower_activations(plain) == {"GELU"}
+    assert tower_activations(oc.create_model("ViT-B-16", pretrained=None, device="meta")) == {"GELU"}
+    # the local-file route: the file's weights, the tag's activation (or the forced one)
+    torch.manual_seed(5)
+    path = tmp_path / "w.pt"
+    torch.save(load_clip(TINY_ARCH, pretrained=None).state_dict(), path)
+    monkeypatch.setattr(cl, "weights_use_quick_gelu", lambda arch, pretrained: pretrained == "openai")
+    assert tower_activations(load_clip(TINY_ARCH, pretrained="openai", pretrained_path=str(path))) == {"QuickGELU"}
+    assert tower_activations(load_clip(TINY_ARCH, pretrained=None, pretrained_path=str(path))) == {"GELU"}
+    assert tower_activations(load_clip(TINY_ARCH, pretrained=None, pretrained_path=str(path),
+                                       quick_gelu=True)) == {"QuickGELU"}

@@ -54,7 +54,12 @@ def test_random_or_trainable_backbones_are_saved_whole(weights):
     assert not m.frozen_backbone_keys()
     assert any(k.startswith("pevl.clip.") for k in m.state_dict())
     m = _model(dict(arch="PeVL-tiny", pretrained=None, pretrained_path=weights, frozen=False))
-    assert not m.frozen_backbone_keys()
+    # trained towers are saved; only what the variant leaves frozen (the projections and the
+    # temperature it does not use) comes back from the named weights
+    sd = m.state_dict()
+    assert any(k.startswith("pevl.clip.visual.transformer.") for k in sd)
+    assert m.frozen_backbone_keys() == {n for n, p in m.named_parameters() if not p.requires_grad}
+    assert not any(k.startswith("pevl.clip.visual.transformer.") for k in m.frozen_backbone_keys())
 
 
 def test_backbone_is_named_and_a_mismatch_is_refused(weights):

@@ -1,4 +1,6 @@
 """Run-config composition: paper defaults, the demo switch, --cfg-options, the mmengine pieces."""
+from types import SimpleNamespace
+
 import pytest
 
 from stages.train.config import build_run_config, parse_cfg_options
@@ -39,6 +41,7 @@ def test_runner_pieces_warmup_cosine_amp_accumulation(tmp_path):
 
     class DS(list):
         classes = ["a", "b"]
+        entry = SimpleNamespace(attrs={})  # no dataset_meta: no fine pairs
 
     cfg = build_run_config("ucmr_ablate", "pevl", cfg_options={"train.accumulative_counts": 4})
     kw = runner_kwargs(cfg, object(), DS(range(64)), DS(range(8)), tmp_path, "none", "cuda")
@@ -48,6 +51,10 @@ def test_runner_pieces_warmup_cosine_amp_accumulation(tmp_path):
     fp16 = build_run_config("ucmr_ablate", "pevl", cfg_options={"train.amp": "float16"})
     ow16 = runner_kwargs(fp16, object(), DS(range(64)), DS(range(8)), tmp_path, "none", "cuda")["optim_wrapper"]
     assert ow16["type"] == "AmpOptimWrapper" and ow16["dtype"] == "float16"  # fp16 needs loss scaling
+    for leaves in (False, True):  # DDP looks for unused parameters only where the variant leaves some
+        m = SimpleNamespace(pevl=SimpleNamespace(leaves_unused_parameters=leaves))
+        ddp = runner_kwargs(cfg, m, DS(range(64)), DS(range(8)), tmp_path, "pytorch", "cuda")["cfg"]
+        assert ddp["model_wrapper_cfg"]["find_unused_parameters"] is leaves
     assert ow["optimizer"]["type"] == "AdamW" and ow["optimizer"]["lr"] == 8e-6
     warm, cos = kw["param_scheduler"]
     assert warm["type"] == "LinearLR" and warm["end"] == 3 and warm["convert_to_iter_based"]

@@ -36,6 +36,21 @@ def test_classification_metrics():
     assert r["confusion"].tolist() == [[1, 0, 1], [1, 1, 0], [0, 0, 1]]
     tie = classification_metrics(np.array([[0.5, 0.5]]), np.array([1]), 2)
     assert tie["top1"] == 0.0  # a tie goes to the lower class id
+    # the fine pairs' top-1: only clips of those classes, argmax over all classes
+    assert classification_metrics(scores, labels, 3, fine_classes=[1, 2])["fine_pair_top1"] == pytest.approx(
+        100 * 2 / 3)
+    assert "fine_pair_top1" not in r
+
+
+def test_fine_pair_classes_from_the_dataset_meta():
+    from stages.train.metrics import fine_pair_classes
+
+    meta = dict(class_keys=["a", "b", "c", "d"], aliasing_pairs=[{"classes": ["a", "c"], "why": "..."}])
+    assert fine_pair_classes(meta) == [0, 2]
+    assert fine_pair_classes(dict(fine_pairs=[[3, 1]])) == [1, 3]
+    assert fine_pair_classes({}) is None and fine_pair_classes(None) is None
+    with pytest.raises(ValueError, match="'x'"):
+        fine_pair_classes(dict(class_keys=["a"], aliasing_pairs=[{"classes": ["a", "x"]}]))
 
 
 @pytest.fixture
@@ -82,7 +97,7 @@ def test_sweep_trains_from_the_cache_only_and_writes_the_table(small_demo, tmp_p
         for k in RESULT_KEYS:
             assert k in r, k
         assert r["dataset"] == "demo" and r["num_classes"] == 10 and r["epochs"] == 1
-        for k in ("top1", "top5", "mean_class_acc"):
+        for k in ("top1", "top5", "mean_class_acc", "fine_pair_top1"):  # the demo names fine pairs
             assert 0.0 <= r[k] <= 100.0
         assert r["top5"] >= r["top1"]
         assert r["tunable_params_m"] > 0 and r["gflops"] > 0
@@ -117,7 +132,22 @@ def test_sweep_trains_from_the_cache_only_and_writes_the_table(small_demo, tmp_p
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert m["top1"] == rows[0]["top1"] and m["mean_class_acc"] == rows[0]["mean_class_acc"]
+    assert m["fine_pair_top1"] == rows[0]["fine_pair_top1"]
     assert (tmp_path / "ev" / "confusion.png").is_file()
+
+    # `pipeline explain`: the supplement's pictures of one clip from the same checkpoint
+    res = CliRunner().invoke(app, ["explain", "--exp", "ucmr_ablate", "--variant", "pevl", "--dataset", "demo",
+                                   "--entry", str(entry_dir), "--clip", "demo_kick_right3_val_000",
+                                   "--checkpoint", str(exp_dir / "pevl" / "epoch_1.pth"), "--cache-root", str(cache),
+                                   "--out", str(tmp_path / "pics"), *opts])
+    assert res.exit_code == 0, res.output
+    for fig in ("fig8_spatial", "fig9_grouping", "fig10_temporal", "fig11_phrases"):
+        png = tmp_path / "pics" / f"{fig}.png"
+        assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG", fig
+    bad = CliRunner().invoke(app, ["explain", "--exp", "ucmr_ablate", "--variant", "pevl", "--dataset", "demo",
+                                   "--entry", str(entry_dir), "--clip", "no_such_clip", "--cache-root", str(cache),
+                                   "--checkpoint", str(exp_dir / "pevl" / "epoch_1.pth"), *opts])
+    assert bad.exit_code == 2 and "no_such_clip" in bad.output
     assert no_decoding == []
 
 

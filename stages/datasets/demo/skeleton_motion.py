@@ -80,7 +80,7 @@ class MotionStyle:
     squat_depth: float = 1.0  # scales squat hip/knee angles
     arm_raise: float = 170.0
     step: float = 0.45
-    wave_amp: float = 60.0
+    wave_amp: float = 105.0  # a wide wave: the wrist sweeps about as far as a kicking ankle rises
     lead: float = 0.2  # seconds idle before the first phrase (nominal)
     tail: float = 0.25
 
@@ -94,7 +94,7 @@ class MotionStyle:
             squat_depth=float(rng.uniform(0.85, 1.05)),
             arm_raise=float(rng.uniform(160.0, 178.0)),
             step=float(rng.uniform(0.35, 0.55)),
-            wave_amp=float(rng.uniform(50.0, 70.0)),
+            wave_amp=float(rng.uniform(95.0, 120.0)),
             lead=float(rng.uniform(0.1, 0.35)),
             tail=float(rng.uniform(0.15, 0.4)),
         )

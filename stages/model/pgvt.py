@@ -1,0 +1,208 @@
+"""The PGVT model (Pose-Guided Video Transformer, PGVT paper), switchable into every row of its
+Table 4 and Table 6, and AIM's baseline. Text-free: a linear classifier and cross-entropy.
+
+One frozen open_clip ViT serves pose and video. Tokens: pose at ``T_h`` frames (``J`` joints +
+a per-frame CLS token, :mod:`.pose_embedding`), video at ``T_l`` frames (patches + CLS,
+:class:`.aim.VideoEmbedding`). ``blocks='pgvt'``: every frozen block becomes a PGVT block
+(:mod:`.pgvt_block`, eqs. 1-5); ``blocks='aim'``: each modality runs its own AIM stream
+(:mod:`.aim`), the "baseline architecture" of Table 4 (1) pose only, (2) video only, (3) late
+fusion. Joint Prediction (Sec. 3.1): per modality the mean over frames of the frame CLS tokens
+after ``ln_post``, pose then video concatenated, dropout, a linear classifier, cross-entropy.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stages.nested_config import deep_merge
+from stages.registry import MODELS
+
+from .aim import AIMStream, VideoEmbedding
+from .clip_loader import freeze, load_clip
+from .frozen_clip import FrozenCLIPModel
+from .heads import LinearHead
+from .pgvt_block import PGVTBlock
+from .pose_embedding import HeatmapEmbedding, PoseEmbedding
+
+#: Every key a PGVT model config may set, with the paper's defaults (ViT-B/16, Diving48, 48 + 16).
+DEFAULT_PGVT_CFG: dict[str, Any] = dict(
+    type="PGVT",
+    # frozen=False trains the towers too (the demo's random tiny CLIP); the papers keep them frozen
+    clip=dict(arch="ViT-B-16", pretrained="openai", pretrained_path=None, cache_dir=None, frozen=True),
+    modalities=["pose", "video"],
+    # 'pgvt': PGVT blocks (needs both modalities); 'aim': one AIM stream per modality (Table 4 (1)-(3))
+    blocks="pgvt",
+    num_classes=48,
+    num_joints=17,
+    num_pose_frames=48,   # T_h
+    num_video_frames=16,  # T_l
+    # bottleneck ratio of every adapter; s_pose / s_video: eq. 5's s_P / s_Z (AIM's s = 0.5)
+    adapters=dict(ratio=0.25, s_pose=0.5, s_video=0.5),
+    # PGVT blocks, Table 4: temporal (4) w/o T; refine_pose (6i), refine_video (6ii); both off (5)
+    pgvt=dict(temporal=True, refine_pose=True, refine_video=True, bottleneck=True),
+    aim=dict(temporal=True),  # AIM streams: temporal adaptation (T-Attn + T-adapter) on
+    # Table 6; cls_token: Sec. 3.2's per-frame CLS (False: a frame's feature is the mean of its joints);
+    # other keys are passed to the shared PoseEmbedding (coordinates)
+    pose=dict(form="coords", cls_token=True, heatmap_size=112, heatmap_sigma=2.0),
+    head=dict(dropout=0.5),  # AIM's I3D head: dropout 0.5 before the linear classifier
+)
+
+_MODALITIES = ("pose", "video")
+#: the ``pose`` keys PGVT reads itself; any other goes to :class:`.pose_embedding.PoseEmbedding`
+#: (coordinates only: heatmaps have no joint tokens to embed)
+_OWN_POSE_KEYS = ("form", "cls_token", "heatmap_size", "heatmap_sigma")
+
+
+class PGVT(FrozenCLIPModel):
+    """PGVT (or AIM) on an open_clip CLIP ViT; the model interface of stage two.
+
+    Inputs are the data contract's batch tensors: ``frames`` (B, T_l, 3, S, S) CLIP-normalised,
+    ``joints`` (B, T_h, J, 3), ``label`` (B,). :meth:`loss` -> ``{'loss'}`` (cross-entropy),
+    :meth:`predict` -> (B, C) class scores, :meth:`encode` -> features. The CLIP ViT is frozen
+    unless ``clip.frozen=False``; everything else is tunable (:meth:`tunable_parameters`).
+    """
+
+    use_text = False  # classifies with a linear head, never with class texts
+    # every built variant's loss reaches every tunable parameter (tests/model/test_model_pgvt.py),
+    # so DDP need not look for unused ones
+    leaves_unused_parameters = False
+
+    def __init__(self, cfg: Optional[dict] = None):
+        super().__init__()
+        cfg = deep_merge(DEFAULT_PGVT_CFG, cfg)
+        unknown = sorted(set(cfg) - set(DEFAULT_PGVT_CFG))
+        if unknown:
+            raise ValueError(f"unknown PGVT model keys {unknown}; known: {sorted(DEFAULT_PGVT_CFG)}")
+        self.cfg = cfg
+        mods = list(cfg["modalities"])
+        if not mods or set(mods) - set(_MODALITIES) or len(set(mods)) != len(mods):
+            raise ValueError(f"modalities must be a non-empty subset of {_MODALITIES}, got {mods}")
+        self.use_pose, self.use_video = "pose" in mods, "video" in mods
+        if cfg["blocks"] not in ("pgvt", "aim"):
+            raise ValueError(f"blocks must be 'pgvt' or 'aim', got {cfg['blocks']!r}")
+        if cfg["blocks"] == "pgvt" and not (self.use_pose and self.use_video):
+            raise ValueError("blocks='pgvt' needs both modalities; one modality runs AIM's blocks (blocks='aim')")
+
+        c = cfg["clip"]
+        clip = load_clip(c["arch"], c.get("pretrained"), c.get("pretrained_path"), c.get("cache_dir"))
+        _keep_vision_tower(clip)
+        self.clip_frozen = bool(c.get("frozen", True))
+        freeze(clip, self.clip_frozen)
+        self.clip = clip
+        visual = clip.visual
+        width = visual.conv1.out_channels
+        heads = visual.transformer.resblocks[0].attn.num_heads
+        n_blocks = len(visual.transformer.resblocks)
+        ad, pc = cfg["adapters"], cfg["pose"]
+        t_h, t_l = int(cfg["num_pose_frames"]), int(cfg["num_video_frames"])
+
+        self.pose_embed = self.video_embed = self.pose_norm = self.video_norm = None
+        if self.use_pose:
+            if pc["form"] == "coords":
+                # pose.* keys beyond PGVT's own are options of the shared PoseEmbedding (PeVL's too)
+                extra = {k: v for k, v in pc.items() if k not in _OWN_POSE_KEYS}
+                self.pose_embed = PoseEmbedding(width, cfg["num_joints"], t_h, pc["cls_token"], visual, **extra)
+            elif pc["form"] == "heatmap":
+                self.pose_embed = HeatmapEmbedding(visual, t_h, pc["cls_token"], pc["heatmap_size"],
+                                                   pc["heatmap_sigma"])
+            else:
+                raise ValueError(f"pose.form must be 'coords' or 'heatmap', got {pc['form']!r}")
+            self.pose_norm = _trainable_copy(visual.ln_post)
+        if self.use_video:
+            self.video_embed = VideoEmbedding(visual, t_l)
+            self.video_norm = _trainable_copy(visual.ln_post)
+        visual.ln_post = nn.Identity()  # replaced by the streams' own copies
+
+        self.blocks = self.pose_stream = self.video_stream = None
+        if cfg["blocks"] == "pgvt":
+            pg = cfg["pgvt"]
+            self.blocks = nn.ModuleList(
+                PGVTBlock(width, heads, t_h, t_l, ad["ratio"], pg["temporal"], pg["refine_pose"],
+                          pg["refine_video"], pg["bottleneck"], ad["s_pose"], ad["s_video"])
+                for _ in range(n_blocks))
+        else:
+            temporal = bool(cfg["aim"]["temporal"])
+            if self.use_pose:
+                self.pose_stream = AIMStream(visual, ad["ratio"], ad["s_pose"], temporal)
+            if self.use_video:
+                self.video_stream = AIMStream(visual, ad["ratio"], ad["s_video"], temporal)
+        self.dropout = nn.Dropout(float(cfg["head"]["dropout"]))
+        self.head = LinearHead(len(mods) * width, int(cfg["num_classes"]))
+        if self.clip_frozen:
+            self.clip.eval()
+
+    # ------------------------------------------------------------------ forward
+    def encode(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per modality the frame features ``pose_frames`` (B, T_h, D) / ``video_frames`` (B, T_l, D)
+        (CLS after ``ln_post``) and their means over frames, ``pose`` / ``video`` (B, D)."""
+        p = z = None
+        if self.use_pose:
+            p = self.clip.visual.ln_pre(self.pose_embed(batch["joints"]))
+        if self.use_video:
+            z = self.video_embed(batch["frames"])
+        if self.blocks is not None:
+            for blk, block in zip(self.clip.visual.transformer.resblocks, self.blocks):
+                p, z = block(blk, p, z)
+        else:
+            p = None if p is None else self.pose_stream(p)
+            z = None if z is None else self.video_stream(z)
+        out: dict[str, torch.Tensor] = {}
+        if p is not None:
+            if self.pose_embed.num_prefix_tokens:
+                frames = self.pose_norm(p[:, :, 0])
+            else:  # no CLS token: the mean of the frame's joint tokens
+                frames = self.pose_norm(p).mean(dim=2)
+            out["pose_frames"], out["pose"] = frames, frames.mean(dim=1)
+        if z is not None:
+            frames = self.video_norm(z[:, :, 0])
+            out["video_frames"], out["video"] = frames, frames.mean(dim=1)
+        return out
+
+    def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Joint Prediction: (B, C) class logits from the concatenated pose and video features."""
+        out = self.encode(batch)
+        feats = torch.cat([out[m] for m in _MODALITIES if m in out], dim=-1)
+        return self.head(self.dropout(feats))
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Cross-entropy of the joint prediction."""
+        return {"loss": F.cross_entropy(self.logits(batch), batch["label"].long())}
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.loss(batch)
+
+    @torch.no_grad()
+    def predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, C) class scores (logits); argmax is the prediction, the caller averages views."""
+        return self.logits(batch)
+
+
+def _trainable_copy(module: nn.Module) -> nn.Module:
+    """A trainable copy of a frozen module (AIM trains ``ln_post``; each stream gets its own)."""
+    new = copy.deepcopy(module)
+    for p in new.parameters():
+        p.requires_grad_(True)
+    return new
+
+
+def _keep_vision_tower(clip: nn.Module) -> None:
+    """Drop what PGVT never runs: the text tower and the image projection (it classifies from the
+    width-D CLS tokens, as AIM does), so they cost no memory and, with ``clip.frozen=False``, are not
+    counted or handed to the optimiser as tunable."""
+    for name in ("transformer", "token_embedding", "ln_final"):
+        if isinstance(getattr(clip, name, None), nn.Module):
+            setattr(clip, name, nn.Identity())
+    for name in ("positional_embedding", "text_projection", "logit_scale", "logit_bias"):
+        if isinstance(getattr(clip, name, None), nn.Parameter):
+            setattr(clip, name, None)
+    if isinstance(getattr(clip.visual, "proj", None), nn.Parameter):
+        clip.visual.proj = None
+
+
+@MODELS.register_module("PGVT")
+def _pgvt(**cfg) -> PGVT:
+    return PGVT(cfg)
