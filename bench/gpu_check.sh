@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# The one prepared GPU check (issue 12, item 7): every GPU figure of docs/benchmarks.md in one go,
+# well inside 10 minutes on one H100/H200. It prints each figure and writes them under $OUT (or
+# ./gpu_check_out) as JSON and logs.
+#
+#   here, once (needs the package registry; writes .whl/, git-ignored):
+#       bash bench/gpu_check.sh --prepare
+#   on the GPU machine (carry .whl; its python3 holds a CUDA torch), e.g. the device tool with
+#   timeout 600: bash bench/gpu_check.sh   (about 5 minutes expected; every step has its own limit)
+#   the same steps at toy sizes on a CPU, to catch a broken script before GPU time is spent:
+#       bash bench/gpu_check.sh --cpu-smoke
+#
+# Steps (targets from the issue; the script reports, it does not judge):
+#   1. bench/extract.py --device cuda: HRNet-w32 crops/s batched on the device vs mmpose's
+#      inference_topdown one frame at a time, same model, same run (>= 1000 crops/s, >= 5x)
+#   2. bench/model.py --device cuda --batch 32: PeVL ViT-B/16 16 + 48 frames, bf16 + SDPA:
+#      clips/s and MFU of the FLOPs the step really executes (>= 45%)
+#   3. bench/loader.py --dataset demo --train --arch ViT-B-16 --workers 8: the share of step time
+#      the GPU waits for the real loader (< 5%); then the same with JPEG frames decoded on the GPU
+#   4. one `pipeline train` epoch under torchrun (NCCL, 1 GPU), ViT-B/16 at 224 on the demo
+set -uo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+MODE=${1:-gpu}
+OUT=${OUT:-$REPO/gpu_check_out}
+mkdir -p "$OUT"
+WORK=${GPU_CHECK_WORK:-/tmp/pevl-gpu-check}
+
+if [ "$MODE" = "--prepare" ]; then
+  # Wheels the GPU image lacks (its torch, torchvision, numpy, opencv, typer, rich, h5py stay).
+  # mmpose goes in without its dependencies as scripts/install.sh does (chumpy is never imported).
+  rm -rf .whl && mkdir -p .whl
+  grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+  plat=""
+  for n in 28 27 17; do plat="$plat --platform manylinux_2_${n}_x86_64"; done
+  plat="$plat --platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform any"
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    $plat -d .whl \
+    open_clip_torch==3.3.0 ftfy wcwidth mmengine==0.10.7 addict yapf platformdirs termcolor \
+    mmcv-lite==2.1.0 mmdet==3.3.0 mmpose==1.3.2 json_tricks munkres xtcocotools shapely terminaltables \
+    zarr==3.1.5 numcodecs donfig crc32c google-crc32c simplejpeg ffmpeg-python future imageio-ffmpeg \
+    || { echo "gpu_check --prepare: pip download failed" >&2; exit 1; }
+  du -sh .whl
+  echo "carry .whl to the GPU machine: bash bench/gpu_check.sh"
+  exit 0
+fi
+
+if [ "$MODE" = "--cpu-smoke" ]; then
+  PY=${PY:-$REPO/.venv/bin/python}
+  DEV=cpu
+  EXTRACT_ARGS="--clips 1 --frames 8 --size 320x180 --pose-frames 8 --batch-size 8 --repeats 1 --decode-workers 1"
+  MODEL_ARGS="--arch PeVL-tiny --batch 2 --iters 1"
+  LOADER_ARGS="--exp demo --no-loader --decode-clips 0 --steps 2 --batch 2 --workers 1 --arch PeVL-tiny --crop 112"
+  TRAIN_ARCH="PeVL-tiny"; TRAIN_SHORT=128
+  EXTRACT_LIMIT=400; TRAIN_LIMIT=300  # a 2-core CPU is slow at HRNet and training
+else
+  PY=${PY:-python3}
+  DEV=cuda
+  if [ -d .whl ]; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+      || { echo "gpu_check: installing .whl failed" >&2; exit 1; }
+    export PYTHONPATH=/tmp/site
+  fi
+  EXTRACT_ARGS="--clips 4 --frames 60 --size 1280x720 --pose-frames 1024 --batch-size 64 --repeats 3"
+  MODEL_ARGS="--arch ViT-B-16 --batch 32 --iters 10 --warmup 3"
+  LOADER_ARGS="--exp demo --no-loader --decode-clips 0 --steps 30 --batch 32 --workers 8 --arch ViT-B-16"
+  TRAIN_ARCH="ViT-B-16"; TRAIN_SHORT=256
+  EXTRACT_LIMIT=150; TRAIN_LIMIT=120  # the step limits add up to 9.5 minutes at most
+fi
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 PEVL_CACHE="$WORK/cache" PEVL_DATA="$WORK/data"
+mkdir -p "$WORK"
+status=0
+step() {  # step NAME SECONDS CMD...: run with a time limit, log to $OUT/NAME.log, never stop the script
+  local name=$1 limit=$2; shift 2
+  echo "=== $name ($(date -u +%H:%M:%S), limit ${limit}s): $*"
+  local t0=$SECONDS
+  timeout "$limit" "$@" 2>&1 | tee "$OUT/$name.log"
+  local rc=${PIPESTATUS[0]}
+  echo "=== $name: exit $rc after $((SECONDS - t0)) s"
+  [ "$rc" = 0 ] || status=1
+}
+
+echo "gpu_check $MODE on $(hostname), $(date -u +%FT%TZ)"
+$PY - <<'EOF' 2>&1 | tee "$OUT/env.log"
+import torch, sys
+print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda)
+if torch.cuda.is_available():
+    print("device", torch.cuda.get_device_name(0), torch.cuda.get_device_properties(0).total_memory // 2**30, "GiB")
+from stages.compat import ensure_mmpose, ensure_torchvision  # the project's import guards first
+ensure_torchvision(); ensure_mmpose()
+import open_clip, mmpose, mmengine, zarr  # fail here, not halfway, when a package is missing
+print("open_clip", open_clip.__version__, "mmpose", mmpose.__version__, "zarr", zarr.__version__)
+EOF
+[ "${PIPESTATUS[0]}" = 0 ] || { echo "gpu_check: the environment is incomplete (see above)"; exit 1; }
+
+# the demo entry the loader and training steps read (ViT-B/16's 224 crops need 256-pixel frames)
+step extract_demo 90 $PY -m pipeline extract --dataset demo --short-side $TRAIN_SHORT
+step extract $EXTRACT_LIMIT $PY bench/extract.py --device $DEV $EXTRACT_ARGS
+step model 60 $PY bench/model.py --device $DEV $MODEL_ARGS --json
+step loader 100 $PY bench/loader.py --dataset demo --train --device $DEV $LOADER_ARGS --json "$OUT/loader.json"
+step loader_jpeg 100 $PY bench/loader.py --dataset demo --train --device $DEV $LOADER_ARGS --frames-codec jpeg \
+  --decode-on-device --json "$OUT/loader_jpeg.json"
+# one epoch of the demo's pevl variant through the real CLI under torchrun (NCCL on a GPU, gloo on a CPU)
+step train_torchrun $TRAIN_LIMIT $PY -m torch.distributed.run --standalone --nproc_per_node 1 -m pipeline train \
+  --exp demo --variant pevl --launcher pytorch --device $DEV --work-dir "$WORK/train" --force \
+  -c "model.clip.arch=$TRAIN_ARCH" -c train.max_epochs=1 -c train.warmup_epochs=0 -c train.batch_size=8 \
+  -c data.extract.short_side=$TRAIN_SHORT -c train.num_workers=4
+echo "gpu_check: done, exit $status; logs in $OUT"
+exit $status
