@@ -31,8 +31,10 @@ from .pose_embedding import HeatmapEmbedding, PoseEmbedding
 #: Every key a PGVT model config may set, with the paper's defaults (ViT-B/16, Diving48, 48 + 16).
 DEFAULT_PGVT_CFG: dict[str, Any] = dict(
     type="PGVT",
-    # frozen=False trains the towers too (the demo's random tiny CLIP); the papers keep them frozen
-    clip=dict(arch="ViT-B-16", pretrained="openai", pretrained_path=None, cache_dir=None, frozen=True),
+    # frozen=False trains the towers too (the demo's random tiny CLIP); the papers keep them frozen;
+    # quick_gelu=None: the activation the weights were trained with (QuickGELU for 'openai'), as PeVL
+    clip=dict(arch="ViT-B-16", pretrained="openai", pretrained_path=None, cache_dir=None, frozen=True,
+              quick_gelu=None),
     modalities=["pose", "video"],
     # 'pgvt': PGVT blocks (needs both modalities); 'aim': one AIM stream per modality (Table 4 (1)-(3))
     blocks="pgvt",
@@ -88,7 +90,8 @@ class PGVT(FrozenCLIPModel):
             raise ValueError("blocks='pgvt' needs both modalities; one modality runs AIM's blocks (blocks='aim')")
 
         c = cfg["clip"]
-        clip = load_clip(c["arch"], c.get("pretrained"), c.get("pretrained_path"), c.get("cache_dir"))
+        clip = load_clip(c["arch"], c.get("pretrained"), c.get("pretrained_path"), c.get("cache_dir"),
+                         quick_gelu=c.get("quick_gelu"))
         _keep_vision_tower(clip)
         self.clip_frozen = bool(c.get("frozen", True))
         freeze(clip, self.clip_frozen)

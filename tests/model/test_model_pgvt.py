@@ -181,6 +181,17 @@ def test_same_seed_same_output():
     assert not torch.equal(tiny_pgvt().eval().predict(batch), outs[0][1])
 
 
+def test_clip_quick_gelu_reaches_the_towers():
+    """model.clip.quick_gelu is PGVT's too (None: the weights' own activation, as for PeVL)."""
+    from stages.model.clip_loader import tower_activations
+
+    def built(qg):
+        return PGVT(dict(TINY, type="PGVT", num_classes=3, clip=dict(TINY["clip"], quick_gelu=qg))).clip
+
+    assert tower_activations(built(True)) == {"QuickGELU"}
+    assert tower_activations(built(None)) == tower_activations(built(False)) == {"GELU"}
+
+
 def test_config_checks():
     with pytest.raises(ValueError, match="needs both modalities"):
         tiny_pgvt(modalities=["pose"])

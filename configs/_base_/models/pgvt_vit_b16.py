@@ -3,8 +3,10 @@
 # docs/model.md ("PGVT").
 model = dict(
     type='PGVT',
-    # frozen=False trains the towers too (the demo's random tiny CLIP); the papers keep them frozen
-    clip=dict(arch='ViT-B-16', pretrained='openai', pretrained_path=None, cache_dir=None, frozen=True),
+    # frozen=False trains the towers too (the demo's random tiny CLIP); the papers keep them frozen;
+    # quick_gelu=None: the activation the weights were trained with (QuickGELU for 'openai'), as PeVL
+    clip=dict(arch='ViT-B-16', pretrained='openai', pretrained_path=None, cache_dir=None, frozen=True,
+              quick_gelu=None),
     modalities=['pose', 'video'],
     blocks='pgvt',
     num_classes=48,
