@@ -18,6 +18,10 @@ model = dict(
     num_pose_frames=48,     # the paper's T: the demo's aliasing pairs need it (docs/demo.md)
     pose=dict(normalize='person', motion=True, embedding='per_joint'),
     text=dict(coarse_type=''),
+    # The vanilla contrastive loss (strength coefficients 1): with the semantic loss the tiny
+    # random-weight text tower's phrase similarities steer the loss, and PeVL trained worse than
+    # pose alone (docs/demo.md); real CLIP keeps the paper's semantic loss.
+    sgmc=dict(loss='vanilla'),
 )
 variants = dict(
     pevl=dict(paper_top1=None, model=dict()),

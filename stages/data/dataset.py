@@ -64,11 +64,16 @@ class CacheClipDataset(Dataset):
         seed: base of every item's randomness.
         allow_partial: use the clips present in an incomplete entry instead of refusing it.
         test_crops: crop positions of the test views.
+        random_pose_offsets: in training, one random pose frame per segment (the default); False
+            takes the segment middles as at test, so pose frames are evenly spaced and a joint's
+            displacement between pose frames (``pose.motion``) is a speed, not a speed times a
+            random gap of 0 to 2 segments (``train.random_pose_offsets``, docs/demo.md).
     """
 
     def __init__(self, entry: Union[CacheEntry, str], split: str, mode: str = "train", crop_size: int = 224,
                  num_pose_frames: int = 48, num_video_frames: Optional[int] = None, flip_prob: float = 0.5,
-                 seed: int = 0, allow_partial: bool = False, test_crops: Sequence[str] = TEST_CROPS):
+                 seed: int = 0, allow_partial: bool = False, test_crops: Sequence[str] = TEST_CROPS,
+                 random_pose_offsets: bool = True):
         if mode not in ("train", "test"):
             raise ValueError(f"mode must be 'train' or 'test', got {mode!r}")
         self.entry = entry if isinstance(entry, CacheEntry) else CacheEntry(entry)
@@ -82,6 +87,7 @@ class CacheClipDataset(Dataset):
         self.seed = int(seed)
         self.epoch = 0
         self.test_crops = tuple(test_crops)
+        self.random_pose_offsets = bool(random_pose_offsets)
         self.cell = self.entry.grid_cell
         if self.crop_size % self.cell:
             raise ValueError(f"crop size {self.crop_size} is not a multiple of the entry's grid cell {self.cell}")
@@ -128,7 +134,8 @@ class CacheClipDataset(Dataset):
         frames = clip.frames[vsel]
         grids = clip.grids[vsel]
         vf = clip.frame_indices[vsel].astype(np.int64)
-        pose_idx, vpi = sample_pose_frames(clip.num_frames, self.num_pose_frames, vf, rng)
+        pose_idx, vpi = sample_pose_frames(clip.num_frames, self.num_pose_frames, vf,
+                                           rng if self.random_pose_offsets else None)
         kp = clip.keypoints_in_frame()[pose_idx].astype(np.float32)  # (T, V, 2) cached-frame pixels
         sc = clip.scores[pose_idx].astype(np.float32)  # (T, V)
         joints = np.concatenate([kp, sc[..., None]], axis=-1)  # (T, V, 3)

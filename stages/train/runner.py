@@ -125,7 +125,7 @@ def build_datasets(cfg: Config, entry: CacheEntry, crop_size: int, allow_partial
     common = dict(crop_size=crop_size, num_pose_frames=int(m.num_pose_frames),
                   num_video_frames=int(m.num_video_frames), seed=int(t.seed), allow_partial=allow_partial)
     train_ds = (CacheClipDataset(entry, d.get("train_split", "train"), mode="train", flip_prob=float(t.flip_prob),
-                                 **common) if train else None)
+                                 random_pose_offsets=bool(t.random_pose_offsets), **common) if train else None)
     test_ds = CacheClipDataset(entry, d.get("test_split", "val"), mode="test", **common)
     return train_ds, test_ds
 
