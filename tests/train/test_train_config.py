@@ -1,4 +1,6 @@
 """Run-config composition: paper defaults, the demo switch, --cfg-options, the mmengine pieces."""
+from types import SimpleNamespace
+
 import pytest
 
 from stages.train.config import build_run_config, parse_cfg_options
@@ -39,6 +41,7 @@ def test_runner_pieces_warmup_cosine_amp_accumulation(tmp_path):
 
     class DS(list):
         classes = ["a", "b"]
+        entry = SimpleNamespace(attrs={})  # no dataset_meta: no fine pairs
 
     cfg = build_run_config("ucmr_ablate", "pevl", cfg_options={"train.accumulative_counts": 4})
     kw = runner_kwargs(cfg, object(), DS(range(64)), DS(range(8)), tmp_path, "none", "cuda")
