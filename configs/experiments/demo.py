@@ -18,6 +18,13 @@ model = dict(
     num_pose_frames=48,     # the paper's T: the demo's aliasing pairs need it (docs/demo.md)
     pose=dict(normalize='person', motion=True, embedding='per_joint'),
     text=dict(coarse_type=''),
+    # The vanilla contrastive loss (strength coefficients 1): with the semantic loss the tiny
+    # random-weight text tower's phrase similarities steer the loss, and PeVL trained worse than
+    # pose alone (docs/demo.md); real CLIP keeps the paper's semantic loss.
+    sgmc=dict(loss='vanilla'),
+    # No refinement loss (Sec. 3.4's L_r): with it the tiny model's fine pairs collapsed (61.2% top-1,
+    # 50.0% fine pairs); without it 80.0% / 66.7% (docs/demo.md). UCMR's blocks stay.
+    ucmr=dict(refine_loss=False),
 )
 variants = dict(
     pevl=dict(paper_top1=None, model=dict()),

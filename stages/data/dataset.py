@@ -69,12 +69,16 @@ class CacheClipDataset(Dataset):
             ``frames_jpeg_lengths``) and the crops to take (``frames_crop``: top, left, size, flip)
             instead of ``frames``; the data preprocessor decodes, crops and flips them on the GPU
             (:mod:`stages.data.device_frames`). Needs a ``--frames-codec jpeg`` entry.
+        random_pose_offsets: in training, one random pose frame per segment (the default); False
+            takes the segment middles as at test, so pose frames are evenly spaced and a joint's
+            displacement between pose frames (``pose.motion``) is a speed, not a speed times a
+            random gap of 0 to 2 segments (``train.random_pose_offsets``, docs/demo.md).
     """
 
     def __init__(self, entry: Union[CacheEntry, str], split: str, mode: str = "train", crop_size: int = 224,
                  num_pose_frames: int = 48, num_video_frames: Optional[int] = None, flip_prob: float = 0.5,
                  seed: int = 0, allow_partial: bool = False, test_crops: Sequence[str] = TEST_CROPS,
-                 decode_on_device: bool = False):
+                 decode_on_device: bool = False, random_pose_offsets: bool = True):
         if mode not in ("train", "test"):
             raise ValueError(f"mode must be 'train' or 'test', got {mode!r}")
         self.entry = entry if isinstance(entry, CacheEntry) else CacheEntry(entry)
@@ -88,6 +92,7 @@ class CacheClipDataset(Dataset):
         self.seed = int(seed)
         self.epoch = 0
         self.test_crops = tuple(test_crops)
+        self.random_pose_offsets = bool(random_pose_offsets)
         self.cell = self.entry.grid_cell
         if self.crop_size % self.cell:
             raise ValueError(f"crop size {self.crop_size} is not a multiple of the entry's grid cell {self.cell}")
@@ -138,7 +143,8 @@ class CacheClipDataset(Dataset):
         every = len(vsel) == len(clip.frame_indices) and bool((vsel == np.arange(len(vsel))).all())
         grids = clip.grids if every else clip.grids[vsel]  # (a view: only the crop is copied)
         vf = clip.frame_indices[vsel].astype(np.int64)
-        pose_idx, vpi = sample_pose_frames(clip.num_frames, self.num_pose_frames, vf, rng)
+        pose_idx, vpi = sample_pose_frames(clip.num_frames, self.num_pose_frames, vf,
+                                           rng if self.random_pose_offsets else None)
         kp = clip.keypoints_in_frame()[pose_idx].astype(np.float32)  # (T, V, 2) cached-frame pixels
         sc = clip.scores[pose_idx].astype(np.float32)  # (T, V)
         joints = np.concatenate([kp, sc[..., None]], axis=-1)  # (T, V, 3)

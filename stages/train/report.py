@@ -221,7 +221,7 @@ def write_results(exp_dir: os.PathLike, rows: list[dict], experiment: dict, note
         cells = [r["variant"], _fmt(r.get("top1")), _fmt(r.get("paper_top1")), _fmt(r.get("top5")),
                  _fmt(r.get("mean_class_acc"))]
         cells += [_fmt(r.get("fine_pair_top1"))] if fine else []
-        cells += [f"{r.get('num_video_frames')} + {r.get('num_pose_frames')}"] if frames else []
+        cells += [f"{_fmt(r.get('num_video_frames'))} + {_fmt(r.get('num_pose_frames'))}"] if frames else []
         cells += [_fmt(r.get("tunable_params_m"), 2), _fmt(r.get("gflops"), 2), _fmt(r.get("epochs"))]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")

@@ -167,7 +167,7 @@ def build_datasets(cfg: Config, entry: CacheEntry, crop_size: int, allow_partial
                   num_video_frames=int(m.num_video_frames), seed=int(t.seed), allow_partial=allow_partial,
                   decode_on_device=decode_on_device(d, entry, device))
     train_ds = (CacheClipDataset(entry, d.get("train_split", "train"), mode="train", flip_prob=float(t.flip_prob),
-                                 **common) if train else None)
+                                 random_pose_offsets=bool(t.random_pose_offsets), **common) if train else None)
     test_ds = CacheClipDataset(entry, d.get("test_split", "val"), mode="test", **common)
     return train_ds, test_ds
 
@@ -392,7 +392,9 @@ def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, laun
         split=test_ds.split, num_classes=len(entry.classes), num_test_clips=len(test_ds), **metric_row(res),
         paper_top1=cfg.get("paper_top1"), **cost, epochs=int(runner.epoch),
         arch=cfg.model.clip.arch, pretrained=cfg.model.clip.get("pretrained") or cfg.model.clip.get("pretrained_path"),
-        num_video_frames=int(cfg.model.num_video_frames), num_pose_frames=int(cfg.model.num_pose_frames),
+        # the frames the variant reads (None for a modality it does not have)
+        num_video_frames=int(cfg.model.num_video_frames) if "video" in cfg.model.modalities else None,
+        num_pose_frames=int(cfg.model.num_pose_frames) if "pose" in cfg.model.modalities else None,
         crop_size=sizes["crop_size"], lr=float(cfg.train.lr), batch_size=int(cfg.train.batch_size),
         accumulative_counts=int(cfg.train.accumulative_counts), world_size=world, device=dev,
         amp=_amp(cfg, dev), seed=int(cfg.train.seed), train_seconds=round(train_s, 1),

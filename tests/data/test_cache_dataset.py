@@ -171,3 +171,24 @@ def test_entry_lookup_recomputes_the_key_and_names_the_extract_command(small_dem
     assert "pipeline extract --dataset demo" in msg and "--short-side 160" in msg
     with pytest.raises(EntryNotFoundError):
         find_entry(data_cfg, cache_root=str(tmp_path / "empty"))
+
+
+def test_training_pose_frames_at_segment_middles_without_random_offsets(small_demo):
+    """``random_pose_offsets=False`` (the demo's schedule): training reads the pose frames a test
+    view reads, every epoch; only the crop (a translation of the joints) stays random."""
+    _, entry_dir, _ = small_demo
+    kw = dict(mode="train", crop_size=112, num_pose_frames=48, flip_prob=0.0, seed=0)
+    even = CacheClipDataset(entry_dir, "train", random_pose_offsets=False, **kw)
+    jittered = CacheClipDataset(entry_dir, "train", **kw)
+    test = CacheClipDataset(entry_dir, "train", mode="test", crop_size=112, num_pose_frames=48)
+
+    def shape(joints):  # crop-invariant: each frame's joints relative to the first frame's nose
+        return joints[..., :2] - joints[:1, :1, :2]
+
+    ref = test[3]
+    for epoch in range(3):
+        it = even[(3, epoch)]
+        assert torch.equal(it["video_pose_index"], ref["video_pose_index"])
+        assert torch.allclose(shape(it["joints"]), shape(ref["joints"][0]), atol=1e-5)
+    assert any(not torch.allclose(shape(jittered[(3, e)]["joints"]), shape(ref["joints"][0]), atol=1e-5)
+               for e in range(3))

@@ -18,6 +18,7 @@ train = dict(
     amp='bfloat16',             # autocast dtype on CUDA ('bfloat16', 'float16' or None); CPU runs fp32
     clip_grad=None,             # e.g. dict(max_norm=1.0)
     flip_prob=0.5,
+    random_pose_offsets=True,   # training pose frames: one random frame per segment (False: segment middles)
     val_interval=5,             # validate every N epochs (and after the last); 0: never during training
     log_interval=20,            # iterations between log lines
     max_keep_ckpts=2,           # a checkpoint is written every epoch; older ones are removed
