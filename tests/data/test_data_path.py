@@ -139,7 +139,8 @@ def test_decode_on_device_falls_back_to_the_cpu_with_one_notice(small_demo, smal
 
     from stages.train.runner import build_datasets
 
-    cfg = Config(dict(train=dict(seed=0, flip_prob=0.5), model=dict(num_pose_frames=16, num_video_frames=16),
+    cfg = Config(dict(train=dict(seed=0, flip_prob=0.5, random_pose_offsets=True),
+                      model=dict(num_pose_frames=16, num_video_frames=16),
                       data=dict(small_demo_jpeg[2], decode_on_device=True)))
     entry = CacheClipDataset(small_demo_jpeg[1], "train", crop_size=112).entry
     with caplog.at_level(logging.WARNING, logger="stages.train.runner"):
