@@ -28,18 +28,23 @@ WORK=${GPU_CHECK_WORK:-/tmp/pevl-gpu-check}
 
 if [ "$MODE" = "--prepare" ]; then
   # Wheels the GPU image lacks (its torch, torchvision, numpy, opencv, typer, rich, h5py stay).
+  # imageio-ffmpeg 0.5.1: its ffmpeg is a 27 MB wheel where 0.8's is 68 MB, over what may travel.
   # mmpose goes in without its dependencies as scripts/install.sh does (chumpy is never imported).
   rm -rf .whl && mkdir -p .whl
   grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
   plat=""
   for n in 28 27 17; do plat="$plat --platform manylinux_2_${n}_x86_64"; done
-  plat="$plat --platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform any"
+  plat="$plat --platform manylinux2014_x86_64 --platform manylinux2010_x86_64 --platform manylinux1_x86_64 --platform any"
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     $plat -d .whl \
     open_clip_torch==3.3.0 ftfy wcwidth mmengine==0.10.7 addict yapf platformdirs termcolor \
-    mmcv-lite==2.1.0 mmdet==3.3.0 mmpose==1.3.2 json_tricks munkres xtcocotools shapely terminaltables \
-    zarr==3.1.5 numcodecs donfig crc32c google-crc32c simplejpeg ffmpeg-python future imageio-ffmpeg \
+    mmcv-lite==2.1.0 mmdet==3.3.0 mmpose==1.3.2 json_tricks munkres shapely terminaltables \
+    zarr==3.1.5 numcodecs donfig crc32c google-crc32c simplejpeg ffmpeg-python future imageio-ffmpeg==0.5.1 \
     || { echo "gpu_check --prepare: pip download failed" >&2; exit 1; }
+  # xtcocotools (mmpose imports it) has no Python 3.12 wheel: its source, built there with the
+  # image's numpy and cython
+  .venv/bin/python -m pip download -q --no-deps --no-binary=:all: --no-build-isolation -d .whl xtcocotools==1.14.3 \
+    || { echo "gpu_check --prepare: xtcocotools source download failed (run scripts/install.sh first)" >&2; exit 1; }
   du -sh .whl
   echo "carry .whl to the GPU machine: bash bench/gpu_check.sh"
   exit 0
@@ -59,6 +64,8 @@ else
   if [ -d .whl ]; then
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
       || { echo "gpu_check: installing .whl failed" >&2; exit 1; }
+    $PY -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir --upgrade --target /tmp/site \
+      .whl/xtcocotools-*.tar.gz || { echo "gpu_check: building xtcocotools failed" >&2; exit 1; }
     export PYTHONPATH=/tmp/site
   fi
   EXTRACT_ARGS="--clips 4 --frames 60 --size 1280x720 --pose-frames 1024 --batch-size 64 --repeats 3"
