@@ -197,20 +197,21 @@ def write_results(exp_dir: os.PathLike, rows: list[dict], experiment: dict, note
     table = experiment.get("table") or experiment.get("name", "")
     paper_ds = experiment.get("paper_dataset") or "-"
     datasets = sorted({str(r.get("dataset")) for r in rows})
-    lines = [
-        f"# {experiment.get('name', '')}: {table}",
-        "",
-        f"Paper: {table} on {paper_ds} (Top-1 %). Ours: {', '.join(datasets)}, "
-        f"{rows[0].get('arch', '?') if rows else '?'}, "
-        f"{rows[0].get('num_video_frames', '?') if rows else '?'} video + "
-        f"{rows[0].get('num_pose_frames', '?') if rows else '?'} pose frames, 3 crops x 1 clip.",
-        "",
-    ]
     # optional columns: the fine pairs' top-1 (datasets that name fine pairs, the demo) and the
     # frame counts when the variants differ in them (demo_pose_rate)
     fine = any(r.get("fine_pair_top1") is not None for r in rows)
     frames = len({(r.get("num_video_frames"), r.get("num_pose_frames")) for r in rows
                   if r.get("status") != "failed"}) > 1
+    first = rows[0] if rows else {}
+    frames_txt = ("the frames each variant reads (below)" if frames else
+                  f"{_fmt(first.get('num_video_frames'))} video + {_fmt(first.get('num_pose_frames'))} pose frames")
+    lines = [
+        f"# {experiment.get('name', '')}: {table}",
+        "",
+        f"Paper: {table} on {paper_ds} (Top-1 %). Ours: {', '.join(datasets)}, "
+        f"{first.get('arch', '?')}, {frames_txt}, 3 crops x 1 clip.",
+        "",
+    ]
     head = ["variant", "top-1 (ours)", "top-1 (paper)", "top-5", "mean class"] + (["fine pairs"] if fine else []) + (
         ["frames (video + pose)"] if frames else []) + ["tunable params (M)", "GFLOPs", "epochs"]
     lines += ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
