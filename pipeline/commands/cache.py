@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from pipeline.commands.common import CacheRootOpt, console, human_bytes, out, progress_bar
+from pipeline.commands.common import CacheRootOpt, console, exit_on_error, human_bytes, out, progress_bar
 
 app = typer.Typer(help="Inspect, check and clean the shared feature cache.", no_args_is_help=True)
 
@@ -72,12 +72,8 @@ def cache_info(
     """Show an entry's manifest: provenance, settings, counts and failures (live status)."""
     from cache import CacheStore
 
-    store = CacheStore(cache_root)
-    try:
-        e = store.open(key)
-    except Exception as ex:
-        console.print(f"[red]error:[/] {ex}")
-        raise typer.Exit(2)
+    with exit_on_error(verbose=False):
+        e = CacheStore(cache_root).open(key)
     m = e.manifest()
     st = e.status()
     m["live_status"] = {"complete": st.complete, "done": st.done, "failed": st.failed,
@@ -188,11 +184,8 @@ def cache_show(
     from stages.show import clip_sheet, frame_overlay, gallery_sheet, write_mp4, write_png
     from stages.skeletons import get_skeleton
 
-    try:
+    with exit_on_error(verbose=False):
         e = CacheStore(cache_root).open(key)
-    except Exception as ex:
-        console.print(f"[red]error:[/] {ex}")
-        raise typer.Exit(2)
     skeleton = get_skeleton(e.skeleton)
     rows = e.clips(split=split)
     if gallery is not None:

@@ -147,23 +147,20 @@ class ClipDecoder:
 
 
 def estimate_track(clip: ClipRecord, dataset: DatasetAdapter, pose: PoseSource,
-                   frames: Optional[Iterator[np.ndarray]], info: Optional[VideoInfo] = None,
-                   ) -> tuple[PoseTrack, dict, Optional[list]]:
+                   decoder: Any) -> tuple[PoseTrack, dict, Optional[list]]:
     """The pose source's track for the clip, where its person boxes came from, and the boxes used
     (one per frame; None for sources that look at no pixels).
 
-    ``frames``: the clip's full-size frames, streamed, for sources that look at pixels (None for
-    the others); ``info``: the clip's header, to check and align a dataset's boxes."""
+    ``decoder`` (a :class:`ClipDecoder` or a decode worker's stream): a source that looks at pixels
+    gets its full-size frames, streamed; its header checks and aligns a dataset's boxes."""
     if not pose.needs_frames:
         return pose.estimate(clip, None, None, dataset), {"source": None}, None
     # Person boxes: dataset -> detector (on these same streamed frames) -> whole frame.
     chain = getattr(pose, "person_boxes", None) or default_person_boxes()
-    check = {}
-    if info is not None:
-        cut = dict(start_time=clip.start_time, end_time=clip.end_time, start_frame=clip.start_frame,
-                   end_frame=clip.end_frame)
-        check = dict(expected_frames=expected_frames(info, **cut), frame_size=(info.height, info.width))
-    frames, boxes, box_info = chain.stream(clip, dataset, frames, **check)
+    info = decoder.info
+    frames, boxes, box_info = chain.stream(clip, dataset, decoder.frames(),
+                                           expected_frames=expected_frames(info, **clip.cut()),
+                                           frame_size=(info.height, info.width))
     return pose.estimate(clip, frames, boxes, dataset), box_info, boxes
 
 
@@ -185,12 +182,12 @@ def extract_clip(
         decoder = decoder if decoder is not None else ClipDecoder(clip, settings)
         counters.decoded_clips += 1
         counters.pose_calls += 1
-        if pose.needs_frames:
-            track, box_info, boxes = estimate_track(clip, dataset, pose, decoder.frames(), decoder.info)
+        if pose.needs_frames:  # the frames stream through the pose source, then the cached ones are kept
+            track, box_info, boxes = estimate_track(clip, dataset, pose, decoder)
             decoded = decoder.result()
         else:
             decoded = decoder.result()
-            track, box_info, boxes = estimate_track(clip, dataset, pose, None)
+            track, box_info, boxes = estimate_track(clip, dataset, pose, decoder)
         counters.decoded_frames += decoded.num_decoded
     except (DecodeError, PoseSourceError, PersonBoxError) as e:
         raise ClipError(str(e)) from e
