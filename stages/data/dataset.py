@@ -173,6 +173,8 @@ class CacheClipDataset(Dataset):
             if k in out:
                 out[k] = out[k][0] if rng is not None else torch.stack(out[k])
         out["video_pose_index"] = torch.from_numpy(vpi.astype(np.int64))
+        # where each pose frame lies in the clip: the time base of the joints' velocity (pose.motion)
+        out["pose_time"] = torch.from_numpy(pose_idx.astype(np.float32) / np.float32(clip.num_frames))
         out["label"] = torch.tensor(int(clip.label), dtype=torch.long)
         out["index"] = torch.tensor(index, dtype=torch.long)
         return out

@@ -60,8 +60,8 @@ _MODALITIES = ("video", "pose", "text")
 class PeVL(nn.Module):
     """Pose-enhanced Vision-Language model (CVPR 2024) on an open_clip CLIP.
 
-    Inputs are the batch tensors of the data contract (``frames``, ``joints``, ``video_pose_index``,
-    ``mask_grid``, ``label``); class texts are held by the model (:meth:`set_class_texts`).
+    Inputs are the batch tensors of the data contract (``frames``, ``joints``, ``pose_time``,
+    ``video_pose_index``, ``mask_grid``, ``label``); class texts are held by the model (:meth:`set_class_texts`).
     :meth:`loss` returns ``L = L_t + lambda_R * L_R`` and its parts, :meth:`predict` the (B, C)
     scores of eq. (7). The CLIP towers are frozen; adapters, embeddings, projections, UCMR, heads
     and temperatures are tunable (:meth:`tunable_parameters`). A parameter exists only where the
@@ -322,7 +322,8 @@ class PeVL(nn.Module):
             out["z_v"] = (self.video_encoder.frame_features(v_tok) @ self.video_proj).mean(1)
         if self.use_pose:
             need_w = len(self.ucmr) > 0 or self._recording
-            p_tok, joint_w = self.pose_encoder(batch["joints"], need_joint_weights=need_w)
+            p_tok, joint_w = self.pose_encoder(batch["joints"], need_joint_weights=need_w,
+                                               times=batch.get("pose_time"))
             frames = self.pose_encoder.frame_features(p_tok) @ self.pose_proj
             out["z_p"], out["frames"] = frames.mean(1), frames
             if joint_w is not None:

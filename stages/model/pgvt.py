@@ -144,7 +144,7 @@ class PGVT(FrozenCLIPModel):
         (CLS after ``ln_post``) and their means over frames, ``pose`` / ``video`` (B, D)."""
         p = z = None
         if self.use_pose:
-            p = self.clip.visual.ln_pre(self.pose_embed(batch["joints"]))
+            p = self.clip.visual.ln_pre(self.pose_embed(batch["joints"], batch.get("pose_time")))
         if self.use_video:
             z = self.video_embed(batch["frames"])
         if self.blocks is not None:

@@ -21,14 +21,40 @@ _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+def joint_velocity(joints: torch.Tensor, times: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Each joint's velocity in coordinate units per clip: ``(xy_t - xy_{t-1}) / (time_t -
+    time_{t-1})``, 0 in the first frame, where either frame does not see the joint (score 0) and
+    where the two pose frames are the same decoded frame (a clip shorter than T, or two random
+    offsets on one frame). ``times`` (B, T): each pose frame's position in its clip, frame index /
+    decoded frames (the dataset's ``pose_time``); None: evenly spaced, ``1 / T`` apart.
+
+    ``(B, T, J, 3)`` -> ``(B, T, J, 2)``.
+    """
+    seen = (joints[..., 2:3] > 0).to(joints.dtype)
+    xy = joints[..., :2] * seen
+    both = seen[:, 1:] * seen[:, :-1]
+    if times is None:
+        rate = torch.full_like(joints[:, 1:, :1, :1], float(joints.shape[1]))
+    else:
+        gap = (times[:, 1:] - times[:, :-1]).to(joints.dtype)[..., None, None]  # (B, T-1, 1, 1)
+        rate = torch.where(gap > 0, 1.0 / gap.clamp_min(1e-6), torch.zeros_like(gap))
+    step = (xy[:, 1:] - xy[:, :-1]) * both * rate
+    return torch.cat([torch.zeros_like(step[:, :1]), step], dim=1)
+
+
 class JointEmbedding(nn.Module):
     """Trainable MLP from a joint's (x, y, score) to the ViT width (PGVT Sec. 3.2, "Pose Embedding").
 
     Coordinates of joints with score 0 (unseen / outside) are zeroed so garbage positions of
     undetected joints carry no signal; the score channel tells the model the joint is missing.
     ``motion=True`` also feeds each joint's velocity: its displacement since the previous pose
-    frame times the number of pose frames T (so in coordinate units per clip, the same for any T;
-    0 in the first frame and where either frame does not see the joint), the "joint motion" input
+    frame divided by the time between the two frames, in clips (``times``: each pose frame's
+    position in its clip, frame index / decoded frames; so in coordinate units per clip, the same
+    for any T and any spacing; 0 in the first frame, where either frame does not see the joint and
+    where two pose frames are the same frame). Without ``times`` the frames are taken as evenly
+    spaced, 1 / T apart. Pose frames are rarely evenly spaced: 48 from 64 frames lie 1 or 2 frames
+    apart, and random training offsets put them 0 to 2 segments apart, so a bare displacement
+    is the speed times a varying gap. The velocity is the "joint motion" input
     of skeleton action models: the speed of a joint is then a property of one token instead of
     something attention must first learn to compute between frames, and at this scale the GELU
     already turns it into a speed (|v|) rather than a signed displacement that averages away.
@@ -56,14 +82,13 @@ class JointEmbedding(nn.Module):
     def per_joint(self) -> bool:
         return self.fc1 is None
 
-    def forward(self, joints: torch.Tensor) -> torch.Tensor:
+    def forward(self, joints: torch.Tensor, times: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(B, T, J, 3) joints and (B, T) ``times`` (needed only with ``motion``) -> (B, T, J, D)."""
         seen = (joints[..., 2:3] > 0).to(joints.dtype)
         xy = joints[..., :2] * seen
         parts = [xy, joints[..., 2:3]]
-        if self.motion:  # (B, T, J, 2): frame t minus frame t-1, where both see the joint
-            both = seen[:, 1:] * seen[:, :-1]
-            step = (xy[:, 1:] - xy[:, :-1]) * both * joints.shape[1]
-            parts.append(torch.cat([torch.zeros_like(step[:, :1]), step], dim=1))
+        if self.motion:
+            parts.append(joint_velocity(joints, times))
         x = torch.cat(parts, dim=-1)
         if self.fc1 is None:
             h = torch.einsum("...ji,jiw->...jw", x, self.fc1_weight) + self.fc1_bias
@@ -159,13 +184,15 @@ class PoseEmbedding(nn.Module):
         """Tokens before the joints in each frame: 1 with the CLS token, else 0."""
         return 0 if self.cls is None else 1
 
-    def forward(self, joints: torch.Tensor) -> torch.Tensor:
+    def forward(self, joints: torch.Tensor, times: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``times`` (B, T): each pose frame's position in its clip (the velocity's time base, see
+        :class:`JointEmbedding`); None: evenly spaced."""
         t = joints.shape[1]
         if t > self.num_frames:
             raise ValueError(f"{t} pose frames but the temporal embedding has {self.num_frames}")
         if self.normalize == "person":
             joints = normalize_to_person(joints)
-        x = self.joint_embed(joints) + self.joint_pos
+        x = self.joint_embed(joints, times) + self.joint_pos
         if self.cls is not None:
             x = self.cls(x)
         return x + self.temporal_pos[:t, None]
@@ -208,7 +235,8 @@ class HeatmapEmbedding(nn.Module):
     def num_prefix_tokens(self) -> int:
         return 0 if self.cls is None else 1
 
-    def forward(self, joints: torch.Tensor) -> torch.Tensor:
+    def forward(self, joints: torch.Tensor, times: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``times`` is accepted for the same call as :class:`PoseEmbedding` and unused."""
         b, t = joints.shape[:2]
         if t > self.num_frames:
             raise ValueError(f"{t} pose frames but the temporal embedding has {self.num_frames}")

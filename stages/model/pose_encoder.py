@@ -63,10 +63,13 @@ class PoseEncoder(nn.Module):
         """Tokens before the joints in each frame: 1 with the CLS token, else 0."""
         return self.embed.num_prefix_tokens
 
-    def forward(self, joints: torch.Tensor, need_joint_weights: bool = False):
-        """(B, T, V, 3) -> (tokens (B, T, [1 +] V, D), joint weights (B, T, V) or None)."""
+    def forward(self, joints: torch.Tensor, need_joint_weights: bool = False,
+                times: Optional[torch.Tensor] = None):
+        """(B, T, V, 3) -> (tokens (B, T, [1 +] V, D), joint weights (B, T, V) or None).
+        ``times`` (B, T): each pose frame's position in its clip, the velocity's time base
+        (``pose.motion``; :class:`.pose_embedding.JointEmbedding`)."""
         b, t = joints.shape[:2]
-        x = self.visual.ln_pre(self.embed(joints))
+        x = self.visual.ln_pre(self.embed(joints, times))
         n, d = x.shape[2], x.shape[3]
         blocks = self.visual.transformer.resblocks
         weights = None

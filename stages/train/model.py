@@ -58,7 +58,9 @@ class PeVLDataPreprocessor(BaseDataPreprocessor):
             views = frames.shape[1]
             for k in ("frames", "joints", "mask_grid"):
                 data[k] = data[k].flatten(0, 1)
-            data["video_pose_index"] = data["video_pose_index"].repeat_interleave(views, 0)
+            for k in ("video_pose_index", "pose_time"):
+                if k in data:
+                    data[k] = data[k].repeat_interleave(views, 0)
         f = data["frames"]
         if f.dtype == torch.uint8:
             f = f.float().div_(255.0)

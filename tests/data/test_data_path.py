@@ -62,7 +62,8 @@ def reference_item(ds: CacheClipDataset, index: int, epoch: int, decode=None) ->
         out["mask_grid"].append(torch.from_numpy(np.ascontiguousarray(gr, dtype=np.float16)))
     out = {k: (v[0] if rng is not None else torch.stack(v)) for k, v in out.items()}
     out.update(video_pose_index=torch.from_numpy(vpi.astype(np.int64)), label=torch.tensor(int(row["label"])),
-               index=torch.tensor(index))
+               index=torch.tensor(index),
+               pose_time=torch.from_numpy(pose_idx.astype(np.float32) / np.float32(len(kp_all))))
     return out, views
 
 

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -109,6 +110,35 @@ def test_person_normalised_coordinates_ignore_where_and_how_big_the_person_is():
     assert torch.allclose(xy.pow(2).sum(-1).mean(), torch.tensor(1.0), atol=1e-4)  # unit RMS radius
     empty = torch.zeros(1, 2, 17, 3)
     assert torch.equal(normalize_to_person(empty), empty)  # nobody seen: unchanged, no NaN
+
+
+def test_joint_velocity_is_over_the_real_time_between_pose_frames():
+    """48 pose frames from 64 decoded frames lie 1 or 2 frames apart, random training offsets 0 to
+    2 segments: the velocity divides by that gap, so a steady motion gives one steady velocity."""
+    from stages.data.sampling import sample_pose_frames
+    from stages.geometry import segment_middle_indices
+    from stages.model.pose_embedding import joint_velocity
+
+    n = 64
+    vf = segment_middle_indices(n, 16)
+    for rng in (None, np.random.default_rng(3)):
+        idx, _ = sample_pose_frames(n, 48, vf, rng)
+        times = torch.from_numpy(idx / n).float()[None]  # what the dataset gives as pose_time
+        joints = torch.ones(1, 48, 2, 3)
+        joints[..., 0, 0] = 0.2 + 0.5 * times  # joint 0 moves right at 0.5 crop widths per clip
+        joints[..., 1, 2] = 0.0  # joint 1 unseen: no velocity
+        v = joint_velocity(joints, times)[0]
+        gaps = np.diff(idx)
+        moving = torch.from_numpy(np.concatenate([[False], gaps > 0]))
+        assert torch.allclose(v[moving, 0, 0], torch.tensor(0.5), atol=1e-4)
+        assert v[~moving].abs().sum() == 0 and v[:, 1].abs().sum() == 0 and v[:, 0, 1].abs().sum() == 0
+        assert len(set(gaps.tolist())) > 1  # the spacing really is uneven here
+        # the bare displacement times T (the no-times fallback) is off by the uneven gaps
+        assert not torch.allclose(joint_velocity(joints)[0, moving, 0, 0], torch.tensor(0.5), atol=0.05)
+    even = torch.arange(6.0)[None] / 6
+    j = torch.rand(2, 6, 3, 3)
+    j[..., 2] = 1.0
+    assert torch.allclose(joint_velocity(j), joint_velocity(j, even.expand(2, 6)), atol=1e-5)
 
 
 def test_joint_embedding_motion_and_per_joint_layers():
