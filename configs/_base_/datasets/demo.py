@@ -3,7 +3,7 @@
 # finds its cache entry by computing the same entry key (stages/data/lookup.py).
 data = dict(
     dataset='demo',
-    root=None,                  # default: <cache>/datasets/demo-v3 (generated on first use)
+    root=None,                  # default: <cache>/datasets/demo-v4 (generated on first use)
     pose_source=None,           # None: the dataset's default ('dataset': the shipped joints)
     pose_checkpoint=None,
     extract=dict(num_frames=16, short_side=128, grid_cell=16),

@@ -31,8 +31,9 @@ from stages.datasets.demo import skeleton_motion as sm
 log = logging.getLogger(__name__)
 
 # 2: the figure stands higher, so its feet stay inside the test crops; 3: wider waves (95-120 deg
-# instead of 50-70), so two vs three waves at 48 pose frames are as visible as two vs three kicks
-GENERATOR_VERSION = 3
+# instead of 50-70), so two vs three waves at 48 pose frames are as visible as two vs three kicks;
+# 4: a wave swings the whole arm and lifts the squatting body a little (not the forearm alone)
+GENERATOR_VERSION = 4
 MARKER = ".complete.json"
 ANNOTATIONS = "annotations.json"
 SPLIT_CODES = {"train": 0, "val": 1}

@@ -252,9 +252,15 @@ def phrase_phases(phrase: Sequence, style: MotionStyle) -> list[Phase]:
         amp = style.wave_amp
 
         def wave_fn(s0: np.ndarray, u: np.ndarray, side=side, n=n) -> np.ndarray:
+            # Even in the wave phase, as the kick. The whole arm swings and the squatting body
+            # rises a little with each swing (as the kick leans back): with the forearm alone the
+            # waves moved one joint of 17, and the pose model learned the pair at one seed in three
             phi = 2.0 * np.pi * n * u
             out = np.repeat(s0[None, :], len(u), axis=0)
-            out[:, P[f"{side}_el_a"]] = s0[P[f"{side}_el_a"]] + amp * 0.5 * (1.0 - np.cos(phi))
+            up = 0.5 * (1.0 - np.cos(phi))
+            out[:, P[f"{side}_el_a"]] = s0[P[f"{side}_el_a"]] + amp * up
+            out[:, P[f"{side}_sh_a"]] = s0[P[f"{side}_sh_a"]] + 25.0 * up
+            out[:, P["lean"]] = s0[P["lean"]] - 8.0 * up
             return out
 
         up = {f"{side}_sh_a": 125.0, f"{side}_el_a": 30.0, f"{side}_sh_f": 10.0}
