@@ -47,17 +47,13 @@ class JointEmbedding(nn.Module):
 
     Coordinates of joints with score 0 (unseen / outside) are zeroed so garbage positions of
     undetected joints carry no signal; the score channel tells the model the joint is missing.
-    ``motion=True`` also feeds each joint's velocity: its displacement since the previous pose
-    frame divided by the time between the two frames, in clips (``times``: each pose frame's
-    position in its clip, frame index / decoded frames; so in coordinate units per clip, the same
-    for any T and any spacing; 0 in the first frame, where either frame does not see the joint and
-    where two pose frames are the same frame). Without ``times`` the frames are taken as evenly
-    spaced, 1 / T apart. Pose frames are rarely evenly spaced: 48 from 64 frames lie 1 or 2 frames
-    apart, and random training offsets put them 0 to 2 segments apart, so a bare displacement
-    is the speed times a varying gap. The velocity is the "joint motion" input
-    of skeleton action models: the speed of a joint is then a property of one token instead of
-    something attention must first learn to compute between frames, and at this scale the GELU
-    already turns it into a speed (|v|) rather than a signed displacement that averages away.
+    ``motion=True`` also feeds each joint's velocity (:func:`joint_velocity`: over the real time
+    between pose frames, which are rarely evenly spaced: 48 of 64 frames lie 1 or 2 frames apart,
+    random training offsets 0 to 2 segments, so a bare displacement would be the speed times a
+    varying gap), the "joint motion" input of skeleton action models: the speed of a joint is
+    then a property of one token instead of something attention must first learn to compute
+    between frames, and at this scale the GELU already turns it into a speed (|v|) rather than a
+    signed displacement that averages away.
     ``num_joints`` given: the first layer has its own weights for each joint (``fc1`` of shape
     (J, in, D)), so what a joint does and which joint does it combine already in the embedding
     (with one shared first layer, a raised right ankle and a raised left ankle embed alike and
