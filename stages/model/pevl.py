@@ -61,7 +61,8 @@ class PeVL(nn.Module):
     """Pose-enhanced Vision-Language model (CVPR 2024) on an open_clip CLIP.
 
     Inputs are the batch tensors of the data contract (``frames``, ``joints``, ``pose_time``,
-    ``video_pose_index``, ``mask_grid``, ``label``); class texts are held by the model (:meth:`set_class_texts`).
+    ``video_pose_index``, ``mask_grid``, ``label``); class texts are held by the model
+    (:meth:`set_class_texts`).
     :meth:`loss` returns ``L = L_t + lambda_R * L_R`` and its parts, :meth:`predict` the (B, C)
     scores of eq. (7). The CLIP towers are frozen; adapters, embeddings, projections, UCMR, heads
     and temperatures are tunable (:meth:`tunable_parameters`). A parameter exists only where the
