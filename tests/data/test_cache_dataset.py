@@ -174,7 +174,7 @@ def test_entry_lookup_recomputes_the_key_and_names_the_extract_command(small_dem
 
 
 def test_training_pose_frames_at_segment_middles_without_random_offsets(small_demo):
-    """``random_pose_offsets=False`` (the demo's schedule): training reads the pose frames a test
+    """``random_pose_offsets=False``: training reads the pose frames a test
     view reads, every epoch; only the crop (a translation of the joints) stays random."""
     _, entry_dir, _ = small_demo
     kw = dict(mode="train", crop_size=112, num_pose_frames=48, flip_prob=0.0, seed=0)

@@ -2,7 +2,7 @@
 # RANDOM weights (nothing pretrained is available offline), so it trains from scratch (towers
 # included, model.clip.frozen=False in configs/experiments/demo.py) with a much higher lr than the
 # paper's fine-tuning lr. Sized for 2 CPU cores: about 5 minutes for PeVL when the cores are free
-# (docs/demo.md has the measured time and accuracy; 20 epochs stopped at 80% top-1, 30 at 90%).
+# (docs/demo.md has the measured time and accuracy).
 _base_ = ['./adamw_50e.py']
 train = dict(
     max_epochs=40,
@@ -14,11 +14,6 @@ train = dict(
     # no horizontal flip: the demo has a left/right class pair (kick with the right leg twice vs
     # with the left leg twice), which a mirror image turns into each other
     flip_prob=0.0,
-    # evenly spaced pose frames (segment middles) in training too, as at test. The joint velocity
-    # (model.pose.motion) now divides by the real time between pose frames, so random offsets no
-    # longer make it noise, and p48 measured the same with them at 40 epochs (docs/demo.md); the
-    # demo's figures were measured with segment middles
-    random_pose_offsets=False,
     amp=None,
     val_interval=10,
     log_interval=10,
