@@ -12,7 +12,7 @@ import zarr
 
 from cache import layout
 from cache.chunks import read_array, read_group_meta
-from cache.codecs import JPEG_ATTR, JpegFrames
+from cache.frames_codecs import FramesCodec, frames_codec
 from cache.fsutil import read_json
 
 
@@ -213,13 +213,19 @@ class CacheEntry:
     def frames_codec(self) -> str:
         return self.settings["frames_codec"]
 
+    @property
+    def codec(self) -> FramesCodec:
+        """The :class:`cache.frames_codecs.FramesCodec` the entry's frames are stored with."""
+        return frames_codec(self.frames_codec)
+
     def read_clip(self, uid: str, arrays: tuple[str, ...] = layout.CLIP_ARRAYS + layout.OPTIONAL_CLIP_ARRAYS,
                   ) -> ClipData:
         """One clip's arrays (those named in ``arrays``; optional ones when the clip has them), read
         straight from the chunk files (:mod:`cache.chunks`): one metadata file and one file per array.
 
-        Raw frames come back memory-mapped (read-only) and JPEG frames as :class:`JpegFrames`, so
-        taking a crop or a subset of frames reads or decodes only that.
+        Frames come back as the entry's codec reads them (:meth:`FramesCodec.read`): raw frames
+        memory-mapped (read-only), JPEG frames as a lazy ``JpegFrames``, so taking a crop or a
+        subset of frames reads or decodes only that.
         """
         clip_dir = os.path.join(self.path, layout.CLIPS_DIR, uid)
         attrs, metas = read_group_meta(clip_dir)
@@ -231,7 +237,7 @@ class CacheEntry:
             if name not in arrays or name not in metas:
                 data[name] = None
             elif name == "frames":
-                data[name] = self._frames(metas[name])
+                data[name] = self.codec.read(metas[name])
             else:
                 data[name] = read_array(metas[name])
         row = self._by_uid.get(uid, {})
@@ -244,15 +250,6 @@ class CacheEntry:
             attrs=attrs,
             **data,
         )
-
-    @staticmethod
-    def _frames(meta) -> Any:
-        if meta.compressor == "vlen":
-            jpeg = meta.attrs.get(JPEG_ATTR)
-            if not jpeg:
-                raise ValueError(f"{meta.path}: variable-length frames without the '{JPEG_ATTR}' attribute")
-            return JpegFrames(read_array(meta), jpeg, where=str(meta.path))
-        return read_array(meta, mmap=True)
 
     def read_index(self) -> dict[str, np.ndarray]:
         """All poses as flat arrays (only once complete): keypoints, scores, offsets, labels."""

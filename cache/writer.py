@@ -1,13 +1,10 @@
 """Filling a cache entry: create it atomically, claim clips, commit each clip whole, finalize."""
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
 import shutil
 import time
 import uuid
-import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -16,21 +13,17 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 from cache import claims, layout
-from cache.codecs import JPEG_ATTR, encode_jpeg_frames, encoded_digest, frame_compressors, jpeg_attrs
+from cache.digests import array_digest
+from cache.frames_codecs import frames_codec
 from cache.entry import CacheEntry
 from cache.fsutil import atomic_write_json, read_json
 from cache.provenance import git_revision, package_versions, who_when
+from cache.zarr_warnings import known_zarr_warnings_quiet
 
 # Every chunk is written, also one holding only fill values: a missing chunk file is then always
 # damage (the reader and `cache verify` say so) rather than zeros by convention.
 _ARRAY_CONFIG = {"write_empty_chunks": True}
 
-
-def array_digest(a: np.ndarray) -> str:
-    """sha256 of an array's dtype, shape and bytes: what `pipeline cache verify` re-checks."""
-    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
-    h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()[:32]
 
 
 def create_entry(
@@ -38,8 +31,11 @@ def create_entry(
     root_attrs: dict,
     plan: list[dict],
     manifest: dict,
+    sources: Optional[list[dict]] = None,
 ) -> CacheEntry:
-    """Create the entry directory atomically, or open it if another process got there first."""
+    """Create the entry directory atomically, or open it if another process got there first.
+    ``sources``: the source files' identities the key hashes (``sources.json``: what changed, when
+    ``pipeline cache verify --sources`` finds the dataset's files changed)."""
     entry_dir = Path(entry_dir)
     if not (entry_dir / "zarr.json").is_file():
         entry_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -53,6 +49,8 @@ def create_entry(
             for d in (layout.FAILURES_DIR, layout.CLAIMS_DIR, layout.RUNS_DIR, layout.STAGING_DIR):
                 (tmp / d).mkdir()
             atomic_write_json(tmp / layout.PLAN, {"clips": plan})
+            if sources is not None:
+                atomic_write_json(tmp / layout.SOURCES, {"sources": sources})
             atomic_write_json(tmp / layout.MANIFEST, manifest)
             os.rename(tmp, entry_dir)
         except OSError:
@@ -118,7 +116,8 @@ class EntryWriter:
             digests = {}
             for name, a in arrays.items():
                 if name == "frames":
-                    digests[name] = self._write_frames(g, np.ascontiguousarray(a))
+                    codec = frames_codec(self.entry.frames_codec)
+                    digests[name] = codec.write(g, np.ascontiguousarray(a), self.entry.settings, _ARRAY_CONFIG)
                     continue
                 a = np.ascontiguousarray(a)
                 # One chunk per array: a clip is read whole. Grids are mostly zeros (Zstd shrinks
@@ -129,7 +128,7 @@ class EntryWriter:
                 z[...] = a
                 digests[name] = array_digest(a)
             g.attrs.update({**attrs, "digests": digests, "written": who_when()})
-            with _known_zarr_warnings_quiet():
+            with known_zarr_warnings_quiet():
                 zarr.consolidate_metadata(tmp)
             _fsync_tree(tmp)
             try:
@@ -142,25 +141,6 @@ class EntryWriter:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
             self.release(uid)
-
-    def _write_frames(self, g: zarr.Group, frames: np.ndarray) -> str:
-        """Store (T, H, W, 3) frames with the entry's codec; returns their digest."""
-        codec = self.entry.settings["frames_codec"]
-        if codec != "jpeg":
-            z = g.create_array("frames", shape=frames.shape, chunks=frames.shape, dtype=frames.dtype,
-                               compressors=frame_compressors(codec), config=_ARRAY_CONFIG)
-            z[...] = frames
-            return array_digest(frames)
-        quality = int(self.entry.settings["jpeg_quality"])
-        encoded = encode_jpeg_frames(frames, quality)
-        values = np.empty(len(encoded), dtype=object)
-        values[:] = encoded
-        with _known_zarr_warnings_quiet():
-            z = g.create_array("frames", shape=values.shape, chunks=values.shape, dtype="variable_length_bytes",
-                               compressors=None, config=_ARRAY_CONFIG,
-                               attributes={JPEG_ATTR: jpeg_attrs(frames.shape[1:], quality)})
-            z[...] = values
-        return encoded_digest(encoded)
 
     def fail(self, uid: str, clip_id: str, reason: str, detail: Optional[str] = None) -> None:
         rec = {"clip_id": clip_id, "reason": reason, **({"detail": detail} if detail else {}), **who_when()}
@@ -265,16 +245,6 @@ class EntryWriter:
             m["versions_at_completion"] = package_versions()
         atomic_write_json(self.path / layout.MANIFEST, m)
         return m
-
-
-@contextlib.contextmanager
-def _known_zarr_warnings_quiet():
-    """zarr-python warns that consolidated metadata and variable-length bytes are not (yet) in the
-    Zarr v3 spec; it writes and reads both, and docs/cache.md says what other readers need."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Consolidated metadata", module="zarr")
-        warnings.filterwarnings("ignore", message="The data type .*VariableLengthBytes", module="zarr")
-        yield
 
 
 def _fsync_tree(path: Path) -> None:

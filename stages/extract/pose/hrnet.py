@@ -12,16 +12,18 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Any, Iterable, Literal, Optional
 
 import numpy as np
 
 from cache.keys import file_sha256
 from stages.datasets.base import ClipRecord, DatasetAdapter, PoseTrack
-from stages.extract.pose.base import PoseSource, PoseSourceError
+from stages.extract.pose.base import PoseContext, PoseSource, PoseSourceError, PoseSourceOptions
 from stages.extract.pose.topdown import TopdownSpec, autocast_dtype_for, frames_on_device, topdown_keypoints
 from stages.registry import POSE_SOURCES
+from stages.settings import field
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +54,19 @@ def mmpose_config_path(rel: str = HRNET_CONFIG) -> Path:
     return p
 
 
+#: ``--pose-checkpoint``'s default: the official file, found locally
+OFFICIAL_CHECKPOINT = "official"
+
+
 def find_checkpoint(spec: Optional[str]) -> Optional[Path]:
-    """Resolve ``--pose-checkpoint``: a path, ``none`` (random weights), or the default.
+    """Resolve ``--pose-checkpoint``: a path, ``none`` (random weights), or ``official`` (None too).
 
     The default is the official file, looked for (never downloaded) in ``$PEVL_WEIGHTS``,
     ``<cache>/weights`` and torch's hub checkpoint folder.
     """
     if spec is not None and spec.lower() == "none":
         return None
-    if spec:
+    if spec and spec != OFFICIAL_CHECKPOINT:
         p = Path(spec).expanduser()
         if not p.is_file():
             raise PoseCheckpointMissing(f"--pose-checkpoint {spec}: no such file")
@@ -128,13 +134,47 @@ def load_pose_checkpoint(path: Path) -> dict:
     return ckpt if isinstance(ckpt, dict) else {"state_dict": ckpt}
 
 
+@dataclass(frozen=True)
+class HRNetOptions(PoseSourceOptions):
+    checkpoint: str = field(OFFICIAL_CHECKPOINT, help="HRNet checkpoint: a local .pth file, 'official' (the "
+                            "official HRNet-w32 COCO 256x192 file, looked for in $PEVL_WEIGHTS, <cache>/weights and "
+                            "torch's hub folder; never downloaded) or 'none' (random weights: poses meaningless, "
+                            "tests only).")
+    batch_size: int = field(32, in_key=False, help="Person crops (frames) per HRNet batch, across frames; with the "
+                            "flip test each forward pass also carries their flipped copies.")
+    flip_test: bool = field(True, help="HRNet flip test (averages the flipped crop's heatmaps, as the official "
+                            "evaluation does; about twice the cost).")
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = field(
+        "auto", help="HRNet arithmetic: auto (fp16 autocast on CUDA, fp32 on CPU), fp32, fp16 (CUDA only) or bf16. "
+                     "Anything but fp32 joins the entry key (the joints differ slightly).")
+    person_detector: Optional[str] = field(None, help="Person boxes for clips whose dataset gives none: an mmdet "
+                                           "config (a file, a path under mmdet's .mim/configs, or faster-rcnn), "
+                                           "highest-scoring person per frame. Needs full mmcv<2.2 with compiled ops "
+                                           "(not mmcv-lite). Default: off (whole frame, with a warning).")
+    detector_checkpoint: Optional[str] = field(None, help="Local .pth checkpoint of person_detector (never "
+                                               "downloaded); its hash joins the entry key.")
+
+
 @POSE_SOURCES.register_module("hrnet")
 class HRNetPoseSource(PoseSource):
     name = "hrnet"
     needs_frames = True
     skeleton = "coco17"
+    Options = HRNetOptions
 
-    def __init__(self, checkpoint: Optional[str] = None, device: str = "cpu", batch_size: int = 32,
+    @classmethod
+    def from_options(cls, options: Any, context: PoseContext) -> PoseSource:
+        """HRNet with its person-box chain: dataset boxes, an optional detector, else the whole frame
+        (a detector joins the identity, so the entry key)."""
+        from stages.extract.person_boxes import with_person_boxes
+
+        o = options
+        src = cls(checkpoint=o.checkpoint, device=context.device, batch_size=o.batch_size, flip_test=o.flip_test,
+                  precision=o.precision)
+        return with_person_boxes(src, detector=o.person_detector, checkpoint=o.detector_checkpoint,
+                                 device=context.device)
+
+    def __init__(self, checkpoint: Optional[str] = OFFICIAL_CHECKPOINT, device: str = "cpu", batch_size: int = 32,
                  flip_test: bool = True, config: str = HRNET_CONFIG, seed: int = 0, precision: str = "auto"):
         from stages.compat import ensure_mmpose
 
