@@ -40,6 +40,15 @@ def weights_use_quick_gelu(arch: str, pretrained: Optional[str]) -> bool:
     return bool(cfg.get("quick_gelu", False))
 
 
+def image_normalization(visual: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(mean, std)`` of the images the vision tower's weights expect (open_clip keeps them with the
+    model, from the pretrained tag's config; OpenAI's for CLIP): the one place they come from."""
+    cfg = getattr(visual, "preprocess_cfg", None) or {}
+    if "mean" not in cfg or "std" not in cfg:
+        raise ValueError("the vision tower carries no preprocess_cfg mean/std (not built by open_clip?)")
+    return tuple(float(x) for x in cfg["mean"]), tuple(float(x) for x in cfg["std"])
+
+
 def tower_activations(model: nn.Module) -> set[str]:
     """Class names of the MLP activations in the model's transformer blocks (what was built)."""
     return {type(m.mlp.gelu).__name__ for m in model.modules() if hasattr(m, "mlp") and hasattr(m.mlp, "gelu")}
