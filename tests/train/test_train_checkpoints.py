@@ -8,15 +8,15 @@ from stages.compat import ensure_torchvision
 
 ensure_torchvision()
 
-from stages.train.model import PeVLRunnerModel  # noqa: E402
-from stages.train.runner import BackboneCheckpointHook  # noqa: E402
+from stages.train.hooks import BackboneCheckpointHook  # noqa: E402
+from stages.train.runner_model import RunnerModel  # noqa: E402
 
 TINY = dict(clip=dict(arch="PeVL-tiny", pretrained=None), num_pose_frames=8, num_video_frames=4)
 
 
 def _model(clip):
     torch.manual_seed(0)
-    return PeVLRunnerModel(dict(TINY, clip=clip), ["walk", "run"], "gymnastic")
+    return RunnerModel(dict(TINY, clip=clip), ["walk", "run"], "gymnastic")
 
 
 @pytest.fixture
@@ -52,14 +52,14 @@ def test_checkpoint_leaves_out_a_frozen_pretrained_backbone_and_loads_back(weigh
 def test_random_or_trainable_backbones_are_saved_whole(weights):
     m = _model(dict(arch="PeVL-tiny", pretrained=None))  # random: nothing else could rebuild it
     assert not m.frozen_backbone_keys()
-    assert any(k.startswith("pevl.clip.") for k in m.state_dict())
+    assert any(k.startswith("recognizer.clip.") for k in m.state_dict())
     m = _model(dict(arch="PeVL-tiny", pretrained=None, pretrained_path=weights, frozen=False))
     # trained towers are saved; only what the variant leaves frozen (the projections and the
     # temperature it does not use) comes back from the named weights
     sd = m.state_dict()
-    assert any(k.startswith("pevl.clip.visual.transformer.") for k in sd)
+    assert any(k.startswith("recognizer.clip.visual.transformer.") for k in sd)
     assert m.frozen_backbone_keys() == {n for n, p in m.named_parameters() if not p.requires_grad}
-    assert not any(k.startswith("pevl.clip.visual.transformer.") for k in m.frozen_backbone_keys())
+    assert not any(k.startswith("recognizer.clip.visual.transformer.") for k in m.frozen_backbone_keys())
 
 
 def test_backbone_is_named_and_a_mismatch_is_refused(weights):

@@ -16,7 +16,7 @@ from stages.train.metrics import classification_metrics
 from stages.train.report import RESULT_KEYS
 
 #: a few seconds per variant on CPU: 4 of the 16 cached frames, 8 pose frames, one epoch
-SMALL = {"train.max_epochs": 1, "train.warmup_epochs": 0, "train.batch_size": 4, "train.num_workers": 0,
+SMALL = {"train.max_epochs": 1, "train.warmup_epochs": 0, "train.batch_size": 4, "data.num_workers": 0,
          "train.val_interval": 1, "train.log_interval": 1, "model.num_video_frames": 4,
          "model.num_pose_frames": 8}
 
