@@ -39,6 +39,8 @@ def extract_command(data_cfg: dict, cache_root: Optional[str] = None) -> str:
         parts += ["--pose-source", str(data_cfg["pose_source"])]
     if data_cfg.get("pose_checkpoint"):
         parts += ["--pose-checkpoint", str(data_cfg["pose_checkpoint"])]
+    if data_cfg.get("pose_config"):
+        parts += ["--pose-config", str(data_cfg["pose_config"])]
     for k, v in (data_cfg.get("extract") or {}).items():
         if v is not None and k in _SETTING_FLAGS:
             parts += [_SETTING_FLAGS[k], str(v)]
@@ -60,7 +62,7 @@ def extract_options(data_cfg: dict, cache_root: Optional[str] = None) -> Extract
     settings = {k: v for k, v in (data_cfg.get("extract") or {}).items() if v is not None}
     return ExtractOptions(dataset=data_cfg["dataset"], root=data_cfg.get("root"), cache_root=cache_root,
                           pose_source=data_cfg.get("pose_source"), pose_checkpoint=data_cfg.get("pose_checkpoint"),
-                          settings=settings,
+                          pose_config=data_cfg.get("pose_config"), settings=settings,
                           dataset_options={k: _cli_value(v) for k, v in (data_cfg.get("dataset_options") or {}).items()})
 
 

@@ -34,6 +34,7 @@ class ExtractOptions:
     cache_root: Optional[str] = None
     pose_source: Optional[str] = None  # None: the dataset's default
     pose_checkpoint: Optional[str] = None
+    pose_config: Optional[str] = None  # mmpose config of --pose-source hrnet; None: HRNet-w32 COCO 256x192
     device: str = "cpu"
     workers: int = 1
     limit: Optional[int] = None
@@ -134,12 +135,15 @@ def make_pose_source(spec: str, opts: ExtractOptions, adapter: DatasetAdapter) -
     if name == "hrnet":
         hrnet = create_pose_source(spec, checkpoint=opts.pose_checkpoint, device=opts.device,
                                    batch_size=opts.pose_batch_size, flip_test=opts.pose_flip_test,
-                                   precision=opts.pose_precision)
+                                   precision=opts.pose_precision,
+                                   **({"config": opts.pose_config} if opts.pose_config else {}))
         # dataset boxes -> optional mmdet detector -> whole frame; a detector joins the identity (key)
         return with_person_boxes(hrnet, detector=opts.person_detector, checkpoint=opts.detector_checkpoint,
                                  device=opts.device)
     if opts.person_detector:
         raise ValueError(f"--person-detector only applies to --pose-source hrnet (got {spec!r})")
+    if opts.pose_config:
+        raise ValueError(f"--pose-config only applies to --pose-source hrnet (got {spec!r})")
     if name == "dataset":
         return create_pose_source(spec, dataset=adapter)
     return create_pose_source(spec)
@@ -253,6 +257,8 @@ def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
         "annotation_files": [file_identity(p, root) for p in index.source_files],
         "dataset_meta": index.meta,  # which layout and files defined the splits, what was dropped
         **({"clips_without_poses": root_attrs["clips_without_poses"]} if "clips_without_poses" in root_attrs else {}),
+        # the weight file the pose model loaded (strictly): format and sha256; the key has the sha256
+        **({"pose_weights": pose.weights()} if pose.weights() else {}),
         "created": created,
         "code_revision": git_revision(),
         "versions": package_versions(),
