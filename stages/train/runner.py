@@ -80,6 +80,8 @@ class BackboneCheckpointHook(Hook):
             return
         ours = self._model(runner).backbone_identity()
         keys = ("arch", "pretrained", "frozen") + (("pretrained_size",) if saved.get("pretrained_path") else ())
+        # the weights' sha256 where both name it (checkpoints written before they did keep loading)
+        keys += ("weights_sha256",) if saved.get("weights_sha256") and ours.get("weights_sha256") else ()
         if any(saved.get(k) != ours.get(k) for k in keys):
             raise ValueError(f"the checkpoint was trained on backbone {saved}, but this model is built on {ours}: "
                              "its adapters and heads only make sense on those weights (set model.clip.* to match)")
@@ -350,9 +352,11 @@ def _finished_checkpoint(vdir: Path) -> Optional[Path]:
 
 def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, launcher: str = "none",
                   device: Optional[str] = None, resume: bool = False, allow_partial: bool = False,
-                  hooks: Optional[list] = None, on_runner: Optional[Callable] = None) -> Optional[dict]:
+                  hooks: Optional[list] = None, on_runner: Optional[Callable] = None,
+                  say: Optional[Callable[[str], None]] = None) -> Optional[dict]:
     """Train one variant into ``work_dir`` and evaluate it; returns its result row on rank 0
-    (None elsewhere). ``hooks``: extra mmengine hook configs (tests)."""
+    (None elsewhere). ``hooks``: extra mmengine hook configs (tests); ``say``: where to print the
+    pretrained weights the model was built on (``pipeline train``)."""
     from mmengine.runner import Runner
 
     work_dir = Path(work_dir)
@@ -362,6 +366,11 @@ def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, laun
     if rank == 0:
         work_dir.mkdir(parents=True, exist_ok=True)
     model = build_wrapped_model(cfg, entry, dev)
+    if rank == 0 and say is not None:
+        from stages.model.clip_loader import describe_pretrained
+
+        say(f"[weights] {cfg.get('exp_name')}/{cfg.get('variant')}: CLIP "
+            f"{describe_pretrained(getattr(model.pevl.clip, 'pretrained_identity', None))}")
     # a two-stage variant (PGVT Table 4 (3), late fusion) starts from other variants' final weights
     init_sources = init_from_variants(model, cfg.init_from, work_dir.parent) if cfg.get("init_from") else {}
     sizes = check_entry_fits(cfg, entry, model)
@@ -391,7 +400,7 @@ def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, laun
         experiment=cfg.get("exp_name"), variant=cfg.get("variant"), dataset=entry.dataset, entry=entry.key,
         split=test_ds.split, num_classes=len(entry.classes), num_test_clips=len(test_ds), **metric_row(res),
         paper_top1=cfg.get("paper_top1"), **cost, epochs=int(runner.epoch),
-        arch=cfg.model.clip.arch, pretrained=cfg.model.clip.get("pretrained") or cfg.model.clip.get("pretrained_path"),
+        arch=cfg.model.clip.arch, **model.pretrained_fields(),
         # the frames the variant reads (None for a modality it does not have)
         num_video_frames=int(cfg.model.num_video_frames) if "video" in cfg.model.modalities else None,
         num_pose_frames=int(cfg.model.num_pose_frames) if "pose" in cfg.model.modalities else None,
@@ -446,7 +455,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str, entry: CacheEntry, out_dir
     row = dict(experiment=cfg.get("exp_name"), variant=cfg.get("variant"), dataset=entry.dataset, entry=entry.key,
                split=test_ds.split, checkpoint=str(checkpoint), num_classes=len(entry.classes),
                num_test_clips=len(test_ds), **metric_row(res), paper_top1=cfg.get("paper_top1"), **cost,
-               device=dev, eval_seconds=round(time.time() - t0, 1))
+               arch=cfg.model.clip.arch, **model.pretrained_fields(), device=dev, eval_seconds=round(time.time() - t0, 1))
     report.save_evaluation(out_dir, res, entry.classes, test_ds, title=f"{row['experiment']} / {row['variant']}")
     report.write_json(out_dir / "metrics.json", row)
     return row
