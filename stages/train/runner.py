@@ -125,18 +125,49 @@ def init_distributed(launcher: str) -> None:
 
 
 def check_entry_fits(cfg: Config, entry: CacheEntry, model) -> dict:
-    """Model sizes from the built model and the entry; raise early on a mismatch."""
+    """Model sizes from the built model and the entry; raise early on a mismatch, naming the
+    ``pipeline extract`` command that makes an entry the model can read.
+
+    An entry on another grid is not regridded here: its frames were resized so both sides are
+    whole cells of *its* grid (e.g. 256 x 448 px for 16), so crops and flips on another lattice
+    would not be whole cells, which the store guarantees (docs/cache.md)."""
+    from stages.geometry import resized_size
+
     vis = model.pevl.clip.visual
     size = int(vis.image_size[0] if isinstance(vis.image_size, (tuple, list)) else vis.image_size)
     patch = int(vis.patch_size[0] if isinstance(vis.patch_size, (tuple, list)) else vis.patch_size)
+    arch = cfg.model.clip.get("arch", "the model")
     if entry.grid_cell != patch:
-        raise ValueError(f"cache entry {entry.key} has {entry.grid_cell}-pixel mask cells but the model's patch is "
-                         f"{patch}: extract with --grid-cell {patch}")
+        raise ValueError(
+            f"cache entry {entry.key} has {entry.grid_cell}-pixel mask cells, but {arch} reads {patch}-pixel patches: "
+            f"its grids do not line up with the model's patches. Make an entry on a {patch}-pixel grid:\n"
+            f"  {_extract_command(cfg, entry, grid_cell=patch)}\n"
+            f"and train with data.extract.grid_cell={patch} (--cfg-options) so it is found, or --entry KEY.")
     ss = int(entry.settings.get("short_side", size))
-    if ss < size:
-        raise ValueError(f"cache entry {entry.key} has a short side of {ss} px, smaller than the model's {size} "
-                         f"crop: extract with --short-side {max(size, 256)}")
+    actual = min(resized_size(ss, ss, ss, patch))  # the short side as stage one rounded it to whole cells
+    if actual < size:
+        want = max(size, 256)
+        raise ValueError(
+            f"cache entry {entry.key} has a short side of {actual} px, smaller than the {size}-pixel crop of {arch}. "
+            f"Make an entry with a larger one:\n  {_extract_command(cfg, entry, short_side=want)}\n"
+            f"and train with data.extract.short_side={want} (--cfg-options) so it is found, or --entry KEY.")
     return dict(crop_size=size, patch=patch)
+
+
+def _extract_command(cfg: Config, entry: CacheEntry, **settings) -> str:
+    """``pipeline extract`` for ``cfg.data`` with the entry's own settings and ``settings`` changed."""
+    from stages.data.lookup import extract_command
+
+    data = to_plain(cfg.get("data") or {})
+    data.setdefault("dataset", entry.dataset)
+    if not data.get("root") and entry.attrs.get("dataset_root"):
+        data["root"] = entry.attrs["dataset_root"]
+    keep = ("num_frames", "short_side", "grid_cell", "frames_codec", "jpeg_quality")
+    data["extract"] = {**{k: entry.settings[k] for k in keep if entry.settings.get(k) is not None},
+                       **{k: v for k, v in (data.get("extract") or {}).items() if v is not None}, **settings}
+    if entry.settings.get("pose_source") and not data.get("pose_source"):
+        data["pose_source"] = entry.settings["pose_source"]
+    return extract_command(data)
 
 
 def prepare_model_cfg(cfg: Config, entry: CacheEntry) -> dict:
