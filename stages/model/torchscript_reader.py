@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import ast
 import io
-import math
 import pickle
 import zipfile
 from collections import OrderedDict
@@ -219,8 +218,3 @@ def read_torchscript_tensors(path: Path) -> dict[str, torch.Tensor]:
     if not out:
         raise TorchScriptReadError(f"{path}: the TorchScript archive holds no parameters or buffers")
     return out
-
-
-def tensor_bytes(tensors: dict[str, torch.Tensor]) -> int:
-    """Bytes the tensors take (for messages)."""
-    return sum(math.prod(t.shape) * t.element_size() for t in tensors.values())
