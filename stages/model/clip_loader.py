@@ -8,26 +8,9 @@ from typing import Optional
 import torch
 from torch import nn
 
-from stages.compat import ensure_torchvision
+from stages.model.open_clip_setup import _TINY_JSON, TINY_ARCH, open_clip_module  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
-
-TINY_ARCH = "PeVL-tiny"
-_TINY_JSON = Path(__file__).with_name("PeVL-tiny.json")
-_REGISTERED = False
-
-
-def open_clip_module():
-    """Import open_clip behind the torchvision guard and register the project's tiny config once."""
-    global _REGISTERED
-    ensure_torchvision()
-    import open_clip
-
-    if not _REGISTERED:
-        if TINY_ARCH not in open_clip.list_models():
-            open_clip.add_model_config(_TINY_JSON)  # registered under the file stem, "PeVL-tiny"
-        _REGISTERED = True
-    return open_clip
 
 
 def weights_use_quick_gelu(arch: str, pretrained: Optional[str]) -> bool:

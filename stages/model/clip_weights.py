@@ -102,7 +102,7 @@ def _is_safetensors(path: Path) -> bool:
 def known_releases() -> dict[str, dict]:
     """sha256 (or the 8-digit prefix the release's file name carries) -> the open_clip release,
     from open_clip's own pretrained table (OpenAI's URLs name the file's full sha256)."""
-    from stages.model.clip_loader import open_clip_module
+    from stages.model.open_clip_setup import open_clip_module
 
     oc = open_clip_module()
     out: dict[str, dict] = {}
@@ -246,7 +246,7 @@ def open_clip_names(shape: ClipShape, tensors: Optional[dict[str, torch.Tensor]]
     ``tensors``, only those whose model (built on the meta device) has exactly their names and shapes."""
     if shape.vision != "vit":
         return []
-    from stages.model.clip_loader import open_clip_module
+    from stages.model.open_clip_setup import open_clip_module
 
     oc = open_clip_module()
     names = []

@@ -201,19 +201,15 @@ def _size_hints(ckpt: PoseCheckpoint) -> set[str]:
     return {f"{h}x{w}" for h, w in hints}
 
 
-def fitting_configs(ckpt: PoseCheckpoint, config_rel: str) -> list[str]:
-    """mmpose configs beside ``config_rel`` (same dataset folder) whose model the file fits exactly:
-    for an HRNet file, the plain ``td-hm_hrnet-w<width>_*`` configs (no DARK / UDP: the batched
-    top-down path does not reproduce them), preferring the input size the file name or meta says."""
-    from stages.extract.pose.hrnet import mmpose_config_path
-
+def fitting_configs(ckpt: PoseCheckpoint, config_path: Path, config_rel: str) -> list[str]:
+    """mmpose configs beside the configured one (``config_path``, same dataset folder) whose model
+    the file fits exactly, named as ``config_rel`` names its config: for an HRNet file, the plain
+    ``td-hm_hrnet-w<width>_*`` configs (no DARK / UDP: the batched top-down path does not reproduce
+    them), preferring the input size the file name or meta says."""
     width = hrnet_width(ckpt.state)
     if width is None:
         return []
-    try:
-        here = mmpose_config_path(config_rel).parent
-    except FileNotFoundError:
-        return []
+    here = Path(config_path).parent
     cands = sorted(p for p in here.glob(f"*hrnet-w{width}_*.py")
                    if not re.search(r"(dark|udp|fp16|coarsedropout|gridmask|photometric|aic)", p.name))
     fits = []
@@ -268,6 +264,7 @@ def check_pose_checkpoint(ckpt: PoseCheckpoint, config_path: Path, config_rel: s
     model = build_meta_model(config_path)
     result = fit(model, ckpt)
     if not result.ok:
-        raise PoseCheckpointMismatch(mismatch_message(ckpt, result, config_rel, fitting_configs(ckpt, config_rel),
+        raise PoseCheckpointMismatch(mismatch_message(ckpt, result, config_rel,
+                                                      fitting_configs(ckpt, config_path, config_rel),
                                                       hrnet_width(model.state_dict())))
     return result.total
