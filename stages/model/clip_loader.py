@@ -117,7 +117,7 @@ def weights_activation(arch: str, pretrained: Optional[str], quick_gelu: Optiona
         held = (f"OpenAI's CLIP ({weights.openai_evidence})" if file_origin == "openai"
                 else f"open_clip's release {weights.release['arch']}/{file_origin} (by its sha256)")
         raise ClipWeightsError(f"{src} holds {held}, but model.clip.pretrained={tag!r} names other weights: set "
-                               f"model.clip.pretrained={file_origin} (or null) so the run records what it trained on")
+                               f"model.clip.pretrained={file_origin} (or None) so the run records what it trained on")
     if trained is None and tag and (tag_cfg or tag == "openai"):
         trained = tag == "openai" or bool(tag_cfg.get("quick_gelu", False))
         why = f"model.clip.pretrained={tag!r} names weights trained with {'QuickGELU' if trained else 'GELU'}"
@@ -134,7 +134,7 @@ def weights_activation(arch: str, pretrained: Optional[str], quick_gelu: Optiona
             f"{src}: nothing says which activation its weights were trained with (not OpenAI's archive, no "
             f"OpenAI buffers, not a release open_clip lists, and model.clip.pretrained={tag!r} is no open_clip "
             f"tag of {arch}).\nSet model.clip.pretrained to the tag the file was published under (openai: "
-            "QuickGELU), or model.clip.quick_gelu=true / false.")
+            "QuickGELU), or model.clip.quick_gelu=True / False.")
     return trained, why
 
 

@@ -164,7 +164,7 @@ def test_every_form_loads_exactly(tiny_files, form):
     if says_openai:
         assert tower_activations(load_clip(TINY_ARCH, pretrained=None, pretrained_path=str(path))) == {"QuickGELU"}
     else:
-        with pytest.raises(ClipWeightsError, match="model.clip.quick_gelu=true / false"):
+        with pytest.raises(ClipWeightsError, match="model.clip.quick_gelu=True / False"):
             load_clip(TINY_ARCH, pretrained=None, pretrained_path=str(path))
         gelu = load_clip(TINY_ARCH, pretrained=None, pretrained_path=str(path), quick_gelu=False)
         assert tower_activations(gelu) == {"GELU"} and gelu.pretrained_identity["activation"] == "GELU"
