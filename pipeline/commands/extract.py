@@ -26,6 +26,7 @@ def extract(
     pose_source: Optional[str] = typer.Option(None, "--pose-source", help="hrnet (mmpose HRNet-w32 COCO 256x192), dataset (poses the dataset ships: demo, toyota_smarthome) or pkl:PATH (mmaction2/pyskl 2D skeleton file). Default: the dataset's choice (demo, toyota_smarthome: dataset; others: hrnet)."),
     pose_option: Optional[List[str]] = typer.Option(None, "--pose-option", "-P", help="Pose-source option KEY=VALUE, repeatable, typed and checked (`pipeline dataset info --dataset NAME --pose-source SPEC --options` lists them). The --pose-* flags below are HRNet's most used ones."),
     pose_checkpoint: Optional[str] = typer.Option(None, "--pose-checkpoint", help=SchemaHelp(_HRNET, "checkpoint")),
+    pose_config: Optional[str] = typer.Option(None, "--pose-config", help=SchemaHelp(_HRNET, "config")),
     pose_batch_size: Optional[int] = typer.Option(None, "--pose-batch-size", min=1, help=SchemaHelp(_HRNET, "batch_size")),
     pose_flip_test: Optional[bool] = typer.Option(None, "--pose-flip-test/--no-pose-flip-test", help=SchemaHelp(_HRNET, "flip_test"), show_default=False),
     pose_precision: Optional[str] = typer.Option(None, "--pose-precision", help=SchemaHelp(_HRNET, "precision")),
@@ -60,7 +61,7 @@ def extract(
     if scheduler and engine != "dask":
         raise typer.BadParameter("--scheduler needs --engine dask")
     prog = progress_bar()
-    flags = dict(checkpoint=pose_checkpoint, batch_size=pose_batch_size, flip_test=pose_flip_test,
+    flags = dict(checkpoint=pose_checkpoint, config=pose_config, batch_size=pose_batch_size, flip_test=pose_flip_test,
                  precision=pose_precision, person_detector=person_detector, detector_checkpoint=detector_checkpoint)
     opts = ExtractOptions(
         dataset=dataset, root=path_str(root), cache_root=path_str(cache_root), pose_source=pose_source,

@@ -238,6 +238,8 @@ def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
         "dataset_meta": index.meta,  # which layout and files defined the splits, what was dropped
         **({"clips_without_poses": root_attrs["clips_without_poses"]} if "clips_without_poses" in root_attrs else {}),
         "request": request.to_dict(),
+        # the weight file the pose model loaded (strictly): format and sha256; the key has the sha256
+        **({"pose_weights": pose.weights()} if pose.weights() else {}),
         "created": created,
         "code_revision": git_revision(),
         "versions": package_versions(),

@@ -39,6 +39,8 @@ class BackboneCheckpointHook(Hook):
             return
         ours = self._model(runner).backbone_identity()
         keys = ("arch", "pretrained", "frozen") + (("pretrained_size",) if saved.get("pretrained_path") else ())
+        # the weights' sha256 where both name it (checkpoints written before they did keep loading)
+        keys += ("weights_sha256",) if saved.get("weights_sha256") and ours.get("weights_sha256") else ()
         if any(saved.get(k) != ours.get(k) for k in keys):
             raise ValueError(f"the checkpoint was trained on backbone {saved}, but this model is built on {ours}: "
                              "its adapters and heads only make sense on those weights (set model.clip.* to match)")

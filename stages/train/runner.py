@@ -48,19 +48,52 @@ from stages.train.warm_start import init_from_variants
 log = logging.getLogger(__name__)
 
 
+
 def check_entry_fits(cfg: Config, entry: CacheEntry, model) -> dict:
-    """Model sizes from the built model and the entry; raise early on a mismatch."""
+    """Model sizes from the built model and the entry; raise early on a mismatch, naming the
+    ``pipeline extract`` command that makes an entry the model can read.
+
+    An entry on another grid is not regridded here: its frames were resized so both sides are
+    whole cells of *its* grid (e.g. 256 x 448 px for 16), so crops and flips on another lattice
+    would not be whole cells, which the store guarantees (docs/cache.md)."""
+    from stages.geometry import resized_size
+
     vis = model.recognizer.clip.visual
     size = int(vis.image_size[0] if isinstance(vis.image_size, (tuple, list)) else vis.image_size)
     patch = int(vis.patch_size[0] if isinstance(vis.patch_size, (tuple, list)) else vis.patch_size)
+    arch = cfg.model.clip.get("arch", "the model")
     if entry.grid_cell != patch:
-        raise ValueError(f"cache entry {entry.key} has {entry.grid_cell}-pixel mask cells but the model's patch is "
-                         f"{patch}: extract with --grid-cell {patch}")
+        raise ValueError(
+            f"cache entry {entry.key} has {entry.grid_cell}-pixel mask cells, but {arch} reads {patch}-pixel patches: "
+            f"its grids do not line up with the model's patches. Make an entry on a {patch}-pixel grid:\n"
+            f"  {_extract_command(cfg, entry, grid_cell=patch)}\n"
+            f"and train with data.extract.grid_cell={patch} (--cfg-options) so it is found, or --entry KEY.")
     ss = int(entry.settings.get("short_side", size))
-    if ss < size:
-        raise ValueError(f"cache entry {entry.key} has a short side of {ss} px, smaller than the model's {size} "
-                         f"crop: extract with --short-side {max(size, 256)}")
+    actual = min(resized_size(ss, ss, ss, patch))  # the short side as stage one rounded it to whole cells
+    if actual < size:
+        want = max(size, 256)
+        raise ValueError(
+            f"cache entry {entry.key} has a short side of {actual} px, smaller than the {size}-pixel crop of {arch}. "
+            f"Make an entry with a larger one:\n  {_extract_command(cfg, entry, short_side=want)}\n"
+            f"and train with data.extract.short_side={want} (--cfg-options) so it is found, or --entry KEY.")
     return dict(crop_size=size, patch=patch)
+
+
+def _extract_command(cfg: Config, entry: CacheEntry, **settings) -> str:
+    """``pipeline extract`` of the run's data config with the entry's own stage-one settings and
+    ``settings`` changed."""
+    from stages.data.entry_lookup import extract_command
+    from stages.extract.settings import ExtractSettings
+
+    data = to_plain(cfg.get("data") or {})
+    data.setdefault("dataset", entry.dataset)
+    if not data.get("root") and entry.attrs.get("dataset_root"):
+        data["root"] = entry.attrs["dataset_root"]
+    own = {k: v for k, v in entry.settings.items() if k in ExtractSettings.keys()}
+    data["extract"] = {**own, **settings}
+    if entry.settings.get("pose_source") and not data.get("pose_source"):
+        data["pose_source"] = entry.settings["pose_source"]
+    return extract_command(data)
 
 
 def prepare_model_cfg(cfg: Config, entry: CacheEntry) -> dict:
@@ -130,9 +163,11 @@ def model_cost(cfg: Config, entry: CacheEntry, model) -> dict:
 
 def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, launcher: str = "none",
                   device: Optional[str] = None, resume: bool = False, allow_partial: bool = False,
-                  hooks: Optional[list] = None, on_runner: Optional[Callable] = None) -> Optional[dict]:
+                  hooks: Optional[list] = None, on_runner: Optional[Callable] = None,
+                  say: Optional[Callable[[str], None]] = None) -> Optional[dict]:
     """Train one variant into ``work_dir`` and evaluate it; returns its result row on rank 0
-    (None elsewhere). ``hooks``: extra mmengine hook configs (tests)."""
+    (None elsewhere). ``hooks``: extra mmengine hook configs (tests); ``say``: where to print the
+    pretrained weights the model was built on (``pipeline train``)."""
     from mmengine.runner import Runner
 
     work_dir = Path(work_dir)
@@ -142,6 +177,11 @@ def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, laun
     if rank == 0:
         work_dir.mkdir(parents=True, exist_ok=True)
     model = build_wrapped_model(cfg, entry, dev)
+    if rank == 0 and say is not None:
+        from stages.model.clip_loader import describe_pretrained
+
+        say(f"[weights] {cfg.get('exp_name')}/{cfg.get('variant')}: CLIP "
+            f"{describe_pretrained(getattr(model.recognizer.clip, 'pretrained_identity', None))}")
     # a two-stage variant (PGVT Table 4 (3), late fusion) starts from other variants' final weights
     init_sources = init_from_variants(model, cfg.init_from, work_dir.parent) if cfg.get("init_from") else {}
     sizes = check_entry_fits(cfg, entry, model)
@@ -172,7 +212,7 @@ def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, laun
         experiment=cfg.get("exp_name"), variant=cfg.get("variant"), dataset=entry.dataset, entry=entry.key,
         split=test_ds.split, num_classes=len(entry.classes), num_test_clips=len(test_ds), **metric_row(res),
         paper_top1=cfg.get("paper_top1"), **cost, epochs=int(runner.epoch),
-        arch=cfg.model.clip.arch, pretrained=cfg.model.clip.get("pretrained") or cfg.model.clip.get("pretrained_path"),
+        arch=cfg.model.clip.arch, **model.pretrained_fields(),
         # the frames the variant reads (None for a modality it does not have)
         num_video_frames=int(cfg.model.num_video_frames) if "video" in cfg.model.modalities else None,
         num_pose_frames=int(cfg.model.num_pose_frames) if "pose" in cfg.model.modalities else None,
@@ -228,7 +268,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str, entry: CacheEntry, out_dir
     row = dict(experiment=cfg.get("exp_name"), variant=cfg.get("variant"), dataset=entry.dataset, entry=entry.key,
                split=test_ds.split, checkpoint=str(checkpoint), num_classes=len(entry.classes),
                num_test_clips=len(test_ds), **metric_row(res), paper_top1=cfg.get("paper_top1"), **cost,
-               device=dev, eval_seconds=round(time.time() - t0, 1))
+               arch=cfg.model.clip.arch, **model.pretrained_fields(), device=dev, eval_seconds=round(time.time() - t0, 1))
     report.save_evaluation(out_dir, res, entry.classes, test_ds, title=f"{row['experiment']} / {row['variant']}")
     report.write_json(out_dir / "metrics.json", row)
     return row

@@ -111,7 +111,22 @@ class RunnerModel(BaseModel):
             import os
 
             ident["pretrained_size"] = os.path.getsize(path) if os.path.isfile(path) else None
+        loaded = getattr(self.recognizer.clip, "pretrained_identity", None)  # what load_clip placed
+        if loaded:
+            ident.update(weights_format=loaded["format"], weights_sha256=loaded["sha256"],
+                         activation=loaded["activation"])
         return ident
+
+    def pretrained_fields(self) -> dict:
+        """The result row's record of the CLIP weights: ``pretrained`` (the open_clip tag, or the file
+        when the weights came from one; None for random weights), the file's format and sha256, and
+        the towers' activation."""
+        loaded = getattr(self.recognizer.clip, "pretrained_identity", None)
+        if not loaded:
+            return dict(pretrained=None, pretrained_format=None, pretrained_sha256=None, clip_activation=None)
+        from_file = bool(self.recognizer.cfg.get("clip", {}).get("pretrained_path"))
+        return dict(pretrained=loaded["path"] if from_file else loaded["tag"], pretrained_format=loaded["format"],
+                    pretrained_sha256=loaded["sha256"], clip_activation=loaded["activation"])
 
     def frozen_backbone_keys(self) -> set[str]:
         """State-dict keys a checkpoint leaves out: frozen parameters, when they come from named

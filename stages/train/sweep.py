@@ -172,7 +172,7 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
                     + ("resuming from the last one" if resume else "starting over (--resume continues it)"))
             say(f"[train] {exp_name}/{v} on {e.dataset} (entry {e.key}) -> {vdir}")
             row = train_variant(cfg, vdir, e, launcher=launcher, device=device, resume=resume,
-                                allow_partial=allow_partial, hooks=hooks)
+                                allow_partial=allow_partial, hooks=hooks, say=say)
             if row is not None:
                 row["config_hash"] = config_hash(cfg)
                 row["status"] = "done"

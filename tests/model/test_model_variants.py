@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from pevl_model_testutils import PGVT_EXPERIMENTS, TINY, make_batch
+from pevl_model_testutils import BACKBONE_TABLES, PGVT_EXPERIMENTS, TINY, make_batch
 from stages.model import build_model
 from stages.train.config import (configs_root, list_variants, load_experiment, resolve_config_path,
                                   variant_config)
@@ -102,8 +102,10 @@ def test_experiment_files_have_contract():
         assert resolve_config_path(name).name == f"{name}.py"
     assert list_variants(load_experiment("table7_modalities")) == ["v", "p", "vp", "vt", "pt", "vpt", "pevl"]
     assert list_variants(load_experiment("demo_pose_rate")) == ["v16", "p16", "p48", "pevl"]
-    # every experiment file is covered: PeVL's by a row table here, PGVT's in test_model_pgvt.py
-    assert sorted(p.stem for p in (configs_root() / "experiments").glob("*.py")) == sorted([*ROWS, *PGVT_EXPERIMENTS])
+    # every experiment file is covered: PeVL's by a row table here, PGVT's in test_model_pgvt.py, the
+    # backbone tables in tests/train/test_backbone_tables.py
+    assert sorted(p.stem for p in (configs_root() / "experiments").glob("*.py")) == sorted(
+        [*ROWS, *PGVT_EXPERIMENTS, *BACKBONE_TABLES])
 
 
 def _built(name, variant):

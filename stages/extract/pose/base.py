@@ -76,5 +76,10 @@ class PoseSource:
         """Per-clip choices worth keeping beside the clip (e.g. which person was taken)."""
         return {}
 
+    def weights(self) -> Optional[dict]:
+        """The weight file the source loaded (name, sha256, layout) for the entry's manifest; not
+        part of the key (the identity names the file's sha256). None: no file."""
+        return None
+
     def close(self) -> None:  # release models / files
         pass
