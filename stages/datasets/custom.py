@@ -16,6 +16,10 @@ are comments. The clip id is the path relative to DIR without its extension, plu
 ``@start-end`` when a cut is given (so one video can give several clips); a clip id appearing
 twice is an error.
 
+Skeleton files (``--pose-source pkl:PATH``) name a clip by the video's path under DIR (without
+extension) or by its base name, as pyskl's ``custom_2d_skeleton.py`` and mmaction2's extraction
+scripts write ``frame_dir``: :meth:`CustomDataset.clip_aliases`.
+
 Adapter option ``coarse_type`` (``--coarse-type``) is the prompt's coarse word (default
 ``"human"``). Videos that do not exist are not an error here: ``pipeline dataset info`` reports
 them as missing.
@@ -134,3 +138,15 @@ class CustomDataset(DatasetAdapter):
             raise DatasetLayoutError(f"{where}: clip {cid!r} already listed at {ids[cid]}")
         ids[cid] = where
         return ClipRecord(cid, split, label, str(video), **cut)
+
+    def clip_aliases(self, clip: ClipRecord) -> tuple[str, ...]:
+        """The video's base name (``v/c0`` -> ``c0``), the ``frame_dir`` pyskl's
+        ``custom_2d_skeleton.py`` and mmaction2's extraction scripts write; for an uncut clip also
+        the base name up to its first dot (pyskl cuts ``a.b.mp4`` to ``a``). A cut clip's base name
+        keeps its ``@start-end``: a whole video's skeleton is not the cut's."""
+        base = clip.clip_id.rsplit("/", 1)[-1]
+        out = [base] if base != clip.clip_id else []
+        head = base.split(".")[0]
+        if clip.start_frame is None and head and head != base:
+            out.append(head)
+        return tuple(out)

@@ -153,8 +153,10 @@ def estimate_track(clip: ClipRecord, dataset: DatasetAdapter, pose: PoseSource,
 
     ``decoder`` (a :class:`ClipDecoder` or a decode worker's stream): a source that looks at pixels
     gets its full-size frames, streamed; its header checks and aligns a dataset's boxes."""
-    if not pose.needs_frames:
-        return pose.estimate(clip, None, None, dataset), {"source": None}, None
+    if not pose.needs_frames:  # poses from a file: its frame size checked against the video's
+        track = pose.estimate(clip, None, None, dataset)
+        track = pose.fit_frame_size(clip, track, (decoder.info.height, decoder.info.width))
+        return track, {"source": None}, None
     # Person boxes: dataset -> detector (on these same streamed frames) -> whole frame.
     chain = getattr(pose, "person_boxes", None) or default_person_boxes()
     info = decoder.info
