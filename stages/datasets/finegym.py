@@ -77,6 +77,7 @@ from stages.datasets.base import (
     read_json,
 )
 from stages.datasets.finegym_boxes import BoxFile, load_boxes
+from stages.datasets.names import read_text_lines
 from stages.registry import DATASETS
 
 LABELS_DIR = Path(__file__).with_name("labels") / "finegym"
@@ -294,7 +295,7 @@ class _FineGym(DatasetAdapter):
 
     def _read_split(self, path: Path, split: str, num_classes: int) -> list[tuple[str, str, int]]:
         rows = []
-        for n, line in enumerate(path.read_text().splitlines(), 1):
+        for n, line in enumerate(read_text_lines(path), 1):
             if not line.strip():
                 continue
             parts = line.split()
@@ -521,7 +522,7 @@ class _Times:
 
 
 def _count_lines(path: Path) -> int:
-    return sum(1 for line in path.read_text().splitlines() if line.strip())
+    return sum(1 for line in read_text_lines(path) if line.strip())
 
 
 def _split_source(splits: dict) -> str:

@@ -35,6 +35,11 @@ Class text: the class name with ``_`` and ``-`` as spaces, lower-cased
 (``"<name>_2"``); it is dropped from the text, and when that makes two texts equal the numbered
 ones read ``"<text> (variant N)"`` (the un-numbered one keeps the plain text). Coarse type
 ``"human"``.
+
+File names are bytes (:mod:`stages.datasets.names`): a video whose name is not UTF-8 keeps its
+bytes and gets a clip id with them written ``\\xNN``; a class folder (or annotation file) whose
+name is not UTF-8 cannot become a label text, so it is skipped and reported with its folder in
+``meta["skipped_names"]``. Annotation files that are not UTF-8 text are errors naming the line.
 """
 from __future__ import annotations
 
@@ -49,6 +54,7 @@ from stages.datasets.base import (
     DatasetIndex,
     DatasetLayoutError,
 )
+from stages.datasets.names import is_text, not_text_note, read_text_lines, readable_name, report_skipped
 from stages.registry import DATASETS
 
 VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".avi")
@@ -95,6 +101,10 @@ class HAA500(DatasetAdapter):
     coarse_type = "human"
     skeleton = "coco17"
 
+    def __init__(self, root=None, **options):
+        super().__init__(root, **options)
+        self._skipped: list[str] = []  # names that cannot be represented (module docstring)
+
     def _groups(self) -> tuple[Path, dict[str, list[Path]]]:
         for d in VIDEO_DIRS:
             folder = self.root / d
@@ -103,15 +113,23 @@ class HAA500(DatasetAdapter):
             groups: dict[str, list[Path]] = {}
             with os.scandir(folder) as it:
                 subdirs = sorted(Path(e.path) for e in it if e.is_dir())
+            skipped: list[str] = []
             for sub in subdirs:
                 vids = _videos_in(sub)
-                if vids:
+                if vids and not is_text(sub.name):
+                    skipped.append(not_text_note(folder, sub.name, "a class's label text"))
+                elif vids:
                     groups[sub.name] = vids
             if not groups:
+                skipped = []
                 for v in _videos_in(folder):
                     m = _NUM_RE.match(v.stem)
-                    if m:
+                    if m and not is_text(m.group("name")):
+                        skipped.append(not_text_note(folder, v.name, "a class's label text"))
+                    elif m:
                         groups.setdefault(m.group("name"), []).append(v)
+            for note in skipped:
+                report_skipped(self._skipped, note)
             if groups:
                 return folder, groups
         raise DatasetLayoutError(
@@ -130,10 +148,15 @@ class HAA500(DatasetAdapter):
         for d in dirs:
             if not d.is_dir():
                 continue
-            files = {p.stem: p for p in d.glob("*.txt") if p.is_file()}
+            txts = [p for p in d.glob("*.txt") if p.is_file()]
+            files = {p.stem: p for p in txts if is_text(p.stem)}
             if d == self.root and not opt:  # ROOT holds other text files too (README.txt, ...)
                 files = {k: v for k, v in files.items() if k in known}
             if files and (opt or known & set(files)):
+                if d != self.root or opt:
+                    for p in txts:
+                        if not is_text(p.stem):
+                            report_skipped(self._skipped, not_text_note(d, p.name, "a class's label text"))
                 return d, files
         if opt:
             raise DatasetLayoutError(f"haa500: annotation_dir {dirs[0]} holds no <class_name>.txt files")
@@ -142,7 +165,7 @@ class HAA500(DatasetAdapter):
     @staticmethod
     def _read_class_file(path: Path) -> list[dict]:
         rows = []
-        for n, line in enumerate(path.read_text().splitlines(), 1):
+        for n, line in enumerate(read_text_lines(path), 1):
             if not line.strip():
                 continue
             parts = [x.strip() for x in line.split(",")]
@@ -164,6 +187,7 @@ class HAA500(DatasetAdapter):
         return "train" if i < n_train else "val" if i < n_train + n_val else "test"
 
     def load(self, progress=None) -> DatasetIndex:
+        self._skipped = []
         folder, groups = self._groups()
         ann_dir, ann_files = self._annotation_files(sorted(groups))
         if ann_dir is not None:
@@ -181,7 +205,8 @@ class HAA500(DatasetAdapter):
                 unusual[cname] = len(vids)
             for i, v in enumerate(vids):
                 split = self._split(i)
-                cid = v.stem if v.stem not in ids else f"{cname}/{v.stem}"
+                stem = readable_name(v.stem)
+                cid = stem if stem not in ids else f"{cname}/{stem}"
                 ids.add(cid)
                 clips.append(ClipRecord(cid, split, label, str(v), extra={"class_name": cname}))
         return DatasetIndex(
@@ -193,6 +218,7 @@ class HAA500(DatasetAdapter):
                 "split_rule": f"per class by file order: first {n_train} train, next {n_val} val, rest test",
                 "class_names": names,
                 "unusual_classes": unusual,
+                **({"skipped_names": self._skipped} if self._skipped else {}),
             },
         )
 
@@ -218,7 +244,7 @@ class HAA500(DatasetAdapter):
                 num = int(m.group("num")) if m and m.group("name") == cname else None
                 if num is None or num >= len(rows) or num in by_number:
                     raise DatasetLayoutError(
-                        f"haa500: {v} does not fit {ann_files[cname]} ({len(rows)} lines): videos must be "
+                        f"haa500: {readable_name(str(v))} does not fit {ann_files[cname]} ({len(rows)} lines): videos must be "
                         f"{cname}_000 .. {cname}_{len(rows) - 1:03d}, line i being video i-1")
                 by_number[num] = v
             if cname not in groups:
@@ -237,6 +263,8 @@ class HAA500(DatasetAdapter):
         }
         if missing_classes:
             meta["classes_without_videos"] = missing_classes
+        if self._skipped:
+            meta["skipped_names"] = self._skipped
         return DatasetIndex(
             name=self.name, classes=class_texts(names), coarse_type=self.coarse_type, skeleton=self.skeleton,
             clips=clips, root=str(self.root), source_files=[str(ann_files[n]) for n in names], meta=meta,
