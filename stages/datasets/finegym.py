@@ -243,6 +243,7 @@ class _FineGym(DatasetAdapter):
                (f"{v}_val.txt", None, "mmaction2 list")]
         out = {}
         for split, cands in (("train", train), ("val", val)):
+            skipped = []  # (file, its version): files of another version than split_version asks for
             for name, version, kind in cands:
                 p = self._find((name,))
                 if p is None:
@@ -251,13 +252,26 @@ class _FineGym(DatasetAdapter):
                 if split == "train":
                     version = self._train_version(p, version, lines)
                     if want and version and version != want:
+                        skipped.append((p, f"v{version} by its {lines} lines"))
                         continue  # e.g. an _org copy of v1.1 when v1.0 was asked for
                 out[split] = {"path": p, "kind": kind, "version": version, "lines": lines}
                 break
             else:
-                names = " or ".join(n for n, _, _ in cands)
                 where = ", ".join(str(self.root / d) if d else str(self.root) for d in SPLIT_DIRS)
-                raise DatasetLayoutError(f"{self.name}: expected a {split} split file ({names}) in one of: {where}")
+                names = [n for n, _, _ in cands]
+                if split == "train" and want:
+                    for other in SPLIT_VERSIONS:
+                        p = self._find((f"{v}_train_element_v{other}.txt",)) if other != want else None
+                        if p is not None:
+                            skipped.insert(0, (p, f"v{other}"))
+                if skipped:
+                    found = ", ".join(f"{self._rel(p)} ({why})" for p, why in skipped)
+                    raise DatasetLayoutError(
+                        f"{self.name}: split_version={want} asks for the v{want} train split, and no file here holds "
+                        f"it: found only {found}, which split_version={want} skips. Add {names[0]} (the FineGym "
+                        f"site's file) to one of: {where}; or drop -o split_version={want} to use the file found")
+                raise DatasetLayoutError(
+                    f"{self.name}: expected a {split} split file ({' or '.join(names)}) in one of: {where}")
         return out
 
     def _annotation_json(self) -> Optional[Path]:
