@@ -30,9 +30,9 @@ one of two sources (``meta["split_source"]``):
 
 A class with other than 20 videos (lines) is listed in ``meta["unusual_classes"]``.
 
-Class text: the class name with ``_`` and ``-`` as spaces, lower-cased
-(``"playing_violin"`` -> ``"playing violin"``). A trailing number marks a variant class
-(``"<name>_2"``); it is dropped from the text, and when that makes two texts equal the numbered
+Class text: the class name with ``_`` and ``-`` as spaces, each run of white space as one space,
+lower-cased (``"playing_violin"`` -> ``"playing violin"``, ``"hand_ stand"`` -> ``"hand stand"``).
+A trailing number marks a variant class (``"<name>_2"``); it is dropped from the text, and when that makes two texts equal the numbered
 ones read ``"<text> (variant N)"`` (the un-numbered one keeps the plain text). Coarse type
 ``"human"``.
 
@@ -81,7 +81,7 @@ def class_texts(names: list[str]) -> list[str]:
     for n in names:
         m = re.match(r"^(.*?)[_-]?(\d+)$", n)
         base, num = (m.group(1), m.group(2)) if m and m.group(1) else (n, None)
-        text = re.sub(r"[_\-]+", " ", base).strip().lower()
+        text = " ".join(re.sub(r"[_\-]+", " ", base).split()).lower()
         parts.append((text, num))
     counts: dict[str, int] = {}
     for t, _ in parts:
