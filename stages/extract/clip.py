@@ -72,6 +72,8 @@ def align_track(track: PoseTrack, num_frames: int, size: tuple[int, int], notes:
 
     Dataset- or file-supplied poses may come from frames extracted by another tool (another frame
     count, a resized image): nearest-in-time resampling and a coordinate rescale fix both, noted.
+    Whether the track's ``frame_size`` can be trusted was settled before, by the pose source's
+    :meth:`~stages.extract.pose.base.PoseSource.fit_frame_size` (a skeleton file's ``img_shape``).
     """
     k, s = track.keypoints, track.scores
     if track.num_frames != num_frames:
