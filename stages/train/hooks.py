@@ -1,11 +1,15 @@
-"""The Runner hooks of a training run: which epoch was validated last, and which CLIP weights a
-checkpoint belongs to."""
+"""The Runner hooks of a training run: which epoch was validated last, which CLIP weights a
+checkpoint belongs to, and the run a checkpoint comes from (what ``pipeline predict`` needs)."""
 from __future__ import annotations
 
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from stages.registry import HOOKS
+
+#: the checkpoint ``meta`` key of :class:`RunRecordHook`'s record
+RUN_RECORD_KEY = "run_record"
+RUN_RECORD_VERSION = 1
 
 
 @HOOKS.register_module()
@@ -44,3 +48,27 @@ class BackboneCheckpointHook(Hook):
         if any(saved.get(k) != ours.get(k) for k in keys):
             raise ValueError(f"the checkpoint was trained on backbone {saved}, but this model is built on {ours}: "
                              "its adapters and heads only make sense on those weights (set model.clip.* to match)")
+
+
+def run_record(cfg, entry) -> dict:
+    """What a checkpoint needs to be used on new videos without its work dir or the cache: the
+    experiment and variant, the resolved run config, and the record of the cache entry it was
+    trained on (:class:`stages.data.entry_record.EntryRecord`: stage one's request and settings,
+    the pose source's identity, the class texts). Plain JSON."""
+    from stages.data.entry_record import EntryRecord, plain_json
+    from stages.nested_config import to_plain
+
+    return plain_json({"version": RUN_RECORD_VERSION, "experiment": cfg.get("exp_name"),
+                       "variant": cfg.get("variant"), "run_config": to_plain(cfg),
+                       "entry": EntryRecord.from_entry(entry).to_dict()})
+
+
+@HOOKS.register_module()
+class RunRecordHook(Hook):
+    """Writes :func:`run_record` into every checkpoint's ``meta`` (``meta["run_record"]``)."""
+
+    def __init__(self, record: dict):
+        self.record = record
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint.setdefault("meta", {})[RUN_RECORD_KEY] = self.record

@@ -119,5 +119,6 @@ class PeVLClassificationMetric(BaseMetric):
         labels = np.array([r["label"] for r in uniq], dtype=np.int64)
         res = classification_metrics(scores, labels, self.num_classes, self.fine_classes)
         res["indices"] = [r["index"] for r in uniq]
+        res["scores"] = scores  # (N, C) view-averaged, in ``indices`` order (predictions.json keeps them)
         self.last_result = res
         return {k: v for k, v in metric_row(res).items() if v is not None}

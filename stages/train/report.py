@@ -65,7 +65,8 @@ def pyplot():
 # -- evaluation -----------------------------------------------------------------------------------
 def save_evaluation(out_dir: os.PathLike, res: dict, classes: Sequence[str], test_ds=None, title: str = "") -> None:
     """``confusion.json`` (counts, class texts, per-class accuracy), ``confusion.png``,
-    ``predictions.json`` (per test clip: id, label, prediction, top-5)."""
+    ``predictions.json`` (per test clip: id, label, prediction and every class's score, the
+    views averaged as the model predicts: what ``pipeline predict`` gives for the clip's video)."""
     out_dir = Path(out_dir)
     conf = np.asarray(res["confusion"])
     write_json(out_dir / "confusion.json", dict(
@@ -74,9 +75,11 @@ def save_evaluation(out_dir: os.PathLike, res: dict, classes: Sequence[str], tes
         mean_class_acc=res["mean_class_acc"], num_samples=res.get("num_samples")))
     if test_ds is not None and res.get("indices") is not None and res.get("predictions") is not None:
         rows = []
-        for i, p in zip(res["indices"], res["predictions"]):
+        scores = res.get("scores")
+        for k, (i, p) in enumerate(zip(res["indices"], res["predictions"])):
             r = test_ds.rows[i]
-            rows.append(dict(clip_id=r["clip_id"], label=int(r["label"]), pred=int(p)))
+            rows.append(dict(clip_id=r["clip_id"], label=int(r["label"]), pred=int(p),
+                             **({"scores": [float(x) for x in scores[k]]} if scores is not None else {})))
         write_json(out_dir / "predictions.json", rows)
     plot_confusion(conf, classes, out_dir / "confusion.png", title=title, res=res)
 

@@ -35,6 +35,7 @@ from typing import Any, Literal, Optional
 from stages.data.device_frames import collate_items
 from stages.nested_config import deep_merge, to_plain
 from stages.registry import SCOPE
+from stages.train.hooks import run_record
 from stages.train.metrics import evaluator_config
 from stages.settings import Settings, SettingsError, field
 
@@ -112,7 +113,8 @@ def runner_kwargs(cfg: Any, model, train_ds, test_ds, work_dir: Path, launcher: 
                             save_last=True),
             sampler_seed=dict(type="DistSamplerSeedHook"),
         ),
-        custom_hooks=[dict(type="RecordValHook"), dict(type="BackboneCheckpointHook")] + list(hooks or []),
+        custom_hooks=[dict(type="RecordValHook"), dict(type="BackboneCheckpointHook"),
+                      dict(type="RunRecordHook", record=run_record(cfg, test_ds.entry))] + list(hooks or []),
         visualizer=dict(type="Visualizer", name=f"vis_{uuid.uuid4().hex[:12]}",
                         vis_backends=[dict(type="LocalVisBackend"), dict(type="TensorboardVisBackend")]),
         log_processor=dict(by_epoch=True, window_size=t.log_interval),
