@@ -30,7 +30,8 @@ stores ``frames`` as a ``(T_v,)`` variable-length-bytes array of JPEG files.
         grids            (T_v, V, H/cell, W/cell) float16 confidence-weighted joint-to-patch planes
         person_boxes     optional (F, 4) float32 xyxy person box of every decoded frame, original
                          pixels (clips whose poses came from person boxes)
-        attrs            clip_id, split, label, source, cut, num_frames, fps, orig_size, ...
+        attrs            clip_id, split, label, source, cut, num_frames, fps, orig_size, ...,
+                         source_sha256 (the video file's; additive, clips of older runs lack it)
       failures/<uid>.json  why a clip could not be extracted
       claims/<uid>         a writer is working on the clip (host, pid, time); heartbeated
       runs/*.json          one record per extraction run (host, counts, timings)

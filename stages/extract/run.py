@@ -22,6 +22,7 @@ from typing import Callable, Iterator, Optional
 from cache import EntryWriter
 from cache.claims import HOST
 from cache.entry import CacheEntry
+from cache.keys import file_sha256
 from cache.layout import clip_uid
 from stages.extract.clip import ClipCounters, ClipError, ClipResult, extract_clip
 from stages.extract.decode_pool import DecodePool, decode_pool_available
@@ -158,7 +159,8 @@ class _ClipRun:
             self.progress("failed", c.clip_id, reason)
 
     def commit(self, c, uid: str, res: ClipResult) -> None:
-        self.writer.commit(uid, res.arrays, {**res.attrs, "video": _rel(c.video, self.p.index.root)})
+        attrs = {**res.attrs, "video": _rel(c.video, self.p.index.root), **source_hash(c.video)}
+        self.writer.commit(uid, res.arrays, attrs)
         self.done.append(c.clip_id)
         if self.progress:
             self.progress("done", c.clip_id, None)
@@ -242,6 +244,18 @@ class _Committer:
         self._thread.join()
         if raise_error and self._error is not None:
             raise self._error
+
+
+def source_hash(video: Optional[str]) -> dict:
+    """``{"source_sha256": ...}``: the video file's content hash, by which ``pipeline predict``
+    finds a video already in an entry whatever its name (empty when the file cannot be read now).
+    Hashed by the thread that commits, off the pose model's path (docs/benchmarks.md: the cost)."""
+    if not video:
+        return {}
+    try:
+        return {"source_sha256": file_sha256(video)}
+    except OSError:
+        return {}
 
 
 def _rel(path: Optional[str], root: Optional[str]) -> Optional[str]:
