@@ -51,6 +51,12 @@ class FramesCodec:
         """What is wrong with frames read back, beyond their shape (empty: nothing)."""
         return []
 
+    def as_read(self, frames: np.ndarray, settings: Any) -> Any:
+        """``frames`` as :meth:`read` gives them back after :meth:`write` with ``settings``: what a
+        model trained on an entry of this codec saw (``pipeline predict`` passes new videos' frames
+        through it). Lossless codecs: the frames themselves."""
+        return frames
+
     def frames_to_crop(self, frames: Any, indices: np.ndarray) -> tuple[Any, Sequence[int]]:
         """``(array, positions)``: an array holding the frames ``indices`` asks for, and where each
         lies in it, for cropping. Raw frames are a memory map and only the crop is read, so they

@@ -124,6 +124,10 @@ class JpegCodec(FramesCodec):
             z[...] = values
         return encoded_digest(encoded)
 
+    def as_read(self, frames: np.ndarray, settings: Any) -> JpegFrames:
+        quality = int(settings["jpeg_quality"])
+        return JpegFrames(encode_jpeg_frames(frames, quality), jpeg_attrs(frames.shape[1:], quality))
+
     def read(self, meta: Any) -> JpegFrames:
         from cache.chunks import read_array
 

@@ -74,11 +74,46 @@ class CacheClipDataset(Dataset):
                  num_pose_frames: int = 48, num_video_frames: Optional[int] = None, flip_prob: float = 0.5,
                  seed: int = 0, allow_partial: bool = False, test_crops: Sequence[str] = TEST_CROPS,
                  decode_on_device: bool = False, random_pose_offsets: bool = True):
-        if mode not in ("train", "test"):
-            raise ValueError(f"mode must be 'train' or 'test', got {mode!r}")
         self.entry = entry if isinstance(entry, CacheEntry) else CacheEntry(entry)
         self.status = self.entry.require_complete(allow_partial)
         self.split = split
+        self._item_settings(self.entry.grid_cell, self.entry.skeleton, self.entry.codec, f"cache entry {self.entry.key}",
+                            mode, crop_size, num_pose_frames, num_video_frames, flip_prob, seed, test_crops,
+                            decode_on_device, random_pose_offsets)
+        self.rows = self.entry.clips(split)
+        if not self.rows:
+            splits = sorted({c["split"] for c in self.entry.plan})
+            raise ValueError(f"cache entry {self.entry.key} has no clips in split {split!r} (splits: {splits})")
+        self.classes = self.entry.classes
+        self.coarse_type = self.entry.coarse_type
+
+    @classmethod
+    def for_new_clips(cls, record: Any, mode: str = "test", crop_size: int = 224, num_pose_frames: int = 48,
+                      num_video_frames: Optional[int] = None, flip_prob: float = 0.5, seed: int = 0,
+                      test_crops: Sequence[str] = TEST_CROPS, random_pose_offsets: bool = True,
+                      ) -> "CacheClipDataset":
+        """A dataset without clips of its own, whose :meth:`make_item` turns clips that are in no
+        entry (``pipeline predict``: new videos through stage one with the entry's settings) into
+        items exactly as for the clips of the entry ``record`` describes
+        (:class:`~stages.data.entry_record.EntryRecord`: its grid cell, skeleton, frames codec).
+        Takes the constructor's item arguments (frames are never decoded on a device here)."""
+        from cache.frames_codecs import frames_codec
+
+        self = cls.__new__(cls)
+        self.entry, self.status, self.split, self.rows = None, None, None, []
+        self._item_settings(int(record.settings["grid_cell"]), record.skeleton,
+                            frames_codec(record.settings.get("frames_codec")), f"cache entry {record.key}", mode,
+                            crop_size, num_pose_frames, num_video_frames, flip_prob, seed, test_crops, False,
+                            random_pose_offsets)
+        self.classes, self.coarse_type = list(record.classes), record.coarse_type
+        return self
+
+    def _item_settings(self, cell: int, skeleton: str, codec: Any, what: str, mode: str, crop_size: int,
+                       num_pose_frames: int, num_video_frames: Optional[int], flip_prob: float, seed: int,
+                       test_crops: Sequence[str], decode_on_device: bool, random_pose_offsets: bool) -> None:
+        """How items are made (the constructor's arguments) on ``what``'s grid, skeleton and codec."""
+        if mode not in ("train", "test"):
+            raise ValueError(f"mode must be 'train' or 'test', got {mode!r}")
         self.mode = mode
         self.crop_size = int(crop_size)
         self.num_pose_frames = int(num_pose_frames)
@@ -88,23 +123,16 @@ class CacheClipDataset(Dataset):
         self.epoch = 0
         self.test_crops = tuple(test_crops)
         self.random_pose_offsets = bool(random_pose_offsets)
-        self.cell = self.entry.grid_cell
+        self.cell = int(cell)
         if self.crop_size % self.cell:
-            raise ValueError(f"crop size {self.crop_size} is not a multiple of the entry's grid cell {self.cell}")
-        self.skeleton = get_skeleton(self.entry.skeleton)
+            raise ValueError(f"crop size {self.crop_size} is not a multiple of the {what}'s grid cell {self.cell}")
+        self.skeleton = get_skeleton(skeleton)
         self.flip_index = np.asarray(self.skeleton.flip_index())
-        self.rows = self.entry.clips(split)
-        if not self.rows:
-            splits = sorted({c["split"] for c in self.entry.plan})
-            raise ValueError(f"cache entry {self.entry.key} has no clips in split {split!r} (splits: {splits})")
-        self.classes = self.entry.classes
-        self.coarse_type = self.entry.coarse_type
         self.decode_on_device = bool(decode_on_device)
-        self.codec = self.entry.codec
+        self.codec = codec
         if self.decode_on_device and not self.codec.device_decodable:
-            raise ValueError(f"decode_on_device: cache entry {self.entry.key} stores its frames with the "
-                             f"{self.entry.frames_codec!r} codec, which cannot be decoded on a device "
-                             "(extract with --frames-codec jpeg)")
+            raise ValueError(f"decode_on_device: {what} stores its frames with the {codec.name!r} codec, which "
+                             "cannot be decoded on a device (extract with --frames-codec jpeg)")
 
     # -- metadata -----------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -116,7 +144,8 @@ class CacheClipDataset(Dataset):
 
     @property
     def metainfo(self) -> dict:  # mmengine reads this for the evaluator / visualiser
-        return dict(classes=self.classes, coarse_type=self.coarse_type, entry=self.entry.key, split=self.split)
+        return dict(classes=self.classes, coarse_type=self.coarse_type,
+                    entry=self.entry.key if self.entry is not None else None, split=self.split)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)

@@ -58,9 +58,7 @@ def check_entry_fits(cfg: Config, entry: CacheEntry, model) -> dict:
     would not be whole cells, which the store guarantees (docs/cache.md)."""
     from stages.geometry import resized_size
 
-    vis = model.recognizer.clip.visual
-    size = int(vis.image_size[0] if isinstance(vis.image_size, (tuple, list)) else vis.image_size)
-    patch = int(vis.patch_size[0] if isinstance(vis.patch_size, (tuple, list)) else vis.patch_size)
+    size, patch = model_input_size(model)
     arch = cfg.model.clip.get("arch", "the model")
     if entry.grid_cell != patch:
         raise ValueError(
@@ -77,6 +75,14 @@ def check_entry_fits(cfg: Config, entry: CacheEntry, model) -> dict:
             f"Make an entry with a larger one:\n  {_extract_command(cfg, entry, short_side=want)}\n"
             f"and train with data.extract.short_side={want} (--cfg-options) so it is found, or --entry KEY.")
     return dict(crop_size=size, patch=patch)
+
+
+def model_input_size(model) -> tuple[int, int]:
+    """(crop size, patch size) in pixels of a Runner model's CLIP image tower."""
+    vis = model.recognizer.clip.visual
+    size = int(vis.image_size[0] if isinstance(vis.image_size, (tuple, list)) else vis.image_size)
+    patch = int(vis.patch_size[0] if isinstance(vis.patch_size, (tuple, list)) else vis.patch_size)
+    return size, patch
 
 
 def _extract_command(cfg: Config, entry: CacheEntry, **settings) -> str:
@@ -97,7 +103,8 @@ def _extract_command(cfg: Config, entry: CacheEntry, **settings) -> str:
 
 
 def prepare_model_cfg(cfg: Config, entry: CacheEntry) -> dict:
-    """``cfg.model`` with the class and joint counts of the entry."""
+    """``cfg.model`` with the class and joint counts of the entry (or of its
+    :class:`~stages.data.entry_record.EntryRecord`)."""
     m = to_plain(cfg.model)
     m["num_classes"] = len(entry.classes)
     m["num_joints"] = get_skeleton(entry.skeleton).num_joints
@@ -121,19 +128,31 @@ def decode_on_device(data_cfg: dict, entry: CacheEntry, device: str) -> bool:
 
 def build_datasets(cfg: Config, entry: CacheEntry, crop_size: int, allow_partial: bool,
                    train: bool = True, device: str = "cpu") -> tuple[Optional[CacheClipDataset], CacheClipDataset]:
-    t = ScheduleSettings.from_dict(to_plain(cfg.train), where="train")
     d = DataSettings.from_dict(to_plain(cfg.data), where="data")
-    m = cfg.model
-    common = dict(crop_size=crop_size, num_pose_frames=int(m.num_pose_frames),
-                  num_video_frames=int(m.num_video_frames), seed=t.seed, allow_partial=allow_partial,
+    common = dict(item_kwargs(cfg, crop_size), allow_partial=allow_partial,
                   decode_on_device=decode_on_device(to_plain(cfg.data), entry, device))
     train_ds = (CacheClipDataset(entry, d.train_split, mode="train", flip_prob=d.flip_prob,
                                  random_pose_offsets=d.random_pose_offsets, **common) if train else None)
-    test_ds = CacheClipDataset(entry, d.test_split, mode="test", **common)
+    test_ds = CacheClipDataset(entry, d.test_split, **test_item_kwargs(cfg), **common)
     return train_ds, test_ds
 
 
+def item_kwargs(cfg: Config, crop_size: int) -> dict:
+    """How a run's items are made, train and test alike (:class:`CacheClipDataset` arguments)."""
+    t = ScheduleSettings.from_dict(to_plain(cfg.train), where="train")
+    m = cfg.model
+    return dict(crop_size=crop_size, num_pose_frames=int(m.num_pose_frames), num_video_frames=int(m.num_video_frames),
+                seed=t.seed)
+
+
+def test_item_kwargs(cfg: Config) -> dict:
+    """The test protocol's item arguments (the views): evaluation and ``pipeline predict`` share them."""
+    return dict(mode="test")
+
+
 def build_wrapped_model(cfg: Config, entry: CacheEntry, device: str):
+    """The run's :class:`RunnerModel` for ``entry`` (a :class:`CacheEntry` or the
+    :class:`~stages.data.entry_record.EntryRecord` a checkpoint carries: its classes and skeleton)."""
     from mmengine.runner import set_random_seed
 
     from stages.train.runner_model import RunnerModel
