@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from pipeline.commands import cache, dataset, explain, extract, stats, train
+from pipeline.commands import cache, dataset, explain, extract, predict, stats, train
 
 app = typer.Typer(
     help="PeVL pipeline: cache stage-one features once (`extract`), then train and ablate from the cache.",
@@ -18,6 +18,7 @@ app.command("train")(train.train)
 app.command("eval")(train.eval_)
 app.command("stats")(stats.stats)
 app.command("explain")(explain.explain)
+app.command("predict")(predict.predict)
 
 
 def main() -> None:

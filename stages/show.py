@@ -89,7 +89,7 @@ def _wrap(text: str, width: int) -> list[str]:
     return lines
 
 
-def _caption(width: int, text: str, lines: Optional[int] = None) -> np.ndarray:
+def caption_band(width: int, text: str, lines: Optional[int] = None) -> np.ndarray:
     """A dark band with ``text`` wrapped to ``width``; ``lines`` fixes its height (for tiling)."""
     rows = _wrap(text, width)
     n = lines or len(rows)
@@ -126,7 +126,7 @@ def clip_sheet(clip: ClipData, skeleton: Skeleton, label_text: Optional[str] = N
     """Every cached frame of a clip with its overlays, one sheet with a title line."""
     frames = [frame_overlay(clip, t, skeleton) for t in range(len(clip.frames))]
     sheet = tile(frames)
-    return np.concatenate([_caption(sheet.shape[1], clip_title(clip, label_text)), sheet])
+    return np.concatenate([caption_band(sheet.shape[1], clip_title(clip, label_text)), sheet])
 
 
 def gallery_sheet(clips: Sequence[ClipData], skeleton: Skeleton, label_texts: Sequence[Optional[str]]) -> np.ndarray:
@@ -136,7 +136,7 @@ def gallery_sheet(clips: Sequence[ClipData], skeleton: Skeleton, label_texts: Se
     images = [im if (im.shape[1], im.shape[0]) == size else _letterbox(im, size) for im in images]  # portrait ones
     caps = [f"{clip.clip_id} [{clip.split}]\n{clip.label}: {text or ''}" for clip, text in zip(clips, label_texts)]
     lines = max(len(_wrap(c, size[0])) for c in caps)
-    return tile([np.concatenate([_caption(size[0], c, lines), im]) for c, im in zip(caps, images)])
+    return tile([np.concatenate([caption_band(size[0], c, lines), im]) for c, im in zip(caps, images)])
 
 
 def _letterbox(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -1,0 +1,215 @@
+"""``pipeline predict VIDEO_OR_FOLDER... --checkpoint CKPT``: a trained model on new videos.
+
+Stage one runs on the fly with the settings of the entry the model was trained on (read from the
+checkpoint), then the model's test protocol; the top labels come out as a table, ``--json`` or
+``--csv``; ``--out DIR`` adds pictures; ``--window S`` gives a long video's timeline. The
+library part is :mod:`stages.predict`.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from pipeline.commands.common import CacheRootOpt, VerboseOpt, console, exit_on_error, out, parse_kv, path_str, progress_bar
+from pipeline.commands.train import CFG_HELP, options_with_root, setup_run
+
+CSV_COLUMNS = ("video", "window", "start_s", "end_s", "rank", "class_id", "label", "score", "error")
+
+
+def predict(
+    videos: List[Path] = typer.Argument(..., help="Video files and folders (a folder's videos are found recursively, by extension: .mp4, .mov, .avi, .mkv, .webm, ...)."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-k", help="A checkpoint written by `pipeline train` (W/NAME/VARIANT/epoch_N.pth). It records its run config and the cache entry it was trained on; older ones need --exp/--variant (and --entry)."),
+    top_k: int = typer.Option(5, "--top-k", min=1, help="Labels shown per video (or window)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON (every class's score too) instead of a table."),
+    as_csv: bool = typer.Option(False, "--csv", help="Print the results as CSV: one row per video (or window) and rank; a video that failed is one row with its error."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Write, per video, <name>.png: its frames with the poses drawn and its top labels (with --window: <name>_timeline.png and <name>_windows.csv)."),
+    video: bool = typer.Option(False, "--video", help="With --out: also <name>.mp4 (the frames with poses and labels; with --window, each window's middle frame)."),
+    window: Optional[float] = typer.Option(None, "--window", help="Seconds: slide a window of this length over each (long, untrimmed) video and label every window: a timeline."),
+    stride: Optional[float] = typer.Option(None, "--stride", help="Seconds between window starts (default: the window, no overlap)."),
+    exp: Optional[str] = typer.Option(None, "--exp", "-e", help="Run config of this experiment instead of the one the checkpoint records (needed for checkpoints written before runs were recorded)."),
+    variant: Optional[str] = typer.Option(None, "--variant", "-V", help="With --exp: the variant the checkpoint belongs to (default: the recorded one, else the experiment's first)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="With --exp: as for train (demo also switches to the tiny model)."),
+    cfg_options: Optional[List[str]] = typer.Option(None, "--cfg-options", "-c", help=CFG_HELP + " Applied to the recorded run config too (e.g. model.clip.pretrained_path=/w/ViT-B-16.pt on another machine)."),
+    entry: Optional[str] = typer.Option(None, "--entry", help="Take the stage-one settings, pose source and class texts from this cache entry (key, unique prefix or path) instead of the checkpoint's record."),
+    pose_source: Optional[str] = typer.Option(None, "--pose-source", help="Estimate poses with this source instead of the training entry's (hrnet, pkl:PATH): the model then sees poses from another source than it was trained on (said in the results)."),
+    pose_option: Optional[List[str]] = typer.Option(None, "--pose-option", help="Pose-source option KEY=VALUE, repeatable (e.g. checkpoint=/w/hrnet_w32.pth where the training entry's HRNet file lies elsewhere here; batch_size=64)."),
+    reuse: bool = typer.Option(True, "--reuse/--no-reuse", help="Reuse the poses of a video already in a cache entry made with the same pose source (found by the file's sha256; entries made since 2026-12)."),
+    cache_root: Optional[Path] = CacheRootOpt,
+    device: Optional[str] = typer.Option(None, "--device", help="cuda or cpu (default: cuda when available): the pose model and the recognizer."),
+    decode_workers: Optional[int] = typer.Option(None, "--decode-workers", min=0, help="Processes decoding videos ahead of the models (default: 2 with a CUDA device, 0 on a CPU). Not used with --window (a long video streams through once)."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Clips (3 views each) per forward pass of the recognizer."),
+    fps: float = typer.Option(4.0, "--fps", min=0.1, help="Frame rate of the --video MP4."),
+    verbose: bool = VerboseOpt,
+):
+    """Label videos with a trained model: stage one on the fly with the settings of the entry the model
+    was trained on (frames, short side, grid, pose source and weights), then its test protocol (3 crops x 1
+    clip; eq. 7 for PeVL, logits for PGVT / AIM). A video that cannot be read is reported and the others go
+    on (exit status 1 when any failed)."""
+    setup_run(verbose, device)
+    if as_json and as_csv:
+        raise typer.BadParameter("--json or --csv, not both")
+    if video and out_dir is None:
+        raise typer.BadParameter("--video writes into --out DIR: give --out")
+    if stride is not None and window is None:
+        raise typer.BadParameter("--stride needs --window")
+    from stages.predict import PredictOptions, Predictor, find_videos, resolve_run
+    from stages.train.distributed import resolve_device
+
+    opts = options_with_root(cfg_options, None)
+    with exit_on_error(verbose):
+        found, notes = find_videos(videos)
+        for n in notes:
+            console.print(f"[yellow]{n}[/]", highlight=False)
+        if not found:
+            raise ValueError("no videos to predict")
+        run = resolve_run(checkpoint, exp=exp, variant=variant, dataset=dataset, cfg_options=opts, entry=entry,
+                          cache_root=path_str(cache_root))
+        dev = resolve_device(device)
+        predictor = Predictor(run, PredictOptions(
+            top_k=top_k, batch_size=batch_size, device=dev, decode_workers=decode_workers, pose_source=pose_source,
+            pose_options=parse_kv(pose_option), reuse_poses=reuse, cache_root=path_str(cache_root), window=window,
+            stride=stride, keep_clips=out_dir is not None))
+    console.print(f"[bold]{run.experiment}/{run.variant}[/] from {checkpoint} (run config: {run.sources.get('run config')}; "
+                  f"stage one as {run.sources.get('entry')}: {_settings_line(run.record)}); {len(found)} video(s)",
+                  highlight=False)
+    for n in predictor.notes:
+        console.print(f"[yellow]note:[/] {n}", highlight=False)
+    results = []
+    prog = progress_bar()
+    try:
+        with prog:
+            task = prog.add_task("predicting", total=len(found)) if len(found) > 1 else None
+            frames_task: dict = {}
+
+            def on_frames(name: str, done: int, expected: Optional[int]) -> None:
+                if name not in frames_task:
+                    frames_task[name] = prog.add_task(f"frames of {name}", total=expected)
+                prog.update(frames_task[name], completed=done)
+
+            for res in predictor.predict(found, progress=(lambda d, t: prog.update(task, completed=d)) if task is not None
+                                         else None, on_frames=on_frames if window else None):
+                if res.ok and out_dir is not None:
+                    _write_pictures(res, out_dir, predictor, video, fps, top_k, run)
+                    res.clip = None  # drawn: free the frames
+                if not res.ok:
+                    console.print(f"[red]failed[/] {res.name}: {res.error}", highlight=False)
+                results.append(res)
+    except KeyboardInterrupt:
+        raise typer.Exit(130)
+    finally:
+        predictor.close()
+    if as_json:
+        out.print_json(json.dumps(_json(results, run, top_k)))
+    elif as_csv:
+        _csv(results, top_k, sys.stdout)
+    else:
+        _table(results, top_k)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        console.print(f"[red]{len(failed)} of {len(results)} video(s) failed[/]", highlight=False)
+        raise typer.Exit(1)
+
+
+def _settings_line(record) -> str:
+    s = record.settings
+    return (f"{s.get('num_frames')} frames, short side {s.get('short_side')}, grid {s.get('grid_cell')}, "
+            f"codec {s.get('frames_codec')}, pose source {record.pose_spec}")
+
+
+def _write_pictures(res, out_dir: Path, predictor, video: bool, fps: float, top_k: int, run) -> None:
+    from stages.predict.draw import (output_stem, write_prediction_mp4, write_prediction_png, write_timeline_png,
+                                     write_windows_csv, write_windows_mp4)
+
+    stem = output_stem(res.name)
+    written = []
+    skeleton = predictor.items.skeleton
+    if res.windows is not None:
+        written.append(write_windows_csv(out_dir / f"{stem}_windows.csv", res, top_k))
+        written.append(write_timeline_png(out_dir / f"{stem}_timeline.png", res,
+                                          title=f"{res.name}: {run.experiment}/{run.variant}"))
+        if video:
+            stride = predictor.o.stride or predictor.o.window
+            written.append(write_windows_mp4(out_dir / f"{stem}.mp4", res, fps=min(fps, 1.0 / stride)))
+    else:
+        written.append(write_prediction_png(out_dir / f"{stem}.png", res, skeleton))
+        if video:
+            written.append(write_prediction_mp4(out_dir / f"{stem}.mp4", res, skeleton, fps=fps))
+    for p in written:
+        console.print(f"wrote {p}", highlight=False)
+
+
+def _top(top, k: int) -> list[dict]:
+    return [dict(rank=i + 1, class_id=t.class_id, label=t.label, score=t.score) for i, t in enumerate(top[:k])]
+
+
+def _json(results, run, k: int) -> dict:
+    def one(r) -> dict:
+        d = dict(video=r.video, name=r.name, ok=r.ok)
+        if not r.ok:
+            return dict(d, error=r.error)
+        d.update(poses=r.poses, sha256=r.sha256, fps=r.fps, num_frames=r.num_frames, notes=list(r.notes))
+        if r.windows is not None:
+            d["windows"] = [dict(start_frame=w.start_frame, end_frame=w.end_frame, start_s=w.start_s, end_s=w.end_s,
+                                 top=_top(w.top, k), scores=[float(x) for x in w.scores]) for w in r.windows]
+        else:
+            d.update(top=_top(r.top, k), scores=[float(x) for x in r.scores])
+        return d
+
+    return dict(checkpoint=str(run.checkpoint), experiment=run.experiment, variant=run.variant, entry=run.record.key,
+                classes=list(run.record.classes), videos=[one(r) for r in results])
+
+
+def _csv(results, k: int, stream) -> None:
+    w = csv.DictWriter(stream, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for r in results:
+        if not r.ok:
+            w.writerow(dict(video=r.name, error=r.error))
+            continue
+        spans = r.windows if r.windows is not None else [None]
+        for i, win in enumerate(spans):
+            top = win.top if win is not None else r.top
+            for t in _top(top, k):
+                row = dict(video=r.name, **{**t, "score": f"{t['score']:.6g}"})
+                if win is not None:
+                    row.update(window=i, start_s=_sec(win.start_s), end_s=_sec(win.end_s))
+                w.writerow(row)
+
+
+def _sec(x) -> str:
+    return "" if x is None else f"{x:.3f}"
+
+
+def _table(results, k: int) -> None:
+    from rich.table import Table
+
+    ok = [r for r in results if r.ok]
+    if not ok:
+        return
+    windows = any(r.windows is not None for r in ok)
+    t = Table(title=f"{len(ok)} video(s)" + (", windows" if windows else ""))
+    t.add_column("video", no_wrap=True)
+    if windows:
+        t.add_column("window (s)", no_wrap=True)
+    for col in ("#", "class", "label", "score"):
+        t.add_column(col, justify="right" if col in ("#", "class", "score") else "left")
+    for r in ok:
+        spans = r.windows if r.windows is not None else [None]
+        for i, win in enumerate(spans):
+            top = win.top if win is not None else r.top
+            shown = top[:1] if windows else top[:k]
+            for rank, lab in enumerate(shown):
+                first = rank == 0 and (i == 0)
+                cells = [r.name if first else ""]
+                if windows:
+                    cells.append(f"{_sec(win.start_s)}-{_sec(win.end_s)}" if rank == 0 else "")
+                cells += [str(rank + 1), str(lab.class_id), lab.label, f"{lab.score:.4f}"]
+                t.add_row(*cells)
+        if not windows:
+            t.add_section()
+    out.print(t)
