@@ -70,3 +70,22 @@ def test_an_unknown_codec_is_named_with_the_known_ones():
         ExtractSettings.from_dict({"frames_codec": "zzz"}, where="extract")
     assert ExtractSettings(frames_codec="none").as_dict().get("jpeg_quality") is None
     assert ExtractSettings(frames_codec="jpeg").as_dict()["jpeg_quality"] == 95
+
+
+@pytest.mark.parametrize("name", frames_codec_names())
+def test_as_read_gives_the_frames_a_reader_gets_back(name, tmp_path, rng):
+    """What `pipeline predict` feeds the model: new frames as an entry of this codec would give them."""
+    import zarr
+
+    from cache.chunks import read_group_meta
+    from stages.extract.settings import ExtractSettings
+
+    frames = rng.integers(0, 256, (3, 32, 48, 3), dtype=np.uint8)
+    frames[:, 8:24] = 90  # a flat area: lossy codecs keep it close, not equal
+    settings = ExtractSettings(frames_codec=name).to_dict()
+    codec = frames_codec(name)
+    g = zarr.open_group(tmp_path / "clip", mode="w", zarr_format=3)
+    codec.write(g, frames, settings, {"write_empty_chunks": True})
+    zarr.consolidate_metadata(tmp_path / "clip")
+    _, metas = read_group_meta(tmp_path / "clip")
+    np.testing.assert_array_equal(np.asarray(codec.as_read(frames, settings)), np.asarray(codec.read(metas["frames"])))

@@ -1,0 +1,209 @@
+"""``pipeline predict`` on the demo: a model trained here for one epoch on a small demo entry.
+
+The scores of such a model say nothing about accuracy, so every check compares predict with what
+must equal it: ``pipeline eval``'s scores of the same clip from the cache, and a long video's
+windows with the clips they cover, each predicted alone.
+"""
+import csv
+import io
+import json
+import pickle
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+
+#: 10 classes x (1 train + 1 val) clips of 32 frames (24 fps): a few seconds to generate and extract
+DEMO_OPTIONS = {"clips_per_class": "1,1", "num_frames": "32", "workers": "1"}
+TRAIN = {"train.max_epochs": 1, "train.warmup_epochs": 0, "train.batch_size": 4, "data.num_workers": 0,
+         "train.val_interval": 1, "train.log_interval": 1, "model.num_video_frames": 4, "model.num_pose_frames": 8,
+         "data.dataset_options": {k: v for k, v in DEMO_OPTIONS.items() if k != "workers"}}
+#: the same as --cfg-options text (for `pipeline eval`, and predict with --exp)
+CFG = ("data.num_workers=0 model.num_video_frames=4 model.num_pose_frames=8 data.dataset_options.clips_per_class=1,1 "
+       "data.dataset_options.num_frames=32")
+CLIPS = ("demo_kick_right2_val_000", "demo_jump_turn1_val_000", "demo_wave_right3_val_000")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(cache root, entry, checkpoint, the demo's folder) of a one-epoch demo PeVL."""
+    from pipeline.engines.local import run_extract
+    from stages.extract.plan import ExtractOptions
+    from stages.train.sweep import run_sweep
+
+    base = tmp_path_factory.mktemp("predict")
+    cache = base / "cache"
+    rep = run_extract(ExtractOptions(dataset="demo", cache_root=str(cache), dataset_options=dict(DEMO_OPTIONS)))
+    assert rep.complete, rep.failures
+    sweep = run_sweep("demo", cache_root=str(cache), work_dir=base / "w", cfg_options=dict(TRAIN), say=lambda m: None)
+    assert [o.status for o in sweep.outcomes] == ["trained"], [o.error for o in sweep.outcomes]
+    return cache, rep.entry, Path(sweep.rows[0]["checkpoint"]), Path(rep.entry.attrs["dataset_root"])
+
+
+def run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def predict_json(trained, *args) -> dict:
+    cache, _, ckpt, _ = trained
+    res = run("predict", *args, "--checkpoint", ckpt, "--cache-root", cache, "--device", "cpu", "--json")
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)
+
+
+def pose_pickle(path: Path, data_root: Path, names: dict) -> Path:
+    """A 2D skeleton pickle (mmaction2 layout) holding the demo's own joints: ``names`` maps an
+    annotation name to the clips whose poses it holds, one after the other."""
+    anns = []
+    for name, clips in names.items():
+        z = [np.load(data_root / "poses" / f"{c}.npz") for c in clips]
+        kp = np.concatenate([x["keypoints"] for x in z])
+        anns.append({"frame_dir": name, "total_frames": len(kp), "img_shape": (128, 176), "label": 0,
+                     "keypoint": kp[None].astype(np.float32),
+                     "keypoint_score": np.concatenate([x["scores"] for x in z])[None].astype(np.float32)})
+    with open(path, "wb") as f:
+        pickle.dump(anns, f)
+    return path
+
+
+def test_checkpoints_carry_their_run_and_clips_their_videos_hash(trained):
+    from cache.keys import file_sha256
+    from stages.predict.trained import read_checkpoint_meta
+
+    _, entry, ckpt, data_root = trained
+    rec = read_checkpoint_meta(ckpt)["run_record"]
+    assert (rec["experiment"], rec["variant"]) == ("demo", "pevl")
+    assert rec["run_config"]["model"]["num_video_frames"] == 4
+    assert rec["entry"]["key"] == entry.key and rec["entry"]["classes"] == entry.classes
+    assert rec["entry"]["request"]["settings"]["short_side"] == 128 and rec["entry"]["pose"] == entry.attrs["pose"]
+    clip = entry.read_clip(CLIPS[0])
+    assert clip.attrs["source_sha256"] == file_sha256(data_root / "videos" / f"{CLIPS[0]}.mp4")
+
+
+def test_predict_on_a_held_back_clip_gives_the_scores_eval_gives_from_the_cache(trained, tmp_path):
+    cache, entry, ckpt, data_root = trained
+    clip = CLIPS[0]  # a val clip: held back from training
+    res = run("eval", "--exp", "demo", "--checkpoint", ckpt, "--cache-root", cache, "--device", "cpu", "-c", CFG,
+              "--out-dir", tmp_path / "eval")
+    assert res.exit_code == 0, res.output
+    want = next(r for r in json.loads((tmp_path / "eval" / "predictions.json").read_text()) if r["clip_id"] == clip)
+    # another name, the same bytes: the poses are found by content; frames decoded again
+    video = shutil.copy(data_root / "videos" / f"{clip}.mp4", tmp_path / "recording.mp4")
+    got = predict_json(trained, video)["videos"][0]
+    assert got["ok"] and got["poses"].startswith(f"reused from cache entry {entry.key}, clip {clip}")
+    assert got["top"][0]["class_id"] == want["pred"]
+    np.testing.assert_allclose(got["scores"], want["scores"], atol=1e-5, rtol=0)
+    # the same joints from a skeleton file instead of the cache: stage one runs whole, the same scores
+    pkl = pose_pickle(tmp_path / "poses.pkl", data_root, {"recording": [clip]})
+    again = predict_json(trained, video, "--no-reuse", "--pose-source", f"pkl:{pkl}")["videos"][0]
+    assert again["poses"] == f"estimated: pkl:{pkl}"
+    np.testing.assert_allclose(again["scores"], want["scores"], atol=1e-5, rtol=0)
+
+
+def test_a_folder_with_a_broken_file_predicts_the_rest_and_reports_it(trained, tmp_path):
+    cache, _, ckpt, data_root = trained
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(data_root / "videos" / f"{CLIPS[1]}.mp4", folder / "a.mp4")
+    shutil.copy(data_root / "videos" / f"{CLIPS[2]}.mp4", folder / "sub" / "b.MP4")
+    (folder / "broken.mp4").write_bytes((data_root / "videos" / f"{CLIPS[0]}.mp4").read_bytes()[:2000])
+    (folder / "notes.txt").write_text("not a video")
+    res = run("predict", folder, "--checkpoint", ckpt, "--cache-root", cache, "--device", "cpu", "--csv",
+              "--top-k", "2", "--decode-workers", "1", "--out", tmp_path / "out", "--video")
+    assert res.exit_code == 1, res.output  # some video failed
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert [(r["video"], r["rank"]) for r in rows if not r["error"]] == [("a.mp4", "1"), ("a.mp4", "2"),
+                                                                        ("sub/b.MP4", "1"), ("sub/b.MP4", "2")]
+    broken = [r for r in rows if r["error"]]
+    assert [r["video"] for r in broken] == ["broken.mp4"] and "moov atom not found" in broken[0]["error"]
+    said = " ".join(res.stderr.split())  # the console wraps lines
+    assert "failed broken.mp4: unreadable mp4" in said and "1 file(s) without a video extension left out" in said
+    for name in ("a", "sub__b"):
+        png = tmp_path / "out" / f"{name}.png"
+        assert png.stat().st_size > 1000 and (tmp_path / "out" / f"{name}.mp4").stat().st_size > 1000
+    assert not list((tmp_path / "out").glob("broken*"))
+
+
+def test_a_long_video_gives_a_timeline_whose_windows_are_its_clips(trained, tmp_path):
+    from stages.extract.decode import ffmpeg_exe
+
+    cache, entry, ckpt, data_root = trained
+    videos = [data_root / "videos" / f"{c}.mp4" for c in CLIPS]
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"file '{v}'\n" for v in videos))
+    long = tmp_path / "long.mp4"  # the three clips' streams one after the other (no re-encoding)
+    subprocess.run([ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", "-f", "concat", "-safe", "0", "-i",
+                    str(listing), "-c", "copy", str(long)], check=True)
+    pkl = pose_pickle(tmp_path / "long.pkl", data_root, {"long": list(CLIPS)})
+    got = predict_json(trained, long, "--pose-source", f"pkl:{pkl}", "--window", 32 / 24, "--out", tmp_path / "out")
+    windows = got["videos"][0]["windows"]
+    assert [(w["start_frame"], w["end_frame"]) for w in windows] == [(0, 32), (32, 64), (64, 96)]
+    alone = predict_json(trained, *videos)["videos"]  # each clip on its own (poses reused from the cache)
+    for w, a, c in zip(windows, alone, CLIPS):
+        assert a["poses"].endswith(f"clip {c}")
+        assert w["top"][0]["class_id"] == a["top"][0]["class_id"]
+        np.testing.assert_allclose(w["scores"], a["scores"], atol=1e-5, rtol=0)
+    rows = list(csv.DictReader(open(tmp_path / "out" / "long_windows.csv")))
+    assert [(r["start_frame"], r["rank"]) for r in rows[:2]] == [("0", "1"), ("0", "2")] and len(rows) == 3 * 5
+    assert (tmp_path / "out" / "long_timeline.png").stat().st_size > 1000
+
+
+def test_hrnet_on_the_fly_whole_and_in_windows(trained, tmp_path):
+    from pevl_testutils import make_video
+
+    video = make_video(tmp_path / "clip.mp4", frames=12, size=(64, 48), fps=12)  # HRNet on a CPU: few frames
+    hrnet = ["--pose-source", "hrnet", "--pose-option", "checkpoint=none", "--pose-option", "flip_test=false",
+             "--no-reuse"]
+    whole = predict_json(trained, video, *hrnet)["videos"][0]
+    assert whole["ok"] and whole["poses"] == "estimated: hrnet" and whole["num_frames"] == 12
+    win = predict_json(trained, video, *hrnet, "--window", "0.5")["videos"][0]
+    assert [(w["start_frame"], w["end_frame"]) for w in win["windows"]] == [(0, 6), (6, 12)]
+    assert all(np.isfinite(w["scores"]).all() for w in win["windows"])
+
+
+def test_a_checkpoint_without_its_run_record_names_what_to_give(trained, tmp_path):
+    from stages.train.checkpoints import checkpoint_safe_globals
+
+    cache, _, ckpt, data_root = trained
+    with checkpoint_safe_globals():
+        old = torch.load(ckpt, map_location="cpu", weights_only=True)
+    del old["meta"]["run_record"]
+    old_path = tmp_path / "old.pth"
+    torch.save(old, old_path)
+    video = data_root / "videos" / f"{CLIPS[0]}.mp4"
+    res = run("predict", video, "--checkpoint", old_path, "--cache-root", cache, "--device", "cpu")
+    assert res.exit_code == 2
+    said = " ".join(res.stderr.split())
+    assert "carries no run record" in said and "--exp EXPERIMENT --variant VARIANT" in said
+    # the run config from --exp; the entry the checkpoint's mmengine dataset_meta names, from this cache
+    new = predict_json(trained, video)["videos"][0]
+    res = run("predict", video, "--checkpoint", old_path, "--cache-root", cache, "--device", "cpu", "--exp", "demo",
+              "-c", CFG, "--json")
+    assert res.exit_code == 0, res.output
+    np.testing.assert_allclose(json.loads(res.stdout)["videos"][0]["scores"], new["scores"], atol=1e-6, rtol=0)
+
+
+def test_windows_cover_the_video():
+    from stages.predict.windows import windows_of
+
+    assert windows_of(96, 32, 32) == [(0, 32), (32, 64), (64, 96)]
+    assert windows_of(100, 32, 32) == [(0, 32), (32, 64), (64, 96), (68, 100)]  # the last one ends at the end
+    assert windows_of(96, 32, 16)[-1] == (64, 96) and len(windows_of(96, 32, 16)) == 5
+    assert windows_of(20, 32, 16) == [(0, 20)]  # shorter than a window: one window
+
+
+def test_videos_are_found_under_folders(tmp_path):
+    from stages.predict.inputs import find_videos
+
+    (tmp_path / "d" / "e").mkdir(parents=True)
+    for p in ("d/x.mp4", "d/e/y.MKV", "d/.hidden.mp4", "d/z.txt"):
+        (tmp_path / p).write_bytes(b"")
+    found, notes = find_videos([tmp_path / "d", tmp_path / "d" / "x.mp4", tmp_path / "missing.mp4"])
+    assert [(v.name, v.clip_id) for v in found] == [("e/y.MKV", "e/y"), ("x.mp4", "x"), ("missing.mp4", "missing")]
+    assert notes == [f"{tmp_path / 'd'}: 1 file(s) without a video extension left out"]
