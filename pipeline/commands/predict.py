@@ -23,7 +23,7 @@ CSV_COLUMNS = ("video", "window", "start_s", "end_s", "rank", "class_id", "label
 
 def predict(
     videos: List[Path] = typer.Argument(..., help="Video files and folders (a folder's videos are found recursively, by extension: .mp4, .mov, .avi, .mkv, .webm, ...)."),
-    checkpoint: Path = typer.Option(..., "--checkpoint", "-k", help="A checkpoint written by `pipeline train` (W/NAME/VARIANT/epoch_N.pth). It records its run config and the cache entry it was trained on; older ones need --exp/--variant (and --entry)."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A checkpoint written by `pipeline train` (W/NAME/VARIANT/epoch_N.pth). It records its run config and the cache entry it was trained on; older ones need --exp/--variant (and --entry)."),
     top_k: int = typer.Option(5, "--top-k", min=1, help="Labels shown per video (or window)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON (every class's score too) instead of a table."),
     as_csv: bool = typer.Option(False, "--csv", help="Print the results as CSV: one row per video (or window) and rank; a video that failed is one row with its error."),

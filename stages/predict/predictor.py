@@ -36,7 +36,7 @@ from stages.extract.clip import ClipError, ClipResult, extract_clip
 from stages.extract.decode import DecodeError, probe
 from stages.extract.pose.base import PoseSource
 from stages.predict.inputs import VideoInput
-from stages.predict.reuse import CachedPoseIndex, CachedPoseSource
+from stages.predict.reuse import CachedPoseIndex, CachedPoseSource, same_poses
 from stages.predict.trained import TrainedRun, load_model
 from stages.predict.windows import windowed_clips
 
@@ -140,10 +140,13 @@ class Predictor:
         options = dict(self.o.pose_options) if self.o.pose_source else {**run.record.pose_options,
                                                                             **self.o.pose_options}
         self.pose_spec = spec
-        self.pose: PoseSource = create_pose_source(spec, options, dataset=None, device=self.o.device,
-                                                   source="--pose-source / --pose-option")
+        try:
+            self.pose: PoseSource = create_pose_source(spec, options, dataset=None, device=self.o.device,
+                                                       source="--pose-source / --pose-option")
+        except FileNotFoundError as e:  # e.g. HRNet's weights are elsewhere on this machine
+            raise FileNotFoundError(f"{e} (pipeline predict: --pose-option checkpoint=PATH)") from None
         ident = self.pose.identity()
-        if self.o.pose_source is None and ident != run.record.pose and not self.o.pose_options:
+        if self.o.pose_source is None and not same_poses(ident, run.record.pose) and not self.o.pose_options:
             raise ValueError(
                 f"the model was trained on poses from {_describe_identity(run.record.pose)}, but here the pose source "
                 f"{spec!r} is {_describe_identity(ident)}. Point it at the same weights (e.g. --pose-option "

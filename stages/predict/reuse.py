@@ -3,8 +3,8 @@
 Stage one records each clip's video sha256 (``source_sha256``, since 2026-12; older entries have
 none and are never reused). A video to predict reuses the poses of a cached clip when the clip is
 the whole file (no cut), its entry was made with the same pose source (the same identity: model,
-weights' sha256, flip test, person detector; or the same skeleton file) and skeleton, and the file
-has the same bytes. Only the poses are reused: the frames are decoded again (the entry may store
+weights' sha256, flip test, person detector; or the same skeleton file; HRNet's arithmetic, fp16 on
+a GPU or fp32, may differ) and skeleton, and the file has the same bytes. Only the poses are reused: the frames are decoded again (the entry may store
 them with a lossy codec, or at other settings), and the rest of stage one runs as for any video.
 
 The lookup is cheap: entries' ``sources.json`` give each clip's file size, so a video is hashed
@@ -29,6 +29,12 @@ from stages.extract.pose.base import PoseSource
 log = logging.getLogger(__name__)
 
 
+def same_poses(a: dict, b: dict) -> bool:
+    """Two pose-source identities that give the same poses, but for the arithmetic (HRNet's
+    ``precision=auto`` is fp16 on a GPU and fp32 on a CPU: joints a fraction of a pixel apart)."""
+    return {k: v for k, v in a.items() if k != "precision"} == {k: v for k, v in b.items() if k != "precision"}
+
+
 @dataclass(frozen=True)
 class CachedClip:
     entry: CacheEntry
@@ -45,7 +51,8 @@ class CachedPoseIndex:
             entries = CacheStore(cache_root).entries()
         except OSError:
             entries = []
-        same = [e for e in entries if e.attrs.get("pose") == pose_identity and e.attrs.get("skeleton") == skeleton]
+        same = [e for e in entries if same_poses(e.attrs.get("pose") or {}, pose_identity)
+                and e.attrs.get("skeleton") == skeleton]
         self.entries = sorted(same, key=lambda e: e.key != prefer)  # stable: newest first otherwise
         self._by_size: Optional[dict[int, list[tuple[CacheEntry, str, str]]]] = None
 

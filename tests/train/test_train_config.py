@@ -42,7 +42,9 @@ def test_runner_pieces_warmup_cosine_amp_accumulation(tmp_path):
 
     class DS(list):
         classes = ["a", "b"]
-        entry = SimpleNamespace(attrs={})  # no dataset_meta: no fine pairs
+        # no dataset_meta: no fine pairs; what a checkpoint's run record names of the entry
+        entry = SimpleNamespace(attrs={}, key="k", dataset="d", settings={}, skeleton="coco17", classes=["a", "b"],
+                                coarse_type="")
 
     cfg = build_run_config("ucmr_ablate", "pevl", cfg_options={"train.accumulative_counts": 4})
     kw = runner_kwargs(cfg, object(), DS(range(64)), DS(range(8)), tmp_path, "none", "cuda")
