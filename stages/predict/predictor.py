@@ -342,7 +342,13 @@ class Predictor:
         for res, clips in source:
             waiting.append(res)
             for cd, put in clips:
-                batch.append((self._item(cd), put, res))
+                try:
+                    item = self._item(cd)
+                except Exception as e:  # noqa: BLE001  (this video's clip does not fit: say so, go on)
+                    log.debug("predict %s:\n%s", res.video, traceback.format_exc())
+                    res.error = f"internal error making the model's views: {type(e).__name__}: {e}"
+                    continue
+                batch.append((item, put, res))
                 res._outstanding += 1
                 if len(batch) >= self.o.batch_size:
                     flush()
