@@ -93,21 +93,23 @@ def write_timeline_png(path: os.PathLike, res, title: str = "") -> Path:
     secs = ws[0].start_s is not None
     t0 = [w.start_s if secs else w.start_frame for w in ws]
     t1 = [w.end_s if secs else w.end_frame for w in ws]
-    labels = sorted({w.top[0].class_id for w in ws})
+    labels = list(dict.fromkeys(w.top[0].class_id for w in ws))  # rows in order of first appearance
     text = {w.top[0].class_id: w.top[0].label for w in ws}
     row = {c: i for i, c in enumerate(labels)}
     pics = [w for w in ws if w.picture is not None]
     shown = [pics[int(round(i))] for i in np.linspace(0, len(pics) - 1, min(8, len(pics)))] if pics else []
-    heights = ([2.2] if shown else []) + [0.45 * len(labels) + 0.8, 1.3]
+    strip = tile([w.picture for w in shown], cols=len(shown)) if shown else None
+    heights = ([10 * strip.shape[0] / strip.shape[1] + 0.3] if shown else []) + [0.45 * len(labels) + 0.8, 1.3]
     fig, axes = plt.subplots(len(heights), 1, figsize=(10, sum(heights) + 0.8),
                              gridspec_kw=dict(height_ratios=heights))
     axes = list(np.atleast_1d(axes))
     if shown:
         ax = axes.pop(0)
-        ax.imshow(tile([w.picture for w in shown], cols=len(shown)))
+        ax.imshow(strip)
         ax.set_axis_off()
-        ax.set_title("  |  ".join(f"{(w.start_s + w.end_s) / 2:.1f} s" if secs else f"{w.start_frame}" for w in shown),
-                     fontsize=7)
+        ax.set_title("middle frames of windows at " + ", ".join(
+            f"{(w.start_s + w.end_s) / 2:.1f} s" if secs else f"frame {(w.start_frame + w.end_frame) // 2}"
+            for w in shown), fontsize=7)
     ax, ax2 = axes
     cmap = plt.get_cmap("tab10")
     for w, a, b in zip(ws, t0, t1):
