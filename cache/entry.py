@@ -10,7 +10,7 @@ from typing import Any, Optional
 import numpy as np
 import zarr
 
-from cache import layout
+from cache import claims, layout
 from cache.chunks import read_array, read_group_meta
 from cache.codecs import JPEG_ATTR, JpegFrames
 from cache.fsutil import read_json
@@ -165,7 +165,7 @@ class CacheEntry:
 
     def claimed_uids(self) -> set[str]:
         d = self.path / layout.CLAIMS_DIR
-        return {n for n in os.listdir(d) if not n.startswith(".") and ".stale-" not in n} if d.is_dir() else set()
+        return {n for n in os.listdir(d) if claims.is_claim_name(n)} if d.is_dir() else set()
 
     def status(self) -> EntryStatus:
         done = self.done_uids()

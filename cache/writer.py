@@ -75,6 +75,7 @@ class EntryWriter:
         self.heartbeat = claims.Heartbeat(heartbeat_s)
         self.staging = self.path / layout.STAGING_DIR
         self.staging.mkdir(exist_ok=True)
+        self._tokens: dict[str, str] = {}  # uid -> token of the claim this writer holds
 
     # -- state of one clip ----------------------------------------------------------------
     def _claim_path(self, uid: str) -> Path:
@@ -91,19 +92,22 @@ class EntryWriter:
         if self.is_done(uid) or self.is_failed(uid):
             return False
         cp = self._claim_path(uid)
-        if not claims.try_claim(cp, self.ttl):
+        token = claims.try_claim(cp, self.ttl)
+        if not token:
             return False
         # Another writer may have finished it between our check and our claim.
         if self.is_done(uid) or self.is_failed(uid):
-            claims.release(cp)
+            claims.release(cp, token)
             return False
+        self._tokens[uid] = token
         self.heartbeat.add(cp)
         return True
 
     def release(self, uid: str) -> None:
         cp = self._claim_path(uid)
         self.heartbeat.discard(cp)
-        claims.release(cp)
+        # only our own claim: one taken over from us (judged stale) is its new owner's
+        claims.release(cp, self._tokens.pop(uid, None))
 
     # -- results -----------------------------------------------------------------------------
     def commit(self, uid: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> None:
@@ -193,14 +197,19 @@ class EntryWriter:
             self.write_manifest(status="incomplete")
             return False
         lock = self.path / layout.CLAIMS_DIR / ".finalize"
-        if not claims.try_claim(lock, self.ttl):
+        token = claims.try_claim(lock, self.ttl)
+        if not token:
             return False
+        self.heartbeat.add(lock)  # a large entry's index takes a while: the lock must not look stale
         try:
             if not (self.path / layout.INDEX_DIR).is_dir():
                 self._write_index()
             self.write_manifest(status="complete")
         finally:
-            claims.release(lock)
+            self.heartbeat.discard(lock)
+            if not self._tokens:
+                self.heartbeat.stop()
+            claims.release(lock, token)
         return True
 
     def _write_index(self) -> None:
