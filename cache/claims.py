@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import socket
+import stat
 import threading
 import time
 import uuid
@@ -150,14 +151,41 @@ def _token(path: Path, st: os.stat_result, rec: Optional[dict]) -> str:
     return "x" + hashlib.sha256(ident.encode()).hexdigest()[:24]
 
 
+def _open_and_read(path: Path) -> Optional[tuple[os.stat_result, Optional[dict]]]:
+    """The file's status and record, both of the same file (one open: the name may be replaced
+    between a stat and a read, and a fresh claim's content must never get a stale file's age)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        return os.stat(path), None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            return st, None
+        data = b""
+        while len(data) < st.st_size:
+            more = os.read(fd, st.st_size - len(data))
+            if not more:
+                break
+            data += more
+    finally:
+        os.close(fd)
+    try:
+        rec = json.loads(data)
+    except ValueError:
+        rec = None
+    return st, rec if isinstance(rec, dict) else None
+
+
 def judge(path: Path, ttl: float = DEFAULT_TTL, now: Optional[float] = None) -> tuple[bool, Optional[str]]:
     """``(stale, token)`` of the claim file at ``path``; ``(False, None)`` when there is none."""
     path = Path(path)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
+    got = _open_and_read(path)
+    if got is None:
         return False, None
-    rec = read_owner(path) if not os.path.isdir(path) else None
+    st, rec = got
     age = (time.time() if now is None else now) - st.st_mtime
     token = _token(path, st, rec)
     if rec is None:
@@ -175,11 +203,8 @@ def is_stale(path: Path, ttl: float = DEFAULT_TTL, now: Optional[float] = None) 
 
 
 def token_of(path: Path) -> Optional[str]:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return _token(Path(path), st, read_owner(path))
+    got = _open_and_read(Path(path))
+    return None if got is None else _token(Path(path), *got)
 
 
 def _link(src: Path, dst: Path) -> bool:
@@ -235,8 +260,9 @@ def try_claim(path: Path, ttl: float = DEFAULT_TTL) -> Optional[str]:
         tmp.unlink(missing_ok=True)
 
 
-def _take_over(path: Path, token: str, tmp: Path, ttl: float) -> bool:
-    """Replace the stale claim ``path`` (whose token is ``token``) by ``tmp``, if this process wins."""
+def _take_over(path: Path, token: str, tmp: Path, ttl: float, remove: bool = False) -> bool:
+    """Replace the stale claim ``path`` (whose token is ``token``) by ``tmp`` (or, with ``remove``,
+    delete it), if this process wins."""
     passed: list[Path] = []  # markers of contenders that died mid-takeover
     k = token
     for _ in range(_MAX_CHAIN):
@@ -254,11 +280,45 @@ def _take_over(path: Path, token: str, tmp: Path, ttl: float) -> bool:
         # Holding the marker, nobody else may replace the claim: check it is still the stale one.
         if token_of(path) != token:
             return False
-        os.replace(tmp, path)
+        if remove:
+            os.unlink(path)
+        else:
+            os.replace(tmp, path)
         return True
     finally:
         for m in [marker, *passed]:
             m.unlink(missing_ok=True)
+
+
+def remove_if_stale(path: Path, ttl: float = DEFAULT_TTL) -> bool:
+    """Remove a stale file of a claims folder (``pipeline cache gc``), safely beside contenders:
+
+    * a claim: through the takeover protocol, so one being taken over right now is left alone;
+    * a marker: only once obsolete (its claim gone or replaced); a pending one is part of a
+      takeover chain, which the next contender (or the removal of its claim) finishes;
+    * a temporary record: when its writer is gone.
+    """
+    path = Path(path)
+    stale, token = judge(path, ttl)
+    if not stale:
+        return False
+    name = path.name
+    if TAKEN in name:
+        claim = path.with_name(name.split(TAKEN, 1)[0])
+        if token_of(claim) == name.split(TAKEN, 1)[1]:
+            return False
+        path.unlink(missing_ok=True)
+        return True
+    if name.startswith(".") and name.endswith(".tmp"):
+        path.unlink(missing_ok=True)
+        return True
+    rec = owner_record()
+    tmp = path.with_name(f".{name}.{rec['token']}.tmp")
+    tmp.write_text(json.dumps(rec))
+    try:
+        return _take_over(path, token, tmp, ttl, remove=True)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def release(path: Path, token: Optional[str] = None) -> None:

@@ -34,6 +34,7 @@ class GcAction:
     path: Path
     why: str
     bytes: int
+    claim_ttl: Optional[float] = None  # a file of a claims folder: re-judged when removed
 
 
 def default_root() -> Path:
@@ -189,12 +190,15 @@ class CacheStore:
         if cdir.is_dir():
             for c in cdir.iterdir():
                 if claims.is_stale(c, ttl):
-                    acts.append(GcAction(c, "claim of a writer that is gone", c.stat().st_size))
+                    acts.append(GcAction(c, "claim of a writer that is gone", c.stat().st_size, claim_ttl=ttl))
         return acts
 
     def gc(self, actions: list[GcAction]) -> int:
         freed = 0
         for a in actions:
+            if a.claim_ttl is not None:
+                freed += a.bytes if claims.remove_if_stale(a.path, a.claim_ttl) else 0
+                continue
             if a.path.is_dir():
                 remove_tree(a.path)
             else:

@@ -150,3 +150,18 @@ def test_concurrent_takeovers_of_one_stale_claim_have_exactly_one_winner(tmp_pat
         owner = claims.read_owner(p)
         assert (owner["pid"], owner["token"]) == winners[0]
     assert sorted(x.name for x in tmp_path.iterdir()) == [p.name for p in paths]  # no markers left
+
+
+def test_gc_removes_a_stale_claim_with_its_dead_markers_but_not_a_live_takeover(tmp_path):
+    c = _write_claim(tmp_path / "c", _mine(pid=_dead_pid()))
+    _write_claim(tmp_path / f"c{claims.TAKEN}{claims.token_of(c)}", _mine(pid=_dead_pid(), token="d1"))
+    _write_claim(tmp_path / ".c.d2.tmp", _mine(pid=_dead_pid(), token="d2"))  # a killed claimer's record
+    for p in sorted(tmp_path.iterdir()):  # the marker first: it is pending while its claim is stale
+        claims.remove_if_stale(p)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left in ([], [f"c{claims.TAKEN}{claims.token_of(c)}"]) and not c.exists()
+    for p in tmp_path.iterdir():  # obsolete now that the claim is gone
+        assert claims.remove_if_stale(p)
+    assert not list(tmp_path.iterdir())
+    live = _write_claim(tmp_path / "live", _mine())
+    assert not claims.remove_if_stale(live) and live.exists()
