@@ -15,7 +15,7 @@ from cache.chunks import read_group_meta
 from cache.codecs import JpegFrames, encoded_digest
 from cache.entry import CacheEntry, EntryFormatError, EntryNotFoundError
 from cache.fsutil import dir_size, read_json, remove_tree
-from cache.writer import array_digest
+from cache.writer import array_digest, staging_stale
 
 
 @dataclass
@@ -184,7 +184,7 @@ class CacheStore:
         staging = entry_dir / layout.STAGING_DIR
         if staging.is_dir():
             for s in staging.iterdir():
-                if _staging_stale(s, ttl):
+                if staging_stale(s, ttl):
                     acts.append(GcAction(s, "staging left by a killed writer", dir_size(s)))
         cdir = entry_dir / layout.CLAIMS_DIR
         if cdir.is_dir():
@@ -254,17 +254,6 @@ def _clip_problems(entry: CacheEntry, uid: str, deep: bool) -> list[str]:
             if got != want:
                 out.append(f"{name}: content does not match its digest")
     return out
-
-
-def _staging_stale(path: Path, ttl: float) -> bool:
-    # <uid>.<host>.<pid>.<rand>: our own host's dead pids are stale at once, others after ttl.
-    parts = path.name.rsplit(".", 3)
-    if len(parts) == 4 and parts[1] == claims.HOST.replace(".", "_") and parts[2].isdigit():
-        return not claims.pid_alive(int(parts[2]))
-    try:
-        return time.time() - path.stat().st_mtime > ttl
-    except FileNotFoundError:
-        return False
 
 
 def _last_activity(entry_dir: Path) -> float:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import shutil
@@ -18,7 +19,7 @@ from zarr.codecs import ZstdCodec
 from cache import claims, layout
 from cache.codecs import JPEG_ATTR, encode_jpeg_frames, encoded_digest, frame_compressors, jpeg_attrs
 from cache.entry import CacheEntry
-from cache.fsutil import atomic_write_json, read_json
+from cache.fsutil import atomic_write_json, explained_os_errors, read_json, remove_tree
 from cache.provenance import git_revision, package_versions, who_when
 
 # Every chunk is written, also one holding only fill values: a missing chunk file is then always
@@ -65,6 +66,33 @@ def create_entry(
     return entry
 
 
+def _explained(method):
+    """A full disk or a permission problem inside ``method`` becomes a CacheFault naming the entry."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with explained_os_errors(self.path):
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
+def staging_stale(path: Path, ttl: float) -> bool:
+    """Whether a writer's folder in ``.staging/`` was left by one that is gone: named
+    ``<what>.<host>.<pid>.<rand>``, so this host's dead pids are stale at once, others after ``ttl``."""
+    parts = path.name.rsplit(".", 3)
+    if len(parts) == 4 and parts[1] == claims.HOST.replace(".", "_") and parts[2].isdigit():
+        if not claims.pid_alive(int(parts[2])):
+            return True
+        started = claims.process_start_time(int(parts[2]))
+        try:  # a live pid that started after the folder was made is a reused pid
+            return started is not None and started > path.stat().st_mtime + 1
+        except FileNotFoundError:
+            return False
+    try:
+        return time.time() - path.stat().st_mtime > ttl
+    except FileNotFoundError:
+        return False
+
+
 class EntryWriter:
     """Claims, commits and fails clips of one entry; safe with other writers on other hosts."""
 
@@ -77,6 +105,20 @@ class EntryWriter:
         self.staging.mkdir(exist_ok=True)
         self._tokens: dict[str, str] = {}  # uid -> token of the claim this writer holds
 
+    def remove_stale_staging(self) -> list[Path]:
+        """Remove what killed writers left in ``.staging/`` (this host's dead pids at once, other
+        hosts' after the ttl): every run starts with it, so nothing waits for `pipeline cache gc`."""
+        removed = []
+        try:
+            items = list(self.staging.iterdir())
+        except FileNotFoundError:
+            return removed
+        for s in items:
+            if staging_stale(s, self.ttl):
+                remove_tree(s) if s.is_dir() else s.unlink(missing_ok=True)
+                removed.append(s)
+        return removed
+
     # -- state of one clip ----------------------------------------------------------------
     def _claim_path(self, uid: str) -> Path:
         return self.path / layout.CLAIMS_DIR / uid
@@ -87,6 +129,7 @@ class EntryWriter:
     def is_failed(self, uid: str) -> bool:
         return (self.path / layout.FAILURES_DIR / f"{uid}.json").is_file()
 
+    @_explained
     def claim(self, uid: str) -> bool:
         """True when this process should extract ``uid`` now (not done, failed or claimed)."""
         if self.is_done(uid) or self.is_failed(uid):
@@ -110,6 +153,7 @@ class EntryWriter:
         claims.release(cp, self._tokens.pop(uid, None))
 
     # -- results -----------------------------------------------------------------------------
+    @_explained
     def commit(self, uid: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> None:
         """Write the clip into a private staging group, then rename it into ``clips/``.
 
@@ -166,11 +210,13 @@ class EntryWriter:
             z[...] = values
         return encoded_digest(encoded)
 
+    @_explained
     def fail(self, uid: str, clip_id: str, reason: str, detail: Optional[str] = None) -> None:
         rec = {"clip_id": clip_id, "reason": reason, **({"detail": detail} if detail else {}), **who_when()}
         atomic_write_json(self.path / layout.FAILURES_DIR / f"{uid}.json", rec)
         self.release(uid)
 
+    @_explained
     def retry_failures(self) -> int:
         """Forget recorded failures so the next pass tries those clips again."""
         d = self.path / layout.FAILURES_DIR
@@ -180,11 +226,13 @@ class EntryWriter:
             n += 1
         return n
 
+    @_explained
     def record_run(self, record: dict) -> None:
         name = f"{time.strftime('%Y%m%dT%H%M%S')}-{claims.HOST}-{os.getpid()}-{uuid.uuid4().hex[:4]}.json"
         atomic_write_json(self.path / layout.RUNS_DIR / name, record)
 
     # -- completion ---------------------------------------------------------------------------
+    @_explained
     def finalize_if_complete(self) -> bool:
         """Once every clip is done or failed: write the flat pose index and a final manifest.
 
@@ -224,7 +272,7 @@ class EntryWriter:
             labels.append(c["label"])
             sizes.append(clip.attrs["orig_size"])
         v = kps[0].shape[1] if kps else 0
-        tmp = self.staging / f"index.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+        tmp = self.staging / f"index.{claims.HOST.replace('.', '_')}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
         g = zarr.open_group(tmp, mode="w", zarr_format=3)
         flat_k = np.concatenate(kps) if kps else np.zeros((0, v, 2), np.float32)
         flat_s = np.concatenate(scs) if scs else np.zeros((0, v), np.float32)
@@ -242,6 +290,7 @@ class EntryWriter:
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    @_explained
     def write_manifest(self, status: str) -> dict:
         m = read_json(self.path / layout.MANIFEST)
         st = self.entry.status()

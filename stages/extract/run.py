@@ -27,6 +27,7 @@ from stages.extract.clip import ClipCounters, ClipError, ClipResult, extract_cli
 from stages.extract.decode_pool import DecodePool, decode_pool_available
 from stages.extract.plan import EntryPlan, ExtractOptions, make_pose_source, open_or_create, plan_entry
 from stages.extract.pose import PoseSource
+from stages.extract.semaphores import remove_orphaned_semaphores
 
 ProgressFn = Callable[[str, str, Optional[str]], None]  # (event, clip_id, reason)
 log = logging.getLogger(__name__)
@@ -271,6 +272,9 @@ def begin_run(opts: ExtractOptions, on_start: Optional[Callable[[EntryPlan, int,
     p = plan_entry(opts, load_progress=load_progress)
     entry = open_or_create(p)
     writer = EntryWriter(entry)
+    # what killed runs left: their staging folders here, their semaphores on this machine
+    writer.remove_stale_staging()
+    remove_orphaned_semaphores()
     report = ExtractReport(entry=entry)
     if opts.retry_failed:
         writer.retry_failures()
