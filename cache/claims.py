@@ -107,8 +107,13 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass
+    try:  # a zombie (killed, not yet reaped: containers whose init does not reap) is dead
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return data[data.rindex(b")") + 2:][:1] not in (b"Z", b"X")
+    except (OSError, ValueError):
         return True
-    return True
 
 
 def read_owner(path: Path) -> Optional[dict]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
+import logging
 import os
 import shutil
 import time
@@ -17,21 +17,29 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 from cache import claims, layout
-from cache.codecs import JPEG_ATTR, encode_jpeg_frames, encoded_digest, frame_compressors, jpeg_attrs
-from cache.entry import CacheEntry
+from cache.codecs import (JPEG_ATTR, array_digest, encode_jpeg_frames, encoded_digest,  # noqa: F401
+                          frame_compressors, jpeg_attrs)
+from cache.entry import CacheEntry, metadata_problems
 from cache.fsutil import atomic_write_json, explained_os_errors, read_json, remove_tree
 from cache.provenance import git_revision, package_versions, who_when
+
+log = logging.getLogger(__name__)
 
 # Every chunk is written, also one holding only fill values: a missing chunk file is then always
 # damage (the reader and `cache verify` say so) rather than zeros by convention.
 _ARRAY_CONFIG = {"write_empty_chunks": True}
 
 
-def array_digest(a: np.ndarray) -> str:
-    """sha256 of an array's dtype, shape and bytes: what `pipeline cache verify` re-checks."""
-    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
-    h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()[:32]
+def _new_entry_files(tmp: Path, root_attrs: dict, plan: list[dict], manifest: dict) -> None:
+    """Everything of a new entry but its clips, written into folder ``tmp``."""
+    g = zarr.open_group(tmp, mode="w", zarr_format=3)
+    g.attrs.update(root_attrs)
+    # clips/ is a Zarr group too, so plain zarr can walk root["clips"][uid].
+    g.create_group(layout.CLIPS_DIR)
+    for d in (layout.FAILURES_DIR, layout.CLAIMS_DIR, layout.RUNS_DIR, layout.STAGING_DIR):
+        (tmp / d).mkdir()
+    atomic_write_json(tmp / layout.PLAN, {"clips": plan})
+    atomic_write_json(tmp / layout.MANIFEST, manifest)
 
 
 def create_entry(
@@ -40,26 +48,23 @@ def create_entry(
     plan: list[dict],
     manifest: dict,
 ) -> CacheEntry:
-    """Create the entry directory atomically, or open it if another process got there first."""
+    """Create the entry directory atomically, or open it if another process got there first;
+    an entry whose own metadata is missing or unreadable gets it back (:func:`restore_metadata`)."""
     entry_dir = Path(entry_dir)
-    if not (entry_dir / "zarr.json").is_file():
-        entry_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = entry_dir.with_name(f".{entry_dir.name}.creating-{uuid.uuid4().hex[:8]}")
-        tmp.mkdir()
-        try:
-            g = zarr.open_group(tmp, mode="w", zarr_format=3)
-            g.attrs.update(root_attrs)
-            # clips/ is a Zarr group too, so plain zarr can walk root["clips"][uid].
-            g.create_group(layout.CLIPS_DIR)
-            for d in (layout.FAILURES_DIR, layout.CLAIMS_DIR, layout.RUNS_DIR, layout.STAGING_DIR):
-                (tmp / d).mkdir()
-            atomic_write_json(tmp / layout.PLAN, {"clips": plan})
-            atomic_write_json(tmp / layout.MANIFEST, manifest)
-            os.rename(tmp, entry_dir)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not (entry_dir / "zarr.json").is_file():
-                raise
+    with explained_os_errors(entry_dir):
+        if entry_dir.is_dir() and metadata_problems(entry_dir):
+            restore_metadata(entry_dir, root_attrs, plan, manifest)
+        if not (entry_dir / layout.ROOT_META).is_file():
+            entry_dir.parent.mkdir(parents=True, exist_ok=True)
+            tmp = entry_dir.with_name(f".{entry_dir.name}.creating-{uuid.uuid4().hex[:8]}")
+            tmp.mkdir()
+            try:
+                _new_entry_files(tmp, root_attrs, plan, manifest)
+                os.rename(tmp, entry_dir)
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)
+                if not (entry_dir / layout.ROOT_META).is_file():
+                    raise
     entry = CacheEntry(entry_dir)
     if [c["uid"] for c in entry.plan] != [c["uid"] for c in plan]:
         raise RuntimeError(f"entry {entry_dir} exists with a different clip plan; the key should differ")
@@ -91,6 +96,47 @@ def staging_stale(path: Path, ttl: float) -> bool:
         return time.time() - path.stat().st_mtime > ttl
     except FileNotFoundError:
         return False
+
+
+def restore_metadata(entry_dir: Path, root_attrs: dict, plan: list[dict], manifest: dict) -> list[str]:
+    """Write again what is missing or unreadable of an entry's own files, from the plan that
+    computed the same key (the key names the folder, so the inputs are the same): ``plan.json``,
+    ``manifest.json`` (noting the rebuild), the ``clips`` group's ``zarr.json`` and, last (it is
+    what makes the folder an entry), the root ``zarr.json``. Returns what was wrong (logged).
+
+    Safe beside other processes doing the same: each file is replaced whole (same content)."""
+    entry_dir = Path(entry_dir)
+    problems = metadata_problems(entry_dir)
+    if not problems:
+        return []
+    try:
+        have = read_json(entry_dir / layout.ROOT_META).get("attributes", {})
+    except (OSError, ValueError, AttributeError):
+        have = None
+    if have is not None and have.get("key") not in (None, root_attrs["key"]):
+        raise RuntimeError(f"entry folder {entry_dir} holds key {have.get('key')}, not {root_attrs['key']}: "
+                           "it was moved or renamed; move it back, or remove it with `pipeline cache gc --damaged`")
+    try:
+        old_plan = read_json(entry_dir / layout.PLAN)["clips"]
+    except (OSError, ValueError, KeyError, TypeError):
+        old_plan = None
+    if old_plan is not None and [c["uid"] for c in old_plan] != [c["uid"] for c in plan]:
+        raise RuntimeError(f"entry {entry_dir} exists with a different clip plan; the key should differ")
+    log.warning("cache entry %s was damaged (%s): rebuilding its metadata from this run's plan (same key)",
+                entry_dir, "; ".join(problems))
+    tmp = entry_dir.with_name(f".{entry_dir.name}.creating-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(parents=True)
+    try:
+        rebuilt = {**manifest, "metadata_rebuilt": [{"problems": problems, **who_when()}]}
+        _new_entry_files(tmp, root_attrs, plan, rebuilt)
+        for d in (layout.CLIPS_DIR, layout.FAILURES_DIR, layout.CLAIMS_DIR, layout.RUNS_DIR, layout.STAGING_DIR):
+            (entry_dir / d).mkdir(exist_ok=True)
+        for name in (layout.PLAN, layout.MANIFEST, f"{layout.CLIPS_DIR}/{layout.ROOT_META}", layout.ROOT_META):
+            if any(p.startswith(f"{name} ") for p in problems):
+                os.replace(tmp / name, entry_dir / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return problems
 
 
 class EntryWriter:
@@ -239,6 +285,12 @@ class EntryWriter:
         Exactly one writer does it (a claim on ``index``); a writer that finds it done returns.
         """
         if (self.path / layout.INDEX_DIR).is_dir():
+            try:
+                rebuilt = read_json(self.path / layout.MANIFEST).get("status") != "complete"
+            except (OSError, ValueError):
+                rebuilt = True
+            if rebuilt:  # a manifest rebuilt (restore_metadata) after the entry was finished
+                self.write_manifest(status="complete")
             return True
         status = self.entry.status()
         if not status.complete:
@@ -291,8 +343,41 @@ class EntryWriter:
             shutil.rmtree(tmp, ignore_errors=True)
 
     @_explained
-    def write_manifest(self, status: str) -> dict:
-        m = read_json(self.path / layout.MANIFEST)
+    def quarantine(self, uid: str, why: list[str]) -> Optional[Path]:
+        """Move ``clips/<uid>`` (damaged) into ``quarantine/`` beside a note of why: the clip is
+        then missing, so the next ``pipeline extract`` extracts it again; ``pipeline cache gc``
+        removes what is in quarantine."""
+        src = self.path / layout.CLIPS_DIR / uid
+        qdir = self.path / layout.QUARANTINE_DIR
+        qdir.mkdir(exist_ok=True)
+        dst = qdir / f"{uid}.{time.strftime('%Y%m%dT%H%M%S')}.{uuid.uuid4().hex[:6]}"
+        try:
+            os.rename(src, dst)  # atomic: readers see the clip or no clip
+        except FileNotFoundError:
+            return None
+        row = self.entry._by_uid.get(uid, {})
+        atomic_write_json(qdir / f"{dst.name}.json", {"uid": uid, "clip_id": row.get("clip_id"), "problems": why,
+                                                      "moved": who_when()})
+        return dst
+
+    @_explained
+    def reopen(self, why: str) -> None:
+        """Make a finished entry incomplete again: its index removed, its manifest saying
+        ``incomplete`` (with ``why`` in its ``reopened`` list) until a writer finishes it again."""
+        remove_tree(self.path / layout.INDEX_DIR)
+        self.write_manifest(status="incomplete", reopened=why)
+
+    @_explained
+    def write_manifest(self, status: str, reopened: Optional[str] = None) -> dict:
+        try:
+            m = read_json(self.path / layout.MANIFEST)
+        except FileNotFoundError:  # rebuilt by `pipeline extract` (create_entry); keep what we know
+            m = {"key": self.entry.key, "dataset": self.entry.dataset, "settings": self.entry.settings,
+                 "manifest_rebuilt": who_when()}
+        if reopened:
+            done = {k: m.pop(k) for k in ("completed", "code_revision_at_completion", "versions_at_completion")
+                    if k in m}
+            m.setdefault("reopened", []).append({"why": reopened, **who_when(), **done})
         st = self.entry.status()
         fails = self.entry.failures()
         by_split: dict[str, dict[str, int]] = {}
