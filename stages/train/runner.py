@@ -42,6 +42,7 @@ from stages.nested_config import deep_merge, to_plain
 from stages.registry import HOOKS, SCOPE
 from stages.skeletons import get_skeleton
 from stages.train import report
+from stages.train.checkpoints import resume_checkpoint  # (also registers AtomicCheckpointHook)
 from stages.train.metrics import fine_pair_classes, metric_row
 
 log = logging.getLogger(__name__)
@@ -201,8 +202,9 @@ def runner_kwargs(cfg: Config, model, train_ds, test_ds, work_dir: Path, launche
             timer=dict(type="IterTimerHook"),
             logger=dict(type="LoggerHook", interval=int(t.log_interval), log_metric_by_epoch=True),
             param_scheduler=dict(type="ParamSchedulerHook"),
-            checkpoint=dict(type="CheckpointHook", interval=1, by_epoch=True, max_keep_ckpts=int(t.max_keep_ckpts),
-                            save_last=True),
+            # whole or absent, the old one deleted after (stages/train/checkpoints.py)
+            checkpoint=dict(type="AtomicCheckpointHook", interval=1, by_epoch=True,
+                            max_keep_ckpts=int(t.max_keep_ckpts), save_last=True),
             sampler_seed=dict(type="DistSamplerSeedHook"),
         ),
         custom_hooks=[dict(type="RecordValHook"), dict(type="BackboneCheckpointHook")] + list(hooks or []),
@@ -367,7 +369,10 @@ def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, laun
     sizes = check_entry_fits(cfg, entry, model)
     train_ds, test_ds = build_datasets(cfg, entry, sizes["crop_size"], allow_partial, train=True, device=dev)
     cost = model_cost(cfg, entry, model) if rank == 0 else {}
-    kw = runner_kwargs(cfg, model, train_ds, test_ds, work_dir, launcher, dev, resume=resume, hooks=hooks)
+    # the newest whole checkpoint, whatever last_checkpoint says (a kill may have cut a save short)
+    resume_from = resume_checkpoint(work_dir) if resume else None
+    kw = runner_kwargs(cfg, model, train_ds, test_ds, work_dir, launcher, dev, resume=resume_from is not None,
+                       load_from=str(resume_from) if resume_from else None, hooks=hooks)
     t0 = time.time()
     runner = Runner(**kw)
     if on_runner:
