@@ -1,8 +1,9 @@
 """``pipeline extract``'s local engine: this process, or ``--workers`` processes on this machine.
 
 Planning, the per-clip loop and the run record are stage one's (:mod:`stages.extract.plan`,
-:mod:`stages.extract.run`); this module only starts worker processes and collects what they did.
-Workers share the work through the entry's per-clip claims.
+:mod:`stages.extract.run`); this module only starts worker processes and collects what they did
+(a worker's failure fails the run: :class:`WorkerFailed`). Workers share the work through the
+entry's per-clip claims.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import multiprocessing as mp
 import multiprocessing.connection as mp_connection
 import os
 import sys
+import threading
 import traceback
 import warnings
 from typing import Callable, Optional
@@ -57,14 +59,20 @@ def _worker_main(p: EntryPlan, opts: ExtractOptions, clips: list, conn, threads:
 
     torch.set_num_threads(threads)
     quiet_third_party_warnings()
+    lock = threading.RLock()  # clips are committed (and reported) by a thread beside the main one
+
+    def send(msg) -> None:
+        with lock:
+            conn.send(msg)
+
     # Warnings go to the parent, which shows each once per run however many workers say it
     # (pipeline.logs), and which already filtered them by the same rules.
-    warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: conn.send(
+    warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: send(
         ("warning", (str(message), category, filename, lineno), None))
     counters = ClipCounters()
 
     def progress(event, clip_id, reason):
-        conn.send((event, clip_id, reason))
+        send((event, clip_id, reason))
 
     code = 0
     try:
@@ -72,11 +80,11 @@ def _worker_main(p: EntryPlan, opts: ExtractOptions, clips: list, conn, threads:
     except KeyboardInterrupt:
         code = 130  # Ctrl-C reached the whole process group: the parent says so
     except BaseException as e:  # sent to the parent, which prints it once (not a traceback per worker)
-        conn.send(("error", f"{type(e).__name__}: {e}" if not isinstance(e, CacheFault) else str(e),
-                   traceback.format_exc()))
+        send(("error", f"{type(e).__name__}: {e}" if not isinstance(e, CacheFault) else str(e),
+              traceback.format_exc()))
         code = 1
     finally:
-        conn.send(("counters", counters_tuple(counters), None))
+        send(("counters", counters_tuple(counters), None))
         conn.close()
     sys.exit(code)
 

