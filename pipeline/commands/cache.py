@@ -248,7 +248,8 @@ def cache_show(
             console.print(f"[red]error:[/] entry {e.key} has no cached clips" + (f" in split {split}" if split else ""))
             raise typer.Exit(2)
         picked = random.Random(seed).sample(rows, min(gallery, len(rows)))
-        clips = [e.read_clip(r["uid"]) for r in picked]
+        with exit_on_error(verbose=False):  # a damaged clip: its file named, no traceback
+            clips = [e.read_clip(r["uid"]) for r in picked]
         sheet = gallery_sheet(clips, skeleton, [e.classes[c.label] for c in clips])
         path = write_png(out or Path(f"gallery-{e.key}.png"), sheet)
         console.print(f"wrote {path} ({len(clips)} clips of {len(rows)})")
@@ -262,7 +263,8 @@ def cache_show(
             clip_id in (r["clip_id"], r["uid"]) for r in known) else "is not in this entry"
         console.print(f"[red]error:[/] clip {clip_id!r} {why}")
         raise typer.Exit(2)
-    clip = e.read_clip(row["uid"])
+    with exit_on_error(verbose=False):
+        clip = e.read_clip(row["uid"])
     label = e.classes[clip.label] if 0 <= clip.label < len(e.classes) else None
     path = write_png(out or Path(f"{row['uid']}.png"), clip_sheet(clip, skeleton, label))
     console.print(f"wrote {path}")
