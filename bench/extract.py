@@ -202,8 +202,9 @@ def main() -> None:
     e2e = {}
     for workers in (0, args.decode_workers):
         opts = ExtractOptions(dataset="custom", root=str(root), cache_root=str(tmp / f"cache{workers}"),
-                              pose_checkpoint="none", device=args.device, pose_batch_size=args.batch_size,
-                              pose_flip_test=args.flip_test, pose_precision=args.precision, decode_workers=workers)
+                              pose_options=dict(checkpoint="none", batch_size=args.batch_size, flip_test=args.flip_test,
+                                                precision=args.precision),
+                              device=args.device, decode_workers=workers)
         t = time.perf_counter()
         rep = run_extract(opts)
         e2e[workers] = len(rep.done_now) / (time.perf_counter() - t)

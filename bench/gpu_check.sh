@@ -111,6 +111,6 @@ step loader_jpeg 100 $PY bench/loader.py --dataset demo --train --device $DEV $L
 step train_torchrun $TRAIN_LIMIT $PY -m torch.distributed.run --standalone --nproc_per_node 1 -m pipeline train \
   --exp demo --variant pevl --launcher pytorch --device $DEV --work-dir "$WORK/train" --force \
   -c "model.clip.arch=$TRAIN_ARCH" -c train.max_epochs=1 -c train.warmup_epochs=0 -c train.batch_size=8 \
-  -c data.extract.short_side=$TRAIN_SHORT -c train.num_workers=4
+  -c data.extract.short_side=$TRAIN_SHORT -c data.num_workers=4
 echo "gpu_check: done, exit $status; logs in $OUT"
 exit $status

@@ -56,7 +56,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from cache import CacheEntry, ClipData  # noqa: E402
-from cache.codecs import JpegFrames  # noqa: E402
+from cache.frames_codecs.jpeg import JpegFrames  # noqa: E402
 from stages.data import CacheClipDataset, item_rng  # noqa: E402
 
 
@@ -295,9 +295,8 @@ def synthetic_entries(args) -> list[CacheEntry]:
 def train_entry(args, cfg, crop: int) -> CacheEntry:
     """The entry ``--train`` reads: the configured one if its frames fit ``crop``; for a generated
     dataset (the demo) the same entry extracted at short side 256; otherwise a clear stop."""
-    from stages.data.lookup import extract_command, find_entry
-    from stages.datasets import DATASETS
-    from stages.registry import lookup
+    from stages.data.entry_lookup import extract_command, find_entry
+    from stages.datasets import adapter_class
 
     data = cfg.data.to_dict()
     if args.frames_codec:
@@ -306,7 +305,7 @@ def train_entry(args, cfg, crop: int) -> CacheEntry:
     short = int((entry.settings if entry else data.get("extract", {})).get("short_side") or 256)
     if short >= crop:
         return entry or _find_or_extract(data, args, generated=False)
-    if args.entry or lookup(DATASETS, data["dataset"]).needs_root:
+    if args.entry or adapter_class(data["dataset"]).needs_root:
         fixed = dict(data, extract=dict(data.get("extract") or {}, short_side=max(256, crop)))
         raise SystemExit(f"--train: the entry caches {short}-pixel frames, smaller than the model's {crop}-pixel "
                          f"crops. Extract one that fits:\n    {extract_command(fixed, args.cache_root)}\nthen pass "
@@ -319,7 +318,7 @@ def train_entry(args, cfg, crop: int) -> CacheEntry:
 
 def _find_or_extract(data: dict, args, generated: bool) -> CacheEntry:
     from cache import EntryNotFoundError
-    from stages.data.lookup import extract_options, find_entry
+    from stages.data.entry_lookup import extract_options, find_entry
 
     try:
         return find_entry(data, cache_root=args.cache_root)
@@ -342,8 +341,8 @@ def bench_train(args, cfg) -> dict:
 
     from stages.data.device_frames import collate_items
     from stages.data.epoch_sampler import EpochSeedSampler
-    from stages.train.model import PeVLRunnerModel
     from stages.train.runner import decode_on_device, prepare_model_cfg
+    from stages.train.runner_model import RunnerModel
 
     from stages.model.clip_loader import open_clip_module
 
@@ -355,7 +354,7 @@ def bench_train(args, cfg) -> dict:
     crop = int(open_clip_module().get_model_config(mcfg["clip"]["arch"])["vision_cfg"]["image_size"])
     entry = train_entry(args, cfg, crop)
     mcfg = prepare_model_cfg(cfg, entry)
-    model = PeVLRunnerModel(mcfg, entry.classes, entry.coarse_type,
+    model = RunnerModel(mcfg, entry.classes, entry.coarse_type,
                             amp_dtype="bfloat16" if dev.type == "cuda" else None).to(dev)
     logging.getLogger("stages.train.runner").setLevel(logging.WARNING)  # its one-line fallback notice
     on_device = decode_on_device({"decode_on_device": args.decode_on_device}, entry, dev.type)
@@ -465,7 +464,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     out = dict(date=dt.datetime.now().isoformat(timespec="seconds"), machine=machine())
     print(f"{out['date']}  {out['machine']}", flush=True)
     if not args.no_loader:
-        from stages.data.lookup import find_entry
+        from stages.data.entry_lookup import find_entry
 
         if args.entry or args.dataset:
             entries = [find_entry(cfg.data.to_dict(), cache_root=args.cache_root, entry=args.entry)]

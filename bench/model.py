@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from stages.model import build_model  # noqa: E402
-from stages.model.flops import dummy_batch, model_stats  # noqa: E402
+from stages.model.batch import dummy_batch  # noqa: E402
+from stages.model.flops import model_stats  # noqa: E402
 
 _PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "V100": 125.0}
 

@@ -12,7 +12,8 @@ import zarr
 
 from cache import claims, layout
 from cache.chunks import ChunkDigestError, read_array, read_group_meta
-from cache.codecs import JPEG_ATTR, JpegFrames, array_digest, encoded_digest
+from cache.digests import array_digest
+from cache.frames_codecs import FramesCodec, frames_codec
 from cache.fsutil import read_json
 
 
@@ -277,19 +278,26 @@ class CacheEntry:
     def frames_codec(self) -> str:
         return self.settings["frames_codec"]
 
+    @property
+    def codec(self) -> FramesCodec:
+        """The :class:`cache.frames_codecs.FramesCodec` the entry's frames are stored with."""
+        return frames_codec(self.frames_codec)
+
     def read_clip(self, uid: str, arrays: tuple[str, ...] = layout.CLIP_ARRAYS + layout.OPTIONAL_CLIP_ARRAYS,
                   check: str = "read") -> ClipData:
         """One clip's arrays (those named in ``arrays``; optional ones when the clip has them), read
         straight from the chunk files (:mod:`cache.chunks`): one metadata file and one file per array.
 
-        Raw frames come back memory-mapped (read-only) and JPEG frames as :class:`JpegFrames`, so
-        taking a crop or a subset of frames reads or decodes only that.
+        Frames come back as the entry's codec reads them (:meth:`FramesCodec.read`): raw frames
+        memory-mapped (read-only), JPEG frames as a lazy ``JpegFrames``, so taking a crop or a
+        subset of frames reads or decodes only that.
 
         ``check``: which arrays are compared with the digests their writer recorded
         (:class:`~cache.chunks.ChunkDigestError` on a mismatch): ``"read"`` (default) every array
-        read whole anyway (all but raw frames, which are memory-mapped so that only a crop is
-        read: hashing them would read and hash 5.5 MB per 16-frame clip at short side 256; docs/cache.md),
-        ``"all"`` raw frames too, ``"none"`` nothing.
+        read whole anyway: all but frames whose codec reads only what is used
+        (:attr:`FramesCodec.digest_on_read` False: raw frames are memory-mapped so that only a crop
+        is read, and hashing them would read and hash 5.5 MB per 16-frame clip at short side 256;
+        docs/cache.md); ``"all"`` those frames too; ``"none"`` nothing.
         """
         clip_dir = os.path.join(self.path, layout.CLIPS_DIR, uid)
         attrs, metas = read_group_meta(clip_dir)
@@ -301,7 +309,7 @@ class CacheEntry:
             if name not in arrays or name not in metas:
                 data[name] = None
             elif name == "frames":
-                data[name] = self._frames(metas[name])
+                data[name] = self.codec.read(metas[name])
             else:
                 data[name] = read_array(metas[name])
         if check != "none":
@@ -317,15 +325,15 @@ class CacheEntry:
             **data,
         )
 
-    def _check_digests(self, data: dict[str, Any], metas: dict, digests: dict, raw_frames: bool) -> None:
+    def _check_digests(self, data: dict[str, Any], metas: dict, digests: dict, every: bool) -> None:
         for name, value in data.items():
             want = digests.get(name)
             if value is None or want is None:
                 continue
-            if isinstance(value, JpegFrames):
-                got = encoded_digest(value.encoded)
-            elif name == "frames" and not raw_frames and metas[name].compressor == "":
-                continue  # memory-mapped: see read_clip
+            if name == "frames":
+                if not (every or self.codec.digest_on_read):
+                    continue  # read lazily: see read_clip
+                got = self.codec.digest(value)
             else:
                 got = array_digest(value)
             if got != want:
@@ -333,15 +341,6 @@ class CacheEntry:
                     f"{metas[name].chunk_file}: content does not match the digest its writer recorded (the file is "
                     f"damaged). `pipeline cache repair {self.path}` moves the clip aside and `pipeline extract` "
                     "(the options that made the entry) extracts it again")
-
-    @staticmethod
-    def _frames(meta) -> Any:
-        if meta.compressor == "vlen":
-            jpeg = meta.attrs.get(JPEG_ATTR)
-            if not jpeg:
-                raise ValueError(f"{meta.path}: variable-length frames without the '{JPEG_ATTR}' attribute")
-            return JpegFrames(read_array(meta), jpeg, where=str(meta.path))
-        return read_array(meta, mmap=True)
 
     def read_index(self) -> dict[str, np.ndarray]:
         """All poses as flat arrays (only once complete): keypoints, scores, offsets, labels."""

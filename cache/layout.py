@@ -17,6 +17,7 @@ stores ``frames`` as a ``(T_v,)`` variable-length-bytes array of JPEG files.
       zarr.json          Zarr v3 root group; attrs: format, key, dataset, settings, classes, ...
       manifest.json      human-readable provenance and status (rewritten atomically)
       plan.json          every clip the entry must hold (id, uid, split, label, source, cut)
+      sources.json       the identity (path, size, mtime) of every source file the key hashes
       clips/             Zarr group holding one Zarr group per finished clip:
       clips/<uid>/       a clip; appears atomically (a rename), never half-written
         frames           (T_v, H, W, 3) uint8 RGB at segment middles, short side S, H and W
@@ -56,6 +57,7 @@ INDEX_DIR = "index"
 QUARANTINE_DIR = "quarantine"
 MANIFEST = "manifest.json"
 PLAN = "plan.json"
+SOURCES = "sources.json"
 ROOT_META = "zarr.json"  # a Zarr group's (or array's) metadata: the entry's is what makes it an entry
 
 CLIP_ARRAYS = ("frames", "frame_indices", "keypoints", "scores", "grids")

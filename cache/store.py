@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import numpy as np
-import simplejpeg
 
 from cache import claims, layout
 from cache.chunks import read_group_meta
-from cache.codecs import JpegFrames, array_digest, encoded_digest
+from cache.digests import array_digest
 from cache.entry import CacheEntry, EntryFormatError, EntryNotFoundError, metadata_problems
 from cache.fsutil import dir_size, read_json, remove_tree
 from cache.writer import EntryWriter, staging_stale
@@ -314,9 +313,6 @@ def _clip_problems(entry: CacheEntry, uid: str, deep: bool) -> list[str]:
     if on_disk != set(listed):
         out.append(f"arrays on disk {sorted(on_disk)} differ from those the clip's metadata lists {sorted(listed)}")
     fr, gr, kp, sc = c.frames, c.grids, c.keypoints, c.scores
-    jpeg = isinstance(fr, JpegFrames)
-    if jpeg != (settings["frames_codec"] == "jpeg"):
-        out.append(f"frames stored as {'JPEG' if jpeg else 'raw'}, the entry's codec is {settings['frames_codec']}")
     if fr.shape[0] != t_v or len(fr.shape) != 4 or fr.shape[-1] != 3 or fr.dtype != np.uint8:
         out.append(f"frames {fr.shape} {fr.dtype}")
     if gr.shape[0] != t_v or gr.shape[2] * cell != fr.shape[1] or gr.shape[3] * cell != fr.shape[2]:
@@ -325,18 +321,14 @@ def _clip_problems(entry: CacheEntry, uid: str, deep: bool) -> list[str]:
         out.append(f"keypoints {kp.shape} / scores {sc.shape}")
     if c.person_boxes is not None and c.person_boxes.shape != (kp.shape[0], 4):
         out.append(f"person_boxes {c.person_boxes.shape}, expected ({kp.shape[0]}, 4)")
-    if jpeg:
-        for i, b in enumerate(fr.encoded):
-            h, w, _, _ = simplejpeg.decode_jpeg_header(b)
-            if (h, w) != fr.shape[1:3]:
-                out.append(f"frames[{i}]: a {w}x{h} JPEG, expected {fr.shape[2]}x{fr.shape[1]}")
+    out.extend(entry.codec.problems(fr))
     if deep:
         for name, want in dict(c.attrs.get("digests", {})).items():
             value = getattr(c, name, None)
             if value is None:
                 out.append(f"{name}: has a digest but no array")
                 continue
-            got = encoded_digest(value.encoded) if isinstance(value, JpegFrames) else array_digest(np.asarray(value))
+            got = entry.codec.digest(value) if name == "frames" else array_digest(np.asarray(value))
             if got != want:
                 out.append(f"{name}: content does not match its digest")
     return out
@@ -372,10 +364,8 @@ def export_hdf5(entry: CacheEntry, out_path: os.PathLike, progress=None) -> int:
                 a = getattr(data, name)
                 if a is None:
                     continue
-                if isinstance(a, JpegFrames):  # the JPEG files as they are, one per frame
-                    ds = g.create_dataset(name, data=[np.frombuffer(b, np.uint8) for b in a.encoded],
-                                          dtype=h5py.vlen_dtype(np.uint8))
-                    ds.attrs["jpeg"] = json.dumps(a.info)
+                if name == "frames":  # as the codec stores them (JPEG files as they are)
+                    entry.codec.export_h5(g, a)
                     continue
                 g.create_dataset(name, data=np.asarray(a), compression="lzf" if name in ("frames", "grids") else None)
             for k, v in data.attrs.items():

@@ -1,14 +1,12 @@
 """Filling a cache entry: create it atomically, claim clips, commit each clip whole, finalize."""
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
 import shutil
 import time
 import uuid
-import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -17,11 +15,12 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 from cache import claims, layout
-from cache.codecs import (JPEG_ATTR, array_digest, encode_jpeg_frames, encoded_digest,  # noqa: F401
-                          frame_compressors, jpeg_attrs)
+from cache.digests import array_digest
 from cache.entry import CacheEntry, metadata_problems
+from cache.frames_codecs import frames_codec
 from cache.fsutil import atomic_write_json, explained_os_errors, read_json, remove_tree
 from cache.provenance import git_revision, package_versions, who_when
+from cache.zarr_warnings import known_zarr_warnings_quiet
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +29,8 @@ log = logging.getLogger(__name__)
 _ARRAY_CONFIG = {"write_empty_chunks": True}
 
 
-def _new_entry_files(tmp: Path, root_attrs: dict, plan: list[dict], manifest: dict) -> None:
+def _new_entry_files(tmp: Path, root_attrs: dict, plan: list[dict], manifest: dict,
+                     sources: Optional[list[dict]] = None) -> None:
     """Everything of a new entry but its clips, written into folder ``tmp``."""
     g = zarr.open_group(tmp, mode="w", zarr_format=3)
     g.attrs.update(root_attrs)
@@ -39,6 +39,8 @@ def _new_entry_files(tmp: Path, root_attrs: dict, plan: list[dict], manifest: di
     for d in (layout.FAILURES_DIR, layout.CLAIMS_DIR, layout.RUNS_DIR, layout.STAGING_DIR):
         (tmp / d).mkdir()
     atomic_write_json(tmp / layout.PLAN, {"clips": plan})
+    if sources is not None:
+        atomic_write_json(tmp / layout.SOURCES, {"sources": sources})
     atomic_write_json(tmp / layout.MANIFEST, manifest)
 
 
@@ -47,19 +49,22 @@ def create_entry(
     root_attrs: dict,
     plan: list[dict],
     manifest: dict,
+    sources: Optional[list[dict]] = None,
 ) -> CacheEntry:
     """Create the entry directory atomically, or open it if another process got there first;
-    an entry whose own metadata is missing or unreadable gets it back (:func:`restore_metadata`)."""
+    an entry whose own metadata is missing or unreadable gets it back (:func:`restore_metadata`).
+    ``sources``: the source files' identities the key hashes (``sources.json``: what changed, when
+    ``pipeline cache verify --sources`` finds the dataset's files changed)."""
     entry_dir = Path(entry_dir)
     with explained_os_errors(entry_dir):
         if entry_dir.is_dir() and metadata_problems(entry_dir):
-            restore_metadata(entry_dir, root_attrs, plan, manifest)
+            restore_metadata(entry_dir, root_attrs, plan, manifest, sources)
         if not (entry_dir / layout.ROOT_META).is_file():
             entry_dir.parent.mkdir(parents=True, exist_ok=True)
             tmp = entry_dir.with_name(f".{entry_dir.name}.creating-{uuid.uuid4().hex[:8]}")
             tmp.mkdir()
             try:
-                _new_entry_files(tmp, root_attrs, plan, manifest)
+                _new_entry_files(tmp, root_attrs, plan, manifest, sources)
                 os.rename(tmp, entry_dir)
             except OSError:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -98,11 +103,13 @@ def staging_stale(path: Path, ttl: float) -> bool:
         return False
 
 
-def restore_metadata(entry_dir: Path, root_attrs: dict, plan: list[dict], manifest: dict) -> list[str]:
+def restore_metadata(entry_dir: Path, root_attrs: dict, plan: list[dict], manifest: dict,
+                     sources: Optional[list[dict]] = None) -> list[str]:
     """Write again what is missing or unreadable of an entry's own files, from the plan that
     computed the same key (the key names the folder, so the inputs are the same): ``plan.json``,
-    ``manifest.json`` (noting the rebuild), the ``clips`` group's ``zarr.json`` and, last (it is
-    what makes the folder an entry), the root ``zarr.json``. Returns what was wrong (logged).
+    ``manifest.json`` (noting the rebuild), ``sources.json`` when gone, the ``clips`` group's
+    ``zarr.json`` and, last (it is what makes the folder an entry), the root ``zarr.json``.
+    Returns what was wrong (logged).
 
     Safe beside other processes doing the same: each file is replaced whole (same content)."""
     entry_dir = Path(entry_dir)
@@ -128,9 +135,11 @@ def restore_metadata(entry_dir: Path, root_attrs: dict, plan: list[dict], manife
     tmp.mkdir(parents=True)
     try:
         rebuilt = {**manifest, "metadata_rebuilt": [{"problems": problems, **who_when()}]}
-        _new_entry_files(tmp, root_attrs, plan, rebuilt)
+        _new_entry_files(tmp, root_attrs, plan, rebuilt, sources)
         for d in (layout.CLIPS_DIR, layout.FAILURES_DIR, layout.CLAIMS_DIR, layout.RUNS_DIR, layout.STAGING_DIR):
             (entry_dir / d).mkdir(exist_ok=True)
+        if sources is not None and not (entry_dir / layout.SOURCES).is_file():
+            os.replace(tmp / layout.SOURCES, entry_dir / layout.SOURCES)
         for name in (layout.PLAN, layout.MANIFEST, f"{layout.CLIPS_DIR}/{layout.ROOT_META}", layout.ROOT_META):
             if any(p.startswith(f"{name} ") for p in problems):
                 os.replace(tmp / name, entry_dir / name)
@@ -212,7 +221,8 @@ class EntryWriter:
             digests = {}
             for name, a in arrays.items():
                 if name == "frames":
-                    digests[name] = self._write_frames(g, np.ascontiguousarray(a))
+                    codec = frames_codec(self.entry.frames_codec)
+                    digests[name] = codec.write(g, np.ascontiguousarray(a), self.entry.settings, _ARRAY_CONFIG)
                     continue
                 a = np.ascontiguousarray(a)
                 # One chunk per array: a clip is read whole. Grids are mostly zeros (Zstd shrinks
@@ -223,7 +233,7 @@ class EntryWriter:
                 z[...] = a
                 digests[name] = array_digest(a)
             g.attrs.update({**attrs, "digests": digests, "written": who_when()})
-            with _known_zarr_warnings_quiet():
+            with known_zarr_warnings_quiet():
                 zarr.consolidate_metadata(tmp)
             _fsync_tree(tmp)
             try:
@@ -236,25 +246,6 @@ class EntryWriter:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
             self.release(uid)
-
-    def _write_frames(self, g: zarr.Group, frames: np.ndarray) -> str:
-        """Store (T, H, W, 3) frames with the entry's codec; returns their digest."""
-        codec = self.entry.settings["frames_codec"]
-        if codec != "jpeg":
-            z = g.create_array("frames", shape=frames.shape, chunks=frames.shape, dtype=frames.dtype,
-                               compressors=frame_compressors(codec), config=_ARRAY_CONFIG)
-            z[...] = frames
-            return array_digest(frames)
-        quality = int(self.entry.settings["jpeg_quality"])
-        encoded = encode_jpeg_frames(frames, quality)
-        values = np.empty(len(encoded), dtype=object)
-        values[:] = encoded
-        with _known_zarr_warnings_quiet():
-            z = g.create_array("frames", shape=values.shape, chunks=values.shape, dtype="variable_length_bytes",
-                               compressors=None, config=_ARRAY_CONFIG,
-                               attributes={JPEG_ATTR: jpeg_attrs(frames.shape[1:], quality)})
-            z[...] = values
-        return encoded_digest(encoded)
 
     @_explained
     def fail(self, uid: str, clip_id: str, reason: str, detail: Optional[str] = None) -> None:
@@ -408,16 +399,6 @@ class EntryWriter:
             m["versions_at_completion"] = package_versions()
         atomic_write_json(self.path / layout.MANIFEST, m)
         return m
-
-
-@contextlib.contextmanager
-def _known_zarr_warnings_quiet():
-    """zarr-python warns that consolidated metadata and variable-length bytes are not (yet) in the
-    Zarr v3 spec; it writes and reads both, and docs/cache.md says what other readers need."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Consolidated metadata", module="zarr")
-        warnings.filterwarnings("ignore", message="The data type .*VariableLengthBytes", module="zarr")
-        yield
 
 
 def _fsync_tree(path: Path) -> None:

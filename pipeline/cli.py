@@ -21,6 +21,9 @@ app.command("explain")(explain.explain)
 
 
 def main() -> None:
+    from pipeline.commands.common import fill_schema_help
+
+    fill_schema_help(app)
     app()
 
 

@@ -3,8 +3,8 @@
 The project's registries are mmengine :class:`~mmengine.registry.Registry` objects in scope
 ``stages`` (this package, so mmengine can ``import stages.registry`` from the scope name).
 
-* ``DATASETS``: dataset adapters (``gym99``, ``demo``, ...), built by
-  :func:`stages.datasets.create_dataset`;
+* ``DATASET_ADAPTERS``: dataset adapters, the parsers of a dataset's files (``gym99``, ``demo``,
+  ...; not torch datasets), built by :func:`stages.datasets.create_dataset`;
 * ``POSE_SOURCES``: where joints come from (``hrnet``, ``dataset``, ``pkl``), built by
   :func:`stages.extract.pose.create_pose_source`;
 * the mmengine-facing ones, children of mmengine's root registries: ``MODELS`` (PeVL and its
@@ -43,16 +43,16 @@ from mmengine.registry import Registry
 SCOPE = "stages"
 
 # -- the project's own -------------------------------------------------------------------------
-DATASETS = Registry("dataset adapter", scope=SCOPE, locations=["stages.datasets"])
+DATASET_ADAPTERS = Registry("dataset adapter", scope=SCOPE, locations=["stages.datasets"])
 POSE_SOURCES = Registry("pose source", scope=SCOPE, locations=["stages.extract.pose"])
 
 # -- mmengine-facing (children of mmengine's root registries) -------------------------------------
 MODELS = Registry("model", parent=MMENGINE_MODELS, scope=SCOPE,
-                  locations=["stages.model", "stages.train.model"])
+                  locations=["stages.model", "stages.train.runner_model"])
 MODEL_WRAPPERS = Registry("model wrapper", parent=MMENGINE_MODEL_WRAPPERS, scope=SCOPE,
-                          locations=["stages.train.model"])
+                          locations=["stages.train.runner_model"])
 OPTIM_WRAPPER_CONSTRUCTORS = Registry("optimizer wrapper constructor", parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
-                                      scope=SCOPE, locations=["stages.train.model"])
+                                      scope=SCOPE, locations=["stages.train.runner_model"])
 HOOKS = Registry("hook", parent=MMENGINE_HOOKS, scope=SCOPE,
                  locations=["stages.train.runner", "stages.train.checkpoints"])
 METRICS = Registry("metric", parent=MMENGINE_METRICS, scope=SCOPE, locations=["stages.train.metrics"])
@@ -73,8 +73,8 @@ WEIGHT_INITIALIZERS = Registry("weight initializer", parent=MMENGINE_WEIGHT_INIT
 FUNCTIONS = Registry("function", parent=MMENGINE_FUNCTIONS, scope=SCOPE)
 
 
-def lookup(registry: Registry, name: str) -> Any:
-    """The entry ``name`` of ``registry`` or of its parents, else a KeyError listing the known names.
+def get_registered(registry: Registry, name: str) -> Any:
+    """The entry ``name`` of ``registry`` or of its parents, else a KeyError with the closest names.
 
     Unlike mmengine's ``get``, which returns None for an unknown name or, worse, any importable
     object of that dotted name (``get('json')`` is the json module), this finds registered
@@ -85,8 +85,9 @@ def lookup(registry: Registry, name: str) -> Any:
         if name in reg.module_dict:
             return reg.module_dict[name]
         reg = reg.parent
-    known = ", ".join(names(registry)) or "(none)"
-    raise KeyError(f"unknown {registry.name} {name!r}; known: {known}")
+    from stages.settings import did_you_mean
+
+    raise KeyError(did_you_mean(name, names(registry), registry.name))
 
 
 def names(registry: Registry) -> list[str]:

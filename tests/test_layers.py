@@ -103,7 +103,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_graph_sees_imports_inside_functions():
     """The reader is not blind: it finds imports in function bodies and import_module calls."""
     g = import_graph()
-    assert "stages.extract.plan" in g["stages.data.lookup"]
+    assert "stages.extract.plan" in g["stages.data.entry_lookup"]
     assert "pipeline.engines.dask" in g["pipeline.commands.extract"]  # imported inside extract()
 
 

@@ -1,23 +1,13 @@
 # The demo: PeVL with the tiny CLIP config on the generated demo dataset, trained on CPU.
 #   pipeline extract --dataset demo && pipeline train --exp demo
-# The tiny CLIP (112 px, patch 16, width 64, 2 layers) has RANDOM weights: no pretrained weights
-# exist offline, so there is nothing to preserve, and the demo trains its towers too
-# (model.clip.frozen=False; real CLIP stays frozen by default, as in the papers). Pose enters as
-# skeleton action models feed it: coordinates relative to the person (pose.normalize='person'),
-# each joint's velocity (pose.motion=True) and a first embedding layer per joint
-# (pose.embedding='per_joint'). docs/demo.md has
-# what this buys and the measured accuracy and time (configs/experiments/demo_pose_rate.py
-# compares video and pose at 16 and 48 frames).
-# `pipeline train --exp ANY --dataset demo` applies this file's data, train and model.clip /
-# frame counts / pose.normalize to any experiment.
-_base_ = ['../_base_/models/pevl_tiny.py', '../_base_/schedules/demo_cpu.py', '../_base_/datasets/demo.py']
+# configs/_base_/datasets/demo.py is the demo overlay: the demo's data, its CPU schedule, the tiny CLIP
+# (random weights, towers trained) and the pose switches skeleton models use (docs/demo.md has what
+# they buy and the measured accuracy and time). `pipeline train --exp ANY --dataset demo` applies the
+# same overlay to any experiment. configs/experiments/demo_pose_rate.py compares video and pose at 16
+# and 48 frames.
+_base_ = ['../_base_/datasets/demo.py']  # the model: PeVL (the default type)
 experiment = dict(name='demo', table='Demo', paper_dataset='demo', metric='top1')
 model = dict(
-    clip=dict(frozen=False),
-    num_video_frames=16,    # all cached frames (T_v)
-    num_pose_frames=48,     # the paper's T: the demo's aliasing pairs need it (docs/demo.md)
-    pose=dict(normalize='person', motion=True, embedding='per_joint'),
-    text=dict(coarse_type=''),
     # The vanilla contrastive loss (strength coefficients 1): with the semantic loss the tiny
     # random-weight text tower's phrase similarities steer the loss, and PeVL trained worse than
     # pose alone (docs/demo.md); real CLIP keeps the paper's semantic loss.

@@ -7,14 +7,13 @@
 # switched off. docs/model.md ("PGVT") explains each row's cost beside the paper's.
 _base_ = ['../_base_/models/pgvt_vit_b16.py']
 experiment = dict(name='pgvt_components', table='PGVT Table 4', paper_dataset='Diving48', metric='top1')
-# PGVT Sec. 4: AdamW, lr 8e-6, weight decay 5e-2, 50 epochs (warm-up and cosine: the shared schedule,
-# configs/_base_/schedules/adamw_50e.py); every value can be overridden (--cfg-options train.lr=...).
-train = dict(lr=8e-6, weight_decay=0.05, max_epochs=50)
+# PGVT Sec. 4: AdamW, lr 8e-6, weight decay 5e-2, 50 epochs, warm-up then cosine: the default schedule
+# (stages/train/schedule.py); every value can be overridden (--cfg-options train.lr=...).
 _aim = dict(blocks='aim')
-# `--dataset demo` (the demo's data, tiny CLIP and CPU schedule, configs/experiments/demo.py), plus:
-# the tiny CLIP has random weights, nothing to preserve, so the demo trains it too; and no dropout
-# before the classifier (0.5 on the tiny model's 64-wide features keeps it from fitting the demo).
-demo_overrides = dict(model=dict(clip=dict(frozen=False), head=dict(dropout=0.0)))
+# `--dataset demo` (the demo overlay, configs/_base_/datasets/demo.py: its data, the tiny CLIP trained
+# from random weights and the CPU schedule), plus: no dropout before the classifier (0.5 on the tiny
+# model's 64-wide features keeps it from fitting the demo).
+dataset_overrides = dict(demo=dict(model=dict(head=dict(dropout=0.0))))
 variants = dict(
     # (1) pose only: the pose tokens through AIM's blocks
     pose_only=dict(paper_top1=82.6, paper_top5=96.7, paper_gflops=108, paper_params_m=11,

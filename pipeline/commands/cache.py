@@ -128,6 +128,8 @@ def cache_verify(
     key: Optional[str] = typer.Argument(None, help="Entry key or path; default: every entry."),
     cache_root: Optional[Path] = CacheRootOpt,
     quick: bool = typer.Option(False, "--quick", help="Shapes only; skip re-hashing array contents."),
+    sources: bool = typer.Option(False, "--sources", help="Also re-plan each entry from the raw dataset and say which of the dataset's files changed since the entry was made (parses annotations, stats videos; decodes nothing)."),
+    root: Optional[Path] = typer.Option(None, "--root", help="With --sources: the raw dataset's root (default: the root the entry was made from)."),
 ):
     """Check entries: every cached clip opens, has the right shapes and (default) matches its digests."""
     from cache import CacheStore
@@ -160,8 +162,11 @@ def cache_verify(
             rep = store.verify(e, deep=not quick, progress=lambda i, n: prog.update(task, completed=i))
             st = e.status()
             state = "complete" if st.complete else f"incomplete ({len(st.missing)} missing)"
+            if sources:
+                rep.problems.extend(f"sources: {c}" for c in _source_changes(e, root, cache_root))
             if rep.ok:
-                console.print(f"[green]ok[/] {e.key} ({e.dataset}): {rep.checked} clips checked, {state}")
+                console.print(f"[green]ok[/] {e.key} ({e.dataset}): {rep.checked} clips checked, {state}"
+                              + (", sources unchanged" if sources else ""))
             else:
                 bad += 1
                 console.print(f"[red]{len(rep.problems)} problem(s)[/] in {e.key} ({e.dataset}):")
@@ -169,6 +174,15 @@ def cache_verify(
                     console.print(f"  {p}")
     if bad:
         raise typer.Exit(1)
+
+
+def _source_changes(entry, root: Optional[Path], cache_root: Optional[Path]) -> list[str]:
+    from stages.data.entry_lookup import source_changes
+
+    try:
+        return source_changes(entry, str(root) if root else None, str(cache_root) if cache_root else None)
+    except Exception as e:  # noqa: BLE001  (the raw dataset gone or unreadable is a finding, not a crash)
+        return [f"could not re-plan the entry ({type(e).__name__}: {e})"]
 
 
 @app.command("gc")
@@ -304,11 +318,28 @@ def cache_repair(
     if rep.reindexed:
         console.print(f"{'would write' if dry_run else 'wrote'} the index of {e.key} again")
     if rep.missing:
-        console.print(f"{rep.missing} clip(s) to extract: run `pipeline extract --dataset {e.dataset}` with the options "
-                      f"that made the entry (`pipeline cache info {e.key}` shows its settings); `pipeline cache gc` "
+        console.print(f"{rep.missing} clip(s) to extract: run {_extract_hint(e, cache_root)}; `pipeline cache gc` "
                       "removes the quarantined clips", highlight=False)
     elif not rep.quarantined and not rep.reindexed:
         console.print(f"[green]ok[/] {e.key}: nothing to repair")
+
+
+def _extract_hint(e, cache_root: Optional[Path]) -> str:
+    """The command that finishes entry ``e``: from the request it recorded, else in words."""
+    req = e.attrs.get("request")
+    if req:
+        try:
+            from stages.data.entry_lookup import extract_command
+
+            return "`" + extract_command({
+                "dataset": req["dataset"], "root": e.attrs.get("dataset_root"),
+                "pose_source": e.settings.get("pose_source"), "pose_options": dict(req.get("pose_options") or {}),
+                "extract": dict(req.get("settings") or {}), "dataset_options": dict(e.attrs.get("dataset_options") or {}),
+            }, str(cache_root) if cache_root else None) + "`"
+        except Exception:  # noqa: BLE001  (an older request layout: say it in words)
+            pass
+    return (f"`pipeline extract --dataset {e.dataset}` with the options that made the entry (`pipeline cache info "
+            f"{e.key}` shows its settings)")
 
 
 @app.command("doctor")

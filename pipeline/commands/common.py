@@ -20,9 +20,57 @@ out = Console()  # results (tables, JSON)
 DatasetOpt = typer.Option(..., "--dataset", "-d", help="Dataset name: demo, gym99, gym288, diving48, haa500, toyota_smarthome, custom.")
 RootOpt = typer.Option(None, "--root", help="Where the raw dataset lives, as its publishers distribute it (the demo needs none: it is generated under the cache root).")
 CacheRootOpt = typer.Option(None, "--cache-root", envvar="PEVL_CACHE", help="Cache root shared by the lab. Default: $PEVL_CACHE, else ~/.cache/pevl.")
-DatasetOptsOpt = typer.Option(None, "--dataset-option", "-o", help="Adapter option KEY=VALUE, repeatable: e.g. protocol=cv1 or split_dir=DIR for toyota_smarthome; boxes=PATH, split_version=1.0 or annotation=PATH for FineGym; annotation_dir=DIR for haa500 (docs/datasets.md lists them all).")
+DatasetOptsOpt = typer.Option(None, "--dataset-option", "-o", help="Adapter option KEY=VALUE, repeatable, typed and checked (a bool takes true/false/1/0/yes/no, a pair 480,640): e.g. protocol=cv1 for toyota_smarthome; boxes=PATH or split_version=1.0 for FineGym. `pipeline dataset info --dataset NAME --options` lists a dataset's options with types and defaults.")
 CoarseTypeOpt = typer.Option(None, "--coarse-type", help="Coarse action type for the text prompt '{label}, a video of {type} action' (custom datasets).")
 VerboseOpt = typer.Option(False, "--verbose", "-v", help="Log more (and show tracebacks).")
+
+
+class SchemaHelp(str):
+    """An option's help text completed from a schema when the CLI runs (:func:`fill_schema_help`),
+    not when it is imported (the schemas import the registries): the schema's help and default
+    (``schema``: ``module:Class``; ``field``: its key), plus the datasets' own defaults for a
+    stage-one setting. One place for each default, the help reads it."""
+
+    def __new__(cls, schema: str, field: str, prefix: str = "", suffix: str = ""):
+        obj = super().__new__(cls, f"{prefix}(see {schema.replace(':', '.')}.{field}){suffix}")
+        obj.schema, obj.field, obj.prefix, obj.suffix = schema, field, prefix, suffix
+        return obj
+
+    def render(self) -> str:
+        import importlib
+
+        from stages.settings import canonical_text, schema_fields
+
+        mod, _, name = self.schema.partition(":")
+        info = schema_fields(getattr(importlib.import_module(mod), name))[self.field]
+        default = "" if info.required else f" Default: {canonical_text(info.default)}"
+        if mod == "stages.extract.settings":  # datasets that default otherwise (the demo's short side)
+            from stages.datasets import DATASET_ADAPTERS
+            from stages.registry import names
+
+            own = [f"{n}: {DATASET_ADAPTERS.get(n).extract_defaults[self.field]}" for n in names(DATASET_ADAPTERS)
+                   if self.field in DATASET_ADAPTERS.get(n).extract_defaults]
+            default += f" ({', '.join(own)})" if own else ""
+        text = info.help.strip()
+        text += "" if text.endswith(".") else "."
+        return f"{self.prefix}{text}{default}{'.' if default else ''}{self.suffix}"
+
+
+def fill_schema_help(app: typer.Typer) -> None:
+    """Render every :class:`SchemaHelp` of the app's commands (before typer builds them)."""
+    import inspect
+
+    from typer.models import OptionInfo
+
+    groups = [app]
+    while groups:
+        g = groups.pop()
+        groups.extend(t.typer_instance for t in g.registered_groups if t.typer_instance is not None)
+        for cmd in g.registered_commands:
+            for param in inspect.signature(cmd.callback).parameters.values():
+                info = param.default
+                if isinstance(info, OptionInfo) and isinstance(info.help, SchemaHelp):
+                    info.help = info.help.render()
 
 
 def parse_kv(items: Optional[List[str]]) -> dict:

@@ -24,6 +24,7 @@ def info(
     coarse_type: Optional[str] = CoarseTypeOpt,
     pose_source: Optional[str] = typer.Option(None, "--pose-source", help="Also count the clips this pose source has no poses for, per split (pkl:PATH: an mmaction2/pyskl skeleton file; dataset: the poses the dataset ships). Reads the file; decodes nothing."),
     show_classes: bool = typer.Option(False, "--classes", help="List every class text."),
+    show_options: bool = typer.Option(False, "--options", help="List the dataset's options (-o KEY=VALUE) and its pose source's (--pose-option KEY=VALUE) with their types, defaults and help, and stop (no --root needed)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ):
     """Parse a dataset's annotations and report splits, clip counts, classes and missing videos."""
@@ -31,6 +32,13 @@ def info(
     from stages.extract.plan import ExtractOptions, build_adapter, make_pose_source, pose_coverage
 
     setup_logging()
+    if show_options:
+        try:
+            _print_options(dataset, pose_source, as_json)
+        except KeyError as e:
+            console.print(f"[red]error:[/] {e.args[0]}", highlight=False)
+            raise typer.Exit(2)
+        return
     prog = progress_bar()
     coverage = None
     try:
@@ -101,3 +109,28 @@ def _plain(v, top: bool = True) -> str:
             return f"{len(v)} entries (--json lists them)"
         return "[" + ", ".join(_plain(x, False) for x in v) + "]"
     return str(v)
+
+
+def _print_options(dataset: str, pose_source: Optional[str], as_json: bool) -> None:
+    """The option schemas of a dataset adapter and of its (or the given) pose source."""
+    from stages.datasets import adapter_class
+    from stages.extract.pose.factory import pose_source_class
+    from stages.extract.request import default_pose_source
+    from stages.settings import canonical_text, describe
+
+    spec = pose_source or default_pose_source(dataset)
+    groups = {f"dataset {dataset} (-o KEY=VALUE)": adapter_class(dataset).Options,
+              f"pose source {spec.partition(':')[0]} (--pose-option KEY=VALUE)": pose_source_class(spec).Options}
+    rows = {title: [dict(key=f.name, type=f.type_text, default=None if f.required else canonical_text(f.default),
+                         in_entry_key=f.in_key, help=f.help) for f in describe(schema)]
+            for title, schema in groups.items()}
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    for title, opts in rows.items():
+        t = Table("option", "type", "default", "help", title=title)
+        for r in opts:
+            t.add_row(r["key"], r["type"], escape(str(r["default"])), escape(r["help"]))
+        if not opts:
+            t.add_row("(none)", "", "", "")
+        out.print(t)

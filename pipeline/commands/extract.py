@@ -6,8 +6,13 @@ from typing import List, Optional
 
 import typer
 
-from pipeline.commands.common import (CacheRootOpt, CoarseTypeOpt, DatasetOpt, DatasetOptsOpt, RootOpt, VerboseOpt,
-                                      console, dataset_options, load_progress_callback, path_str, progress_bar)
+from pipeline.commands.common import (CacheRootOpt, CoarseTypeOpt, DatasetOpt, DatasetOptsOpt, RootOpt, SchemaHelp,
+                                      VerboseOpt, console, dataset_options, load_progress_callback, parse_kv,
+                                      path_str, progress_bar)
+
+
+_SETTINGS = "stages.extract.settings:ExtractSettings"
+_HRNET = "stages.extract.pose.hrnet:HRNetOptions"
 
 
 def extract(
@@ -18,22 +23,25 @@ def extract(
     device: str = typer.Option("cpu", "--device", help="Where the pose model runs: cpu or cuda (or cuda:N). With --workers N, cuda spreads the workers over the visible GPUs."),
     decode_workers: Optional[int] = typer.Option(None, "--decode-workers", min=0, help="Processes per extraction process that decode clips (ffmpeg, the resize) ahead of the pose model, so neither waits for the other; 0 decodes in the pose process. Default: 2 with a CUDA device, 0 on CPU."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Extract at most N clips in this run (the entry stays visibly incomplete; a rerun continues)."),
-    pose_source: Optional[str] = typer.Option(None, "--pose-source", help="hrnet (mmpose HRNet-w32 COCO 256x192), dataset (poses the dataset ships: demo, toyota_smarthome) or pkl:PATH (mmaction2/pyskl 2D skeleton file). Default: the dataset's choice (demo: dataset; others: hrnet)."),
-    pose_checkpoint: Optional[str] = typer.Option(None, "--pose-checkpoint", help="HRNet checkpoint: a local .pth file, or 'none' for random weights (poses meaningless, tests only). Default: the official file, looked for in $PEVL_WEIGHTS, <cache>/weights and torch's hub folder; never downloaded."),
-    pose_batch_size: int = typer.Option(32, "--pose-batch-size", min=1, help="Person crops (frames) per HRNet batch, across frames; with the flip test each forward pass also carries their flipped copies."),
-    pose_flip_test: bool = typer.Option(True, "--pose-flip-test/--no-pose-flip-test", help="HRNet flip test (averages the flipped crop's heatmaps, as the official evaluation does; about twice the cost)."),
-    pose_precision: str = typer.Option("auto", "--pose-precision", help="HRNet arithmetic: auto (fp16 autocast on CUDA, fp32 on CPU), fp32, fp16 (CUDA only) or bf16. Anything but fp32 joins the entry key (the joints differ slightly)."),
+    pose_source: Optional[str] = typer.Option(None, "--pose-source", help="hrnet (mmpose HRNet-w32 COCO 256x192), dataset (poses the dataset ships: demo, toyota_smarthome) or pkl:PATH (mmaction2/pyskl 2D skeleton file). Default: the dataset's choice (demo, toyota_smarthome: dataset; others: hrnet)."),
+    pose_option: Optional[List[str]] = typer.Option(None, "--pose-option", "-P", help="Pose-source option KEY=VALUE, repeatable, typed and checked (`pipeline dataset info --dataset NAME --pose-source SPEC --options` lists them). The --pose-* flags below are HRNet's most used ones."),
+    pose_checkpoint: Optional[str] = typer.Option(None, "--pose-checkpoint", help=SchemaHelp(_HRNET, "checkpoint")),
+    pose_config: Optional[str] = typer.Option(None, "--pose-config", help=SchemaHelp(_HRNET, "config")),
+    pose_batch_size: Optional[int] = typer.Option(None, "--pose-batch-size", min=1, help=SchemaHelp(_HRNET, "batch_size")),
+    pose_flip_test: Optional[bool] = typer.Option(None, "--pose-flip-test/--no-pose-flip-test", help=SchemaHelp(_HRNET, "flip_test"), show_default=False),
+    pose_precision: Optional[str] = typer.Option(None, "--pose-precision", help=SchemaHelp(_HRNET, "precision")),
+    person_detector: Optional[str] = typer.Option(None, "--person-detector", help=SchemaHelp(_HRNET, "person_detector", prefix="HRNet: ")),
+    detector_checkpoint: Optional[str] = typer.Option(None, "--detector-checkpoint", help=SchemaHelp(_HRNET, "detector_checkpoint")),
     shard: Optional[str] = typer.Option(None, "--shard", help="K/N: take every N-th clip starting at K (0 <= K < N), so N processes or hosts fill one entry together, e.g. --shard $SLURM_ARRAY_TASK_ID/N."),
-    num_frames: Optional[int] = typer.Option(None, "--num-frames", help="Video frames cached per clip at segment middles (T_v). Default 16."),
-    short_side: Optional[int] = typer.Option(None, "--short-side", help="Short side of cached frames in pixels (rounded to the grid cell). Default 256 (demo: 128)."),
-    grid_cell: Optional[int] = typer.Option(None, "--grid-cell", help="Mask-grid cell in pixels; must equal the ViT patch size the grids serve. Default 16."),
-    frames_codec: Optional[str] = typer.Option(None, "--frames-codec", help="How cached frames are stored: none (default: raw uint8, the fastest reads), jpeg (one JPEG per frame, --jpeg-quality; about 1/7 of raw at 95, 1/10 at 90; decodable on the GPU), lz4 or zstd (lossless; real footage barely compresses)."),
-    jpeg_quality: Optional[int] = typer.Option(None, "--jpeg-quality", min=1, max=100, help="JPEG quality of --frames-codec jpeg. Default 95."),
+    num_frames: Optional[int] = typer.Option(None, "--num-frames", help=SchemaHelp(_SETTINGS, "num_frames")),
+    short_side: Optional[int] = typer.Option(None, "--short-side", help=SchemaHelp(_SETTINGS, "short_side")),
+    grid_cell: Optional[int] = typer.Option(None, "--grid-cell", help=SchemaHelp(_SETTINGS, "grid_cell")),
+    frames_codec: Optional[str] = typer.Option(None, "--frames-codec", help=SchemaHelp(_SETTINGS, "frames_codec")),
+    jpeg_quality: Optional[int] = typer.Option(None, "--jpeg-quality", help=SchemaHelp(_SETTINGS, "jpeg_quality")),
+    min_frames: Optional[int] = typer.Option(None, "--min-frames", help=SchemaHelp(_SETTINGS, "min_frames")),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Forget recorded failures and try those clips again."),
     engine: str = typer.Option("local", "--engine", help="local: --workers processes on this machine. dask: the clips still to do go to a Dask cluster in chunks (needs the dask extra: pip install -e .[dask]); claims still coordinate, so shard jobs and other runs may share the entry."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="With --engine dask: a running scheduler's address (tcp://HOST:8786; its workers must see the dataset and cache at the same paths), or local:N to start N single-threaded worker processes here. Default: local:<--workers>."),
-    person_detector: Optional[str] = typer.Option(None, "--person-detector", help="HRNet person boxes for clips whose dataset gives none: an mmdet config (a file, a path under mmdet's .mim/configs, or faster-rcnn), highest-scoring person per frame. Needs full mmcv<2.2 with compiled ops (not mmcv-lite). Default: off (whole frame, with a warning)."),
-    detector_checkpoint: Optional[str] = typer.Option(None, "--detector-checkpoint", help="Local .pth checkpoint of --person-detector (never downloaded); its hash joins the entry key."),
     missing_poses: str = typer.Option("error", "--missing-poses", help="Clips the pose source has no poses for (a skeleton file covering part of a split, skeletons missing for some clips), counted before any work: error (stop and say how many, per split), skip (leave them out of the entry: another clip list, another key) or fail (keep them in it as failed clips, without decoding them)."),
     dataset_option: Optional[List[str]] = DatasetOptsOpt,
     coarse_type: Optional[str] = CoarseTypeOpt,
@@ -53,22 +61,24 @@ def extract(
     if scheduler and engine != "dask":
         raise typer.BadParameter("--scheduler needs --engine dask")
     prog = progress_bar()
+    flags = dict(checkpoint=pose_checkpoint, config=pose_config, batch_size=pose_batch_size, flip_test=pose_flip_test,
+                 precision=pose_precision, person_detector=person_detector, detector_checkpoint=detector_checkpoint)
     opts = ExtractOptions(
-        dataset=dataset, root=path_str(root), cache_root=path_str(cache_root),
-        pose_source=pose_source, pose_checkpoint=pose_checkpoint, device=device, workers=workers, limit=limit,
-        shard=shard_t, retry_failed=retry_failed, pose_batch_size=pose_batch_size, pose_flip_test=pose_flip_test,
-        pose_precision=pose_precision, decode_workers=decode_workers,
-        settings=dict(num_frames=num_frames, short_side=short_side, grid_cell=grid_cell, frames_codec=frames_codec,
-                      jpeg_quality=jpeg_quality),
-        dataset_options=dataset_options(dataset_option, coarse_type), person_detector=person_detector,
-        detector_checkpoint=detector_checkpoint, missing_poses=missing_poses,
+        dataset=dataset, root=path_str(root), cache_root=path_str(cache_root), pose_source=pose_source,
+        pose_options={**parse_kv(pose_option), **{k: v for k, v in flags.items() if v is not None}},
+        device=device, workers=workers, limit=limit, shard=shard_t, retry_failed=retry_failed,
+        decode_workers=decode_workers,
+        settings={k: v for k, v in dict(num_frames=num_frames, short_side=short_side, grid_cell=grid_cell,
+                                         frames_codec=frames_codec, jpeg_quality=jpeg_quality,
+                                         min_frames=min_frames).items() if v is not None},
+        dataset_options=dataset_options(dataset_option, coarse_type), missing_poses=missing_poses,
     )
     state = {}
 
     def on_start(plan, todo, already):
         state["task"] = prog.add_task(f"extracting {plan.index.name}", total=todo)
         console.print(f"entry [bold]{plan.key}[/] at {plan.entry_dir}\n"
-                      f"  {len(plan.plan)} clips, {already} already cached in this shard, {todo} to do; "
+                      f"  {len(plan.clips)} clips, {already} already cached in this shard, {todo} to do; "
                       f"pose source {plan.pose_spec}")
 
     def progress(event, clip_id, reason):

@@ -11,8 +11,8 @@ def stats(
     exp: str = typer.Option(..., "--exp", help="experiment name under configs/experiments/ (e.g. table7_modalities) or a path"),
     json_out: bool = typer.Option(False, "--json", help="print a JSON list of {variant, tunable_params_m, gflops, ...}"),
     arch: str = typer.Option("ViT-B-16", "--arch", help="open_clip architecture to count at (random weights, never downloaded)"),
-    video_frames: Optional[int] = typer.Option(None, "--video-frames", help="video frames per clip (T_v); default: each variant's own (16 in the papers' settings, 32 for PGVT's video_only_32)"),
-    pose_frames: Optional[int] = typer.Option(None, "--pose-frames", help="pose frames per clip (T); default: each variant's own (48)"),
+    video_frames: Optional[int] = typer.Option(None, "--video-frames", help="video frames per clip (T_v); default: each variant's own (model.num_video_frames)"),
+    pose_frames: Optional[int] = typer.Option(None, "--pose-frames", help="pose frames per clip (T); default: each variant's own (model.num_pose_frames)"),
     texts_per_clip: int = typer.Option(1, "--texts-per-clip", help="prompts encoded per clip (1 = the clip's own label text; the class count = eq. 7 without caching)"),
 ) -> list[dict]:
     """Tunable parameters (M) and GFLOPs per clip (fvcore convention: 1 multiply-add = 1 FLOP)."""
@@ -25,8 +25,8 @@ def stats(
     rows = []
     for name in list_variants(cfg):
         vc = variant_config(cfg, name)
-        tv = video_frames or int(vc.model.get("num_video_frames", 16))
-        tp = pose_frames or int(vc.model.get("num_pose_frames", 48))
+        tv = video_frames or vc.model.num_video_frames  # the variant's model as it builds (resolved)
+        tp = pose_frames or vc.model.num_pose_frames
         r = model_stats(vc.model, arch=arch, num_video_frames=tv, num_pose_frames=tp, texts_per_clip=texts_per_clip)
         row = {"variant": name, "tunable_params_m": round(r["tunable_params_m"], 3), "gflops": round(r["gflops"], 2),
                "frames": f"{tp}+{tv}"}

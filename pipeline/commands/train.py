@@ -18,10 +18,12 @@ import typer
 from pipeline.commands.common import CacheRootOpt, VerboseOpt, console, exit_on_error, path_str
 
 CFG_HELP = ("Override any config value, mmengine style: KEY=VALUE (repeatable, or several in one quoted "
-             "string). Keys: train.* (max_epochs, warmup_epochs, lr, weight_decay, batch_size, "
-             "accumulative_counts, num_workers, amp, val_interval, seed, ...), model.* (every model switch, e.g. "
-             "model.ucmr.num_blocks=2, model.clip.pretrained_path=/w/ViT-B-16.pt), data.* (dataset, root, "
-             "extract.short_side, train_split, test_split, ...), runner.* (raw mmengine Runner arguments).")
+             "string), each checked (an unknown key or a wrong type is an error naming it). Keys: train.* (the "
+             "schedule: max_epochs, warmup_epochs, lr, weight_decay, batch_size, accumulative_counts, amp, "
+             "val_interval, seed, ...), model.* (every model switch, e.g. model.ucmr.num_blocks=2, "
+             "model.clip.pretrained_path=/w/ViT-B-16.pt), data.* (the entry and the items: dataset, "
+             "extract.short_side, pose_options.checkpoint, num_workers, flip_prob, ...), runner.* (raw mmengine "
+             "Runner arguments). --print-config shows every key of a variant.")
 
 
 def setup_run(verbose: bool, device: Optional[str]) -> None:
@@ -50,7 +52,7 @@ def checkpoint_run(exp: str, variant: Optional[str], checkpoint: Path, dataset: 
                    cache_root: Optional[Path], entry: Optional[str]):
     """(run config, cache entry) of the variant a checkpoint belongs to (default: the experiment's
     first variant); a missing checkpoint is a FileNotFoundError."""
-    from stages.data.lookup import find_entry
+    from stages.data.entry_lookup import find_entry
     from stages.train.config import build_run_config, list_variants, load_experiment
 
     if not checkpoint.is_file():
@@ -75,6 +77,8 @@ def train(
     launcher: str = typer.Option("none", "--launcher", help="'none' (one process) or 'pytorch' (under torchrun: torchrun --nproc_per_node N -m pipeline train ... --launcher pytorch; NCCL on GPUs, gloo on CPU)."),
     device: Optional[str] = typer.Option(None, "--device", help="cuda or cpu. Default: cuda when available. bf16 autocast on cuda (train.amp), fp32 on cpu."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (model init, shuffling, augmentation). Default: train.seed (0)."),
+    check_sources: bool = typer.Option(False, "--check-sources", help="Before training, re-plan the entry from the raw dataset (data.root, or the root it was made from) and refuse it if the dataset's files changed since it was made (names what changed). Parses annotations and stats videos; decodes nothing."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print each selected variant's resolved run config (every key, defaults filled in) and stop."),
     verbose: bool = VerboseOpt,
 ):
     """Train every variant of an experiment from the cache, then write its results table."""
@@ -83,6 +87,10 @@ def train(
     from stages.train.sweep import run_sweep
 
     opts = options_with_root(cfg_options, root)
+    if print_config:
+        with exit_on_error(verbose):
+            _print_configs(exp, variant, dataset, opts)
+        return
     if launcher not in ("none", "pytorch"):
         raise typer.BadParameter("--launcher must be 'none' or 'pytorch'")
     rank = int(os.environ.get("RANK", "0")) if launcher == "pytorch" else 0
@@ -101,11 +109,12 @@ def train(
     try:
         rep = run_sweep(exp, variants=variant, dataset=dataset, work_dir=work_dir, cfg_options=opts, resume=resume,
                         allow_partial=allow_partial, entry=entry, cache_root=path_str(cache_root),
-                        launcher=launcher, device=device, seed=seed, force=force, say=say)
+                        launcher=launcher, device=device, seed=seed, force=force, check_sources=check_sources,
+                        say=say)
     except KeyboardInterrupt:
         con.print("[yellow]interrupted[/]: checkpoints are kept; rerun with --resume to continue.")
         raise typer.Exit(130)
-    except (FileNotFoundError, KeyError, ValueError) as e:  # bad --exp / --variant / config
+    except (FileNotFoundError, KeyError, ValueError) as e:  # bad --exp / --variant / config (SettingsError)
         if verbose:
             raise
         con.print(f"[red]error:[/] {e}")
@@ -115,6 +124,20 @@ def train(
     _summary(con, rep)
     if rep.failed:
         raise typer.Exit(1)
+
+
+def _print_configs(exp: str, variants: Optional[List[str]], dataset: Optional[str], opts: dict) -> None:
+    """Each selected variant's resolved run config, as an mmengine Python config."""
+    from mmengine.config import Config
+
+    from pipeline.commands.common import out
+    from stages.train.config import build_run_config, load_experiment
+    from stages.train.sweep import select_variants
+
+    for v in select_variants(load_experiment(exp), variants):
+        cfg = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
+        out.print(f"# {exp} / {v}" + (f" on {dataset}" if dataset else ""), highlight=False)
+        out.print(Config(cfg.to_dict()).pretty_text, highlight=False, markup=False)
 
 
 def _summary(con, rep) -> None:

@@ -2,5 +2,5 @@
 
 Nothing here decodes a video or runs a pose model: clips are read through :mod:`cache` only.
 """
-from stages.data.dataset import CLIP_MEAN, CLIP_STD, TEST_CROPS, CacheClipDataset, item_rng  # noqa: F401
+from stages.data.dataset import TEST_CROPS, CacheClipDataset, item_rng  # noqa: F401
 from stages.data.sampling import sample_pose_frames, sample_video_frames  # noqa: F401

@@ -31,16 +31,11 @@ import torch
 from torch.utils.data import Dataset
 
 from cache import CacheEntry
-from cache.codecs import JpegFrames
 from stages.data.sampling import sample_pose_frames, sample_video_frames
 from stages.geometry import crop, crop_frames_chw, crop_offsets, hflip
 from stages.skeletons import get_skeleton
 
 log = logging.getLogger(__name__)
-
-#: CLIP's image normalisation (open_clip OPENAI_DATASET_MEAN / STD), applied on the device.
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 TEST_CROPS = ("first", "center", "last")
 
@@ -105,9 +100,11 @@ class CacheClipDataset(Dataset):
         self.classes = self.entry.classes
         self.coarse_type = self.entry.coarse_type
         self.decode_on_device = bool(decode_on_device)
-        if self.decode_on_device and self.entry.frames_codec != "jpeg":
-            raise ValueError(f"decode_on_device needs JPEG frames; cache entry {self.entry.key} stores them with "
-                             f"the {self.entry.frames_codec!r} codec (extract with --frames-codec jpeg)")
+        self.codec = self.entry.codec
+        if self.decode_on_device and not self.codec.device_decodable:
+            raise ValueError(f"decode_on_device: cache entry {self.entry.key} stores its frames with the "
+                             f"{self.entry.frames_codec!r} codec, which cannot be decoded on a device "
+                             "(extract with --frames-codec jpeg)")
 
     # -- metadata -----------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -158,16 +155,14 @@ class CacheClipDataset(Dataset):
         out = {"joints": [p[0] for p in parts], "mask_grid": [p[1] for p in parts]}
         if self.decode_on_device:
             # the JPEG files go to the device as they are; stages.data.device_frames decodes, crops, flips
-            files = [bytes(clip.frames.encoded[int(i)]) for i in vsel]
+            files = self.codec.encoded(clip.frames, vsel)
             out["frames_jpeg"] = torch.frombuffer(bytearray(b"".join(files)), dtype=torch.uint8)
             out["frames_jpeg_lengths"] = torch.tensor([len(f) for f in files], dtype=torch.int64)
             crops = torch.tensor([[t, l, s, int(f)] for t, l, f in views], dtype=torch.int64)
             out["frames_crop"] = crops[0] if rng is not None else crops
         else:
-            if isinstance(clip.frames, JpegFrames):  # decode only the frames the item uses
-                frames, fsel = clip.frames.decode(vsel), range(len(vsel))
-            else:  # a memory map: only the crop is read
-                frames, fsel = clip.frames, vsel
+            # raw frames: a memory map, only the crop is read; JPEG: only the frames the item uses decoded
+            frames, fsel = self.codec.frames_to_crop(clip.frames, vsel)
             out["frames"] = [torch.from_numpy(crop_frames_chw(frames, fsel, t, l, s, f)) for t, l, f in views]
         for k in ("frames", "joints", "mask_grid"):
             if k in out:

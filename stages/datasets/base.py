@@ -11,11 +11,12 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, ClassVar, Mapping, Optional
 
 import numpy as np
 
 from cache import default_root
+from stages.settings import Settings, canonical_text, schema_fields
 
 SPLITS = ("train", "val", "test")
 
@@ -114,8 +115,25 @@ class DatasetIndex:
         return [c for c in self.clips if split is None or c.split == split]
 
 
+@dataclass(frozen=True)
+class AdapterOptions(Settings):
+    """A dataset adapter's options (``-o KEY=VALUE``, ``data.dataset_options``): each adapter
+    declares its own as a subclass (its fields, types, defaults and help are the one place they
+    are stated; ``pipeline dataset info --dataset X --options`` lists them)."""
+
+    what = "dataset option"
+
+
 class DatasetAdapter:
-    """Base class of every dataset. Subclasses set the class attributes and implement ``load``."""
+    """Base class of every dataset. Subclasses set the class attributes and implement ``load``.
+
+    ``options`` are checked and converted by the adapter's :attr:`Options` schema (an unknown key or
+    a value of the wrong type is an error naming it, ``source`` and the valid keys); the adapter
+    reads them as attributes of :attr:`options`.
+    """
+
+    #: the adapter's option schema
+    Options: ClassVar[type] = AdapterOptions
 
     name: str = ""
     coarse_type: str = "human"
@@ -127,7 +145,10 @@ class DatasetAdapter:
     has_poses: bool = False
     needs_root: bool = True
 
-    def __init__(self, root: Optional[os.PathLike] = None, **options: Any):
+    def __init__(self, root: Optional[os.PathLike] = None, *, options_source: str = "-o", **options: Any):
+        self.options = self.check_options(options, source=options_source)
+        #: the options that were given (not defaulted): the entry key hashes these (key_options)
+        self.given_options = {k: getattr(self.options, k) for k in options}
         if root is None and self.needs_root:
             raise DatasetLayoutError(
                 f"dataset {self.name!r} needs --root pointing at the dataset as its publishers distribute it"
@@ -135,7 +156,20 @@ class DatasetAdapter:
         self.root = Path(root).expanduser().resolve() if root is not None else None
         if self.needs_root and not self.root.is_dir():
             raise DatasetLayoutError(f"{self.name}: --root {self.root} is not a folder")
-        self.options = dict(options)
+
+    @classmethod
+    def check_options(cls, options: Optional[Mapping[str, Any]], source: str = "-o",
+                      where: str = "") -> Any:
+        """``options`` checked and converted by :attr:`Options` (an instance; missing keys default)."""
+        return cls.Options.from_dict(dict(options or {}), where=where, source_of=lambda _k: source)
+
+    @classmethod
+    def key_options(cls, given: Mapping[str, Any]) -> dict[str, str]:
+        """The given options as the entry key hashes them: converted, in one text form
+        (:func:`stages.settings.canonical_text`), without those that say where or how, not what."""
+        fields = schema_fields(cls.Options)
+        conv = cls.check_options({k: v for k, v in given.items()}).to_dict()
+        return {k: canonical_text(conv[k]) for k in sorted(given) if fields[k].in_key}
 
     def load(self, progress: Optional[Callable[[int, int], None]] = None) -> DatasetIndex:
         """Parse the dataset. ``progress(done, total)``, if given, is called by adapters that

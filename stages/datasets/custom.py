@@ -23,15 +23,19 @@ them as missing.
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from stages.datasets.base import (
+    AdapterOptions,
     ClipRecord,
     DatasetAdapter,
     DatasetIndex,
     DatasetLayoutError,
 )
-from stages.registry import DATASETS
+from stages.registry import DATASET_ADAPTERS
+from stages.settings import field
 
 SPLIT_FILES = (("train", "train.csv", True), ("val", "val.csv", True), ("test", "test.csv", False))
 
@@ -55,9 +59,15 @@ def read_labels(path: Path) -> list[str]:
     return lines
 
 
-@DATASETS.register_module("custom")
+@dataclass(frozen=True)
+class CustomOptions(AdapterOptions):
+    coarse_type: Optional[str] = field(None, help="The prompt's coarse action type, '{label}, a video of {coarse type} action' (--coarse-type); default: human.")
+
+
+@DATASET_ADAPTERS.register_module("custom")
 class CustomDataset(DatasetAdapter):
     name = "custom"
+    Options = CustomOptions
     coarse_type = "human"
     skeleton = "coco17"
 
@@ -70,7 +80,7 @@ class CustomDataset(DatasetAdapter):
             )
         classes = read_labels(labels_path)
         by_text = {t: i for i, t in enumerate(classes)}
-        coarse = str(self.options.get("coarse_type") or self.coarse_type)
+        coarse = self.options.coarse_type or self.coarse_type
         source_files = [str(labels_path)]
         clips: list[ClipRecord] = []
         ids: dict[str, str] = {}

@@ -29,17 +29,20 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from stages.datasets.base import (
+    AdapterOptions,
     ClipRecord,
     DatasetAdapter,
     DatasetIndex,
     DatasetLayoutError,
     read_json,
 )
-from stages.registry import DATASETS
+from stages.registry import DATASET_ADAPTERS
+from stages.settings import field
 
 LABEL_MAP = Path(__file__).with_name("labels") / "diving48" / "label_map_mmaction2.txt"
 ANN_DIRS = ("", "annotations", "annotation")
@@ -85,9 +88,16 @@ def readable_composition(parts) -> str:
     return ", ".join(out)
 
 
-@DATASETS.register_module("diving48")
+@dataclass(frozen=True)
+class Diving48Options(AdapterOptions):
+    frame_range: bool = field(False, help="Cut each clip to the [start_frame, end_frame) its annotation gives "
+                              "(default: the whole video, as the published clips are already trimmed).")
+
+
+@DATASET_ADAPTERS.register_module("diving48")
 class Diving48(DatasetAdapter):
     name = "diving48"
+    Options = Diving48Options
     coarse_type = "diving"
     skeleton = "coco17"
 
@@ -134,7 +144,7 @@ class Diving48(DatasetAdapter):
     def load(self, progress=None) -> DatasetIndex:
         classes, vocab, meta = self._classes()
         video_dir = next((self.root / d for d in VIDEO_DIRS if d and (self.root / d).is_dir()), self.root)
-        frame_range = bool(self.options.get("frame_range", False))
+        frame_range = self.options.frame_range
         source_files, clips, versions = [], [], {}
         seen = set()
         for split in ("train", "test"):

@@ -64,12 +64,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import numpy as np
 
 from stages.datasets.base import (
+    AdapterOptions,
     ClipRecord,
     DatasetAdapter,
     DatasetIndex,
@@ -77,7 +79,8 @@ from stages.datasets.base import (
     read_json,
 )
 from stages.datasets.finegym_boxes import BoxFile, load_boxes
-from stages.registry import DATASETS
+from stages.registry import DATASET_ADAPTERS
+from stages.settings import field
 
 LABELS_DIR = Path(__file__).with_name("labels") / "finegym"
 VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".avi")
@@ -192,8 +195,20 @@ def parse_categories(path: Path, sets: dict[int, str]) -> tuple[list[str], list[
     return texts, resolved
 
 
+@dataclass(frozen=True)
+class FineGymOptions(AdapterOptions):
+    split_version: Optional[Literal["1.0", "1.1"]] = field(None, help="Train split version: 1.1 (the published "
+                                                       "default) or 1.0 (mmaction2/PoseC3D's gym_2d.pkl). Default: "
+                                                       "the newest found.")
+    annotation: Optional[Path] = field(None, help="The annotation JSON (default: looked for under ROOT).")
+    boxes: Optional[Path] = field(None, help="Ground-truth athlete boxes for HRNet (docs/datasets.md lists the "
+                                        "accepted forms).")
+
+
 class _FineGym(DatasetAdapter):
     """Shared implementation; the two registered names differ in the class set."""
+
+    Options = FineGymOptions
 
     coarse_type = "gymnastic"
     skeleton = "coco17"
@@ -202,10 +217,7 @@ class _FineGym(DatasetAdapter):
     def __init__(self, root=None, **options):
         super().__init__(root, **options)
         self._boxes: Optional[BoxFile] = None
-        version = options.get("split_version")
-        self.split_version = None if version in (None, "") else str(version).lower().lstrip("v")
-        if self.split_version is not None and self.split_version not in SPLIT_VERSIONS:
-            raise DatasetLayoutError(f"{self.name}: split_version={version!r}: want one of {SPLIT_VERSIONS}")
+        self.split_version = self.options.split_version
 
     # -- files -------------------------------------------------------------------------------
     def _find(self, names, dirs=SPLIT_DIRS) -> Optional[Path]:
@@ -260,9 +272,9 @@ class _FineGym(DatasetAdapter):
         return out
 
     def _annotation_json(self) -> Optional[Path]:
-        opt = self.options.get("annotation")
+        opt = self.options.annotation
         if opt:
-            p = Path(opt).expanduser().resolve()
+            p = opt.resolve()
             if not p.is_file():
                 raise DatasetLayoutError(f"{self.name}: annotation JSON not found: {p}")
             return p
@@ -375,7 +387,7 @@ class _FineGym(DatasetAdapter):
         notes = _split_notes(self.variant, splits)
         if notes:
             meta["note"] = "; ".join(notes)
-        if self.options.get("boxes"):
+        if self.options.boxes:
             self._boxes = self._load_boxes()
             source_files.append(self._boxes.path)
             meta["boxes"] = self._boxes_meta(seen)
@@ -427,7 +439,7 @@ class _FineGym(DatasetAdapter):
 
     # -- boxes -------------------------------------------------------------------------------
     def _load_boxes(self) -> BoxFile:
-        return load_boxes(self.options["boxes"], clip_id_from_any)
+        return load_boxes(str(self.options.boxes), clip_id_from_any)
 
     def _boxes_meta(self, clip_ids: set[str]) -> dict:
         b = self._boxes
@@ -442,7 +454,7 @@ class _FineGym(DatasetAdapter):
                 "keys_not_clip_ids": len(b.unknown_keys)}
 
     def person_boxes(self, clip: ClipRecord) -> Optional[np.ndarray]:
-        if not self.options.get("boxes"):
+        if not self.options.boxes:
             return None
         if self._boxes is None:
             self._boxes = self._load_boxes()
@@ -548,13 +560,13 @@ def _split_notes(variant: str, splits: dict) -> list[str]:
     return notes
 
 
-@DATASETS.register_module("gym99")
+@DATASET_ADAPTERS.register_module("gym99")
 class Gym99(_FineGym):
     name = "gym99"
     variant = "gym99"
 
 
-@DATASETS.register_module("gym288")
+@DATASET_ADAPTERS.register_module("gym288")
 class Gym288(_FineGym):
     name = "gym288"
     variant = "gym288"

@@ -40,16 +40,19 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from stages.datasets.base import (
+    AdapterOptions,
     ClipRecord,
     DatasetAdapter,
     DatasetIndex,
     DatasetLayoutError,
 )
-from stages.registry import DATASETS
+from stages.registry import DATASET_ADAPTERS
+from stages.settings import field
 
 VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".avi")
 VIDEO_DIRS = ("video", "videos", "")
@@ -89,9 +92,18 @@ def class_texts(names: list[str]) -> list[str]:
     return out
 
 
-@DATASETS.register_module("haa500")
+@dataclass(frozen=True)
+class HAA500Options(AdapterOptions):
+    annotation_dir: Optional[Path] = field(None, help="Folder of the per-class <class_name>.txt files (default: "
+                                            "looked for under ROOT: raw/, annotation/, txt/, ROOT).")
+    train_per_class: int = field(16, help="Clips per class in train (the split rule of docs/datasets.md).")
+    val_per_class: int = field(1, help="Clips per class in val after the train ones; the rest are test.")
+
+
+@DATASET_ADAPTERS.register_module("haa500")
 class HAA500(DatasetAdapter):
     name = "haa500"
+    Options = HAA500Options
     coarse_type = "human"
     skeleton = "coco17"
 
@@ -122,8 +134,8 @@ class HAA500(DatasetAdapter):
 
     def _annotation_files(self, class_names: list[str]) -> tuple[Optional[Path], dict[str, Path]]:
         """The folder of per-class ``<class_name>.txt`` files and the files, or (None, {})."""
-        opt = self.options.get("annotation_dir")
-        dirs = [Path(opt).expanduser()] if opt else [self.root / d for d in ANNOTATION_DIRS]
+        opt = self.options.annotation_dir
+        dirs = [opt] if opt else [self.root / d for d in ANNOTATION_DIRS]
         if opt and not dirs[0].is_dir():
             raise DatasetLayoutError(f"haa500: annotation_dir {dirs[0]} is not a folder")
         known = set(class_names)
@@ -159,8 +171,8 @@ class HAA500(DatasetAdapter):
         return rows
 
     def _split(self, i: int) -> str:
-        n_train = int(self.options.get("train_per_class", 16))
-        n_val = int(self.options.get("val_per_class", 1))
+        n_train = self.options.train_per_class
+        n_val = self.options.val_per_class
         return "train" if i < n_train else "val" if i < n_train + n_val else "test"
 
     def load(self, progress=None) -> DatasetIndex:
@@ -168,8 +180,8 @@ class HAA500(DatasetAdapter):
         ann_dir, ann_files = self._annotation_files(sorted(groups))
         if ann_dir is not None:
             return self._load_by_lines(folder, groups, ann_dir, ann_files)
-        n_train = int(self.options.get("train_per_class", 16))
-        n_val = int(self.options.get("val_per_class", 1))
+        n_train = self.options.train_per_class
+        n_val = self.options.val_per_class
         names = sorted(groups)
         classes = class_texts(names)
         clips: list[ClipRecord] = []
@@ -204,8 +216,8 @@ class HAA500(DatasetAdapter):
                 f"haa500: {len(stray)} class folder(s) have no annotation file in {ann_dir} "
                 f"(e.g. {stray[:3]}); expected <class_name>.txt for every class")
         names = sorted(ann_files)
-        n_train = int(self.options.get("train_per_class", 16))
-        n_val = int(self.options.get("val_per_class", 1))
+        n_train = self.options.train_per_class
+        n_val = self.options.val_per_class
         clips: list[ClipRecord] = []
         unusual, missing_classes = {}, []
         for label, cname in enumerate(names):

@@ -62,19 +62,22 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import numpy as np
 
 from stages.datasets.base import (
+    AdapterOptions,
     ClipRecord,
     DatasetAdapter,
     DatasetIndex,
     DatasetLayoutError,
     PoseTrack,
 )
-from stages.registry import DATASETS
+from stages.registry import DATASET_ADAPTERS
+from stages.settings import field
 
 LABELS_DIR = Path(__file__).with_name("labels") / "toyota_smarthome"
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".webm")
@@ -131,8 +134,36 @@ def _ints(v, default):
     return tuple(int(str(x).lstrip("pPcC")) for x in v)
 
 
-@DATASETS.register_module("toyota_smarthome")
+def _unit_numbers(value):
+    """Subjects / cameras as the file names write them (``p03``, ``c05``) or as numbers."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        return value
+    return [str(x).strip().lstrip("pPcC") if isinstance(x, str) else x for x in items]
+
+
+@dataclass(frozen=True)
+class ToyotaOptions(AdapterOptions):
+    protocol: Literal["cs", "cv1", "cv2"] = field("cs", help="cs: cross-subject, 31 classes; cv1 / cv2: cross-view, 19.")
+    split_dir: Optional[Path] = field(None, help="Folder of the published split lists (default: ROOT/splits, ROOT).")
+    skeleton_dir: Optional[Path] = field(None, help="Folder of the LCR-Net skeleton JSON files (default: looked for "
+                                              "under ROOT, docs/datasets.md).")
+    frame_size: tuple[int, int] = field((480, 640), help="Height,width of the videos the skeletons' pixels refer to.")
+    pose2d_layout: Literal["xxyy", "xy"] = field("xxyy", help="pose2d as 13 x then 13 y (LCR-Net) or x,y pairs.")
+    train_subjects: Optional[tuple[int, ...]] = field(None, parse=_unit_numbers, help="Without split lists: the "
+                                                        "train subjects, e.g. 3,4 or p03,p04 (default: the protocol's).")
+    val_subjects: Optional[tuple[int, ...]] = field(None, parse=_unit_numbers, help="As train_subjects, for val.")
+    test_subjects: Optional[tuple[int, ...]] = field(None, parse=_unit_numbers, help="As train_subjects, for test.")
+    train_cameras: Optional[tuple[int, ...]] = field(None, parse=_unit_numbers, help="Without split lists "
+                                                       "(cross-view): the train cameras, e.g. 1 or c01 (default: the "
+                                                       "protocol's).")
+    val_cameras: Optional[tuple[int, ...]] = field(None, parse=_unit_numbers, help="As train_cameras, for val.")
+    test_cameras: Optional[tuple[int, ...]] = field(None, parse=_unit_numbers, help="As train_cameras, for test.")
+
+
+@DATASET_ADAPTERS.register_module("toyota_smarthome")
 class ToyotaSmarthome(DatasetAdapter):
+    Options = ToyotaOptions
     name = "toyota_smarthome"
     coarse_type = "daily living"
     skeleton = "toyota13"
@@ -160,9 +191,9 @@ class ToyotaSmarthome(DatasetAdapter):
 
     def _split_lists(self, suffix: str) -> Optional[dict[str, Path]]:
         """The published lists of this protocol, if all three are found; an error if only some are."""
-        opt = self.options.get("split_dir")
+        opt = self.options.split_dir
         if opt:
-            dirs = [Path(opt).expanduser()]
+            dirs = [opt]
             if not dirs[0].is_dir():
                 raise DatasetLayoutError(f"toyota_smarthome: split_dir {dirs[0]} is not a folder")
         else:
@@ -199,14 +230,10 @@ class ToyotaSmarthome(DatasetAdapter):
 
     def _rule(self, spec: dict) -> dict[str, set[int]]:
         unit = spec["by"]
-        return {s: set(_ints(self.options.get(f"{s}_{unit}"), spec[s])) for s in ("train", "val", "test")}
+        return {s: set(_ints(getattr(self.options, f"{s}_{unit}", None), spec[s])) for s in ("train", "val", "test")}
 
     def load(self, progress=None) -> DatasetIndex:
-        protocol = str(self.options.get("protocol", "cs")).lower()
-        if protocol not in PROTOCOLS:
-            raise DatasetLayoutError(
-                f"toyota_smarthome: protocol {protocol!r} is not one of {sorted(PROTOCOLS)}"
-            )
+        protocol = self.options.protocol
         spec = PROTOCOLS[protocol]
         names = [l.strip() for l in (LABELS_DIR / spec["classes"]).read_text().splitlines() if l.strip()]
         label_of = {n: i for i, n in enumerate(names)}
@@ -296,8 +323,8 @@ class ToyotaSmarthome(DatasetAdapter):
     def _skeleton_files(self) -> tuple[Optional[Path], dict[str, Path]]:
         """The skeleton folder used and ``{clip id: file}`` in it (one listing, once per process)."""
         if self._skeletons is None:
-            opt = self.options.get("skeleton_dir")
-            dirs = [Path(opt).expanduser()] if opt else [self.root / d for d in SKELETON_DIRS]
+            opt = self.options.skeleton_dir
+            dirs = [opt] if opt else [self.root / d for d in SKELETON_DIRS]
             if opt and not dirs[0].is_dir():
                 raise DatasetLayoutError(f"toyota_smarthome: skeleton_dir {dirs[0]} is not a folder")
             self._skeletons = (None, {})
@@ -323,15 +350,13 @@ class ToyotaSmarthome(DatasetAdapter):
         folder, files = self._skeleton_files()
         path = files.get(clip.clip_id)
         if path is None:
-            where = folder or self.options.get("skeleton_dir") or ", ".join(
+            where = folder or self.options.skeleton_dir or ", ".join(
                 str(self.root / d) for d in SKELETON_DIRS)
             raise FileNotFoundError(
                 f"toyota_smarthome: no skeleton for {clip.clip_id} "
                 f"(expected {clip.clip_id}_pose3d.json or {clip.clip_id}.json in {where})"
             )
-        fs = self.options.get("frame_size", (480, 640))
-        return parse_lcrnet_json(path, frame_size=(int(fs[0]), int(fs[1])),
-                                 layout=str(self.options.get("pose2d_layout", "xxyy")))
+        return parse_lcrnet_json(path, frame_size=self.options.frame_size, layout=self.options.pose2d_layout)
 
 
 def _pose2d(det: dict, layout: str) -> np.ndarray:

@@ -7,43 +7,22 @@ kept), :func:`estimate_track` runs the pose source, :func:`finish_clip` samples 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional
 
 import cv2
 import numpy as np
 
 from stages.datasets.base import ClipRecord, DatasetAdapter, PoseTrack
-from cache.codecs import DEFAULT_FRAMES_CODEC, DEFAULT_JPEG_QUALITY, check_frames_codec
 from stages.extract.decode import DecodeError, VideoInfo, describe, expected_frames, probe, read_frames
 from stages.extract.person_boxes import PersonBoxError, dataset_box_notes, default_person_boxes
 from stages.extract.pose.base import PoseSource, PoseSourceError
+from stages.extract.settings import ExtractSettings  # noqa: F401  (re-exported)
 from stages.geometry import joint_patch_grid, resized_size, segment_middle_indices
 
 
 class ClipError(RuntimeError):
     """This clip cannot be extracted; ``str(e)`` is the reason recorded in the cache."""
-
-
-@dataclass
-class ExtractSettings:
-    """Stage-one settings: every field changes the entry's bytes, so all go into its key."""
-
-    num_frames: int = 16  # T_v cached video frames per clip, at segment middles
-    short_side: int = 256  # cached frames' short side (rounded to a multiple of grid_cell)
-    grid_cell: int = 16  # mask-grid cell in cached pixels = the ViT patch the grids serve
-    frames_codec: str = DEFAULT_FRAMES_CODEC  # none | lz4 | zstd | jpeg (cache/codecs.py)
-    min_frames: int = 2  # a clip with fewer decoded frames is recorded as failed
-    jpeg_quality: int = DEFAULT_JPEG_QUALITY  # frames_codec jpeg only
-
-    def __post_init__(self):
-        check_frames_codec(self.frames_codec, self.jpeg_quality)
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        if self.frames_codec != "jpeg":  # changes no byte of the entry, so not its key either
-            del d["jpeg_quality"]
-        return d
 
 
 @dataclass

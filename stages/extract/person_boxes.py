@@ -410,6 +410,9 @@ class PoseWithPersonBoxes(PoseSource):
     def clip_info(self, clip: ClipRecord) -> dict:
         return self.inner.clip_info(clip)
 
+    def weights(self) -> Optional[dict]:
+        return self.inner.weights()
+
     def close(self) -> None:
         try:
             self.inner.close()

@@ -1,9 +1,11 @@
-"""Stage one's planning contract: what to extract, into which entry, with which pose source.
+"""Stage one's planning: which entry a ``pipeline extract`` fills, and the clips it must hold.
 
-Planning is cheap and deterministic (parse annotations, stat files, hash): every process, on
-any host, computes the same key and clip plan, so any number of processes (``--workers``,
-``--shard K/N``, other hosts) can fill one entry together. :func:`plan_entry` decodes nothing;
-:mod:`stages.extract.run` does the per-clip work; ``pipeline/engines/`` only spread that work.
+The *plan* of an entry is the list of clips it must hold (its ``plan.json``): each clip's id,
+split, label, source video and cut. Planning is cheap and deterministic (parse annotations, stat
+files, hash): every process, on any host, computes the same key and plan, so any number of
+processes (``--workers``, ``--shard K/N``, other hosts) can fill one entry together.
+:func:`plan_entry` decodes nothing; :mod:`stages.extract.run` does the per-clip work;
+``pipeline/engines/`` only spread that work.
 """
 from __future__ import annotations
 
@@ -18,11 +20,10 @@ from cache.entry import CacheEntry
 from cache.layout import FORMAT_VERSION, clip_uid
 from cache.provenance import git_revision, package_versions, who_when
 from cache.writer import create_entry
-from stages.datasets import DATASETS, DatasetAdapter, DatasetIndex, check_labels, create_dataset, default_data_root
-from stages.extract.clip import ExtractSettings
-from stages.extract.person_boxes import with_person_boxes
+from stages.datasets import DatasetAdapter, DatasetIndex, adapter_class, check_labels, create_dataset, default_data_root
 from stages.extract.pose import PoseSource, create_pose_source
-from stages.registry import lookup
+from stages.extract.request import EntryRequest, default_pose_source, entry_request, resolve_settings
+from stages.extract.settings import ExtractSettings
 
 
 @dataclass
@@ -32,23 +33,18 @@ class ExtractOptions:
     dataset: str
     root: Optional[str] = None
     cache_root: Optional[str] = None
-    pose_source: Optional[str] = None  # None: the dataset's default
-    pose_checkpoint: Optional[str] = None
+    pose_source: Optional[str] = None  # spec (NAME or NAME:ARG); None: the dataset's default
+    # the pose source's options as given (checked by its schema: HRNet's checkpoint, flip test, person
+    # detector, ...; stages/extract/pose/)
+    pose_options: dict = field(default_factory=dict)
     device: str = "cpu"
     workers: int = 1
     limit: Optional[int] = None
     shard: tuple[int, int] = (0, 1)
     retry_failed: bool = False
-    pose_batch_size: int = 32
-    pose_flip_test: bool = True
-    pose_precision: str = "auto"  # HRNet autocast: auto (fp16 on CUDA, fp32 elsewhere) | fp32 | fp16 | bf16
     decode_workers: Optional[int] = None  # processes decoding ahead of the pose model; None: run.decode_workers
-    settings: dict = field(default_factory=dict)  # overrides of ExtractSettings fields
-    dataset_options: dict = field(default_factory=dict)
-    # Person boxes for HRNet when the dataset has none (stages/extract/person_boxes.py): an mmdet
-    # config (path, name under mmdet's .mim/configs, or alias) and its local checkpoint; None: whole frame.
-    person_detector: Optional[str] = None
-    detector_checkpoint: Optional[str] = None
+    settings: dict = field(default_factory=dict)  # given stage-one settings (ExtractSettings fields; None: default)
+    dataset_options: dict = field(default_factory=dict)  # given adapter options (checked by its schema)
     # Clips the pose source has no poses for (a skeleton file covering part of a split): "error"
     # stops before any work, "skip" leaves them out of the entry, "fail" records them as failed.
     missing_poses: str = "error"
@@ -74,9 +70,11 @@ class EntryPlan:
     settings_hash: str
     sources_hash: str
     entry_dir: Path
-    plan: list[dict]
+    clips: list[dict]  # the plan: every clip the entry must hold (plan.json)
     root_attrs: dict
     manifest: dict
+    request: EntryRequest
+    sources: list[dict]  # every source file's identity, as the key hashes them (sources.json)
     no_pose: frozenset = frozenset()  # clip ids to record as failed without decoding (missing_poses="fail")
 
 
@@ -91,10 +89,6 @@ def parse_shard(text: Optional[str]) -> tuple[int, int]:
     if not (n >= 1 and 0 <= k < n):
         raise ValueError(f"--shard {text}: need 0 <= K < N")
     return k, n
-
-
-# Adapter options that say where or how, not what: they never enter the entry key.
-NON_KEY_OPTIONS = ("data_root", "workers")
 
 
 def worker_device(device: str, worker: int, visible: Optional[int] = None) -> str:
@@ -114,35 +108,21 @@ def build_adapter(opts: ExtractOptions) -> DatasetAdapter:
     """The dataset adapter ``opts`` names, with its options (generated datasets get a data root
     beside the cache they feed)."""
     options = dict(opts.dataset_options)
-    if opts.root is None and not lookup(DATASETS, opts.dataset).needs_root:
+    if opts.root is None and not adapter_class(opts.dataset).needs_root:
         # generated datasets (the demo) live beside the cache they feed
         options.setdefault("data_root", str(default_data_root(opts.cache_root)))
     return create_dataset(opts.dataset, root=opts.root, **options)
 
 
-def resolve_settings(adapter: DatasetAdapter, overrides: dict) -> tuple[ExtractSettings, Optional[str]]:
-    """The stage-one settings (the dataset's defaults, then ``overrides``) and its default pose source."""
-    base = {k: v for k, v in dict(adapter.extract_defaults).items() if k != "pose_source"}
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    return ExtractSettings(**base), adapter.extract_defaults.get("pose_source")
+def request_of(opts: ExtractOptions) -> EntryRequest:
+    """The entry request of ``opts`` (checked; reads nothing)."""
+    return entry_request(opts.dataset, pose_source=opts.pose_source, pose_options=opts.pose_options,
+                         settings=opts.settings, dataset_options=opts.dataset_options)
 
 
 def make_pose_source(spec: str, opts: ExtractOptions, adapter: DatasetAdapter) -> PoseSource:
-    """The pose source of ``--pose-source spec`` with ``opts``' settings (HRNet gets its person-box
-    chain: dataset boxes, an optional detector, else the whole frame)."""
-    name = spec.partition(":")[0]
-    if name == "hrnet":
-        hrnet = create_pose_source(spec, checkpoint=opts.pose_checkpoint, device=opts.device,
-                                   batch_size=opts.pose_batch_size, flip_test=opts.pose_flip_test,
-                                   precision=opts.pose_precision)
-        # dataset boxes -> optional mmdet detector -> whole frame; a detector joins the identity (key)
-        return with_person_boxes(hrnet, detector=opts.person_detector, checkpoint=opts.detector_checkpoint,
-                                 device=opts.device)
-    if opts.person_detector:
-        raise ValueError(f"--person-detector only applies to --pose-source hrnet (got {spec!r})")
-    if name == "dataset":
-        return create_pose_source(spec, dataset=adapter)
-    return create_pose_source(spec)
+    """The pose source of ``--pose-source spec`` with ``opts``' pose options, on ``opts.device``."""
+    return create_pose_source(spec, opts.pose_options, dataset=adapter, device=opts.device)
 
 
 def pose_coverage(pose: PoseSource, index: DatasetIndex, adapter: DatasetAdapter) -> Optional[dict]:
@@ -179,11 +159,12 @@ def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
 
     ``load_progress(done, total)`` is passed to the adapter's ``load`` (the demo reports its
     generation)."""
+    request = request_of(opts)  # every option checked before anything is read
     adapter = adapter or build_adapter(opts)
     index = index or adapter.load(progress=load_progress)
     check_labels(index)
-    settings, default_pose = resolve_settings(adapter, opts.settings)
-    pose_spec = opts.pose_source or default_pose or "hrnet"
+    settings = resolve_settings(opts.dataset, opts.settings)
+    pose_spec = opts.pose_source or default_pose_source(opts.dataset)
     pose = make_pose_source(pose_spec, opts, adapter)
     pose_identity = pose.identity()
     if pose.skeleton != index.skeleton and pose_spec.partition(":")[0] == "dataset":
@@ -222,9 +203,9 @@ def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
         sources.append(src)
     sources.append({"annotations": [file_identity(p, root) for p in index.source_files],
                     "classes": index.classes, "coarse_type": index.coarse_type})
+    given_options = adapter.key_options(adapter.given_options)
     key_settings = {**settings.as_dict(), "pose": pose_identity, "skeleton": index.skeleton,
-                    "dataset_options": {k: str(v) for k, v in sorted(adapter.options.items())
-                                        if k not in NON_KEY_OPTIONS}}
+                    "dataset_options": given_options}
     key, settings_hash, sources_hash = entry_key(index.name, key_settings, sources)
     store = CacheStore(opts.cache_root)
     created = who_when()
@@ -242,6 +223,9 @@ def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
         "dataset_root": str(root) if root else None,
         "dataset_meta": index.meta,
         "created": created,
+        "request": request.to_dict(),
+        "request_hash": request.hash,
+        "dataset_options": given_options,  # as the key hashes them: the options given, as text
     }
     if coverage:
         root_attrs["clips_without_poses"] = coverage
@@ -253,6 +237,9 @@ def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
         "annotation_files": [file_identity(p, root) for p in index.source_files],
         "dataset_meta": index.meta,  # which layout and files defined the splits, what was dropped
         **({"clips_without_poses": root_attrs["clips_without_poses"]} if "clips_without_poses" in root_attrs else {}),
+        "request": request.to_dict(),
+        # the weight file the pose model loaded (strictly): format and sha256; the key has the sha256
+        **({"pose_weights": pose.weights()} if pose.weights() else {}),
         "created": created,
         "code_revision": git_revision(),
         "versions": package_versions(),
@@ -260,9 +247,9 @@ def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
         "counts": {"total": len(plan)},
     }
     return EntryPlan(adapter, index, settings, pose_spec, pose_identity, key, settings_hash, sources_hash,
-                     store.entry_dir(index.name, key), plan, root_attrs, manifest, no_pose)
+                     store.entry_dir(index.name, key), plan, root_attrs, manifest, request, sources, no_pose)
 
 
 def open_or_create(p: EntryPlan) -> CacheEntry:
     """The plan's entry, created atomically if nobody has yet."""
-    return create_entry(p.entry_dir, p.root_attrs, p.plan, p.manifest)
+    return create_entry(p.entry_dir, p.root_attrs, p.clips, p.manifest, sources=p.sources)

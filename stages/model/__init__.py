@@ -5,9 +5,10 @@ tiny open_clip config ``PeVL-tiny`` (ViT width 64, 2 layers, 112 px, patch 16) i
 first use.
 """
 from .clip_loader import TINY_ARCH, load_clip, open_clip_module
-from .factory import build_model
-from .pevl import DEFAULT_MODEL_CFG, PeVL
-from .pgvt import DEFAULT_PGVT_CFG, PGVT
+from .factory import build_model, model_settings
+from .pevl import PeVL
+from .pgvt import PGVT
+from .settings import PeVLSettings, PGVTSettings
 
-__all__ = ["PeVL", "PGVT", "build_model", "DEFAULT_MODEL_CFG", "DEFAULT_PGVT_CFG", "load_clip",
+__all__ = ["PeVL", "PGVT", "build_model", "model_settings", "PeVLSettings", "PGVTSettings", "load_clip",
            "open_clip_module", "TINY_ARCH"]

@@ -8,26 +8,9 @@ from typing import Optional
 import torch
 from torch import nn
 
-from stages.compat import ensure_torchvision
+from stages.model.open_clip_setup import _TINY_JSON, TINY_ARCH, open_clip_module  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
-
-TINY_ARCH = "PeVL-tiny"
-_TINY_JSON = Path(__file__).with_name("PeVL-tiny.json")
-_REGISTERED = False
-
-
-def open_clip_module():
-    """Import open_clip behind the torchvision guard and register the project's tiny config once."""
-    global _REGISTERED
-    ensure_torchvision()
-    import open_clip
-
-    if not _REGISTERED:
-        if TINY_ARCH not in open_clip.list_models():
-            open_clip.add_model_config(_TINY_JSON)  # registered under the file stem, "PeVL-tiny"
-        _REGISTERED = True
-    return open_clip
 
 
 def weights_use_quick_gelu(arch: str, pretrained: Optional[str]) -> bool:
@@ -38,6 +21,15 @@ def weights_use_quick_gelu(arch: str, pretrained: Optional[str]) -> bool:
         return False
     cfg = open_clip_module().get_pretrained_cfg(arch, pretrained) or {}
     return bool(cfg.get("quick_gelu", False))
+
+
+def image_normalization(visual: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(mean, std)`` of the images the vision tower's weights expect (open_clip keeps them with the
+    model, from the pretrained tag's config; OpenAI's for CLIP): the one place they come from."""
+    cfg = getattr(visual, "preprocess_cfg", None) or {}
+    if "mean" not in cfg or "std" not in cfg:
+        raise ValueError("the vision tower carries no preprocess_cfg mean/std (not built by open_clip?)")
+    return tuple(float(x) for x in cfg["mean"]), tuple(float(x) for x in cfg["std"])
 
 
 def tower_activations(model: nn.Module) -> set[str]:
@@ -55,59 +47,113 @@ def load_clip(
 ) -> nn.Module:
     """Return an open_clip CLIP model (float32, eval mode).
 
-    ``pretrained_path`` (a local state-dict file, loaded with ``torch.load(weights_only=True)``) wins
-    over ``pretrained`` (an open_clip tag such as ``'openai'``, which may need a download); with a
-    path, ``pretrained`` still names what the file holds.
-    ``pretrained=None`` and no path gives random weights (tests, FLOP counting).
+    ``pretrained_path``: a local weight file in any form :mod:`stages.model.clip_weights` accepts
+    (OpenAI's TorchScript archive, state dicts, open_clip training checkpoints, .safetensors); it wins
+    over ``pretrained``, an open_clip tag such as ``'openai'`` (its file is taken from the local
+    Hugging Face cache, or downloaded), which with a path names what the file holds.
+    ``pretrained=None`` and no path gives random weights (tests, FLOP counting). Either way every
+    tensor of the model is placed from the file (strict) or the file is refused by name, and one log
+    line says what was loaded; the model's ``pretrained_identity`` records it (None: random).
 
-    ``quick_gelu``: the towers' MLP activation. None builds the one the weights were trained with,
-    as the tag says (:func:`weights_use_quick_gelu`: QuickGELU for 'openai', on the download and the
-    local-file route alike); True / False force it. open_clip's own ``create_model('ViT-B-16',
-    pretrained='openai')`` builds ``nn.GELU`` and only warns, and not at all for a file path.
+    ``quick_gelu``: the towers' MLP activation. None builds the one the weights were trained with:
+    QuickGELU for OpenAI's weights (a TorchScript archive, its buffers, OpenAI's release sha256 or
+    the tag), else what the tag or release says; True / False force it. open_clip's own
+    ``create_model('ViT-B-16', pretrained='openai')`` builds ``nn.GELU`` and only warns.
     """
     open_clip = open_clip_module()
-    tag_qg = weights_use_quick_gelu(arch, pretrained)
-    use_qg = tag_qg if quick_gelu is None else bool(quick_gelu)
-    if use_qg != tag_qg:
-        log.warning("clip.quick_gelu=%s but the %r weights of %s were trained with %s: the towers compute "
-                    "other features than those weights were trained for", use_qg, pretrained, arch,
-                    "QuickGELU" if tag_qg else "GELU")
     # follow an ambient ``with torch.device('meta')`` (FLOP counting) instead of open_clip's cpu
-    kwargs = dict(device=device if device is not None else torch.empty(()).device, force_quick_gelu=use_qg)
-    if pretrained_path:
-        model = open_clip.create_model(arch, pretrained=None, **kwargs)
-        path = Path(pretrained_path).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"clip.pretrained_path={str(path)!r} does not exist")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
-        state = {k.removeprefix("module."): v for k, v in state.items()}
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.endswith("attn_mask")]
-        if missing or unexpected:
-            raise RuntimeError(
-                f"clip.pretrained_path={str(path)!r} does not fit open_clip {arch!r}: "
-                f"missing {missing[:5]}..., unexpected {unexpected[:5]}..."
-            )
-    elif pretrained:
-        source = _offline_source(open_clip, arch, pretrained, cache_dir)
-        try:
-            model = open_clip.create_model(arch, pretrained=source, cache_dir=cache_dir, **kwargs)
-        except Exception as e:  # network errors come in many types (OSError, HF errors, URLError)
-            raise RuntimeError(
-                f"could not load open_clip weights {arch!r} / pretrained={pretrained!r} ({type(e).__name__}: {e}). "
-                "Offline? Put the checkpoint (a state dict) on disk and pass it as "
-                "model.clip.pretrained_path=/path/to/weights.pt, or set model.clip.pretrained=None "
-                "for random weights."
-            ) from e
+    dev = device if device is not None else torch.empty(()).device
+    if not pretrained_path and pretrained and Path(str(pretrained)).expanduser().is_file():
+        pretrained_path, pretrained = pretrained, None  # a path given as the tag
+    if pretrained_path or pretrained:
+        from stages.model.clip_weights import fit_clip_weights, place_clip_weights, read_clip_weights
+
+        if pretrained_path:
+            option = "model.clip.pretrained_path"
+            path = Path(pretrained_path).expanduser()
+            if not path.is_file():
+                raise FileNotFoundError(f"{option}={str(path)!r} does not exist")
+        else:
+            option = f"model.clip.pretrained={pretrained!r}: the file"
+            path = Path(_weights_file(open_clip, arch, pretrained, cache_dir))
+        weights = read_clip_weights(path)
+        use_qg, why = weights_activation(arch, pretrained, quick_gelu, weights, option)
+        with torch.device("meta"):  # refuse a file that does not fit before building anything
+            fit_clip_weights(open_clip.create_model(arch, pretrained=None, device="meta"), weights, arch, option)
+        model = open_clip.create_model(arch, pretrained=None, device=dev, force_quick_gelu=use_qg)
+        placed = place_clip_weights(model, weights, arch, option)
+        acts = tower_activations(model)
+        activation = "QuickGELU" if acts == {"QuickGELU"} else "/".join(sorted(acts)) or "none"
+        model.pretrained_identity = {"arch": arch, "tag": pretrained, **weights.identity(), "tensors": placed,
+                                     "activation": activation, "activation_from": why}
+        log.info("CLIP %s: %d/%d tensors placed from %s (format %s, sha256 %s%s), activation %s (%s)", arch, placed,
+                 placed, path, weights.format, weights.sha256, "".join(f"; {n}" for n in weights.notes),
+                 activation, why)
     else:
-        model = open_clip.create_model(arch, pretrained=None, **kwargs)
+        use_qg = bool(quick_gelu)
+        model = open_clip.create_model(arch, pretrained=None, device=dev, force_quick_gelu=use_qg)
+        model.pretrained_identity = None
     if not use_qg and "QuickGELU" in tower_activations(model):  # a '-quickgelu' arch cannot be undone
         log.warning("%s is built with QuickGELU although clip.quick_gelu=False", arch)
     model.float()
     model.eval()
     return model
+
+
+def weights_activation(arch: str, pretrained: Optional[str], quick_gelu: Optional[bool], weights,
+                       option: str = "model.clip.pretrained_path") -> tuple[bool, str]:
+    """(build QuickGELU?, why) for ``weights`` (a :class:`~stages.model.clip_weights.ClipWeightsFile`).
+
+    What the weights were trained with comes from the file when it says (OpenAI's archive or
+    buffers or release sha256: QuickGELU; another release open_clip lists: its flag), else from the
+    tag ``pretrained``, else from an arch that is QuickGELU by config. A tag that contradicts the
+    file, or nothing saying at all (and no ``quick_gelu``), is refused: building the wrong one would
+    compute other features than the weights were trained for, silently."""
+    from stages.model.clip_weights import ClipWeightsError
+
+    src = f"{option}={str(weights.path)!r}"
+    oc = open_clip_module()
+    tag = pretrained or None
+    tag_cfg = (oc.get_pretrained_cfg(arch, tag) or {}) if tag else {}
+    file_origin, trained, why = None, None, None
+    if weights.openai_evidence:
+        file_origin, trained, why = "openai", True, f"OpenAI's weights: {weights.openai_evidence}"
+    elif weights.release:
+        r = weights.release
+        file_origin, trained = r["tag"], r["quick_gelu"]
+        why = f"open_clip release {r['arch']}/{r['tag']} (by sha256), trained with {'QuickGELU' if trained else 'GELU'}"
+    if tag and file_origin and tag != file_origin:
+        held = (f"OpenAI's CLIP ({weights.openai_evidence})" if file_origin == "openai"
+                else f"open_clip's release {weights.release['arch']}/{file_origin} (by its sha256)")
+        raise ClipWeightsError(f"{src} holds {held}, but model.clip.pretrained={tag!r} names other weights: set "
+                               f"model.clip.pretrained={file_origin} (or None) so the run records what it trained on")
+    if trained is None and tag and (tag_cfg or tag == "openai"):
+        trained = tag == "openai" or bool(tag_cfg.get("quick_gelu", False))
+        why = f"model.clip.pretrained={tag!r} names weights trained with {'QuickGELU' if trained else 'GELU'}"
+    if trained is None and (oc.get_model_config(arch) or {}).get("quick_gelu"):
+        trained, why = True, f"{arch} is a QuickGELU config"
+    if quick_gelu is not None:
+        if trained is not None and bool(quick_gelu) != trained:
+            log.warning("clip.quick_gelu=%s but the weights of %s were trained with %s (%s): the towers compute "
+                        "other features than those weights were trained for", bool(quick_gelu), arch,
+                        "QuickGELU" if trained else "GELU", why)
+        return bool(quick_gelu), "model.clip.quick_gelu"
+    if trained is None:
+        raise ClipWeightsError(
+            f"{src}: nothing says which activation its weights were trained with (not OpenAI's archive, no "
+            f"OpenAI buffers, not a release open_clip lists, and model.clip.pretrained={tag!r} is no open_clip "
+            f"tag of {arch}).\nSet model.clip.pretrained to the tag the file was published under (openai: "
+            "QuickGELU), or model.clip.quick_gelu=True / False.")
+    return trained, why
+
+
+def describe_pretrained(identity: Optional[dict]) -> str:
+    """One line for the pretrained weights a CLIP was built on (``pretrained_identity``)."""
+    if not identity:
+        return "random weights (no pretrained CLIP)"
+    tag = f", tag {identity['tag']}" if identity.get("tag") else ""
+    return (f"{identity['arch']} from {identity['path']} ({identity['format']}, sha256 {identity['sha256'][:16]}..."
+            f"{tag}), {identity['tensors']} tensors, {identity['activation']}")
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -120,15 +166,19 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _offline_source(open_clip, arch: str, pretrained: str, cache_dir: Optional[str]) -> str:
-    """``pretrained`` itself when the hub can be reached (or it is a file); else the copy in the
-    local Hugging Face cache; else fail at once (open_clip would retry for half a minute) with the
-    option that takes a local file."""
+def _weights_file(open_clip, arch: str, pretrained: str, cache_dir: Optional[str]) -> str:
+    """The local file of open_clip's tag ``pretrained`` for ``arch``: the copy in the local Hugging
+    Face cache, else downloaded (open_clip's ``download_pretrained``) when the hub can be reached;
+    else fail at once (open_clip would retry for half a minute) with the option that takes a file."""
     import os
 
-    if os.path.isfile(pretrained) or _hub_reachable():
-        return pretrained
     cfg = open_clip.get_pretrained_cfg(arch, pretrained) or {}
+    if not cfg:
+        known = open_clip.list_pretrained_tags_by_model(arch)
+        raise RuntimeError(
+            f"open_clip has no pretrained weights {pretrained!r} for {arch!r} (its tags: {known or 'none'}). Pass a "
+            "local file as model.clip.pretrained_path=/path/to/weights (--cfg-options on the CLI), or set "
+            "model.clip.pretrained=None for random weights.")
     repo = (cfg.get("hf_hub") or "").strip("/")
     if repo:
         from huggingface_hub import try_to_load_from_cache
@@ -137,11 +187,21 @@ def _offline_source(open_clip, arch: str, pretrained: str, cache_dir: Optional[s
             hit = try_to_load_from_cache(repo, name, cache_dir=cache_dir)
             if isinstance(hit, str) and os.path.isfile(hit):
                 return hit
+    if _hub_reachable():
+        from open_clip.pretrained import download_pretrained
+
+        try:
+            return download_pretrained(cfg, cache_dir=cache_dir)
+        except Exception as e:  # network errors come in many types (OSError, HF errors, URLError)
+            raise RuntimeError(
+                f"could not download open_clip weights {arch!r} / pretrained={pretrained!r} ({type(e).__name__}: "
+                f"{e}). Put the file on disk and pass it as model.clip.pretrained_path=/path/to/weights, or set "
+                "model.clip.pretrained=None for random weights.") from e
     raise RuntimeError(
         f"open_clip weights {arch!r} / pretrained={pretrained!r} are not on this machine and the model hub "
         f"cannot be reached. Download them (e.g. {repo or cfg.get('url', 'the open_clip release')}) and pass "
-        "model.clip.pretrained_path=/path/to/open_clip_pytorch_model.bin (a state dict; "
-        "--cfg-options on the CLI), or set model.clip.pretrained=None for random weights."
+        "model.clip.pretrained_path=/path/to/the/file (OpenAI's ViT-B-16.pt, open_clip_pytorch_model.bin, "
+        ".safetensors ...; --cfg-options on the CLI), or set model.clip.pretrained=None for random weights."
     )
 
 

@@ -1,28 +1,42 @@
-"""``build_model(cfg)``: one factory for PeVL, its text-free linear-head variants and the baseline.
+"""``build_model(cfg)``: one factory for PeVL, its text-free and baseline variants, and PGVT / AIM.
 
 The builders register in :data:`stages.registry.MODELS` (the mmengine-facing model registry,
-scope ``stages``); ``cfg['type']`` picks one. Each takes the config's keys as keyword arguments,
-so ``MODELS.build(cfg)`` works as well as :func:`build_model`.
+scope ``stages``), each with the schema of its config (:mod:`.settings`); ``cfg['type']`` picks
+one. :func:`model_settings` checks a config against its type's schema: an unknown key at any
+depth, or a value of the wrong type, is an error that names it and where it came from.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Optional
 
 from stages.nested_config import deep_merge, to_plain
-from stages.registry import MODELS, lookup
+from stages.registry import MODELS, get_registered
+from stages.settings import SettingsError
 
-from .pevl import DEFAULT_MODEL_CFG, PeVL
+from .frozen_clip import FrozenCLIPModel
+from .pevl import PeVL
+from .pgvt import PGVT
+from .settings import PeVLSettings, PGVTSettings
 
 
-@MODELS.register_module("PeVL")
+def _register(name: str, settings: type) -> Callable:
+    """Register a builder under ``name`` with its config schema (``builder.settings``)."""
+    def deco(fn: Callable) -> Callable:
+        fn.settings = settings
+        MODELS.register_module(name, module=fn)
+        return fn
+    return deco
+
+
+@_register("PeVL", PeVLSettings)
 def _pevl(**cfg) -> PeVL:
     return PeVL(cfg)
 
 
-@MODELS.register_module("LinearHeadPeVL")
+@_register("LinearHeadPeVL", PeVLSettings)
 def _linear_head(**cfg) -> PeVL:
     """Table 7's V, P, V+P rows (and Table 9): no text, linear head + cross-entropy."""
-    mods = [m for m in cfg.get("modalities", DEFAULT_MODEL_CFG["modalities"]) if m != "text"]
+    mods = [m for m in cfg.get("modalities", PeVLSettings().modalities) if m != "text"]
     cfg["modalities"] = mods
     return PeVL(cfg)
 
@@ -32,18 +46,41 @@ BASELINE_SWITCHES = dict(modalities=["video", "text"], adapters=dict(video=False
                          ucmr=dict(num_blocks=0), fusion="concat", sgmc=dict(loss="vanilla"), train_proj=True)
 
 
-@MODELS.register_module("CLIPBaseline")
+@_register("CLIPBaseline", PeVLSettings)
 def _baseline(**cfg) -> PeVL:
     """Table 4's baseline: "the frozen CLIP model with a trainable projection layer", video + text
     encoders, 16 frames, vanilla contrastive loss. The switches are the type's definition, so they
     are merged over the experiment's model config (which holds the full PeVL's values); the rest
     (CLIP weights, frame counts, prompt, class count) comes from the config."""
-    return PeVL(deep_merge({k: v for k, v in cfg.items() if k != "type"}, BASELINE_SWITCHES))
+    return PeVL(deep_merge(cfg, BASELINE_SWITCHES))
 
 
-def build_model(cfg: Any) -> PeVL:
-    """Build from a model config dict (or mmengine ConfigDict); ``type`` picks the registry entry."""
-    if not (isinstance(cfg, Mapping) or hasattr(cfg, "to_dict")):
-        raise TypeError(f"model config must be a mapping, got {type(cfg).__name__}")
+@_register("PGVT", PGVTSettings)
+def _pgvt(**cfg) -> PGVT:
+    """PGVT, or AIM's baseline with ``blocks='aim'`` (PGVT Table 4 (1)-(3))."""
+    return PGVT(cfg)
+
+
+def model_settings(cfg: Any, where: str = "model", source_of: Optional[Callable] = None) -> Any:
+    """``cfg`` checked against the schema of its ``type`` (default PeVL): a typed settings object."""
     cfg = to_plain(cfg)
-    return lookup(MODELS, cfg.get("type", "PeVL"))(**cfg)
+    if not isinstance(cfg, Mapping):
+        raise TypeError(f"model config must be a mapping, got {type(cfg).__name__}")
+    name = cfg.get("type", "PeVL")
+    try:
+        builder = get_registered(MODELS, name)
+    except KeyError as e:
+        raise SettingsError(f"{where}.type: {e.args[0]}", f"{where}.type") from None
+    schema = getattr(builder, "settings", None)
+    if schema is None:
+        raise SettingsError(f"{where}.type: {name!r} is not a model of this project (no config schema)")
+    kw = {"where": where}
+    if source_of is not None:
+        kw["source_of"] = source_of
+    return schema.from_dict(cfg, **kw)
+
+
+def build_model(cfg: Any) -> FrozenCLIPModel:
+    """Build from a model config dict (or mmengine ConfigDict); ``type`` picks the registry entry."""
+    s = model_settings(cfg)
+    return get_registered(MODELS, s.type)(**s.to_dict())

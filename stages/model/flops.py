@@ -15,30 +15,14 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from stages.nested_config import deep_merge, to_plain
 
-from .factory import build_model
+from .batch import Batch, dummy_batch
+from .factory import build_model, model_settings
 
 #: Per-clip cost components reported next to the total.
 PARTS = {"video": "VideoEncoder", "pose": "PoseEncoder", "text": "TextEncoder", "ucmr": "UCMRBlock"}
 
 
-def dummy_batch(model, batch_size: int = 1, num_video_frames: int = 16, num_pose_frames: int = 48,
-                device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """A batch of the data contract's shapes for ``model`` (random values)."""
-    vis = model.clip.visual
-    s = vis.image_size[0]
-    g = vis.grid_size[0]
-    v = model.cfg["num_joints"]
-    b, tv, t = batch_size, num_video_frames, num_pose_frames
-    return dict(
-        frames=torch.randn(b, tv, 3, s, s, device=device),
-        joints=torch.rand(b, t, v, 3, device=device),
-        video_pose_index=torch.linspace(0, t - 1, tv, device=device).long().expand(b, tv).contiguous(),
-        mask_grid=torch.rand(b, tv, v, g, g, device=device),
-        label=torch.zeros(b, dtype=torch.long, device=device),
-    )
-
-
-def inference_forward(model, batch: dict[str, torch.Tensor], texts_per_clip: int = 1) -> torch.Tensor:
+def inference_forward(model, batch: Batch, texts_per_clip: int = 1) -> torch.Tensor:
     """One clip through the encoders, UCMR and the similarity against ``texts_per_clip`` prompts
     (the clip's own label text at 1), or through the linear head for text-free variants."""
     if hasattr(model, "logits"):  # models with their own classifier (PGVT, AIM): nothing else runs
@@ -53,17 +37,19 @@ def inference_forward(model, batch: dict[str, torch.Tensor], texts_per_clip: int
     return model.similarity(out, sent, words, mask)
 
 
-def model_stats(model_cfg: Any, arch: str = "ViT-B-16", num_video_frames: int = 16,
-                num_pose_frames: int = 48, texts_per_clip: int = 1,
+def model_stats(model_cfg: Any, arch: str = "ViT-B-16", num_video_frames: Optional[int] = None,
+                num_pose_frames: Optional[int] = None, texts_per_clip: int = 1,
                 device: Optional[str] = "meta") -> dict[str, float]:
-    """``tunable_params_m``, ``gflops`` (per clip, MACs) and per-part GFLOPs for a model config."""
-    cfg = deep_merge(to_plain(model_cfg), dict(
-        clip=dict(arch=arch, pretrained=None, pretrained_path=None),
-        num_video_frames=num_video_frames, num_pose_frames=max(num_pose_frames, 1)))
+    """``tunable_params_m``, ``gflops`` (per clip, MACs) and per-part GFLOPs for a model config
+    (frame counts: the config's own unless given)."""
+    cfg = model_settings(model_cfg).to_dict()
+    cfg = deep_merge(cfg, dict(clip=dict(arch=arch, pretrained=None, pretrained_path=None),
+                               num_video_frames=num_video_frames or cfg["num_video_frames"],
+                               num_pose_frames=max(num_pose_frames or cfg["num_pose_frames"], 1)))
     with torch.device(device):
         model = build_model(cfg)
     params = sum(p.numel() for p in model.tunable_parameters())
-    batch = dummy_batch(model, 1, num_video_frames, num_pose_frames, device=device)
+    batch = dummy_batch(model, 1, device=device)
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
         inference_forward(model, batch, texts_per_clip)
     counts = fc.get_flop_counts()

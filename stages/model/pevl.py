@@ -4,19 +4,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stages.nested_config import deep_merge
-
-from .clip_loader import freeze, load_clip, tokenizer_for
+from .batch import Batch
+from .clip_loader import tokenizer_for
+from .frozen_clip import FrozenCLIPModel
 from .heads import ConcatFusion, LinearHead
 from .losses import nt_xent, semantic_guided_loss, strength_coefficients, vanilla_contrastive_loss
 from .pose_encoder import PoseEncoder
 from .precision import float32_region
+from .settings import PEVL_MODALITIES as _MODALITIES
+from .settings import PeVLSettings
 from .sgmc import SIMILARITY_TERMS, action_similarity, combined_similarity
 from .text_encoder import TextEncoder, build_prompt
 from .ucmr import UCMRBlock, weighted_pose_mask
@@ -24,44 +26,13 @@ from .video_encoder import VideoEncoder
 
 log = logging.getLogger(__name__)
 
-#: Every key a model config may set, with PeVL's defaults (ViT-B/16, Diving48, Sec. 4.1).
-DEFAULT_MODEL_CFG: dict[str, Any] = dict(
-    type="PeVL",
-    # frozen=False trains the towers too (the demo's random tiny CLIP); the papers keep them frozen.
-    # quick_gelu: None = the activation the weights were trained with (open_clip's tag: QuickGELU for
-    # 'openai'; the tag also names what a pretrained_path file holds); True / False force it.
-    clip=dict(arch="ViT-B-16", pretrained="openai", pretrained_path=None, cache_dir=None, frozen=True,
-              quick_gelu=None),
-    modalities=["video", "pose", "text"],  # Table 7
-    num_classes=48,
-    num_joints=17,
-    num_pose_frames=48,
-    num_video_frames=16,
-    # Table 8; ratio = bottleneck width / D. text_ratio: see docs/model.md (Table 7's +6M per text).
-    adapters=dict(video=True, pose=True, text=True, ratio=0.25, text_ratio=0.5, mlp_scale=0.5),
-    # Table 9, supp. Table 3; cls_token: PGVT Sec. 3.2's per-frame CLS (False: mean over joint tokens);
-    # normalize: 'crop' coordinates as given (the papers) or 'person' (centred and scaled per clip);
-    # motion: also embed each joint's displacement since the previous pose frame (skeleton models' joint motion);
-    # embedding: the joint MLP's first layer 'shared' by all joints (the papers) or 'per_joint'
-    pose=dict(form="coords", temporal_attn=True, heatmap_size=112, heatmap_sigma=2.0, cls_token=True,
-              normalize="crop", motion=False, embedding="shared"),
-    text=dict(prompt="label_prompt_type", coarse_type=""),  # supp. Table 4
-    # Table 5, supp. Fig. 7; background: V2P's background token, 'grouping' or 'kept' (docs/model.md)
-    ucmr=dict(num_blocks=1, p2v=True, v2p=True, refine_loss=True, background="grouping"),
-    fusion="sgmc",  # 'sgmc' (eq. 4) or 'concat' (Tables 4, 7)
-    sgmc=dict(sims=["vs", "ps", "fw"], loss="semantic", fw_temperature=0.01),  # Table 6
-    lambda_r=0.1,  # Sec. 3.4
-    train_proj=True,  # Table 4 baseline: "frozen CLIP with a trainable projection layer"
-)
-
-_MODALITIES = ("video", "pose", "text")
 
 
-class PeVL(nn.Module):
+class PeVL(FrozenCLIPModel):
     """Pose-enhanced Vision-Language model (CVPR 2024) on an open_clip CLIP.
 
-    Inputs are the batch tensors of the data contract (``frames``, ``joints``, ``pose_time``,
-    ``video_pose_index``, ``mask_grid``, ``label``); class texts are held by the model
+    Inputs are the batch contract's tensors (:class:`stages.model.batch.Batch`: ``frames``,
+    ``joints``, ``pose_time``, ``video_pose_index``, ``mask_grid``, ``label``); class texts are held by the model
     (:meth:`set_class_texts`).
     :meth:`loss` returns ``L = L_t + lambda_R * L_R`` and its parts, :meth:`predict` the (B, C)
     scores of eq. (7). The CLIP towers are frozen; adapters, embeddings, projections, UCMR, heads
@@ -71,27 +42,20 @@ class PeVL(nn.Module):
     :meth:`structure` describes what was built.
     """
 
-    def __init__(self, cfg: Optional[dict] = None):
-        super().__init__()
-        cfg = deep_merge(DEFAULT_MODEL_CFG, cfg)
-        self.cfg = cfg
-        mods = [m for m in cfg["modalities"]]
-        bad = set(mods) - set(_MODALITIES)
-        if bad or not mods:
-            raise ValueError(f"modalities must be a non-empty subset of {_MODALITIES}, got {mods}")
+    settings_class = PeVLSettings
+
+    def __init__(self, cfg: Optional[Any] = None):
+        super().__init__(cfg)  # checks cfg (PeVLSettings), loads and freezes CLIP
+        cfg = self.cfg
+        mods = list(cfg["modalities"])
         self.use_video, self.use_pose, self.use_text = (m in mods for m in _MODALITIES)
         if not (self.use_video or self.use_pose):
             raise ValueError("at least one of 'video', 'pose' is needed")
-        c = cfg["clip"]
-        self.clip_arch = c["arch"]
-        clip = load_clip(c["arch"], c.get("pretrained"), c.get("pretrained_path"), c.get("cache_dir"),
-                         quick_gelu=c.get("quick_gelu"))
-        self.clip_frozen = bool(c.get("frozen", True))
-        freeze(clip, self.clip_frozen)
+        self.clip_arch = cfg["clip"]["arch"]
+        clip = self.clip
         if not self.use_text:  # the text tower would only cost memory
             for name in ("transformer", "token_embedding", "ln_final"):
                 setattr(clip, name, nn.Identity())
-        self.clip = clip
         visual = clip.visual
         self.embed_dim = visual.proj.shape[1]
         ad, pc, uc, sg = cfg["adapters"], cfg["pose"], cfg["ucmr"], cfg["sgmc"]
@@ -120,15 +84,11 @@ class PeVL(nn.Module):
                       ad["ratio"], ad["mlp_scale"])
             for _ in range(n_ucmr))
         self.fusion_mode = cfg["fusion"]
-        if self.fusion_mode not in ("sgmc", "concat"):
-            raise ValueError(f"fusion must be 'sgmc' or 'concat', got {self.fusion_mode!r}")
         n_vis = int(self.use_video) + int(self.use_pose)
         self.fusion = ConcatFusion(self.embed_dim, n_vis) if (
             self.use_text and self.fusion_mode == "concat" and n_vis == 2) else None
         self.head = None if self.use_text else LinearHead(n_vis * self.embed_dim, cfg["num_classes"])
         # what the objective reads, resolved once: loss() and predict() follow these, structure() reports them
-        if sg["loss"] not in ("semantic", "vanilla"):
-            raise ValueError(f"sgmc.loss must be 'semantic' or 'vanilla', got {sg['loss']!r}")
         self.sims: tuple[str, ...] = ()
         if self.use_text and self.fusion_mode == "sgmc":
             unknown = [t for t in sg["sims"] if t not in SIMILARITY_TERMS]
@@ -169,13 +129,6 @@ class PeVL(nn.Module):
             self.clip.eval()
 
     # ------------------------------------------------------------------ parameters / modes
-    def named_tunable_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
-        return ((n, p) for n, p in self.named_parameters() if p.requires_grad)
-
-    def tunable_parameters(self) -> list[nn.Parameter]:
-        """Parameters the optimiser should see (everything outside the frozen CLIP towers)."""
-        return [p for _, p in self.named_tunable_parameters()]
-
     def _freeze_clip_parts_never_read(self) -> None:
         """With trainable towers (``clip.frozen=False``), keep frozen the CLIP parameters no forward
         reads, so every tunable parameter gets a gradient: CLIP's own projections and temperature
@@ -242,9 +195,7 @@ class PeVL(nn.Module):
         )
 
     def train(self, mode: bool = True) -> "PeVL":
-        super().train(mode)
-        if self.clip_frozen:
-            self.clip.eval()  # frozen towers stay in eval mode; requires_grad never changes here
+        super().train(mode)  # frozen towers stay in eval mode
         self._text_cache = None
         return self
 
@@ -311,7 +262,7 @@ class PeVL(nn.Module):
         return self.text_encoder(self.class_tokens[text_ids])
 
     # ------------------------------------------------------------------ vision / pose
-    def encode(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def encode(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Encoders and UCMR. Returns pooled features before (``z_v``, ``z_p``) and after
         refinement (``video``, ``pose``: (B, E)), pose frame features ``frames`` (B, T, E), the
         pose encoder's ``joint_weights`` (B, T, J) when computed, and the P2V mask ``patch_mask``
@@ -374,7 +325,7 @@ class PeVL(nn.Module):
             return self.head(torch.cat(parts, dim=-1))
 
     # ------------------------------------------------------------------ objectives
-    def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         """``L = L_t + lambda_R L_R`` (Sec. 3.4) with its parts ``loss_t``, ``loss_r``. The
         similarities, strength coefficients and losses are float32 with autocast off."""
         out = self.encode(batch)
@@ -404,11 +355,11 @@ class PeVL(nn.Module):
             lam = float(self.cfg["lambda_r"])
             return {"loss": loss_t + lam * loss_r, "loss_t": loss_t, "loss_r": loss_r}
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         return self.loss(batch)
 
     @torch.no_grad()
-    def predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def predict(self, batch: Batch) -> torch.Tensor:
         """Eq. (7): (B, C) float32 scores of each clip against every class; argmax is the prediction.
 
         Text models return the similarity ``S`` of eq. (4) (or of the fused feature) to every class

@@ -18,42 +18,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stages.nested_config import deep_merge
-from stages.registry import MODELS
-
+from .batch import Batch
 from .aim import AIMStream, VideoEmbedding
-from .clip_loader import freeze, load_clip
 from .frozen_clip import FrozenCLIPModel
 from .heads import LinearHead
 from .pgvt_block import PGVTBlock
 from .pose_embedding import HeatmapEmbedding, PoseEmbedding
+from .settings import PGVT_MODALITIES as _MODALITIES
+from .settings import PGVTSettings
 
-#: Every key a PGVT model config may set, with the paper's defaults (ViT-B/16, Diving48, 48 + 16).
-DEFAULT_PGVT_CFG: dict[str, Any] = dict(
-    type="PGVT",
-    # frozen=False trains the towers too (the demo's random tiny CLIP); the papers keep them frozen;
-    # quick_gelu=None: the activation the weights were trained with (QuickGELU for 'openai'), as PeVL
-    clip=dict(arch="ViT-B-16", pretrained="openai", pretrained_path=None, cache_dir=None, frozen=True,
-              quick_gelu=None),
-    modalities=["pose", "video"],
-    # 'pgvt': PGVT blocks (needs both modalities); 'aim': one AIM stream per modality (Table 4 (1)-(3))
-    blocks="pgvt",
-    num_classes=48,
-    num_joints=17,
-    num_pose_frames=48,   # T_h
-    num_video_frames=16,  # T_l
-    # bottleneck ratio of every adapter; s_pose / s_video: eq. 5's s_P / s_Z (AIM's s = 0.5)
-    adapters=dict(ratio=0.25, s_pose=0.5, s_video=0.5),
-    # PGVT blocks, Table 4: temporal (4) w/o T; refine_pose (6i), refine_video (6ii); both off (5)
-    pgvt=dict(temporal=True, refine_pose=True, refine_video=True, bottleneck=True),
-    aim=dict(temporal=True),  # AIM streams: temporal adaptation (T-Attn + T-adapter) on
-    # Table 6; cls_token: Sec. 3.2's per-frame CLS (False: a frame's feature is the mean of its joints);
-    # other keys are passed to the shared PoseEmbedding (coordinates)
-    pose=dict(form="coords", cls_token=True, heatmap_size=112, heatmap_sigma=2.0),
-    head=dict(dropout=0.5),  # AIM's I3D head: dropout 0.5 before the linear classifier
-)
-
-_MODALITIES = ("pose", "video")
 #: the ``pose`` keys PGVT reads itself; any other goes to :class:`.pose_embedding.PoseEmbedding`
 #: (coordinates only: heatmaps have no joint tokens to embed)
 _OWN_POSE_KEYS = ("form", "cls_token", "heatmap_size", "heatmap_sigma")
@@ -62,7 +35,7 @@ _OWN_POSE_KEYS = ("form", "cls_token", "heatmap_size", "heatmap_sigma")
 class PGVT(FrozenCLIPModel):
     """PGVT (or AIM) on an open_clip CLIP ViT; the model interface of stage two.
 
-    Inputs are the data contract's batch tensors: ``frames`` (B, T_l, 3, S, S) CLIP-normalised,
+    Inputs are the batch contract's tensors (:class:`stages.model.batch.Batch`): ``frames`` (B, T_l, 3, S, S) CLIP-normalised,
     ``joints`` (B, T_h, J, 3), ``label`` (B,). :meth:`loss` -> ``{'loss'}`` (cross-entropy),
     :meth:`predict` -> (B, C) class scores, :meth:`encode` -> features. The CLIP ViT is frozen
     unless ``clip.frozen=False``; everything else is tunable (:meth:`tunable_parameters`).
@@ -73,29 +46,15 @@ class PGVT(FrozenCLIPModel):
     # so DDP need not look for unused ones
     leaves_unused_parameters = False
 
-    def __init__(self, cfg: Optional[dict] = None):
-        super().__init__()
-        cfg = deep_merge(DEFAULT_PGVT_CFG, cfg)
-        unknown = sorted(set(cfg) - set(DEFAULT_PGVT_CFG))
-        if unknown:
-            raise ValueError(f"unknown PGVT model keys {unknown}; known: {sorted(DEFAULT_PGVT_CFG)}")
-        self.cfg = cfg
-        mods = list(cfg["modalities"])
-        if not mods or set(mods) - set(_MODALITIES) or len(set(mods)) != len(mods):
-            raise ValueError(f"modalities must be a non-empty subset of {_MODALITIES}, got {mods}")
-        self.use_pose, self.use_video = "pose" in mods, "video" in mods
-        if cfg["blocks"] not in ("pgvt", "aim"):
-            raise ValueError(f"blocks must be 'pgvt' or 'aim', got {cfg['blocks']!r}")
-        if cfg["blocks"] == "pgvt" and not (self.use_pose and self.use_video):
-            raise ValueError("blocks='pgvt' needs both modalities; one modality runs AIM's blocks (blocks='aim')")
+    settings_class = PGVTSettings
 
-        c = cfg["clip"]
-        clip = load_clip(c["arch"], c.get("pretrained"), c.get("pretrained_path"), c.get("cache_dir"),
-                         quick_gelu=c.get("quick_gelu"))
+    def __init__(self, cfg: Optional[Any] = None):
+        super().__init__(cfg)  # checks cfg (PGVTSettings), loads and freezes CLIP
+        cfg = self.cfg
+        mods = list(cfg["modalities"])
+        self.use_pose, self.use_video = "pose" in mods, "video" in mods
+        clip = self.clip
         _keep_vision_tower(clip)
-        self.clip_frozen = bool(c.get("frozen", True))
-        freeze(clip, self.clip_frozen)
-        self.clip = clip
         visual = clip.visual
         width = visual.conv1.out_channels
         heads = visual.transformer.resblocks[0].attn.num_heads
@@ -109,11 +68,9 @@ class PGVT(FrozenCLIPModel):
                 # pose.* keys beyond PGVT's own are options of the shared PoseEmbedding (PeVL's too)
                 extra = {k: v for k, v in pc.items() if k not in _OWN_POSE_KEYS}
                 self.pose_embed = PoseEmbedding(width, cfg["num_joints"], t_h, pc["cls_token"], visual, **extra)
-            elif pc["form"] == "heatmap":
+            else:  # heatmap
                 self.pose_embed = HeatmapEmbedding(visual, t_h, pc["cls_token"], pc["heatmap_size"],
                                                    pc["heatmap_sigma"])
-            else:
-                raise ValueError(f"pose.form must be 'coords' or 'heatmap', got {pc['form']!r}")
             self.pose_norm = _trainable_copy(visual.ln_post)
         if self.use_video:
             self.video_embed = VideoEmbedding(visual, t_l)
@@ -139,7 +96,7 @@ class PGVT(FrozenCLIPModel):
             self.clip.eval()
 
     # ------------------------------------------------------------------ forward
-    def encode(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def encode(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Per modality the frame features ``pose_frames`` (B, T_h, D) / ``video_frames`` (B, T_l, D)
         (CLS after ``ln_post``) and their means over frames, ``pose`` / ``video`` (B, D)."""
         p = z = None
@@ -165,21 +122,21 @@ class PGVT(FrozenCLIPModel):
             out["video_frames"], out["video"] = frames, frames.mean(dim=1)
         return out
 
-    def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def logits(self, batch: Batch) -> torch.Tensor:
         """Joint Prediction: (B, C) class logits from the concatenated pose and video features."""
         out = self.encode(batch)
         feats = torch.cat([out[m] for m in _MODALITIES if m in out], dim=-1)
         return self.head(self.dropout(feats))
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Cross-entropy of the joint prediction."""
         return {"loss": F.cross_entropy(self.logits(batch), batch["label"].long())}
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         return self.loss(batch)
 
     @torch.no_grad()
-    def predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def predict(self, batch: Batch) -> torch.Tensor:
         """(B, C) class scores (logits); argmax is the prediction, the caller averages views."""
         return self.logits(batch)
 
@@ -204,8 +161,3 @@ def _keep_vision_tower(clip: nn.Module) -> None:
             setattr(clip, name, None)
     if isinstance(getattr(clip.visual, "proj", None), nn.Parameter):
         clip.visual.proj = None
-
-
-@MODELS.register_module("PGVT")
-def _pgvt(**cfg) -> PGVT:
-    return PGVT(cfg)

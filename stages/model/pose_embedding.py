@@ -16,9 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# CLIP's image normalisation; heatmaps are rendered as grey images and go through CLIP's patchifier.
-_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+from .clip_loader import image_normalization
 
 
 def joint_velocity(joints: torch.Tensor, times: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -238,9 +236,9 @@ class HeatmapEmbedding(nn.Module):
             raise ValueError(f"{t} pose frames but the temporal embedding has {self.num_frames}")
         heat = render_heatmaps(joints, self.size, self.sigma)
         img = heat[:, :, None].expand(-1, -1, 3, -1, -1).flatten(0, 1)
-        mean = torch.tensor(_CLIP_MEAN, device=img.device, dtype=img.dtype)[:, None, None]
-        std = torch.tensor(_CLIP_STD, device=img.device, dtype=img.dtype)[:, None, None]
         vis = self._visual[0]
+        mean, std = (torch.tensor(v, device=img.device, dtype=img.dtype)[:, None, None]
+                     for v in image_normalization(vis))
         x = vis.conv1((img - mean) / std)  # (BT, D, g, g)
         g = x.shape[-1]
         x = x.flatten(2).transpose(1, 2)

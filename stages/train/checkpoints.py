@@ -1,4 +1,7 @@
-"""Checkpoints that survive a kill: written whole or not at all; resumed from the newest whole one.
+"""Checkpoints: loaded safely, written whole or not at all, resumed from the newest whole one.
+
+Loading: ``weights_only=True`` with exactly the types mmengine's own checkpoints hold admitted
+(:func:`checkpoint_safe_globals`), never a blanket unpickler.
 
 mmengine's ``CheckpointHook`` writes ``epoch_N.pth`` in place (a kill mid-write leaves a truncated
 file under the final name) and, with ``max_keep_ckpts``, deletes the oldest kept checkpoint
@@ -29,6 +32,7 @@ import zipfile
 from pathlib import Path
 from typing import Optional
 
+import torch
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
@@ -43,6 +47,25 @@ LAST_CHECKPOINT = "last_checkpoint"  # mmengine's name for the file naming the n
 _HOST = socket.gethostname().replace(".", "_")
 _TMP = re.compile(r"^\.(?P<name>.+\.pth)\.(?P<host>[^.]+)\.(?P<pid>\d+)\.tmp$")
 _NUMBERED = re.compile(r"^(?P<kind>epoch|iter)_(?P<n>\d+)\.pth$")
+
+
+def checkpoint_safe_globals():
+    """torch >= 2.6 loads with ``weights_only=True``; mmengine checkpoints also hold the message
+    hub (``HistoryBuffer`` of numpy arrays). Admit exactly those types, not arbitrary pickles."""
+    import builtins
+
+    import numpy as np
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    if int(np.__version__.split(".")[0]) >= 2:
+        from numpy._core import multiarray as ma
+    else:
+        from numpy.core import multiarray as ma
+    allowed = [HistoryBuffer, ma.scalar, ma._reconstruct, np.ndarray, np.dtype,
+               builtins.getattr]
+    allowed += list({type(np.dtype(t)) for t in (np.float16, np.float32, np.float64, np.int32, np.int64,
+                                                  np.uint8, np.bool_)})
+    return torch.serialization.safe_globals(allowed)
 
 
 def temporary_name(final_name: str) -> str:

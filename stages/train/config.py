@@ -1,53 +1,67 @@
-"""Config composition for stage two: experiments, their variants, and one variant's run config.
+"""Run configs: experiments, their variants, and one variant's resolved, checked run config.
 
-An experiment file ``configs/experiments/<name>.py`` inherits a base model
-(``_base_ = ['../_base_/models/pevl_vit_b16.py']``) and defines::
+An experiment file ``configs/experiments/<name>.py`` (an mmengine Python config) inherits a base
+model (``_base_ = ['../_base_/models/pevl_vit_b16.py']``) and defines::
 
     experiment = dict(name=..., table='Table 5', paper_dataset='Diving48', metric='top1')
-    variants = dict(<variant>=dict(paper_top1=<float|None>, model=dict(<overrides of cfg.model>),
-                                   [<other top-level overrides>]), ...)   # paper row order
+    variants = dict(<variant>=dict(paper_top1=<float|None>, [paper_top5, paper_gflops, paper_params_m],
+                                   model=dict(<overrides of model>), [data=..., train=..., runner=...,
+                                   init_from=...]), ...)   # paper row order
+    dataset_overrides = dict(<dataset>=dict(model=..., train=..., data=...))   # optional
 
-A variant's run config merges (later wins):
+A variant's run config is made of layers, later ones winning key by key:
 
-1. ``configs/_base_/schedules/adamw_50e.py`` (paper Sec. 4.1) and the dataset config
-   ``configs/_base_/datasets/<dataset>.py`` (the experiment's ``data.dataset``, else its
-   ``experiment.paper_dataset``);
-2. the experiment file with the variant applied (:func:`variant_config`); an experiment may carry
-   its own ``train`` / ``data`` / ``runner``; a variant's ``data`` without a ``dataset`` key amends
-   the dataset's config (``data=dict(extract=dict(num_frames=32))``: look up a 32-frame entry), here
-   and under ``--dataset``;
-3. ``--dataset D``: that dataset's config replaces ``data``; ``--dataset demo`` also switches
-   to the tiny CLIP and the demo's CPU schedule (``configs/experiments/demo.py``), keeping the
-   variant's model switches, then applies the experiment's ``demo_overrides`` (a dict of
-   ``model`` / ``train`` overrides for its demo runs, e.g. PGVT's);
-4. ``--cfg-options key=value ...`` (mmengine syntax: ``train.lr=1e-4``, ``model.ucmr.num_blocks=2``,
-   ``data.root=/data/diving48``, ``train.betas="(0.9,0.98)"``).
+1. the defaults of the schemas (:class:`~stages.model.settings.PeVLSettings` / ``PGVTSettings``,
+   :class:`~stages.train.schedule.ScheduleSettings`, :class:`~stages.data.settings.DataSettings`);
+2. the dataset config ``configs/_base_/datasets/<dataset>.py`` of the experiment's dataset
+   (``data.dataset``, else ``experiment.paper_dataset``), unless the experiment's own ``_base_``
+   brings one;
+3. the experiment file (and its ``_base_`` files), then the variant's overrides;
+4. ``--dataset D`` (another dataset than the experiment's): ``configs/_base_/datasets/D.py`` is an
+   overlay whose ``data`` replaces the run's (a variant's ``data`` without a ``dataset`` key, e.g.
+   ``extract=dict(num_frames=32)``, still amends it where the file does not state the key) and whose
+   other sections win over the variant's (the demo's brings the tiny CLIP, its frame counts and pose
+   switches, and the demo's CPU schedule), then the experiment's ``dataset_overrides[D]``;
+5. ``--cfg-options key=value ...`` (mmengine syntax: ``train.lr=1e-4``, ``model.ucmr.num_blocks=2``).
 
-The result has ``model`` (``build_model``'s input), ``train``, ``data``, ``runner``,
-``experiment``, ``variant`` and the paper's numbers.
+Every key is then checked by its schema: an unknown key at any depth, or a value that does not
+convert to its type, is an error naming the dotted key, the layer it came from (the config file,
+the variant, ``--cfg-options``) and the closest valid names. The result is the *resolved* run
+config (every default filled in): what is saved beside a run, and what ``--exp SAVED.py`` runs again.
 """
 from __future__ import annotations
 
+import ast
 import copy
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from mmengine.config import Config, DictAction
 
+from stages.data.settings import DataSettings
 from stages.nested_config import deep_merge, to_plain
+from stages.settings import Settings, SettingsError, describe, did_you_mean, field
+from stages.train.schedule import ScheduleSettings
 
 log = logging.getLogger(__name__)
 
-#: keys of a variant entry that describe it rather than override the config
-_META_KEYS = ("paper_top1", "paper_top5", "paper_gflops", "paper_params_m", "model")
+#: keys of a variant entry: the paper's numbers, and the layers it overrides
+VARIANT_KEYS = ("paper_top1", "paper_top5", "paper_gflops", "paper_params_m", "model", "data", "train", "runner",
+                "init_from")
+_PAPER_KEYS = ("paper_top1", "paper_top5", "paper_gflops", "paper_params_m")
 
 
 def configs_root() -> Path:
     """The repository's ``configs/`` (``PEVL_CONFIGS`` overrides)."""
     env = os.environ.get("PEVL_CONFIGS")
     return Path(env) if env else Path(__file__).resolve().parents[2] / "configs"
+
+
+def experiment_names() -> list[str]:
+    return sorted(q.stem for q in (configs_root() / "experiments").glob("*.py"))
 
 
 def resolve_config_path(name: Union[str, Path]) -> Path:
@@ -58,15 +72,120 @@ def resolve_config_path(name: Union[str, Path]) -> Path:
     cand = configs_root() / "experiments" / f"{p.stem if p.suffix == '.py' else name}.py"
     if cand.is_file():
         return cand
-    known = sorted(q.stem for q in (configs_root() / "experiments").glob("*.py"))
-    raise FileNotFoundError(f"no experiment {str(name)!r} (looked for {cand}); known: {known}")
+    raise FileNotFoundError(did_you_mean(str(name), experiment_names(), "experiment")
+                            + f"; or give a path to an experiment file or a run's saved config")
 
 
+def _source_name(path: Path) -> str:
+    """A config file as messages name it (relative to the repository when inside it)."""
+    try:
+        return str(Path(path).resolve().relative_to(configs_root().resolve().parent))
+    except ValueError:
+        return str(path)
+
+
+# -- layers with provenance -----------------------------------------------------------------------------
+def _leaves(d: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted key -> value of every leaf of a nested dict (lists and empty dicts are leaves)."""
+    if not isinstance(d, Mapping) or (not d and prefix):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_leaves(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def _base_files(path: Path) -> list[Path]:
+    """The ``_base_`` files a config file names (read from its source; resolved beside it)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_base_" for t in node.targets):
+            val = ast.literal_eval(node.value)
+            names = [val] if isinstance(val, str) else list(val)
+            return [(path.parent / n).resolve() for n in names]
+    return []
+
+
+def _public(d: dict) -> dict:
+    return {k: v for k, v in d.items() if not str(k).startswith("_")}  # config-file helpers dropped
+
+
+def load_config_file(path: Union[str, Path]) -> tuple[dict, dict[str, str]]:
+    """A config file as plain Python (its ``_base_`` files merged, mmengine's way) and the
+    provenance of every leaf: the file (or base file) that sets it."""
+    path = Path(path).resolve()
+    full = _public(to_plain(Config.fromfile(str(path)).to_dict()))
+    merged: dict = {}
+    prov: dict[str, str] = {}
+    for base in _base_files(path):
+        bd, bp = load_config_file(base)
+        merged = deep_merge(merged, bd)
+        prov.update(bp)
+    before = _leaves(merged)
+    here = _source_name(path)
+    leaves = _leaves(full)
+    prov = {k: v for k, v in prov.items() if k in leaves}
+    for k, v in leaves.items():
+        if k not in before or before[k] != v:
+            prov[k] = here
+    return full, prov
+
+
+class _Layers:
+    """A config being composed from layers, with where each leaf came from."""
+
+    def __init__(self):
+        self.cfg: dict = {}
+        self.prov: dict[str, str] = {}
+
+    def add(self, layer: Mapping, source: Union[str, Mapping[str, str]]) -> None:
+        layer = to_plain(layer)
+        self.cfg = _merge(self.cfg, layer)
+        for k in _leaves(layer):
+            if k:
+                self.prov[k] = source.get(k, "") if isinstance(source, Mapping) else source
+
+    def replace(self, key: str, value: Any, source: Union[str, Mapping[str, str]]) -> None:
+        self.cfg[key] = copy.deepcopy(to_plain(value))
+        self.prov = {k: v for k, v in self.prov.items() if not (k == key or k.startswith(key + "."))}
+        self.add({key: value}, source)
+
+    def source_of(self, key: str) -> Optional[str]:
+        """Where ``key`` (or the nearest parent, else the first key under it) came from."""
+        k = key
+        while k:
+            if k in self.prov:
+                return self.prov[k]
+            k = k.rpartition(".")[0]
+        under = sorted({src for kk, src in self.prov.items() if kk.startswith(key + ".")})
+        return ", ".join(under) if under else None
+
+
+def _merge(base: Mapping, over: Mapping) -> dict:
+    """mmengine's merge: dicts key by key, ``_delete_=True`` replaces, everything else replaced."""
+    out = copy.deepcopy(dict(base))
+    for k, v in over.items():
+        if isinstance(v, Mapping) and v.get("_delete_"):
+            out[k] = {kk: copy.deepcopy(vv) for kk, vv in v.items() if kk != "_delete_"}
+        elif isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+# -- experiments --------------------------------------------------------------------------------------
 def load_experiment(name_or_path: Union[str, Path]) -> Config:
-    """An experiment file (a name under ``configs/experiments/`` or a path) as an mmengine Config."""
-    cfg = Config.fromfile(str(resolve_config_path(name_or_path)))
+    """An experiment file (a name under ``configs/experiments/`` or a path) as an mmengine Config.
+
+    A run's saved config (``W/NAME/VARIANT/<time>/*.py``: a resolved run config, one ``variant``)
+    loads as an experiment of that one variant, so ``--exp SAVED.py`` runs it again."""
+    path = resolve_config_path(name_or_path)
+    cfg = Config.fromfile(str(path))
+    if "variants" not in cfg and "variant" in cfg:  # a saved run config
+        cfg["variants"] = {cfg["variant"]: {k: cfg.get(k) for k in _PAPER_KEYS if cfg.get(k) is not None}}
     if "variants" not in cfg or "model" not in cfg:
-        raise ValueError(f"{name_or_path}: an experiment config needs `model` (via _base_) and `variants`")
+        raise ValueError(f"{path}: an experiment config needs `model` (via _base_) and `variants`")
     return cfg
 
 
@@ -75,25 +194,35 @@ def list_variants(cfg: Config) -> list[str]:
     return list(cfg["variants"].keys())
 
 
-def variant_config(cfg: Config, variant: str, **model_overrides: Any) -> Config:
-    """The experiment config with one variant applied: its ``model`` overrides deep-merged into
-    ``cfg.model`` (lists replaced), its other non-meta keys merged at top level, ``variants``
-    dropped and ``variant`` / ``paper_top1`` recorded. ``model_overrides`` are merged last (e.g.
-    ``clip=dict(arch='PeVL-tiny', pretrained=None)`` for tests)."""
+def check_variant(cfg: Config, variant: str, where: str = "") -> dict:
+    """The variant's entry, its keys checked."""
     variants = cfg["variants"]
     if variant not in variants:
-        raise KeyError(f"unknown variant {variant!r}; known: {list_variants(cfg)}")
+        raise KeyError(did_you_mean(variant, list_variants(cfg), "variant")
+                       + (f" of {where}" if where else ""))
     v = to_plain(variants[variant])
-    d = to_plain(cfg.to_dict())
-    d.pop("variants")
-    d = {k: val for k, val in d.items() if not k.startswith("_")}  # config-file helpers
-    d["model"] = deep_merge(deep_merge(d["model"], v.get("model", {})), to_plain(model_overrides))
-    d = deep_merge(d, {k: val for k, val in v.items() if k not in _META_KEYS})
+    for k in v:
+        if k not in VARIANT_KEYS:
+            close = did_you_mean(k, VARIANT_KEYS, "variant key")
+            raise SettingsError(f"{where or 'experiment'}, variant {variant}: {close}", f"variants.{variant}.{k}")
+    return v
+
+
+def variant_config(cfg: Config, variant: str, **model_overrides: Any) -> Config:
+    """The experiment config with one variant applied (its overrides merged in, ``model_overrides``
+    last; the model checked and resolved, no dataset layer): what ``pipeline stats`` counts."""
+    from stages.model.factory import model_settings
+
+    v = check_variant(cfg, variant)
+    d = _public(to_plain(cfg.to_dict()))
+    d.pop("variants", None)
+    d.pop("dataset_overrides", None)
+    d = _merge(d, {k: val for k, val in v.items() if k not in _PAPER_KEYS})
+    d["model"] = _merge(d.get("model", {}), to_plain(model_overrides))
+    d["model"] = model_settings(d["model"], where="model").to_dict()  # resolved: every default filled in
     d["variant"] = variant
-    d["paper_top1"] = v.get("paper_top1")
-    for k in ("paper_gflops", "paper_params_m", "paper_top5"):
-        if k in v:
-            d[k] = v[k]
+    for k in _PAPER_KEYS:
+        d[k] = v.get(k)
     return Config(d)
 
 
@@ -102,32 +231,22 @@ PAPER_DATASETS = {"diving48": "diving48", "diving-48": "diving48", "gym99": "gym
                   "toyota smarthome": "toyota_smarthome", "toyota-smarthome": "toyota_smarthome",
                   "toyota_smarthome": "toyota_smarthome", "demo": "demo"}
 
-#: what ``--dataset demo`` takes from configs/experiments/demo.py's model (dotted: one nested key)
-DEMO_MODEL_KEYS = ("clip", "num_video_frames", "num_pose_frames", "pose.normalize", "pose.motion",
-                   "pose.embedding")
 
-
-def dataset_config(name: str) -> dict:
-    """``data`` of ``configs/_base_/datasets/<name>.py``."""
+def dataset_config_path(name: str) -> Path:
     path = configs_root() / "_base_" / "datasets" / f"{name}.py"
     if not path.is_file():
-        known = sorted(p.stem for p in path.parent.glob("*.py"))
-        raise FileNotFoundError(f"no dataset config {path} (known: {known}); write one like "
-                                f"configs/_base_/datasets/diving48.py")
-    return to_plain(Config.fromfile(str(path)).to_dict())["data"]
+        known = sorted(p.stem for p in path.parent.glob("*.py") if not p.stem.startswith("_"))
+        raise FileNotFoundError(did_you_mean(name, known, "dataset config") + f" (no {path}; write one like "
+                                "configs/_base_/datasets/diving48.py)")
+    return path
 
 
-def schedule_defaults() -> dict:
-    """``train`` and ``runner`` of the paper's schedule, ``configs/_base_/schedules/adamw_50e.py``."""
-    d = to_plain(Config.fromfile(str(configs_root() / "_base_" / "schedules" / "adamw_50e.py")).to_dict())
-    return {"train": d["train"], "runner": d.get("runner", {})}
-
-
-def default_dataset(cfg: dict) -> Optional[str]:
+def default_dataset(cfg: Mapping) -> Optional[str]:
     """The dataset an experiment or run config names: ``data.dataset``, else its paper's dataset."""
-    if cfg.get("data", {}).get("dataset"):
-        return cfg["data"]["dataset"]
-    pd = str(cfg.get("experiment", {}).get("paper_dataset") or "").strip().lower()
+    data = cfg.get("data") or {}
+    if data.get("dataset"):
+        return data["dataset"]
+    pd = str((cfg.get("experiment") or {}).get("paper_dataset") or "").strip().lower()
     return PAPER_DATASETS.get(pd)
 
 
@@ -156,42 +275,133 @@ def apply_options(cfg: dict, options: dict) -> dict:
     return to_plain(c.to_dict())
 
 
+# -- the run config's schema -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExperimentInfo(Settings):
+    what = "experiment key"
+
+    name: str = field("", help="The experiment's name (its work dir).")
+    table: str = field("", help="The paper table it reproduces.")
+    paper_dataset: str = field("", help="The dataset of the paper's numbers.")
+    metric: str = field("top1", help="The metric the paper reports.")
+
+
+@dataclass(frozen=True)
+class RunConfig(Settings):
+    """One variant's run config, resolved and checked."""
+
+    what = "setting"
+
+    model: dict = field(default_factory=dict, help="The model (its type's schema: stages/model/settings.py).")
+    train: ScheduleSettings = field(default_factory=ScheduleSettings, help="The schedule.")
+    data: DataSettings = field(default_factory=DataSettings, help="The cache entry and the items.")
+    runner: dict = field(default_factory=dict, help="Raw mmengine Runner arguments, merged last.")
+    experiment: ExperimentInfo = field(default_factory=ExperimentInfo, help="What the experiment reproduces.")
+    variant: str = field("", help="The variant's name.")
+    exp_name: str = field("", help="The experiment's work-dir name.")
+    paper_top1: Optional[float] = field(None, help="The paper's Top-1 of this row.")
+    paper_top5: Optional[float] = field(None, help="The paper's Top-5 of this row.")
+    paper_gflops: Optional[float] = field(None, help="The paper's GFLOPs of this row.")
+    paper_params_m: Optional[float] = field(None, help="The paper's tunable parameters (M) of this row.")
+    init_from: dict = field(default_factory=dict, help="{variant: [name prefixes]}: weights copied from other "
+                            "variants' final checkpoints (stages/train/warm_start.py).")
+    model_wrapper_cfg: dict = field(default_factory=dict, help="mmengine's DDP wrapper (set under torchrun).")
+
+    def check(self, where: str = "", source_of=None) -> None:
+        from stages.model.factory import model_settings
+
+        model = model_settings(self.model, where="model", source_of=source_of)
+        object.__setattr__(self, "model", model.to_dict())
+        for v, prefixes in self.init_from.items():
+            ok = isinstance(prefixes, str) or (isinstance(prefixes, (list, tuple))
+                                               and all(isinstance(p, str) for p in prefixes))
+            if not ok:
+                raise SettingsError(f"init_from.{v} = {prefixes!r}: expected name prefixes (text or a list of text)")
+
+
+def _all_keys(model_type: str) -> list[str]:
+    """Every dotted key of a run config with this model type (for "X is a key of Y" hints)."""
+    from stages.model.factory import model_settings
+
+    try:
+        model_cls = type(model_settings({"type": model_type}))
+    except (SettingsError, TypeError):
+        model_cls = None
+    keys = [f.name for f in describe(RunConfig)]
+    if model_cls is not None:
+        keys += [f.name for f in describe(model_cls, "model")]
+    return keys
+
+
+def check_run_config(d: dict, source_of: Callable[[str], Optional[str]]) -> RunConfig:
+    """``d`` checked by the run config's schema; an unknown key's message also names where a key of
+    that name lives (``train.flip_prob`` -> ``data.flip_prob``)."""
+    try:
+        return RunConfig.from_dict(d, source_of=source_of)
+    except SettingsError as e:
+        leaf = e.key.rsplit(".", 1)[-1] if e.key else ""
+        if str(e).startswith("unknown") and leaf:
+            homes = [k for k in _all_keys(str((d.get("model") or {}).get("type", "PeVL")))
+                     if k.rsplit(".", 1)[-1] == leaf and k != e.key]
+            if homes:
+                raise SettingsError(f"{e} ({leaf} is a key of {', '.join(h.rpartition('.')[0] for h in homes)})",
+                                    e.key, e.source) from None
+        raise
+
+
+# -- composition ------------------------------------------------------------------------------------------
 def build_run_config(exp: str, variant: str, dataset: Optional[str] = None,
                      cfg_options: Optional[dict] = None) -> Config:
-    """The full config of one variant of experiment ``exp`` (see the module docstring)."""
-    exp_cfg = load_experiment(exp)
-    vc = to_plain(variant_config(exp_cfg, variant).to_dict())
-    base = schedule_defaults()
-    ds = dataset or default_dataset(vc)
-    if ds is None:
-        raise ValueError(f"experiment {exp!r} names no dataset (data.dataset or experiment.paper_dataset); "
-                         "pass --dataset")
-    # a variant's `data` without a `dataset` (e.g. extract=dict(num_frames=32)) amends the dataset's
-    variant_data = to_plain(exp_cfg["variants"][variant]).get("data") or {}
-    if not vc.get("data", {}).get("dataset"):
-        base["data"] = dataset_config(ds)
-    cfg = deep_merge(base, vc)
-    demo_overrides = cfg.pop("demo_overrides", None) or {}
-    if dataset:
-        if dataset == "demo" and default_dataset(vc) != "demo":  # the demo experiments are demo already
-            demo = to_plain(variant_config(load_experiment("demo"), "pevl").to_dict())
-            cfg["data"] = demo["data"]
-            cfg["train"] = deep_merge(cfg["train"], demo["train"])
-            for k in DEMO_MODEL_KEYS:
-                *path, last = k.split(".")
-                src, dst = demo["model"], cfg["model"]
-                for p in path:
-                    src, dst = src[p], dst.setdefault(p, {})
-                if k in ("num_video_frames", "num_pose_frames") and dst.get(last) != src[last]:
-                    log.warning("%s/%s on the demo: model.%s=%s (the demo's), not the variant's %s", exp, variant,
-                                k, src[last], dst.get(last))
-                dst[last] = copy.deepcopy(src[last])
-            cfg = deep_merge(cfg, demo_overrides)  # the experiment's own demo settings
-            cfg["demo_switch"] = True
-        else:
-            cfg["data"] = deep_merge(dataset_config(dataset), variant_data if not variant_data.get("dataset") else {})
-    cfg.setdefault("runner", {})
+    """The resolved, checked run config of one variant of experiment ``exp`` (module docstring)."""
+    path = resolve_config_path(exp)
+    here = _source_name(path)
+    exp_cfg = load_experiment(path)
+    exp_d, exp_prov = load_config_file(path)
+    if "variants" not in exp_d:  # a saved run config: itself is the one variant
+        exp_d["variants"] = to_plain(exp_cfg["variants"])
+    v = check_variant(exp_cfg, variant, here)
+    own = default_dataset(exp_d)
+    layers = _Layers()
+    # 2. the experiment's dataset, unless the experiment's own _base_ brings one
+    if not (exp_d.get("data") or {}).get("dataset"):
+        ds = own or dataset
+        if ds is None:
+            raise ValueError(f"experiment {exp!r} names no dataset (data.dataset or experiment.paper_dataset); "
+                             "pass --dataset")
+        ds_d, ds_prov = load_config_file(dataset_config_path(ds))
+        layers.add(ds_d, ds_prov)
+    # 3. the experiment and the variant
+    overrides = exp_d.pop("dataset_overrides", None) or {}
+    exp_d.pop("variants", None)
+    layers.add(exp_d, exp_prov)
+    vsrc = f"{here}, variant {variant}"
+    layers.add({k: val for k, val in v.items() if k not in _PAPER_KEYS}, vsrc)
+    layers.add({k: v.get(k) for k in _PAPER_KEYS}, vsrc)
+    # 4. another dataset
+    if dataset and dataset != own:
+        before = {k: layers.cfg.get("model", {}).get(k) for k in ("num_video_frames", "num_pose_frames")}
+        ds_d, ds_prov = load_config_file(dataset_config_path(dataset))
+        # the variant's data amendments hold on any dataset, except where the dataset file states a key
+        vdata = v.get("data") or {}
+        layers.replace("data", vdata if not vdata.get("dataset") else {}, vsrc)
+        layers.add(ds_d, ds_prov)
+        if dataset in overrides:
+            layers.add(overrides[dataset], f"{here}, dataset_overrides.{dataset}")
+        for k, was in before.items():
+            now = layers.cfg.get("model", {}).get(k)
+            if was is not None and now != was:
+                log.warning("%s/%s on %s: model.%s=%s (from %s), not the variant's %s", here, variant, dataset, k,
+                            now, layers.source_of(f"model.{k}"), was)
+    # 5. --cfg-options
     if cfg_options:
-        cfg = apply_options(cfg, cfg_options)
-    cfg["exp_name"] = exp_cfg.get("experiment", {}).get("name", exp)
-    return Config(cfg)
+        layers.cfg = apply_options(layers.cfg, cfg_options)
+        for k in cfg_options:
+            layers.prov[k] = "--cfg-options"
+    d = layers.cfg
+    d.setdefault("data", {})
+    if not d["data"].get("dataset"):
+        d["data"]["dataset"] = default_dataset(d)
+    d["exp_name"] = (d.get("experiment") or {}).get("name") or path.stem
+    d["variant"] = variant
+    run = check_run_config(d, layers.source_of)
+    return Config(run.to_dict())

@@ -46,7 +46,7 @@ def find_clip(entry: CacheEntry, clip_id: str) -> dict:
 
 def load_checkpoint_into(model: torch.nn.Module, checkpoint: os.PathLike) -> None:
     """Weights of an mmengine checkpoint (``state_dict``), loaded with ``weights_only=True``."""
-    from stages.train.runner import checkpoint_safe_globals
+    from stages.train.checkpoints import checkpoint_safe_globals
 
     with checkpoint_safe_globals():
         ckpt = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
@@ -72,7 +72,7 @@ def explain_clip(cfg: Config, checkpoint: os.PathLike, entry: CacheEntry, clip_i
     sizes = check_entry_fits(cfg, entry, wrapped)
     load_checkpoint_into(wrapped, checkpoint)
     wrapped.to(device).eval()
-    model = wrapped.pevl
+    model = wrapped.recognizer
     m = cfg.model
     ds = CacheClipDataset(entry, row["split"], mode="test", crop_size=sizes["crop_size"],
                           num_pose_frames=int(m.num_pose_frames), num_video_frames=int(m.num_video_frames),

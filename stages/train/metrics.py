@@ -10,6 +10,13 @@ from mmengine.evaluator import BaseMetric
 from stages.registry import METRICS
 
 
+def evaluator_config(test_ds) -> dict:
+    """The Runner's evaluator of a test dataset (over an entry): Top-1/5, mean class accuracy, and
+    the fine pairs' Top-1 where the dataset names fine pairs."""
+    return dict(type="PeVLClassificationMetric", num_classes=len(test_ds.classes),
+                fine_classes=fine_pair_classes(test_ds.entry.attrs.get("dataset_meta")))
+
+
 def fine_pair_classes(dataset_meta: Optional[dict]) -> Optional[list[int]]:
     """The class ids of a dataset's fine pairs, from its cache entry's ``dataset_meta``: the demo's
     ``aliasing_pairs`` (pairs that 16 segment-middle frames cannot tell apart, docs/demo.md), or

@@ -29,6 +29,21 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
+#: a variant's row of its experiment's table; its presence marks the variant done
+RESULT_FILE = "result.json"
+
+
+def read_result(work_dir: os.PathLike) -> Optional[dict]:
+    """A variant's ``result.json`` (None: not finished, or unreadable)."""
+    p = Path(work_dir) / RESULT_FILE
+    if not p.is_file():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def write_json(path: os.PathLike, obj: Any) -> None:
     """Atomic JSON write (a reader never sees half a file)."""
     path = Path(path)

@@ -1,12 +1,13 @@
 """Train and evaluate one variant with mmengine's Runner, from a cache entry only.
 
-:func:`train_variant` turns a run config (:func:`stages.train.config.build_run_config`) into an
-mmengine Runner: AdamW on the tunable parameters only, linear warm-up then cosine to zero (per
-iteration), bf16 autocast on CUDA (in the model, no loss scaling; fp16 through ``AmpOptimWrapper``;
-fp32 on CPU), gradient accumulation, a checkpoint every epoch holding the trainable state and
-naming the backbone (``--resume`` continues from the last), TensorBoard + JSON scalars, a seed,
-and ``torchrun`` data parallelism (``launcher='pytorch'``: NCCL on GPUs, gloo on CPU). After
-training it evaluates the final weights (3 crops x 1 clip), and writes into the variant's work dir:
+:func:`train_variant` builds the recognizer in its Runner model (:mod:`.runner_model`), the
+datasets over the entry (:mod:`stages.data`), and the Runner from the schedule
+(:func:`.schedule.runner_kwargs`: AdamW on the tunable parameters, warm-up then cosine, bf16 on
+CUDA, a checkpoint every epoch holding the trainable state and naming the backbone
+(:mod:`.hooks`), ``--resume``, TensorBoard + JSON scalars, a seed, ``torchrun`` data parallelism
+(:mod:`.distributed`)); a two-stage variant first copies other variants' final weights
+(:mod:`.warm_start`). After training it evaluates the final weights (3 crops x 1 clip) and writes
+into the variant's work dir (:mod:`.report`):
 
 * ``result.json``: the variant's row of the experiment table (also marks the variant done);
 * ``confusion.json`` / ``confusion.png``, ``predictions.json``;
@@ -18,129 +19,86 @@ training it evaluates the final weights (3 crops x 1 clip), and writes into the 
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
-import uuid
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
-import torch
 from mmengine.config import Config
-from mmengine.dist import get_dist_info, is_distributed
-from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
+from mmengine.dist import get_dist_info
 
 import stages.data.epoch_sampler  # noqa: F401  (registers EpochSeedSampler)
+import stages.train.hooks  # noqa: F401  (registers the hooks)
 import stages.train.metrics  # noqa: F401  (registers the metric)
-import stages.train.model  # noqa: F401  (registers the wrappers)
+import stages.train.runner_model  # noqa: F401  (registers the wrappers)
 from cache import CacheEntry
 from stages.data.dataset import CacheClipDataset
-from stages.data.device_frames import collate_items
-from stages.nested_config import deep_merge, to_plain
-from stages.registry import HOOKS, SCOPE
+from stages.data.settings import DataSettings
+from stages.nested_config import to_plain
 from stages.skeletons import get_skeleton
 from stages.train import report
-from stages.train.checkpoints import resume_checkpoint  # (also registers AtomicCheckpointHook)
-from stages.train.metrics import fine_pair_classes, metric_row
+from stages.train.checkpoints import checkpoint_safe_globals, resume_checkpoint
+from stages.train.distributed import init_distributed, resolve_device
+from stages.train.hooks import RecordValHook
+from stages.train.metrics import metric_row
+from stages.train.schedule import ScheduleSettings, autocast_dtype, runner_kwargs, world_size
+from stages.train.warm_start import init_from_variants
 
 log = logging.getLogger(__name__)
 
-RESULT_FILE = "result.json"
-
-
-@HOOKS.register_module()
-class RecordValHook(Hook):
-    """Remembers after which training epoch the last validation ran (same on every rank)."""
-
-    priority = "LOWEST"
-
-    def __init__(self):
-        self.last_val_epoch = -1
-
-    def after_val_epoch(self, runner, metrics=None) -> None:
-        self.last_val_epoch = runner.epoch
-
-
-@HOOKS.register_module()
-class BackboneCheckpointHook(Hook):
-    """Names the CLIP weights in every checkpoint (which holds the trainable state only when the
-    backbone is frozen pretrained weights), and refuses to load a checkpoint trained on others."""
-
-    @staticmethod
-    def _model(runner):
-        return runner.model.module if is_model_wrapper(runner.model) else runner.model
-
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint.setdefault("meta", {})["backbone"] = self._model(runner).backbone_identity()
-
-    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        saved = (checkpoint.get("meta") or {}).get("backbone")
-        if saved is None:  # written before checkpoints named their backbone: it holds all weights
-            return
-        ours = self._model(runner).backbone_identity()
-        keys = ("arch", "pretrained", "frozen") + (("pretrained_size",) if saved.get("pretrained_path") else ())
-        if any(saved.get(k) != ours.get(k) for k in keys):
-            raise ValueError(f"the checkpoint was trained on backbone {saved}, but this model is built on {ours}: "
-                             "its adapters and heads only make sense on those weights (set model.clip.* to match)")
-
-
-def checkpoint_safe_globals():
-    """torch >= 2.6 loads with ``weights_only=True``; mmengine checkpoints also hold the message
-    hub (``HistoryBuffer`` of numpy arrays). Admit exactly those types, not arbitrary pickles."""
-    import builtins
-
-    import numpy as np
-    from mmengine.logging.history_buffer import HistoryBuffer
-
-    if int(np.__version__.split(".")[0]) >= 2:
-        from numpy._core import multiarray as ma
-    else:
-        from numpy.core import multiarray as ma
-    allowed = [HistoryBuffer, ma.scalar, ma._reconstruct, np.ndarray, np.dtype,
-               builtins.getattr]
-    allowed += list({type(np.dtype(t)) for t in (np.float16, np.float32, np.float64, np.int32, np.int64,
-                                                  np.uint8, np.bool_)})
-    return torch.serialization.safe_globals(allowed)
-
-
-def init_distributed(launcher: str) -> None:
-    """Start the process group for ``launcher='pytorch'`` (torchrun): NCCL with CUDA, else gloo.
-
-    mmengine would always pin a CUDA device first; on CPU machines that fails, so the group is
-    started here and mmengine finds it already initialised."""
-    if launcher == "none" or is_distributed():
-        return
-    import torch.distributed as dist
-
-    if launcher != "pytorch":
-        raise ValueError(f"launcher must be 'none' or 'pytorch', got {launcher!r}")
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group(backend="nccl")
-    else:
-        dist.init_process_group(backend="gloo")
 
 
 def check_entry_fits(cfg: Config, entry: CacheEntry, model) -> dict:
-    """Model sizes from the built model and the entry; raise early on a mismatch."""
-    vis = model.pevl.clip.visual
+    """Model sizes from the built model and the entry; raise early on a mismatch, naming the
+    ``pipeline extract`` command that makes an entry the model can read.
+
+    An entry on another grid is not regridded here: its frames were resized so both sides are
+    whole cells of *its* grid (e.g. 256 x 448 px for 16), so crops and flips on another lattice
+    would not be whole cells, which the store guarantees (docs/cache.md)."""
+    from stages.geometry import resized_size
+
+    vis = model.recognizer.clip.visual
     size = int(vis.image_size[0] if isinstance(vis.image_size, (tuple, list)) else vis.image_size)
     patch = int(vis.patch_size[0] if isinstance(vis.patch_size, (tuple, list)) else vis.patch_size)
+    arch = cfg.model.clip.get("arch", "the model")
     if entry.grid_cell != patch:
-        raise ValueError(f"cache entry {entry.key} has {entry.grid_cell}-pixel mask cells but the model's patch is "
-                         f"{patch}: extract with --grid-cell {patch}")
+        raise ValueError(
+            f"cache entry {entry.key} has {entry.grid_cell}-pixel mask cells, but {arch} reads {patch}-pixel patches: "
+            f"its grids do not line up with the model's patches. Make an entry on a {patch}-pixel grid:\n"
+            f"  {_extract_command(cfg, entry, grid_cell=patch)}\n"
+            f"and train with data.extract.grid_cell={patch} (--cfg-options) so it is found, or --entry KEY.")
     ss = int(entry.settings.get("short_side", size))
-    if ss < size:
-        raise ValueError(f"cache entry {entry.key} has a short side of {ss} px, smaller than the model's {size} "
-                         f"crop: extract with --short-side {max(size, 256)}")
+    actual = min(resized_size(ss, ss, ss, patch))  # the short side as stage one rounded it to whole cells
+    if actual < size:
+        want = max(size, 256)
+        raise ValueError(
+            f"cache entry {entry.key} has a short side of {actual} px, smaller than the {size}-pixel crop of {arch}. "
+            f"Make an entry with a larger one:\n  {_extract_command(cfg, entry, short_side=want)}\n"
+            f"and train with data.extract.short_side={want} (--cfg-options) so it is found, or --entry KEY.")
     return dict(crop_size=size, patch=patch)
+
+
+def _extract_command(cfg: Config, entry: CacheEntry, **settings) -> str:
+    """``pipeline extract`` of the run's data config with the entry's own stage-one settings and
+    ``settings`` changed."""
+    from stages.data.entry_lookup import extract_command
+    from stages.extract.settings import ExtractSettings
+
+    data = to_plain(cfg.get("data") or {})
+    data.setdefault("dataset", entry.dataset)
+    if not data.get("root") and entry.attrs.get("dataset_root"):
+        data["root"] = entry.attrs["dataset_root"]
+    own = {k: v for k, v in entry.settings.items() if k in ExtractSettings.keys()}
+    data["extract"] = {**own, **settings}
+    if entry.settings.get("pose_source") and not data.get("pose_source"):
+        data["pose_source"] = entry.settings["pose_source"]
+    return extract_command(data)
 
 
 def prepare_model_cfg(cfg: Config, entry: CacheEntry) -> dict:
     """``cfg.model`` with the class and joint counts of the entry."""
-    m = cfg.model.to_dict() if hasattr(cfg.model, "to_dict") else dict(cfg.model)
+    m = to_plain(cfg.model)
     m["num_classes"] = len(entry.classes)
     m["num_joints"] = get_skeleton(entry.skeleton).num_joints
     return m
@@ -151,9 +109,9 @@ def decode_on_device(data_cfg: dict, entry: CacheEntry, device: str) -> bool:
     one-line notice and the loader decodes on the CPU as usual."""
     if not data_cfg.get("decode_on_device"):
         return False
-    if entry.frames_codec != "jpeg":
-        log.warning("data.decode_on_device: cache entry %s stores %s frames, not JPEG; nothing to decode on the "
-                    "device (extract with --frames-codec jpeg for that)", entry.key, entry.frames_codec)
+    if not entry.codec.device_decodable:
+        log.warning("data.decode_on_device: cache entry %s stores %s frames, which are not decoded on a device "
+                    "(extract with --frames-codec jpeg for that)", entry.key, entry.frames_codec)
         return False
     if device != "cuda":
         log.warning("data.decode_on_device: no CUDA device, so the loader workers decode the JPEG frames on the CPU")
@@ -163,120 +121,26 @@ def decode_on_device(data_cfg: dict, entry: CacheEntry, device: str) -> bool:
 
 def build_datasets(cfg: Config, entry: CacheEntry, crop_size: int, allow_partial: bool,
                    train: bool = True, device: str = "cpu") -> tuple[Optional[CacheClipDataset], CacheClipDataset]:
-    t, m, d = cfg.train, cfg.model, cfg.data
+    t = ScheduleSettings.from_dict(to_plain(cfg.train), where="train")
+    d = DataSettings.from_dict(to_plain(cfg.data), where="data")
+    m = cfg.model
     common = dict(crop_size=crop_size, num_pose_frames=int(m.num_pose_frames),
-                  num_video_frames=int(m.num_video_frames), seed=int(t.seed), allow_partial=allow_partial,
-                  decode_on_device=decode_on_device(d, entry, device))
-    train_ds = (CacheClipDataset(entry, d.get("train_split", "train"), mode="train", flip_prob=float(t.flip_prob),
-                                 random_pose_offsets=bool(t.random_pose_offsets), **common) if train else None)
-    test_ds = CacheClipDataset(entry, d.get("test_split", "val"), mode="test", **common)
+                  num_video_frames=int(m.num_video_frames), seed=t.seed, allow_partial=allow_partial,
+                  decode_on_device=decode_on_device(to_plain(cfg.data), entry, device))
+    train_ds = (CacheClipDataset(entry, d.train_split, mode="train", flip_prob=d.flip_prob,
+                                 random_pose_offsets=d.random_pose_offsets, **common) if train else None)
+    test_ds = CacheClipDataset(entry, d.test_split, mode="test", **common)
     return train_ds, test_ds
-
-
-def _amp(cfg: Config, device: str) -> Optional[str]:
-    amp = cfg.train.get("amp")
-    return amp if (amp and device == "cuda") else None
-
-
-def runner_kwargs(cfg: Config, model, train_ds, test_ds, work_dir: Path, launcher: str, device: str,
-                  resume: bool = False, load_from: Optional[str] = None, hooks: Optional[list] = None) -> dict:
-    """The mmengine Runner arguments for a run config (see the schedule config for the keys)."""
-    t = cfg.train
-    cuda = device == "cuda"
-    world = int(os.environ.get("WORLD_SIZE", "1")) if launcher == "pytorch" else 1
-    nw = int(t.num_workers)
-    bs = int(t.batch_size)
-    tbs = int(t.test_batch_size or bs)
-    loader_common = dict(num_workers=nw, persistent_workers=nw > 0, pin_memory=cuda,
-                         collate_fn=dict(type=collate_items))
-    kw: dict[str, Any] = dict(
-        model=model,
-        work_dir=str(work_dir),
-        experiment_name=f"{cfg.get('exp_name', 'exp')}_{cfg.get('variant', 'v')}_{uuid.uuid4().hex[:8]}",
-        launcher=launcher,
-        default_scope=SCOPE,  # our registries (stages.registry) first, mmengine's behind them
-        env_cfg=dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
-                     dist_cfg=dict(backend="nccl" if cuda else "gloo")),
-        randomness=dict(seed=int(t.seed), deterministic=bool(t.get("deterministic", False)), diff_rank_seed=False),
-        default_hooks=dict(
-            timer=dict(type="IterTimerHook"),
-            logger=dict(type="LoggerHook", interval=int(t.log_interval), log_metric_by_epoch=True),
-            param_scheduler=dict(type="ParamSchedulerHook"),
-            # whole or absent, the old one deleted after (stages/train/checkpoints.py)
-            checkpoint=dict(type="AtomicCheckpointHook", interval=1, by_epoch=True,
-                            max_keep_ckpts=int(t.max_keep_ckpts), save_last=True),
-            sampler_seed=dict(type="DistSamplerSeedHook"),
-        ),
-        custom_hooks=[dict(type="RecordValHook"), dict(type="BackboneCheckpointHook")] + list(hooks or []),
-        visualizer=dict(type="Visualizer", name=f"vis_{uuid.uuid4().hex[:12]}",
-                        vis_backends=[dict(type="LocalVisBackend"), dict(type="TensorboardVisBackend")]),
-        log_processor=dict(by_epoch=True, window_size=max(1, int(t.log_interval))),
-        log_level="INFO",
-        resume=resume,
-        load_from=load_from,
-        cfg=Config({k: v for k, v in cfg.to_dict().items()}),
-    )
-    if launcher == "pytorch":  # mmengine reads the DDP wrapper from the config it dumps
-        # DDP's search for unused parameters costs a graph walk every step: only for the variants
-        # whose step can leave a tunable parameter without gradient (the model says; default: yes).
-        # The scoped name: Runner.wrap_model looks the wrapper up in mmengine's root registry, which
-        # finds our child registry's entries only by "stages.<name>".
-        find_unused = bool(getattr(model.pevl, "leaves_unused_parameters", True))
-        kw["cfg"]["model_wrapper_cfg"] = dict(type=f"{SCOPE}.PeVLDistributedDataParallel",
-                                              find_unused_parameters=find_unused, broadcast_buffers=False)
-    test_loader = dict(dataset=test_ds, batch_size=tbs, sampler=dict(type="DefaultSampler", shuffle=False),
-                       drop_last=False, **loader_common)
-    evaluator = dict(type="PeVLClassificationMetric", num_classes=len(test_ds.classes),
-                     fine_classes=fine_pair_classes(test_ds.entry.attrs.get("dataset_meta")))
-    kw.update(test_dataloader=test_loader, test_cfg=dict(type="TestLoop"), test_evaluator=evaluator)
-    if train_ds is not None:
-        epochs, warm = int(t.max_epochs), int(t.warmup_epochs)
-        drop_last = len(train_ds) >= bs * world * 2
-        kw["train_dataloader"] = dict(dataset=train_ds, batch_size=bs, drop_last=drop_last,
-                                      sampler=dict(type="EpochSeedSampler", shuffle=True), **loader_common)
-        vi = int(t.get("val_interval") or 0)
-        kw["train_cfg"] = dict(by_epoch=True, max_epochs=epochs, val_interval=vi if vi > 0 else epochs + 1)
-        if vi > 0:
-            kw.update(val_dataloader=dict(test_loader), val_cfg=dict(type="ValLoop"), val_evaluator=dict(evaluator))
-        # bf16 autocasts in the model and needs no loss scaling; fp16 needs AmpOptimWrapper's GradScaler
-        amp = _amp(cfg, device)
-        ow = dict(type="AmpOptimWrapper", dtype=amp) if amp == "float16" else dict(type="OptimWrapper")
-        ow.update(optimizer=dict(type="AdamW", lr=float(t.lr), betas=tuple(t.betas), eps=float(t.eps),
-                                 weight_decay=float(t.weight_decay)),
-                  accumulative_counts=int(t.accumulative_counts), constructor="TunableOptimWrapperConstructor")
-        if t.get("clip_grad"):
-            ow["clip_grad"] = dict(t.clip_grad)
-        kw["optim_wrapper"] = ow
-        sched = []
-        if warm > 0:
-            sched.append(dict(type="LinearLR", start_factor=float(t.warmup_start_factor), by_epoch=True, begin=0,
-                              end=warm, convert_to_iter_based=True))
-        sched.append(dict(type="CosineAnnealingLR", T_max=max(1, epochs - warm), eta_min=0.0, by_epoch=True,
-                          begin=warm, end=max(epochs, warm + 1), convert_to_iter_based=True))
-        kw["param_scheduler"] = sched
-    runner_over = cfg.get("runner") or {}
-    if runner_over:
-        kw = {**kw, **deep_merge({k: kw[k] for k in runner_over if k in kw and isinstance(kw[k], dict)},
-                                 to_plain(runner_over))}
-    return kw
-
-
-def resolve_device(device: Optional[str]) -> str:
-    if device in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda but no CUDA device is visible")
-    return "cuda" if device.startswith("cuda") else "cpu"
 
 
 def build_wrapped_model(cfg: Config, entry: CacheEntry, device: str):
     from mmengine.runner import set_random_seed
 
-    from stages.train.model import PeVLRunnerModel
+    from stages.train.runner_model import RunnerModel
 
     set_random_seed(int(cfg.train.seed), deterministic=bool(cfg.train.get("deterministic", False)))
-    model = PeVLRunnerModel(prepare_model_cfg(cfg, entry), entry.classes, entry.coarse_type,
-                            amp_dtype=_amp(cfg, device))
+    model = RunnerModel(prepare_model_cfg(cfg, entry), entry.classes, entry.coarse_type,
+                        amp_dtype=autocast_dtype(ScheduleSettings.from_dict(to_plain(cfg.train)), device))
     return model
 
 
@@ -297,64 +161,13 @@ def model_cost(cfg: Config, entry: CacheEntry, model) -> dict:
     return out
 
 
-def init_from_variants(model, init_from: dict, exp_dir: Path) -> dict[str, str]:
-    """Copy into ``model`` (the runner model) the weights that other variants of the same experiment
-    finished with: ``init_from = {variant: [name prefixes of the built model, e.g. 'pose_']}``, read
-    from ``exp_dir/<variant>/``'s final checkpoint. Every parameter and buffer of ``model`` under a
-    prefix must be in that checkpoint with the same shape. Returns ``{variant: checkpoint path}``.
-
-    Raises ``FileNotFoundError`` naming the command to run when a source variant has not finished."""
-    own = model.state_dict()
-    wrapper = "pevl."  # the runner model holds the plain model as .pevl
-    used: dict[str, str] = {}
-    picked: dict[str, torch.Tensor] = {}
-    for variant, prefixes in to_plain(init_from).items():
-        prefixes = [prefixes] if isinstance(prefixes, str) else list(prefixes)
-        vdir = exp_dir / variant
-        ckpt = _finished_checkpoint(vdir)
-        if ckpt is None:
-            raise FileNotFoundError(
-                f"this variant starts from the final weights of {variant!r}, which has not finished in {exp_dir} "
-                f"(no {vdir / RESULT_FILE} with its checkpoint): train it first (pipeline train --variant "
-                f"{variant} with this experiment, --dataset and --work-dir)")
-        with checkpoint_safe_globals():
-            state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
-        wanted = [k for k in own if any(k.startswith(wrapper + p) for p in prefixes)]
-        if not wanted:
-            raise ValueError(f"init_from {variant!r}: the model has nothing under {prefixes}")
-        missing = [k for k in wanted if k not in state]
-        bad = [k for k in wanted if k in state and state[k].shape != own[k].shape]
-        if missing or bad:
-            raise ValueError(f"init_from {variant!r} ({ckpt}): {len(missing)} weights missing "
-                             f"{[k.removeprefix(wrapper) for k in missing[:4]]}, {len(bad)} of another shape "
-                             f"{[k.removeprefix(wrapper) for k in bad[:4]]}: is it a run of this experiment?")
-        picked.update((k, state[k]) for k in wanted)
-        used[variant] = str(ckpt)
-        log.info("initialised %d tensors under %s from %s", len(wanted), prefixes, ckpt)
-    # only the picked tensors: the rest (a new head, the frozen CLIP) stays as built
-    unexpected = model.load_state_dict(picked, strict=False).unexpected_keys
-    assert not unexpected, unexpected  # picked from our own state dict's keys
-    return used
-
-
-def _finished_checkpoint(vdir: Path) -> Optional[Path]:
-    """The final checkpoint of a finished variant dir (its result.json's, found beside it if the
-    recorded path was relative to another working directory), else None."""
-    row = read_result(vdir)
-    if row is None or not row.get("checkpoint"):
-        return None
-    for cand in (Path(row["checkpoint"]), vdir / Path(row["checkpoint"]).name):
-        if cand.is_file():
-            return cand
-    return None
-
-
 def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, launcher: str = "none",
                   device: Optional[str] = None, resume: bool = False, allow_partial: bool = False,
-                  hooks: Optional[list] = None, on_runner: Optional[Callable] = None) -> Optional[dict]:
+                  hooks: Optional[list] = None, on_runner: Optional[Callable] = None,
+                  say: Optional[Callable[[str], None]] = None) -> Optional[dict]:
     """Train one variant into ``work_dir`` and evaluate it; returns its result row on rank 0
-    (None elsewhere). ``hooks``: extra mmengine hook configs (tests)."""
+    (None elsewhere). ``hooks``: extra mmengine hook configs (tests); ``say``: where to print the
+    pretrained weights the model was built on (``pipeline train``)."""
     from mmengine.runner import Runner
 
     work_dir = Path(work_dir)
@@ -364,6 +177,11 @@ def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, laun
     if rank == 0:
         work_dir.mkdir(parents=True, exist_ok=True)
     model = build_wrapped_model(cfg, entry, dev)
+    if rank == 0 and say is not None:
+        from stages.model.clip_loader import describe_pretrained
+
+        say(f"[weights] {cfg.get('exp_name')}/{cfg.get('variant')}: CLIP "
+            f"{describe_pretrained(getattr(model.recognizer.clip, 'pretrained_identity', None))}")
     # a two-stage variant (PGVT Table 4 (3), late fusion) starts from other variants' final weights
     init_sources = init_from_variants(model, cfg.init_from, work_dir.parent) if cfg.get("init_from") else {}
     sizes = check_entry_fits(cfg, entry, model)
@@ -372,7 +190,8 @@ def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, laun
     # the newest whole checkpoint, whatever last_checkpoint says (a kill may have cut a save short)
     resume_from = resume_checkpoint(work_dir) if resume else None
     kw = runner_kwargs(cfg, model, train_ds, test_ds, work_dir, launcher, dev, resume=resume_from is not None,
-                       load_from=str(resume_from) if resume_from else None, hooks=hooks)
+                       load_from=str(resume_from) if resume_from else None, hooks=hooks,
+                       world_size=world_size(launcher))
     t0 = time.time()
     runner = Runner(**kw)
     if on_runner:
@@ -396,13 +215,13 @@ def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, laun
         experiment=cfg.get("exp_name"), variant=cfg.get("variant"), dataset=entry.dataset, entry=entry.key,
         split=test_ds.split, num_classes=len(entry.classes), num_test_clips=len(test_ds), **metric_row(res),
         paper_top1=cfg.get("paper_top1"), **cost, epochs=int(runner.epoch),
-        arch=cfg.model.clip.arch, pretrained=cfg.model.clip.get("pretrained") or cfg.model.clip.get("pretrained_path"),
+        arch=cfg.model.clip.arch, **model.pretrained_fields(),
         # the frames the variant reads (None for a modality it does not have)
         num_video_frames=int(cfg.model.num_video_frames) if "video" in cfg.model.modalities else None,
         num_pose_frames=int(cfg.model.num_pose_frames) if "pose" in cfg.model.modalities else None,
         crop_size=sizes["crop_size"], lr=float(cfg.train.lr), batch_size=int(cfg.train.batch_size),
         accumulative_counts=int(cfg.train.accumulative_counts), world_size=world, device=dev,
-        amp=_amp(cfg, dev), seed=int(cfg.train.seed), train_seconds=round(train_s, 1),
+        amp=model.amp_dtype, seed=int(cfg.train.seed), train_seconds=round(train_s, 1),
         checkpoint=_last_checkpoint(work_dir), finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **({"init_from": init_sources} if init_sources else {}),
     )
@@ -411,7 +230,7 @@ def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, laun
         report.plot_curves(work_dir, work_dir / "curves.png", title=f"{row['experiment']} / {row['variant']}")
     except Exception as e:  # noqa: BLE001
         log.warning("could not draw the training curves: %s", e)
-    report.write_json(work_dir / RESULT_FILE, row)
+    report.write_json(work_dir / report.RESULT_FILE, row)
     return row
 
 
@@ -440,7 +259,8 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str, entry: CacheEntry, out_dir
     sizes = check_entry_fits(cfg, entry, model)
     _, test_ds = build_datasets(cfg, entry, sizes["crop_size"], allow_partial, train=False, device=dev)
     cost = model_cost(cfg, entry, model) if rank == 0 else {}
-    kw = runner_kwargs(cfg, model, None, test_ds, out_dir, launcher, dev, load_from=str(checkpoint))
+    kw = runner_kwargs(cfg, model, None, test_ds, out_dir, launcher, dev, load_from=str(checkpoint),
+                       world_size=world_size(launcher))
     runner = Runner(**kw)
     t0 = time.time()
     with checkpoint_safe_globals():
@@ -451,17 +271,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str, entry: CacheEntry, out_dir
     row = dict(experiment=cfg.get("exp_name"), variant=cfg.get("variant"), dataset=entry.dataset, entry=entry.key,
                split=test_ds.split, checkpoint=str(checkpoint), num_classes=len(entry.classes),
                num_test_clips=len(test_ds), **metric_row(res), paper_top1=cfg.get("paper_top1"), **cost,
-               device=dev, eval_seconds=round(time.time() - t0, 1))
+               arch=cfg.model.clip.arch, **model.pretrained_fields(), device=dev, eval_seconds=round(time.time() - t0, 1))
     report.save_evaluation(out_dir, res, entry.classes, test_ds, title=f"{row['experiment']} / {row['variant']}")
     report.write_json(out_dir / "metrics.json", row)
     return row
-
-
-def read_result(work_dir: os.PathLike) -> Optional[dict]:
-    p = Path(work_dir) / RESULT_FILE
-    if not p.is_file():
-        return None
-    try:
-        return json.loads(p.read_text())
-    except (OSError, ValueError):
-        return None

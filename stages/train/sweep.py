@@ -112,15 +112,19 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
               work_dir: os.PathLike = "work_dirs", cfg_options: Optional[dict] = None, resume: bool = False,
               allow_partial: bool = False, entry: Optional[str] = None, cache_root: Optional[str] = None,
               launcher: str = "none", device: Optional[str] = None, seed: Optional[int] = None,
-              force: bool = False, hooks: Optional[list] = None,
+              force: bool = False, hooks: Optional[list] = None, check_sources: bool = False,
               say: Callable[[str], None] = print) -> SweepReport:
-    """Train the selected variants (default: all) and write the experiment's results table."""
+    """Train the selected variants (default: all) and write the experiment's results table.
+    ``check_sources``: first re-plan each entry from the raw dataset (``data.root``) and refuse it
+    when the dataset's files changed since it was made."""
     from mmengine.dist import get_dist_info
 
-    from stages.data.lookup import find_entry
+    from stages.data.entry_lookup import find_entry, source_changes
     from stages.train.config import build_run_config
     from stages.train.report import write_results
-    from stages.train.runner import RESULT_FILE, init_distributed, read_result, train_variant
+    from stages.train.distributed import init_distributed
+    from stages.train.report import RESULT_FILE, read_result
+    from stages.train.runner import train_variant
 
     exp_cfg = load_experiment(exp)
     chosen = order_by_init_sources(exp_cfg, select_variants(exp_cfg, variants))
@@ -151,6 +155,12 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
             key = json.dumps(cfg.data.to_dict(), sort_keys=True, default=str) + str(entry)
             if key not in entries:
                 e = find_entry(cfg.data.to_dict(), cache_root=cache_root, entry=entry)
+                if check_sources:
+                    changed = source_changes(e, root=cfg.data.get("root"), cache_root=cache_root)
+                    if changed:
+                        raise SourcesChangedError(f"the dataset's files changed since entry {e.key} was made: "
+                                                  + "; ".join(changed) + ". Re-extract (pipeline extract, same "
+                                                  "options) to get an entry of the files as they are now")
                 st = e.require_complete(allow_partial)
                 if st.missing:
                     say(f"[warn] entry {e.key} is incomplete ({len(st.missing)} of {st.total} clips missing); "
@@ -162,7 +172,7 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
                     + ("resuming from the last one" if resume else "starting over (--resume continues it)"))
             say(f"[train] {exp_name}/{v} on {e.dataset} (entry {e.key}) -> {vdir}")
             row = train_variant(cfg, vdir, e, launcher=launcher, device=device, resume=resume,
-                                allow_partial=allow_partial, hooks=hooks)
+                                allow_partial=allow_partial, hooks=hooks, say=say)
             if row is not None:
                 row["config_hash"] = config_hash(cfg)
                 row["status"] = "done"
@@ -195,15 +205,19 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
     return rep
 
 
+class SourcesChangedError(RuntimeError):
+    """``--check-sources``: the dataset's files are not those the entry was made from."""
+
+
 def _is_setup_error(ex: BaseException) -> bool:
     from cache import EntryIncompleteError, EntryNotFoundError
 
-    return isinstance(ex, (EntryNotFoundError, EntryIncompleteError))
+    return isinstance(ex, (EntryNotFoundError, EntryIncompleteError, SourcesChangedError))
 
 
 def collect_rows(exp_cfg: Config, exp_dir: Path, outcomes: list[VariantOutcome]) -> list[dict]:
     """One row per variant of the experiment that finished (now or before) or failed now."""
-    from stages.train.runner import read_result
+    from stages.train.report import read_result
 
     by_v = {o.variant: o for o in outcomes}
     rows = []

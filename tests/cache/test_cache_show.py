@@ -32,7 +32,7 @@ def entry(tmp_path_factory):
                lambda self, c: np.array([[10, 8, 60, 56]] * 2, np.float32) if c.clip_id == "v0" else None)
     try:
         rep = run_extract(ExtractOptions(dataset="custom", root=str(root), cache_root=str(tmp / "cache"),
-                                         pose_checkpoint="none", pose_flip_test=False, pose_batch_size=4,
+                                         pose_options={"checkpoint": "none", "flip_test": False, "batch_size": 4},
                                          settings={"num_frames": 4, "short_side": 64}))
     finally:
         mp.undo()

@@ -222,7 +222,7 @@ def test_repair_of_a_flipped_and_a_deleted_clip_then_extract_redoes_them_and_reb
     res, text = _cli("cache", "repair", entry.key, "--cache-root", root)
     assert res.exit_code == 0, text
     assert "moved clips/v1 to quarantine/: keypoints: content does not match its digest" in text
-    assert "reopened" in text and "2 clip(s) to extract" in text
+    assert "reopened" in text and "2 clip(s) to extract: run `pipeline extract --dataset custom --root" in text
     assert not (entry.path / "index").exists() and entry.manifest()["status"] == "incomplete"
     assert sorted(entry.status().missing) == ["v1", "v2"] and not entry.is_complete
     assert "incomplete" in json.loads(_cli("cache", "ls", "--cache-root", root, "--json")[0].stdout)[0]["status"]

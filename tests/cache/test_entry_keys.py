@@ -13,8 +13,8 @@ from stages.extract import clip as clip_mod
 
 
 def _opts(root, cache_root, **kw):
-    base = dict(dataset="custom", root=str(root), cache_root=str(cache_root), pose_checkpoint="none",
-                pose_flip_test=False, pose_batch_size=16)
+    base = dict(dataset="custom", root=str(root), cache_root=str(cache_root),
+                pose_options={"checkpoint": "none", "flip_test": False, "batch_size": 16})
     base.update(kw)
     return ExtractOptions(**base)
 
@@ -69,7 +69,8 @@ def test_changed_settings_make_a_new_entry_beside_the_old(extracted):
     base = plan_entry(_opts(root, cache_root))
     assert base.key == rep.entry.key
     for change in (dict(settings={"num_frames": 8}), dict(settings={"short_side": 128}),
-                   dict(settings={"grid_cell": 32}), dict(pose_flip_test=True),
+                   dict(settings={"grid_cell": 32}),
+                   dict(pose_options={"checkpoint": "none", "flip_test": True}),
                    dict(settings={"frames_codec": "zstd"})):
         assert plan_entry(_opts(root, cache_root, **change)).key != base.key, change
     # a changed source file changes the key too

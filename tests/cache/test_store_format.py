@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from cache import CacheStore, layout
 from cache.chunks import ChunkFormatError
-from cache.codecs import JpegFrames
+from cache.frames_codecs.jpeg import JpegFrames
 from cache.entry import CacheEntry, EntryFormatError
 from cache.writer import EntryWriter, create_entry
 

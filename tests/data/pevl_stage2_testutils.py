@@ -14,7 +14,7 @@ DEMO_OPTIONS = dict(clips_per_class=(2, 1), num_frames=32, workers=1)  # passed 
 
 
 def small_demo_data_cfg(base: Path, frames_codec: str = "none") -> dict:
-    return dict(dataset="demo", root=str(base / "data"), pose_source=None, pose_checkpoint=None,
+    return dict(dataset="demo", root=str(base / "data"), pose_source=None,
                 extract=dict(num_frames=16, short_side=128, grid_cell=16,
                              **({"frames_codec": frames_codec} if frames_codec != "none" else {})),
                 dataset_options=dict(DEMO_OPTIONS), train_split="train", test_split="val")
@@ -24,7 +24,7 @@ def small_demo_entry(tmp_path_factory, frames_codec: str = "none") -> tuple[Path
     """(cache_root, entry_dir, data_cfg) of the shared small demo entry (made on first use);
     one entry per frames codec, from the same generated videos."""
     from pipeline.engines.local import run_extract
-    from stages.data.lookup import extract_options
+    from stages.data.entry_lookup import extract_options
 
     base = tmp_path_factory.getbasetemp() / "stage2_small_demo"
     base.mkdir(exist_ok=True)

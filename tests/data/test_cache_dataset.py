@@ -15,7 +15,7 @@ import torch
 
 from cache import CacheEntry, EntryIncompleteError, EntryNotFoundError
 from stages.data import CacheClipDataset, sample_pose_frames
-from stages.data.lookup import extract_command, find_entry
+from stages.data.entry_lookup import extract_command, find_entry
 from stages.skeletons import get_skeleton
 
 

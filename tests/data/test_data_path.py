@@ -128,9 +128,9 @@ def test_frames_decoded_on_the_device_equal_the_loaders(small_demo_jpeg, mode, s
     for k in ("joints", "mask_grid", "video_pose_index", "label"):
         assert torch.equal(batch[k], want[k]), k
     # the preprocessor does it on its own device, then normalises as for every batch
-    from stages.train.model import PeVLDataPreprocessor
+    from stages.train.runner_model import ClipDataPreprocessor
 
-    pre = PeVLDataPreprocessor()
+    pre = ClipDataPreprocessor(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     with pytest.raises(RuntimeError, match="needs a CUDA device"):  # nvjpeg only; CPU runs fall back earlier
         pre(dict(batch), training=mode == "train")
 
@@ -140,8 +140,7 @@ def test_decode_on_device_falls_back_to_the_cpu_with_one_notice(small_demo, smal
 
     from stages.train.runner import build_datasets
 
-    cfg = Config(dict(train=dict(seed=0, flip_prob=0.5, random_pose_offsets=True),
-                      model=dict(num_pose_frames=16, num_video_frames=16),
+    cfg = Config(dict(train=dict(seed=0), model=dict(num_pose_frames=16, num_video_frames=16),
                       data=dict(small_demo_jpeg[2], decode_on_device=True)))
     entry = CacheClipDataset(small_demo_jpeg[1], "train", crop_size=112).entry
     with caplog.at_level(logging.WARNING, logger="stages.train.runner"):
@@ -154,7 +153,7 @@ def test_decode_on_device_falls_back_to_the_cpu_with_one_notice(small_demo, smal
     raw = CacheClipDataset(small_demo[1], "train", crop_size=112).entry
     with caplog.at_level(logging.WARNING, logger="stages.train.runner"):
         train, _ = build_datasets(cfg, raw, 112, allow_partial=False, device="cuda")
-    assert not train.decode_on_device and "not JPEG" in caplog.records[0].getMessage()
+    assert not train.decode_on_device and "not decoded on a device" in caplog.records[0].getMessage()
     with pytest.raises(ValueError, match="--frames-codec jpeg"):
         CacheClipDataset(small_demo[1], "train", crop_size=112, decode_on_device=True)
 

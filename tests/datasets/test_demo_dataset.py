@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.datasets import DATASETS, create_dataset
+from stages.datasets import DATASET_ADAPTERS, create_dataset
 from stages.datasets.base import DatasetLayoutError, check_labels
 from stages.datasets.demo import DemoDataset, render
 from stages.datasets.demo import generate as gen
@@ -51,7 +51,7 @@ def _tree_hashes(root: Path) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------------------
 def test_adapter_attributes():
-    assert "demo" in DATASETS
+    assert "demo" in DATASET_ADAPTERS
     assert DemoDataset.name == "demo" and DemoDataset.needs_root is False and DemoDataset.has_poses
     assert DemoDataset.skeleton == "coco17"
     assert dict(DemoDataset.extract_defaults) == {"pose_source": "dataset", "short_side": 128}

@@ -7,10 +7,11 @@ import pytest
 
 from _fixtures import make_video, touch, write_json, write_text
 from pevl_testutils import make_timecoded_video, read_timecode
-from stages.datasets import DATASETS, DatasetLayoutError, create_dataset
+from stages.datasets import DATASET_ADAPTERS, DatasetLayoutError, create_dataset
 from stages.datasets.base import check_labels
 from stages.datasets.finegym import LABELS_DIR, parse_categories, parse_set_categories
 from stages.extract.decode import decode_clip
+from stages.settings import SettingsError
 
 YT = "0LtLS9wROrk"
 C1 = f"{YT}_E_002407_002435_A_0003_0005"  # event 2407..2435 s, action 3..5 s into it
@@ -39,7 +40,7 @@ def _splits(root, sub="annotations", train_name="gym99_train_element_v1.1.txt"):
 
 
 def test_registered_names():
-    assert "gym99" in DATASETS and "gym288" in DATASETS
+    assert "gym99" in DATASET_ADAPTERS and "gym288" in DATASET_ADAPTERS
 
 
 def test_gym99_duplicate_text_58_70_resolved_with_real_file():
@@ -249,7 +250,7 @@ def test_split_version_option(tmp_path):
     (tmp_path / "annotations" / "gym99_train_element_v1.1.txt").unlink()
     with pytest.raises(DatasetLayoutError, match="train split file"):
         create_dataset("gym99", root=tmp_path, split_version="1.1").load()
-    with pytest.raises(DatasetLayoutError, match="split_version"):
+    with pytest.raises(SettingsError, match=r"split_version = '2' \(from -o\): expected one of '1.0', '1.1'"):
         create_dataset("gym99", root=tmp_path, split_version="2")
 
 

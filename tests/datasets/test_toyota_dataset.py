@@ -7,6 +7,7 @@ from _fixtures import touch, write_json, write_text
 from stages.datasets import DatasetLayoutError, create_dataset
 from stages.datasets.base import check_labels
 from stages.datasets.toyota_smarthome import readable_class
+from stages.settings import SettingsError
 
 NAMES = [
     "Drink.Fromcup_p03_r00_v01_c01",  # train subject, cam 1
@@ -160,7 +161,7 @@ def test_errors(tmp_path):
     with pytest.raises(DatasetLayoutError, match="_pNN_rNN_vNN_cNN"):
         create_dataset("toyota_smarthome", root=tmp_path).load()
     _root(tmp_path)
-    with pytest.raises(DatasetLayoutError, match="protocol"):
+    with pytest.raises(SettingsError, match="protocol = 'cv3' .* expected one of 'cs', 'cv1', 'cv2'"):
         create_dataset("toyota_smarthome", root=tmp_path, protocol="cv3").load()
 
 

@@ -27,8 +27,8 @@ def six_clips(tmp_path):
 
 
 def _opts(root, cache_root) -> ExtractOptions:
-    return ExtractOptions(dataset="custom", root=str(root), cache_root=str(cache_root), pose_checkpoint="none",
-                          pose_flip_test=False, pose_batch_size=8, settings={"num_frames": 3})
+    return ExtractOptions(dataset="custom", root=str(root), cache_root=str(cache_root),
+                          pose_options={"checkpoint": "none", "flip_test": False, "batch_size": 8}, settings={"num_frames": 3})
 
 
 def _runs(entry) -> list[dict]:

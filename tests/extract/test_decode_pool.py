@@ -37,8 +37,9 @@ def videos(tmp_path_factory):
 
 
 def _opts(root, cache, **kw) -> ExtractOptions:
-    return ExtractOptions(dataset="custom", root=str(root), cache_root=str(cache), pose_checkpoint="none",
-                          pose_flip_test=False, pose_batch_size=3, settings={"num_frames": 4}, **kw)
+    return ExtractOptions(dataset="custom", root=str(root), cache_root=str(cache),
+                          pose_options={"checkpoint": "none", "flip_test": False, "batch_size": 3},
+                          settings={"num_frames": 4}, **kw)
 
 
 def _clip(root, name) -> ClipRecord:

@@ -24,9 +24,10 @@ def _dataset(root, n=2, frames=2, size=(96, 64)):
     return write_custom_dataset(root, clips, ["jump", "spin"])
 
 
-def _opts(root, cache_root, **kw) -> ExtractOptions:
-    return ExtractOptions(dataset="custom", root=str(root), cache_root=str(cache_root), pose_checkpoint="none",
-                          pose_flip_test=False, pose_batch_size=4, settings={"num_frames": 2}, **kw)
+def _opts(root, cache_root, pose=None, **kw) -> ExtractOptions:
+    return ExtractOptions(dataset="custom", root=str(root), cache_root=str(cache_root),
+                          pose_options={"checkpoint": "none", "flip_test": False, "batch_size": 4, **(pose or {})},
+                          settings={"num_frames": 2}, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +131,8 @@ def test_detector_without_full_mmcv_is_a_clear_error(tmp_path):
     ck = tmp_path / "det.pth"
     ck.write_bytes(b"not really weights")
     with pytest.raises(DetectorUnavailable, match=r"mmcv-lite.*mmcv>=2\.0,<2\.2"):
-        run_extract(_opts(root, tmp_path / "cache", person_detector="faster-rcnn", detector_checkpoint=str(ck)))
+        run_extract(_opts(root, tmp_path / "cache", pose=dict(person_detector="faster-rcnn",
+                                                                  detector_checkpoint=str(ck))))
 
     from typer.testing import CliRunner
 

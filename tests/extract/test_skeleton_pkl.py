@@ -201,11 +201,11 @@ def test_partial_coverage_stops_before_any_work_with_counts_and_the_option(tmp_p
         plan_entry(_pkl_opts(root, tmp_path / "cache", pkl))
     assert not (tmp_path / "cache").exists()  # nothing created
     skip = plan_entry(_pkl_opts(root, tmp_path / "cache", pkl, missing_poses="skip"))
-    assert [c["clip_id"] for c in skip.plan] == [GYM_IDS[0]]
+    assert [c["clip_id"] for c in skip.clips] == [GYM_IDS[0]]
     assert skip.root_attrs["clips_without_poses"]["without_poses"] == 2
     assert skip.root_attrs["clips_without_poses"]["policy"] == "skip"
     fail = plan_entry(_pkl_opts(root, tmp_path / "cache", pkl, missing_poses="fail"))
-    assert len(fail.plan) == 3 and fail.no_pose == {GYM_IDS[1], GYM_IDS[2]}
+    assert len(fail.clips) == 3 and fail.no_pose == {GYM_IDS[1], GYM_IDS[2]}
     assert len({skip.key, fail.key}) == 2  # another clip list, another entry
 
 

@@ -70,19 +70,19 @@ def test_offline_pretrained_fails_fast_naming_the_local_file_option(monkeypatch)
 
 
 def test_failed_download_names_local_file_option(monkeypatch):
+    import open_clip.pretrained as ocp
+
     import stages.model.clip_loader as cl
 
     monkeypatch.setattr(cl, "_hub_reachable", lambda *a, **k: True)  # pretend online; no real call
-    oc = open_clip_module()
 
     def no_network(*a, **k):
-        if k.get("pretrained"):
-            raise OSError("network unreachable")
-        return orig(*a, **k)
+        raise OSError("network unreachable")
 
-    orig = oc.create_model
-    monkeypatch.setattr(oc, "create_model", no_network)
-    with pytest.raises(RuntimeError, match="pretrained_path"):
+    monkeypatch.setattr(ocp, "download_pretrained", no_network)
+    with pytest.raises(RuntimeError, match="could not download .*pretrained_path"):
+        load_clip("ViT-B-16", pretrained="openai", cache_dir="/nonexistent-hf-cache")
+    with pytest.raises(RuntimeError, match="no pretrained weights 'openai' for 'PeVL-tiny'.*pretrained_path"):
         load_clip(TINY_ARCH, pretrained="openai")
 
 
@@ -103,31 +103,30 @@ def test_linear_head_variant_uses_cross_entropy(tiny_cfg, batch):
 
 
 def test_towers_get_the_activation_the_weights_were_trained_with(monkeypatch, tmp_path):
-    """open_clip's 'openai' ViT-B/16 weights were trained with QuickGELU: the towers must be built
-    with it on the download route (checked on the meta device, no weights fetched) and on the
-    local-file route, where the tag names what the file holds; clip.quick_gelu forces either."""
+    """open_clip's 'openai' weights were trained with QuickGELU: the towers are built with it on the
+    tag route (the file found in the local cache) and on the local-file route, where the tag names
+    what a plain state dict holds; nothing naming it is refused; clip.quick_gelu forces either.
+    (OpenAI's archive and buffers say it themselves: tests/model/test_clip_weights.py.)"""
     import stages.model.clip_loader as cl
     from stages.model.clip_loader import tower_activations, weights_use_quick_gelu
+    from stages.model.clip_weights import ClipWeightsError
 
     assert weights_use_quick_gelu("ViT-B-16", "openai") and weights_use_quick_gelu("ViT-L-14", "openai")
     assert not weights_use_quick_gelu("ViT-B-16", "laion2b_s34b_b88k") and not weights_use_quick_gelu(TINY_ARCH, None)
     oc = open_clip_module()
-    import open_clip.factory as ocf
-
-    monkeypatch.setattr(cl, "_offline_source", lambda open_clip, arch, pretrained, cache_dir: pretrained)
-    monkeypatch.setattr(ocf, "download_pretrained", lambda *a, **k: "/nonexistent/ViT-B-16.pt")
-    monkeypatch.setattr(ocf, "load_checkpoint", lambda *a, **k: None)
-    with torch.device("meta"):
-        tag = load_clip("ViT-B-16", pretrained="openai")
-        plain = load_clip("ViT-B-16", pretrained=None)
-    assert tower_activations(tag) == {"QuickGELU"} and tower_activations(plain) == {"GELU"}
     assert tower_activations(oc.create_model("ViT-B-16", pretrained=None, device="meta")) == {"GELU"}
-    # the local-file route: the file's weights, the tag's activation (or the forced one)
     torch.manual_seed(5)
     path = tmp_path / "w.pt"
     torch.save(load_clip(TINY_ARCH, pretrained=None).state_dict(), path)
-    monkeypatch.setattr(cl, "weights_use_quick_gelu", lambda arch, pretrained: pretrained == "openai")
+    # the tag route: the tag's file from the local cache (no network), the tag's activation
+    monkeypatch.setattr(cl, "_weights_file", lambda open_clip, arch, pretrained, cache_dir: str(path))
+    tag = load_clip(TINY_ARCH, pretrained="openai")
+    assert tower_activations(tag) == {"QuickGELU"} and tag.pretrained_identity["tag"] == "openai"
+    # the local-file route
     assert tower_activations(load_clip(TINY_ARCH, pretrained="openai", pretrained_path=str(path))) == {"QuickGELU"}
-    assert tower_activations(load_clip(TINY_ARCH, pretrained=None, pretrained_path=str(path))) == {"GELU"}
+    with pytest.raises(ClipWeightsError, match="nothing says which activation"):
+        load_clip(TINY_ARCH, pretrained=None, pretrained_path=str(path))
+    assert tower_activations(load_clip(TINY_ARCH, pretrained=None, pretrained_path=str(path),
+                                       quick_gelu=False)) == {"GELU"}
     assert tower_activations(load_clip(TINY_ARCH, pretrained=None, pretrained_path=str(path),
                                        quick_gelu=True)) == {"QuickGELU"}

@@ -26,7 +26,7 @@ SCRIPT = r'''
 import json, os, signal, sys
 sys.path.insert(0, {repo!r})
 from mmengine.fileio.backends import local_backend
-from stages.data.lookup import find_entry
+from stages.data.entry_lookup import find_entry
 from stages.train.config import build_run_config
 from stages.train.runner import train_variant
 
@@ -49,7 +49,7 @@ row = train_variant(cfg, work_dir, entry, resume=resume, device="cpu")
 print("RESULT", json.dumps(row))
 '''
 
-OPTS = {"train.max_epochs": 2, "train.warmup_epochs": 1, "train.batch_size": 4, "train.num_workers": 0,
+OPTS = {"train.max_epochs": 2, "train.warmup_epochs": 1, "train.batch_size": 4, "data.num_workers": 0,
         "train.val_interval": 0, "train.log_interval": 1, "train.lr": 3e-3, "train.max_keep_ckpts": 1,
         "model.num_video_frames": 4, "model.num_pose_frames": 8, "train.seed": 11}
 

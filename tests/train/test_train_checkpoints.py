@@ -8,15 +8,15 @@ from stages.compat import ensure_torchvision
 
 ensure_torchvision()
 
-from stages.train.model import PeVLRunnerModel  # noqa: E402
-from stages.train.runner import BackboneCheckpointHook  # noqa: E402
+from stages.train.hooks import BackboneCheckpointHook  # noqa: E402
+from stages.train.runner_model import RunnerModel  # noqa: E402
 
 TINY = dict(clip=dict(arch="PeVL-tiny", pretrained=None), num_pose_frames=8, num_video_frames=4)
 
 
 def _model(clip):
     torch.manual_seed(0)
-    return PeVLRunnerModel(dict(TINY, clip=clip), ["walk", "run"], "gymnastic")
+    return RunnerModel(dict(TINY, clip=clip), ["walk", "run"], "gymnastic")
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def weights(tmp_path):
 
 
 def test_checkpoint_leaves_out_a_frozen_pretrained_backbone_and_loads_back(weights):
-    clip = dict(arch="PeVL-tiny", pretrained=None, pretrained_path=weights)
+    clip = dict(arch="PeVL-tiny", pretrained=None, pretrained_path=weights, quick_gelu=False)
     m = _model(clip)
     sd = m.state_dict()
     frozen = m.frozen_backbone_keys()
@@ -52,23 +52,44 @@ def test_checkpoint_leaves_out_a_frozen_pretrained_backbone_and_loads_back(weigh
 def test_random_or_trainable_backbones_are_saved_whole(weights):
     m = _model(dict(arch="PeVL-tiny", pretrained=None))  # random: nothing else could rebuild it
     assert not m.frozen_backbone_keys()
-    assert any(k.startswith("pevl.clip.") for k in m.state_dict())
-    m = _model(dict(arch="PeVL-tiny", pretrained=None, pretrained_path=weights, frozen=False))
+    assert any(k.startswith("recognizer.clip.") for k in m.state_dict())
+    m = _model(dict(arch="PeVL-tiny", pretrained=None, pretrained_path=weights, quick_gelu=False, frozen=False))
     # trained towers are saved; only what the variant leaves frozen (the projections and the
     # temperature it does not use) comes back from the named weights
     sd = m.state_dict()
-    assert any(k.startswith("pevl.clip.visual.transformer.") for k in sd)
+    assert any(k.startswith("recognizer.clip.visual.transformer.") for k in sd)
     assert m.frozen_backbone_keys() == {n for n, p in m.named_parameters() if not p.requires_grad}
-    assert not any(k.startswith("pevl.clip.visual.transformer.") for k in m.frozen_backbone_keys())
+    assert not any(k.startswith("recognizer.clip.visual.transformer.") for k in m.frozen_backbone_keys())
 
 
 def test_backbone_is_named_and_a_mismatch_is_refused(weights):
-    m = _model(dict(arch="PeVL-tiny", pretrained=None, pretrained_path=weights))
+    m = _model(dict(arch="PeVL-tiny", pretrained=None, pretrained_path=weights, quick_gelu=False))
     hook, runner = BackboneCheckpointHook(), SimpleNamespace(model=m)
     ckpt = {"meta": {}, "state_dict": m.state_dict()}
     hook.before_save_checkpoint(runner, ckpt)
     assert ckpt["meta"]["backbone"]["arch"] == "PeVL-tiny" and ckpt["meta"]["backbone"]["pretrained_path"] == weights
     hook.after_load_checkpoint(runner, ckpt)  # same backbone: fine
+    assert ckpt["meta"]["backbone"]["weights_sha256"] == m.recognizer.clip.pretrained_identity["sha256"]
+    assert ckpt["meta"]["backbone"]["weights_format"] == "state_dict"
     other = SimpleNamespace(model=_model(dict(arch="PeVL-tiny", pretrained=None)))
     with pytest.raises(ValueError, match="trained on backbone"):
         hook.after_load_checkpoint(other, ckpt)
+
+
+def test_other_weights_of_the_same_size_are_refused_by_their_sha256(weights, tmp_path):
+    """A file at the same path, of the same size, with other weights: the sha256 tells them apart."""
+    from stages.model import load_clip
+
+    m = _model(dict(arch="PeVL-tiny", pretrained=None, pretrained_path=weights, quick_gelu=False))
+    hook = BackboneCheckpointHook()
+    ckpt = {"meta": {}, "state_dict": m.state_dict()}
+    hook.before_save_checkpoint(SimpleNamespace(model=m), ckpt)
+    torch.manual_seed(321)
+    torch.save(load_clip("PeVL-tiny", pretrained=None).state_dict(), weights)  # same size, other values
+    other = _model(dict(arch="PeVL-tiny", pretrained=None, pretrained_path=weights, quick_gelu=False))
+    assert other.backbone_identity()["pretrained_size"] == ckpt["meta"]["backbone"]["pretrained_size"]
+    with pytest.raises(ValueError, match="trained on backbone"):
+        hook.after_load_checkpoint(SimpleNamespace(model=other), ckpt)
+    assert other.pretrained_fields() == dict(pretrained=weights, pretrained_format="state_dict",
+                                             pretrained_sha256=other.recognizer.clip.pretrained_identity["sha256"],
+                                             clip_activation="GELU")

@@ -31,13 +31,14 @@ def test_cfg_options_override_everything():
     assert opts["train.betas"] == (0.9, 0.98)
     cfg = build_run_config("ucmr_ablate", "pevl", cfg_options=opts)
     assert cfg.train.lr == 1e-4 and cfg.model.ucmr.num_blocks == 2 and cfg.data.root == "/data/d48"
+    assert cfg.train.betas == [0.9, 0.98]
     assert cfg.train.amp is None
     with pytest.raises(ValueError):
         parse_cfg_options(["nonsense"])
 
 
 def test_runner_pieces_warmup_cosine_amp_accumulation(tmp_path):
-    from stages.train.runner import runner_kwargs
+    from stages.train.schedule import runner_kwargs
 
     class DS(list):
         classes = ["a", "b"]
@@ -52,7 +53,7 @@ def test_runner_pieces_warmup_cosine_amp_accumulation(tmp_path):
     ow16 = runner_kwargs(fp16, object(), DS(range(64)), DS(range(8)), tmp_path, "none", "cuda")["optim_wrapper"]
     assert ow16["type"] == "AmpOptimWrapper" and ow16["dtype"] == "float16"  # fp16 needs loss scaling
     for leaves in (False, True):  # DDP looks for unused parameters only where the variant leaves some
-        m = SimpleNamespace(pevl=SimpleNamespace(leaves_unused_parameters=leaves))
+        m = SimpleNamespace(recognizer=SimpleNamespace(leaves_unused_parameters=leaves))
         ddp = runner_kwargs(cfg, m, DS(range(64)), DS(range(8)), tmp_path, "pytorch", "cuda")["cfg"]
         assert ddp["model_wrapper_cfg"]["find_unused_parameters"] is leaves
     assert ow["optimizer"]["type"] == "AdamW" and ow["optimizer"]["lr"] == 8e-6

@@ -13,18 +13,18 @@ import torch
 
 from stages.nested_config import to_plain
 from stages.train.config import build_run_config, load_experiment, variant_config
-from stages.train.runner import init_from_variants
+from stages.train.warm_start import init_from_variants
 from stages.train.sweep import order_by_init_sources
 
 TINY = dict(clip=dict(arch="PeVL-tiny", pretrained=None), num_pose_frames=8, num_video_frames=4, num_classes=3)
 
 
 def runner_model(variant: str, seed: int):
-    from stages.train.model import PeVLRunnerModel
+    from stages.train.runner_model import RunnerModel
 
     cfg = to_plain(variant_config(load_experiment("pgvt_components"), variant, **TINY).model)
     torch.manual_seed(seed)
-    return PeVLRunnerModel(cfg, ["a", "b", "c"])
+    return RunnerModel(cfg, ["a", "b", "c"])
 
 
 def finished_run(exp_dir: Path, variant: str, model) -> Path:
@@ -42,22 +42,22 @@ def test_late_fusion_starts_from_the_single_modality_runs(tmp_path):
     pose, video = runner_model("pose_only", 1), runner_model("video_only_16", 2)
     ck_pose, ck_video = finished_run(exp_dir, "pose_only", pose), finished_run(exp_dir, "video_only_16", video)
     late = runner_model("late_fusion", 3)
-    head_before = late.pevl.head.fc.weight.detach().clone()
+    head_before = late.recognizer.head.fc.weight.detach().clone()
     init = to_plain(load_experiment("pgvt_components").variants.late_fusion.init_from)
     used = init_from_variants(late, init, exp_dir)
     assert used == {"pose_only": str(ck_pose), "video_only_16": str(ck_video)}
     got = late.state_dict()
     n_pose = n_video = 0
-    for src, prefix in ((pose, "pevl.pose_"), (video, "pevl.video_")):
+    for src, prefix in ((pose, "recognizer.pose_"), (video, "recognizer.video_")):
         for k, v in src.state_dict().items():
             if k.startswith(prefix):
                 assert torch.equal(got[k], v), k
-                n_pose += prefix == "pevl.pose_"
-                n_video += prefix == "pevl.video_"
+                n_pose += prefix == "recognizer.pose_"
+                n_video += prefix == "recognizer.video_"
     assert n_pose > 10 and n_video > 10  # embeddings, every block's adapters, ln_post copies
-    assert torch.equal(late.pevl.head.fc.weight, head_before)  # the head over both is new
+    assert torch.equal(late.recognizer.head.fc.weight, head_before)  # the head over both is new
     # the frozen CLIP is the same random tiny CLIP only by seed; it is not copied
-    assert not any(k.startswith("pevl.clip.") for k in init["pose_only"] + init["video_only_16"])
+    assert not any(k.startswith("recognizer.clip.") for k in init["pose_only"] + init["video_only_16"])
 
 
 def test_late_fusion_without_its_sources_says_what_to_train(tmp_path):
@@ -115,7 +115,7 @@ def test_pgvt_sweep_on_a_demo_entry(small_demo, tmp_path):
     from stages.train.sweep import run_sweep
 
     cache, entry_dir, data_cfg = small_demo
-    opts = {"train.max_epochs": 1, "train.warmup_epochs": 0, "train.batch_size": 4, "train.num_workers": 0,
+    opts = {"train.max_epochs": 1, "train.warmup_epochs": 0, "train.batch_size": 4, "data.num_workers": 0,
             "train.val_interval": 1, "train.log_interval": 1, "model.num_video_frames": 4,
             "model.num_pose_frames": 8, "data.root": data_cfg["root"],
             "data.dataset_options": data_cfg["dataset_options"]}
@@ -139,9 +139,9 @@ def test_pgvt_sweep_on_a_demo_entry(small_demo, tmp_path):
     assert "PGVT Table 4" in (exp_dir / "results.md").read_text()
 
 
-def test_demo_runs_take_the_experiments_demo_overrides():
+def test_demo_runs_take_the_experiments_dataset_overrides():
     demo = build_run_config("pgvt_components", "pgvt", dataset="demo")
     assert demo.model.clip.arch == "PeVL-tiny" and demo.model.clip.frozen is False
-    assert demo.model.head.dropout == 0.0 and "demo_overrides" not in demo
+    assert demo.model.head.dropout == 0.0 and "dataset_overrides" not in demo
     real = build_run_config("pgvt_components", "pgvt")
-    assert real.model.clip.frozen is True and real.model.head.dropout == 0.5 and "demo_overrides" not in real
+    assert real.model.clip.frozen is True and real.model.head.dropout == 0.5 and "dataset_overrides" not in real

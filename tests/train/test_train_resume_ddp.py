@@ -20,7 +20,7 @@ import json, os, signal, sys
 sys.path.insert(0, {repo!r})
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
-from stages.data.lookup import find_entry
+from stages.data.entry_lookup import find_entry
 from stages.train.config import build_run_config
 from stages.train.runner import train_variant
 
@@ -42,7 +42,7 @@ row = train_variant(cfg, work_dir, entry, resume=resume, hooks=hooks, device="cp
 print("RESULT", json.dumps(row))
 '''
 
-OPTS = {"train.max_epochs": 2, "train.warmup_epochs": 1, "train.batch_size": 4, "train.num_workers": 1,
+OPTS = {"train.max_epochs": 2, "train.warmup_epochs": 1, "train.batch_size": 4, "data.num_workers": 1,
         "train.val_interval": 0, "train.log_interval": 1, "train.lr": 3e-3, "train.max_keep_ckpts": 3,
         "model.num_video_frames": 4, "model.num_pose_frames": 8, "train.seed": 11}
 
@@ -97,7 +97,7 @@ def _free_port() -> int:
 
 def test_two_process_torchrun_gloo_training(small_demo, tmp_path):
     _, entry_dir, _ = small_demo
-    opts = {**OPTS, "train.max_epochs": 1, "train.num_workers": 0, "train.val_interval": 1}
+    opts = {**OPTS, "train.max_epochs": 1, "data.num_workers": 0, "train.val_interval": 1}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
            f"--master_port={_free_port()}", "-m", "pipeline", "train", "--exp", "demo", "--launcher", "pytorch",
            "--device", "cpu", "--entry", str(entry_dir), "--work-dir", str(tmp_path / "w")]

@@ -16,7 +16,7 @@ from stages.train.metrics import classification_metrics
 from stages.train.report import RESULT_KEYS
 
 #: a few seconds per variant on CPU: 4 of the 16 cached frames, 8 pose frames, one epoch
-SMALL = {"train.max_epochs": 1, "train.warmup_epochs": 0, "train.batch_size": 4, "train.num_workers": 0,
+SMALL = {"train.max_epochs": 1, "train.warmup_epochs": 0, "train.batch_size": 4, "data.num_workers": 0,
          "train.val_interval": 1, "train.log_interval": 1, "model.num_video_frames": 4,
          "model.num_pose_frames": 8}
 
@@ -108,6 +108,9 @@ def test_sweep_trains_from_the_cache_only_and_writes_the_table(small_demo, tmp_p
         assert list(vdir.glob("*/vis_data/scalars.json")) and list(vdir.glob("*/vis_data/events.out.tfevents*"))
         conf = json.loads((vdir / "confusion.json").read_text())
         assert np.array(conf["matrix"]).sum() == 10 and len(conf["classes"]) == 10
+        # the demo's tiny CLIP has random weights: the row says so, and so did the output
+        assert r["pretrained"] is None and r["pretrained_sha256"] is None and r["clip_activation"] is None
+        assert f"[weights] ucmr_ablate-demo/{r['variant']}: CLIP random weights (no pretrained CLIP)" in said
     # UCMR's refinement adds tunable parameters
     assert rows[0]["tunable_params_m"] > rows[1]["tunable_params_m"]
     md = (exp_dir / "results.md").read_text()
@@ -160,3 +163,35 @@ def test_missing_entry_fails_every_variant_and_names_the_extract_command(tmp_pat
                                    "--work-dir", str(tmp_path / "w"), "--cfg-options", "data.root=" + str(tmp_path / "nodata")])
     assert res.exit_code == 1
     assert "pipeline extract --dataset demo" in res.output
+
+
+def test_the_pretrained_file_is_named_in_the_row_the_checkpoint_and_the_output(small_demo, tmp_path):
+    """`pipeline train --dataset demo` with OpenAI's archive form as model.clip.pretrained_path: the
+    run says which weights it used, its row and checkpoint record the file's format and sha256."""
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "model"))
+    from clip_weight_testutils import openai_archive
+
+    from stages.model.clip_weights import read_clip_weights
+    from stages.train.sweep import run_sweep
+
+    cache, entry_dir, data_cfg = small_demo
+    archive = openai_archive(tmp_path / "tiny-openai.pt", "PeVL-tiny", seed=7)
+    sha = read_clip_weights(archive).sha256
+    said = []
+    opts = {**small_options(data_cfg), "model.clip.pretrained_path": str(archive)}
+    rep = run_sweep("ucmr_ablate", variants=["wo_ucmr"], dataset="demo", work_dir=tmp_path / "w", cfg_options=opts,
+                    cache_root=str(cache), say=said.append)
+    assert [o.status for o in rep.outcomes] == ["trained"], [o.error for o in rep.outcomes]
+    row = rep.outcomes[0].row
+    assert row["pretrained"] == str(archive) and row["pretrained_format"] == "torchscript"
+    assert row["pretrained_sha256"] == sha and row["clip_activation"] == "QuickGELU"
+    line = next(m for m in said if m.startswith("[weights]"))
+    assert str(archive) in line and "torchscript" in line and sha[:16] in line and "QuickGELU" in line
+    from stages.train.runner import checkpoint_safe_globals
+
+    with checkpoint_safe_globals():
+        ckpt = torch.load(rep.outcomes[0].work_dir / "epoch_1.pth", map_location="cpu", weights_only=True)
+    assert ckpt["meta"]["backbone"]["weights_sha256"] == sha
+    assert ckpt["meta"]["backbone"]["weights_format"] == "torchscript"

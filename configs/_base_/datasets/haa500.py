@@ -1,3 +1,2 @@
 # HAA500: 500 classes, train / val / test (see docs/datasets.md for the split rule). HRNet poses.
-_base_ = ['./real_dataset.py']
 data = dict(dataset='haa500')

@@ -5,21 +5,21 @@ sub-action phrases, as in FineGym); three class pairs differ only in a fast moti
 turns, two vs three kicks or waves) that 16 evenly spaced frames alias but 48 pose frames resolve.
 The dataset ships ground-truth COCO-17 joints as its own poses. See ``docs/demo.md``.
 
-Options (all optional): ``seed``, ``clips_per_class`` (N or (train, val)), ``num_frames`` (an int
-or the choices each clip draws from), ``size`` ((width, height)), ``fps``, plus ``workers``
-(generation threads). ``load(progress=callable(done, total))`` reports generation progress.
+Options: :class:`DemoOptions`. ``load(progress=callable(done, total))`` reports generation progress.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 
 from stages.datasets.base import (
+    AdapterOptions,
     ClipRecord,
     DatasetAdapter,
     DatasetIndex,
@@ -27,7 +27,8 @@ from stages.datasets.base import (
     PoseTrack,
     default_data_root,
 )
-from stages.registry import DATASETS
+from stages.registry import DATASET_ADAPTERS
+from stages.settings import field
 from stages.datasets.demo import generate as gen
 from stages.datasets.demo import skeleton_motion
 
@@ -36,7 +37,25 @@ log = logging.getLogger(__name__)
 __all__ = ["DemoDataset", "gen", "skeleton_motion"]
 
 
-@DATASETS.register_module("demo")
+_D = gen.DEFAULT_CONFIG
+
+
+@dataclass(frozen=True)
+class DemoOptions(AdapterOptions):
+    seed: int = field(_D["seed"], help="Generator seed.")
+    clips_per_class: tuple[int, ...] = field(tuple(_D["clips_per_class"]),
+                                             help="Clips per class: train,val (or N: N train, N/3 val).")
+    num_frames: tuple[int, ...] = field(tuple(_D["num_frames"]),
+                                        help="Frame counts a clip draws from (each >= 32; multiples of 16 keep the "
+                                             "16-frame aliasing exact).")
+    size: tuple[int, int] = field(tuple(_D["size"]), help="Frame width,height (even).")
+    fps: int = field(_D["fps"], help="Frames per second of the generated videos.")
+    data_root: Optional[Path] = field(None, in_key=False, help="Where generated datasets live (default: $PEVL_DATA, "
+                                                               "else <cache root>/datasets).")
+    workers: Optional[int] = field(None, in_key=False, help="Processes generating the videos (default: up to 2).")
+
+
+@DATASET_ADAPTERS.register_module("demo")
 class DemoDataset(DatasetAdapter):
     name = "demo"
     coarse_type = "gymnastic"
@@ -44,16 +63,17 @@ class DemoDataset(DatasetAdapter):
     has_poses = True
     needs_root = False
     extract_defaults = dict(pose_source="dataset", short_side=128)
+    Options = DemoOptions
 
     def __init__(self, root: Optional[os.PathLike] = None, **options: Any):
         super().__init__(root, **options)
-        opts = dict(options)
-        workers = opts.pop("workers", None)
-        data_root = opts.pop("data_root", None)  # where generated datasets live (<cache>/datasets)
-        self.workers = int(workers) if workers else min(2, os.cpu_count() or 1)
-        self.config = gen.normalize_config(**opts)
+        o = self.options
+        self.workers = o.workers or min(2, os.cpu_count() or 1)
+        cpc = o.clips_per_class
+        self.config = gen.normalize_config(seed=o.seed, clips_per_class=cpc[0] if len(cpc) == 1 else list(cpc),
+                                           num_frames=list(o.num_frames), size=list(o.size), fps=o.fps)
         if self.root is None:
-            base = Path(data_root) if data_root else default_data_root()
+            base = o.data_root or default_data_root()
             self.root = (base / gen.config_tag(self.config)).expanduser().resolve()
         self._frame_size = (self.config["size"][1], self.config["size"][0])
 

@@ -6,15 +6,33 @@ the cache-entry key, so changing the model, the checkpoint or the skeleton file 
 """
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Any, ClassVar, Optional
 
 import numpy as np
 
 from stages.datasets.base import ClipRecord, DatasetAdapter, PoseTrack
+from stages.settings import Settings
 
 
 class PoseSourceError(RuntimeError):
     """The source cannot give poses for a clip (recorded as that clip's failure)."""
+
+
+@dataclass(frozen=True)
+class PoseSourceOptions(Settings):
+    """A pose source's options (``--pose-option KEY=VALUE`` and the ``--pose-*`` flags;
+    ``data.pose_options`` in a training config): each source declares its own as a subclass."""
+
+    what = "pose source option"
+
+
+@dataclass
+class PoseContext:
+    """What a pose source is built with besides its options: where it runs, which dataset it serves."""
+
+    dataset: Optional[DatasetAdapter] = None
+    device: str = "cpu"
 
 
 class PoseSource:
@@ -23,6 +41,13 @@ class PoseSource:
     name: str = ""
     needs_frames: bool = True
     skeleton: str = "coco17"
+    #: the source's option schema (its fields, types, defaults and help)
+    Options: ClassVar[type] = PoseSourceOptions
+
+    @classmethod
+    def from_options(cls, options: Any, context: PoseContext) -> "PoseSource":
+        """Build from checked options (an instance of :attr:`Options`) and the context."""
+        return cls(**options.to_dict())
 
     def identity(self) -> dict:
         """JSON-able description of everything that determines this source's output."""
@@ -50,6 +75,11 @@ class PoseSource:
     def clip_info(self, clip: ClipRecord) -> dict:
         """Per-clip choices worth keeping beside the clip (e.g. which person was taken)."""
         return {}
+
+    def weights(self) -> Optional[dict]:
+        """The weight file the source loaded (name, sha256, layout) for the entry's manifest; not
+        part of the key (the identity names the file's sha256). None: no file."""
+        return None
 
     def close(self) -> None:  # release models / files
         pass

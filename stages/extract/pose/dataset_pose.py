@@ -1,12 +1,12 @@
 """Pose source ``dataset``: the 2D joints a dataset ships (the demo; Toyota-Smarthome)."""
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 import numpy as np
 
 from stages.datasets.base import ClipRecord, DatasetAdapter, PoseTrack
-from stages.extract.pose.base import PoseSource, PoseSourceError
+from stages.extract.pose.base import PoseContext, PoseSource, PoseSourceError
 from stages.registry import POSE_SOURCES
 
 
@@ -15,7 +15,11 @@ class DatasetPoseSource(PoseSource):
     name = "dataset"
     needs_frames = False
 
-    def __init__(self, dataset: Optional[DatasetAdapter] = None, **_ignored):
+    @classmethod
+    def from_options(cls, options: Any, context: PoseContext) -> PoseSource:
+        return cls(dataset=context.dataset)
+
+    def __init__(self, dataset: Optional[DatasetAdapter] = None):
         self.dataset = dataset
         if dataset is not None:
             if not dataset.has_poses:

@@ -12,16 +12,19 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Any, Iterable, Literal, Optional
 
 import numpy as np
 
-from cache.keys import file_sha256
 from stages.datasets.base import ClipRecord, DatasetAdapter, PoseTrack
-from stages.extract.pose.base import PoseSource, PoseSourceError
+from stages.extract.pose.base import PoseContext, PoseSource, PoseSourceError, PoseSourceOptions
+from stages.extract.pose.checkpoint import (PoseCheckpointMismatch, check_pose_checkpoint,  # noqa: F401
+                                             read_pose_checkpoint)
 from stages.extract.pose.topdown import TopdownSpec, autocast_dtype_for, frames_on_device, topdown_keypoints
 from stages.registry import POSE_SOURCES
+from stages.settings import field
 
 log = logging.getLogger(__name__)
 
@@ -43,24 +46,31 @@ class RandomPoseWeightsWarning(UserWarning):
 
 
 def mmpose_config_path(rel: str = HRNET_CONFIG) -> Path:
-    """The config file that ships inside the mmpose wheel (``mmpose/.mim/configs``)."""
+    """The config file that ships inside the mmpose wheel (``mmpose/.mim/configs``), or ``rel``
+    itself when it is a config file's path (``--pose-config``)."""
     import mmpose
 
+    if rel.endswith(".py") and Path(rel).expanduser().is_file():
+        return Path(rel).expanduser()
     p = Path(mmpose.__file__).parent / ".mim" / "configs" / rel
     if not p.is_file():
         raise FileNotFoundError(f"mmpose config {rel} not found under {p.parent}; is mmpose 1.3 installed?")
     return p
 
 
+#: ``--pose-checkpoint``'s default: the official file, found locally
+OFFICIAL_CHECKPOINT = "official"
+
+
 def find_checkpoint(spec: Optional[str]) -> Optional[Path]:
-    """Resolve ``--pose-checkpoint``: a path, ``none`` (random weights), or the default.
+    """Resolve ``--pose-checkpoint``: a path, ``none`` (random weights), or ``official`` (None too).
 
     The default is the official file, looked for (never downloaded) in ``$PEVL_WEIGHTS``,
     ``<cache>/weights`` and torch's hub checkpoint folder.
     """
     if spec is not None and spec.lower() == "none":
         return None
-    if spec:
+    if spec and spec != OFFICIAL_CHECKPOINT:
         p = Path(spec).expanduser()
         if not p.is_file():
             raise PoseCheckpointMissing(f"--pose-checkpoint {spec}: no such file")
@@ -110,22 +120,29 @@ def check_device(device: str) -> None:
         torch.device(device)  # raises on a malformed name
 
 
-def load_pose_checkpoint(path: Path) -> dict:
-    """``torch.load(weights_only=True)``, admitting the few numpy types mmpose puts in ``meta``."""
-    import torch
-
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle.UnpicklingError: numpy objects in meta
-        if "numpy" not in str(e):
-            raise
-        import numpy.core.multiarray as ma
-
-        allowed = [ma._reconstruct, np.ndarray, np.dtype, ma.scalar] + [type(np.dtype(t)) for t in
-                                                                         ("f4", "f8", "i4", "i8", "u1", "b1", "O")]
-        with torch.serialization.safe_globals(allowed):
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    return ckpt if isinstance(ckpt, dict) else {"state_dict": ckpt}
+@dataclass(frozen=True)
+class HRNetOptions(PoseSourceOptions):
+    checkpoint: str = field(OFFICIAL_CHECKPOINT, help="HRNet checkpoint: a local .pth file (loaded strictly: a "
+                            "file that does not fit the config is refused before any clip is decoded), 'official' (the "
+                            "official HRNet-w32 COCO 256x192 file, looked for in $PEVL_WEIGHTS, <cache>/weights and "
+                            "torch's hub folder; never downloaded) or 'none' (random weights: poses meaningless, "
+                            "tests only).")
+    config: str = field(HRNET_CONFIG, help="mmpose top-down config (a path under mmpose's .mim/configs, or a file), "
+                        "e.g. body_2d_keypoint/topdown_heatmap/coco/td-hm_hrnet-w48_8xb32-210e_coco-384x288.py for "
+                        "an HRNet-w48 384x288 checkpoint. The checkpoint must fit it exactly.")
+    batch_size: int = field(32, in_key=False, help="Person crops (frames) per HRNet batch, across frames; with the "
+                            "flip test each forward pass also carries their flipped copies.")
+    flip_test: bool = field(True, help="HRNet flip test (averages the flipped crop's heatmaps, as the official "
+                            "evaluation does; about twice the cost).")
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = field(
+        "auto", help="HRNet arithmetic: auto (fp16 autocast on CUDA, fp32 on CPU), fp32, fp16 (CUDA only) or bf16. "
+                     "Anything but fp32 joins the entry key (the joints differ slightly).")
+    person_detector: Optional[str] = field(None, help="Person boxes for clips whose dataset gives none: an mmdet "
+                                           "config (a file, a path under mmdet's .mim/configs, or faster-rcnn), "
+                                           "highest-scoring person per frame. Needs full mmcv<2.2 with compiled ops "
+                                           "(not mmcv-lite). Default: off (whole frame, with a warning).")
+    detector_checkpoint: Optional[str] = field(None, help="Local .pth checkpoint of person_detector (never "
+                                               "downloaded); its hash joins the entry key.")
 
 
 @POSE_SOURCES.register_module("hrnet")
@@ -133,26 +150,51 @@ class HRNetPoseSource(PoseSource):
     name = "hrnet"
     needs_frames = True
     skeleton = "coco17"
+    Options = HRNetOptions
 
-    def __init__(self, checkpoint: Optional[str] = None, device: str = "cpu", batch_size: int = 32,
-                 flip_test: bool = True, config: str = HRNET_CONFIG, seed: int = 0, precision: str = "auto"):
+    @classmethod
+    def from_options(cls, options: Any, context: PoseContext) -> PoseSource:
+        """HRNet with its person-box chain: dataset boxes, an optional detector, else the whole frame
+        (a detector joins the identity, so the entry key)."""
+        from stages.extract.person_boxes import with_person_boxes
+
+        o = options
+        src = cls(checkpoint=o.checkpoint, device=context.device, batch_size=o.batch_size, flip_test=o.flip_test,
+                  precision=o.precision, config=o.config)
+        return with_person_boxes(src, detector=o.person_detector, checkpoint=o.detector_checkpoint,
+                                 device=context.device)
+
+    def __init__(self, checkpoint: Optional[str] = OFFICIAL_CHECKPOINT, device: str = "cpu", batch_size: int = 32,
+                 flip_test: bool = True, config: Optional[str] = None, seed: int = 0, precision: str = "auto"):
         from stages.compat import ensure_mmpose
 
         ensure_mmpose()
         check_device(device)
-        self.config_rel = config
+        self.config_rel = config or HRNET_CONFIG
+        self.config_path = mmpose_config_path(self.config_rel)
         self.device = device
         self.precision = resolve_precision(precision, device)
         self.batch_size = batch_size
         self.flip_test = flip_test
         self.checkpoint = find_checkpoint(checkpoint)
-        self.checkpoint_sha256 = file_sha256(self.checkpoint) if self.checkpoint else None
+        self.checkpoint_sha256 = None
+        self._weights: Optional[dict] = None
+        if self.checkpoint is not None:
+            # strict, before any clip is decoded: the file must fit the configured model exactly
+            # (checked on the meta device); only then is its sha256 part of the entry's identity
+            ckpt = read_pose_checkpoint(self.checkpoint)
+            check_pose_checkpoint(ckpt, self.config_path, self.config_rel)
+            self.checkpoint_sha256 = ckpt.sha256
+            self._weights = ckpt.provenance()
         self.seed = seed
         self._model = None
         if self.checkpoint is None:
             msg = ("HRNET RUNS WITH RANDOM WEIGHTS (--pose-checkpoint none): the poses mean nothing. "
                    "Use this only to test the pipeline.")
             warnings.warn(msg, RandomPoseWeightsWarning, stacklevel=2)
+
+    def weights(self) -> Optional[dict]:
+        return self._weights
 
     def identity(self) -> dict:
         return {
@@ -176,19 +218,25 @@ class HRNetPoseSource(PoseSource):
     def _build(self):
         import torch
         from mmengine.config import Config
-        from mmengine.runner.checkpoint import _load_checkpoint_to_model
         from mmpose.apis import init_model
 
-        cfg = Config.fromfile(mmpose_config_path(self.config_rel))
+        cfg = Config.fromfile(self.config_path)
         cfg.model.test_cfg.flip_test = self.flip_test
         torch.manual_seed(self.seed)
         model = init_model(cfg, None, device="cpu")
         if self.checkpoint is not None:
-            ckpt = load_pose_checkpoint(self.checkpoint)
-            _load_checkpoint_to_model(model, ckpt, strict=False)
-            meta = ckpt.get("meta", {})
+            ckpt = read_pose_checkpoint(self.checkpoint)
+            if ckpt.sha256 != self.checkpoint_sha256:
+                raise PoseSourceError(f"--pose-checkpoint {self.checkpoint} changed since this extraction was planned "
+                                      f"(sha256 {self.checkpoint_sha256[:12]}... then, {ckpt.sha256[:12]}... now)")
+            # strict; the model's own pre-hooks rename mmpose 0.x keys (keypoint_head -> head)
+            model.load_state_dict(ckpt.state, strict=True)
+            meta = ckpt.meta
             if isinstance(meta, dict) and "dataset_meta" in meta:
                 model.dataset_meta = meta["dataset_meta"]
+            log.info("HRNet %s: %d/%d tensors loaded from %s (%s layout%s, sha256 %s)", Path(self.config_rel).stem,
+                     len(model.state_dict()), len(model.state_dict()), self.checkpoint, ckpt.layout,
+                     "".join(f"; {n}" for n in ckpt.notes), ckpt.sha256)
         model.to(self.device).eval()
         self.spec = TopdownSpec.from_model(model)
         if str(self.device).startswith("cuda"):

@@ -34,16 +34,18 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 
 from cache.keys import file_sha256
 from stages.datasets.base import ClipRecord, DatasetAdapter, PoseTrack
-from stages.extract.pose.base import PoseSource, PoseSourceError
+from stages.extract.pose.base import PoseSource, PoseSourceError, PoseSourceOptions
 from stages.registry import POSE_SOURCES
 from stages.safe_pickle import restricted_load
+from stages.settings import field
 
 PERSON_RULE = "max_total_score"
 
@@ -133,6 +135,12 @@ def _load_cached(path: str) -> tuple[str, dict, dict]:
     return hit
 
 
+@dataclass(frozen=True)
+class PickleSkeletonOptions(PoseSourceOptions):
+    path: Optional[str] = field(None, help="The skeleton pickle (--pose-source pkl:PATH).")
+    skeleton: Optional[str] = field(None, help="Joint layout of the file (default: coco17).")
+
+
 @POSE_SOURCES.register_module("pkl")
 class PickleSkeletonSource(PoseSource):
     """Poses from an mmaction2/pyskl 2D skeleton pickle (``--pose-source pkl:PATH``).
@@ -144,8 +152,9 @@ class PickleSkeletonSource(PoseSource):
 
     name = "pkl"
     needs_frames = False
+    Options = PickleSkeletonOptions
 
-    def __init__(self, path: os.PathLike | str | None = None, skeleton: Optional[str] = None, **_: Any):
+    def __init__(self, path: os.PathLike | str | None = None, skeleton: Optional[str] = None):
         if not path:
             raise PoseSourceError("pose source 'pkl' needs a file: --pose-source pkl:PATH")
         self.path = str(Path(path).expanduser().resolve())

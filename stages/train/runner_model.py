@@ -1,12 +1,13 @@
-"""PeVL inside mmengine: data preprocessor, BaseModel wrapper, optimiser constructor, DDP wrapper.
+"""The recognizer (PeVL, PGVT or AIM) inside mmengine: data preprocessor, the Runner's model,
+optimiser constructor, DDP wrapper.
 
-* :class:`PeVLDataPreprocessor` moves a collated batch to the device and there turns the uint8
-  frames into CLIP-normalised float32 (the loader never ships floats), casts the float16 mask
+* :class:`ClipDataPreprocessor` moves a collated batch to the device and there turns the uint8
+  frames into float32 normalised as the CLIP weights expect (the loader never ships floats), casts the float16 mask
   grids, and flattens test views (``(B, V, ...)`` -> ``(B * V, ...)``); with
   ``data.decode_on_device`` it first decodes, crops and flips the batch's JPEG frames there
   (:mod:`stages.data.device_frames`).
-* :class:`PeVLRunnerModel` builds the plain model (``build_model``: :class:`stages.model.PeVL`, or
-  :class:`stages.model.PGVT` / AIM by ``type``; it is held as ``.pevl`` either way), gives a text
+* :class:`RunnerModel` builds the plain model (``build_model``: :class:`stages.model.PeVL`, or
+  :class:`stages.model.PGVT` / AIM by ``type``; it is held as ``.recognizer`` either way), gives a text
   model the entry's class texts, and exposes ``forward(mode='loss'|'predict')``; prediction
   averages the views' scores (eq. (7) for PeVL, logits for text-free models). Training autocasts
   here (bf16 needs no loss scaling, so no GradScaler and no per-step inf check); fp16 trains
@@ -16,8 +17,8 @@
 * :class:`TunableOptimWrapperConstructor` gives the optimiser only the tunable parameters (the
   CLIP towers are frozen): weight decay on matrices, none on biases, norms, scalars
   (temperatures) and 1-d embeddings.
-* :class:`PeVLDistributedDataParallel` is mmengine's DDP wrapper that drops ``device_ids`` for a
-  CPU module (gloo), which mmengine would otherwise always pass.
+* :class:`RecognizerDDP` is mmengine's DDP wrapper that drops ``device_ids`` for a CPU module
+  (gloo), which mmengine would otherwise always pass.
 """
 from __future__ import annotations
 
@@ -30,7 +31,6 @@ from mmengine.model import BaseDataPreprocessor, BaseModel
 from mmengine.model.wrappers import MMDistributedDataParallel
 from mmengine.optim import DefaultOptimWrapperConstructor
 
-from stages.data.dataset import CLIP_MEAN, CLIP_STD
 from stages.data.device_frames import frames_from_jpeg
 from stages.registry import MODEL_WRAPPERS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 
@@ -38,10 +38,11 @@ _LOSS_PART_NAMES = {"loss_t": "l_text", "loss_r": "l_refine"}  # mmengine sums e
 
 
 @MODELS.register_module()
-class PeVLDataPreprocessor(BaseDataPreprocessor):
-    """uint8 frames -> float on the device -> ``(x / 255 - mean) / std``; views flattened."""
+class ClipDataPreprocessor(BaseDataPreprocessor):
+    """uint8 frames -> float on the device -> ``(x / 255 - mean) / std`` (the CLIP weights'
+    normalisation, :func:`stages.model.clip_loader.image_normalization`); views flattened."""
 
-    def __init__(self, mean=CLIP_MEAN, std=CLIP_STD, non_blocking: bool = True):
+    def __init__(self, mean, std, non_blocking: bool = True):
         super().__init__(non_blocking=non_blocking)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(3, 1, 1), persistent=False)
@@ -71,11 +72,11 @@ class PeVLDataPreprocessor(BaseDataPreprocessor):
 
 
 @MODELS.register_module()
-class PeVLRunnerModel(BaseModel):
-    """The mmengine face of PeVL.
+class RunnerModel(BaseModel):
+    """The mmengine face of a recognizer (PeVL, PGVT or AIM), held as ``.recognizer``.
 
     Args:
-        model_cfg: ``cfg.model`` (``build_model`` builds the plain PeVL from it).
+        model_cfg: ``cfg.model`` (``build_model`` builds the recognizer from it).
         classes: class label texts (the cache entry's), encoded once per evaluation.
         coarse_type: the prompt's coarse action type (the entry's).
         amp_dtype: 'bfloat16' / 'float16' to autocast on CUDA (fp16 training autocasts through
@@ -85,20 +86,24 @@ class PeVLRunnerModel(BaseModel):
     def __init__(self, model_cfg: dict, classes: list[str], coarse_type: str = "",
                  amp_dtype: Optional[str] = None, data_preprocessor: Optional[dict] = None):
         from stages.model import build_model
+        from stages.model.clip_loader import image_normalization
 
+        recognizer = build_model(model_cfg)
+        mean, std = image_normalization(recognizer.clip.visual)
         # an instance, not a config: BaseModel would build a config in mmengine's root registry
-        super().__init__(data_preprocessor=PeVLDataPreprocessor(**(data_preprocessor or {})))
-        self.pevl = build_model(model_cfg)
+        super().__init__(data_preprocessor=ClipDataPreprocessor(mean, std, **(data_preprocessor or {})))
+        self.recognizer = recognizer
         self.num_classes = len(classes)
         self.amp_dtype = amp_dtype
-        if self.pevl.use_text:
-            self.pevl.set_class_texts(list(classes), coarse_type)
+        if self.recognizer.use_text:
+            self.recognizer.set_class_texts(list(classes), coarse_type)
+        self._register_load_state_dict_pre_hook(_renamed_recognizer_keys)
         self.register_load_state_dict_post_hook(_frozen_backbone_is_not_missing)
 
     # -- checkpoints: the trainable state, and the name of the backbone ---------------------------
     def backbone_identity(self) -> dict:
         """Which CLIP weights the model was built on (what a checkpoint without them needs)."""
-        c = dict(self.pevl.cfg.get("clip", {}))
+        c = dict(self.recognizer.cfg.get("clip", {}))
         path = c.get("pretrained_path")
         ident = {"arch": c.get("arch"), "pretrained": None if path else c.get("pretrained"),
                  "pretrained_path": path, "frozen": bool(c.get("frozen", True))}
@@ -106,7 +111,22 @@ class PeVLRunnerModel(BaseModel):
             import os
 
             ident["pretrained_size"] = os.path.getsize(path) if os.path.isfile(path) else None
+        loaded = getattr(self.recognizer.clip, "pretrained_identity", None)  # what load_clip placed
+        if loaded:
+            ident.update(weights_format=loaded["format"], weights_sha256=loaded["sha256"],
+                         activation=loaded["activation"])
         return ident
+
+    def pretrained_fields(self) -> dict:
+        """The result row's record of the CLIP weights: ``pretrained`` (the open_clip tag, or the file
+        when the weights came from one; None for random weights), the file's format and sha256, and
+        the towers' activation."""
+        loaded = getattr(self.recognizer.clip, "pretrained_identity", None)
+        if not loaded:
+            return dict(pretrained=None, pretrained_format=None, pretrained_sha256=None, clip_activation=None)
+        from_file = bool(self.recognizer.cfg.get("clip", {}).get("pretrained_path"))
+        return dict(pretrained=loaded["path"] if from_file else loaded["tag"], pretrained_format=loaded["format"],
+                    pretrained_sha256=loaded["sha256"], clip_activation=loaded["activation"])
 
     def frozen_backbone_keys(self) -> set[str]:
         """State-dict keys a checkpoint leaves out: frozen parameters, when they come from named
@@ -128,7 +148,7 @@ class PeVLRunnerModel(BaseModel):
         return out
 
     def tunable_parameters(self) -> list[torch.nn.Parameter]:
-        return self.pevl.tunable_parameters()
+        return self.recognizer.tunable_parameters()
 
     def _autocast(self, batch, training: bool = False):
         """bf16 autocast on CUDA, for training and evaluation; fp16 only for evaluation (training
@@ -141,7 +161,7 @@ class PeVLRunnerModel(BaseModel):
     def forward(self, batch: dict, num_views: int = 1, mode: str = "tensor") -> Any:
         if mode == "loss":
             with self._autocast(batch, training=True):
-                out = self.pevl.loss(batch)
+                out = self.recognizer.loss(batch)
             res = {"loss": out["loss"]}
             for k, v in out.items():
                 if k != "loss":
@@ -149,7 +169,7 @@ class PeVLRunnerModel(BaseModel):
             return res
         if mode == "predict":
             with self._autocast(batch):
-                scores = self.pevl.predict(batch)
+                scores = self.recognizer.predict(batch)
             scores = scores.float().view(-1, num_views, scores.shape[-1]).mean(1)  # average the views
             # one device-to-host copy per tensor and batch, not one per sample
             scores = scores.detach().cpu()
@@ -157,11 +177,18 @@ class PeVLRunnerModel(BaseModel):
             index = batch["index"].view(-1).tolist() if batch.get("index") is not None else range(len(labels))
             return [dict(scores=scores[i], label=labels[i], index=index[i]) for i in range(len(labels))]
         if mode == "tensor":
-            return self.pevl.encode(batch)
+            return self.recognizer.encode(batch)
         raise ValueError(f"unknown mode {mode!r}")
 
 
-def _frozen_backbone_is_not_missing(module: "PeVLRunnerModel", incompatible_keys) -> None:
+def _renamed_recognizer_keys(state_dict, prefix, *args) -> None:
+    """Checkpoints written before the recognizer was held as ``.recognizer`` (``.pevl``) load too."""
+    old = prefix + "pevl."
+    for k in [k for k in state_dict if k.startswith(old)]:
+        state_dict[prefix + "recognizer." + k[len(old):]] = state_dict.pop(k)
+
+
+def _frozen_backbone_is_not_missing(module: "RunnerModel", incompatible_keys) -> None:
     """A checkpoint without the frozen pretrained backbone (see ``state_dict``) loads without
     listing those keys as missing; the backbone itself was loaded when the model was built."""
     frozen = module.frozen_backbone_keys()
@@ -192,7 +219,7 @@ class TunableOptimWrapperConstructor(DefaultOptimWrapperConstructor):
 
 
 @MODEL_WRAPPERS.register_module()
-class PeVLDistributedDataParallel(MMDistributedDataParallel):
+class RecognizerDDP(MMDistributedDataParallel):
     """mmengine's DDP wrapper; ``device_ids`` only for a CUDA module (gloo on CPU takes none)."""
 
     def __init__(self, module, device_ids=None, **kwargs):

@@ -1,0 +1,94 @@
+"""What a frames codec is, and the registry of codecs by name (a leaf: imports no codec)."""
+from __future__ import annotations
+
+import difflib
+from typing import Any, ClassVar, Optional, Sequence
+
+import numpy as np
+
+#: the codec of ``--frames-codec`` when none is given (raw uint8: the fastest reads)
+DEFAULT_FRAMES_CODEC = "none"
+
+_REGISTRY: dict[str, "FramesCodec"] = {}
+
+
+class FramesCodec:
+    """How one clip's ``(T, H, W, 3)`` uint8 RGB frames are written into, and read from, its Zarr
+    group. One instance per codec name (codecs hold no state).
+
+    Subclasses set :attr:`name` (and :attr:`key_settings`, :attr:`device_decodable`) and implement
+    :meth:`write`, :meth:`read`, :meth:`digest`; the rest has defaults that suit arrays."""
+
+    name: ClassVar[str] = ""
+    #: stage-one settings besides the codec's name that change the stored bytes (so the entry key)
+    key_settings: ClassVar[tuple[str, ...]] = ()
+    #: whether the training loader can ship the stored frames to a GPU to decode there
+    device_decodable: ClassVar[bool] = False
+    #: one line for ``--help``
+    help: ClassVar[str] = ""
+    #: whether every read compares the frames' digest (``CacheEntry.read_clip``): worth it when a
+    #: read takes the stored bytes whole anyway (decompressed, JPEG files), not when it maps them
+    #: and copies only a crop
+    digest_on_read: ClassVar[bool] = True
+
+    # -- stage one --------------------------------------------------------------------------------
+    def check_settings(self, settings: Any) -> None:
+        """Raise ``ValueError`` for settings this codec cannot write with (e.g. a JPEG quality)."""
+
+    def write(self, group: Any, frames: np.ndarray, settings: Any, config: dict) -> str:
+        """Write ``frames`` as the array ``frames`` of the Zarr ``group``; return their digest.
+        ``settings``: the entry's stage-one settings (a mapping); ``config``: zarr's array config."""
+        raise NotImplementedError
+
+    # -- reading ------------------------------------------------------------------------------------
+    def read(self, meta: Any) -> Any:
+        """The stored frames from their array metadata (:class:`cache.chunks.ArrayMeta`): an object
+        with ``shape``, ``dtype`` and numpy indexing on the first axis (a read-only ndarray, or a
+        lazy view that decodes what it is indexed with)."""
+        raise NotImplementedError
+
+    def digest(self, frames: Any) -> str:
+        """The digest :meth:`write` returned for these frames (``cache verify`` recomputes it)."""
+        raise NotImplementedError
+
+    def problems(self, frames: Any) -> list[str]:
+        """What is wrong with frames read back, beyond their shape (empty: nothing)."""
+        return []
+
+    def frames_to_crop(self, frames: Any, indices: np.ndarray) -> tuple[Any, Sequence[int]]:
+        """``(array, positions)``: an array holding the frames ``indices`` asks for, and where each
+        lies in it, for cropping. Raw frames are a memory map and only the crop is read, so they
+        come back as they are; a lazy codec decodes just those frames."""
+        return frames, indices
+
+    def encoded(self, frames: Any, indices: Sequence[int]) -> list[bytes]:
+        """The stored files of the frames ``indices`` (for decoding on a device)."""
+        raise ValueError(f"frames stored with the {self.name!r} codec cannot be decoded on a device "
+                         f"(extract with --frames-codec jpeg for that)")
+
+    def export_h5(self, group: Any, frames: Any) -> None:
+        """Write the frames as dataset ``frames`` of an h5py group (``pipeline cache export``)."""
+        group.create_dataset("frames", data=np.asarray(frames), compression="lzf")
+
+
+def register_frames_codec(cls: type) -> type:
+    """Class decorator: register a codec under its :attr:`FramesCodec.name`."""
+    if not cls.name or cls.name in _REGISTRY:
+        raise ValueError(f"frames codec {cls.name!r}: empty or registered twice")
+    _REGISTRY[cls.name] = cls()
+    return cls
+
+
+def frames_codec_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def frames_codec(name: Optional[str]) -> FramesCodec:
+    """The codec registered as ``name`` (None: the default), or ``ValueError`` naming the known ones."""
+    name = DEFAULT_FRAMES_CODEC if name is None else str(name)
+    hit = _REGISTRY.get(name)
+    if hit is None:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
+        raise ValueError(f"unknown frames codec {name!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+                         + f" (known: {', '.join(_REGISTRY)})")
+    return hit

@@ -1,0 +1,216 @@
+"""Every switch of PeVL, PGVT and AIM, typed, with its default (the one place of each).
+
+``configs/_base_/models/*.py`` state only what differs from these; an experiment's variants
+override them; ``build_model`` checks a config against the schema of its ``type`` (an unknown key
+at any depth, or a value of the wrong type, is an error naming it). ``docs/model.md`` maps each
+key to the table of the paper that ablates it.
+
+Shared by every model on a frozen CLIP: :class:`CLIPSettings` and :class:`FrozenCLIPSettings`
+(the towers, the class and joint counts, the frame counts: 16 video + 48 pose frames, the papers'
+setting for both PeVL and PGVT).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from stages.settings import Settings, SettingsError, field
+
+from .pose_embedding import COORD_FRAMES, JOINT_EMBEDDINGS
+from .sgmc import SIMILARITY_TERMS
+from .text_encoder import PROMPT_FORMS
+from .ucmr import BACKGROUND_READINGS
+
+POSE_FORMS = ("coords", "heatmap")  # Table 9 / PGVT Table 6: joint coordinates or rendered heatmaps
+PEVL_MODALITIES = ("video", "pose", "text")
+PGVT_MODALITIES = ("pose", "video")
+
+
+def _prefix(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+@dataclass(frozen=True)
+class CLIPSettings(Settings):
+    what = "model setting"
+
+    arch: str = field("ViT-B-16", help="open_clip architecture (ViT-B-16, ViT-L-14; PeVL-tiny for tests and the demo).")
+    pretrained: Optional[str] = field("openai", help="open_clip pretrained tag; with pretrained_path it still names "
+                                      "what the file holds; none: random weights.")
+    pretrained_path: Optional[str] = field(None, help="A local weights file (docs/install.md lists the accepted forms); "
+                                           "wins over pretrained.")
+    cache_dir: Optional[str] = field(None, help="open_clip's download cache folder.")
+    frozen: bool = field(True, help="Keep the CLIP towers frozen (the papers); false trains them too (the demo's "
+                         "random tiny CLIP).")
+    quick_gelu: Optional[bool] = field(None, help="Tower activation: none = the one the weights were trained with "
+                                       "(QuickGELU for OpenAI's); true / false force it.")
+
+
+@dataclass(frozen=True)
+class FrozenCLIPSettings(Settings):
+    """What every model on a frozen CLIP has."""
+
+    what = "model setting"
+
+    type: str = field("PeVL", help="The model: PeVL, LinearHeadPeVL, CLIPBaseline, PGVT.")
+    clip: CLIPSettings = field(default_factory=CLIPSettings, help="The CLIP towers.")
+    num_classes: int = field(48, help="Classes (set from the cache entry when a run builds the model).")
+    num_joints: int = field(17, help="Joints per pose frame (set from the entry's skeleton).")
+    num_pose_frames: int = field(48, help="Pose frames per clip (T; T_h in PGVT).")
+    num_video_frames: int = field(16, help="Video frames per clip (T_v; T_l in PGVT).")
+
+    def check(self, where: str = "", source_of=None) -> None:
+        for k in ("num_classes", "num_joints", "num_pose_frames", "num_video_frames"):
+            if getattr(self, k) < 1:
+                raise SettingsError(f"{_prefix(where, k)} must be positive, got {getattr(self, k)}", _prefix(where, k))
+
+
+# -- PeVL ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PeVLAdapterSettings(Settings):
+    what = "model setting"
+
+    video: bool = field(True, help="Adapters in the video encoder (Table 8).")
+    pose: bool = field(True, help="Adapters in the pose encoder (Table 8).")
+    text: bool = field(True, help="Adapters in the text encoder (Table 8).")
+    ratio: float = field(0.25, help="Bottleneck width / D of the vision adapters (AIM's 0.25).")
+    text_ratio: float = field(0.5, help="Bottleneck width / D of the text adapters (Table 7's +6M per text: "
+                              "docs/model.md).")
+    mlp_scale: float = field(0.5, help="Scale s of the MLP adapter parallel to the MLP (AIM).")
+
+
+@dataclass(frozen=True)
+class PoseTokenSettings(Settings):
+    """How pose frames become tokens (shared by PeVL's pose encoder and PGVT's pose stream)."""
+
+    what = "model setting"
+
+    form: Literal[POSE_FORMS] = field("coords", help="Joint coordinates or 112x112 heatmaps (Table 9).")
+    cls_token: bool = field(True, help="PGVT Sec. 3.2's per-frame CLS token (false: a frame is the mean of its "
+                            "joint tokens).")
+    heatmap_size: int = field(112, help="Heatmap side in pixels (form heatmap).")
+    heatmap_sigma: float = field(2.0, help="Heatmap Gaussian sigma in pixels (form heatmap).")
+    normalize: Literal[COORD_FRAMES] = field("crop", help="crop: coordinates as given (the papers); person: centred "
+                                             "and scaled per clip.")
+    motion: bool = field(False, help="Also embed each joint's velocity between pose frames.")
+    embedding: Literal[JOINT_EMBEDDINGS] = field("shared", help="The joint MLP's first layer shared by all joints "
+                                                 "(the papers) or one per joint.")
+
+
+@dataclass(frozen=True)
+class PeVLPoseSettings(PoseTokenSettings):
+    temporal_attn: bool = field(True, help="T-Attn in the pose encoder (supp. Table 3).")
+
+
+@dataclass(frozen=True)
+class TextSettings(Settings):
+    what = "model setting"
+
+    prompt: Literal[tuple(PROMPT_FORMS)] = field("label_prompt_type", help="Prompt form (supp. Table 4).")
+    coarse_type: str = field("", help="The prompt's coarse action type (default: the cache entry's).")
+
+
+@dataclass(frozen=True)
+class UCMRSettings(Settings):
+    what = "model setting"
+
+    num_blocks: int = field(1, help="UCMR blocks (supp. Fig. 7); 0: none (Table 5 w/o UCMR).")
+    p2v: bool = field(True, help="P2V, eq. 1 (Table 5).")
+    v2p: bool = field(True, help="V2P, eq. 2 (Table 5).")
+    refine_loss: bool = field(True, help="The refinement loss L_R, eq. 3 (Table 5).")
+    background: Literal[BACKGROUND_READINGS] = field("grouping", help="V2P's background token: grouping (supp. Fig. "
+                                                     "9) or kept (eq. 2 literally); docs/model.md.")
+
+    def check(self, where: str = "", source_of=None) -> None:
+        if self.num_blocks < 0:
+            raise SettingsError(f"{_prefix(where, 'num_blocks')} must be >= 0, got {self.num_blocks}")
+
+
+@dataclass(frozen=True)
+class SGMCSettings(Settings):
+    what = "model setting"
+
+    sims: tuple[Literal[SIMILARITY_TERMS], ...] = field(SIMILARITY_TERMS, help="Similarity terms of eq. 4 (Table 6).")
+    loss: Literal["semantic", "vanilla"] = field("semantic", help="Semantic guided (eqs. 5-6) or vanilla "
+                                                 "contrastive loss (Table 6).")
+    fw_temperature: float = field(0.01, help="Temperature of S_FW's attention over the frame-word matrix.")
+
+
+@dataclass(frozen=True)
+class PeVLSettings(FrozenCLIPSettings):
+    """PeVL and its text-free (LinearHeadPeVL) and baseline (CLIPBaseline) variants."""
+
+    modalities: tuple[Literal[PEVL_MODALITIES], ...] = field(PEVL_MODALITIES, help="Encoders (Table 7).")
+    adapters: PeVLAdapterSettings = field(default_factory=PeVLAdapterSettings, help="Adapters (Table 8).")
+    pose: PeVLPoseSettings = field(default_factory=PeVLPoseSettings, help="The pose encoder.")
+    text: TextSettings = field(default_factory=TextSettings, help="The text encoder's prompt.")
+    ucmr: UCMRSettings = field(default_factory=UCMRSettings, help="The UCMR block (Table 5).")
+    fusion: Literal["sgmc", "concat"] = field("sgmc", help="SGMC (eq. 4) or concatenation (Tables 4, 7).")
+    sgmc: SGMCSettings = field(default_factory=SGMCSettings, help="SGMC (Table 6).")
+    lambda_r: float = field(0.1, help="Weight of the refinement loss (Sec. 3.4).")
+    train_proj: bool = field(True, help="Train copies of CLIP's projections (Table 4 baseline).")
+
+    def check(self, where: str = "", source_of=None) -> None:
+        super().check(where, source_of)
+        if not self.modalities or len(set(self.modalities)) != len(self.modalities):
+            raise SettingsError(f"{_prefix(where, 'modalities')} must be a non-empty subset of {PEVL_MODALITIES}, "
+                                f"got {list(self.modalities)}")
+
+
+# -- PGVT / AIM ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PGVTAdapterSettings(Settings):
+    what = "model setting"
+
+    ratio: float = field(0.25, help="Bottleneck width / D of every adapter.")
+    s_pose: float = field(0.5, help="Eq. 5's s_P (AIM's s = 0.5).")
+    s_video: float = field(0.5, help="Eq. 5's s_Z.")
+
+
+@dataclass(frozen=True)
+class PGVTBlockSettings(Settings):
+    what = "model setting"
+
+    temporal: bool = field(True, help="The T module, eq. 1 (Table 4 (4)).")
+    refine_pose: bool = field(True, help="The R-Adapter's pose stream (Table 4 (6i)).")
+    refine_video: bool = field(True, help="The R-Adapter's video stream (Table 4 (6ii)).")
+    bottleneck: bool = field(True, help="The R-Adapter's bottlenecks (docs/model.md).")
+
+
+@dataclass(frozen=True)
+class AIMSettings(Settings):
+    what = "model setting"
+
+    temporal: bool = field(True, help="AIM's temporal adaptation (T-Attn + T-adapter).")
+
+
+@dataclass(frozen=True)
+class HeadSettings(Settings):
+    what = "model setting"
+
+    dropout: float = field(0.5, help="Dropout before the linear classifier (AIM's I3D head).")
+
+
+@dataclass(frozen=True)
+class PGVTSettings(FrozenCLIPSettings):
+    """PGVT, and AIM's baseline (``blocks='aim'``)."""
+
+    type: str = field("PGVT", help="The model: PGVT.")
+    modalities: tuple[Literal[PGVT_MODALITIES], ...] = field(PGVT_MODALITIES, help="Streams (Table 4).")
+    blocks: Literal["pgvt", "aim"] = field("pgvt", help="PGVT blocks (both modalities) or one AIM stream per "
+                                           "modality (Table 4 (1)-(3)).")
+    adapters: PGVTAdapterSettings = field(default_factory=PGVTAdapterSettings, help="Adapters.")
+    pgvt: PGVTBlockSettings = field(default_factory=PGVTBlockSettings, help="PGVT blocks (Table 4).")
+    aim: AIMSettings = field(default_factory=AIMSettings, help="AIM streams.")
+    pose: PoseTokenSettings = field(default_factory=PoseTokenSettings, help="Pose tokens (Table 6).")
+    head: HeadSettings = field(default_factory=HeadSettings, help="The classifier.")
+
+    def check(self, where: str = "", source_of=None) -> None:
+        super().check(where, source_of)
+        mods = list(self.modalities)
+        if not mods or len(set(mods)) != len(mods):
+            raise SettingsError(f"{_prefix(where, 'modalities')} must be a non-empty subset of {PGVT_MODALITIES}, "
+                                f"got {mods}")
+        if self.blocks == "pgvt" and len(mods) != 2:
+            raise SettingsError(f"{_prefix(where, 'blocks')}='pgvt' needs both modalities; one modality runs AIM's "
+                                "blocks (blocks='aim')")

@@ -1,0 +1,34 @@
+"""Where a run executes: the device, and the process group under ``torchrun`` (NCCL on GPUs, gloo on CPU)."""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import torch
+from mmengine.dist import is_distributed
+
+
+def init_distributed(launcher: str) -> None:
+    """Start the process group for ``launcher='pytorch'`` (torchrun): NCCL with CUDA, else gloo.
+
+    mmengine would always pin a CUDA device first; on CPU machines that fails, so the group is
+    started here and mmengine finds it already initialised."""
+    if launcher == "none" or is_distributed():
+        return
+    import torch.distributed as dist
+
+    if launcher != "pytorch":
+        raise ValueError(f"launcher must be 'none' or 'pytorch', got {launcher!r}")
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group(backend="nccl")
+    else:
+        dist.init_process_group(backend="gloo")
+
+
+def resolve_device(device: Optional[str]) -> str:
+    if device in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda but no CUDA device is visible")
+    return "cuda" if device.startswith("cuda") else "cpu"

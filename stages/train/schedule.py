@@ -1,0 +1,169 @@
+"""The training schedule (``train`` of a run config) and its one mapping onto mmengine's Runner.
+
+:class:`ScheduleSettings` holds every schedule key with its default (PeVL Sec. 4.1: AdamW, lr
+8e-6, weight decay 0.05, 50 epochs, 3 warm-up epochs then cosine to zero); recipes in
+``configs/_base_/schedules/`` state only what differs. :func:`runner_kwargs` is the one place
+our keys become mmengine's:
+
+====================================  ===============================================================
+``train.*``                           mmengine
+====================================  ===============================================================
+lr, betas, eps, weight_decay          ``optim_wrapper.optimizer`` (AdamW; decay on weight matrices
+                                      only: :class:`~stages.train.runner_model.TunableOptimWrapperConstructor`)
+accumulative_counts, clip_grad        ``optim_wrapper.accumulative_counts``, ``.clip_grad``
+amp                                   bf16: autocast in the model (no loss scaling); float16:
+                                      ``AmpOptimWrapper`` (GradScaler); CPU: fp32
+max_epochs, val_interval              ``train_cfg`` (EpochBasedTrainLoop)
+warmup_epochs, warmup_start_factor    ``param_scheduler``: LinearLR then CosineAnnealingLR, per iteration
+batch_size, test_batch_size           ``train_dataloader.batch_size``, ``test_dataloader.batch_size``
+log_interval                          ``default_hooks.logger.interval``, ``log_processor.window_size``
+max_keep_ckpts                        ``default_hooks.checkpoint.max_keep_ckpts`` (a checkpoint every epoch)
+seed, deterministic                   ``randomness``
+====================================  ===============================================================
+
+``data.num_workers`` is the loaders' ``num_workers``. Anything else of mmengine's: ``runner.*``
+(raw Runner arguments, merged last).
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from stages.data.device_frames import collate_items
+from stages.nested_config import deep_merge, to_plain
+from stages.registry import SCOPE
+from stages.train.metrics import evaluator_config
+from stages.settings import Settings, SettingsError, field
+
+
+@dataclass(frozen=True)
+class GradClipSettings(Settings):
+    what = "schedule setting"
+
+    max_norm: float = field(1.0, help="Clip the gradients' norm to this.")
+    norm_type: float = field(2.0, help="The norm's p.")
+
+
+@dataclass(frozen=True)
+class ScheduleSettings(Settings):
+    what = "schedule setting"
+
+    max_epochs: int = field(50, help="Epochs (Sec. 4.1).")
+    warmup_epochs: int = field(3, help="Linear warm-up epochs, then cosine to zero (Sec. 4.1).")
+    warmup_start_factor: float = field(1e-3, help="lr at the first iteration = lr * this.")
+    lr: float = field(8e-6, help="Base learning rate (Sec. 4.1; AIM used 3e-4 at batch 64).")
+    weight_decay: float = field(0.05, help="AdamW weight decay, on weight matrices only (none on biases, norms, "
+                                "embeddings, temperatures).")
+    betas: tuple[float, float] = field((0.9, 0.999), help="AdamW betas.")
+    eps: float = field(1e-8, help="AdamW eps.")
+    batch_size: int = field(16, help="Clips per process (GPU) and step; the paper does not state it.")
+    test_batch_size: Optional[int] = field(None, help="Clips per evaluation batch (each is 3 views); default: "
+                                           "batch_size.")
+    accumulative_counts: int = field(1, help="Gradient accumulation: an optimiser step every N batches.")
+    amp: Optional[Literal["bfloat16", "float16"]] = field("bfloat16", help="Autocast dtype on CUDA (none: fp32); "
+                                                          "CPU runs fp32.")
+    clip_grad: Optional[GradClipSettings] = field(None, help="Gradient clipping, e.g. {max_norm: 1.0}; none: off.")
+    val_interval: int = field(5, help="Validate every N epochs (and after the last); 0: never during training.")
+    log_interval: int = field(20, help="Iterations between log lines.")
+    max_keep_ckpts: int = field(2, help="Checkpoints kept (one is written every epoch).")
+    seed: int = field(0, help="Seed of the model's initialisation, the shuffling and the augmentation.")
+    deterministic: bool = field(False, help="cuDNN / torch deterministic algorithms.")
+
+    def check(self, where: str = "", source_of=None) -> None:
+        for k in ("max_epochs", "batch_size", "accumulative_counts", "log_interval", "max_keep_ckpts"):
+            if getattr(self, k) < 1:
+                raise SettingsError(f"{where}.{k} must be positive, got {getattr(self, k)}", f"{where}.{k}")
+        if self.warmup_epochs < 0 or self.val_interval < 0:
+            raise SettingsError(f"{where}.warmup_epochs and {where}.val_interval must be >= 0")
+
+
+def autocast_dtype(schedule: ScheduleSettings, device: str) -> Optional[str]:
+    """The autocast dtype a run uses: ``amp`` on CUDA, none on CPU."""
+    return schedule.amp if (schedule.amp and device == "cuda") else None
+
+
+def runner_kwargs(cfg: Any, model, train_ds, test_ds, work_dir: Path, launcher: str, device: str,
+                  resume: bool = False, load_from: Optional[str] = None, hooks: Optional[list] = None,
+                  world_size: int = 1) -> dict:
+    """The mmengine Runner arguments of a run config (``cfg``: the resolved run config, an mmengine
+    ``Config``; ``cfg.train`` read through :class:`ScheduleSettings`)."""
+    t = ScheduleSettings.from_dict(to_plain(cfg.train), where="train")
+    cuda = device == "cuda"
+    nw = int(cfg.data.num_workers)
+    loader_common = dict(num_workers=nw, persistent_workers=nw > 0, pin_memory=cuda,
+                         collate_fn=dict(type=collate_items))
+    kw: dict[str, Any] = dict(
+        model=model,
+        work_dir=str(work_dir),
+        experiment_name=f"{cfg.get('exp_name', 'exp')}_{cfg.get('variant', 'v')}_{uuid.uuid4().hex[:8]}",
+        launcher=launcher,
+        default_scope=SCOPE,  # our registries (stages.registry) first, mmengine's behind them
+        env_cfg=dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
+                     dist_cfg=dict(backend="nccl" if cuda else "gloo")),
+        randomness=dict(seed=t.seed, deterministic=t.deterministic, diff_rank_seed=False),
+        default_hooks=dict(
+            timer=dict(type="IterTimerHook"),
+            logger=dict(type="LoggerHook", interval=t.log_interval, log_metric_by_epoch=True),
+            param_scheduler=dict(type="ParamSchedulerHook"),
+            # whole or absent, the old one deleted after (stages/train/checkpoints.py)
+            checkpoint=dict(type="AtomicCheckpointHook", interval=1, by_epoch=True, max_keep_ckpts=t.max_keep_ckpts,
+                            save_last=True),
+            sampler_seed=dict(type="DistSamplerSeedHook"),
+        ),
+        custom_hooks=[dict(type="RecordValHook"), dict(type="BackboneCheckpointHook")] + list(hooks or []),
+        visualizer=dict(type="Visualizer", name=f"vis_{uuid.uuid4().hex[:12]}",
+                        vis_backends=[dict(type="LocalVisBackend"), dict(type="TensorboardVisBackend")]),
+        log_processor=dict(by_epoch=True, window_size=t.log_interval),
+        log_level="INFO",
+        resume=resume,
+        load_from=load_from,
+        cfg=type(cfg)(to_plain(cfg.to_dict())),
+    )
+    if launcher == "pytorch":  # mmengine reads the DDP wrapper from the config it dumps
+        # DDP's search for unused parameters costs a graph walk every step: only for the variants
+        # whose step can leave a tunable parameter without gradient (the model says; default: yes).
+        # The scoped name: Runner.wrap_model looks the wrapper up in mmengine's root registry, which
+        # finds our child registry's entries only by "stages.<name>".
+        find_unused = bool(getattr(model.recognizer, "leaves_unused_parameters", True))
+        kw["cfg"]["model_wrapper_cfg"] = dict(type=f"{SCOPE}.RecognizerDDP",
+                                              find_unused_parameters=find_unused, broadcast_buffers=False)
+    test_loader = dict(dataset=test_ds, batch_size=t.test_batch_size or t.batch_size,
+                       sampler=dict(type="DefaultSampler", shuffle=False), drop_last=False, **loader_common)
+    evaluator = evaluator_config(test_ds)
+    kw.update(test_dataloader=test_loader, test_cfg=dict(type="TestLoop"), test_evaluator=evaluator)
+    if train_ds is not None:
+        epochs, warm = t.max_epochs, t.warmup_epochs
+        drop_last = len(train_ds) >= t.batch_size * world_size * 2
+        kw["train_dataloader"] = dict(dataset=train_ds, batch_size=t.batch_size, drop_last=drop_last,
+                                      sampler=dict(type="EpochSeedSampler", shuffle=True), **loader_common)
+        vi = t.val_interval
+        kw["train_cfg"] = dict(by_epoch=True, max_epochs=epochs, val_interval=vi if vi > 0 else epochs + 1)
+        if vi > 0:
+            kw.update(val_dataloader=dict(test_loader), val_cfg=dict(type="ValLoop"), val_evaluator=dict(evaluator))
+        # bf16 autocasts in the model and needs no loss scaling; fp16 needs AmpOptimWrapper's GradScaler
+        amp = autocast_dtype(t, device)
+        ow = dict(type="AmpOptimWrapper", dtype=amp) if amp == "float16" else dict(type="OptimWrapper")
+        ow.update(optimizer=dict(type="AdamW", lr=t.lr, betas=tuple(t.betas), eps=t.eps, weight_decay=t.weight_decay),
+                  accumulative_counts=t.accumulative_counts, constructor="TunableOptimWrapperConstructor")
+        if t.clip_grad is not None:
+            ow["clip_grad"] = t.clip_grad.to_dict()
+        kw["optim_wrapper"] = ow
+        sched = []
+        if warm > 0:
+            sched.append(dict(type="LinearLR", start_factor=t.warmup_start_factor, by_epoch=True, begin=0,
+                              end=warm, convert_to_iter_based=True))
+        sched.append(dict(type="CosineAnnealingLR", T_max=max(1, epochs - warm), eta_min=0.0, by_epoch=True,
+                          begin=warm, end=max(epochs, warm + 1), convert_to_iter_based=True))
+        kw["param_scheduler"] = sched
+    runner_over = cfg.get("runner") or {}
+    if runner_over:
+        kw = {**kw, **deep_merge({k: kw[k] for k in runner_over if k in kw and isinstance(kw[k], dict)},
+                                 to_plain(runner_over))}
+    return kw
+
+
+def world_size(launcher: str) -> int:
+    return int(os.environ.get("WORLD_SIZE", "1")) if launcher == "pytorch" else 1
