@@ -134,15 +134,12 @@ def explain_os_error(e: OSError, where: os.PathLike) -> Optional[CacheFault]:
     where = os.fspath(where)
     if e.errno in (errno_mod.ENOSPC, errno_mod.EDQUOT):
         what = "no space left" if e.errno == errno_mod.ENOSPC else "disk quota exceeded"
-        try:
-            free = shutil.disk_usage(_nearest_existing(where)).free
-            free_s = f", {free / 1e6:.1f} MB free"
-        except OSError:
-            free_s = ""
+        # (no free-space figure: it differs between processes that hit the same full disk, whose
+        # messages must be the same to be shown once)
         return DiskFullError(
-            f"{what} on the filesystem holding {where} (mounted at {mount_point(_nearest_existing(where))}"
-            f"{free_s}): free space there, or use another --cache-root. Nothing half-written is visible: "
-            "a clip being written is not committed, and a rerun continues.", e.errno)
+            f"{what} on the filesystem holding {where} (mounted at {mount_point(_nearest_existing(where))}): "
+            "free space there, or use another --cache-root. Nothing half-written is visible: a clip being "
+            "written is not committed, and a rerun continues.", e.errno)
     if e.errno in (errno_mod.EACCES, errno_mod.EPERM, errno_mod.EROFS):
         target = e.filename or where
         root = cache_root_of(where)
