@@ -76,4 +76,5 @@ def clip_uid(clip_id: str) -> str:
     if _SAFE.match(clip_id) and not clip_id.endswith(".tmp"):
         return clip_id
     readable = re.sub(r"[^A-Za-z0-9._-]+", "_", clip_id).strip("._-")[:80] or "clip"
-    return f"{readable}--{hashlib.sha256(clip_id.encode()).hexdigest()[:12]}"
+    # an id holding a file name's non-UTF-8 bytes as surrogates (os.listdir's str) hashes by those bytes
+    return f"{readable}--{hashlib.sha256(clip_id.encode('utf-8', 'surrogateescape')).hexdigest()[:12]}"

@@ -26,7 +26,7 @@ import mmap
 import pickle
 import pickletools
 import struct
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -164,19 +164,140 @@ def _opcode_table() -> dict[int, tuple[str, int, int]]:
 _OPCODES = _opcode_table()
 
 
-def check_declared_lengths(buf, start: int = 0) -> None:
+#: deepest nesting of containers a pickle from a shared place may hold (data files: about 8)
+MAX_DEPTH = 100
+#: objects any pickle may expand to, however small it is (see :func:`expansion_limit`)
+MIN_EXPANSION_LIMIT = 1 << 20
+
+
+def expansion_limit(nbytes: int) -> int:
+    """How many objects a pickle of ``nbytes`` may expand to, counting an object once per
+    reference to it. A pickle without shared references holds at most one object per opcode, so
+    at most one per byte; shared small objects (a dtype, an ``img_shape`` tuple) add a little."""
+    return max(MIN_EXPANSION_LIMIT, 4 * int(nbytes))
+
+
+# What each opcode does to the unpickler's stack, for the structure check of
+# :func:`check_declared_lengths`: the pickle machine run on shapes, nothing built.
+(_LEAF, _NODE, _PUT, _MEMOIZE, _GET, _MARK, _SEQ, _TUPLE1, _TUPLE2, _TUPLE3, _DICT, _FROZENSET, _APPEND,
+ _APPENDS, _SETITEM, _SETITEMS, _ADDITEMS, _BUILD, _CALL, _CALL_EX, _CALL_MARK, _STACK_GLOBAL, _BINPERSID,
+ _POP, _POP_MARK, _DUP, _NOOP, _STOP) = range(28)
+_ACTIONS = {
+    **dict.fromkeys(("INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "STRING", "BINSTRING",
+                     "SHORT_BINSTRING", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8", "NEXT_BUFFER",
+                     "NONE", "NEWTRUE", "NEWFALSE", "UNICODE", "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8",
+                     "FLOAT", "BINFLOAT", "EMPTY_TUPLE", "EXT1", "EXT2", "EXT4", "PERSID"), _LEAF),
+    # objects later opcodes may fill (a GLOBAL too: BUILD may be applied to what it names)
+    **dict.fromkeys(("EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET", "GLOBAL"), _NODE),
+    **dict.fromkeys(("PUT", "BINPUT", "LONG_BINPUT"), _PUT), "MEMOIZE": _MEMOIZE,
+    **dict.fromkeys(("GET", "BINGET", "LONG_BINGET"), _GET), "MARK": _MARK,
+    "TUPLE": _SEQ, "LIST": _SEQ, "TUPLE1": _TUPLE1, "TUPLE2": _TUPLE2, "TUPLE3": _TUPLE3, "DICT": _DICT,
+    "FROZENSET": _FROZENSET, "APPEND": _APPEND, "APPENDS": _APPENDS, "SETITEM": _SETITEM, "SETITEMS": _SETITEMS,
+    "ADDITEMS": _ADDITEMS, "BUILD": _BUILD, "REDUCE": _CALL, "NEWOBJ": _CALL, "NEWOBJ_EX": _CALL_EX,
+    "OBJ": _CALL_MARK, "INST": _CALL_MARK, "STACK_GLOBAL": _STACK_GLOBAL, "BINPERSID": _BINPERSID, "POP": _POP,
+    "POP_MARK": _POP_MARK, "DUP": _DUP, "PROTO": _NOOP, "FRAME": _NOOP, "READONLY_BUFFER": _NOOP, "STOP": _STOP,
+}
+_MEMO_ARG = {"BINPUT": "<B", "LONG_BINPUT": "<I", "BINGET": "<B", "LONG_BINGET": "<I"}
+# opcode byte -> (name, argument layout, its size, action, memo index format or None); None: unknown
+_TABLE = [None] * 256
+for _code, (_name, _kind, _n) in _OPCODES.items():
+    _TABLE[_code] = (_name, _kind, _n, _ACTIONS[_name], _MEMO_ARG.get(_name))
+
+
+def _malformed(what: str) -> pickle.UnpicklingError:
+    return pickle.UnpicklingError(f"not a well-formed pickle: {what}")
+
+
+def _expanded(obj, limit: int) -> int:
+    """Objects in ``obj`` counted as a tree (a shared object once per reference), stopping past
+    ``limit``; :class:`pickle.UnpicklingError` past :data:`MAX_DEPTH`. Shapes are
+    ``[leaf count, child, ...]`` lists; a scalar is None."""
+    if obj is None:
+        return 1
+    count, todo = 0, [(obj, 1)]
+    while todo and count <= limit:
+        node, depth = todo.pop()
+        if depth > MAX_DEPTH:
+            raise pickle.UnpicklingError(
+                f"refusing a pickle nested more than {MAX_DEPTH} containers deep (a crafted file?)")
+        count += 1 + node[0]
+        if len(node) > 1:
+            todo.extend([(c, depth + 1) for c in node[1:]])
+    return count
+
+
+def check_declared_lengths(buf, start: int = 0, max_objects: Optional[int] = None) -> None:
     """Walk one pickle's opcodes in ``buf`` (bytes or an mmap) from ``start`` without building
     anything; :class:`pickle.UnpicklingError` if a declared length (or a protocol-4 frame) runs past
-    the end, i.e. asks for more memory than the file holds."""
+    the end, i.e. asks for more memory than the file holds, or if its structure is a bomb.
+
+    The structure check runs the pickle machine on shapes: every container or call result is a
+    list ``[leaf count, child, ...]`` whose identity memo references share, every scalar is None.
+    Refused: a loaded object, or the dict keys, set items and call arguments hashed or walked
+    while loading, that expand to more than ``max_objects`` (default :func:`expansion_limit` of
+    the pickle's size) when every reference to a shared object counts (a list whose levels
+    reference the one below twice doubles with each level; ``str()``, hashing and numpy's
+    conversion walk every reference); nesting deeper than :data:`MAX_DEPTH`; a self-reference."""
     end, pos = len(buf), start
+    limit = expansion_limit(end - start) if max_objects is None else max_objects
+    charged = 0  # objects walked by the keys, set items and arguments met so far
+    stack: list = []
+    marks: list[int] = []
+    floor = 0  # where the stack above the last MARK starts
+    memo: dict[int, Any] = {}
+
+    def charge(items) -> int:
+        nonlocal charged
+        for it in items:
+            charged += 1 if it is None else _expanded(it, limit - charged)
+        if charged > limit:
+            raise pickle.UnpicklingError(
+                f"refusing a pickle whose dict keys, set items and call arguments expand to more than "
+                f"{limit:,} objects (the same objects referenced again and again: a crafted file?)")
+        return charged
+
+    def pop():
+        if len(stack) <= floor:
+            raise _malformed("it pops an empty stack")
+        return stack.pop()
+
+    def pop_mark() -> list:
+        nonlocal floor
+        if not marks:
+            raise _malformed("no MARK before an opcode that needs one")
+        i = marks.pop()
+        floor = marks[-1] if marks else 0
+        items = stack[i:]
+        del stack[i:]
+        return items
+
+    def fill(node, items) -> None:
+        if type(node) is not list:
+            raise _malformed("items added to a scalar")
+        for it in items:
+            if it is None:
+                node[0] += 1
+            else:
+                node.append(it)
+
+    def new(items) -> list:
+        node = [0]
+        fill(node, items)
+        return node
+
     while pos < end:
-        op = _OPCODES.get(buf[pos])
+        op = _TABLE[buf[pos]]
         if op is None:
-            raise pickle.UnpicklingError(f"not a well-formed pickle: unknown opcode {buf[pos]:#04x} at byte {pos}")
-        name, kind, n = op
+            raise _malformed(f"unknown opcode {buf[pos]:#04x} at byte {pos}")
+        name, kind, n, action, memo_fmt = op
         pos += 1
+        arg = None
         if kind == "fixed":
-            if name == "FRAME" and pos + 8 <= end:
+            if pos + n > end:
+                break
+            if memo_fmt is not None:
+                (arg,) = struct.unpack_from(memo_fmt, buf, pos)
+            elif name == "FRAME":
                 (size,) = struct.unpack_from("<Q", buf, pos)
                 if size > end - pos - 8:
                     raise pickle.UnpicklingError(
@@ -186,7 +307,12 @@ def check_declared_lengths(buf, start: int = 0) -> None:
             for _ in range(n):
                 nl = buf.find(b"\n", pos)
                 if nl < 0:
-                    raise pickle.UnpicklingError(f"not a well-formed pickle: {name} at byte {pos - 1} has no end")
+                    raise _malformed(f"{name} at byte {pos - 1} has no end")
+                if action in (_PUT, _GET):
+                    try:
+                        arg = int(buf[pos:nl])
+                    except ValueError:
+                        raise _malformed(f"{name} at byte {pos - 1}") from None
                 pos = nl + 1
         elif kind != "none":
             if pos + n > end:
@@ -198,9 +324,86 @@ def check_declared_lengths(buf, start: int = 0) -> None:
                     f"refusing a pickle that declares a {size:,}-byte object ({name}) with {end - pos:,} bytes "
                     "left in it (a truncated or crafted file)")
             pos += size
-        if name == "STOP":
+        # the structure, most frequent opcodes first
+        if action == _LEAF:
+            stack.append(None)
+        elif action == _MEMOIZE or action == _PUT:
+            if len(stack) <= floor:
+                raise _malformed(f"{name} with an empty stack")
+            memo[len(memo) if action == _MEMOIZE else arg] = stack[-1]
+        elif action == _GET:
+            if arg not in memo:
+                raise _malformed(f"memo entry {arg} read before it is written")
+            stack.append(memo[arg])
+        elif action == _NODE:
+            stack.append([0])
+        elif action == _MARK:
+            marks.append(len(stack))
+            floor = len(stack)
+        elif action == _SETITEMS or action == _APPENDS or action == _ADDITEMS:
+            items = pop_mark()
+            if action != _APPENDS:
+                charge(items[0::2] if action == _SETITEMS else items)
+            if len(stack) <= floor:
+                raise _malformed(f"{name} without a container")
+            fill(stack[-1], items)
+        elif action == _SEQ:
+            stack.append(new(pop_mark()))
+        elif action == _TUPLE1 or action == _TUPLE2 or action == _TUPLE3:
+            k = action - _TUPLE1 + 1
+            if len(stack) - k < floor:
+                raise _malformed(f"{name} pops an empty stack")
+            items = stack[-k:]
+            del stack[-k:]
+            stack.append(new(items))
+        elif action == _CALL or action == _CALL_EX:
+            args = [pop() for _ in range(1 if action == _CALL else 2)]
+            charge(args)  # what the callable walks (its arguments), not the callable
+            stack.append(new(args + [pop()]))
+        elif action == _BUILD or action == _APPEND:
+            child = pop()
+            if len(stack) <= floor:
+                raise _malformed(f"{name} without an object")
+            fill(stack[-1], (child,))
+        elif action == _SETITEM:
+            v, k = pop(), pop()
+            charge((k,))
+            if len(stack) <= floor:
+                raise _malformed("SETITEM without a dict")
+            fill(stack[-1], (k, v))
+        elif action == _DICT or action == _FROZENSET:
+            items = pop_mark()
+            charge(items[0::2] if action == _DICT else items)
+            stack.append(new(items))
+        elif action == _CALL_MARK:
+            items = pop_mark()
+            charge(items)
+            stack.append(new(items))
+        elif action == _STACK_GLOBAL:
+            pop(), pop()
+            stack.append([0])
+        elif action == _BINPERSID:
+            pop()
+            stack.append(None)
+        elif action == _POP:
+            if marks and len(stack) == floor:  # as pickle does: POP on an empty stack drops the mark
+                pop_mark()
+            else:
+                pop()
+        elif action == _POP_MARK:
+            pop_mark()
+        elif action == _DUP:
+            if len(stack) <= floor:
+                raise _malformed("DUP with an empty stack")
+            stack.append(stack[-1])
+        elif action == _STOP:
+            if _expanded(pop(), limit) > limit:
+                raise pickle.UnpicklingError(
+                    f"refusing a pickle that expands to more than {limit:,} objects when each reference to a "
+                    "shared object is counted (nested containers that reference one another level by level: "
+                    "a crafted file?)")
             return
-    raise pickle.UnpicklingError("not a well-formed pickle: it ends before its STOP opcode (truncated?)")
+    raise _malformed("it ends before its STOP opcode (truncated?)")
 
 
 def restricted_load(fileobj_or_bytes: Any) -> Any:

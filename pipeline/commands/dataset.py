@@ -22,7 +22,7 @@ def info(
     cache_root: Optional[Path] = CacheRootOpt,
     dataset_option: Optional[List[str]] = DatasetOptsOpt,
     coarse_type: Optional[str] = CoarseTypeOpt,
-    pose_source: Optional[str] = typer.Option(None, "--pose-source", help="Also count the clips this pose source has no poses for, per split (pkl:PATH: an mmaction2/pyskl skeleton file; dataset: the poses the dataset ships). Reads the file; decodes nothing."),
+    pose_source: Optional[str] = typer.Option(None, "--pose-source", help="Also count the clips this pose source has no poses for, per split (pkl:PATH: an mmaction2/pyskl 2D skeleton file or a folder of them, checked field by field; dataset: the poses the dataset ships). Reads the file; decodes nothing."),
     show_classes: bool = typer.Option(False, "--classes", help="List every class text."),
     show_options: bool = typer.Option(False, "--options", help="List the dataset's options (-o KEY=VALUE) and its pose source's (--pose-option KEY=VALUE) with their types, defaults and help, and stop (no --root needed)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),

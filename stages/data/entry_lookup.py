@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import shlex
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 from cache import CacheEntry, CacheStore, EntryNotFoundError, default_root
 from cache.fsutil import read_json
@@ -32,8 +32,10 @@ def _data_settings(data: Union[DataSettings, Mapping[str, Any]]) -> DataSettings
     return data if isinstance(data, DataSettings) else DataSettings.from_dict(dict(data), where="data")
 
 
-def extract_command(data: Union[DataSettings, Mapping[str, Any]], cache_root: Optional[str] = None) -> str:
-    """The ``pipeline extract`` command line that fills the entry ``data`` names."""
+def extract_command(data: Union[DataSettings, Mapping[str, Any]], cache_root: Optional[str] = None,
+                    always: Sequence[str] = ()) -> str:
+    """The ``pipeline extract`` command line that fills the entry ``data`` names (stage-one settings
+    that differ from the dataset's defaults, and those named in ``always``)."""
     d = _data_settings(data)
     parts = ["pipeline", "extract", "--dataset", str(d.dataset)]
     if d.root:
@@ -50,7 +52,7 @@ def extract_command(data: Union[DataSettings, Mapping[str, Any]], cache_root: Op
 
     defaults = resolve_settings(str(d.dataset), {}).to_dict()
     for k, v in d.extract.items():
-        if v is not None and v != defaults.get(k):
+        if v is not None and (v != defaults.get(k) or k in always):
             parts += [f"--{k.replace('_', '-')}", _text(v)]
     for k, v in sorted(d.dataset_options.items()):
         parts += ["-o", f"{k}={_text(v)}"]

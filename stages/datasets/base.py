@@ -198,7 +198,9 @@ def read_json(path: os.PathLike, kind: type = object, expected: str = "") -> Any
     """A JSON annotation file, or :class:`DatasetLayoutError` naming it: not JSON, or not a ``kind``
     (``expected`` says what was expected)."""
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_bytes())
+    except UnicodeDecodeError as e:
+        raise DatasetLayoutError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except json.JSONDecodeError as e:
         raise DatasetLayoutError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, kind):

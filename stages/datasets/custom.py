@@ -16,6 +16,16 @@ are comments. The clip id is the path relative to DIR without its extension, plu
 ``@start-end`` when a cut is given (so one video can give several clips); a clip id appearing
 twice is an error.
 
+Encodings: ``labels.txt`` and the CSV files are UTF-8 (a BOM is allowed); a byte that is not
+raises :class:`DatasetLayoutError` naming the file and line, except in a ``path`` field, which
+is a file name and keeps the bytes it has (so a latin-1 ``café.mp4`` listed by a latin-1 CSV is
+found). A clip id made from a name that is not UTF-8 writes those bytes ``\\xNN``
+(:func:`stages.datasets.names.readable_name`).
+
+Skeleton files (``--pose-source pkl:PATH``) name a clip by the video's path under DIR (without
+extension) or by its base name, as pyskl's ``custom_2d_skeleton.py`` and mmaction2's extraction
+scripts write ``frame_dir``: :meth:`CustomDataset.clip_aliases`.
+
 Adapter option ``coarse_type`` (``--coarse-type``) is the prompt's coarse word (default
 ``"human"``). Videos that do not exist are not an error here: ``pipeline dataset info`` reports
 them as missing.
@@ -23,6 +33,7 @@ them as missing.
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -34,6 +45,7 @@ from stages.datasets.base import (
     DatasetIndex,
     DatasetLayoutError,
 )
+from stages.datasets.names import is_text, read_text_lines, readable_name
 from stages.registry import DATASET_ADAPTERS
 from stages.settings import field
 
@@ -41,7 +53,7 @@ SPLIT_FILES = (("train", "train.csv", True), ("val", "val.csv", True), ("test", 
 
 
 def read_labels(path: Path) -> list[str]:
-    lines = [l.strip() for l in path.read_text(encoding="utf-8-sig").splitlines()]
+    lines = [l.strip() for l in read_text_lines(path)]
     while lines and not lines[-1]:
         lines.pop()
     for i, l in enumerate(lines):
@@ -93,14 +105,19 @@ class CustomDataset(DatasetAdapter):
                     )
                 continue
             source_files.append(str(path))
-            with open(path, newline="", encoding="utf-8-sig") as f:
-                for n, row in enumerate(csv.reader(f), 1):
-                    row = [c.strip() for c in row]
-                    if not row or not any(row) or row[0].startswith("#"):
-                        continue
-                    if n == 1 and len(row) > 1 and row[1].lower() == "label":
-                        continue
-                    clips.append(self._row(path, n, row, split, classes, by_text, ids))
+            # bytes that are not UTF-8 survive as surrogates: a path keeps them, any other field refuses them
+            text = path.read_bytes().decode("utf-8", "surrogateescape").removeprefix("\ufeff")
+            for n, row in enumerate(csv.reader(io.StringIO(text, newline="")), 1):
+                row = [c.strip() for c in row]
+                if not row or not any(row) or row[0].startswith("#"):
+                    continue
+                if n == 1 and len(row) > 1 and row[1].lower() == "label":
+                    continue
+                for field_name, value in zip(("label", "start_frame", "end_frame"), row[1:]):
+                    if not is_text(value):
+                        raise DatasetLayoutError(f"{path}:{n}: the {field_name} field is not UTF-8 text "
+                                                 f"({readable_name(value)!r}); save the file as UTF-8")
+                clips.append(self._row(path, n, row, split, classes, by_text, ids))
         return DatasetIndex(
             name=self.name, classes=classes, coarse_type=coarse, skeleton=self.skeleton,
             clips=clips, root=str(root), source_files=source_files, meta={"coarse_type": coarse},
@@ -138,9 +155,21 @@ class CustomDataset(DatasetAdapter):
             cut = {"start_frame": s, "end_frame": e}
         p = Path(rel)
         video = p if p.is_absolute() else self.root / p
-        base = p.with_suffix("").as_posix() if not p.is_absolute() else p.stem
+        base = readable_name(p.with_suffix("").as_posix() if not p.is_absolute() else p.stem)
         cid = f"{base}@{cut['start_frame']}-{cut['end_frame']}" if cut else base
         if cid in ids:
             raise DatasetLayoutError(f"{where}: clip {cid!r} already listed at {ids[cid]}")
         ids[cid] = where
         return ClipRecord(cid, split, label, str(video), **cut)
+
+    def clip_aliases(self, clip: ClipRecord) -> tuple[str, ...]:
+        """The video's base name (``v/c0`` -> ``c0``), the ``frame_dir`` pyskl's
+        ``custom_2d_skeleton.py`` and mmaction2's extraction scripts write; for an uncut clip also
+        the base name up to its first dot (pyskl cuts ``a.b.mp4`` to ``a``). A cut clip's base name
+        keeps its ``@start-end``: a whole video's skeleton is not the cut's."""
+        base = clip.clip_id.rsplit("/", 1)[-1]
+        out = [base] if base != clip.clip_id else []
+        head = base.split(".")[0]
+        if clip.start_frame is None and head and head != base:
+            out.append(head)
+        return tuple(out)

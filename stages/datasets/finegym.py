@@ -79,6 +79,7 @@ from stages.datasets.base import (
     read_json,
 )
 from stages.datasets.finegym_boxes import BoxFile, load_boxes
+from stages.datasets.names import read_text_lines
 from stages.registry import DATASET_ADAPTERS
 from stages.settings import field
 
@@ -254,6 +255,7 @@ class _FineGym(DatasetAdapter):
                (f"{v}_val.txt", None, "mmaction2 list")]
         out = {}
         for split, cands in (("train", train), ("val", val)):
+            skipped = []  # (file, its version): files of another version than split_version asks for
             for name, version, kind in cands:
                 p = self._find((name,))
                 if p is None:
@@ -262,13 +264,26 @@ class _FineGym(DatasetAdapter):
                 if split == "train":
                     version = self._train_version(p, version, lines)
                     if want and version and version != want:
+                        skipped.append((p, f"v{version} by its {lines} lines"))
                         continue  # e.g. an _org copy of v1.1 when v1.0 was asked for
                 out[split] = {"path": p, "kind": kind, "version": version, "lines": lines}
                 break
             else:
-                names = " or ".join(n for n, _, _ in cands)
                 where = ", ".join(str(self.root / d) if d else str(self.root) for d in SPLIT_DIRS)
-                raise DatasetLayoutError(f"{self.name}: expected a {split} split file ({names}) in one of: {where}")
+                names = [n for n, _, _ in cands]
+                if split == "train" and want:
+                    for other in SPLIT_VERSIONS:
+                        p = self._find((f"{v}_train_element_v{other}.txt",)) if other != want else None
+                        if p is not None:
+                            skipped.insert(0, (p, f"v{other}"))
+                if skipped:
+                    found = ", ".join(f"{self._rel(p)} ({why})" for p, why in skipped)
+                    raise DatasetLayoutError(
+                        f"{self.name}: split_version={want} asks for the v{want} train split, and no file here holds "
+                        f"it: found only {found}, which split_version={want} skips. Add {names[0]} (the FineGym "
+                        f"site's file) to one of: {where}; or drop -o split_version={want} to use the file found")
+                raise DatasetLayoutError(
+                    f"{self.name}: expected a {split} split file ({' or '.join(names)}) in one of: {where}")
         return out
 
     def _annotation_json(self) -> Optional[Path]:
@@ -306,7 +321,7 @@ class _FineGym(DatasetAdapter):
 
     def _read_split(self, path: Path, split: str, num_classes: int) -> list[tuple[str, str, int]]:
         rows = []
-        for n, line in enumerate(path.read_text().splitlines(), 1):
+        for n, line in enumerate(read_text_lines(path), 1):
             if not line.strip():
                 continue
             parts = line.split()
@@ -533,7 +548,7 @@ class _Times:
 
 
 def _count_lines(path: Path) -> int:
-    return sum(1 for line in path.read_text().splitlines() if line.strip())
+    return sum(1 for line in read_text_lines(path) if line.strip())
 
 
 def _split_source(splits: dict) -> str:

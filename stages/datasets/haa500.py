@@ -30,11 +30,16 @@ one of two sources (``meta["split_source"]``):
 
 A class with other than 20 videos (lines) is listed in ``meta["unusual_classes"]``.
 
-Class text: the class name with ``_`` and ``-`` as spaces, lower-cased
-(``"playing_violin"`` -> ``"playing violin"``). A trailing number marks a variant class
-(``"<name>_2"``); it is dropped from the text, and when that makes two texts equal the numbered
+Class text: the class name with ``_`` and ``-`` as spaces, each run of white space as one space,
+lower-cased (``"playing_violin"`` -> ``"playing violin"``, ``"hand_ stand"`` -> ``"hand stand"``).
+A trailing number marks a variant class (``"<name>_2"``); it is dropped from the text, and when that makes two texts equal the numbered
 ones read ``"<text> (variant N)"`` (the un-numbered one keeps the plain text). Coarse type
 ``"human"``.
+
+File names are bytes (:mod:`stages.datasets.names`): a video whose name is not UTF-8 keeps its
+bytes and gets a clip id with them written ``\\xNN``; a class folder (or annotation file) whose
+name is not UTF-8 cannot become a label text, so it is skipped and reported with its folder in
+``meta["skipped_names"]``. Annotation files that are not UTF-8 text are errors naming the line.
 """
 from __future__ import annotations
 
@@ -51,6 +56,7 @@ from stages.datasets.base import (
     DatasetIndex,
     DatasetLayoutError,
 )
+from stages.datasets.names import is_text, not_text_note, read_text_lines, readable_name, report_skipped
 from stages.registry import DATASET_ADAPTERS
 from stages.settings import field
 
@@ -78,7 +84,7 @@ def class_texts(names: list[str]) -> list[str]:
     for n in names:
         m = re.match(r"^(.*?)[_-]?(\d+)$", n)
         base, num = (m.group(1), m.group(2)) if m and m.group(1) else (n, None)
-        text = re.sub(r"[_\-]+", " ", base).strip().lower()
+        text = " ".join(re.sub(r"[_\-]+", " ", base).split()).lower()
         parts.append((text, num))
     counts: dict[str, int] = {}
     for t, _ in parts:
@@ -107,6 +113,10 @@ class HAA500(DatasetAdapter):
     coarse_type = "human"
     skeleton = "coco17"
 
+    def __init__(self, root=None, **options):
+        super().__init__(root, **options)
+        self._skipped: list[str] = []  # names that cannot be represented (module docstring)
+
     def _groups(self) -> tuple[Path, dict[str, list[Path]]]:
         for d in VIDEO_DIRS:
             folder = self.root / d
@@ -115,15 +125,23 @@ class HAA500(DatasetAdapter):
             groups: dict[str, list[Path]] = {}
             with os.scandir(folder) as it:
                 subdirs = sorted(Path(e.path) for e in it if e.is_dir())
+            skipped: list[str] = []
             for sub in subdirs:
                 vids = _videos_in(sub)
-                if vids:
+                if vids and not is_text(sub.name):
+                    skipped.append(not_text_note(folder, sub.name, "a class's label text"))
+                elif vids:
                     groups[sub.name] = vids
             if not groups:
+                skipped = []
                 for v in _videos_in(folder):
                     m = _NUM_RE.match(v.stem)
-                    if m:
+                    if m and not is_text(m.group("name")):
+                        skipped.append(not_text_note(folder, v.name, "a class's label text"))
+                    elif m:
                         groups.setdefault(m.group("name"), []).append(v)
+            for note in skipped:
+                report_skipped(self._skipped, note)
             if groups:
                 return folder, groups
         raise DatasetLayoutError(
@@ -142,10 +160,15 @@ class HAA500(DatasetAdapter):
         for d in dirs:
             if not d.is_dir():
                 continue
-            files = {p.stem: p for p in d.glob("*.txt") if p.is_file()}
+            txts = [p for p in d.glob("*.txt") if p.is_file()]
+            files = {p.stem: p for p in txts if is_text(p.stem)}
             if d == self.root and not opt:  # ROOT holds other text files too (README.txt, ...)
                 files = {k: v for k, v in files.items() if k in known}
             if files and (opt or known & set(files)):
+                if d != self.root or opt:
+                    for p in txts:
+                        if not is_text(p.stem):
+                            report_skipped(self._skipped, not_text_note(d, p.name, "a class's label text"))
                 return d, files
         if opt:
             raise DatasetLayoutError(f"haa500: annotation_dir {dirs[0]} holds no <class_name>.txt files")
@@ -154,7 +177,7 @@ class HAA500(DatasetAdapter):
     @staticmethod
     def _read_class_file(path: Path) -> list[dict]:
         rows = []
-        for n, line in enumerate(path.read_text().splitlines(), 1):
+        for n, line in enumerate(read_text_lines(path), 1):
             if not line.strip():
                 continue
             parts = [x.strip() for x in line.split(",")]
@@ -176,6 +199,7 @@ class HAA500(DatasetAdapter):
         return "train" if i < n_train else "val" if i < n_train + n_val else "test"
 
     def load(self, progress=None) -> DatasetIndex:
+        self._skipped = []
         folder, groups = self._groups()
         ann_dir, ann_files = self._annotation_files(sorted(groups))
         if ann_dir is not None:
@@ -193,7 +217,8 @@ class HAA500(DatasetAdapter):
                 unusual[cname] = len(vids)
             for i, v in enumerate(vids):
                 split = self._split(i)
-                cid = v.stem if v.stem not in ids else f"{cname}/{v.stem}"
+                stem = readable_name(v.stem)
+                cid = stem if stem not in ids else f"{cname}/{stem}"
                 ids.add(cid)
                 clips.append(ClipRecord(cid, split, label, str(v), extra={"class_name": cname}))
         return DatasetIndex(
@@ -205,6 +230,7 @@ class HAA500(DatasetAdapter):
                 "split_rule": f"per class by file order: first {n_train} train, next {n_val} val, rest test",
                 "class_names": names,
                 "unusual_classes": unusual,
+                **({"skipped_names": self._skipped} if self._skipped else {}),
             },
         )
 
@@ -230,7 +256,7 @@ class HAA500(DatasetAdapter):
                 num = int(m.group("num")) if m and m.group("name") == cname else None
                 if num is None or num >= len(rows) or num in by_number:
                     raise DatasetLayoutError(
-                        f"haa500: {v} does not fit {ann_files[cname]} ({len(rows)} lines): videos must be "
+                        f"haa500: {readable_name(str(v))} does not fit {ann_files[cname]} ({len(rows)} lines): videos must be "
                         f"{cname}_000 .. {cname}_{len(rows) - 1:03d}, line i being video i-1")
                 by_number[num] = v
             if cname not in groups:
@@ -249,6 +275,8 @@ class HAA500(DatasetAdapter):
         }
         if missing_classes:
             meta["classes_without_videos"] = missing_classes
+        if self._skipped:
+            meta["skipped_names"] = self._skipped
         return DatasetIndex(
             name=self.name, classes=class_texts(names), coarse_type=self.coarse_type, skeleton=self.skeleton,
             clips=clips, root=str(self.root), source_files=[str(ann_files[n]) for n in names], meta=meta,

@@ -76,6 +76,7 @@ from stages.datasets.base import (
     DatasetLayoutError,
     PoseTrack,
 )
+from stages.datasets.names import is_text, not_text_note, read_text_lines, report_skipped
 from stages.registry import DATASET_ADAPTERS
 from stages.settings import field
 
@@ -215,7 +216,7 @@ class ToyotaSmarthome(DatasetAdapter):
     @staticmethod
     def _read_list(path: Path) -> list[str]:
         stems = []
-        for n, line in enumerate(path.read_text().splitlines(), 1):
+        for n, line in enumerate(read_text_lines(path), 1):
             name = line.strip()
             if not name:
                 continue
@@ -240,10 +241,13 @@ class ToyotaSmarthome(DatasetAdapter):
         lists = self._split_lists(spec["lists"])
         folder = self._video_folder(required=lists is None)
         videos = {}
+        skipped: list[str] = []
         if folder.is_dir():
             for fname in sorted(os.listdir(folder)):
                 stem, ext = os.path.splitext(fname)
-                if ext.lower() in VIDEO_EXTS:
+                if ext.lower() in VIDEO_EXTS and not is_text(fname):  # no Toyota clip name is (names.py)
+                    report_skipped(skipped, not_text_note(folder, fname, "a clip id"))
+                elif ext.lower() in VIDEO_EXTS:
                     videos.setdefault(stem, folder / fname)
         skel_dir, skel_files = self._skeleton_files()
         dropped: dict[str, int] = {}
@@ -251,7 +255,7 @@ class ToyotaSmarthome(DatasetAdapter):
         def drop(reason: str) -> None:
             dropped[reason] = dropped.get(reason, 0) + 1
 
-        meta: dict = {"protocol": protocol}
+        meta: dict = {"protocol": protocol, **({"skipped_names": skipped} if skipped else {})}
         if lists is not None:
             assign: list[tuple[str, str]] = []
             seen: dict[str, str] = {}
@@ -383,8 +387,8 @@ def _det_score(det: dict) -> float:
 def parse_lcrnet_json(path: os.PathLike, frame_size=(480, 640), layout: str = "xxyy") -> PoseTrack:
     """One clip's LCR-Net JSON -> the main person's 13 joints per frame (module docstring)."""
     try:
-        data = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as e:
+        data = json.loads(Path(path).read_bytes())
+    except ValueError as e:  # not JSON, or not UTF-8
         raise DatasetLayoutError(f"{path}: not valid JSON ({e})") from None
     frames = data.get("frames") if isinstance(data, dict) else data
     if isinstance(frames, dict):

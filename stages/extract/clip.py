@@ -51,6 +51,8 @@ def align_track(track: PoseTrack, num_frames: int, size: tuple[int, int], notes:
 
     Dataset- or file-supplied poses may come from frames extracted by another tool (another frame
     count, a resized image): nearest-in-time resampling and a coordinate rescale fix both, noted.
+    Whether the track's ``frame_size`` can be trusted was settled before, by the pose source's
+    :meth:`~stages.extract.pose.base.PoseSource.fit_frame_size` (a skeleton file's ``img_shape``).
     """
     k, s = track.keypoints, track.scores
     if track.num_frames != num_frames:
@@ -132,8 +134,10 @@ def estimate_track(clip: ClipRecord, dataset: DatasetAdapter, pose: PoseSource,
 
     ``decoder`` (a :class:`ClipDecoder` or a decode worker's stream): a source that looks at pixels
     gets its full-size frames, streamed; its header checks and aligns a dataset's boxes."""
-    if not pose.needs_frames:
-        return pose.estimate(clip, None, None, dataset), {"source": None}, None
+    if not pose.needs_frames:  # poses from a file: its frame size checked against the video's
+        track = pose.estimate(clip, None, None, dataset)
+        track = pose.fit_frame_size(clip, track, (decoder.info.height, decoder.info.width))
+        return track, {"source": None}, None
     # Person boxes: dataset -> detector (on these same streamed frames) -> whole frame.
     chain = getattr(pose, "person_boxes", None) or default_person_boxes()
     info = decoder.info

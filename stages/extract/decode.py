@@ -217,12 +217,21 @@ def read_frames(
     if not info.square_pixels:
         # after ffmpeg's autorotation, so the SAR is the turned one; same arithmetic as displayed_size
         out_kw["vf"] = "scale=floor(iw*sar+0.5):ih,setsar=1"
+    # ffmpeg-python hashes its arguments as UTF-8; a file name that is not (os.listdir's surrogates
+    # for a latin-1 name, stages/datasets/names.py) goes in as a stand-in swapped in the argument list
+    name = path
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        name = "pevl-input-not-utf8"
     stream = (
-        ffmpeg.input(path, **in_kw)
+        ffmpeg.input(name, **in_kw)
         .output("pipe:", an=None, sn=None, dn=None, **out_kw)
         .global_args("-hide_banner", "-nostdin", "-loglevel", "warning", "-nostats", "-progress", "pipe:2")
     )
-    proc = stream.run_async(cmd=ffmpeg_exe(), pipe_stdout=True, pipe_stderr=True)
+    args = stream.compile(cmd=ffmpeg_exe())
+    args[args.index(name)] = path  # subprocess passes it as the file's own bytes
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     err_chunks: list[bytes] = []
     t = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()), daemon=True)
     t.start()

@@ -93,7 +93,7 @@ def _extract_command(cfg: Config, entry: CacheEntry, **settings) -> str:
     data["extract"] = {**own, **settings}
     if entry.settings.get("pose_source") and not data.get("pose_source"):
         data["pose_source"] = entry.settings["pose_source"]
-    return extract_command(data)
+    return extract_command(data, always=tuple(settings))
 
 
 def prepare_model_cfg(cfg: Config, entry: CacheEntry) -> dict:

@@ -248,10 +248,28 @@ def test_split_version_option(tmp_path):
     idx = create_dataset("gym99", root=tmp_path, split_version="1.0").load()
     assert idx.meta["train_split_version"] == "1.0" and len(idx.select("train")) == 1
     (tmp_path / "annotations" / "gym99_train_element_v1.1.txt").unlink()
-    with pytest.raises(DatasetLayoutError, match="train split file"):
+    with pytest.raises(DatasetLayoutError, match=r"split_version=1.1 asks for the v1.1 train split.*found only "
+                                                 r"annotations/gym99_train_element_v1.0.txt \(v1.0\)"):
         create_dataset("gym99", root=tmp_path, split_version="1.1").load()
     with pytest.raises(SettingsError, match=r"split_version = '2' \(from -o\): expected one of '1.0', '1.1'"):
         create_dataset("gym99", root=tmp_path, split_version="2")
+
+
+def test_split_version_without_its_file_names_the_file_it_skipped(tmp_path):
+    """-o split_version=1.0 with only the v1.1 files: not "expected a train split file" as if none
+    were there, but which file was found and skipped, and the two ways on."""
+    _splits(tmp_path)  # v1.1 train file
+    with pytest.raises(DatasetLayoutError) as e:
+        create_dataset("gym99", root=tmp_path, split_version="1.0").load()
+    msg = str(e.value)
+    assert "found only annotations/gym99_train_element_v1.1.txt (v1.1), which split_version=1.0 skips" in msg
+    assert "Add gym99_train_element_v1.0.txt" in msg and "drop -o split_version=1.0" in msg
+    # an _org copy of v1.1 (known by its line count) is named the same way
+    (tmp_path / "annotations" / "gym99_train_element_v1.1.txt").unlink()
+    rows = "".join(f"vid{i:08d}abc_E_000001_000002_A_0000_0001 {i % 99}\n" for i in range(26320))
+    write_text(tmp_path / "annotations" / "gym99_train_org.txt", rows)
+    with pytest.raises(DatasetLayoutError, match=r"found only annotations/gym99_train_org.txt \(v1.1 by its 26320 lines\)"):
+        create_dataset("gym99", root=tmp_path, split_version="1.0").load()
 
 
 def test_org_file_version_from_its_line_count(tmp_path):

@@ -41,6 +41,13 @@ def test_variant_class_texts():
     assert class_texts(["jump_1", "jump_2"]) == ["jump (variant 1)", "jump (variant 2)"]
 
 
+def test_class_texts_have_single_spaces():
+    """A class name with a space beside an underscore (or two spaces) gave a text with two spaces;
+    texts enter the entry key, which changes only for such names (a correction)."""
+    assert class_texts(["hand_ stand", "sit  up", "a -b\tc", "playing_violin"]) == [
+        "hand stand", "sit up", "a b c", "playing violin"]
+
+
 def test_empty_root_error(tmp_path):
     with pytest.raises(DatasetLayoutError, match="per-class folders"):
         create_dataset("haa500", root=tmp_path).load()

@@ -302,3 +302,44 @@ def test_real_arrays_still_load_in_every_protocol():
         out = restricted_load(pickle.dumps(data, protocol=protocol))
         np.testing.assert_array_equal(out["k"], data["k"])
         assert out["s"] == 2.5 and out["b"] == b"xyz" and out["ba"] == bytearray(b"ab") and out["t"] == (1, "two", [3.0])
+
+
+# -- the restricted unpickler bounds what shared references expand to ---------------------------------
+def _nested_tuple(depth):
+    t = ()
+    for _ in range(depth):
+        t = (t, t)  # pickled once per level: the second reference is a memo GET
+    return t
+
+
+@pytest.mark.parametrize("payload, match", [
+    # one tuple of 1,023 objects as the key of 3,000 dicts: hashing it each time walks 3 million objects
+    ([{_nested_tuple(9): i} for i in range(3000)], "dict keys, set items and call arguments expand to more than"),
+    # a list that is its own element: any walk of it never ends
+    ("self", "expands to more than|nested more than 100"),
+    # 200 containers deep
+    ("deep", "nested more than 100 containers deep"),
+])
+def test_shared_references_cannot_make_a_small_pickle_huge(payload, match):
+    if payload == "self":
+        payload = []
+        payload.append(payload)
+    elif payload == "deep":
+        payload = []
+        for _ in range(200):
+            payload = [payload]
+    raw = pickle.dumps(payload, protocol=4)
+    assert len(raw) < 250_000
+    with pytest.raises(pickle.UnpicklingError, match=match):
+        restricted_load(raw)
+
+
+def test_shared_small_objects_of_real_files_are_fine():
+    """Real files share a dtype, an img_shape tuple and strings between annotations (memo GETs)."""
+    shape = (1080, 1920)  # one constant tuple object, as ntu_pose_extraction.py's literal is
+    anns = [{"frame_dir": f"c{i}", "img_shape": shape, "keypoint": np.zeros((1, 2, 17, 2), np.float16)}
+            for i in range(5000)]
+    data = {"split": {"train": [a["frame_dir"] for a in anns]}, "annotations": anns}
+    for protocol in (2, 4, 5):
+        out = restricted_load(pickle.dumps(data, protocol=protocol))
+        assert len(out["annotations"]) == 5000 and out["annotations"][-1]["img_shape"] == shape

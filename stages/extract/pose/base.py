@@ -67,6 +67,13 @@ class PoseSource:
         """
         raise NotImplementedError
 
+    def fit_frame_size(self, clip: ClipRecord, track: PoseTrack, video_size: tuple[int, int]) -> PoseTrack:
+        """``track`` with the frame its coordinates are in, given the clip's video size (height,
+        width), before stage one rescales it to the video. Sources whose poses come from a file that
+        states its own frame (a skeleton pickle's ``img_shape``) check it here; raise
+        :class:`PoseSourceError` when it cannot be trusted. Default: the track as it is."""
+        return track
+
     def clips_without_poses(self, clips: list[ClipRecord], dataset: Optional[DatasetAdapter]) -> Optional[list[str]]:
         """Ids of ``clips`` this source has no poses for, known before any decoding; None when it
         cannot tell without trying (a model estimates poses for any frames)."""

@@ -8,19 +8,37 @@ File format (as mmaction2's ``PoseDataset`` and pyskl read it)::
                       "keypoint": float array (M, T, V, 2),
                       "keypoint_score": float array (M, T, V)}, ...]}
 
-A bare list of annotation dicts (older files) is accepted too. An annotation names its clip by
-``filename`` or ``frame_dir``, chosen as mmaction2's and pyskl's ``PoseDataset`` choose: by
-``filename`` when the first annotation has one, else by ``frame_dir``. A clip matches an
-annotation whose name, with a video extension and any folders stripped, is the clip id or one of
-the dataset's aliases for it (:meth:`DatasetAdapter.clip_aliases`: FineGym's
-``<yt>_<6>_<6>_<4>_<4>`` form of ``gym_2d.pkl``).
+A bare list of annotation dicts (older files, pyskl's ``custom_2d_skeleton.py``) is accepted too,
+and so is one annotation dict on its own: what mmaction2's ``ntu_pose_extraction.py`` writes for
+one video. ``--pose-source pkl:DIR`` reads every ``*.pkl`` under a folder (any of the three forms
+in each), which is how that script's users keep their poses.
+
+Every field this module uses is checked by type and size before numpy touches it
+(:func:`check_annotation`): the name a string, ``keypoint`` and ``keypoint_score`` numeric numpy
+arrays of the declared rank and matching shapes (never lists: both toolkits write arrays, and
+nested lists may alias one row a billion times), ``img_shape`` two positive integers. A file with
+3 values per joint is a 3D skeleton (NTU's ``ntu60_3d.pkl``: x, y, z in metres) and is refused as
+such; so is a joint count other than the source's skeleton's.
+
+Which annotation is a clip's: an annotation names its clip by ``filename`` or ``frame_dir``,
+chosen as mmaction2's and pyskl's ``PoseDataset`` choose: by ``filename`` when the (file's)
+first annotation has one, else by ``frame_dir``. The name, with a video extension dropped, is
+known by its whole path and by every trailing part of it (``data/v/c0.mp4``: ``data/v/c0``,
+``v/c0``, ``c0``); an annotation read from a folder of per-video files is also known by that
+file's path under the folder without ``.pkl``. A clip takes the annotation known by its id, else
+by one of the dataset's aliases for it (:meth:`DatasetAdapter.clip_aliases`: FineGym's
+``<yt>_<6>_<6>_<4>_<4>`` form of ``gym_2d.pkl``; a custom dataset's video base name). Two clips
+that would take one annotation are an error naming both, raised when the extraction is planned.
 
 Coverage is known before any work: :meth:`PickleSkeletonSource.clips_without_poses` lists the
 clips no annotation names, and planning stops (or, as asked, leaves them out or fails them
 without decoding) instead of failing them one by one.
 
+``img_shape`` (the frame the joints' pixels refer to) is checked against the video when the clip
+is extracted (:meth:`PickleSkeletonSource.fit_frame_size`): see the source's ``img_shape`` option.
+
 Pickle is code execution, so these files are only ever read through the restricted unpickler
-of :mod:`stages.safe_pickle` (numpy arrays and plain containers; nothing else).
+of :mod:`stages.safe_pickle` (numpy arrays and plain containers; nothing else; bounded memory).
 
 Main-person rule (``max_total_score``): when an annotation holds several persons (M > 1), the
 person kept is the one with the largest summed joint score over all frames, i.e. the mean joint
@@ -32,64 +50,172 @@ the per-clip choice is kept in :attr:`PickleSkeletonSource.selections` for the m
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
+import pickle
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import numpy as np
 
 from cache.keys import file_sha256
 from stages.datasets.base import ClipRecord, DatasetAdapter, PoseTrack
+from stages.datasets.names import readable_name
 from stages.extract.pose.base import PoseSource, PoseSourceError, PoseSourceOptions
 from stages.registry import POSE_SOURCES
 from stages.safe_pickle import restricted_load
 from stages.settings import field
+from stages.skeletons import get_skeleton
 
 PERSON_RULE = "max_total_score"
 
+#: what ``img_shape=`` may say (see :class:`PickleSkeletonSource`)
+IMG_SHAPE_MODES = ("check", "file", "video")
+#: two frame sizes "agree" when their aspect ratios differ by at most this fraction
+ASPECT_TOLERANCE = 0.02
+#: joints may lie this fraction of the frame outside it (a person at the edge) and still be "in" it
+JOINT_MARGIN = 0.1
+_MAX_NAME = 4096  # characters of a clip name
+_MAX_SIDE = 1 << 16  # pixels of an img_shape side
+
+
+def _kind(x: Any) -> str:
+    if isinstance(x, np.ndarray):
+        return f"a {x.dtype} array of shape {x.shape}"
+    return f"a {type(x).__name__}"
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+def shape_pair(value: Any) -> Optional[tuple[int, int]]:
+    """``img_shape`` / ``original_shape`` as ``(height, width)`` ints, or None when it is not two
+    positive integers (a tuple, list or numpy array of two; integral floats allowed)."""
+    if isinstance(value, np.ndarray):
+        if value.shape != (2,) or value.dtype.kind not in "iuf":
+            return None
+        value = value.tolist()
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        return None
+    out = []
+    for v in value:
+        if isinstance(v, (float, np.floating)) and float(v).is_integer():
+            v = int(v)
+        if not _is_int(v) or not 0 < int(v) <= _MAX_SIDE:
+            return None
+        out.append(int(v))
+    return out[0], out[1]
+
+
+def check_annotation(a: Any, where: str, ident: str) -> None:
+    """``ValueError`` naming ``where`` unless annotation ``a`` holds what this module reads, by
+    type and size, before anything converts it (module docstring)."""
+    if not isinstance(a, dict):
+        raise ValueError(f"{where}: an annotation must be a dict with 'frame_dir' (or 'filename') and 'keypoint', "
+                         f"got {_kind(a)}")
+    name = a.get(ident)
+    if not isinstance(name, str) or not name or len(name) > _MAX_NAME:
+        raise ValueError(f"{where} lacks {ident!r} as a clip name (a string), got {_kind(name)}"
+                         + (" (the first annotation has 'filename', so every one is named by it)"
+                            if ident == "filename" else ""))
+    where = f"{where} ({name[:200]!r})"
+    kp = a.get("keypoint")
+    if not isinstance(kp, np.ndarray):
+        raise ValueError(f"{where}: keypoint must be an array (M, T, V, 2) (a numpy array, as mmaction2 and pyskl "
+                         f"write it; lists are refused), got {_kind(kp)}")
+    if kp.dtype.kind not in "fiu":
+        raise ValueError(f"{where}: keypoint must hold numbers, got {_kind(kp)}")
+    if kp.ndim == 4 and kp.shape[-1] == 3:
+        raise ValueError(
+            f"{where}: keypoint is (M, T, V, 3) = {kp.shape}: 3 values per joint, a 3D skeleton (x, y, z, as "
+            "NTU's ntu60_3d.pkl holds in metres). This tool needs 2D joints in image pixels: keypoint "
+            "(M, T, V, 2) with keypoint_score (M, T, V), as ntu60_2d.pkl, gym_2d.pkl or pyskl's "
+            "custom_2d_skeleton.py hold them")
+    if kp.ndim != 4 or kp.shape[-1] != 2:
+        hint = (" (pyskl's --compress layout with frame_inds is not read: write the file without --compress)"
+                if "frame_inds" in a else "")
+        raise ValueError(f"{where}: keypoint must be an array (M, T, V, 2), got {kp.shape}{hint}")
+    score = a.get("keypoint_score")
+    if score is not None:
+        if not isinstance(score, np.ndarray) or score.dtype.kind not in "fiub":
+            raise ValueError(f"{where}: keypoint_score must be a numeric numpy array (M, T, V) (lists are "
+                             f"refused), got {_kind(score)}")
+        if score.shape != kp.shape[:3]:
+            raise ValueError(f"{where}: keypoint_score {score.shape} does not match keypoint {kp.shape} "
+                             "(want (M, T, V))")
+    for f in ("img_shape", "original_shape"):
+        if f in a and shape_pair(a[f]) is None:
+            v = a[f]
+            got = repr(v)[:100] if isinstance(v, (tuple, list)) and len(v) <= 4 else _kind(v)
+            raise ValueError(f"{where}: {f} must be (height, width), two positive integers, got {got}")
+
+
+def _identifier(anns: list) -> str:
+    return "filename" if anns and isinstance(anns[0], dict) and "filename" in anns[0] else "frame_dir"
+
+
 def load_skeleton_pickle(path: os.PathLike | str) -> dict:
-    """Read an mmaction2/pyskl 2D skeleton pickle safely; returns ``{"split", "annotations"}``.
+    """Read one mmaction2/pyskl 2D skeleton pickle safely; returns ``{"split", "annotations",
+    "identifier"}`` (a single video's annotation dict becomes a one-annotation file).
 
     Raises :class:`pickle.UnpicklingError` for a file that references anything but numpy arrays
-    and plain containers, and ``ValueError`` for one that is not a skeleton file.
+    and plain containers (or would expand beyond its size), and ``ValueError`` naming the file
+    for one that is not a 2D skeleton file (:func:`check_annotation`).
     """
     p = Path(path)
     with open(p, "rb") as f:
-        data = restricted_load(f)
+        try:
+            data = restricted_load(f)
+        except pickle.UnpicklingError as e:
+            raise pickle.UnpicklingError(f"{p}: {e}") from None
     if isinstance(data, list):
         data = {"split": {}, "annotations": data}
+    elif isinstance(data, dict) and "annotations" not in data and "keypoint" in data:
+        data = {"split": {}, "annotations": [data]}  # one video's annotation (ntu_pose_extraction.py)
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
+        keys = ([repr(k)[:40] for k in list(data)[:8] if isinstance(k, str)] if isinstance(data, dict) else None)
         raise ValueError(
-            f"{p}: not a skeleton pickle (expected a dict with an 'annotations' list, "
-            f"got {type(data).__name__})"
-        )
+            f"{p}: not a skeleton pickle (expected a dict with an 'annotations' list, a list of annotation "
+            f"dicts, or one video's annotation dict with 'keypoint'; got {type(data).__name__}"
+            + (f" with keys {', '.join(keys)}" if keys else "") + ")")
     anns = data["annotations"]
-    ident = "filename" if anns and isinstance(anns[0], dict) and "filename" in anns[0] else "frame_dir"
+    ident = _identifier(anns)
     for i, a in enumerate(anns):
-        if not isinstance(a, dict) or ident not in a or "keypoint" not in a:
-            raise ValueError(f"{p}: annotation {i} lacks {ident!r} or 'keypoint' (the first annotation "
-                             f"{'has' if ident == 'filename' else 'lacks'} 'filename', so every one is named by {ident!r})")
-        kp = a["keypoint"]
-        if not isinstance(kp, np.ndarray) or kp.ndim != 4 or kp.shape[-1] < 2:
-            shape = kp.shape if isinstance(kp, np.ndarray) else type(kp).__name__
-            raise ValueError(
-                f"{p}: annotation {a[ident]!r}: keypoint must be an array (M, T, V, 2), got {shape}"
-            )
-    data.setdefault("split", {})
-    data["identifier"] = ident
-    return data
+        check_annotation(a, f"{p}: annotation {i}", ident)
+    split = data.get("split", {})
+    return {"split": split if isinstance(split, dict) else {}, "annotations": anns, "identifier": ident}
 
 
 _VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".webm", ".mov")
+_MAX_PARTS = 8  # trailing path parts an annotation is known by
+
+
+def _parts(name: str) -> list[str]:
+    # Windows separators first; then a part holding a file name's non-UTF-8 bytes (os.listdir's
+    # surrogates) is read as clip ids are (its bytes as \\xNN)
+    parts = [readable_name(s) for s in str(name).replace("\\", "/").split("/") if s not in ("", ".")]
+    if parts:
+        stem, ext = os.path.splitext(parts[-1])
+        if ext.lower() in _VIDEO_EXTS and stem:
+            parts[-1] = stem
+    return parts
 
 
 def annotation_name(name: str) -> str:
     """An annotation's ``filename``/``frame_dir`` as a clip id: folders and a video extension dropped."""
-    base = str(name).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
-    stem, ext = os.path.splitext(base)
-    return stem if ext.lower() in _VIDEO_EXTS else base
+    parts = _parts(name)
+    return parts[-1] if parts else str(name)
+
+
+def annotation_keys(name: str) -> list[str]:
+    """Every name an annotation is known by: its path (video extension dropped) and each trailing
+    part of it, longest first (``data/v/c0.mp4`` -> ``data/v/c0``, ``v/c0``, ``c0``)."""
+    parts = _parts(name)[-_MAX_PARTS:]
+    return ["/".join(parts[i:]) for i in range(len(parts))]
 
 
 def select_main_person(
@@ -110,25 +236,80 @@ def select_main_person(
     return int(np.argmax(visible)), "max_visible_frames"
 
 
-# Per-process cache: (realpath, size, mtime_ns) -> (sha256, data, {clip name: annotation}).
-_CACHE: dict[tuple, tuple[str, dict, dict]] = {}
+@dataclass(frozen=True)
+class _Annotation:
+    name: str  # as the file gives it
+    data: dict = dataclasses.field(repr=False)
+    file: str  # the pickle it came from
+
+
+@dataclass
+class SkeletonSet:
+    """Every annotation of a skeleton file or folder, by each name it is known by (module
+    docstring). ``by_key[k]`` is an annotation or, when several are known by ``k``, their names."""
+
+    sha256: str
+    files: list[str]
+    annotations: list[_Annotation]
+    by_key: dict[str, Any]
+
+
+def _pickles_under(folder: str) -> list[str]:
+    out = []
+    for d, subdirs, names in os.walk(folder):
+        subdirs.sort()
+        out += [os.path.join(d, n) for n in sorted(names) if n.lower().endswith((".pkl", ".pickle"))]
+    return out
+
+
+def _read_set(path: str) -> SkeletonSet:
+    """Load a file, or every pickle under a folder, and index the annotations by name."""
+    folder = os.path.isdir(path)
+    files = _pickles_under(path) if folder else [path]
+    if folder and not files:
+        raise ValueError(f"{path}: a folder of skeleton pickles holds no *.pkl file")
+    anns: list[_Annotation] = []
+    by_key: dict[str, Any] = {}
+    digest = hashlib.sha256()
+
+    def known_as(key: str, a: _Annotation) -> None:
+        had = by_key.get(key)
+        if had is None:
+            by_key[key] = a
+        elif had is not a:
+            names = had if isinstance(had, list) else [had.name]
+            by_key[key] = names + [a.name] if len(names) < 5 else names
+
+    for f in files:
+        data = load_skeleton_pickle(f)
+        rel = os.path.relpath(f, path) if folder else None
+        if folder:  # the folder's identity: each file's path under it and content
+            digest.update(f"{os.fsencode(rel).hex()} {file_sha256(f)}\n".encode())
+        for a in data["annotations"]:
+            ann = _Annotation(a[data["identifier"]], a, f)
+            anns.append(ann)
+            for k in annotation_keys(ann.name):
+                known_as(k, ann)
+            if folder and len(data["annotations"]) == 1:  # one video's file: also by its path
+                for k in annotation_keys(os.path.splitext(rel)[0]):
+                    known_as(k, ann)
+    sha = digest.hexdigest() if folder else file_sha256(path)
+    return SkeletonSet(sha, files, anns, by_key)
+
+
+# Per-process cache: (realpath, size, mtime_ns) -> SkeletonSet (files; a folder is read once per source).
+_CACHE: dict[tuple, SkeletonSet] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def _load_cached(path: str) -> tuple[str, dict, dict]:
+def _load_cached(path: str) -> SkeletonSet:
     real = os.path.realpath(path)
     st = os.stat(real)
     key = (real, st.st_size, st.st_mtime_ns)
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
         if hit is None:
-            data = load_skeleton_pickle(real)
-            by_dir: dict = {}
-            for a in data["annotations"]:
-                name = annotation_name(a[data["identifier"]])
-                # two annotations for one clip name: neither is taken (found out when the clip asks)
-                by_dir[name] = a if name not in by_dir else None
-            hit = (file_sha256(real), data, by_dir)
+            hit = _read_set(real)
             for k in [k for k in _CACHE if k[0] == real]:
                 del _CACHE[k]
             _CACHE[key] = hit
@@ -137,40 +318,93 @@ def _load_cached(path: str) -> tuple[str, dict, dict]:
 
 @dataclass(frozen=True)
 class PickleSkeletonOptions(PoseSourceOptions):
-    path: Optional[str] = field(None, help="The skeleton pickle (--pose-source pkl:PATH).")
+    path: Optional[str] = field(None, help="The skeleton pickle, or a folder of per-video pickles (--pose-source "
+                                "pkl:PATH).")
     skeleton: Optional[str] = field(None, help="Joint layout of the file (default: coco17).")
+    img_shape: Literal[IMG_SHAPE_MODES] = field("check", help="Which frame the joints' pixels are in: check (the "
+                                                "file's img_shape, when it agrees with the video's aspect and the "
+                                                "joints' range; else the clip is refused naming this option), file "
+                                                "(the file's, rescaled to the video) or video (the video's own pixels; "
+                                                "mmaction2's ntu_pose_extraction.py stamps 1080x1920 on every video).")
 
 
 @POSE_SOURCES.register_module("pkl")
 class PickleSkeletonSource(PoseSource):
-    """Poses from an mmaction2/pyskl 2D skeleton pickle (``--pose-source pkl:PATH``).
+    """Poses from mmaction2/pyskl 2D skeleton pickles (``--pose-source pkl:PATH``): a file, or a
+    folder of them (e.g. one ``ntu_pose_extraction.py`` output per video).
 
     The annotation named like the clip (module docstring) gives the clip's joints; with several
-    persons the main one is kept. Coordinates are in the pickle's
-    ``img_shape`` frame, which becomes the track's ``frame_size``.
+    persons the main one is kept. Coordinates are in the annotation's ``img_shape`` frame, which
+    becomes the track's ``frame_size``.
+
+    Options (``--pose-source pkl:PATH,KEY=VALUE``):
+
+    img_shape (str, default ``"check"``): which frame the joints' pixels are in.
+        ``check``: the file's ``img_shape``, when it agrees with the video: the same aspect ratio
+        (within 2%) and the joints inside it (10% margin); otherwise the clip is refused, naming
+        the file and this option. ``file``: the file's ``img_shape``, rescaled to the video
+        whatever its aspect (a tool that resized the frames before estimating). ``video``: the
+        video's own pixels; ``img_shape`` is ignored (mmaction2's ``ntu_pose_extraction.py``
+        stamps ``(1080, 1920)`` on every video). Joins the source's identity (the entry key) only
+        when not ``check``.
     """
 
     name = "pkl"
     needs_frames = False
     Options = PickleSkeletonOptions
 
-    def __init__(self, path: os.PathLike | str | None = None, skeleton: Optional[str] = None):
+    def __init__(self, path: os.PathLike | str | None = None, skeleton: Optional[str] = None,
+                 img_shape: str = "check"):
         if not path:
-            raise PoseSourceError("pose source 'pkl' needs a file: --pose-source pkl:PATH")
+            raise PoseSourceError("pose source 'pkl' needs a file or folder: --pose-source pkl:PATH")
         self.path = str(Path(path).expanduser().resolve())
-        if not os.path.isfile(self.path):
+        if not os.path.exists(self.path):
             raise PoseSourceError(f"skeleton pickle not found: {self.path}")
         if skeleton:
             self.skeleton = skeleton
+        if img_shape not in IMG_SHAPE_MODES:
+            raise PoseSourceError(f"pose source pkl: img_shape={img_shape!r}: want one of {', '.join(IMG_SHAPE_MODES)}")
+        self.img_shape = img_shape
         self.selections: dict[str, dict] = {}
+        self._set: Optional[SkeletonSet] = None
+        self._matched: dict[str, _Annotation] = {}  # clip id -> its annotation (for fit_frame_size's message)
 
-    def _data(self) -> tuple[str, dict, dict]:
-        return _load_cached(self.path)
+    @property
+    def is_folder(self) -> bool:
+        return os.path.isdir(self.path)
+
+    def _data(self) -> SkeletonSet:
+        if self.is_folder:  # listing a folder per clip would cost; it is read once per source
+            if self._set is None:
+                self._set = self._checked(_read_set(self.path))
+            return self._set
+        s = _load_cached(self.path)
+        if s is not self._set:
+            self._set = self._checked(s)
+        return s
+
+    def _checked(self, s: SkeletonSet) -> SkeletonSet:
+        """What depends on this source: the skeleton's joint count, and a frame for the joints."""
+        joints = get_skeleton(self.skeleton).num_joints
+        for a in s.annotations:
+            v = a.data["keypoint"].shape[2]
+            if v != joints:
+                raise ValueError(f"{a.file}: annotation {a.name!r}: keypoint has {v} joints, the {self.skeleton} "
+                                 f"skeleton {joints} (is this file of another skeleton, e.g. NTU's 25 Kinect joints?)")
+            if "img_shape" not in a.data and "original_shape" not in a.data:
+                raise ValueError(f"{a.file}: annotation {a.name!r} has no img_shape: the frame size its joints' "
+                                 "pixels refer to (every mmaction2/pyskl 2D file has one)")
+        return s
 
     def identity(self) -> dict:
-        sha, _, _ = self._data()
-        return {"name": self.name, "path": self.path, "sha256": sha, "person_rule": PERSON_RULE,
-                "skeleton": self.skeleton}
+        s = self._data()
+        ident = {"name": self.name, "path": self.path, "sha256": s.sha256, "person_rule": PERSON_RULE,
+                 "skeleton": self.skeleton}
+        if self.is_folder:
+            ident["files"] = len(s.files)
+        if self.img_shape != "check":
+            ident["img_shape"] = self.img_shape
+        return ident
 
     def estimate(
         self,
@@ -180,11 +414,12 @@ class PickleSkeletonSource(PoseSource):
         dataset: DatasetAdapter,
     ) -> PoseTrack:
         ann = self._annotation(clip, dataset)
-        kp = np.asarray(ann["keypoint"], dtype=np.float32)[..., :2]
-        score = ann.get("keypoint_score")
-        score = None if score is None else np.asarray(score, dtype=np.float32)
+        a = ann.data  # checked by type and shape when loaded
+        kp = a["keypoint"].astype(np.float32, copy=False)
+        score = a.get("keypoint_score")
+        score = None if score is None else score.astype(np.float32, copy=False)
         if kp.shape[0] == 0:
-            raise PoseSourceError(f"clip {clip.clip_id!r}: no person in {self.path}")
+            raise PoseSourceError(f"clip {clip.clip_id!r}: no person in {ann.file}")
         idx, rule = select_main_person(kp, score)
         keypoints = kp[idx]
         if score is not None:
@@ -192,37 +427,106 @@ class PickleSkeletonSource(PoseSource):
         else:
             scores = np.any(keypoints != 0, axis=-1).astype(np.float32)
         choice = {"person": idx, "rule": rule, "num_persons": int(kp.shape[0])}
+        if self.is_folder:
+            choice["file"] = os.path.relpath(ann.file, self.path)
         n = keypoints.shape[0]
         if frames is not None and len(frames) != n and n > 0:
             # One pose per decoded frame: map each decoded frame to the nearest pickle frame.
             pick = np.minimum((np.arange(len(frames)) * n) // max(len(frames), 1), n - 1)
             keypoints, scores = keypoints[pick], scores[pick]
             choice["resampled_from"] = n
-        shape = ann.get("img_shape") or ann.get("original_shape")
-        if shape is None:
-            raise PoseSourceError(f"clip {clip.clip_id!r}: annotation has no img_shape in {self.path}")
+        shape = shape_pair(a["img_shape"]) if "img_shape" in a else shape_pair(a["original_shape"])
         self.selections[clip.clip_id] = choice
-        return PoseTrack(keypoints=keypoints, scores=scores,
-                         frame_size=(int(shape[0]), int(shape[1])))
+        self._matched[clip.clip_id] = ann
+        return PoseTrack(keypoints=keypoints, scores=scores, frame_size=shape)
+
+    def fit_frame_size(self, clip: ClipRecord, track: PoseTrack, video_size: tuple[int, int]) -> PoseTrack:
+        """The track in the frame the ``img_shape`` option says (class docstring); raises
+        :class:`PoseSourceError` naming the file and the option when ``check`` finds that the
+        file's ``img_shape`` and the video disagree."""
+        (ph, pw), (h, w) = track.frame_size, video_size
+        if self.img_shape == "video":
+            return PoseTrack(track.keypoints, track.scores, frame_size=(h, w))
+        if self.img_shape == "file" or (ph, pw) == (h, w):
+            return track
+        seen = track.keypoints[track.scores > 0]
+        span = None if seen.size == 0 else (seen.min(axis=0), seen.max(axis=0))
+        aspect_ok = abs((pw / ph) / (w / h) - 1) <= ASPECT_TOLERANCE
+
+        def inside(fh, fw):
+            if span is None:
+                return True
+            (x0, y0), (x1, y1) = span
+            return (x0 >= -JOINT_MARGIN * fw and y0 >= -JOINT_MARGIN * fh
+                    and x1 <= (1 + JOINT_MARGIN) * fw and y1 <= (1 + JOINT_MARGIN) * fh)
+
+        if aspect_ok and inside(ph, pw):
+            return track
+        ann = self._matched.get(clip.clip_id)
+        file, name = (ann.file, ann.name) if ann is not None else (self.path, clip.clip_id)
+        joints = ("" if span is None else
+                  f"; its joints span x {span[0][0]:.0f}..{span[1][0]:.0f}, y {span[0][1]:.0f}..{span[1][1]:.0f}")
+        why = (f"the aspect ratios differ ({pw}:{ph} against {w}:{h})" if not aspect_ok
+               else "the joints lie outside img_shape")
+        fits_video, fits_file = inside(h, w), inside(ph, pw)
+        hint = ("; the joints fit the video's pixels, not img_shape's: img_shape=video is likely right"
+                if span is not None and fits_video and not fits_file else
+                "; the joints fit img_shape's pixels, not the video's: img_shape=file is likely right"
+                if span is not None and fits_file and not fits_video else "")
+        raise PoseSourceError(
+            f"clip {clip.clip_id!r}: {file} gives annotation {name!r} img_shape (h, w) = ({ph}, {pw}), but the video "
+            f"is ({h}, {w}){joints}: {why}, so rescaling would distort the poses. Say which frame the joints are "
+            f"in: --pose-source 'pkl:{self.path},img_shape=video' (the video's pixels; img_shape ignored, as for "
+            f"mmaction2's ntu_pose_extraction.py, which writes (1080, 1920) for every video) or "
+            f"',img_shape=file' (img_shape's pixels, rescaled to the video){hint}")
 
     def _names(self, clip: ClipRecord, dataset: Optional[DatasetAdapter]) -> tuple[str, ...]:
         return (clip.clip_id,) + (tuple(dataset.clip_aliases(clip)) if dataset is not None else ())
 
-    def _annotation(self, clip: ClipRecord, dataset: Optional[DatasetAdapter]) -> dict:
-        _, _, by_name = self._data()
+    def _find(self, clip: ClipRecord, dataset: Optional[DatasetAdapter]) -> tuple[Optional[str], Any]:
+        """(the name that matched, the annotation or the names of several), or (None, None)."""
+        by_key = self._data().by_key
         for name in self._names(clip, dataset):
-            if name in by_name:
-                if by_name[name] is None:
-                    raise PoseSourceError(f"clip {clip.clip_id!r}: several annotations are named {name!r} in {self.path}")
-                return by_name[name]
-        raise PoseSourceError(f"clip {clip.clip_id!r} has no annotation in {self.path}")
+            hit = by_key.get(name)
+            if hit is not None:
+                return name, hit
+        return None, None
+
+    def _annotation(self, clip: ClipRecord, dataset: Optional[DatasetAdapter]) -> _Annotation:
+        name, hit = self._find(clip, dataset)
+        if hit is None:
+            raise PoseSourceError(f"clip {clip.clip_id!r} has no annotation in {self.path}")
+        if isinstance(hit, list):
+            raise PoseSourceError(f"clip {clip.clip_id!r}: several annotations are known as {name!r} in "
+                                  f"{self.path}: {', '.join(repr(n) for n in hit)}")
+        return hit
 
     def clips_without_poses(self, clips: list[ClipRecord], dataset: Optional[DatasetAdapter]) -> list[str]:
-        _, _, by_name = self._data()
-        return [c.clip_id for c in clips if not any(n in by_name for n in self._names(c, dataset))]
+        """Ids of ``clips`` no annotation is known for. Two clips that would take one annotation
+        (e.g. ``v/c0`` and ``w/c0`` of a custom dataset, both matched by the base name ``c0``) raise
+        :class:`PoseSourceError` naming them: neither could be given the right poses."""
+        missing, taken, clashes = [], {}, []
+        for c in clips:
+            name, hit = self._find(c, dataset)
+            if hit is None:
+                missing.append(c.clip_id)
+            elif not isinstance(hit, list):
+                other = taken.setdefault(id(hit), (c.clip_id, name, hit))
+                if other[0] != c.clip_id:
+                    clashes.append((other, (c.clip_id, name)))
+        if clashes:
+            (c1, n1, a), (c2, n2) = clashes[0]
+            raise PoseSourceError(
+                f"{len(clashes)} clip(s) would take another clip's poses: clips {c1!r} and {c2!r} both match "
+                f"annotation {a.name!r} of {a.file} (as {n1!r} and {n2!r}). Name the annotations apart: "
+                "frame_dir (or filename) as the video's path under the dataset root without its extension "
+                f"(e.g. {c2!r}), or give the videos distinct base names"
+                + (f"; also: {', '.join(f'{x[0][0]!r}/{x[1][0]!r}' for x in clashes[1:4])}" if len(clashes) > 1 else ""))
+        return missing
 
     def clip_info(self, clip: ClipRecord) -> dict:
         return dict(self.selections.get(clip.clip_id, {}))
 
     def close(self) -> None:
         self.selections.clear()
+        self._matched.clear()
