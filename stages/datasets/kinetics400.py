@@ -317,7 +317,7 @@ class Kinetics400(DatasetAdapter):
         if unlisted:
             meta["unlisted_videos"] = unlisted
         if replacements.root is not None:
-            meta["replacements"] = f"{replaced} clips from {_rel(replacements.root, self.root)}"
+            meta["replacements"] = f"{replaced} clip(s) from {_rel(replacements.root, self.root)}"
         return clips, source_files
 
     @staticmethod

@@ -118,7 +118,7 @@ def test_cvdf_replacements_take_the_place_of_the_corrupted_copies(tmp_path):
     idx = create_dataset("kinetics400", root=cvdf(tmp_path)).load()
     first = next(c for c in idx.clips if c.clip_id == _name(*TRAIN[0][:3]))
     assert "replacement_for_corrupted_k400" in first.video and first.extra["replacement"]
-    assert idx.meta["replacements"].startswith("1 clips from replacement")
+    assert idx.meta["replacements"].startswith("1 clip(s) from replacement")
     plain = create_dataset("kinetics400", root=tmp_path, replacements=False).load()
     again = next(c for c in plain.clips if c.clip_id == first.clip_id)
     assert again.video == str(tmp_path / "train" / f"{first.clip_id}.mp4") and "replacement" not in again.extra
