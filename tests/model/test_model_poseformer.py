@@ -161,3 +161,29 @@ def test_poseformer_cost_is_counted_as_the_pose_encoders():
     clip = model_stats(dict(type="PeVL", **TINY), arch="PeVL-tiny")
     pf = model_stats(dict(type="PeVL", **TINY, pose=POSEFORMER), arch="PeVL-tiny")
     assert pf["gflops_pose"] > 0 and pf["gflops_video"] == clip["gflops_video"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_one_step_under_autocast_is_finite_and_close_to_fp32(dtype):
+    """As tests/model/test_model_precision.py for the CLIP encoder: the joint weights and what reads
+    them stay float32, the rest runs in the autocast dtype (stochastic depth off: the same step twice)."""
+    torch.manual_seed(0)
+    model = build_model(dict(type="PeVL", **TINY, pose=dict(POSEFORMER, poseformer=dict(drop_path=0.0))))
+    model.set_class_texts(["back dive", "forward dive pike", "inward dive"], "diving")
+    for mod in model.modules():  # zero-initialised layers made non-zero: every path carries signal
+        for name in ("fc2", "out"):
+            lin = getattr(mod, name, None)
+            if isinstance(lin, torch.nn.Linear) and not lin.weight.abs().sum():
+                torch.nn.init.normal_(lin.weight, std=0.05)
+    batch = make_batch()
+    losses = []
+    for ctx in (None, dtype):
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=ctx) if ctx else torch.autocast("cpu", enabled=False):
+            out = model.loss(batch)
+            w = model.pose_encoder(batch["joints"], need_joint_weights=True)[1]
+        out["loss"].backward()
+        assert w.dtype == torch.float32
+        assert all(torch.isfinite(p.grad).all() for _, p in model.named_tunable_parameters() if p.grad is not None)
+        losses.append(float(out["loss"].detach()))
+    assert losses[1] == pytest.approx(losses[0], rel=0.01)
