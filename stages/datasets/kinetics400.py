@@ -171,7 +171,8 @@ class Kinetics400(DatasetAdapter):
 
     # ------------------------------------------------------------------ the two sources
     def _csv_rows(self, path: Path, split: str, index: dict[str, int], unlabelled: dict):
-        """``(line, clip name, label, extra)`` per row of an official CSV."""
+        """``(line, clip name, label, extra)`` per row of an official CSV; label None for a row
+        without one (counted in ``unlabelled``)."""
         lines = read_text_lines(path)
         rows = list(csv.reader(lines))
         if not rows:
@@ -204,6 +205,7 @@ class Kinetics400(DatasetAdapter):
             extra = {"youtube_id": yt, "time_start": start, "time_end": end}
             if not has_label or not row[col["label"]].strip():
                 unlabelled[split] = unlabelled.get(split, 0) + 1
+                out.append((n, clip_name(yt, start, end), None, extra))  # named (its video is no stray), no clip
                 continue
             text = row[col["label"]]
             label = index.get(class_key(text))
@@ -276,11 +278,14 @@ class Kinetics400(DatasetAdapter):
                 continue
             source_files.append(str(path))
             rows = self._csv_rows(path, split, index, unlabelled)
-            rows_per_file[split] = len(rows) + unlabelled.get(split, 0)
+            rows_per_file[split] = len(rows)
             videos = _scan(self._video_folder(split))
             folders[split] = str(videos.root) if videos.root else None
             named = set()
             for n, name, label, extra in rows:
+                if label is None:
+                    named.add(name)
+                    continue
                 if name in seen:
                     duplicates += 1
                     if len(dup_examples) < _EXAMPLES:

@@ -59,6 +59,7 @@ def deepmind(root):
     _csv(root / "kinetics400" / "test.csv", TEST, "test", labels=False)
     _videos(root / "videos_train", TRAIN, "spaces")
     _videos(root / "videos_val", VAL, "spaces")
+    _videos(root / "videos_test", TEST)
     return root
 
 
@@ -109,9 +110,21 @@ def test_each_layout_reads_the_csvs_with_the_right_counts(tmp_path, layout):
     assert idx.meta["missing_by_split"]["val"] == "1 of 3 (33.3%)"
     if not labelled_test:
         assert idx.meta["unlabelled_rows"] == {"test": "2 (no label: not used)"}
+    assert "unlisted_videos" not in idx.meta  # the unlabelled test rows still name their videos
     present = [c for c in idx.clips if c.video is not None]
     assert all(c.video.endswith(f"{c.clip_id}.mp4") and c.cut() == {} for c in present)
     assert {c.extra["youtube_id"] for c in idx.clips} >= {"--6bJUbfpnQ", "a_b-cdEFgh1"}
+
+
+def test_videos_no_row_names_and_repeated_rows_are_counted(tmp_path):
+    deepmind(tmp_path)
+    touch(tmp_path / "videos_train" / "zumba" / f"{_name('stray000001', 0, 10)}.mp4", VIDEO)
+    _csv(tmp_path / "kinetics400" / "validate.csv", VAL + VAL[:1], "val")
+    idx = create_dataset("kinetics400", root=tmp_path).load()
+    assert idx.split_counts()["val"] == 3
+    assert idx.meta["duplicate_rows"]["count"] == 1
+    assert idx.meta["duplicate_rows"]["examples"] == [f"validate.csv:5 {_name(*VAL[0][:3])} (first: validate.csv:2)"]
+    assert idx.meta["unlisted_videos"] == {"train": {"count": 1, "examples": [_name("stray000001", 0, 10)]}}
 
 
 def test_cvdf_replacements_take_the_place_of_the_corrupted_copies(tmp_path):
