@@ -33,6 +33,10 @@ class ChunkFormatError(RuntimeError):
     """An array's metadata or chunk file is not what a format-2 clip holds."""
 
 
+class ChunkDigestError(ChunkFormatError):
+    """A chunk file's content does not match the digest its writer recorded: the file is damaged."""
+
+
 @dataclass(frozen=True)
 class ArrayMeta:
     """What the reader needs of one array's Zarr metadata."""

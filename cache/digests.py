@@ -1,4 +1,5 @@
-"""Content digests of a clip's arrays: written beside them, re-checked by ``pipeline cache verify``."""
+"""Content digests of a clip's arrays: written beside them, compared by the reader and by
+``pipeline cache verify``."""
 from __future__ import annotations
 
 import hashlib
@@ -8,9 +9,10 @@ import numpy as np
 
 
 def array_digest(a: np.ndarray) -> str:
-    """sha256 of an array's dtype, shape and bytes."""
+    """sha256 of an array's dtype, shape and bytes (recorded by the writer, compared by the reader
+    and by ``pipeline cache verify``)."""
     h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
-    h.update(np.ascontiguousarray(a).tobytes())
+    h.update(np.ascontiguousarray(a).data if a.flags.c_contiguous else np.ascontiguousarray(a).tobytes())
     return h.hexdigest()[:32]
 
 
@@ -18,7 +20,7 @@ def encoded_digest(encoded: Sequence[Any]) -> str:
     """sha256 of a sequence of byte strings (their count, lengths and bytes): e.g. JPEG frames."""
     h = hashlib.sha256(f"bytes{len(encoded)}".encode())
     for b in encoded:
-        b = bytes(b)
+        b = memoryview(b).cast("B")  # no copy: the bytes as they are
         h.update(len(b).to_bytes(8, "little"))
         h.update(b)
     return h.hexdigest()[:32]

@@ -10,8 +10,9 @@ from typing import Any, Optional
 import numpy as np
 import zarr
 
-from cache import layout
-from cache.chunks import read_array, read_group_meta
+from cache import claims, layout
+from cache.chunks import ChunkDigestError, read_array, read_group_meta
+from cache.digests import array_digest
 from cache.frames_codecs import FramesCodec, frames_codec
 from cache.fsutil import read_json
 
@@ -22,6 +23,50 @@ class EntryNotFoundError(FileNotFoundError):
 
 class EntryFormatError(RuntimeError):
     """The entry was written by another store format version."""
+
+
+class EntryDamagedError(EntryNotFoundError):
+    """The entry's folder is there but its metadata is missing or unreadable (``problems``)."""
+
+    def __init__(self, path: os.PathLike, problems: list[str]):
+        super().__init__(damaged_message(path, problems))
+        self.path = Path(path)
+        self.problems = problems
+
+
+#: how a damaged entry is recovered (one place for the hint)
+DAMAGED_HINT = ("`pipeline extract` with the options that made it rebuilds its metadata (the entry's key, its "
+                "folder name, is computed again from them), or `pipeline cache gc --damaged` removes it")
+
+
+def damaged_message(path: os.PathLike, problems: list[str]) -> str:
+    return f"cache entry {path} is damaged: {'; '.join(problems)}. {DAMAGED_HINT}"
+
+
+def _json_problem(path: Path, name: str) -> Optional[str]:
+    try:
+        read_json(path)
+    except FileNotFoundError:
+        return f"{name} missing"
+    except (OSError, ValueError) as e:
+        return f"{name} unreadable ({type(e).__name__}: {e})"
+    return None
+
+
+def metadata_problems(entry_dir: os.PathLike) -> list[str]:
+    """What is wrong with an entry's own files (``zarr.json``, ``plan.json``, ``manifest.json``,
+    the ``clips`` group's ``zarr.json``): empty when they are all there and parse."""
+    d = Path(entry_dir)
+    out = []
+    for name in (layout.ROOT_META, layout.PLAN, layout.MANIFEST):
+        p = _json_problem(d / name, name)
+        if p:
+            out.append(p)
+    if (d / layout.CLIPS_DIR).is_dir():
+        p = _json_problem(d / layout.CLIPS_DIR / layout.ROOT_META, f"{layout.CLIPS_DIR}/{layout.ROOT_META}")
+        if p:
+            out.append(p)
+    return out
 
 
 def format_error_message(path: os.PathLike, fmt: Any) -> str:
@@ -93,16 +138,23 @@ class CacheEntry:
 
     def __init__(self, path: os.PathLike):
         self.path = Path(path)
-        if not (self.path / "zarr.json").is_file():
+        if not (self.path / layout.ROOT_META).is_file():
+            if self.path.is_dir() and any(self.path.iterdir()):
+                raise EntryDamagedError(self.path, metadata_problems(self.path))
             raise EntryNotFoundError(f"no cache entry at {self.path}")
-        fmt = self.attrs.get("format")
+        try:
+            fmt = self.attrs.get("format")
+        except (OSError, ValueError):
+            raise EntryDamagedError(self.path, metadata_problems(self.path)) from None
         if fmt != layout.FORMAT_VERSION:
             raise EntryFormatError(format_error_message(self.path, fmt))
+        if not (self.path / layout.PLAN).is_file():
+            raise EntryDamagedError(self.path, metadata_problems(self.path))
 
     # -- metadata ---------------------------------------------------------------------------
     @cached_property
     def attrs(self) -> dict:
-        return dict(read_json(self.path / "zarr.json").get("attributes", {}))
+        return dict(read_json(self.path / layout.ROOT_META).get("attributes", {}))
 
     @property
     def key(self) -> str:
@@ -135,14 +187,26 @@ class CacheEntry:
     @cached_property
     def plan(self) -> list[dict]:
         """Every clip the entry must hold, in a fixed order."""
-        return read_json(self.path / layout.PLAN)["clips"]
+        try:
+            return read_json(self.path / layout.PLAN)["clips"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise EntryDamagedError(self.path, metadata_problems(self.path) or [f"{layout.PLAN} has no clip list"]) \
+                from None
 
     @cached_property
     def _by_uid(self) -> dict[str, dict]:
         return {c["uid"]: c for c in self.plan}
 
     def manifest(self) -> dict:
-        return read_json(self.path / layout.MANIFEST)
+        """The manifest; :class:`EntryDamagedError` when it is missing or unreadable."""
+        try:
+            return read_json(self.path / layout.MANIFEST)
+        except (OSError, ValueError):
+            raise EntryDamagedError(self.path, [p for p in metadata_problems(self.path)
+                                                if p.startswith(layout.MANIFEST)]) from None
+
+    def metadata_problems(self) -> list[str]:
+        return metadata_problems(self.path)
 
     # -- state --------------------------------------------------------------------------------
     def done_uids(self) -> set[str]:
@@ -165,7 +229,7 @@ class CacheEntry:
 
     def claimed_uids(self) -> set[str]:
         d = self.path / layout.CLAIMS_DIR
-        return {n for n in os.listdir(d) if not n.startswith(".") and ".stale-" not in n} if d.is_dir() else set()
+        return {n for n in os.listdir(d) if claims.is_claim_name(n)} if d.is_dir() else set()
 
     def status(self) -> EntryStatus:
         done = self.done_uids()
@@ -181,7 +245,8 @@ class CacheEntry:
 
     @property
     def is_complete(self) -> bool:
-        return (self.path / layout.INDEX_DIR).is_dir() or self.status().complete
+        # from the folders, not from index/: a finished entry that lost a clip is incomplete again
+        return self.status().complete
 
     def require_complete(self, allow_partial: bool = False) -> EntryStatus:
         """Refuse an incomplete entry, naming the missing clips, unless ``allow_partial``."""
@@ -219,13 +284,20 @@ class CacheEntry:
         return frames_codec(self.frames_codec)
 
     def read_clip(self, uid: str, arrays: tuple[str, ...] = layout.CLIP_ARRAYS + layout.OPTIONAL_CLIP_ARRAYS,
-                  ) -> ClipData:
+                  check: str = "read") -> ClipData:
         """One clip's arrays (those named in ``arrays``; optional ones when the clip has them), read
         straight from the chunk files (:mod:`cache.chunks`): one metadata file and one file per array.
 
         Frames come back as the entry's codec reads them (:meth:`FramesCodec.read`): raw frames
         memory-mapped (read-only), JPEG frames as a lazy ``JpegFrames``, so taking a crop or a
         subset of frames reads or decodes only that.
+
+        ``check``: which arrays are compared with the digests their writer recorded
+        (:class:`~cache.chunks.ChunkDigestError` on a mismatch): ``"read"`` (default) every array
+        read whole anyway: all but frames whose codec reads only what is used
+        (:attr:`FramesCodec.digest_on_read` False: raw frames are memory-mapped so that only a crop
+        is read, and hashing them would read and hash 5.5 MB per 16-frame clip at short side 256;
+        docs/cache.md); ``"all"`` those frames too; ``"none"`` nothing.
         """
         clip_dir = os.path.join(self.path, layout.CLIPS_DIR, uid)
         attrs, metas = read_group_meta(clip_dir)
@@ -240,6 +312,8 @@ class CacheEntry:
                 data[name] = self.codec.read(metas[name])
             else:
                 data[name] = read_array(metas[name])
+        if check != "none":
+            self._check_digests(data, metas, attrs.get("digests") or {}, check == "all")
         row = self._by_uid.get(uid, {})
         return ClipData(
             clip_id=attrs.get("clip_id", row.get("clip_id", uid)),
@@ -250,6 +324,23 @@ class CacheEntry:
             attrs=attrs,
             **data,
         )
+
+    def _check_digests(self, data: dict[str, Any], metas: dict, digests: dict, every: bool) -> None:
+        for name, value in data.items():
+            want = digests.get(name)
+            if value is None or want is None:
+                continue
+            if name == "frames":
+                if not (every or self.codec.digest_on_read):
+                    continue  # read lazily: see read_clip
+                got = self.codec.digest(value)
+            else:
+                got = array_digest(value)
+            if got != want:
+                raise ChunkDigestError(
+                    f"{metas[name].chunk_file}: content does not match the digest its writer recorded (the file is "
+                    f"damaged). `pipeline cache repair {self.path}` moves the clip aside and `pipeline extract` "
+                    "(the options that made the entry) extracts it again")
 
     def read_index(self) -> dict[str, np.ndarray]:
         """All poses as flat arrays (only once complete): keypoints, scores, offsets, labels."""

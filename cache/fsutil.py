@@ -1,12 +1,13 @@
 """Small filesystem helpers that never leave a half-written file behind."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -52,3 +53,113 @@ def remove_tree(path: Path) -> None:
     except FileNotFoundError:
         return
     shutil.rmtree(aside, ignore_errors=True)
+
+
+# -- filesystem faults, explained ------------------------------------------------------------------
+SHARING_DOC = "docs/cache.md, 'Sharing a cache between users'"
+
+
+class CacheFault(OSError):
+    """A filesystem fault of the cache whose message says all a user needs (where, why, what to
+    do): commands print it as it is, without a traceback. ``errno`` is the original error's."""
+
+    def __init__(self, message: str, errno_: Optional[int] = None):
+        super().__init__(errno_, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class DiskFullError(CacheFault):
+    """No space (or no quota) left where the cache writes."""
+
+
+class CachePermissionError(CacheFault):
+    """The cache (or a part of it) is not writable by this user."""
+
+
+def mount_point(path: os.PathLike) -> str:
+    p = os.path.realpath(path)
+    while not os.path.ismount(p) and os.path.dirname(p) != p:
+        p = os.path.dirname(p)
+    return p
+
+
+def _nearest_existing(path: str) -> str:
+    p = os.path.abspath(path)
+    while not os.path.exists(p) and os.path.dirname(p) != p:
+        p = os.path.dirname(p)
+    return p
+
+
+def describe_owner(path: str) -> str:
+    """``owner user:group, mode drwxr-xr-x`` of a path (the nearest existing parent)."""
+    import grp
+    import pwd
+    import stat as stat_mod
+
+    p = _nearest_existing(path)
+    try:
+        st = os.stat(p)
+    except OSError:
+        return p
+    try:
+        user = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        user = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return f"{p}: owner {user}:{group}, mode {stat_mod.filemode(st.st_mode)}"
+
+
+def cache_root_of(path: os.PathLike) -> Optional[Path]:
+    """The cache root above a path inside ``<root>/entries/...``, if it is one."""
+    p = Path(os.path.abspath(path))
+    for parent in (p, *p.parents):
+        if parent.name == "entries":
+            return parent.parent
+    return None
+
+
+def explain_os_error(e: OSError, where: os.PathLike) -> Optional[CacheFault]:
+    """A :class:`CacheFault` for a full disk or a permission problem while writing ``where``
+    (the entry or file being written), else None (other errors keep their own message)."""
+    import errno as errno_mod
+
+    if isinstance(e, CacheFault):
+        return None
+    where = os.fspath(where)
+    if e.errno in (errno_mod.ENOSPC, errno_mod.EDQUOT):
+        what = "no space left" if e.errno == errno_mod.ENOSPC else "disk quota exceeded"
+        # (no free-space figure: it differs between processes that hit the same full disk, whose
+        # messages must be the same to be shown once)
+        return DiskFullError(
+            f"{what} on the filesystem holding {where} (mounted at {mount_point(_nearest_existing(where))}): "
+            "free space there, or use another --cache-root. Nothing half-written is visible: a clip being "
+            "written is not committed, and a rerun continues.", e.errno)
+    if e.errno in (errno_mod.EACCES, errno_mod.EPERM, errno_mod.EROFS):
+        target = e.filename or where
+        root = cache_root_of(where)
+        doctor = f"`pipeline cache doctor --cache-root {root}`" if root else "`pipeline cache doctor`"
+        if e.errno == errno_mod.EROFS:
+            return CachePermissionError(f"read-only filesystem: cannot write {target}", e.errno)
+        return CachePermissionError(
+            f"permission denied: {target} ({describe_owner(os.fspath(target))}). A cache that several users "
+            f"share needs a common group, group-writable setgid folders and umask 002 for everyone who writes "
+            f"(see {SHARING_DOC}); {doctor} checks them.", e.errno)
+    return None
+
+
+@contextlib.contextmanager
+def explained_os_errors(where: os.PathLike):
+    """Re-raise a full disk or a permission problem as a :class:`CacheFault` naming ``where``."""
+    try:
+        yield
+    except OSError as e:
+        fault = explain_os_error(e, where)
+        if fault is None:
+            raise
+        raise fault from e

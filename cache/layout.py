@@ -38,6 +38,8 @@ stores ``frames`` as a ``(T_v,)`` variable-length-bytes array of JPEG files.
       index/             written once complete: the poses of all clips as flat arrays
         keypoints (sum F, V, 2), scores (sum F, V), offsets (N + 1,), labels (N,), ...
       .staging/          writers' scratch; a clip is moved from here into clips/ when whole
+      quarantine/        damaged clips `pipeline cache repair` moved out of clips/ (with a .json
+                         each saying why), kept for a look until `pipeline cache gc`
 """
 from __future__ import annotations
 
@@ -53,9 +55,11 @@ CLAIMS_DIR = "claims"
 RUNS_DIR = "runs"
 STAGING_DIR = ".staging"
 INDEX_DIR = "index"
+QUARANTINE_DIR = "quarantine"
 MANIFEST = "manifest.json"
 PLAN = "plan.json"
 SOURCES = "sources.json"
+ROOT_META = "zarr.json"  # a Zarr group's (or array's) metadata: the entry's is what makes it an entry
 
 CLIP_ARRAYS = ("frames", "frame_indices", "keypoints", "scores", "grids")
 #: arrays a clip may hold (read and checked when present)

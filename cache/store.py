@@ -11,16 +11,19 @@ import numpy as np
 
 from cache import claims, layout
 from cache.chunks import read_group_meta
-from cache.entry import CacheEntry, EntryFormatError, EntryNotFoundError
-from cache.fsutil import dir_size, read_json, remove_tree
 from cache.digests import array_digest
+from cache.entry import CacheEntry, EntryFormatError, EntryNotFoundError, metadata_problems
+from cache.fsutil import dir_size, read_json, remove_tree
+from cache.writer import EntryWriter, staging_stale
 
 
 @dataclass
 class VerifyReport:
     entry: str
     checked: int = 0
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # every problem, one line each
+    clips: dict[str, list[str]] = field(default_factory=dict)  # uid -> what is wrong with that clip
+    index_problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -28,10 +31,20 @@ class VerifyReport:
 
 
 @dataclass
+class RepairReport:
+    entry: str
+    quarantined: dict[str, list[str]] = field(default_factory=dict)  # uid -> why it was moved aside
+    reopened: bool = False  # a finished entry made incomplete again (index removed, manifest says so)
+    reindexed: bool = False  # a complete entry's index written again
+    missing: int = 0  # clips the next `pipeline extract` has to do
+
+
+@dataclass
 class GcAction:
     path: Path
     why: str
     bytes: int
+    claim_ttl: Optional[float] = None  # a file of a claims folder: re-judged when removed
 
 
 def default_root() -> Path:
@@ -63,18 +76,19 @@ class CacheStore:
         for ds in sorted(self.entries_dir.iterdir()):
             if ds.is_dir() and not ds.name.startswith("."):
                 for e in sorted(ds.iterdir()):
-                    if e.is_dir() and not e.name.startswith(".") and (e / "zarr.json").is_file():
+                    # every folder: one whose metadata is gone is a damaged entry, not nothing
+                    if e.is_dir() and not e.name.startswith("."):
                         yield e
 
     def entries(self, dataset: Optional[str] = None) -> list[CacheEntry]:
-        """Readable entries (current format), newest first."""
+        """Readable entries (current format, metadata there), newest first."""
         out = []
         for d in self._entry_dirs():
             if dataset and d.parent.name != dataset:
                 continue
             try:
                 out.append(CacheEntry(d))
-            except EntryFormatError:
+            except (EntryFormatError, EntryNotFoundError):
                 continue
         out.sort(key=lambda e: e.attrs.get("created", {}).get("time", ""), reverse=True)
         return out
@@ -82,7 +96,7 @@ class CacheStore:
     def open(self, key_or_path: str) -> CacheEntry:
         """An entry by key, key prefix (unique), or path."""
         p = Path(key_or_path)
-        if (p / "zarr.json").is_file():
+        if (p / layout.ROOT_META).is_file() or (p / layout.CLIPS_DIR).is_dir():
             return CacheEntry(p)
         hits = [d for d in self._entry_dirs() if d.name.startswith(key_or_path)]
         if len(hits) == 1:
@@ -100,28 +114,66 @@ class CacheStore:
         """Check every done clip reads (through the same reader training uses), has the right
         shapes and (``deep``) matches the digests of its arrays; JPEG frames' headers are checked."""
         rep = VerifyReport(entry=entry.key)
+        rep.problems.extend(entry.metadata_problems())
         plan_uids = {c["uid"] for c in entry.plan}
         done = entry.done_uids()
         for extra in sorted(done - plan_uids):
-            rep.problems.append(f"clips/{extra}: not in the plan")
+            rep.clips[extra] = ["not in the plan"]
         for i, uid in enumerate(sorted(done & plan_uids)):
             rep.checked += 1
             try:
-                rep.problems.extend(f"clips/{uid}: {p}" for p in _clip_problems(entry, uid, deep))
+                found = _clip_problems(entry, uid, deep)
             except Exception as e:  # a corrupt chunk or zarr.json surfaces as any error
-                rep.problems.append(f"clips/{uid}: unreadable ({type(e).__name__}: {e})")
+                found = [f"unreadable ({type(e).__name__}: {e})"]
+            if found:
+                rep.clips[uid] = found
             if progress:
                 progress(i + 1, len(done))
+        rep.problems.extend(f"clips/{uid}: {p}" for uid, ps in sorted(rep.clips.items()) for p in ps)
         if (entry.path / layout.INDEX_DIR).is_dir():
             try:
                 idx = entry.read_index()
                 if set(idx["uids"]) != done & plan_uids:
-                    rep.problems.append("index: clip list differs from clips/")
+                    rep.index_problems.append("index: clip list differs from clips/")
                 elif int(idx["offsets"][-1]) != len(idx["keypoints"]):
-                    rep.problems.append("index: offsets do not cover keypoints")
+                    rep.index_problems.append("index: offsets do not cover keypoints")
             except Exception as e:
-                rep.problems.append(f"index: unreadable ({type(e).__name__}: {e})")
+                rep.index_problems.append(f"index: unreadable ({type(e).__name__}: {e})")
+        elif entry.status().complete and _manifest_status(entry) == "complete":
+            rep.index_problems.append("index: missing although the entry is complete")
+        rep.problems.extend(rep.index_problems)
         return rep
+
+    def repair(self, entry: CacheEntry, deep: bool = True, dry_run: bool = False, progress=None) -> RepairReport:
+        """Move every clip that :meth:`verify` finds wrong into ``quarantine/`` (``pipeline cache gc``
+        removes it there) so that the next ``pipeline extract`` extracts it again; make a finished
+        entry that now lacks clips incomplete again (its index removed, its manifest saying
+        ``incomplete``), or write a complete entry's damaged or missing index again."""
+        ver = self.verify(entry, deep=deep, progress=progress)
+        out = RepairReport(entry=entry.key, quarantined=dict(ver.clips))
+        plan_uids = {c["uid"] for c in entry.plan}
+        if dry_run:
+            st = entry.status()
+            out.missing = len(st.missing) + len(set(ver.clips) & plan_uids)
+            finished = (entry.path / layout.INDEX_DIR).is_dir() or _manifest_status(entry) == "complete"
+            out.reopened = bool(out.missing) and finished
+            out.reindexed = not out.missing and bool(ver.index_problems)
+            return out
+        writer = EntryWriter(entry)
+        for uid, why in ver.clips.items():
+            writer.quarantine(uid, why)
+        st = entry.status()
+        out.missing = len(st.missing)
+        finished = (entry.path / layout.INDEX_DIR).is_dir() or _manifest_status(entry) == "complete"
+        if st.missing and finished:
+            writer.reopen(f"{len(ver.clips)} damaged clip(s) moved to {layout.QUARANTINE_DIR}/ by `pipeline cache "
+                          f"repair`; {len(st.missing)} clip(s) to extract again" if ver.clips else
+                          f"{len(st.missing)} clip(s) missing from {layout.CLIPS_DIR}/")
+            out.reopened = True
+        elif not st.missing and ver.index_problems:
+            writer.reopen("the index was damaged: written again by `pipeline cache repair`")
+            out.reindexed = writer.finalize_if_complete()
+        return out
 
     def old_format_entries(self, dataset: Optional[str] = None) -> list[tuple[Path, Any]]:
         """``(path, format)`` of the entries another store format wrote (unreadable here)."""
@@ -130,28 +182,49 @@ class CacheStore:
             if dataset and d.parent.name != dataset:
                 continue
             fmt = _entry_format(d)
-            if fmt != layout.FORMAT_VERSION:
+            if fmt is not _UNREADABLE and fmt != layout.FORMAT_VERSION:
                 out.append((d, fmt))
+        return out
+
+    def damaged_entries(self, dataset: Optional[str] = None) -> list[tuple[Path, list[str]]]:
+        """``(path, problems)`` of the current-format (or unreadable) entries whose own metadata
+        (zarr.json, plan.json, manifest.json, clips/zarr.json) is missing or unreadable."""
+        out = []
+        for d in self._entry_dirs():
+            if dataset and d.parent.name != dataset:
+                continue
+            fmt = _entry_format(d)
+            if fmt is not _UNREADABLE and fmt != layout.FORMAT_VERSION:
+                continue  # an old format: reported as such
+            problems = metadata_problems(d)
+            if problems:
+                out.append((d, problems))
         return out
 
     # -- garbage collection -----------------------------------------------------------------
     def gc_plan(self, incomplete_older_than_days: Optional[float] = None,
-                keep_last: Optional[int] = None, ttl: float = claims.DEFAULT_TTL) -> list[GcAction]:
-        """What ``gc`` would remove: writers' leftovers, old formats, abandoned or superseded entries."""
+                keep_last: Optional[int] = None, ttl: float = claims.DEFAULT_TTL,
+                damaged: bool = False) -> list[GcAction]:
+        """What ``gc`` would remove: writers' leftovers, quarantined clips, old formats, abandoned or
+        superseded entries, and (``damaged``) entries whose metadata is missing."""
         acts: list[GcAction] = []
         now = time.time()
         if not self.entries_dir.is_dir():
             return acts
+        broken = dict(self.damaged_entries())
         for ds in sorted(p for p in self.entries_dir.iterdir() if p.is_dir()):
             for e in sorted(ds.iterdir()):
                 if e.name.startswith(".") and (".creating-" in e.name or ".deleting-" in e.name):
                     if now - e.stat().st_mtime > ttl:
                         acts.append(GcAction(e, "abandoned entry creation", dir_size(e)))
                     continue
-                if not (e / "zarr.json").is_file():
+                if not e.is_dir() or e.name.startswith("."):
+                    continue
+                if e in broken and damaged:
+                    acts.append(GcAction(e, f"damaged entry ({'; '.join(broken[e])})", dir_size(e)))
                     continue
                 fmt = _entry_format(e)
-                if fmt != layout.FORMAT_VERSION:
+                if fmt is not _UNREADABLE and fmt != layout.FORMAT_VERSION:
                     acts.append(GcAction(e, f"store format {fmt}, unreadable by this code (format "
                                             f"{layout.FORMAT_VERSION}): re-extract it with `pipeline extract`",
                                          dir_size(e)))
@@ -178,21 +251,29 @@ class CacheStore:
 
     def _leftovers(self, entry_dir: Path, ttl: float) -> list[GcAction]:
         acts = []
+        quarantine = entry_dir / layout.QUARANTINE_DIR
+        if quarantine.is_dir():
+            for q in sorted(quarantine.iterdir()):
+                acts.append(GcAction(q, "damaged clip moved aside by `pipeline cache repair`",
+                                     dir_size(q) if q.is_dir() else q.stat().st_size))
         staging = entry_dir / layout.STAGING_DIR
         if staging.is_dir():
             for s in staging.iterdir():
-                if _staging_stale(s, ttl):
+                if staging_stale(s, ttl):
                     acts.append(GcAction(s, "staging left by a killed writer", dir_size(s)))
         cdir = entry_dir / layout.CLAIMS_DIR
         if cdir.is_dir():
             for c in cdir.iterdir():
                 if claims.is_stale(c, ttl):
-                    acts.append(GcAction(c, "claim of a writer that is gone", c.stat().st_size))
+                    acts.append(GcAction(c, "claim of a writer that is gone", c.stat().st_size, claim_ttl=ttl))
         return acts
 
     def gc(self, actions: list[GcAction]) -> int:
         freed = 0
         for a in actions:
+            if a.claim_ttl is not None:
+                freed += a.bytes if claims.remove_if_stale(a.path, a.claim_ttl) else 0
+                continue
             if a.path.is_dir():
                 remove_tree(a.path)
             else:
@@ -201,10 +282,20 @@ class CacheStore:
         return freed
 
 
+_UNREADABLE = object()  # an entry whose zarr.json is missing or unreadable has no format to tell
+
+
 def _entry_format(entry_dir: Path) -> Any:
     try:
-        return read_json(entry_dir / "zarr.json").get("attributes", {}).get("format")
-    except (OSError, ValueError):
+        return read_json(entry_dir / layout.ROOT_META).get("attributes", {}).get("format")
+    except (OSError, ValueError, AttributeError):
+        return _UNREADABLE
+
+
+def _manifest_status(entry: CacheEntry) -> Optional[str]:
+    try:
+        return entry.manifest().get("status")
+    except EntryNotFoundError:
         return None
 
 
@@ -212,7 +303,7 @@ def _clip_problems(entry: CacheEntry, uid: str, deep: bool) -> list[str]:
     """What is wrong with one clip (empty: nothing)."""
     settings = entry.settings
     t_v, cell = int(settings["num_frames"]), int(settings["grid_cell"])
-    c = entry.read_clip(uid)
+    c = entry.read_clip(uid, check="none")  # the digests are compared below, all of them, as problems
     out = []
     # the reader trusts the clip's consolidated metadata: an array on disk it does not list (or
     # one it lists that is gone) means the clip was changed behind the writer's back
@@ -241,17 +332,6 @@ def _clip_problems(entry: CacheEntry, uid: str, deep: bool) -> list[str]:
             if got != want:
                 out.append(f"{name}: content does not match its digest")
     return out
-
-
-def _staging_stale(path: Path, ttl: float) -> bool:
-    # <uid>.<host>.<pid>.<rand>: our own host's dead pids are stale at once, others after ttl.
-    parts = path.name.rsplit(".", 3)
-    if len(parts) == 4 and parts[1] == claims.HOST.replace(".", "_") and parts[2].isdigit():
-        return not claims.pid_alive(int(parts[2]))
-    try:
-        return time.time() - path.stat().st_mtime > ttl
-    except FileNotFoundError:
-        return False
 
 
 def _last_activity(entry_dir: Path) -> float:

@@ -1,6 +1,8 @@
 """Filling a cache entry: create it atomically, claim clips, commit each clip whole, finalize."""
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import shutil
 import time
@@ -14,16 +16,32 @@ from zarr.codecs import ZstdCodec
 
 from cache import claims, layout
 from cache.digests import array_digest
+from cache.entry import CacheEntry, metadata_problems
 from cache.frames_codecs import frames_codec
-from cache.entry import CacheEntry
-from cache.fsutil import atomic_write_json, read_json
+from cache.fsutil import atomic_write_json, explained_os_errors, read_json, remove_tree
 from cache.provenance import git_revision, package_versions, who_when
 from cache.zarr_warnings import known_zarr_warnings_quiet
+
+log = logging.getLogger(__name__)
 
 # Every chunk is written, also one holding only fill values: a missing chunk file is then always
 # damage (the reader and `cache verify` say so) rather than zeros by convention.
 _ARRAY_CONFIG = {"write_empty_chunks": True}
 
+
+def _new_entry_files(tmp: Path, root_attrs: dict, plan: list[dict], manifest: dict,
+                     sources: Optional[list[dict]] = None) -> None:
+    """Everything of a new entry but its clips, written into folder ``tmp``."""
+    g = zarr.open_group(tmp, mode="w", zarr_format=3)
+    g.attrs.update(root_attrs)
+    # clips/ is a Zarr group too, so plain zarr can walk root["clips"][uid].
+    g.create_group(layout.CLIPS_DIR)
+    for d in (layout.FAILURES_DIR, layout.CLAIMS_DIR, layout.RUNS_DIR, layout.STAGING_DIR):
+        (tmp / d).mkdir()
+    atomic_write_json(tmp / layout.PLAN, {"clips": plan})
+    if sources is not None:
+        atomic_write_json(tmp / layout.SOURCES, {"sources": sources})
+    atomic_write_json(tmp / layout.MANIFEST, manifest)
 
 
 def create_entry(
@@ -33,34 +51,101 @@ def create_entry(
     manifest: dict,
     sources: Optional[list[dict]] = None,
 ) -> CacheEntry:
-    """Create the entry directory atomically, or open it if another process got there first.
+    """Create the entry directory atomically, or open it if another process got there first;
+    an entry whose own metadata is missing or unreadable gets it back (:func:`restore_metadata`).
     ``sources``: the source files' identities the key hashes (``sources.json``: what changed, when
     ``pipeline cache verify --sources`` finds the dataset's files changed)."""
     entry_dir = Path(entry_dir)
-    if not (entry_dir / "zarr.json").is_file():
-        entry_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = entry_dir.with_name(f".{entry_dir.name}.creating-{uuid.uuid4().hex[:8]}")
-        tmp.mkdir()
-        try:
-            g = zarr.open_group(tmp, mode="w", zarr_format=3)
-            g.attrs.update(root_attrs)
-            # clips/ is a Zarr group too, so plain zarr can walk root["clips"][uid].
-            g.create_group(layout.CLIPS_DIR)
-            for d in (layout.FAILURES_DIR, layout.CLAIMS_DIR, layout.RUNS_DIR, layout.STAGING_DIR):
-                (tmp / d).mkdir()
-            atomic_write_json(tmp / layout.PLAN, {"clips": plan})
-            if sources is not None:
-                atomic_write_json(tmp / layout.SOURCES, {"sources": sources})
-            atomic_write_json(tmp / layout.MANIFEST, manifest)
-            os.rename(tmp, entry_dir)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not (entry_dir / "zarr.json").is_file():
-                raise
+    with explained_os_errors(entry_dir):
+        if entry_dir.is_dir() and metadata_problems(entry_dir):
+            restore_metadata(entry_dir, root_attrs, plan, manifest, sources)
+        if not (entry_dir / layout.ROOT_META).is_file():
+            entry_dir.parent.mkdir(parents=True, exist_ok=True)
+            tmp = entry_dir.with_name(f".{entry_dir.name}.creating-{uuid.uuid4().hex[:8]}")
+            tmp.mkdir()
+            try:
+                _new_entry_files(tmp, root_attrs, plan, manifest, sources)
+                os.rename(tmp, entry_dir)
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)
+                if not (entry_dir / layout.ROOT_META).is_file():
+                    raise
     entry = CacheEntry(entry_dir)
     if [c["uid"] for c in entry.plan] != [c["uid"] for c in plan]:
         raise RuntimeError(f"entry {entry_dir} exists with a different clip plan; the key should differ")
     return entry
+
+
+def _explained(method):
+    """A full disk or a permission problem inside ``method`` becomes a CacheFault naming the entry."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with explained_os_errors(self.path):
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
+def staging_stale(path: Path, ttl: float) -> bool:
+    """Whether a writer's folder in ``.staging/`` was left by one that is gone: named
+    ``<what>.<host>.<pid>.<rand>``, so this host's dead pids are stale at once, others after ``ttl``."""
+    parts = path.name.rsplit(".", 3)
+    if len(parts) == 4 and parts[1] == claims.HOST.replace(".", "_") and parts[2].isdigit():
+        if not claims.pid_alive(int(parts[2])):
+            return True
+        started = claims.process_start_time(int(parts[2]))
+        try:  # a live pid that started after the folder was made is a reused pid
+            return started is not None and started > path.stat().st_mtime + 1
+        except FileNotFoundError:
+            return False
+    try:
+        return time.time() - path.stat().st_mtime > ttl
+    except FileNotFoundError:
+        return False
+
+
+def restore_metadata(entry_dir: Path, root_attrs: dict, plan: list[dict], manifest: dict,
+                     sources: Optional[list[dict]] = None) -> list[str]:
+    """Write again what is missing or unreadable of an entry's own files, from the plan that
+    computed the same key (the key names the folder, so the inputs are the same): ``plan.json``,
+    ``manifest.json`` (noting the rebuild), ``sources.json`` when gone, the ``clips`` group's
+    ``zarr.json`` and, last (it is what makes the folder an entry), the root ``zarr.json``.
+    Returns what was wrong (logged).
+
+    Safe beside other processes doing the same: each file is replaced whole (same content)."""
+    entry_dir = Path(entry_dir)
+    problems = metadata_problems(entry_dir)
+    if not problems:
+        return []
+    try:
+        have = read_json(entry_dir / layout.ROOT_META).get("attributes", {})
+    except (OSError, ValueError, AttributeError):
+        have = None
+    if have is not None and have.get("key") not in (None, root_attrs["key"]):
+        raise RuntimeError(f"entry folder {entry_dir} holds key {have.get('key')}, not {root_attrs['key']}: "
+                           "it was moved or renamed; move it back, or remove it with `pipeline cache gc --damaged`")
+    try:
+        old_plan = read_json(entry_dir / layout.PLAN)["clips"]
+    except (OSError, ValueError, KeyError, TypeError):
+        old_plan = None
+    if old_plan is not None and [c["uid"] for c in old_plan] != [c["uid"] for c in plan]:
+        raise RuntimeError(f"entry {entry_dir} exists with a different clip plan; the key should differ")
+    log.warning("cache entry %s was damaged (%s): rebuilding its metadata from this run's plan (same key)",
+                entry_dir, "; ".join(problems))
+    tmp = entry_dir.with_name(f".{entry_dir.name}.creating-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(parents=True)
+    try:
+        rebuilt = {**manifest, "metadata_rebuilt": [{"problems": problems, **who_when()}]}
+        _new_entry_files(tmp, root_attrs, plan, rebuilt, sources)
+        for d in (layout.CLIPS_DIR, layout.FAILURES_DIR, layout.CLAIMS_DIR, layout.RUNS_DIR, layout.STAGING_DIR):
+            (entry_dir / d).mkdir(exist_ok=True)
+        if sources is not None and not (entry_dir / layout.SOURCES).is_file():
+            os.replace(tmp / layout.SOURCES, entry_dir / layout.SOURCES)
+        for name in (layout.PLAN, layout.MANIFEST, f"{layout.CLIPS_DIR}/{layout.ROOT_META}", layout.ROOT_META):
+            if any(p.startswith(f"{name} ") for p in problems):
+                os.replace(tmp / name, entry_dir / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return problems
 
 
 class EntryWriter:
@@ -73,6 +158,21 @@ class EntryWriter:
         self.heartbeat = claims.Heartbeat(heartbeat_s)
         self.staging = self.path / layout.STAGING_DIR
         self.staging.mkdir(exist_ok=True)
+        self._tokens: dict[str, str] = {}  # uid -> token of the claim this writer holds
+
+    def remove_stale_staging(self) -> list[Path]:
+        """Remove what killed writers left in ``.staging/`` (this host's dead pids at once, other
+        hosts' after the ttl): every run starts with it, so nothing waits for `pipeline cache gc`."""
+        removed = []
+        try:
+            items = list(self.staging.iterdir())
+        except FileNotFoundError:
+            return removed
+        for s in items:
+            if staging_stale(s, self.ttl):
+                remove_tree(s) if s.is_dir() else s.unlink(missing_ok=True)
+                removed.append(s)
+        return removed
 
     # -- state of one clip ----------------------------------------------------------------
     def _claim_path(self, uid: str) -> Path:
@@ -84,26 +184,31 @@ class EntryWriter:
     def is_failed(self, uid: str) -> bool:
         return (self.path / layout.FAILURES_DIR / f"{uid}.json").is_file()
 
+    @_explained
     def claim(self, uid: str) -> bool:
         """True when this process should extract ``uid`` now (not done, failed or claimed)."""
         if self.is_done(uid) or self.is_failed(uid):
             return False
         cp = self._claim_path(uid)
-        if not claims.try_claim(cp, self.ttl):
+        token = claims.try_claim(cp, self.ttl)
+        if not token:
             return False
         # Another writer may have finished it between our check and our claim.
         if self.is_done(uid) or self.is_failed(uid):
-            claims.release(cp)
+            claims.release(cp, token)
             return False
+        self._tokens[uid] = token
         self.heartbeat.add(cp)
         return True
 
     def release(self, uid: str) -> None:
         cp = self._claim_path(uid)
         self.heartbeat.discard(cp)
-        claims.release(cp)
+        # only our own claim: one taken over from us (judged stale) is its new owner's
+        claims.release(cp, self._tokens.pop(uid, None))
 
     # -- results -----------------------------------------------------------------------------
+    @_explained
     def commit(self, uid: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> None:
         """Write the clip into a private staging group, then rename it into ``clips/``.
 
@@ -142,11 +247,13 @@ class EntryWriter:
                 shutil.rmtree(tmp, ignore_errors=True)
             self.release(uid)
 
+    @_explained
     def fail(self, uid: str, clip_id: str, reason: str, detail: Optional[str] = None) -> None:
         rec = {"clip_id": clip_id, "reason": reason, **({"detail": detail} if detail else {}), **who_when()}
         atomic_write_json(self.path / layout.FAILURES_DIR / f"{uid}.json", rec)
         self.release(uid)
 
+    @_explained
     def retry_failures(self) -> int:
         """Forget recorded failures so the next pass tries those clips again."""
         d = self.path / layout.FAILURES_DIR
@@ -156,31 +263,44 @@ class EntryWriter:
             n += 1
         return n
 
+    @_explained
     def record_run(self, record: dict) -> None:
         name = f"{time.strftime('%Y%m%dT%H%M%S')}-{claims.HOST}-{os.getpid()}-{uuid.uuid4().hex[:4]}.json"
         atomic_write_json(self.path / layout.RUNS_DIR / name, record)
 
     # -- completion ---------------------------------------------------------------------------
+    @_explained
     def finalize_if_complete(self) -> bool:
         """Once every clip is done or failed: write the flat pose index and a final manifest.
 
         Exactly one writer does it (a claim on ``index``); a writer that finds it done returns.
         """
         if (self.path / layout.INDEX_DIR).is_dir():
+            try:
+                rebuilt = read_json(self.path / layout.MANIFEST).get("status") != "complete"
+            except (OSError, ValueError):
+                rebuilt = True
+            if rebuilt:  # a manifest rebuilt (restore_metadata) after the entry was finished
+                self.write_manifest(status="complete")
             return True
         status = self.entry.status()
         if not status.complete:
             self.write_manifest(status="incomplete")
             return False
         lock = self.path / layout.CLAIMS_DIR / ".finalize"
-        if not claims.try_claim(lock, self.ttl):
+        token = claims.try_claim(lock, self.ttl)
+        if not token:
             return False
+        self.heartbeat.add(lock)  # a large entry's index takes a while: the lock must not look stale
         try:
             if not (self.path / layout.INDEX_DIR).is_dir():
                 self._write_index()
             self.write_manifest(status="complete")
         finally:
-            claims.release(lock)
+            self.heartbeat.discard(lock)
+            if not self._tokens:
+                self.heartbeat.stop()
+            claims.release(lock, token)
         return True
 
     def _write_index(self) -> None:
@@ -195,7 +315,7 @@ class EntryWriter:
             labels.append(c["label"])
             sizes.append(clip.attrs["orig_size"])
         v = kps[0].shape[1] if kps else 0
-        tmp = self.staging / f"index.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+        tmp = self.staging / f"index.{claims.HOST.replace('.', '_')}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
         g = zarr.open_group(tmp, mode="w", zarr_format=3)
         flat_k = np.concatenate(kps) if kps else np.zeros((0, v, 2), np.float32)
         flat_s = np.concatenate(scs) if scs else np.zeros((0, v), np.float32)
@@ -213,8 +333,42 @@ class EntryWriter:
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def write_manifest(self, status: str) -> dict:
-        m = read_json(self.path / layout.MANIFEST)
+    @_explained
+    def quarantine(self, uid: str, why: list[str]) -> Optional[Path]:
+        """Move ``clips/<uid>`` (damaged) into ``quarantine/`` beside a note of why: the clip is
+        then missing, so the next ``pipeline extract`` extracts it again; ``pipeline cache gc``
+        removes what is in quarantine."""
+        src = self.path / layout.CLIPS_DIR / uid
+        qdir = self.path / layout.QUARANTINE_DIR
+        qdir.mkdir(exist_ok=True)
+        dst = qdir / f"{uid}.{time.strftime('%Y%m%dT%H%M%S')}.{uuid.uuid4().hex[:6]}"
+        try:
+            os.rename(src, dst)  # atomic: readers see the clip or no clip
+        except FileNotFoundError:
+            return None
+        row = self.entry._by_uid.get(uid, {})
+        atomic_write_json(qdir / f"{dst.name}.json", {"uid": uid, "clip_id": row.get("clip_id"), "problems": why,
+                                                      "moved": who_when()})
+        return dst
+
+    @_explained
+    def reopen(self, why: str) -> None:
+        """Make a finished entry incomplete again: its index removed, its manifest saying
+        ``incomplete`` (with ``why`` in its ``reopened`` list) until a writer finishes it again."""
+        remove_tree(self.path / layout.INDEX_DIR)
+        self.write_manifest(status="incomplete", reopened=why)
+
+    @_explained
+    def write_manifest(self, status: str, reopened: Optional[str] = None) -> dict:
+        try:
+            m = read_json(self.path / layout.MANIFEST)
+        except FileNotFoundError:  # rebuilt by `pipeline extract` (create_entry); keep what we know
+            m = {"key": self.entry.key, "dataset": self.entry.dataset, "settings": self.entry.settings,
+                 "manifest_rebuilt": who_when()}
+        if reopened:
+            done = {k: m.pop(k) for k in ("completed", "code_revision_at_completion", "versions_at_completion")
+                    if k in m}
+            m.setdefault("reopened", []).append({"why": reopened, **who_when(), **done})
         st = self.entry.status()
         fails = self.entry.failures()
         by_split: dict[str, dict[str, int]] = {}

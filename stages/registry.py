@@ -53,7 +53,8 @@ MODEL_WRAPPERS = Registry("model wrapper", parent=MMENGINE_MODEL_WRAPPERS, scope
                           locations=["stages.train.runner_model"])
 OPTIM_WRAPPER_CONSTRUCTORS = Registry("optimizer wrapper constructor", parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
                                       scope=SCOPE, locations=["stages.train.runner_model"])
-HOOKS = Registry("hook", parent=MMENGINE_HOOKS, scope=SCOPE, locations=["stages.train.runner"])
+HOOKS = Registry("hook", parent=MMENGINE_HOOKS, scope=SCOPE,
+                 locations=["stages.train.runner", "stages.train.checkpoints"])
 METRICS = Registry("metric", parent=MMENGINE_METRICS, scope=SCOPE, locations=["stages.train.metrics"])
 DATA_SAMPLERS = Registry("data sampler", parent=MMENGINE_DATA_SAMPLERS, scope=SCOPE,
                          locations=["stages.data.epoch_sampler"])

@@ -257,30 +257,19 @@ def convert(value: Any, tp: Any, key: str = "", source_of: SourceOf = _no_source
         if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
             return value.strip().lower() in _TRUE
         raise bad("a bool (true/false, 1/0, yes/no)")
-    if tp is int:
-        if isinstance(value, bool):
-            raise bad("an integer")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
+    if tp in (int, float):
+        # a number or its text; a bool is no number, and an int setting takes no fraction
+        expected = "an integer" if tp is int else "a number"
         if isinstance(value, str):
             try:
-                return int(value.strip())
+                value = float(value.strip()) if tp is float else int(value.strip())
             except ValueError:
-                pass
-        raise bad("an integer")
-    if tp is float:
-        if isinstance(value, bool):
-            raise bad("a number")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise bad("a number")
+                raise bad(expected) from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad(expected)
+        if tp is int and isinstance(value, float) and not value.is_integer():
+            raise bad(expected)
+        return tp(value)
     if tp is str:
         if isinstance(value, str):
             return value

@@ -26,6 +26,10 @@ class FramesCodec:
     device_decodable: ClassVar[bool] = False
     #: one line for ``--help``
     help: ClassVar[str] = ""
+    #: whether every read compares the frames' digest (``CacheEntry.read_clip``): worth it when a
+    #: read takes the stored bytes whole anyway (decompressed, JPEG files), not when it maps them
+    #: and copies only a crop
+    digest_on_read: ClassVar[bool] = True
 
     # -- stage one --------------------------------------------------------------------------------
     def check_settings(self, settings: Any) -> None:

@@ -43,6 +43,7 @@ class _ArrayFrames(FramesCodec):
 class RawFrames(_ArrayFrames):
     name: ClassVar[str] = "none"
     help: ClassVar[str] = "raw uint8 (the default; the fastest reads)"
+    digest_on_read: ClassVar[bool] = False  # memory-mapped: an item reads only its crop
 
 
 @register_frames_codec

@@ -2,10 +2,7 @@
 # with the pose given as coordinates or as 112x112 heatmaps). The heatmaps are rendered in the
 # forward pass from the cached coordinates (PoseC3D-style, stages/model/pose_embedding.py), so both
 # rows train from the same cache entry.
-#
-# PGVT Table 5 ("Transformer for pose": a pretrained Poseformer instead of the CLIP image encoder
-# for the pose stream, 86.4 vs 89.5 Top-1) is not built: it needs Poseformer's pretrained weights,
-# which cannot be had offline, and a second backbone for the pose stream.
+# PGVT Table 5 ("Transformer for pose"): configs/experiments/pgvt_pose_encoder.py.
 _base_ = ['../_base_/models/pgvt_vit_b16.py']
 experiment = dict(name='pgvt_pose_form', table='PGVT Table 6', paper_dataset='Diving48', metric='top1')
 # PGVT Sec. 4: AdamW, lr 8e-6, weight decay 5e-2, 50 epochs: the default schedule (stages/train/schedule.py)

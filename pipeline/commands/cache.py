@@ -1,4 +1,5 @@
-"""``pipeline cache ls | info | verify | gc | export | show``: inspect, check, clean and look at the shared cache."""
+"""``pipeline cache ls | info | verify | repair | gc | doctor | export | show``: inspect, check, repair, clean and
+look at the shared cache."""
 from __future__ import annotations
 
 import json
@@ -37,6 +38,17 @@ def cache_ls(
     for path, fmt in old:
         rows.append({"key": path.name, "dataset": path.parent.name, "status": f"old format {fmt}", "format": fmt,
                      "bytes": dir_size(path), "path": str(path)})
+    damaged = store.damaged_entries(dataset)
+    listed = {r["path"]: r for r in rows}
+    for path, problems in damaged:
+        r = listed.get(str(path))
+        if r is not None:  # readable (a manifest gone): listed above, marked here
+            r["status"] += f", damaged: {'; '.join(problems)}"
+            r["problems"] = problems
+            continue
+        rows.append({"key": path.name, "dataset": path.parent.name, "status": f"damaged: {'; '.join(problems)}",
+                     "problems": problems, "bytes": dir_size(path), "path": str(path),
+                     "clips_on_disk": _count_dirs(path / "clips")})
     if as_json:
         out.print_json(json.dumps(rows))
         return
@@ -45,8 +57,10 @@ def cache_ls(
     for col in ("dataset", "status", "clips", "failed", "size", "pose", "T_v", "short side", "codec", "created"):
         t.add_column(col)
     for r in rows:
-        if "format" in r:
-            t.add_row(r["key"], r["dataset"], f"[red]{r['status']}[/]", "", "", human_bytes(r["bytes"]), "", "", "", "", "")
+        if "format" in r or "clips_on_disk" in r:
+            clips = str(r["clips_on_disk"]) if "clips_on_disk" in r else ""
+            t.add_row(r["key"], r["dataset"], f"[red]{r['status']}[/]", clips, "", human_bytes(r["bytes"]), "", "", "",
+                      "", "")
             continue
         t.add_row(r["key"], r["dataset"], r["status"], f"{r['done']}/{r['total']}", str(r["failed"]),
                   human_bytes(r["bytes"]), str(r["pose"]), str(r["frames"]), str(r["short_side"]), str(r["codec"]),
@@ -54,6 +68,21 @@ def cache_ls(
     out.print(t)
     if old:
         console.print(_old_format_hint(len(old)))
+    if damaged:
+        console.print(_damaged_hint(len(damaged)))
+
+
+def _count_dirs(path: Path) -> int:
+    try:
+        return sum(1 for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
+    except OSError:
+        return 0
+
+
+def _damaged_hint(n: int) -> str:
+    from cache.entry import DAMAGED_HINT
+
+    return f"{n} damaged entr{'y' if n == 1 else 'ies'} (metadata missing or unreadable): {DAMAGED_HINT}"
 
 
 def _old_format_hint(n: int) -> str:
@@ -72,14 +101,26 @@ def cache_info(
     """Show an entry's manifest: provenance, settings, counts and failures (live status)."""
     from cache import CacheStore
 
-    with exit_on_error(verbose=False):
+    from cache.entry import DAMAGED_HINT, EntryDamagedError
+
+    with exit_on_error(verbose=False, code=1):
         e = CacheStore(cache_root).open(key)
-    m = e.manifest()
+    problems = e.metadata_problems()
+    try:
+        m = e.manifest()
+    except EntryDamagedError:  # what the entry's zarr.json says instead, and what is wrong
+        m = {k: e.attrs.get(k) for k in ("format", "key", "settings_hash", "sources_hash", "dataset", "settings",
+                                         "pose", "skeleton", "coarse_type", "dataset_root", "created")}
     st = e.status()
     m["live_status"] = {"complete": st.complete, "done": st.done, "failed": st.failed,
                         "in_flight_claims": st.claimed, "missing": len(st.missing)}
     m["path"] = str(e.path)
+    if problems:
+        m["damaged"] = {"problems": problems, "recover": DAMAGED_HINT}
     out.print_json(json.dumps(m, default=str))
+    if problems:
+        console.print(f"[red]damaged[/] {e.key}: {'; '.join(problems)}. {DAMAGED_HINT}", highlight=False)
+        raise typer.Exit(1)
 
 
 @app.command("verify")
@@ -93,20 +134,27 @@ def cache_verify(
     """Check entries: every cached clip opens, has the right shapes and (default) matches its digests."""
     from cache import CacheStore
 
-    from cache.entry import EntryFormatError
+    from cache.entry import EntryDamagedError, EntryFormatError
 
     store = CacheStore(cache_root)
     try:
         entries = [store.open(key)] if key else store.entries()
-    except EntryFormatError as ex:
-        console.print(f"[red]error:[/] {ex}")
+    except (EntryFormatError, EntryDamagedError) as ex:
+        console.print(f"[red]error:[/] {ex}", highlight=False)
         raise typer.Exit(1)
     old = [] if key else store.old_format_entries()
     for path, fmt in old:
         console.print(f"[red]old store format {fmt}[/] {path.name} ({path.parent.name}) at {path}")
     if old:
         console.print(_old_format_hint(len(old)))
-    bad = len(old)
+    readable = {e.path for e in entries}
+    unreadable = [] if key else [(p, pr) for p, pr in store.damaged_entries() if p not in readable]
+    for path, problems in unreadable:
+        console.print(f"[red]damaged[/] {path.name} ({path.parent.name}) at {path}: {'; '.join(problems)}",
+                      highlight=False)
+    if unreadable:
+        console.print(_damaged_hint(len(unreadable)))
+    bad = len(old) + len(unreadable)
     prog = progress_bar()
     with prog:
         for e in entries:
@@ -143,12 +191,17 @@ def cache_gc(
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Only say what would be removed."),
     incomplete_older_than: Optional[float] = typer.Option(None, "--incomplete-older-than", help="Also remove incomplete entries untouched for this many days."),
     keep_last: Optional[int] = typer.Option(None, "--keep-last", help="Also keep only the newest N complete entries of each dataset x setting (older source-file sets are superseded)."),
+    damaged: bool = typer.Option(False, "--damaged", help="Also remove damaged entries (their zarr.json, plan.json or manifest.json missing or unreadable) instead of letting `pipeline extract` rebuild their metadata."),
 ):
-    """Remove what is stale: killed writers' leftovers, dead claims, old-format entries (and optionally more)."""
+    """Remove what is stale: killed writers' leftovers, dead claims, quarantined clips, old-format entries (and optionally more)."""
     from cache import CacheStore
+    from cache.entry import DAMAGED_HINT
 
     store = CacheStore(cache_root)
-    acts = store.gc_plan(incomplete_older_than_days=incomplete_older_than, keep_last=keep_last)
+    acts = store.gc_plan(incomplete_older_than_days=incomplete_older_than, keep_last=keep_last, damaged=damaged)
+    if not damaged:
+        for path, problems in store.damaged_entries():
+            console.print(f"keeping damaged entry {path} ({'; '.join(problems)}): {DAMAGED_HINT}", highlight=False)
     if not acts:
         console.print("nothing to remove")
         return
@@ -209,7 +262,8 @@ def cache_show(
             console.print(f"[red]error:[/] entry {e.key} has no cached clips" + (f" in split {split}" if split else ""))
             raise typer.Exit(2)
         picked = random.Random(seed).sample(rows, min(gallery, len(rows)))
-        clips = [e.read_clip(r["uid"]) for r in picked]
+        with exit_on_error(verbose=False):  # a damaged clip: its file named, no traceback
+            clips = [e.read_clip(r["uid"]) for r in picked]
         sheet = gallery_sheet(clips, skeleton, [e.classes[c.label] for c in clips])
         path = write_png(out or Path(f"gallery-{e.key}.png"), sheet)
         console.print(f"wrote {path} ({len(clips)} clips of {len(rows)})")
@@ -223,10 +277,91 @@ def cache_show(
             clip_id in (r["clip_id"], r["uid"]) for r in known) else "is not in this entry"
         console.print(f"[red]error:[/] clip {clip_id!r} {why}")
         raise typer.Exit(2)
-    clip = e.read_clip(row["uid"])
+    with exit_on_error(verbose=False):
+        clip = e.read_clip(row["uid"])
     label = e.classes[clip.label] if 0 <= clip.label < len(e.classes) else None
     path = write_png(out or Path(f"{row['uid']}.png"), clip_sheet(clip, skeleton, label))
     console.print(f"wrote {path}")
     if video:
         mp4 = write_mp4(path.with_suffix(".mp4"), [frame_overlay(clip, t, skeleton) for t in range(len(clip.frames))], fps)
         console.print(f"wrote {mp4}")
+
+
+@app.command("repair")
+def cache_repair(
+    key: str = typer.Argument(..., help="Entry key (a unique prefix is enough) or path."),
+    cache_root: Optional[Path] = CacheRootOpt,
+    quick: bool = typer.Option(False, "--quick", help="Shapes only; skip re-hashing array contents (finds fewer damaged clips)."),
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Only say what would be moved aside."),
+):
+    """Move the clips `verify` finds damaged into the entry's quarantine/ (removed by `cache gc`) and reopen a
+    finished entry that lacks clips, so that `pipeline extract` (the options that made the entry) extracts them again."""
+    from cache import CacheStore
+    from cache.entry import EntryDamagedError, EntryFormatError
+
+    store = CacheStore(cache_root)
+    try:
+        e = store.open(key)
+    except (EntryFormatError, EntryDamagedError) as ex:  # metadata is extract's to rebuild
+        console.print(f"[red]error:[/] {ex}", highlight=False)
+        raise typer.Exit(1)
+    prog = progress_bar()
+    with prog:
+        task = prog.add_task(f"checking {e.key}", total=max(1, e.status().done))
+        rep = store.repair(e, deep=not quick, dry_run=dry_run, progress=lambda i, n: prog.update(task, completed=i))
+    verb = "would move" if dry_run else "moved"
+    for uid, why in rep.quarantined.items():
+        console.print(f"{verb} clips/{uid} to quarantine/: {'; '.join(why)}", highlight=False)
+    if rep.reopened:
+        console.print(f"{'would reopen' if dry_run else 'reopened'} the finished entry {e.key}: index removed, "
+                      "manifest status incomplete")
+    if rep.reindexed:
+        console.print(f"{'would write' if dry_run else 'wrote'} the index of {e.key} again")
+    if rep.missing:
+        console.print(f"{rep.missing} clip(s) to extract: run {_extract_hint(e, cache_root)}; `pipeline cache gc` "
+                      "removes the quarantined clips", highlight=False)
+    elif not rep.quarantined and not rep.reindexed:
+        console.print(f"[green]ok[/] {e.key}: nothing to repair")
+
+
+def _extract_hint(e, cache_root: Optional[Path]) -> str:
+    """The command that finishes entry ``e``: from the request it recorded, else in words."""
+    req = e.attrs.get("request")
+    if req:
+        try:
+            from stages.data.entry_lookup import extract_command
+
+            return "`" + extract_command({
+                "dataset": req["dataset"], "root": e.attrs.get("dataset_root"),
+                "pose_source": e.settings.get("pose_source"), "pose_options": dict(req.get("pose_options") or {}),
+                "extract": dict(req.get("settings") or {}), "dataset_options": dict(e.attrs.get("dataset_options") or {}),
+            }, str(cache_root) if cache_root else None) + "`"
+        except Exception:  # noqa: BLE001  (an older request layout: say it in words)
+            pass
+    return (f"`pipeline extract --dataset {e.dataset}` with the options that made the entry (`pipeline cache info "
+            f"{e.key}` shows its settings)")
+
+
+@app.command("doctor")
+def cache_doctor(
+    cache_root: Optional[Path] = CacheRootOpt,
+    every: bool = typer.Option(False, "--all", help="Check every folder under the root (slow on a large cache), not only those writers create files in."),
+):
+    """Check that a cache root can be shared by a group of users: one group, group-writable setgid folders,
+    and your umask (docs/cache.md, 'Sharing a cache between users')."""
+    from cache import CacheStore
+    from cache.sharing import check_sharing
+
+    root = CacheStore(cache_root).root
+    rep = check_sharing(root, every=every)
+    if rep.ok:
+        console.print(f"[green]ok[/] {root}: {rep.checked} folders of group {rep.group}, group-writable and setgid; "
+                      f"your umask {rep.umask:04o}", highlight=False)
+        return
+    console.print(f"[red]{len(rep.problems)} problem(s)[/] sharing {root} (group {rep.group or '?'}; "
+                  f"{rep.checked} folders checked):", highlight=False)
+    for p in rep.problems:
+        console.print(f"  {p}", highlight=False)
+    console.print("to fix (as the owner of the folders, or an administrator):\n  " + "\n  ".join(rep.fix_commands()),
+                  highlight=False)
+    raise typer.Exit(1)

@@ -10,7 +10,7 @@ import typer
 def stats(
     exp: str = typer.Option(..., "--exp", help="experiment name under configs/experiments/ (e.g. table7_modalities) or a path"),
     json_out: bool = typer.Option(False, "--json", help="print a JSON list of {variant, tunable_params_m, gflops, ...}"),
-    arch: str = typer.Option("ViT-B-16", "--arch", help="open_clip architecture to count at (random weights, never downloaded)"),
+    arch: Optional[str] = typer.Option(None, "--arch", help="open_clip architecture to count at (random weights, never downloaded); default: each variant's own (model.clip.arch)"),
     video_frames: Optional[int] = typer.Option(None, "--video-frames", help="video frames per clip (T_v); default: each variant's own (model.num_video_frames)"),
     pose_frames: Optional[int] = typer.Option(None, "--pose-frames", help="pose frames per clip (T); default: each variant's own (model.num_pose_frames)"),
     texts_per_clip: int = typer.Option(1, "--texts-per-clip", help="prompts encoded per clip (1 = the clip's own label text; the class count = eq. 7 without caching)"),
@@ -27,9 +27,10 @@ def stats(
         vc = variant_config(cfg, name)
         tv = video_frames or vc.model.num_video_frames  # the variant's model as it builds (resolved)
         tp = pose_frames or vc.model.num_pose_frames
-        r = model_stats(vc.model, arch=arch, num_video_frames=tv, num_pose_frames=tp, texts_per_clip=texts_per_clip)
+        va = arch or vc.model.clip.arch
+        r = model_stats(vc.model, arch=va, num_video_frames=tv, num_pose_frames=tp, texts_per_clip=texts_per_clip)
         row = {"variant": name, "tunable_params_m": round(r["tunable_params_m"], 3), "gflops": round(r["gflops"], 2),
-               "frames": f"{tp}+{tv}"}
+               "frames": f"{tp}+{tv}", "arch": va}
         row.update({k: round(v, 2) for k, v in r.items() if k.startswith("gflops_")})
         for k in ("paper_gflops", "paper_params_m", "paper_top1"):
             if vc.get(k) is not None:
@@ -41,8 +42,9 @@ def stats(
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"{exp}: {arch}, pose + video frames per row, {texts_per_clip} text(s)/clip")
-    cols = {"variant": "variant", "frames": "frames", "tunable_params_m": "params M", "paper_params_m": "paper M",
+    shown = arch or "each variant's own architecture"
+    t = Table(title=f"{exp}: {shown}, pose + video frames per row, {texts_per_clip} text(s)/clip")
+    cols = {"variant": "variant", "arch": "arch", "frames": "frames", "tunable_params_m": "params M", "paper_params_m": "paper M",
             "gflops": "GFLOPs", "paper_gflops": "paper", "gflops_video": "video", "gflops_pose": "pose",
             "gflops_text": "text", "gflops_ucmr": "ucmr", "paper_top1": "paper top1"}
     # per-part columns only where some row has that part (PGVT's rows have none of PeVL's)

@@ -23,7 +23,8 @@ class DataSettings(Settings):
     what = "data setting"
 
     dataset: Optional[str] = field(None, help="Dataset name (a registered adapter: demo, gym99, gym288, diving48, "
-                                   "haa500, toyota_smarthome, custom); default: the experiment's paper dataset.")
+                                   "haa500, toyota_smarthome, kinetics400, custom); default: the experiment's paper "
+                                   "dataset.")
     root: Optional[Path] = field(None, help="The raw dataset's root: only to re-check the entry's sources "
                                  "(--check-sources) and in the extract command a missing entry names. Training "
                                  "never reads it.")

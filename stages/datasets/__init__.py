@@ -1,6 +1,6 @@
 """Dataset adapters: ``base`` says what an adapter gives stage one, each built-in adapter registers
 itself in :data:`stages.registry.DATASET_ADAPTERS` when imported here, ``factory`` builds one by name."""
-from stages.datasets import custom, demo, diving48, finegym, haa500, toyota_smarthome  # noqa: F401
+from stages.datasets import custom, demo, diving48, finegym, haa500, kinetics400, toyota_smarthome  # noqa: F401
 from stages.datasets.base import (  # noqa: F401
     ClipRecord,
     AdapterOptions,

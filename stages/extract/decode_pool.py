@@ -33,6 +33,7 @@ import numpy as np
 from stages.datasets.base import ClipRecord
 from stages.extract.clip import ClipDecoder, ClipError, DecodedClip, ExtractSettings
 from stages.extract.decode import DecodeError, VideoInfo
+from stages.extract.semaphores import tag_semaphores
 
 CHUNK_BYTES = 32 << 20  # frames per message: about this many bytes (at least one frame)
 QUEUE_CHUNKS = 4  # messages a worker may have waiting for the pose process
@@ -145,6 +146,7 @@ class _Slot:
         self.start()
 
     def start(self) -> None:
+        tag_semaphores()  # a killed run's queues are then found and removed by the next run
         self.tasks = self._ctx.Queue()
         self.out = self._ctx.Queue(maxsize=QUEUE_CHUNKS)
         self.proc = self._ctx.Process(target=_worker_main, args=(*self._args, self.tasks, self.out), daemon=True,

@@ -28,6 +28,7 @@ from stages.extract.clip import ClipCounters, ClipError, ClipResult, extract_cli
 from stages.extract.decode_pool import DecodePool, decode_pool_available
 from stages.extract.plan import EntryPlan, ExtractOptions, make_pose_source, open_or_create, plan_entry
 from stages.extract.pose import PoseSource
+from stages.extract.semaphores import remove_orphaned_semaphores
 
 ProgressFn = Callable[[str, str, Optional[str]], None]  # (event, clip_id, reason)
 log = logging.getLogger(__name__)
@@ -285,16 +286,28 @@ def begin_run(opts: ExtractOptions, on_start: Optional[Callable[[EntryPlan, int,
     p = plan_entry(opts, load_progress=load_progress)
     entry = open_or_create(p)
     writer = EntryWriter(entry)
+    # what killed runs left: their staging folders here, their semaphores on this machine
+    writer.remove_stale_staging()
+    remove_orphaned_semaphores()
     report = ExtractReport(entry=entry)
     if opts.retry_failed:
         writer.retry_failures()
     # A complete entry is final: no decoding, no pose model, nothing but this check.
-    if (entry.path / "index").is_dir() and not opts.retry_failed:
-        report.already = len(entry.plan)
-        report.complete = True
-        if on_start:
-            on_start(p, 0, report.already)
-        return RunStart(p, writer, report, [], t0)
+    if (entry.path / "index").is_dir():
+        st = entry.status()
+        if st.complete:
+            report.already = len(entry.plan)
+            report.complete = writer.finalize_if_complete()  # (rewrites a rebuilt manifest's status)
+            if on_start:
+                on_start(p, 0, report.already)
+            return RunStart(p, writer, report, [], t0)
+        # finished once, but clips went missing (removed, moved aside by `pipeline cache repair`)
+        # or failures are retried: incomplete again until this run (or another) finishes it
+        why = (f"{len(st.missing)} clip(s) to extract again: "
+               + ("failures retried (--retry-failed)" if opts.retry_failed else
+                  "missing from clips/ (removed, or moved aside by `pipeline cache repair`)"))
+        writer.reopen(why)
+        log.warning("entry %s was finished; reopened: %s", entry.key, why)
     mine = my_clips(p, opts.shard)
     done_or_failed = entry.done_uids() | set(entry.failures())
     todo = [c for c in mine if clip_uid(c.clip_id) not in done_or_failed]

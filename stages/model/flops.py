@@ -19,7 +19,8 @@ from .batch import Batch, dummy_batch
 from .factory import build_model, model_settings
 
 #: Per-clip cost components reported next to the total.
-PARTS = {"video": "VideoEncoder", "pose": "PoseEncoder", "text": "TextEncoder", "ucmr": "UCMRBlock"}
+PARTS = {"video": ("VideoEncoder",), "pose": ("PoseEncoder", "PoseformerEncoder"), "text": ("TextEncoder",),
+         "ucmr": ("UCMRBlock",)}
 
 
 def inference_forward(model, batch: Batch, texts_per_clip: int = 1) -> torch.Tensor:
@@ -56,6 +57,6 @@ def model_stats(model_cfg: Any, arch: str = "ViT-B-16", num_video_frames: Option
     total = fc.get_total_flops() / 2
     res = {"tunable_params_m": params / 1e6, "gflops": total / 1e9}
     # FlopCounterMode keys modules by class name (all instances of a class aggregated)
-    for part, cls in PARTS.items():
-        res[f"gflops_{part}"] = sum(counts.get(cls, {}).values()) / 2 / 1e9
+    for part, classes in PARTS.items():
+        res[f"gflops_{part}"] = sum(sum(counts.get(cls, {}).values()) for cls in classes) / 2 / 1e9
     return res

@@ -16,6 +16,7 @@ from .frozen_clip import FrozenCLIPModel
 from .heads import ConcatFusion, LinearHead
 from .losses import nt_xent, semantic_guided_loss, strength_coefficients, vanilla_contrastive_loss
 from .pose_encoder import PoseEncoder
+from .poseformer import PoseformerEncoder
 from .precision import float32_region
 from .settings import PEVL_MODALITIES as _MODALITIES
 from .settings import PeVLSettings
@@ -66,11 +67,16 @@ class PeVL(FrozenCLIPModel):
         if self.use_video:
             self.video_encoder = VideoEncoder(visual, ad["video"], ad["ratio"], ad["mlp_scale"])
             self.video_proj = nn.Parameter(visual.proj.detach().clone(), requires_grad=train_proj)
-        if self.use_pose:
+        if self.use_pose and pc["encoder"] == "poseformer":  # supp. Table 1: Poseformer instead of CLIP
+            self.pose_encoder = PoseformerEncoder(
+                visual.conv1.out_channels, cfg["num_joints"], cfg["num_pose_frames"], pc["poseformer"], ad["pose"],
+                ad["ratio"], ad["mlp_scale"], pc["normalize"], pc["motion"], pc["embedding"])
+        elif self.use_pose:
             self.pose_encoder = PoseEncoder(
                 visual, cfg["num_joints"], cfg["num_pose_frames"], ad["pose"], ad["ratio"], ad["mlp_scale"],
                 pc["temporal_attn"], pc["form"], pc["heatmap_size"], pc["heatmap_sigma"], pc["cls_token"],
                 pc.get("normalize", "crop"), pc.get("motion", False), pc.get("embedding", "shared"))
+        if self.use_pose:
             self.pose_proj = nn.Parameter(visual.proj.detach().clone(), requires_grad=train_proj)
         if self.use_text:
             self.text_encoder = TextEncoder(clip, ad["text"], ad.get("text_ratio", ad["ratio"]),
@@ -145,6 +151,8 @@ class PeVL(FrozenCLIPModel):
             never.append(vis.class_embedding)
             if self.cfg["pose"]["form"] == "coords":
                 never += [vis.positional_embedding, *vis.conv1.parameters()]
+            if isinstance(self.pose_encoder, PoseformerEncoder):  # no forward reads the vision tower then
+                never += list(vis.parameters())
         for p in never:
             if isinstance(p, nn.Parameter):
                 p.requires_grad_(False)
@@ -162,24 +170,27 @@ class PeVL(FrozenCLIPModel):
 
     def structure(self) -> dict[str, Any]:
         """What was built, read off the modules (the ablation tests compare it with each table row):
-        encoders, adapters per encoder, pose form / T-Attn / CLS token, UCMR blocks with P2V, V2P and
-        its background reading, refinement terms, fusion or head, similarity terms, loss, prompt,
-        trainable projections and towers."""
+        encoders, adapters per encoder, pose encoder (CLIP or Poseformer) / form / T-Attn / CLS token,
+        UCMR blocks with P2V, V2P and its background reading, refinement terms, fusion or head,
+        similarity terms, loss, prompt, trainable projections and towers."""
         pe, ve, te = self.pose_encoder, self.video_encoder, self.text_encoder
+        pf = isinstance(pe, PoseformerEncoder)
         blocks = list(self.ucmr)
         v2p = [b.v2p for b in blocks if b.v2p is not None]
         return dict(
             encoders=tuple(n for n, e in (("video", ve), ("pose", pe), ("text", te)) if e is not None),
             adapters=dict(video=None if ve is None else ve.attn_adapters is not None,
-                          pose=None if pe is None else pe.s_adapters is not None,
+                          pose=None if pe is None else (pe.has_adapters if pf else pe.s_adapters is not None),
                           text=None if te is None else te.attn_adapters is not None),
+            pose_encoder=None if pe is None else "poseformer" if pf else "clip",
             pose_form=None if pe is None else pe.form,
             temporal_attn=None if pe is None else pe.temporal_attn,
             pose_cls_token=None if pe is None else pe.num_prefix_tokens == 1,
-            pose_normalize=getattr(pe.embed, "normalize", None) if pe is not None else None,
-            pose_motion=getattr(getattr(pe.embed, "joint_embed", None), "motion", None) if pe is not None else None,
-            pose_embedding=(("per_joint" if pe.embed.joint_embed.per_joint else "shared")
-                            if pe is not None and hasattr(pe.embed, "joint_embed") else None),
+            pose_normalize=(pe.normalize if pf else getattr(pe.embed, "normalize", None)) if pe is not None else None,
+            pose_motion=(pe.motion if pf else getattr(getattr(pe.embed, "joint_embed", None), "motion", None))
+            if pe is not None else None,
+            pose_embedding=(pe.embedding if pf else ("per_joint" if pe.embed.joint_embed.per_joint else "shared")
+                            if hasattr(pe.embed, "joint_embed") else None) if pe is not None else None,
             ucmr_blocks=len(blocks),
             p2v=any(b.p2v is not None for b in blocks),
             v2p=bool(v2p),

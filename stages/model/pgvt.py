@@ -8,6 +8,8 @@ a per-frame CLS token, :mod:`.pose_embedding`), video at ``T_l`` frames (patches
 (:mod:`.aim`), the "baseline architecture" of Table 4 (1) pose only, (2) video only, (3) late
 fusion. Joint Prediction (Sec. 3.1): per modality the mean over frames of the frame CLS tokens
 after ``ln_post``, pose then video concatenated, dropout, a linear classifier, cross-entropy.
+Table 5 (``pose.encoder='poseformer'``): the pose stream is PoseFormer (:mod:`.poseformer`)
+instead of the CLIP blocks; its per-frame joint tokens meet the video in every block's R-Adapter.
 """
 from __future__ import annotations
 
@@ -24,12 +26,13 @@ from .frozen_clip import FrozenCLIPModel
 from .heads import LinearHead
 from .pgvt_block import PGVTBlock
 from .pose_embedding import HeatmapEmbedding, PoseEmbedding
+from .poseformer import PoseformerEncoder
 from .settings import PGVT_MODALITIES as _MODALITIES
 from .settings import PGVTSettings
 
 #: the ``pose`` keys PGVT reads itself; any other goes to :class:`.pose_embedding.PoseEmbedding`
 #: (coordinates only: heatmaps have no joint tokens to embed)
-_OWN_POSE_KEYS = ("form", "cls_token", "heatmap_size", "heatmap_sigma")
+_OWN_POSE_KEYS = ("form", "cls_token", "heatmap_size", "heatmap_sigma", "encoder", "poseformer")
 
 
 class PGVT(FrozenCLIPModel):
@@ -62,8 +65,12 @@ class PGVT(FrozenCLIPModel):
         ad, pc = cfg["adapters"], cfg["pose"]
         t_h, t_l = int(cfg["num_pose_frames"]), int(cfg["num_video_frames"])
 
-        self.pose_embed = self.video_embed = self.pose_norm = self.video_norm = None
-        if self.use_pose:
+        self.pose_embed = self.video_embed = self.pose_norm = self.video_norm = self.pose_encoder = None
+        poseformer = self.use_pose and pc["encoder"] == "poseformer"
+        if poseformer:  # Table 5: Poseformer as the pose stream's pre-trained model (adapters always on)
+            self.pose_encoder = PoseformerEncoder(width, cfg["num_joints"], t_h, pc["poseformer"], True, ad["ratio"],
+                                                  ad["s_pose"], pc["normalize"], pc["motion"], pc["embedding"])
+        elif self.use_pose:
             if pc["form"] == "coords":
                 # pose.* keys beyond PGVT's own are options of the shared PoseEmbedding (PeVL's too)
                 extra = {k: v for k, v in pc.items() if k not in _OWN_POSE_KEYS}
@@ -82,11 +89,11 @@ class PGVT(FrozenCLIPModel):
             pg = cfg["pgvt"]
             self.blocks = nn.ModuleList(
                 PGVTBlock(width, heads, t_h, t_l, ad["ratio"], pg["temporal"], pg["refine_pose"],
-                          pg["refine_video"], pg["bottleneck"], ad["s_pose"], ad["s_video"])
+                          pg["refine_video"], pg["bottleneck"], ad["s_pose"], ad["s_video"], pose_clip=not poseformer)
                 for _ in range(n_blocks))
         else:
             temporal = bool(cfg["aim"]["temporal"])
-            if self.use_pose:
+            if self.use_pose and not poseformer:  # Poseformer is the whole pose stream
                 self.pose_stream = AIMStream(visual, ad["ratio"], ad["s_pose"], temporal)
             if self.use_video:
                 self.video_stream = AIMStream(visual, ad["ratio"], ad["s_video"], temporal)
@@ -100,7 +107,9 @@ class PGVT(FrozenCLIPModel):
         """Per modality the frame features ``pose_frames`` (B, T_h, D) / ``video_frames`` (B, T_l, D)
         (CLS after ``ln_post``) and their means over frames, ``pose`` / ``video`` (B, D)."""
         p = z = None
-        if self.use_pose:
+        if self.pose_encoder is not None:
+            p = self.pose_encoder(batch["joints"], times=batch.get("pose_time"))[0]
+        elif self.use_pose:
             p = self.clip.visual.ln_pre(self.pose_embed(batch["joints"], batch.get("pose_time")))
         if self.use_video:
             z = self.video_embed(batch["frames"])
@@ -108,11 +117,13 @@ class PGVT(FrozenCLIPModel):
             for blk, block in zip(self.clip.visual.transformer.resblocks, self.blocks):
                 p, z = block(blk, p, z)
         else:
-            p = None if p is None else self.pose_stream(p)
+            p = p if p is None or self.pose_stream is None else self.pose_stream(p)
             z = None if z is None else self.video_stream(z)
         out: dict[str, torch.Tensor] = {}
         if p is not None:
-            if self.pose_embed.num_prefix_tokens:
+            if self.pose_encoder is not None:  # Poseformer: the mean of the frame's tokens after its LayerNorm
+                frames = self.pose_encoder.frame_features(p)
+            elif self.pose_embed.num_prefix_tokens:
                 frames = self.pose_norm(p[:, :, 0])
             else:  # no CLS token: the mean of the frame's joint tokens
                 frames = self.pose_norm(p).mean(dim=2)

@@ -55,20 +55,30 @@ class PGVTBlock(nn.Module):
     * S module (eq. 4): ``P^S = P^T + P^R``, ``Z^S = Z + Z^R`` with ``(P^R, Z^R)`` the
       :class:`.refining_adapter.RefiningAdapter` of ``S-Attn(P^T)`` and ``S-Attn(Z)``;
     * output (eq. 5): frozen MLP plus an MLP adapter scaled by ``s_pose`` / ``s_video``.
+
+    ``pose_clip=False`` (Table 5, Poseformer as the pose stream's pre-trained model,
+    :mod:`.poseformer`): the CLIP block no longer runs on pose (no T module, no S-Attn, no MLP on
+    ``P``: Poseformer has done the pose's spatial and temporal modelling); the R-Adapter takes the
+    pose tokens themselves as ``x_P``, and since ``P^R`` already holds the skip ``x_P``,
+    ``P^S = P^R = P [+ A_P(P)] + FC_up(...)``; the video side is unchanged.
     """
 
     def __init__(self, width: int, heads: int, pose_frames: int, video_frames: int, ratio: float = 0.25,
                  temporal: bool = True, refine_pose: bool = True, refine_video: bool = True,
-                 bottleneck: bool = True, s_pose: float = 0.5, s_video: float = 0.5):
+                 bottleneck: bool = True, s_pose: float = 0.5, s_video: float = 0.5, pose_clip: bool = True):
         super().__init__()
         self.s_pose, self.s_video = float(s_pose), float(s_video)
-        self.t_adapter = BottleneckAdapter(width, ratio, skip=False) if temporal else None
+        self.pose_clip = bool(pose_clip)
+        self.t_adapter = BottleneckAdapter(width, ratio, skip=False) if temporal and pose_clip else None
         self.r_adapter = RefiningAdapter(width, heads, pose_frames, video_frames, ratio,
                                          refine_pose, refine_video, bottleneck)
-        self.pose_mlp_adapter = BottleneckAdapter(width, ratio, skip=False)
+        self.pose_mlp_adapter = BottleneckAdapter(width, ratio, skip=False) if pose_clip else None
         self.video_mlp_adapter = BottleneckAdapter(width, ratio, skip=False)
 
     def forward(self, blk: nn.Module, p: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.pose_clip:  # Poseformer's tokens: only the R-Adapter touches them
+            p_r, z_r = self.r_adapter(p, spatial_attention(blk, z))
+            return p_r, block_output(blk, z + z_r, self.video_mlp_adapter, self.s_video)
         if self.t_adapter is not None:
             p = temporal_module(blk, p, self.t_adapter)                           # eq. 1
         p_r, z_r = self.r_adapter(spatial_attention(blk, p), spatial_attention(blk, z))  # eqs. 2-3

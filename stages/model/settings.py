@@ -22,6 +22,8 @@ from .text_encoder import PROMPT_FORMS
 from .ucmr import BACKGROUND_READINGS
 
 POSE_FORMS = ("coords", "heatmap")  # Table 9 / PGVT Table 6: joint coordinates or rendered heatmaps
+#: PeVL supp. Table 1 / PGVT Table 5: the frozen CLIP image encoder on pose tokens, or PoseFormer
+POSE_ENCODERS = ("clip", "poseformer")
 PEVL_MODALITIES = ("video", "pose", "text")
 PGVT_MODALITIES = ("pose", "video")
 
@@ -80,6 +82,43 @@ class PeVLAdapterSettings(Settings):
 
 
 @dataclass(frozen=True)
+class PoseformerSettings(Settings):
+    """PoseFormer (Zheng et al., ICCV 2021) as the pose encoder (``pose.encoder='poseformer'``):
+    its sizes, input and weights. The defaults are the reference's (zczcwh/PoseFormer
+    ``PoseTransformer``: 32 per joint, 4 + 4 blocks, 8 heads, MLP ratio 2; docs/model.md)."""
+
+    what = "model setting"
+
+    embed_dim: int = field(32, help="Spatial width per joint (the reference's embed_dim_ratio); the temporal "
+                           "transformer's width is joints x this.")
+    depth: int = field(4, help="Blocks of the spatial transformer, and of the temporal one.")
+    heads: int = field(8, help="Attention heads in every block.")
+    mlp_ratio: float = field(2.0, help="MLP hidden width / block width.")
+    drop_path: float = field(0.1, help="Stochastic depth, rising linearly to this over each transformer's blocks "
+                             "(the reference trains with 0.1).")
+    score: bool = field(False, help="Also embed each joint's detection score (the reference embeds x, y only).")
+    checkpoint: Optional[str] = field(None, help="A PoseFormer weights file (the reference's checkpoint, "
+                                      "'model_pos', or a bare state dict), loaded strictly; none: random init, "
+                                      "trained from scratch (no weights are to be had offline).")
+    frozen: bool = field(False, help="Keep the loaded Poseformer frozen, only adapters and the token projection "
+                         "train (the papers' pretrained row); needs checkpoint.")
+
+    def check(self, where: str = "", source_of=None) -> None:
+        for k in ("embed_dim", "depth", "heads"):
+            if getattr(self, k) < 1:
+                raise SettingsError(f"{_prefix(where, k)} must be positive, got {getattr(self, k)}", _prefix(where, k))
+        if self.embed_dim % self.heads:
+            raise SettingsError(f"{_prefix(where, 'embed_dim')}={self.embed_dim} is not a multiple of "
+                                f"{_prefix(where, 'heads')}={self.heads}", _prefix(where, "embed_dim"))
+        if self.mlp_ratio <= 0 or not 0 <= self.drop_path < 1:
+            raise SettingsError(f"{_prefix(where, 'mlp_ratio')} must be > 0 and {_prefix(where, 'drop_path')} in "
+                                f"[0, 1), got {self.mlp_ratio}, {self.drop_path}", _prefix(where, "drop_path"))
+        if self.frozen and not self.checkpoint:
+            raise SettingsError(f"{_prefix(where, 'frozen')}=True needs {_prefix(where, 'checkpoint')}: a frozen "
+                                "randomly initialised Poseformer learns nothing", _prefix(where, "frozen"))
+
+
+@dataclass(frozen=True)
 class PoseTokenSettings(Settings):
     """How pose frames become tokens (shared by PeVL's pose encoder and PGVT's pose stream)."""
 
@@ -95,11 +134,33 @@ class PoseTokenSettings(Settings):
     motion: bool = field(False, help="Also embed each joint's velocity between pose frames.")
     embedding: Literal[JOINT_EMBEDDINGS] = field("shared", help="The joint MLP's first layer shared by all joints "
                                                  "(the papers) or one per joint.")
+    encoder: Literal[POSE_ENCODERS] = field("clip", help="The pose encoder: clip (the frozen CLIP image encoder, the "
+                                            "papers' choice) or poseformer (PeVL supp. Table 1, PGVT Table 5).")
+    poseformer: PoseformerSettings = field(default_factory=PoseformerSettings, help="Poseformer's sizes and weights "
+                                           "(pose.encoder='poseformer').")
+
+    def check(self, where: str = "", source_of=None) -> None:
+        if self.encoder != "poseformer":
+            return
+        # Poseformer takes joint coordinates and has no per-frame CLS token (the reference): a heatmap
+        # form or a CLS token would be ignored, so they are refused
+        for k, v, want in (("form", self.form, "coords"), ("cls_token", self.cls_token, False)):
+            if v != want:
+                raise SettingsError(f"{_prefix(where, k)}={v!r}: {_prefix(where, 'encoder')}='poseformer' takes joint "
+                                    f"coordinates without a CLS token (set {_prefix(where, 'cls_token')}=False, "
+                                    f"{_prefix(where, 'form')}='coords')", _prefix(where, k))
 
 
 @dataclass(frozen=True)
 class PeVLPoseSettings(PoseTokenSettings):
     temporal_attn: bool = field(True, help="T-Attn in the pose encoder (supp. Table 3).")
+
+    def check(self, where: str = "", source_of=None) -> None:
+        super().check(where, source_of)
+        if self.encoder == "poseformer" and not self.temporal_attn:
+            raise SettingsError(f"{_prefix(where, 'temporal_attn')}=False removes the CLIP pose encoder's T-Attn; "
+                                "Poseformer's temporal transformer is pose.poseformer.depth blocks",
+                                _prefix(where, "temporal_attn"))
 
 
 @dataclass(frozen=True)
@@ -211,6 +272,9 @@ class PGVTSettings(FrozenCLIPSettings):
         if not mods or len(set(mods)) != len(mods):
             raise SettingsError(f"{_prefix(where, 'modalities')} must be a non-empty subset of {PGVT_MODALITIES}, "
                                 f"got {mods}")
+        if self.pose.encoder == "poseformer" and self.blocks == "pgvt" and not self.pgvt.temporal:
+            raise SettingsError(f"{_prefix(where, 'pgvt.temporal')}=False removes the T-Attn of the CLIP pose "
+                                "stream; with pose.encoder='poseformer' the temporal modelling is Poseformer's own")
         if self.blocks == "pgvt" and len(mods) != 2:
             raise SettingsError(f"{_prefix(where, 'blocks')}='pgvt' needs both modalities; one modality runs AIM's "
                                 "blocks (blocks='aim')")

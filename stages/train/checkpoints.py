@@ -1,8 +1,52 @@
-"""Loading checkpoints safely: ``weights_only=True`` with exactly the types mmengine's own checkpoints
-hold admitted, never a blanket unpickler."""
+"""Checkpoints: loaded safely, written whole or not at all, resumed from the newest whole one.
+
+Loading: ``weights_only=True`` with exactly the types mmengine's own checkpoints hold admitted
+(:func:`checkpoint_safe_globals`), never a blanket unpickler.
+
+mmengine's ``CheckpointHook`` writes ``epoch_N.pth`` in place (a kill mid-write leaves a truncated
+file under the final name) and, with ``max_keep_ckpts``, deletes the oldest kept checkpoint
+*before* writing the new one; ``last_checkpoint`` is rewritten in place too. With
+``max_keep_ckpts=1`` a kill during a save left a 0-byte ``epoch_N.pth``, no previous checkpoint,
+and a ``last_checkpoint`` naming the deleted file: ``--resume`` had nothing to start from.
+
+:class:`AtomicCheckpointHook` (the runner's ``checkpoint`` hook) keeps mmengine's schedule and
+bookkeeping (``keep_ckpt_ids`` in the message hub) and changes the order and the writes:
+
+1. the checkpoint goes to a temporary file beside it (``.epoch_N.pth.<host>.<pid>.tmp``), which is
+   fsynced and renamed into place (then the folder is fsynced): ``epoch_N.pth`` is whole or absent;
+2. then ``last_checkpoint`` is replaced (written beside, renamed);
+3. only then is the checkpoint beyond ``max_keep_ckpts`` deleted.
+
+Temporary files of writers that are gone are removed when training starts. :func:`resume_checkpoint`
+picks the checkpoint to resume from by looking at the files, not at ``last_checkpoint``: the newest
+``epoch_*.pth`` / ``iter_*.pth`` that is whole (a complete zip archive whose members' CRCs check,
+which a truncated or 0-byte file is not), saying so when ``last_checkpoint`` names another.
+"""
 from __future__ import annotations
 
+import logging
+import os
+import re
+import socket
+import zipfile
+from pathlib import Path
+from typing import Optional
+
 import torch
+from mmengine.dist import is_main_process
+from mmengine.fileio import LocalBackend
+from mmengine.hooks import CheckpointHook
+
+from cache.claims import pid_alive
+from cache.fsutil import atomic_write_text
+from stages.registry import HOOKS
+
+log = logging.getLogger(__name__)
+
+LAST_CHECKPOINT = "last_checkpoint"  # mmengine's name for the file naming the newest checkpoint
+_HOST = socket.gethostname().replace(".", "_")
+_TMP = re.compile(r"^\.(?P<name>.+\.pth)\.(?P<host>[^.]+)\.(?P<pid>\d+)\.tmp$")
+_NUMBERED = re.compile(r"^(?P<kind>epoch|iter)_(?P<n>\d+)\.pth$")
 
 
 def checkpoint_safe_globals():
@@ -22,3 +66,154 @@ def checkpoint_safe_globals():
     allowed += list({type(np.dtype(t)) for t in (np.float16, np.float32, np.float64, np.int32, np.int64,
                                                   np.uint8, np.bool_)})
     return torch.serialization.safe_globals(allowed)
+
+
+def temporary_name(final_name: str) -> str:
+    """Where this process writes ``final_name`` before renaming it into place."""
+    return f".{final_name}.{_HOST}.{os.getpid()}.tmp"
+
+
+def publish(tmp: Path, final: Path) -> None:
+    """fsync ``tmp``, rename it to ``final`` (atomic), fsync the folder: a crash leaves either the
+    old state or the whole new file."""
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, final)
+    try:
+        dfd = os.open(final.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:  # some filesystems do not fsync folders
+        pass
+    finally:
+        os.close(dfd)
+
+
+def remove_stale_temporaries(folder: os.PathLike) -> list[Path]:
+    """Remove ``.<checkpoint>.<host>.<pid>.tmp`` files whose writer (on this host) is gone."""
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        m = _TMP.match(name)
+        if m and m["host"] == _HOST and not pid_alive(int(m["pid"])):
+            p = Path(folder) / name
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def whole_checkpoint_problem(path: os.PathLike) -> Optional[str]:
+    """None when ``path`` is a whole ``torch.save`` file (a zip archive, complete, every member's
+    CRC right), else what is wrong with it (missing, empty, truncated, damaged)."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except FileNotFoundError:
+        return "missing"
+    if size == 0:
+        return "empty (0 bytes)"
+    try:
+        with zipfile.ZipFile(p) as z:
+            names = z.namelist()
+            if not any(n.endswith("data.pkl") for n in names):
+                return "not a torch checkpoint (no data.pkl)"
+            bad = z.testzip()
+            if bad is not None:
+                return f"damaged (CRC of {bad})"
+    except zipfile.BadZipFile as e:
+        return f"truncated or not a zip archive ({e})"
+    except OSError as e:
+        return f"unreadable ({e})"
+    return None
+
+
+def checkpoint_files(folder: os.PathLike) -> list[Path]:
+    """``epoch_*.pth`` and ``iter_*.pth`` in ``folder``, newest first (by their number)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        m = _NUMBERED.match(name)
+        if m:
+            found.append((int(m["n"]), m["kind"] == "epoch", Path(folder) / name))
+    return [p for *_, p in sorted(found, reverse=True)]
+
+
+def resume_checkpoint(work_dir: os.PathLike) -> Optional[Path]:
+    """The newest whole checkpoint in ``work_dir`` (None when there is none), whatever
+    ``last_checkpoint`` says; a warning names the files passed over and a ``last_checkpoint``
+    that named another file."""
+    work_dir = Path(work_dir)
+    named = None
+    try:
+        named = Path((work_dir / LAST_CHECKPOINT).read_text().strip() or "-")
+    except OSError:
+        pass
+    skipped = []
+    chosen = None
+    for p in checkpoint_files(work_dir):
+        why = whole_checkpoint_problem(p)
+        if why is None:
+            chosen = p
+            break
+        skipped.append(f"{p.name} ({why})")
+    if named is not None and (chosen is None or named.name != chosen.name):
+        state = whole_checkpoint_problem(named if named.is_absolute() else work_dir / named)
+        log.warning("%s names %s (%s); resuming from %s instead", work_dir / LAST_CHECKPOINT, named,
+                    state or "not the newest whole checkpoint",
+                    chosen.name if chosen else "nothing: no whole checkpoint, so training starts over")
+    if skipped:
+        log.warning("passing over checkpoints that are not whole: %s", ", ".join(skipped))
+    return chosen
+
+
+@HOOKS.register_module()
+class AtomicCheckpointHook(CheckpointHook):
+    """mmengine's ``CheckpointHook`` whose checkpoints appear whole or not at all, and whose
+    ``max_keep_ckpts`` deletes an old checkpoint only after the new one is in place (module doc)."""
+
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        if self._local() and is_main_process():
+            for p in remove_stale_temporaries(self.out_dir):
+                runner.logger.info(f"removed {p}, a checkpoint whose writer was killed while saving it")
+
+    def _local(self) -> bool:
+        return isinstance(getattr(self, "file_backend", None), LocalBackend)
+
+    def _save_checkpoint_with_step(self, runner, step, meta):
+        if not self._local():  # another storage backend: mmengine's own way
+            return super()._save_checkpoint_with_step(runner, step, meta)
+        doomed = None
+        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
+            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
+                doomed = self.keep_ckpt_ids.popleft()  # deleted once the new one is whole (below)
+            self.keep_ckpt_ids.append(step)
+            runner.message_hub.update_info("keep_ckpt_ids", list(self.keep_ckpt_ids))
+        name = self.filename_tmpl.format(step)
+        self.last_ckpt = self.file_backend.join_path(self.out_dir, name)
+        runner.message_hub.update_info("last_ckpt", self.last_ckpt)
+        tmp = temporary_name(name)
+        runner.save_checkpoint(self.out_dir, tmp, self.file_client_args, save_optimizer=self.save_optimizer,
+                               save_param_scheduler=self.save_param_scheduler, meta=meta, by_epoch=self.by_epoch,
+                               backend_args=self.backend_args, **self.args)
+        if not is_main_process():
+            return
+        publish(Path(self.out_dir) / tmp, Path(self.last_ckpt))
+        atomic_write_text(Path(runner.work_dir) / LAST_CHECKPOINT, self.last_ckpt)
+        if doomed is not None:
+            old = Path(self.out_dir) / self.filename_tmpl.format(doomed)
+            if old.is_dir():  # checkpoints saved by deepspeed are folders
+                self.file_backend.rmtree(str(old))
+            else:
+                old.unlink(missing_ok=True)

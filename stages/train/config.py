@@ -229,7 +229,8 @@ def variant_config(cfg: Config, variant: str, **model_overrides: Any) -> Config:
 PAPER_DATASETS = {"diving48": "diving48", "diving-48": "diving48", "gym99": "gym99", "finegym99": "gym99",
                   "finegym 99": "gym99", "gym288": "gym288", "finegym288": "gym288", "haa500": "haa500",
                   "toyota smarthome": "toyota_smarthome", "toyota-smarthome": "toyota_smarthome",
-                  "toyota_smarthome": "toyota_smarthome", "demo": "demo"}
+                  "toyota_smarthome": "toyota_smarthome", "kinetics400": "kinetics400", "kinetics-400": "kinetics400",
+                  "k400": "kinetics400", "demo": "demo"}
 
 
 def dataset_config_path(name: str) -> Path:

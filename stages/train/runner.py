@@ -38,7 +38,7 @@ from stages.data.settings import DataSettings
 from stages.nested_config import to_plain
 from stages.skeletons import get_skeleton
 from stages.train import report
-from stages.train.checkpoints import checkpoint_safe_globals
+from stages.train.checkpoints import checkpoint_safe_globals, resume_checkpoint
 from stages.train.distributed import init_distributed, resolve_device
 from stages.train.hooks import RecordValHook
 from stages.train.metrics import metric_row
@@ -206,7 +206,10 @@ def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, laun
     sizes = check_entry_fits(cfg, entry, model)
     train_ds, test_ds = build_datasets(cfg, entry, sizes["crop_size"], allow_partial, train=True, device=dev)
     cost = model_cost(cfg, entry, model) if rank == 0 else {}
-    kw = runner_kwargs(cfg, model, train_ds, test_ds, work_dir, launcher, dev, resume=resume, hooks=hooks,
+    # the newest whole checkpoint, whatever last_checkpoint says (a kill may have cut a save short)
+    resume_from = resume_checkpoint(work_dir) if resume else None
+    kw = runner_kwargs(cfg, model, train_ds, test_ds, work_dir, launcher, dev, resume=resume_from is not None,
+                       load_from=str(resume_from) if resume_from else None, hooks=hooks,
                        world_size=world_size(launcher))
     t0 = time.time()
     runner = Runner(**kw)

@@ -109,7 +109,8 @@ def runner_kwargs(cfg: Any, model, train_ds, test_ds, work_dir: Path, launcher: 
             timer=dict(type="IterTimerHook"),
             logger=dict(type="LoggerHook", interval=t.log_interval, log_metric_by_epoch=True),
             param_scheduler=dict(type="ParamSchedulerHook"),
-            checkpoint=dict(type="CheckpointHook", interval=1, by_epoch=True, max_keep_ckpts=t.max_keep_ckpts,
+            # whole or absent, the old one deleted after (stages/train/checkpoints.py)
+            checkpoint=dict(type="AtomicCheckpointHook", interval=1, by_epoch=True, max_keep_ckpts=t.max_keep_ckpts,
                             save_last=True),
             sampler_seed=dict(type="DistSamplerSeedHook"),
         ),

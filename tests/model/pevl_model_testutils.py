@@ -30,7 +30,8 @@ def make_batch(b=3, tv=4, t=8, v=17, s=112, g=7, labels=None, seed=0):
 
 
 # PGVT's experiments (their variants are checked in test_model_pgvt.py; PeVL's rows in test_model_variants.py)
-PGVT_EXPERIMENTS = ["pgvt_components", "pgvt_pose_form"]
+PGVT_EXPERIMENTS = ["pgvt_components", "pgvt_pose_form", "pgvt_pose_encoder"]
 # the papers' state-of-the-art tables, one row per backbone (checked in tests/train/test_backbone_tables.py)
 BACKBONE_TABLES = ["table1_diving48", "table2_gym99", "table2_gym288", "table3_haa500", "table3_toyota_smarthome",
-                   "pgvt_table1_diving48", "pgvt_table2_gym99", "pgvt_table2_gym288"]
+                   "pgvt_table1_diving48", "pgvt_table2_gym99", "pgvt_table2_gym288", "supp_table2_kinetics400",
+                   "pgvt_table3_kinetics400"]

@@ -8,12 +8,13 @@ from stages.train.config import (configs_root, list_variants, load_experiment, r
                                   variant_config)
 
 PAPER_EXPERIMENTS = ["table4_components", "ucmr_ablate", "table6_similarity", "table7_modalities",
-                     "table8_adapters", "table9_pose_form", "supp_tattn", "supp_prompt", "supp_num_ucmr"]
+                     "table8_adapters", "table9_pose_form", "supp_tattn", "supp_prompt", "supp_num_ucmr",
+                     "supp_pose_encoder"]
 DEMO_EXPERIMENTS = ["demo", "demo_pose_rate"]
 
 # The full PeVL as Table 5's first row (and every table's last) describes it.
 PEVL = dict(encoders=("video", "pose", "text"), adapters=dict(video=True, pose=True, text=True),
-            pose_form="coords", temporal_attn=True, pose_cls_token=True, pose_normalize="crop", pose_motion=False,
+            pose_encoder="clip", pose_form="coords", temporal_attn=True, pose_cls_token=True, pose_normalize="crop", pose_motion=False,
             pose_embedding="shared", ucmr_blocks=1, p2v=True, v2p=True,
             background="grouping", refine_terms=("video", "pose"), head="sgmc", sims=("vs", "ps", "fw"),
             loss="semantic", prompt="label_prompt_type", trainable_projections=True)
@@ -23,7 +24,7 @@ NO_TEXT = dict(head="linear", sims=(), loss="cross_entropy", prompt=None)
 ADAPTERS_OFF = dict(adapters=dict(video=False, pose=False, text=False))
 DEMO = dict(clip_frozen=False, pose_normalize="person", pose_motion=True, pose_embedding="per_joint")
 POSE_ONLY = dict(encoders=("pose",), adapters=dict(video=None, pose=True, text=None), **NO_UCMR, **NO_TEXT)
-NO_POSE = dict(pose_form=None, temporal_attn=None, pose_cls_token=None, pose_normalize=None, pose_motion=None,
+NO_POSE = dict(pose_encoder=None, pose_form=None, temporal_attn=None, pose_cls_token=None, pose_normalize=None, pose_motion=None,
                pose_embedding=None)
 VIDEO_ONLY = dict(encoders=("video",), adapters=dict(video=True, pose=None, text=None), **NO_POSE, **NO_UCMR,
                   **NO_TEXT)
@@ -80,6 +81,8 @@ ROWS = {
     "supp_prompt": {"label_only": dict(prompt="label"), "label_prompt": dict(prompt="label_prompt"),
                     "label_prompt_type": {}},
     "supp_num_ucmr": {f"ucmr{n}": dict(ucmr_blocks=n) for n in (1, 2, 3, 4)},
+    # supp. Table 1: Poseformer (no CLS token: a frame is the mean of its joint tokens) vs CLIP
+    "supp_pose_encoder": {"poseformer": dict(pose_encoder="poseformer", pose_cls_token=False), "clip": {}},
     # the demo trains its tiny random CLIP (clip.frozen=False) and reads pose relative to the person,
     # with the joints' motion (docs/demo.md)
     # and PeVL's text side with the vanilla loss and no refinement loss (what the tiny model learns from)

@@ -22,7 +22,11 @@ PAPER = {  # (table, dataset, model type, {variant: paper top-1})
     "pgvt_table1_diving48": ("PGVT Table 1", "diving48", "PGVT", {"vit_b16": 89.5, "vit_l14": 91.3}),
     "pgvt_table2_gym99": ("PGVT Table 2", "gym99", "PGVT", {"vit_b16": 96.1, "vit_l14": 96.7}),
     "pgvt_table2_gym288": ("PGVT Table 2", "gym288", "PGVT", {"vit_b16": 90.7, "vit_l14": 91.0}),
+    "supp_table2_kinetics400": ("Supp. Table 2", "kinetics400", "PeVL", {"vit_b16": 86.0, "vit_l14": 89.5}),
+    "pgvt_table3_kinetics400": ("PGVT Table 3", "kinetics400", "PGVT", {"vit_b16": 85.8, "vit_l14": 89.2}),
 }
+#: the rows with their own frame counts (pose + video, and the frames the entry caches)
+FRAMES = {"supp_table2_kinetics400": 32, "pgvt_table3_kinetics400": 32}
 PATCH = {"vit_b16": ("ViT-B-16", 16), "vit_l14": ("ViT-L-14", 14)}
 
 
@@ -43,6 +47,11 @@ def test_each_row_names_its_backbone_grid_and_paper_number(name):
             assert cfg.data.dataset == dataset and cfg.data.extract.grid_cell == patch
             cmd = extract_command(cfg.data.to_dict())  # flags for what differs from the defaults
             assert f"--dataset {dataset}" in cmd and (f"--grid-cell {patch}" in cmd) is (patch != 16)
+            frames = FRAMES.get(name)
+            if frames:  # Kinetics-400: 32 + 32, from an entry of 32 frames
+                assert cfg.model.num_pose_frames == cfg.model.num_video_frames == frames
+                assert cfg.data.extract.num_frames == frames and f"--num-frames {frames}" in cmd
+                assert cfg.data.test_split == "val" and cfg.model.num_classes == 400
 
 
 @pytest.mark.parametrize("name", ["table1_diving48", "pgvt_table1_diving48"])

@@ -1,0 +1,1 @@
+"""Package data: label files (see SOURCES.md / SOURCES.txt for provenance and licence)."""

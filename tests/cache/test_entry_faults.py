@@ -1,0 +1,259 @@
+"""Damage to an entry is named and recovered: flipped bytes refused by the reader, damaged or
+deleted clips repaired (moved aside, reopened, extracted again), missing metadata reported by every
+command and rebuilt by extract; killed writers' staging removed; a shared root's modes checked."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cache import CacheStore, claims, layout
+from cache.chunks import ChunkDigestError
+from cache.entry import CacheEntry, EntryDamagedError
+from cache.fsutil import CachePermissionError
+from cache.writer import EntryWriter
+from pevl_testutils import REPO, make_video, write_custom_dataset
+from test_store_format import make_entry
+
+run = CliRunner().invoke
+
+
+def _cli(*args):
+    from pipeline.cli import app
+
+    res = run(app, list(args))
+    return res, " ".join(res.output.split())
+
+
+def _flip(path: Path, at: int = -5) -> None:
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _chunk(entry: CacheEntry, uid: str, name: str) -> Path:
+    (f,) = [p for p in (entry.path / "clips" / uid / name / "c").rglob("*") if p.is_file()]
+    return f
+
+
+# -- the reader checks digests ---------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["keypoints", "scores", "frame_indices", "grids"])
+def test_reader_refuses_flipped_bytes_in_the_small_arrays(tmp_path, name):
+    entry = make_entry(tmp_path)
+    _flip(_chunk(entry, "c0", name), at=-2)
+    with pytest.raises(Exception) as ex:  # a digest mismatch, or (grids: Zstd) a frame that no longer decodes
+        entry.read_clip("c0")
+    if name != "grids":
+        assert isinstance(ex.value, ChunkDigestError)
+        assert f"clips/c0/{name}/c/0" in str(ex.value) and "pipeline cache repair" in str(ex.value)
+    entry.read_clip("c1")  # the others read as before
+    assert not CacheStore(tmp_path).verify(entry).ok
+
+
+def test_frames_digest_jpeg_always_raw_on_request(tmp_path):
+    raw = make_entry(tmp_path / "raw")
+    _flip(_chunk(raw, "c0", "frames"))
+    raw.read_clip("c0")  # memory-mapped raw frames are not hashed per read (docs/cache.md)
+    with pytest.raises(ChunkDigestError, match="frames/c/0"):
+        raw.read_clip("c0", check="all")
+    assert "clips/c0: frames: content does not match its digest" in CacheStore(tmp_path / "raw").verify(raw).problems
+    jpeg = make_entry(tmp_path / "jpeg", "jpeg")
+    _flip(_chunk(jpeg, "c0", "frames"), at=-10)
+    with pytest.raises(ChunkDigestError, match="frames/c/0"):
+        jpeg.read_clip("c0")
+
+
+# -- missing metadata ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("lost", ["zarr.json", "plan.json", "manifest.json"])
+def test_missing_metadata_is_reported_by_every_command(tmp_path, lost):
+    entry = make_entry(tmp_path)
+    good = make_entry(tmp_path, "lz4")
+    (entry.path / lost).unlink()
+    root = str(tmp_path)
+    res, text = _cli("cache", "ls", "--cache-root", root, "--json")
+    assert res.exit_code == 0
+    rows = {r["path"]: r for r in json.loads(res.stdout)}
+    assert f"{lost} missing" in rows[str(entry.path)]["status"] and "damaged" in rows[str(entry.path)]["status"]
+    assert rows[str(good.path)]["status"] == "complete"
+    res, text = _cli("cache", "ls", "--cache-root", root)
+    assert res.exit_code == 0 and "pipeline extract" in text and "gc --damaged" in text
+
+    res, text = _cli("cache", "info", entry.path.name, "--cache-root", root)
+    assert res.exit_code == 1 and f"{lost} missing" in text, text
+    assert isinstance(res.exception, SystemExit)  # said, not raised
+
+    res, text = _cli("cache", "verify", "--cache-root", root)
+    assert res.exit_code == 1 and f"{lost} missing" in text and isinstance(res.exception, SystemExit), text
+    res, text = _cli("cache", "verify", entry.path.name, "--cache-root", root)
+    assert res.exit_code == 1 and f"{lost} missing" in text, text
+
+    res, text = _cli("cache", "gc", "--cache-root", root)
+    assert res.exit_code == 0 and "keeping damaged entry" in text and entry.path.exists()
+    res, text = _cli("cache", "gc", "--damaged", "--cache-root", root)
+    assert res.exit_code == 0 and not entry.path.exists() and good.path.exists()
+
+
+def test_damaged_entry_opens_with_the_reason(tmp_path):
+    entry = make_entry(tmp_path)
+    (entry.path / "zarr.json").unlink()
+    with pytest.raises(EntryDamagedError, match="zarr.json missing.*pipeline extract"):
+        CacheStore(tmp_path).open(entry.path.name)
+    assert CacheStore(tmp_path).entries() == []  # not readable, but listed as damaged:
+    assert CacheStore(tmp_path).damaged_entries() == [(entry.path, ["zarr.json missing"])]
+
+
+# -- leftovers and sharing -------------------------------------------------------------------------------
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_stale_staging_is_removed_by_the_next_writer(tmp_path):
+    entry = make_entry(tmp_path)
+    staging = entry.path / ".staging"
+    host = claims.HOST.replace(".", "_")
+    dead = staging / f"c0.{host}.{_dead_pid()}.abc123"
+    live = staging / f"c1.{host}.{os.getpid()}.abc123"
+    other_new = staging / "c1.elsewhere.123.abc123"
+    other_old = staging / "c0.elsewhere.124.abc123"
+    for d in (dead, live, other_new, other_old):
+        (d / "frames").mkdir(parents=True)
+    os.utime(other_old, (time.time() - 700,) * 2)
+    removed = EntryWriter(entry, ttl=600).remove_stale_staging()
+    assert sorted(removed) == sorted([dead, other_old])
+    assert sorted(p.name for p in staging.iterdir()) == sorted([live.name, other_new.name])
+
+
+def _setpriv_prefix() -> list:
+    if os.geteuid() != 0:
+        return []  # an ordinary user: folder modes apply
+    if shutil.which("setpriv") is None:
+        pytest.skip("as root, folder modes do not apply without setpriv to drop CAP_DAC_OVERRIDE")
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner"]
+
+
+def test_permission_error_names_the_folder_and_the_fix(tmp_path):
+    entry = make_entry(tmp_path, n=3)
+    shutil.rmtree(entry.path / "clips" / "c2")
+    (entry.path / "claims").chmod(0o555)  # another user's folder, not group-writable
+    script = ("import sys\nfrom cache.entry import CacheEntry\nfrom cache.writer import EntryWriter\n"
+              f"EntryWriter(CacheEntry({str(entry.path)!r})).claim('c2')\n")
+    try:
+        res = subprocess.run(_setpriv_prefix() + [sys.executable, "-c", script], capture_output=True, text=True,
+                             env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=120)
+    finally:
+        (entry.path / "claims").chmod(0o775)
+    assert res.returncode == 1
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("cache.fsutil.CachePermissionError: permission denied"), res.stderr[-2000:]
+    assert "claims" in last and "dr-xr-xr-x" in last and "umask 002" in last
+    assert "Sharing a cache between users" in last and f"pipeline cache doctor --cache-root {tmp_path}" in last
+    assert CachePermissionError.__mro__[1].__name__ == "CacheFault"
+
+
+def test_doctor_checks_group_setgid_and_umask(tmp_path):
+    root = tmp_path / "cache"
+    make_entry(root)
+    for d, _, _ in os.walk(root):
+        os.chmod(d, 0o755)
+    old = os.umask(0o022)
+    try:
+        res, text = _cli("cache", "doctor", "--cache-root", str(root))
+        assert res.exit_code == 1
+        assert "not group-writable" in text and "no setgid bit" in text and "your umask is 0022" in text
+        assert "chmod -R g+rwX" in text and "umask 002" in text
+        for d, _, _ in os.walk(root):
+            os.chmod(d, 0o2775)
+        os.umask(0o002)
+        res, text = _cli("cache", "doctor", "--cache-root", str(root), "--all")
+        assert res.exit_code == 0 and "ok" in text and "umask 0002" in text, text
+    finally:
+        os.umask(old)
+
+
+# -- with real extraction -------------------------------------------------------------------------------
+@pytest.fixture
+def extracted(tmp_path):
+    """A finished entry of 4 real clips, and how to run `pipeline extract` on it again."""
+    root = tmp_path / "data"
+    clips = []
+    for i in range(4):
+        make_video(root / f"v{i}.mp4", frames=6, size=(48, 32))
+        clips.append((f"v{i}.mp4", i % 2, "train"))
+    write_custom_dataset(root, clips, ["jump", "spin"])
+    cache_root = tmp_path / "cache"
+
+    def extract():
+        res = subprocess.run([sys.executable, "-m", "pipeline", "extract", "--dataset", "custom", "--root", str(root),
+                              "--cache-root", str(cache_root), "--coarse-type", "x", "--pose-checkpoint", "none",
+                              "--no-pose-flip-test"], capture_output=True, text=True, cwd=REPO, timeout=600,
+                             env=dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", COLUMNS="300"))
+        assert res.returncode == 0, res.stderr[-3000:]
+        return " ".join((res.stdout + res.stderr).split())
+
+    extract()
+    (entry,) = CacheStore(cache_root).entries("custom")
+    assert (entry.path / "index").is_dir()
+    return entry, cache_root, extract
+
+
+def _runs(entry):
+    return [json.loads(p.read_text()) for p in sorted((entry.path / "runs").glob("*.json"))]
+
+
+def test_repair_of_a_flipped_and_a_deleted_clip_then_extract_redoes_them_and_rebuilds_metadata(extracted):
+    entry, cache_root, extract = extracted
+    _flip(_chunk(entry, "v1", "keypoints"))
+    shutil.rmtree(entry.path / "clips" / "v2")
+    with pytest.raises(ChunkDigestError):  # training would stop here, naming the file, never train on it
+        entry.read_clip("v1")
+    root = str(cache_root)
+    res, text = _cli("cache", "repair", entry.key, "--cache-root", root, "--dry-run")
+    assert res.exit_code == 0 and "would move clips/v1 to quarantine/" in text and "would reopen" in text
+    assert (entry.path / "clips" / "v1").is_dir() and (entry.path / "index").is_dir()
+
+    res, text = _cli("cache", "repair", entry.key, "--cache-root", root)
+    assert res.exit_code == 0, text
+    assert "moved clips/v1 to quarantine/: keypoints: content does not match its digest" in text
+    assert "reopened" in text and "2 clip(s) to extract: run `pipeline extract --dataset custom --root" in text
+    assert not (entry.path / "index").exists() and entry.manifest()["status"] == "incomplete"
+    assert sorted(entry.status().missing) == ["v1", "v2"] and not entry.is_complete
+    assert "incomplete" in json.loads(_cli("cache", "ls", "--cache-root", root, "--json")[0].stdout)[0]["status"]
+    (moved,) = [p for p in (entry.path / "quarantine").iterdir() if p.is_dir()]
+    assert json.loads(moved.with_name(moved.name + ".json").read_text())["clip_id"] == "v1"
+
+    text = extract()
+    assert "2 to do" in text
+    assert sorted(_runs(entry)[-1]["done_clip_ids"]) == ["v1", "v2"]  # exactly the two, nothing else
+    assert entry.status().complete and (entry.path / "index").is_dir()
+    assert entry.manifest()["status"] == "complete" and entry.manifest()["reopened"]
+    assert CacheStore(cache_root).verify(entry).ok
+    entry.read_clip("v1")
+    res, text = _cli("cache", "gc", "--cache-root", root)
+    assert "damaged clip moved aside" in text and not list((entry.path / "quarantine").iterdir())
+
+    # a clip deleted from a finished entry: extract alone reopens it for that clip
+    shutil.rmtree(entry.path / "clips" / "v3")
+    text = extract()
+    assert "reopened" in text and "1 to do" in text and _runs(entry)[-1]["done_clip_ids"] == ["v3"]
+    assert entry.status().complete and CacheStore(cache_root).verify(entry).ok
+
+    # the entry's own metadata lost: extract (same options, so the same key and folder) rebuilds it
+    for name in ("zarr.json", "plan.json", "manifest.json", "clips/zarr.json"):
+        (entry.path / name).unlink()
+    assert CacheStore(cache_root).entries() == []
+    text = extract()
+    assert "damaged" in text and "rebuilding its metadata" in text and "0 to do" in text, text
+    (again,) = CacheStore(cache_root).entries("custom")
+    assert again.path == entry.path and again.status().complete
+    m = again.manifest()
+    assert m["status"] == "complete" and m["metadata_rebuilt"][0]["problems"] == [
+        "zarr.json missing", "plan.json missing", "manifest.json missing", "clips/zarr.json missing"]
+    assert CacheStore(cache_root).verify(again).ok and not CacheStore(cache_root).damaged_entries()
