@@ -60,7 +60,7 @@ def quiet() -> bool:
 def info(message: str, markup: bool = True) -> None:
     """An informational message on stderr (not at ``--quiet``)."""
     if not quiet():
-        console.print(message, markup=markup, highlight=False)
+        console.print(message, markup=markup, highlight=False, emoji=False)
 
 
 def error_text(ex: BaseException) -> str:
@@ -76,7 +76,7 @@ def error_text(ex: BaseException) -> str:
 def print_error(ex: Union[BaseException, str]) -> None:
     """``error: <message>`` on stderr (the message as it is: no markup, no quotes around it)."""
     text = ex if isinstance(ex, str) else error_text(ex)
-    console.print(Text.assemble(("error:", "bold red"), " ", text))
+    console.print(Text.assemble(("error:", "bold red"), " ", text), emoji=False)
 
 
 # -- tables ------------------------------------------------------------------------------------------
@@ -120,14 +120,15 @@ def plain_table(table: Table) -> str:
 
 def print_table(table: Table, to: Optional[Console] = None) -> None:
     """Print a rich table whole: in a terminal its cells wrap (folding a word longer than its
-    column) instead of ending in an ellipsis; elsewhere in the plain form of :func:`plain_table`."""
+    column; ``no_wrap`` is overridden) instead of ending in an ellipsis; elsewhere in the plain
+    form of :func:`plain_table`."""
     con = to or out
     if con.is_terminal:
         for col in table.columns:
-            col.overflow = "fold"
+            col.overflow, col.no_wrap = "fold", False
         con.print(table)
     else:
-        con.print(plain_table(table), markup=False, highlight=False)
+        con.print(plain_table(table), markup=False, highlight=False, emoji=False, soft_wrap=True)
 
 
 @dataclass
@@ -173,7 +174,7 @@ def print_rows(rows: Sequence[Mapping[str, Any]], columns: Sequence[Union[Column
         w.writerow(keys)
         for r in rows:
             w.writerow(["" if r.get(k) is None else r.get(k) for k in keys])
-        con.print(buf.getvalue().rstrip("\n"), markup=False, highlight=False)
+        con.print(buf.getvalue().rstrip("\n"), markup=False, highlight=False, emoji=False, soft_wrap=True)
     elif fmt == "table":
         print_table(rows_table(rows, columns, title), to=con)
     else:
@@ -187,7 +188,7 @@ def print_json(obj: Any, to: Optional[Console] = None) -> None:
     if con.is_terminal:
         con.print_json(text)
     else:
-        con.print(text, markup=False, highlight=False)
+        con.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True)
 
 
 # -- progress ----------------------------------------------------------------------------------------
@@ -272,7 +273,7 @@ class LineProgress:
 
     def _show(self, t: dict, now: float) -> None:
         t["shown"] = now
-        self.console.print(self._line(t, now), markup=False, highlight=False)
+        self.console.print(self._line(t, now), markup=False, highlight=False, emoji=False, soft_wrap=True)
 
 
 class _NoProgress(LineProgress):

@@ -11,7 +11,9 @@
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import logging
 import math
 import time
@@ -52,10 +54,20 @@ def bridge_mmlogger(logger: logging.Logger) -> logging.Logger:
 
 
 class LoggingRunner(Runner):
-    """mmengine's :class:`~mmengine.runner.Runner`, logging through :func:`bridge_mmlogger`."""
+    """mmengine's :class:`~mmengine.runner.Runner`, logging through :func:`bridge_mmlogger`; what
+    mmengine prints to stdout while it loads a checkpoint ("Loads checkpoint by local backend ...")
+    is logged at DEBUG instead (stdout carries a command's results, e.g. ``--json``)."""
 
     def build_logger(self, log_level: Any = "INFO", log_file: Optional[str] = None, **kwargs):
         return bridge_mmlogger(super().build_logger(log_level=log_level, log_file=log_file, **kwargs))
+
+    def load_checkpoint(self, *args, **kwargs):
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            checkpoint = super().load_checkpoint(*args, **kwargs)
+        for line in printed.getvalue().splitlines():
+            logging.getLogger("mmengine").debug(line)
+        return checkpoint
 
 
 def report_epochs(max_epochs: int, val_interval: int = 0) -> list[int]:
