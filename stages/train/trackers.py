@@ -10,8 +10,9 @@ Runner's visualiser, and the visualiser to each backend; a tracker is one more b
                  ``W/NAME/mlruns`` shared by the experiment's variants (``mlflow ui --backend-store-uri
                  W/NAME/mlruns``); at the end the run's log, scalars and config as artifacts
 ``wandb``        :class:`RunWandbVisBackend`: project ``$WANDB_PROJECT`` (default ``pevl``), group = the
-                 experiment, name = the variant, files under ``vis_data/``; ``WANDB_MODE=offline``
-                 writes a run to ``wandb sync`` later
+                 experiment, name = the variant, files under ``vis_data/wandb/``;
+                 ``WANDB_MODE=offline`` writes an offline run there to ``wandb sync`` later; quiet
+                 unless ``-v``
 ===============  ====================================================================================
 
 The run's own JSON scalars (``LocalVisBackend``: ``curves.png`` is drawn from them) are always on.
@@ -20,6 +21,7 @@ refused before training starts.
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
@@ -84,9 +86,11 @@ def vis_backends(trackers: Sequence[str], exp_name: str, variant: str, work_dir:
             out.append(dict(type=kind, exp_name=exp_name, run_name=variant, tracking_uri=uri,
                             tags={str(k): str(v) for k, v in (tags or {}).items()}))
         elif name == "wandb":
-            out.append(dict(type=kind, init_kwargs=dict(project=os.environ.get("WANDB_PROJECT", "pevl"),
-                                                        group=exp_name, name=variant, tags=list((tags or {}).values()),
-                                                        reinit=True)))
+            init = dict(project=os.environ.get("WANDB_PROJECT", "pevl"), group=exp_name, name=variant,
+                        tags=[str(v) for v in (tags or {}).values()])
+            if not logging.getLogger("stages").isEnabledFor(logging.DEBUG):  # its banner and summary only at -v
+                init["settings"] = dict(silent=True)
+            out.append(dict(type=kind, init_kwargs=init))
         else:
             out.append(dict(type=kind))
     return out

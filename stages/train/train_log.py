@@ -16,6 +16,7 @@ import copy
 import io
 import logging
 import math
+import sys
 import time
 from typing import Any, Optional
 
@@ -28,8 +29,18 @@ from stages.registry import HOOKS
 log = logging.getLogger("stages.train.progress")
 
 
-class _ToLogging(logging.Handler):
-    """Hands an MMLogger record to Python's ``mmengine`` logger, INFO and below as DEBUG."""
+class _ToLogging(logging.StreamHandler):
+    """Hands an MMLogger record to Python's ``mmengine`` logger, INFO and below as DEBUG. A
+    StreamHandler only because mmengine's MLflow backend looks at its logger's handlers' streams;
+    it writes nothing itself."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
     def emit(self, record: logging.LogRecord) -> None:
         rec = logging.makeLogRecord(copy.copy(record.__dict__))  # the file handler keeps the original
@@ -46,7 +57,8 @@ def bridge_mmlogger(logger: logging.Logger) -> logging.Logger:
     (mmengine sets it to ERROR on ranks other than 0); its file handler stays."""
     for h in list(logger.handlers):
         if type(h) is logging.StreamHandler:  # not the FileHandler (a StreamHandler subclass)
-            bridge = _ToLogging(level=h.level)
+            bridge = _ToLogging()
+            bridge.setLevel(h.level)
             for f in h.filters:
                 bridge.addFilter(f)
             logger.handlers[logger.handlers.index(h)] = bridge
