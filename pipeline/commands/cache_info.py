@@ -37,8 +37,9 @@ def summary_table(m: dict, entry) -> Table:
                                                                                       if v.get("failed") else "")
                                          for s, v in sorted(by_split.items()))))
     rows.append(("settings", _kv(m.get("settings") or {})))
-    pose = m.get("pose") or {}
-    rows.append(("pose", _kv(pose)))
+    rows.append(("pose", _kv(m.get("pose") or {})))
+    if m.get("pose_weights"):
+        rows.append(("pose weights", _kv(m["pose_weights"])))
     rows.append(("dataset", f"{m.get('dataset')}, {m.get('num_classes')} classes, coarse type "
                             f"{m.get('coarse_type')!r}, skeleton {m.get('skeleton')}, root {m.get('dataset_root')}"))
     req = m.get("request") or {}
