@@ -3,9 +3,10 @@
 * :data:`console` (stderr: messages, progress, errors) and :data:`out` (stdout: results, i.e. tables
   and JSON). Neither wraps a line when its stream is not a terminal (a command line in a message
   stays one line in a log).
-* :func:`print_table`: a rich :class:`~rich.table.Table` whose cells wrap in a terminal (never an
-  ellipsis), and a plain, full-width, space-aligned form when the output is a file or a pipe
-  (``| grep``, ``> log``, SLURM): every cell whole, no box characters, no colour.
+* :func:`print_table`: a rich :class:`~rich.table.Table` in a terminal where it fits (one block per
+  row where it does not: never an ellipsis), and a plain, full-width, space-aligned form when the
+  output is a file or a pipe (``| grep``, ``> log``, SLURM): every cell whole, no box characters,
+  no colour.
 * :func:`print_rows`: rows of dicts as that table, as JSON (``--json``: every key of every row) or
   as CSV (the columns' keys, raw values).
 * :func:`print_json`: plain indented JSON (highlighted in a terminal).
@@ -118,17 +119,49 @@ def plain_table(table: Table) -> str:
     return "\n".join(lines)
 
 
+def record_text(table: Table) -> Text:
+    """``table`` as one block per row, for a terminal too narrow for its columns: the row's first
+    cell as a heading, then ``header  value`` lines (values whole, wrapped by the terminal)."""
+    cols = table.columns
+    cells = [list(col.cells) for col in cols]
+    heads = [_plain(col.header) for col in cols]
+    width = max((len(h) for h in heads[1:]), default=0)
+    out = Text()
+    if table.title:
+        out.append(_plain(table.title) + "\n", style="bold")
+    for i in range(max((len(c) for c in cells), default=0)):
+        first = cells[0][i] if i < len(cells[0]) else ""
+        out.append_text(first if isinstance(first, Text) else Text.from_markup(str(first)))
+        out.append("\n")
+        for h, col in zip(heads[1:], cells[1:]):
+            cell = col[i] if i < len(col) else ""
+            text = cell if isinstance(cell, Text) else Text.from_markup(str(cell))
+            if text.plain:
+                out.append(f"  {h.ljust(width)}  ", style="dim")
+                out.append_text(text)
+                out.append("\n")
+    if table.caption:
+        out.append(_plain(table.caption) + "\n", style="dim")
+    return out
+
+
 def print_table(table: Table, to: Optional[Console] = None) -> None:
-    """Print a rich table whole: in a terminal its cells wrap (folding a word longer than its
-    column; ``no_wrap`` is overridden) instead of ending in an ellipsis; elsewhere in the plain
-    form of :func:`plain_table`."""
+    """Print a rich table whole. In a terminal: the table when its columns fit the width, else one
+    block per row (:func:`record_text`), never a cell cut with an ellipsis; elsewhere (a file, a
+    pipe) the plain full-width form of :func:`plain_table`."""
+    from rich.measure import Measurement
+
     con = to or out
-    if con.is_terminal:
-        for col in table.columns:
-            col.overflow, col.no_wrap = "fold", False
+    if not con.is_terminal:
+        con.print(plain_table(table), markup=False, highlight=False, emoji=False, soft_wrap=True)
+        return
+    for col in table.columns:  # a cell wraps rather than ending in an ellipsis
+        col.overflow, col.no_wrap = "fold", False
+    natural = Measurement.get(con, con.options.update_width(1 << 20), table).maximum
+    if natural <= con.width or not table.show_header:  # a key/value table wraps its values
         con.print(table)
     else:
-        con.print(plain_table(table), markup=False, highlight=False, emoji=False, soft_wrap=True)
+        con.print(record_text(table), highlight=False, emoji=False)
 
 
 @dataclass

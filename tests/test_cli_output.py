@@ -41,15 +41,22 @@ def test_a_table_in_a_log_is_plain_full_width_and_whole():
     assert lines[3].index("30/30") + 5 == lines[4].index("3/29000") + 7 == lines[1].index("clips") + 5
 
 
-def test_a_table_in_a_narrow_terminal_wraps_instead_of_an_ellipsis():
+def test_a_table_in_a_terminal_where_it_fits_and_one_block_per_row_where_it_does_not():
+    buf = io.StringIO()
+    print_table(_table(), to=Console(file=buf, width=300, force_terminal=True, color_system=None))
+    wide = buf.getvalue()
+    assert "┃ key" in wide and any(LONG in ln for ln in wide.splitlines()) and "…" not in wide
     buf = io.StringIO()
     print_table(_table(), to=Console(file=buf, width=60, force_terminal=True, color_system=None))
-    text = buf.getvalue()
-    assert "…" not in text
-    first_column = "".join(ln.split("│")[1].strip() for ln in text.splitlines() if ln.count("│") > 1)
-    assert LONG in first_column  # the key whole, folded over lines
-    assert "2026-12-04T23:24:23+0000" in "".join(ln.split("│")[5].strip() for ln in text.splitlines()
-                                                  if ln.count("│") > 1)
+    narrow = buf.getvalue()
+    lines = narrow.splitlines()
+    assert "…" not in narrow and not any(ch in narrow for ch in "│┃━")
+    assert lines[0] == "cache /somewhere/long"
+    assert LONG in "".join(lines[1:4])  # the key whole (folded at the terminal's width)
+    block = [ln.split() for ln in lines if ln.startswith("  ")]
+    assert block[:4] == [["dataset", "demo"], ["status", "complete"], ["clips", "30/30"],
+                         ["created", "2026-12-04T23:24:23+0000"]]
+    assert ["short"] in [ln.split() for ln in lines] and ["dataset", "gym99"] in block
 
 
 def test_plain_table_without_header_and_rows_as_json_and_csv():
