@@ -27,13 +27,28 @@ app.command("stats")(stats.stats)
 app.command("explain")(explain.explain)
 
 
+_ABBREVIATIONS = ("supp.", "e.g.", "i.e.", "Fig.", "Figs.", "Sec.", "cf.", "vs.", "etc.")
+
+
+def _first_sentence(text: str) -> str:
+    words = (text or "").split()
+    for i, w in enumerate(words):
+        if w.endswith((".", "!", "?")) and not w.endswith(_ABBREVIATIONS):
+            return " ".join(words[:i + 1])
+    return " ".join(words)
+
+
 def plain_help(app: typer.Typer) -> typer.Typer:
-    """Click's plain help for ``app`` and its groups (see the module docstring)."""
+    """Click's plain help for ``app`` and its groups (see the module docstring); a group lists each
+    command with the first sentence of its help, whole (click would cut it to the width with '...')."""
     groups = [app]
     while groups:
         g = groups.pop()
         g.rich_markup_mode = None
         groups.extend(t.typer_instance for t in g.registered_groups if t.typer_instance is not None)
+        for cmd in g.registered_commands:
+            if not cmd.short_help:
+                cmd.short_help = _first_sentence(cmd.help or (cmd.callback.__doc__ if cmd.callback else "") or "")
     return app
 
 

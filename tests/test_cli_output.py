@@ -130,6 +130,10 @@ def test_help_cuts_nothing_and_flags_take_no_value():
     assert "<bool>" not in train and "BOOLEAN" not in train
     resume = next(ln for ln in train.splitlines() if ln.strip().startswith("--resume"))
     assert resume.split()[1] == "Continue"  # the flag, then its help: no value beside it
+    for group in ([], ["cache"], ["dataset"]):  # command lists: each command's first sentence whole
+        text = CliRunner().invoke(app, [*group, "--help"]).stdout
+        assert "..." not in text.split("Commands:")[1], text
+    assert "(supp. Fig. 8)" in CliRunner().invoke(app, ["--help"]).stdout
     for cmd in (["train"], ["eval"], ["extract"], ["stats"], ["explain"], ["dataset", "info"], ["cache", "ls"],
                 ["cache", "info"]):
         text = CliRunner().invoke(app, [*cmd, "--help"]).stdout
