@@ -13,7 +13,8 @@ into the variant's work dir (:mod:`.report`):
 * ``confusion.json`` / ``confusion.png``, ``predictions.json``;
 * ``curves.png``: training loss, learning rate and validation accuracy over epochs;
 * mmengine's own ``epoch_N.pth``, ``last_checkpoint``, ``<timestamp>/`` logs (``.log``, ``vis_data/
-  scalars.json``, TensorBoard events) and the config.
+  scalars.json``, the trackers' files: :mod:`.trackers`) and the config that ran
+  (:func:`run_config_of`: the model's class and joint counts of the entry).
 
 :func:`evaluate_checkpoint` evaluates a saved checkpoint the same way.
 """
@@ -181,7 +182,6 @@ def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, laun
     (None elsewhere). ``hooks``: extra mmengine hook configs (tests); ``say``: where to print the
     pretrained weights the model was built on and the run's settings (``pipeline train``);
     ``trackers``: experiment trackers (:mod:`stages.train.trackers`)."""
-
     work_dir = Path(work_dir)
     dev = resolve_device(device)
     init_distributed(launcher)
@@ -261,7 +261,6 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str, entry: CacheEntry, out_dir
                         launcher: str = "none", device: Optional[str] = None, allow_partial: bool = False,
                         split: Optional[str] = None) -> Optional[dict]:
     """Evaluate ``checkpoint`` (3 crops x 1 clip, every class text once) into ``out_dir``."""
-
     out_dir = Path(out_dir)
     dev = resolve_device(device)
     init_distributed(launcher)
