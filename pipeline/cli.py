@@ -1,15 +1,22 @@
-"""The ``pipeline`` command line. It only wires the command groups of :mod:`pipeline.commands`."""
+"""The ``pipeline`` command line. It only wires the command groups of :mod:`pipeline.commands`.
+
+Every command is wrapped by :func:`pipeline.commands.common.cli_command` (``-v``/``-q`` and the one
+error handler). Help is click's plain formatter: it wraps at any width and never cuts an option's
+name or help, in a terminal or a log, and a flag shows no value (``--resume``, not ``--resume <bool>``).
+"""
 from __future__ import annotations
 
 import typer
 
 from pipeline.commands import cache, dataset, explain, extract, predict, stats, train
+from pipeline.commands.common import wrap_commands
 
 app = typer.Typer(
     help="PeVL pipeline: cache stage-one features once (`extract`), then train and ablate from the cache.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
 )
 app.command("extract")(extract.extract)
 app.add_typer(dataset.app, name="dataset")
@@ -19,6 +26,34 @@ app.command("eval")(train.eval_)
 app.command("stats")(stats.stats)
 app.command("explain")(explain.explain)
 app.command("predict")(predict.predict)
+
+
+_ABBREVIATIONS = ("supp.", "e.g.", "i.e.", "Fig.", "Figs.", "Sec.", "cf.", "vs.", "etc.")
+
+
+def _first_sentence(text: str) -> str:
+    words = (text or "").split()
+    for i, w in enumerate(words):
+        if w.endswith((".", "!", "?")) and not w.endswith(_ABBREVIATIONS):
+            return " ".join(words[:i + 1])
+    return " ".join(words)
+
+
+def plain_help(app: typer.Typer) -> typer.Typer:
+    """Click's plain help for ``app`` and its groups (see the module docstring); a group lists each
+    command with the first sentence of its help, whole (click would cut it to the width with '...')."""
+    groups = [app]
+    while groups:
+        g = groups.pop()
+        g.rich_markup_mode = None
+        groups.extend(t.typer_instance for t in g.registered_groups if t.typer_instance is not None)
+        for cmd in g.registered_commands:
+            if not cmd.short_help:
+                cmd.short_help = _first_sentence(cmd.help or (cmd.callback.__doc__ if cmd.callback else "") or "")
+    return app
+
+
+plain_help(wrap_commands(app))
 
 
 def main() -> None:

@@ -68,7 +68,7 @@ OPTIM_WRAPPERS = Registry("optim wrapper", parent=MMENGINE_OPTIM_WRAPPERS, scope
 PARAM_SCHEDULERS = Registry("parameter scheduler", parent=MMENGINE_PARAM_SCHEDULERS, scope=SCOPE)
 EVALUATOR = Registry("evaluator", parent=MMENGINE_EVALUATOR, scope=SCOPE)
 VISUALIZERS = Registry("visualizer", parent=MMENGINE_VISUALIZERS, scope=SCOPE)
-VISBACKENDS = Registry("vis backend", parent=MMENGINE_VISBACKENDS, scope=SCOPE)
+VISBACKENDS = Registry("vis backend", parent=MMENGINE_VISBACKENDS, scope=SCOPE, locations=["stages.train.trackers"])
 WEIGHT_INITIALIZERS = Registry("weight initializer", parent=MMENGINE_WEIGHT_INITIALIZERS, scope=SCOPE)
 FUNCTIONS = Registry("function", parent=MMENGINE_FUNCTIONS, scope=SCOPE)
 

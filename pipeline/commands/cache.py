@@ -2,14 +2,14 @@
 look at the shared cache."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from pipeline.commands.common import CacheRootOpt, console, exit_on_error, human_bytes, out, progress_bar
+from pipeline.commands.common import CacheRootOpt, console, exit_on_error, human_bytes, progress_bar
+from pipeline.output import print_json, print_table
 
 app = typer.Typer(help="Inspect, check and clean the shared feature cache.", no_args_is_help=True)
 
@@ -50,7 +50,7 @@ def cache_ls(
                      "problems": problems, "bytes": dir_size(path), "path": str(path),
                      "clips_on_disk": _count_dirs(path / "clips")})
     if as_json:
-        out.print_json(json.dumps(rows))
+        print_json(rows)
         return
     t = Table(title=f"cache {store.root}")
     t.add_column("key", no_wrap=True)
@@ -65,7 +65,7 @@ def cache_ls(
         t.add_row(r["key"], r["dataset"], r["status"], f"{r['done']}/{r['total']}", str(r["failed"]),
                   human_bytes(r["bytes"]), str(r["pose"]), str(r["frames"]), str(r["short_side"]), str(r["codec"]),
                   str(r["created"]))
-    out.print(t)
+    print_table(t)
     if old:
         console.print(_old_format_hint(len(old)))
     if damaged:
@@ -97,14 +97,25 @@ def _old_format_hint(n: int) -> str:
 def cache_info(
     key: str = typer.Argument(..., help="Entry key (a unique prefix is enough) or path."),
     cache_root: Optional[Path] = CacheRootOpt,
+    clips: bool = typer.Option(False, "--clips", help="List every clip instead: id, split, label, state (cached, failed, missing) and a failure's reason."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole manifest as JSON (with --clips: the clip list)."),
 ):
-    """Show an entry's manifest: provenance, settings, counts and failures (live status)."""
+    """Summarise an entry: counts, settings, provenance, runs and failures (live status)."""
     from cache import CacheStore
 
     from cache.entry import DAMAGED_HINT, EntryDamagedError
 
     with exit_on_error(verbose=False, code=1):
         e = CacheStore(cache_root).open(key)
+    if clips:
+        from pipeline.commands.cache_info import clip_rows, clips_table
+
+        rows = clip_rows(e)
+        if as_json:
+            print_json(rows)
+        else:
+            print_table(clips_table(e, rows))
+        return
     problems = e.metadata_problems()
     try:
         m = e.manifest()
@@ -117,7 +128,12 @@ def cache_info(
     m["path"] = str(e.path)
     if problems:
         m["damaged"] = {"problems": problems, "recover": DAMAGED_HINT}
-    out.print_json(json.dumps(m, default=str))
+    if as_json:
+        print_json(m)
+    else:
+        from pipeline.commands.cache_info import summary_table
+
+        print_table(summary_table(m, e))
     if problems:
         console.print(f"[red]damaged[/] {e.key}: {'; '.join(problems)}. {DAMAGED_HINT}", highlight=False)
         raise typer.Exit(1)

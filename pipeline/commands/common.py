@@ -1,4 +1,6 @@
-"""What the commands share: typer options, KEY=VALUE parsing, consoles and the progress bar.
+"""What the commands share: typer options, KEY=VALUE parsing, the command wrapper (log level and
+the one error handler: :func:`cli_command`), and the output helpers of :mod:`pipeline.output`
+(re-exported here: ``console``, ``out``, ``progress_bar``, ``human_bytes``).
 
 Heavy libraries (torch, mmengine, open_clip) are imported inside the commands, never here, so
 ``pipeline --help`` stays fast.
@@ -6,23 +8,24 @@ Heavy libraries (torch, mmengine, open_clip) are imported inside the commands, n
 from __future__ import annotations
 
 import contextlib
-import os
+import functools
+import inspect
+import traceback
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from typer.exceptions import TyperException
 
-console = Console(stderr=True)  # messages, progress, errors
-out = Console()  # results (tables, JSON)
+from pipeline.output import console, human_bytes, out, print_error, progress  # noqa: F401  (re-exported)
 
 DatasetOpt = typer.Option(..., "--dataset", "-d", help="Dataset name: demo, gym99, gym288, diving48, haa500, toyota_smarthome, kinetics400, custom.")
 RootOpt = typer.Option(None, "--root", help="Where the raw dataset lives, as its publishers distribute it (the demo needs none: it is generated under the cache root).")
 CacheRootOpt = typer.Option(None, "--cache-root", envvar="PEVL_CACHE", help="Cache root shared by the lab. Default: $PEVL_CACHE, else ~/.cache/pevl.")
 DatasetOptsOpt = typer.Option(None, "--dataset-option", "-o", help="Adapter option KEY=VALUE, repeatable, typed and checked (a bool takes true/false/1/0/yes/no, a pair 480,640): e.g. protocol=cv1 for toyota_smarthome; boxes=PATH or split_version=1.0 for FineGym. `pipeline dataset info --dataset NAME --options` lists a dataset's options with types and defaults.")
 CoarseTypeOpt = typer.Option(None, "--coarse-type", help="Coarse action type for the text prompt '{label}, a video of {type} action' (custom datasets).")
-VerboseOpt = typer.Option(False, "--verbose", "-v", help="Log more (and show tracebacks).")
+VerboseOpt = typer.Option(False, "--verbose", "-v", help="Log everything: mmengine's environment dump, config and hook table, per-iteration lines, third-party messages, and the traceback of an error.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="Only warnings, errors and the results: no progress, no messages.")
 
 
 class SchemaHelp(str):
@@ -96,14 +99,12 @@ def path_str(p: Optional[Path]) -> Optional[str]:
     return str(p) if p else None
 
 
-def progress_bar() -> Progress:
-    """A rich progress bar on stderr (off when stderr is not a terminal, unless PEVL_PROGRESS=1)."""
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
-                    transient=False, disable=not console.is_terminal and os.environ.get("PEVL_PROGRESS") != "1")
+def progress_bar():
+    """The progress display of :func:`pipeline.output.progress` (a bar in a terminal, lines in a log)."""
+    return progress()
 
 
-def load_progress_callback(prog: Progress, what: str):
+def load_progress_callback(prog, what: str):
     """A ``progress(done, total)`` callback for a dataset's preparation (the demo's generation);
     its bar appears only if the dataset has something to prepare."""
     task: dict = {}
@@ -116,26 +117,62 @@ def load_progress_callback(prog: Progress, what: str):
     return cb
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return str(n)
-
-
 @contextlib.contextmanager
-def exit_on_error(verbose: bool, code: int = 2):
-    """Ctrl-C exits 130; any other error is one red line and exit ``code`` (``--verbose``: the
-    traceback instead)."""
+def exit_on_error(verbose: bool = False, code: int = 2):
+    """Ctrl-C exits 130; any other error is one ``error:`` line and exit ``code`` (``-v``: its
+    traceback too). Every command already runs inside this (:func:`cli_command`); a command uses it
+    itself only for another exit code."""
+    from pipeline.logs import is_verbose
+
     try:
         yield
     except KeyboardInterrupt:
+        console.print("interrupted", highlight=False)
         raise typer.Exit(130)
-    except typer.Exit:
+    except (typer.Exit, typer.Abort, TyperException):  # typer's own (usage errors, exits)
         raise
     except Exception as ex:  # noqa: BLE001  (the command's last line of defence)
-        if verbose:
-            raise
-        console.print(f"[red]error:[/] {ex}", highlight=False)
+        if verbose or is_verbose():
+            console.print(traceback.format_exc().rstrip(), markup=False, highlight=False)
+        print_error(ex)
         raise typer.Exit(code)
+
+
+def cli_command(fn: Callable) -> Callable:
+    """A command as the CLI registers it: every command gets ``-v/--verbose`` and ``-q/--quiet``
+    (unless it declares them itself), sets the log level before it runs (:mod:`pipeline.logs`), and
+    reports an error through one handler (:func:`exit_on_error`: one line, exit 2, the traceback
+    only at ``-v``)."""
+    if getattr(fn, "_pipeline_command", False):
+        return fn
+    sig = inspect.signature(fn, eval_str=True)
+    own = set(sig.parameters)
+    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=bool)
+             for name, opt in (("verbose", VerboseOpt), ("quiet", QuietOpt)) if name not in own]
+
+    @functools.wraps(fn)
+    def command(*args, **kwargs):
+        from pipeline.logs import setup_logging
+
+        verbose = bool(kwargs.get("verbose") if "verbose" in own else kwargs.pop("verbose", False))
+        quiet = bool(kwargs.get("quiet") if "quiet" in own else kwargs.pop("quiet", False))
+        setup_logging(verbose=verbose, quiet=quiet)
+        with exit_on_error():
+            return fn(*args, **kwargs)
+
+    params = list(sig.parameters.values())
+    command.__signature__ = sig.replace(parameters=params + extra)  # type: ignore[attr-defined]
+    command.__annotations__ = {**getattr(fn, "__annotations__", {}), **{p.name: bool for p in extra}}
+    command._pipeline_command = True  # type: ignore[attr-defined]
+    return command
+
+
+def wrap_commands(app: typer.Typer) -> typer.Typer:
+    """:func:`cli_command` around every command of ``app`` and of its groups."""
+    groups = [app]
+    while groups:
+        g = groups.pop()
+        groups.extend(t.typer_instance for t in g.registered_groups if t.typer_instance is not None)
+        for cmd in g.registered_commands:
+            cmd.callback = cli_command(cmd.callback)
+    return app

@@ -1,7 +1,6 @@
 """``pipeline dataset info``: a dataset's annotations, parsed without decoding anything."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
@@ -9,8 +8,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from pipeline.commands.common import (CacheRootOpt, CoarseTypeOpt, DatasetOpt, DatasetOptsOpt, RootOpt, console,
-                                      dataset_options, load_progress_callback, out, path_str, progress_bar)
+from pipeline.commands.common import (CacheRootOpt, CoarseTypeOpt, DatasetOpt, DatasetOptsOpt, RootOpt,
+                                      dataset_options, load_progress_callback, path_str, progress_bar)
+from pipeline.output import print_json, print_table
 
 app = typer.Typer(help="Look at a dataset's annotations without decoding anything.", no_args_is_help=True)
 
@@ -28,36 +28,26 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ):
     """Parse a dataset's annotations and report splits, clip counts, classes and missing videos."""
-    from pipeline.logs import setup_logging
     from stages.extract.plan import ExtractOptions, build_adapter, make_pose_source, pose_coverage
 
-    setup_logging()
     if show_options:
-        try:
-            _print_options(dataset, pose_source, as_json)
-        except KeyError as e:
-            console.print(f"[red]error:[/] {e.args[0]}", highlight=False)
-            raise typer.Exit(2)
+        _print_options(dataset, pose_source, as_json)
         return
+    if pose_source and pose_source.partition(":")[0] == "hrnet":
+        raise typer.BadParameter("--pose-source hrnet estimates poses for every clip: there is nothing to count")
     prog = progress_bar()
     coverage = None
-    try:
-        with prog:
-            opts = ExtractOptions(dataset=dataset, root=path_str(root), cache_root=path_str(cache_root),
-                                  dataset_options=dataset_options(dataset_option, coarse_type), pose_source=pose_source)
-            adapter = build_adapter(opts)
-            index = adapter.load(progress=load_progress_callback(prog, f"preparing {dataset}"))
-            if pose_source:
-                if pose_source.partition(":")[0] == "hrnet":
-                    raise typer.BadParameter("--pose-source hrnet estimates poses for every clip: there is nothing to count")
-                pose = make_pose_source(pose_source, opts, adapter)
-                coverage = pose_coverage(pose, index, adapter)
-                pose.close()
-                if coverage is not None:
-                    coverage.pop("missing")
-    except Exception as e:
-        console.print(f"[red]error:[/] {e}")
-        raise typer.Exit(2)
+    with prog:
+        opts = ExtractOptions(dataset=dataset, root=path_str(root), cache_root=path_str(cache_root),
+                              dataset_options=dataset_options(dataset_option, coarse_type), pose_source=pose_source)
+        adapter = build_adapter(opts)
+        index = adapter.load(progress=load_progress_callback(prog, f"preparing {dataset}"))
+        if pose_source:
+            pose = make_pose_source(pose_source, opts, adapter)
+            coverage = pose_coverage(pose, index, adapter)
+            pose.close()
+            if coverage is not None:
+                coverage.pop("missing")
     missing = index.missing()
     per_class: dict[int, int] = {}
     for c in index.clips:
@@ -75,7 +65,7 @@ def info(
     if show_classes:
         summary["classes"] = index.classes
     if as_json:
-        out.print_json(json.dumps(summary, default=str))
+        print_json(summary)
         return
     t = Table(title=f"{index.name}: {index.num_classes} classes, coarse type '{index.coarse_type}'", show_header=False)
     for k in ("root", "skeleton", "clips"):
@@ -91,12 +81,12 @@ def info(
         per = ", ".join(f"{s} {v['clips'] - v['without_poses']}/{v['clips']}" for s, v in sorted(coverage["by_split"].items()))
         t.add_row(f"poses in {pose_source}", f"{coverage['clips'] - coverage['without_poses']} of {coverage['clips']} "
                   f"clips ({per})" + (f"; e.g. without: {', '.join(coverage['examples'][:3])}" if coverage["without_poses"] else ""))
-    out.print(t)
+    print_table(t)
     if show_classes:
         ct = Table("class", "clips", "label text")
         for i, txt in enumerate(index.classes):
-            ct.add_row(str(i), str(per_class.get(i, 0)), txt)
-        out.print(ct)
+            ct.add_row(str(i), str(per_class.get(i, 0)), escape(txt))
+        print_table(ct)
 
 
 def _plain(v, top: bool = True) -> str:
@@ -125,7 +115,7 @@ def _print_options(dataset: str, pose_source: Optional[str], as_json: bool) -> N
                          in_entry_key=f.in_key, help=f.help) for f in describe(schema)]
             for title, schema in groups.items()}
     if as_json:
-        out.print_json(json.dumps(rows))
+        print_json(rows)
         return
     for title, opts in rows.items():
         t = Table("option", "type", "default", "help", title=title)
@@ -133,4 +123,4 @@ def _print_options(dataset: str, pose_source: Optional[str], as_json: bool) -> N
             t.add_row(r["key"], r["type"], escape(str(r["default"])), escape(r["help"]))
         if not opts:
             t.add_row("(none)", "", "", "")
-        out.print(t)
+        print_table(t)

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from pipeline.commands.common import CacheRootOpt, VerboseOpt, console, exit_on_error
+from pipeline.commands.common import CacheRootOpt, console
 from pipeline.commands.train import CFG_HELP, checkpoint_run, options_with_root, setup_run
 
 
@@ -22,20 +22,18 @@ def explain(
     cache_root: Optional[Path] = CacheRootOpt,
     root: Optional[Path] = typer.Option(None, "--root", help="Raw dataset root, only to compute the entry key."),
     device: Optional[str] = typer.Option("cpu", "--device", help="cpu or cuda (one clip: cpu is enough)."),
-    verbose: bool = VerboseOpt,
 ):
     """Draw, for one clip, the joints weighted by the pose encoder with P2V's attention (supp. Fig. 8),
     every patch coloured by the V2P grouping token it belongs to (Fig. 9), attention over frames
     (Fig. 10) and the label phrases' attention over frames in S_FW (Fig. 11)."""
-    setup_run(verbose, device)
+    setup_run(device)
     from stages.train.explain import default_out_dir, explain_clip
     from stages.train.runner import resolve_device
 
     opts = options_with_root(cfg_options, root)
-    with exit_on_error(verbose):
-        cfg, e = checkpoint_run(exp, variant, checkpoint, dataset, opts, cache_root, entry)
-        od = out or default_out_dir(checkpoint, clip)
-        written, notes = explain_clip(cfg, checkpoint, e, clip, od, device=resolve_device(device))
+    cfg, e = checkpoint_run(exp, variant, checkpoint, dataset, opts, cache_root, entry)
+    od = out or default_out_dir(checkpoint, clip)
+    written, notes = explain_clip(cfg, checkpoint, e, clip, od, device=resolve_device(device))
     for p in written:
         console.print(f"wrote {p}", highlight=False)
     for n in notes:

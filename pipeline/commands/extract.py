@@ -5,10 +5,12 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 
 from pipeline.commands.common import (CacheRootOpt, CoarseTypeOpt, DatasetOpt, DatasetOptsOpt, RootOpt, SchemaHelp,
-                                      VerboseOpt, console, dataset_options, load_progress_callback, parse_kv,
-                                      path_str, progress_bar)
+                                      console, dataset_options, load_progress_callback, parse_kv, path_str,
+                                      progress_bar)
+from pipeline.output import info
 
 
 _SETTINGS = "stages.extract.settings:ExtractSettings"
@@ -45,13 +47,12 @@ def extract(
     missing_poses: str = typer.Option("error", "--missing-poses", help="Clips the pose source has no poses for (a skeleton file covering part of a split, skeletons missing for some clips), counted before any work: error (stop and say how many, per split), skip (leave them out of the entry: another clip list, another key) or fail (keep them in it as failed clips, without decoding them)."),
     dataset_option: Optional[List[str]] = DatasetOptsOpt,
     coarse_type: Optional[str] = CoarseTypeOpt,
-    verbose: bool = VerboseOpt,
 ):
-    """Decode, pose and grid every clip of a dataset into the shared cache (resumable; a no-op when done)."""
-    from pipeline.logs import setup_logging
+    """Decode, pose and grid every clip of a dataset into the shared cache (resumable; a no-op when done).
+    In a terminal a progress bar shows how far it is; in a log (nohup, SLURM) a line every 30 s
+    (PEVL_PROGRESS_INTERVAL) says clips done, rate and ETA."""
     from stages.extract.plan import ExtractOptions, parse_shard
 
-    setup_logging(verbose)
     try:
         shard_t = parse_shard(shard)
     except ValueError as e:
@@ -76,15 +77,15 @@ def extract(
     state = {}
 
     def on_start(plan, todo, already):
-        state["task"] = prog.add_task(f"extracting {plan.index.name}", total=todo)
-        console.print(f"entry [bold]{plan.key}[/] at {plan.entry_dir}\n"
-                      f"  {len(plan.clips)} clips, {already} already cached in this shard, {todo} to do; "
-                      f"pose source {plan.pose_spec}")
+        state["task"] = prog.add_task(f"extracting {plan.index.name}", total=todo, unit="clips")
+        info(f"entry [bold]{plan.key}[/] at {plan.entry_dir}\n"
+             f"  {len(plan.clips)} clips, {already} already cached in this shard, {todo} to do; "
+             f"pose source {plan.pose_spec}")
 
     def progress(event, clip_id, reason):
         prog.advance(state["task"])
         if event == "failed":
-            console.print(f"[red]failed[/] {clip_id}: {reason}")
+            console.print(f"[red]failed[/] {escape(str(clip_id))}: {escape(str(reason))}", highlight=False)
 
     run_kw = dict(progress=progress, on_start=on_start,
                   load_progress=load_progress_callback(prog, f"preparing {dataset}"))
@@ -101,11 +102,6 @@ def extract(
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: finished clips are kept; rerun the same command to resume.")
         raise typer.Exit(130)
-    except Exception as e:  # planning errors: layout, missing checkpoint, bad option
-        if verbose:
-            raise
-        console.print(f"[red]error:[/] {e}")
-        raise typer.Exit(2)
     _print_summary(rep)
     if rep.failures:
         raise typer.Exit(1)
@@ -126,6 +122,6 @@ def _print_summary(rep) -> None:
         console.print(f"[red]{len(fails)} clip(s) failed[/] (see failures/ in the entry; --retry-failed retries):")
         for uid, f in list(fails.items())[:50]:
             tag = " (this run)" if f.get("clip_id") in new else ""
-            console.print(f"  {f.get('clip_id', uid)}{tag}: {f.get('reason')}")
+            console.print(f"  {escape(str(f.get('clip_id', uid)))}{tag}: {escape(str(f.get('reason')))}", highlight=False)
         if len(fails) > 50:
             console.print(f"  ... and {len(fails) - 50} more")

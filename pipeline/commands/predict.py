@@ -8,14 +8,14 @@ library part is :mod:`stages.predict`.
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from pipeline.commands.common import CacheRootOpt, VerboseOpt, console, exit_on_error, out, parse_kv, path_str, progress_bar
+from pipeline.commands.common import CacheRootOpt, console, parse_kv, path_str, progress_bar
+from pipeline.output import print_json, print_table
 from pipeline.commands.train import CFG_HELP, options_with_root, setup_run
 
 CSV_COLUMNS = ("video", "window", "start_s", "end_s", "rank", "class_id", "label", "score", "error")
@@ -44,13 +44,12 @@ def predict(
     decode_workers: Optional[int] = typer.Option(None, "--decode-workers", min=0, help="Processes decoding videos ahead of the models (default: 2 with a CUDA device, 0 on a CPU). Not used with --window (a long video streams through once)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Clips (3 views each) per forward pass of the recognizer."),
     fps: float = typer.Option(4.0, "--fps", min=0.1, help="Frame rate of the --video MP4."),
-    verbose: bool = VerboseOpt,
 ):
     """Label videos with a trained model: stage one on the fly with the settings of the entry the model
     was trained on (frames, short side, grid, pose source and weights), then its test protocol (3 crops x 1
     clip; eq. 7 for PeVL, logits for PGVT / AIM). A video that cannot be read is reported and the others go
     on (exit status 1 when any failed)."""
-    setup_run(verbose, device)
+    setup_run(device)
     if as_json and as_csv:
         raise typer.BadParameter("--json or --csv, not both")
     if video and out_dir is None:
@@ -61,19 +60,18 @@ def predict(
     from stages.train.distributed import resolve_device
 
     opts = options_with_root(cfg_options, None)
-    with exit_on_error(verbose):
-        found, notes = find_videos(videos)
-        for n in notes:
-            console.print(f"[yellow]{n}[/]", highlight=False)
-        if not found:
-            raise ValueError("no videos to predict")
-        run = resolve_run(checkpoint, exp=exp, variant=variant, dataset=dataset, cfg_options=opts, entry=entry,
-                          cache_root=path_str(cache_root))
-        dev = resolve_device(device)
-        predictor = Predictor(run, PredictOptions(
-            top_k=top_k, batch_size=batch_size, device=dev, decode_workers=decode_workers, pose_source=pose_source,
-            pose_options=parse_kv(pose_option), reuse_poses=reuse, cache_root=path_str(cache_root), window=window,
-            stride=stride, keep_clips=out_dir is not None))
+    found, notes = find_videos(videos)
+    for n in notes:
+        console.print(f"[yellow]{n}[/]", highlight=False)
+    if not found:
+        raise ValueError("no videos to predict")
+    run = resolve_run(checkpoint, exp=exp, variant=variant, dataset=dataset, cfg_options=opts, entry=entry,
+                      cache_root=path_str(cache_root))
+    dev = resolve_device(device)
+    predictor = Predictor(run, PredictOptions(
+        top_k=top_k, batch_size=batch_size, device=dev, decode_workers=decode_workers, pose_source=pose_source,
+        pose_options=parse_kv(pose_option), reuse_poses=reuse, cache_root=path_str(cache_root), window=window,
+        stride=stride, keep_clips=out_dir is not None))
     console.print(f"[bold]{run.experiment}/{run.variant}[/] from {checkpoint} (run config: {run.sources.get('run config')}; "
                   f"stage one as {run.sources.get('entry')}: {_settings_line(run.record)}); {len(found)} video(s)",
                   highlight=False)
@@ -104,7 +102,7 @@ def predict(
     finally:
         predictor.close()
     if as_json:
-        out.print_json(json.dumps(_json(results, run, top_k)))
+        print_json(_json(results, run, top_k))
     elif as_csv:
         _csv(results, top_k, sys.stdout)
     else:
@@ -212,4 +210,4 @@ def _table(results, k: int) -> None:
                 t.add_row(*cells)
         if not windows:
             t.add_section()
-    out.print(t)
+    print_table(t)

@@ -16,11 +16,9 @@ def stats(
     texts_per_clip: int = typer.Option(1, "--texts-per-clip", help="prompts encoded per clip (1 = the clip's own label text; the class count = eq. 7 without caching)"),
 ) -> list[dict]:
     """Tunable parameters (M) and GFLOPs per clip (fvcore convention: 1 multiply-add = 1 FLOP)."""
-    from pipeline.logs import setup_logging
     from stages.model.flops import model_stats
     from stages.train.config import list_variants, load_experiment, variant_config
 
-    setup_logging()
     cfg = load_experiment(exp)
     rows = []
     for name in list_variants(cfg):
@@ -39,8 +37,9 @@ def stats(
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
         return rows
-    from rich.console import Console
     from rich.table import Table
+
+    from pipeline.output import print_table
 
     shown = arch or "each variant's own architecture"
     t = Table(title=f"{exp}: {shown}, pose + video frames per row, {texts_per_clip} text(s)/clip")
@@ -53,5 +52,5 @@ def stats(
         t.add_column(label, justify="left" if c == "variant" else "right")
     for row in rows:
         t.add_row(*("" if row.get(c) is None else str(row[c]) for c in cols))
-    Console().print(t)
+    print_table(t)
     return rows

@@ -15,7 +15,7 @@ from typing import List, Optional
 
 import typer
 
-from pipeline.commands.common import CacheRootOpt, VerboseOpt, console, exit_on_error, path_str
+from pipeline.commands.common import CacheRootOpt, console, path_str
 
 CFG_HELP = ("Override any config value, mmengine style: KEY=VALUE (repeatable, or several in one quoted "
              "string), each checked (an unknown key or a wrong type is an error naming it). Keys: train.* (the "
@@ -26,13 +26,10 @@ CFG_HELP = ("Override any config value, mmengine style: KEY=VALUE (repeatable, o
              "Runner arguments). --print-config shows every key of a variant.")
 
 
-def setup_run(verbose: bool, device: Optional[str]) -> None:
-    """Logging, and CUDA hidden before torch looks when the run is on the cpu."""
-    from pipeline.logs import setup_logging
-
+def setup_run(device: Optional[str]) -> None:
+    """CUDA hidden before torch looks when the run is on the cpu."""
     if device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before torch looks at CUDA
-    setup_logging(verbose)
 
 
 def options_with_root(cfg_options: Optional[List[str]], root: Optional[Path]) -> dict:
@@ -79,49 +76,55 @@ def train(
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (model init, shuffling, augmentation). Default: train.seed (0)."),
     check_sources: bool = typer.Option(False, "--check-sources", help="Before training, re-plan the entry from the raw dataset (data.root, or the root it was made from) and refuse it if the dataset's files changed since it was made (names what changed). Parses annotations and stats videos; decodes nothing."),
     print_config: bool = typer.Option(False, "--print-config", help="Print each selected variant's resolved run config (every key, defaults filled in) and stop."),
-    verbose: bool = VerboseOpt,
+    tracker: Optional[List[str]] = typer.Option(None, "--tracker", help="Experiment trackers, repeatable or a comma list: tensorboard, mlflow (experiment = the experiment, run = the variant; $MLFLOW_TRACKING_URI, else a local store W/NAME/mlruns), wandb ($WANDB_PROJECT, default pevl; WANDB_MODE=offline to sync later), or none. Default: tensorboard. mlflow and wandb need `pip install -e .[trackers]`."),
+    json_out: bool = typer.Option(False, "--json", help="Print the experiment's result rows as JSON on stdout (instead of the table)."),
 ):
     """Train every variant of an experiment from the cache, then write its results table."""
-    setup_run(verbose, device)
-    con = console
+    setup_run(device)
+    from pipeline.logs import is_quiet
     from stages.train.sweep import run_sweep
+    from stages.train.trackers import parse_trackers
 
     opts = options_with_root(cfg_options, root)
     if print_config:
-        with exit_on_error(verbose):
-            _print_configs(exp, variant, dataset, opts)
+        _print_configs(exp, variant, dataset, opts)
         return
     if launcher not in ("none", "pytorch"):
         raise typer.BadParameter("--launcher must be 'none' or 'pytorch'")
+    try:
+        trackers = parse_trackers(tracker)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--tracker")
     rank = int(os.environ.get("RANK", "0")) if launcher == "pytorch" else 0
 
     def say(msg: str) -> None:
         from rich.markup import escape
 
-        if rank == 0:
-            tag, sep, rest = msg.partition("] ")
-            style = {"[fail": "red", "[done": "green", "[skip": "yellow", "[warn": "yellow"}.get(tag, "bold")
-            if msg.startswith("[") and sep:
-                con.print(f"[{style}]{escape(tag + ']')}[/] {escape(rest)}", highlight=False)
-            else:
-                con.print(escape(msg), highlight=False)
+        tag, sep, rest = msg.partition("] ")
+        if rank != 0 or (is_quiet() and tag not in ("[fail", "[warn")):
+            return
+        style = {"[fail": "red", "[done": "green", "[skip": "yellow", "[warn": "yellow"}.get(tag, "bold")
+        if msg.startswith("[") and sep:
+            console.print(f"[{style}]{escape(tag + ']')}[/] {escape(rest)}", highlight=False)
+        else:
+            console.print(escape(msg), highlight=False)
 
     try:
         rep = run_sweep(exp, variants=variant, dataset=dataset, work_dir=work_dir, cfg_options=opts, resume=resume,
                         allow_partial=allow_partial, entry=entry, cache_root=path_str(cache_root),
                         launcher=launcher, device=device, seed=seed, force=force, check_sources=check_sources,
-                        say=say)
+                        say=say, trackers=trackers)
     except KeyboardInterrupt:
-        con.print("[yellow]interrupted[/]: checkpoints are kept; rerun with --resume to continue.")
+        console.print("[yellow]interrupted[/]: checkpoints are kept; rerun with --resume to continue.")
         raise typer.Exit(130)
-    except (FileNotFoundError, KeyError, ValueError) as e:  # bad --exp / --variant / config (SettingsError)
-        if verbose:
-            raise
-        con.print(f"[red]error:[/] {e}")
-        raise typer.Exit(2)
     if rank != 0:
         raise typer.Exit(1 if rep.failed else 0)
-    _summary(con, rep)
+    if json_out:
+        from pipeline.output import print_json
+
+        print_json([o.row or dict(variant=o.variant, status=o.status, error=o.error) for o in rep.outcomes])
+    else:
+        _summary(rep)
     if rep.failed:
         raise typer.Exit(1)
 
@@ -140,12 +143,15 @@ def _print_configs(exp: str, variants: Optional[List[str]], dataset: Optional[st
         out.print(Config(cfg.to_dict()).pretty_text, highlight=False, markup=False)
 
 
-def _summary(con, rep) -> None:
+def _summary(rep) -> None:
+    """The variants' table on stdout; where the files are on stderr (failures were said as they happened)."""
     from rich.table import Table
+
+    from pipeline.output import info, out, print_table
 
     t = Table(title=f"{rep.experiment}: {len(rep.outcomes)} variant(s)")
     for col in ("variant", "status", "top-1", "paper", "top-5", "mean", "params M", "GFLOPs"):
-        t.add_column(col, no_wrap=col == "variant")
+        t.add_column(col, justify="left" if col in ("variant", "status") else "right")
     for o in rep.outcomes:
         r = o.row or {}
         f = (lambda k, nd=2: "-" if r.get(k) is None else f"{r[k]:.{nd}f}")
@@ -153,12 +159,10 @@ def _summary(con, rep) -> None:
                   "failed": "[red]failed[/]"}[o.status]
         t.add_row(o.variant, status, f("top1"), f("paper_top1", 1), f("top5"), f("mean_class_acc"),
                   f("tunable_params_m", 3), f("gflops", 3))
-    con.print(t)
-    for o in rep.failed:
-        con.print(f"[red]{o.variant}[/]: {o.error}", highlight=False)
-    con.print(f"work dirs: {rep.exp_dir}/<variant>/ (checkpoints, logs, TensorBoard, curves.png, confusion.png)")
+    print_table(t, to=out)
+    info(f"work dirs: {rep.exp_dir}/<variant>/ (checkpoints, logs, curves.png, confusion.png)", markup=False)
     if rep.rows:
-        con.print(f"results: {rep.exp_dir / 'results.md'} and {rep.exp_dir / 'results.json'}")
+        info(f"results: {rep.exp_dir / 'results.md'} and {rep.exp_dir / 'results.json'}", markup=False)
 
 
 def eval_(
@@ -175,29 +179,35 @@ def eval_(
     root: Optional[Path] = typer.Option(None, "--root", help="Raw dataset root, only to compute the entry key."),
     launcher: str = typer.Option("none", "--launcher", help="'none' or 'pytorch' (torchrun)."),
     device: Optional[str] = typer.Option(None, "--device", help="cuda or cpu (default: cuda when available)."),
-    verbose: bool = VerboseOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print the metrics (metrics.json's row) as JSON on stdout."),
 ):
     """Evaluate a checkpoint: every class text once, 3 crops x 1 clip, Top-1/Top-5/mean class accuracy
     and a confusion matrix (JSON and PNG)."""
-    setup_run(verbose, device)
-    con = console
+    setup_run(device)
+    from pipeline.output import print_json
     from stages.train.runner import evaluate_checkpoint
 
     opts = options_with_root(cfg_options, root)
-    with exit_on_error(verbose):
-        cfg, e = checkpoint_run(exp, variant, checkpoint, dataset, opts, cache_root, entry)
-        e.require_complete(allow_partial)
-        od = out_dir or checkpoint.parent / f"eval_{checkpoint.stem}"
-        row = evaluate_checkpoint(cfg, str(checkpoint), e, od, launcher=launcher, device=device,
-                                  allow_partial=allow_partial, split=split)
-    if row is not None:
-        con.print(f"[bold]{row['experiment']}/{row['variant']}[/] on {row['dataset']} {row['split']} "
+    cfg, e = checkpoint_run(exp, variant, checkpoint, dataset, opts, cache_root, entry)
+    e.require_complete(allow_partial)
+    od = out_dir or checkpoint.parent / f"eval_{checkpoint.stem}"
+    row = evaluate_checkpoint(cfg, str(checkpoint), e, od, launcher=launcher, device=device,
+                              allow_partial=allow_partial, split=split)
+    if row is None:
+        return
+    if json_out:
+        print_json(row)
+        return
+    console.print(f"[bold]{row['experiment']}/{row['variant']}[/] on {row['dataset']} {row['split']} "
                   f"({row['num_test_clips']} clips, 3 crops): top-1 {row['top1']:.2f}  top-5 {row['top5']:.2f}  "
-                  f"mean class {row['mean_class_acc']:.2f}\nwritten to {od}", highlight=False)
+                  f"mean class {row['mean_class_acc']:.2f}", highlight=False)
+    console.print(f"written to {od}", highlight=False, markup=False)
 
 
 if __name__ == "__main__":  # python -m pipeline.commands.train (torchrun without the console script)
-    app = typer.Typer(add_completion=False)
+    from pipeline.commands.common import wrap_commands
+
+    app = typer.Typer(add_completion=False, rich_markup_mode=None)
     app.command("train")(train)
     app.command("eval")(eval_)
-    app(sys.argv[1:])
+    wrap_commands(app)(sys.argv[1:])

@@ -1,6 +1,9 @@
 """The Runner hooks of a training run: which epoch was validated last, which CLIP weights a
-checkpoint belongs to, and the run a checkpoint comes from (what ``pipeline predict`` needs)."""
+checkpoint belongs to, the run a checkpoint comes from (what ``pipeline predict`` needs), and the
+training time over the segments of a resumed run."""
 from __future__ import annotations
+
+import time
 
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
@@ -72,3 +75,36 @@ class RunRecordHook(Hook):
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint.setdefault("meta", {})[RUN_RECORD_KEY] = self.record
+
+
+@HOOKS.register_module()
+class TrainTimeHook(Hook):
+    """Training time summed over the segments of a resumed run: each checkpoint holds the seconds
+    trained up to it (``meta.train_seconds``) and how many segments made it
+    (``meta.train_segments``); resuming from one continues both. :meth:`total` is the run's
+    training time so far (the time between the last checkpoint and a kill is not counted: those
+    epochs are trained again)."""
+
+    priority = "VERY_LOW"
+
+    def __init__(self):
+        self.before = 0.0
+        self.segments = 1
+        self.start: float | None = None
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        meta = checkpoint.get("meta") or {}
+        if "train_seconds" in meta:  # a checkpoint of this run's earlier segment (only resuming loads one)
+            self.before = float(meta["train_seconds"])
+            self.segments = int(meta.get("train_segments", 1)) + 1
+
+    def before_train(self, runner) -> None:
+        self.start = time.monotonic()
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        meta = checkpoint.setdefault("meta", {})
+        meta["train_seconds"] = round(self.total(), 1)
+        meta["train_segments"] = self.segments
+
+    def total(self) -> float:
+        return self.before + (time.monotonic() - self.start if self.start is not None else 0.0)

@@ -13,7 +13,8 @@ into the variant's work dir (:mod:`.report`):
 * ``confusion.json`` / ``confusion.png``, ``predictions.json``;
 * ``curves.png``: training loss, learning rate and validation accuracy over epochs;
 * mmengine's own ``epoch_N.pth``, ``last_checkpoint``, ``<timestamp>/`` logs (``.log``, ``vis_data/
-  scalars.json``, TensorBoard events) and the config.
+  scalars.json``, the trackers' files: :mod:`.trackers`) and the config that ran
+  (:func:`run_config_of`: the model's class and joint counts of the entry).
 
 :func:`evaluate_checkpoint` evaluates a saved checkpoint the same way.
 """
@@ -23,7 +24,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from mmengine.config import Config
 from mmengine.dist import get_dist_info
@@ -32,6 +33,7 @@ import stages.data.epoch_sampler  # noqa: F401  (registers EpochSeedSampler)
 import stages.train.hooks  # noqa: F401  (registers the hooks)
 import stages.train.metrics  # noqa: F401  (registers the metric)
 import stages.train.runner_model  # noqa: F401  (registers the wrappers)
+import stages.train.trackers  # noqa: F401  (registers the tracker backends)
 from cache import CacheEntry
 from stages.data.dataset import CacheClipDataset
 from stages.data.settings import DataSettings
@@ -40,9 +42,11 @@ from stages.skeletons import get_skeleton
 from stages.train import report
 from stages.train.checkpoints import checkpoint_safe_globals, resume_checkpoint
 from stages.train.distributed import init_distributed, resolve_device
-from stages.train.hooks import RecordValHook
+from stages.train.hooks import RecordValHook, TrainTimeHook
 from stages.train.metrics import metric_row
 from stages.train.schedule import ScheduleSettings, autocast_dtype, runner_kwargs, world_size
+from stages.train.train_log import LoggingRunner, setup_line
+from stages.train.trackers import DEFAULT_TRACKERS, vis_backends
 from stages.train.warm_start import init_from_variants
 
 log = logging.getLogger(__name__)
@@ -109,6 +113,14 @@ def prepare_model_cfg(cfg: Config, entry: CacheEntry) -> dict:
     m["num_classes"] = len(entry.classes)
     m["num_joints"] = get_skeleton(entry.skeleton).num_joints
     return m
+
+
+def run_config_of(cfg: Config, entry: CacheEntry) -> Config:
+    """The config a run saves (mmengine dumps it beside the run): ``cfg`` with the model's class and
+    joint counts of the entry it ran on, so ``--exp SAVED.py`` builds the same model."""
+    d = to_plain(cfg.to_dict())
+    d["model"] = prepare_model_cfg(cfg, entry)
+    return Config(d)
 
 
 def decode_on_device(data_cfg: dict, entry: CacheEntry, device: str) -> bool:
@@ -183,12 +195,12 @@ def model_cost(cfg: Config, entry: CacheEntry, model) -> dict:
 def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, launcher: str = "none",
                   device: Optional[str] = None, resume: bool = False, allow_partial: bool = False,
                   hooks: Optional[list] = None, on_runner: Optional[Callable] = None,
-                  say: Optional[Callable[[str], None]] = None) -> Optional[dict]:
+                  say: Optional[Callable[[str], None]] = None,
+                  trackers: Sequence[str] = DEFAULT_TRACKERS) -> Optional[dict]:
     """Train one variant into ``work_dir`` and evaluate it; returns its result row on rank 0
     (None elsewhere). ``hooks``: extra mmengine hook configs (tests); ``say``: where to print the
-    pretrained weights the model was built on (``pipeline train``)."""
-    from mmengine.runner import Runner
-
+    pretrained weights the model was built on and the run's settings (``pipeline train``);
+    ``trackers``: experiment trackers (:mod:`stages.train.trackers`)."""
     work_dir = Path(work_dir)
     dev = resolve_device(device)
     init_distributed(launcher)
@@ -206,18 +218,24 @@ def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, laun
     sizes = check_entry_fits(cfg, entry, model)
     train_ds, test_ds = build_datasets(cfg, entry, sizes["crop_size"], allow_partial, train=True, device=dev)
     cost = model_cost(cfg, entry, model) if rank == 0 else {}
+    if rank == 0 and say is not None:
+        say(f"[setup] {cfg.get('exp_name')}/{cfg.get('variant')}: "
+            + setup_line(cfg, entry, model, train_ds, test_ds, dev, world))
+    run_hooks = [dict(type="TrainTimeHook"), dict(type="EpochLogHook")] + list(hooks or [])
     # the newest whole checkpoint, whatever last_checkpoint says (a kill may have cut a save short)
     resume_from = resume_checkpoint(work_dir) if resume else None
-    kw = runner_kwargs(cfg, model, train_ds, test_ds, work_dir, launcher, dev, resume=resume_from is not None,
-                       load_from=str(resume_from) if resume_from else None, hooks=hooks,
-                       world_size=world_size(launcher))
-    t0 = time.time()
-    runner = Runner(**kw)
+    kw = runner_kwargs(run_config_of(cfg, entry), model, train_ds, test_ds, work_dir, launcher, dev,
+                       resume=resume_from is not None, load_from=str(resume_from) if resume_from else None,
+                       hooks=run_hooks, world_size=world_size(launcher))
+    kw["visualizer"]["vis_backends"] = vis_backends(trackers, str(cfg.get("exp_name")), str(cfg.get("variant")),
+                                                    work_dir, tags=dict(dataset=entry.dataset, entry=entry.key))
+    runner = LoggingRunner(**kw)
     if on_runner:
         on_runner(runner)
     with checkpoint_safe_globals():
         runner.train()
-    train_s = time.time() - t0
+    clock = next(h for h in runner.hooks if isinstance(h, TrainTimeHook))
+    train_s = clock.total()
     rec = next(h for h in runner.hooks if isinstance(h, RecordValHook))
     # the validation after the last epoch already evaluated the final weights on the test split
     # (same data, same views); otherwise (no validation, or a resumed run that had finished) test
@@ -241,6 +259,7 @@ def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, laun
         crop_size=sizes["crop_size"], lr=float(cfg.train.lr), batch_size=int(cfg.train.batch_size),
         accumulative_counts=int(cfg.train.accumulative_counts), world_size=world, device=dev,
         amp=model.amp_dtype, seed=int(cfg.train.seed), train_seconds=round(train_s, 1),
+        train_segments=clock.segments,
         checkpoint=_last_checkpoint(work_dir), finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **({"init_from": init_sources} if init_sources else {}),
     )
@@ -264,8 +283,6 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str, entry: CacheEntry, out_dir
                         launcher: str = "none", device: Optional[str] = None, allow_partial: bool = False,
                         split: Optional[str] = None) -> Optional[dict]:
     """Evaluate ``checkpoint`` (3 crops x 1 clip, every class text once) into ``out_dir``."""
-    from mmengine.runner import Runner
-
     out_dir = Path(out_dir)
     dev = resolve_device(device)
     init_distributed(launcher)
@@ -278,9 +295,9 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str, entry: CacheEntry, out_dir
     sizes = check_entry_fits(cfg, entry, model)
     _, test_ds = build_datasets(cfg, entry, sizes["crop_size"], allow_partial, train=False, device=dev)
     cost = model_cost(cfg, entry, model) if rank == 0 else {}
-    kw = runner_kwargs(cfg, model, None, test_ds, out_dir, launcher, dev, load_from=str(checkpoint),
-                       world_size=world_size(launcher))
-    runner = Runner(**kw)
+    kw = runner_kwargs(run_config_of(cfg, entry), model, None, test_ds, out_dir, launcher, dev,
+                       load_from=str(checkpoint), world_size=world_size(launcher))
+    runner = LoggingRunner(**kw)
     t0 = time.time()
     with checkpoint_safe_globals():
         runner.test()

@@ -65,7 +65,10 @@ def select_variants(exp_cfg: Config, variants: Optional[Sequence[str]]) -> list[
                 want.append(name)
     unknown = [v for v in want if v not in allv]
     if unknown:
-        raise KeyError(f"unknown variant(s) {unknown}; {exp_cfg.get('experiment', {}).get('name', '')} has {allv}")
+        from stages.settings import did_you_mean
+
+        name = exp_cfg.get("experiment", {}).get("name", "")
+        raise KeyError("; ".join(did_you_mean(u, allv, "variant") for u in unknown) + (f" of {name}" if name else ""))
     return [v for v in allv if v in want]  # paper order
 
 
@@ -113,18 +116,23 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
               allow_partial: bool = False, entry: Optional[str] = None, cache_root: Optional[str] = None,
               launcher: str = "none", device: Optional[str] = None, seed: Optional[int] = None,
               force: bool = False, hooks: Optional[list] = None, check_sources: bool = False,
-              say: Callable[[str], None] = print) -> SweepReport:
+              say: Callable[[str], None] = print, trackers: Optional[Sequence[str]] = None) -> SweepReport:
     """Train the selected variants (default: all) and write the experiment's results table.
-    ``check_sources``: first re-plan each entry from the raw dataset (``data.root``) and refuse it
-    when the dataset's files changed since it was made."""
+
+    Before anything is trained or written, every selected variant's run config is built and the
+    cache entry of each variant to train is found (and checked: complete, or ``allow_partial``;
+    with ``check_sources``, re-planned from the raw dataset and refused when the dataset's files
+    changed since it was made): a missing entry raises :class:`cache.EntryNotFoundError` naming
+    the ``pipeline extract`` command of each missing entry, and nothing is written. A variant that
+    fails while it trains does not stop the others. ``trackers``: experiment trackers
+    (:mod:`stages.train.trackers`; default: TensorBoard)."""
     from mmengine.dist import get_dist_info
 
-    from stages.data.entry_lookup import find_entry, source_changes
     from stages.train.config import build_run_config
-    from stages.train.report import write_results
     from stages.train.distributed import init_distributed
-    from stages.train.report import RESULT_FILE, read_result
+    from stages.train.report import RESULT_FILE, read_result, write_json, write_results
     from stages.train.runner import train_variant
+    from stages.train.trackers import DEFAULT_TRACKERS
 
     exp_cfg = load_experiment(exp)
     chosen = order_by_init_sources(exp_cfg, select_variants(exp_cfg, variants))
@@ -136,48 +144,38 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
     init_distributed(launcher)
     rank, _ = get_dist_info()
     rep = SweepReport(experiment=exp_name, exp_dir=exp_dir)
-    entries: dict[str, Any] = {}
     # decide what to skip before anything is written, so every rank decides the same
     done_before = {v: read_result(exp_dir / v) for v in chosen}
+    cfgs = {}
+    for v in chosen:
+        cfgs[v] = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
+        cfgs[v]["exp_name"] = exp_name
+    to_train = [v for v in chosen if force or done_before[v] is None]
+    entries = find_entries({v: cfgs[v] for v in to_train}, entry=entry, cache_root=cache_root,
+                           allow_partial=allow_partial, check_sources=check_sources, say=say)
     for v in chosen:
         vdir = exp_dir / v
+        cfg = cfgs[v]
+        if v not in to_train:
+            old = done_before[v]
+            note = ""
+            if old.get("config_hash") and old["config_hash"] != config_hash(cfg):
+                note = " (its config differs from this run's; --force retrains)"
+            say(f"[skip] {exp_name}/{v}: finished before, top-1 {old.get('top1')}{note}")
+            rep.outcomes.append(VariantOutcome(v, "skipped", vdir, row=old))
+            continue
+        e = entries[v]
         try:
-            cfg = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
-            cfg["exp_name"] = exp_name
-            if done_before[v] is not None and not force:
-                old = done_before[v]
-                note = ""
-                if old.get("config_hash") and old["config_hash"] != config_hash(cfg):
-                    note = " (its config differs from this run's; --force retrains)"
-                say(f"[skip] {exp_name}/{v}: finished before, top-1 {old.get('top1')}{note}")
-                rep.outcomes.append(VariantOutcome(v, "skipped", vdir, row=old))
-                continue
-            key = json.dumps(cfg.data.to_dict(), sort_keys=True, default=str) + str(entry)
-            if key not in entries:
-                e = find_entry(cfg.data.to_dict(), cache_root=cache_root, entry=entry)
-                if check_sources:
-                    changed = source_changes(e, root=cfg.data.get("root"), cache_root=cache_root)
-                    if changed:
-                        raise SourcesChangedError(f"the dataset's files changed since entry {e.key} was made: "
-                                                  + "; ".join(changed) + ". Re-extract (pipeline extract, same "
-                                                  "options) to get an entry of the files as they are now")
-                st = e.require_complete(allow_partial)
-                if st.missing:
-                    say(f"[warn] entry {e.key} is incomplete ({len(st.missing)} of {st.total} clips missing); "
-                        "--allow-partial: training on the clips that are there")
-                entries[key] = e
-            e = entries[key]
             if (vdir / "last_checkpoint").is_file():
                 say(f"[warn] {exp_name}/{v} has checkpoints of an unfinished run: "
                     + ("resuming from the last one" if resume else "starting over (--resume continues it)"))
             say(f"[train] {exp_name}/{v} on {e.dataset} (entry {e.key}) -> {vdir}")
             row = train_variant(cfg, vdir, e, launcher=launcher, device=device, resume=resume,
-                                allow_partial=allow_partial, hooks=hooks, say=say)
+                                allow_partial=allow_partial, hooks=hooks, say=say,
+                                trackers=DEFAULT_TRACKERS if trackers is None else trackers)
             if row is not None:
                 row["config_hash"] = config_hash(cfg)
                 row["status"] = "done"
-                from stages.train.report import write_json
-
                 write_json(vdir / RESULT_FILE, row)
                 say(f"[done] {exp_name}/{v}: top-1 {row['top1']:.2f}  top-5 {row['top5']:.2f}  "
                     f"mean class {row['mean_class_acc']:.2f}  ({row['train_seconds']:.0f} s)")
@@ -189,10 +187,6 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
             log.debug("variant %s failed:\n%s", v, traceback.format_exc())
             say(f"[fail] {exp_name}/{v}: {err}")
             rep.outcomes.append(VariantOutcome(v, "failed", vdir, error=err))
-            if _is_setup_error(ex):  # the same for every variant: stop early
-                for rest in chosen[chosen.index(v) + 1:]:
-                    rep.outcomes.append(VariantOutcome(rest, "failed", exp_dir / rest, error=f"not run: {err}"))
-                break
     if rank == 0:
         rep.rows = collect_rows(exp_cfg, exp_dir, rep.outcomes)
         if rep.rows:
@@ -205,14 +199,57 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
     return rep
 
 
+def find_entries(cfgs: dict[str, Config], entry: Optional[str] = None, cache_root: Optional[str] = None,
+                 allow_partial: bool = False, check_sources: bool = False,
+                 say: Callable[[str], None] = print) -> dict[str, Any]:
+    """The cache entry of each variant's run config (``{variant: cfg}``), each entry looked up once.
+    Every missing entry is reported together, in one :class:`cache.EntryNotFoundError` (one
+    ``pipeline extract`` command each); an incomplete entry raises unless ``allow_partial``;
+    ``check_sources`` refuses an entry whose dataset files changed (:class:`SourcesChangedError`)."""
+    from cache import EntryNotFoundError
+    from stages.data.entry_lookup import find_entry, source_changes
+
+    found: dict[str, Any] = {}
+    missing: dict[str, list[str]] = {}  # message -> variants
+    by_key: dict[str, Any] = {}
+    for v, cfg in cfgs.items():
+        key = json.dumps(cfg.data.to_dict(), sort_keys=True, default=str) + str(entry)
+        if key not in by_key:
+            try:
+                by_key[key] = find_entry(cfg.data.to_dict(), cache_root=cache_root, entry=entry)
+            except EntryNotFoundError as ex:
+                by_key[key] = ex
+        e = by_key[key]
+        if isinstance(e, EntryNotFoundError):
+            missing.setdefault(str(e), []).append(v)
+        else:
+            found[v] = e
+    if missing:
+        if len(missing) == 1:
+            raise EntryNotFoundError(next(iter(missing)))
+        parts = [f"{len(missing)} cache entries are missing."]
+        parts += [f"For {', '.join(vs)}: {msg}" for msg, vs in missing.items()]
+        raise EntryNotFoundError("\n".join(parts))
+    checked: set = set()
+    for v, e in found.items():
+        if e.key in checked:
+            continue
+        checked.add(e.key)
+        if check_sources:
+            changed = source_changes(e, root=cfgs[v].data.get("root"), cache_root=cache_root)
+            if changed:
+                raise SourcesChangedError(f"the dataset's files changed since entry {e.key} was made: "
+                                          + "; ".join(changed) + ". Re-extract (pipeline extract, same "
+                                          "options) to get an entry of the files as they are now")
+        st = e.require_complete(allow_partial)
+        if st.missing:
+            say(f"[warn] entry {e.key} is incomplete ({len(st.missing)} of {st.total} clips missing); "
+                "--allow-partial: training on the clips that are there")
+    return found
+
+
 class SourcesChangedError(RuntimeError):
     """``--check-sources``: the dataset's files are not those the entry was made from."""
-
-
-def _is_setup_error(ex: BaseException) -> bool:
-    from cache import EntryIncompleteError, EntryNotFoundError
-
-    return isinstance(ex, (EntryNotFoundError, EntryIncompleteError, SourcesChangedError))
 
 
 def collect_rows(exp_cfg: Config, exp_dir: Path, outcomes: list[VariantOutcome]) -> list[dict]:

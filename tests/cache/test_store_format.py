@@ -168,7 +168,7 @@ def test_old_format_entry_is_refused_and_reported_not_misread(tmp_path):
 
     run = CliRunner().invoke
     ls = run(app, ["cache", "ls", "--cache-root", str(tmp_path), "--json"])
-    rows = {r["key"]: r for r in json.loads(ls.output)}
+    rows = {r["key"]: r for r in json.loads(ls.stdout)}
     assert rows[old.name]["status"] == "old format 1" and rows[current.key]["status"] == "complete"
     ls = run(app, ["cache", "ls", "--cache-root", str(tmp_path)])
     assert ls.exit_code == 0 and "pipeline cache gc" in " ".join(ls.output.split())

@@ -112,7 +112,7 @@ def test_dataset_info_prints_a_dataset_with_latin1_names(tmp_path):
     assert res.exit_code == 0, res.output
     assert "skipped names" in res.output
     res = CliRunner().invoke(app, ["dataset", "info", "--dataset", "haa500", "--root", str(root), "--json"])
-    assert res.exit_code == 0 and "caf\\xe9" in json.loads(res.output)["meta"]["skipped_names"][0]
+    assert res.exit_code == 0 and "caf\\xe9" in json.loads(res.stdout)["meta"]["skipped_names"][0]
 
 
 def test_toyota_latin1_file_skipped_and_reported(tmp_path):

@@ -211,7 +211,7 @@ def test_dataset_info_reports_the_mmaction2_layout(tmp_path):
     res = CliRunner().invoke(app, ["dataset", "info", "--dataset", "gym99", "--root",
                                    str(_mmaction2_root(tmp_path)), "--json"])
     assert res.exit_code == 0, res.output
-    info = json.loads(res.output)
+    info = json.loads(res.stdout)
     assert info["splits"] == {"train": 3, "val": 1} and info["missing_videos"] == 1
     assert info["meta"]["layout"] == "mmaction2 tools/data/gym"
     assert info["meta"]["split_files"]["train"] == "annotations/gym99_train_org.txt"

@@ -151,7 +151,7 @@ def test_dataset_info_says_which_source_defined_the_splits(tmp_path):
                                                    "Walk_p09_r00_v01_c01"]})
     res = CliRunner().invoke(app, ["dataset", "info", "--dataset", "toyota_smarthome", "--root", str(root), "--json"])
     assert res.exit_code == 0, res.output
-    info = json.loads(res.output)
+    info = json.loads(res.stdout)
     assert info["meta"]["split_source"].startswith("published split lists")
     assert info["meta"]["listed_without_video"] == 1 and info["missing_videos"] == 1
     assert info["meta"]["dropped"]["class Pour.Fromcup not in the cs protocol"] == 1

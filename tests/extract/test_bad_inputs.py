@@ -76,7 +76,7 @@ def test_dataset_info_reports_missing_videos_without_decoding(messy_dataset, mon
     assert res.exit_code == 0, res.output
     import json
 
-    info = json.loads(res.output)
+    info = json.loads(res.stdout)
     assert info["clips"] == 8 and info["missing_videos"] == 1 and info["num_classes"] == 2
     assert info["splits"] == {"train": 5, "val": 3}
     assert info["missing_examples"] == ["videos/missing"]

@@ -294,7 +294,7 @@ def test_dataset_info_counts_subfolder_clips(tmp_path):
     res = CliRunner().invoke(app, ["dataset", "info", "--dataset", "custom", "--root", str(tmp_path / "data"),
                                    "--pose-source", f"pkl:{p}", "--json"])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output)["pose_coverage"]["without_poses"] == 0
+    assert json.loads(res.stdout)["pose_coverage"]["without_poses"] == 0
 
 
 def test_a_cut_clip_does_not_take_the_whole_videos_skeleton(tmp_path):

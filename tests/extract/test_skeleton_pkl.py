@@ -239,7 +239,7 @@ def test_cli_says_so_and_dataset_info_counts_coverage(tmp_path):
     res = runner.invoke(app, ["dataset", "info", "--dataset", "gym99", "--root", str(root), "--pose-source",
                               f"pkl:{pkl}", "--json"])
     assert res.exit_code == 0, res.output
-    cov = json.loads(res.output)["pose_coverage"]
+    cov = json.loads(res.stdout)["pose_coverage"]
     assert cov["without_poses"] == 1 and cov["by_split"]["train"] == {"clips": 2, "without_poses": 1}
     res = runner.invoke(app, ["dataset", "info", "--dataset", "gym99", "--root", str(root), "--pose-source",
                               f"pkl:{pkl}"])

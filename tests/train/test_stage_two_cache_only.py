@@ -86,9 +86,12 @@ def test_changed_sources_are_reported_when_asked(demo_entry, tmp_path):
         assert any(video.stem in c and "video changed" in c for c in changed), changed
         res = CliRunner().invoke(app, ["cache", "verify", entry.key, "--quick", "--sources", "--cache-root", str(cache)])
         assert res.exit_code == 1 and "sources: clip" in res.output
-        rep = run_sweep("demo", cache_root=str(cache), work_dir=tmp_path / "w", cfg_options=dict(ONE_EPOCH),
-                        check_sources=True, say=lambda m: None)
-        assert rep.outcomes[0].status == "failed" and "files changed since entry" in rep.outcomes[0].error
+        from stages.train.sweep import SourcesChangedError
+
+        with pytest.raises(SourcesChangedError, match="files changed since entry"):  # before anything trains
+            run_sweep("demo", cache_root=str(cache), work_dir=tmp_path / "w", cfg_options=dict(ONE_EPOCH),
+                      check_sources=True, say=lambda m: None)
+        assert not (tmp_path / "w").exists()
     finally:
         shutil.copy2(backup, video)
     assert source_changes(entry) == []  # the same bytes and mtime again

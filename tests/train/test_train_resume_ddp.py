@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 
+import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[2]
@@ -87,6 +88,12 @@ def test_killed_mid_epoch_and_resumed_equals_uninterrupted(small_demo, tmp_path)
     # the resumed run really resumed (its log says so) rather than starting over
     logs = sorted((tmp_path / "cut").glob("*/*.log"))
     assert any("resumed epoch: 1" in p.read_text() for p in logs)
+    # its training time adds up the segments: the first one's (up to its last checkpoint) and the second's
+    first = torch.load(tmp_path / "cut" / "epoch_1.pth", map_location="cpu", weights_only=False)["meta"]
+    assert first["train_segments"] == 1 and first["train_seconds"] > 0
+    assert full["train_segments"] == 1 and resumed["train_segments"] == 2
+    assert resumed["train_seconds"] > first["train_seconds"]
+    assert b["meta"]["train_seconds"] == pytest.approx(resumed["train_seconds"], abs=1.0)
 
 
 def _free_port() -> int:
@@ -112,3 +119,26 @@ def test_two_process_torchrun_gloo_training(small_demo, tmp_path):
     # 20 clips / (2 processes x batch 4): 2 full iterations per epoch (the rest dropped)
     log = next((tmp_path / "w" / "demo" / "pevl").glob("*/*.log")).read_text()
     assert "Epoch(train) [1][2/2]" in log
+
+
+def test_train_time_adds_up_the_segments(monkeypatch):
+    """TrainTimeHook: a resumed segment starts from the seconds its checkpoint holds."""
+    import stages.train.hooks as hooks
+
+    now = [1000.0]
+    monkeypatch.setattr(hooks.time, "monotonic", lambda: now[0])
+    first = hooks.TrainTimeHook()
+    first.before_train(None)
+    now[0] += 30.0
+    ckpt: dict = {}
+    first.before_save_checkpoint(None, ckpt)  # epoch 1 saved after 30 s; then the process dies
+    assert ckpt["meta"] == {"train_seconds": 30.0, "train_segments": 1}
+    second = hooks.TrainTimeHook()
+    second.after_load_checkpoint(None, ckpt)  # --resume
+    second.before_train(None)
+    now[0] += 12.5
+    assert second.total() == 42.5 and second.segments == 2
+    fresh = hooks.TrainTimeHook()
+    fresh.after_load_checkpoint(None, {"meta": {}})  # a checkpoint of an older run: nothing to add
+    fresh.before_train(None)
+    assert fresh.total() == 0.0 and fresh.segments == 1

@@ -154,15 +154,23 @@ def test_sweep_trains_from_the_cache_only_and_writes_the_table(small_demo, tmp_p
     assert no_decoding == []
 
 
-def test_missing_entry_fails_every_variant_and_names_the_extract_command(tmp_path):
+def test_a_fresh_cache_gets_one_message_with_the_extract_command_and_no_files(tmp_path):
+    """`pipeline train` on an empty cache looks its entry up first: one error naming the extract
+    command, exit 2, nothing generated (no demo videos) and nothing written (no results.md)."""
     from typer.testing import CliRunner
 
     from pipeline.cli import app
 
-    res = CliRunner().invoke(app, ["train", "--exp", "demo", "--cache-root", str(tmp_path / "empty"),
-                                   "--work-dir", str(tmp_path / "w"), "--cfg-options", "data.root=" + str(tmp_path / "nodata")])
-    assert res.exit_code == 1
-    assert "pipeline extract --dataset demo" in res.output
+    cache, work = tmp_path / "empty", tmp_path / "w"
+    res = CliRunner().invoke(app, ["train", "--exp", "demo", "--cache-root", str(cache), "--work-dir", str(work)])
+    assert res.exit_code == 2, res.output
+    lines = res.output.strip().splitlines()
+    assert lines[0].startswith("error: no cache entry of 'demo' with these settings in"), res.output
+    assert res.output.count("pipeline extract --dataset demo") == 1
+    assert f"pipeline extract --dataset demo --cache-root {cache}" in res.output
+    assert len(lines) == 2 and "Traceback" not in res.output
+    assert not work.exists()  # no results.md / results.json of a run that never started
+    assert not (cache / "datasets").exists()  # the demo dataset was not generated
 
 
 def test_the_pretrained_file_is_named_in_the_row_the_checkpoint_and_the_output(small_demo, tmp_path):

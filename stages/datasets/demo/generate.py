@@ -285,7 +285,7 @@ def generate(out_dir: os.PathLike, cfg: Mapping[str, Any], progress: Optional[Pr
                     progress(done, total)
     ann = {**annotations_header(cfg), "clips": clips}
     (out / ANNOTATIONS).write_text(json.dumps(ann, indent=1, sort_keys=True) + "\n")
-    log.info("generated demo dataset: %d clips in %.1fs at %s", total, time.monotonic() - t0, out)
+    log.debug("generated demo dataset: %d clips in %.1fs at %s", total, time.monotonic() - t0, out)
     return ann
 
 
@@ -360,6 +360,7 @@ def ensure(root: os.PathLike, cfg: Mapping[str, Any], progress: Optional[Progres
                 if not is_complete(root, cfg):
                     raise
                 shutil.rmtree(tmp, ignore_errors=True)
+            log.info("generated the demo dataset at %s", root)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

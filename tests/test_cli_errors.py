@@ -1,0 +1,55 @@
+"""Errors through one handler: one ``error:`` line without quotes around the message, a "did you
+mean" for misspelt names, exit 2, the traceback only at ``-v``."""
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+
+
+def _one_error_line(res) -> str:
+    lines = [ln for ln in res.output.splitlines() if ln.strip() and not ln.startswith("warning:")]
+    assert res.exit_code == 2, res.output
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
+    assert "Traceback" not in res.output
+    assert lines[0][len("error: ")] not in "\"'", lines[0]  # the message itself, not its repr
+    return lines[0]
+
+
+@pytest.mark.parametrize("cmd", [
+    ["train"], ["train", "--print-config"], ["eval", "--checkpoint", "CKPT"],
+    ["explain", "--checkpoint", "CKPT", "--clip", "c0"], ["stats"],
+])
+def test_a_misspelt_experiment_in_each_command(cmd, tmp_path):
+    ckpt = tmp_path / "epoch_1.pth"
+    ckpt.write_bytes(b"")
+    args = [str(ckpt) if a == "CKPT" else a for a in cmd]
+    res = CliRunner().invoke(app, [*args, "--exp", "ucmr_ablat", "--cache-root", str(tmp_path)]
+                             if cmd[0] != "stats" else [*args, "--exp", "ucmr_ablat"])
+    line = _one_error_line(res)
+    assert line.startswith("error: unknown experiment 'ucmr_ablat'; did you mean 'ucmr_ablate'?"), line
+
+
+def test_misspelt_names_get_did_you_mean(tmp_path):
+    res = CliRunner().invoke(app, ["train", "--exp", "ucmr_ablate", "--variant", "wo_ucrm", "--print-config"])
+    assert "unknown variant 'wo_ucrm'; did you mean 'wo_ucmr'?" in _one_error_line(res)
+    res = CliRunner().invoke(app, ["dataset", "info", "--dataset", "dmeo"])
+    assert "unknown dataset adapter 'dmeo'; did you mean 'demo'?" in _one_error_line(res)
+    res = CliRunner().invoke(app, ["train", "--exp", "demo", "--dataset", "divng48", "--print-config"])
+    assert "unknown dataset config 'divng48'; did you mean 'diving48'?" in _one_error_line(res)
+    res = CliRunner().invoke(app, ["train", "--exp", "demo", "--print-config", "-c", "train.lrr=1"])
+    assert "did you mean train.lr?" in _one_error_line(res)
+    res = CliRunner().invoke(app, ["dataset", "info", "--dataset", "demo", "--options", "--pose-source", "hrnte"])
+    assert "did you mean 'hrnet'?" in _one_error_line(res)
+    res = CliRunner().invoke(app, ["train", "--exp", "demo", "--tracker", "mlfow", "--cache-root", str(tmp_path)])
+    assert res.exit_code == 2 and "unknown tracker 'mlfow'; did you mean 'mlflow'?" in res.output
+    res = CliRunner().invoke(app, ["train", "--exp", "demo", "--resme"])  # an option: click's own hint
+    assert res.exit_code == 2 and "No such option: --resme" in res.output and "--resume" in res.output
+
+
+def test_the_traceback_only_at_verbose():
+    res = CliRunner().invoke(app, ["stats", "--exp", "ucmr_ablat", "-v"])
+    assert res.exit_code == 2
+    assert "Traceback (most recent call last)" in res.output and "FileNotFoundError" in res.output
+    assert res.output.strip().splitlines()[-1].startswith("error: unknown experiment 'ucmr_ablat'")
+    quiet = CliRunner().invoke(app, ["stats", "--exp", "ucmr_ablat", "-q"])
+    assert quiet.exit_code == 2 and quiet.output.startswith("error: unknown experiment")
