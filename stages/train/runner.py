@@ -124,11 +124,14 @@ def build_datasets(cfg: Config, entry: CacheEntry, crop_size: int, allow_partial
     t = ScheduleSettings.from_dict(to_plain(cfg.train), where="train")
     d = DataSettings.from_dict(to_plain(cfg.data), where="data")
     m = cfg.model
+    from stages.data.views import ViewSampler
+
     common = dict(crop_size=crop_size, num_pose_frames=int(m.num_pose_frames),
                   num_video_frames=int(m.num_video_frames), seed=t.seed, allow_partial=allow_partial,
-                  decode_on_device=decode_on_device(to_plain(cfg.data), entry, device))
-    train_ds = (CacheClipDataset(entry, d.train_split, mode="train", flip_prob=d.flip_prob,
-                                 random_pose_offsets=d.random_pose_offsets, **common) if train else None)
+                  decode_on_device=decode_on_device(to_plain(cfg.data), entry, device),
+                  views=ViewSampler.from_settings(d, crop_size, entry.grid_cell))
+    train_ds = (CacheClipDataset(entry, d.train_split, mode="train", random_pose_offsets=d.random_pose_offsets,
+                                 candidate_frames=d.candidate_frames, **common) if train else None)
     test_ds = CacheClipDataset(entry, d.test_split, mode="test", **common)
     return train_ds, test_ds
 

@@ -71,7 +71,7 @@ def test_changed_settings_make_a_new_entry_beside_the_old(extracted):
     for change in (dict(settings={"num_frames": 8}), dict(settings={"short_side": 128}),
                    dict(settings={"grid_cell": 32}),
                    dict(pose_options={"checkpoint": "none", "flip_test": True}),
-                   dict(settings={"frames_codec": "zstd"})):
+                   dict(settings={"frames_codec": "zstd"}), dict(settings={"frames_per_segment": 3})):
         assert plan_entry(_opts(root, cache_root, **change)).key != base.key, change
     # a changed source file changes the key too
     v = root / "v0.mp4"
@@ -162,9 +162,10 @@ def test_export_to_hdf5_matches_the_entry(extracted, tmp_path):
 
 def test_demo_key_of_the_current_format_is_pinned_for_fixed_inputs(tmp_path, monkeypatch):
     """Moving code changes no key: a tiny demo with pinned file sizes and mtimes plans to the key
-    pinned here for store format 2. Computed the same way under format 1's version and frames
-    codec, the same inputs still give the key commit dd8b271 computed, so only the format bump
-    (and its new default codec) changed the key."""
+    pinned here for store format 3. The same inputs under format 2 give the key format 2 gave
+    (commit 2e5757f; ``frames_per_segment`` = 1 is left out of the key, as ``jpeg_quality`` is for
+    raw frames), and under format 1's version and frames codec the key commit dd8b271 computed, so
+    only the format bumps (and format 2's new default codec) changed the key."""
     import os
     from pathlib import Path
 
@@ -182,9 +183,18 @@ def test_demo_key_of_the_current_format_is_pinned_for_fixed_inputs(tmp_path, mon
     for dirpath, _, files in os.walk(adapter.root):
         for f in files:
             os.utime(os.path.join(dirpath, f), ns=(1_700_000_000_000_000_000,) * 2)
-    assert FORMAT_VERSION == 2
+    assert FORMAT_VERSION == 3
     p = plan_entry(opts)
-    assert (p.key, p.settings_hash, p.sources_hash) == ("59ba0a7ba5e45acb", "db778d50f7df17b5", "988b679e2532ec3d")
+    assert (p.key, p.settings_hash, p.sources_hash) == ("3c4a4e59c3704d69", "f7d3ac1444547398", "988b679e2532ec3d")
+    # one candidate per segment named explicitly is the same entry; three are another
+    opts.settings = {"frames_per_segment": 1}
+    assert plan_entry(opts).key == p.key
+    opts.settings = {"frames_per_segment": 3}
+    assert plan_entry(opts).key == "866a4da488e72808"
+    monkeypatch.setattr(cache.keys, "FORMAT_VERSION", 2)
+    opts.settings = {}
+    p2 = plan_entry(opts)
+    assert (p2.key, p2.settings_hash, p2.sources_hash) == ("59ba0a7ba5e45acb", "db778d50f7df17b5", "988b679e2532ec3d")
     monkeypatch.setattr(cache.keys, "FORMAT_VERSION", 1)
     opts.settings = {"frames_codec": "lz4"}
     p1 = plan_entry(opts)
