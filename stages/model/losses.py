@@ -5,16 +5,20 @@ import torch
 import torch.nn.functional as F
 
 
-def nt_xent(z: torch.Tensor, z_refined: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+def nt_xent(z: torch.Tensor, z_refined: torch.Tensor, logit_scale: torch.Tensor,
+            reduction: str = "sum") -> torch.Tensor:
     """Eq. (3): NT-Xent between features before and after refinement, ``sim`` = cosine, learnable
-    temperature ``tau = 1 / logit_scale``. Made symmetric (both directions averaged, "we establish
-    symmetric similarities") and averaged over the batch instead of summed, so its scale does not
-    grow with B.
+    temperature ``tau = 1 / logit_scale``, made symmetric (both directions averaged, "we establish
+    symmetric similarities"). ``reduction``: 'sum' over the batch as eq. 3 writes it (what
+    lambda_R weighs), or 'mean' (1/B of it, a scale that does not grow with B).
     """
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
     a, b = F.normalize(z, dim=-1), F.normalize(z_refined, dim=-1)
     logits = logit_scale * a @ b.T
     target = torch.arange(a.shape[0], device=a.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    return 0.5 * (F.cross_entropy(logits, target, reduction=reduction)
+                  + F.cross_entropy(logits.T, target, reduction=reduction))
 
 
 def positive_mask(labels: torch.Tensor) -> torch.Tensor:
