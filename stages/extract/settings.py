@@ -21,9 +21,10 @@ class ExtractSettings(Settings):
     what = "stage-one setting"
 
     num_frames: int = field(16, help="Video frames cached per clip, at segment middles (T_v).")
-    frames_per_segment: int = field(1, help="Candidate frames cached per segment (K), spread evenly inside it, the "
+    frames_per_segment: int = field(3, help="Candidate frames cached per segment (K), spread evenly inside it, the "
                                     "segment middle among them: training draws one per segment each epoch, "
-                                    "evaluation takes the middle (1: the middles only).")
+                                    "evaluation takes the middle (1: the middles only, a third of the bytes; "
+                                    "docs/benchmarks.md).")
     short_side: int = field(256, help="Short side of cached frames in pixels (rounded to the grid cell).")
     grid_cell: int = field(16, help="Mask-grid cell in pixels; must equal the patch size of the ViT the grids "
                                     "serve (16 for ViT-B/16, 14 for ViT-L/14).")

@@ -7,14 +7,14 @@ import math
 from typing import Any, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .batch import Batch
 from .clip_loader import tokenizer_for
 from .frozen_clip import FrozenCLIPModel
 from .heads import ConcatFusion, LinearHead
-from .losses import nt_xent, semantic_guided_loss, strength_coefficients, vanilla_contrastive_loss
+from .losses import (match_weights, nt_xent, semantic_guided_loss, soft_cross_entropy, strength_coefficients,
+                     vanilla_contrastive_loss)
 from .pose_encoder import PoseEncoder
 from .precision import float32_region
 from .settings import PEVL_MODALITIES as _MODALITIES
@@ -43,6 +43,15 @@ class PeVL(FrozenCLIPModel):
     """
 
     settings_class = PeVLSettings
+    param_group_rules = (
+        (r"clip\.", "clip"),
+        (r"video_encoder\.|video_proj$", "video"),
+        (r"pose_encoder\.|pose_proj$", "pose"),
+        (r"ucmr\.|refine_logit_scale$", "ucmr"),
+        (r"logit_scale$", "sgmc"),
+        (r"text_encoder\.", "text"),
+        (r"head\.|fusion\.", "head"),
+    )
 
     def __init__(self, cfg: Optional[Any] = None):
         super().__init__(cfg)  # checks cfg (PeVLSettings), loads and freezes CLIP
@@ -341,11 +350,14 @@ class PeVL(FrozenCLIPModel):
             log_scale.clamp_(max=math.log(top))
         return log_scale.float().exp()
 
-    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def loss(self, batch: Batch, label_smoothing: float = 0.0) -> dict[str, torch.Tensor]:
         """``L = L_t + lambda_R L_R`` (Sec. 3.4) with its parts ``loss_t``, ``loss_r``. The
-        similarities, strength coefficients and losses are float32 with autocast off."""
+        similarities, strength coefficients and losses are float32 with autocast off. A mixed batch
+        (``mix_index``, ``mix_lam``) and ``label_smoothing`` give soft targets (:mod:`.losses`)."""
         out = self.encode(batch)
         labels = batch["label"].long()
+        mix = {k: batch[k] for k in ("mix_index", "mix_lam") if batch.get(k) is not None}
+        eps = float(label_smoothing)
         if self.use_text:
             tid = self.class_text_id[labels]  # same text = same target (see set_class_texts)
             # the text of every clip, repeats included: (B, B) without a host sync (no torch.unique)
@@ -353,14 +365,17 @@ class PeVL(FrozenCLIPModel):
             sim = self.similarity(out, sent, words, wmask)  # clip i vs the label text of clip j
             with float32_region(sim):
                 scale = self.temperature_scale(self.logit_scale)
+                match = match_weights(tid, **mix) if mix else None
                 if self.text_loss == "semantic":
-                    loss_t = semantic_guided_loss(sim, tid, strength_coefficients(sent.float(), tid), scale)
+                    coef = strength_coefficients(sent.float(), tid, match, **mix)
+                    cols = strength_coefficients(sent.float(), tid, match, **mix, columns=True) if mix else None
+                    loss_t = semantic_guided_loss(sim, tid, coef, scale, match, eps, cols)
                 else:
-                    loss_t = vanilla_contrastive_loss(sim, tid, scale)
+                    loss_t = vanilla_contrastive_loss(sim, tid, scale, match, eps)
         else:
             logits = self.head_logits(out)
             with float32_region(logits):
-                loss_t = F.cross_entropy(logits, labels)
+                loss_t = soft_cross_entropy(logits, labels, eps, **mix)
         with float32_region(loss_t):
             loss_r = loss_t.new_zeros(())
             if self.refine_terms:

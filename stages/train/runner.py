@@ -142,8 +142,10 @@ def build_wrapped_model(cfg: Config, entry: CacheEntry, device: str):
     from stages.train.runner_model import RunnerModel
 
     set_random_seed(int(cfg.train.seed), deterministic=bool(cfg.train.get("deterministic", False)))
+    t = ScheduleSettings.from_dict(to_plain(cfg.train))
     model = RunnerModel(prepare_model_cfg(cfg, entry), entry.classes, entry.coarse_type,
-                        amp_dtype=autocast_dtype(ScheduleSettings.from_dict(to_plain(cfg.train)), device))
+                        amp_dtype=autocast_dtype(t, device), label_smoothing=t.label_smoothing,
+                        mixup_alpha=t.mixup_alpha, seed=t.seed)
     return model
 
 

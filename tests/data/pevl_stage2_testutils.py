@@ -16,8 +16,8 @@ DEMO_OPTIONS = dict(clips_per_class=(2, 1), num_frames=32, workers=1)  # passed 
 def small_demo_data_cfg(base: Path, frames_codec: str = "none", frames_per_segment: int = 1) -> dict:
     return dict(dataset="demo", root=str(base / "data"), pose_source=None,
                 extract=dict(num_frames=16, short_side=128, grid_cell=16,
-                             **({"frames_codec": frames_codec} if frames_codec != "none" else {}),
-                             **({"frames_per_segment": frames_per_segment} if frames_per_segment != 1 else {})),
+                             frames_per_segment=frames_per_segment,
+                             **({"frames_codec": frames_codec} if frames_codec != "none" else {})),
                 dataset_options=dict(DEMO_OPTIONS), train_split="train", test_split="val")
 
 
