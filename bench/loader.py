@@ -196,6 +196,7 @@ class OnTheFly:
         row = self.ds.rows[index]
         clip = self.ds.entry.read_clip(row["uid"])  # poses and grids from the cache (not what is measured)
         clip.frames = self.frames(row, clip)
+        clip.frames_meta = None  # the decoded frames, not the cached chunk's
         return self.ds.make_item(clip, index, item_rng(self.ds.seed, epoch, index))
 
 
@@ -258,6 +259,7 @@ def bench_entry(entry: CacheEntry, split: str, args) -> dict:
           "the copy")
     print(f"  stored per clip: {total / 1e6:.3f} MB, frames {frames_b / 1e6:.3f} MB = 1/{raw / frames_b:.1f} of raw "
           f"uint8 ({raw / 1e6:.2f} MB)")
+    out.update(bench_grids(entry, split, args, crop))
     if args.decode_clips:
         try:
             fly = OnTheFly(ds)
@@ -312,6 +314,49 @@ def synthetic_entries(args) -> list[CacheEntry]:
                 raise SystemExit(f"extraction of the synthetic dataset ({codec}, K={k}) failed: {rep.failures}")
             entries.append(rep.entry)
     return entries
+
+
+# -- mask grids: read from the entry, or built from the joints ---------------------------------------------
+def bench_grids(entry: CacheEntry, split: str, args, crop: int) -> dict:
+    """What an item's mask grids cost: reading the stored grids (Zstd) and cutting the item's 16
+    frames' planes out (a plain crop, mirrored: the cheapest view they serve), against building them
+    from the item's joints in its view (what the loader does). Interleaved, per item."""
+    from cache.chunks import read_array, read_group_meta
+    from stages.geometry import View, crop as crop_grids, hflip, view_grids
+
+    ds = CacheClipDataset(entry, split, mode="train", crop_size=crop, num_pose_frames=args.pose_frames, seed=0)
+    n = min(args.clips, len(ds)) if args.clips else len(ds)
+    clips, metas = [], []
+    for i in range(n):
+        c = entry.read_clip(ds.rows[i]["uid"], arrays=("frame_indices", "keypoints", "scores"))
+        rng = item_rng(0, 1, i)
+        rows = ds.stored_frames(c, rng)
+        f = c.frame_indices[rows]
+        kp = c.keypoints[f] * np.array(c.scale, np.float32)
+        joints = np.concatenate([kp, c.scores[f][..., None]], -1).astype(np.float32)
+        clips.append((rows, joints))
+        metas.append(read_group_meta(entry.path / "clips" / ds.rows[i]["uid"])[1]["grids"])
+    h, w = ds.entry.read_clip(ds.rows[0]["uid"], arrays=("frames",)).frames.shape[1:3]
+    cell = entry.grid_cell
+    view = View(0, (w - crop) // 2 // cell * cell, crop, crop, crop, True)
+    t_read = t_built = 0.0
+    for _ in range(max(3, args.rounds)):
+        t0 = time.perf_counter()
+        for (rows, joints), m in zip(clips, metas):
+            g = read_array(m)[rows]
+            _, g, _ = crop_grids(None, g, joints, view.top, view.left, crop, cell)
+            _, g, _ = hflip(None, g, joints, ds.flip_index, width=crop)
+            np.ascontiguousarray(g)
+        t_read += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for rows, joints in clips:
+            view_grids(joints, view, ds.flip_index, cell)
+        t_built += time.perf_counter() - t0
+    k = n * max(3, args.rounds)
+    out = dict(grids_read_us=round(1e6 * t_read / k, 1), grids_built_us=round(1e6 * t_built / k, 1))
+    print(f"  mask grids per item: stored ones read and cut {out['grids_read_us']:.0f} us, built from the joints "
+          f"{out['grids_built_us']:.0f} us", flush=True)
+    return out
 
 
 # -- K candidates against K = 1 --------------------------------------------------------------------------

@@ -59,6 +59,7 @@ class ClipData:
     attrs: dict = field(default_factory=dict)
     person_boxes: Optional[np.ndarray] = None  # (F, 4) xyxy, original pixels, when poses used boxes
     frames_per_segment: int = 1  # K: candidates per segment, segment-major (layout.py, format 3)
+    frames_meta: Any = None  # the frames array's chunk metadata (cache.chunks.ArrayMeta): row reads
 
     @property
     def num_frames(self) -> int:
@@ -238,12 +239,13 @@ class CacheEntry:
         missing = [n for n in layout.CLIP_ARRAYS if n not in metas]
         if missing:
             raise FileNotFoundError(f"{clip_dir}: arrays {missing} missing")
-        data: dict[str, Any] = {}
+        data: dict[str, Any] = {"frames_meta": None}
         for name in layout.CLIP_ARRAYS + layout.OPTIONAL_CLIP_ARRAYS:
             if name not in arrays or name not in metas:
                 data[name] = None
             elif name == "frames":
                 data[name] = self.codec.read(metas[name])
+                data["frames_meta"] = metas[name]
             else:
                 data[name] = read_array(metas[name])
         row = self._by_uid.get(uid, {})

@@ -205,9 +205,11 @@ class CacheClipDataset(Dataset):
             crops = torch.tensor([list(v) for v in views], dtype=torch.int64)
             out["frames_crop"] = crops[0] if rng is not None else crops
         else:
-            # raw frames: a memory map, only the box is read; JPEG: only the frames the item uses decoded
-            frames, fsel = self.codec.frames_to_crop(clip.frames, vsel)
-            out["frames"] = [torch.from_numpy(view_frames_chw(frames, fsel, v)) for v in views]
+            # raw frames: only the rows the views span are read; JPEG: only the frames the item uses decoded
+            top = min(v.top for v in views)
+            frames, fsel, first = self.codec.read_rows(clip, vsel, top, max(v.top + v.height for v in views) - top)
+            out["frames"] = [torch.from_numpy(view_frames_chw(frames, fsel, v._replace(top=v.top - first)))
+                             for v in views]
         for k in ("frames", "joints", "mask_grid"):
             if k in out:
                 out[k] = out[k][0] if rng is not None else torch.stack(out[k])
