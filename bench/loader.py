@@ -1,13 +1,16 @@
-"""Benchmark (not a test): what one training item costs from the cache, against its bytes and
-against decoding the same clip on the fly. One process pinned to one core, one run.
+"""Benchmark (not a test): what one training item costs from the cache, against its bytes,
+against decoding the same clip on the fly, and against what a lab would use instead (mmaction2's
+decord pipeline). One process pinned to one core, one run.
 
 For each cache entry it prints:
 
-* items/s/core: ``CacheClipDataset`` training items (random crop and flip, ``--crop`` pixels,
-  16 video + ``num_pose_frames`` pose frames) on one core, page cache warm;
-* the bytes the item reads (the clip's metadata and chunk files; raw frames only over the rows
-  the crop spans) and the time to copy exactly those bytes out of the page cache into memory
-  (plain file reads, no decoding): item time / copy time is how close the reader is to its I/O;
+* items/s/core: ``CacheClipDataset`` training items (the default views: a random resized box,
+  ``--crop`` pixels, and a flip; a random candidate frame per segment; 16 video +
+  ``num_pose_frames`` pose frames; grids built from the joints) on one core, page cache warm;
+* the bytes the item reads (the clip's metadata and the chunk files of the arrays it reads; raw
+  frames only over ``--crop`` rows of the 16 frames it takes) and the time to copy exactly those
+  bytes out of the page cache into memory (plain file reads, no decoding): item time / copy time
+  is how close the reader is to its I/O;
 * bytes stored per clip (all its files; the frames against raw uint8);
 * on-the-fly: clips/s of the same items made from the source videos (stage one's ffmpeg decode
   of the clip, its segment-middle frames resized as extraction does, then the same crop, flip and
@@ -16,9 +19,21 @@ For each cache entry it prints:
 
 Without ``--entry`` / ``--dataset`` it makes its own: ``--clips`` realistic synthetic 720p clips
 of ``--seconds`` (``bench/synthetic_video.py``: texture, camera motion, a moving actor, sensor
-noise, H.264), extracted twice (``--frames-codec none`` and ``jpeg``), and measures both::
+noise, H.264), extracted with each frames codec (``--codecs``) and each number of candidate
+frames per segment (``--frames-per-segment``, default 1 and 3), and measures each entry, then:
 
-    python bench/loader.py                                # 16 clips x 3 s, 720p: both codecs
+* K candidates against K = 1 (same codec, passes interleaved): the item's slowdown;
+* mmaction2's way on the same clips (``pip install -e .[bench]`` for decord): per item a
+  ``decord.VideoReader`` (DecordInit), 16 frames at random offsets in 16 segments (SampleFrames,
+  training), ``get_batch`` (DecordDecode: seek and decode those frames), Resize(-1, 256),
+  RandomResizedCrop, Resize(224, 224), Flip, uint8 out, on the clips as they come (720p) and on
+  copies pre-resized to short side 256 with ffmpeg (as mmaction2's data tools advise), one
+  decoder thread; the cache's items over them. torchcodec is tried too and reported as not
+  measured when it does not load.
+
+::
+
+    python bench/loader.py                                # 16 clips x 3 s, 720p: raw and JPEG, K = 1 and 3
     python bench/loader.py --entry 59ba0a7b               # any entry (custom datasets too)
     python bench/loader.py --dataset demo --crop 112
 
@@ -58,6 +73,7 @@ import torch  # noqa: E402
 from cache import CacheEntry, ClipData  # noqa: E402
 from cache.frames_codecs.jpeg import JpegFrames  # noqa: E402
 from stages.data import CacheClipDataset, item_rng  # noqa: E402
+from stages.data.dataset import ITEM_ARRAYS  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -99,17 +115,21 @@ def machine() -> dict:
 # -- what an item reads, and copying just that ------------------------------------------------------
 def read_plan(entry: CacheEntry, uid: str, crop: int) -> list[tuple[str, int, int, int]]:
     """(file, offset, length, count) ranges the item of clip ``uid`` reads: the clip's zarr.json,
-    every chunk file, and for raw frames only the rows a ``crop``-high crop spans in each frame."""
+    the chunk files of the arrays an item reads (not the stored grids: items build theirs), and
+    for raw frames only ``crop`` rows of each of the frames it takes (one per segment)."""
     from cache.chunks import read_group_meta
 
     clip_dir = entry.path / "clips" / uid
     _, metas = read_group_meta(clip_dir)
     plan = [(str(clip_dir / "zarr.json"), 0, os.path.getsize(clip_dir / "zarr.json"), 1)]
     for name, m in metas.items():
+        if name not in ITEM_ARRAYS:
+            continue
         f = str(m.chunk_file)
         if name == "frames" and m.compressor == "":
             t, h, w, c = m.shape
-            plan.append((f, 0, crop * w * c, t))  # one band of crop rows per frame
+            k = entry.frames_per_segment
+            plan.append((f, 0, crop * w * c, t // k))  # one band of crop rows per frame taken
         else:
             plan.append((f, 0, os.path.getsize(f), 1))
     return plan
@@ -156,13 +176,14 @@ class OnTheFly:
         self.probe = probe
 
     def frames(self, row: dict, cached: ClipData) -> np.ndarray:
-        """The clip's segment-middle frames, decoded (every frame: H.264 has to) and resized as
-        extraction resizes them (only the kept ones)."""
+        """The clip's stored frames (K candidates per segment), decoded (every frame: H.264 has to)
+        and resized as extraction resizes them (only the kept ones)."""
         from stages.extract.decode import read_frames
-        from stages.geometry import segment_middle_indices
+        from stages.geometry import segment_candidate_indices
 
         path = self.videos[row["uid"]]
-        want = segment_middle_indices(int(cached.attrs["num_frames"]), len(cached.frame_indices))
+        k = cached.frames_per_segment
+        want = segment_candidate_indices(int(cached.attrs["num_frames"]), len(cached.frame_indices) // k, k)
         wanted = set(want.tolist())
         h, w = cached.frames.shape[1:3]
         keep = {}
@@ -175,6 +196,7 @@ class OnTheFly:
         row = self.ds.rows[index]
         clip = self.ds.entry.read_clip(row["uid"])  # poses and grids from the cache (not what is measured)
         clip.frames = self.frames(row, clip)
+        clip.frames_meta = None  # the decoded frames, not the cached chunk's
         return self.ds.make_item(clip, index, item_rng(self.ds.seed, epoch, index))
 
 
@@ -237,6 +259,7 @@ def bench_entry(entry: CacheEntry, split: str, args) -> dict:
           "the copy")
     print(f"  stored per clip: {total / 1e6:.3f} MB, frames {frames_b / 1e6:.3f} MB = 1/{raw / frames_b:.1f} of raw "
           f"uint8 ({raw / 1e6:.2f} MB)")
+    out.update(bench_grids(entry, split, args, crop))
     if args.decode_clips:
         try:
             fly = OnTheFly(ds)
@@ -281,14 +304,240 @@ def synthetic_entries(args) -> list[CacheEntry]:
     entries = []
     for spec in args.codecs:
         codec, _, quality = spec.partition(":")
-        settings = {"frames_codec": codec, **({"jpeg_quality": int(quality)} if quality else {})}
-        opts = ExtractOptions(dataset="custom", root=str(data), cache_root=str(work / "cache"),
-                              pose_source=f"pkl:{pkl}", settings=settings)
-        rep = run_extract(opts)
-        if not rep.complete:
-            raise SystemExit(f"extraction of the synthetic dataset ({codec}) failed: {rep.failures}")
-        entries.append(rep.entry)
+        for k in args.frames_per_segment:
+            settings = {"frames_codec": codec, "frames_per_segment": int(k),
+                        **({"jpeg_quality": int(quality)} if quality else {})}
+            opts = ExtractOptions(dataset="custom", root=str(data), cache_root=str(work / "cache"),
+                                  pose_source=f"pkl:{pkl}", settings=settings)
+            rep = run_extract(opts)
+            if not rep.complete:
+                raise SystemExit(f"extraction of the synthetic dataset ({codec}, K={k}) failed: {rep.failures}")
+            entries.append(rep.entry)
     return entries
+
+
+# -- mask grids: read from the entry, or built from the joints ---------------------------------------------
+def bench_grids(entry: CacheEntry, split: str, args, crop: int) -> dict:
+    """What an item's mask grids cost: reading the stored grids (Zstd) and cutting the item's 16
+    frames' planes out (a plain crop, mirrored: the cheapest view they serve), against building them
+    from the item's joints in its view (what the loader does). Interleaved, per item."""
+    from cache.chunks import read_array, read_group_meta
+    from stages.geometry import View, crop as crop_grids, hflip, view_grids
+
+    ds = CacheClipDataset(entry, split, mode="train", crop_size=crop, num_pose_frames=args.pose_frames, seed=0)
+    n = min(args.clips, len(ds)) if args.clips else len(ds)
+    clips, metas = [], []
+    for i in range(n):
+        c = entry.read_clip(ds.rows[i]["uid"], arrays=("frame_indices", "keypoints", "scores"))
+        rng = item_rng(0, 1, i)
+        rows = ds.stored_frames(c, rng)
+        f = c.frame_indices[rows]
+        kp = c.keypoints[f] * np.array(c.scale, np.float32)
+        joints = np.concatenate([kp, c.scores[f][..., None]], -1).astype(np.float32)
+        clips.append((rows, joints))
+        metas.append(read_group_meta(entry.path / "clips" / ds.rows[i]["uid"])[1]["grids"])
+    h, w = ds.entry.read_clip(ds.rows[0]["uid"], arrays=("frames",)).frames.shape[1:3]
+    cell = entry.grid_cell
+    view = View(0, (w - crop) // 2 // cell * cell, crop, crop, crop, True)
+    t_read = t_built = 0.0
+    for _ in range(max(3, args.rounds)):
+        t0 = time.perf_counter()
+        for (rows, joints), m in zip(clips, metas):
+            g = read_array(m)[rows]
+            _, g, _ = crop_grids(None, g, joints, view.top, view.left, crop, cell)
+            _, g, _ = hflip(None, g, joints, ds.flip_index, width=crop)
+            np.ascontiguousarray(g)
+        t_read += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for rows, joints in clips:
+            view_grids(joints, view, ds.flip_index, cell)
+        t_built += time.perf_counter() - t0
+    k = n * max(3, args.rounds)
+    out = dict(grids_read_us=round(1e6 * t_read / k, 1), grids_built_us=round(1e6 * t_built / k, 1))
+    print(f"  mask grids per item: stored ones read and cut {out['grids_read_us']:.0f} us, built from the joints "
+          f"{out['grids_built_us']:.0f} us", flush=True)
+    return out
+
+
+# -- K candidates against K = 1 --------------------------------------------------------------------------
+def compare_candidates(entries: list[CacheEntry], split: str, args) -> list[dict]:
+    """For each codec with a K = 1 entry and K > 1 entries of the same clips: item time of K over
+    K = 1, passes interleaved."""
+    out = []
+    groups: dict[tuple, dict[int, CacheEntry]] = {}
+    for e in entries:
+        groups.setdefault((e.frames_codec, e.settings.get("jpeg_quality")), {})[e.frames_per_segment] = e
+    for (codec, quality), by_k in groups.items():
+        if 1 not in by_k:
+            continue
+        base = _items(by_k[1], split, args)
+        for k, e in sorted(by_k.items()):
+            if k == 1:
+                continue
+            other = _items(e, split, args)
+            t1 = tk = 0.0
+            for r in range(max(3, args.rounds)):
+                t1 += base(r)
+                tk += other(r)
+            ratio = tk / t1
+            row = dict(frames_codec=codec, jpeg_quality=quality, k=k, entry=e.key, entry_k1=by_k[1].key,
+                       item_ms_k1=round(1e3 * t1 / base.n / max(3, args.rounds), 3),
+                       item_ms_k=round(1e3 * tk / other.n / max(3, args.rounds), 3), k_over_k1=round(ratio, 3))
+            print(f"  {codec}{'' if quality is None else f' q{quality}'}: K={k} item {row['item_ms_k']:.2f} ms vs "
+                  f"K=1 {row['item_ms_k1']:.2f} ms: {ratio:.2f}x", flush=True)
+            out.append(row)
+    return out
+
+
+def _items(entry: CacheEntry, split: str, args, crop: Optional[int] = None):
+    """A callable doing one pass of training items over the measured clips (epoch = the pass);
+    ``.n`` the number of clips, ``.ds`` the dataset."""
+    ds = CacheClipDataset(entry, split, mode="train", crop_size=crop or args.crop, num_pose_frames=args.pose_frames,
+                          seed=0)
+    n = min(args.clips, len(ds)) if args.clips else len(ds)
+
+    def run(epoch: int) -> float:
+        t0 = time.perf_counter()
+        for i in range(n):
+            ds[(i, epoch)]
+        return time.perf_counter() - t0
+
+    run.n, run.ds = n, ds
+    run(10_000)  # warm
+    return run
+
+
+# -- what a lab would use instead: mmaction2's decord pipeline, torchcodec ---------------------------------
+def resized_copies(videos: list[str], out_dir: Path, short: int = 256) -> list[str]:
+    """The videos re-encoded at short side ``short`` (H.264, CRF 23, no audio), as mmaction2's
+    ``tools/data/resize_videos.py`` makes them; kept and reused."""
+    import subprocess
+
+    from stages.extract.decode import ffmpeg_exe
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = []
+    for v in videos:
+        dst = out_dir / Path(v).name
+        if not dst.is_file():
+            tmp = dst.with_suffix(".part.mp4")
+            subprocess.run([ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", "-i", v, "-vf",
+                            f"scale=-2:{short}", "-c:v", "libx264", "-crf", "23", "-pix_fmt", "yuv420p", "-an",
+                            str(tmp)], check=True)
+            os.replace(tmp, dst)
+        out.append(str(dst))
+    return out
+
+
+def mmaction_decord_item(path: str, rng: np.random.Generator, num_segments: int = 16, crop: int = 224,
+                         short: int = 256) -> np.ndarray:
+    """One training item the way mmaction2 1.x makes it from a video file: DecordInit (a reader per
+    item, one thread), SampleFrames(clip_len=1, num_clips=16) with its random offsets, DecordDecode
+    (``get_batch``: seek and decode those frames), Resize(-1, short), RandomResizedCrop, Resize(crop,
+    crop), Flip(0.5) (mmcv's bilinear, OpenCV); (T, 3, crop, crop) uint8 as mmaction2 packs it."""
+    import decord
+
+    from stages.data.views import random_resized_box
+
+    vr = decord.VideoReader(path, num_threads=1)
+    n = len(vr)
+    avg = n // num_segments
+    if avg > 0:
+        inds = np.arange(num_segments) * avg + rng.integers(0, avg, num_segments)
+    else:
+        inds = np.sort(rng.integers(0, n, num_segments))
+    frames = vr.get_batch(inds.tolist()).asnumpy()  # (T, H, W, 3) RGB
+    h, w = frames.shape[1:3]
+    if min(h, w) != short:
+        nh, nw = (short, int(w * short / h + 0.5)) if h <= w else (int(h * short / w + 0.5), short)
+        frames = np.stack([cv2.resize(f, (nw, nh), interpolation=cv2.INTER_LINEAR) for f in frames])
+        h, w = nh, nw
+    top, left, bh, bw = random_resized_box(h, w, (0.08, 1.0), (3 / 4, 4 / 3), rng)
+    flip = rng.random() < 0.5
+    out = np.empty((len(frames), 3, crop, crop), np.uint8)
+    for k, f in enumerate(frames):
+        img = cv2.resize(f[top:top + bh, left:left + bw], (crop, crop), interpolation=cv2.INTER_LINEAR)
+        if flip:
+            img = cv2.flip(img, 1)
+        cv2.split(img, [out[k, 0], out[k, 1], out[k, 2]])
+    return out
+
+
+def torchcodec_item(path: str, rng: np.random.Generator, num_segments: int = 16, crop: int = 224,
+                    short: int = 256) -> np.ndarray:
+    """The same item with torchcodec's ``VideoDecoder.get_frames_at`` decoding the frames."""
+    from torchcodec.decoders import VideoDecoder
+
+    dec = VideoDecoder(path, num_ffmpeg_threads=1)
+    n = dec.metadata.num_frames
+    avg = n // num_segments
+    inds = np.arange(num_segments) * avg + rng.integers(0, max(avg, 1), num_segments)
+    frames = dec.get_frames_at(indices=[int(i) for i in inds]).data.permute(0, 2, 3, 1).numpy()
+    return frames
+
+
+def bench_baselines(entries: list[CacheEntry], split: str, args) -> dict:
+    """The cache's items against mmaction2's decord pipeline on the same clips, as they come and
+    pre-resized to short side 256, and against torchcodec when it loads; passes interleaved."""
+    default = next((e for e in entries if e.frames_codec == "none" and e.frames_per_segment == max(
+        x.frames_per_segment for x in entries if x.frames_codec == "none")), None)
+    if default is None:
+        return {"note": "no entry of the default codec measured"}
+    root = default.attrs.get("dataset_root")
+    rows = default.clips(split)[: args.baseline_clips or None]
+    videos = [r["video"] if os.path.isabs(r["video"]) else os.path.join(root, r["video"]) for r in rows]
+    if not all(os.path.isfile(v) for v in videos):
+        return {"note": "the source videos are not on this machine"}
+    out: dict = {"clips": len(videos)}
+    small = resized_copies(videos, Path(args.work_dir) / "videos_256p")
+    decoders = {}
+    try:
+        import decord  # noqa: F401
+
+        decoders["decord"] = mmaction_decord_item
+    except ImportError as e:
+        out["decord"] = f"not measured: {e} (pip install -e .[bench])"
+    try:
+        import torchcodec.decoders  # noqa: F401
+
+        decoders["torchcodec"] = torchcodec_item
+    except Exception as e:  # noqa: BLE001  (an OSError from its libraries as much as an ImportError)
+        out["torchcodec"] = f"not measured: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+    ours = {e.key: _items(e, split, args) for e in entries if e.frames_per_segment == default.frames_per_segment}
+    times = {name: {"original": 0.0, "256p": 0.0} for name in decoders}
+    mine = {k: 0.0 for k in ours}
+    rng = np.random.default_rng(0)
+    reps = max(1, args.baseline_rounds)
+    for r in range(reps):
+        for i, (big, little) in enumerate(zip(videos, small)):
+            for name, fn in decoders.items():
+                for label, path in (("original", big), ("256p", little)):
+                    t0 = time.perf_counter()
+                    fn(path, rng, crop=args.crop)
+                    times[name][label] += time.perf_counter() - t0
+        for key, run in ours.items():
+            mine[key] += run(100 + r) / run.n * len(videos)
+    n = reps * len(videos)
+    for name, t in times.items():
+        out[name] = {label: dict(item_ms=round(1e3 * v / n, 2), items_per_s=round(n / v, 2)) for label, v in t.items()}
+    out["cache"] = {}
+    for key, t in mine.items():
+        e = next(x for x in entries if x.key == key)
+        ms = 1e3 * t / n
+        row = dict(frames_codec=e.frames_codec, k=e.frames_per_segment, item_ms=round(ms, 3))
+        for name, tt in times.items():
+            for label, v in tt.items():
+                row[f"over_{name}_{label}"] = round((1e3 * v / n) / ms, 1)
+        out["cache"][key] = row
+        ratios = ", ".join(f"{row[f'over_{name}_{label}']:.1f}x {name} {label}" for name in times for label in times[name])
+        print(f"  cache item ({e.frames_codec}, K={e.frames_per_segment}): {ms:.2f} ms = {ratios}", flush=True)
+    for name, t in times.items():
+        print(f"  {name} (mmaction2's pipeline): " + ", ".join(f"{label} {1e3 * v / n:.1f} ms/item" for label, v in t.items()),
+              flush=True)
+    for name in ("decord", "torchcodec"):
+        if isinstance(out.get(name), str):
+            print(f"  {name}: {out[name]}", flush=True)
+    return out
 
 
 # -- training feed -------------------------------------------------------------------------------------
@@ -438,6 +687,13 @@ def main(argv: Optional[list[str]] = None) -> dict:
     ap.add_argument("--size", default="1280x720", help="WxH of the synthetic clips")
     ap.add_argument("--codecs", nargs="+", default=["none", "jpeg"],
                     help="frames codecs of the synthetic entries (jpeg:Q for JPEG quality Q)")
+    ap.add_argument("--frames-per-segment", nargs="+", type=int, default=[1, 3],
+                    help="candidate frames per segment of the synthetic entries (K)")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved passes of the K comparison")
+    ap.add_argument("--baseline-clips", type=int, default=16,
+                    help="clips of the mmaction2 / decord comparison (0: all, no comparison with --no-baselines)")
+    ap.add_argument("--baseline-rounds", type=int, default=2, help="passes of the mmaction2 / decord comparison")
+    ap.add_argument("--no-baselines", action="store_true", help="skip the mmaction2 / decord comparison")
     ap.add_argument("--work-dir", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "pevl-bench-loader"),
                     help="where the synthetic dataset and its cache live (kept and reused)")
     ap.add_argument("--crop", type=int, default=224, help="crop size S of the items (ViT-B/16: 224)")
@@ -473,12 +729,18 @@ def main(argv: Optional[list[str]] = None) -> dict:
         out["entries"] = []
         with one_core() as core:  # after extraction, which may use every core
             out["core"] = core
+            split = args.split or cfg.data.get("train_split", "train")
             for e in entries:
-                split = args.split or cfg.data.get("train_split", "train")
                 q = f" quality {e.settings['jpeg_quality']}" if e.frames_codec == "jpeg" else ""
-                print(f"entry {e.key} ({e.dataset}, frames codec {e.frames_codec}{q}), split {split}, core {core}:",
-                      flush=True)
+                print(f"entry {e.key} ({e.dataset}, frames codec {e.frames_codec}{q}, K={e.frames_per_segment}), "
+                      f"split {split}, core {core}:", flush=True)
                 out["entries"].append(bench_entry(e, split, args))
+            if len({e.frames_per_segment for e in entries}) > 1:
+                print("K candidate frames per segment against K = 1:", flush=True)
+                out["candidates"] = compare_candidates(entries, split, args)
+            if not args.no_baselines:
+                print("against mmaction2's pipeline (decord) on the same clips:", flush=True)
+                out["baselines"] = bench_baselines(entries, split, args)
     if args.train:
         out["train"] = bench_train(args, cfg)
     if args.json:

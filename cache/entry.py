@@ -96,13 +96,15 @@ class ClipData:
     # chunk, so a crop reads only what it takes) or, for JPEG frames, a JpegFrames that decodes the
     # frames it is indexed with
     frames: Any
-    frame_indices: np.ndarray  # (T_v,) which decoded frames these are
+    frame_indices: np.ndarray  # (T_v * K,) which decoded frames these are (K candidates per segment)
     keypoints: np.ndarray  # (F, V, 2) original pixels
     scores: np.ndarray  # (F, V)
-    grids: np.ndarray  # (T_v, V, H / cell, W / cell)
+    grids: np.ndarray  # (T_v * K, V, H / cell, W / cell)
     grid_cell: int
     attrs: dict = field(default_factory=dict)
     person_boxes: Optional[np.ndarray] = None  # (F, 4) xyxy, original pixels, when poses used boxes
+    frames_per_segment: int = 1  # K: candidates per segment, segment-major (layout.py, format 3)
+    frames_meta: Any = None  # the frames array's chunk metadata (cache.chunks.ArrayMeta): row reads
 
     @property
     def num_frames(self) -> int:
@@ -183,6 +185,11 @@ class CacheEntry:
     @property
     def grid_cell(self) -> int:
         return int(self.settings["grid_cell"])
+
+    @property
+    def frames_per_segment(self) -> int:
+        """K candidate frames per segment (recorded only when not 1)."""
+        return int(self.settings.get("frames_per_segment", 1))
 
     @cached_property
     def plan(self) -> list[dict]:
@@ -304,12 +311,13 @@ class CacheEntry:
         missing = [n for n in layout.CLIP_ARRAYS if n not in metas]
         if missing:
             raise FileNotFoundError(f"{clip_dir}: arrays {missing} missing")
-        data: dict[str, Any] = {}
+        data: dict[str, Any] = {"frames_meta": None}
         for name in layout.CLIP_ARRAYS + layout.OPTIONAL_CLIP_ARRAYS:
             if name not in arrays or name not in metas:
                 data[name] = None
             elif name == "frames":
                 data[name] = self.codec.read(metas[name])
+                data["frames_meta"] = metas[name]
             else:
                 data[name] = read_array(metas[name])
         if check != "none":
@@ -321,6 +329,7 @@ class CacheEntry:
             split=attrs.get("split", row.get("split")),
             label=int(attrs.get("label", row.get("label", -1))),
             grid_cell=self.grid_cell,
+            frames_per_segment=self.frames_per_segment,
             attrs=attrs,
             **data,
         )

@@ -4,6 +4,14 @@ Bump ``FORMAT_VERSION`` whenever the bytes or their meaning change: the version 
 entry key, so old entries are never misread (``CacheEntry`` refuses them naming ``pipeline cache
 gc`` and re-extraction; ``cache ls`` / ``verify`` list them); ``pipeline cache gc`` removes them.
 
+Format 3 (format 2 differed only in what a clip's frames are): ``frames``, ``frame_indices`` and
+``grids`` hold ``K`` candidate frames per segment (stage-one setting ``frames_per_segment``,
+recorded in the root's ``settings`` when it is not 1), segment-major: ``T_v * K`` frames, the K
+candidates of segment s at rows ``s*K .. s*K+K-1``, evenly spread inside it with the segment
+middle at row ``s*K + K//2`` (``stages.geometry.segment_candidate_indices``). With K = 1 a clip
+holds exactly what a format-2 clip held (the segment middles), and the entry key of such an entry
+differs from format 2's only by the version.
+
 Format 2 (format 1 differed only inside ``clips/<uid>/``): every clip array is one chunk written
 even when it holds only fill values; the clip group's ``zarr.json`` carries the metadata of all
 its arrays (zarr's consolidated metadata), so a reader needs one JSON file and one file per
@@ -20,14 +28,16 @@ stores ``frames`` as a ``(T_v,)`` variable-length-bytes array of JPEG files.
       sources.json       the identity (path, size, mtime) of every source file the key hashes
       clips/             Zarr group holding one Zarr group per finished clip:
       clips/<uid>/       a clip; appears atomically (a rename), never half-written
-        frames           (T_v, H, W, 3) uint8 RGB at segment middles, short side S, H and W
-                         multiples of the grid cell; codec none (raw), lz4 or zstd. With the
-                         jpeg codec: (T_v,) variable-length bytes, each a JPEG file of one such
-                         frame (array attribute ``jpeg``: frame_shape, quality, color, subsampling)
-        frame_indices    (T_v,) int32: which decoded frames of the clip the frames are
+        frames           (T_v * K, H, W, 3) uint8 RGB: K candidates per segment (K = 1: the
+                         segment middles), short side S, H and W multiples of the grid cell;
+                         codec none (raw), lz4 or zstd. With the jpeg codec: (T_v * K,)
+                         variable-length bytes, each a JPEG file of one such frame (array
+                         attribute ``jpeg``: frame_shape, quality, color, subsampling)
+        frame_indices    (T_v * K,) int32: which decoded frames of the clip the frames are
         keypoints        (F, V, 2) float32: x, y of every decoded frame, original pixels
         scores           (F, V) float32 joint confidences
-        grids            (T_v, V, H/cell, W/cell) float16 confidence-weighted joint-to-patch planes
+        grids            (T_v * K, V, H/cell, W/cell) float16 confidence-weighted joint-to-patch
+                         planes of every stored frame
         person_boxes     optional (F, 4) float32 xyxy person box of every decoded frame, original
                          pixels (clips whose poses came from person boxes)
         attrs            clip_id, split, label, source, cut, num_frames, fps, orig_size, ...,
@@ -46,7 +56,7 @@ from __future__ import annotations
 import re
 import hashlib
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 ENTRIES_DIR = "entries"
 CLIPS_DIR = "clips"

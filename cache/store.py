@@ -302,7 +302,7 @@ def _manifest_status(entry: CacheEntry) -> Optional[str]:
 def _clip_problems(entry: CacheEntry, uid: str, deep: bool) -> list[str]:
     """What is wrong with one clip (empty: nothing)."""
     settings = entry.settings
-    t_v, cell = int(settings["num_frames"]), int(settings["grid_cell"])
+    t_v, cell = int(settings["num_frames"]) * entry.frames_per_segment, int(settings["grid_cell"])
     c = entry.read_clip(uid, check="none")  # the digests are compared below, all of them, as problems
     out = []
     # the reader trusts the clip's consolidated metadata: an array on disk it does not list (or

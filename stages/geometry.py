@@ -8,7 +8,7 @@ crop or a flip of the frame maps grid cells onto grid cells exactly.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -20,6 +20,24 @@ def segment_middle_indices(num_frames: int, num_segments: int) -> np.ndarray:
         raise ValueError("a clip needs at least one frame")
     i = np.arange(num_segments, dtype=np.float64)
     return np.minimum(((i + 0.5) * num_frames / num_segments).astype(np.int64), num_frames - 1)
+
+
+def segment_candidate_indices(num_frames: int, num_segments: int, per_segment: int = 1) -> np.ndarray:
+    """``per_segment`` (K) candidate frames in each of ``num_segments`` equal segments, segment-major
+    ((num_segments * K,), non-decreasing): candidate j sits at fraction ``1/2 + (j - K//2) / K`` of
+    its segment, so they are K evenly spaced frames and candidate ``K // 2`` is the segment middle
+    (:func:`segment_middle_indices`, computed the same way: K = 1 gives exactly the middles).
+    Odd K spreads them symmetrically (K = 3: 1/6, 1/2, 5/6); even K starts at the segment's first frame.
+    """
+    if num_frames <= 0:
+        raise ValueError("a clip needs at least one frame")
+    k = int(per_segment)
+    if k < 1:
+        raise ValueError(f"frames per segment must be >= 1, got {per_segment}")
+    s = np.arange(num_segments, dtype=np.float64)[:, None]
+    frac = 0.5 + (np.arange(k, dtype=np.float64) - k // 2) / k  # exactly 0.5 for the middle
+    idx = ((s + frac[None, :]) * num_frames / num_segments).astype(np.int64)
+    return np.minimum(idx, num_frames - 1).reshape(-1)
 
 
 def segment_random_indices(num_frames: int, num_segments: int, rng: np.random.Generator) -> np.ndarray:
@@ -160,3 +178,92 @@ def crop_offsets(height: int, width: int, size: int, cell: int, where: str,
             return (max_t // 2) * cell, (0 if pick == 0 else max_l) * cell
         return (0 if pick == 0 else max_t) * cell, (max_l // 2) * cell
     raise ValueError(f"unknown crop position {where!r}")
+
+
+# -- views: a box of the cached frame, resized to the model's size, maybe mirrored ----------------------
+class View(NamedTuple):
+    """One view of a clip: the box ``(top, left, height, width)`` of the cached frames (pixels),
+    resized to ``size x size`` and then mirrored when ``flip``. A plain crop has ``height == width
+    == size``. As a tuple of ints it is what travels to a device (``frames_crop``)."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+    size: int
+    flip: bool = False
+
+    @property
+    def plain_crop(self) -> bool:
+        return self.height == self.size and self.width == self.size
+
+    def check(self, frame_height: int, frame_width: int) -> "View":
+        if self.top < 0 or self.left < 0 or self.height < 1 or self.width < 1 or \
+                self.top + self.height > frame_height or self.left + self.width > frame_width:
+            raise ValueError(f"view box (top {self.top}, left {self.left}, {self.height} x {self.width}) is not "
+                             f"inside the {frame_height} x {frame_width} frame")
+        return self
+
+
+def view_points(xy: np.ndarray, view: View) -> np.ndarray:
+    """Pixel coordinates ``(..., 2)`` of the cached frame -> those of the view (float32).
+
+    ``x' = (x - left) * size / width`` (continuous coordinates, the image spanning ``[0, W)``: the
+    mapping OpenCV's and torch's resizes use for pixel centres), then the mirror ``size - x'``. A
+    plain crop only shifts (exact in float32). The mirror sits one ulp left of ``size - x'`` so a
+    joint on a cell border lands in the mirrored cell (cells are half-open), as :func:`hflip` does.
+    """
+    out = np.asarray(xy, dtype=np.float32).copy()
+    sx = np.float32(view.size / view.width)
+    sy = np.float32(view.size / view.height)
+    out[..., 0] -= np.float32(view.left)
+    out[..., 1] -= np.float32(view.top)
+    if sx != 1:
+        out[..., 0] *= sx
+    if sy != 1:
+        out[..., 1] *= sy
+    if view.flip:
+        x = (np.float32(view.size) - out[..., 0]).astype(np.float32)
+        out[..., 0] = np.nextafter(x, np.asarray(-np.inf, dtype=np.float32))
+    return out
+
+
+def view_joints(joints: np.ndarray, view: View, flip_index: Sequence[int]) -> np.ndarray:
+    """Joints ``(..., V, 2 + k)`` (x, y in cached-frame pixels, then scores) in the view's pixels;
+    on a mirrored view left and right joints swap places (``flip_index``)."""
+    j = np.asarray(joints, dtype=np.float32)
+    if view.flip:
+        j = j[..., np.asarray(flip_index), :]
+    out = j.copy()
+    out[..., :2] = view_points(j[..., :2], view)
+    return out
+
+
+def view_grids(joints: np.ndarray, view: View, flip_index: Sequence[int], cell: int, dtype=np.float16) -> np.ndarray:
+    """The joint-to-patch grids of a view, ``(T, V, size/cell, size/cell)``, built from the joints
+    ``(T, V, 3)`` (x, y in cached-frame pixels, score) mapped into the view: exactly the grid a
+    frame of that view would get from stage one. For a plain crop on the cell lattice this equals
+    slicing (and mirroring) the stored grids (:func:`crop`, :func:`hflip`); for a resized box no
+    slicing of the stored cells could be exact, since a cell's joint may land in either of two
+    cells of the view."""
+    j = view_joints(joints, view, flip_index)
+    return joint_patch_grid(j[..., :2], j[..., 2], (view.size, view.size), cell, dtype=dtype)
+
+
+def view_frames_chw(frames, indices: Sequence[int], view: View, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """``frames[indices]`` ((T, H, W, 3) uint8, anything that slices: a memory map) in the view: the
+    box cut out, resized to ``size`` with bilinear interpolation (OpenCV, as mmaction's Resize),
+    mirrored, as a contiguous ``(len(indices), 3, size, size)``. A plain crop is
+    :func:`crop_frames_chw` (only the box is read, nothing is resampled)."""
+    v = view
+    if v.plain_crop:
+        return crop_frames_chw(frames, indices, v.top, v.left, v.size, v.flip, out=out)
+    if out is None:
+        out = np.empty((len(indices), 3, v.size, v.size), np.uint8)
+    for k, t in enumerate(indices):
+        roi = np.asarray(frames[int(t), v.top: v.top + v.height, v.left: v.left + v.width])
+        img = cv2.resize(roi, (v.size, v.size), interpolation=cv2.INTER_LINEAR)
+        if v.flip:
+            img = cv2.flip(img, 1)
+        cv2.split(img, [out[k, 0], out[k, 1], out[k, 2]])
+    return out

@@ -67,6 +67,13 @@ class FramesCodec:
         come back as they are; a lazy codec decodes just those frames."""
         return frames, indices
 
+    def read_rows(self, clip: Any, indices: Sequence[int], top: int, height: int) -> tuple[Any, Sequence[int], int]:
+        """``(array, positions, first_row)``: the frames ``indices`` of a clip (:class:`cache.ClipData`)
+        holding at least rows ``top .. top + height - 1``, where each frame lies in the array, and
+        which frame row the array's row 0 is. Default: :meth:`frames_to_crop` (all rows)."""
+        frames, pos = self.frames_to_crop(clip.frames, indices)
+        return frames, pos, 0
+
     def encoded(self, frames: Any, indices: Sequence[int]) -> list[bytes]:
         """The stored files of the frames ``indices`` (for decoding on a device)."""
         raise ValueError(f"frames stored with the {self.name!r} codec cannot be decoded on a device "

@@ -45,6 +45,33 @@ class RawFrames(_ArrayFrames):
     help: ClassVar[str] = "raw uint8 (the default; the fastest reads)"
     digest_on_read: ClassVar[bool] = False  # memory-mapped: an item reads only its crop
 
+    def read_rows(self, clip: Any, indices, top: int, height: int):
+        """The rows ``top .. top + height - 1`` of each frame ``indices``, read with one ``preadv``
+        per frame from the chunk file (a band of whole rows is contiguous in it): what a view needs,
+        copied once, without the page faults of touching a fresh memory map (~30% of a crop's cost)."""
+        meta = getattr(clip, "frames_meta", None)
+        if meta is None or meta.compressor != "":
+            return super().read_rows(clip, indices, top, height)
+        import os
+
+        t, h, w, c = meta.shape
+        if top < 0 or height < 1 or top + height > h:
+            raise ValueError(f"rows {top}..{top + height - 1} outside frames of height {h}")
+        out = np.empty((len(indices), height, w, c), np.uint8)
+        row, frame = w * c, h * w * c
+        fd = os.open(meta.chunk_file, os.O_RDONLY)
+        try:
+            for k, i in enumerate(indices):
+                i = int(i)
+                if not 0 <= i < t:
+                    raise IndexError(f"frame {i} of {t}")
+                got = os.preadv(fd, [out[k]], i * frame + top * row)
+                if got != height * row:
+                    raise OSError(f"{meta.chunk_file}: short read ({got} of {height * row} bytes)")
+        finally:
+            os.close(fd)
+        return out, range(len(indices)), top
+
 
 @register_frames_codec
 class Lz4Frames(_ArrayFrames):

@@ -3,22 +3,27 @@
 Everything comes through the ``cache`` API (:class:`cache.CacheEntry`); nothing here decodes a
 video or runs a pose model. One item is one clip:
 
-* training (``mode='train'``): one random ``S x S`` crop on the grid-cell lattice and a horizontal
-  flip with probability 0.5, applied identically to frames, mask grid and joints (the flip also
-  swaps left and right joints, ``Skeleton.flip_index``); pose frames segment-uniform with random
-  offsets;
-* test (``mode='test'``): the three spatial crops of mmaction's ThreeCrop ('first', 'center',
-  'last' along the long side), no flip, pose frames at segment middles; tensors carry a leading
-  view axis (3 views).
+* video frames: one stored frame per segment; from an entry with K candidates per segment
+  (``extract.frames_per_segment``) training draws one at random each epoch
+  (``data.candidate_frames``), test takes the middle (what K = 1 stores);
+* pose frames: segment-uniform over all decoded frames with random offsets in training, segment
+  middles at test, each video frame among them (:mod:`stages.data.sampling`);
+* views (:mod:`stages.data.views`): in training one random box of the cached frame resized to
+  ``S x S`` and a horizontal flip (``data.train_crop``, ``data.flip_prob``); at test three views
+  (``data.test_views``), stacked on a leading view axis. Frames, joints and mask grids get the
+  same view (:mod:`stages.geometry`: the flip also swaps left and right joints,
+  ``Skeleton.flip_index``); the mask grids are built from the joints mapped into the view, which is
+  exactly the grid stage one would give a frame of that view (a resized box maps no stored cell
+  onto one cell), so the stored grids are not read.
 
 Frames stay ``uint8`` (``(T_v, 3, S, S)``) and grids ``float16`` through the DataLoader; the
-training-side data preprocessor (:mod:`stages.train.model`) moves them to the device, converts
-and CLIP-normalises there, which keeps the loader cheap enough to feed a GPU.
+training-side data preprocessor (:mod:`stages.train.runner_model`) moves them to the device,
+converts and CLIP-normalises there, which keeps the loader cheap enough to feed a GPU.
 
 Randomness is a pure function of ``(seed, epoch, index)`` (:func:`item_rng`), never of a worker
 process' global RNG: the same run gives the same crops and flips whatever the number of loader
 workers, and a run resumed at an epoch boundary sees exactly what an uninterrupted one saw. The
-epoch reaches the workers through the index itself: :class:`stages.data.samplers.EpochSeedSampler`
+epoch reaches the workers through the index itself: :class:`stages.data.epoch_sampler.EpochSeedSampler`
 yields ``(index, epoch)`` pairs (plain integers still work and use :attr:`epoch`).
 """
 from __future__ import annotations
@@ -32,12 +37,15 @@ from torch.utils.data import Dataset
 
 from cache import CacheEntry
 from stages.data.sampling import sample_pose_frames, sample_video_frames
-from stages.geometry import crop, crop_frames_chw, crop_offsets, hflip
+from stages.data.views import THREE_CROPS, ViewSampler
+from stages.geometry import joint_patch_grid, view_frames_chw, view_joints
 from stages.skeletons import get_skeleton
 
 log = logging.getLogger(__name__)
 
-TEST_CROPS = ("first", "center", "last")
+TEST_CROPS = THREE_CROPS
+#: the arrays an item reads (the stored grids are not among them: they are rebuilt in the view)
+ITEM_ARRAYS = ("frames", "frame_indices", "keypoints", "scores")
 
 
 def item_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -51,35 +59,43 @@ class CacheClipDataset(Dataset):
     Args:
         entry: a :class:`cache.CacheEntry` (or its directory).
         split: 'train', 'val', 'test', ... (the entry's plan names them).
-        mode: 'train' (random crop + flip + random pose offsets) or 'test' (3 crops, fixed).
+        mode: 'train' (random view, random candidate frames, random pose offsets) or 'test' (the
+            test views, segment middles).
         crop_size: ``S``, the model's image size (224 for ViT-B/16); a multiple of the grid cell.
         num_pose_frames: ``T`` (48 in the paper).
-        num_video_frames: ``T_v`` the model reads; default all cached frames. Fewer picks a
-            segment-uniform subset of the cached frames (random offsets in training).
-        flip_prob: probability of the horizontal flip in training.
+        num_video_frames: ``T_v`` the model reads; default one per cached segment. Fewer picks a
+            segment-uniform subset of the cached segments (random offsets in training).
+        flip_prob: probability of the horizontal flip in training (used when ``views`` is not given).
         seed: base of every item's randomness.
         allow_partial: use the clips present in an incomplete entry instead of refusing it.
-        test_crops: crop positions of the test views.
+        test_crops: ThreeCrop's positions of the test views.
         decode_on_device: items carry the JPEG files of their frames (``frames_jpeg``,
-            ``frames_jpeg_lengths``) and the crops to take (``frames_crop``: top, left, size, flip)
-            instead of ``frames``; the data preprocessor decodes, crops and flips them on the GPU
-            (:mod:`stages.data.device_frames`). Needs a ``--frames-codec jpeg`` entry.
+            ``frames_jpeg_lengths``) and the views to take (``frames_crop``: a
+            :class:`~stages.geometry.View` row, top, left, height, width, size, flip; one row per
+            view at test) instead of ``frames``; the data preprocessor decodes, crops, resizes and
+            flips them on the GPU (:mod:`stages.data.device_frames`). Needs a ``--frames-codec jpeg`` entry.
         random_pose_offsets: in training, one random pose frame per segment (the default); False
             takes the segment middles as at test, so pose frames are evenly spaced and a joint's
             displacement between pose frames (``pose.motion``) is a speed, not a speed times a
             random gap of 0 to 2 segments (``train.random_pose_offsets``, docs/demo.md).
+        views: the :class:`~stages.data.views.ViewSampler` (training crop, flip, test views);
+            default: ``data``'s defaults (:class:`~stages.data.settings.DataSettings`) at ``crop_size``.
+        candidate_frames: 'random' (training draws one of an entry's K candidates per segment
+            each epoch) or 'middle' (the segment middle, as at test).
     """
 
     def __init__(self, entry: Union[CacheEntry, str], split: str, mode: str = "train", crop_size: int = 224,
-                 num_pose_frames: int = 48, num_video_frames: Optional[int] = None, flip_prob: float = 0.5,
+                 num_pose_frames: int = 48, num_video_frames: Optional[int] = None, flip_prob: Optional[float] = None,
                  seed: int = 0, allow_partial: bool = False, test_crops: Sequence[str] = TEST_CROPS,
-                 decode_on_device: bool = False, random_pose_offsets: bool = True):
+                 decode_on_device: bool = False, random_pose_offsets: bool = True,
+                 views: Optional[ViewSampler] = None, candidate_frames: str = "random"):
         self.entry = entry if isinstance(entry, CacheEntry) else CacheEntry(entry)
         self.status = self.entry.require_complete(allow_partial)
         self.split = split
         self._item_settings(self.entry.grid_cell, self.entry.skeleton, self.entry.codec, f"cache entry {self.entry.key}",
                             mode, crop_size, num_pose_frames, num_video_frames, flip_prob, seed, test_crops,
-                            decode_on_device, random_pose_offsets)
+                            decode_on_device, random_pose_offsets, views, candidate_frames,
+                            self.entry.frames_per_segment)
         self.rows = self.entry.clips(split)
         if not self.rows:
             splits = sorted({c["split"] for c in self.entry.plan})
@@ -89,8 +105,9 @@ class CacheClipDataset(Dataset):
 
     @classmethod
     def for_new_clips(cls, record: Any, mode: str = "test", crop_size: int = 224, num_pose_frames: int = 48,
-                      num_video_frames: Optional[int] = None, flip_prob: float = 0.5, seed: int = 0,
+                      num_video_frames: Optional[int] = None, flip_prob: Optional[float] = None, seed: int = 0,
                       test_crops: Sequence[str] = TEST_CROPS, random_pose_offsets: bool = True,
+                      views: Optional[ViewSampler] = None, candidate_frames: str = "random",
                       ) -> "CacheClipDataset":
         """A dataset without clips of its own, whose :meth:`make_item` turns clips that are in no
         entry (``pipeline predict``: new videos through stage one with the entry's settings) into
@@ -104,28 +121,46 @@ class CacheClipDataset(Dataset):
         self._item_settings(int(record.settings["grid_cell"]), record.skeleton,
                             frames_codec(record.settings.get("frames_codec")), f"cache entry {record.key}", mode,
                             crop_size, num_pose_frames, num_video_frames, flip_prob, seed, test_crops, False,
-                            random_pose_offsets)
+                            random_pose_offsets, views, candidate_frames,
+                            int(record.settings.get("frames_per_segment", 1)))
         self.classes, self.coarse_type = list(record.classes), record.coarse_type
         return self
 
     def _item_settings(self, cell: int, skeleton: str, codec: Any, what: str, mode: str, crop_size: int,
-                       num_pose_frames: int, num_video_frames: Optional[int], flip_prob: float, seed: int,
-                       test_crops: Sequence[str], decode_on_device: bool, random_pose_offsets: bool) -> None:
-        """How items are made (the constructor's arguments) on ``what``'s grid, skeleton and codec."""
+                       num_pose_frames: int, num_video_frames: Optional[int], flip_prob: Optional[float], seed: int,
+                       test_crops: Sequence[str], decode_on_device: bool, random_pose_offsets: bool,
+                       views: Optional[ViewSampler], candidate_frames: str, frames_per_segment: int) -> None:
+        """How items are made (the constructor's arguments) on ``what``'s grid, skeleton and codec,
+        with ``frames_per_segment`` stored candidates per segment."""
         if mode not in ("train", "test"):
             raise ValueError(f"mode must be 'train' or 'test', got {mode!r}")
+        if candidate_frames not in ("random", "middle"):
+            raise ValueError(f"candidate_frames must be 'random' or 'middle', got {candidate_frames!r}")
         self.mode = mode
         self.crop_size = int(crop_size)
         self.num_pose_frames = int(num_pose_frames)
         self.num_video_frames = None if num_video_frames is None else int(num_video_frames)
-        self.flip_prob = float(flip_prob)
         self.seed = int(seed)
         self.epoch = 0
         self.test_crops = tuple(test_crops)
         self.random_pose_offsets = bool(random_pose_offsets)
+        self.candidate_frames = candidate_frames
         self.cell = int(cell)
         if self.crop_size % self.cell:
             raise ValueError(f"crop size {self.crop_size} is not a multiple of the {what}'s grid cell {self.cell}")
+        if views is None:
+            from stages.data.settings import DataSettings
+
+            over = {} if flip_prob is None else {"flip_prob": flip_prob}
+            views = ViewSampler.from_settings(DataSettings.from_dict(over), self.crop_size, self.cell)
+        elif flip_prob is not None and float(flip_prob) != views.flip_prob:
+            raise ValueError(f"flip_prob {flip_prob} given beside views with flip_prob {views.flip_prob}")
+        if (views.size, views.cell) != (self.crop_size, self.cell):
+            raise ValueError(f"views of size {views.size} on a {views.cell}-pixel grid for items of size "
+                             f"{self.crop_size} on the {what}'s {self.cell}-pixel grid")
+        self.views = views
+        self.flip_prob = views.flip_prob
+        self.frames_per_segment = int(frames_per_segment)
         self.skeleton = get_skeleton(skeleton)
         self.flip_index = np.asarray(self.skeleton.flip_index())
         self.decode_on_device = bool(decode_on_device)
@@ -157,42 +192,58 @@ class CacheClipDataset(Dataset):
         else:
             index, epoch = int(item), self.epoch
         row = self.rows[index]
-        clip = self.entry.read_clip(row["uid"])
+        clip = self.entry.read_clip(row["uid"], arrays=ITEM_ARRAYS)
         rng = item_rng(self.seed, epoch, index) if self.mode == "train" else None
         return self.make_item(clip, index, rng)
+
+    def stored_frames(self, clip, rng: Optional[np.random.Generator]) -> np.ndarray:
+        """Which stored frames (rows of ``clip.frames``) the item's video frames are: one per segment
+        the model reads; of an entry's K candidates a random one in training
+        (``candidate_frames='random'``), else the segment middle (candidate ``K // 2``)."""
+        k = int(getattr(clip, "frames_per_segment", 1) or 1)
+        stored = len(clip.frame_indices)
+        if stored % k:
+            raise ValueError(f"clip {clip.clip_id}: {stored} stored frames are not {k} candidates per segment")
+        seg = sample_video_frames(stored // k, self.num_video_frames, rng)
+        if k == 1:
+            return seg
+        if rng is not None and self.candidate_frames == "random":
+            return seg * k + rng.integers(0, k, len(seg))
+        return seg * k + k // 2
 
     def make_item(self, clip, index: int, rng: Optional[np.random.Generator]) -> dict[str, torch.Tensor]:
         """Turn one :class:`cache.ClipData` into tensors (``rng`` None: test views)."""
         s, cell = self.crop_size, self.cell
-        # video frames (a subset of the cached ones if the model reads fewer) and pose frames
-        vsel = sample_video_frames(len(clip.frame_indices), self.num_video_frames, rng)
-        every = len(vsel) == len(clip.frame_indices) and bool((vsel == np.arange(len(vsel))).all())
-        grids = clip.grids if every else clip.grids[vsel]  # (a view: only the crop is copied)
+        vsel = self.stored_frames(clip, rng)
         vf = clip.frame_indices[vsel].astype(np.int64)
         pose_idx, vpi = sample_pose_frames(clip.num_frames, self.num_pose_frames, vf,
                                            rng if self.random_pose_offsets else None)
-        kp = clip.keypoints_in_frame()[pose_idx].astype(np.float32)  # (T, V, 2) cached-frame pixels
+        sx, sy = clip.scale
+        kp = clip.keypoints[pose_idx] * np.array([sx, sy], dtype=np.float32)  # (T, V, 2) cached-frame pixels
         sc = clip.scores[pose_idx].astype(np.float32)  # (T, V)
-        joints = np.concatenate([kp, sc[..., None]], axis=-1)  # (T, V, 3)
+        joints = np.concatenate([kp.astype(np.float32), sc[..., None]], axis=-1)  # (T, V, 3)
         h, w = clip.frames.shape[1:3]
-        if rng is not None:
-            top, left = crop_offsets(h, w, s, cell, "random", rng)
-            views = [(top, left, bool(rng.random() < self.flip_prob))]
-        else:
-            views = [(*crop_offsets(h, w, s, cell, where), False) for where in self.test_crops]
-        parts = [self._grid_and_joints(grids, joints, *v) for v in views]
-        out = {"joints": [p[0] for p in parts], "mask_grid": [p[1] for p in parts]}
+        views = [self.views.train(h, w, rng)] if rng is not None else self.views.test(h, w, self.test_crops)
+        out: dict[str, Any] = {"joints": [], "mask_grid": []}
+        for v in views:
+            j = view_joints(joints, v, self.flip_index)  # (T, V, 3) in the view's pixels
+            # the grids of the video frames, from their joints in the view (== stage one's grids of it)
+            out["mask_grid"].append(torch.from_numpy(joint_patch_grid(j[vpi, :, :2], j[vpi, :, 2], (s, s), cell)))
+            j[..., :2] /= s
+            out["joints"].append(torch.from_numpy(np.ascontiguousarray(j, dtype=np.float32)))
         if self.decode_on_device:
             # the JPEG files go to the device as they are; stages.data.device_frames decodes, crops, flips
             files = self.codec.encoded(clip.frames, vsel)
             out["frames_jpeg"] = torch.frombuffer(bytearray(b"".join(files)), dtype=torch.uint8)
             out["frames_jpeg_lengths"] = torch.tensor([len(f) for f in files], dtype=torch.int64)
-            crops = torch.tensor([[t, l, s, int(f)] for t, l, f in views], dtype=torch.int64)
+            crops = torch.tensor([list(v) for v in views], dtype=torch.int64)
             out["frames_crop"] = crops[0] if rng is not None else crops
         else:
-            # raw frames: a memory map, only the crop is read; JPEG: only the frames the item uses decoded
-            frames, fsel = self.codec.frames_to_crop(clip.frames, vsel)
-            out["frames"] = [torch.from_numpy(crop_frames_chw(frames, fsel, t, l, s, f)) for t, l, f in views]
+            # raw frames: only the rows the views span are read; JPEG: only the frames the item uses decoded
+            top = min(v.top for v in views)
+            frames, fsel, first = self.codec.read_rows(clip, vsel, top, max(v.top + v.height for v in views) - top)
+            out["frames"] = [torch.from_numpy(view_frames_chw(frames, fsel, v._replace(top=v.top - first)))
+                             for v in views]
         for k in ("frames", "joints", "mask_grid"):
             if k in out:
                 out[k] = out[k][0] if rng is not None else torch.stack(out[k])
@@ -202,13 +253,3 @@ class CacheClipDataset(Dataset):
         out["label"] = torch.tensor(int(clip.label), dtype=torch.long)
         out["index"] = torch.tensor(index, dtype=torch.long)
         return out
-
-    def _grid_and_joints(self, grids, joints, top, left, flip):
-        s = self.crop_size
-        _, g, j = crop(None, grids, joints, top, left, s, self.cell)
-        if flip:
-            _, g, j = hflip(None, g, j, self.flip_index, width=s)
-        j = j.copy()
-        j[..., :2] /= s
-        return (torch.from_numpy(np.ascontiguousarray(j, dtype=np.float32)),
-                torch.from_numpy(np.ascontiguousarray(g, dtype=np.float16)))

@@ -77,6 +77,4 @@ class EntryRecord:
         """The entry's :class:`~stages.extract.settings.ExtractSettings`."""
         from stages.extract.settings import ExtractSettings
 
-        known = set(ExtractSettings.keys())
-        return ExtractSettings.from_dict({k: v for k, v in self.settings.items() if k in known},
-                                         where=f"entry {self.key} settings")
+        return ExtractSettings.of_entry(self.settings, where=f"entry {self.key} settings")

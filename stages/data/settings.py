@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
+from stages.data.views import TEST_VIEWS, TRAIN_CROPS
 from stages.extract.settings import ExtractSettings
 from stages.settings import Partial, Settings, SettingsError, field
 
@@ -47,6 +48,23 @@ class DataSettings(Settings):
                              "together; left/right joints swap).")
     random_pose_offsets: bool = field(True, help="Training pose frames: one random frame per segment (the "
                                       "papers' sampling); false: segment middles, as at test.")
+    candidate_frames: Literal["random", "middle"] = field("random", help="Training video frames of an entry with "
+                                                         "K > 1 candidates per segment (extract.frames_per_segment): "
+                                                         "one drawn per segment each epoch (TSN / mmaction2 "
+                                                         "sampling), or the middle as at test (what K = 1 gives).")
+    train_crop: Literal[TRAIN_CROPS] = field("random_resized", help="Training crop, then resized to the model's "
+                                            "size and flipped: random_resized (mmaction2's RandomResizedCrop, "
+                                            "AIM's recipe), multi_scale (MultiScaleCrop, X-CLIP's) or fixed_size (a "
+                                            "crop of the model's size, no resize); stages/data/views.py.")
+    crop_area: tuple[float, float] = field((0.08, 1.0), help="random_resized: the box's area as a fraction of "
+                                          "the frame's (mmaction2's default, AIM's).")
+    crop_aspect: tuple[float, float] = field((0.75, 4 / 3), help="random_resized: the box's width / height, "
+                                            "log-uniform.")
+    crop_scales: tuple[float, ...] = field((1.0, 0.875, 0.75, 0.66), help="multi_scale: box sides as fractions of "
+                                          "the short side (X-CLIP's).")
+    test_views: Literal[TEST_VIEWS] = field("resize_three_crop", help="Test views: resize_three_crop (short side "
+                                           "resized to the model's size, three crops: AIM's protocol, which the "
+                                           "paper follows) or three_crop (three crops of the cached frames).")
 
     def check(self, where: str = "", source_of=None) -> None:
         """The dataset is registered; its options, the pose source's options and the stage-one

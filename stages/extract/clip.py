@@ -18,7 +18,7 @@ from stages.extract.decode import DecodeError, VideoInfo, describe, expected_fra
 from stages.extract.person_boxes import PersonBoxError, dataset_box_notes, default_person_boxes
 from stages.extract.pose.base import PoseSource, PoseSourceError
 from stages.extract.settings import ExtractSettings  # noqa: F401  (re-exported)
-from stages.geometry import joint_patch_grid, resized_size, segment_middle_indices
+from stages.geometry import joint_patch_grid, resized_size, segment_candidate_indices
 
 
 class ClipError(RuntimeError):
@@ -75,8 +75,10 @@ class DecodedClip:
 
     info: VideoInfo
     num_decoded: int
-    frame_indices: np.ndarray  # (T,) int32: segment middles of the decoded frames
-    frames: np.ndarray  # (T, h, w, 3) uint8: those frames resized (short side ExtractSettings.short_side)
+    # (T * K,) int32: the K candidates of each of the T segments of the decoded frames, segment-major
+    # (K = 1: the segment middles)
+    frame_indices: np.ndarray
+    frames: np.ndarray  # (T * K, h, w, 3) uint8: those frames resized (short side ExtractSettings.short_side)
     notes: list[str] = field(default_factory=list)  # what the header and the stream showed (decode.py)
 
 
@@ -122,7 +124,7 @@ class ClipDecoder:
         n = len(self._small)
         if n < self.settings.min_frames:
             raise ClipError(f"only {n} frame(s) decoded; at least min_frames={self.settings.min_frames} needed")
-        idx = segment_middle_indices(n, self.settings.num_frames)
+        idx = segment_candidate_indices(n, self.settings.num_frames, self.settings.frames_per_segment)
         return DecodedClip(self.info, n, idx.astype(np.int32), np.stack([self._small[i] for i in idx]),
                            notes=list(self.notes))
 
@@ -191,8 +193,9 @@ def finish_clip(clip: ClipRecord, decoded: DecodedClip, track: PoseTrack, box_in
             notes.extend(dataset_box_notes(clip.clip_id, box_info, n))
         except PersonBoxError as e:
             raise ClipError(str(e)) from e
-    if n < settings.num_frames:
-        notes.append(f"{n} frames < {settings.num_frames}: sampled frames repeat")
+    if n < settings.num_frames * settings.frames_per_segment:
+        what = "sampled frames" if settings.frames_per_segment == 1 else "candidate frames"
+        notes.append(f"{n} frames < {settings.num_frames * settings.frames_per_segment}: {what} repeat")
     if clip.end_frame is not None and n < clip.end_frame - (clip.start_frame or 0):
         notes.append(f"annotation asks for frames up to {clip.end_frame}, the video has {n + (clip.start_frame or 0)}")
     track = align_track(track, n, (info.height, info.width), notes)

@@ -21,6 +21,10 @@ class ExtractSettings(Settings):
     what = "stage-one setting"
 
     num_frames: int = field(16, help="Video frames cached per clip, at segment middles (T_v).")
+    frames_per_segment: int = field(3, help="Candidate frames cached per segment (K), spread evenly inside it, the "
+                                    "segment middle among them: training draws one per segment each epoch, "
+                                    "evaluation takes the middle (1: the middles only, a third of the bytes; "
+                                    "docs/benchmarks.md).")
     short_side: int = field(256, help="Short side of cached frames in pixels (rounded to the grid cell).")
     grid_cell: int = field(16, help="Mask-grid cell in pixels; must equal the patch size of the ViT the grids "
                                     "serve (16 for ViT-B/16, 14 for ViT-L/14).")
@@ -30,7 +34,7 @@ class ExtractSettings(Settings):
     jpeg_quality: int = field(DEFAULT_JPEG_QUALITY, help="JPEG quality of --frames-codec jpeg (1..100).")
 
     def check(self, where: str = "", source_of=None) -> None:
-        for name in ("num_frames", "short_side", "grid_cell", "min_frames"):
+        for name in ("num_frames", "frames_per_segment", "short_side", "grid_cell", "min_frames"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{where + '.' if where else ''}{name} must be positive, got {getattr(self, name)}")
         try:
@@ -43,13 +47,26 @@ class ExtractSettings(Settings):
 
     def as_dict(self) -> dict:
         """The settings as the entry key hashes them: a codec's own settings only with that codec
-        (``jpeg_quality`` changes no byte of a raw entry, so not its key either)."""
+        (``jpeg_quality`` changes no byte of a raw entry, so not its key either), and
+        ``frames_per_segment`` only when it is not 1 (one candidate per segment stores exactly the
+        frames of entries made before the setting existed, so their key stays)."""
         d = self.to_dict()
+        if d.get("frames_per_segment") == 1:
+            d.pop("frames_per_segment")
         own = set(frames_codec(self.frames_codec).key_settings)
         for name in _CODEC_SETTINGS:
             if name not in own:
                 d.pop(name, None)
         return d
+
+    @classmethod
+    def of_entry(cls, settings: Mapping[str, Any], where: str = "entry settings") -> "ExtractSettings":
+        """The settings an entry was made with, from what it records (:meth:`as_dict`: no
+        ``frames_per_segment`` means one candidate per segment, not today's default)."""
+        known = set(cls.keys())
+        d = {k: v for k, v in settings.items() if k in known}
+        d.setdefault("frames_per_segment", 1)
+        return cls.from_dict(d, where=where)
 
 
 #: settings that belong to some codec (they enter the key only with that codec)

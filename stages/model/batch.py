@@ -33,6 +33,10 @@ class Batch(TypedDict, total=False):
     label: torch.Tensor
     #: (B,) int64 the items' indices in their dataset (predictions files); optional
     index: torch.Tensor
+    #: mixup (training, ``train.mixup_alpha``): clip i's inputs are ``mix_lam`` of its own and
+    #: ``1 - mix_lam`` of clip ``mix_index[i]``'s, and so are its targets; optional
+    mix_index: torch.Tensor  # (B,) int64
+    mix_lam: torch.Tensor  # () float32
 
 
 #: the keys every batch holds (``pose_time`` and ``index`` are optional)
@@ -48,7 +52,8 @@ def check_batch(batch: dict, *, num_video_frames: int, num_pose_frames: int, num
             "pose_time": ((b, num_pose_frames), torch.float32),
             "video_pose_index": ((b, num_video_frames), torch.int64),
             "mask_grid": ((b, num_video_frames, num_joints, grid, grid), torch.float32),
-            "label": ((b,), torch.int64), "index": ((b,), torch.int64)}
+            "label": ((b,), torch.int64), "index": ((b,), torch.int64),
+            "mix_index": ((b,), torch.int64), "mix_lam": ((), torch.float32)}
     out = [f"{k}: missing" for k in REQUIRED_KEYS if k not in batch]
     out += [f"{k}: not part of the batch contract" for k in batch if k not in want]
     for k, (shape, dtype) in want.items():

@@ -21,6 +21,9 @@ class FrozenCLIPModel(nn.Module):
 
     #: the model's config schema (a :class:`FrozenCLIPSettings` subclass)
     settings_class: ClassVar[type] = FrozenCLIPSettings
+    #: (regular expression matched at the start of a parameter name, optimiser group): the first
+    #: match names a tunable parameter's group (stages/train/param_groups.py; none: an error)
+    param_group_rules: ClassVar[tuple[tuple[str, str], ...]] = ((r"clip\.", "clip"),)
     clip: nn.Module
     clip_frozen: bool = True
 

@@ -7,14 +7,14 @@ import math
 from typing import Any, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .batch import Batch
 from .clip_loader import tokenizer_for
 from .frozen_clip import FrozenCLIPModel
 from .heads import ConcatFusion, LinearHead
-from .losses import nt_xent, semantic_guided_loss, strength_coefficients, vanilla_contrastive_loss
+from .losses import (match_weights, nt_xent, semantic_guided_loss, soft_cross_entropy, strength_coefficients,
+                     vanilla_contrastive_loss)
 from .pose_encoder import PoseEncoder
 from .poseformer import PoseformerEncoder
 from .precision import float32_region
@@ -44,6 +44,15 @@ class PeVL(FrozenCLIPModel):
     """
 
     settings_class = PeVLSettings
+    param_group_rules = (
+        (r"clip\.", "clip"),
+        (r"video_encoder\.|video_proj$", "video"),
+        (r"pose_encoder\.|pose_proj$", "pose"),
+        (r"ucmr\.|refine_logit_scale$", "ucmr"),
+        (r"logit_scale$", "sgmc"),
+        (r"text_encoder\.", "text"),
+        (r"head\.|fusion\.", "head"),
+    )
 
     def __init__(self, cfg: Optional[Any] = None):
         super().__init__(cfg)  # checks cfg (PeVLSettings), loads and freezes CLIP
@@ -87,7 +96,7 @@ class PeVL(FrozenCLIPModel):
         last_block = visual.transformer.resblocks[-1]  # P2V is inserted after it and shares its MLP
         self.ucmr = nn.ModuleList(
             UCMRBlock(last_block, uc["p2v"], uc["v2p"] and pc["form"] == "coords", uc.get("background", "grouping"),
-                      ad["ratio"], ad["mlp_scale"])
+                      ad["ratio"], ad["mlp_scale"], uc["p2v_start"])
             for _ in range(n_ucmr))
         self.fusion_mode = cfg["fusion"]
         n_vis = int(self.use_video) + int(self.use_pose)
@@ -113,9 +122,12 @@ class PeVL(FrozenCLIPModel):
         self.refine_terms: tuple[str, ...] = tuple(
             t for t, on in (("video", refine and self.ucmr[0].p2v is not None),
                             ("pose", refine and self.ucmr[0].v2p is not None)) if on)
-        # text-matching temperature, from CLIP's (learnable, as ActionCLIP); only with text
-        self.logit_scale = (nn.Parameter(clip.logit_scale.detach().clone().reshape(()))
-                            if self.use_text else None)
+        # text-matching temperature, from CLIP's (learnable, as ActionCLIP) or model.temperature.text_init;
+        # only with text
+        tc = cfg["temperature"]
+        text_init = (clip.logit_scale.detach().clone().reshape(()) if tc["text_init"] is None
+                     else torch.tensor(math.log(float(tc["text_init"]))))
+        self.logit_scale = nn.Parameter(text_init) if self.use_text else None
         # eq. (3)'s learnable tau, CLIP's initial 0.07; only when a refinement term is trained
         self.refine_logit_scale = (nn.Parameter(torch.tensor(math.log(1 / 0.07)))
                                    if self.refine_terms else None)
@@ -336,33 +348,53 @@ class PeVL(FrozenCLIPModel):
             return self.head(torch.cat(parts, dim=-1))
 
     # ------------------------------------------------------------------ objectives
-    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def temperature_scale(self, log_scale: nn.Parameter) -> torch.Tensor:
+        """``1 / tau = exp(log_scale)`` at most ``temperature.max_scale`` (float32). ``clamp='projected'``:
+        a parameter above the bound is set back to it first (CLIP's own training clamps the
+        parameter after each step), so the scale's gradient is never cut; ``'forward'``: clamped in
+        the graph, with zero gradient at or above the bound."""
+        tc = self.cfg["temperature"]
+        top = float(tc["max_scale"])
+        if tc["clamp"] == "forward":
+            return log_scale.float().exp().clamp(max=top)
+        with torch.no_grad():
+            log_scale.clamp_(max=math.log(top))
+        return log_scale.float().exp()
+
+    def loss(self, batch: Batch, label_smoothing: float = 0.0) -> dict[str, torch.Tensor]:
         """``L = L_t + lambda_R L_R`` (Sec. 3.4) with its parts ``loss_t``, ``loss_r``. The
-        similarities, strength coefficients and losses are float32 with autocast off."""
+        similarities, strength coefficients and losses are float32 with autocast off. A mixed batch
+        (``mix_index``, ``mix_lam``) and ``label_smoothing`` give soft targets (:mod:`.losses`)."""
         out = self.encode(batch)
         labels = batch["label"].long()
+        mix = {k: batch[k] for k in ("mix_index", "mix_lam") if batch.get(k) is not None}
+        eps = float(label_smoothing)
         if self.use_text:
             tid = self.class_text_id[labels]  # same text = same target (see set_class_texts)
             # the text of every clip, repeats included: (B, B) without a host sync (no torch.unique)
             sent, words, wmask = self.encode_texts(tid)
             sim = self.similarity(out, sent, words, wmask)  # clip i vs the label text of clip j
             with float32_region(sim):
-                scale = self.logit_scale.float().exp().clamp(max=100)
+                scale = self.temperature_scale(self.logit_scale)
+                match = match_weights(tid, **mix) if mix else None
                 if self.text_loss == "semantic":
-                    loss_t = semantic_guided_loss(sim, tid, strength_coefficients(sent.float(), tid), scale)
+                    coef = strength_coefficients(sent.float(), tid, match, **mix)
+                    cols = strength_coefficients(sent.float(), tid, match, **mix, columns=True) if mix else None
+                    loss_t = semantic_guided_loss(sim, tid, coef, scale, match, eps, cols)
                 else:
-                    loss_t = vanilla_contrastive_loss(sim, tid, scale)
+                    loss_t = vanilla_contrastive_loss(sim, tid, scale, match, eps)
         else:
             logits = self.head_logits(out)
             with float32_region(logits):
-                loss_t = F.cross_entropy(logits, labels)
+                loss_t = soft_cross_entropy(logits, labels, eps, **mix)
         with float32_region(loss_t):
             loss_r = loss_t.new_zeros(())
             if self.refine_terms:
-                scale_r = self.refine_logit_scale.float().exp().clamp(max=100)
+                scale_r = self.temperature_scale(self.refine_logit_scale)
                 for term, before, after in (("video", "z_v", "video"), ("pose", "z_p", "pose")):
                     if term in self.refine_terms:
-                        loss_r = loss_r + nt_xent(out[before].float(), out[after].float(), scale_r)
+                        loss_r = loss_r + nt_xent(out[before].float(), out[after].float(), scale_r,
+                                                  reduction=self.cfg["ucmr"]["refine_reduction"])
             lam = float(self.cfg["lambda_r"])
             return {"loss": loss_t + lam * loss_r, "loss_t": loss_t, "loss_r": loss_r}
 

@@ -17,13 +17,13 @@ import copy
 from typing import Any, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .batch import Batch
 from .aim import AIMStream, VideoEmbedding
 from .frozen_clip import FrozenCLIPModel
 from .heads import LinearHead
+from .losses import soft_cross_entropy
 from .pgvt_block import PGVTBlock
 from .pose_embedding import HeatmapEmbedding, PoseEmbedding
 from .poseformer import PoseformerEncoder
@@ -50,6 +50,13 @@ class PGVT(FrozenCLIPModel):
     leaves_unused_parameters = False
 
     settings_class = PGVTSettings
+    param_group_rules = (
+        (r"clip\.", "clip"),
+        (r"video_(embed|norm|stream)\.|blocks\.\d+\.video_mlp_adapter\.", "video"),
+        (r"pose_(embed|norm|stream)\.|blocks\.\d+\.(t_adapter|pose_mlp_adapter)\.", "pose"),
+        (r"blocks\.\d+\.r_adapter\.", "ucmr"),  # PGVT's cross-modal refinement
+        (r"head\.", "head"),
+    )
 
     def __init__(self, cfg: Optional[Any] = None):
         super().__init__(cfg)  # checks cfg (PGVTSettings), loads and freezes CLIP
@@ -139,9 +146,10 @@ class PGVT(FrozenCLIPModel):
         feats = torch.cat([out[m] for m in _MODALITIES if m in out], dim=-1)
         return self.head(self.dropout(feats))
 
-    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """Cross-entropy of the joint prediction."""
-        return {"loss": F.cross_entropy(self.logits(batch), batch["label"].long())}
+    def loss(self, batch: Batch, label_smoothing: float = 0.0) -> dict[str, torch.Tensor]:
+        """Cross-entropy of the joint prediction (soft targets for a mixed batch and label smoothing)."""
+        mix = {k: batch[k] for k in ("mix_index", "mix_lam") if batch.get(k) is not None}
+        return {"loss": soft_cross_entropy(self.logits(batch), batch["label"].long(), float(label_smoothing), **mix)}
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         return self.loss(batch)

@@ -19,7 +19,7 @@ from stages.settings import Settings, SettingsError, field
 from .pose_embedding import COORD_FRAMES, JOINT_EMBEDDINGS
 from .sgmc import SIMILARITY_TERMS
 from .text_encoder import PROMPT_FORMS
-from .ucmr import BACKGROUND_READINGS
+from .ucmr import BACKGROUND_READINGS, P2V_STARTS
 
 POSE_FORMS = ("coords", "heatmap")  # Table 9 / PGVT Table 6: joint coordinates or rendered heatmaps
 #: PeVL supp. Table 1 / PGVT Table 5: the frozen CLIP image encoder on pose tokens, or PoseFormer
@@ -181,6 +181,13 @@ class UCMRSettings(Settings):
     refine_loss: bool = field(True, help="The refinement loss L_R, eq. 3 (Table 5).")
     background: Literal[BACKGROUND_READINGS] = field("grouping", help="V2P's background token: grouping (supp. Fig. "
                                                      "9) or kept (eq. 2 literally); docs/model.md.")
+    p2v_start: Literal[P2V_STARTS] = field("identity", help="P2V at step 0: identity (its two residual branches "
+                                          "behind zero-initialised tanh gates, so the video feature starts as "
+                                          "CLIP's, as V2P and the adapters start) or block (block 12's attention "
+                                          "and MLP applied once more, the plug-in block read literally).")
+    refine_reduction: Literal["sum", "mean"] = field("sum", help="Eq. 3 over the batch: sum (the equation's "
+                                                     "sum over i, what lambda_R = 0.1 weighs) or mean (1/B of it); "
+                                                     "each term averages its two directions.")
 
     def check(self, where: str = "", source_of=None) -> None:
         if self.num_blocks < 0:
@@ -198,6 +205,26 @@ class SGMCSettings(Settings):
 
 
 @dataclass(frozen=True)
+class TemperatureSettings(Settings):
+    """The learnable temperatures: the text similarity's (``logit_scale``) and eq. 3's."""
+
+    what = "model setting"
+
+    text_init: Optional[float] = field(None, help="1 / tau of the text similarity at step 0; none: CLIP's own "
+                                       "logit scale (100 for OpenAI's weights).")
+    max_scale: float = field(100.0, help="The largest 1 / tau (CLIP's clamp).")
+    clamp: Literal["projected", "forward"] = field("projected", help="projected: a scale above max_scale is set "
+                                                  "back to it before use (CLIP's training clamps the parameter), "
+                                                  "so its gradient is not zero there and it can move; forward: "
+                                                  "clamped inside the loss, so at or above max_scale the gradient "
+                                                  "is exactly 0 (OpenAI's weights start there: it never moves).")
+
+    def check(self, where: str = "", source_of=None) -> None:
+        if self.max_scale <= 0 or (self.text_init is not None and self.text_init <= 0):
+            raise SettingsError(f"{_prefix(where, 'max_scale')} and text_init must be positive")
+
+
+@dataclass(frozen=True)
 class PeVLSettings(FrozenCLIPSettings):
     """PeVL and its text-free (LinearHeadPeVL) and baseline (CLIPBaseline) variants."""
 
@@ -209,6 +236,8 @@ class PeVLSettings(FrozenCLIPSettings):
     fusion: Literal["sgmc", "concat"] = field("sgmc", help="SGMC (eq. 4) or concatenation (Tables 4, 7).")
     sgmc: SGMCSettings = field(default_factory=SGMCSettings, help="SGMC (Table 6).")
     lambda_r: float = field(0.1, help="Weight of the refinement loss (Sec. 3.4).")
+    temperature: TemperatureSettings = field(default_factory=TemperatureSettings, help="The learnable "
+                                             "temperatures (text similarity, eq. 3).")
     train_proj: bool = field(True, help="Train copies of CLIP's projections (Table 4 baseline).")
 
     def check(self, where: str = "", source_of=None) -> None:

@@ -20,6 +20,8 @@ from .precision import float32_region
 
 #: V2P readings of the background token (docs/model.md, "V2P's background token").
 BACKGROUND_READINGS = ("grouping", "kept")
+#: how P2V starts: as the identity (gated residual branches) or as block 12 applied once more
+P2V_STARTS = ("identity", "block")
 
 
 def weighted_pose_mask(joint_weights: torch.Tensor, mask_grid: torch.Tensor,
@@ -98,10 +100,18 @@ class P2VBlock(nn.Module):
     the last ViT block's frozen ones, shared; the two adapters are new (zero-initialised ``fc2``).
     Queries are the frame's CLS token and its patches that hold a joint; keys are those patches,
     weighted by the pose mask. Every token goes through the MLP.
+
+    ``start='identity'`` puts each residual branch behind a learnable ``tanh`` gate initialised to
+    0 (Flamingo's gated cross-attention): at step 0 the block returns its input, so the refined
+    video feature starts as CLIP's (V2P starts as an identity too, through its zero output
+    projection); the gates get gradients at once and open as training needs. ``start='block'``:
+    no gates, the block applies the copied attention and the frozen MLP from step 0.
     """
 
-    def __init__(self, vit_block: nn.Module, ratio: float = 0.25, mlp_scale: float = 0.5):
+    def __init__(self, vit_block: nn.Module, ratio: float = 0.25, mlp_scale: float = 0.5, start: str = "identity"):
         super().__init__()
+        if start not in P2V_STARTS:
+            raise ValueError(f"ucmr.p2v_start must be one of {P2V_STARTS}, got {start!r}")
         attn = vit_block.attn
         width, self.heads = attn.embed_dim, attn.num_heads
         self._vit_block = [vit_block]  # frozen, owned by the CLIP model: not registered here
@@ -120,6 +130,12 @@ class P2VBlock(nn.Module):
             p.requires_grad_(True)
         self.attn_adapter = BottleneckAdapter(width, ratio, skip=True)
         self.mlp_adapter = BottleneckAdapter(width, ratio, skip=False)
+        self.start = start
+        if start == "identity":
+            self.attn_gate = nn.Parameter(torch.zeros(()))
+            self.mlp_gate = nn.Parameter(torch.zeros(()))
+        else:
+            self.attn_gate = self.mlp_gate = None
         self.recorder: Optional[dict] = None  # set by PeVL.record() for the explain pictures
 
     def forward(self, tokens: torch.Tensor, patch_mask: torch.Tensor) -> torch.Tensor:
@@ -137,10 +153,11 @@ class P2VBlock(nn.Module):
         else:
             o = pose_masked_attention(q, k, v, key_w, query_on)
         row_on = (query_on & (key_w > 0).any(dim=1, keepdim=True))[..., None].to(x.dtype)
-        a = self.attn_adapter(self.out(_merge_heads(o))) * row_on  # tokens off the pose get nothing
-        x = x + blk.ls_1(a)
+        a = blk.ls_1(self.attn_adapter(self.out(_merge_heads(o))) * row_on)  # tokens off the pose get nothing
+        x = x + (a if self.attn_gate is None else torch.tanh(self.attn_gate).to(a.dtype) * a)
         h = blk.ln_2(x)
-        x = x + blk.ls_2(blk.mlp(h)) + self.mlp_scale * self.mlp_adapter(h)
+        m = blk.ls_2(blk.mlp(h)) + self.mlp_scale * self.mlp_adapter(h)
+        x = x + (m if self.mlp_gate is None else torch.tanh(self.mlp_gate).to(m.dtype) * m)
         return x.view(b, tv, n, d)
 
 
@@ -227,10 +244,10 @@ class UCMRBlock(nn.Module):
     (each reads the block's inputs), either switchable for Table 5."""
 
     def __init__(self, vit_block: nn.Module, p2v: bool = True, v2p: bool = True, background: str = "grouping",
-                 ratio: float = 0.25, mlp_scale: float = 0.5):
+                 ratio: float = 0.25, mlp_scale: float = 0.5, p2v_start: str = "identity"):
         super().__init__()
         width, heads = vit_block.attn.embed_dim, vit_block.attn.num_heads
-        self.p2v = P2VBlock(vit_block, ratio, mlp_scale) if p2v else None
+        self.p2v = P2VBlock(vit_block, ratio, mlp_scale, p2v_start) if p2v else None
         self.v2p = V2PAttention(width, heads, background) if v2p else None
 
     def forward(self, video_tokens, pose_tokens, patch_mask, video_pose_index):

@@ -108,10 +108,16 @@ def clip_data(res: ClipResult, settings: Any) -> ClipData:
     model was trained on)."""
     a, attrs = res.arrays, res.attrs
     codec = frames_codec(settings.frames_codec)
+    # a whole video: the entry's K candidates per segment; a window (stages.predict.windows): the middles
+    k, odd = divmod(len(a["frame_indices"]), int(settings.num_frames))
+    if odd or k not in (1, settings.frames_per_segment):
+        raise ValueError(f"clip {attrs['clip_id']}: {len(a['frame_indices'])} frames are not "
+                         f"{settings.num_frames} segments of 1 or {settings.frames_per_segment} candidates")
     return ClipData(clip_id=attrs["clip_id"], uid=clip_uid(attrs["clip_id"]), split=attrs["split"],
                     label=int(attrs["label"]), frames=codec.as_read(a["frames"], settings.to_dict()),
                     frame_indices=a["frame_indices"], keypoints=a["keypoints"], scores=a["scores"], grids=a["grids"],
-                    grid_cell=int(settings.grid_cell), attrs=dict(attrs), person_boxes=a.get("person_boxes"))
+                    grid_cell=int(settings.grid_cell), attrs=dict(attrs), person_boxes=a.get("person_boxes"),
+                    frames_per_segment=k)
 
 
 def top_labels(scores: np.ndarray, classes: Sequence[str], k: int) -> list[Label]:
@@ -133,7 +139,8 @@ class Predictor:
         self.classes = list(run.record.classes)
         self.settings = run.record.extract_settings()
         self.model, crop = load_model(run, self.o.device)
-        self.items = CacheClipDataset.for_new_clips(run.record, **item_kwargs(run.cfg, crop), **test_item_kwargs(run.cfg))
+        self.items = CacheClipDataset.for_new_clips(run.record, **item_kwargs(run.cfg, crop, int(self.settings.grid_cell)),
+                                                    **test_item_kwargs(run.cfg))
         self.notes: list[str] = []
         # the pose source: the training entry's (checked to be the same), or the one asked for
         spec = self.o.pose_source or run.record.pose_spec

@@ -141,20 +141,25 @@ def decode_on_device(data_cfg: dict, entry: CacheEntry, device: str) -> bool:
 def build_datasets(cfg: Config, entry: CacheEntry, crop_size: int, allow_partial: bool,
                    train: bool = True, device: str = "cpu") -> tuple[Optional[CacheClipDataset], CacheClipDataset]:
     d = DataSettings.from_dict(to_plain(cfg.data), where="data")
-    common = dict(item_kwargs(cfg, crop_size), allow_partial=allow_partial,
+    common = dict(item_kwargs(cfg, crop_size, entry.grid_cell), allow_partial=allow_partial,
                   decode_on_device=decode_on_device(to_plain(cfg.data), entry, device))
-    train_ds = (CacheClipDataset(entry, d.train_split, mode="train", flip_prob=d.flip_prob,
-                                 random_pose_offsets=d.random_pose_offsets, **common) if train else None)
+    train_ds = (CacheClipDataset(entry, d.train_split, mode="train", random_pose_offsets=d.random_pose_offsets,
+                                 candidate_frames=d.candidate_frames, **common) if train else None)
     test_ds = CacheClipDataset(entry, d.test_split, **test_item_kwargs(cfg), **common)
     return train_ds, test_ds
 
 
-def item_kwargs(cfg: Config, crop_size: int) -> dict:
-    """How a run's items are made, train and test alike (:class:`CacheClipDataset` arguments)."""
+def item_kwargs(cfg: Config, crop_size: int, grid_cell: int) -> dict:
+    """How a run's items are made, train and test alike (:class:`CacheClipDataset` arguments):
+    frame counts, seed, and the views (``data``'s training crop, flip and test views) at
+    ``crop_size`` on the entry's ``grid_cell``."""
+    from stages.data.views import ViewSampler
+
     t = ScheduleSettings.from_dict(to_plain(cfg.train), where="train")
+    d = DataSettings.from_dict(to_plain(cfg.data), where="data")
     m = cfg.model
     return dict(crop_size=crop_size, num_pose_frames=int(m.num_pose_frames), num_video_frames=int(m.num_video_frames),
-                seed=t.seed)
+                seed=t.seed, views=ViewSampler.from_settings(d, crop_size, grid_cell))
 
 
 def test_item_kwargs(cfg: Config) -> dict:
@@ -170,8 +175,10 @@ def build_wrapped_model(cfg: Config, entry: CacheEntry, device: str):
     from stages.train.runner_model import RunnerModel
 
     set_random_seed(int(cfg.train.seed), deterministic=bool(cfg.train.get("deterministic", False)))
+    t = ScheduleSettings.from_dict(to_plain(cfg.train))
     model = RunnerModel(prepare_model_cfg(cfg, entry), entry.classes, entry.coarse_type,
-                        amp_dtype=autocast_dtype(ScheduleSettings.from_dict(to_plain(cfg.train)), device))
+                        amp_dtype=autocast_dtype(t, device), label_smoothing=t.label_smoothing,
+                        mixup_alpha=t.mixup_alpha, seed=t.seed)
     return model
 
 

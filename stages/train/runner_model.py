@@ -15,8 +15,9 @@ optimiser constructor, DDP wrapper.
   *pretrained* backbone (0.6 GB for ViT-B/16, 1.7 GB for ViT-L/14 per checkpoint): checkpoints
   hold the trainable state, and :meth:`backbone_identity` names the weights they were trained on.
 * :class:`TunableOptimWrapperConstructor` gives the optimiser only the tunable parameters (the
-  CLIP towers are frozen): weight decay on matrices, none on biases, norms, scalars
-  (temperatures) and 1-d embeddings.
+  CLIP towers are frozen), in the recipe's named groups (:mod:`stages.train.param_groups`: video,
+  pose, UCMR, SGMC, text, heads, each with its lr multiplier; no weight decay on norms, biases,
+  embeddings, temperatures).
 * :class:`RecognizerDDP` is mmengine's DDP wrapper that drops ``device_ids`` for a CPU module
   (gloo), which mmengine would otherwise always pass.
 """
@@ -81,10 +82,13 @@ class RunnerModel(BaseModel):
         coarse_type: the prompt's coarse action type (the entry's).
         amp_dtype: 'bfloat16' / 'float16' to autocast on CUDA (fp16 training autocasts through
             ``AmpOptimWrapper`` instead, which scales the loss); None for float32.
+        label_smoothing, mixup_alpha: the training loss's (``train.*``; :mod:`stages.train.mixup`).
+        seed: the run's seed (mixup's draws).
     """
 
     def __init__(self, model_cfg: dict, classes: list[str], coarse_type: str = "",
-                 amp_dtype: Optional[str] = None, data_preprocessor: Optional[dict] = None):
+                 amp_dtype: Optional[str] = None, data_preprocessor: Optional[dict] = None,
+                 label_smoothing: float = 0.0, mixup_alpha: float = 0.0, seed: int = 0):
         from stages.model import build_model
         from stages.model.clip_loader import image_normalization
 
@@ -95,6 +99,9 @@ class RunnerModel(BaseModel):
         self.recognizer = recognizer
         self.num_classes = len(classes)
         self.amp_dtype = amp_dtype
+        self.label_smoothing = float(label_smoothing)
+        self.mixup_alpha = float(mixup_alpha)
+        self.seed = int(seed)
         if self.recognizer.use_text:
             self.recognizer.set_class_texts(list(classes), coarse_type)
         self._register_load_state_dict_pre_hook(_renamed_recognizer_keys)
@@ -160,8 +167,11 @@ class RunnerModel(BaseModel):
 
     def forward(self, batch: dict, num_views: int = 1, mode: str = "tensor") -> Any:
         if mode == "loss":
+            from stages.train.mixup import mix_batch
+
+            batch = mix_batch(batch, self.mixup_alpha, self.seed)
             with self._autocast(batch, training=True):
-                out = self.recognizer.loss(batch)
+                out = self.recognizer.loss(batch, label_smoothing=self.label_smoothing)
             res = {"loss": out["loss"]}
             for k, v in out.items():
                 if k != "loss":
@@ -197,23 +207,22 @@ def _frozen_backbone_is_not_missing(module: "RunnerModel", incompatible_keys) ->
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class TunableOptimWrapperConstructor(DefaultOptimWrapperConstructor):
-    """Only parameters with ``requires_grad`` go to the optimiser, in a decay and a no-decay
-    group (no decay for tensors with fewer than 2 dims: biases, norms, temperatures)."""
+    """The optimiser over the tunable parameters only (the CLIP towers are frozen), in the named
+    groups of ``paramwise_cfg`` (:func:`stages.train.param_groups.paramwise_cfg`: each group's
+    ``lr_mult`` and ``decay_mult``, the kinds without weight decay): one torch parameter group per
+    (group, decayed or not), each parameter in exactly one (:mod:`stages.train.param_groups`)."""
 
     def __call__(self, model) -> Any:
         from stages.registry import OPTIM_WRAPPERS, OPTIMIZERS
+        from stages.train.param_groups import build_param_groups
 
         module = model.module if hasattr(model, "module") else model
-        decay, no_decay = [], []
-        for _, p in module.named_parameters():
-            if not p.requires_grad:
-                continue
-            (decay if p.ndim >= 2 else no_decay).append(p)
-        wd = self.optimizer_cfg.get("weight_decay", 0.0)
+        recognizer = getattr(module, "recognizer", module)
         optim_wrapper_cfg = self.optim_wrapper_cfg.copy()
         optim_wrapper_cfg.setdefault("type", "OptimWrapper")
         optimizer_cfg = self.optimizer_cfg.copy()
-        optimizer_cfg["params"] = [dict(params=decay, weight_decay=wd), dict(params=no_decay, weight_decay=0.0)]
+        optimizer_cfg["params"] = build_param_groups(recognizer, float(self.base_lr or 0.0),
+                                                     float(self.base_wd or 0.0), self.paramwise_cfg)
         optimizer = OPTIMIZERS.build(optimizer_cfg)
         return OPTIM_WRAPPERS.build(optim_wrapper_cfg, default_args=dict(optimizer=optimizer))
 

@@ -1,15 +1,21 @@
 """The training schedule (``train`` of a run config) and its one mapping onto mmengine's Runner.
 
-:class:`ScheduleSettings` holds every schedule key with its default (PeVL Sec. 4.1: AdamW, lr
-8e-6, weight decay 0.05, 50 epochs, 3 warm-up epochs then cosine to zero); recipes in
-``configs/_base_/schedules/`` state only what differs. :func:`runner_kwargs` is the one place
-our keys become mmengine's:
+:class:`ScheduleSettings` holds every schedule key with its default: the ``xclip`` recipe
+(docs/training.md says why): PeVL Sec. 4.1's AdamW, base lr 8e-6, weight decay 0.05, 50 epochs,
+3 warm-up epochs then cosine to zero, read as X-CLIP's code uses a base lr: 8e-6 for CLIP's own
+weights and ten times that for every new module, AdamW betas (0.9, 0.98), label smoothing 0.1,
+mixup 0.8. Other recipes in ``configs/_base_/schedules/`` (``paper_text``, ``aim``) state only
+what differs. :func:`runner_kwargs` is the one place our keys become mmengine's:
 
 ====================================  ===============================================================
 ``train.*``                           mmengine
 ====================================  ===============================================================
-lr, betas, eps, weight_decay          ``optim_wrapper.optimizer`` (AdamW; decay on weight matrices
-                                      only: :class:`~stages.train.runner_model.TunableOptimWrapperConstructor`)
+lr, betas, eps, weight_decay          ``optim_wrapper.optimizer`` (AdamW)
+param_groups, no_decay                ``optim_wrapper.paramwise_cfg`` (named groups, their lr and decay
+                                      multipliers, the kinds without decay:
+                                      :mod:`stages.train.param_groups`,
+                                      :class:`~stages.train.runner_model.TunableOptimWrapperConstructor`)
+label_smoothing, mixup_alpha          the loss (:class:`~stages.train.runner_model.RunnerModel`)
 accumulative_counts, clip_grad        ``optim_wrapper.accumulative_counts``, ``.clip_grad``
 amp                                   bf16: autocast in the model (no loss scaling); float16:
                                       ``AmpOptimWrapper`` (GradScaler); CPU: fp32
@@ -37,6 +43,7 @@ from stages.nested_config import deep_merge, to_plain
 from stages.registry import SCOPE
 from stages.train.hooks import run_record
 from stages.train.metrics import evaluator_config
+from stages.train.param_groups import NO_DECAY_KINDS, paramwise_cfg
 from stages.settings import Settings, SettingsError, field
 
 
@@ -49,16 +56,63 @@ class GradClipSettings(Settings):
 
 
 @dataclass(frozen=True)
+class CLIPGroupSettings(Settings):
+    """The CLIP towers' own group (the base lr: X-CLIP fine-tunes CLIP at it)."""
+
+    what = "schedule setting"
+
+    lr_mult: float = field(1.0, help="lr = train.lr * this.")
+    decay_mult: float = field(1.0, help="weight decay = train.weight_decay * this (kinds in train.no_decay: 0).")
+
+
+@dataclass(frozen=True)
+class NewModuleGroupSettings(Settings):
+    """A group of modules PeVL / PGVT add to CLIP (X-CLIP trains its new modules at 10x the base lr)."""
+
+    what = "schedule setting"
+
+    lr_mult: float = field(10.0, help="lr = train.lr * this (X-CLIP: 10 for new modules).")
+    decay_mult: float = field(1.0, help="weight decay = train.weight_decay * this (kinds in train.no_decay: 0).")
+
+
+@dataclass(frozen=True)
+class ParamGroupsSettings(Settings):
+    """The optimiser's named groups (stages/train/param_groups.py says which parameter is in which)."""
+
+    what = "schedule setting"
+
+    clip: CLIPGroupSettings = field(default_factory=CLIPGroupSettings, help="The CLIP towers (tunable only with "
+                                    "model.clip.frozen=False).")
+    video: NewModuleGroupSettings = field(default_factory=NewModuleGroupSettings, help="Video adapters, projection, "
+                                          "PGVT's video stream.")
+    pose: NewModuleGroupSettings = field(default_factory=NewModuleGroupSettings, help="The pose side: embedding, "
+                                         "pose encoder adapters, projection.")
+    ucmr: NewModuleGroupSettings = field(default_factory=NewModuleGroupSettings, help="UCMR (P2V, V2P, eq. 3's "
+                                         "temperature); PGVT's R-Adapters.")
+    sgmc: NewModuleGroupSettings = field(default_factory=NewModuleGroupSettings, help="The text similarity's "
+                                         "temperature.")
+    text: NewModuleGroupSettings = field(default_factory=NewModuleGroupSettings, help="Text adapters and projection.")
+    head: NewModuleGroupSettings = field(default_factory=NewModuleGroupSettings, help="Classifiers, fusion layers.")
+
+
+@dataclass(frozen=True)
 class ScheduleSettings(Settings):
     what = "schedule setting"
 
     max_epochs: int = field(50, help="Epochs (Sec. 4.1).")
-    warmup_epochs: int = field(3, help="Linear warm-up epochs, then cosine to zero (Sec. 4.1).")
+    warmup_epochs: float = field(3, help="Linear warm-up epochs (fractions allowed: AIM's 2.5), then cosine to "
+                                 "zero (Sec. 4.1).")
     warmup_start_factor: float = field(1e-3, help="lr at the first iteration = lr * this.")
-    lr: float = field(8e-6, help="Base learning rate (Sec. 4.1; AIM used 3e-4 at batch 64).")
-    weight_decay: float = field(0.05, help="AdamW weight decay, on weight matrices only (none on biases, norms, "
-                                "embeddings, temperatures).")
-    betas: tuple[float, float] = field((0.9, 0.999), help="AdamW betas.")
+    lr: float = field(8e-6, help="Base learning rate (Sec. 4.1); each group's is lr * its lr_mult "
+                      "(train.param_groups).")
+    weight_decay: float = field(0.05, help="AdamW weight decay (Sec. 4.1), times each group's decay_mult; none on "
+                                "the kinds in train.no_decay.")
+    param_groups: ParamGroupsSettings = field(default_factory=ParamGroupsSettings, help="The optimiser's named "
+                                              "groups with their lr and weight-decay multipliers.")
+    no_decay: tuple[Literal[NO_DECAY_KINDS], ...] = field(NO_DECAY_KINDS, help="Parameter kinds without weight "
+                                                         "decay: norm, bias, embedding, scalar (temperatures, "
+                                                         "gates).")
+    betas: tuple[float, float] = field((0.9, 0.98), help="AdamW betas (X-CLIP's).")
     eps: float = field(1e-8, help="AdamW eps.")
     batch_size: int = field(16, help="Clips per process (GPU) and step; the paper does not state it.")
     test_batch_size: Optional[int] = field(None, help="Clips per evaluation batch (each is 3 views); default: "
@@ -70,6 +124,11 @@ class ScheduleSettings(Settings):
     val_interval: int = field(5, help="Validate every N epochs (and after the last); 0: never during training.")
     log_interval: int = field(20, help="Iterations between log lines.")
     max_keep_ckpts: int = field(2, help="Checkpoints kept (one is written every epoch).")
+    label_smoothing: float = field(0.1, help="Label smoothing of the loss (X-CLIP's): cross-entropy's targets, "
+                                   "and the text-contrastive targets over the batch's texts.")
+    mixup_alpha: float = field(0.8, help="Mixup (X-CLIP's alpha): each batch mixes every input (frames, joints, "
+                               "mask grids) with a permutation of itself by lambda ~ Beta(alpha, alpha), and "
+                               "the targets alike; 0: off.")
     seed: int = field(0, help="Seed of the model's initialisation, the shuffling and the augmentation.")
     deterministic: bool = field(False, help="cuDNN / torch deterministic algorithms.")
 
@@ -79,6 +138,8 @@ class ScheduleSettings(Settings):
                 raise SettingsError(f"{where}.{k} must be positive, got {getattr(self, k)}", f"{where}.{k}")
         if self.warmup_epochs < 0 or self.val_interval < 0:
             raise SettingsError(f"{where}.warmup_epochs and {where}.val_interval must be >= 0")
+        if not 0 <= self.label_smoothing < 1 or self.mixup_alpha < 0:
+            raise SettingsError(f"{where}.label_smoothing must be in [0, 1) and {where}.mixup_alpha >= 0")
 
 
 def autocast_dtype(schedule: ScheduleSettings, device: str) -> Optional[str]:
@@ -149,7 +210,8 @@ def runner_kwargs(cfg: Any, model, train_ds, test_ds, work_dir: Path, launcher: 
         amp = autocast_dtype(t, device)
         ow = dict(type="AmpOptimWrapper", dtype=amp) if amp == "float16" else dict(type="OptimWrapper")
         ow.update(optimizer=dict(type="AdamW", lr=t.lr, betas=tuple(t.betas), eps=t.eps, weight_decay=t.weight_decay),
-                  accumulative_counts=t.accumulative_counts, constructor="TunableOptimWrapperConstructor")
+                  accumulative_counts=t.accumulative_counts, constructor="TunableOptimWrapperConstructor",
+                  paramwise_cfg=paramwise_cfg(t.param_groups, t.no_decay))
         if t.clip_grad is not None:
             ow["clip_grad"] = t.clip_grad.to_dict()
         kw["optim_wrapper"] = ow

@@ -71,7 +71,7 @@ def test_changed_settings_make_a_new_entry_beside_the_old(extracted):
     for change in (dict(settings={"num_frames": 8}), dict(settings={"short_side": 128}),
                    dict(settings={"grid_cell": 32}),
                    dict(pose_options={"checkpoint": "none", "flip_test": True}),
-                   dict(settings={"frames_codec": "zstd"})):
+                   dict(settings={"frames_codec": "zstd"}), dict(settings={"frames_per_segment": 1})):
         assert plan_entry(_opts(root, cache_root, **change)).key != base.key, change
     # a changed source file changes the key too
     v = root / "v0.mp4"
@@ -103,8 +103,8 @@ def test_entry_reads_back_with_plain_zarr(extracted):
     uid = sorted(root["clips"].group_keys())[0]
     g = root["clips"][uid]
     frames, grids, kp, sc = (g[k][...] for k in ("frames", "grids", "keypoints", "scores"))
-    assert frames.shape == (16, 256, 336, 3) and frames.dtype == np.uint8
-    assert grids.shape == (16, 17, 16, 21)
+    assert frames.shape == (48, 256, 336, 3) and frames.dtype == np.uint8  # 16 segments x 3 candidates
+    assert grids.shape == (48, 17, 16, 21)
     assert kp.shape == (8, 17, 2) and sc.shape == (8, 17)
     assert g.attrs["num_frames"] == 8 and g.attrs["orig_size"] == [48, 64]
     idx = root["index"]
@@ -122,7 +122,8 @@ def test_grids_match_cached_keypoints(extracted):
         kp = c.keypoints_in_frame()[c.frame_indices]
         want = joint_patch_grid(kp, c.scores[c.frame_indices], c.frames.shape[1:3], c.grid_cell)
         np.testing.assert_array_equal(c.grids, want)
-        assert c.frame_indices.tolist() == [int((i + 0.5) * 8 / 16) for i in range(16)]
+        assert c.frame_indices[1::3].tolist() == [int((i + 0.5) * 8 / 16) for i in range(16)]  # the middles
+        assert c.frame_indices.tolist() == [min(7, int((i + f) * 8 / 16)) for i in range(16) for f in (1 / 6, 0.5, 5 / 6)]
 
 
 def test_verify_detects_corruption(extracted, tmp_path):
@@ -162,9 +163,10 @@ def test_export_to_hdf5_matches_the_entry(extracted, tmp_path):
 
 def test_demo_key_of_the_current_format_is_pinned_for_fixed_inputs(tmp_path, monkeypatch):
     """Moving code changes no key: a tiny demo with pinned file sizes and mtimes plans to the key
-    pinned here for store format 2. Computed the same way under format 1's version and frames
-    codec, the same inputs still give the key commit dd8b271 computed, so only the format bump
-    (and its new default codec) changed the key."""
+    pinned here for store format 3. The same inputs under format 2 give the key format 2 gave
+    (commit 2e5757f; ``frames_per_segment`` = 1 is left out of the key, as ``jpeg_quality`` is for
+    raw frames), and under format 1's version and frames codec the key commit dd8b271 computed, so
+    only the format bumps (and format 2's new default codec) changed the key."""
     import os
     from pathlib import Path
 
@@ -182,10 +184,19 @@ def test_demo_key_of_the_current_format_is_pinned_for_fixed_inputs(tmp_path, mon
     for dirpath, _, files in os.walk(adapter.root):
         for f in files:
             os.utime(os.path.join(dirpath, f), ns=(1_700_000_000_000_000_000,) * 2)
-    assert FORMAT_VERSION == 2
+    assert FORMAT_VERSION == 3
+    p = plan_entry(opts)  # the default: three candidate frames per segment
+    assert (p.key, p.settings_hash, p.sources_hash) == ("866a4da488e72808", p.settings_hash, "988b679e2532ec3d")
+    opts.settings = {"frames_per_segment": 3}
+    assert plan_entry(opts).key == p.key
+    # one candidate per segment: the frames format 2 stored, and its key but for the version
+    opts.settings = {"frames_per_segment": 1}
     p = plan_entry(opts)
-    assert (p.key, p.settings_hash, p.sources_hash) == ("59ba0a7ba5e45acb", "db778d50f7df17b5", "988b679e2532ec3d")
+    assert (p.key, p.settings_hash, p.sources_hash) == ("3c4a4e59c3704d69", "f7d3ac1444547398", "988b679e2532ec3d")
+    monkeypatch.setattr(cache.keys, "FORMAT_VERSION", 2)
+    p2 = plan_entry(opts)
+    assert (p2.key, p2.settings_hash, p2.sources_hash) == ("59ba0a7ba5e45acb", "db778d50f7df17b5", "988b679e2532ec3d")
     monkeypatch.setattr(cache.keys, "FORMAT_VERSION", 1)
-    opts.settings = {"frames_codec": "lz4"}
+    opts.settings = {"frames_codec": "lz4", "frames_per_segment": 1}
     p1 = plan_entry(opts)
     assert (p1.key, p1.settings_hash, p1.sources_hash) == ("7e991e526a29057f", "653b1d5e3a5c58fe", "988b679e2532ec3d")

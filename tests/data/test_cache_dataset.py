@@ -16,7 +16,14 @@ import torch
 from cache import CacheEntry, EntryIncompleteError, EntryNotFoundError
 from stages.data import CacheClipDataset, sample_pose_frames
 from stages.data.entry_lookup import extract_command, find_entry
+from stages.data.settings import DataSettings
+from stages.data.views import ViewSampler
 from stages.skeletons import get_skeleton
+
+
+def views(size=112, cell=16, **over):
+    """The data settings' views with ``over`` changed."""
+    return ViewSampler.from_settings(DataSettings.from_dict(over), size, cell)
 
 
 # -- pose sampling --------------------------------------------------------------------------------
@@ -83,7 +90,8 @@ def test_train_crops_and_flips_keep_joints_in_their_mask_cells(small_demo):
 
 def test_test_views_are_three_crops_with_aligned_joints(small_demo):
     _, entry_dir, _ = small_demo
-    ds = CacheClipDataset(entry_dir, "val", mode="test", crop_size=112, num_pose_frames=48)
+    ds = CacheClipDataset(entry_dir, "val", mode="test", crop_size=112, num_pose_frames=48,
+                          views=views(test_views="three_crop"))
     it = ds[0]
     assert it["frames"].shape == (3, 16, 3, 112, 112) and it["joints"].shape == (3, 48, 17, 3)
     assert it["mask_grid"].shape == (3, 16, 17, 7, 7)
@@ -98,11 +106,34 @@ def test_test_views_are_three_crops_with_aligned_joints(small_demo):
     assert np.array_equal(ds[0]["joints"].numpy(), it["joints"].numpy())  # fixed at test
 
 
+def test_aim_test_views_resize_the_short_side_then_take_three_crops(small_demo):
+    """resize_three_crop (the default, AIM's): the whole 128-pixel short side of each of three
+    boxes along the long side, resized to 112: equal (up to the box border) to resizing the frame
+    to short side 112 and cutting ThreeCrop's crops (resized width 154: left 0, 21, 42)."""
+    import cv2
+
+    _, entry_dir, _ = small_demo
+    ds = CacheClipDataset(entry_dir, "val", mode="test", crop_size=112, num_pose_frames=48)
+    assert ds.views.test_views == "resize_three_crop"
+    it = ds[0]
+    assert it["frames"].shape == (3, 16, 3, 112, 112) and it["mask_grid"].shape == (3, 16, 17, 7, 7)
+    clip = ds.entry.read_clip(ds.rows[0]["uid"])
+    f = np.asarray(clip.frames[5])  # 128 x 176
+    small = cv2.resize(f, (154, 112), interpolation=cv2.INTER_LINEAR)
+    for view, left in enumerate((0, 21, 42)):
+        ref = small[:, left:left + 112].transpose(2, 0, 1).astype(int)
+        got = it["frames"][view, 5].numpy().astype(int)
+        inner = np.abs(got - ref)[:, 2:-2, 2:-2]  # the box's own border is interpolated without outside pixels
+        assert np.median(inner) <= 1 and np.percentile(inner, 99) <= 8, (view, inner.max())
+        one = {k: (v[view] if k in ("frames", "joints", "mask_grid") else v) for k, v in it.items()}
+        assert _cells_ok(one, 7) > 0
+
+
 def test_flip_mirrors_pixels_and_swaps_left_and_right_joints(small_demo):
     _, entry_dir, _ = small_demo
     kw = dict(mode="train", crop_size=112, num_pose_frames=48, seed=5)
-    plain = CacheClipDataset(entry_dir, "train", flip_prob=0.0, **kw)
-    flipped = CacheClipDataset(entry_dir, "train", flip_prob=1.0, **kw)
+    plain = CacheClipDataset(entry_dir, "train", views=views(flip_prob=0.0), **kw)
+    flipped = CacheClipDataset(entry_dir, "train", views=views(flip_prob=1.0), **kw)
     a, b = plain[(4, 2)], flipped[(4, 2)]  # same rng: same crop and pose frames, only the flip differs
     assert torch.equal(b["frames"], a["frames"].flip(-1))
     perm = get_skeleton("coco17").flip_index()
@@ -177,10 +208,12 @@ def test_training_pose_frames_at_segment_middles_without_random_offsets(small_de
     """``random_pose_offsets=False``: training reads the pose frames a test
     view reads, every epoch; only the crop (a translation of the joints) stays random."""
     _, entry_dir, _ = small_demo
-    kw = dict(mode="train", crop_size=112, num_pose_frames=48, flip_prob=0.0, seed=0)
+    kw = dict(mode="train", crop_size=112, num_pose_frames=48, seed=0,
+              views=views(flip_prob=0.0, train_crop="fixed_size"))
     even = CacheClipDataset(entry_dir, "train", random_pose_offsets=False, **kw)
     jittered = CacheClipDataset(entry_dir, "train", **kw)
-    test = CacheClipDataset(entry_dir, "train", mode="test", crop_size=112, num_pose_frames=48)
+    test = CacheClipDataset(entry_dir, "train", mode="test", crop_size=112, num_pose_frames=48,
+                            views=views(test_views="three_crop"))
 
     def shape(joints):  # crop-invariant: each frame's joints relative to the first frame's nose
         return joints[..., :2] - joints[:1, :1, :2]

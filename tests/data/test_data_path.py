@@ -21,10 +21,22 @@ from stages.geometry import crop_offsets  # noqa: E402
 KW = dict(crop_size=112, num_pose_frames=48, seed=11)
 
 
+def views(**over):
+    from stages.data.settings import DataSettings
+    from stages.data.views import ViewSampler
+
+    return ViewSampler.from_settings(DataSettings.from_dict(over), 112, 16)
+
+
+#: the views of the code before issue 20 (a crop on the cell lattice, no resize): the reference
+#: below slices the stored grids, so it checks the grids rebuilt from the joints against stage one's
+PLAIN = dict(views=views(train_crop="fixed_size", test_views="three_crop"))
+
+
 def reference_item(ds: CacheClipDataset, index: int, epoch: int, decode=None) -> tuple[dict, list]:
     """The item as the format-1 reader built it: every array through the zarr API, then numpy
-    crops and flips and a permute (the code this reader replaced, kept here as the reference);
-    and its views (top, left, flip)."""
+    crops and flips and a permute, the mask grids sliced from the stored ones (the code this reader
+    replaced, kept here as the reference; plain crops only); and its views (top, left, flip)."""
     row = ds.rows[index]
     g = zarr.open_group(ds.entry.path / "clips" / row["uid"], mode="r")
     frames = g["frames"][...]
@@ -81,7 +93,7 @@ def decode_files(files) -> np.ndarray:
 def test_default_codec_items_are_the_items_the_zarr_reader_gave(small_demo):
     _, entry_dir, _ = small_demo
     for kw in (KW, dict(KW, num_pose_frames=16, num_video_frames=8)):
-        ds = CacheClipDataset(entry_dir, "train", mode="train", **kw)
+        ds = CacheClipDataset(entry_dir, "train", mode="train", **kw, **PLAIN)
         frames = ds.entry.read_clip(ds.rows[0]["uid"]).frames
         assert not frames.flags.writeable and not frames.flags.owndata  # a view of the mapped chunk
         flips = set()
@@ -91,14 +103,14 @@ def test_default_codec_items_are_the_items_the_zarr_reader_gave(small_demo):
                 assert_same_items(ds[(i, epoch)], want)
                 flips.add(views[0][2])
         assert flips == {False, True}
-    test = CacheClipDataset(entry_dir, "val", mode="test", **KW)
+    test = CacheClipDataset(entry_dir, "val", mode="test", **KW, **PLAIN)
     for i in range(len(test)):
         assert_same_items(test[i], reference_item(test, i, 0)[0])
 
 
 def test_jpeg_items_match_the_raw_items_within_the_codec_loss(small_demo, small_demo_jpeg):
-    raw = CacheClipDataset(small_demo[1], "train", **KW)
-    jpg = CacheClipDataset(small_demo_jpeg[1], "train", **KW)
+    raw = CacheClipDataset(small_demo[1], "train", **KW, **PLAIN)
+    jpg = CacheClipDataset(small_demo_jpeg[1], "train", **KW, **PLAIN)
     assert jpg.entry.frames_codec == "jpeg" and raw.entry.frames_codec == "none"
     for i in range(0, len(jpg), 5):
         a, b = raw[(i, 1)], jpg[(i, 1)]
@@ -113,18 +125,30 @@ def cpu_decoder(files, device):
             .to(device) for f in files]
 
 
-@pytest.mark.parametrize("mode,split", [("train", "train"), ("test", "val")])
-def test_frames_decoded_on_the_device_equal_the_loaders(small_demo_jpeg, mode, split):
+@pytest.mark.parametrize("mode,split,over", [
+    ("train", "train", dict(train_crop="fixed_size")), ("train", "train", dict(train_crop="random_resized")),
+    ("train", "train", dict(train_crop="multi_scale")), ("test", "val", dict(test_views="three_crop")),
+    ("test", "val", dict(test_views="resize_three_crop"))])
+def test_frames_decoded_on_the_device_equal_the_loaders(small_demo_jpeg, mode, split, over):
+    """The device path cuts, resizes and mirrors each view as the loader does: plain crops to the
+    pixel, resized boxes within a level (OpenCV's fixed-point bilinear against torch's)."""
     _, entry_dir, _ = small_demo_jpeg
-    cpu = CacheClipDataset(entry_dir, split, mode=mode, **KW)
-    dev = CacheClipDataset(entry_dir, split, mode=mode, decode_on_device=True, **KW)
+    kw = dict(KW, views=views(**over))
+    cpu = CacheClipDataset(entry_dir, split, mode=mode, **kw)
+    dev = CacheClipDataset(entry_dir, split, mode=mode, decode_on_device=True, **kw)
     idx = [(i, 2) for i in range(min(5, len(cpu)))]
     batch = collate_items([dev[i] for i in idx])
     assert "frames" not in batch and len(batch["frames_jpeg"]) == len(idx)
     want = collate_items([cpu[i] for i in idx])
     got = frames_from_jpeg(batch["frames_jpeg"], batch["frames_jpeg_lengths"], batch["frames_crop"],
                            torch.device("cpu"), decode=cpu_decoder)
-    assert got.shape == want["frames"].shape and torch.equal(got, want["frames"])
+    assert got.shape == want["frames"].shape
+    crops = batch["frames_crop"].reshape(-1, 6)
+    resized = bool((crops[:, 2:4] != crops[:, 4:5]).any())
+    assert resized == (over.get("train_crop", "fixed_size") != "fixed_size" if mode == "train"
+                       else over["test_views"] != "three_crop")
+    diff = (got.int() - want["frames"].int()).abs()
+    assert diff.max() <= (1 if resized else 0), diff.max()
     for k in ("joints", "mask_grid", "video_pose_index", "label"):
         assert torch.equal(batch[k], want[k]), k
     # the preprocessor does it on its own device, then normalises as for every batch

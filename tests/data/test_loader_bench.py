@@ -19,23 +19,42 @@ def loader_bench():
 def test_loader_bench_measures_synthetic_and_named_custom_entries(loader_bench, tmp_path, capsys):
     cores = os.sched_getaffinity(0)
     args = ["--work-dir", str(tmp_path), "--clips", "2", "--seconds", "0.4", "--size", "160x96", "--crop", "64",
-            "--min-seconds", "0", "--decode-clips", "1"]
+            "--min-seconds", "0", "--decode-clips", "1", "--rounds", "1", "--baseline-clips", "1",
+            "--baseline-rounds", "1"]
     out = loader_bench.main(args)
     assert os.sched_getaffinity(0) == cores  # the one-core pinning is undone
-    raw, jpeg = out["entries"]
-    assert (raw["frames_codec"], jpeg["frames_codec"]) == ("none", "jpeg") and raw["dataset"] == "custom"
-    for r in (raw, jpeg):
+    raw, raw3, jpeg, jpeg3 = out["entries"]
+    assert [(e["frames_codec"], e["frame_shape"][0]) for e in out["entries"]] == \
+        [("none", 16), ("none", 48), ("jpeg", 16), ("jpeg", 48)]  # K = 1 and 3 candidates per segment
+    assert raw["dataset"] == "custom"
+    for r in out["entries"]:
         assert r["items_per_s_core"] > 0 and r["copy_ms"] > 0 and r["bytes_read_per_item"] > 0
         assert r["on_the_fly_clips_per_s"] > 0 and r["cache_over_on_the_fly"] > 0
-        assert r["frame_shape"] == [16, 256, 432, 3] and r["crop"] == 64
+        assert r["frame_shape"][1:] == [256, 432, 3] and r["crop"] == 64
     assert raw["frames_fraction_of_raw"] == 1.0 and raw["cached_vs_decoded_psnr_db"] is None  # identical frames
+    assert raw3["cached_vs_decoded_psnr_db"] is None  # the candidates too
     assert jpeg["frames_fraction_of_raw"] < 0.5 and jpeg["cached_vs_decoded_psnr_db"] > 30
     assert raw["bytes_read_per_item"] < raw["raw_frames_bytes"]  # only the crop's rows of raw frames
+    assert raw3["bytes_read_per_item"] == pytest.approx(raw["bytes_read_per_item"], rel=0.01)  # 16 frames of the 48
+    assert 2.9 < raw3["frames_bytes_per_clip"] / raw["frames_bytes_per_clip"] < 3.1
+    cands = out["candidates"]
+    assert [(c["frames_codec"], c["k"]) for c in cands] == [("none", 3), ("jpeg", 3)]
+    assert all(c["k_over_k1"] > 0 for c in cands)
+    base = out["baselines"]
+    try:
+        import decord  # noqa: F401
+    except ImportError:
+        assert base["decord"].startswith("not measured")
+    else:
+        assert base["decord"]["256p"]["item_ms"] > 0 and base["decord"]["original"]["item_ms"] > 0
+        assert all(row["over_decord_256p"] > 0 for row in base["cache"].values())
+    assert isinstance(base.get("torchcodec"), (str, dict))
     printed = capsys.readouterr().out
     assert "items/s/core" in printed and "on the fly" in printed and "of raw uint8" in printed
+    assert "K=3 item" in printed and "mmaction2" in printed
     # the same entry named by key, from its cache root (any dataset's entry, not only the demo's)
     again = loader_bench.main(["--entry", jpeg["entry"], "--cache-root", str(tmp_path / "cache"), "--crop", "64",
-                               "--min-seconds", "0", "--decode-clips", "1", "--clips", "1"])
+                               "--min-seconds", "0", "--decode-clips", "1", "--clips", "1", "--no-baselines"])
     assert [e["entry"] for e in again["entries"]] == [jpeg["entry"]] and again["entries"][0]["clips"] == 1
 
 

@@ -84,10 +84,10 @@ def _mlp_only(block, x, p2v):
 
 
 def test_p2v_block_01_mask_and_all_zero_row(vit_block):
-    """A ViT block: tokens off the pose get no attention but pass the block's MLP; a frame without
-    pose is the MLP alone; the frame's CLS gathers from the pose patches."""
+    """A ViT block (``p2v_start='block'``): tokens off the pose get no attention but pass the
+    block's MLP; a frame without pose is the MLP alone; the frame's CLS gathers from the pose patches."""
     torch.manual_seed(0)
-    p2v = P2VBlock(vit_block)
+    p2v = P2VBlock(vit_block, start="block")
     for a in (p2v.attn_adapter, p2v.mlp_adapter):
         torch.nn.init.normal_(a.fc2.weight, std=0.1)
     d = vit_block.attn.embed_dim
