@@ -191,6 +191,11 @@ class CacheEntry:
         """K candidate frames per segment (recorded only when not 1)."""
         return int(self.settings.get("frames_per_segment", 1))
 
+    @property
+    def persons(self) -> int:
+        """People per frame, person-major in the joint axis (recorded only when not 1)."""
+        return int(self.settings.get("persons", 1))
+
     @cached_property
     def plan(self) -> list[dict]:
         """Every clip the entry must hold, in a fixed order."""

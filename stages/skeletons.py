@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping, Optional
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,24 @@ class Skeleton:
         for a, b in self.flip_pairs:
             perm[a], perm[b] = b, a
         return perm
+
+    def for_persons(self, persons: int) -> "Skeleton":
+        """The layout of ``persons`` people in one joint axis, person-major (stage one's
+        ``persons`` setting): joint ``p * V + v`` is joint ``v`` of person ``p``. A flip swaps left
+        and right within each person (the per-person flip index repeated, shifted per person), and
+        the limbs join joints of one person. ``persons == 1``: this skeleton itself."""
+        n = int(persons)
+        if n < 1:
+            raise ValueError(f"persons must be positive, got {persons}")
+        if n == 1:
+            return self
+        v = self.num_joints
+        return Skeleton(
+            name=f"{self.name}x{n}",
+            joints=tuple(f"p{p}.{j}" for p in range(n) for j in self.joints),
+            flip_pairs=tuple((a + p * v, b + p * v) for p in range(n) for a, b in self.flip_pairs),
+            limbs=tuple((a + p * v, b + p * v) for p in range(n) for a, b in self.limbs),
+        )
 
 
 COCO17 = Skeleton(
@@ -62,3 +81,9 @@ def get_skeleton(name: str) -> Skeleton:
         return SKELETONS[name]
     except KeyError:
         raise KeyError(f"unknown skeleton {name!r}; known: {sorted(SKELETONS)}") from None
+
+
+def entry_skeleton(skeleton: str, settings: Optional[Mapping] = None) -> Skeleton:
+    """The joint layout of a cache entry's arrays: its ``skeleton`` (one person's joints) for each
+    of the ``persons`` its stage-one ``settings`` record (none recorded: one person)."""
+    return get_skeleton(skeleton).for_persons(int((settings or {}).get("persons", 1)))

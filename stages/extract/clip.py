@@ -19,6 +19,7 @@ from stages.extract.person_boxes import PersonBoxError, dataset_box_notes, defau
 from stages.extract.pose.base import PoseSource, PoseSourceError
 from stages.extract.settings import ExtractSettings  # noqa: F401  (re-exported)
 from stages.geometry import joint_patch_grid, resized_size, segment_candidate_indices
+from stages.skeletons import get_skeleton
 
 
 class ClipError(RuntimeError):
@@ -198,6 +199,10 @@ def finish_clip(clip: ClipRecord, decoded: DecodedClip, track: PoseTrack, box_in
         notes.append(f"{n} frames < {settings.num_frames * settings.frames_per_segment}: {what} repeat")
     if clip.end_frame is not None and n < clip.end_frame - (clip.start_frame or 0):
         notes.append(f"annotation asks for frames up to {clip.end_frame}, the video has {n + (clip.start_frame or 0)}")
+    joints = get_skeleton(pose.skeleton).num_joints * settings.persons
+    if track.keypoints.shape[1] != joints:  # a source that ignored the persons setting
+        raise ClipError(f"pose source {pose.name!r} gave {track.keypoints.shape[1]} joints per frame; "
+                        f"persons={settings.persons} of the {pose.skeleton} skeleton are {joints}")
     track = align_track(track, n, (info.height, info.width), notes)
     idx = decoded.frame_indices
     frames = decoded.frames

@@ -121,8 +121,10 @@ def request_of(opts: ExtractOptions) -> EntryRequest:
 
 
 def make_pose_source(spec: str, opts: ExtractOptions, adapter: DatasetAdapter) -> PoseSource:
-    """The pose source of ``--pose-source spec`` with ``opts``' pose options, on ``opts.device``."""
-    return create_pose_source(spec, opts.pose_options, dataset=adapter, device=opts.device)
+    """The pose source of ``--pose-source spec`` with ``opts``' pose options, on ``opts.device``,
+    giving the people per frame of ``opts``' stage-one settings."""
+    persons = resolve_settings(opts.dataset, opts.settings).persons
+    return create_pose_source(spec, opts.pose_options, dataset=adapter, device=opts.device, persons=persons)
 
 
 def pose_coverage(pose: PoseSource, index: DatasetIndex, adapter: DatasetAdapter) -> Optional[dict]:

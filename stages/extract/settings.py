@@ -25,6 +25,9 @@ class ExtractSettings(Settings):
                                     "segment middle among them: training draws one per segment each epoch, "
                                     "evaluation takes the middle (1: the middles only, a third of the bytes; "
                                     "docs/benchmarks.md).")
+    persons: int = field(1, help="People kept per frame (n): the n best tracks of a clip, ordered by mean score, "
+                         "their joints person-major in one joint axis (n x V joints; a missing person's joints have "
+                         "score 0). From a skeleton file's M persons (--pose-source pkl:PATH); HRNet keeps one.")
     short_side: int = field(256, help="Short side of cached frames in pixels (rounded to the grid cell).")
     grid_cell: int = field(16, help="Mask-grid cell in pixels; must equal the patch size of the ViT the grids "
                                     "serve (16 for ViT-B/16, 14 for ViT-L/14).")
@@ -34,7 +37,7 @@ class ExtractSettings(Settings):
     jpeg_quality: int = field(DEFAULT_JPEG_QUALITY, help="JPEG quality of --frames-codec jpeg (1..100).")
 
     def check(self, where: str = "", source_of=None) -> None:
-        for name in ("num_frames", "frames_per_segment", "short_side", "grid_cell", "min_frames"):
+        for name in ("num_frames", "frames_per_segment", "persons", "short_side", "grid_cell", "min_frames"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{where + '.' if where else ''}{name} must be positive, got {getattr(self, name)}")
         try:
@@ -48,11 +51,13 @@ class ExtractSettings(Settings):
     def as_dict(self) -> dict:
         """The settings as the entry key hashes them: a codec's own settings only with that codec
         (``jpeg_quality`` changes no byte of a raw entry, so not its key either), and
-        ``frames_per_segment`` only when it is not 1 (one candidate per segment stores exactly the
-        frames of entries made before the setting existed, so their key stays)."""
+        ``frames_per_segment`` and ``persons`` only when not 1 (one candidate per segment, one person
+        per frame store exactly the bytes of entries made before those settings existed, so their
+        key stays)."""
         d = self.to_dict()
-        if d.get("frames_per_segment") == 1:
-            d.pop("frames_per_segment")
+        for name in ("frames_per_segment", "persons"):
+            if d.get(name) == 1:
+                d.pop(name)
         own = set(frames_codec(self.frames_codec).key_settings)
         for name in _CODEC_SETTINGS:
             if name not in own:
@@ -62,10 +67,12 @@ class ExtractSettings(Settings):
     @classmethod
     def of_entry(cls, settings: Mapping[str, Any], where: str = "entry settings") -> "ExtractSettings":
         """The settings an entry was made with, from what it records (:meth:`as_dict`: no
-        ``frames_per_segment`` means one candidate per segment, not today's default)."""
+        ``frames_per_segment`` means one candidate per segment, not today's default; no ``persons``
+        one person)."""
         known = set(cls.keys())
         d = {k: v for k, v in settings.items() if k in known}
         d.setdefault("frames_per_segment", 1)
+        d.setdefault("persons", 1)
         return cls.from_dict(d, where=where)
 
 

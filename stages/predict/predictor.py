@@ -149,7 +149,8 @@ class Predictor:
         self.pose_spec = spec
         try:
             self.pose: PoseSource = create_pose_source(spec, options, dataset=None, device=self.o.device,
-                                                       source="--pose-source / --pose-option")
+                                                       source="--pose-source / --pose-option",
+                                                       persons=self.settings.persons)
         except FileNotFoundError as e:  # e.g. HRNet's weights are elsewhere on this machine
             raise FileNotFoundError(f"{e} (pipeline predict: --pose-option checkpoint=PATH)") from None
         ident = self.pose.identity()
@@ -163,7 +164,8 @@ class Predictor:
             self.notes.append(f"poses from {_describe_identity(ident)}; the model was trained on poses from "
                               f"{_describe_identity(run.record.pose)}")
         self.pose_identity = ident
-        self.cached = (CachedPoseIndex(self.o.cache_root, ident, run.record.skeleton, prefer=run.record.key)
+        self.cached = (CachedPoseIndex(self.o.cache_root, ident, run.record.skeleton, prefer=run.record.key,
+                                       persons=self.settings.persons)
                        if self.o.reuse_poses else None)
         self._index = 0
 

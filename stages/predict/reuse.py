@@ -43,16 +43,17 @@ class CachedClip:
 
 
 class CachedPoseIndex:
-    """Whole-file clips of the cache's entries made with ``pose_identity`` and ``skeleton``
-    (``prefer``: an entry key to look in first, the training entry)."""
+    """Whole-file clips of the cache's entries made with ``pose_identity``, ``skeleton`` and
+    ``persons`` per frame (``prefer``: an entry key to look in first, the training entry)."""
 
-    def __init__(self, cache_root: Optional[str], pose_identity: dict, skeleton: str, prefer: Optional[str] = None):
+    def __init__(self, cache_root: Optional[str], pose_identity: dict, skeleton: str, prefer: Optional[str] = None,
+                 persons: int = 1):
         try:
             entries = CacheStore(cache_root).entries()
         except OSError:
             entries = []
         same = [e for e in entries if same_poses(e.attrs.get("pose") or {}, pose_identity)
-                and e.attrs.get("skeleton") == skeleton]
+                and e.attrs.get("skeleton") == skeleton and e.persons == persons]
         self.entries = sorted(same, key=lambda e: e.key != prefer)  # stable: newest first otherwise
         self._by_size: Optional[dict[int, list[tuple[CacheEntry, str, str]]]] = None
 

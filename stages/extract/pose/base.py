@@ -33,6 +33,9 @@ class PoseContext:
 
     dataset: Optional[DatasetAdapter] = None
     device: str = "cpu"
+    #: people per frame the entry keeps (stage-one setting ``persons``); only sources with
+    #: :attr:`PoseSource.multi_person` are built with more than one
+    persons: int = 1
 
 
 class PoseSource:
@@ -41,6 +44,11 @@ class PoseSource:
     name: str = ""
     needs_frames: bool = True
     skeleton: str = "coco17"
+    #: whether the source can give several people per frame (stage-one setting ``persons`` > 1):
+    #: then :meth:`estimate` returns them person-major in the joint axis, ``(F, persons * V, 2)``
+    #: (joint ``p * V + v`` is joint ``v`` of person ``p``; people ordered by mean score over the
+    #: clip, best first; a missing person's joints at 0 with score 0)
+    multi_person: bool = False
     #: the source's option schema (its fields, types, defaults and help)
     Options: ClassVar[type] = PoseSourceOptions
 

@@ -67,7 +67,16 @@ def check_pose_options(spec: str, options: Optional[Mapping[str, Any]] = None, s
 
 
 def create_pose_source(spec: str, options: Optional[Mapping[str, Any]] = None, *, dataset=None,
-                       device: str = "cpu", source: str = CLI_SOURCE) -> PoseSource:
-    """``hrnet`` | ``dataset`` | ``pkl:PATH`` (with its options) -> a ready :class:`PoseSource`."""
+                       device: str = "cpu", source: str = CLI_SOURCE, persons: int = 1) -> PoseSource:
+    """``hrnet`` | ``dataset`` | ``pkl:PATH`` (with its options) -> a ready :class:`PoseSource`
+    giving ``persons`` people per frame (stage-one setting; > 1 only for a multi-person source)."""
     typed = check_pose_options(spec, options, source)
-    return pose_source_class(spec).from_options(typed, PoseContext(dataset=dataset, device=device))
+    cls = pose_source_class(spec)
+    if persons > 1 and not cls.multi_person:
+        multi = sorted(n for n, c in POSE_SOURCES.module_dict.items() if getattr(c, "multi_person", False))
+        raise SettingsError(
+            f"--pose-source {spec}: pose source {split_spec(spec)[0]!r} gives one person per frame, but the stage-one "
+            f"setting persons={persons} (--persons, extract.persons) asks for {persons}. Use a source that gives "
+            f"several ({', '.join(n + (':PATH' if n == 'pkl' else '') for n in multi)}), or persons=1",
+            "persons")
+    return cls.from_options(typed, PoseContext(dataset=dataset, device=device, persons=int(persons)))

@@ -41,12 +41,18 @@ Pickle is code execution, so these files are only ever read through the restrict
 of :mod:`stages.safe_pickle` (numpy arrays and plain containers; nothing else; bounded memory).
 
 Main-person rule (``max_total_score``): when an annotation holds several persons (M > 1), the
-person kept is the one with the largest summed joint score over all frames, i.e. the mean joint
+person kept (stage-one setting ``persons`` = 1) is the one with the largest summed joint score over all frames, i.e. the mean joint
 score of each frame the person is seen in, times the number of such frames. A person seen
 clearly all through the clip wins over one seen briefly or faintly. Ties go to the lower index.
 Without ``keypoint_score`` the rule is ``max_visible_frames`` (most frames with any non-zero
 joint). The rule name is part of :meth:`PickleSkeletonSource.identity` (so of the cache key) and
 the per-clip choice is kept in :attr:`PickleSkeletonSource.selections` for the manifest.
+
+Several people (``persons`` = n > 1): the M persons of an annotation are already tracks (one per
+person over the clip), so the n best by the same rule are kept, best first, person-major in the
+joint axis: ``(T, n * V, 2)``, joint ``p * V + v`` is joint ``v`` of person ``p``. An annotation
+with fewer than n persons gets the rest as zero-score joints at 0 (``missing_persons`` in the
+clip's ``pose_info``).
 """
 from __future__ import annotations
 
@@ -57,14 +63,14 @@ import pickle
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 import numpy as np
 
 from cache.keys import file_sha256
 from stages.datasets.base import ClipRecord, DatasetAdapter, PoseTrack
 from stages.datasets.names import readable_name
-from stages.extract.pose.base import PoseSource, PoseSourceError, PoseSourceOptions
+from stages.extract.pose.base import PoseContext, PoseSource, PoseSourceError, PoseSourceOptions
 from stages.registry import POSE_SOURCES
 from stages.safe_pickle import restricted_load
 from stages.settings import field
@@ -218,22 +224,43 @@ def annotation_keys(name: str) -> list[str]:
     return ["/".join(parts[i:]) for i in range(len(parts))]
 
 
-def select_main_person(
+def rank_persons(
     keypoint: np.ndarray, keypoint_score: Optional[np.ndarray] = None
-) -> tuple[int, str]:
-    """Index of the main person in ``keypoint`` (M, T, V, 2) and the rule that chose it."""
+) -> tuple[list[int], str]:
+    """The persons of ``keypoint`` (M, T, V, 2), best first, and the rule that ranked them
+    (module docstring: the summed joint score over the clip, which ranks the M tracks of one
+    annotation as their mean score over the clip does; ties go to the lower index)."""
     kp = np.asarray(keypoint)
     m = int(kp.shape[0])
     if m == 0:
         raise ValueError("no person in the annotation")
     if m == 1:
-        return 0, "single_person"
+        return [0], "single_person"
     if keypoint_score is not None:
         sc = np.nan_to_num(np.asarray(keypoint_score, dtype=np.float64), nan=0.0)
         total = sc.reshape(m, -1).sum(axis=1)  # == sum over seen frames of mean score * V
-        return int(np.argmax(total)), PERSON_RULE
-    visible = np.any(np.abs(kp[..., :2]) > 0, axis=(2, 3)).sum(axis=1)
-    return int(np.argmax(visible)), "max_visible_frames"
+        rule = PERSON_RULE
+    else:
+        total = np.any(np.abs(kp[..., :2]) > 0, axis=(2, 3)).sum(axis=1)
+        rule = "max_visible_frames"
+    return [int(i) for i in np.argsort(-total, kind="stable")], rule
+
+
+def select_main_person(
+    keypoint: np.ndarray, keypoint_score: Optional[np.ndarray] = None
+) -> tuple[int, str]:
+    """Index of the main person in ``keypoint`` (M, T, V, 2) and the rule that chose it."""
+    order, rule = rank_persons(keypoint, keypoint_score)
+    return order[0], rule
+
+
+def person_major(per_person: np.ndarray, persons: int) -> np.ndarray:
+    """``(k, T, V, ...)`` arrays of k <= ``persons`` people -> ``(T, persons * V, ...)``, person-major
+    (joint ``p * V + v`` is joint ``v`` of person ``p``); people beyond ``k`` are zeros."""
+    k, t, v = per_person.shape[:3]
+    out = np.zeros((persons, t, v) + per_person.shape[3:], per_person.dtype)
+    out[:k] = per_person
+    return np.moveaxis(out, 0, 1).reshape((t, persons * v) + per_person.shape[3:])
 
 
 @dataclass(frozen=True)
@@ -351,10 +378,15 @@ class PickleSkeletonSource(PoseSource):
 
     name = "pkl"
     needs_frames = False
+    multi_person = True
     Options = PickleSkeletonOptions
 
+    @classmethod
+    def from_options(cls, options: Any, context: PoseContext) -> "PickleSkeletonSource":
+        return cls(**options.to_dict(), persons=context.persons)
+
     def __init__(self, path: os.PathLike | str | None = None, skeleton: Optional[str] = None,
-                 img_shape: str = "check"):
+                 img_shape: str = "check", persons: int = 1):
         if not path:
             raise PoseSourceError("pose source 'pkl' needs a file or folder: --pose-source pkl:PATH")
         self.path = str(Path(path).expanduser().resolve())
@@ -365,6 +397,7 @@ class PickleSkeletonSource(PoseSource):
         if img_shape not in IMG_SHAPE_MODES:
             raise PoseSourceError(f"pose source pkl: img_shape={img_shape!r}: want one of {', '.join(IMG_SHAPE_MODES)}")
         self.img_shape = img_shape
+        self.persons = int(persons)  # people per frame kept (stage-one setting; the settings key has it)
         self.selections: dict[str, dict] = {}
         self._set: Optional[SkeletonSet] = None
         self._matched: dict[str, _Annotation] = {}  # clip id -> its annotation (for fit_frame_size's message)
@@ -420,13 +453,21 @@ class PickleSkeletonSource(PoseSource):
         score = None if score is None else score.astype(np.float32, copy=False)
         if kp.shape[0] == 0:
             raise PoseSourceError(f"clip {clip.clip_id!r}: no person in {ann.file}")
-        idx, rule = select_main_person(kp, score)
-        keypoints = kp[idx]
+        order, rule = rank_persons(kp, score)
+        kept = order[: self.persons]
+        keypoints = kp[kept]  # (k, T, V, 2), best first
         if score is not None:
-            scores = np.clip(np.nan_to_num(score[idx], nan=0.0), 0.0, 1.0)
+            scores = np.clip(np.nan_to_num(score[kept], nan=0.0), 0.0, 1.0)
         else:
             scores = np.any(keypoints != 0, axis=-1).astype(np.float32)
-        choice = {"person": idx, "rule": rule, "num_persons": int(kp.shape[0])}
+        if self.persons == 1:
+            keypoints, scores = keypoints[0], scores[0]
+            choice = {"person": kept[0], "rule": rule, "num_persons": int(kp.shape[0])}
+        else:  # several people: person-major in the joint axis, missing ones with score 0
+            keypoints, scores = person_major(keypoints, self.persons), person_major(scores, self.persons)
+            choice = {"persons": kept, "rule": rule, "num_persons": int(kp.shape[0])}
+            if len(kept) < self.persons:
+                choice["missing_persons"] = self.persons - len(kept)
         if self.is_folder:
             choice["file"] = os.path.relpath(ann.file, self.path)
         n = keypoints.shape[0]
