@@ -38,6 +38,9 @@ stores ``frames`` as a ``(T_v,)`` variable-length-bytes array of JPEG files.
         scores           (F, V) float32 joint confidences
         grids            (T_v * K, V, H/cell, W/cell) float16 confidence-weighted joint-to-patch
                          planes of every stored frame
+                         (stage-one setting ``persons`` n > 1: V = n x the skeleton's joints,
+                         person-major: joint p * V_1 + v is joint v of person p, best track first;
+                         a missing person's joints are 0 with score 0)
         person_boxes     optional (F, 4) float32 xyxy person box of every decoded frame, original
                          pixels (clips whose poses came from person boxes)
         attrs            clip_id, split, label, source, cut, num_frames, fps, orig_size, ...,

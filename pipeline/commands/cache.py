@@ -265,11 +265,11 @@ def cache_show(
 
     from cache import CacheStore
     from stages.show import clip_sheet, frame_overlay, gallery_sheet, write_mp4, write_png
-    from stages.skeletons import get_skeleton
+    from stages.skeletons import entry_skeleton
 
     with exit_on_error(verbose=False):
         e = CacheStore(cache_root).open(key)
-    skeleton = get_skeleton(e.skeleton)
+    skeleton = entry_skeleton(e.skeleton, e.settings)  # every kept person's joints
     rows = e.clips(split=split)
     if gallery is not None:
         if clip_id is not None:

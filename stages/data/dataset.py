@@ -39,7 +39,7 @@ from cache import CacheEntry
 from stages.data.sampling import sample_pose_frames, sample_video_frames
 from stages.data.views import THREE_CROPS, ViewSampler
 from stages.geometry import joint_patch_grid, view_frames_chw, view_joints
-from stages.skeletons import get_skeleton
+from stages.skeletons import Skeleton, entry_skeleton, get_skeleton
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,8 @@ class CacheClipDataset(Dataset):
         self.entry = entry if isinstance(entry, CacheEntry) else CacheEntry(entry)
         self.status = self.entry.require_complete(allow_partial)
         self.split = split
-        self._item_settings(self.entry.grid_cell, self.entry.skeleton, self.entry.codec, f"cache entry {self.entry.key}",
+        self._item_settings(self.entry.grid_cell, entry_skeleton(self.entry.skeleton, self.entry.settings),
+                            self.entry.codec, f"cache entry {self.entry.key}",
                             mode, crop_size, num_pose_frames, num_video_frames, flip_prob, seed, test_crops,
                             decode_on_device, random_pose_offsets, views, candidate_frames,
                             self.entry.frames_per_segment)
@@ -118,7 +119,7 @@ class CacheClipDataset(Dataset):
 
         self = cls.__new__(cls)
         self.entry, self.status, self.split, self.rows = None, None, None, []
-        self._item_settings(int(record.settings["grid_cell"]), record.skeleton,
+        self._item_settings(int(record.settings["grid_cell"]), entry_skeleton(record.skeleton, record.settings),
                             frames_codec(record.settings.get("frames_codec")), f"cache entry {record.key}", mode,
                             crop_size, num_pose_frames, num_video_frames, flip_prob, seed, test_crops, False,
                             random_pose_offsets, views, candidate_frames,
@@ -126,7 +127,7 @@ class CacheClipDataset(Dataset):
         self.classes, self.coarse_type = list(record.classes), record.coarse_type
         return self
 
-    def _item_settings(self, cell: int, skeleton: str, codec: Any, what: str, mode: str, crop_size: int,
+    def _item_settings(self, cell: int, skeleton: Union[str, Skeleton], codec: Any, what: str, mode: str, crop_size: int,
                        num_pose_frames: int, num_video_frames: Optional[int], flip_prob: Optional[float], seed: int,
                        test_crops: Sequence[str], decode_on_device: bool, random_pose_offsets: bool,
                        views: Optional[ViewSampler], candidate_frames: str, frames_per_segment: int) -> None:
@@ -161,7 +162,8 @@ class CacheClipDataset(Dataset):
         self.views = views
         self.flip_prob = views.flip_prob
         self.frames_per_segment = int(frames_per_segment)
-        self.skeleton = get_skeleton(skeleton)
+        # the entry's joint layout: n people's joints, each person flipped within itself
+        self.skeleton = skeleton if isinstance(skeleton, Skeleton) else get_skeleton(skeleton)
         self.flip_index = np.asarray(self.skeleton.flip_index())
         self.decode_on_device = bool(decode_on_device)
         self.codec = codec

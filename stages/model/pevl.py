@@ -79,12 +79,13 @@ class PeVL(FrozenCLIPModel):
         if self.use_pose and pc["encoder"] == "poseformer":  # supp. Table 1: Poseformer instead of CLIP
             self.pose_encoder = PoseformerEncoder(
                 visual.conv1.out_channels, cfg["num_joints"], cfg["num_pose_frames"], pc["poseformer"], ad["pose"],
-                ad["ratio"], ad["mlp_scale"], pc["normalize"], pc["motion"], pc["embedding"])
+                ad["ratio"], ad["mlp_scale"], pc["normalize"], pc["motion"], pc["embedding"], cfg.get("num_persons", 1))
         elif self.use_pose:
             self.pose_encoder = PoseEncoder(
                 visual, cfg["num_joints"], cfg["num_pose_frames"], ad["pose"], ad["ratio"], ad["mlp_scale"],
                 pc["temporal_attn"], pc["form"], pc["heatmap_size"], pc["heatmap_sigma"], pc["cls_token"],
-                pc.get("normalize", "crop"), pc.get("motion", False), pc.get("embedding", "shared"))
+                pc.get("normalize", "crop"), pc.get("motion", False), pc.get("embedding", "shared"),
+                cfg.get("num_persons", 1))
         if self.use_pose:
             self.pose_proj = nn.Parameter(visual.proj.detach().clone(), requires_grad=train_proj)
         if self.use_text:

@@ -76,12 +76,14 @@ class PGVT(FrozenCLIPModel):
         poseformer = self.use_pose and pc["encoder"] == "poseformer"
         if poseformer:  # Table 5: Poseformer as the pose stream's pre-trained model (adapters always on)
             self.pose_encoder = PoseformerEncoder(width, cfg["num_joints"], t_h, pc["poseformer"], True, ad["ratio"],
-                                                  ad["s_pose"], pc["normalize"], pc["motion"], pc["embedding"])
+                                                  ad["s_pose"], pc["normalize"], pc["motion"], pc["embedding"],
+                                                  cfg.get("num_persons", 1))
         elif self.use_pose:
             if pc["form"] == "coords":
                 # pose.* keys beyond PGVT's own are options of the shared PoseEmbedding (PeVL's too)
                 extra = {k: v for k, v in pc.items() if k not in _OWN_POSE_KEYS}
-                self.pose_embed = PoseEmbedding(width, cfg["num_joints"], t_h, pc["cls_token"], visual, **extra)
+                self.pose_embed = PoseEmbedding(width, cfg["num_joints"], t_h, pc["cls_token"], visual, **extra,
+                                                persons=cfg.get("num_persons", 1))
             else:  # heatmap
                 self.pose_embed = HeatmapEmbedding(visual, t_h, pc["cls_token"], pc["heatmap_size"],
                                                    pc["heatmap_sigma"])

@@ -97,7 +97,7 @@ COORD_FRAMES = ("crop", "person")
 JOINT_EMBEDDINGS = ("shared", "per_joint")
 
 
-def normalize_to_person(joints: torch.Tensor) -> torch.Tensor:
+def normalize_to_person(joints: torch.Tensor, persons: int = 1) -> torch.Tensor:
     """Joint coordinates relative to the person, as skeleton action models feed them: per clip,
     ``(xy - centre) / scale`` with ``centre`` the score-weighted mean position of the seen joints
     over all frames and ``scale`` their score-weighted RMS distance from it (one isotropic scale, so
@@ -105,8 +105,14 @@ def normalize_to_person(joints: torch.Tensor) -> torch.Tensor:
     independent (no joint names needed). Joints with score 0 keep their coordinates (the embedding
     zeroes them); a clip without any seen joint is returned unchanged.
 
-    ``(B, T, J, 3)`` -> ``(B, T, J, 3)``; the score channel is untouched.
+    ``(B, T, J, 3)`` -> ``(B, T, J, 3)``; the score channel is untouched. ``persons`` n > 1: the
+    J = j x n joints are n people, person-major; each is normalised to itself.
     """
+    if persons > 1:
+        b, t, j, c = joints.shape
+        per = joints.reshape(b, t, persons, j // persons, c).transpose(1, 2).reshape(b * persons, t, j // persons, c)
+        per = normalize_to_person(per)
+        return per.reshape(b, persons, t, j // persons, c).transpose(1, 2).reshape(b, t, j, c)
     xy, score = joints[..., :2], joints[..., 2:3]
     w = (score > 0).to(joints.dtype) * score
     total = w.sum(dim=(1, 2), keepdim=True)  # (B, 1, 1, 1)
@@ -158,8 +164,11 @@ class PoseEmbedding(nn.Module):
 
     def __init__(self, width: int, num_joints: int, num_frames: int, cls_token: bool = True,
                  visual: Optional[nn.Module] = None, normalize: str = "crop", motion: bool = False,
-                 embedding: str = "shared"):
+                 embedding: str = "shared", persons: int = 1):
         super().__init__()
+        if num_joints % persons:
+            raise ValueError(f"{num_joints} joints are not {persons} people's")
+        self.persons = persons  # J = j x n joints, person-major; one embedding per joint index
         if normalize not in COORD_FRAMES:
             raise ValueError(f"pose.normalize must be one of {COORD_FRAMES}, got {normalize!r}")
         scale = width ** -0.5
@@ -184,8 +193,11 @@ class PoseEmbedding(nn.Module):
         t = joints.shape[1]
         if t > self.num_frames:
             raise ValueError(f"{t} pose frames but the temporal embedding has {self.num_frames}")
+        if joints.shape[2] != self.joint_pos.shape[0]:
+            raise ValueError(f"{joints.shape[2]} joints per frame but the pose embedding has {self.joint_pos.shape[0]} "
+                             f"({self.persons} people's; model.num_joints, model.num_persons come from the entry)")
         if self.normalize == "person":
-            joints = normalize_to_person(joints)
+            joints = normalize_to_person(joints, self.persons)
         x = self.joint_embed(joints, times) + self.joint_pos
         if self.cls is not None:
             x = self.cls(x)

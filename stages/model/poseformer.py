@@ -284,8 +284,11 @@ class PoseformerEncoder(nn.Module):
 
     def __init__(self, width: int, num_joints: int, num_frames: int, settings: Mapping[str, Any],
                  adapters: bool = True, ratio: float = 0.25, mlp_scale: float = 0.5, normalize: str = "crop",
-                 motion: bool = False, embedding: str = "shared"):
+                 motion: bool = False, embedding: str = "shared", persons: int = 1):
         super().__init__()
+        if num_joints % persons:
+            raise ValueError(f"{num_joints} joints are not {persons} people's")
+        self.persons = persons  # J = j x n joints, person-major (normalize='person' takes each on its own)
         if normalize not in COORD_FRAMES:
             raise ValueError(f"pose.normalize must be one of {COORD_FRAMES}, got {normalize!r}")
         if embedding not in JOINT_EMBEDDINGS:
@@ -332,7 +335,7 @@ class PoseformerEncoder(nn.Module):
         """(B, T, J, 3) -> (B, T, J, C): the coordinates in the reference's frame, 0 where unseen
         [, the score] [, the velocity]."""
         score = joints[..., 2:3]
-        xy = normalize_to_person(joints)[..., :2] if self.normalize == "person" else joints[..., :2] * 2 - 1
+        xy = normalize_to_person(joints, self.persons)[..., :2] if self.normalize == "person" else joints[..., :2] * 2 - 1
         xy = xy * (score > 0).to(xy.dtype)
         parts = [xy] + ([score] if self.use_score else [])
         if self.motion:

@@ -57,14 +57,21 @@ class FrozenCLIPSettings(Settings):
     type: str = field("PeVL", help="The model: PeVL, LinearHeadPeVL, CLIPBaseline, PGVT.")
     clip: CLIPSettings = field(default_factory=CLIPSettings, help="The CLIP towers.")
     num_classes: int = field(48, help="Classes (set from the cache entry when a run builds the model).")
-    num_joints: int = field(17, help="Joints per pose frame (set from the entry's skeleton).")
+    num_joints: int = field(17, help="Joints per pose frame, of all its people: J = j x n (set from the entry's "
+                            "skeleton and persons).")
+    num_persons: int = field(1, help="People per pose frame (n), person-major in the joints (set from the entry's "
+                             "persons).")
     num_pose_frames: int = field(48, help="Pose frames per clip (T; T_h in PGVT).")
     num_video_frames: int = field(16, help="Video frames per clip (T_v; T_l in PGVT).")
 
     def check(self, where: str = "", source_of=None) -> None:
-        for k in ("num_classes", "num_joints", "num_pose_frames", "num_video_frames"):
+        for k in ("num_classes", "num_joints", "num_persons", "num_pose_frames", "num_video_frames"):
             if getattr(self, k) < 1:
                 raise SettingsError(f"{_prefix(where, k)} must be positive, got {getattr(self, k)}", _prefix(where, k))
+        if self.num_joints % self.num_persons:
+            k = _prefix(where, "num_joints")
+            raise SettingsError(f"{k} = {self.num_joints} is not a whole number of joints for each of num_persons = "
+                                f"{self.num_persons} people", k)
 
 
 # -- PeVL ---------------------------------------------------------------------------------------------

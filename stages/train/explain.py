@@ -28,7 +28,7 @@ from mmengine.config import Config
 
 from cache import CacheEntry
 from stages.data.dataset import CacheClipDataset
-from stages.skeletons import get_skeleton
+from stages.skeletons import entry_skeleton
 from stages.train.report import pyplot
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def explain_clip(cfg: Config, checkpoint: os.PathLike, entry: CacheEntry, clip_i
     classes = entry.classes
     view = dict(frames=item["frames"][0].permute(0, 2, 3, 1).numpy(),  # (T_v, S, S, 3) uint8
                 joints=item["joints"][0].numpy(), vpi=item["video_pose_index"].numpy(),
-                grid=int(sizes["crop_size"] // sizes["patch"]), skeleton=get_skeleton(entry.skeleton))
+                grid=int(sizes["crop_size"] // sizes["patch"]), skeleton=entry_skeleton(entry.skeleton, entry.settings))
     title = f"{clip_id}: true '{classes[label]}'" + ("" if pred == label else f", predicted '{classes[pred]}'")
     out_dir.mkdir(parents=True, exist_ok=True)
     written, notes = [], []

@@ -38,7 +38,7 @@ from cache import CacheEntry
 from stages.data.dataset import CacheClipDataset
 from stages.data.settings import DataSettings
 from stages.nested_config import to_plain
-from stages.skeletons import get_skeleton
+from stages.skeletons import entry_skeleton
 from stages.train import report
 from stages.train.checkpoints import checkpoint_safe_globals, resume_checkpoint
 from stages.train.distributed import init_distributed, resolve_device
@@ -107,11 +107,12 @@ def _extract_command(cfg: Config, entry: CacheEntry, **settings) -> str:
 
 
 def prepare_model_cfg(cfg: Config, entry: CacheEntry) -> dict:
-    """``cfg.model`` with the class and joint counts of the entry (or of its
+    """``cfg.model`` with the class and joint counts (all people's, and how many people) of the entry (or of its
     :class:`~stages.data.entry_record.EntryRecord`)."""
     m = to_plain(cfg.model)
     m["num_classes"] = len(entry.classes)
-    m["num_joints"] = get_skeleton(entry.skeleton).num_joints
+    m["num_joints"] = entry_skeleton(entry.skeleton, entry.settings).num_joints  # J = j x n
+    m["num_persons"] = int(entry.settings.get("persons", 1))
     return m
 
 
