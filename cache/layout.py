@@ -42,7 +42,8 @@ stores ``frames`` as a ``(T_v,)`` variable-length-bytes array of JPEG files.
                          person-major: joint p * V_1 + v is joint v of person p, best track first;
                          a missing person's joints are 0 with score 0)
         person_boxes     optional (F, 4) float32 xyxy person box of every decoded frame, original
-                         pixels (clips whose poses came from person boxes)
+                         pixels (clips whose poses came from person boxes); persons n > 1:
+                         (F, n, 4), each kept person's box, NaN where the person is absent
         attrs            clip_id, split, label, source, cut, num_frames, fps, orig_size, ...,
                          source_sha256 (the video file's; additive, clips of older runs lack it)
       failures/<uid>.json  why a clip could not be extracted

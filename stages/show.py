@@ -47,10 +47,13 @@ def frame_overlay(clip: ClipData, t: int, skeleton: Skeleton) -> np.ndarray:
     img = np.ascontiguousarray(np.clip(img, 0, 255).astype(np.uint8))
     sx, sy = clip.scale
     f = int(clip.frame_indices[t])
-    if clip.person_boxes is not None:
-        x1, y1, x2, y2 = (clip.person_boxes[f] * np.array([sx, sy, sx, sy], np.float32)).tolist()
-        cv2.rectangle(img, (int(round(x1)), int(round(y1))), (int(round(x2)), int(round(y2))), BOX_COLOUR, 1,
-                      cv2.LINE_AA)
+    if clip.person_boxes is not None:  # (F, 4), or (F, n, 4) with several people (NaN: absent)
+        for box in np.asarray(clip.person_boxes[f], np.float32).reshape(-1, 4):
+            if not np.isfinite(box).all():
+                continue
+            x1, y1, x2, y2 = (box * np.array([sx, sy, sx, sy], np.float32)).tolist()
+            cv2.rectangle(img, (int(round(x1)), int(round(y1))), (int(round(x2)), int(round(y2))), BOX_COLOUR, 1,
+                          cv2.LINE_AA)
     kp = clip.keypoints_in_frame()[f]
     sc = clip.scores[f]
     pts = [(int(round(x)), int(round(y))) for x, y in kp]

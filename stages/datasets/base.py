@@ -60,6 +60,9 @@ class PoseTrack:
     keypoints: np.ndarray  # (F, V, 2) float32, x then y
     scores: np.ndarray  # (F, V) float32 in [0, 1]; 0 = joint not seen
     frame_size: tuple[int, int]  # (height, width) of the frames the coordinates refer to
+    # (F, n, 4) xyxy box of each of n people per frame (NaN: absent), when a top-down source kept
+    # several people (stage-one setting ``persons``); None otherwise
+    person_boxes: Optional[np.ndarray] = None
 
     def __post_init__(self):
         self.keypoints = np.asarray(self.keypoints, dtype=np.float32)

@@ -67,7 +67,10 @@ def align_track(track: PoseTrack, num_frames: int, size: tuple[int, int], notes:
         (ph, pw), (h, w) = track.frame_size, size
         k = k * np.array([w / pw, h / ph], np.float32)
         notes.append(f"pose coordinates rescaled from {pw}x{ph} to {w}x{h}")
-    return PoseTrack(k, s, frame_size=tuple(size))
+    boxes = track.person_boxes
+    if boxes is not None and (track.num_frames != num_frames or tuple(track.frame_size) != tuple(size)):
+        raise ClipError("internal: a track with person boxes must have one pose per decoded frame, in its pixels")
+    return PoseTrack(k, s, frame_size=tuple(size), person_boxes=boxes)
 
 
 @dataclass
@@ -194,6 +197,8 @@ def finish_clip(clip: ClipRecord, decoded: DecodedClip, track: PoseTrack, box_in
             notes.extend(dataset_box_notes(clip.clip_id, box_info, n))
         except PersonBoxError as e:
             raise ClipError(str(e)) from e
+    if box_info.get("persons_note"):
+        notes.append(box_info["persons_note"])
     if n < settings.num_frames * settings.frames_per_segment:
         what = "sampled frames" if settings.frames_per_segment == 1 else "candidate frames"
         notes.append(f"{n} frames < {settings.num_frames * settings.frames_per_segment}: {what} repeat")
@@ -237,7 +242,10 @@ def finish_clip(clip: ClipRecord, decoded: DecodedClip, track: PoseTrack, box_in
         "scores": track.scores.astype(np.float32),
         "grids": grids,
     }
-    if box_info["source"] in ("dataset", "detector"):
+    if box_info["source"] in ("dataset", "detector") and track.person_boxes is not None:
+        # several people: each kept person's box, (F, n, 4), NaN where absent (cache/layout.py)
+        arrays["person_boxes"] = track.person_boxes.astype(np.float32)
+    elif box_info["source"] in ("dataset", "detector"):
         # the boxes HRNet used, one per decoded frame (optional array; see cache/layout.py)
         used = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         if len(used) != n:

@@ -243,8 +243,9 @@ class MMDetPersonDetector:
                                       f"{type(e).__name__}: {e}. {FULL_MMCV_HINT}") from e
         return model
 
-    def detect(self, images: list[np.ndarray]) -> list[Optional[np.ndarray]]:
-        """Per RGB uint8 image: the best person box ``(4,)`` xyxy above ``score_thr``, or None."""
+    def detect(self, images: list[np.ndarray], top: int = 1) -> list[Optional[np.ndarray]]:
+        """Per RGB uint8 image: the best person box ``(4,)`` xyxy above ``score_thr``, or None;
+        ``top`` > 1: the best ``top`` person boxes ``(m, 4)`` (m <= top, best first, m = 0: none)."""
         import torch
         from mmengine.dataset import pseudo_collate
 
@@ -258,6 +259,8 @@ class MMDetPersonDetector:
             if "_ext" in str(e) or "mmcv" in str(e):
                 raise DetectorUnavailable(f"person detector failed: {e}. {FULL_MMCV_HINT}") from e
             raise
+        if top > 1:
+            return [top_person_boxes(r.pred_instances, self.score_thr, top) for r in results]
         return [best_person_box(r.pred_instances, self.score_thr) for r in results]
 
     def close(self) -> None:
@@ -277,12 +280,29 @@ def best_person_box(instances: Any, score_thr: float, label: int = PERSON_LABEL)
     return bboxes[i].astype(np.float32).reshape(4)
 
 
+def top_person_boxes(instances: Any, score_thr: float, top: int, label: int = PERSON_LABEL) -> np.ndarray:
+    """The ``top`` highest-scoring ``label`` boxes of one image's ``pred_instances`` above
+    ``score_thr``, best first: ``(m, 4)``, m <= top (ties: the lower index first)."""
+    def arr(x):
+        return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+    labels, scores, bboxes = arr(instances.labels), arr(instances.scores), arr(instances.bboxes)
+    keep = np.flatnonzero((labels == label) & (scores >= score_thr))
+    keep = keep[np.argsort(-scores[keep], kind="stable")][:top]
+    return bboxes[keep].astype(np.float32).reshape(-1, 4)
+
+
 # -- the chain ---------------------------------------------------------------------------------------
 class PersonBoxes:
-    """Where a clip's person boxes come from. One instance per extraction run (per process)."""
+    """Where a clip's person boxes come from. One instance per extraction run (per process).
 
-    def __init__(self, detector: Optional[MMDetPersonDetector] = None):
+    ``persons`` > 1 (stage-one setting): a detector gives up to that many boxes per frame (each
+    element of the boxes list is then ``(m, 4)``); the dataset's boxes and the whole frame are one
+    person per frame, said in ``info["persons_note"]`` (the other people are zero-score)."""
+
+    def __init__(self, detector: Optional[MMDetPersonDetector] = None, persons: int = 1):
         self.detector = detector
+        self.persons = int(persons)
         self._warned = False
 
     def identity(self) -> Optional[dict]:
@@ -300,6 +320,16 @@ class PersonBoxes:
         (final once ``frames`` is exhausted). ``expected_frames`` (what the header promises) and
         ``frame_size`` (decoded height, width) are for checking and aligning a dataset's boxes.
         """
+        frames, boxes, info = self._stream(clip, dataset, frames, expected_frames, frame_size)
+        if self.persons > 1 and info["source"] != "detector":
+            info["persons_note"] = (f"persons={self.persons}: the person boxes ({info['source']}) are one per frame, "
+                                    f"so HRNet sees one person; persons 2..{self.persons} are zero-score (a "
+                                    "--person-detector gives several)")
+        return frames, boxes, info
+
+    def _stream(self, clip: ClipRecord, dataset: DatasetAdapter, frames: Iterable[np.ndarray],
+                expected_frames: Optional[int], frame_size: Optional[tuple[int, int]],
+                ) -> tuple[Iterator[np.ndarray], Optional[list], dict]:
         boxes = dataset.person_boxes(clip) if dataset is not None else None
         if boxes is not None:
             checked, notes = check_dataset_boxes(clip.clip_id, boxes, frame_size)
@@ -313,6 +343,8 @@ class PersonBoxes:
             info = {"source": "detector", "detector": self.detector.config_name, "frames": 0,
                     "frames_without_person": 0}
             out: list[np.ndarray] = []
+            if self.persons > 1:
+                return self._detect_people_ahead(frames, out, info), out, info
             return self._detect_ahead(frames, out, info), out, info
         self._warn_whole_frame(dataset)
         return iter(frames), None, {"source": "whole frame"}
@@ -353,6 +385,27 @@ class PersonBoxes:
                 else:
                     last = box
                 out.append(box)
+            info["frames"] += len(batch)
+            yield from batch
+
+    def _detect_people_ahead(self, frames: Iterable[np.ndarray], out: list, info: dict) -> Iterator[np.ndarray]:
+        """:meth:`_detect_ahead` with up to ``persons`` boxes per frame, ``(m, 4)`` each; a frame
+        without a person keeps the previous frame's boxes (else the whole frame), as with one."""
+        it = iter(frames)
+        last: Optional[np.ndarray] = None
+        while True:
+            batch = list(islice(it, self.detector.batch_size))
+            if not batch:
+                return
+            for img, found in zip(batch, self.detector.detect(batch, top=self.persons)):
+                found = np.asarray(found if found is not None else [], np.float32).reshape(-1, 4)
+                if len(found) == 0:
+                    info["frames_without_person"] += 1
+                    h, w = img.shape[:2]
+                    found = last if last is not None else np.array([[0, 0, w, h]], np.float32)
+                else:
+                    last = found
+                out.append(found)
             info["frames"] += len(batch)
             yield from batch
 
@@ -427,10 +480,11 @@ class PoseWithPersonBoxes(PoseSource):
 
 def with_person_boxes(pose: PoseSource, detector: Optional[str] = None, checkpoint: Optional[str] = None,
                       device: str = "cpu", score_thr: float = DEFAULT_SCORE_THR,
-                      batch_size: int = 8) -> PoseWithPersonBoxes:
-    """Wrap a frame-based pose source with the chain; builds (checks) the detector when asked."""
+                      batch_size: int = 8, persons: int = 1) -> PoseWithPersonBoxes:
+    """Wrap a frame-based pose source with the chain (up to ``persons`` boxes per frame from a
+    detector); builds (checks) the detector when asked."""
     if detector is None and checkpoint:
         raise ValueError("--detector-checkpoint given without --person-detector")
     det = MMDetPersonDetector(detector, checkpoint, device=device, score_thr=score_thr,
                               batch_size=batch_size) if detector else None
-    return PoseWithPersonBoxes(pose, PersonBoxes(det))
+    return PoseWithPersonBoxes(pose, PersonBoxes(det, persons))

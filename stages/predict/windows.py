@@ -114,6 +114,12 @@ def windowed_clips(clip: ClipRecord, pose: PoseSource, settings: ExtractSettings
 def _windowed(clip, pose, settings, window_s, stride_s, on_frames):
     if clip.video is None:
         raise ClipError("no video file")
+    if pose.needs_frames and settings.persons > 1:
+        # people are linked into tracks over the whole clip; a long video posed chunk by chunk would
+        # order them chunk by chunk
+        raise ClipError(f"windows of a long video with a pose model and persons={settings.persons} (the model's "
+                        "entry keeps several people per frame) are not supported: predict without --window, or "
+                        "with poses from a skeleton file (--pose-source pkl:PATH)")
     chunk = max(32, int(getattr(pose, "batch_size", 32) or 32))
     decoder = _RecentFramesDecoder(clip, settings, keep=0)  # probes the header (raises DecodeError)
     info = decoder.info

@@ -77,8 +77,9 @@ def test_fewer_tracks_than_persons_are_zero_score_people(tmp_path):
 
 
 def test_a_single_person_source_refuses_persons_naming_the_setting():
-    with pytest.raises(SettingsError, match=r"'hrnet' gives one person per frame.*persons=2 \(--persons"):
-        create_pose_source("hrnet", {"checkpoint": "none"}, persons=2)
+    with pytest.raises(SettingsError, match=r"'dataset' gives one person per frame.*persons=2 \(--persons.*"
+                                            r"hrnet, pkl:PATH"):
+        create_pose_source("dataset", persons=2)
 
 
 def test_persons_enters_the_key_only_when_not_1():

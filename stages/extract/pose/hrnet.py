@@ -150,6 +150,7 @@ class HRNetPoseSource(PoseSource):
     name = "hrnet"
     needs_frames = True
     skeleton = "coco17"
+    multi_person = True  # persons > 1: every person box of a frame, linked over frames (pose/tracks.py)
     Options = HRNetOptions
 
     @classmethod
@@ -160,12 +161,13 @@ class HRNetPoseSource(PoseSource):
 
         o = options
         src = cls(checkpoint=o.checkpoint, device=context.device, batch_size=o.batch_size, flip_test=o.flip_test,
-                  precision=o.precision, config=o.config)
+                  precision=o.precision, config=o.config, persons=context.persons)
         return with_person_boxes(src, detector=o.person_detector, checkpoint=o.detector_checkpoint,
-                                 device=context.device)
+                                 device=context.device, persons=context.persons)
 
     def __init__(self, checkpoint: Optional[str] = OFFICIAL_CHECKPOINT, device: str = "cpu", batch_size: int = 32,
-                 flip_test: bool = True, config: Optional[str] = None, seed: int = 0, precision: str = "auto"):
+                 flip_test: bool = True, config: Optional[str] = None, seed: int = 0, precision: str = "auto",
+                 persons: int = 1):
         from stages.compat import ensure_mmpose
 
         ensure_mmpose()
@@ -188,6 +190,8 @@ class HRNetPoseSource(PoseSource):
             self._weights = ckpt.provenance()
         self.seed = seed
         self._model = None
+        self.persons = int(persons)  # people per frame (stage-one setting; the settings key has it)
+        self.selections: dict[str, dict] = {}  # persons > 1: each clip's tracks (clip_info)
         if self.checkpoint is None:
             msg = ("HRNET RUNS WITH RANDOM WEIGHTS (--pose-checkpoint none): the poses mean nothing. "
                    "Use this only to test the pipeline.")
@@ -262,10 +266,79 @@ class HRNetPoseSource(PoseSource):
                                             autocast_dtype_for(self.precision), pad_to=CUDNN_PAD_TO if cuda else 1)
         return kps, np.clip(scores, 0.0, 1.0)
 
+    def estimate_people_images(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`estimate_images` with any number of boxes per image: ``boxes[i]`` (m_i, 4)
+        xyxy in ``images[i]``. Returns keypoints (sum m_i, V, 2) and scores (sum m_i, V), image by image."""
+        import torch
+
+        model = self.model
+        counts = [len(b) for b in boxes]
+        box_arr = np.concatenate([np.asarray(b, np.float32).reshape(-1, 4) for b in boxes])
+        cuda = str(self.device).startswith("cuda")
+        with torch.inference_mode():
+            frames, index = frames_on_device(images, self.device)
+            frame_index = torch.repeat_interleave(index, torch.as_tensor(counts, device=index.device))
+            kps, scores = topdown_keypoints(model, self.spec, frames, frame_index, box_arr, self.flip_test,
+                                            autocast_dtype_for(self.precision), pad_to=CUDNN_PAD_TO if cuda else 1)
+        return kps, np.clip(scores, 0.0, 1.0)
+
+    def _estimate_people(self, clip: ClipRecord, frames: Iterable[np.ndarray], boxes) -> PoseTrack:
+        """``persons`` > 1: HRNet on every person box of each frame (``boxes[i]``: (m_i, 4), or one
+        box), the detections linked into tracks over the frames and the best ``persons`` kept,
+        person-major (:mod:`stages.extract.pose.tracks`)."""
+        from stages.extract.pose.tracks import keep_best_tracks, link_boxes
+
+        per_box: list[np.ndarray] = []
+        kps: list[np.ndarray] = []
+        scs: list[np.ndarray] = []
+        batch_img: list[np.ndarray] = []
+        batch_box: list[np.ndarray] = []
+        size = None
+
+        def flush():
+            if not batch_img:
+                return
+            k, s = self.estimate_people_images(batch_img, batch_box)
+            at = 0
+            for b in batch_box:
+                kps.append(k[at: at + len(b)])
+                scs.append(s[at: at + len(b)])
+                at += len(b)
+            batch_img.clear()
+            batch_box.clear()
+
+        for i, img in enumerate(frames):
+            size = img.shape[:2]
+            h, w = size
+            given = boxes[i] if boxes is not None and i < len(boxes) else np.array([0, 0, w, h], np.float32)
+            b = np.asarray(given, np.float32).reshape(-1, 4)
+            if len(b) == 0:
+                b = np.array([[0, 0, w, h]], np.float32)
+            if not np.isfinite(b).all():
+                raise PoseSourceError(f"a person box of frame {i} is {b.tolist()}: not finite")
+            batch_img.append(img)
+            batch_box.append(b)
+            per_box.append(b)
+            if sum(len(x) for x in batch_box) >= self.batch_size:
+                flush()
+        flush()
+        if size is None:
+            raise PoseSourceError("no frames to estimate poses on")
+        ids = link_boxes(per_box)
+        kp, sc, bx, summary = keep_best_tracks(ids, kps, scs, self.persons, per_box)
+        summary["most_boxes_in_a_frame"] = max(len(b) for b in per_box)
+        self.selections[clip.clip_id] = summary
+        return PoseTrack(kp, sc, frame_size=tuple(size), person_boxes=bx)
+
+    def clip_info(self, clip: ClipRecord) -> dict:
+        return dict(self.selections.get(clip.clip_id, {}))
+
     def estimate(self, clip: ClipRecord, frames: Optional[Iterable[np.ndarray]], boxes: Optional[np.ndarray],
                  dataset: DatasetAdapter) -> PoseTrack:
         if frames is None:
             raise PoseSourceError("HRNet needs decoded frames")
+        if self.persons > 1:
+            return self._estimate_people(clip, frames, boxes)
         kps, scs = [], []
         batch_img: list[np.ndarray] = []
         batch_box: list[np.ndarray] = []
