@@ -146,6 +146,9 @@ class DatasetAdapter:
     extract_defaults: Mapping[str, Any] = {}
     # Whether the dataset ships its own 2D poses (pose source "dataset").
     has_poses: bool = False
+    # Whether those poses hold every person of a clip (:meth:`dataset_people`), so stage one can
+    # keep several per frame (setting ``persons``).
+    multi_person_poses: bool = False
     needs_root: bool = True
 
     def __init__(self, root: Optional[os.PathLike] = None, *, options_source: str = "-o", **options: Any):
@@ -183,6 +186,12 @@ class DatasetAdapter:
     def dataset_poses(self, clip: ClipRecord) -> PoseTrack:
         """The poses the dataset ships for ``clip`` (pose source ``dataset``)."""
         raise NotImplementedError(f"dataset {self.name!r} ships no poses; use --pose-source hrnet")
+
+    def dataset_people(self, clip: ClipRecord) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+        """Every person the dataset's poses hold for ``clip`` (datasets with
+        :attr:`multi_person_poses`): joints ``(M, F, V, 2)``, scores ``(M, F, V)`` and the frame
+        size (height, width) their pixels refer to."""
+        raise NotImplementedError(f"dataset {self.name!r} ships one person's poses per clip")
 
     def person_boxes(self, clip: ClipRecord) -> Optional[np.ndarray]:
         """Per-frame person boxes ``(F, 4)`` xyxy in original pixels, or None (whole frame)."""

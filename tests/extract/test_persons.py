@@ -76,7 +76,20 @@ def test_fewer_tracks_than_persons_are_zero_score_people(tmp_path):
     assert src.clip_info(ClipRecord("clip_a", "train", 0, None))["missing_persons"] == 2
 
 
-def test_a_single_person_source_refuses_persons_naming_the_setting():
+def test_one_person_dataset_poses_refuse_persons_naming_the_setting():
+    from stages.datasets.base import DatasetAdapter
+
+    class OnePersonPoses(DatasetAdapter):  # e.g. Toyota-Smarthome's LCR-Net files: one person per clip
+        name, has_poses, needs_root = "one_person", True, False
+
+    with pytest.raises(SettingsError, match=r"'one_person' ships hold one person per clip.*persons=2 \(--persons"):
+        create_pose_source("dataset", dataset=OnePersonPoses(), persons=2)
+
+
+def test_a_single_person_source_is_refused_by_the_factory(monkeypatch):
+    from stages.extract.pose.dataset_pose import DatasetPoseSource
+
+    monkeypatch.setattr(DatasetPoseSource, "multi_person", False)
     with pytest.raises(SettingsError, match=r"'dataset' gives one person per frame.*persons=2 \(--persons.*"
                                             r"hrnet, pkl:PATH"):
         create_pose_source("dataset", persons=2)

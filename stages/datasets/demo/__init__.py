@@ -50,6 +50,9 @@ class DemoOptions(AdapterOptions):
                                              "16-frame aliasing exact).")
     size: tuple[int, int] = field(tuple(_D["size"]), help="Frame width,height (even).")
     fps: int = field(_D["fps"], help="Frames per second of the generated videos.")
+    bystanders: float = field(gen.OPTIONAL_CONFIG["bystanders"], help="Fraction of the clips with a second, idle "
+                              "figure standing beside and behind the performer (for --persons 2; 0: none, the "
+                              "dataset of before).")
     data_root: Optional[Path] = field(None, in_key=False, help="Where generated datasets live (default: $PEVL_DATA, "
                                                                "else <cache root>/datasets).")
     workers: Optional[int] = field(None, in_key=False, help="Processes generating the videos (default: up to 2).")
@@ -61,6 +64,7 @@ class DemoDataset(DatasetAdapter):
     coarse_type = "gymnastic"
     skeleton = "coco17"
     has_poses = True
+    multi_person_poses = True  # the performer and any idle bystander (option bystanders)
     needs_root = False
     extract_defaults = dict(pose_source="dataset", short_side=128)
     Options = DemoOptions
@@ -71,7 +75,8 @@ class DemoDataset(DatasetAdapter):
         self.workers = o.workers or min(2, os.cpu_count() or 1)
         cpc = o.clips_per_class
         self.config = gen.normalize_config(seed=o.seed, clips_per_class=cpc[0] if len(cpc) == 1 else list(cpc),
-                                           num_frames=list(o.num_frames), size=list(o.size), fps=o.fps)
+                                           num_frames=list(o.num_frames), size=list(o.size), fps=o.fps,
+                                           bystanders=o.bystanders)
         if self.root is None:
             base = o.data_root or default_data_root()
             self.root = (base / gen.config_tag(self.config)).expanduser().resolve()
@@ -127,6 +132,15 @@ class DemoDataset(DatasetAdapter):
         except (OSError, KeyError, ValueError) as e:
             raise DatasetLayoutError(f"demo clip {clip.clip_id}: cannot read poses {path}: {e}") from e
         return PoseTrack(keypoints=kp, scores=sc, frame_size=tuple(self._frame_size))
+
+    def dataset_people(self, clip: ClipRecord) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+        """The performer and the bystander, if the clip has one: ``(M, F, 17, 2)``, ``(M, F, 17)``."""
+        path = self._pose_path(clip)
+        try:
+            kp, sc = gen.read_people(path)
+        except (OSError, KeyError, ValueError) as e:
+            raise DatasetLayoutError(f"demo clip {clip.clip_id}: cannot read poses {path}: {e}") from e
+        return kp, sc, tuple(self._frame_size)
 
     def person_boxes(self, clip: ClipRecord) -> Optional[np.ndarray]:
         """Ground-truth boxes around the seen joints (plus a head/limb margin), xyxy per frame."""

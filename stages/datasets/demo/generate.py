@@ -45,6 +45,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "size": [176, 128],  # width, height (even, for yuv420p)
     "fps": 24,
 }
+#: options beside DEFAULT_CONFIG that enter the config only when set (so the defaults' folders,
+#: annotations and bytes stay what they were): the fraction of clips with a second, idle figure
+OPTIONAL_CONFIG: dict[str, Any] = {"bystanders": 0.0}
 # settings of the encoder: fixed, single-threaded, for byte-identical output
 ENCODER = {"vcodec": "libx264", "pix_fmt": "yuv420p", "crf": 20, "preset": "fast", "threads": 1}
 
@@ -53,11 +56,19 @@ ProgressFn = Callable[[int, int], None]
 
 def normalize_config(**options: Any) -> dict[str, Any]:
     """Validated generation settings (JSON-able, canonical): unknown keys are an error."""
-    unknown = set(options) - set(DEFAULT_CONFIG)
+    unknown = set(options) - set(DEFAULT_CONFIG) - set(OPTIONAL_CONFIG)
     if unknown:
-        raise ValueError(f"unknown demo dataset option(s) {sorted(unknown)}; known: {sorted(DEFAULT_CONFIG)} "
-                         "(plus workers, progress)")
+        raise ValueError(f"unknown demo dataset option(s) {sorted(unknown)}; known: "
+                         f"{sorted(set(DEFAULT_CONFIG) | set(OPTIONAL_CONFIG))} (plus workers, progress)")
     cfg = {**DEFAULT_CONFIG, **{k: v for k, v in options.items() if v is not None}}
+    if "bystanders" in cfg:
+        b = float(cfg["bystanders"])
+        if not 0.0 <= b <= 1.0:
+            raise ValueError(f"bystanders must be a fraction of the clips in [0, 1], got {cfg['bystanders']!r}")
+        if b == OPTIONAL_CONFIG["bystanders"]:
+            del cfg["bystanders"]
+        else:
+            cfg["bystanders"] = b
     cfg["seed"] = int(cfg["seed"])
     cpc = cfg["clips_per_class"]
     if isinstance(cpc, str) and "," in cpc:
@@ -161,24 +172,58 @@ def clip_motion(cfg: Mapping[str, Any], label: int, split: str, index: int) -> t
     return perf, pts, face
 
 
-def clip_poses(cfg: Mapping[str, Any], label: int, split: str, index: int) -> dict:
-    """Ground-truth projection of one clip (keypoints, scores, and drawing data), no rendering."""
-    perf, pts, face = clip_motion(cfg, label, split, index)
-    proj = sm.project(pts, face, perf.camera)
+def _hide_self_occluded(look: render.Look, cam: sm.Camera, proj: dict) -> None:
     # joints covered by another part of the drawn figure: body joints "occluded", face joints unseen
-    hidden = render.occlusion(perf.look, perf.camera, proj)
+    hidden = render.occlusion(look, cam, proj)
     sc = proj["scores"]
     sc[:, 5:] = np.where(hidden[:, 5:], np.minimum(sc[:, 5:], sm.OCCLUDED_SCORE), sc[:, 5:])
     sc[:, :5] = np.where(hidden[:, :5], 0.0, sc[:, :5])
+
+
+def bystander(cfg: Mapping[str, Any], split: str, index: int, num_frames: int,
+              cam: sm.Camera) -> Optional[dict]:
+    """The second, idle figure of a clip (``bystanders`` of the clips have one), or None: standing
+    at rest beside and behind the performer, facing the camera, breathing (a slow arm sway). Drawn
+    from a generator of its own, so the performer is the same as without it."""
+    frac = float(cfg.get("bystanders", 0.0))
+    if frac <= 0.0:
+        return None
+    rng = np.random.default_rng([int(cfg["seed"]), SPLIT_CODES[split], int(index), 1])
+    if rng.random() >= frac:
+        return None
+    look = render.Look.draw(rng)
+    side = 1.0 if rng.random() < 0.5 else -1.0
+    x, z, yaw = side * float(rng.uniform(1.45, 1.75)), float(rng.uniform(-1.8, -1.2)), float(rng.uniform(-20, 20))
+    states = np.repeat(sm.rest_state(yaw=yaw, x=x, z=z)[None], num_frames, 0)
+    sway = 3.0 * np.sin(np.linspace(0.0, 2 * np.pi * float(rng.uniform(0.5, 1.0)), num_frames))
+    for k in ("l_sh_a", "r_sh_a"):
+        states[:, sm.P[k]] += sway
+    pts, face = sm.forward_kinematics(states)
+    proj = sm.project(pts, face, cam)
+    _hide_self_occluded(look, cam, proj)
+    proj["look"], proj["world"] = look, pts
+    return proj
+
+
+def clip_poses(cfg: Mapping[str, Any], label: int, split: str, index: int) -> dict:
+    """Ground-truth projection of one clip (keypoints, scores, and drawing data), no rendering.
+    ``others``: the idle figures beside the performer (see :func:`bystander`), drawn behind it;
+    their joints the performer covers are not lowered (they stand apart)."""
+    perf, pts, face = clip_motion(cfg, label, split, index)
+    proj = sm.project(pts, face, perf.camera)
+    _hide_self_occluded(perf.look, perf.camera, proj)
     proj["performer"] = perf
     proj["world"] = pts
+    other = bystander(cfg, split, index, perf.num_frames, perf.camera)
+    proj["others"] = [other] if other is not None else []
     return proj
 
 
 def render_clip(cfg: Mapping[str, Any], label: int, split: str, index: int) -> tuple[np.ndarray, dict]:
     proj = clip_poses(cfg, label, split, index)
     perf = proj["performer"]
-    frames = render.render_clip(perf.look, perf.camera, proj, proj["world"])
+    frames = render.render_clip(perf.look, perf.camera, proj, proj["world"],
+                                others=[(o["look"], o, o["world"]) for o in proj["others"]])
     return frames, proj
 
 
@@ -217,7 +262,12 @@ def save_npz(path: os.PathLike, **arrays: np.ndarray) -> bytes:
 def _write_clip(cfg: Mapping[str, Any], spec: ClipSpec, out: Path) -> dict:
     frames, proj = render_clip(cfg, spec.label, spec.split, spec.index)
     encode_mp4(frames, out / "videos" / f"{spec.clip_id}.mp4", cfg["fps"])
-    data = save_npz(out / "poses" / f"{spec.clip_id}.npz", keypoints=proj["keypoints"], scores=proj["scores"])
+    others = {}
+    if proj["others"]:  # the idle figures' joints beside the performer's: (M - 1, F, 17, 2), (M - 1, F, 17)
+        others = {"others_keypoints": np.stack([o["keypoints"] for o in proj["others"]]),
+                  "others_scores": np.stack([o["scores"] for o in proj["others"]])}
+    data = save_npz(out / "poses" / f"{spec.clip_id}.npz", keypoints=proj["keypoints"], scores=proj["scores"],
+                    **others)
     return {
         "id": spec.clip_id,
         "split": spec.split,
@@ -389,8 +439,19 @@ def _check_replaceable(root: Path, cfg: Mapping[str, Any]) -> None:
 
 
 def read_poses(path: os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """The performer's joints ``(F, 17, 2)`` and scores ``(F, 17)``."""
     with np.load(path, allow_pickle=False) as z:
         return z["keypoints"].astype(np.float32), z["scores"].astype(np.float32)
+
+
+def read_people(path: os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Every figure of a clip, the performer first: joints ``(M, F, 17, 2)``, scores ``(M, F, 17)``."""
+    with np.load(path, allow_pickle=False) as z:
+        kp, sc = z["keypoints"][None], z["scores"][None]
+        if "others_keypoints" in z.files:
+            kp = np.concatenate([kp, z["others_keypoints"]])
+            sc = np.concatenate([sc, z["others_scores"]])
+    return kp.astype(np.float32), sc.astype(np.float32)
 
 
 def sample_indices(num_frames: int, count: int) -> np.ndarray:

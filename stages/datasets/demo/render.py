@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import colorsys
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import cv2
 import numpy as np
@@ -236,15 +236,26 @@ def occlusion(look: Look, cam: sm.Camera, proj: dict) -> np.ndarray:
     return out
 
 
-def render_clip(look: Look, cam: sm.Camera, proj: dict, pts_world: np.ndarray) -> np.ndarray:
-    """All frames ``(F, H, W, 3)`` uint8 RGB of one clip."""
+def _ground(cam: sm.Camera, pts_world: np.ndarray) -> np.ndarray:
+    floor = pts_world[:, sm.PELVIS].copy()
+    floor[:, 1] = 0.0
+    return cam.view(floor)[0]
+
+
+def render_clip(look: Look, cam: sm.Camera, proj: dict, pts_world: np.ndarray,
+                others: Sequence[tuple[Look, dict, np.ndarray]] = ()) -> np.ndarray:
+    """All frames ``(F, H, W, 3)`` uint8 RGB of one clip; ``others`` (look, projection, world
+    points) are figures drawn before the performer, so behind it."""
     bg = background(look, cam.width, cam.height)
     F = proj["uv"].shape[0]
     frames = np.empty((F, cam.height, cam.width, 3), dtype=np.uint8)
-    floor = pts_world[:, sm.PELVIS].copy()
-    floor[:, 1] = 0.0
-    ground_uv, _ = cam.view(floor)
+    ground_uv = _ground(cam, pts_world)
+    other_ground = [_ground(cam, w) for _, _, w in others]
     for f in range(F):
-        frames[f] = draw_frame(bg, look, proj["uv"][f], proj["depth"][f], float(proj["face_z"][f]),
+        back = bg
+        for (o_look, o, _), g in zip(others, other_ground):
+            back = draw_frame(back, o_look, o["uv"][f], o["depth"][f], float(o["face_z"][f]), float(o["scale"][f]),
+                              g[f:f + 1])
+        frames[f] = draw_frame(back, look, proj["uv"][f], proj["depth"][f], float(proj["face_z"][f]),
                                float(proj["scale"][f]), ground_uv[f:f + 1])
     return frames
