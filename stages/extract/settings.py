@@ -25,9 +25,10 @@ class ExtractSettings(Settings):
                                     "segment middle among them: training draws one per segment each epoch, "
                                     "evaluation takes the middle (1: the middles only, a third of the bytes; "
                                     "docs/benchmarks.md).")
-    persons: int = field(1, help="People kept per frame (n): the n best tracks of a clip, ordered by mean score, "
-                         "their joints person-major in one joint axis (n x V joints; a missing person's joints have "
-                         "score 0). From a skeleton file's M persons (--pose-source pkl:PATH); HRNet keeps one.")
+    persons: int = field(1, help="People kept per frame (n): the n best tracks of a clip by mean score, their joints "
+                         "person-major in one joint axis (n x V joints; a missing person's have score 0). From a "
+                         "skeleton file's M persons, HRNet on a --person-detector's boxes linked over frames, or a "
+                         "dataset's poses of every person (the demo with -o bystanders=F); docs/extraction.md.")
     short_side: int = field(256, help="Short side of cached frames in pixels (rounded to the grid cell).")
     grid_cell: int = field(16, help="Mask-grid cell in pixels; must equal the patch size of the ViT the grids "
                                     "serve (16 for ViT-B/16, 14 for ViT-L/14).")

@@ -159,3 +159,26 @@ def test_two_people_through_stage_one_grids_hold_both(tmp_path):
     c1 = CacheStore(tmp_path / "cache").open(one.key).read_clip(row1["uid"])
     np.testing.assert_array_equal(c1.keypoints, c.keypoints[:, :V])  # n = 1: the best person alone
     np.testing.assert_array_equal(np.asarray(c1.grids), np.asarray(c.grids)[:, :V])
+
+
+def test_the_entry_records_the_layout_of_its_joints_not_the_datasets(tmp_path):
+    """Toyota-Smarthome's own poses are toyota13; HRNet or a COCO skeleton file on its videos gives
+    COCO-17 joints, and stage two must read them as such (J, flip index)."""
+    import dataclasses
+
+    from pevl_testutils import make_video, write_custom_dataset
+
+    from stages.datasets import create_dataset
+    from stages.extract.plan import ExtractOptions, plan_entry
+
+    root = tmp_path / "data"
+    make_video(root / "c0.mp4", frames=4, size=(64, 48))
+    write_custom_dataset(root, [("c0.mp4", 0, "train")], ["a"])
+    pkl = _write(tmp_path / "p.pkl", [dict(_four_persons(4), frame_dir="c0")])
+    opts = ExtractOptions(dataset="custom", root=str(root), cache_root=str(tmp_path / "cache"),
+                          pose_source=f"pkl:{pkl}", settings={"persons": 2})
+    adapter = create_dataset("custom", root=root)
+    index = dataclasses.replace(adapter.load(), skeleton="toyota13")  # a dataset whose own poses are toyota13
+    p = plan_entry(opts, adapter, index)
+    assert p.root_attrs["skeleton"] == "coco17" and p.manifest["skeleton"] == "coco17"
+    assert entry_skeleton(p.root_attrs["skeleton"], p.root_attrs["settings"]).num_joints == 34
