@@ -251,7 +251,7 @@ def cache_show(
     key: str = typer.Argument(..., help="Entry key (a unique prefix is enough) or path."),
     clip_id: Optional[str] = typer.Argument(None, help="The clip to draw (its id or uid); not with --gallery."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="PNG to write. Default: <clip uid>.png, or gallery-<key>.png with --gallery, in the current folder."),
-    video: bool = typer.Option(False, "--video", help="Also write an MP4 of the cached frames with the same drawing (next to the PNG, .mp4)."),
+    video: bool = typer.Option(False, "--video", help="Also write an MP4 of the cached frames (every candidate of every segment, in time order) with the same drawing (next to the PNG, .mp4)."),
     fps: float = typer.Option(4.0, "--fps", min=0.1, help="Frame rate of the --video MP4 (the cached frames are T_v samples of the clip)."),
     gallery: Optional[int] = typer.Option(None, "--gallery", min=1, help="N random clips of the entry on one sheet (the middle cached frame of each) instead of one clip."),
     split: Optional[str] = typer.Option(None, "--split", help="With --gallery: only clips of this split."),
