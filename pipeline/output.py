@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -31,6 +30,8 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from stages.durations import duration_text
 
 
 class _Console(Console):
@@ -225,17 +226,6 @@ def print_json(obj: Any, to: Optional[Console] = None) -> None:
 
 
 # -- progress ----------------------------------------------------------------------------------------
-def _duration(s: float) -> str:
-    if not math.isfinite(s):
-        return "?"
-    s = int(round(s))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
-
-
 class LineProgress:
     """The part of :class:`rich.progress.Progress` the commands use (``add_task``, ``advance``,
     ``update``, a context manager), written as one line per task every ``interval`` seconds and
@@ -298,11 +288,11 @@ class LineProgress:
             pct = 100.0 * t["completed"] / total
             left = (total - t["completed"]) / rate if rate > 0 else float("inf")
             head = f"{t['description']}: {t['completed']:g}/{total:g}{unit} ({pct:.0f}%)"
-            tail = "done" if t["completed"] >= total else f"eta {_duration(left)}"
+            tail = "done" if t["completed"] >= total else f"eta {duration_text(left)}"
         else:
             head, tail = f"{t['description']}: {t['completed']:g}{unit}", ""
         rate_s = f"{rate:.2f}/s" if rate < 10 else f"{rate:.0f}/s"
-        return ", ".join(p for p in (head, rate_s, f"elapsed {_duration(elapsed)}", tail) if p)
+        return ", ".join(p for p in (head, rate_s, f"elapsed {duration_text(elapsed)}", tail) if p)
 
     def _show(self, t: dict, now: float) -> None:
         t["shown"] = now

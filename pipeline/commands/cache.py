@@ -31,7 +31,8 @@ def cache_ls(
         s = e.settings
         rows.append({"key": e.key, "dataset": e.dataset, "status": "complete" if st.complete else "incomplete",
                      "done": st.done, "failed": st.failed, "total": st.total, "bytes": dir_size(e.path),
-                     "pose": s.get("pose_source"), "frames": s.get("num_frames"), "short_side": s.get("short_side"),
+                     "pose": s.get("pose_source"), "frames": s.get("num_frames"),
+                     "frames_per_segment": int(s.get("frames_per_segment", 1)), "short_side": s.get("short_side"),
                      "codec": s.get("frames_codec"),
                      "created": e.attrs.get("created", {}).get("time"), "path": str(e.path)})
     old = store.old_format_entries(dataset)
@@ -54,16 +55,18 @@ def cache_ls(
         return
     t = Table(title=f"cache {store.root}")
     t.add_column("key", no_wrap=True)
-    for col in ("dataset", "status", "clips", "failed", "size", "pose", "T_v", "short side", "codec", "created"):
+    for col in ("dataset", "status", "clips", "failed", "size", "pose", "T_v", "K", "short side", "codec",
+                "created"):
         t.add_column(col)
     for r in rows:
         if "format" in r or "clips_on_disk" in r:
             clips = str(r["clips_on_disk"]) if "clips_on_disk" in r else ""
             t.add_row(r["key"], r["dataset"], f"[red]{r['status']}[/]", clips, "", human_bytes(r["bytes"]), "", "", "",
-                      "", "")
+                      "", "", "")
             continue
         t.add_row(r["key"], r["dataset"], r["status"], f"{r['done']}/{r['total']}", str(r["failed"]),
-                  human_bytes(r["bytes"]), str(r["pose"]), str(r["frames"]), str(r["short_side"]), str(r["codec"]),
+                  human_bytes(r["bytes"]), str(r["pose"]), str(r["frames"]),
+                  str(r["frames_per_segment"]), str(r["short_side"]), str(r["codec"]),
                   str(r["created"]))
     print_table(t)
     if old:
@@ -251,7 +254,7 @@ def cache_show(
     key: str = typer.Argument(..., help="Entry key (a unique prefix is enough) or path."),
     clip_id: Optional[str] = typer.Argument(None, help="The clip to draw (its id or uid); not with --gallery."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="PNG to write. Default: <clip uid>.png, or gallery-<key>.png with --gallery, in the current folder."),
-    video: bool = typer.Option(False, "--video", help="Also write an MP4 of the cached frames with the same drawing (next to the PNG, .mp4)."),
+    video: bool = typer.Option(False, "--video", help="Also write an MP4 of the cached frames (every candidate of every segment, in time order) with the same drawing (next to the PNG, .mp4)."),
     fps: float = typer.Option(4.0, "--fps", min=0.1, help="Frame rate of the --video MP4 (the cached frames are T_v samples of the clip)."),
     gallery: Optional[int] = typer.Option(None, "--gallery", min=1, help="N random clips of the entry on one sheet (the middle cached frame of each) instead of one clip."),
     split: Optional[str] = typer.Option(None, "--split", help="With --gallery: only clips of this split."),

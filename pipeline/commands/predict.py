@@ -115,7 +115,9 @@ def predict(
 
 def _settings_line(record) -> str:
     s = record.settings
-    return (f"{s.get('num_frames')} frames, short side {s.get('short_side')}, grid {s.get('grid_cell')}, "
+    k = int(s.get("frames_per_segment", 1))
+    frames = f"{s.get('num_frames')} segments x {k} candidate frames" if k > 1 else f"{s.get('num_frames')} frames"
+    return (f"{frames}, short side {s.get('short_side')}, grid {s.get('grid_cell')}, "
             f"codec {s.get('frames_codec')}, pose source {record.pose_spec}")
 
 

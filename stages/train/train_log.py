@@ -24,6 +24,7 @@ from mmengine.dist import get_rank
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
+from stages.durations import duration_text
 from stages.registry import HOOKS
 
 log = logging.getLogger("stages.train.progress")
@@ -93,15 +94,6 @@ def report_epochs(max_epochs: int, val_interval: int = 0) -> list[int]:
     return sorted(out)
 
 
-def _duration(s: float) -> str:
-    s = int(round(s))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
-
-
 @HOOKS.register_module()
 class EpochLogHook(Hook):
     """One log line per reported epoch (:func:`report_epochs`), on rank 0::
@@ -161,7 +153,7 @@ class EpochLogHook(Hook):
             return
         per = sum(self.seconds) / len(self.seconds)
         left = per * (runner.max_epochs - n)
-        log.info("%s, %.1f s/epoch%s%s", line, per, f", eta {_duration(left)}" if n < runner.max_epochs else "", tail)
+        log.info("%s, %.1f s/epoch%s%s", line, per, f", eta {duration_text(left)}" if n < runner.max_epochs else "", tail)
 
 
 def setup_line(cfg, entry, model, train_ds, test_ds, device: str, world: int = 1) -> str:

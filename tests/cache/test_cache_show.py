@@ -84,7 +84,8 @@ def test_cache_show_png_and_video(entry, tmp_path):
     from stages.extract.decode import decode_clip
 
     info, frames = decode_clip(str(out.with_suffix(".mp4")))
-    assert len(frames) == 4 and (info.height, info.width) == (h, w)
+    # every stored frame: 4 segments x the entry's K candidates, in time order
+    assert len(frames) == 4 * e.frames_per_segment == len(clip.frames) and (info.height, info.width) == (h, w)
 
 
 def test_cache_show_gallery_and_errors(entry, tmp_path):

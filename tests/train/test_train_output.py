@@ -22,7 +22,8 @@ def _train(small_demo, work: Path, *extra: str, exp: str = "demo", opts: dict = 
     cache, entry_dir, data_cfg = small_demo
     args = ["train", "--exp", exp, "--cache-root", str(cache), "--work-dir", str(work), "--device", "cpu",
             "-c", f"data.root={data_cfg['root']}",
-            "-c", "data.dataset_options.clips_per_class=2,1", "-c", "data.dataset_options.num_frames=32"]
+            "-c", "data.dataset_options.clips_per_class=2,1", "-c", "data.dataset_options.num_frames=32",
+            "-c", f"data.extract.frames_per_segment={data_cfg['extract']['frames_per_segment']}"]
     for k, v in opts.items():
         args += ["-c", f"{k}={v}"]
     res = CliRunner().invoke(app, args + list(extra))

@@ -118,7 +118,8 @@ def test_pgvt_sweep_on_a_demo_entry(small_demo, tmp_path):
     opts = {"train.max_epochs": 1, "train.warmup_epochs": 0, "train.batch_size": 4, "data.num_workers": 0,
             "train.val_interval": 1, "train.log_interval": 1, "model.num_video_frames": 4,
             "model.num_pose_frames": 8, "data.root": data_cfg["root"],
-            "data.dataset_options": data_cfg["dataset_options"]}
+            "data.dataset_options": data_cfg["dataset_options"],
+            "data.extract.frames_per_segment": data_cfg["extract"]["frames_per_segment"]}
     said = []
     only_late = run_sweep("pgvt_components", variants=["late_fusion"], dataset="demo", work_dir=tmp_path / "w",
                           cfg_options=opts, cache_root=str(cache), say=said.append)

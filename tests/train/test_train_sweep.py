@@ -22,7 +22,10 @@ SMALL = {"train.max_epochs": 1, "train.warmup_epochs": 0, "train.batch_size": 4,
 
 
 def small_options(data_cfg: dict) -> dict:
-    return {**SMALL, "data.root": data_cfg["root"], "data.dataset_options": data_cfg["dataset_options"]}
+    """The small schedule on the fixture's entry (its candidates per segment named: the session's
+    cache also holds the same demo with other stage-one settings)."""
+    return {**SMALL, "data.root": data_cfg["root"], "data.dataset_options": data_cfg["dataset_options"],
+            "data.extract.frames_per_segment": data_cfg["extract"]["frames_per_segment"]}
 
 
 def test_classification_metrics():
