@@ -25,6 +25,8 @@ def test_the_demo_with_two_people_per_frame_trains(tmp_path):
     assert res.exit_code == 0, res.output
     (entry,) = CacheStore(cache).entries()
     assert entry.persons == 2 and entry.settings["persons"] == 2
+    ls = CliRunner().invoke(app, ["cache", "ls", "--cache-root", str(cache), "--json"])
+    assert ls.exit_code == 0 and [r["persons"] for r in json.loads(ls.stdout)] == [2]
     seconds = []
     for row in entry.clips():
         c = entry.read_clip(row["uid"])
