@@ -134,3 +134,34 @@ def test_one_box_per_frame_with_two_persons_is_noted_and_pads(tmp_path):
     assert c.scores[:, :17].any() and not c.scores[:, 17:].any()  # the whole frame: one person
     assert any("persons=2" in n and "zero-score" in n for n in c.attrs["notes"])
     assert c.person_boxes is None  # whole frames store no boxes, as with one person
+
+
+def test_stage_one_stores_each_kept_persons_box_and_draws_them(tmp_path):
+    from pevl_testutils import make_video
+
+    from stages.extract.clip import ExtractSettings, extract_clip
+    from stages.extract.person_boxes import PoseWithPersonBoxes
+    from stages.predict.predictor import clip_data
+    from stages.show import frame_overlay
+    from stages.skeletons import entry_skeleton
+
+    video = make_video(tmp_path / "v.mp4", frames=5, size=(64, 48))
+    hrnet = create_pose_source("hrnet", {"checkpoint": "none", "flip_test": False}, persons=2).inner
+    pose = PoseWithPersonBoxes(hrnet, PersonBoxes(TwoPeopleDetector(), persons=2))
+    settings = ExtractSettings(num_frames=2, frames_per_segment=1, short_side=48, persons=2)
+    res = extract_clip(ClipRecord("v", "train", 0, str(video)), None, pose, settings)
+    boxes = res.arrays["person_boxes"]
+    assert boxes.shape == (5, 2, 4) and res.arrays["keypoints"].shape == (5, 34, 2)
+    assert res.arrays["grids"].shape[1] == 34 and res.attrs["person_boxes"] == "detector"
+    assert {tuple(boxes[0, 0]), tuple(boxes[0, 1])} == {tuple(A), tuple(B)}
+    assert res.attrs["pose_info"]["tracks"] == 2
+    import dataclasses
+
+    cd = clip_data(res, settings)
+    two = entry_skeleton("coco17", {"persons": 2})
+    img, bare = frame_overlay(cd, 0, two), frame_overlay(dataclasses.replace(cd, person_boxes=None), 0, two)
+    f = int(cd.frame_indices[0])
+    changed = (img != bare).any(-1)
+    for box in cd.person_boxes[f]:  # both people's boxes drawn: most pixels of each box's left edge change
+        x, y1, y2 = (int(round(v)) for v in (box[0] * cd.scale[0], box[1] * cd.scale[1], box[3] * cd.scale[1]))
+        assert changed[y1:y2, x].mean() > 0.5
