@@ -26,6 +26,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from stages.stderr_handler import CurrentStderrHandler
+
 #: (message regex, module regex) of warnings that say nothing actionable on this install
 THIRD_PARTY_NOISE = (
     # mmcv-lite has no compiled ops; HRNet never uses them (stages/compat.py)
@@ -93,21 +95,6 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"warning: {message}{where}", file=file or sys.stderr)
 
 
-class _Stderr(logging.StreamHandler):
-    """A handler on whatever ``sys.stderr`` is when a record comes (tests swap it)."""
-
-    def __init__(self):
-        super().__init__()
-
-    @property
-    def stream(self):  # type: ignore[override]
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
-
-
 class _Formatter(logging.Formatter):
     """INFO as the message alone (what a run says); ``warning: ...`` / ``error: ...``; DEBUG
     with the logger's name. At ``-v`` every line has its time and logger."""
@@ -125,7 +112,7 @@ class _Formatter(logging.Formatter):
         return msg
 
 
-_HANDLER = _Stderr()
+_HANDLER = CurrentStderrHandler()
 _HANDLER.setFormatter(_Formatter())
 _HANDLER.addFilter(_not_noise)
 

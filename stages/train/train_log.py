@@ -16,7 +16,6 @@ import copy
 import io
 import logging
 import math
-import sys
 import time
 from typing import Any, Optional
 
@@ -26,23 +25,15 @@ from mmengine.runner import Runner
 
 from stages.durations import duration_text
 from stages.registry import HOOKS
+from stages.stderr_handler import CurrentStderrHandler
 
 log = logging.getLogger("stages.train.progress")
 
 
-class _ToLogging(logging.StreamHandler):
+class _ToLogging(CurrentStderrHandler):
     """Hands an MMLogger record to Python's ``mmengine`` logger, INFO and below as DEBUG. A
     StreamHandler only because mmengine's MLflow backend looks at its logger's handlers' streams;
     it writes nothing itself."""
-
-    @property
-    def stream(self):  # type: ignore[override]
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
-
     def emit(self, record: logging.LogRecord) -> None:
         rec = logging.makeLogRecord(copy.copy(record.__dict__))  # the file handler keeps the original
         if rec.levelno <= logging.INFO:
