@@ -175,31 +175,25 @@ class CacheStore:
             out.reindexed = writer.finalize_if_complete()
         return out
 
-    def old_format_entries(self, dataset: Optional[str] = None) -> list[tuple[Path, Any]]:
-        """``(path, format)`` of the entries another store format wrote (unreadable here)."""
-        out = []
+    def _entry_formats(self, dataset: Optional[str]) -> Iterator[tuple[Path, Any, bool]]:
+        """``(path, format, old)`` of every entry directory (of ``dataset``): ``old`` when another
+        store format wrote it (an unreadable format is not old: its metadata is damaged)."""
         for d in self._entry_dirs():
             if dataset and d.parent.name != dataset:
                 continue
             fmt = _entry_format(d)
-            if fmt is not _UNREADABLE and fmt != layout.FORMAT_VERSION:
-                out.append((d, fmt))
-        return out
+            yield d, fmt, fmt is not _UNREADABLE and fmt != layout.FORMAT_VERSION
+
+    def old_format_entries(self, dataset: Optional[str] = None) -> list[tuple[Path, Any]]:
+        """``(path, format)`` of the entries another store format wrote (unreadable here)."""
+        return [(d, fmt) for d, fmt, old in self._entry_formats(dataset) if old]
 
     def damaged_entries(self, dataset: Optional[str] = None) -> list[tuple[Path, list[str]]]:
         """``(path, problems)`` of the current-format (or unreadable) entries whose own metadata
-        (zarr.json, plan.json, manifest.json, clips/zarr.json) is missing or unreadable."""
-        out = []
-        for d in self._entry_dirs():
-            if dataset and d.parent.name != dataset:
-                continue
-            fmt = _entry_format(d)
-            if fmt is not _UNREADABLE and fmt != layout.FORMAT_VERSION:
-                continue  # an old format: reported as such
-            problems = metadata_problems(d)
-            if problems:
-                out.append((d, problems))
-        return out
+        (zarr.json, plan.json, manifest.json, clips/zarr.json) is missing or unreadable (an old
+        format is reported as such, not as damaged)."""
+        found = ((d, metadata_problems(d)) for d, _, old in self._entry_formats(dataset) if not old)
+        return [(d, problems) for d, problems in found if problems]
 
     # -- garbage collection -----------------------------------------------------------------
     def gc_plan(self, incomplete_older_than_days: Optional[float] = None,
