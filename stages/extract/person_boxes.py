@@ -343,8 +343,6 @@ class PersonBoxes:
             info = {"source": "detector", "detector": self.detector.config_name, "frames": 0,
                     "frames_without_person": 0}
             out: list[np.ndarray] = []
-            if self.persons > 1:
-                return self._detect_people_ahead(frames, out, info), out, info
             return self._detect_ahead(frames, out, info), out, info
         self._warn_whole_frame(dataset)
         return iter(frames), None, {"source": "whole frame"}
@@ -371,26 +369,10 @@ class PersonBoxes:
             yield img
 
     def _detect_ahead(self, frames: Iterable[np.ndarray], out: list, info: dict) -> Iterator[np.ndarray]:
-        it = iter(frames)
-        last: Optional[np.ndarray] = None
-        while True:
-            batch = list(islice(it, self.detector.batch_size))
-            if not batch:
-                return
-            for img, box in zip(batch, self.detector.detect(batch)):
-                if box is None:  # no person above threshold: keep the last person box, else whole frame
-                    info["frames_without_person"] += 1
-                    h, w = img.shape[:2]
-                    box = last if last is not None else np.array([0, 0, w, h], np.float32)
-                else:
-                    last = box
-                out.append(box)
-            info["frames"] += len(batch)
-            yield from batch
-
-    def _detect_people_ahead(self, frames: Iterable[np.ndarray], out: list, info: dict) -> Iterator[np.ndarray]:
-        """:meth:`_detect_ahead` with up to ``persons`` boxes per frame, ``(m, 4)`` each; a frame
-        without a person keeps the previous frame's boxes (else the whole frame), as with one."""
+        """The frames, passed on while their person boxes go into ``out`` a detector batch ahead:
+        the best box ``(4,)`` per frame, or with ``persons`` > 1 up to that many ``(m, 4)``, best
+        first. A frame without a person keeps the previous frame's boxes, else the whole frame."""
+        people = self.persons > 1
         it = iter(frames)
         last: Optional[np.ndarray] = None
         while True:
@@ -398,11 +380,13 @@ class PersonBoxes:
             if not batch:
                 return
             for img, found in zip(batch, self.detector.detect(batch, top=self.persons)):
-                found = np.asarray(found if found is not None else [], np.float32).reshape(-1, 4)
-                if len(found) == 0:
+                if people:
+                    found = np.asarray(found if found is not None else [], np.float32).reshape(-1, 4)
+                if found is None or len(found) == 0:
                     info["frames_without_person"] += 1
                     h, w = img.shape[:2]
-                    found = last if last is not None else np.array([[0, 0, w, h]], np.float32)
+                    whole = np.array([0, 0, w, h], np.float32)
+                    found = last if last is not None else (whole[None] if people else whole)
                 else:
                     last = found
                 out.append(found)

@@ -77,7 +77,8 @@ class FakeDetector:
     def __init__(self, boxes, batch_size=2):
         self.boxes, self.batch_size, self.calls, self.seen = boxes, batch_size, [], 0
 
-    def detect(self, images):
+    def detect(self, images, top=1):  # MMDetPersonDetector.detect's signature; one person here
+        assert top == 1
         self.calls.append(len(images))
         out = [self.boxes[self.seen + i] for i in range(len(images))]
         self.seen += len(images)
