@@ -189,12 +189,12 @@ class CacheEntry:
     @property
     def frames_per_segment(self) -> int:
         """K candidate frames per segment (recorded only when not 1)."""
-        return int(self.settings.get("frames_per_segment", 1))
+        return layout.recorded_count(self.settings, "frames_per_segment")
 
     @property
     def persons(self) -> int:
         """People per frame, person-major in the joint axis (recorded only when not 1)."""
-        return int(self.settings.get("persons", 1))
+        return layout.recorded_count(self.settings, "persons")
 
     @cached_property
     def plan(self) -> list[dict]:

@@ -57,8 +57,9 @@ stores ``frames`` as a ``(T_v,)`` variable-length-bytes array of JPEG files.
 """
 from __future__ import annotations
 
-import re
 import hashlib
+import re
+from typing import Any, Mapping
 
 FORMAT_VERSION = 3
 
@@ -78,6 +79,18 @@ ROOT_META = "zarr.json"  # a Zarr group's (or array's) metadata: the entry's is 
 CLIP_ARRAYS = ("frames", "frame_indices", "keypoints", "scores", "grids")
 #: arrays a clip may hold (read and checked when present)
 OPTIONAL_CLIP_ARRAYS = ("person_boxes",)
+
+#: stage-one settings an entry records only when they are not 1 (absent: 1, what entries held
+#: before the setting existed): K candidate frames per segment, n people per frame
+COUNT_SETTINGS = ("frames_per_segment", "persons")
+
+
+def recorded_count(settings: Mapping[str, Any], name: str) -> int:
+    """One of :data:`COUNT_SETTINGS` as an entry's ``settings`` record it (absent: 1)."""
+    if name not in COUNT_SETTINGS:
+        raise KeyError(f"{name!r} is not one of the settings recorded only when not 1 {COUNT_SETTINGS}")
+    return int(settings.get(name, 1))
+
 
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,150}$")
 

@@ -313,7 +313,7 @@ def _clip_problems(entry: CacheEntry, uid: str, deep: bool) -> list[str]:
         out.append(f"grids {gr.shape} do not match frames {fr.shape}")
     if kp.shape[:2] != sc.shape or kp.shape[0] != int(c.attrs["num_frames"]):
         out.append(f"keypoints {kp.shape} / scores {sc.shape}")
-    persons = int(entry.settings.get("persons", 1))
+    persons = entry.persons
     want_boxes = (kp.shape[0], 4) if persons == 1 else (kp.shape[0], persons, 4)
     if c.person_boxes is not None and c.person_boxes.shape != want_boxes:
         out.append(f"person_boxes {c.person_boxes.shape}, expected {want_boxes}")

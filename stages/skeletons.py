@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
+from cache.layout import recorded_count
+
 
 @dataclass(frozen=True)
 class Skeleton:
@@ -86,4 +88,4 @@ def get_skeleton(name: str) -> Skeleton:
 def entry_skeleton(skeleton: str, settings: Optional[Mapping] = None) -> Skeleton:
     """The joint layout of a cache entry's arrays: its ``skeleton`` (one person's joints) for each
     of the ``persons`` its stage-one ``settings`` record (none recorded: one person)."""
-    return get_skeleton(skeleton).for_persons(int((settings or {}).get("persons", 1)))
+    return get_skeleton(skeleton).for_persons(recorded_count(settings or {}, "persons"))

@@ -32,7 +32,7 @@ def cache_ls(
         rows.append({"key": e.key, "dataset": e.dataset, "status": "complete" if st.complete else "incomplete",
                      "done": st.done, "failed": st.failed, "total": st.total, "bytes": dir_size(e.path),
                      "pose": s.get("pose_source"), "frames": s.get("num_frames"),
-                     "frames_per_segment": int(s.get("frames_per_segment", 1)), "persons": int(s.get("persons", 1)),
+                     "frames_per_segment": e.frames_per_segment, "persons": e.persons,
                      "short_side": s.get("short_side"),
                      "codec": s.get("frames_codec"),
                      "created": e.attrs.get("created", {}).get("time"), "path": str(e.path)})

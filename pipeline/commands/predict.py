@@ -115,7 +115,7 @@ def predict(
 
 def _settings_line(record) -> str:
     s = record.settings
-    k = int(s.get("frames_per_segment", 1))
+    k = record.frames_per_segment
     frames = f"{s.get('num_frames')} segments x {k} candidate frames" if k > 1 else f"{s.get('num_frames')} frames"
     return (f"{frames}, short side {s.get('short_side')}, grid {s.get('grid_cell')}, "
             f"codec {s.get('frames_codec')}, pose source {record.pose_spec}")

@@ -123,7 +123,7 @@ class CacheClipDataset(Dataset):
                             frames_codec(record.settings.get("frames_codec")), f"cache entry {record.key}", mode,
                             crop_size, num_pose_frames, num_video_frames, flip_prob, seed, test_crops, False,
                             random_pose_offsets, views, candidate_frames,
-                            int(record.settings.get("frames_per_segment", 1)))
+                            record.frames_per_segment)
         self.classes, self.coarse_type = list(record.classes), record.coarse_type
         return self
 

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
+from cache.layout import recorded_count
+
 #: the version of the record's layout (a reader refuses a newer one by name)
 ENTRY_RECORD_VERSION = 1
 
@@ -72,6 +74,16 @@ class EntryRecord:
     def pose_options(self) -> dict:
         """The pose source's options as stage one's request recorded them (text; those in the key)."""
         return dict((self.request or {}).get("pose_options") or {})
+
+    @property
+    def frames_per_segment(self) -> int:
+        """K candidate frames per segment (as :attr:`cache.CacheEntry.frames_per_segment`)."""
+        return recorded_count(self.settings, "frames_per_segment")
+
+    @property
+    def persons(self) -> int:
+        """People per frame (as :attr:`cache.CacheEntry.persons`)."""
+        return recorded_count(self.settings, "persons")
 
     def extract_settings(self) -> Any:
         """The entry's :class:`~stages.extract.settings.ExtractSettings`."""

@@ -11,6 +11,7 @@ from typing import Any, Mapping, Optional
 
 from cache.frames_codecs import DEFAULT_FRAMES_CODEC, frames_codec, frames_codec_names
 from cache.frames_codecs.jpeg import DEFAULT_JPEG_QUALITY
+from cache.layout import COUNT_SETTINGS, recorded_count
 from stages.settings import Settings, SettingsError, field
 
 
@@ -56,7 +57,7 @@ class ExtractSettings(Settings):
         per frame store exactly the bytes of entries made before those settings existed, so their
         key stays)."""
         d = self.to_dict()
-        for name in ("frames_per_segment", "persons"):
+        for name in COUNT_SETTINGS:
             if d.get(name) == 1:
                 d.pop(name)
         own = set(frames_codec(self.frames_codec).key_settings)
@@ -72,8 +73,7 @@ class ExtractSettings(Settings):
         one person)."""
         known = set(cls.keys())
         d = {k: v for k, v in settings.items() if k in known}
-        d.setdefault("frames_per_segment", 1)
-        d.setdefault("persons", 1)
+        d.update({name: recorded_count(settings, name) for name in COUNT_SETTINGS})
         return cls.from_dict(d, where=where)
 
 

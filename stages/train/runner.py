@@ -112,7 +112,7 @@ def prepare_model_cfg(cfg: Config, entry: CacheEntry) -> dict:
     m = to_plain(cfg.model)
     m["num_classes"] = len(entry.classes)
     m["num_joints"] = entry_skeleton(entry.skeleton, entry.settings).num_joints  # J = j x n
-    m["num_persons"] = int(entry.settings.get("persons", 1))
+    m["num_persons"] = entry.persons
     return m
 
 
