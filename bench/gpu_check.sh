@@ -16,7 +16,8 @@
 #   2. bench/model.py --device cuda --batch 32: PeVL ViT-B/16 16 + 48 frames, bf16 + SDPA:
 #      clips/s and MFU of the FLOPs the step really executes (>= 45%)
 #   3. bench/loader.py --dataset demo --train --arch ViT-B-16 --workers 8: the share of step time
-#      the GPU waits for the real loader (< 5%); then the same with JPEG frames decoded on the GPU
+#      the GPU waits for the real loader (< 5%), the views cut on the GPU (data.views_on_device,
+#      the default); then the same with JPEG frames decoded on the GPU
 #   4. one `pipeline train` epoch under torchrun (NCCL, 1 GPU), ViT-B/16 at 224 on the demo
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -6,11 +6,15 @@ For each cache entry it prints:
 
 * items/s/core: ``CacheClipDataset`` training items (the default views: a random resized box,
   ``--crop`` pixels, and a flip; a random candidate frame per segment; 16 video +
-  ``num_pose_frames`` pose frames; grids built from the joints) on one core, page cache warm;
+  ``num_pose_frames`` pose frames; grids built from the joints) on one core, page cache warm, made
+  as a run on a CUDA device makes them (``data.views_on_device``, the default there: the item reads
+  the rows its view spans straight into the tensor it ships, and the device cuts, resizes and
+  flips) and, beside them, as a CPU run makes them (the worker resizes and flips; a JPEG entry also
+  with ``data.decode_on_device``: the item ships the JPEG files);
 * the bytes the item reads (the clip's metadata and the chunk files of the arrays it reads; raw
-  frames only over ``--crop`` rows of the 16 frames it takes) and the time to copy exactly those
-  bytes out of the page cache into memory (plain file reads, no decoding): item time / copy time
-  is how close the reader is to its I/O;
+  frames only the rows of the 16 frames it takes, recorded as it reads them) and the time to copy
+  exactly those bytes out of the page cache into memory (plain ``preadv``, no decoding): item
+  time / copy time is how close the reader is to its I/O;
 * bytes stored per clip (all its files; the frames against raw uint8);
 * on-the-fly: clips/s of the same items made from the source videos (stage one's ffmpeg decode
   of the clip, its segment-middle frames resized as extraction does, then the same crop, flip and
@@ -22,7 +26,7 @@ of ``--seconds`` (``bench/synthetic_video.py``: texture, camera motion, a moving
 noise, H.264), extracted with each frames codec (``--codecs``) and each number of candidate
 frames per segment (``--frames-per-segment``, default 1 and 3), and measures each entry, then:
 
-* K candidates against K = 1 (same codec, passes interleaved): the item's slowdown;
+* K candidates against K = 1 (same codec, passes interleaved): the (device-views) item's slowdown;
 * mmaction2's way on the same clips (``pip install -e .[bench]`` for decord): per item a
   ``decord.VideoReader`` (DecordInit), 16 frames at random offsets in 16 segments (SampleFrames,
   training), ``get_batch`` (DecordDecode: seek and decode those frames), Resize(-1, 256),
@@ -113,39 +117,47 @@ def machine() -> dict:
 
 
 # -- what an item reads, and copying just that ------------------------------------------------------
-def read_plan(entry: CacheEntry, uid: str, crop: int) -> list[tuple[str, int, int, int]]:
-    """(file, offset, length, count) ranges the item of clip ``uid`` reads: the clip's zarr.json,
-    the chunk files of the arrays an item reads (not the stored grids: items build theirs), and
-    for raw frames only ``crop`` rows of each of the frames it takes (one per segment)."""
+class RecordingCodec:
+    """The entry's frames codec, recording the reads of raw rows (file, offsets, bytes): the copy
+    baseline then reads exactly the bytes the items of the last pass read."""
+
+    def __init__(self, codec):
+        self.codec = codec
+        self.reads: list[tuple[str, list[int], int]] = []
+
+    def __getattr__(self, name):
+        return getattr(self.codec, name)
+
+    def read_rows(self, clip, indices, top, height):
+        meta = clip.frames_meta
+        if meta is not None and meta.compressor == "" and not self.codec.rows_need_frames:
+            t, h, w, c = meta.shape
+            self.reads.append((meta.chunk_file, [int(i) * h * w * c + top * w * c for i in indices], height * w * c))
+        return self.codec.read_rows(clip, indices, top, height)
+
+
+def small_reads(entry: CacheEntry, uid: str, frames_whole: bool) -> list[tuple[str, list[int], int]]:
+    """The files an item reads whole: the clip's zarr.json, the chunk files of its small arrays
+    (not the stored grids: items build theirs) and, for frames not read by rows, the frames' chunk."""
     from cache.chunks import read_group_meta
 
     clip_dir = entry.path / "clips" / uid
     _, metas = read_group_meta(clip_dir)
-    plan = [(str(clip_dir / "zarr.json"), 0, os.path.getsize(clip_dir / "zarr.json"), 1)]
-    for name, m in metas.items():
-        if name not in ITEM_ARRAYS:
-            continue
-        f = str(m.chunk_file)
-        if name == "frames" and m.compressor == "":
-            t, h, w, c = m.shape
-            k = entry.frames_per_segment
-            plan.append((f, 0, crop * w * c, t // k))  # one band of crop rows per frame taken
-        else:
-            plan.append((f, 0, os.path.getsize(f), 1))
-    return plan
+    files = [str(clip_dir / "zarr.json")]
+    files += [str(m.chunk_file) for name, m in metas.items() if name in ITEM_ARRAYS and (name != "frames" or frames_whole)]
+    return [(f, [0], os.path.getsize(f)) for f in files]
 
 
-def copy_bytes(plans: list[list[tuple[str, int, int, int]]], buf: np.ndarray) -> None:
-    """Read every range of every plan into ``buf`` (plain reads from the page cache)."""
+def copy_bytes(reads: list[tuple[str, list[int], int]], buf: np.ndarray) -> None:
+    """Read every range into ``buf`` (plain ``preadv`` from the page cache, one open per file)."""
     mv = memoryview(buf)
-    for plan in plans:
-        for path, off, n, count in plan:
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                for k in range(count):
-                    os.preadv(fd, [mv[:n]], off + k * n)
-            finally:
-                os.close(fd)
+    for path, offsets, n in reads:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            for off in offsets:
+                os.preadv(fd, [mv[:n]], off)
+        finally:
+            os.close(fd)
 
 
 def stored_bytes(entry: CacheEntry, uid: str) -> tuple[int, int]:
@@ -208,66 +220,92 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def bench_entry(entry: CacheEntry, split: str, args) -> dict:
     """Item rate, its bytes and their copy, storage, and on-the-fly decoding, for one entry.
 
-    The machine may be shared: every comparison interleaves its two sides (a pass of items, then
-    the copy of their bytes, then items again, ...; one on-the-fly clip, then a pass of items), so
-    both see the same load and the ratios hold even when the absolute figures move."""
+    Items are made as a training run on a CUDA device makes them (``data.views_on_device``: the
+    item ships the rows its view spans, the device cuts, resizes and flips) and as on a CPU run (the
+    worker resizes and flips); for a JPEG entry also with ``data.decode_on_device`` (the item ships
+    the JPEG files). The machine may be shared: every comparison interleaves its sides (a pass of
+    each kind of item, then the copy of the bytes the device-views items read, ...; one on-the-fly
+    clip, then a pass of items), so they see the same load and the ratios hold even when the
+    absolute figures move."""
     first = entry.read_clip(entry.clips(split)[0]["uid"], arrays=("frames",)).frames
     short = min(first.shape[1:3])
     crop = min(args.crop, short - short % entry.grid_cell)
     if crop != args.crop:
         print(f"  (entry {entry.key} caches {short}-pixel frames: crops of {crop}, not {args.crop})")
-    ds = CacheClipDataset(entry, split, mode="train", crop_size=crop, num_pose_frames=args.pose_frames, seed=0)
+    make = dict(mode="train", crop_size=crop, num_pose_frames=args.pose_frames, seed=0)
+    kinds = {"worker views": CacheClipDataset(entry, split, **make)}
+    if entry.codec.device_decodable:
+        kinds["device decode"] = CacheClipDataset(entry, split, decode_on_device=True, **make)
+    kinds["device views"] = CacheClipDataset(entry, split, views_on_device=True, **make)  # last: the copy replays it
+    ds = kinds["device views"]
+    recorder = ds.codec = RecordingCodec(ds.codec)
     n = min(args.clips, len(ds)) if args.clips else len(ds)
     uids = [ds.rows[i]["uid"] for i in range(n)]
-    plans = [read_plan(entry, u, crop) for u in uids]
-    read = sum(n_ * c for p in plans for _, _, n_, c in p) / n
-    buf = np.empty(max(n_ for p in plans for _, _, n_, _ in p), np.uint8)
+    whole = [r for u in uids for r in small_reads(entry, u, frames_whole=entry.codec.rows_need_frames)]
+    buf = np.empty(max(max(n_ for _, _, n_ in whole), int(np.prod(first.shape[1:]))), np.uint8)
     epoch = [0]
 
-    def item_pass() -> float:
+    def item_pass(d) -> float:
         epoch[0] += 1
+        recorder.reads.clear()
         t0 = time.perf_counter()
         for i in range(n):
-            ds[(i, epoch[0])]
+            d[(i, epoch[0])]
         return time.perf_counter() - t0
 
     def copy_pass() -> float:
         t0 = time.perf_counter()
-        copy_bytes(plans, buf)
+        copy_bytes(whole, buf)
+        copy_bytes(recorder.reads, buf)
         return time.perf_counter() - t0
 
-    item_pass(), copy_pass()  # warm the page cache and the code
-    t_items = t_copy = 0.0
+    for d in kinds.values():  # warm the page cache and the code
+        item_pass(d)
+    copy_pass()
+    t_items = dict.fromkeys(kinds, 0.0)
+    t_copy = 0.0
+    read = 0
     rounds = 0
-    while rounds < 3 or t_items < args.min_seconds:
-        t_items += item_pass()
+    while rounds < 3 or t_items["device views"] < args.min_seconds:
+        for name, d in kinds.items():
+            t_items[name] += item_pass(d)
+        # the device-views pass ran last: the copy reads exactly the bytes its items read
+        read += sum(n_ * len(offs) for _, offs, n_ in whole + recorder.reads)
         t_copy += copy_pass()
         rounds += 1
-    item_ms, copy_ms = 1e3 * t_items / (rounds * n), 1e3 * t_copy / (rounds * n)
+    item_ms = {name: 1e3 * t / (rounds * n) for name, t in t_items.items()}
+    copy_ms = 1e3 * t_copy / (rounds * n)
+    read /= rounds * n
     sizes = [stored_bytes(entry, u) for u in uids]
     raw = int(np.prod(first.shape))
-    total, frames_b = (float(np.mean([s[k] for s in sizes])) for k in (0, 1))
+    total, frames_b = (float(np.mean([s_[k] for s_ in sizes])) for k in (0, 1))
+    dev_ms = item_ms["device views"]
     out = dict(entry=entry.key, dataset=entry.dataset, frames_codec=entry.frames_codec,
-               jpeg_quality=entry.settings.get("jpeg_quality"), clips=n, frame_shape=list(first.shape), crop=crop,
-               pose_frames=args.pose_frames, item_ms=round(item_ms, 3), items_per_s_core=round(1e3 / item_ms, 1),
-               bytes_read_per_item=int(read), copy_ms=round(copy_ms, 3), item_over_copy=round(item_ms / copy_ms, 2),
+               jpeg_quality=entry.settings.get("jpeg_quality"), k=entry.frames_per_segment, clips=n,
+               frame_shape=list(first.shape), crop=crop, pose_frames=args.pose_frames,
+               item_ms=round(dev_ms, 3), items_per_s_core=round(1e3 / dev_ms, 1),
+               item_ms_worker_views=round(item_ms["worker views"], 3),
+               item_ms_device_decode=round(item_ms["device decode"], 3) if "device decode" in item_ms else None,
+               bytes_read_per_item=int(read), copy_ms=round(copy_ms, 3), item_over_copy=round(dev_ms / copy_ms, 2),
                bytes_stored_per_clip=int(total), frames_bytes_per_clip=int(frames_b), raw_frames_bytes=raw,
                frames_fraction_of_raw=round(frames_b / raw, 4))
-    print(f"  items: {out['items_per_s_core']:8.1f} items/s/core ({item_ms:.2f} ms; {rounds} passes over {n} clips, "
-          f"{crop} crops, {ds[(0, 0)]['frames'].shape[0]} + {args.pose_frames} frames)")
-    print(f"  bytes the item reads: {read / 1e6:.2f} MB, copied in {copy_ms:.3f} ms: item = {item_ms / copy_ms:.1f}x "
-          "the copy")
+    others = ", ".join(f"{name} {ms:.2f} ms" for name, ms in item_ms.items() if name != "device views")
+    print(f"  items: {out['items_per_s_core']:8.1f} items/s/core with the views on the device ({dev_ms:.2f} ms; "
+          f"{others}; {rounds} passes over {n} clips, {crop} crops, 16 + {args.pose_frames} frames)")
+    print(f"  bytes the device-views item reads: {read / 1e6:.2f} MB, copied in {copy_ms:.3f} ms: item = "
+          f"{dev_ms / copy_ms:.1f}x the copy")
     print(f"  stored per clip: {total / 1e6:.3f} MB, frames {frames_b / 1e6:.3f} MB = 1/{raw / frames_b:.1f} of raw "
           f"uint8 ({raw / 1e6:.2f} MB)")
     out.update(bench_grids(entry, split, args, crop))
-    if args.decode_clips:
+    if args.decode_clips:  # both sides make the item's pixels on the CPU
+        cpu = kinds["worker views"]
         try:
-            fly = OnTheFly(ds)
+            fly = OnTheFly(cpu)
         except FileNotFoundError as e:
             print(f"  on-the-fly decoding not measured: {e}")
             return out
         m = min(args.decode_clips, n)
-        got, want = fly.item(0, 1), ds[(0, 1)]
+        got, want = fly.item(0, 1), cpu[(0, 1)]
         q = psnr(got["frames"].numpy(), want["frames"].numpy())
         if not isinstance(first, JpegFrames) and q != float("inf"):
             raise AssertionError(f"on-the-fly frames differ from the cached ones (PSNR {q:.1f} dB)")
@@ -276,7 +314,7 @@ def bench_entry(entry: CacheEntry, split: str, args) -> dict:
             t0 = time.perf_counter()
             fly.item(i, 1)
             t_fly += time.perf_counter() - t0
-            t_items += item_pass()
+            t_items += item_pass(cpu)
         fly_rate, item_rate = m / t_fly, m * n / t_items
         out.update(decode_clips=m, on_the_fly_clips_per_s=round(fly_rate, 3),
                    items_per_s_core_beside_decoding=round(item_rate, 1),
@@ -389,11 +427,13 @@ def compare_candidates(entries: list[CacheEntry], split: str, args) -> list[dict
     return out
 
 
-def _items(entry: CacheEntry, split: str, args, crop: Optional[int] = None):
+def _items(entry: CacheEntry, split: str, args, crop: Optional[int] = None, **how):
     """A callable doing one pass of training items over the measured clips (epoch = the pass);
-    ``.n`` the number of clips, ``.ds`` the dataset."""
+    ``.n`` the number of clips, ``.ds`` the dataset. ``how``: how items are made (default: as on a
+    CUDA device, the views cut there: ``views_on_device``)."""
+    how = how or dict(views_on_device=True)
     ds = CacheClipDataset(entry, split, mode="train", crop_size=crop or args.crop, num_pose_frames=args.pose_frames,
-                          seed=0)
+                          seed=0, **how)
     n = min(args.clips, len(ds)) if args.clips else len(ds)
 
     def run(epoch: int) -> float:
@@ -503,7 +543,9 @@ def bench_baselines(entries: list[CacheEntry], split: str, args) -> dict:
         decoders["torchcodec"] = torchcodec_item
     except Exception as e:  # noqa: BLE001  (an OSError from its libraries as much as an ImportError)
         out["torchcodec"] = f"not measured: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
-    ours = {e.key: _items(e, split, args) for e in entries if e.frames_per_segment == default.frames_per_segment}
+    ours = {(e.key, "device views"): _items(e, split, args) for e in entries
+            if e.frames_per_segment == default.frames_per_segment}
+    ours[(default.key, "worker views")] = _items(default, split, args, views_on_device=False)
     times = {name: {"original": 0.0, "256p": 0.0} for name in decoders}
     mine = {k: 0.0 for k in ours}
     rng = np.random.default_rng(0)
@@ -521,16 +563,16 @@ def bench_baselines(entries: list[CacheEntry], split: str, args) -> dict:
     for name, t in times.items():
         out[name] = {label: dict(item_ms=round(1e3 * v / n, 2), items_per_s=round(n / v, 2)) for label, v in t.items()}
     out["cache"] = {}
-    for key, t in mine.items():
+    for (key, how), t in mine.items():
         e = next(x for x in entries if x.key == key)
         ms = 1e3 * t / n
-        row = dict(frames_codec=e.frames_codec, k=e.frames_per_segment, item_ms=round(ms, 3))
+        row = dict(frames_codec=e.frames_codec, k=e.frames_per_segment, views=how, item_ms=round(ms, 3))
         for name, tt in times.items():
             for label, v in tt.items():
                 row[f"over_{name}_{label}"] = round((1e3 * v / n) / ms, 1)
-        out["cache"][key] = row
+        out["cache"][f"{key} {how}"] = row
         ratios = ", ".join(f"{row[f'over_{name}_{label}']:.1f}x {name} {label}" for name in times for label in times[name])
-        print(f"  cache item ({e.frames_codec}, K={e.frames_per_segment}): {ms:.2f} ms = {ratios}", flush=True)
+        print(f"  cache item ({e.frames_codec}, K={e.frames_per_segment}, {how}): {ms:.2f} ms = {ratios}", flush=True)
     for name, t in times.items():
         print(f"  {name} (mmaction2's pipeline): " + ", ".join(f"{label} {1e3 * v / n:.1f} ms/item" for label, v in t.items()),
               flush=True)
@@ -590,7 +632,7 @@ def bench_train(args, cfg) -> dict:
 
     from stages.data.device_frames import collate_items
     from stages.data.epoch_sampler import EpochSeedSampler
-    from stages.train.runner import decode_on_device, prepare_model_cfg
+    from stages.train.runner import pixels_on_device, prepare_model_cfg
     from stages.train.runner_model import RunnerModel
 
     from stages.model.clip_loader import open_clip_module
@@ -606,10 +648,11 @@ def bench_train(args, cfg) -> dict:
     model = RunnerModel(mcfg, entry.classes, entry.coarse_type,
                             amp_dtype="bfloat16" if dev.type == "cuda" else None).to(dev)
     logging.getLogger("stages.train.runner").setLevel(logging.WARNING)  # its one-line fallback notice
-    on_device = decode_on_device({"decode_on_device": args.decode_on_device}, entry, dev.type)
+    on_device = pixels_on_device({"decode_on_device": args.decode_on_device, "views_on_device": not args.views_on_cpu},
+                                 entry, dev.type)
     ds = CacheClipDataset(entry, cfg.data.train_split, mode="train", crop_size=crop,
                           num_pose_frames=int(mcfg["num_pose_frames"]), num_video_frames=int(mcfg["num_video_frames"]),
-                          decode_on_device=on_device)
+                          **on_device)
     opt = torch.optim.AdamW(model.tunable_parameters(), lr=1e-5)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
 
@@ -663,13 +706,17 @@ def bench_train(args, cfg) -> dict:
     wait = max(0.0, 1 - t_mem / t_real)
     arch = mcfg["clip"].get("arch")
     frames = f"{entry.frames_codec} frames"
-    if entry.frames_codec == "jpeg":
-        frames = "JPEG frames decoded on the device" if on_device else "JPEG frames decoded by the loader workers"
+    if on_device["decode_on_device"]:
+        frames = "JPEG frames decoded on the device"
+    elif entry.frames_codec == "jpeg":
+        frames = "JPEG frames decoded by the loader workers"
+    frames += ", views on the " + ("device" if on_device["views_on_device"] or on_device["decode_on_device"]
+                                   else "loader workers")
     print(f"train ({arch}, batch {args.batch}, {args.workers} workers, {dev}, entry {entry.key}, {frames}): "
           f"in-memory batches {r_mem:.2f} clips/s, real loader {r_real:.2f} clips/s: the {dev.type.upper()} waits "
           f"for data {100 * wait:.1f}% of the step time", flush=True)
     return dict(arch=arch, batch=args.batch, workers=args.workers, steps=n, device=str(dev), entry=entry.key,
-                frames_codec=entry.frames_codec, decode_on_device=on_device, in_memory_clips_s=round(r_mem, 2),
+                frames_codec=entry.frames_codec, **on_device, in_memory_clips_s=round(r_mem, 2),
                 real_loader_clips_s=round(r_real, 2), data_wait_share=round(wait, 4))
 
 
@@ -710,6 +757,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
     ap.add_argument("--frames-codec", default=None, help="--train: the entry extracted with this frames codec")
     ap.add_argument("--decode-on-device", action="store_true",
                     help="--train: decode JPEG frames on the GPU (data.decode_on_device)")
+    ap.add_argument("--views-on-cpu", action="store_true",
+                    help="--train: the views' resize and flip in the loader workers (data.views_on_device=False)")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
     logging.getLogger().setLevel(logging.ERROR)

@@ -104,11 +104,17 @@ class ClipData:
     attrs: dict = field(default_factory=dict)
     person_boxes: Optional[np.ndarray] = None  # (F, 4) xyxy, original pixels, when poses used boxes
     frames_per_segment: int = 1  # K: candidates per segment, segment-major (layout.py, format 3)
-    frames_meta: Any = None  # the frames array's chunk metadata (cache.chunks.ArrayMeta): row reads
+    frames_meta: Any = None  # the frames array's chunk metadata (cache.chunks.ArrayMeta), read or not: row reads
 
     @property
     def num_frames(self) -> int:
         return int(self.keypoints.shape[0])
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(H, W) of the cached frames (from their metadata when they were not read)."""
+        shape = self.frames.shape if self.frames is not None else self.frames_meta.shape
+        return int(shape[1]), int(shape[2])
 
     @property
     def scale(self) -> tuple[float, float]:
@@ -316,13 +322,13 @@ class CacheEntry:
         missing = [n for n in layout.CLIP_ARRAYS if n not in metas]
         if missing:
             raise FileNotFoundError(f"{clip_dir}: arrays {missing} missing")
-        data: dict[str, Any] = {"frames_meta": None}
+        # the frames' metadata even when they are not read: a codec reading rows needs only it
+        data: dict[str, Any] = {"frames_meta": metas.get("frames")}
         for name in layout.CLIP_ARRAYS + layout.OPTIONAL_CLIP_ARRAYS:
             if name not in arrays or name not in metas:
                 data[name] = None
             elif name == "frames":
                 data[name] = self.codec.read(metas[name])
-                data["frames_meta"] = metas[name]
             else:
                 data[name] = read_array(metas[name])
         if check != "none":

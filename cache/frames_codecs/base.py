@@ -30,6 +30,9 @@ class FramesCodec:
     #: read takes the stored bytes whole anyway (decompressed, JPEG files), not when it maps them
     #: and copies only a crop
     digest_on_read: ClassVar[bool] = True
+    #: whether :meth:`read_rows` reads the clip's ``frames`` (False: only its ``frames_meta``, so a
+    #: reader of rows need not open the frames at all)
+    rows_need_frames: ClassVar[bool] = True
 
     # -- stage one --------------------------------------------------------------------------------
     def check_settings(self, settings: Any) -> None:
@@ -70,8 +73,10 @@ class FramesCodec:
     def read_rows(self, clip: Any, indices: Sequence[int], top: int, height: int) -> tuple[Any, Sequence[int], int]:
         """``(array, positions, first_row)``: the frames ``indices`` of a clip (:class:`cache.ClipData`)
         holding at least rows ``top .. top + height - 1``, where each frame lies in the array, and
-        which frame row the array's row 0 is. Default: :meth:`frames_to_crop` (all rows)."""
-        frames, pos = self.frames_to_crop(clip.frames, indices)
+        which frame row the array's row 0 is. Default: :meth:`frames_to_crop` (all rows; the frames
+        read from ``clip.frames_meta`` when the clip was read without them)."""
+        frames = clip.frames if clip.frames is not None else self.read(clip.frames_meta)
+        frames, pos = self.frames_to_crop(frames, indices)
         return frames, pos, 0
 
     def encoded(self, frames: Any, indices: Sequence[int]) -> list[bytes]:

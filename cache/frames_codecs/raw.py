@@ -44,6 +44,7 @@ class RawFrames(_ArrayFrames):
     name: ClassVar[str] = "none"
     help: ClassVar[str] = "raw uint8 (the default; the fastest reads)"
     digest_on_read: ClassVar[bool] = False  # memory-mapped: an item reads only its crop
+    rows_need_frames: ClassVar[bool] = False
 
     def read_rows(self, clip: Any, indices, top: int, height: int):
         """The rows ``top .. top + height - 1`` of each frame ``indices``, read with one ``preadv``

@@ -18,7 +18,9 @@ video or runs a pose model. One item is one clip:
 
 Frames stay ``uint8`` (``(T_v, 3, S, S)``) and grids ``float16`` through the DataLoader; the
 training-side data preprocessor (:mod:`stages.train.runner_model`) moves them to the device,
-converts and CLIP-normalises there, which keeps the loader cheap enough to feed a GPU.
+converts and CLIP-normalises there, which keeps the loader cheap enough to feed a GPU. On a CUDA
+device the views' pixel work moves there too (``views_on_device``): the item ships the rows its
+views span as read, and :mod:`stages.data.device_frames` cuts, resizes and flips them.
 
 Randomness is a pure function of ``(seed, epoch, index)`` (:func:`item_rng`), never of a worker
 process' global RNG: the same run gives the same crops and flips whatever the number of loader
@@ -46,6 +48,8 @@ log = logging.getLogger(__name__)
 TEST_CROPS = THREE_CROPS
 #: the arrays an item reads (the stored grids are not among them: they are rebuilt in the view)
 ITEM_ARRAYS = ("frames", "frame_indices", "keypoints", "scores")
+#: ... of which these when the codec reads rows from the frames' metadata alone (raw frames)
+ITEM_ARRAYS_ROWS = ITEM_ARRAYS[1:]
 
 
 def item_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -74,6 +78,10 @@ class CacheClipDataset(Dataset):
             :class:`~stages.geometry.View` row, top, left, height, width, size, flip; one row per
             view at test) instead of ``frames``; the data preprocessor decodes, crops, resizes and
             flips them on the GPU (:mod:`stages.data.device_frames`). Needs a ``--frames-codec jpeg`` entry.
+        views_on_device: items carry the rows of the frames their views span as stored
+            (``frames_rows``, uint8 ``(T_v, h, W, 3)``) and the views (``frames_crop``, top counted
+            from the band's first row) instead of ``frames``: the data preprocessor cuts, resizes and
+            flips them on the device, and the item does no pixel work.
         random_pose_offsets: in training, one random pose frame per segment (the default); False
             takes the segment middles as at test, so pose frames are evenly spaced and a joint's
             displacement between pose frames (``pose.motion``) is a speed, not a speed times a
@@ -88,7 +96,8 @@ class CacheClipDataset(Dataset):
                  num_pose_frames: int = 48, num_video_frames: Optional[int] = None, flip_prob: Optional[float] = None,
                  seed: int = 0, allow_partial: bool = False, test_crops: Sequence[str] = TEST_CROPS,
                  decode_on_device: bool = False, random_pose_offsets: bool = True,
-                 views: Optional[ViewSampler] = None, candidate_frames: str = "random"):
+                 views: Optional[ViewSampler] = None, candidate_frames: str = "random",
+                 views_on_device: bool = False):
         self.entry = entry if isinstance(entry, CacheEntry) else CacheEntry(entry)
         self.status = self.entry.require_complete(allow_partial)
         self.split = split
@@ -96,7 +105,7 @@ class CacheClipDataset(Dataset):
                             self.entry.codec, f"cache entry {self.entry.key}",
                             mode, crop_size, num_pose_frames, num_video_frames, flip_prob, seed, test_crops,
                             decode_on_device, random_pose_offsets, views, candidate_frames,
-                            self.entry.frames_per_segment)
+                            self.entry.frames_per_segment, views_on_device)
         self.rows = self.entry.clips(split)
         if not self.rows:
             splits = sorted({c["split"] for c in self.entry.plan})
@@ -123,14 +132,15 @@ class CacheClipDataset(Dataset):
                             frames_codec(record.settings.get("frames_codec")), f"cache entry {record.key}", mode,
                             crop_size, num_pose_frames, num_video_frames, flip_prob, seed, test_crops, False,
                             random_pose_offsets, views, candidate_frames,
-                            record.frames_per_segment)
+                            record.frames_per_segment, False)
         self.classes, self.coarse_type = list(record.classes), record.coarse_type
         return self
 
     def _item_settings(self, cell: int, skeleton: Union[str, Skeleton], codec: Any, what: str, mode: str, crop_size: int,
                        num_pose_frames: int, num_video_frames: Optional[int], flip_prob: Optional[float], seed: int,
                        test_crops: Sequence[str], decode_on_device: bool, random_pose_offsets: bool,
-                       views: Optional[ViewSampler], candidate_frames: str, frames_per_segment: int) -> None:
+                       views: Optional[ViewSampler], candidate_frames: str, frames_per_segment: int,
+                       views_on_device: bool) -> None:
         """How items are made (the constructor's arguments) on ``what``'s grid, skeleton and codec,
         with ``frames_per_segment`` stored candidates per segment."""
         if mode not in ("train", "test"):
@@ -166,6 +176,7 @@ class CacheClipDataset(Dataset):
         self.skeleton = skeleton if isinstance(skeleton, Skeleton) else get_skeleton(skeleton)
         self.flip_index = np.asarray(self.skeleton.flip_index())
         self.decode_on_device = bool(decode_on_device)
+        self.views_on_device = bool(views_on_device)
         self.codec = codec
         if self.decode_on_device and not self.codec.device_decodable:
             raise ValueError(f"decode_on_device: {what} stores its frames with the {codec.name!r} codec, which "
@@ -194,7 +205,8 @@ class CacheClipDataset(Dataset):
         else:
             index, epoch = int(item), self.epoch
         row = self.rows[index]
-        clip = self.entry.read_clip(row["uid"], arrays=ITEM_ARRAYS)
+        clip = self.entry.read_clip(row["uid"], arrays=ITEM_ARRAYS if self.codec.rows_need_frames or
+                                    self.decode_on_device else ITEM_ARRAYS_ROWS)
         rng = item_rng(self.seed, epoch, index) if self.mode == "train" else None
         return self.make_item(clip, index, rng)
 
@@ -224,7 +236,7 @@ class CacheClipDataset(Dataset):
         kp = clip.keypoints[pose_idx] * np.array([sx, sy], dtype=np.float32)  # (T, V, 2) cached-frame pixels
         sc = clip.scores[pose_idx].astype(np.float32)  # (T, V)
         joints = np.concatenate([kp.astype(np.float32), sc[..., None]], axis=-1)  # (T, V, 3)
-        h, w = clip.frames.shape[1:3]
+        h, w = clip.frame_size
         views = [self.views.train(h, w, rng)] if rng is not None else self.views.test(h, w, self.test_crops)
         out: dict[str, Any] = {"joints": [], "mask_grid": []}
         for v in views:
@@ -243,9 +255,15 @@ class CacheClipDataset(Dataset):
         else:
             # raw frames: only the rows the views span are read; JPEG: only the frames the item uses decoded
             top = min(v.top for v in views)
-            frames, fsel, first = self.codec.read_rows(clip, vsel, top, max(v.top + v.height for v in views) - top)
-            out["frames"] = [torch.from_numpy(view_frames_chw(frames, fsel, v._replace(top=v.top - first)))
-                             for v in views]
+            height = max(v.top + v.height for v in views) - top
+            frames, fsel, first = self.codec.read_rows(clip, vsel, top, height)
+            if self.views_on_device:  # the band goes to the device as read; stages.data.device_frames cuts it
+                out["frames_rows"] = torch.from_numpy(row_band(frames, fsel, top - first, height))
+                crops = torch.tensor([list(v._replace(top=v.top - top)) for v in views], dtype=torch.int64)
+                out["frames_crop"] = crops[0] if rng is not None else crops
+            else:
+                out["frames"] = [torch.from_numpy(view_frames_chw(frames, fsel, v._replace(top=v.top - first)))
+                                 for v in views]
         for k in ("frames", "joints", "mask_grid"):
             if k in out:
                 out[k] = out[k][0] if rng is not None else torch.stack(out[k])
@@ -255,3 +273,13 @@ class CacheClipDataset(Dataset):
         out["label"] = torch.tensor(int(clip.label), dtype=torch.long)
         out["index"] = torch.tensor(index, dtype=torch.long)
         return out
+
+
+def row_band(frames, positions: Sequence[int], start: int, height: int) -> np.ndarray:
+    """Rows ``start .. start + height - 1`` of the frames at ``positions`` of ``frames`` (what a
+    codec's ``read_rows`` gave), contiguous ``(len(positions), height, W, 3)`` uint8: the array
+    itself when it is exactly that band (raw frames read into it), else a copy."""
+    if isinstance(frames, np.ndarray) and start == 0 and frames.shape[1] == height and frames.flags.c_contiguous \
+            and list(positions) == list(range(len(frames))):
+        return frames
+    return np.ascontiguousarray(np.stack([np.asarray(frames[int(p)])[start:start + height] for p in positions]))

@@ -1,18 +1,25 @@
-"""JPEG frames decoded on the GPU: the ``data.decode_on_device`` path.
+"""Pixel work on the training device: the views' cut, resize and flip (``data.views_on_device``),
+and JPEG decoding (``data.decode_on_device``).
 
-With a ``--frames-codec jpeg`` entry and ``data.decode_on_device=True`` the loader workers only
-read files: each item carries the JPEG files of its video frames (``frames_jpeg``, one uint8
-tensor, and ``frames_jpeg_lengths``) and the views to take (``frames_crop``: a
-:class:`stages.geometry.View` as six ints, top, left, height, width, size, flip; one row per view
-at test). The data preprocessor, on the training device, decodes every frame of the batch in one
-batched ``torchvision.io.decode_jpeg(..., device='cuda')`` call (nvjpeg), then cuts each view's
-box, resizes it to ``size`` (bilinear, as the CPU path's OpenCV resize) and mirrors there; CLIP
-normalisation follows in the preprocessor as for every batch. The host's CPU does no pixel work.
+On a CUDA device the loader workers do no pixel work. Each item carries its frames as stored and
+the views to take (``frames_crop``: a :class:`stages.geometry.View` as six ints, top, left,
+height, width, size, flip; one row per view at test), and the data preprocessor, on the device,
+cuts each view's box, resizes it to ``size`` (bilinear, as the CPU path's OpenCV resize) and
+mirrors it; CLIP normalisation follows in the preprocessor as for every batch. The frames come as:
 
-Pixels equal the CPU path's up to the decoder (nvjpeg's IDCT and chroma upsampling may differ
-from libjpeg-turbo's by a level or two) and, for a resized box, up to the resize's rounding
-(OpenCV's fixed-point bilinear against torch's float one: a level). torchvision's image ops are imported only here and only
-for a CUDA device (on the CPU-only install its image extension does not even load).
+* ``frames_rows`` (raw frames, ``data.views_on_device``): uint8 ``(T, h, W, 3)``, the band of
+  whole rows the item's views span, read from the chunk file straight into the tensor (one
+  ``preadv`` per frame); ``frames_crop`` counts rows from the band's first;
+* ``frames_jpeg`` (a ``--frames-codec jpeg`` entry, ``data.decode_on_device``): the frames' JPEG
+  files concatenated (one uint8 tensor, their sizes in ``frames_jpeg_lengths``), decoded in one
+  batched ``torchvision.io.decode_jpeg(..., device='cuda')`` call (nvjpeg).
+
+Both vary in size from item to item, so :func:`collate_items` keeps them as lists. Pixels equal the
+CPU path's up to the resize's rounding (OpenCV's fixed-point bilinear against torch's float one: a
+level) and, for JPEG, the decoder (nvjpeg's IDCT and chroma upsampling may differ from
+libjpeg-turbo's by a level or two); plain crops are the same pixels. torchvision's image ops are
+imported only for nvjpeg and only for a CUDA device (on the CPU-only install its image extension
+does not even load).
 """
 from __future__ import annotations
 
@@ -21,19 +28,65 @@ from typing import Callable, Optional, Sequence
 import torch
 from mmengine.dataset import default_collate
 
-#: the item keys of the JPEG path (variable-length: collated as lists, never stacked)
-JPEG_KEYS = ("frames_jpeg",)
-CROP_KEYS = ("frames_jpeg_lengths", "frames_crop")
+#: the item keys whose tensors differ in size from item to item: collated as lists, never stacked
+VARIABLE_KEYS = ("frames_jpeg", "frames_rows")
 
 Decoder = Callable[[list[torch.Tensor], torch.device], list[torch.Tensor]]
 
 
 def collate_items(items: Sequence[dict]) -> dict:
-    """mmengine's ``default_collate``, except that the JPEG files of the items stay a list."""
-    jpeg = {k: [it[k] for it in items] for k in JPEG_KEYS if k in items[0]}
-    batch = default_collate([{k: v for k, v in it.items() if k not in jpeg} for it in items])
-    batch.update(jpeg)
+    """mmengine's ``default_collate``, except that the frames shipped as stored stay a list."""
+    lists = {k: [it[k] for it in items] for k in VARIABLE_KEYS if k in items[0]}
+    batch = default_collate([{k: v for k, v in it.items() if k not in lists} for it in items])
+    batch.update(lists)
     return batch
+
+
+def frames_from_rows(rows: list[torch.Tensor], crops: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Cut, resize and mirror a batch's views on ``device`` from the rows its items read.
+
+    ``rows``: per item uint8 ``(T, h, W, 3)`` (CPU, pinned or not); ``crops`` (B, 6) or (B, V, 6)
+    of views with ``top`` counted from the item's first row. Returns uint8 (B, T, 3, S, S) or
+    (B, V, T, 3, S, S): what the CPU loader's ``frames`` would be.
+    """
+    clips = [r.to(device, non_blocking=True).permute(0, 3, 1, 2) for r in rows]  # (T, 3, h, W), channels last
+    return cut_views(clips, crops)
+
+
+def frames_from_jpeg(jpeg: list[torch.Tensor], lengths: torch.Tensor, crops: torch.Tensor, device: torch.device,
+                     decode: Optional[Decoder] = None) -> torch.Tensor:
+    """Decode, cut, resize and mirror a batch's frames on ``device``.
+
+    ``jpeg``: per item, its frames' JPEG files concatenated (CPU uint8); ``lengths`` (B, T) the
+    files' sizes; ``crops`` (B, 6) or (B, V, 6) of views of the whole frames. Returns what
+    :func:`frames_from_rows` returns. ``decode`` defaults to :func:`nvjpeg_decode` (tests pass a
+    CPU decoder).
+    """
+    decode = decode or nvjpeg_decode
+    files = []
+    for data, n in zip(jpeg, lengths.cpu().tolist()):
+        files.extend(torch.split(data, n))
+    decoded = decode(files, device)
+    t = lengths.shape[1]
+    return cut_views([torch.stack(decoded[b * t:(b + 1) * t]) for b in range(len(jpeg))], crops)
+
+
+def cut_views(clips: list[torch.Tensor], crops: torch.Tensor) -> torch.Tensor:
+    """Per item ``(T, 3, H, W)`` uint8 frames on the device and its views (``crops`` (B, 6) or
+    (B, V, 6)) -> uint8 (B, T, 3, S, S) or (B, V, T, 3, S, S)."""
+    views = crops.cpu()
+    views = views if views.dim() == 3 else views[:, None]
+    out = []
+    for clip, item_views in zip(clips, views.tolist()):
+        per_view = []
+        for top, left, height, width, size, flip in item_views:
+            v = clip[..., top:top + height, left:left + width]
+            if (height, width) != (size, size):
+                v = resize_bilinear_uint8(v, size)
+            per_view.append(v.flip(-1) if flip else v)
+        out.append(torch.stack(per_view))
+    frames = torch.stack(out)  # (B, V, T, 3, S, S)
+    return frames if crops.dim() == 3 else frames[:, 0]
 
 
 def nvjpeg_decode(files: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
@@ -46,38 +99,6 @@ def nvjpeg_decode(files: list[torch.Tensor], device: torch.device) -> list[torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
     return decode_jpeg(files, mode=ImageReadMode.RGB, device=device)
-
-
-def frames_from_jpeg(jpeg: list[torch.Tensor], lengths: torch.Tensor, crops: torch.Tensor, device: torch.device,
-                     decode: Optional[Decoder] = None) -> torch.Tensor:
-    """Decode, cut, resize and mirror a batch's frames on ``device``.
-
-    ``jpeg``: per item, its frames' JPEG files concatenated (CPU uint8); ``lengths`` (B, T) the
-    files' sizes; ``crops`` (B, 6) or (B, V, 6) of views (top, left, height, width, size, flip).
-    Returns uint8 (B, T, 3, S, S) or (B, V, T, 3, S, S): what the CPU loader's ``frames`` would be.
-    ``decode`` defaults to :func:`nvjpeg_decode` (tests pass a CPU decoder).
-    """
-    decode = decode or nvjpeg_decode
-    lengths = lengths.cpu()
-    crops = crops.cpu()
-    files = []
-    for data, n in zip(jpeg, lengths.tolist()):
-        files.extend(torch.split(data, n))
-    decoded = decode(files, device)
-    t = lengths.shape[1]
-    views = crops if crops.dim() == 3 else crops[:, None]
-    out = []
-    for b, item_views in enumerate(views.tolist()):
-        clip = torch.stack(decoded[b * t:(b + 1) * t])  # (T, 3, H, W)
-        per_view = []
-        for top, left, height, width, size, flip in item_views:
-            v = clip[..., top:top + height, left:left + width]
-            if (height, width) != (size, size):
-                v = resize_bilinear_uint8(v, size)
-            per_view.append(v.flip(-1) if flip else v)
-        out.append(torch.stack(per_view))
-    frames = torch.stack(out)  # (B, V, T, 3, S, S)
-    return frames if crops.dim() == 3 else frames[:, 0]
 
 
 def resize_bilinear_uint8(frames: torch.Tensor, size: int) -> torch.Tensor:

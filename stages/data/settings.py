@@ -44,6 +44,9 @@ class DataSettings(Settings):
     decode_on_device: bool = field(False, help="With a --frames-codec jpeg entry, decode, crop and flip the JPEG "
                                    "frames on the GPU (nvjpeg) instead of in the loader workers; without a CUDA "
                                    "device: a notice, CPU decoding.")
+    views_on_device: bool = field(True, help="On a CUDA device, the loader ships the rows of the frames each "
+                                  "item's views span as stored, and the device cuts, resizes and flips them (the "
+                                  "workers do no pixel work); false, or without a CUDA device: the workers do.")
     flip_prob: float = field(0.5, help="Probability of the training horizontal flip (frames, joints and grids "
                              "together; left/right joints swap).")
     random_pose_offsets: bool = field(True, help="Training pose frames: one random frame per segment (the "

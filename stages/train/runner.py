@@ -124,26 +124,29 @@ def run_config_of(cfg: Config, entry: CacheEntry) -> Config:
     return Config(d)
 
 
-def decode_on_device(data_cfg: dict, entry: CacheEntry, device: str) -> bool:
-    """``data.decode_on_device`` where it can apply (JPEG frames, a CUDA device); otherwise a
-    one-line notice and the loader decodes on the CPU as usual."""
-    if not data_cfg.get("decode_on_device"):
-        return False
-    if not entry.codec.device_decodable:
+def pixels_on_device(data_cfg: dict, entry: CacheEntry, device: str) -> dict:
+    """Where the items' pixel work happens (:class:`CacheClipDataset`'s ``decode_on_device`` and
+    ``views_on_device``): on a CUDA device the views' cut, resize and flip (``data.views_on_device``)
+    and, asked for with a JPEG entry, the decoding (``data.decode_on_device``); otherwise in the
+    loader workers. Asking for decoding where it cannot apply gives a one-line notice."""
+    d = DataSettings.from_dict(data_cfg, where="data")
+    cuda = device == "cuda"
+    decode = d.decode_on_device
+    if decode and not entry.codec.device_decodable:
         log.warning("data.decode_on_device: cache entry %s stores %s frames, which are not decoded on a device "
                     "(extract with --frames-codec jpeg for that)", entry.key, entry.frames_codec)
-        return False
-    if device != "cuda":
+        decode = False
+    elif decode and not cuda:
         log.warning("data.decode_on_device: no CUDA device, so the loader workers decode the JPEG frames on the CPU")
-        return False
-    return True
+        decode = False
+    return dict(decode_on_device=decode, views_on_device=cuda and d.views_on_device)
 
 
 def build_datasets(cfg: Config, entry: CacheEntry, crop_size: int, allow_partial: bool,
                    train: bool = True, device: str = "cpu") -> tuple[Optional[CacheClipDataset], CacheClipDataset]:
     d = DataSettings.from_dict(to_plain(cfg.data), where="data")
     common = dict(item_kwargs(cfg, crop_size, entry.grid_cell), allow_partial=allow_partial,
-                  decode_on_device=decode_on_device(to_plain(cfg.data), entry, device))
+                  **pixels_on_device(to_plain(cfg.data), entry, device))
     train_ds = (CacheClipDataset(entry, d.train_split, mode="train", random_pose_offsets=d.random_pose_offsets,
                                  candidate_frames=d.candidate_frames, **common) if train else None)
     test_ds = CacheClipDataset(entry, d.test_split, **test_item_kwargs(cfg), **common)

@@ -4,7 +4,8 @@ optimiser constructor, DDP wrapper.
 * :class:`ClipDataPreprocessor` moves a collated batch to the device and there turns the uint8
   frames into float32 normalised as the CLIP weights expect (the loader never ships floats), casts the float16 mask
   grids, and flattens test views (``(B, V, ...)`` -> ``(B * V, ...)``); with
-  ``data.decode_on_device`` it first decodes, crops and flips the batch's JPEG frames there
+  ``data.views_on_device`` (``data.decode_on_device``) it first cuts, resizes and flips the rows
+  the items read (decodes the batch's JPEG frames, then the same) there
   (:mod:`stages.data.device_frames`).
 * :class:`RunnerModel` builds the plain model (``build_model``: :class:`stages.model.PeVL`, or
   :class:`stages.model.PGVT` / AIM by ``type``; it is held as ``.recognizer`` either way), gives a text
@@ -32,7 +33,7 @@ from mmengine.model import BaseDataPreprocessor, BaseModel
 from mmengine.model.wrappers import MMDistributedDataParallel
 from mmengine.optim import DefaultOptimWrapperConstructor
 
-from stages.data.device_frames import frames_from_jpeg
+from stages.data.device_frames import frames_from_jpeg, frames_from_rows
 from stages.registry import MODEL_WRAPPERS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 
 _LOSS_PART_NAMES = {"loss_t": "l_text", "loss_r": "l_refine"}  # mmengine sums every key with 'loss'
@@ -50,9 +51,11 @@ class ClipDataPreprocessor(BaseDataPreprocessor):
 
     def forward(self, data: dict, training: bool = False) -> dict:
         data = dict(data)
-        if "frames_jpeg" in data:  # data.decode_on_device: decode, crop and flip here
+        if "frames_jpeg" in data:  # data.decode_on_device: decode, cut, resize and flip here
             data["frames"] = frames_from_jpeg(data.pop("frames_jpeg"), data.pop("frames_jpeg_lengths"),
                                               data.pop("frames_crop"), self.device)
+        elif "frames_rows" in data:  # data.views_on_device: cut, resize and flip here
+            data["frames"] = frames_from_rows(data.pop("frames_rows"), data.pop("frames_crop"), self.device)
         data = self.cast_data(data)
         frames = data["frames"]
         views = 1

@@ -14,7 +14,7 @@ import torch  # noqa: E402
 import zarr  # noqa: E402
 
 from stages.data import CacheClipDataset, item_rng  # noqa: E402
-from stages.data.device_frames import collate_items, frames_from_jpeg  # noqa: E402
+from stages.data.device_frames import collate_items, frames_from_jpeg, frames_from_rows  # noqa: E402
 from stages.data.sampling import sample_pose_frames, sample_video_frames  # noqa: E402
 from stages.geometry import crop_offsets  # noqa: E402
 
@@ -157,6 +157,80 @@ def test_frames_decoded_on_the_device_equal_the_loaders(small_demo_jpeg, mode, s
     pre = ClipDataPreprocessor(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     with pytest.raises(RuntimeError, match="needs a CUDA device"):  # nvjpeg only; CPU runs fall back earlier
         pre(dict(batch), training=mode == "train")
+
+
+@pytest.mark.parametrize("mode,split,over", [
+    ("train", "train", dict(train_crop="fixed_size")), ("train", "train", dict(train_crop="random_resized")),
+    ("train", "train", dict(train_crop="multi_scale", flip_prob=1.0)), ("test", "val", dict(test_views="three_crop")),
+    ("test", "val", dict(test_views="resize_three_crop"))])
+def test_views_on_the_device_equal_the_loaders(small_demo, mode, split, over):
+    """With data.views_on_device an item ships the rows its views span, as stored, and the device
+    cuts, resizes and mirrors them as the loader does: plain crops to the pixel, resized boxes
+    within a level; everything else in the item is the loader's."""
+    from stages.train.runner_model import ClipDataPreprocessor
+
+    _, entry_dir, _ = small_demo
+    kw = dict(KW, views=views(**over))
+    cpu = CacheClipDataset(entry_dir, split, mode=mode, **kw)
+    dev = CacheClipDataset(entry_dir, split, mode=mode, views_on_device=True, **kw)
+    idx = [(i, 3) for i in range(min(5, len(cpu)))]
+    items = [dev[i] for i in idx]
+    batch = collate_items(items)
+    assert "frames" not in batch and len(batch["frames_rows"]) == len(idx)
+    want = collate_items([cpu[i] for i in idx])
+    crops = batch["frames_crop"].reshape(len(idx), -1, 6)
+    h, w = cpu.entry.read_clip(cpu.rows[0]["uid"], arrays=("frames",)).frames.shape[1:3]
+    for it, rows, item_crops in zip(items, batch["frames_rows"], crops.tolist()):
+        # the band: the stored frames' rows from the highest view's top to the lowest view's bottom
+        assert rows.dtype == torch.uint8 and rows.shape[0] == 16 and rows.shape[2:] == (w, 3)
+        assert min(c[0] for c in item_crops) == 0 and max(c[0] + c[2] for c in item_crops) == rows.shape[1]
+    got = frames_from_rows(batch["frames_rows"], batch["frames_crop"], torch.device("cpu"))
+    assert got.shape == want["frames"].shape
+    resized = bool((crops[..., 2:4] != crops[..., 4:5]).any())
+    assert resized == (over.get("train_crop", "fixed_size") != "fixed_size" if mode == "train"
+                       else over["test_views"] != "three_crop")
+    diff = (got.int() - want["frames"].int()).abs()
+    assert diff.max() <= (1 if resized else 0), diff.max()
+    assert (diff > 0).float().mean() < 0.5  # a rounding here and there, not another image
+    for k in ("joints", "mask_grid", "video_pose_index", "pose_time", "label", "index"):
+        assert torch.equal(batch[k], want[k]), k
+    if mode == "train" and over.get("flip_prob") == 1.0:
+        assert bool(crops[..., 5].all())  # every view mirrored: the device mirrors as the loader does
+    # the preprocessor does the same on its device, then normalises as for every batch
+    pre = ClipDataPreprocessor(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    out = pre(dict(batch), training=mode == "train")["batch"]
+    ref = pre(dict(want), training=mode == "train")["batch"]
+    assert out["frames"].shape == ref["frames"].shape
+    assert (out["frames"] - ref["frames"]).abs().max() <= (1 / 255 / 0.25 + 1e-5 if resized else 0)
+
+
+def test_views_on_the_device_rows_of_a_lossy_codec(small_demo_jpeg):
+    """A JPEG entry's frames decoded by the loader (decode_on_device off) travel as rows alike."""
+    _, entry_dir, _ = small_demo_jpeg
+    kw = dict(KW, views=views(train_crop="random_resized"))
+    cpu = CacheClipDataset(entry_dir, "train", **kw)
+    dev = CacheClipDataset(entry_dir, "train", views_on_device=True, **kw)
+    batch = collate_items([dev[(i, 1)] for i in range(3)])
+    want = collate_items([cpu[(i, 1)] for i in range(3)])
+    got = frames_from_rows(batch["frames_rows"], batch["frames_crop"], torch.device("cpu"))
+    assert (got.int() - want["frames"].int()).abs().max() <= 1
+
+
+def test_pixel_work_goes_to_a_cuda_device_only(small_demo):
+    """data.views_on_device (on by default) applies on a CUDA device; on a CPU run the workers cut."""
+    from mmengine.config import Config
+
+    from stages.data.settings import DataSettings
+    from stages.train.runner import build_datasets
+
+    assert DataSettings.from_dict({}).views_on_device is True
+    entry = CacheClipDataset(small_demo[1], "train", crop_size=112).entry
+    for device, over, want in (("cpu", {}, False), ("cuda", {}, True), ("cuda", dict(views_on_device=False), False)):
+        cfg = Config(dict(train=dict(seed=0), model=dict(num_pose_frames=16, num_video_frames=16),
+                          data=dict(small_demo[2], **over)))
+        train, test = build_datasets(cfg, entry, 112, allow_partial=False, device=device)
+        assert train.views_on_device is want and test.views_on_device is want
+        assert ("frames_rows" in train[0]) is want and ("frames" in train[0]) is not want
 
 
 def test_decode_on_device_falls_back_to_the_cpu_with_one_notice(small_demo, small_demo_jpeg, caplog):

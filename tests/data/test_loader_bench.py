@@ -35,7 +35,11 @@ def test_loader_bench_measures_synthetic_and_named_custom_entries(loader_bench, 
     assert raw3["cached_vs_decoded_psnr_db"] is None  # the candidates too
     assert jpeg["frames_fraction_of_raw"] < 0.5 and jpeg["cached_vs_decoded_psnr_db"] > 30
     assert raw["bytes_read_per_item"] < raw["raw_frames_bytes"]  # only the crop's rows of raw frames
-    assert raw3["bytes_read_per_item"] == pytest.approx(raw["bytes_read_per_item"], rel=0.01)  # 16 frames of the 48
+    # the rows of 16 frames of the 48 (and the small arrays): K changes what is stored, not what is read
+    assert raw3["bytes_read_per_item"] < raw3["raw_frames_bytes"] / 3 + 100_000
+    for r in out["entries"]:  # the items a CPU run makes, and for JPEG those shipping the files, beside them
+        assert r["item_ms_worker_views"] > 0
+        assert (r["item_ms_device_decode"] is not None) == (r["frames_codec"] == "jpeg")
     assert 2.9 < raw3["frames_bytes_per_clip"] / raw["frames_bytes_per_clip"] < 3.1
     cands = out["candidates"]
     assert [(c["frames_codec"], c["k"]) for c in cands] == [("none", 3), ("jpeg", 3)]
