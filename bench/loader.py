@@ -7,15 +7,19 @@ For each cache entry it prints:
 * items/s/core: ``CacheClipDataset`` training items (the default views: a random resized box,
   ``--crop`` pixels, and a flip; a random candidate frame per segment; 16 video +
   ``num_pose_frames`` pose frames; grids built from the joints) on one core, page cache warm, made
-  as a run on a CUDA device makes them (``data.views_on_device``, the default there: the item reads
-  the rows its view spans straight into the tensor it ships, and the device cuts, resizes and
-  flips) and, beside them, as a CPU run makes them (the worker resizes and flips; a JPEG entry also
+  as a run on a CUDA device makes them (``data.views_on_device``, the default there: the worker
+  names the rows its view spans, the pinning thread reads them, counted in the item here, and the
+  device cuts, resizes and flips) and, beside them, as a CPU run makes them (the worker resizes and flips; a JPEG entry also
   with ``data.decode_on_device``: the item ships the JPEG files);
 * the bytes the item reads (the clip's metadata and the chunk files of the arrays it reads; raw
   frames only the rows of the 16 frames it takes, recorded as it reads them) and the time to copy
   exactly those bytes out of the page cache into memory (plain ``preadv``, no decoding): item
   time / copy time is how close the reader is to its I/O;
 * bytes stored per clip (all its files; the frames against raw uint8);
+* through one DataLoader worker process (raw entries; ``--worker-batches``): ms per item once it
+  crosses the process boundary, for the views in the worker, on the device (the rows read by the
+  consumer, as the pinning thread reads them), and on the device with the pixels shipped by the
+  worker;
 * on-the-fly: clips/s of the same items made from the source videos (stage one's ffmpeg decode
   of the clip, its segment-middle frames resized as extraction does, then the same crop, flip and
   pose sampling; the cached poses), on the same core; the ratio items/s over that. The first
@@ -78,6 +82,7 @@ from cache import CacheEntry, ClipData  # noqa: E402
 from cache.frames_codecs.jpeg import JpegFrames  # noqa: E402
 from stages.data import CacheClipDataset, item_rng  # noqa: E402
 from stages.data.dataset import ITEM_ARRAYS  # noqa: E402
+from stages.data.device_frames import FrameRows, collate_items  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -118,8 +123,8 @@ def machine() -> dict:
 
 # -- what an item reads, and copying just that ------------------------------------------------------
 class RecordingCodec:
-    """The entry's frames codec, recording the reads of raw rows (file, offsets, bytes): the copy
-    baseline then reads exactly the bytes the items of the last pass read."""
+    """The entry's frames codec, recording the raw rows items name (file, offsets, bytes): the
+    copy baseline then reads exactly the bytes the items of the last pass read."""
 
     def __init__(self, codec):
         self.codec = codec
@@ -128,12 +133,11 @@ class RecordingCodec:
     def __getattr__(self, name):
         return getattr(self.codec, name)
 
-    def read_rows(self, clip, indices, top, height):
-        meta = clip.frames_meta
-        if meta is not None and meta.compressor == "" and not self.codec.rows_need_frames:
-            t, h, w, c = meta.shape
-            self.reads.append((meta.chunk_file, [int(i) * h * w * c + top * w * c for i in indices], height * w * c))
-        return self.codec.read_rows(clip, indices, top, height)
+    def row_reads(self, clip, indices, top, height):
+        reads = self.codec.row_reads(clip, indices, top, height)
+        if reads is not None:
+            self.reads.append((reads.path, list(reads.offsets), reads.nbytes))
+        return reads
 
 
 def small_reads(entry: CacheEntry, uid: str, frames_whole: bool) -> list[tuple[str, list[int], int]]:
@@ -246,11 +250,14 @@ def bench_entry(entry: CacheEntry, split: str, args) -> dict:
     epoch = [0]
 
     def item_pass(d) -> float:
+        """One pass of items, each with its frame rows read as the pinning thread reads them."""
         epoch[0] += 1
         recorder.reads.clear()
         t0 = time.perf_counter()
         for i in range(n):
-            d[(i, epoch[0])]
+            rows = d[(i, epoch[0])].get("frames_rows")
+            if isinstance(rows, FrameRows):
+                rows.tensor()
         return time.perf_counter() - t0
 
     def copy_pass() -> float:
@@ -297,6 +304,8 @@ def bench_entry(entry: CacheEntry, split: str, args) -> dict:
     print(f"  stored per clip: {total / 1e6:.3f} MB, frames {frames_b / 1e6:.3f} MB = 1/{raw / frames_b:.1f} of raw "
           f"uint8 ({raw / 1e6:.2f} MB)")
     out.update(bench_grids(entry, split, args, crop))
+    if args.worker_batches and not entry.codec.rows_need_frames:
+        out.update(bench_worker_process(entry, split, args, crop))
     if args.decode_clips:  # both sides make the item's pixels on the CPU
         cpu = kinds["worker views"]
         try:
@@ -352,6 +361,70 @@ def synthetic_entries(args) -> list[CacheEntry]:
                 raise SystemExit(f"extraction of the synthetic dataset ({codec}, K={k}) failed: {rep.failures}")
             entries.append(rep.entry)
     return entries
+
+
+# -- through a loader worker process ------------------------------------------------------------------------
+class _PixelsFromTheWorker:
+    """The codec, without row ranges to read later: the worker reads the rows and ships them."""
+
+    def __init__(self, codec):
+        self.codec = codec
+
+    def __getattr__(self, name):
+        return getattr(self.codec, name)
+
+    def row_reads(self, *args):
+        return None
+
+
+def bench_worker_process(entry: CacheEntry, split: str, args, crop: int) -> dict:
+    """ms per item through a real DataLoader: one worker process (on this process' core: the
+    worker and the consumer share it), batches of 8 collated as training collates them, the
+    consumer reading any frame rows as the pinning thread does. What an item costs once it crosses
+    the process boundary (every tensor a worker sends goes through a fresh shared-memory segment):
+    the views in the worker (a CPU run), on the device with the rows read by the consumer (the
+    default on a CUDA device), and on the device with the worker reading the rows and shipping
+    them."""
+    from torch.utils.data import DataLoader
+
+    from stages.data.epoch_sampler import EpochSeedSampler
+
+    out = {}
+    for name, how in (("worker views", {}), ("device views", dict(views_on_device=True)),
+                      ("device views, pixels shipped by the worker", dict(views_on_device=True))):
+        ds = CacheClipDataset(entry, split, mode="train", crop_size=crop, num_pose_frames=args.pose_frames, seed=0,
+                              **how)
+        if name.endswith("worker"):
+            ds.codec = _PixelsFromTheWorker(ds.codec)
+        sampler = EpochSeedSampler(ds, shuffle=True, seed=0)
+        batch = min(8, len(ds))
+        dl = DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=1, collate_fn=collate_items,
+                        persistent_workers=True, prefetch_factor=2)
+        state = {"epoch": 0, "it": iter(dl)}
+
+        def take() -> None:
+            while True:
+                try:
+                    b = next(state["it"])
+                    break
+                except StopIteration:
+                    state["epoch"] += 1
+                    sampler.set_epoch(state["epoch"])
+                    state["it"] = iter(dl)
+            for rows in b.get("frames_rows", []):
+                if isinstance(rows, FrameRows):
+                    rows.tensor()
+
+        for _ in range(3):
+            take()
+        t0 = time.perf_counter()
+        for _ in range(args.worker_batches):
+            take()
+        out[name] = round(1e3 * (time.perf_counter() - t0) / (args.worker_batches * batch), 3)
+        del dl, state
+    print("  through one loader worker (one core): " + ", ".join(f"{k} {v:.2f} ms/item" for k, v in out.items()),
+          flush=True)
+    return {"through_one_worker_ms": out}
 
 
 # -- mask grids: read from the entry, or built from the joints ---------------------------------------------
@@ -439,7 +512,9 @@ def _items(entry: CacheEntry, split: str, args, crop: Optional[int] = None, **ho
     def run(epoch: int) -> float:
         t0 = time.perf_counter()
         for i in range(n):
-            ds[(i, epoch)]
+            rows = ds[(i, epoch)].get("frames_rows")
+            if isinstance(rows, FrameRows):  # read as the pinning thread reads it
+                rows.tensor()
         return time.perf_counter() - t0
 
     run.n, run.ds = n, ds
@@ -630,7 +705,6 @@ def bench_train(args, cfg) -> dict:
     """Training clips/s with the real loader vs. batches already on the device."""
     from torch.utils.data import DataLoader
 
-    from stages.data.device_frames import collate_items
     from stages.data.epoch_sampler import EpochSeedSampler
     from stages.train.runner import pixels_on_device, prepare_model_cfg
     from stages.train.runner_model import RunnerModel
@@ -747,6 +821,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
     ap.add_argument("--pose-frames", type=int, default=48)
     ap.add_argument("--decode-clips", type=int, default=16, help="clips decoded on the fly; 0 skips it")
     ap.add_argument("--min-seconds", type=float, default=2.0, help="shortest item measurement")
+    ap.add_argument("--worker-batches", type=int, default=30,
+                    help="batches of 8 through one DataLoader worker, raw entries (0: skip)")
     ap.add_argument("--no-loader", action="store_true", help="skip the item measurements")
     ap.add_argument("--train", action="store_true", help="measure the training feed: real loader vs in-memory batches")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

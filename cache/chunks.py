@@ -158,6 +158,36 @@ def _map(path: str, n: int) -> np.ndarray:
     return np.frombuffer(m, dtype=np.uint8)
 
 
+@dataclass(frozen=True)
+class RowReads:
+    """Bands of whole rows of frames in a raw ``(T, H, W, C)`` uint8 chunk file: one contiguous
+    range per frame (``offsets``, ``nbytes`` each), read into a ``shape`` array. A plain record, so
+    it can travel (a loader worker names the bytes; the process that needs them reads them)."""
+
+    path: str
+    offsets: tuple[int, ...]
+    nbytes: int
+    shape: tuple[int, ...]  # (len(offsets), rows, W, C)
+
+    def read(self, out: Any = None) -> np.ndarray:
+        """The bands, one ``preadv`` per frame straight into ``out`` (a C-contiguous uint8 array of
+        :attr:`shape`; default: a new one)."""
+        if out is None:
+            out = np.empty(self.shape, np.uint8)
+        if tuple(out.shape) != tuple(self.shape) or out.dtype != np.uint8 or not out.flags.c_contiguous:
+            raise ValueError(f"{self.path}: rows read into a {out.dtype} {tuple(out.shape)} array, expected uint8 "
+                             f"{self.shape} (contiguous)")
+        fd = _open(self.path)
+        try:
+            for k, off in enumerate(self.offsets):
+                got = os.preadv(fd, [out[k]], off)
+                if got != self.nbytes:
+                    raise ChunkFormatError(f"{self.path}: short read ({got} of {self.nbytes} bytes at {off})")
+        finally:
+            os.close(fd)
+        return out
+
+
 def _parse_vlen(buf: bytes, meta: ArrayMeta) -> list[bytes]:
     f = meta.chunk_file
     want = math.prod(meta.shape)

@@ -79,6 +79,11 @@ class FramesCodec:
         frames, pos = self.frames_to_crop(frames, indices)
         return frames, pos, 0
 
+    def row_reads(self, clip: Any, indices: Sequence[int], top: int, height: int) -> Optional[Any]:
+        """The bytes :meth:`read_rows` would read as a :class:`cache.chunks.RowReads` (read later,
+        possibly in another process), or None where rows are not plain ranges of a file (default)."""
+        return None
+
     def encoded(self, frames: Any, indices: Sequence[int]) -> list[bytes]:
         """The stored files of the frames ``indices`` (for decoding on a device)."""
         raise ValueError(f"frames stored with the {self.name!r} codec cannot be decoded on a device "

@@ -38,6 +38,7 @@ import torch
 from torch.utils.data import Dataset
 
 from cache import CacheEntry
+from stages.data.device_frames import FrameRows
 from stages.data.sampling import sample_pose_frames, sample_video_frames
 from stages.data.views import THREE_CROPS, ViewSampler
 from stages.geometry import joint_patch_grid, view_frames_chw, view_joints
@@ -256,12 +257,17 @@ class CacheClipDataset(Dataset):
             # raw frames: only the rows the views span are read; JPEG: only the frames the item uses decoded
             top = min(v.top for v in views)
             height = max(v.top + v.height for v in views) - top
-            frames, fsel, first = self.codec.read_rows(clip, vsel, top, height)
-            if self.views_on_device:  # the band goes to the device as read; stages.data.device_frames cuts it
-                out["frames_rows"] = torch.from_numpy(row_band(frames, fsel, top - first, height))
+            reads = self.codec.row_reads(clip, vsel, top, height) if self.views_on_device else None
+            if self.views_on_device:  # the band goes to the device as stored; stages.data.device_frames cuts it
+                if reads is not None:  # raw frames: read by whoever needs them (the pinning thread)
+                    out["frames_rows"] = FrameRows(reads)
+                else:
+                    frames, fsel, first = self.codec.read_rows(clip, vsel, top, height)
+                    out["frames_rows"] = torch.from_numpy(row_band(frames, fsel, top - first, height))
                 crops = torch.tensor([list(v._replace(top=v.top - top)) for v in views], dtype=torch.int64)
                 out["frames_crop"] = crops[0] if rng is not None else crops
             else:
+                frames, fsel, first = self.codec.read_rows(clip, vsel, top, height)
                 out["frames"] = [torch.from_numpy(view_frames_chw(frames, fsel, v._replace(top=v.top - first)))
                                  for v in views]
         for k in ("frames", "joints", "mask_grid"):

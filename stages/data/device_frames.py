@@ -7,9 +7,15 @@ height, width, size, flip; one row per view at test), and the data preprocessor,
 cuts each view's box, resizes it to ``size`` (bilinear, as the CPU path's OpenCV resize) and
 mirrors it; CLIP normalisation follows in the preprocessor as for every batch. The frames come as:
 
-* ``frames_rows`` (raw frames, ``data.views_on_device``): uint8 ``(T, h, W, 3)``, the band of
-  whole rows the item's views span, read from the chunk file straight into the tensor (one
-  ``preadv`` per frame); ``frames_crop`` counts rows from the band's first;
+* ``frames_rows`` (``data.views_on_device``): the band of whole rows the item's views span,
+  uint8 ``(T, h, W, 3)``; ``frames_crop`` counts rows from the band's first. From raw frames the
+  worker ships only where the band lies (a :class:`FrameRows`: the chunk file and one byte range
+  per frame) and the DataLoader's pinning thread reads it straight into page-locked memory
+  (:meth:`FrameRows.pin_memory`, one ``preadv`` per frame, the GIL released), ready for the copy
+  to the device: the pixels cross no process boundary (a worker's tensor goes through a fresh
+  shared-memory segment, which costs more than the item) and are copied once. Unpinned (no CUDA,
+  no workers) they are read where the batch is cut (:func:`frames_from_rows`). Other codecs' frames
+  (decoded by the worker) travel as the tensor itself;
 * ``frames_jpeg`` (a ``--frames-codec jpeg`` entry, ``data.decode_on_device``): the frames' JPEG
   files concatenated (one uint8 tensor, their sizes in ``frames_jpeg_lengths``), decoded in one
   batched ``torchvision.io.decode_jpeg(..., device='cuda')`` call (nvjpeg).
@@ -31,6 +37,39 @@ from mmengine.dataset import default_collate
 #: the item keys whose tensors differ in size from item to item: collated as lists, never stacked
 VARIABLE_KEYS = ("frames_jpeg", "frames_rows")
 
+
+class FrameRows:
+    """Rows of a clip's raw frames still to be read (a :class:`cache.chunks.RowReads`): what a
+    worker ships instead of the pixels. The DataLoader's pinning thread calls :meth:`pin_memory`
+    (it calls that method on anything that has one); otherwise :meth:`tensor` reads them."""
+
+    __slots__ = ("reads",)
+
+    def __init__(self, reads):
+        self.reads = reads
+
+    def __getstate__(self):
+        return self.reads
+
+    def __setstate__(self, reads):
+        self.reads = reads
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.reads.shape)
+
+    def tensor(self) -> torch.Tensor:
+        return torch.from_numpy(self.reads.read())
+
+    def pin_memory(self, device=None) -> torch.Tensor:
+        """The rows read straight into page-locked memory (torch's caching host allocator)."""
+        out = torch.empty(self.reads.shape, dtype=torch.uint8, pin_memory=True)
+        self.reads.read(out.numpy())
+        return out
+
+    def __repr__(self) -> str:
+        return f"FrameRows({self.reads.path}, {len(self.reads.offsets)} x {self.reads.shape[1:]})"
+
 Decoder = Callable[[list[torch.Tensor], torch.device], list[torch.Tensor]]
 
 
@@ -45,10 +84,12 @@ def collate_items(items: Sequence[dict]) -> dict:
 def frames_from_rows(rows: list[torch.Tensor], crops: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Cut, resize and mirror a batch's views on ``device`` from the rows its items read.
 
-    ``rows``: per item uint8 ``(T, h, W, 3)`` (CPU, pinned or not); ``crops`` (B, 6) or (B, V, 6)
-    of views with ``top`` counted from the item's first row. Returns uint8 (B, T, 3, S, S) or
-    (B, V, T, 3, S, S): what the CPU loader's ``frames`` would be.
+    ``rows``: per item uint8 ``(T, h, W, 3)`` (CPU, pinned or not) or a :class:`FrameRows` not
+    read yet; ``crops`` (B, 6) or (B, V, 6) of views with ``top`` counted from the item's first
+    row. Returns uint8 (B, T, 3, S, S) or (B, V, T, 3, S, S): what the CPU loader's ``frames``
+    would be.
     """
+    rows = [r.tensor() if isinstance(r, FrameRows) else r for r in rows]
     clips = [r.to(device, non_blocking=True).permute(0, 3, 1, 2) for r in rows]  # (T, 3, h, W), channels last
     return cut_views(clips, crops)
 

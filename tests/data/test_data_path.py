@@ -1,5 +1,7 @@
 """The fast read path gives the items the plain path gave; JPEG frames on the CPU and on a device."""
+import dataclasses
 import logging
+import pickle
 import sys
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import torch  # noqa: E402
 import zarr  # noqa: E402
 
 from stages.data import CacheClipDataset, item_rng  # noqa: E402
-from stages.data.device_frames import collate_items, frames_from_jpeg, frames_from_rows  # noqa: E402
+from stages.data.device_frames import FrameRows, collate_items, frames_from_jpeg, frames_from_rows  # noqa: E402
 from stages.data.sampling import sample_pose_frames, sample_video_frames  # noqa: E402
 from stages.geometry import crop_offsets  # noqa: E402
 
@@ -181,8 +183,10 @@ def test_views_on_the_device_equal_the_loaders(small_demo, mode, split, over):
     crops = batch["frames_crop"].reshape(len(idx), -1, 6)
     h, w = cpu.entry.read_clip(cpu.rows[0]["uid"], arrays=("frames",)).frames.shape[1:3]
     for it, rows, item_crops in zip(items, batch["frames_rows"], crops.tolist()):
-        # the band: the stored frames' rows from the highest view's top to the lowest view's bottom
-        assert rows.dtype == torch.uint8 and rows.shape[0] == 16 and rows.shape[2:] == (w, 3)
+        # raw frames: the worker names the band (the stored frames' rows from the highest view's
+        # top to the lowest view's bottom); whoever needs the pixels reads them
+        assert isinstance(rows, FrameRows) and len(pickle.dumps(rows)) < 2000
+        assert rows.shape[0] == 16 and rows.shape[2:] == (w, 3)
         assert min(c[0] for c in item_crops) == 0 and max(c[0] + c[2] for c in item_crops) == rows.shape[1]
     got = frames_from_rows(batch["frames_rows"], batch["frames_crop"], torch.device("cpu"))
     assert got.shape == want["frames"].shape
@@ -204,13 +208,57 @@ def test_views_on_the_device_equal_the_loaders(small_demo, mode, split, over):
     assert (out["frames"] - ref["frames"]).abs().max() <= (1 / 255 / 0.25 + 1e-5 if resized else 0)
 
 
+def test_frame_rows_are_read_once_into_the_pinned_batch(small_demo, monkeypatch):
+    """The DataLoader's pinning thread turns each FrameRows into the band, read straight into the
+    buffer it pins (page-locked memory needs CUDA: a plain buffer stands in for it here); the rows
+    equal the codec's own read, and a moved or damaged chunk file fails naming the file."""
+    from torch.utils.data._utils.pin_memory import pin_memory
+
+    from cache.chunks import ChunkFormatError
+
+    _, entry_dir, _ = small_demo
+    dev = CacheClipDataset(entry_dir, "train", views_on_device=True, **dict(KW, views=views()))
+    batch = collate_items([dev[(i, 4)] for i in range(3)])
+    allocated, real_empty = [], torch.empty
+
+    def empty(*shape, **kw):  # torch.empty(..., pin_memory=True) without a CUDA device
+        if not kw.pop("pin_memory", False):
+            return real_empty(*shape, **kw)
+        allocated.append(real_empty(*shape, **kw))
+        return allocated[-1]
+
+    monkeypatch.setattr(torch, "empty", empty)
+    pinned = pin_memory(batch["frames_rows"])  # what the pinning thread does to the batch's list
+    monkeypatch.undo()
+    assert len(allocated) == 3 and all(p is a for p, a in zip(pinned, allocated))
+    for i, (rows, got) in enumerate(zip(batch["frames_rows"], pinned)):
+        clip = dev.entry.read_clip(dev.rows[i]["uid"])
+        vsel = dev.stored_frames(clip, item_rng(dev.seed, 4, i))
+        top = int(batch["frames_crop"][i, 0])
+        assert top == 0
+        first_row = rows.reads.offsets[0] // (clip.frames.shape[2] * 3) % clip.frames.shape[1]
+        want = np.asarray(clip.frames)[vsel, first_row:first_row + rows.shape[1]]
+        assert torch.equal(got, torch.from_numpy(np.ascontiguousarray(want)))
+        assert torch.equal(rows.tensor(), got)
+    assert torch.equal(frames_from_rows(pinned, batch["frames_crop"], torch.device("cpu")),
+                       frames_from_rows(batch["frames_rows"], batch["frames_crop"], torch.device("cpu")))
+    reads = batch["frames_rows"][0].reads
+    past_the_end = dataclasses.replace(reads, offsets=(10 ** 12,), shape=(1,) + reads.shape[1:])
+    with pytest.raises(ChunkFormatError, match=f"{reads.path}: short read"):
+        FrameRows(past_the_end).tensor()
+    with pytest.raises(ChunkFormatError, match="chunk file missing"):
+        FrameRows(dataclasses.replace(reads, path=reads.path + ".moved")).tensor()
+
+
 def test_views_on_the_device_rows_of_a_lossy_codec(small_demo_jpeg):
-    """A JPEG entry's frames decoded by the loader (decode_on_device off) travel as rows alike."""
+    """A JPEG entry's frames decoded by the loader (decode_on_device off) travel as rows alike,
+    as the pixels themselves (no file range holds them)."""
     _, entry_dir, _ = small_demo_jpeg
     kw = dict(KW, views=views(train_crop="random_resized"))
     cpu = CacheClipDataset(entry_dir, "train", **kw)
     dev = CacheClipDataset(entry_dir, "train", views_on_device=True, **kw)
     batch = collate_items([dev[(i, 1)] for i in range(3)])
+    assert all(isinstance(r, torch.Tensor) and r.dtype == torch.uint8 for r in batch["frames_rows"])
     want = collate_items([cpu[(i, 1)] for i in range(3)])
     got = frames_from_rows(batch["frames_rows"], batch["frames_crop"], torch.device("cpu"))
     assert (got.int() - want["frames"].int()).abs().max() <= 1
