@@ -19,8 +19,9 @@ video or runs a pose model. One item is one clip:
 Frames stay ``uint8`` (``(T_v, 3, S, S)``) and grids ``float16`` through the DataLoader; the
 training-side data preprocessor (:mod:`stages.train.runner_model`) moves them to the device,
 converts and CLIP-normalises there, which keeps the loader cheap enough to feed a GPU. On a CUDA
-device the views' pixel work moves there too (``views_on_device``): the item ships the rows its
-views span as read, and :mod:`stages.data.device_frames` cuts, resizes and flips them.
+device the views' pixel work moves there too (``views_on_device``): the item names the rows its
+views span, the DataLoader's pinning thread reads them into page-locked memory, and
+:mod:`stages.data.device_frames` cuts, resizes and flips them.
 
 Randomness is a pure function of ``(seed, epoch, index)`` (:func:`item_rng`), never of a worker
 process' global RNG: the same run gives the same crops and flips whatever the number of loader
@@ -79,10 +80,11 @@ class CacheClipDataset(Dataset):
             :class:`~stages.geometry.View` row, top, left, height, width, size, flip; one row per
             view at test) instead of ``frames``; the data preprocessor decodes, crops, resizes and
             flips them on the GPU (:mod:`stages.data.device_frames`). Needs a ``--frames-codec jpeg`` entry.
-        views_on_device: items carry the rows of the frames their views span as stored
-            (``frames_rows``, uint8 ``(T_v, h, W, 3)``) and the views (``frames_crop``, top counted
-            from the band's first row) instead of ``frames``: the data preprocessor cuts, resizes and
-            flips them on the device, and the item does no pixel work.
+        views_on_device: items carry the band of rows their views span (``frames_rows``: for raw
+            frames a :class:`~stages.data.device_frames.FrameRows` naming them, read by the
+            DataLoader's pinning thread; else the uint8 ``(T_v, h, W, 3)`` band) and the views
+            (``frames_crop``, top counted from the band's first row) instead of ``frames``: the
+            data preprocessor cuts, resizes and flips them on the device; the item does no pixel work.
         random_pose_offsets: in training, one random pose frame per segment (the default); False
             takes the segment middles as at test, so pose frames are evenly spaced and a joint's
             displacement between pose frames (``pose.motion``) is a speed, not a speed times a
@@ -257,8 +259,8 @@ class CacheClipDataset(Dataset):
             # raw frames: only the rows the views span are read; JPEG: only the frames the item uses decoded
             top = min(v.top for v in views)
             height = max(v.top + v.height for v in views) - top
-            reads = self.codec.row_reads(clip, vsel, top, height) if self.views_on_device else None
             if self.views_on_device:  # the band goes to the device as stored; stages.data.device_frames cuts it
+                reads = self.codec.row_reads(clip, vsel, top, height)
                 if reads is not None:  # raw frames: read by whoever needs them (the pinning thread)
                     out["frames_rows"] = FrameRows(reads)
                 else:
