@@ -241,20 +241,29 @@ class CacheClipDataset(Dataset):
         joints = np.concatenate([kp.astype(np.float32), sc[..., None]], axis=-1)  # (T, V, 3)
         h, w = clip.frame_size
         views = [self.views.train(h, w, rng)] if rng is not None else self.views.test(h, w, self.test_crops)
-        out: dict[str, Any] = {"joints": [], "mask_grid": []}
-        for v in views:
-            j = view_joints(joints, v, self.flip_index)  # (T, V, 3) in the view's pixels
-            # the grids of the video frames, from their joints in the view (== stage one's grids of it)
-            out["mask_grid"].append(torch.from_numpy(joint_patch_grid(j[vpi, :, :2], j[vpi, :, 2], (s, s), cell)))
-            j[..., :2] /= s
-            out["joints"].append(torch.from_numpy(np.ascontiguousarray(j, dtype=np.float32)))
+        out: dict[str, Any] = {}
+        on_device = self.decode_on_device or self.views_on_device
+        if on_device:
+            # the views' geometry goes with their pixels: stages.data.device_poses maps the joints
+            # and builds the grids on the device, as below
+            out["pose_joints"] = torch.from_numpy(joints)
+            out["joint_flip"] = torch.from_numpy(self.flip_index.astype(np.int64))
+            out["grid_cell"] = torch.tensor(cell, dtype=torch.int64)
+            crops = torch.tensor([list(v) for v in views], dtype=torch.int64)
+            out["frames_crop"] = crops[0] if rng is not None else crops
+        else:
+            out["joints"], out["mask_grid"] = [], []
+            for v in views:
+                j = view_joints(joints, v, self.flip_index)  # (T, V, 3) in the view's pixels
+                # the grids of the video frames, from their joints in the view (== stage one's grids of it)
+                out["mask_grid"].append(torch.from_numpy(joint_patch_grid(j[vpi, :, :2], j[vpi, :, 2], (s, s), cell)))
+                j[..., :2] /= s
+                out["joints"].append(torch.from_numpy(np.ascontiguousarray(j, dtype=np.float32)))
         if self.decode_on_device:
             # the JPEG files go to the device as they are; stages.data.device_frames decodes, crops, flips
             files = self.codec.encoded(clip.frames, vsel)
             out["frames_jpeg"] = torch.frombuffer(bytearray(b"".join(files)), dtype=torch.uint8)
             out["frames_jpeg_lengths"] = torch.tensor([len(f) for f in files], dtype=torch.int64)
-            crops = torch.tensor([list(v) for v in views], dtype=torch.int64)
-            out["frames_crop"] = crops[0] if rng is not None else crops
         else:
             # raw frames: only the rows the views span are read; JPEG: only the frames the item uses decoded
             top = min(v.top for v in views)
@@ -266,8 +275,7 @@ class CacheClipDataset(Dataset):
                 else:
                     frames, fsel, first = self.codec.read_rows(clip, vsel, top, height)
                     out["frames_rows"] = torch.from_numpy(row_band(frames, fsel, top - first, height))
-                crops = torch.tensor([list(v._replace(top=v.top - top)) for v in views], dtype=torch.int64)
-                out["frames_crop"] = crops[0] if rng is not None else crops
+                out["frames_rows_top"] = torch.tensor(top, dtype=torch.int64)  # the frame row of the band's first
             else:
                 frames, fsel, first = self.codec.read_rows(clip, vsel, top, height)
                 out["frames"] = [torch.from_numpy(view_frames_chw(frames, fsel, v._replace(top=v.top - first)))

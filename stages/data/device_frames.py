@@ -8,7 +8,7 @@ cuts each view's box, resizes it to ``size`` (bilinear, as the CPU path's OpenCV
 mirrors it; CLIP normalisation follows in the preprocessor as for every batch. The frames come as:
 
 * ``frames_rows`` (``data.views_on_device``): the band of whole rows the item's views span,
-  uint8 ``(T, h, W, 3)``; ``frames_crop`` counts rows from the band's first. From raw frames the
+  uint8 ``(T, h, W, 3)``, beginning at frame row ``frames_rows_top``. From raw frames the
   worker ships only where the band lies (a :class:`FrameRows`: the chunk file and one byte range
   per frame) and the DataLoader's pinning thread reads it straight into page-locked memory
   (:meth:`FrameRows.pin_memory`, one ``preadv`` per frame, the GIL released), ready for the copy
@@ -81,16 +81,20 @@ def collate_items(items: Sequence[dict]) -> dict:
     return batch
 
 
-def frames_from_rows(rows: list[torch.Tensor], crops: torch.Tensor, device: torch.device) -> torch.Tensor:
+def frames_from_rows(rows: list[torch.Tensor], rows_top: torch.Tensor, crops: torch.Tensor,
+                     device: torch.device) -> torch.Tensor:
     """Cut, resize and mirror a batch's views on ``device`` from the rows its items read.
 
     ``rows``: per item uint8 ``(T, h, W, 3)`` (CPU, pinned or not) or a :class:`FrameRows` not
-    read yet; ``crops`` (B, 6) or (B, V, 6) of views with ``top`` counted from the item's first
-    row. Returns uint8 (B, T, 3, S, S) or (B, V, T, 3, S, S): what the CPU loader's ``frames``
-    would be.
+    read yet, beginning at frame row ``rows_top`` (B,); ``crops`` (B, 6) or (B, V, 6) views of the
+    whole frames. Returns uint8 (B, T, 3, S, S) or (B, V, T, 3, S, S): what the CPU loader's
+    ``frames`` would be.
     """
     rows = [r.tensor() if isinstance(r, FrameRows) else r for r in rows]
     clips = [r.to(device, non_blocking=True).permute(0, 3, 1, 2) for r in rows]  # (T, 3, h, W), channels last
+    crops = crops.cpu().clone()  # the views' tops counted from each band's first row
+    shift = rows_top.cpu().reshape(-1)
+    crops[..., 0] -= shift if crops.dim() == 2 else shift[:, None]
     return cut_views(clips, crops)
 
 

@@ -34,6 +34,7 @@ from mmengine.model.wrappers import MMDistributedDataParallel
 from mmengine.optim import DefaultOptimWrapperConstructor
 
 from stages.data.device_frames import frames_from_jpeg, frames_from_rows
+from stages.data.device_poses import joints_and_grids
 from stages.registry import MODEL_WRAPPERS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 
 _LOSS_PART_NAMES = {"loss_t": "l_text", "loss_r": "l_refine"}  # mmengine sums every key with 'loss'
@@ -51,11 +52,16 @@ class ClipDataPreprocessor(BaseDataPreprocessor):
 
     def forward(self, data: dict, training: bool = False) -> dict:
         data = dict(data)
+        if "pose_joints" in data:  # views on the device: their joints and grids here (stages.data.device_poses)
+            data["joints"], data["mask_grid"] = joints_and_grids(
+                data.pop("pose_joints").to(self.device, non_blocking=self._non_blocking), data["frames_crop"],
+                data.pop("joint_flip"), data.pop("grid_cell"), data["video_pose_index"])
         if "frames_jpeg" in data:  # data.decode_on_device: decode, cut, resize and flip here
             data["frames"] = frames_from_jpeg(data.pop("frames_jpeg"), data.pop("frames_jpeg_lengths"),
                                               data.pop("frames_crop"), self.device)
         elif "frames_rows" in data:  # data.views_on_device: cut, resize and flip here
-            data["frames"] = frames_from_rows(data.pop("frames_rows"), data.pop("frames_crop"), self.device)
+            data["frames"] = frames_from_rows(data.pop("frames_rows"), data.pop("frames_rows_top"),
+                                              data.pop("frames_crop"), self.device)
         data = self.cast_data(data)
         frames = data["frames"]
         views = 1

@@ -17,6 +17,7 @@ import zarr  # noqa: E402
 
 from stages.data import CacheClipDataset, item_rng  # noqa: E402
 from stages.data.device_frames import FrameRows, collate_items, frames_from_jpeg, frames_from_rows  # noqa: E402
+from stages.data.device_poses import joints_and_grids  # noqa: E402
 from stages.data.sampling import sample_pose_frames, sample_video_frames  # noqa: E402
 from stages.geometry import crop_offsets  # noqa: E402
 
@@ -122,6 +123,15 @@ def test_jpeg_items_match_the_raw_items_within_the_codec_loss(small_demo, small_
         assert 10 * torch.log10(255.0 ** 2 / err) > 30.0  # PSNR in dB
 
 
+def assert_device_poses_equal_the_loaders(batch, want):
+    """The joints and grids the device builds from a device-path batch are the loader's, bit for bit."""
+    joints, grids = joints_and_grids(batch["pose_joints"], batch["frames_crop"], batch["joint_flip"],
+                                     batch["grid_cell"], batch["video_pose_index"])
+    assert "joints" not in batch and "mask_grid" not in batch  # the worker neither builds nor ships them
+    assert torch.equal(joints, want["joints"])
+    assert torch.equal(grids, want["mask_grid"].float())
+
+
 def cpu_decoder(files, device):
     return [torch.from_numpy(simplejpeg.decode_jpeg(f.numpy().tobytes(), colorspace="RGB")).permute(2, 0, 1)
             .to(device) for f in files]
@@ -151,7 +161,8 @@ def test_frames_decoded_on_the_device_equal_the_loaders(small_demo_jpeg, mode, s
                        else over["test_views"] != "three_crop")
     diff = (got.int() - want["frames"].int()).abs()
     assert diff.max() <= (1 if resized else 0), diff.max()
-    for k in ("joints", "mask_grid", "video_pose_index", "label"):
+    assert_device_poses_equal_the_loaders(batch, want)
+    for k in ("video_pose_index", "label"):
         assert torch.equal(batch[k], want[k]), k
     # the preprocessor does it on its own device, then normalises as for every batch
     from stages.train.runner_model import ClipDataPreprocessor
@@ -182,13 +193,13 @@ def test_views_on_the_device_equal_the_loaders(small_demo, mode, split, over):
     want = collate_items([cpu[i] for i in idx])
     crops = batch["frames_crop"].reshape(len(idx), -1, 6)
     h, w = cpu.entry.read_clip(cpu.rows[0]["uid"], arrays=("frames",)).frames.shape[1:3]
-    for it, rows, item_crops in zip(items, batch["frames_rows"], crops.tolist()):
+    for rows, top, item_crops in zip(batch["frames_rows"], batch["frames_rows_top"].tolist(), crops.tolist()):
         # raw frames: the worker names the band (the stored frames' rows from the highest view's
         # top to the lowest view's bottom); whoever needs the pixels reads them
         assert isinstance(rows, FrameRows) and len(pickle.dumps(rows)) < 2000
         assert rows.shape[0] == 16 and rows.shape[2:] == (w, 3)
-        assert min(c[0] for c in item_crops) == 0 and max(c[0] + c[2] for c in item_crops) == rows.shape[1]
-    got = frames_from_rows(batch["frames_rows"], batch["frames_crop"], torch.device("cpu"))
+        assert min(c[0] for c in item_crops) == top and max(c[0] + c[2] for c in item_crops) == top + rows.shape[1]
+    got = frames_from_rows(batch["frames_rows"], batch["frames_rows_top"], batch["frames_crop"], torch.device("cpu"))
     assert got.shape == want["frames"].shape
     resized = bool((crops[..., 2:4] != crops[..., 4:5]).any())
     assert resized == (over.get("train_crop", "fixed_size") != "fixed_size" if mode == "train"
@@ -196,7 +207,8 @@ def test_views_on_the_device_equal_the_loaders(small_demo, mode, split, over):
     diff = (got.int() - want["frames"].int()).abs()
     assert diff.max() <= (1 if resized else 0), diff.max()
     assert (diff > 0).float().mean() < 0.5  # a rounding here and there, not another image
-    for k in ("joints", "mask_grid", "video_pose_index", "pose_time", "label", "index"):
+    assert_device_poses_equal_the_loaders(batch, want)
+    for k in ("video_pose_index", "pose_time", "label", "index"):
         assert torch.equal(batch[k], want[k]), k
     if mode == "train" and over.get("flip_prob") == 1.0:
         assert bool(crops[..., 5].all())  # every view mirrored: the device mirrors as the loader does
@@ -204,8 +216,10 @@ def test_views_on_the_device_equal_the_loaders(small_demo, mode, split, over):
     pre = ClipDataPreprocessor(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     out = pre(dict(batch), training=mode == "train")["batch"]
     ref = pre(dict(want), training=mode == "train")["batch"]
-    assert out["frames"].shape == ref["frames"].shape
+    assert out.keys() == ref.keys() and out["frames"].shape == ref["frames"].shape
     assert (out["frames"] - ref["frames"]).abs().max() <= (1 / 255 / 0.25 + 1e-5 if resized else 0)
+    for k in ("joints", "mask_grid"):
+        assert torch.equal(out[k], ref[k]), k
 
 
 def test_frame_rows_are_read_once_into_the_pinned_batch(small_demo, monkeypatch):
@@ -234,14 +248,14 @@ def test_frame_rows_are_read_once_into_the_pinned_batch(small_demo, monkeypatch)
     for i, (rows, got) in enumerate(zip(batch["frames_rows"], pinned)):
         clip = dev.entry.read_clip(dev.rows[i]["uid"])
         vsel = dev.stored_frames(clip, item_rng(dev.seed, 4, i))
-        top = int(batch["frames_crop"][i, 0])
-        assert top == 0
-        first_row = rows.reads.offsets[0] // (clip.frames.shape[2] * 3) % clip.frames.shape[1]
-        want = np.asarray(clip.frames)[vsel, first_row:first_row + rows.shape[1]]
+        top = int(batch["frames_rows_top"][i])
+        assert top == int(batch["frames_crop"][i, 0])  # one view: the band starts at its top
+        want = np.asarray(clip.frames)[vsel, top:top + rows.shape[1]]
         assert torch.equal(got, torch.from_numpy(np.ascontiguousarray(want)))
         assert torch.equal(rows.tensor(), got)
-    assert torch.equal(frames_from_rows(pinned, batch["frames_crop"], torch.device("cpu")),
-                       frames_from_rows(batch["frames_rows"], batch["frames_crop"], torch.device("cpu")))
+    cpu = torch.device("cpu")
+    assert torch.equal(frames_from_rows(pinned, batch["frames_rows_top"], batch["frames_crop"], cpu),
+                       frames_from_rows(batch["frames_rows"], batch["frames_rows_top"], batch["frames_crop"], cpu))
     reads = batch["frames_rows"][0].reads
     past_the_end = dataclasses.replace(reads, offsets=(10 ** 12,), shape=(1,) + reads.shape[1:])
     with pytest.raises(ChunkFormatError, match=f"{reads.path}: short read"):
@@ -260,8 +274,9 @@ def test_views_on_the_device_rows_of_a_lossy_codec(small_demo_jpeg):
     batch = collate_items([dev[(i, 1)] for i in range(3)])
     assert all(isinstance(r, torch.Tensor) and r.dtype == torch.uint8 for r in batch["frames_rows"])
     want = collate_items([cpu[(i, 1)] for i in range(3)])
-    got = frames_from_rows(batch["frames_rows"], batch["frames_crop"], torch.device("cpu"))
+    got = frames_from_rows(batch["frames_rows"], batch["frames_rows_top"], batch["frames_crop"], torch.device("cpu"))
     assert (got.int() - want["frames"].int()).abs().max() <= 1
+    assert_device_poses_equal_the_loaders(batch, want)
 
 
 def test_pixel_work_goes_to_a_cuda_device_only(small_demo):
