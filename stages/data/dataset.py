@@ -19,9 +19,10 @@ video or runs a pose model. One item is one clip:
 Frames stay ``uint8`` (``(T_v, 3, S, S)``) and grids ``float16`` through the DataLoader; the
 training-side data preprocessor (:mod:`stages.train.runner_model`) moves them to the device,
 converts and CLIP-normalises there, which keeps the loader cheap enough to feed a GPU. On a CUDA
-device the views' pixel work moves there too (``views_on_device``): the item names the rows its
-views span, the DataLoader's pinning thread reads them into page-locked memory, and
-:mod:`stages.data.device_frames` cuts, resizes and flips them.
+device the views' work moves there too (``views_on_device``): the item names the rows its views
+span, the DataLoader's pinning thread reads them into page-locked memory,
+:mod:`stages.data.device_frames` cuts, resizes and flips them, and :mod:`stages.data.device_poses`
+maps the joints into the views and builds the grids, bit for bit as here.
 
 Randomness is a pure function of ``(seed, epoch, index)`` (:func:`item_rng`), never of a worker
 process' global RNG: the same run gives the same crops and flips whatever the number of loader
@@ -82,9 +83,12 @@ class CacheClipDataset(Dataset):
             flips them on the GPU (:mod:`stages.data.device_frames`). Needs a ``--frames-codec jpeg`` entry.
         views_on_device: items carry the band of rows their views span (``frames_rows``: for raw
             frames a :class:`~stages.data.device_frames.FrameRows` naming them, read by the
-            DataLoader's pinning thread; else the uint8 ``(T_v, h, W, 3)`` band) and the views
-            (``frames_crop``, top counted from the band's first row) instead of ``frames``: the
-            data preprocessor cuts, resizes and flips them on the device; the item does no pixel work.
+            DataLoader's pinning thread; else the uint8 ``(T_v, h, W, 3)`` band; it starts at frame
+            row ``frames_rows_top``) and the views (``frames_crop``) instead of ``frames``: the data
+            preprocessor cuts, resizes and flips them on the device; the item does no pixel work.
+            With either of the two, the views' geometry goes to the device too: items carry the
+            pose frames' joints as cached (``pose_joints``, ``joint_flip``, ``grid_cell``) instead
+            of ``joints`` and ``mask_grid`` (:mod:`stages.data.device_poses` builds them).
         random_pose_offsets: in training, one random pose frame per segment (the default); False
             takes the segment middles as at test, so pose frames are evenly spaced and a joint's
             displacement between pose frames (``pose.motion``) is a speed, not a speed times a
