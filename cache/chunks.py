@@ -168,24 +168,37 @@ class RowReads:
     offsets: tuple[int, ...]
     nbytes: int
     shape: tuple[int, ...]  # (len(offsets), rows, W, C)
+    file_size: int  # the whole chunk's bytes (T * H * W * C): a file of another size is damaged
 
     def read(self, out: Any = None) -> np.ndarray:
         """The bands, one ``preadv`` per frame straight into ``out`` (a C-contiguous uint8 array of
-        :attr:`shape`; default: a new one)."""
+        :attr:`shape`; default: a new one); short reads (network filesystems) are continued."""
         if out is None:
             out = np.empty(self.shape, np.uint8)
         if tuple(out.shape) != tuple(self.shape) or out.dtype != np.uint8 or not out.flags.c_contiguous:
             raise ValueError(f"{self.path}: rows read into a {out.dtype} {tuple(out.shape)} array, expected uint8 "
                              f"{self.shape} (contiguous)")
-        fd = _open(self.path)
+        fd = self._open_checked()
         try:
             for k, off in enumerate(self.offsets):
-                got = os.preadv(fd, [out[k]], off)
-                if got != self.nbytes:
-                    raise ChunkFormatError(f"{self.path}: short read ({got} of {self.nbytes} bytes at {off})")
+                band = memoryview(out[k]).cast("B")
+                done = 0
+                while done < self.nbytes:
+                    got = os.preadv(fd, [band[done:]], off + done)
+                    if got <= 0:
+                        raise ChunkFormatError(f"{self.path}: short read ({done} of {self.nbytes} bytes at {off})")
+                    done += got
         finally:
             os.close(fd)
         return out
+
+    def _open_checked(self) -> int:
+        fd = _open(self.path)
+        size = os.fstat(fd).st_size
+        if size != self.file_size:
+            os.close(fd)
+            raise ChunkFormatError(f"{self.path}: {size} bytes, expected {self.file_size} (the file is damaged)")
+        return fd
 
 
 def _parse_vlen(buf: bytes, meta: ArrayMeta) -> list[bytes]:

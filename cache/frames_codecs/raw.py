@@ -72,7 +72,7 @@ class RawFrames(_ArrayFrames):
             if not 0 <= i < t:
                 raise IndexError(f"frame {i} of {t}")
             offsets.append((i * h + top) * w * c)
-        return RowReads(meta.chunk_file, tuple(offsets), height * w * c, (len(offsets), height, w, c))
+        return RowReads(meta.chunk_file, tuple(offsets), height * w * c, (len(offsets), height, w, c), t * h * w * c)
 
 
 @register_frames_codec

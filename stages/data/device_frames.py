@@ -10,12 +10,13 @@ mirrors it; CLIP normalisation follows in the preprocessor as for every batch. T
 * ``frames_rows`` (``data.views_on_device``): the band of whole rows the item's views span,
   uint8 ``(T, h, W, 3)``, beginning at frame row ``frames_rows_top``. From raw frames the
   worker ships only where the band lies (a :class:`FrameRows`: the chunk file and one byte range
-  per frame) and the DataLoader's pinning thread reads it straight into page-locked memory
-  (:meth:`FrameRows.pin_memory`, one ``preadv`` per frame, the GIL released), ready for the copy
-  to the device: the pixels cross no process boundary (a worker's tensor goes through a fresh
-  shared-memory segment, which costs more than the item) and are copied once. Unpinned (no CUDA,
-  no workers) they are read where the batch is cut (:func:`frames_from_rows`). Other codecs' frames
-  (decoded by the worker) travel as the tensor itself;
+  per frame) and the DataLoader's pinning thread reads the batch's bands straight into
+  page-locked memory (:meth:`FrameRowsBatch.pin_memory`: :data:`ROW_READERS` threads, one
+  ``preadv`` per frame, the GIL released), ready for the copy to the device: the pixels cross no
+  process boundary (a worker's tensor goes through a fresh shared-memory segment, which costs
+  more than the item) and are copied once. Unpinned (no CUDA, no workers) they are read where the
+  batch is cut (:func:`frames_from_rows`). Other codecs' frames (decoded by the worker) travel as
+  the tensor itself;
 * ``frames_jpeg`` (a ``--frames-codec jpeg`` entry, ``data.decode_on_device``): the frames' JPEG
   files concatenated (one uint8 tensor, their sizes in ``frames_jpeg_lengths``), decoded in one
   batched ``torchvision.io.decode_jpeg(..., device='cuda')`` call (nvjpeg).
@@ -29,6 +30,7 @@ does not even load).
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -40,8 +42,8 @@ VARIABLE_KEYS = ("frames_jpeg", "frames_rows")
 
 class FrameRows:
     """Rows of a clip's raw frames still to be read (a :class:`cache.chunks.RowReads`): what a
-    worker ships instead of the pixels. The DataLoader's pinning thread calls :meth:`pin_memory`
-    (it calls that method on anything that has one); otherwise :meth:`tensor` reads them."""
+    worker ships instead of the pixels. Pinning reads them into page-locked memory
+    (:meth:`pin_memory`, through :class:`FrameRowsBatch`); otherwise :meth:`tensor` reads them."""
 
     __slots__ = ("reads",)
 
@@ -73,9 +75,35 @@ class FrameRows:
 Decoder = Callable[[list[torch.Tensor], torch.device], list[torch.Tensor]]
 
 
+#: threads that read a batch's frame rows at once (page cache copies and disk reads in parallel)
+ROW_READERS = 4
+_readers: Optional[ThreadPoolExecutor] = None
+
+
+class FrameRowsBatch(list):
+    """A batch's :class:`FrameRows` (a list): the DataLoader's pinning thread calls
+    :meth:`pin_memory` on it (torch's pinning calls that method on anything that has one before it
+    looks inside lists), which reads the items' rows with :data:`ROW_READERS` threads at once
+    (``preadv`` releases the GIL): a dataset larger than the page cache is read from the disk
+    several bands at a time, not one after the other, and nothing is asked of the workers."""
+
+    def pin_memory(self, device=None) -> list:
+        global _readers
+        if _readers is None:  # in the process that pins (the workers never do)
+            _readers = ThreadPoolExecutor(ROW_READERS, thread_name_prefix="frame-rows")
+        return list(_readers.map(_pinned, self))
+
+
+def _pinned(rows):
+    return rows.pin_memory() if isinstance(rows, (FrameRows, torch.Tensor)) else rows
+
+
 def collate_items(items: Sequence[dict]) -> dict:
-    """mmengine's ``default_collate``, except that the frames shipped as stored stay a list."""
+    """mmengine's ``default_collate``, except that the frames shipped as stored stay a list (of
+    rows named by the workers: a :class:`FrameRowsBatch`)."""
     lists = {k: [it[k] for it in items] for k in VARIABLE_KEYS if k in items[0]}
+    if "frames_rows" in lists and any(isinstance(r, FrameRows) for r in lists["frames_rows"]):
+        lists["frames_rows"] = FrameRowsBatch(lists["frames_rows"])
     batch = default_collate([{k: v for k, v in it.items() if k not in lists} for it in items])
     batch.update(lists)
     return batch

@@ -33,14 +33,15 @@ def joints_and_grids(pose_joints: torch.Tensor, crops: torch.Tensor, joint_flip:
         raise ValueError(f"one batch holds views of sizes {sizes.tolist()} on grid cells {cells.tolist()}")
     side, cell = int(sizes[0]), int(cells[0])
     g = side // cell
-    views = views.to(pose_joints.device)
+    dev = pose_joints.device
+    views = views.to(dev, non_blocking=True)
     b, w_, _ = views.shape
     _, t, v, _ = pose_joints.shape
     top, left, height, width, size, flip = views.unbind(-1)  # (B, W) each
     flip = flip.bool()
     # left and right joints swap on a mirrored view (flip_index), as view_joints does
     same = torch.arange(v, device=pose_joints.device).expand(b, w_, v)
-    order = torch.where(flip[..., None], joint_flip.to(pose_joints.device)[:, None, :], same)
+    order = torch.where(flip[..., None], joint_flip.to(dev, non_blocking=True)[:, None, :], same)
     j = torch.gather(pose_joints[:, None].expand(b, w_, t, v, 3), 3,
                      order[:, :, None, :, None].expand(b, w_, t, v, 3))
     # view_points: x' = (x - left) * (size / width) in float32 (the scale rounded from float64 once)
@@ -52,7 +53,7 @@ def joints_and_grids(pose_joints: torch.Tensor, crops: torch.Tensor, joint_flip:
     mirrored = torch.nextafter(s - x, torch.tensor(float("-inf"), device=x.device))
     x = torch.where(flip[..., None, None], mirrored, x)
     # the grids of the video frames (joint_patch_grid on the view: S x S, cells of grid_cell)
-    vpi = video_pose_index.to(pose_joints.device)[:, None, :, None].expand(b, w_, -1, v)
+    vpi = video_pose_index.to(dev, non_blocking=True)[:, None, :, None].expand(b, w_, -1, v)
     gx, gy, score = (torch.gather(a, 2, vpi) for a in (x, y, j[..., 2]))  # (B, W, T_v, V)
     ok = (score > 0) & (gx >= 0) & (gx < side) & (gy >= 0) & (gy < side) & torch.isfinite(gx) & torch.isfinite(gy)
     # cells of the joints that mark one (x < side: col < g); the rest write 0 into cell 0 of their own plane

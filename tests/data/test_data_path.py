@@ -223,29 +223,38 @@ def test_views_on_the_device_equal_the_loaders(small_demo, mode, split, over):
 
 
 def test_frame_rows_are_read_once_into_the_pinned_batch(small_demo, monkeypatch):
-    """The DataLoader's pinning thread turns each FrameRows into the band, read straight into the
-    buffer it pins (page-locked memory needs CUDA: a plain buffer stands in for it here); the rows
-    equal the codec's own read, and a moved or damaged chunk file fails naming the file."""
+    """The DataLoader's pinning of a whole collated batch turns its FrameRowsBatch into the bands,
+    read by a few threads at once straight into the buffers it pins (page-locked memory needs CUDA:
+    plain buffers stand in for it here); the rows equal the codec's own read, and a moved, resized
+    or short chunk file fails naming the file."""
+    import threading
+
     from torch.utils.data._utils.pin_memory import pin_memory
 
     from cache.chunks import ChunkFormatError
+    from stages.data.device_frames import FrameRowsBatch
 
     _, entry_dir, _ = small_demo
     dev = CacheClipDataset(entry_dir, "train", views_on_device=True, **dict(KW, views=views()))
     batch = collate_items([dev[(i, 4)] for i in range(3)])
-    allocated, real_empty = [], torch.empty
+    assert isinstance(batch["frames_rows"], FrameRowsBatch)
+    allocated, threads, real_empty = [], set(), torch.empty
 
     def empty(*shape, **kw):  # torch.empty(..., pin_memory=True) without a CUDA device
         if not kw.pop("pin_memory", False):
             return real_empty(*shape, **kw)
+        threads.add(threading.current_thread().name)
         allocated.append(real_empty(*shape, **kw))
         return allocated[-1]
 
     monkeypatch.setattr(torch, "empty", empty)
-    pinned = pin_memory(batch["frames_rows"])  # what the pinning thread does to the batch's list
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, *a, **k: self)  # the batch's other tensors
+    pinned = pin_memory(batch)  # what the pinning thread does to each batch
     monkeypatch.undo()
-    assert len(allocated) == 3 and all(p is a for p, a in zip(pinned, allocated))
-    for i, (rows, got) in enumerate(zip(batch["frames_rows"], pinned)):
+    rows_pinned = pinned["frames_rows"]
+    assert len(allocated) == 3 and {id(p) for p in rows_pinned} == {id(a) for a in allocated}
+    assert all(name.startswith("frame-rows") for name in threads)  # read by the batch's reader threads
+    for i, (rows, got) in enumerate(zip(batch["frames_rows"], rows_pinned)):
         clip = dev.entry.read_clip(dev.rows[i]["uid"])
         vsel = dev.stored_frames(clip, item_rng(dev.seed, 4, i))
         top = int(batch["frames_rows_top"][i])
@@ -254,14 +263,17 @@ def test_frame_rows_are_read_once_into_the_pinned_batch(small_demo, monkeypatch)
         assert torch.equal(got, torch.from_numpy(np.ascontiguousarray(want)))
         assert torch.equal(rows.tensor(), got)
     cpu = torch.device("cpu")
-    assert torch.equal(frames_from_rows(pinned, batch["frames_rows_top"], batch["frames_crop"], cpu),
+    assert torch.equal(frames_from_rows(rows_pinned, batch["frames_rows_top"], batch["frames_crop"], cpu),
                        frames_from_rows(batch["frames_rows"], batch["frames_rows_top"], batch["frames_crop"], cpu))
     reads = batch["frames_rows"][0].reads
-    past_the_end = dataclasses.replace(reads, offsets=(10 ** 12,), shape=(1,) + reads.shape[1:])
+    past_the_end = dataclasses.replace(reads, offsets=(reads.file_size - reads.nbytes // 2,),
+                                       shape=(1,) + reads.shape[1:])
     with pytest.raises(ChunkFormatError, match=f"{reads.path}: short read"):
         FrameRows(past_the_end).tensor()
     with pytest.raises(ChunkFormatError, match="chunk file missing"):
         FrameRows(dataclasses.replace(reads, path=reads.path + ".moved")).tensor()
+    with pytest.raises(ChunkFormatError, match="the file is damaged"):  # a truncated or replaced chunk
+        FrameRows(dataclasses.replace(reads, file_size=reads.file_size + 1)).tensor()
 
 
 def test_views_on_the_device_rows_of_a_lossy_codec(small_demo_jpeg):

@@ -8,15 +8,15 @@ from stages.data.device_poses import joints_and_grids
 from stages.geometry import View, joint_patch_grid, view_joints
 from stages.skeletons import get_skeleton
 
-CELL, SIZE = 16, 224
+SIZE = 224
 
 
-def loader_joints_and_grids(joints: np.ndarray, views: list[View], flip_index, vpi):
+def loader_joints_and_grids(joints: np.ndarray, views: list[View], flip_index, vpi, cell: int):
     """What CacheClipDataset.make_item computes on the CPU for one item."""
     js, gs = [], []
     for v in views:
         j = view_joints(joints, v, flip_index)
-        gs.append(torch.from_numpy(joint_patch_grid(j[vpi, :, :2], j[vpi, :, 2], (SIZE, SIZE), CELL)).float())
+        gs.append(torch.from_numpy(joint_patch_grid(j[vpi, :, :2], j[vpi, :, 2], (SIZE, SIZE), cell)).float())
         j[..., :2] /= SIZE
         js.append(torch.from_numpy(np.ascontiguousarray(j, dtype=np.float32)))
     return torch.stack(js), torch.stack(gs)
@@ -45,7 +45,8 @@ def hard_joints(t: int, v: int, rng: np.random.Generator) -> np.ndarray:
     [View(10, 5, 200, 333, SIZE, True)],  # a resized box (scales that are not powers of two)
     [View(0, 0, 256, 256, SIZE, False), View(0, 96, 256, 256, SIZE, False), View(0, 192, 256, 256, SIZE, False)],
 ])
-def test_device_joints_and_grids_equal_the_loaders(views):
+@pytest.mark.parametrize("cell", [16, 14])  # ViT-B/16's grid and ViT-L/14's (a cell that is not a power of two)
+def test_device_joints_and_grids_equal_the_loaders(views, cell):
     rng = np.random.default_rng(3)
     skel = get_skeleton("coco17")
     flip = np.asarray(skel.flip_index())
@@ -53,12 +54,12 @@ def test_device_joints_and_grids_equal_the_loaders(views):
     vpi = np.sort(rng.choice(t, 8, replace=False))
     vpi[:3] = [0, 1, 2]  # the hand cases are video frames
     batch = [hard_joints(t, v, rng) for _ in range(2)]
-    want = [loader_joints_and_grids(j, views, flip, vpi) for j in batch]
+    want = [loader_joints_and_grids(j, views, flip, vpi, cell) for j in batch]
     crops = torch.tensor([[list(x) for x in views]] * 2, dtype=torch.int64)
     if len(views) == 1:
         crops = crops[:, 0]
     joints, grids = joints_and_grids(torch.from_numpy(np.stack(batch)), crops,
-                                     torch.from_numpy(np.stack([flip, flip])), torch.tensor([CELL, CELL]),
+                                     torch.from_numpy(np.stack([flip, flip])), torch.tensor([cell, cell]),
                                      torch.from_numpy(np.stack([vpi, vpi])))
     for b, (wj, wg) in enumerate(want):
         gj, gg = (joints[b], grids[b]) if len(views) > 1 else (joints[b][None], grids[b][None])
