@@ -395,6 +395,41 @@ class _PixelsFromTheWorker:
         return None
 
 
+def _ms_through_one_worker(ds: CacheClipDataset, batches: int) -> float:
+    """ms per item of ``batches`` batches of 8 from ``ds`` through a DataLoader with one worker
+    (after 3 to warm it), the consumer reading any frame rows; the loader ends with the call."""
+    from torch.utils.data import DataLoader
+
+    from stages.data.epoch_sampler import EpochSeedSampler
+
+    sampler = EpochSeedSampler(ds, shuffle=True, seed=0)
+    size = min(8, len(ds))
+    dl = DataLoader(ds, batch_size=size, sampler=sampler, num_workers=1, collate_fn=collate_items,
+                    persistent_workers=True, prefetch_factor=2)
+    it, epoch, pinned = iter(dl), 0, PinnedBlocks()
+
+    def take() -> None:
+        nonlocal it, epoch
+        while True:
+            try:
+                b = next(it)
+                break
+            except StopIteration:
+                epoch += 1
+                sampler.set_epoch(epoch)
+                it = iter(dl)
+        for rows in b.get("frames_rows", []):
+            if isinstance(rows, FrameRows):
+                pinned.read(rows)
+
+    for _ in range(3):
+        take()
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        take()
+    return 1e3 * (time.perf_counter() - t0) / (batches * size)
+
+
 def bench_worker_process(entry: CacheEntry, split: str, args, crop: int) -> dict:
     """ms per item through a real DataLoader: one worker process (on this process' core: the
     worker and the consumer share it), batches of 8 collated as training collates them, the
@@ -403,10 +438,6 @@ def bench_worker_process(entry: CacheEntry, split: str, args, crop: int) -> dict
     the views in the worker (a CPU run), on the device with the rows read by the consumer (the
     default on a CUDA device), and on the device with the worker reading the rows and shipping
     them."""
-    from torch.utils.data import DataLoader
-
-    from stages.data.epoch_sampler import EpochSeedSampler
-
     out = {}
     for name, how in (("worker views", {}), ("device views", dict(views_on_device=True)),
                       ("device views, pixels shipped by the worker", dict(views_on_device=True))):
@@ -414,34 +445,7 @@ def bench_worker_process(entry: CacheEntry, split: str, args, crop: int) -> dict
                               **how)
         if name.endswith("worker"):
             ds.codec = _PixelsFromTheWorker(ds.codec)
-        sampler = EpochSeedSampler(ds, shuffle=True, seed=0)
-        batch = min(8, len(ds))
-        dl = DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=1, collate_fn=collate_items,
-                        persistent_workers=True, prefetch_factor=2)
-        state = {"epoch": 0, "it": iter(dl)}
-
-        pinned = PinnedBlocks()
-
-        def take() -> None:
-            while True:
-                try:
-                    b = next(state["it"])
-                    break
-                except StopIteration:
-                    state["epoch"] += 1
-                    sampler.set_epoch(state["epoch"])
-                    state["it"] = iter(dl)
-            for rows in b.get("frames_rows", []):
-                if isinstance(rows, FrameRows):
-                    pinned.read(rows)
-
-        for _ in range(3):
-            take()
-        t0 = time.perf_counter()
-        for _ in range(args.worker_batches):
-            take()
-        out[name] = round(1e3 * (time.perf_counter() - t0) / (args.worker_batches * batch), 3)
-        del dl, state
+        out[name] = round(_ms_through_one_worker(ds, args.worker_batches), 3)
     print("  through one loader worker (one core): " + ", ".join(f"{k} {v:.2f} ms/item" for k, v in out.items()),
           flush=True)
     return {"through_one_worker_ms": out}
@@ -728,6 +732,7 @@ def bench_train(args, cfg) -> dict:
     from torch.utils.data import DataLoader
 
     from stages.data.epoch_sampler import EpochSeedSampler
+    from stages.data.settings import DataSettings
     from stages.train.runner import pixels_on_device, prepare_model_cfg
     from stages.train.runner_model import RunnerModel
 
@@ -744,8 +749,8 @@ def bench_train(args, cfg) -> dict:
     model = RunnerModel(mcfg, entry.classes, entry.coarse_type,
                             amp_dtype="bfloat16" if dev.type == "cuda" else None).to(dev)
     logging.getLogger("stages.train.runner").setLevel(logging.WARNING)  # its one-line fallback notice
-    on_device = pixels_on_device({"decode_on_device": args.decode_on_device, "views_on_device": not args.views_on_cpu},
-                                 entry, dev.type)
+    on_device = pixels_on_device(DataSettings.from_dict(dict(decode_on_device=args.decode_on_device,
+                                                             views_on_device=not args.views_on_cpu)), entry, dev.type)
     ds = CacheClipDataset(entry, cfg.data.train_split, mode="train", crop_size=crop,
                           num_pose_frames=int(mcfg["num_pose_frames"]), num_video_frames=int(mcfg["num_video_frames"]),
                           **on_device)

@@ -144,14 +144,22 @@ def read_array(meta: ArrayMeta, mmap: bool = False) -> Any:
     return np.frombuffer(raw, dtype=meta.dtype).reshape(meta.shape)
 
 
+def _open_sized(path: str, n: int) -> int:
+    """A descriptor of the raw chunk ``path``, which must hold exactly ``n`` bytes (another size:
+    the file is damaged, refused naming it)."""
+    fd = _open(path)
+    size = os.fstat(fd).st_size
+    if size != n:
+        os.close(fd)
+        raise ChunkFormatError(f"{path}: {size} bytes, expected {n} (the file is damaged)")
+    return fd
+
+
 def _map(path: str, n: int) -> np.ndarray:
     """The file as a read-only uint8 array over a memory map (a plain ndarray: np.memmap's
     per-slice Python overhead costs more than the copy of a 224 x 224 crop)."""
-    fd = _open(path)
+    fd = _open_sized(path, n)
     try:
-        size = os.fstat(fd).st_size
-        if size != n:
-            raise ChunkFormatError(f"{path}: {size} bytes, expected {n}")
         m = mmap_module.mmap(fd, n, access=mmap_module.ACCESS_READ)
     finally:
         os.close(fd)
@@ -178,7 +186,7 @@ class RowReads:
         if tuple(out.shape) != tuple(self.shape) or out.dtype != np.uint8 or not out.flags.c_contiguous:
             raise ValueError(f"{self.path}: rows read into a {out.dtype} {tuple(out.shape)} array, expected uint8 "
                              f"{self.shape} (contiguous)")
-        fd = self._open_checked()
+        fd = _open_sized(self.path, self.file_size)
         try:
             for k, off in enumerate(self.offsets):
                 band = memoryview(out[k]).cast("B")
@@ -191,14 +199,6 @@ class RowReads:
         finally:
             os.close(fd)
         return out
-
-    def _open_checked(self) -> int:
-        fd = _open(self.path)
-        size = os.fstat(fd).st_size
-        if size != self.file_size:
-            os.close(fd)
-            raise ChunkFormatError(f"{self.path}: {size} bytes, expected {self.file_size} (the file is damaged)")
-        return fd
 
 
 def _parse_vlen(buf: bytes, meta: ArrayMeta) -> list[bytes]:

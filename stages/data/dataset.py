@@ -272,18 +272,20 @@ class CacheClipDataset(Dataset):
             # raw frames: only the rows the views span are read; JPEG: only the frames the item uses decoded
             top = min(v.top for v in views)
             height = max(v.top + v.height for v in views) - top
-            if self.views_on_device:  # the band goes to the device as stored; stages.data.device_frames cuts it
-                reads = self.codec.row_reads(clip, vsel, top, height)
-                if reads is not None:  # raw frames: read by whoever needs them (the pinning thread)
-                    out["frames_rows"] = FrameRows(reads)
-                else:
-                    frames, fsel, first = self.codec.read_rows(clip, vsel, top, height)
-                    out["frames_rows"] = torch.from_numpy(row_band(frames, fsel, top - first, height))
-                out["frames_rows_top"] = torch.tensor(top, dtype=torch.int64)  # the frame row of the band's first
+            # on the device the band goes as stored (stages.data.device_frames cuts it); raw frames'
+            # rows only named, read by whoever needs them (the pinning thread)
+            reads = self.codec.row_reads(clip, vsel, top, height) if self.views_on_device else None
+            if reads is not None:
+                out["frames_rows"] = FrameRows(reads)
             else:
                 frames, fsel, first = self.codec.read_rows(clip, vsel, top, height)
-                out["frames"] = [torch.from_numpy(view_frames_chw(frames, fsel, v._replace(top=v.top - first)))
-                                 for v in views]
+                if self.views_on_device:
+                    out["frames_rows"] = torch.from_numpy(row_band(frames, fsel, top - first, height))
+                else:
+                    out["frames"] = [torch.from_numpy(view_frames_chw(frames, fsel, v._replace(top=v.top - first)))
+                                     for v in views]
+            if self.views_on_device:
+                out["frames_rows_top"] = torch.tensor(top, dtype=torch.int64)  # the frame row of the band's first
         for k in ("frames", "joints", "mask_grid"):
             if k in out:
                 out[k] = out[k][0] if rng is not None else torch.stack(out[k])

@@ -39,6 +39,8 @@ from mmengine.dataset import default_collate
 #: the item keys whose tensors differ in size from item to item: collated as lists, never stacked
 VARIABLE_KEYS = ("frames_jpeg", "frames_rows")
 
+Decoder = Callable[[list[torch.Tensor], torch.device], list[torch.Tensor]]
+
 
 class FrameRows:
     """Rows of a clip's raw frames still to be read (a :class:`cache.chunks.RowReads`): what a
@@ -48,12 +50,6 @@ class FrameRows:
     __slots__ = ("reads",)
 
     def __init__(self, reads):
-        self.reads = reads
-
-    def __getstate__(self):
-        return self.reads
-
-    def __setstate__(self, reads):
         self.reads = reads
 
     @property
@@ -71,8 +67,6 @@ class FrameRows:
 
     def __repr__(self) -> str:
         return f"FrameRows({self.reads.path}, {len(self.reads.offsets)} x {self.reads.shape[1:]})"
-
-Decoder = Callable[[list[torch.Tensor], torch.device], list[torch.Tensor]]
 
 
 #: threads that read a batch's frame rows at once (page cache copies and disk reads in parallel)

@@ -40,7 +40,7 @@ def joints_and_grids(pose_joints: torch.Tensor, crops: torch.Tensor, joint_flip:
     top, left, height, width, size, flip = views.unbind(-1)  # (B, W) each
     flip = flip.bool()
     # left and right joints swap on a mirrored view (flip_index), as view_joints does
-    same = torch.arange(v, device=pose_joints.device).expand(b, w_, v)
+    same = torch.arange(v, device=dev).expand(b, w_, v)
     order = torch.where(flip[..., None], joint_flip.to(dev, non_blocking=True)[:, None, :], same)
     j = torch.gather(pose_joints[:, None].expand(b, w_, t, v, 3), 3,
                      order[:, :, None, :, None].expand(b, w_, t, v, 3))
@@ -59,7 +59,7 @@ def joints_and_grids(pose_joints: torch.Tensor, crops: torch.Tensor, joint_flip:
     # cells of the joints that mark one (x < side: col < g); the rest write 0 into cell 0 of their own plane
     col = torch.where(ok, torch.div(gx, cell, rounding_mode="floor"), 0).long()
     row = torch.where(ok, torch.div(gy, cell, rounding_mode="floor"), 0).long()
-    grid = torch.zeros(b, w_, gx.shape[2], v, g * g, device=pose_joints.device)
+    grid = torch.zeros(b, w_, gx.shape[2], v, g * g, device=dev)
     grid.scatter_(-1, (row * g + col)[..., None], torch.where(ok, score.half().float(), 0.0)[..., None])
     grid = grid.view(b, w_, gx.shape[2], v, g, g)
     joints = torch.stack([x / s, y / s, j[..., 2]], dim=-1)

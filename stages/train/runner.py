@@ -124,12 +124,12 @@ def run_config_of(cfg: Config, entry: CacheEntry) -> Config:
     return Config(d)
 
 
-def pixels_on_device(data_cfg: dict, entry: CacheEntry, device: str) -> dict:
+def pixels_on_device(d: DataSettings, entry: CacheEntry, device: str) -> dict:
     """Where the items' pixel work happens (:class:`CacheClipDataset`'s ``decode_on_device`` and
-    ``views_on_device``): on a CUDA device the views' cut, resize and flip (``data.views_on_device``)
-    and, asked for with a JPEG entry, the decoding (``data.decode_on_device``); otherwise in the
-    loader workers. Asking for decoding where it cannot apply gives a one-line notice."""
-    d = DataSettings.from_dict(data_cfg, where="data")
+    ``views_on_device``) under the data settings ``d``: on a CUDA device the views' cut, resize and
+    flip (``data.views_on_device``) and, asked for with a JPEG entry, the decoding
+    (``data.decode_on_device``); otherwise in the loader workers. Asking for decoding where it
+    cannot apply gives a one-line notice."""
     cuda = device == "cuda"
     decode = d.decode_on_device
     if decode and not entry.codec.device_decodable:
@@ -146,7 +146,7 @@ def build_datasets(cfg: Config, entry: CacheEntry, crop_size: int, allow_partial
                    train: bool = True, device: str = "cpu") -> tuple[Optional[CacheClipDataset], CacheClipDataset]:
     d = DataSettings.from_dict(to_plain(cfg.data), where="data")
     common = dict(item_kwargs(cfg, crop_size, entry.grid_cell), allow_partial=allow_partial,
-                  **pixels_on_device(to_plain(cfg.data), entry, device))
+                  **pixels_on_device(d, entry, device))
     train_ds = (CacheClipDataset(entry, d.train_split, mode="train", random_pose_offsets=d.random_pose_offsets,
                                  candidate_frames=d.candidate_frames, **common) if train else None)
     test_ds = CacheClipDataset(entry, d.test_split, **test_item_kwargs(cfg), **common)

@@ -26,8 +26,8 @@ def test_a_run_with_the_views_on_the_device_trains(tmp_path, monkeypatch):
     decided, read = [], []
     real_decision, real_read = runner.pixels_on_device, FrameRows.tensor
 
-    def as_on_a_gpu(data_cfg, entry, device):
-        decided.append(real_decision(data_cfg, entry, "cuda"))
+    def as_on_a_gpu(settings, entry, device):
+        decided.append(real_decision(settings, entry, "cuda"))
         return decided[-1]
 
     def counted(self):
