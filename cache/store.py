@@ -14,6 +14,7 @@ from cache.chunks import read_group_meta
 from cache.digests import array_digest
 from cache.entry import CacheEntry, EntryFormatError, EntryNotFoundError, metadata_problems
 from cache.fsutil import dir_size, read_json, remove_tree
+from cache.item_index import ItemIndex, ItemIndexError
 from cache.writer import EntryWriter, staging_stale
 
 
@@ -137,6 +138,10 @@ class CacheStore:
                     rep.index_problems.append("index: clip list differs from clips/")
                 elif int(idx["offsets"][-1]) != len(idx["keypoints"]):
                     rep.index_problems.append("index: offsets do not cover keypoints")
+                else:
+                    ItemIndex.load(entry, entry.clips())  # the items' arrays against their digests
+            except ItemIndexError as e:
+                rep.index_problems.append(f"index: {e}")
             except Exception as e:
                 rep.index_problems.append(f"index: unreadable ({type(e).__name__}: {e})")
         elif entry.status().complete and _manifest_status(entry) == "complete":

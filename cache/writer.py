@@ -19,6 +19,7 @@ from cache.digests import array_digest
 from cache.entry import CacheEntry, metadata_problems
 from cache.frames_codecs import frames_codec
 from cache.fsutil import atomic_write_json, explained_os_errors, read_json, remove_tree
+from cache.item_index import item_arrays, item_attrs
 from cache.provenance import git_revision, package_versions, who_when
 from cache.zarr_warnings import known_zarr_warnings_quiet
 
@@ -306,14 +307,15 @@ class EntryWriter:
     def _write_index(self) -> None:
         done = self.entry.done_uids()
         rows = [c for c in self.entry.plan if c["uid"] in done]
-        kps, scs, offsets, labels, sizes = [], [], [0], [], []
+        kps, scs, offsets, labels, sizes, clips = [], [], [0], [], [], []
         for c in rows:
-            clip = self.entry.read_clip(c["uid"], arrays=("keypoints", "scores"))
+            clip = self.entry.read_clip(c["uid"], arrays=("frame_indices", "keypoints", "scores"))
             kps.append(clip.keypoints)
             scs.append(clip.scores)
             offsets.append(offsets[-1] + clip.keypoints.shape[0])
             labels.append(c["label"])
             sizes.append(clip.attrs["orig_size"])
+            clips.append(clip)
         v = kps[0].shape[1] if kps else 0
         tmp = self.staging / f"index.{claims.HOST.replace('.', '_')}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
         g = zarr.open_group(tmp, mode="w", zarr_format=3)
@@ -325,8 +327,13 @@ class EntryWriter:
         g.create_array("offsets", data=np.asarray(offsets, np.int64))
         g.create_array("labels", data=np.asarray(labels, np.int64))
         g.create_array("orig_size", data=np.asarray(sizes, np.int32).reshape(-1, 2))
+        # what a training item reads besides its pixels, for every clip (cache/item_index.py)
+        items = item_arrays(clips)
+        for name, a in items.items():
+            g.create_array(name, data=a)
+        items.update(keypoints=flat_k, scores=flat_s, offsets=np.asarray(offsets, np.int64))
         g.attrs.update({"uids": [c["uid"] for c in rows], "clip_ids": [c["clip_id"] for c in rows],
-                        "splits": [c["split"] for c in rows]})
+                        "splits": [c["split"] for c in rows], "items": item_attrs(items)})
         _fsync_tree(tmp)
         try:
             os.rename(tmp, self.path / layout.INDEX_DIR)

@@ -8,6 +8,7 @@ crop or a flip of the frame maps grid cells onto grid cells exactly.
 """
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple, Optional, Sequence
 
 import cv2
@@ -42,10 +43,20 @@ def segment_candidate_indices(num_frames: int, num_segments: int, per_segment: i
 
 def segment_random_indices(num_frames: int, num_segments: int, rng: np.random.Generator) -> np.ndarray:
     """One uniformly random frame inside each of ``num_segments`` equal segments (TSN training)."""
+    lo, span = _segment_bounds(int(num_frames), int(num_segments))
+    return np.minimum(lo + (rng.random(num_segments) * span).astype(np.int64), num_frames - 1)
+
+
+@functools.lru_cache(maxsize=4096)
+def _segment_bounds(num_frames: int, num_segments: int) -> tuple[np.ndarray, np.ndarray]:
+    """(first frame, frames spanned) of each segment; per item, so kept for the clip lengths seen."""
     edges = np.linspace(0, num_frames, num_segments + 1)
     lo = np.floor(edges[:-1]).astype(np.int64)
     hi = np.maximum(np.ceil(edges[1:]).astype(np.int64), lo + 1)
-    return np.minimum(lo + (rng.random(num_segments) * (hi - lo)).astype(np.int64), num_frames - 1)
+    lo.flags.writeable = False
+    span = hi - lo
+    span.flags.writeable = False
+    return lo, span
 
 
 def resized_size(height: int, width: int, short_side: int, cell: int) -> tuple[int, int]:

@@ -40,6 +40,7 @@ import torch
 from torch.utils.data import Dataset
 
 from cache import CacheEntry
+from cache.item_index import ItemIndex
 from stages.data.device_frames import FrameRows
 from stages.data.sampling import sample_pose_frames, sample_video_frames
 from stages.data.views import THREE_CROPS, ViewSampler
@@ -117,6 +118,11 @@ class CacheClipDataset(Dataset):
         if not self.rows:
             splits = sorted({c["split"] for c in self.entry.plan})
             raise ValueError(f"cache entry {self.entry.key} has no clips in split {split!r} (splits: {splits})")
+        # a finished entry's item arrays, held once (before loader workers fork): an item then opens
+        # no clip file but its frames' (raw frames only: other codecs read the clip's frames anyway)
+        self.item_index = None
+        if not (self.codec.rows_need_frames or self.decode_on_device):
+            self.item_index = ItemIndex.load(self.entry, self.rows)
         self.classes = self.entry.classes
         self.coarse_type = self.entry.coarse_type
 
@@ -134,7 +140,7 @@ class CacheClipDataset(Dataset):
         from cache.frames_codecs import frames_codec
 
         self = cls.__new__(cls)
-        self.entry, self.status, self.split, self.rows = None, None, None, []
+        self.entry, self.status, self.split, self.rows, self.item_index = None, None, None, [], None
         self._item_settings(int(record.settings["grid_cell"]), entry_skeleton(record.skeleton, record.settings),
                             frames_codec(record.settings.get("frames_codec")), f"cache entry {record.key}", mode,
                             crop_size, num_pose_frames, num_video_frames, flip_prob, seed, test_crops, False,
@@ -182,6 +188,9 @@ class CacheClipDataset(Dataset):
         # the entry's joint layout: n people's joints, each person flipped within itself
         self.skeleton = skeleton if isinstance(skeleton, Skeleton) else get_skeleton(skeleton)
         self.flip_index = np.asarray(self.skeleton.flip_index())
+        # what every device-path item carries unchanged, made once (collating copies them)
+        self._joint_flip = torch.from_numpy(self.flip_index.astype(np.int64))
+        self._grid_cell = torch.tensor(self.cell, dtype=torch.int64)
         self.decode_on_device = bool(decode_on_device)
         self.views_on_device = bool(views_on_device)
         self.codec = codec
@@ -211,9 +220,12 @@ class CacheClipDataset(Dataset):
             index, epoch = int(item[0]), int(item[1])
         else:
             index, epoch = int(item), self.epoch
-        row = self.rows[index]
-        clip = self.entry.read_clip(row["uid"], arrays=ITEM_ARRAYS if self.codec.rows_need_frames or
-                                    self.decode_on_device else ITEM_ARRAYS_ROWS)
+        uid = self.rows[index]["uid"]
+        if self.item_index is not None:
+            clip = self.item_index.clip(uid)
+        else:
+            clip = self.entry.read_clip(uid, arrays=ITEM_ARRAYS if self.codec.rows_need_frames or
+                                        self.decode_on_device else ITEM_ARRAYS_ROWS)
         rng = item_rng(self.seed, epoch, index) if self.mode == "train" else None
         return self.make_item(clip, index, rng)
 
@@ -251,8 +263,7 @@ class CacheClipDataset(Dataset):
             # the views' geometry goes with their pixels: stages.data.device_poses maps the joints
             # and builds the grids on the device, as below
             out["pose_joints"] = torch.from_numpy(joints)
-            out["joint_flip"] = torch.from_numpy(self.flip_index.astype(np.int64))
-            out["grid_cell"] = torch.tensor(cell, dtype=torch.int64)
+            out["joint_flip"], out["grid_cell"] = self._joint_flip, self._grid_cell
             crops = torch.tensor([list(v) for v in views], dtype=torch.int64)
             out["frames_crop"] = crops[0] if rng is not None else crops
         else:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pevl_stage2_testutils import small_demo, small_demo_jpeg  # noqa: E402,F401  (session fixtures)
+from pevl_stage2_testutils import small_demo, small_demo_jpeg, small_demo_k3  # noqa: E402,F401  (session fixtures)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -109,6 +109,35 @@ def test_default_codec_items_are_the_items_the_zarr_reader_gave(small_demo):
     test = CacheClipDataset(entry_dir, "val", mode="test", **KW, **PLAIN)
     for i in range(len(test)):
         assert_same_items(test[i], reference_item(test, i, 0)[0])
+
+
+@pytest.mark.parametrize("on_device", [False, True])
+def test_items_from_the_entrys_item_index_equal_items_read_per_clip(small_demo, small_demo_k3, small_demo_jpeg,
+                                                                   on_device):
+    """A finished raw entry's items take their clip's metadata and small arrays from the item index
+    (cache/item_index.py, held by the dataset) and open no clip file but the frames' chunk: the
+    same items as reading each clip (K = 1 and 3, training and test views). JPEG entries read clips."""
+    from cache.entry import CacheEntry
+
+    for entry_dir in (small_demo[1], small_demo_k3[1]):
+        for mode, split in (("train", "train"), ("test", "val")):
+            ds = CacheClipDataset(entry_dir, split, mode=mode, views_on_device=on_device, **KW)
+            per_clip = CacheClipDataset(entry_dir, split, mode=mode, views_on_device=on_device, **KW)
+            per_clip.item_index = None
+            assert ds.item_index is not None
+            opened = []
+            ds.entry.read_clip = lambda *a, **k: opened.append(a)  # never called on the index path
+            for epoch in (0, 1):
+                for i in range(0, len(ds), 3):
+                    a, b = ds[(i, epoch)], per_clip[(i, epoch)]
+                    assert sorted(a) == sorted(b)
+                    for k in a:
+                        if isinstance(a[k], FrameRows):
+                            assert a[k].reads == b[k].reads and np.array_equal(a[k].reads.read(), b[k].reads.read())
+                        else:
+                            assert torch.equal(a[k], b[k]), k
+            assert not opened
+    assert CacheClipDataset(CacheEntry(small_demo_jpeg[1]), "train", **KW).item_index is None
 
 
 def test_jpeg_items_match_the_raw_items_within_the_codec_loss(small_demo, small_demo_jpeg):

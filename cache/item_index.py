@@ -1,0 +1,150 @@
+"""What a training item reads of a clip besides its pixels, for all of an entry's clips at once.
+
+A loader item needs a clip's frame indices, its poses, the scale from original to cached pixels and
+where its frames' bytes are. Read per clip (:meth:`cache.CacheEntry.read_clip`) that is a JSON
+file, three small arrays and their digests: ~0.09 ms an item, a third of all a loader worker does
+for an item whose rows the pinning thread reads (docs/benchmarks.md). A finished entry's ``index/``
+(written once, by the writer that completes the entry) holds them for every clip as flat arrays;
+:class:`ItemIndex` loads the clips of one split once, checks the digests the writer recorded, and
+hands out :class:`cache.ClipData` without opening a clip file.
+
+Index arrays (``index/``, beside the flat poses; written since store format 3's item index
+version :data:`ITEM_INDEX_VERSION`, recorded in the index's ``items`` attribute with the arrays'
+digests; an index without it is read per clip as before, nothing else changes):
+
+* ``frame_indices`` (sum T_v * K,) int32 and ``frame_offsets`` (N + 1,) int64: each clip's
+  ``frame_indices``;
+* ``scale`` (N, 2) float64: each clip's ``scale`` attribute (original to cached pixels);
+* ``frames_shape`` (N, 4) int64: each clip's ``(T, H, W, 3)`` raw frames chunk; written only when
+  every clip's frames are one uncompressed uint8 chunk (frames codec ``none``), the case in which
+  an item's frames are plain byte ranges of a file named by the clip's uid
+  (:meth:`cache.frames_codecs.FramesCodec.row_reads`). A chunk file of another size is refused by
+  the reader, naming it.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from cache import layout
+from cache.chunks import ArrayMeta
+from cache.digests import array_digest
+from cache.entry import CacheEntry, ClipData
+
+#: the layout of the item arrays in ``index/`` (attribute ``items``: version and digests)
+ITEM_INDEX_VERSION = 1
+ITEM_ARRAYS = ("keypoints", "scores", "offsets", "frame_indices", "frame_offsets", "scale", "frames_shape")
+_FRAMES_DTYPE = np.dtype("uint8")
+
+
+class ItemIndexError(RuntimeError):
+    """The index's item arrays disagree with their recorded digests or with each other."""
+
+
+def item_arrays(clips: Sequence[ClipData]) -> dict[str, np.ndarray]:
+    """The item arrays of ``clips`` (read with their ``frame_indices``, ``keypoints`` and ``scores``),
+    in order, for the writer of ``index/`` (beside its flat ``keypoints``, ``scores``, ``offsets``)."""
+    fi = [np.asarray(c.frame_indices) for c in clips]
+    out = {
+        "frame_indices": np.concatenate(fi).astype(np.int32) if fi else np.zeros(0, np.int32),
+        "frame_offsets": np.cumsum([0] + [len(f) for f in fi]).astype(np.int64),
+        "scale": np.asarray([c.scale for c in clips], np.float64).reshape(-1, 2),
+    }
+    metas = [c.frames_meta for c in clips]
+    if all(m is not None and m.compressor == "" and m.dtype == _FRAMES_DTYPE and len(m.shape) == 4 for m in metas):
+        out["frames_shape"] = np.asarray([m.shape for m in metas], np.int64).reshape(-1, 4)
+    return out
+
+
+def item_attrs(arrays: dict[str, np.ndarray]) -> dict:
+    """The index's ``items`` attribute: version and the digests of the item arrays present."""
+    return {"version": ITEM_INDEX_VERSION,
+            "digests": {k: array_digest(np.asarray(a)) for k, a in sorted(arrays.items()) if k in ITEM_ARRAYS}}
+
+
+class ItemIndex:
+    """The item arrays of the clips ``uids`` of a finished entry, held in memory (compact: only
+    those clips), so that :meth:`clip` costs no file access. Build with :meth:`load`."""
+
+    def __init__(self, entry: CacheEntry, rows: Sequence[dict], arrays: dict[str, np.ndarray]):
+        self.entry_path = os.fspath(entry.path)
+        self.grid_cell = entry.grid_cell
+        self.frames_per_segment = entry.frames_per_segment
+        self._rows = {r["uid"]: (i, r) for i, r in enumerate(rows)}
+        self.keypoints, self.scores = arrays["keypoints"], arrays["scores"]
+        self.pose_offsets = arrays["offsets"]
+        self.frame_indices, self.frame_offsets = arrays["frame_indices"], arrays["frame_offsets"]
+        self.scale = [(float(sx), float(sy)) for sx, sy in arrays["scale"]]
+        self.frames_shape = [tuple(int(v) for v in s) for s in arrays["frames_shape"]]
+
+    @classmethod
+    def load(cls, entry: CacheEntry, rows: Sequence[dict]) -> Optional["ItemIndex"]:
+        """The item arrays of the clips ``rows`` (plan rows) of ``entry``, or None where the entry
+        has no index (not finished), an index written before the item arrays, or frames that are not
+        raw chunks. Raises :class:`ItemIndexError` naming the index when its arrays do not match the
+        digests the writer recorded or do not cover ``rows``."""
+        idx_dir = entry.path / layout.INDEX_DIR
+        if not (idx_dir / layout.ROOT_META).is_file():
+            return None
+        import zarr
+
+        g = zarr.open_group(idx_dir, mode="r")
+        items = g.attrs.get("items")
+        if not isinstance(items, dict) or items.get("version") != ITEM_INDEX_VERSION:
+            return None  # written before the item arrays (or by a newer layout): read per clip
+        digests = items.get("digests") or {}
+        if "frames_shape" not in digests:
+            return None
+        flat = {}
+        for name in ITEM_ARRAYS:
+            a = g[name][...]
+            if array_digest(a) != digests.get(name):
+                raise ItemIndexError(f"{idx_dir}/{name}: content does not match the digest its writer recorded (the "
+                                     f"index is damaged; `pipeline cache repair {entry.path}` writes it again)")
+            flat[name] = a
+        pos = {u: i for i, u in enumerate(g.attrs["uids"])}
+        n = len(pos)
+        if len(flat["offsets"]) != n + 1 or len(flat["frame_offsets"]) != n + 1 \
+                or len(flat["scale"]) != n or len(flat["frames_shape"]) != n:
+            raise ItemIndexError(f"{idx_dir}: item arrays of other lengths than its {n} clips")
+        missing = [r["uid"] for r in rows if r["uid"] not in pos]
+        if missing:
+            raise ItemIndexError(f"{idx_dir}: no item arrays for clips {missing[:5]} (the index is older than the "
+                                 f"clips; `pipeline cache repair {entry.path}` writes it again)")
+        take = np.asarray([pos[r["uid"]] for r in rows], np.int64)
+        return cls(entry, rows, _compact(flat, take))
+
+    def __contains__(self, uid: str) -> bool:
+        return uid in self._rows
+
+    def clip(self, uid: str) -> ClipData:
+        """The clip ``uid`` as :meth:`cache.CacheEntry.read_clip` reads it with ``frame_indices``,
+        ``keypoints`` and ``scores`` (frames not read: ``frames_meta`` names their chunk)."""
+        i, row = self._rows[uid]
+        p0, p1 = self.pose_offsets[i], self.pose_offsets[i + 1]
+        f0, f1 = self.frame_offsets[i], self.frame_offsets[i + 1]
+        path = f"{self.entry_path}/{layout.CLIPS_DIR}/{uid}/frames"
+        meta = ArrayMeta(path, self.frames_shape[i], _FRAMES_DTYPE, "", {}, path + "/c/0/0/0/0")
+        return ClipData(clip_id=row.get("clip_id", uid), uid=uid, split=row.get("split"), label=int(row["label"]),
+                        frames=None, frame_indices=self.frame_indices[f0:f1], keypoints=self.keypoints[p0:p1],
+                        scores=self.scores[p0:p1], grids=None, grid_cell=self.grid_cell,
+                        attrs={"scale": self.scale[i]}, frames_per_segment=self.frames_per_segment,
+                        frames_meta=meta)
+
+
+def _compact(flat: dict[str, np.ndarray], take: np.ndarray) -> dict[str, Any]:
+    """The arrays of the clips at positions ``take`` of the flat index, in that order."""
+    def ragged(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        lens = offsets[take + 1] - offsets[take]
+        parts = [values[offsets[t]:offsets[t + 1]] for t in take]
+        out = np.concatenate(parts) if parts else values[:0].copy()
+        return out, np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+
+    rows, offsets = ragged(np.arange(len(flat["keypoints"])), flat["offsets"])
+    fi, foff = ragged(flat["frame_indices"], flat["frame_offsets"])
+    return {"keypoints": np.ascontiguousarray(flat["keypoints"][rows]),
+            "scores": np.ascontiguousarray(flat["scores"][rows]), "offsets": offsets,
+            "frame_indices": fi, "frame_offsets": foff,
+            "scale": flat["scale"][take], "frames_shape": flat["frames_shape"][take]}

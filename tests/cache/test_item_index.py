@@ -1,0 +1,108 @@
+"""The entry's item index: what an item reads besides its pixels, held in memory, equal to the clips."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import zarr
+
+from cache import CacheStore, layout
+from cache.chunks import ChunkFormatError
+from cache.entry import CacheEntry
+from cache.item_index import ITEM_ARRAYS, ItemIndex, ItemIndexError
+from cache.writer import EntryWriter
+from test_store_format import make_entry as make_clips
+
+
+def make_entry(root, codec: str = "none", n: int = 2) -> CacheEntry:
+    """A finished toy entry: its clips and the index the writer that finishes it writes."""
+    entry = make_clips(root, codec, n=n)
+    assert EntryWriter(entry).finalize_if_complete()
+    return entry
+
+
+def _same_clip(a, b) -> None:
+    """``a`` (from the index) is ``b`` (read per clip) in everything an item reads."""
+    assert (a.clip_id, a.uid, a.split, a.label, a.grid_cell, a.frames_per_segment) == \
+           (b.clip_id, b.uid, b.split, b.label, b.grid_cell, b.frames_per_segment)
+    for name in ("frame_indices", "keypoints", "scores"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype and np.array_equal(x, y), name
+    assert a.scale == b.scale and a.num_frames == b.num_frames and a.frame_size == b.frame_size
+    m, n = a.frames_meta, b.frames_meta
+    assert (m.chunk_file, m.shape, m.dtype, m.compressor) == (n.chunk_file, n.shape, n.dtype, n.compressor)
+
+
+def test_the_index_holds_every_clip_as_read_per_clip(tmp_path):
+    entry = make_entry(tmp_path, n=5)
+    rows = entry.clips()
+    index = ItemIndex.load(entry, rows[::-1][:3])  # a subset in another order: a split
+    assert index is not None and len(index.scale) == 3
+    for r in rows[::-1][:3]:
+        _same_clip(index.clip(r["uid"]), entry.read_clip(r["uid"], arrays=("frame_indices", "keypoints", "scores")))
+    assert rows[0]["uid"] not in index and rows[-1]["uid"] in index
+    # its rows read the same bytes as the per-clip clip's
+    from cache.frames_codecs import frames_codec
+
+    codec = frames_codec("none")
+    a = codec.row_reads(index.clip("c4"), [1, 0], 16, 8).read()
+    b = codec.row_reads(entry.read_clip("c4"), [1, 0], 16, 8).read()
+    assert np.array_equal(a, b) and np.array_equal(a, np.asarray(entry.read_clip("c4").frames)[[1, 0], 16:24])
+
+
+@pytest.mark.parametrize("codec", ["lz4", "jpeg"])
+def test_frames_that_are_not_raw_chunks_are_read_per_clip(tmp_path, codec):
+    entry = make_entry(tmp_path, codec)
+    assert ItemIndex.load(entry, entry.clips()) is None
+    attrs = zarr.open_group(entry.path / layout.INDEX_DIR, mode="r").attrs["items"]
+    assert "frames_shape" not in attrs["digests"] and "frame_indices" in attrs["digests"]
+
+
+def test_an_index_written_before_the_item_arrays_is_read_per_clip(tmp_path):
+    entry = make_entry(tmp_path)
+    meta = entry.path / layout.INDEX_DIR / "zarr.json"
+    m = json.loads(meta.read_text())
+    del m["attributes"]["items"]
+    meta.write_text(json.dumps(m))
+    assert ItemIndex.load(entry, entry.clips()) is None
+    assert CacheStore(tmp_path).verify(entry).ok  # an older index is not damaged
+
+
+@pytest.mark.parametrize("name", ITEM_ARRAYS)
+def test_a_damaged_item_array_is_refused_naming_it_and_repair_writes_it_again(tmp_path, name):
+    entry = make_entry(tmp_path, n=3)
+    g = zarr.open_group(entry.path / layout.INDEX_DIR, mode="r+")
+    a = g[name][...]
+    a.reshape(-1)[-1] += 1  # one value off: the item would read another frame, joint or scale
+    g[name][...] = a
+    with pytest.raises(ItemIndexError, match=f"index/{name}: content does not match the digest"):
+        ItemIndex.load(entry, entry.clips())
+    rep = CacheStore(tmp_path).verify(entry)
+    assert not rep.ok and any(name in p for p in rep.index_problems)
+    assert CacheStore(tmp_path).repair(entry).reindexed
+    assert CacheStore(tmp_path).verify(entry).ok and ItemIndex.load(entry, entry.clips()) is not None
+
+
+def test_a_clip_the_index_does_not_hold_is_refused(tmp_path):
+    entry = make_entry(tmp_path, n=2)
+    with pytest.raises(ItemIndexError, match="no item arrays for clips \\['c9'\\]"):
+        ItemIndex.load(entry, entry.clips() + [{"uid": "c9", "clip_id": "c9", "split": "train", "label": 0}])
+
+
+def test_a_frames_chunk_of_another_size_than_the_index_says_is_refused(tmp_path):
+    entry = make_entry(tmp_path, n=2)
+    index = ItemIndex.load(entry, entry.clips())
+    clip = index.clip("c1")
+    (chunk,) = [p for p in (entry.path / "clips" / "c1" / "frames" / "c").rglob("*") if p.is_file()]
+    shutil.copy(chunk, tmp_path / "keep")
+    with open(chunk, "ab") as f:
+        f.write(b"\0" * 3)
+    from cache.frames_codecs import frames_codec
+
+    with pytest.raises(ChunkFormatError, match="c1/frames/c/0/0/0/0: .* bytes, expected"):
+        frames_codec("none").row_reads(clip, [0], 0, 4).read()
+
+
+def test_an_unfinished_entry_has_no_item_index(tmp_path):
+    entry = make_clips(tmp_path, n=2)
+    assert ItemIndex.load(CacheEntry(entry.path), entry.clips()) is None
