@@ -9,9 +9,10 @@ For each cache entry it prints:
   ``num_pose_frames`` pose frames; grids built from the joints) on one core, page cache warm, made
   as a run on a CUDA device makes them (``data.views_on_device``, the default there: the worker
   names the rows its view spans, the pinning thread reads them into recycled page-locked memory,
-  counted in the item here, read into one recycled buffer, and the device cuts, resizes and
+  counted in the item here, read into recycled buffers, and the device cuts, resizes and
   flips) and, beside them, as a CPU run makes them (the worker resizes and flips; a JPEG entry also
-  with ``data.decode_on_device``: the item ships the JPEG files);
+  with ``data.decode_on_device``: the item ships the JPEG files); in the loader's order, per batch
+  of 8: the items made and collated, then the batch's rows read;
 * the bytes the item reads (raw frames: only the rows of the 16 frames it takes, recorded as it
   reads them; the clip's metadata and small arrays come from the entry's item index, held in
   memory, ``cache/item_index.py``; without one, and for other codecs, the clip's metadata and the
@@ -144,19 +145,40 @@ class RecordingCodec:
 
 
 class PinnedBlocks:
-    """Where the bench reads an item's frame rows: one recycled buffer, as the pinning thread reads
-    them into the page-locked blocks torch's caching host allocator hands out again once a batch
-    has gone to the device (a fresh buffer per item would add the first touch of its pages, which
-    the training path does not pay)."""
+    """Where the bench reads a batch's frame rows: one recycled buffer per place in the batch, as
+    the pinning thread reads them into the page-locked blocks torch's caching host allocator hands
+    out again once a batch has gone to the device (a fresh buffer per item would add the first
+    touch of its pages, which the training path does not pay)."""
 
     def __init__(self):
-        self.buf = np.empty(0, np.uint8)
+        self.bufs: dict[int, np.ndarray] = {}
 
-    def read(self, rows: FrameRows) -> np.ndarray:
+    def read(self, rows: FrameRows, slot: int = 0) -> np.ndarray:
         n = int(np.prod(rows.shape))
-        if self.buf.size < n:
-            self.buf = np.empty(n, np.uint8)
-        return rows.reads.read(self.buf[:n].reshape(rows.shape))
+        buf = self.bufs.get(slot)
+        if buf is None or buf.size < n:
+            buf = self.bufs[slot] = np.empty(n, np.uint8)
+        return rows.reads.read(buf[:n].reshape(rows.shape))
+
+
+#: items per batch in the item measurements (and through a worker): made, collated, then read
+LOADER_BATCH = 8
+
+
+def loader_pass(ds: CacheClipDataset, epoch: int, n: int, pinned: PinnedBlocks) -> float:
+    """Seconds for the first ``n`` items of ``ds`` (``epoch``) as a training run makes them: per
+    batch of :data:`LOADER_BATCH`, the items made and collated (the loader worker's part), then the
+    batch's frame rows read (the pinning thread's part, ``FrameRowsBatch.pin_memory``; here on the
+    same core, one band after another). Until 2026-12-05 each item's rows were read right after
+    the item: an order no training run has, in which every 4 MB read evicts the next item's
+    working set from the core's cache."""
+    t0 = time.perf_counter()
+    for s in range(0, n, LOADER_BATCH):
+        batch = collate_items([ds[(i, epoch)] for i in range(s, min(s + LOADER_BATCH, n))])
+        for slot, rows in enumerate(batch.get("frames_rows", ())):
+            if isinstance(rows, FrameRows):
+                pinned.read(rows, slot)
+    return time.perf_counter() - t0
 
 
 def small_reads(entry: CacheEntry, uid: str, frames_whole: bool) -> list[tuple[str, list[int], int]]:
@@ -278,15 +300,10 @@ def bench_entry(entry: CacheEntry, split: str, args) -> dict:
     epoch = [0]
 
     def item_pass(d) -> float:
-        """One pass of items, each with its frame rows read as the pinning thread reads them."""
+        """One pass of items, a batch's frame rows read as the pinning thread reads them."""
         epoch[0] += 1
         recorder.reads.clear()
-        t0 = time.perf_counter()
-        for i in range(n):
-            rows = d[(i, epoch[0])].get("frames_rows")
-            if isinstance(rows, FrameRows):
-                pinned.read(rows)
-        return time.perf_counter() - t0
+        return loader_pass(d, epoch[0], n, pinned)
 
     def copy_pass() -> float:
         t0 = time.perf_counter()
@@ -406,14 +423,14 @@ class _PixelsFromTheWorker:
 
 
 def _ms_through_one_worker(ds: CacheClipDataset, batches: int) -> float:
-    """ms per item of ``batches`` batches of 8 from ``ds`` through a DataLoader with one worker
+    """ms per item of ``batches`` batches of :data:`LOADER_BATCH` from ``ds`` through a DataLoader with one worker
     (after 3 to warm it), the consumer reading any frame rows; the loader ends with the call."""
     from torch.utils.data import DataLoader
 
     from stages.data.epoch_sampler import EpochSeedSampler
 
     sampler = EpochSeedSampler(ds, shuffle=True, seed=0)
-    size = min(8, len(ds))
+    size = min(LOADER_BATCH, len(ds))
     dl = DataLoader(ds, batch_size=size, sampler=sampler, num_workers=1, collate_fn=collate_items,
                     persistent_workers=True, prefetch_factor=2)
     it, epoch, pinned = iter(dl), 0, PinnedBlocks()
@@ -428,9 +445,9 @@ def _ms_through_one_worker(ds: CacheClipDataset, batches: int) -> float:
                 epoch += 1
                 sampler.set_epoch(epoch)
                 it = iter(dl)
-        for rows in b.get("frames_rows", []):
+        for slot, rows in enumerate(b.get("frames_rows", [])):
             if isinstance(rows, FrameRows):
-                pinned.read(rows)
+                pinned.read(rows, slot)
 
     for _ in range(3):
         take()
@@ -546,12 +563,7 @@ def _items(entry: CacheEntry, split: str, args, crop: Optional[int] = None, **ho
     pinned = PinnedBlocks()
 
     def run(epoch: int) -> float:
-        t0 = time.perf_counter()
-        for i in range(n):
-            rows = ds[(i, epoch)].get("frames_rows")
-            if isinstance(rows, FrameRows):  # read as the pinning thread reads it
-                pinned.read(rows)
-        return time.perf_counter() - t0
+        return loader_pass(ds, epoch, n, pinned)
 
     run.n, run.ds = n, ds
     run(10_000)  # warm
