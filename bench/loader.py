@@ -24,6 +24,9 @@ For each cache entry it prints:
   crosses the process boundary, for the views in the worker, on the device (the rows read by the
   consumer, as the pinning thread reads them), and on the device with the pixels shipped by the
   worker;
+* rows from a cold page cache (raw entries; ``--cold-rounds``): the batch's rows read after the
+  clips' frames chunks are dropped from the page cache (``posix_fadvise``, no root needed), by one
+  thread and by the pinning step's reader threads, and again once cached (ms per item, MB/s);
 * on-the-fly: clips/s of the same items made from the source videos (stage one's ffmpeg decode
   of the clip, its segment-middle frames resized as extraction does, then the same crop, flip and
   pose sampling; the cached poses), on the same core; the ratio items/s over that. The first
@@ -338,7 +341,8 @@ def bench_entry(entry: CacheEntry, split: str, args) -> dict:
                item_ms=round(dev_ms, 3), items_per_s_core=round(1e3 / dev_ms, 1),
                item_ms_worker_views=round(item_ms["worker views"], 3),
                item_ms_device_decode=round(item_ms["device decode"], 3) if "device decode" in item_ms else None,
-               item_index=ds.item_index is not None, bytes_read_per_item=int(read), copy_ms=round(copy_ms, 3), item_over_copy=round(dev_ms / copy_ms, 2),
+               item_index=ds.item_index is not None, bytes_read_per_item=int(read), copy_ms=round(copy_ms, 3),
+               item_over_copy=round(dev_ms / copy_ms, 2),
                bytes_stored_per_clip=int(total), frames_bytes_per_clip=int(frames_b), raw_frames_bytes=raw,
                frames_fraction_of_raw=round(frames_b / raw, 4))
     others = ", ".join(f"{name} {ms:.2f} ms" for name, ms in item_ms.items() if name != "device views")
@@ -351,6 +355,8 @@ def bench_entry(entry: CacheEntry, split: str, args) -> dict:
     out.update(bench_grids(entry, split, args, crop))
     if args.worker_batches and not entry.codec.rows_need_frames:
         out.update(bench_worker_process(entry, split, args, crop))
+    if args.cold_rounds and not entry.codec.rows_need_frames:
+        out.update(bench_cold_reads(entry, split, args, crop))
     if args.decode_clips:  # both sides make the item's pixels on the CPU
         cpu = kinds["worker views"]
         try:
@@ -455,6 +461,63 @@ def _ms_through_one_worker(ds: CacheClipDataset, batches: int) -> float:
     for _ in range(batches):
         take()
     return 1e3 * (time.perf_counter() - t0) / (batches * size)
+
+
+def _drop_from_page_cache(paths) -> None:
+    """Drop the files' pages from the page cache (``posix_fadvise(DONTNEED)``: no root needed; an
+    entry's files are never dirty)."""
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def bench_cold_reads(entry: CacheEntry, split: str, args, crop: int) -> dict:
+    """ms per item of reading a batch's frame rows from a cold page cache (the measured clips'
+    frames chunks dropped from it first: an entry larger than memory), by one thread and by
+    :data:`~stages.data.device_frames.ROW_READERS` threads as ``FrameRowsBatch.pin_memory`` reads
+    them; the same rows again once cached beside them. The rows' read only (the items are made
+    before the clock starts); passes alternate."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from stages.data.device_frames import ROW_READERS
+
+    ds = CacheClipDataset(entry, split, mode="train", crop_size=crop, num_pose_frames=args.pose_frames, seed=0,
+                          views_on_device=True)
+    n = min(args.clips, len(ds)) if args.clips else len(ds)
+    chunks = sorted({ds[(i, 0)]["frames_rows"].reads.path for i in range(n)})
+    pinned = PinnedBlocks()
+    secs = {"cold, 1 thread": 0.0, f"cold, {ROW_READERS} threads": 0.0, "warm, 1 thread": 0.0}
+    nbytes = 0
+    with ThreadPoolExecutor(ROW_READERS) as pool:
+        for r in range(args.cold_rounds):
+            for name in secs:
+                batches = [collate_items([ds[(i, 700 + r)] for i in range(s, min(s + LOADER_BATCH, n))])["frames_rows"]
+                           for s in range(0, n, LOADER_BATCH)]
+                if name.startswith("cold"):
+                    _drop_from_page_cache(chunks)
+                else:  # the same rows, now in the page cache
+                    for b in batches:
+                        for slot, rows in enumerate(b):
+                            pinned.read(rows, slot)
+                t0 = time.perf_counter()
+                for b in batches:
+                    if name.endswith("1 thread"):
+                        for slot, rows in enumerate(b):
+                            pinned.read(rows, slot)
+                    else:
+                        list(pool.map(lambda sr: pinned.read(sr[1], sr[0]), enumerate(b)))
+                secs[name] += time.perf_counter() - t0
+                if name == "warm, 1 thread":
+                    nbytes += sum(int(np.prod(rows.shape)) for b in batches for rows in b)
+    items = max(1, args.cold_rounds) * n
+    ms = {name: round(1e3 * t / items, 3) for name, t in secs.items()}
+    mb_s = {name: round(nbytes / t / 1e6, 1) for name, t in secs.items() if t}
+    print("  rows read from a cold page cache (ms/item, MB/s): " +
+          ", ".join(f"{name} {ms[name]:.2f} ({mb_s.get(name, 0):.0f})" for name in secs), flush=True)
+    return {"rows_read_ms_per_item": ms, "rows_read_mb_per_s": mb_s}
 
 
 def bench_worker_process(entry: CacheEntry, split: str, args, crop: int) -> dict:
@@ -872,6 +935,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
     ap.add_argument("--min-seconds", type=float, default=2.0, help="shortest item measurement")
     ap.add_argument("--worker-batches", type=int, default=30,
                     help="batches of 8 through one DataLoader worker, raw entries (0: skip)")
+    ap.add_argument("--cold-rounds", type=int, default=2,
+                    help="passes of rows read from a cold page cache, raw entries (0: skip)")
     ap.add_argument("--no-loader", action="store_true", help="skip the item measurements")
     ap.add_argument("--train", action="store_true", help="measure the training feed: real loader vs in-memory batches")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -2,7 +2,7 @@
 
 A loader item needs a clip's frame indices, its poses, the scale from original to cached pixels and
 where its frames' bytes are. Read per clip (:meth:`cache.CacheEntry.read_clip`) that is a JSON
-file, three small arrays and their digests: ~0.09 ms an item, a third of all a loader worker does
+file, three small arrays and their digests: ~0.09 ms an item, about a quarter of what a loader worker does
 for an item whose rows the pinning thread reads (docs/benchmarks.md). A finished entry's ``index/``
 (written once, by the writer that completes the entry) holds them for every clip as flat arrays;
 :class:`ItemIndex` loads the clips of one split once, checks the digests the writer recorded, and

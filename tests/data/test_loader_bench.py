@@ -20,7 +20,7 @@ def test_loader_bench_measures_synthetic_and_named_custom_entries(loader_bench, 
     cores = os.sched_getaffinity(0)
     args = ["--work-dir", str(tmp_path), "--clips", "2", "--seconds", "0.4", "--size", "160x96", "--crop", "64",
             "--min-seconds", "0", "--decode-clips", "1", "--rounds", "1", "--baseline-clips", "1",
-            "--baseline-rounds", "1", "--worker-batches", "2"]
+            "--baseline-rounds", "1", "--worker-batches", "2", "--cold-rounds", "1"]
     out = loader_bench.main(args)
     assert os.sched_getaffinity(0) == cores  # the one-core pinning is undone
     raw, raw3, jpeg, jpeg3 = out["entries"]
@@ -35,11 +35,16 @@ def test_loader_bench_measures_synthetic_and_named_custom_entries(loader_bench, 
     assert raw3["cached_vs_decoded_psnr_db"] is None  # the candidates too
     assert jpeg["frames_fraction_of_raw"] < 0.5 and jpeg["cached_vs_decoded_psnr_db"] > 30
     assert raw["bytes_read_per_item"] < raw["raw_frames_bytes"]  # only the crop's rows of raw frames
-    # the rows of 16 frames of the 48 (and the small arrays): K changes what is stored, not what is read
+    # the rows of 16 frames of the 48: K changes what is stored, not what is read
     assert raw3["bytes_read_per_item"] < raw3["raw_frames_bytes"] / 3 + 100_000
     for r in (raw, raw3):  # through a real loader worker: views in the worker, on the device, pixels shipped
         assert len(r["through_one_worker_ms"]) == 3 and all(v > 0 for v in r["through_one_worker_ms"].values())
     assert "through_one_worker_ms" not in jpeg
+    for r in (raw, raw3):  # rows from a cold page cache, by one and by the pinning step's threads, and warm
+        assert len(r["rows_read_ms_per_item"]) == 3 and all(v > 0 for v in r["rows_read_ms_per_item"].values())
+    assert "rows_read_ms_per_item" not in jpeg
+    # raw items take their clip's small arrays from the entry's item index; JPEG items read the clip
+    assert raw["item_index"] and raw3["item_index"] and not jpeg["item_index"] and not jpeg3["item_index"]
     for r in out["entries"]:  # the items a CPU run makes, and for JPEG those shipping the files, beside them
         assert r["item_ms_worker_views"] > 0
         assert (r["item_ms_device_decode"] is not None) == (r["frames_codec"] == "jpeg")
