@@ -24,7 +24,7 @@ For each cache entry it prints:
   crosses the process boundary, for the views in the worker, on the device (the rows read by the
   consumer, as the pinning thread reads them), and on the device with the pixels shipped by the
   worker;
-* rows from a cold page cache (raw entries; ``--cold-rounds``): the batch's rows read after the
+* last, rows from a cold page cache (raw entries; ``--cold-rounds``): the batch's rows read after the
   clips' frames chunks are dropped from the page cache (``posix_fadvise``, no root needed), by one
   thread and by the pinning step's reader threads, and again once cached (ms per item, MB/s);
 * on-the-fly: clips/s of the same items made from the source videos (stage one's ffmpeg decode
@@ -355,8 +355,6 @@ def bench_entry(entry: CacheEntry, split: str, args) -> dict:
     out.update(bench_grids(entry, split, args, crop))
     if args.worker_batches and not entry.codec.rows_need_frames:
         out.update(bench_worker_process(entry, split, args, crop))
-    if args.cold_rounds and not entry.codec.rows_need_frames:
-        out.update(bench_cold_reads(entry, split, args, crop))
     if args.decode_clips:  # both sides make the item's pixels on the CPU
         cpu = kinds["worker views"]
         try:
@@ -479,7 +477,8 @@ def bench_cold_reads(entry: CacheEntry, split: str, args, crop: int) -> dict:
     frames chunks dropped from it first: an entry larger than memory), by one thread and by
     :data:`~stages.data.device_frames.ROW_READERS` threads as ``FrameRowsBatch.pin_memory`` reads
     them; the same rows again once cached beside them. The rows' read only (the items are made
-    before the clock starts); passes alternate."""
+    before the clock starts); passes alternate. Run last: the chunks come back into the page cache
+    as read again, not as written, which other measurements would feel."""
     from concurrent.futures import ThreadPoolExecutor
 
     from stages.data.device_frames import ROW_READERS
@@ -515,7 +514,7 @@ def bench_cold_reads(entry: CacheEntry, split: str, args, crop: int) -> dict:
     items = max(1, args.cold_rounds) * n
     ms = {name: round(1e3 * t / items, 3) for name, t in secs.items()}
     mb_s = {name: round(nbytes / t / 1e6, 1) for name, t in secs.items() if t}
-    print("  rows read from a cold page cache (ms/item, MB/s): " +
+    print(f"  entry {entry.key} (K={entry.frames_per_segment}): " +
           ", ".join(f"{name} {ms[name]:.2f} ({mb_s.get(name, 0):.0f})" for name in secs), flush=True)
     return {"rows_read_ms_per_item": ms, "rows_read_mb_per_s": mb_s}
 
@@ -980,6 +979,11 @@ def main(argv: Optional[list[str]] = None) -> dict:
             if not args.no_baselines:
                 print("against mmaction2's pipeline (decord) on the same clips:", flush=True)
                 out["baselines"] = bench_baselines(entries, split, args)
+            raw = [e for e in entries if not e.codec.rows_need_frames]
+            if args.cold_rounds and raw:  # last: it leaves the page cache otherwise than it found it
+                print("rows read from a cold page cache (ms per item, MB/s):", flush=True)
+                out["cold_reads"] = {e.key: bench_cold_reads(e, split, args, out["entries"][entries.index(e)]["crop"])
+                                     for e in raw}
     if args.train:
         out["train"] = bench_train(args, cfg)
     if args.json:
