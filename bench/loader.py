@@ -156,12 +156,15 @@ class PinnedBlocks:
     def __init__(self):
         self.bufs: dict[int, np.ndarray] = {}
 
-    def read(self, rows: FrameRows, slot: int = 0) -> np.ndarray:
-        n = int(np.prod(rows.shape))
+    def buffer(self, slot: int, n: int) -> np.ndarray:
+        """``n`` bytes of place ``slot``'s buffer (grown when too small)."""
         buf = self.bufs.get(slot)
         if buf is None or buf.size < n:
-            buf = self.bufs[slot] = np.empty(n, np.uint8)
-        return rows.reads.read(buf[:n].reshape(rows.shape))
+            buf = self.bufs[slot] = np.ones(n, np.uint8)  # its pages touched, as a recycled block's are
+        return buf[:n]
+
+    def read(self, rows: FrameRows, slot: int = 0) -> np.ndarray:
+        return rows.reads.read(self.buffer(slot, int(np.prod(rows.shape))).reshape(rows.shape))
 
 
 #: items per batch in the item measurements (and through a worker): made, collated, then read
@@ -196,18 +199,20 @@ def small_reads(entry: CacheEntry, uid: str, frames_whole: bool) -> list[tuple[s
     return [(f, [0], os.path.getsize(f)) for f in files]
 
 
-def copy_bytes(reads: list[tuple[str, list[int], int]], buf: np.ndarray) -> None:
-    """Read every file's ranges into ``buf``, one after another from its start (plain ``preadv``
-    from the page cache, one open per file): an item's bytes land side by side, as the item holds
-    them. (Until 2026-12-05 every range was read to the start of ``buf``: the same 0.25 MB written
-    16 times stayed in the CPU's cache, a copy ~1.7x faster than one into the 4 MB an item's
-    rows fill.)"""
-    mv = memoryview(buf)
-    for path, offsets, n in reads:
+def copy_bytes(reads: list[tuple[str, list[int], int]], blocks: PinnedBlocks) -> None:
+    """Read every file's ranges one after another into a buffer of ``blocks``, the k-th file's into
+    the buffer of place ``k % LOADER_BATCH`` as an item's rows land in its batch place's buffer
+    (plain ``preadv`` from the page cache, one open per file; a short read is an error, never a
+    shorter copy counted whole). (Until 2026-12-05 every range was read to the start of one
+    buffer: the same 0.25 MB written 16 times stayed in the CPU's cache, a copy ~1.7x faster than
+    one into the 4 MB an item's rows fill.)"""
+    for k, (path, offsets, n) in enumerate(reads):
+        mv = memoryview(blocks.buffer(k % LOADER_BATCH, n * len(offsets)))
         fd = os.open(path, os.O_RDONLY)
         try:
-            for k, off in enumerate(offsets):
-                os.preadv(fd, [mv[k * n:(k + 1) * n]], off)
+            for j, off in enumerate(offsets):
+                if os.preadv(fd, [mv[j * n:(j + 1) * n]], off) != n:
+                    raise RuntimeError(f"{path}: short read at {off}")
         finally:
             os.close(fd)
 
@@ -298,8 +303,7 @@ def bench_entry(entry: CacheEntry, split: str, args) -> dict:
         [r for u in uids for r in small_reads(entry, u, frames_whole=entry.codec.rows_need_frames)]
     if ds.item_index is None:
         print(f"  (items read each clip's metadata and small arrays: entry {entry.key} has no item index)")
-    buf = np.ones(max([n_ for _, _, n_ in whole] + [int(np.prod(first.shape))]), np.uint8)  # pages touched
-    pinned = PinnedBlocks()
+    pinned, copied = PinnedBlocks(), PinnedBlocks()
     epoch = [0]
 
     def item_pass(d) -> float:
@@ -310,8 +314,8 @@ def bench_entry(entry: CacheEntry, split: str, args) -> dict:
 
     def copy_pass() -> float:
         t0 = time.perf_counter()
-        copy_bytes(whole, buf)
-        copy_bytes(recorder.reads, buf)
+        copy_bytes(whole, copied)
+        copy_bytes(recorder.reads, copied)
         return time.perf_counter() - t0
 
     for d in kinds.values():  # warm the page cache and the code
@@ -477,8 +481,9 @@ def bench_cold_reads(entry: CacheEntry, split: str, args, crop: int) -> dict:
     frames chunks dropped from it first: an entry larger than memory), by one thread and by
     :data:`~stages.data.device_frames.ROW_READERS` threads as ``FrameRowsBatch.pin_memory`` reads
     them; the same rows again once cached beside them. The rows' read only (the items are made
-    before the clock starts); passes alternate. Run last: the chunks come back into the page cache
-    as read again, not as written, which other measurements would feel."""
+    before the clock starts); the two cold passes take turns going first, each with rows of its own
+    epoch. Run last: the chunks come back into the page cache as read again, not as written, which
+    other measurements would feel."""
     from concurrent.futures import ThreadPoolExecutor
 
     from stages.data.device_frames import ROW_READERS
@@ -489,11 +494,20 @@ def bench_cold_reads(entry: CacheEntry, split: str, args, crop: int) -> dict:
     chunks = sorted({ds[(i, 0)]["frames_rows"].reads.path for i in range(n)})
     pinned = PinnedBlocks()
     secs = {"cold, 1 thread": 0.0, f"cold, {ROW_READERS} threads": 0.0, "warm, 1 thread": 0.0}
-    nbytes = 0
+    nbytes = dict.fromkeys(secs, 0)
+    whole_clip = ds[(0, 0)]["frames_rows"].reads.file_size  # more than any item's rows
+    for slot in range(LOADER_BATCH):  # the buffers' first touch, before any clock
+        pinned.buffer(slot, whole_clip)
     with ThreadPoolExecutor(ROW_READERS) as pool:
         for r in range(args.cold_rounds):
-            for name in secs:
-                batches = [collate_items([ds[(i, 700 + r)] for i in range(s, min(s + LOADER_BATCH, n))])["frames_rows"]
+            # alternate which cold pass goes first (a disk or host cache below the page cache would
+            # favour the second); each pass reads other rows (its own epoch)
+            names = list(secs)
+            if r % 2:
+                names[:2] = names[1::-1]
+            for p, name in enumerate(names):
+                ep = 700 + 3 * r + (p if name.startswith("cold") else 0)
+                batches = [collate_items([ds[(i, ep)] for i in range(s, min(s + LOADER_BATCH, n))])["frames_rows"]
                            for s in range(0, n, LOADER_BATCH)]
                 if name.startswith("cold"):
                     _drop_from_page_cache(chunks)
@@ -509,11 +523,10 @@ def bench_cold_reads(entry: CacheEntry, split: str, args, crop: int) -> dict:
                     else:
                         list(pool.map(lambda sr: pinned.read(sr[1], sr[0]), enumerate(b)))
                 secs[name] += time.perf_counter() - t0
-                if name == "warm, 1 thread":
-                    nbytes += sum(int(np.prod(rows.shape)) for b in batches for rows in b)
+                nbytes[name] += sum(int(np.prod(rows.shape)) for b in batches for rows in b)
     items = max(1, args.cold_rounds) * n
     ms = {name: round(1e3 * t / items, 3) for name, t in secs.items()}
-    mb_s = {name: round(nbytes / t / 1e6, 1) for name, t in secs.items() if t}
+    mb_s = {name: round(nbytes[name] / t / 1e6, 1) for name, t in secs.items() if t}
     print(f"  entry {entry.key} (K={entry.frames_per_segment}): " +
           ", ".join(f"{name} {ms[name]:.2f} ({mb_s.get(name, 0):.0f})" for name in secs), flush=True)
     return {"rows_read_ms_per_item": ms, "rows_read_mb_per_s": mb_s}

@@ -6,7 +6,9 @@ file, three small arrays and their digests: ~0.09 ms an item, about a quarter of
 for an item whose rows the pinning thread reads (docs/benchmarks.md). A finished entry's ``index/``
 (written once, by the writer that completes the entry) holds them for every clip as flat arrays;
 :class:`ItemIndex` loads the clips of one split once, checks the digests the writer recorded, and
-hands out :class:`cache.ClipData` without opening a clip file.
+hands out :class:`cache.ClipData` without opening a clip file. Entries whose poses exceed
+:data:`MAX_POSE_BYTES` are read per clip; :meth:`ItemIndex.current` tells a long-running reader
+when the index it loaded is gone (docs/cache.md: when that happens and what readers do).
 
 Index arrays (``index/``, beside the flat poses; written since store format 3's item index
 version :data:`ITEM_INDEX_VERSION`, recorded in the index's ``items`` attribute with the arrays'
@@ -23,6 +25,9 @@ digests; an index without it is read per clip as before, nothing else changes):
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
 from typing import Any, Optional, Sequence
 
@@ -35,8 +40,15 @@ from cache.entry import CacheEntry, ClipData
 
 #: the layout of the item arrays in ``index/`` (attribute ``items``: version and digests)
 ITEM_INDEX_VERSION = 1
+#: the most pose bytes (the whole entry's keypoints and scores) a dataset holds in memory: every
+#: split's poses are read and their digests checked at load, and a split's copy is held per process
+#: (shared with forked workers). FineGym, Diving48 and HAA500 hold a few hundred MB; an entry past
+#: this (Kinetics-400: ~15 GB) reads each clip's poses per item as before.
+MAX_POSE_BYTES = 1 << 30
 ITEM_ARRAYS = ("keypoints", "scores", "offsets", "frame_indices", "frame_offsets", "scale", "frames_shape")
 _FRAMES_DTYPE = np.dtype("uint8")
+
+log = logging.getLogger(__name__)
 
 
 class ItemIndexError(RuntimeError):
@@ -58,17 +70,31 @@ def item_arrays(clips: Sequence[ClipData]) -> dict[str, np.ndarray]:
     return out
 
 
-def item_attrs(arrays: dict[str, np.ndarray]) -> dict:
-    """The index's ``items`` attribute: version and the digests of the item arrays present."""
-    return {"version": ITEM_INDEX_VERSION,
-            "digests": {k: array_digest(np.asarray(a)) for k, a in sorted(arrays.items()) if k in ITEM_ARRAYS}}
+def item_attrs(arrays: dict[str, np.ndarray], uids: Sequence[str]) -> dict:
+    """The index's ``items`` attribute: version and the digests of the item arrays present and of
+    the clip order (``uids``: which clip each row of them is)."""
+    digests = {k: array_digest(np.asarray(a)) for k, a in sorted(arrays.items()) if k in ITEM_ARRAYS}
+    digests["uids"] = _uids_digest(uids)
+    return {"version": ITEM_INDEX_VERSION, "digests": digests}
+
+
+def _uids_digest(uids: Sequence[str]) -> str:
+    return hashlib.sha256(json.dumps(list(uids)).encode()).hexdigest()[:32]
 
 
 class ItemIndex:
     """The item arrays of the clips ``uids`` of a finished entry, held in memory (compact: only
-    those clips), so that :meth:`clip` costs no file access. Build with :meth:`load`."""
+    those clips; read-only), so that :meth:`clip` costs no file access. Build with :meth:`load`.
 
-    def __init__(self, entry: CacheEntry, rows: Sequence[dict], arrays: dict[str, np.ndarray]):
+    The index is written once and removed (never rewritten in place) before any of the entry's
+    clips is moved aside or extracted again, so :meth:`current` (the index file still the one
+    loaded) tells a long-running reader whether the arrays still describe the clips."""
+
+    def __init__(self, entry: CacheEntry, rows: Sequence[dict], arrays: dict[str, np.ndarray], identity: tuple):
+        for a in arrays.values():
+            a.flags.writeable = False  # shared by every item made from them
+        self.identity = identity
+        self._meta_file = os.fspath(entry.path / layout.INDEX_DIR / layout.ROOT_META)
         self.entry_path = os.fspath(entry.path)
         self.grid_cell = entry.grid_cell
         self.frames_per_segment = entry.frames_per_segment
@@ -86,7 +112,9 @@ class ItemIndex:
         raw chunks. Raises :class:`ItemIndexError` naming the index when its arrays do not match the
         digests the writer recorded or do not cover ``rows``."""
         idx_dir = entry.path / layout.INDEX_DIR
-        if not (idx_dir / layout.ROOT_META).is_file():
+        try:
+            identity = _identity(os.stat(idx_dir / layout.ROOT_META))
+        except FileNotFoundError:
             return None
         import zarr
 
@@ -97,14 +125,29 @@ class ItemIndex:
         digests = items.get("digests") or {}
         if "frames_shape" not in digests:
             return None
+
+        def damaged(what: str) -> ItemIndexError:
+            return ItemIndexError(f"{idx_dir}/{what} (the index is damaged; `pipeline cache repair {entry.path}` "
+                                  "writes it again)")
+
+        absent = [name for name in ITEM_ARRAYS if name not in g]
+        if absent:
+            raise damaged(f"{absent[0]}: missing")
+        poses = g["keypoints"].nbytes + g["scores"].nbytes
+        if poses > MAX_POSE_BYTES:
+            log.info("entry %s: its poses (%.1f GB) exceed the item index's bound (%.1f GB): items read each clip",
+                     entry.key, poses / 1e9, MAX_POSE_BYTES / 1e9)
+            return None
         flat = {}
         for name in ITEM_ARRAYS:
             a = g[name][...]
             if array_digest(a) != digests.get(name):
-                raise ItemIndexError(f"{idx_dir}/{name}: content does not match the digest its writer recorded (the "
-                                     f"index is damaged; `pipeline cache repair {entry.path}` writes it again)")
+                raise damaged(f"{name}: content does not match the digest its writer recorded")
             flat[name] = a
-        pos = {u: i for i, u in enumerate(g.attrs["uids"])}
+        uids = list(g.attrs.get("uids") or [])
+        if _uids_digest(uids) != digests.get("uids"):
+            raise damaged("zarr.json: its clip list does not match the digest its writer recorded")
+        pos = {u: i for i, u in enumerate(uids)}
         n = len(pos)
         if len(flat["offsets"]) != n + 1 or len(flat["frame_offsets"]) != n + 1 \
                 or len(flat["scale"]) != n or len(flat["frames_shape"]) != n:
@@ -114,10 +157,18 @@ class ItemIndex:
             raise ItemIndexError(f"{idx_dir}: no item arrays for clips {missing[:5]} (the index is older than the "
                                  f"clips; `pipeline cache repair {entry.path}` writes it again)")
         take = np.asarray([pos[r["uid"]] for r in rows], np.int64)
-        return cls(entry, rows, _compact(flat, take))
+        return cls(entry, rows, _compact(flat, take), identity)
 
     def __contains__(self, uid: str) -> bool:
         return uid in self._rows
+
+    def current(self) -> bool:
+        """Whether the entry's index is still the one these arrays were loaded from (a stat): False
+        once it was removed (the entry reopened: a clip moved aside or missing) or written anew."""
+        try:
+            return _identity(os.stat(self._meta_file)) == self.identity
+        except FileNotFoundError:
+            return False
 
     def clip(self, uid: str) -> ClipData:
         """The clip ``uid`` as :meth:`cache.CacheEntry.read_clip` reads it with ``frame_indices``,
@@ -132,6 +183,10 @@ class ItemIndex:
                         scores=self.scores[p0:p1], grids=None, grid_cell=self.grid_cell,
                         attrs={"scale": self.scale[i]}, frames_per_segment=self.frames_per_segment,
                         frames_meta=meta)
+
+
+def _identity(st: os.stat_result) -> tuple:
+    return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def _compact(flat: dict[str, np.ndarray], take: np.ndarray) -> dict[str, Any]:

@@ -138,8 +138,8 @@ class CacheStore:
                     rep.index_problems.append("index: clip list differs from clips/")
                 elif int(idx["offsets"][-1]) != len(idx["keypoints"]):
                     rep.index_problems.append("index: offsets do not cover keypoints")
-                else:
-                    ItemIndex.load(entry, entry.clips())  # the items' arrays against their digests
+                else:  # the items' arrays against their digests, and against the clips themselves
+                    rep.index_problems.extend(_item_index_problems(entry))
             except ItemIndexError as e:
                 rep.index_problems.append(f"index: {e}")
             except Exception as e:
@@ -165,6 +165,8 @@ class CacheStore:
             out.reindexed = not out.missing and bool(ver.index_problems)
             return out
         writer = EntryWriter(entry)
+        if ver.clips:  # the index goes first: no reader may pair its arrays with clips that are gone
+            remove_tree(entry.path / layout.INDEX_DIR)
         for uid, why in ver.clips.items():
             writer.quarantine(uid, why)
         st = entry.status()
@@ -296,6 +298,30 @@ def _manifest_status(entry: CacheEntry) -> Optional[str]:
         return entry.manifest().get("status")
     except EntryNotFoundError:
         return None
+
+
+def _item_index_problems(entry: CacheEntry) -> list[str]:
+    """Where the index's item arrays (:mod:`cache.item_index`) differ from the clips they describe."""
+    index = ItemIndex.load(entry, entry.clips())
+    if index is None:
+        return []
+    out = []
+    for row in entry.clips():
+        uid = row["uid"]
+        try:
+            clip = entry.read_clip(uid, arrays=("frame_indices", "keypoints", "scores"), check="none")
+        except Exception:  # noqa: BLE001  (the clip's own problems are reported with the clip)
+            continue
+        held = index.clip(uid)
+        differ = [name for name in ("frame_indices", "keypoints", "scores")
+                  if not np.array_equal(getattr(held, name), getattr(clip, name), equal_nan=True)]
+        if held.scale != clip.scale:
+            differ.append("scale")
+        if clip.frames_meta is None or tuple(held.frames_meta.shape) != tuple(clip.frames_meta.shape):
+            differ.append("frames_shape")
+        if differ:
+            out.append(f"index: clip {uid}'s {', '.join(differ)} differ from the clip's (the index is stale)")
+    return out
 
 
 def _clip_problems(entry: CacheEntry, uid: str, deep: bool) -> list[str]:

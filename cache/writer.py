@@ -333,7 +333,8 @@ class EntryWriter:
             g.create_array(name, data=a)
         items.update(keypoints=flat_k, scores=flat_s, offsets=np.asarray(offsets, np.int64))
         g.attrs.update({"uids": [c["uid"] for c in rows], "clip_ids": [c["clip_id"] for c in rows],
-                        "splits": [c["split"] for c in rows], "items": item_attrs(items)})
+                        "splits": [c["split"] for c in rows],
+                        "items": item_attrs(items, [c["uid"] for c in rows])})
         _fsync_tree(tmp)
         try:
             os.rename(tmp, self.path / layout.INDEX_DIR)

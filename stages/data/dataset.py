@@ -119,9 +119,10 @@ class CacheClipDataset(Dataset):
             splits = sorted({c["split"] for c in self.entry.plan})
             raise ValueError(f"cache entry {self.entry.key} has no clips in split {split!r} (splits: {splits})")
         # a finished entry's item arrays, held once (before loader workers fork): an item then opens
-        # no clip file but its frames' (raw frames only: other codecs read the clip's frames anyway)
+        # no clip file but its frames' (raw frames only: other codecs read the clip's frames anyway).
+        # Not beside missing clips (--allow-partial while a repair or re-extraction is under way)
         self.item_index = None
-        if not (self.codec.rows_need_frames or self.decode_on_device):
+        if not (self.codec.rows_need_frames or self.decode_on_device or self.status.missing):
             self.item_index = ItemIndex.load(self.entry, self.rows)
         self.classes = self.entry.classes
         self.coarse_type = self.entry.coarse_type
@@ -221,6 +222,12 @@ class CacheClipDataset(Dataset):
         else:
             index, epoch = int(item), self.epoch
         uid = self.rows[index]["uid"]
+        if self.item_index is not None and not self.item_index.current():
+            # the entry was reopened or finished anew while this run read it: its clips may have
+            # changed, the arrays held describe the old ones
+            log.warning("cache entry %s: its index changed while this run read it; items read each clip from now on",
+                        self.entry.key)
+            self.item_index = None
         if self.item_index is not None:
             clip = self.item_index.clip(uid)
         else:

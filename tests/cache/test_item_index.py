@@ -106,3 +106,89 @@ def test_a_frames_chunk_of_another_size_than_the_index_says_is_refused(tmp_path)
 def test_an_unfinished_entry_has_no_item_index(tmp_path):
     entry = make_clips(tmp_path, n=2)
     assert ItemIndex.load(CacheEntry(entry.path), entry.clips()) is None
+
+
+def _rewrite(entry, name: str, change) -> None:
+    """Rewrite the index's item array ``name`` through ``change`` and record matching digests: an
+    index that is whole but describes other clips (as one written before the clips changed would)."""
+    from cache.item_index import item_attrs
+
+    g = zarr.open_group(entry.path / layout.INDEX_DIR, mode="r+")
+    a = change(g[name][...])
+    g[name][...] = a
+    arrays = {n: g[n][...] for n in ITEM_ARRAYS}
+    g.attrs["items"] = item_attrs(arrays, list(g.attrs["uids"]))
+
+
+def test_verify_compares_the_item_arrays_with_the_clips(tmp_path):
+    entry = make_entry(tmp_path, n=3)
+    assert CacheStore(tmp_path).verify(entry).ok
+
+    def shift(kp):
+        kp[-1] += 1.0  # the last clip's last frame: another version of that clip
+        return kp
+
+    _rewrite(entry, "keypoints", shift)
+    assert ItemIndex.load(entry, entry.clips()) is not None  # whole, by its own digests
+    rep = CacheStore(tmp_path).verify(entry)
+    assert rep.index_problems == ["index: clip c2's keypoints differ from the clip's (the index is stale)"]
+    assert CacheStore(tmp_path).repair(entry).reindexed and CacheStore(tmp_path).verify(entry).ok
+
+
+def test_a_damaged_clip_list_or_a_missing_array_is_refused_naming_it(tmp_path):
+    entry = make_entry(tmp_path, n=3)
+    meta = entry.path / layout.INDEX_DIR / "zarr.json"
+    m = json.loads(meta.read_text())
+    m["attributes"]["uids"] = m["attributes"]["uids"][::-1]  # rows paired with the wrong clips
+    meta.write_text(json.dumps(m))
+    with pytest.raises(ItemIndexError, match="index/zarr.json: its clip list does not match"):
+        ItemIndex.load(entry, entry.clips())
+    entry = make_entry(tmp_path / "b", n=2)
+    shutil.rmtree(entry.path / layout.INDEX_DIR / "scale")
+    m = json.loads((entry.path / layout.INDEX_DIR / "zarr.json").read_text())
+    m.get("consolidated_metadata", {}) and m["consolidated_metadata"]["metadata"].pop("scale", None)
+    (entry.path / layout.INDEX_DIR / "zarr.json").write_text(json.dumps(m))
+    with pytest.raises(ItemIndexError, match="index/scale: missing"):
+        ItemIndex.load(entry, entry.clips())
+
+
+def test_poses_past_the_bound_are_read_per_clip(tmp_path, monkeypatch, caplog):
+    import cache.item_index as item_index
+
+    entry = make_entry(tmp_path, n=2)
+    monkeypatch.setattr(item_index, "MAX_POSE_BYTES", 10)
+    with caplog.at_level("INFO", logger="cache.item_index"):
+        assert ItemIndex.load(entry, entry.clips()) is None
+    assert "exceed the item index's bound" in caplog.text
+
+
+def test_the_held_arrays_are_read_only_and_know_when_the_index_changed(tmp_path):
+    entry = make_entry(tmp_path, n=2)
+    index = ItemIndex.load(entry, entry.clips())
+    clip = index.clip("c0")
+    with pytest.raises(ValueError):
+        clip.keypoints[0, 0, 0] = 1.0  # shared by every later item
+    assert index.current()
+    EntryWriter(entry).reopen("test")  # what repair and extract do before a clip changes
+    assert not index.current()
+    assert EntryWriter(entry).finalize_if_complete()
+    assert not index.current()  # written anew: another file
+    assert ItemIndex.load(entry, entry.clips()).current()
+
+
+def test_repair_removes_the_index_before_it_moves_a_clip_aside(tmp_path, monkeypatch):
+    entry = make_entry(tmp_path, n=2)
+    (chunk,) = [p for p in (entry.path / "clips" / "c1" / "keypoints" / "c").rglob("*") if p.is_file()]
+    data = bytearray(chunk.read_bytes())
+    data[-2] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    seen = []
+    original = EntryWriter.quarantine
+
+    def quarantine(self, uid, why):
+        seen.append((entry.path / layout.INDEX_DIR).exists())
+        return original(self, uid, why)
+
+    monkeypatch.setattr(EntryWriter, "quarantine", quarantine)
+    assert CacheStore(tmp_path).repair(entry).reopened
+    assert seen == [False]

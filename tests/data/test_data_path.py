@@ -140,6 +140,30 @@ def test_items_from_the_entrys_item_index_equal_items_read_per_clip(small_demo, 
     assert CacheClipDataset(CacheEntry(small_demo_jpeg[1]), "train", **KW).item_index is None
 
 
+def test_an_entry_changed_under_a_run_is_read_per_clip_from_then_on(small_demo, tmp_path, caplog):
+    """The item arrays a dataset holds describe the clips of the index it loaded: once the entry is
+    reopened (a clip moved aside or missing) or finished anew, items read each clip, with a warning;
+    an entry with missing clips (--allow-partial) never uses the index."""
+    import shutil
+
+    from cache.writer import EntryWriter
+
+    entry_dir = tmp_path / "entry"
+    shutil.copytree(small_demo[1], entry_dir)
+    ds = CacheClipDataset(entry_dir, "train", **KW)
+    ref = CacheClipDataset(entry_dir, "train", **KW)
+    ref.item_index = None
+    assert ds.item_index is not None
+    EntryWriter(ds.entry).reopen("test: a clip is to be extracted again")
+    with caplog.at_level(logging.WARNING):
+        assert_same_items(ds[(0, 1)], ref[(0, 1)])
+    assert ds.item_index is None and "its index changed while this run read it" in caplog.text
+    assert EntryWriter(ds.entry).finalize_if_complete()
+    shutil.rmtree(entry_dir / "clips" / ds.rows[-1]["uid"])  # gone from a finished entry, index still there
+    partial = CacheClipDataset(entry_dir, "train", allow_partial=True, **KW)
+    assert partial.item_index is None and len(partial) == len(ds) - 1
+
+
 def test_jpeg_items_match_the_raw_items_within_the_codec_loss(small_demo, small_demo_jpeg):
     raw = CacheClipDataset(small_demo[1], "train", **KW, **PLAIN)
     jpg = CacheClipDataset(small_demo_jpeg[1], "train", **KW, **PLAIN)
