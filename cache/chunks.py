@@ -49,6 +49,12 @@ class ArrayMeta:
     chunk_file: str  # <path>/c/0/0/... : the one chunk (plain strings: this runs per item)
 
 
+def chunk_file(array_dir: str, ndim: int) -> str:
+    """The file of the one chunk of an ``ndim``-dimensional array in ``array_dir`` (Zarr v3's
+    default chunk key encoding, ``/`` separated)."""
+    return array_dir + "/c/" + "/".join(["0"] * max(1, ndim))
+
+
 def parse_meta(array_dir: str, meta: dict) -> ArrayMeta:
     """Check that ``meta`` (an array's zarr.json content) is one chunk with known codecs."""
     def bad(why: str) -> ChunkFormatError:
@@ -66,7 +72,7 @@ def parse_meta(array_dir: str, meta: dict) -> ArrayMeta:
     if meta.get("storage_transformers"):
         raise bad("storage transformers are not expected")
     codecs = [c["name"] for c in meta.get("codecs", [])]
-    chunk = array_dir + "/c/" + "/".join(["0"] * max(1, len(shape)))
+    chunk = chunk_file(array_dir, len(shape))
     attrs = meta.get("attributes", {})
     if meta["data_type"] == "variable_length_bytes":
         if codecs != ["vlen-bytes"]:

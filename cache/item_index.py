@@ -34,7 +34,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from cache import layout
-from cache.chunks import ArrayMeta
+from cache.chunks import ArrayMeta, chunk_file
 from cache.digests import array_digest
 from cache.entry import CacheEntry, ClipData
 
@@ -177,7 +177,8 @@ class ItemIndex:
         p0, p1 = self.pose_offsets[i], self.pose_offsets[i + 1]
         f0, f1 = self.frame_offsets[i], self.frame_offsets[i + 1]
         path = f"{self.entry_path}/{layout.CLIPS_DIR}/{uid}/frames"
-        meta = ArrayMeta(path, self.frames_shape[i], _FRAMES_DTYPE, "", {}, path + "/c/0/0/0/0")
+        shape = self.frames_shape[i]
+        meta = ArrayMeta(path, shape, _FRAMES_DTYPE, "", {}, chunk_file(path, len(shape)))
         return ClipData(clip_id=row.get("clip_id", uid), uid=uid, split=row.get("split"), label=int(row["label"]),
                         frames=None, frame_indices=self.frame_indices[f0:f1], keypoints=self.keypoints[p0:p1],
                         scores=self.scores[p0:p1], grids=None, grid_cell=self.grid_cell,

@@ -302,11 +302,12 @@ def _manifest_status(entry: CacheEntry) -> Optional[str]:
 
 def _item_index_problems(entry: CacheEntry) -> list[str]:
     """Where the index's item arrays (:mod:`cache.item_index`) differ from the clips they describe."""
-    index = ItemIndex.load(entry, entry.clips())
+    rows = entry.clips()
+    index = ItemIndex.load(entry, rows)
     if index is None:
         return []
     out = []
-    for row in entry.clips():
+    for row in rows:
         uid = row["uid"]
         try:
             clip = entry.read_clip(uid, arrays=("frame_indices", "keypoints", "scores"), check="none")
