@@ -166,6 +166,16 @@ class PinnedBlocks:
     def read(self, rows: FrameRows, slot: int = 0) -> np.ndarray:
         return rows.reads.read(self.buffer(slot, int(np.prod(rows.shape))).reshape(rows.shape))
 
+    def read_batch(self, batch_rows, pool=None) -> None:
+        """A collated batch's ``frames_rows`` (those still to be read), each into its place's
+        buffer; by ``pool``'s threads at once when given, as ``FrameRowsBatch.pin_memory``."""
+        todo = [(slot, rows) for slot, rows in enumerate(batch_rows) if isinstance(rows, FrameRows)]
+        if pool is None:
+            for slot, rows in todo:
+                self.read(rows, slot)
+        else:
+            list(pool.map(lambda sr: self.read(sr[1], sr[0]), todo))
+
 
 #: items per batch in the item measurements (and through a worker): made, collated, then read
 LOADER_BATCH = 8
@@ -180,10 +190,8 @@ def loader_pass(ds: CacheClipDataset, epoch: int, n: int, pinned: PinnedBlocks) 
     working set from the core's cache."""
     t0 = time.perf_counter()
     for s in range(0, n, LOADER_BATCH):
-        batch = collate_items([ds[(i, epoch)] for i in range(s, min(s + LOADER_BATCH, n))])
-        for slot, rows in enumerate(batch.get("frames_rows", ())):
-            if isinstance(rows, FrameRows):
-                pinned.read(rows, slot)
+        pinned.read_batch(collate_items([ds[(i, epoch)] for i in range(s, min(s + LOADER_BATCH, n))])
+                          .get("frames_rows", ()))
     return time.perf_counter() - t0
 
 
@@ -431,8 +439,9 @@ class _PixelsFromTheWorker:
 
 
 def _ms_through_one_worker(ds: CacheClipDataset, batches: int) -> float:
-    """ms per item of ``batches`` batches of :data:`LOADER_BATCH` from ``ds`` through a DataLoader with one worker
-    (after 3 to warm it), the consumer reading any frame rows; the loader ends with the call."""
+    """ms per item of ``batches`` batches of :data:`LOADER_BATCH` from ``ds`` through a DataLoader
+    with one worker (after 3 to warm it), the consumer reading any frame rows; the loader ends with
+    the call."""
     from torch.utils.data import DataLoader
 
     from stages.data.epoch_sampler import EpochSeedSampler
@@ -453,9 +462,7 @@ def _ms_through_one_worker(ds: CacheClipDataset, batches: int) -> float:
                 epoch += 1
                 sampler.set_epoch(epoch)
                 it = iter(dl)
-        for slot, rows in enumerate(b.get("frames_rows", [])):
-            if isinstance(rows, FrameRows):
-                pinned.read(rows, slot)
+        pinned.read_batch(b.get("frames_rows", ()))
 
     for _ in range(3):
         take()
@@ -513,15 +520,10 @@ def bench_cold_reads(entry: CacheEntry, split: str, args, crop: int) -> dict:
                     _drop_from_page_cache(chunks)
                 else:  # the same rows, now in the page cache
                     for b in batches:
-                        for slot, rows in enumerate(b):
-                            pinned.read(rows, slot)
+                        pinned.read_batch(b)
                 t0 = time.perf_counter()
                 for b in batches:
-                    if name.endswith("1 thread"):
-                        for slot, rows in enumerate(b):
-                            pinned.read(rows, slot)
-                    else:
-                        list(pool.map(lambda sr: pinned.read(sr[1], sr[0]), enumerate(b)))
+                    pinned.read_batch(b, None if name.endswith("1 thread") else pool)
                 secs[name] += time.perf_counter() - t0
                 nbytes[name] += sum(int(np.prod(rows.shape)) for b in batches for rows in b)
     items = max(1, args.cold_rounds) * n
