@@ -86,7 +86,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from cache import CacheEntry, ClipData  # noqa: E402
+from cache.frames_codecs import DEFAULT_FRAMES_CODEC  # noqa: E402
 from cache.frames_codecs.jpeg import JpegFrames  # noqa: E402
+from cache.frames_codecs.yuv420 import Yuv420Frames  # noqa: E402
 from stages.data import CacheClipDataset, item_rng  # noqa: E402
 from stages.data.dataset import ITEM_ARRAYS  # noqa: E402
 from stages.data.device_frames import FrameRows, collate_items  # noqa: E402
@@ -377,7 +379,7 @@ def bench_entry(entry: CacheEntry, split: str, args) -> dict:
         m = min(args.decode_clips, n)
         got, want = fly.item(0, 1), cpu[(0, 1)]
         q = psnr(got["frames"].numpy(), want["frames"].numpy())
-        if not isinstance(first, JpegFrames) and q != float("inf"):
+        if not isinstance(first, (JpegFrames, Yuv420Frames)) and q != float("inf"):  # lossless: identical
             raise AssertionError(f"on-the-fly frames differ from the cached ones (PSNR {q:.1f} dB)")
         t_fly = t_items = 0.0
         for i in range(m):
@@ -719,8 +721,8 @@ def torchcodec_item(path: str, rng: np.random.Generator, num_segments: int = 16,
 def bench_baselines(entries: list[CacheEntry], split: str, args) -> dict:
     """The cache's items against mmaction2's decord pipeline on the same clips, as they come and
     pre-resized to short side 256, and against torchcodec when it loads; passes interleaved."""
-    default = next((e for e in entries if e.frames_codec == "none" and e.frames_per_segment == max(
-        x.frames_per_segment for x in entries if x.frames_codec == "none")), None)
+    default = next((e for e in entries if e.frames_codec == DEFAULT_FRAMES_CODEC and e.frames_per_segment == max(
+        x.frames_per_segment for x in entries if x.frames_codec == DEFAULT_FRAMES_CODEC)), None)
     if default is None:
         return {"note": "no entry of the default codec measured"}
     root = default.attrs.get("dataset_root")
@@ -932,7 +934,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
                     help="clips measured (and made, without --entry/--dataset); 0: all of the split")
     ap.add_argument("--seconds", type=float, default=3.0, help="length of each synthetic clip")
     ap.add_argument("--size", default="1280x720", help="WxH of the synthetic clips")
-    ap.add_argument("--codecs", nargs="+", default=["none", "jpeg"],
+    ap.add_argument("--codecs", nargs="+", default=["none", "yuv420", "jpeg"],
                     help="frames codecs of the synthetic entries (jpeg:Q for JPEG quality Q)")
     ap.add_argument("--frames-per-segment", nargs="+", type=int, default=[1, 3],
                     help="candidate frames per segment of the synthetic entries (K)")

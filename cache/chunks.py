@@ -174,14 +174,15 @@ def _map(path: str, n: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class RowReads:
-    """Bands of whole rows of frames in a raw ``(T, H, W, C)`` uint8 chunk file: one contiguous
-    range per frame (``offsets``, ``nbytes`` each), read into a ``shape`` array. A plain record, so
+    """Bands of whole rows of frames in a plain uint8 chunk file (raw ``(T, H, W, C)`` frames, or
+    yuv420's ``(T, H / 2, 3, W)`` row pairs): one contiguous range per frame (``offsets``,
+    ``nbytes`` each), read into a ``shape`` array. A plain record, so
     it can travel (a loader worker names the bytes; the process that needs them reads them)."""
 
     path: str
     offsets: tuple[int, ...]
     nbytes: int
-    shape: tuple[int, ...]  # (len(offsets), rows, W, C)
+    shape: tuple[int, ...]  # (len(offsets), rows, W, C), or (len(offsets), row pairs, 3, W)
     file_size: int  # the whole chunk's bytes (T * H * W * C): a file of another size is damaged
 
     def read(self, out: Any = None) -> np.ndarray:

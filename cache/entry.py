@@ -105,6 +105,7 @@ class ClipData:
     person_boxes: Optional[np.ndarray] = None  # (F, 4) xyxy, original pixels, when poses used boxes
     frames_per_segment: int = 1  # K: candidates per segment, segment-major (layout.py, format 3)
     frames_meta: Any = None  # the frames array's chunk metadata (cache.chunks.ArrayMeta), read or not: row reads
+    frame_shape: Optional[tuple] = None  # (T, H, W, 3) of the frames as stored by the codec (FramesCodec.frame_shape)
 
     @property
     def num_frames(self) -> int:
@@ -112,8 +113,12 @@ class ClipData:
 
     @property
     def frame_size(self) -> tuple[int, int]:
-        """(H, W) of the cached frames (from their metadata when they were not read)."""
-        shape = self.frames.shape if self.frames is not None else self.frames_meta.shape
+        """(H, W) of the cached frames (from their codec's reading of the metadata when they were
+        not read)."""
+        if self.frames is not None:
+            shape = self.frames.shape
+        else:
+            shape = self.frame_shape if self.frame_shape is not None else self.frames_meta.shape
         return int(shape[1]), int(shape[2])
 
     @property
@@ -324,6 +329,8 @@ class CacheEntry:
             raise FileNotFoundError(f"{clip_dir}: arrays {missing} missing")
         # the frames' metadata even when they are not read: a codec reading rows needs only it
         data: dict[str, Any] = {"frames_meta": metas.get("frames")}
+        if data["frames_meta"] is not None:
+            data["frame_shape"] = self.codec.frame_shape(data["frames_meta"])
         for name in layout.CLIP_ARRAYS + layout.OPTIONAL_CLIP_ARRAYS:
             if name not in arrays or name not in metas:
                 data[name] = None

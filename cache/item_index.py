@@ -17,8 +17,9 @@ digests; an index without it is read per clip as before, nothing else changes):
 * ``frame_indices`` (sum T_v * K,) int32 and ``frame_offsets`` (N + 1,) int64: each clip's
   ``frame_indices``;
 * ``scale`` (N, 2) float64: each clip's ``scale`` attribute (original to cached pixels);
-* ``frames_shape`` (N, 4) int64: each clip's ``(T, H, W, 3)`` raw frames chunk; written only when
-  every clip's frames are one uncompressed uint8 chunk (frames codec ``none``), the case in which
+* ``frames_shape`` (N, 4) int64: the shape of each clip's frames chunk (``(T, H, W, 3)`` for codec
+  ``none``, ``(T, H / 2, 3, W)`` for ``yuv420``); written only when every clip's frames are one
+  uncompressed 4-d uint8 chunk (codecs ``none`` and ``yuv420``), the case in which
   an item's frames are plain byte ranges of a file named by the clip's uid
   (:meth:`cache.frames_codecs.FramesCodec.row_reads`). A chunk file of another size is refused by
   the reader, naming it.
@@ -98,6 +99,7 @@ class ItemIndex:
         self.entry_path = os.fspath(entry.path)
         self.grid_cell = entry.grid_cell
         self.frames_per_segment = entry.frames_per_segment
+        self.codec = entry.codec
         self._rows = {r["uid"]: (i, r) for i, r in enumerate(rows)}
         self.keypoints, self.scores = arrays["keypoints"], arrays["scores"]
         self.pose_offsets = arrays["offsets"]
@@ -183,7 +185,7 @@ class ItemIndex:
                         frames=None, frame_indices=self.frame_indices[f0:f1], keypoints=self.keypoints[p0:p1],
                         scores=self.scores[p0:p1], grids=None, grid_cell=self.grid_cell,
                         attrs={"scale": self.scale[i]}, frames_per_segment=self.frames_per_segment,
-                        frames_meta=meta)
+                        frames_meta=meta, frame_shape=self.codec.frame_shape(meta))
 
 
 def _identity(st: os.stat_result) -> tuple:

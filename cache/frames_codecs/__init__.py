@@ -5,8 +5,9 @@ registers itself with :func:`register_frames_codec`; adding one means writing th
 importing it below. Everything else (the writer, the reader, ``cache verify``, the HDF5 export, the
 training loader, stage one's settings) asks the codec, never compares its name.
 
-Built in: ``none`` (default: raw uint8), ``lz4`` / ``zstd`` (lossless) in :mod:`.raw`; ``jpeg``
-(one JPEG file per frame, decodable on the GPU) in :mod:`.jpeg`.
+Built in: ``none`` (default: raw uint8), ``lz4`` / ``zstd`` (lossless) in :mod:`.raw`; ``yuv420``
+(half of raw, converted on the GPU) in :mod:`.yuv420`; ``jpeg`` (one JPEG file per frame,
+decodable on the GPU) in :mod:`.jpeg`.
 
 Light on import (no zarr, no OpenCV): the CLI's help lists the codecs.
 """
@@ -21,4 +22,5 @@ from cache.frames_codecs.base import (  # noqa: F401
 )
 # register the built-ins, the default first (the order the help lists them in)
 from cache.frames_codecs import raw  # noqa: E402,F401,I001
+from cache.frames_codecs import yuv420  # noqa: E402,F401,I001
 from cache.frames_codecs import jpeg  # noqa: E402,F401,I001

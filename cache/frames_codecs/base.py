@@ -54,6 +54,11 @@ class FramesCodec:
         """The digest :meth:`write` returned for these frames (``cache verify`` recomputes it)."""
         raise NotImplementedError
 
+    def frame_shape(self, meta: Any) -> tuple[int, ...]:
+        """The ``(T, H, W, 3)`` of the frames stored as the array ``meta`` describes, without reading
+        them. Default: the array's shape (frames stored as an RGB array)."""
+        return tuple(int(x) for x in meta.shape)
+
     def problems(self, frames: Any) -> list[str]:
         """What is wrong with frames read back, beyond their shape (empty: nothing)."""
         return []
@@ -78,6 +83,11 @@ class FramesCodec:
         frames = clip.frames if clip.frames is not None else self.read(clip.frames_meta)
         frames, pos = self.frames_to_crop(frames, indices)
         return frames, pos, 0
+
+    def row_band(self, top: int, height: int) -> tuple[int, int]:
+        """``(top, height)`` of the band :meth:`row_reads` reads to cover rows ``top .. top + height
+        - 1`` (default: exactly those; a codec storing rows in pairs widens it to even rows)."""
+        return top, height
 
     def row_reads(self, clip: Any, indices: Sequence[int], top: int, height: int) -> Optional[Any]:
         """The bytes :meth:`read_rows` would read as a :class:`cache.chunks.RowReads` (read later,

@@ -140,6 +140,12 @@ class JpegCodec(FramesCodec):
     def digest(self, frames: Any) -> str:
         return encoded_digest(frames.encoded)
 
+    def frame_shape(self, meta: Any) -> tuple[int, ...]:
+        info = meta.attrs.get(JPEG_ATTR) or {}
+        if "frame_shape" not in info:
+            raise ValueError(f"{meta.path}: JPEG frames without the '{JPEG_ATTR}' attribute's frame_shape")
+        return (int(meta.shape[0]), *(int(x) for x in info["frame_shape"]))
+
     def problems(self, frames: Any) -> list[str]:
         import simplejpeg
 

@@ -83,9 +83,9 @@ class CacheClipDataset(Dataset):
             view at test) instead of ``frames``; the data preprocessor decodes, crops, resizes and
             flips them on the GPU (:mod:`stages.data.device_frames`). Needs a ``--frames-codec jpeg`` entry.
         views_on_device: items carry the band of rows their views span (``frames_rows``: for raw
-            frames a :class:`~stages.data.device_frames.FrameRows` naming them, read by the
-            DataLoader's pinning thread; else the uint8 ``(T_v, h, W, 3)`` band; it starts at frame
-            row ``frames_rows_top``) and the views (``frames_crop``) instead of ``frames``: the data
+            and yuv420 frames a :class:`~stages.data.device_frames.FrameRows` naming them (yuv420:
+            the even rows' pairs holding them), read by the DataLoader's pinning thread; else the
+            uint8 ``(T_v, h, W, 3)`` band; it starts at frame row ``frames_rows_top``) and the views (``frames_crop``) instead of ``frames``: the data
             preprocessor cuts, resizes and flips them on the device; the item does no pixel work.
             With either of the two, the views' geometry goes to the device too: items carry the
             pose frames' joints as cached (``pose_joints``, ``joint_flip``, ``grid_cell``) instead
@@ -289,7 +289,8 @@ class CacheClipDataset(Dataset):
         else:
             # raw frames: only the rows the views span are read; JPEG: only the frames the item uses decoded
             top = min(v.top for v in views)
-            height = max(v.top + v.height for v in views) - top
+            # the band as the codec reads it (yuv420: from and to even rows)
+            top, height = self.codec.row_band(top, max(v.top + v.height for v in views) - top)
             # on the device the band goes as stored (stages.data.device_frames cuts it); raw frames'
             # rows only named, read by whoever needs them (the pinning thread)
             reads = self.codec.row_reads(clip, vsel, top, height) if self.views_on_device else None

@@ -15,8 +15,10 @@ mirrors it; CLIP normalisation follows in the preprocessor as for every batch. T
   ``preadv`` per frame, the GIL released), ready for the copy to the device: the pixels cross no
   process boundary (a worker's tensor goes through a fresh shared-memory segment, which costs
   more than the item) and are copied once. Unpinned (no CUDA, no workers) they are read where the
-  batch is cut (:func:`frames_from_rows`). Other codecs' frames (decoded by the worker) travel as
-  the tensor itself;
+  batch is cut (:func:`frames_from_rows`). ``yuv420`` frames travel the same way, as the stored
+  pairs of rows holding the band (``(T, h / 2, 3, W)``, half the bytes), and the device converts
+  them (:func:`rows_chw`: OpenCV's integer arithmetic, the CPU path's pixels). Other codecs'
+  frames (decoded by the worker) travel as the tensor itself;
 * ``frames_jpeg`` (a ``--frames-codec jpeg`` entry, ``data.decode_on_device``): the frames' JPEG
   files concatenated (one uint8 tensor, their sizes in ``frames_jpeg_lengths``), decoded in one
   batched ``torchvision.io.decode_jpeg(..., device='cuda')`` call (nvjpeg).
@@ -35,6 +37,8 @@ from typing import Callable, Optional, Sequence
 
 import torch
 from mmengine.dataset import default_collate
+
+from cache.frames_codecs.yuv420 import yuv420_to_rgb_int
 
 #: the item keys whose tensors differ in size from item to item: collated as lists, never stacked
 VARIABLE_KEYS = ("frames_jpeg", "frames_rows")
@@ -113,11 +117,36 @@ def frames_from_rows(rows: list[torch.Tensor], rows_top: torch.Tensor, crops: to
     ``frames`` would be.
     """
     rows = [r.tensor() if isinstance(r, FrameRows) else r for r in rows]
-    clips = [r.to(device, non_blocking=True).permute(0, 3, 1, 2) for r in rows]  # (T, 3, h, W), channels last
+    clips = [rows_chw(r.to(device, non_blocking=True)) for r in rows]
     crops = crops.cpu().clone()  # the views' tops counted from each band's first row
     shift = rows_top.cpu().reshape(-1)
     crops[..., 0] -= shift if crops.dim() == 2 else shift[:, None]
     return cut_views(clips, crops)
+
+
+def rows_chw(rows: torch.Tensor) -> torch.Tensor:
+    """A band of frame rows as read -> ``(T, 3, h, W)`` uint8 RGB on its device: RGB rows
+    ``(T, h, W, 3)`` as a channels-last view; ``yuv420`` rows ``(T, h / 2, 3, W)``
+    (:mod:`cache.frames_codecs.yuv420`) converted. The shapes cannot be confused: a yuv420 frame's
+    width is even, so its rows never end in an axis of 3."""
+    if rows.dim() == 4 and rows.shape[-1] == 3:
+        return rows.permute(0, 3, 1, 2)
+    if rows.dim() != 4 or rows.shape[2] != 3 or rows.shape[3] % 2:
+        raise ValueError(f"frame rows of shape {tuple(rows.shape)}: neither RGB (T, h, W, 3) nor yuv420 (T, h/2, 3, W)")
+    return yuv420_rows_rgb(rows)
+
+
+def yuv420_rows_rgb(rows: torch.Tensor) -> torch.Tensor:
+    """``yuv420`` rows ``(T, h / 2, 3, W)`` uint8 -> ``(T, 3, h, W)`` uint8 RGB, with OpenCV's
+    integer arithmetic (:func:`cache.frames_codecs.yuv420.yuv420_to_rgb_int`): the pixels the CPU
+    path's ``cv2.cvtColor`` gives, on any device."""
+    t, h2, _, w = rows.shape
+    x = rows.to(torch.int32)
+    y = x[:, :, :2].reshape(t, h2, 2, w // 2, 2)  # each luma sample beside its 2x2 block's chroma
+    cb = x[:, :, 2, :w // 2].reshape(t, h2, 1, w // 2, 1)
+    cr = x[:, :, 2, w // 2:].reshape(t, h2, 1, w // 2, 1)
+    rgb = torch.stack(yuv420_to_rgb_int(y, cb, cr), dim=1)  # (T, 3, h2, 2, W/2, 2)
+    return rgb.clamp_(0, 255).to(torch.uint8).reshape(t, 3, 2 * h2, w)
 
 
 def frames_from_jpeg(jpeg: list[torch.Tensor], lengths: torch.Tensor, crops: torch.Tensor, device: torch.device,

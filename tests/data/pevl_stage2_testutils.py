@@ -59,3 +59,9 @@ def small_demo_jpeg(tmp_path_factory):
 def small_demo_k3(tmp_path_factory):
     """The same small demo entry with three candidate frames per segment (``--frames-per-segment 3``)."""
     return small_demo_entry(tmp_path_factory, frames_per_segment=3)
+
+
+@pytest.fixture(scope="session")
+def small_demo_yuv420(tmp_path_factory):
+    """The same small demo entry with ``--frames-codec yuv420``."""
+    return small_demo_entry(tmp_path_factory, "yuv420")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pevl_stage2_testutils import small_demo, small_demo_jpeg, small_demo_k3  # noqa: E402,F401  (session fixtures)
+from pevl_stage2_testutils import small_demo, small_demo_jpeg, small_demo_k3, small_demo_yuv420  # noqa: E402,F401
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -113,13 +113,14 @@ def test_default_codec_items_are_the_items_the_zarr_reader_gave(small_demo):
 
 @pytest.mark.parametrize("on_device", [False, True])
 def test_items_from_the_entrys_item_index_equal_items_read_per_clip(small_demo, small_demo_k3, small_demo_jpeg,
-                                                                   on_device):
+                                                                   small_demo_yuv420, on_device):
     """A finished raw entry's items take their clip's metadata and small arrays from the item index
     (cache/item_index.py, held by the dataset) and open no clip file but the frames' chunk: the
-    same items as reading each clip (K = 1 and 3, training and test views). JPEG entries read clips."""
+    same items as reading each clip (K = 1 and 3, yuv420, training and test views). JPEG entries read
+    clips."""
     from cache.entry import CacheEntry
 
-    for entry_dir in (small_demo[1], small_demo_k3[1]):
+    for entry_dir in (small_demo[1], small_demo_k3[1], small_demo_yuv420[1]):
         for mode, split in (("train", "train"), ("test", "val")):
             ds = CacheClipDataset(entry_dir, split, mode=mode, views_on_device=on_device, **KW)
             per_clip = CacheClipDataset(entry_dir, split, mode=mode, views_on_device=on_device, **KW)
@@ -176,6 +177,33 @@ def test_jpeg_items_match_the_raw_items_within_the_codec_loss(small_demo, small_
         assert 10 * torch.log10(255.0 ** 2 / err) > 30.0  # PSNR in dB
 
 
+def test_yuv420_items_are_the_items_of_its_frames_as_opencv_converts_them(small_demo, small_demo_yuv420):
+    """A yuv420 entry's items are the reference items of its stored frames converted by OpenCV
+    outside our code, bit for bit (CPU views); against the raw entry's, the same crops, joints and
+    grids, the pixels within the chroma's loss."""
+    import cv2
+
+    def opencv(packed):  # (T, H/2, 3, W) -> (T, H, W, 3), each frame through cv2's I420 layout
+        t, h2, _, w = packed.shape
+        i420 = [np.concatenate([f[:, :2].reshape(-1), f[:, 2, :w // 2].reshape(-1), f[:, 2, w // 2:].reshape(-1)])
+                for f in packed]
+        return np.stack([cv2.cvtColor(p.reshape(3 * h2, w), cv2.COLOR_YUV2RGB_I420) for p in i420])
+
+    raw = CacheClipDataset(small_demo[1], "train", **KW, **PLAIN)
+    yuv = CacheClipDataset(small_demo_yuv420[1], "train", **KW, **PLAIN)
+    assert yuv.entry.frames_codec == "yuv420" and yuv.item_index is not None
+    stored = zarr.open_group(yuv.entry.path / "clips" / yuv.rows[0]["uid"], mode="r")["frames"]
+    assert stored.shape[2] == 3 and stored.nbytes * 2 == np.prod(raw.entry.read_clip(raw.rows[0]["uid"]).frames.shape)
+    for i in range(0, len(yuv), 5):
+        a, b = raw[(i, 1)], yuv[(i, 1)]
+        assert_same_items(b, reference_item(yuv, i, 1, decode=opencv)[0])
+        assert all(torch.equal(a[k], b[k]) for k in a if k != "frames")
+        err = (a["frames"].double() - b["frames"].double()).pow(2).mean()
+        assert 10 * torch.log10(255.0 ** 2 / err) > 30.0  # PSNR in dB
+    test = CacheClipDataset(small_demo_yuv420[1], "val", mode="test", **KW, **PLAIN)
+    assert_same_items(test[1], reference_item(test, 1, 0, decode=opencv)[0])
+
+
 def assert_device_poses_equal_the_loaders(batch, want):
     """The joints and grids the device builds from a device-path batch are the loader's, bit for bit."""
     joints, grids = joints_and_grids(batch["pose_joints"], batch["frames_crop"], batch["joint_flip"],
@@ -229,13 +257,15 @@ def test_frames_decoded_on_the_device_equal_the_loaders(small_demo_jpeg, mode, s
     ("train", "train", dict(train_crop="fixed_size")), ("train", "train", dict(train_crop="random_resized")),
     ("train", "train", dict(train_crop="multi_scale", flip_prob=1.0)), ("test", "val", dict(test_views="three_crop")),
     ("test", "val", dict(test_views="resize_three_crop"))])
-def test_views_on_the_device_equal_the_loaders(small_demo, mode, split, over):
-    """With data.views_on_device an item ships the rows its views span, as stored, and the device
-    cuts, resizes and mirrors them as the loader does: plain crops to the pixel, resized boxes
-    within a level; everything else in the item is the loader's."""
+@pytest.mark.parametrize("entry", ["small_demo", "small_demo_yuv420"])
+def test_views_on_the_device_equal_the_loaders(entry, mode, split, over, request):
+    """With data.views_on_device an item ships the rows its views span, as stored (yuv420: the row
+    pairs holding them, converted on the device), and the device cuts, resizes and mirrors them as
+    the loader does: plain crops to the pixel, resized boxes within a level; everything else in the
+    item is the loader's."""
     from stages.train.runner_model import ClipDataPreprocessor
 
-    _, entry_dir, _ = small_demo
+    _, entry_dir, _ = request.getfixturevalue(entry)
     kw = dict(KW, views=views(**over))
     cpu = CacheClipDataset(entry_dir, split, mode=mode, **kw)
     dev = CacheClipDataset(entry_dir, split, mode=mode, views_on_device=True, **kw)
@@ -250,8 +280,13 @@ def test_views_on_the_device_equal_the_loaders(small_demo, mode, split, over):
         # raw frames: the worker names the band (the stored frames' rows from the highest view's
         # top to the lowest view's bottom); whoever needs the pixels reads them
         assert isinstance(rows, FrameRows) and len(pickle.dumps(rows)) < 2000
-        assert rows.shape[0] == 16 and rows.shape[2:] == (w, 3)
-        assert min(c[0] for c in item_crops) == top and max(c[0] + c[2] for c in item_crops) == top + rows.shape[1]
+        first, bottom = min(c[0] for c in item_crops), max(c[0] + c[2] for c in item_crops)
+        if cpu.codec.name == "yuv420":  # the pairs of rows holding the band: (T, rows / 2, 3, W)
+            assert rows.shape[0] == 16 and rows.shape[2:] == (3, w)
+            assert top == first - first % 2 and top + 2 * rows.shape[1] == bottom + bottom % 2
+        else:
+            assert rows.shape[0] == 16 and rows.shape[2:] == (w, 3)
+            assert first == top and bottom == top + rows.shape[1]
     got = frames_from_rows(batch["frames_rows"], batch["frames_rows_top"], batch["frames_crop"], torch.device("cpu"))
     assert got.shape == want["frames"].shape
     resized = bool((crops[..., 2:4] != crops[..., 4:5]).any())

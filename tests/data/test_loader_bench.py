@@ -23,9 +23,9 @@ def test_loader_bench_measures_synthetic_and_named_custom_entries(loader_bench, 
             "--baseline-rounds", "1", "--worker-batches", "2", "--cold-rounds", "1"]
     out = loader_bench.main(args)
     assert os.sched_getaffinity(0) == cores  # the one-core pinning is undone
-    raw, raw3, jpeg, jpeg3 = out["entries"]
+    raw, raw3, yuv, yuv3, jpeg, jpeg3 = out["entries"]
     assert [(e["frames_codec"], e["frame_shape"][0]) for e in out["entries"]] == \
-        [("none", 16), ("none", 48), ("jpeg", 16), ("jpeg", 48)]  # K = 1 and 3 candidates per segment
+        [("none", 16), ("none", 48), ("yuv420", 16), ("yuv420", 48), ("jpeg", 16), ("jpeg", 48)]  # K = 1 and 3
     assert raw["dataset"] == "custom"
     for r in out["entries"]:
         assert r["items_per_s_core"] > 0 and r["copy_ms"] > 0 and r["bytes_read_per_item"] > 0
@@ -34,24 +34,28 @@ def test_loader_bench_measures_synthetic_and_named_custom_entries(loader_bench, 
     assert raw["frames_fraction_of_raw"] == 1.0 and raw["cached_vs_decoded_psnr_db"] is None  # identical frames
     assert raw3["cached_vs_decoded_psnr_db"] is None  # the candidates too
     assert jpeg["frames_fraction_of_raw"] < 0.5 and jpeg["cached_vs_decoded_psnr_db"] > 30
+    assert abs(yuv["frames_fraction_of_raw"] - 0.5) < 0.01 and yuv["cached_vs_decoded_psnr_db"] > 30
+    # yuv420 items read the row pairs holding the rows: about half the raw item's bytes
+    assert 0.4 < yuv3["bytes_read_per_item"] / raw3["bytes_read_per_item"] < 0.6
     assert raw["bytes_read_per_item"] < raw["raw_frames_bytes"]  # only the crop's rows of raw frames
     # the rows of 16 frames of the 48: K changes what is stored, not what is read
     assert raw3["bytes_read_per_item"] < raw3["raw_frames_bytes"] / 3 + 100_000
-    for r in (raw, raw3):  # through a real loader worker: views in the worker, on the device, pixels shipped
+    for r in (raw, raw3, yuv, yuv3):  # through a real loader worker: views in the worker, on the device, pixels shipped
         assert len(r["through_one_worker_ms"]) == 3 and all(v > 0 for v in r["through_one_worker_ms"].values())
     assert "through_one_worker_ms" not in jpeg
-    # rows from a cold page cache, by one and by the pinning step's threads, and warm: raw entries only
-    assert sorted(out["cold_reads"]) == sorted([raw["entry"], raw3["entry"]])
+    # rows from a cold page cache, by one and by the pinning step's threads, and warm: entries of rows
+    assert sorted(out["cold_reads"]) == sorted([e["entry"] for e in (raw, raw3, yuv, yuv3)])
     for r in out["cold_reads"].values():
         assert len(r["rows_read_ms_per_item"]) == 3 and all(v > 0 for v in r["rows_read_ms_per_item"].values())
     # raw items take their clip's small arrays from the entry's item index; JPEG items read the clip
-    assert raw["item_index"] and raw3["item_index"] and not jpeg["item_index"] and not jpeg3["item_index"]
+    assert raw["item_index"] and raw3["item_index"] and yuv3["item_index"]
+    assert not jpeg["item_index"] and not jpeg3["item_index"]
     for r in out["entries"]:  # the items a CPU run makes, and for JPEG those shipping the files, beside them
         assert r["item_ms_worker_views"] > 0
         assert (r["item_ms_device_decode"] is not None) == (r["frames_codec"] == "jpeg")
     assert 2.9 < raw3["frames_bytes_per_clip"] / raw["frames_bytes_per_clip"] < 3.1
     cands = out["candidates"]
-    assert [(c["frames_codec"], c["k"]) for c in cands] == [("none", 3), ("jpeg", 3)]
+    assert [(c["frames_codec"], c["k"]) for c in cands] == [("none", 3), ("yuv420", 3), ("jpeg", 3)]
     assert all(c["k_over_k1"] > 0 for c in cands)
     base = out["baselines"]
     try:
