@@ -195,17 +195,36 @@ class RowReads:
                              f"{self.shape} (contiguous)")
         fd = _open_sized(self.path, self.file_size)
         try:
+            whole, n = memoryview(out).cast("B"), self.nbytes
             for k, off in enumerate(self.offsets):
-                band = memoryview(out[k]).cast("B")
-                done = 0
-                while done < self.nbytes:
-                    got = os.preadv(fd, [band[done:]], off + done)
-                    if got <= 0:
-                        raise ChunkFormatError(f"{self.path}: short read ({done} of {self.nbytes} bytes at {off})")
-                    done += got
+                if os.preadv(fd, [whole[k * n:(k + 1) * n]], off) != n:
+                    self._continue(fd, whole[k * n:(k + 1) * n], off)
         finally:
             os.close(fd)
         return out
+
+    def _continue(self, fd: int, band: memoryview, off: int) -> None:
+        """Read ``band`` again until it is whole (a short read: network filesystems), or refuse."""
+        done = 0
+        while done < self.nbytes:
+            got = os.preadv(fd, [band[done:]], off + done)
+            if got <= 0:
+                raise ChunkFormatError(f"{self.path}: short read ({done} of {self.nbytes} bytes at {off})")
+            done += got
+
+
+def band_reads(path: str, shape: tuple[int, ...], indices, first: int, rows: int) -> RowReads:
+    """The :class:`RowReads` of rows ``first .. first + rows - 1`` (along axis 1) of the frames
+    ``indices`` of a plain uint8 chunk of ``shape`` (frames along axis 0): one range per frame."""
+    t, per_frame = int(shape[0]), int(shape[1])
+    row = math.prod(shape[2:])
+    offsets = []
+    for i in indices:  # (a Python loop: numpy's calls cost more for 16 frames)
+        i = int(i)
+        if not 0 <= i < t:
+            raise IndexError(f"frame {i} of {t}")
+        offsets.append((i * per_frame + first) * row)
+    return RowReads(path, tuple(offsets), rows * row, (len(offsets), rows, *shape[2:]), t * per_frame * row)
 
 
 def _parse_vlen(buf: bytes, meta: ArrayMeta) -> list[bytes]:

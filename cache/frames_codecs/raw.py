@@ -58,21 +58,15 @@ class RawFrames(_ArrayFrames):
     def row_reads(self, clip: Any, indices, top: int, height: int) -> Optional[Any]:
         """What :meth:`read_rows` reads, as a :class:`cache.chunks.RowReads` to read later or
         elsewhere; None when the clip's frames are not a raw chunk file."""
-        from cache.chunks import RowReads
+        from cache.chunks import band_reads
 
         meta = getattr(clip, "frames_meta", None)
         if meta is None or meta.compressor != "":
             return None
-        t, h, w, c = meta.shape
+        h = meta.shape[1]
         if top < 0 or height < 1 or top + height > h:
             raise ValueError(f"rows {top}..{top + height - 1} outside frames of height {h}")
-        offsets = []
-        for i in indices:
-            i = int(i)
-            if not 0 <= i < t:
-                raise IndexError(f"frame {i} of {t}")
-            offsets.append((i * h + top) * w * c)
-        return RowReads(meta.chunk_file, tuple(offsets), height * w * c, (len(offsets), height, w, c), t * h * w * c)
+        return band_reads(meta.chunk_file, meta.shape, indices, top, height)
 
 
 @register_frames_codec

@@ -198,21 +198,14 @@ class Yuv420Codec(FramesCodec):
         """Frame rows ``top .. top + height - 1`` (both ends even: :meth:`row_band`) of the frames
         ``indices`` as a :class:`cache.chunks.RowReads` of the stored ``(n, height / 2, 3, W)``
         rows: one range per frame."""
-        from cache.chunks import RowReads
+        from cache.chunks import band_reads
 
         meta = getattr(clip, "frames_meta", None)
         if meta is None or meta.compressor != "":
             return None
         _check_shape(meta.shape, meta.path)
-        t, h2, c, w = meta.shape
+        h2 = meta.shape[1]
         if top % 2 or height % 2 or top < 0 or height < 2 or top + height > 2 * h2:
             raise ValueError(f"rows {top}..{top + height - 1} of yuv420 frames of height {2 * h2}: the band must "
                              "start and end on even rows inside the frame")
-        offsets = []
-        for i in indices:
-            i = int(i)
-            if not 0 <= i < t:
-                raise IndexError(f"frame {i} of {t}")
-            offsets.append((i * h2 + top // 2) * c * w)
-        return RowReads(meta.chunk_file, tuple(offsets), height // 2 * c * w, (len(offsets), height // 2, c, w),
-                        t * h2 * c * w)
+        return band_reads(meta.chunk_file, meta.shape, indices, top // 2, height // 2)

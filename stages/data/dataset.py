@@ -271,7 +271,7 @@ class CacheClipDataset(Dataset):
             # and builds the grids on the device, as below
             out["pose_joints"] = torch.from_numpy(joints)
             out["joint_flip"], out["grid_cell"] = self._joint_flip, self._grid_cell
-            crops = torch.tensor([list(v) for v in views], dtype=torch.int64)
+            crops = torch.from_numpy(np.array(views, dtype=np.int64))  # (torch.tensor from lists: 3x the time)
             out["frames_crop"] = crops[0] if rng is not None else crops
         else:
             out["joints"], out["mask_grid"] = [], []
@@ -304,16 +304,21 @@ class CacheClipDataset(Dataset):
                     out["frames"] = [torch.from_numpy(view_frames_chw(frames, fsel, v._replace(top=v.top - first)))
                                      for v in views]
             if self.views_on_device:
-                out["frames_rows_top"] = torch.tensor(top, dtype=torch.int64)  # the frame row of the band's first
+                out["frames_rows_top"] = _int64(top)  # the frame row of the band's first
         for k in ("frames", "joints", "mask_grid"):
             if k in out:
                 out[k] = out[k][0] if rng is not None else torch.stack(out[k])
         out["video_pose_index"] = torch.from_numpy(vpi.astype(np.int64))
         # where each pose frame lies in the clip: the time base of the joints' velocity (pose.motion)
         out["pose_time"] = torch.from_numpy(pose_idx.astype(np.float32) / np.float32(clip.num_frames))
-        out["label"] = torch.tensor(int(clip.label), dtype=torch.long)
-        out["index"] = torch.tensor(index, dtype=torch.long)
+        out["label"] = _int64(clip.label)
+        out["index"] = _int64(index)
         return out
+
+
+def _int64(value: int) -> torch.Tensor:
+    """A 0-d int64 tensor (a third of ``torch.tensor``'s time, which adds up per item)."""
+    return torch.from_numpy(np.array(int(value), dtype=np.int64))
 
 
 def row_band(frames, positions: Sequence[int], start: int, height: int) -> np.ndarray:

@@ -196,6 +196,8 @@ def test_yuv420_reads_bands_of_even_rows(tmp_path, rng):
     np.testing.assert_array_equal(reads.read(), np.asarray(codec.read(meta).packed)[[3, 1], 3:9])
     with pytest.raises(ValueError, match="must start and end on even rows"):
         codec.row_reads(clip, [0], 7, 10)
+    with pytest.raises(IndexError, match="frame 4 of 4"):
+        codec.row_reads(clip, [1, 4], 6, 12)
     assert codec.digest(codec.read(meta)) == codec.write(zarr.open_group(tmp_path / "again", mode="w", zarr_format=3),
                                                          frames, {"grid_cell": 16}, {"write_empty_chunks": True})
 
@@ -241,3 +243,18 @@ def test_a_yuv420_entry_extracts_verifies_exports_and_is_checked(tmp_path):
     chunk.write_bytes(bytes(data))
     rep = store.verify(yuv)
     assert f"clips/{row['uid']}: frames: content does not match its digest" in rep.problems
+
+
+def test_row_reads_continue_short_reads(tmp_path, monkeypatch):
+    """A read that returns less than asked (network filesystems do) is continued, not taken short."""
+    import os
+
+    from cache.chunks import band_reads
+
+    data = np.arange(4 * 6 * 5 * 3, dtype=np.uint8).reshape(4, 6, 5, 3)
+    path = tmp_path / "chunk"
+    path.write_bytes(data.tobytes())
+    reads = band_reads(str(path), data.shape, [3, 0], 2, 3)
+    real = os.preadv
+    monkeypatch.setattr(os, "preadv", lambda fd, bufs, off: real(fd, [bufs[0][:7]], off))  # 7 bytes at a time
+    np.testing.assert_array_equal(reads.read(), data[[3, 0], 2:5])
