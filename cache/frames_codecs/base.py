@@ -6,7 +6,8 @@ from typing import Any, ClassVar, Optional, Sequence
 
 import numpy as np
 
-#: the codec of ``--frames-codec`` when none is given (raw uint8: the fastest reads)
+#: the codec of ``--frames-codec`` when none is given (raw uint8: lossless). Changing it would change
+#: the key of every entry extracted with default settings (docs/cache.md, frames codecs)
 DEFAULT_FRAMES_CODEC = "none"
 
 _REGISTRY: dict[str, "FramesCodec"] = {}

@@ -42,7 +42,7 @@ class _ArrayFrames(FramesCodec):
 @register_frames_codec
 class RawFrames(_ArrayFrames):
     name: ClassVar[str] = "none"
-    help: ClassVar[str] = "raw uint8 (the default; the fastest reads)"
+    help: ClassVar[str] = "raw uint8 (the default; lossless; the fastest CPU path)"
     digest_on_read: ClassVar[bool] = False  # memory-mapped: an item reads only its crop
     rows_need_frames: ClassVar[bool] = False
 

@@ -134,7 +134,8 @@ class Yuv420Frames:
 @register_frames_codec
 class Yuv420Codec(FramesCodec):
     name: ClassVar[str] = "yuv420"
-    help: ClassVar[str] = "YUV 4:2:0, half of raw (41 dB, as JPEG at 95); reads as fast as raw, converted on the GPU"
+    help: ClassVar[str] = ("YUV 4:2:0: half of raw (41 dB, as JPEG at 95); rows read as raw's, converted on "
+                           "the GPU (the fastest GPU feed)")
     digest_on_read: ClassVar[bool] = False  # memory-mapped: an item reads only its rows
     rows_need_frames: ClassVar[bool] = False
 

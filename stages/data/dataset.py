@@ -85,8 +85,9 @@ class CacheClipDataset(Dataset):
         views_on_device: items carry the band of rows their views span (``frames_rows``: for raw
             and yuv420 frames a :class:`~stages.data.device_frames.FrameRows` naming them (yuv420:
             the even rows' pairs holding them), read by the DataLoader's pinning thread; else the
-            uint8 ``(T_v, h, W, 3)`` band; it starts at frame row ``frames_rows_top``) and the views (``frames_crop``) instead of ``frames``: the data
-            preprocessor cuts, resizes and flips them on the device; the item does no pixel work.
+            uint8 ``(T_v, h, W, 3)`` band; it starts at frame row ``frames_rows_top``) and the views
+            (``frames_crop``) instead of ``frames``: the data preprocessor cuts, resizes and flips
+            them on the device; the item does no pixel work.
             With either of the two, the views' geometry goes to the device too: items carry the
             pose frames' joints as cached (``pose_joints``, ``joint_flip``, ``grid_cell``) instead
             of ``joints`` and ``mask_grid`` (:mod:`stages.data.device_poses` builds them).

@@ -160,7 +160,8 @@ def test_yuv420_refuses_odd_sides_and_other_shapes(tmp_path, rng):
     zarr.consolidate_metadata(tmp_path / "clip")
     _, metas = read_group_meta(tmp_path / "clip")
     codec = frames_codec("yuv420")
-    with pytest.raises(ValueError, match=r"clip/frames: yuv420 frames must be stored as \(T, H/2, 3, W\).*\(2, 8, 4, 16\)"):
+    with pytest.raises(ValueError,
+                       match=r"clip/frames: yuv420 frames must be stored as \(T, H/2, 3, W\).*\(2, 8, 4, 16\)"):
         codec.read(metas["frames"])
     with pytest.raises(ValueError, match=r"yuv420 frames must be stored as"):
         codec.frame_shape(metas["frames"])
