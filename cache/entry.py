@@ -330,7 +330,11 @@ class CacheEntry:
         # the frames' metadata even when they are not read: a codec reading rows needs only it
         data: dict[str, Any] = {"frames_meta": metas.get("frames")}
         if data["frames_meta"] is not None:
-            data["frame_shape"] = self.codec.frame_shape(data["frames_meta"])
+            try:
+                data["frame_shape"] = self.codec.frame_shape(data["frames_meta"])
+            except ValueError:  # damaged frames metadata: reading the frames says so, naming the file;
+                pass            # a read of the other arrays (the writer's index, verify) goes on
+
         for name in layout.CLIP_ARRAYS + layout.OPTIONAL_CLIP_ARRAYS:
             if name not in arrays or name not in metas:
                 data[name] = None

@@ -111,8 +111,8 @@ class ItemIndex:
     def load(cls, entry: CacheEntry, rows: Sequence[dict]) -> Optional["ItemIndex"]:
         """The item arrays of the clips ``rows`` (plan rows) of ``entry``, or None where the entry
         has no index (not finished), an index written before the item arrays, or frames that are not
-        raw chunks. Raises :class:`ItemIndexError` naming the index when its arrays do not match the
-        digests the writer recorded or do not cover ``rows``."""
+        plain chunks (codecs none and yuv420). Raises :class:`ItemIndexError` naming the index when
+        its arrays do not match the digests the writer recorded or do not cover ``rows``."""
         idx_dir = entry.path / layout.INDEX_DIR
         try:
             identity = _identity(os.stat(idx_dir / layout.ROOT_META))

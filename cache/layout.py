@@ -52,7 +52,7 @@ stores ``frames`` as a ``(T_v,)`` variable-length-bytes array of JPEG files.
       index/             written once complete: the poses of all clips as flat arrays
         keypoints (sum F, V, 2), scores (sum F, V), offsets (N + 1,), labels (N,), ...;
         what items read besides pixels (cache/item_index.py, attribute ``items``):
-        frame_indices, frame_offsets, scale and (raw frames) frames_shape
+        frame_indices, frame_offsets, scale and (raw or yuv420 frames) frames_shape
       .staging/          writers' scratch; a clip is moved from here into clips/ when whole
       quarantine/        damaged clips `pipeline cache repair` moved out of clips/ (with a .json
                          each saying why), kept for a look until `pipeline cache gc`

@@ -47,7 +47,7 @@ Decoder = Callable[[list[torch.Tensor], torch.device], list[torch.Tensor]]
 
 
 class FrameRows:
-    """Rows of a clip's raw frames still to be read (a :class:`cache.chunks.RowReads`): what a
+    """Rows of a clip's raw (or yuv420) frames still to be read (a :class:`cache.chunks.RowReads`): what a
     worker ships instead of the pixels. Pinning reads them into page-locked memory
     (:meth:`pin_memory`, through :class:`FrameRowsBatch`); otherwise :meth:`tensor` reads them."""
 
@@ -111,7 +111,8 @@ def frames_from_rows(rows: list[torch.Tensor], rows_top: torch.Tensor, crops: to
                      device: torch.device) -> torch.Tensor:
     """Cut, resize and mirror a batch's views on ``device`` from the rows its items read.
 
-    ``rows``: per item uint8 ``(T, h, W, 3)`` (CPU, pinned or not) or a :class:`FrameRows` not
+    ``rows``: per item uint8 ``(T, h, W, 3)``, or yuv420's ``(T, h / 2, 3, W)`` (:func:`rows_chw`;
+    CPU, pinned or not), or a :class:`FrameRows` not
     read yet, beginning at frame row ``rows_top`` (B,); ``crops`` (B, 6) or (B, V, 6) views of the
     whole frames. Returns uint8 (B, T, 3, S, S) or (B, V, T, 3, S, S): what the CPU loader's
     ``frames`` would be.
