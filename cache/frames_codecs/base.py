@@ -105,6 +105,30 @@ class FramesCodec:
         group.create_dataset("frames", data=np.asarray(frames), compression="lzf")
 
 
+class LazyFrames:
+    """Stored frames that behave like a read-only ``(T, H, W, 3)`` uint8 RGB array and decode only
+    what the first axis is indexed with. Subclasses give ``__len__``, ``shape`` and
+    :meth:`decode`."""
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    def decode(self, indices: Optional[Sequence[int]] = None) -> np.ndarray:
+        """The frames ``indices`` (default: all), decoded, ``(len(indices), H, W, 3)``."""
+        raise NotImplementedError
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.decode()
+        return a if dtype is None else a.astype(dtype)
+
+    def __getitem__(self, key):
+        first, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+        if isinstance(first, (int, np.integer)):
+            return self.decode([first])[(0, *rest)]
+        picked = np.arange(len(self))[first]
+        return self.decode(picked)[(slice(None), *rest)]
+
+
 def register_frames_codec(cls: type) -> type:
     """Class decorator: register a codec under its :attr:`FramesCodec.name`."""
     if not cls.name or cls.name in _REGISTRY:

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Optional, Sequence
 import numpy as np
 
 from cache.digests import encoded_digest
-from cache.frames_codecs.base import FramesCodec, register_frames_codec
+from cache.frames_codecs.base import FramesCodec, LazyFrames, register_frames_codec
 from cache.zarr_warnings import known_zarr_warnings_quiet
 
 DEFAULT_JPEG_QUALITY = 95
@@ -61,13 +61,10 @@ def decode_jpeg_into(data: Any, out: np.ndarray, where: str) -> None:
     simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=out)
 
 
-class JpegFrames:
+class JpegFrames(LazyFrames):
     """``T`` JPEG frames that behave like a read-only (T, H, W, 3) uint8 array and decode lazily:
     ``frames[sel]`` decodes only the frames ``sel`` picks on the first axis, ``np.asarray(frames)``
     decodes all of them. ``encoded`` holds the JPEG files themselves (for decoding on a GPU)."""
-
-    dtype = np.dtype(np.uint8)
-    ndim = 4
 
     def __init__(self, encoded: Sequence[Any], info: dict, where: str = "frames"):
         self.encoded = list(encoded)
@@ -89,17 +86,6 @@ class JpegFrames:
         for k, i in enumerate(idx):
             decode_jpeg_into(self.encoded[i], out[k], f"{self.where}[{i}]")
         return out
-
-    def __array__(self, dtype=None, copy=None):
-        a = self.decode()
-        return a if dtype is None else a.astype(dtype)
-
-    def __getitem__(self, key):
-        first, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
-        if isinstance(first, (int, np.integer)):
-            return self.decode([first])[(0, *rest)]
-        picked = np.arange(len(self.encoded))[first]
-        return self.decode(picked)[(slice(None), *rest)]
 
 
 @register_frames_codec

@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Optional, Sequence
 import numpy as np
 
 from cache.digests import array_digest
-from cache.frames_codecs.base import FramesCodec, register_frames_codec
+from cache.frames_codecs.base import FramesCodec, LazyFrames, register_frames_codec
 
 #: OpenCV's integer BT.601 video-range YUV -> RGB (``modules/imgproc/src/color_yuv.simd.hpp``):
 #: ``c = clamp((max(Y - 16, 0) * CY + 2**(SHIFT - 1) + C_U * (U - 128) + C_V * (V - 128)) >> SHIFT)``
@@ -99,12 +99,9 @@ def yuv420_to_rgb_int(y: Any, cb: Any, cr: Any) -> tuple[Any, Any, Any]:
             (luma + c["CUB"] * u) >> c["SHIFT"])
 
 
-class Yuv420Frames:
+class Yuv420Frames(LazyFrames):
     """A clip's stored yuv420 frames behaving like a read-only (T, H, W, 3) uint8 RGB array:
     indexing the first axis converts only those frames; ``packed`` is what is stored."""
-
-    dtype = np.dtype(np.uint8)
-    ndim = 4
 
     def __init__(self, packed: np.ndarray, where: str = "frames"):
         _check_shape(packed.shape, where)
@@ -119,16 +116,8 @@ class Yuv420Frames:
     def __len__(self) -> int:
         return len(self.packed)
 
-    def __array__(self, dtype=None, copy=None):
-        a = unpack_yuv420(self.packed)
-        return a if dtype is None else a.astype(dtype)
-
-    def __getitem__(self, key):
-        first, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
-        if isinstance(first, (int, np.integer)):
-            return unpack_yuv420(self.packed[[int(first)]])[(0, *rest)]
-        picked = np.arange(len(self.packed))[first]
-        return unpack_yuv420(self.packed[picked])[(slice(None), *rest)]
+    def decode(self, indices: Optional[Sequence[int]] = None) -> np.ndarray:
+        return unpack_yuv420(self.packed if indices is None else self.packed[[int(i) for i in indices]])
 
 
 @register_frames_codec
@@ -179,7 +168,7 @@ class Yuv420Codec(FramesCodec):
     def frames_to_crop(self, frames: Any, indices: np.ndarray) -> tuple[Any, Sequence[int]]:
         if not isinstance(frames, Yuv420Frames):  # RGB frames already (e.g. a benchmark's own)
             return super().frames_to_crop(frames, indices)
-        return frames[np.asarray(indices)], range(len(indices))
+        return frames.decode(indices), range(len(indices))
 
     def row_band(self, top: int, height: int) -> tuple[int, int]:
         first = top - top % 2
