@@ -5,7 +5,9 @@ A uniquely named module rather than ``conftest``: several test folders have a co
 """
 from __future__ import annotations
 
+import functools
 import subprocess
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,3 +96,32 @@ def remux(src: Path, dst: Path, before_input: tuple[str, ...] = (), after_input:
     subprocess.run([ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", *before_input, "-i", str(src),
                     *after_input, "-c", "copy", str(dst)], check=True)
     return dst
+
+
+# -- a small HRNet for tests whose subject is not the pose network ------------------------------------
+TINY_HRNET_OVERRIDES = """
+# mmpose's HRNet-w32 COCO 256x192 config with one block per branch and an eighth of the channels:
+# the same classes, input size, codec and test pipeline, about 8x cheaper per crop on a CPU
+model = dict(
+    backbone=dict(
+        extra=dict(
+            stage1=dict(num_blocks=(1, ), num_channels=(16, )),
+            stage2=dict(num_blocks=(1, 1), num_channels=(8, 16)),
+            stage3=dict(num_modules=1, num_blocks=(1, 1, 1), num_channels=(8, 16, 32)),
+            stage4=dict(num_modules=1, num_blocks=(1, 1, 1, 1), num_channels=(8, 16, 32, 64))),
+        init_cfg=None),
+    head=dict(in_channels=8))
+"""
+
+
+@functools.cache
+def tiny_hrnet_config() -> str:
+    """``--pose-config`` of the small HRNet (random weights only), written once per test session.
+
+    For tests of the extraction machinery (workers, kills, resumes, repairs): HRNet-w32 on a CPU costs
+    ~0.13 s a crop. Tests of the pose network itself keep the real config."""
+    from stages.extract.pose.hrnet import mmpose_config_path
+
+    path = Path(tempfile.mkdtemp(prefix="pevl-test-hrnet-")) / "td-hm_hrnet-tiny_coco-256x192.py"
+    path.write_text(f"_base_ = [{str(mmpose_config_path())!r}]\n{TINY_HRNET_OVERRIDES}")
+    return str(path)

@@ -9,16 +9,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cache import CacheStore, claims, layout
+from cache import CacheStore, claims
 from cache.chunks import ChunkDigestError
 from cache.entry import CacheEntry, EntryDamagedError
 from cache.fsutil import CachePermissionError
 from cache.writer import EntryWriter
-from pevl_testutils import REPO, make_video, write_custom_dataset
+from pevl_testutils import REPO, make_video, tiny_hrnet_config, write_custom_dataset
 from test_store_format import make_entry
 
 run = CliRunner().invoke
@@ -181,7 +180,7 @@ def test_doctor_checks_group_setgid_and_umask(tmp_path):
 # -- with real extraction -------------------------------------------------------------------------------
 @pytest.fixture
 def extracted(tmp_path):
-    """A finished entry of 4 real clips, and how to run `pipeline extract` on it again."""
+    """A finished entry of 4 real clips (a small HRNet), and how to run `pipeline extract` on it again."""
     root = tmp_path / "data"
     clips = []
     for i in range(4):
@@ -191,12 +190,11 @@ def extracted(tmp_path):
     cache_root = tmp_path / "cache"
 
     def extract():
-        res = subprocess.run([sys.executable, "-m", "pipeline", "extract", "--dataset", "custom", "--root", str(root),
-                              "--cache-root", str(cache_root), "--coarse-type", "x", "--pose-checkpoint", "none",
-                              "--no-pose-flip-test"], capture_output=True, text=True, cwd=REPO, timeout=600,
-                             env=dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", COLUMNS="300"))
-        assert res.returncode == 0, res.stderr[-3000:]
-        return " ".join((res.stdout + res.stderr).split())
+        res, text = _cli("extract", "--dataset", "custom", "--root", str(root), "--cache-root", str(cache_root),
+                         "--coarse-type", "x", "--pose-checkpoint", "none", "--pose-config", tiny_hrnet_config(),
+                         "--no-pose-flip-test")
+        assert res.exit_code == 0, text[-3000:]
+        return text
 
     extract()
     (entry,) = CacheStore(cache_root).entries("custom")

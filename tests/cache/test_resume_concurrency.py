@@ -11,7 +11,7 @@ import pytest
 
 from cache import CacheStore
 from cache.entry import CacheEntry
-from pevl_testutils import REPO, make_video, write_custom_dataset
+from pevl_testutils import REPO, make_video, tiny_hrnet_config, write_custom_dataset
 
 
 def _dataset(root: Path, n: int) -> Path:
@@ -22,10 +22,26 @@ def _dataset(root: Path, n: int) -> Path:
     return write_custom_dataset(root, clips, ["jump", "spin"])
 
 
-def _cmd(root: Path, cache_root: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "pipeline", "extract", "--dataset", "custom", "--root", str(root),
-            "--cache-root", str(cache_root), "--pose-checkpoint", "none", "--no-pose-flip-test",
+def _args(root: Path, cache_root: Path, *extra: str) -> list[str]:
+    """`pipeline extract`'s arguments, with a small HRNet: these tests are about claims and runs."""
+    return ["extract", "--dataset", "custom", "--root", str(root), "--cache-root", str(cache_root),
+            "--pose-checkpoint", "none", "--no-pose-flip-test", "--pose-config", tiny_hrnet_config(),
             "--pose-batch-size", "6", *extra]
+
+
+def _cmd(root: Path, cache_root: Path) -> list[str]:
+    return [sys.executable, "-m", "pipeline", *_args(root, cache_root)]
+
+
+def _extract_here(*args: str) -> None:
+    """`pipeline extract` in this process (a subprocess costs seconds of imports; the runs that
+    must be separate processes, killed or concurrent, stay so)."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output[-2000:]
 
 
 def _env():
@@ -46,7 +62,8 @@ def _runs(entry: CacheEntry) -> list[dict]:
 
 
 def test_killed_extractor_resumes(tmp_path):
-    root = _dataset(tmp_path / "data", 8)
+    n = 12  # the small HRNet takes a fraction of a second a clip: enough clips to kill it half-way
+    root = _dataset(tmp_path / "data", n)
     cache_root = tmp_path / "cache"
     proc = subprocess.Popen(_cmd(root, cache_root), env=_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -65,17 +82,16 @@ def test_killed_extractor_resumes(tmp_path):
     proc.wait()
     entry = _entry(cache_root)
     before = entry.done_uids()
-    assert 2 <= len(before) < 8
+    assert 2 <= len(before) < n
     st = entry.status()
     assert not st.complete and st.claimed <= 1  # at most the in-flight clip is claimed
     assert CacheStore(cache_root).verify(entry).ok  # nothing half-written is visible
 
-    res = subprocess.run(_cmd(root, cache_root), env=_env(), capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
+    _extract_here(*_args(root, cache_root))
     entry = _entry(cache_root)
-    assert entry.status().complete and len(entry.done_uids()) == 8
+    assert entry.status().complete and len(entry.done_uids()) == n
     (run,) = _runs(entry)  # the killed run wrote no record; the resumed run did the rest only
-    assert run["done"] == 8 - len(before)
+    assert run["done"] == n - len(before)
     assert not set(run["done_clip_ids"]) & {entry._by_uid[u]["clip_id"] for u in before}
     assert CacheStore(cache_root).verify(entry).ok
     # the killed writer's leftovers are recognised as stale and collected
@@ -106,10 +122,8 @@ def test_two_extractors_on_one_entry(tmp_path):
 def test_sharded_extractors_fill_one_entry(tmp_path):
     root = _dataset(tmp_path / "data", 4)
     cache_root = tmp_path / "cache"
-    r0 = subprocess.run(_cmd(root, cache_root, "--shard", "0/2"), env=_env(), capture_output=True, text=True)
-    assert r0.returncode == 0, r0.stderr[-2000:]
+    _extract_here(*_args(root, cache_root, "--shard", "0/2"))
     entry = _entry(cache_root)
     assert sorted(entry.done_uids()) == ["v00", "v02"] and not entry.status().complete
-    r1 = subprocess.run(_cmd(root, cache_root, "--shard", "1/2"), env=_env(), capture_output=True, text=True)
-    assert r1.returncode == 0, r1.stderr[-2000:]
+    _extract_here(*_args(root, cache_root, "--shard", "1/2"))
     assert _entry(cache_root).status().complete

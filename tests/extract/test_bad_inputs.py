@@ -3,7 +3,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cache import CacheStore
-from pevl_testutils import make_video, write_custom_dataset
+from pevl_testutils import make_video, tiny_hrnet_config, write_custom_dataset
 from pipeline.cli import app
 
 
@@ -30,7 +30,8 @@ def messy_dataset(tmp_path):
 def test_bad_inputs_are_recorded_and_the_rest_extracted(messy_dataset, tmp_path):
     cache_root = tmp_path / "cache"
     args = ["extract", "--dataset", "custom", "--root", str(messy_dataset), "--cache-root", str(cache_root),
-            "--pose-checkpoint", "none", "--no-pose-flip-test", "--pose-batch-size", "8"]
+            "--pose-checkpoint", "none", "--no-pose-flip-test", "--pose-batch-size", "8",
+            "--pose-config", tiny_hrnet_config()]
     runner = CliRunner()
     first = runner.invoke(app, args + ["--limit", "2"])
     assert first.exit_code == 0, first.output

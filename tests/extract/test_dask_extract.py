@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cache import CacheStore
-from pevl_testutils import make_video, write_custom_dataset
+from pevl_testutils import make_video, tiny_hrnet_config, write_custom_dataset
 from pipeline.engines.local import run_extract
 from stages.extract.plan import ExtractOptions
 
@@ -17,7 +17,7 @@ from pipeline.engines.dask import DaskMissing, parse_scheduler, run_extract_dask
 
 @pytest.fixture
 def six_clips(tmp_path):
-    """Six tiny clips of 3 frames each: HRNet on CPU costs ~0.3 s per crop, so keep frames few."""
+    """Six tiny clips of 3 frames each (with the small HRNet of pevl_testutils.tiny_hrnet_config)."""
     root = tmp_path / "data"
     clips = []
     for i in range(6):
@@ -28,7 +28,8 @@ def six_clips(tmp_path):
 
 def _opts(root, cache_root) -> ExtractOptions:
     return ExtractOptions(dataset="custom", root=str(root), cache_root=str(cache_root),
-                          pose_options={"checkpoint": "none", "flip_test": False, "batch_size": 8}, settings={"num_frames": 3})
+                          pose_options={"checkpoint": "none", "flip_test": False, "batch_size": 8,
+                                        "config": tiny_hrnet_config()}, settings={"num_frames": 3})
 
 
 def _runs(entry) -> list[dict]:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cache.entry import CacheEntry
-from pevl_testutils import REPO, make_video, write_custom_dataset
+from pevl_testutils import REPO, make_video, tiny_hrnet_config, write_custom_dataset
 from pipeline.engines.local import run_extract
 from stages.datasets.base import ClipRecord
 from stages.extract.clip import ClipDecoder, ExtractSettings
@@ -38,7 +38,8 @@ def videos(tmp_path_factory):
 
 def _opts(root, cache, **kw) -> ExtractOptions:
     return ExtractOptions(dataset="custom", root=str(root), cache_root=str(cache),
-                          pose_options={"checkpoint": "none", "flip_test": False, "batch_size": 3},
+                          pose_options={"checkpoint": "none", "flip_test": False, "batch_size": 3,
+                                        "config": tiny_hrnet_config()},
                           settings={"num_frames": 4}, **kw)
 
 

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from cache import CacheStore
-from pevl_testutils import REPO, make_video, write_custom_dataset
+from pevl_testutils import REPO, make_video, tiny_hrnet_config, write_custom_dataset
 from stages.extract.semaphores import SHM_DIR, orphaned_semaphores, semaphore_creator
 
 
 def _cmd(root: Path, cache_root: Path) -> list[str]:
     return [sys.executable, "-m", "pipeline", "extract", "--dataset", "custom", "--root", str(root),
             "--cache-root", str(cache_root), "--coarse-type", "x", "--pose-checkpoint", "none",
-            "--no-pose-flip-test", "--workers", "2", "--decode-workers", "1"]
+            "--pose-config", tiny_hrnet_config(), "--no-pose-flip-test", "--workers", "2", "--decode-workers", "1"]
 
 
 def _ours() -> set[str]:

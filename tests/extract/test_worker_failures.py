@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cache import CacheStore
-from pevl_testutils import REPO, make_video, write_custom_dataset
+from pevl_testutils import REPO, make_video, tiny_hrnet_config, write_custom_dataset
 
 SITE = r'''
 import errno, os, signal
@@ -58,7 +58,7 @@ def _extract(root: Path, cache_root: Path, fault=None, *extra: str):
         env["PEVL_TEST_STAGING_FAULT"] = fault
     res = subprocess.run([sys.executable, "-m", "pipeline", "extract", "--dataset", "custom", "--root", str(root),
                           "--cache-root", str(cache_root), "--coarse-type", "x", "--pose-checkpoint", "none",
-                          "--no-pose-flip-test", *extra], capture_output=True, text=True, cwd=REPO, timeout=600,
+                          "--pose-config", tiny_hrnet_config(), "--no-pose-flip-test", *extra], capture_output=True, text=True, cwd=REPO, timeout=600,
                          env=env)
     return res, " ".join((res.stdout + res.stderr).split())
 

@@ -63,10 +63,15 @@ def _run(script: Path, work_dir: Path, resume: bool, kill: bool = False):
                           text=True, env=env, timeout=300)
 
 
-def _result(p) -> dict:
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT "):])
+def _train_here(entry_dir: Path, work_dir: Path) -> dict:
+    """What SCRIPT runs with --resume, in this process."""
+    from stages.data.entry_lookup import find_entry
+    from stages.train.config import build_run_config
+    from stages.train.runner import train_variant
+
+    cfg = build_run_config("demo", "pevl", cfg_options=OPTS)
+    entry = find_entry(cfg.data.to_dict(), entry=str(entry_dir))
+    return train_variant(cfg, str(work_dir), entry, resume=True, device="cpu")
 
 
 def test_killed_during_a_checkpoint_save_resumes_from_the_last_whole_one(small_demo, tmp_path):
@@ -85,7 +90,7 @@ def test_killed_during_a_checkpoint_save_resumes_from_the_last_whole_one(small_d
     assert Path((cut / "last_checkpoint").read_text()).name == "epoch_1.pth"
 
     # (test_train_resume_ddp.py shows a resumed run equals an uninterrupted one)
-    resumed = _result(_run(script, cut, resume=True))
+    resumed = _train_here(entry_dir, cut)  # the resume in this process: only the kill needs its own
     assert resumed["epochs"] == 2 and whole_checkpoint_problem(cut / "epoch_2.pth") is None
     assert torch.load(cut / "epoch_2.pth", map_location="cpu", weights_only=False)["meta"]["epoch"] == 2
     logs = sorted(cut.glob("*/*.log"))
