@@ -5,14 +5,18 @@ Accepted layout under ``--root``::
     ROOT/
       Diving48_V2_train.json   [{"vid_name": str, "label": int, "start_frame": int,
       Diving48_V2_test.json      "end_frame": int}, ...]  (in ROOT, ROOT/annotations or
-                                 ROOT/annotation; the V1 names Diving48_train.json /
-                                 Diving48_test.json are used only when no V2 file exists,
-                                 recorded in meta["annotation_version"])
+                                 ROOT/annotation; the V1 files Diving48_train.json /
+                                 Diving48_test.json only with ``-o annotations=V1``)
       Diving48_vocab.json      optional: 48 [takeoff, somersaults, twists, flight position]
       rgb/<vid_name>.mp4       videos (also ROOT/videos/ or ROOT/ itself)
 
 Splits: the dataset's own names, ``train`` and ``test`` (Diving48 has no validation split; the
 published results are on ``test``).
+
+Annotations: V2 by default, the corrected labels the published results use (mmaction2's
+``tools/data/diving48`` fetches only these). V1 labels 6,639 of the 16,997 clips both versions list
+differently and lists 1,042 clips V2 dropped, so a copy with only the V1 files is refused, naming
+them, rather than read in V2's place; ``-o annotations=V1`` reads them on purpose (both splits).
 
 Cuts: the published ``rgb`` videos are already trimmed to the dive, so each record is the whole
 file; ``start_frame``/``end_frame`` are kept in ``ClipRecord.extra``. Adapter option
@@ -31,7 +35,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 from stages.datasets.base import (
     AdapterOptions,
@@ -48,6 +52,10 @@ LABEL_MAP = Path(__file__).with_name("labels") / "diving48" / "label_map_mmactio
 ANN_DIRS = ("", "annotations", "annotation")
 VIDEO_DIRS = ("rgb", "videos", "")
 POSITIONS = {"FREE": "free", "PIKE": "pike", "TUCK": "tuck", "STR": "straight"}
+#: each annotation version's file of a split
+ANNOTATION_FILES = {"V2": "Diving48_V2_{split}.json", "V1": "Diving48_{split}.json"}
+#: V1 against V2 over the clips both list (the published files, compared 2026-12-05)
+V1_DIFFERS = "V1 labels 6,639 of the 16,997 clips both versions list differently and lists 1,042 clips V2 dropped"
 
 
 def _number(digits: str) -> str:
@@ -92,6 +100,10 @@ def readable_composition(parts) -> str:
 class Diving48Options(AdapterOptions):
     frame_range: bool = field(False, help="Cut each clip to the [start_frame, end_frame) its annotation gives "
                               "(default: the whole video, as the published clips are already trimmed).")
+    annotations: Literal["V2", "V1"] = field("V2", help="Annotation version: V2 (Diving48_V2_*.json, the "
+                                             "corrected labels the published results use) or V1 "
+                                             "(Diving48_train/test.json, " + V1_DIFFERS.split(" and ")[0][3:] +
+                                             ").")
 
 
 @DATASET_ADAPTERS.register_module("diving48")
@@ -109,16 +121,26 @@ class Diving48(DatasetAdapter):
                     return p
         return None
 
-    def _annotation(self, split: str) -> tuple[Path, str]:
-        v2 = f"Diving48_V2_{split}.json"
-        p = self._find((v2,))
+    def _annotation(self, split: str) -> Path:
+        """The annotation file of ``split`` in the version asked for (``annotations``)."""
+        version = self.options.annotations
+        name = ANNOTATION_FILES[version].format(split=split)
+        p = self._find((name,))
         if p is not None:
-            return p, "V2"
-        p = self._find((f"Diving48_{split}.json",))
-        if p is not None:
-            return p, "V1"
+            return p
+        other = "V1" if version == "V2" else "V2"
+        found = self._find((ANNOTATION_FILES[other].format(split=split),))
         where = ", ".join(str(self.root / d) for d in ANN_DIRS)
-        raise DatasetLayoutError(f"diving48: expected {v2} in one of: {where}")
+        if found is not None and version == "V2":
+            raise DatasetLayoutError(
+                f"diving48: {found} is a V1 annotation file, and there is no {name} (in one of: {where}). "
+                f"{V1_DIFFERS}; the published results use V2. Put the V2 files beside it (the dataset's "
+                "page, or mmaction2's tools/data/diving48/download_annotations.sh), or read V1 on purpose "
+                "with -o annotations=V1")
+        if found is not None:
+            raise DatasetLayoutError(f"diving48: annotations=V1 asks for {name}, but only the V2 file {found} is "
+                                     f"there (in one of: {where}); drop -o annotations=V1 to read V2")
+        raise DatasetLayoutError(f"diving48: expected {name} in one of: {where}")
 
     def _classes(self) -> tuple[list[str], Optional[Path], dict]:
         vocab = self._find(("Diving48_vocab.json",))
@@ -145,11 +167,10 @@ class Diving48(DatasetAdapter):
         classes, vocab, meta = self._classes()
         video_dir = next((self.root / d for d in VIDEO_DIRS if d and (self.root / d).is_dir()), self.root)
         frame_range = self.options.frame_range
-        source_files, clips, versions = [], [], {}
+        source_files, clips = [], []
         seen = set()
         for split in ("train", "test"):
-            path, version = self._annotation(split)
-            versions[split] = version
+            path = self._annotation(split)
             source_files.append(str(path))
             rows = read_json(path, list, "a list of {vid_name, label, ...}")
             for i, r in enumerate(rows):
@@ -173,7 +194,8 @@ class Diving48(DatasetAdapter):
                                         extra=extra, **cut))
         if vocab is not None:
             source_files.append(str(vocab))
-        meta.update({"annotation_version": versions, "frame_range_applied": frame_range})
+        version = self.options.annotations
+        meta.update({"annotation_version": {"train": version, "test": version}, "frame_range_applied": frame_range})
         return DatasetIndex(
             name=self.name, classes=classes, coarse_type=self.coarse_type, skeleton=self.skeleton,
             clips=clips, root=str(self.root), source_files=source_files, meta=meta,

@@ -63,3 +63,42 @@ def test_errors(tmp_path):
     write_json(tmp_path / "Diving48_vocab.json", [["Back", "15som"]])
     with pytest.raises(DatasetLayoutError, match="takeoff"):
         create_dataset("diving48", root=tmp_path).load()
+
+
+def _v1_root(tmp_path):
+    write_json(tmp_path / "Diving48_train.json", TRAIN)
+    write_json(tmp_path / "Diving48_test.json", TEST)
+    return tmp_path
+
+
+def test_a_copy_with_only_the_v1_files_is_refused_naming_them_and_the_option(tmp_path):
+    """V1 relabels 39% of the clips V2 lists: never read in V2's place without being asked."""
+    root = _v1_root(tmp_path)
+    with pytest.raises(DatasetLayoutError) as e:
+        create_dataset("diving48", root=root).load()
+    msg = str(e.value)
+    assert str(root / "Diving48_train.json") in msg and "V1 annotation file" in msg
+    assert "Diving48_V2_train.json" in msg and "-o annotations=V1" in msg and "6,639 of the 16,997" in msg
+
+
+def test_v1_on_purpose_reads_both_splits_from_v1_and_says_so(tmp_path):
+    root = _v1_root(tmp_path)
+    write_json(tmp_path / "Diving48_V2_test.json", [{"vid_name": "other", "label": 3}])  # never mixed in
+    idx = create_dataset("diving48", root=root, annotations="V1").load()
+    assert idx.meta["annotation_version"] == {"train": "V1", "test": "V1"}
+    assert [c.clip_id for c in idx.clips] == [r["vid_name"] for r in TRAIN + TEST]
+    assert idx.source_files[:2] == [str(root / "Diving48_train.json"), str(root / "Diving48_test.json")]
+
+
+def test_v1_asked_where_only_v2_is_there_is_refused(tmp_path):
+    with pytest.raises(DatasetLayoutError, match="only the V2 file .*drop -o annotations=V1"):
+        create_dataset("diving48", root=_root(tmp_path), annotations="V1").load()
+    with pytest.raises(Exception, match="annotations"):
+        create_dataset("diving48", root=_root(tmp_path), annotations="v3").load()
+
+
+def test_v2_is_read_beside_v1_files(tmp_path):
+    root = _root(_v1_root(tmp_path))
+    idx = create_dataset("diving48", root=root).load()
+    assert idx.meta["annotation_version"] == {"train": "V2", "test": "V2"}
+    assert idx.source_files[:2] == [str(root / "Diving48_V2_train.json"), str(root / "Diving48_V2_test.json")]
