@@ -266,7 +266,10 @@ class EntryWriter:
 
     @_explained
     def record_run(self, record: dict) -> None:
-        name = f"{time.strftime('%Y%m%dT%H%M%S')}-{claims.HOST}-{os.getpid()}-{uuid.uuid4().hex[:4]}.json"
+        # microseconds in the name: runs of one process within a second sort in the order they ran
+        now = time.time()
+        stamp = f"{time.strftime('%Y%m%dT%H%M%S', time.localtime(now))}.{int(now % 1 * 1e6):06d}"
+        name = f"{stamp}-{claims.HOST}-{os.getpid()}-{uuid.uuid4().hex[:4]}.json"
         atomic_write_json(self.path / layout.RUNS_DIR / name, record)
 
     # -- completion ---------------------------------------------------------------------------

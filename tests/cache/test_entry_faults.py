@@ -130,6 +130,15 @@ def test_stale_staging_is_removed_by_the_next_writer(tmp_path):
     assert sorted(p.name for p in staging.iterdir()) == sorted([live.name, other_new.name])
 
 
+def test_run_records_of_one_process_sort_in_the_order_they_ran(tmp_path):
+    """Two runs of one process within a second (in-process extracts, a notebook): their records'
+    names, which the manifest lists them by, keep their order."""
+    w = EntryWriter(make_entry(tmp_path))
+    for i in range(20):
+        w.record_run({"n": i})
+    assert [r["n"] for r in _runs(w.entry)] == list(range(20))
+
+
 def _setpriv_prefix() -> list:
     if os.geteuid() != 0:
         return []  # an ordinary user: folder modes apply
