@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 
 from stages.datasets.base import ClipRecord, DatasetAdapter, PoseTrack
-from stages.extract.decode import DecodeError, VideoInfo, describe, expected_frames, probe, read_frames
+from stages.extract.decode import (DecodeError, VideoInfo, describe, expected_frames, probe, read_frames,
+                                   stored_pixels_size)
 from stages.extract.person_boxes import PersonBoxError, dataset_box_notes, default_person_boxes
 from stages.extract.pose.base import PoseSource, PoseSourceError
 from stages.extract.settings import ExtractSettings  # noqa: F401  (re-exported)
@@ -142,7 +143,8 @@ def estimate_track(clip: ClipRecord, dataset: DatasetAdapter, pose: PoseSource,
     gets its full-size frames, streamed; its header checks and aligns a dataset's boxes."""
     if not pose.needs_frames:  # poses from a file: its frame size checked against the video's
         track = pose.estimate(clip, None, None, dataset)
-        track = pose.fit_frame_size(clip, track, (decoder.info.height, decoder.info.width))
+        track = pose.fit_frame_size(clip, track, (decoder.info.height, decoder.info.width),
+                                    stored_size=stored_pixels_size(decoder.info))
         return track, {"source": None}, None
     # Person boxes: dataset -> detector (on these same streamed frames) -> whole frame.
     chain = getattr(pose, "person_boxes", None) or default_person_boxes()

@@ -172,6 +172,15 @@ def probe(path: str) -> VideoInfo:
                      stored_size=(w, h), stream=f"{m.group(1)}:{m.group(2)}", tbr=tbr)
 
 
+def stored_pixels_size(info: VideoInfo) -> Optional[tuple[int, int]]:
+    """(height, width) of the stored pixels of a stream whose pixels are not square and which no
+    display matrix rotates: the frame decord and PyAV decode it at (they ignore the SAR), which
+    then differs from the decoded frame only by a horizontal scale. None otherwise."""
+    if info.square_pixels or info.rotation or not info.stored_size:
+        return None
+    return int(info.stored_size[1]), int(info.stored_size[0])
+
+
 def describe(info: VideoInfo) -> list[str]:
     """Notes on what decoding does with this stream's quirks (kept with the clip)."""
     notes = []

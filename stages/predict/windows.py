@@ -23,7 +23,7 @@ import numpy as np
 
 from stages.datasets.base import ClipRecord, PoseTrack
 from stages.extract.clip import ClipDecoder, ClipError, ClipResult, DecodedClip, finish_clip
-from stages.extract.decode import DecodeError, expected_frames, read_frames
+from stages.extract.decode import DecodeError, expected_frames, read_frames, stored_pixels_size
 from stages.extract.person_boxes import PersonBoxError, default_person_boxes
 from stages.extract.pose.base import PoseSource, PoseSourceError
 from stages.extract.settings import ExtractSettings
@@ -179,7 +179,7 @@ def _windowed(clip, pose, settings, window_s, stride_s, on_frames):
         yield from tail(track.n, box_info, boxes)
         return
     # poses from a file (or the cache): the whole track first, then the frames
-    whole = pose.fit_frame_size(clip, pose.estimate(clip, None, None, None), size)
+    whole = pose.fit_frame_size(clip, pose.estimate(clip, None, None, None), size, stored_size=stored_pixels_size(info))
     frame_size = tuple(whole.frame_size)
     track.append(whole.keypoints, whole.scores)
     box_info = {"source": None}

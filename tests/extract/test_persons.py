@@ -1,4 +1,4 @@
-"""Several people per frame (stage-one setting ``persons``): skeleton files' M tracks, the stored
+"""Several people per frame (stage-one setting ``persons``): skeleton files' M slots linked into tracks, the stored
 layout (person-major in the joint axis), the grids over every kept person, and n = 1 unchanged."""
 import pickle
 
@@ -16,14 +16,17 @@ V = 17
 
 
 def _four_persons(t=6):
-    """M = 4 tracks with mean scores 0.3, 0.9, 0.1, 0.6: best first is 1, 3, 0, 2."""
+    """M = 4 people, each in its own slot in every frame, standing apart (x about 15, 45, 75, 105
+    of a 128-pixel frame), with mean scores 0.3, 0.9, 0.1, 0.6: best first is 1, 3, 0, 2."""
     rng = np.random.default_rng(1)
-    kp = rng.uniform(0, 60, size=(4, t, V, 2)).astype(np.float32)
+    kp = rng.uniform(-8, 8, size=(4, t, V, 2)).astype(np.float32)
+    kp[..., 0] += np.array([15, 45, 75, 105], np.float32)[:, None, None]
+    kp[..., 1] += 24
     score = np.empty((4, t, V), np.float32)
     for m, s in enumerate((0.3, 0.9, 0.1, 0.6)):
         score[m] = s
     score[3, 0] = 0.0  # person 3 unseen in frame 0: its mean still beats person 0's
-    return {"frame_dir": "clip_a", "total_frames": t, "img_shape": (48, 64), "original_shape": (48, 64),
+    return {"frame_dir": "clip_a", "total_frames": t, "img_shape": (48, 128), "original_shape": (48, 128),
             "label": 0, "keypoint": kp, "keypoint_score": score}
 
 
@@ -45,11 +48,31 @@ def test_m4_skeleton_file_keeps_the_two_best_tracks_in_order(tmp_path):
     assert track.keypoints.shape == (6, 2 * V, 2) and track.scores.shape == (6, 2 * V)
     # person-major: joints 0..16 are person 1 (the best), 17..33 person 3 (the second best)
     np.testing.assert_array_equal(track.keypoints[:, :V], ann["keypoint"][1])
-    np.testing.assert_array_equal(track.keypoints[:, V:], ann["keypoint"][3])
+    np.testing.assert_array_equal(track.keypoints[1:, V:], ann["keypoint"][3, 1:])
     np.testing.assert_array_equal(track.scores[:, :V], ann["keypoint_score"][1])
     np.testing.assert_array_equal(track.scores[:, V:], ann["keypoint_score"][3])
-    assert src.clip_info(ClipRecord("clip_a", "train", 0, None)) == {
-        "persons": [1, 3], "rule": "max_total_score", "num_persons": 4}
+    assert not track.keypoints[0, V:].any()  # a frame without any scored joint of the person: absent, at 0
+    info = src.clip_info(ClipRecord("clip_a", "train", 0, None))
+    assert info["rule"] == "slots_linked_by_box_iou" and info["num_persons"] == 4 and info["tracks"] == 4
+    assert info["mean_scores"] == [0.9, 0.5]  # person 3 unseen in frame 0: 0.6 * 5 / 6
+
+
+def test_people_who_change_slots_from_frame_to_frame_stay_one_track_each(tmp_path):
+    """pyskl's custom_2d_skeleton.py and mmaction2's ntu_pose_extraction.py fill slots per frame
+    (frame f's j-th detection in slot j): two people swapping slots every frame are still two
+    people, each kept whole, not two halves of each."""
+    ann = _four_persons()
+    swapped = ann["keypoint"][[1, 3]].copy(), ann["keypoint_score"][[1, 3]].copy()
+    for k in swapped:
+        k[:, 1::2] = k[::-1, 1::2]  # odd frames: the two slots swapped
+    p = _write(tmp_path / "s.pkl", [{**ann, "keypoint": swapped[0], "keypoint_score": swapped[1]}])
+    src, track = _track(p, 2)
+    np.testing.assert_array_equal(track.keypoints[:, :V], ann["keypoint"][1])
+    np.testing.assert_array_equal(track.keypoints[1:, V:], ann["keypoint"][3, 1:])
+    np.testing.assert_array_equal(track.scores[:, :V], ann["keypoint_score"][1])
+    assert src.identity()["person_tracks"] == "slots_linked_by_box_iou"  # another key than kept slots'
+    _, one = _track(p, 1)  # one person: the best slot, as PoseC3D reads the file
+    np.testing.assert_array_equal(one.keypoints, swapped[0][0])
 
 
 def test_persons_1_is_todays_output_exactly(tmp_path):
@@ -62,7 +85,7 @@ def test_persons_1_is_todays_output_exactly(tmp_path):
     np.testing.assert_array_equal(track.scores, np.clip(ann["keypoint_score"][best], 0, 1))
     assert src.clip_info(ClipRecord("clip_a", "train", 0, None)) == {
         "person": 1, "rule": "max_total_score", "num_persons": 4}
-    # the source's identity (so the entry key) does not change with n; the settings key does
+    # n = 1: the source's identity (so the entry key) is as before; n > 1 links slots, and says so
     assert src.identity() == PickleSkeletonSource(path=str(p)).identity()
 
 

@@ -306,3 +306,62 @@ def test_a_cut_clip_does_not_take_the_whole_videos_skeleton(tmp_path):
     assert clip.clip_id == "v/c0@0-10" and ds.clip_aliases(clip) == ("c0@0-10",)
     src = PickleSkeletonSource(path=_dump(tmp_path / "s.pkl", [_ann("c0")]))
     assert src.clips_without_poses([clip], ds) == ["v/c0@0-10"]
+
+
+def test_img_shape_of_a_non_square_pixel_videos_stored_pixels_is_read_as_the_stored_picture(tmp_path):
+    """pyskl writes img_shape from decord's frames, which keep a video's stored pixels (decord
+    ignores the sample aspect ratio): an 80x32 stored, SAR 3:2 video is 120x32 as decoded here. The
+    joints are in the stored picture, so x scales by the SAR and y stays."""
+    from pevl_testutils import make_timecoded_video
+
+    root = tmp_path / "data"
+    make_timecoded_video(root / "c0.mp4", 6, size=(80, 32), extra=("-vf", "setsar=3/2"))
+    write_custom_dataset(root, [("c0.mp4", 0, "train")], ["a"])
+    ds = create_dataset("custom", root=root)
+    (clip,) = ds.load().clips
+    p = _dump(tmp_path / "c0.pkl", _ann("c0", xy=(40.0, 16.0), img_shape=(32, 80)))
+    res = _extract(tmp_path, f"pkl:{p}", ds, clip)  # the default, img_shape=check
+    np.testing.assert_allclose(res.arrays["keypoints"][0, 0], [60.0, 16.0], rtol=1e-5)  # the picture's centre
+    assert any("rescaled from 80x32 to 120x32" in n for n in res.notes)
+
+
+def test_normalised_coordinates_are_refused_in_every_img_shape_mode(tmp_path):
+    from stages.extract.clip import ClipError
+
+    ds, clip = _clip_for(tmp_path)
+    kp = np.random.default_rng(0).uniform(0.2, 0.8, (1, 4, 17, 2)).astype(np.float32)
+    p = _dump(tmp_path / "c0.pkl", {**_ann("c0"), "keypoint": kp})
+    for spec in (f"pkl:{p}", f"pkl:{p},img_shape=file", f"pkl:{p},img_shape=video"):
+        with pytest.raises(ClipError) as e:
+            _extract(tmp_path, spec, ds, clip)
+        assert str(p) in str(e.value) and "normalised to the frame, not pixels" in str(e.value)
+    # pixels near the corner are still pixels
+    near = _dump(tmp_path / "near.pkl", _ann("c0", xy=(2.0, 1.0)))
+    _extract(tmp_path, f"pkl:{near}", ds, clip)
+
+
+def test_an_annotation_without_a_person_is_a_clip_without_poses_before_any_decoding(tmp_path):
+    """pyskl's custom_2d_skeleton.py writes keypoint (0, T, V, 2) for a video in which nothing was
+    detected: counted with the clips the file has no poses for, so --missing-poses decides."""
+    from stages.extract.plan import ExtractOptions, MissingPosesError, plan_entry
+
+    root = tmp_path / "data"
+    for n in ("c0", "c1"):
+        make_video(root / f"{n}.mp4", frames=4)
+    write_custom_dataset(root, [("c0.mp4", 0, "train"), ("c1.mp4", 0, "train")], ["a"])
+    empty = {**_ann("c1"), "keypoint": np.zeros((0, 4, 17, 2), np.float32),
+             "keypoint_score": np.zeros((0, 4, 17), np.float32)}
+    p = _dump(tmp_path / "s.pkl", [_ann("c0"), empty])
+    opts = dict(dataset="custom", root=str(root), cache_root=str(tmp_path / "cache"), pose_source=f"pkl:{p}")
+    with pytest.raises(MissingPosesError, match=r"no poses for 1 of 2 clips"):
+        plan_entry(ExtractOptions(**opts))
+    skip = plan_entry(ExtractOptions(**opts, missing_poses="skip"))
+    assert [c["clip_id"] for c in skip.clips] == ["c0"]
+
+
+def test_pyskl_compressed_kinetics_layout_is_named(tmp_path):
+    toc = {"frame_dir": "k0", "label": 0, "img_shape": (340, 256), "total_frames": 300, "raw_file": "kpfiles/k400_0.pkl",
+           "frame_inds": np.arange(300), "box_score": np.ones(300, np.float32), "valid": {}}
+    p = _dump(tmp_path / "k400_hrnet.pkl", {"split": {"train": ["k0"]}, "annotations": [toc]})
+    with pytest.raises(ValueError, match="pyskl's compressed layout .*k400_hrnet.pkl.*does not read"):
+        load_skeleton_pickle(p)

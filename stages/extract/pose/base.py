@@ -75,10 +75,14 @@ class PoseSource:
         """
         raise NotImplementedError
 
-    def fit_frame_size(self, clip: ClipRecord, track: PoseTrack, video_size: tuple[int, int]) -> PoseTrack:
+    def fit_frame_size(self, clip: ClipRecord, track: PoseTrack, video_size: tuple[int, int],
+                       stored_size: Optional[tuple[int, int]] = None) -> PoseTrack:
         """``track`` with the frame its coordinates are in, given the clip's video size (height,
-        width), before stage one rescales it to the video. Sources whose poses come from a file that
-        states its own frame (a skeleton pickle's ``img_shape``) check it here; raise
+        width, as decoded: upright, square pixels), before stage one rescales it to the video.
+        ``stored_size``: (height, width) of the stored pixels when they are not square and not
+        rotated (:func:`stages.extract.decode.stored_pixels_size`), the frame tools that ignore the
+        sample aspect ratio (decord, PyAV) give joints in. Sources whose poses come from a file
+        that states its own frame (a skeleton pickle's ``img_shape``) check it here; raise
         :class:`PoseSourceError` when it cannot be trusted. Default: the track as it is."""
         return track
 

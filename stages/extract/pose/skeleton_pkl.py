@@ -48,11 +48,19 @@ Without ``keypoint_score`` the rule is ``max_visible_frames`` (most frames with 
 joint). The rule name is part of :meth:`PickleSkeletonSource.identity` (so of the cache key) and
 the per-clip choice is kept in :attr:`PickleSkeletonSource.selections` for the manifest.
 
-Several people (``persons`` = n > 1): the M persons of an annotation are already tracks (one per
-person over the clip), so the n best by the same rule are kept, best first, person-major in the
-joint axis: ``(T, n * V, 2)``, joint ``p * V + v`` is joint ``v`` of person ``p``. An annotation
-with fewer than n persons gets the rest as zero-score joints at 0 (``missing_persons`` in the
-clip's ``pose_info``).
+The M "persons" of an annotation are per-frame slots, not people followed over the clip: pyskl's
+``custom_2d_skeleton.py`` and mmaction2's ``ntu_pose_extraction.py`` put frame f's j-th detection in
+slot j, so one person may sit in slot 0 in one frame and slot 1 in the next. With ``persons`` = 1
+the best slot by the rule above is kept, as PoseC3D reads these files (slot 0 is most often each
+frame's best detection).
+
+Several people (``persons`` = n > 1): each frame's slots become detections (the box around their
+scored joints) linked into tracks over the clip as the HRNet path links its boxes
+(:mod:`stages.extract.pose.tracks`: box IoU, frame by frame), and the n tracks of the highest mean
+joint score are kept, best first, person-major in the joint axis: ``(T, n * V, 2)``, joint
+``p * V + v`` is joint ``v`` of person ``p``. Fewer than n tracks leave the rest as zero-score
+joints at 0 (``missing_persons`` in the clip's ``pose_info``). The linking joins the source's
+identity (``person_tracks``), so such entries' keys differ from those that kept slots.
 """
 from __future__ import annotations
 
@@ -77,6 +85,8 @@ from stages.settings import field
 from stages.skeletons import get_skeleton
 
 PERSON_RULE = "max_total_score"
+#: persons > 1: each frame's slots linked into tracks (module docstring); in the identity
+PERSON_TRACKS = "slots_linked_by_box_iou"
 
 #: what ``img_shape=`` may say (see :class:`PickleSkeletonSource`)
 IMG_SHAPE_MODES = ("check", "file", "video")
@@ -84,6 +94,8 @@ IMG_SHAPE_MODES = ("check", "file", "video")
 ASPECT_TOLERANCE = 0.02
 #: joints may lie this fraction of the frame outside it (a person at the edge) and still be "in" it
 JOINT_MARGIN = 0.1
+#: a clip whose seen joints all lie within this many pixels of the origin has normalised coordinates
+NORMALISED_SPAN = 1.5
 _MAX_NAME = 4096  # characters of a clip name
 _MAX_SIDE = 1 << 16  # pixels of an img_shape side
 
@@ -130,6 +142,12 @@ def check_annotation(a: Any, where: str, ident: str) -> None:
                             if ident == "filename" else ""))
     where = f"{where} ({name[:200]!r})"
     kp = a.get("keypoint")
+    if kp is None and ("raw_file" in a or "frame_inds" in a):
+        raise ValueError(
+            f"{where}: no keypoint but {'raw_file' if 'raw_file' in a else 'frame_inds'}: pyskl's compressed layout "
+            "(Kinetics-400's k400_hrnet.pkl: a table of contents whose joints live in separate kpfiles), which this "
+            "tool does not read. Write an uncompressed 2D file (keypoint (M, T, V, 2), keypoint_score (M, T, V)) "
+            "for these videos, e.g. with pyskl's custom_2d_skeleton.py")
     if not isinstance(kp, np.ndarray):
         raise ValueError(f"{where}: keypoint must be an array (M, T, V, 2) (a numpy array, as mmaction2 and pyskl "
                          f"write it; lists are refused), got {_kind(kp)}")
@@ -138,7 +156,7 @@ def check_annotation(a: Any, where: str, ident: str) -> None:
     if kp.ndim == 4 and kp.shape[-1] == 3:
         raise ValueError(
             f"{where}: keypoint is (M, T, V, 3) = {kp.shape}: 3 values per joint, a 3D skeleton (x, y, z, as "
-            "NTU's ntu60_3d.pkl holds in metres). This tool needs 2D joints in image pixels: keypoint "
+            "NTU's ntu60_3d.pkl holds in metres) or x, y and a score packed together. This tool needs 2D joints in image pixels: keypoint "
             "(M, T, V, 2) with keypoint_score (M, T, V), as ntu60_2d.pkl, gym_2d.pkl or pyskl's "
             "custom_2d_skeleton.py hold them")
     if kp.ndim != 4 or kp.shape[-1] != 2:
@@ -261,6 +279,40 @@ def person_major(per_person: np.ndarray, persons: int) -> np.ndarray:
     out = np.zeros((persons, t, v) + per_person.shape[3:], per_person.dtype)
     out[:k] = per_person
     return np.moveaxis(out, 0, 1).reshape((t, persons * v) + per_person.shape[3:])
+
+
+def slot_boxes(keypoint: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Boxes (n, 4) xyxy around the seen joints of n slots of one frame (``keypoint`` (n, V, 2),
+    ``seen`` (n, V) bool), widened by a tenth of their larger side so that a person seen by a few
+    joints still overlaps their next sighting."""
+    out = np.zeros((len(keypoint), 4), np.float32)
+    for i, (k, s) in enumerate(zip(keypoint, seen)):
+        xy = k[s]
+        lo, hi = xy.min(axis=0), xy.max(axis=0)
+        pad = 0.1 * float(max(hi - lo)) + 1.0
+        out[i] = [lo[0] - pad, lo[1] - pad, hi[0] + pad, hi[1] + pad]
+    return out
+
+
+def link_slots(keypoint: np.ndarray, keypoint_score: Optional[np.ndarray], persons: int):
+    """``keypoint`` (M, T, V, 2) per-frame slots -> the ``persons`` best tracks, person-major
+    ``(T, persons * V, 2)`` joints and ``(T, persons * V)`` scores, and a summary (module
+    docstring). Joints count as seen where their score is > 0 (no scores: where non-zero)."""
+    from stages.extract.pose.tracks import keep_best_tracks, link_boxes
+
+    if keypoint_score is not None:
+        sc = np.clip(np.nan_to_num(np.asarray(keypoint_score, np.float32), nan=0.0), 0.0, 1.0)
+    else:
+        sc = np.any(keypoint != 0, axis=-1).astype(np.float32)
+    boxes, kps, scs = [], [], []
+    for f in range(keypoint.shape[1]):
+        seen = sc[:, f] > 0
+        here = np.flatnonzero(seen.any(axis=1))
+        boxes.append(slot_boxes(keypoint[here, f], seen[here]))
+        kps.append(keypoint[here, f])
+        scs.append(sc[here, f])
+    kp, score, _, summary = keep_best_tracks(link_boxes(boxes), kps, scs, persons)
+    return kp, score, None, summary
 
 
 @dataclass(frozen=True)
@@ -437,6 +489,8 @@ class PickleSkeletonSource(PoseSource):
             ident["files"] = len(s.files)
         if self.img_shape != "check":
             ident["img_shape"] = self.img_shape
+        if self.persons > 1:
+            ident["person_tracks"] = PERSON_TRACKS
         return ident
 
     def estimate(
@@ -453,21 +507,20 @@ class PickleSkeletonSource(PoseSource):
         score = None if score is None else score.astype(np.float32, copy=False)
         if kp.shape[0] == 0:
             raise PoseSourceError(f"clip {clip.clip_id!r}: no person in {ann.file}")
-        order, rule = rank_persons(kp, score)
-        kept = order[: self.persons]
-        keypoints = kp[kept]  # (k, T, V, 2), best first
-        if score is not None:
-            scores = np.clip(np.nan_to_num(score[kept], nan=0.0), 0.0, 1.0)
-        else:
-            scores = np.any(keypoints != 0, axis=-1).astype(np.float32)
-        if self.persons == 1:
-            keypoints, scores = keypoints[0], scores[0]
-            choice = {"person": kept[0], "rule": rule, "num_persons": int(kp.shape[0])}
-        else:  # several people: person-major in the joint axis, missing ones with score 0
-            keypoints, scores = person_major(keypoints, self.persons), person_major(scores, self.persons)
-            choice = {"persons": kept, "rule": rule, "num_persons": int(kp.shape[0])}
-            if len(kept) < self.persons:
-                choice["missing_persons"] = self.persons - len(kept)
+        if self.persons == 1:  # the best slot, as PoseC3D reads these files
+            order, rule = rank_persons(kp, score)
+            keypoints = kp[order[0]]  # (T, V, 2)
+            if score is not None:
+                scores = np.clip(np.nan_to_num(score[order[0]], nan=0.0), 0.0, 1.0)
+            else:
+                scores = np.any(keypoints != 0, axis=-1).astype(np.float32)
+            choice = {"person": order[0], "rule": rule, "num_persons": int(kp.shape[0])}
+        else:  # several people: the slots linked into tracks, person-major, missing ones with score 0
+            try:
+                keypoints, scores, _, summary = link_slots(kp, score, self.persons)
+            except ValueError as e:
+                raise PoseSourceError(f"clip {clip.clip_id!r}: {ann.file}: {e}") from None
+            choice = {"rule": PERSON_TRACKS, "num_persons": int(kp.shape[0]), **summary}
         if self.is_folder:
             choice["file"] = os.path.relpath(ann.file, self.path)
         n = keypoints.shape[0]
@@ -481,17 +534,34 @@ class PickleSkeletonSource(PoseSource):
         self._matched[clip.clip_id] = ann
         return PoseTrack(keypoints=keypoints, scores=scores, frame_size=shape)
 
-    def fit_frame_size(self, clip: ClipRecord, track: PoseTrack, video_size: tuple[int, int]) -> PoseTrack:
+    def fit_frame_size(self, clip: ClipRecord, track: PoseTrack, video_size: tuple[int, int],
+                       stored_size: Optional[tuple[int, int]] = None) -> PoseTrack:
         """The track in the frame the ``img_shape`` option says (class docstring); raises
         :class:`PoseSourceError` naming the file and the option when ``check`` finds that the
-        file's ``img_shape`` and the video disagree."""
+        file's ``img_shape`` and the video disagree (an ``img_shape`` equal to the stored pixels
+        of a non-square-pixel video, ``stored_size``, agrees), and for every option when the joints
+        are fractions of the frame rather than pixels."""
         (ph, pw), (h, w) = track.frame_size, video_size
+        seen = track.keypoints[track.scores > 0]
+        span = None if seen.size == 0 else (seen.min(axis=0), seen.max(axis=0))
+        ann = self._matched.get(clip.clip_id)
+        file, name = (ann.file, ann.name) if ann is not None else (self.path, clip.clip_id)
+        if len(seen) > 1 and float(np.abs(seen).max()) <= NORMALISED_SPAN and max(ph, pw, h, w) > 8 * NORMALISED_SPAN:
+            # pixels of a person in a (ph, pw) frame never all lie within 1.5 pixels of its corner:
+            # these are fractions of the frame, which no img_shape mode reads right
+            raise PoseSourceError(
+                f"clip {clip.clip_id!r}: {file} gives annotation {name!r} joints that all lie in "
+                f"[{seen.min():.2f}, {seen.max():.2f}]: coordinates normalised to the frame, not pixels. "
+                f"mmaction2 and pyskl files hold pixels of img_shape ({ph}, {pw}); scale the file's keypoint "
+                "by (width, height) before reading it")
         if self.img_shape == "video":
             return PoseTrack(track.keypoints, track.scores, frame_size=(h, w))
         if self.img_shape == "file" or (ph, pw) == (h, w):
             return track
-        seen = track.keypoints[track.scores > 0]
-        span = None if seen.size == 0 else (seen.min(axis=0), seen.max(axis=0))
+        if stored_size is not None and (ph, pw) == tuple(stored_size):
+            # the stored pixels of a non-square-pixel video, as decord and PyAV decode it (pyskl's
+            # img_shape): the same picture, only wider or narrower; rescaled to the video like `file`
+            return track
         aspect_ok = abs((pw / ph) / (w / h) - 1) <= ASPECT_TOLERANCE
 
         def inside(fh, fw):
@@ -503,8 +573,6 @@ class PickleSkeletonSource(PoseSource):
 
         if aspect_ok and inside(ph, pw):
             return track
-        ann = self._matched.get(clip.clip_id)
-        file, name = (ann.file, ann.name) if ann is not None else (self.path, clip.clip_id)
         joints = ("" if span is None else
                   f"; its joints span x {span[0][0]:.0f}..{span[1][0]:.0f}, y {span[0][1]:.0f}..{span[1][1]:.0f}")
         why = (f"the aspect ratios differ ({pw}:{ph} against {w}:{h})" if not aspect_ok
@@ -543,13 +611,15 @@ class PickleSkeletonSource(PoseSource):
         return hit
 
     def clips_without_poses(self, clips: list[ClipRecord], dataset: Optional[DatasetAdapter]) -> list[str]:
-        """Ids of ``clips`` no annotation is known for. Two clips that would take one annotation
+        """Ids of ``clips`` no annotation is known for, or whose annotation holds no person (M = 0:
+        pyskl's custom_2d_skeleton.py writes that for a video in which nothing was detected). Two
+        clips that would take one annotation
         (e.g. ``v/c0`` and ``w/c0`` of a custom dataset, both matched by the base name ``c0``) raise
         :class:`PoseSourceError` naming them: neither could be given the right poses."""
         missing, taken, clashes = [], {}, []
         for c in clips:
             name, hit = self._find(c, dataset)
-            if hit is None:
+            if hit is None or (not isinstance(hit, list) and hit.data["keypoint"].shape[0] == 0):
                 missing.append(c.clip_id)
             elif not isinstance(hit, list):
                 other = taken.setdefault(id(hit), (c.clip_id, name, hit))
