@@ -360,8 +360,9 @@ def test_an_annotation_without_a_person_is_a_clip_without_poses_before_any_decod
 
 
 def test_pyskl_compressed_kinetics_layout_is_named(tmp_path):
-    toc = {"frame_dir": "k0", "label": 0, "img_shape": (340, 256), "total_frames": 300, "raw_file": "kpfiles/k400_0.pkl",
-           "frame_inds": np.arange(300), "box_score": np.ones(300, np.float32), "valid": {}}
+    toc = {"frame_dir": "k0", "label": 0, "img_shape": (340, 256), "total_frames": 300,
+           "raw_file": "kpfiles/k400_0.pkl", "frame_inds": np.arange(300), "box_score": np.ones(300, np.float32),
+           "valid": {}}
     p = _dump(tmp_path / "k400_hrnet.pkl", {"split": {"train": ["k0"]}, "annotations": [toc]})
     with pytest.raises(ValueError, match="pyskl's compressed layout .*k400_hrnet.pkl.*does not read"):
         load_skeleton_pickle(p)

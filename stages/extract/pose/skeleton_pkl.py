@@ -156,9 +156,9 @@ def check_annotation(a: Any, where: str, ident: str) -> None:
     if kp.ndim == 4 and kp.shape[-1] == 3:
         raise ValueError(
             f"{where}: keypoint is (M, T, V, 3) = {kp.shape}: 3 values per joint, a 3D skeleton (x, y, z, as "
-            "NTU's ntu60_3d.pkl holds in metres) or x, y and a score packed together. This tool needs 2D joints in image pixels: keypoint "
-            "(M, T, V, 2) with keypoint_score (M, T, V), as ntu60_2d.pkl, gym_2d.pkl or pyskl's "
-            "custom_2d_skeleton.py hold them")
+            "NTU's ntu60_3d.pkl holds in metres) or x, y and a score packed together. This tool needs 2D "
+            "joints in image pixels: keypoint (M, T, V, 2) with keypoint_score (M, T, V), as ntu60_2d.pkl, "
+            "gym_2d.pkl or pyskl's custom_2d_skeleton.py hold them")
     if kp.ndim != 4 or kp.shape[-1] != 2:
         hint = (" (pyskl's --compress layout with frame_inds is not read: write the file without --compress)"
                 if "frame_inds" in a else "")
@@ -312,7 +312,7 @@ def link_slots(keypoint: np.ndarray, keypoint_score: Optional[np.ndarray], perso
         kps.append(keypoint[here, f])
         scs.append(sc[here, f])
     kp, score, _, summary = keep_best_tracks(link_boxes(boxes), kps, scs, persons)
-    return kp, score, None, summary
+    return kp, score, summary
 
 
 @dataclass(frozen=True)
@@ -517,7 +517,7 @@ class PickleSkeletonSource(PoseSource):
             choice = {"person": order[0], "rule": rule, "num_persons": int(kp.shape[0])}
         else:  # several people: the slots linked into tracks, person-major, missing ones with score 0
             try:
-                keypoints, scores, _, summary = link_slots(kp, score, self.persons)
+                keypoints, scores, summary = link_slots(kp, score, self.persons)
             except ValueError as e:
                 raise PoseSourceError(f"clip {clip.clip_id!r}: {ann.file}: {e}") from None
             choice = {"rule": PERSON_TRACKS, "num_persons": int(kp.shape[0]), **summary}
