@@ -248,9 +248,10 @@ class _FineGym(DatasetAdapter):
         if want in (None, "1.1"):
             train.append((f"{v}_train_element_v1.1.txt", "1.1", "published"))
         if want in (None, "1.0"):
-            train += [(f"{v}_train_element_v1.0.txt", "1.0", "published"),
-                      (f"{v}_train_element.txt", None, "published")]
-        train += [(f"{v}_train_org.txt", None, "mmaction2"), (f"{v}_train.txt", None, "mmaction2 list")]
+            train.append((f"{v}_train_element_v1.0.txt", "1.0", "published"))
+        # an unversioned copy (renamed by hand) and mmaction2's: their version from their line count
+        train += [(f"{v}_train_element.txt", None, "published"), (f"{v}_train_org.txt", None, "mmaction2"),
+                  (f"{v}_train.txt", None, "mmaction2 list")]
         val = [(f"{v}_val_element.txt", None, "published"), (f"{v}_val_org.txt", None, "mmaction2"),
                (f"{v}_val.txt", None, "mmaction2 list")]
         out = {}

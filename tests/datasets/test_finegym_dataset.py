@@ -281,6 +281,21 @@ def test_org_file_version_from_its_line_count(tmp_path):
     assert "val split has 1 lines" in idx.meta["note"]
 
 
+def test_an_unversioned_train_file_is_judged_by_its_line_count_for_either_split_version(tmp_path):
+    """A copy renamed to gym99_train_element.txt (no name the site ships): read for
+    split_version=1.1 when it has v1.1's lines, skipped by name when it has v1.0's."""
+    v11 = "".join(f"vid{i:08d}abc_E_000001_000002_A_0000_0001 {i % 99}\n" for i in range(26320))
+    write_text(tmp_path / "annotations" / "gym99_train_element.txt", v11)
+    write_text(tmp_path / "annotations" / "gym99_val_element.txt", f"{C2} 70\n")
+    idx = create_dataset("gym99", root=tmp_path, split_version="1.1").load()
+    assert idx.meta["train_split_version"] == "1.1" and len(idx.select("train")) == 26320
+    write_text(tmp_path / "annotations" / "gym99_train_element.txt", v11.split("\n", 26320 - 20484)[-1])
+    with pytest.raises(DatasetLayoutError, match=r"found only annotations/gym99_train_element.txt "
+                                                 r"\(v1.0 by its 20484 lines\)"):
+        create_dataset("gym99", root=tmp_path, split_version="1.1").load()
+    assert create_dataset("gym99", root=tmp_path, split_version="1.0").load().meta["train_split_version"] == "1.0"
+
+
 # -- person boxes ----------------------------------------------------------------------------------
 def _write_boxes(path, mapping):
     if path.suffix == ".json":
