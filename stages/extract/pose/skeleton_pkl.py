@@ -281,6 +281,14 @@ def person_major(per_person: np.ndarray, persons: int) -> np.ndarray:
     return np.moveaxis(out, 0, 1).reshape((t, persons * v) + per_person.shape[3:])
 
 
+def joint_scores(keypoint: np.ndarray, keypoint_score: Optional[np.ndarray]) -> np.ndarray:
+    """The stored scores of ``keypoint`` (M, T, V, 2)'s joints, float32 (M, T, V): the file's,
+    NaN as 0 and clipped to [0, 1]; without ``keypoint_score``, 1 for a non-zero joint, else 0."""
+    if keypoint_score is not None:
+        return np.clip(np.nan_to_num(np.asarray(keypoint_score, np.float32), nan=0.0), 0.0, 1.0)
+    return np.any(keypoint != 0, axis=-1).astype(np.float32)
+
+
 def slot_boxes(keypoint: np.ndarray, seen: np.ndarray) -> np.ndarray:
     """Boxes (n, 4) xyxy around the seen joints of n slots of one frame (``keypoint`` (n, V, 2),
     ``seen`` (n, V) bool), widened by a tenth of their larger side so that a person seen by a few
@@ -297,13 +305,10 @@ def slot_boxes(keypoint: np.ndarray, seen: np.ndarray) -> np.ndarray:
 def link_slots(keypoint: np.ndarray, keypoint_score: Optional[np.ndarray], persons: int):
     """``keypoint`` (M, T, V, 2) per-frame slots -> the ``persons`` best tracks, person-major
     ``(T, persons * V, 2)`` joints and ``(T, persons * V)`` scores, and a summary (module
-    docstring). Joints count as seen where their score is > 0 (no scores: where non-zero)."""
+    docstring). Joints count as seen where their score (:func:`joint_scores`) is > 0."""
     from stages.extract.pose.tracks import keep_best_tracks, link_boxes
 
-    if keypoint_score is not None:
-        sc = np.clip(np.nan_to_num(np.asarray(keypoint_score, np.float32), nan=0.0), 0.0, 1.0)
-    else:
-        sc = np.any(keypoint != 0, axis=-1).astype(np.float32)
+    sc = joint_scores(keypoint, keypoint_score)
     boxes, kps, scs = [], [], []
     for f in range(keypoint.shape[1]):
         seen = sc[:, f] > 0
@@ -510,10 +515,7 @@ class PickleSkeletonSource(PoseSource):
         if self.persons == 1:  # the best slot, as PoseC3D reads these files
             order, rule = rank_persons(kp, score)
             keypoints = kp[order[0]]  # (T, V, 2)
-            if score is not None:
-                scores = np.clip(np.nan_to_num(score[order[0]], nan=0.0), 0.0, 1.0)
-            else:
-                scores = np.any(keypoints != 0, axis=-1).astype(np.float32)
+            scores = joint_scores(kp[order[:1]], None if score is None else score[order[:1]])[0]
             choice = {"person": order[0], "rule": rule, "num_persons": int(kp.shape[0])}
         else:  # several people: the slots linked into tracks, person-major, missing ones with score 0
             try:
