@@ -30,7 +30,8 @@ def test_hrnet_workers_print_no_third_party_noise_and_each_warning_once(tmp_path
         clips.append((f"v{i}.mp4", i % 2, "train"))
     write_custom_dataset(root, clips, ["walk", "run"])
     res = _extract("--dataset", "custom", "--root", str(root), "--coarse-type", "x", "--pose-checkpoint", "none",
-                   "--pose-config", tiny_hrnet_config(), "--no-pose-flip-test", "--workers", "2", cache_root=tmp_path / "cache")
+                   "--pose-config", tiny_hrnet_config(), "--no-pose-flip-test", "--workers", "2",
+                   cache_root=tmp_path / "cache")
     assert res.returncode == 0, res.stderr[-3000:]
     for noise in NOISE:
         assert noise not in res.stderr, res.stderr

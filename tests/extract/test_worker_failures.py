@@ -58,8 +58,8 @@ def _extract(root: Path, cache_root: Path, fault=None, *extra: str):
         env["PEVL_TEST_STAGING_FAULT"] = fault
     res = subprocess.run([sys.executable, "-m", "pipeline", "extract", "--dataset", "custom", "--root", str(root),
                           "--cache-root", str(cache_root), "--coarse-type", "x", "--pose-checkpoint", "none",
-                          "--pose-config", tiny_hrnet_config(), "--no-pose-flip-test", *extra], capture_output=True, text=True, cwd=REPO, timeout=600,
-                         env=env)
+                          "--pose-config", tiny_hrnet_config(), "--no-pose-flip-test", *extra],
+                         capture_output=True, text=True, cwd=REPO, timeout=600, env=env)
     return res, " ".join((res.stdout + res.stderr).split())
 
 

@@ -20,8 +20,9 @@ from stages.train.checkpoints import (remove_stale_temporaries, resume_checkpoin
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Training as test_train_resume_ddp.py drives it; KILL_IN_SAVE makes the write of epoch_2's file
-# (whatever its name: the final one or a temporary) stop half-way with a SIGKILL, as a lost node would.
+# Training as test_train_resume_ddp.py drives it, in a process of its own whose write of epoch_2's
+# file (whatever its name: the final one or a temporary) stops half-way with a SIGKILL, as a lost
+# node's would.
 SCRIPT = r'''
 import json, os, signal, sys
 sys.path.insert(0, {repo!r})
@@ -32,7 +33,7 @@ from stages.train.runner import train_variant
 
 _put = local_backend.LocalBackend.put
 def put(self, obj, filepath):
-    if os.environ.get("KILL_IN_SAVE") and "epoch_2" in os.path.basename(str(filepath)):
+    if "epoch_2" in os.path.basename(str(filepath)):
         with open(filepath, "wb") as f:
             f.write(obj[: len(obj) // 2])
             f.flush()
@@ -41,12 +42,10 @@ def put(self, obj, filepath):
     return _put(self, obj, filepath)
 local_backend.LocalBackend.put = put
 
-work_dir, resume = sys.argv[1], sys.argv[2] == "1"
 opts = json.loads({opts!r})
 cfg = build_run_config("demo", "pevl", cfg_options=opts)
 entry = find_entry(cfg.data.to_dict(), entry={entry!r})
-row = train_variant(cfg, work_dir, entry, resume=resume, device="cpu")
-print("RESULT", json.dumps(row))
+train_variant(cfg, sys.argv[1], entry, device="cpu")
 '''
 
 OPTS = {"train.max_epochs": 2, "train.warmup_epochs": 1, "train.batch_size": 4, "data.num_workers": 0,
@@ -54,17 +53,14 @@ OPTS = {"train.max_epochs": 2, "train.warmup_epochs": 1, "train.batch_size": 4, 
         "model.num_video_frames": 4, "model.num_pose_frames": 8, "train.seed": 11}
 
 
-def _run(script: Path, work_dir: Path, resume: bool, kill: bool = False):
+def _killed_run(script: Path, work_dir: Path):
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="", PYTHONWARNINGS="ignore")
-    env.pop("KILL_IN_SAVE", None)
-    if kill:
-        env["KILL_IN_SAVE"] = "1"
-    return subprocess.run([sys.executable, str(script), str(work_dir), "1" if resume else "0"], capture_output=True,
-                          text=True, env=env, timeout=300)
+    return subprocess.run([sys.executable, str(script), str(work_dir)], capture_output=True, text=True, env=env,
+                          timeout=300)
 
 
 def _train_here(entry_dir: Path, work_dir: Path) -> dict:
-    """What SCRIPT runs with --resume, in this process."""
+    """The same training as SCRIPT's, resumed, in this process."""
     from stages.data.entry_lookup import find_entry
     from stages.train.config import build_run_config
     from stages.train.runner import train_variant
@@ -79,7 +75,7 @@ def test_killed_during_a_checkpoint_save_resumes_from_the_last_whole_one(small_d
     script = tmp_path / "run.py"
     script.write_text(SCRIPT.format(repo=str(REPO), opts=json.dumps(OPTS), entry=str(entry_dir)))
     cut = tmp_path / "cut"
-    killed = _run(script, cut, resume=False, kill=True)
+    killed = _killed_run(script, cut)
     assert killed.returncode == -9, killed.stderr[-2000:]
     # max_keep_ckpts=1: epoch 1's checkpoint is still there, whole; epoch 2's half-written file is
     # not under its final name; last_checkpoint still names epoch 1
