@@ -54,12 +54,16 @@ def _env():
     return env
 
 
-def _run(script: Path, *args, check=True):
-    p = subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True,
-                       env=_env(), timeout=300)
-    if check and p.returncode != 0:
-        raise AssertionError(p.stdout[-3000:] + p.stderr[-3000:])
-    return p
+def _start(script: Path, *args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(script), *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env())
+
+
+def _wait(proc: subprocess.Popen, check=True) -> subprocess.CompletedProcess:
+    out, err = proc.communicate(timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(out[-3000:] + err[-3000:])
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def _result(p) -> dict:
@@ -72,11 +76,12 @@ def test_killed_mid_epoch_and_resumed_equals_uninterrupted(small_demo, tmp_path)
     script = tmp_path / "run.py"
     script.write_text(SCRIPT.format(repo=str(REPO), opts=json.dumps(OPTS), entry=str(entry_dir)))
     # 20 train clips / batch 4 = 5 iterations per epoch; kill before global iteration 7 (epoch 2)
-    full = _result(_run(script, tmp_path / "full", -1, 0))
-    killed = _run(script, tmp_path / "cut", 7, 0, check=False)
+    # the uninterrupted run and the one to kill are independent (one thread each): side by side
+    full, killed = _start(script, tmp_path / "full", -1, 0), _start(script, tmp_path / "cut", 7, 0)
+    full, killed = _result(_wait(full)), _wait(killed, check=False)
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert (tmp_path / "cut" / "epoch_1.pth").is_file() and not (tmp_path / "cut" / "epoch_2.pth").exists()
-    resumed = _result(_run(script, tmp_path / "cut", -1, 1))
+    resumed = _result(_wait(_start(script, tmp_path / "cut", -1, 1)))
     assert resumed["epochs"] == full["epochs"] == 2
     for k in ("top1", "top5", "mean_class_acc"):
         assert resumed[k] == full[k], k
