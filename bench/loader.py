@@ -148,6 +148,21 @@ class RecordingCodec:
             self.reads.append((reads.path, list(reads.offsets), reads.nbytes))
         return reads
 
+    def read_rows(self, clip, indices, top, height):
+        self._files(clip.frames, indices)
+        return self.codec.read_rows(clip, indices, top, height)
+
+    def encoded(self, frames, indices):
+        self._files(frames, indices)
+        return self.codec.encoded(frames, indices)
+
+    def _files(self, frames, indices) -> None:
+        """JPEG files read one by one from their chunk (each with its length before it)."""
+        stored = frames.stored if isinstance(frames, JpegFrames) else None
+        if stored is not None:
+            self.reads.extend((stored.path, [stored.offsets[int(i)] - 4], stored.lengths[int(i)] + 4)
+                              for i in indices)
+
 
 class PinnedBlocks:
     """Where the bench reads a batch's frame rows: one recycled buffer per place in the batch, as
@@ -309,8 +324,10 @@ def bench_entry(entry: CacheEntry, split: str, args) -> dict:
     n = min(args.clips, len(ds)) if args.clips else len(ds)
     uids = [ds.rows[i]["uid"] for i in range(n)]
     # with the entry's item index (held by the dataset) an item opens no clip file but its frames'
+    # JPEG files with their places recorded are read one by one (RecordingCodec), not the whole chunk
+    frames_whole = entry.codec.rows_need_frames and not (isinstance(first, JpegFrames) and first.stored is not None)
     whole = [] if ds.item_index is not None else \
-        [r for u in uids for r in small_reads(entry, u, frames_whole=entry.codec.rows_need_frames)]
+        [r for u in uids for r in small_reads(entry, u, frames_whole=frames_whole)]
     if ds.item_index is None:
         print(f"  (items read each clip's metadata and small arrays: entry {entry.key} has no item index)")
     pinned, copied = PinnedBlocks(), PinnedBlocks()

@@ -37,6 +37,15 @@ class ChunkDigestError(ChunkFormatError):
     """A chunk file's content does not match the digest its writer recorded: the file is damaged."""
 
 
+def digest_mismatch(what: str, entry_dir: Any) -> ChunkDigestError:
+    """The error for damaged content ``what`` (a chunk file, or a part of one) of the entry in
+    ``entry_dir``, with what to do about it (one place for the hint)."""
+    return ChunkDigestError(
+        f"{what}: content does not match the digest its writer recorded (the file is damaged). "
+        f"`pipeline cache repair {entry_dir}` moves the clip aside and `pipeline extract` (the options that made "
+        "the entry) extracts it again")
+
+
 @dataclass(frozen=True)
 class ArrayMeta:
     """What the reader needs of one array's Zarr metadata."""
@@ -197,20 +206,21 @@ class RowReads:
         try:
             whole, n = memoryview(out).cast("B"), self.nbytes
             for k, off in enumerate(self.offsets):
-                if os.preadv(fd, [whole[k * n:(k + 1) * n]], off) != n:
-                    self._continue(fd, whole[k * n:(k + 1) * n], off)
+                _pread_whole(fd, whole[k * n:(k + 1) * n], off, self.path)
         finally:
             os.close(fd)
         return out
 
-    def _continue(self, fd: int, band: memoryview, off: int) -> None:
-        """Read ``band`` again until it is whole (a short read: network filesystems), or refuse."""
-        done = 0
-        while done < self.nbytes:
-            got = os.preadv(fd, [band[done:]], off + done)
-            if got <= 0:
-                raise ChunkFormatError(f"{self.path}: short read ({done} of {self.nbytes} bytes at {off})")
-            done += got
+
+def _pread_whole(fd: int, band: memoryview, off: int, path: str) -> None:
+    """Fill ``band`` from offset ``off`` of ``fd``; a short read (network filesystems) is
+    continued, a file that ends first is refused naming ``path``."""
+    got = os.preadv(fd, [band], off)
+    while got < len(band):
+        more = os.preadv(fd, [band[got:]], off + got)
+        if more <= 0:
+            raise ChunkFormatError(f"{path}: short read ({got} of {len(band)} bytes at {off})")
+        got += more
 
 
 def band_reads(path: str, shape: tuple[int, ...], indices, first: int, rows: int) -> RowReads:
@@ -225,6 +235,65 @@ def band_reads(path: str, shape: tuple[int, ...], indices, first: int, rows: int
             raise IndexError(f"frame {i} of {t}")
         offsets.append((i * per_frame + first) * row)
     return RowReads(path, tuple(offsets), rows * row, (len(offsets), rows, *shape[2:]), t * per_frame * row)
+
+
+@dataclass(frozen=True)
+class VlenFiles:
+    """Where the elements of a one-chunk ``vlen-bytes`` array lie in its chunk file, from their
+    lengths as their writer recorded them: element ``i`` is ``lengths[i]`` bytes at ``offsets[i]``,
+    after its ``u32`` length. :meth:`read` reads only the elements asked for."""
+
+    path: str
+    offsets: tuple[int, ...]
+    lengths: tuple[int, ...]
+    file_size: int  # the count, every length and every element: a file of another size is damaged
+
+    def read(self, indices: Any) -> list[memoryview]:
+        """The elements ``indices`` (in that order), one ``preadv`` per run of neighbouring ones.
+        Each element's stored length must be the recorded one, else the file is damaged (refused,
+        naming it)."""
+        idx = [int(i) for i in indices]
+        n = len(self.lengths)
+        for i in idx:
+            if not 0 <= i < n:
+                raise IndexError(f"{self.path}: element {i} of {n}")
+        got: dict[int, memoryview] = {}
+        fd = _open_sized(self.path, self.file_size)
+        try:
+            for first, last in _runs(sorted(set(idx))):
+                start = self.offsets[first] - 4
+                buf = memoryview(bytearray(self.offsets[last] + self.lengths[last] - start))
+                _pread_whole(fd, buf, start, self.path)
+                for i in range(first, last + 1):
+                    at = self.offsets[i] - start
+                    if struct.unpack_from("<I", buf, at - 4)[0] != self.lengths[i]:
+                        raise ChunkFormatError(f"{self.path}: element {i} is not the {self.lengths[i]} bytes its "
+                                               "writer recorded (the file is damaged)")
+                    got[i] = buf[at:at + self.lengths[i]]
+        finally:
+            os.close(fd)
+        return [got[i] for i in idx]
+
+
+def vlen_files(path: str, lengths: Any) -> VlenFiles:
+    """The :class:`VlenFiles` of a ``vlen-bytes`` chunk file ``path`` whose elements are ``lengths``
+    bytes long (the layout in the module docstring)."""
+    offsets, pos = [], 4
+    for n in lengths:
+        offsets.append(pos + 4)
+        pos += 4 + int(n)
+    return VlenFiles(path, tuple(offsets), tuple(int(n) for n in lengths), pos)
+
+
+def _runs(sorted_indices: list[int]) -> list[tuple[int, int]]:
+    """``(first, last)`` of each run of consecutive integers in ``sorted_indices``."""
+    out: list[tuple[int, int]] = []
+    for i in sorted_indices:
+        if out and out[-1][1] == i - 1:
+            out[-1] = (out[-1][0], i)
+        else:
+            out.append((i, i))
+    return out
 
 
 def _parse_vlen(buf: bytes, meta: ArrayMeta) -> list[bytes]:

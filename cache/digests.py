@@ -24,3 +24,9 @@ def encoded_digest(encoded: Sequence[Any]) -> str:
         h.update(len(b).to_bytes(8, "little"))
         h.update(b)
     return h.hexdigest()[:32]
+
+
+def file_digest(data: Any) -> str:
+    """sha256 of one stored file's bytes (e.g. one JPEG frame: recorded per frame so that a read
+    of some frames checks just those)."""
+    return hashlib.sha256(memoryview(data).cast("B")).hexdigest()[:32]

@@ -11,7 +11,7 @@ import numpy as np
 import zarr
 
 from cache import claims, layout
-from cache.chunks import ChunkDigestError, read_array, read_group_meta
+from cache.chunks import digest_mismatch, read_array, read_group_meta
 from cache.digests import array_digest
 from cache.frames_codecs import FramesCodec, frames_codec
 from cache.fsutil import read_json
@@ -318,9 +318,10 @@ class CacheEntry:
         ``check``: which arrays are compared with the digests their writer recorded
         (:class:`~cache.chunks.ChunkDigestError` on a mismatch): ``"read"`` (default) every array
         read whole anyway: all but frames whose codec reads only what is used
-        (:attr:`FramesCodec.digest_on_read` False: raw frames are memory-mapped so that only a crop
+        (:meth:`FramesCodec.digest_read` False: raw frames are memory-mapped so that only a crop
         is read, and hashing them would read and hash 5.5 MB per 16-frame clip at short side 256;
-        docs/cache.md); ``"all"`` those frames too; ``"none"`` nothing.
+        JPEG frames with per-frame digests read and check only the frames used; docs/cache.md);
+        ``"all"`` those frames too, whole; ``"none"`` nothing.
         """
         clip_dir = os.path.join(self.path, layout.CLIPS_DIR, uid)
         attrs, metas = read_group_meta(clip_dir)
@@ -362,16 +363,13 @@ class CacheEntry:
             if value is None or want is None:
                 continue
             if name == "frames":
-                if not (every or self.codec.digest_on_read):
-                    continue  # read lazily: see read_clip
+                if not (every or self.codec.digest_read(value)):
+                    continue  # read lazily, or checked part by part as read: see read_clip
                 got = self.codec.digest(value)
             else:
                 got = array_digest(value)
             if got != want:
-                raise ChunkDigestError(
-                    f"{metas[name].chunk_file}: content does not match the digest its writer recorded (the file is "
-                    f"damaged). `pipeline cache repair {self.path}` moves the clip aside and `pipeline extract` "
-                    "(the options that made the entry) extracts it again")
+                raise digest_mismatch(metas[name].chunk_file, self.path)
 
     def read_index(self) -> dict[str, np.ndarray]:
         """All poses as flat arrays (only once complete): keypoints, scores, offsets, labels."""

@@ -32,7 +32,10 @@ stores ``frames`` as a ``(T_v,)`` variable-length-bytes array of JPEG files.
                          segment middles), short side S, H and W multiples of the grid cell;
                          codec none (raw), lz4 or zstd. With the jpeg codec: (T_v * K,)
                          variable-length bytes, each a JPEG file of one such frame (array
-                         attribute ``jpeg``: frame_shape, quality, color, subsampling)
+                         attribute ``jpeg``: frame_shape, quality, color, subsampling, and
+                         file_bytes, file_digests: each file's length and sha256, which let a
+                         reader take only some files; entries written before them lack them
+                         and are read whole: no format change)
         frame_indices    (T_v * K,) int32: which decoded frames of the clip the frames are
         keypoints        (F, V, 2) float32: x, y of every decoded frame, original pixels
         scores           (F, V) float32 joint confidences

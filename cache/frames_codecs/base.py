@@ -60,6 +60,12 @@ class FramesCodec:
         them. Default: the array's shape (frames stored as an RGB array)."""
         return tuple(int(x) for x in meta.shape)
 
+    def digest_read(self, frames: Any) -> bool:
+        """Whether a read (``read_clip``) compares the digest of all of ``frames``: default
+        :attr:`digest_on_read`; False too for frames that check each part they read (JPEG frames
+        with per-frame digests)."""
+        return self.digest_on_read
+
     def problems(self, frames: Any) -> list[str]:
         """What is wrong with frames read back, beyond their shape (empty: nothing)."""
         return []

@@ -3,8 +3,12 @@
 Each frame is one baseline JPEG (``jpeg_quality``, default 95; 4:2:0 chroma, optimised Huffman
 tables), stored as a Zarr ``variable_length_bytes`` array of shape ``(T_v,)``: every element is a
 complete JPEG file any decoder reads (array attribute ``jpeg``: frame_shape, quality, color,
-subsampling). About 1/7 of raw on realistic footage at quality 95, 1/10 at 90
-(docs/benchmarks.md).
+subsampling, and each file's length and digest, ``file_bytes`` and ``file_digests``). About 1/7 of
+raw on realistic footage at quality 95, 1/10 at 90 (docs/benchmarks.md).
+
+A reader takes only the files it uses from the chunk (their places follow from the lengths) and
+compares each with its digest: an item of an entry with K candidates per segment reads 1/K of the
+clip's files. Entries written before the per-file attributes are read and checked whole.
 
 Encoding uses OpenCV (libjpeg-turbo); decoding uses simplejpeg (libjpeg-turbo, decodes straight
 into a preallocated array, ~15% faster than OpenCV here). Both give the pixels every
@@ -13,11 +17,13 @@ on the GPU (:mod:`stages.data.device_frames`).
 """
 from __future__ import annotations
 
+import os
 from typing import Any, ClassVar, Optional, Sequence
 
 import numpy as np
 
-from cache.digests import encoded_digest
+from cache.chunks import ChunkFormatError, VlenFiles, digest_mismatch, read_array, vlen_files
+from cache.digests import encoded_digest, file_digest
 from cache.frames_codecs.base import FramesCodec, LazyFrames, register_frames_codec
 from cache.zarr_warnings import known_zarr_warnings_quiet
 
@@ -25,6 +31,8 @@ DEFAULT_JPEG_QUALITY = 95
 
 #: array attribute of JPEG frames: what a reader needs to know without decoding
 JPEG_ATTR = "jpeg"
+#: keys of that attribute: each file's length in bytes and its sha256 (cache.digests.file_digest)
+FILE_BYTES, FILE_DIGESTS = "file_bytes", "file_digests"
 
 
 def check_jpeg_quality(quality: Any) -> None:
@@ -64,28 +72,86 @@ def decode_jpeg_into(data: Any, out: np.ndarray, where: str) -> None:
 class JpegFrames(LazyFrames):
     """``T`` JPEG frames that behave like a read-only (T, H, W, 3) uint8 array and decode lazily:
     ``frames[sel]`` decodes only the frames ``sel`` picks on the first axis, ``np.asarray(frames)``
-    decodes all of them. ``encoded`` holds the JPEG files themselves (for decoding on a GPU)."""
+    decodes all of them. :meth:`files` gives some of the JPEG files themselves (for decoding on a
+    GPU), :attr:`encoded` all of them.
 
-    def __init__(self, encoded: Sequence[Any], info: dict, where: str = "frames"):
-        self.encoded = list(encoded)
+    Given ``stored`` (where each file lies in its chunk, from the lengths the writer recorded) and
+    the writer's per-frame ``digests``, frames are read from the chunk file as they are asked for,
+    only those, and each compared with its digest (:meth:`files`); otherwise ``encoded`` holds
+    them all (read whole; entries written before the per-frame attributes, frames just encoded)."""
+
+    def __init__(self, encoded: Optional[Sequence[Any]], info: dict, where: str = "frames",
+                 stored: Optional[VlenFiles] = None, digests: Optional[Sequence[str]] = None,
+                 entry_dir: Any = None):
+        if (encoded is None) == (stored is None) or (stored is not None and digests is None):
+            raise ValueError("JpegFrames: give the files, or where they are stored with their digests")
+        self._encoded = None if encoded is None else list(encoded)
+        self._stored, self._digests, self._entry_dir = stored, digests, entry_dir
+        self._count = len(self._encoded) if stored is None else len(stored.lengths)
         self.info = dict(info)  # the array's ``jpeg`` attribute (jpeg_attrs)
         self.frame_shape = tuple(int(x) for x in info["frame_shape"])
         self.where = where
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return (len(self.encoded), *self.frame_shape)
+        return (self._count, *self.frame_shape)
 
     def __len__(self) -> int:
-        return len(self.encoded)
+        return self._count
+
+    @property
+    def stored(self) -> Optional[VlenFiles]:
+        """Where each file lies in the chunk (None: the files are held, :attr:`encoded`)."""
+        return self._stored
+
+    @property
+    def checks_each_file(self) -> bool:
+        """Whether :meth:`files` compares every file it reads with the writer's digest of it."""
+        return self._stored is not None
+
+    @property
+    def encoded(self) -> list[Any]:
+        """Every JPEG file, as stored (read whole, once; not compared with per-frame digests: the
+        frames' digest over all of them is what ``cache verify`` compares)."""
+        if self._encoded is None:
+            self._encoded = self._stored.read(range(self._count))
+        return self._encoded
+
+    def files(self, indices: Sequence[int]) -> list[Any]:
+        """The JPEG files of frames ``indices``: read from the chunk file, only those, each compared
+        with its digest (:class:`cache.chunks.ChunkDigestError` naming the file and the frame), or
+        taken from :attr:`encoded` when it holds them."""
+        if self._stored is None or self._encoded is not None:
+            return [self.encoded[int(i)] for i in indices]
+        out = self._stored.read(indices)
+        for i, b in zip(indices, out):
+            if file_digest(b) != self._digests[int(i)]:
+                raise digest_mismatch(f"{self._stored.path} (frame {int(i)})", self._entry_dir)
+        return out
 
     def decode(self, indices: Optional[Sequence[int]] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
-        idx = range(len(self.encoded)) if indices is None else [int(i) for i in indices]
+        idx = range(self._count) if indices is None else [int(i) for i in indices]
         if out is None:
             out = np.empty((len(idx), *self.frame_shape), np.uint8)
-        for k, i in enumerate(idx):
-            decode_jpeg_into(self.encoded[i], out[k], f"{self.where}[{i}]")
+        for k, (i, data) in enumerate(zip(idx, self.files(idx))):
+            decode_jpeg_into(data, out[k], f"{self.where}[{i}]")
         return out
+
+
+def stored_files(meta: Any, info: dict) -> Optional[tuple[VlenFiles, list[str]]]:
+    """Where each JPEG file of the array ``meta`` lies in its chunk, and its digest, from the
+    ``jpeg`` attribute's :data:`FILE_BYTES` and :data:`FILE_DIGESTS`; None for an entry written
+    before them. Attributes that do not describe the array's frames are refused, naming its file."""
+    lengths, digests = info.get(FILE_BYTES), info.get(FILE_DIGESTS)
+    if lengths is None and digests is None:
+        return None
+    n = int(meta.shape[0])
+    ok = (isinstance(lengths, list) and isinstance(digests, list) and len(lengths) == len(digests) == n
+          and all(isinstance(x, int) and x > 0 for x in lengths) and all(isinstance(d, str) for d in digests))
+    if not ok:
+        raise ChunkFormatError(f"{meta.path}/zarr.json: attribute '{JPEG_ATTR}' has no {n} file lengths and digests "
+                               f"('{FILE_BYTES}', '{FILE_DIGESTS}') for its {n} frames (the file is damaged)")
+    return vlen_files(meta.chunk_file, lengths), digests
 
 
 @register_frames_codec
@@ -103,10 +169,12 @@ class JpegCodec(FramesCodec):
         encoded = encode_jpeg_frames(frames, quality)
         values = np.empty(len(encoded), dtype=object)
         values[:] = encoded
+        # each file's length and digest: a reader reads and checks only the frames it uses
+        info = {**jpeg_attrs(frames.shape[1:], quality), FILE_BYTES: [len(b) for b in encoded],
+                FILE_DIGESTS: [file_digest(b) for b in encoded]}
         with known_zarr_warnings_quiet():
             z = group.create_array("frames", shape=values.shape, chunks=values.shape, dtype="variable_length_bytes",
-                                   compressors=None, config=config,
-                                   attributes={JPEG_ATTR: jpeg_attrs(frames.shape[1:], quality)})
+                                   compressors=None, config=config, attributes={JPEG_ATTR: info})
             z[...] = values
         return encoded_digest(encoded)
 
@@ -115,16 +183,22 @@ class JpegCodec(FramesCodec):
         return JpegFrames(encode_jpeg_frames(frames, quality), jpeg_attrs(frames.shape[1:], quality))
 
     def read(self, meta: Any) -> JpegFrames:
-        from cache.chunks import read_array
-
         info = meta.attrs.get(JPEG_ATTR)
         if meta.compressor != "vlen" or not info:
             raise ValueError(f"{meta.path}: an entry of the 'jpeg' codec whose frames are not variable-length "
                              f"JPEG files with the '{JPEG_ATTR}' attribute")
-        return JpegFrames(read_array(meta), info, where=str(meta.path))
+        stored = stored_files(meta, info)
+        if stored is None:  # written before the per-frame attributes: read whole, checked whole
+            return JpegFrames(read_array(meta), info, where=str(meta.path))
+        # the entry: <entry>/clips/<uid>/frames
+        entry_dir = os.path.dirname(os.path.dirname(os.path.dirname(str(meta.path))))
+        return JpegFrames(None, info, where=str(meta.path), stored=stored[0], digests=stored[1], entry_dir=entry_dir)
 
     def digest(self, frames: Any) -> str:
         return encoded_digest(frames.encoded)
+
+    def digest_read(self, frames: Any) -> bool:
+        return not (isinstance(frames, JpegFrames) and frames.checks_each_file)
 
     def frame_shape(self, meta: Any) -> tuple[int, ...]:
         info = meta.attrs.get(JPEG_ATTR) or {}
@@ -148,7 +222,7 @@ class JpegCodec(FramesCodec):
         return frames.decode(indices), range(len(indices))
 
     def encoded(self, frames: Any, indices: Sequence[int]) -> list[bytes]:
-        return [bytes(frames.encoded[int(i)]) for i in indices]
+        return [bytes(b) for b in frames.files(indices)]
 
     def export_h5(self, group: Any, frames: Any) -> None:
         import json

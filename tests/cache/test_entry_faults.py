@@ -55,7 +55,7 @@ def test_reader_refuses_flipped_bytes_in_the_small_arrays(tmp_path, name):
     assert not CacheStore(tmp_path).verify(entry).ok
 
 
-def test_frames_digest_jpeg_always_raw_on_request(tmp_path):
+def test_frames_digest_jpeg_as_read_raw_on_request(tmp_path):
     raw = make_entry(tmp_path / "raw")
     _flip(_chunk(raw, "c0", "frames"))
     raw.read_clip("c0")  # memory-mapped raw frames are not hashed per read (docs/cache.md)
@@ -63,9 +63,10 @@ def test_frames_digest_jpeg_always_raw_on_request(tmp_path):
         raw.read_clip("c0", check="all")
     assert "clips/c0: frames: content does not match its digest" in CacheStore(tmp_path / "raw").verify(raw).problems
     jpeg = make_entry(tmp_path / "jpeg", "jpeg")
-    _flip(_chunk(jpeg, "c0", "frames"), at=-10)
-    with pytest.raises(ChunkDigestError, match="frames/c/0"):
-        jpeg.read_clip("c0")
+    _flip(_chunk(jpeg, "c0", "frames"), at=-10)  # inside the last JPEG file
+    frames = jpeg.read_clip("c0").frames  # each JPEG file checked as it is read
+    with pytest.raises(ChunkDigestError, match=rf"frames/c/0 \(frame {len(frames) - 1}\)"):
+        frames.decode([len(frames) - 1])
 
 
 # -- missing metadata ---------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """Store format 2: the chunk-file reader equals zarr, JPEG frames, old formats refused, damage named."""
+import hashlib
 import json
+import os
 import mmap
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import zarr
 from typer.testing import CliRunner
 
 from cache import CacheStore, layout
-from cache.chunks import ChunkFormatError
+from cache.chunks import ChunkDigestError, ChunkFormatError
 from cache.frames_codecs.jpeg import JpegFrames
 from cache.entry import CacheEntry, EntryFormatError
 from cache.writer import EntryWriter, create_entry
@@ -118,7 +120,8 @@ def test_jpeg_frames_round_trip_and_read_with_plain_zarr_and_any_decoder(tmp_pat
     files = g["frames"][...]
     assert files.shape == (T_V,) and files[0][:2] == b"\xff\xd8"
     assert g["frames"].attrs["jpeg"] == {"frame_shape": [H, W, 3], "quality": 95, "color": "RGB",
-                                         "subsampling": "4:2:0"}
+                                         "subsampling": "4:2:0", "file_bytes": [len(b) for b in files],
+                                         "file_digests": [hashlib.sha256(b).hexdigest()[:32] for b in files]}
     pil = np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in files])
     assert np.abs(pil.astype(int) - decoded).max() <= 1
     # smaller than raw, and the quality setting is honoured (and keyed)
@@ -144,6 +147,87 @@ def test_verify_catches_damaged_jpeg_frames_and_missing_chunks(tmp_path):
     with pytest.raises(ChunkFormatError, match="keypoints/c/0/0/0: chunk file missing"):
         entry.read_clip("c1")
     assert any("c1" in p and "chunk file missing" in p for p in store.verify(entry, deep=False).problems)
+
+
+def _jpeg_chunk(entry: CacheEntry, uid: str = "c0") -> tuple[Path, list[bytes]]:
+    """The clip's frames chunk file and its JPEG files as plain zarr reads them."""
+    g = zarr.open_group(entry.path / "clips" / uid, mode="r")
+    return entry.path / "clips" / uid / "frames" / "c" / "0", [bytes(b) for b in g["frames"][...]]
+
+
+def _offset(files: list[bytes], i: int) -> int:
+    """Where file ``i`` starts in a vlen-bytes chunk: after the count and each earlier length + file."""
+    return 4 + sum(4 + len(b) for b in files[:i]) + 4
+
+
+@pytest.mark.filterwarnings("ignore:The data type .VariableLengthBytes")
+def test_jpeg_frames_read_only_the_files_used_each_checked(tmp_path, monkeypatch):
+    """An item of a K-candidate JPEG entry uses a third of the stored frames: it reads just those
+    bytes (one read per run of neighbours) and compares each file with the writer's digest of it."""
+    entry = make_entry(tmp_path, "jpeg")
+    chunk, files = _jpeg_chunk(entry)
+    reads = []
+    real = os.preadv
+    monkeypatch.setattr(os, "preadv", lambda fd, bufs, off: reads.append((off, len(bufs[0]))) or real(fd, bufs, off))
+    c = entry.read_clip("c0")
+    assert c.frames.checks_each_file and reads == []  # the read itself takes none of the frames
+    got = c.frames.files([3, 0, 1])
+    assert [bytes(b) for b in got] == [files[3], files[0], files[1]]
+    assert sorted(reads) == [(_offset(files, 0) - 4, 8 + len(files[0]) + len(files[1])),
+                             (_offset(files, 3) - 4, 4 + len(files[3]))]
+    monkeypatch.setattr(os, "preadv", real)
+    np.testing.assert_array_equal(c.frames[[2]], entry.read_clip("c0", check="all").frames.decode([2]))
+
+    data = bytearray(chunk.read_bytes())
+    data[_offset(files, 3) + len(files[3]) // 2] ^= 0xFF  # a flipped byte inside frame 3's JPEG
+    chunk.write_bytes(bytes(data))
+    c = entry.read_clip("c0")  # frames 0-2 still read: the damage is named when frame 3 is read
+    assert [bytes(b) for b in c.frames.files([0, 2])] == [files[0], files[2]]
+    with pytest.raises(ChunkDigestError, match=r"frames/c/0 \(frame 3\): content does not match.*pipeline cache "
+                                               rf"repair {entry.path}"):
+        c.frames.decode([1, 3])
+    with pytest.raises(ChunkDigestError, match="frame 3"):
+        np.asarray(c.frames)
+    assert CacheStore(tmp_path).verify(entry).problems == ["clips/c0: frames: content does not match its digest"]
+    with pytest.raises(ChunkDigestError, match="frames/c/0: content does not match"):
+        entry.read_clip("c0", check="all")  # all frames, their digest as a whole
+
+    data[_offset(files, 1) - 4] ^= 0x01  # frame 1's stored length
+    chunk.write_bytes(bytes(data))
+    with pytest.raises(ChunkFormatError, match=rf"element 1 is not the {len(files[1])} bytes its writer recorded"):
+        entry.read_clip("c0").frames.files([1])
+    chunk.write_bytes(bytes(data[:-5]))
+    with pytest.raises(ChunkFormatError, match=rf"frames/c/0: {len(data) - 5} bytes, expected {len(data)}"):
+        entry.read_clip("c0").frames.files([0])
+
+
+def _edit_jpeg_attr(entry: CacheEntry, uid: str, edit) -> None:
+    """Apply ``edit`` to the frames' ``jpeg`` attribute in the clip's metadata (the array's own and the
+    group's consolidated copy, which the reader uses)."""
+    clip = entry.path / "clips" / uid
+    for f, get in ((clip / "frames" / "zarr.json", lambda m: m),
+                   (clip / "zarr.json", lambda m: m["consolidated_metadata"]["metadata"]["frames"])):
+        meta = json.loads(f.read_text())
+        edit(get(meta)["attributes"]["jpeg"])
+        f.write_text(json.dumps(meta))
+
+
+@pytest.mark.filterwarnings("ignore:The data type .VariableLengthBytes")
+def test_jpeg_frames_written_before_the_per_frame_digests_read_whole_and_checked_whole(tmp_path):
+    entry = make_entry(tmp_path, "jpeg")
+    chunk, files = _jpeg_chunk(entry)
+    _edit_jpeg_attr(entry, "c0", lambda a: (a.pop("file_bytes"), a.pop("file_digests")))
+    c = entry.read_clip("c0")
+    assert not c.frames.checks_each_file and [bytes(b) for b in c.frames.files([2, 1])] == [files[2], files[1]]
+    assert CacheStore(tmp_path).verify(entry).ok
+    data = bytearray(chunk.read_bytes())
+    data[_offset(files, 3) + 10] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    with pytest.raises(ChunkDigestError, match="frames/c/0: content does not match"):
+        entry.read_clip("c0")  # the digest of all the frames, on every read, as before
+    _edit_jpeg_attr(entry, "c1", lambda a: a["file_bytes"].pop())
+    with pytest.raises(ChunkFormatError, match=r"c1/frames/zarr.json: attribute 'jpeg' has no 4 file lengths"):
+        entry.read_clip("c1")
 
 
 def test_all_zero_arrays_are_written_not_left_to_fill_values(tmp_path):

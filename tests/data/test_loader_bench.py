@@ -40,6 +40,8 @@ def test_loader_bench_measures_synthetic_and_named_custom_entries(loader_bench, 
     assert raw["bytes_read_per_item"] < raw["raw_frames_bytes"]  # only the crop's rows of raw frames
     # the rows of 16 frames of the 48: K changes what is stored, not what is read
     assert raw3["bytes_read_per_item"] < raw3["raw_frames_bytes"] / 3 + 100_000
+    # JPEG items read the files of their 16 frames, not the clip's whole chunk of 48
+    assert 0.7 < jpeg3["bytes_read_per_item"] / jpeg["bytes_read_per_item"] < 1.4
     for r in (raw, raw3, yuv, yuv3):  # through a real loader worker: views in the worker, on the device, pixels shipped
         assert len(r["through_one_worker_ms"]) == 3 and all(v > 0 for v in r["through_one_worker_ms"].values())
     assert "through_one_worker_ms" not in jpeg
