@@ -17,10 +17,13 @@ What real footage carries, and what decoding does with it (docs/extraction.md, "
   constant rate); ``VideoInfo.fps`` is the header's average rate, and time cuts select by
   timestamp.
 * **Truncation vs. a wrong container duration**: a file is *truncated* when ffmpeg reports that
-  the data ends early (a partial file, a corrupt last packet), or when the decoded stream covers
-  clearly less time than the header states *and* ffmpeg reported errors. A stream that decodes
-  cleanly but ends before the container's duration (an audio track longer than the video, a wrong
-  header) is taken as complete, with a note.
+  the data ends early (a partial file, a corrupt packet at the end of the data), or when the
+  decoded stream covers clearly less time than the header states *and* ffmpeg reported errors. A
+  stream that decodes cleanly but ends before the container's duration (an audio track longer
+  than the video, a wrong header) is taken as complete, with a note; so is one with a corrupt
+  packet that ffmpeg places well inside what decoded (damage the decoder concealed).
+* **A frame size that changes mid-stream** is an error: ffmpeg would scale the later frames to the
+  first one's size without a word (its notice, at level info, names the new size).
 * Open-GOP / B-frame streams, odd frame sizes, MPEG-4 part 2 (XVID) in AVI decode like any other
   stream; a file without a video stream (cover art does not count) is an error that says so.
 
@@ -66,6 +69,8 @@ class VideoInfo:
     stored_size: Optional[tuple[int, int]] = None  # (width, height) as stored, before rotation and SAR
     stream: Optional[str] = None  # ffmpeg's "file:stream" index of the video stream decoded
     tbr: Optional[float] = None  # ffmpeg's guess of the base frame rate (differs from fps when variable)
+    tbn: Optional[float] = None  # ticks per second of the stream's timestamps (its time base's inverse)
+    start: Optional[float] = None  # the container's start time, seconds (timestamps count from it)
 
     @property
     def variable_frame_rate(self) -> bool:
@@ -82,11 +87,20 @@ _SIZE = re.compile(r", (\d{1,5})x(\d{1,5})\b")
 _SAR = re.compile(r"SAR (\d+):(\d+)")
 _FPS = re.compile(r"(\d+(?:\.\d+)?) fps")
 _TBR = re.compile(r"(\d+(?:\.\d+)?)(k?) tbr")
+_TBN = re.compile(r"(\d+(?:\.\d+)?)(k?) tbn")
+_START = re.compile(r"Duration: [^,\n]*, start: (-?\d+(?:\.\d+)?)")
 _ROT = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees", re.I)
 _ROT_TAG = re.compile(r"^\s*rotate\s*:\s*(-?\d+)", re.M)  # ffmpeg < 5 printed the mp4 tag
 # ffmpeg's words for data that ends early (a truncated file): the demuxer read past the end.
-_EOF_WORDS = re.compile(r"partial file|ended prematurely|Packet corrupt|corrupt input packet|"
-                        r"Truncating packet|end of file", re.I)
+_EOF_WORDS = re.compile(r"partial file|ended prematurely|Truncating packet|end of file", re.I)
+# ffmpeg's words for a damaged packet: the end of a truncated file, or damage mid-stream that the
+# decoder conceals; truncation only when the frames also stop short of the expected span
+_CORRUPT_WORDS = re.compile(r"Packet corrupt|corrupt input packet", re.I)
+_CORRUPT_AT = re.compile(r"Packet corrupt \(stream = (\d+), dts = (-?\d+)\)")
+# ffmpeg's own notice (level info) that the decoded frames' parameters changed mid-stream: it then
+# scales every later frame to the first one's size by itself, silently
+_RECONFIGURED = re.compile(r"Reconfiguring filter graph because video parameters changed to .*?, (\d+)x(\d+)\b")
+_LEVEL = re.compile(r"\[(trace|debug|verbose|info|warning|error|fatal|panic)\] ")
 _PROGRESS_LINE = re.compile(r"^(frame|fps|stream_\d+_\d+_q|bitrate|total_size|out_time(_us|_ms)?|dup_frames|"
                             r"drop_frames|speed|progress)=")
 
@@ -100,7 +114,21 @@ def _last_error_line(stderr: str) -> str:
 
 
 def _clean(line: str) -> str:
-    return re.sub(r"\[[^\]]*@ 0x[0-9a-f]+\] ", "", line.strip())
+    return _LEVEL.sub("", re.sub(r"\[[^\]]*@ 0x[0-9a-f]+\] ", "", line.strip()), count=1)
+
+
+def _problem_lines(stderr: str) -> list[str]:
+    """ffmpeg's warnings and errors (lines logged at level warning or above, and lines without a
+    level: "Last message repeated"), cleaned; not its progress reports or its info lines."""
+    out = []
+    for ln in stderr.splitlines():
+        ln = ln.strip()
+        if not ln or _PROGRESS_LINE.match(ln):
+            continue
+        level = _LEVEL.search(ln)
+        if level is None or level.group(1) not in ("trace", "debug", "verbose", "info"):
+            out.append(_clean(ln))
+    return out
 
 
 def _stream_blocks(err: str) -> list[tuple[re.Match, str]]:
@@ -159,6 +187,8 @@ def probe(path: str) -> VideoInfo:
     tm = _TBR.search(rest)
     fps = float(fm.group(1)) if fm else None
     tbr = float(tm.group(1)) * (1000 if tm.group(2) else 1) if tm else None
+    nm, st = _TBN.search(rest), _START.search(err)
+    tbn = float(nm.group(1)) * (1000 if nm.group(2) else 1) if nm else None
     if fps is None:
         fps = tbr
     dm = _DUR.search(err)
@@ -169,7 +199,8 @@ def probe(path: str) -> VideoInfo:
         raise DecodeError(f"display matrix rotates by {rot} degrees; only multiples of 90 are supported")
     dw, dh = displayed_size(w, h, rot, sar)
     return VideoInfo(width=dw, height=dh, fps=fps, duration=duration, codec=m.group(3), rotation=rot, sar=sar,
-                     stored_size=(w, h), stream=f"{m.group(1)}:{m.group(2)}", tbr=tbr)
+                     stored_size=(w, h), stream=f"{m.group(1)}:{m.group(2)}", tbr=tbr, tbn=tbn,
+                     start=float(st.group(1)) if st else None)
 
 
 def stored_pixels_size(info: VideoInfo) -> Optional[tuple[int, int]]:
@@ -220,7 +251,10 @@ def read_frames(
         in_kw["ss"] = f"{start_time:.3f}"
     if end_time is not None:
         in_kw["to"] = f"{end_time:.3f}"
-    out_kw: dict = dict(format="image2pipe", vcodec="ppm", pix_fmt="rgb24", fps_mode="passthrough")
+    # frames timed as the demuxer has them: with the encoder's default time base (1 / a guessed rate)
+    # a variable-rate stream's close frames collide and our own muxer complains of them
+    out_kw: dict = dict(format="image2pipe", vcodec="ppm", pix_fmt="rgb24", fps_mode="passthrough",
+                        enc_time_base="demux")
     if info.stream:
         out_kw["map"] = info.stream
     if not info.square_pixels:
@@ -236,7 +270,8 @@ def read_frames(
     stream = (
         ffmpeg.input(name, **in_kw)
         .output("pipe:", an=None, sn=None, dn=None, **out_kw)
-        .global_args("-hide_banner", "-nostdin", "-loglevel", "warning", "-nostats", "-progress", "pipe:2")
+        # level info (tagged): ffmpeg's notice of a frame size change mid-stream is at that level
+        .global_args("-hide_banner", "-nostdin", "-loglevel", "level+info", "-nostats", "-progress", "pipe:2")
     )
     args = stream.compile(cmd=ffmpeg_exe())
     args[args.index(name)] = path  # subprocess passes it as the file's own bytes
@@ -283,11 +318,19 @@ def read_frames(
     if stopped_early:
         return  # we closed the pipe: ffmpeg's complaints about it are ours, not the file's
     stderr = b"".join(err_chunks).decode("utf-8", "replace")
-    messages = [_clean(ln) for ln in stderr.splitlines() if ln.strip() and not _PROGRESS_LINE.match(ln.strip())]
-    eof = [ln for ln in messages if _EOF_WORDS.search(ln)]
+    _check_frame_size_kept(stderr, info)
+    messages = _problem_lines(stderr)
     span = _decoded_span(stderr)
     expected = _expected_span(info, start_time, end_time, start_frame, end_frame)
     short = expected is not None and span is not None and span < min_coverage * expected - _frame_time(info)
+    # frames missing at the end: more than a frame and a half short of the span the header states
+    ends_early = expected is None or span is None or span < expected - 1.5 * _frame_time(info)
+    # corrupt packets: the file's end unless each one ffmpeg places lies inside what was decoded
+    # (the decoder's "corrupt input packet" lines repeat the demuxer's placed ones)
+    corrupt = [ln for ln in messages if _CORRUPT_WORDS.search(ln)]
+    placed = [ln for ln in corrupt if _CORRUPT_AT.search(ln)]
+    cut = ends_early or not placed or not all(_damage_inside(ln, info, span, start_time) for ln in placed)
+    eof = [ln for ln in messages if _EOF_WORDS.search(ln) or (cut and ln in corrupt)]
     if eof or (short and messages):
         seen = f" ({span:.2f} s of ~{expected:.2f} s)" if short else ""
         raise DecodeError(f"truncated: decoded {n_out} frames{seen}; ffmpeg: {(eof or messages)[0]}")
@@ -303,6 +346,33 @@ def read_frames(
         if messages:
             notes.append(f"ffmpeg reported {len(messages)} problem line(s) while decoding, concealed by the "
                          f"decoder: {messages[0]}")
+
+
+def _damage_inside(line: str, info: VideoInfo, span: Optional[float], start_time: Optional[float]) -> bool:
+    """Whether ffmpeg's corrupt-packet ``line`` names a packet of the decoded video stream more than
+    two frames before the end of what was decoded: damage the decoder concealed, with frames after
+    it. A corrupt packet at the end (a file cut off, even where the header's duration was estimated
+    from what is left), of another stream, or one that cannot be placed is not."""
+    m = _CORRUPT_AT.search(line)
+    if not (m and info.stream and info.tbn and span is not None):
+        return False
+    if int(m.group(1)) != int(info.stream.split(":")[1]):
+        return False
+    at = int(m.group(2)) / info.tbn - (info.start or 0.0) - (start_time or 0.0)
+    return at < span - 2 * _frame_time(info)
+
+
+def _check_frame_size_kept(stderr: str, info: VideoInfo) -> None:
+    """Refuse a stream whose frame size changes mid-stream (a concatenated or adaptive-bitrate
+    recording): ffmpeg scales the later frames to the first one's size without a word, which
+    squeezes them. Its notice of the change (level info) names the new size."""
+    first = info.stored_size or ((info.height, info.width) if info.rotation % 180 else (info.width, info.height))
+    for m in _RECONFIGURED.finditer(stderr):
+        size = (int(m.group(1)), int(m.group(2)))
+        if size != tuple(first):
+            raise DecodeError(f"the frame size changes mid-stream, from {first[0]}x{first[1]} to {size[0]}x{size[1]} "
+                              "(as stored): ffmpeg would scale the later frames to the first size, squeezing them; "
+                              "re-encode the clip at one size, or cut it where the size changes")
 
 
 def _frame_time(info: VideoInfo) -> float:

@@ -143,6 +143,51 @@ def test_wrong_container_duration_is_not_a_truncation(tmp_path):
     assert _codes(decode_clip(str(av))[1]) == list(range(10))
 
 
+def _concat(parts, out):
+    """``parts`` joined by ffmpeg's concat demuxer, re-encoding nothing (how recordings get joined)."""
+    listing = out.with_suffix(".txt")
+    listing.write_text("".join(f"file '{p}'\n" for p in parts))
+    subprocess.run([ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", "-f", "concat", "-safe", "0", "-i",
+                    str(listing), "-c", "copy", str(out)], check=True)
+    return out
+
+
+def test_a_frame_size_change_mid_stream_is_refused_not_squeezed(tmp_path):
+    """ffmpeg scales every frame after a size change to the first size, silently: refused, naming both."""
+    parts = [make_timecoded_video(tmp_path / "a.ts", 10, size=(80, 32), extra=("-f", "mpegts")),
+             make_timecoded_video(tmp_path / "b.ts", 10, size=(160, 48), extra=("-f", "mpegts"))]
+    joined = _concat(parts, tmp_path / "joined.ts")
+    with pytest.raises(DecodeError, match="frame size changes mid-stream, from 80x32 to 160x48"):
+        decode_clip(str(joined))
+    assert len(decode_clip(str(parts[1]))[1]) == 10  # one size throughout: decoded
+
+
+def test_close_timestamps_of_a_variable_rate_join_decode_without_complaint(tmp_path):
+    """10 fps then 30 fps joined: every frame comes through and nothing is taken for damage (ffmpeg's
+    own muxer complained of colliding timestamps in its guessed time base, read as a truncation
+    beside a longer audio track)."""
+    parts = [make_timecoded_video(tmp_path / "a.mp4", 10, fps=10), make_timecoded_video(tmp_path / "b.mp4", 30, fps=30)]
+    joined = _concat(parts, tmp_path / "joined.mp4")
+    notes = []
+    _, frames = decode_clip(str(joined), notes=notes)
+    assert _codes(frames) == list(range(10)) + list(range(30)) and notes == []
+
+
+def test_a_corrupt_packet_mid_stream_is_concealed_not_taken_for_truncation(tmp_path):
+    """A damaged transport-stream packet in the middle leaves every frame decodable: kept, with a
+    note. (The same words at the end of the data mean the file was cut off: the AVI case of
+    test_real_truncation_is_never_missed, whose header duration comes from what is left.)"""
+    p = make_timecoded_video(tmp_path / "v.ts", 40, size=(160, 64), noise=True, extra=("-g", "10", "-f", "mpegts"))
+    data = bytearray(p.read_bytes())
+    mid = (len(data) // 188 // 2) * 188
+    data[mid:mid + 3 * 188] = np.random.default_rng(0).integers(0, 256, 3 * 188, dtype=np.uint8).tobytes()
+    damaged = tmp_path / "damaged.ts"
+    damaged.write_bytes(bytes(data))
+    notes = []
+    _, frames = decode_clip(str(damaged), notes=notes)
+    assert len(frames) == 40 and any("concealed by the decoder: Packet corrupt" in n for n in notes)
+
+
 @pytest.mark.parametrize("container", ["mp4", "mkv", "avi", "liar.mkv"])
 def test_real_truncation_is_never_missed(tmp_path, container):
     codec = ("-c:v", "libxvid", "-q:v", "2") if container == "avi" else (
