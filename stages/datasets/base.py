@@ -146,6 +146,10 @@ class DatasetAdapter:
     extract_defaults: Mapping[str, Any] = {}
     # Whether the dataset ships its own 2D poses (pose source "dataset").
     has_poses: bool = False
+    # How the adapter reads the poses it ships, once that reading has changed from its first: joins
+    # the ``dataset`` pose source's identity (so the entry key), so that an entry of the old reading
+    # is not taken for one of the new. None: as first released.
+    pose_reading: Optional[str] = None
     # Whether those poses hold every person of a clip (:meth:`dataset_people`), so stage one can
     # keep several per frame (setting ``persons``).
     multi_person_poses: bool = False

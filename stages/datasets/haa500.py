@@ -82,7 +82,7 @@ def class_texts(names: list[str]) -> list[str]:
     """Readable, unique texts for HAA500 class names (see module docstring)."""
     parts = []
     for n in names:
-        m = re.match(r"^(.*?)[_-]?(\d+)$", n)
+        m = re.match(r"^(.*?)[_-](\d+)$", n)  # "_2" numbers a variant; "flip360" keeps its digits
         base, num = (m.group(1), m.group(2)) if m and m.group(1) else (n, None)
         text = " ".join(re.sub(r"[_\-]+", " ", base).split()).lower()
         parts.append((text, num))
@@ -176,10 +176,15 @@ class HAA500(DatasetAdapter):
 
     @staticmethod
     def _read_class_file(path: Path) -> list[dict]:
-        rows = []
+        rows, blank = [], None
         for n, line in enumerate(read_text_lines(path), 1):
             if not line.strip():
+                blank = blank or n
                 continue
+            if blank is not None:  # the split and the video numbers count rows: every later one would move
+                raise DatasetLayoutError(f"{path}:{blank}: a blank line before the last row; the split (first "
+                                         "train_per_class rows train, ...) and the videos' numbers count the rows, so "
+                                         "every row after it would move. Remove it (blank lines at the end are fine)")
             parts = [x.strip() for x in line.split(",")]
             if len(parts) != len(ANNOTATION_FIELDS):
                 raise DatasetLayoutError(f"{path}:{n}: expected '{','.join(ANNOTATION_FIELDS)}', got {line!r}")

@@ -51,10 +51,12 @@ a file), named ``<clip>_pose3d.json`` (v1.2), ``<clip>.json`` (original), or ``<
 (a bare list of frames, or ``frames`` as a dict keyed by frame number, is accepted too).
 ``pose2d`` as 26 numbers is read as 13 x followed by 13 y (LCR-Net's layout; option
 ``pose2d_layout="xy"`` for interleaved x, y pairs); a nested 13 x 2 list is read as is; a pose of
-all ``-1`` is no detection (as the v1.2 files mark it). Main person per frame: the detection
-with the highest ``cumscore`` (``score`` if that is absent; v1.2 files may have neither), ties to
-the larger joint bounding box. The chosen person's joints get score 1 (LCR-Net gives no
-per-joint confidence), a frame with no detection gets zeros. Coordinates are in the clip's
+all ``-1`` is no detection (as the v1.2 files mark it), a joint at ``(-1, -1)`` one not found
+(score 0). Main person per frame: the detection with the highest ``cumscore`` (``score`` if that
+is absent), the first of equals, and the first when none carries a score (v1.2 files): the
+authors' ``json_to_npz.py`` takes ``frames[i][0]``, and LCR-Net writes each frame's detections
+sorted by ``cumscore``, highest first, so the two agree. The chosen person's joints get score 1
+(LCR-Net gives no per-joint confidence), a frame with no detection gets zeros. Coordinates are in the clip's
 pixels; the frame size is option ``frame_size`` (default 480 x 640, the released mp4 size).
 """
 from __future__ import annotations
@@ -169,6 +171,10 @@ class ToyotaSmarthome(DatasetAdapter):
     coarse_type = "daily living"
     skeleton = "toyota13"
     has_poses = True
+    # how the LCR-Net files are read (part of the pose source's identity, so the entry key): the first
+    # of the best-scored detections, joints at (-1, -1) unseen; before it, ties and unscored
+    # detections went to the larger box and such joints counted as seen
+    pose_reading = "lcrnet: first of the highest cumscore, joints at -1 unseen"
     extract_defaults = {"pose_source": "dataset"}
 
     def __init__(self, root=None, **options):
@@ -378,10 +384,12 @@ def _pose2d(det: dict, layout: str) -> np.ndarray:
 
 
 def _det_score(det: dict) -> float:
+    """The detection's ``cumscore`` (``score`` if that is absent); -inf without either, so that a
+    frame whose detections carry no score keeps its first, as the authors' tools read it."""
     for k in ("cumscore", "score"):
         if k in det:
             return float(np.asarray(det[k]).reshape(-1)[0])
-    return 1.0
+    return float("-inf")
 
 
 def parse_lcrnet_json(path: os.PathLike, frame_size=(480, 640), layout: str = "xxyy") -> PoseTrack:
@@ -400,7 +408,7 @@ def parse_lcrnet_json(path: os.PathLike, frame_size=(480, 640), layout: str = "x
     for t, dets in enumerate(frames):
         if isinstance(dets, dict):
             dets = [dets]
-        best, best_key = None, None
+        best, best_score = None, None
         for det in dets or []:
             if not isinstance(det, dict) or "pose2d" not in det:
                 continue
@@ -410,11 +418,11 @@ def parse_lcrnet_json(path: os.PathLike, frame_size=(480, 640), layout: str = "x
                 raise DatasetLayoutError(f"{path}: frame {t}: {e}") from None
             if np.all(p == -1):  # how the v1.2 files mark a frame without a detection
                 continue
-            area = float(np.ptp(p[:, 0]) * np.ptp(p[:, 1]))
-            key = (_det_score(det), area)
-            if best_key is None or key > best_key:
-                best, best_key = p, key
+            score = _det_score(det)
+            if best_score is None or score > best_score:  # the first of equals (LCR-Net sorts by cumscore)
+                best, best_score = p, score
         if best is not None:
             kps[t] = best
-            scores[t] = 1.0
+            # a joint at (-1, -1) is one the file marks as not found: unseen, not a joint in the corner
+            scores[t] = np.where(np.all(best == -1, axis=1), 0.0, 1.0)
     return PoseTrack(keypoints=kps, scores=scores, frame_size=tuple(frame_size))

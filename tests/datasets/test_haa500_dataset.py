@@ -39,6 +39,7 @@ def test_variant_class_texts():
     assert class_texts(["yoga_tree", "yoga_tree_2", "soccer_kick_1", "hula-hoop"]) == [
         "yoga tree", "yoga tree (variant 2)", "soccer kick", "hula hoop"]
     assert class_texts(["jump_1", "jump_2"]) == ["jump (variant 1)", "jump (variant 2)"]
+    assert class_texts(["flip360", "flip"]) == ["flip360", "flip"]  # digits with no separator are the name's
 
 
 def test_class_texts_have_single_spaces():
@@ -106,6 +107,20 @@ def test_class_without_a_file_and_bad_lines(tmp_path):
     _class_files(tmp_path)
     write_text(tmp_path / "raw" / "abseiling.txt", "https://youtu.be/x,1.0,2.0\n")
     with pytest.raises(DatasetLayoutError, match="abseiling.txt:1"):
+        create_dataset("haa500", root=tmp_path).load()
+
+
+def test_a_blank_line_inside_a_class_file_is_refused_at_its_end_kept(tmp_path):
+    """Rows are counted for the split and the videos' numbers: a blank line inside would move every
+    row after it (silently, when it was skipped)."""
+    _make0(tmp_path)
+    _class_files(tmp_path)
+    f = tmp_path / "raw" / "abseiling.txt"
+    rows = f.read_text().splitlines(keepends=True)
+    write_text(f, "".join(rows) + "\n\n")
+    assert create_dataset("haa500", root=tmp_path).load().split_counts() == {"train": 32, "val": 2, "test": 6}
+    write_text(f, "".join(rows[:5]) + "\n" + "".join(rows[5:]))
+    with pytest.raises(DatasetLayoutError, match=r"abseiling.txt:6: a blank line before the last row"):
         create_dataset("haa500", root=tmp_path).load()
 
 

@@ -171,6 +171,32 @@ def _pose(x0, y0):
     return xs + ys  # LCR-Net: 13 x then 13 y
 
 
+def test_lcrnet_main_person_as_the_authors_read_it_and_joints_not_found(tmp_path):
+    """Without scores (v1.2) the first detection, as the authors' json_to_npz.py takes frames[i][0],
+    never the larger one; the first of equal scores; a joint at (-1, -1) is unseen, not a joint in
+    the corner. The reading joins the pose source's identity, so the entry key."""
+    from stages.extract.pose.dataset_pose import DatasetPoseSource
+
+    _root(tmp_path)
+    cid = "Walk_p18_r02_v05_c05"
+    small, large = _pose(10, 20), _pose(100, 200)
+    partial = list(_pose(30, 40))
+    partial[4] = partial[4 + 13] = -1  # joint 4 not found
+    frames = [
+        [{"pose2d": small, "pose3d": [0] * 39}, {"pose2d": large, "pose3d": [0] * 39}],  # no scores
+        [{"pose2d": small, "cumscore": 1.5}, {"pose2d": large, "cumscore": 1.5}],  # equal scores
+        [{"pose2d": partial, "cumscore": 3.0}],
+    ]
+    write_json(tmp_path / "skeletonv12" / f"{cid}_pose3d.json", {"njts": 13, "frames": frames})
+    ds = create_dataset("toyota_smarthome", root=tmp_path)
+    clip = {c.clip_id: c for c in ds.load().clips}[cid]
+    track = ds.dataset_poses(clip)
+    np.testing.assert_allclose(track.keypoints[0, 0], [10, 20])
+    np.testing.assert_allclose(track.keypoints[1, 0], [10, 20])
+    assert track.scores[2, 4] == 0 and np.delete(track.scores[2], 4).min() == 1
+    assert DatasetPoseSource(dataset=ds).identity()["reading"] == ds.pose_reading
+
+
 @pytest.mark.parametrize("folder, name", [
     ("skeletonv12", "{}_pose3d.json"),  # the refined v1.2 release (pi-ViT's layout)
     ("json", "{}.json"),  # the original release unpacks to json/

@@ -38,7 +38,8 @@ class DatasetPoseSource(PoseSource):
 
     def identity(self) -> dict:
         # The pose files' identities are part of each clip's source identity (see extraction).
-        return {"name": self.name, "skeleton": self.skeleton}
+        reading = getattr(self.dataset, "pose_reading", None)
+        return {"name": self.name, "skeleton": self.skeleton, **({"reading": reading} if reading else {})}
 
     def clips_without_poses(self, clips: list[ClipRecord], dataset: Optional[DatasetAdapter]) -> Optional[list[str]]:
         ds = dataset or self.dataset
