@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from pipeline.commands.common import CacheRootOpt, console, exit_on_error, human_bytes, progress_bar
@@ -302,6 +303,8 @@ def cache_show(
     label = e.classes[clip.label] if 0 <= clip.label < len(e.classes) else None
     path = write_png(out or Path(f"{row['uid']}.png"), clip_sheet(clip, skeleton, label))
     console.print(f"wrote {path}")
+    for note in clip.attrs.get("notes") or ():  # what stage one saw in the video and its poses
+        console.print(f"  note: {escape(str(note))}", highlight=False)
     if video:
         mp4 = write_mp4(path.with_suffix(".mp4"), [frame_overlay(clip, t, skeleton) for t in range(len(clip.frames))], fps)
         console.print(f"wrote {mp4}")

@@ -110,6 +110,33 @@ def extract(
         raise typer.Exit(1)
 
 
+#: clips whose notes the summary lists (the rest are counted)
+NOTED_CLIPS_SHOWN = 10
+
+
+def _print_notes(rep) -> None:
+    """The notes of the clips extracted now (what stage one saw and kept: errors the decoder
+    concealed, a rotation, a longer audio track, poses resampled): counted, the first clips' shown,
+    so that kept damage is seen in the run, not only in the clips' attributes."""
+    uids = {r["clip_id"]: r["uid"] for r in rep.entry.clips(done_only=False)}
+    noted = []
+    for cid in rep.done_now:
+        try:
+            notes = rep.entry.read_clip(uids[cid], arrays=(), check="none").attrs.get("notes") or []
+        except (OSError, RuntimeError, KeyError):  # a clip gone since (another job's repair): nothing to show
+            continue
+        if notes:
+            noted.append((cid, notes))
+    if not noted:
+        return
+    console.print(f"notes on {len(noted)} of the {len(rep.done_now)} clips extracted now (kept; `pipeline cache show "
+                  f"{rep.entry.key[:12]} CLIP` prints a clip's):")
+    for cid, notes in noted[:NOTED_CLIPS_SHOWN]:
+        console.print(f"  {escape(cid)}: {escape('; '.join(str(n) for n in notes))}", highlight=False)
+    if len(noted) > NOTED_CLIPS_SHOWN:
+        console.print(f"  ... and {len(noted) - NOTED_CLIPS_SHOWN} more")
+
+
 def _print_summary(rep) -> None:
     st = rep.entry.status()
     c = rep.counters
@@ -119,6 +146,7 @@ def _print_summary(rep) -> None:
         f"{rep.already} already there; decoded {c.decoded_clips} clips ({c.decoded_frames} frames), "
         f"{c.pose_calls} pose calls, {rep.seconds:.1f} s. "
         + ("[green]complete[/]" if rep.complete else "[yellow]incomplete[/] (rerun to continue)"))
+    _print_notes(rep)
     fails = rep.failures
     if fails:
         new = {cid for cid, _ in rep.failed_now}

@@ -242,3 +242,36 @@ def test_rotated_phone_video_extracts_upright_with_poses_in_its_frames(tmp_path)
     assert res.arrays["frames"].shape[1:3] == (64, 48)  # portrait, as displayed
     np.testing.assert_array_equal(res.arrays["keypoints"][0, 0], [10.0, 50.0])
     assert not any("rescaled" in n for n in res.notes) and any("displayed" in n for n in res.notes)
+
+
+def test_notes_reach_the_extract_summary_and_cache_show(tmp_path):
+    """What stage one kept with a note (here a phone's rotation) is listed when the run ends and
+    printed with the clip, not only left in its attributes."""
+    import pickle
+
+    from typer.testing import CliRunner
+
+    from cache import CacheStore
+    from pevl_testutils import write_custom_dataset
+    from pipeline.cli import app
+
+    root = tmp_path / "data"
+    root.mkdir()
+    _pattern_video(root / "plain.mp4", frames=8)
+    remux(root / "plain.mp4", root / "phone.mp4", before_input=("-display_rotation", "90"))
+    write_custom_dataset(root, [("plain.mp4", 0, "train"), ("phone.mp4", 1, "train")], ["a", "b"])
+    kp = np.full((1, 8, 17, 2), 20.0, np.float32)
+    (tmp_path / "poses.pkl").write_bytes(pickle.dumps([
+        {"frame_dir": name, "img_shape": shape, "keypoint": kp, "keypoint_score": np.ones((1, 8, 17), np.float32)}
+        for name, shape in (("plain", (48, 64)), ("phone", (64, 48)))]))
+    cache = str(tmp_path / "cache")
+    res = CliRunner().invoke(app, ["extract", "--dataset", "custom", "--root", str(root), "--cache-root", cache,
+                                   "--coarse-type", "x", "--pose-source", f"pkl:{tmp_path / 'poses.pkl'}",
+                                   "--num-frames", "2", "--short-side", "48"])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 0, text[-2000:]
+    assert "notes on 1 of the 2 clips extracted now" in text and "phone: " in text and "rotat" in text, text
+    (entry,) = CacheStore(cache).entries("custom")
+    shown = CliRunner().invoke(app, ["cache", "show", entry.key, "phone", "--out", str(tmp_path / "p.png"),
+                                     "--cache-root", cache])
+    assert shown.exit_code == 0 and "note: " in shown.output and "rotat" in shown.output
