@@ -32,6 +32,7 @@ seed, deterministic                   ``randomness``
 """
 from __future__ import annotations
 
+import math
 import os
 import uuid
 from dataclasses import dataclass
@@ -216,17 +217,34 @@ def runner_kwargs(cfg: Any, model, train_ds, test_ds, work_dir: Path, launcher: 
             ow["clip_grad"] = t.clip_grad.to_dict()
         kw["optim_wrapper"] = ow
         sched = []
-        if warm > 0:
-            sched.append(dict(type="LinearLR", start_factor=t.warmup_start_factor, by_epoch=True, begin=0,
-                              end=warm, convert_to_iter_based=True))
-        sched.append(dict(type="CosineAnnealingLR", T_max=max(1, epochs - warm), eta_min=0.0, by_epoch=True,
-                          begin=warm, end=max(epochs, warm + 1), convert_to_iter_based=True))
+        per_epoch = _iterations_per_epoch(len(train_ds), t.batch_size, world_size, drop_last)
+        if 0 < warm * per_epoch < 2:
+            # mmengine's LinearLR reaches the base lr on its last iteration, so a warm-up of one
+            # iteration (a tiny dataset: one batch an epoch) never leaves start_factor, and the chained
+            # cosine after it carries that factor through the run: ramp over two iterations instead
+            sched.append(dict(type="LinearLR", start_factor=t.warmup_start_factor, by_epoch=False, begin=0, end=2))
+            total = max(2, epochs * per_epoch)
+            sched.append(dict(type="CosineAnnealingLR", T_max=total - 1, eta_min=0.0, by_epoch=False, begin=1,
+                              end=total))
+        else:
+            if warm > 0:
+                sched.append(dict(type="LinearLR", start_factor=t.warmup_start_factor, by_epoch=True, begin=0,
+                                  end=warm, convert_to_iter_based=True))
+            sched.append(dict(type="CosineAnnealingLR", T_max=max(1, epochs - warm), eta_min=0.0, by_epoch=True,
+                              begin=warm, end=max(epochs, warm + 1), convert_to_iter_based=True))
         kw["param_scheduler"] = sched
     runner_over = cfg.get("runner") or {}
     if runner_over:
         kw = {**kw, **deep_merge({k: kw[k] for k in runner_over if k in kw and isinstance(kw[k], dict)},
                                  to_plain(runner_over))}
     return kw
+
+
+def _iterations_per_epoch(clips: int, batch_size: int, world: int, drop_last: bool) -> int:
+    """Training iterations an epoch takes on each process (the sampler splits the clips over the
+    processes, padding the last share)."""
+    share = math.ceil(clips / world)
+    return share // batch_size if drop_last else math.ceil(share / batch_size)
 
 
 def world_size(launcher: str) -> int:

@@ -2,6 +2,7 @@
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from stages.train.config import build_run_config, parse_cfg_options
 
@@ -67,3 +68,45 @@ def test_runner_pieces_warmup_cosine_amp_accumulation(tmp_path):
     assert kw["train_cfg"]["max_epochs"] == 50 and kw["randomness"]["seed"] == 0
     cpu = runner_kwargs(cfg, object(), DS(range(64)), DS(range(8)), tmp_path, "none", "cpu")
     assert cpu["optim_wrapper"]["type"] == "OptimWrapper"
+
+
+def test_a_one_batch_epoch_still_warms_up_to_the_base_lr(tmp_path):
+    """A tiny dataset (one batch an epoch, a one-epoch warm-up): mmengine's LinearLR reaches the
+    base lr only on its last iteration, so a one-iteration warm-up stayed at start_factor and the
+    chained cosine carried it through the run (lr 1000x too low). The schedulers mmengine builds
+    from our config are stepped as its hook steps them."""
+    from mmengine.optim.scheduler import CosineAnnealingLR, LinearLR
+
+    from stages.train.schedule import runner_kwargs
+
+    class DS(list):
+        classes = ["a", "b"]
+        entry = SimpleNamespace(attrs={}, key="k", dataset="d", settings={}, skeleton="coco17", classes=["a", "b"],
+                                coarse_type="")
+
+    def lrs(clips):
+        cfg = build_run_config("ucmr_ablate", "pevl", cfg_options={
+            "train.max_epochs": 4, "train.warmup_epochs": 1, "train.batch_size": 16, "train.lr": 2e-3})
+        kw = runner_kwargs(cfg, object(), DS(range(clips)), DS(range(8)), tmp_path, "none", "cpu")
+        opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=2e-3)
+        per_epoch = -(-clips // 16)
+        built = []
+        for c in kw["param_scheduler"]:
+            c = dict(c)
+            cls = {"LinearLR": LinearLR, "CosineAnnealingLR": CosineAnnealingLR}[c.pop("type")]
+            if c.pop("convert_to_iter_based", False):
+                built.append(cls.build_iter_from_epoch(opt, epoch_length=per_epoch, **c))
+            else:
+                built.append(cls(opt, **c))
+        out = []
+        for _ in range(4 * per_epoch):
+            out.append(opt.param_groups[0]["lr"])
+            for sch in built:
+                sch.step()
+        return out
+
+    one = lrs(4)  # 4 clips, batch 16: one iteration an epoch
+    assert one[0] == pytest.approx(2e-3 * 1e-3, rel=0.01) and one[1] == pytest.approx(2e-3)
+    assert one[2] == pytest.approx(1.5e-3) and one[3] == pytest.approx(5e-4)
+    three = lrs(40)  # three iterations an epoch: the warm-up as before, base lr at its last iteration
+    assert three[2] == pytest.approx(2e-3) and max(three) == pytest.approx(2e-3)
