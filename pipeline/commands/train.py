@@ -48,15 +48,38 @@ def options_with_root(cfg_options: Optional[List[str]], root: Optional[Path]) ->
 def checkpoint_run(exp: str, variant: Optional[str], checkpoint: Path, dataset: Optional[str], opts: dict,
                    cache_root: Optional[Path], entry: Optional[str]):
     """(run config, cache entry) of the variant a checkpoint belongs to (default: the experiment's
-    first variant); a missing checkpoint is a FileNotFoundError."""
-    from stages.data.entry_lookup import find_entry
+    first variant), on the cache entry the checkpoint was trained on (its run record; ``--entry``
+    names another), with the run config's data settings naming that entry; a missing checkpoint is
+    a FileNotFoundError, an entry whose classes are not the checkpoint's a ValueError."""
+    from cache import EntryNotFoundError
+    from stages.data.entry_lookup import entry_data_options, find_entry
+    from stages.predict.trained import read_checkpoint_meta
     from stages.train.config import build_run_config, list_variants, load_experiment
 
     if not checkpoint.is_file():
         raise FileNotFoundError(f"no checkpoint {checkpoint}")
+    meta = read_checkpoint_meta(checkpoint)
+    trained_on = ((meta.get("run_record") or {}).get("entry") or {}).get("key")
     v = variant or list_variants(load_experiment(exp))[0]
     cfg = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
-    return cfg, find_entry(cfg.data.to_dict(), cache_root=path_str(cache_root), entry=entry)
+    root = path_str(cache_root)
+    if entry is None and trained_on:
+        try:
+            e = find_entry({}, cache_root=root, entry=trained_on)
+        except EntryNotFoundError:
+            raise EntryNotFoundError(f"checkpoint {checkpoint} was trained on cache entry {trained_on}, which is not "
+                                     "in this cache: give --entry KEY of an entry with its classes (`pipeline cache "
+                                     "ls`), or --cache-root of the cache it was trained from") from None
+    else:
+        e = find_entry(cfg.data.to_dict(), cache_root=root, entry=entry)
+    classes = (meta.get("dataset_meta") or {}).get("classes")
+    if classes is not None and list(classes) != list(e.classes):
+        raise ValueError(f"cache entry {e.key} ({e.dataset}, {len(e.classes)} classes) has other classes than "
+                         f"checkpoint {checkpoint} was trained on ({len(classes)} classes"
+                         + (f", entry {trained_on}" if trained_on else "") + "): give --entry of the training entry")
+    if e.attrs.get("request"):  # the run config names the entry evaluated
+        cfg = build_run_config(exp, v, dataset=dataset, cfg_options={**opts, **entry_data_options(e)})
+    return cfg, e
 
 
 def train(
@@ -156,7 +179,7 @@ def _summary(rep) -> None:
         r = o.row or {}
         f = (lambda k, nd=2: "-" if r.get(k) is None else f"{r[k]:.{nd}f}")
         status = {"trained": "[green]trained[/]", "skipped": "[yellow]done before[/]",
-                  "failed": "[red]failed[/]"}[o.status]
+                  "failed": "[red]failed[/]"}[o.status] + (" [yellow](other config)[/]" if o.other_config else "")
         t.add_row(o.variant, status, f("top1"), f("paper_top1", 1), f("top5"), f("mean_class_acc"),
                   f("tunable_params_m", 3), f("gflops", 3))
     print_table(t, to=out)

@@ -76,6 +76,22 @@ def _text(v: Any) -> str:
     return canonical_text(v)
 
 
+def entry_data_options(entry: CacheEntry) -> dict[str, Any]:
+    """The ``data.*`` settings that name ``entry`` (the request it recorded: dataset, stage-one
+    settings, pose source and its options, adapter options): a run config with them looks this
+    entry up again. Empty for an entry made before entries recorded their request."""
+    from stages.extract.settings import ExtractSettings
+
+    r = entry.attrs.get("request")
+    if not r:
+        return {}
+    # as recorded (the key's form: a count of 1 left out) read back in full
+    settings = ExtractSettings.of_entry(r.get("settings") or {}, where=f"entry {entry.key} request").to_dict()
+    return {"data.dataset": r["dataset"], "data.extract": settings,
+            "data.pose_source": r.get("pose_source"), "data.pose_options": dict(r.get("pose_options") or {}),
+            "data.dataset_options": dict(r.get("dataset_options") or {})}
+
+
 def find_entry(data: Union[DataSettings, Mapping[str, Any]], cache_root: Optional[str] = None,
                entry: Optional[str] = None) -> CacheEntry:
     """The cache entry ``data`` names (or ``entry``: a key, unique key prefix or path)."""

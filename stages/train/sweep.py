@@ -34,6 +34,7 @@ class VariantOutcome:
     work_dir: Path
     row: Optional[dict] = None
     error: Optional[str] = None
+    other_config: bool = False  # skipped: finished before with another config than this run's
 
 
 @dataclass
@@ -136,9 +137,19 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
 
     exp_cfg = load_experiment(exp)
     chosen = order_by_init_sources(exp_cfg, select_variants(exp_cfg, variants))
-    exp_name = experiment_dir_name(exp_cfg, exp, dataset)
-    exp_dir = Path(work_dir) / exp_name
     opts = dict(cfg_options or {})
+    if entry:
+        # the run config names the entry it trains on (its recorded request), so that its saved copy
+        # (and `eval --exp` on it) finds the same entry, and the outputs go where that dataset's go
+        from stages.data.entry_lookup import entry_data_options, find_entry
+
+        named = find_entry({}, cache_root=cache_root, entry=entry)
+        if dataset and dataset != named.dataset:
+            raise ValueError(f"--dataset {dataset} and --entry {entry} (an entry of {named.dataset!r}) disagree: "
+                             "give one of them")
+        opts.update(entry_data_options(named))
+    exp_name = experiment_dir_name(exp_cfg, exp, dataset or (named.dataset if entry else None))
+    exp_dir = Path(work_dir) / exp_name
     if seed is not None:
         opts = {"train.seed": int(seed), **{k: v for k, v in opts.items() if k != "train.seed"}}
     init_distributed(launcher)
@@ -158,11 +169,11 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
         cfg = cfgs[v]
         if v not in to_train:
             old = done_before[v]
-            note = ""
-            if old.get("config_hash") and old["config_hash"] != config_hash(cfg):
-                note = " (its config differs from this run's; --force retrains)"
-            say(f"[skip] {exp_name}/{v}: finished before, top-1 {old.get('top1')}{note}")
-            rep.outcomes.append(VariantOutcome(v, "skipped", vdir, row=old))
+            other = bool(old.get("config_hash")) and old["config_hash"] != config_hash(cfg)
+            note = " with another config than this run's: its result is not this config's (--force retrains)" \
+                if other else ""
+            say(f"[skip] {exp_name}/{v}: finished before{note}, top-1 {old.get('top1')}")
+            rep.outcomes.append(VariantOutcome(v, "skipped", vdir, row=old, other_config=other))
             continue
         e = entries[v]
         try:
@@ -191,6 +202,10 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
         rep.rows = collect_rows(exp_cfg, exp_dir, rep.outcomes)
         if rep.rows:
             notes = []
+            other = [o.variant for o in rep.outcomes if o.other_config]
+            if other:
+                notes.append(f"{', '.join(other)}: finished before with another config than the command that wrote "
+                             "this table (result.json's config_hash); `--force` retrains with this one.")
             if any(r.get("status") != "failed" and not r.get("pretrained") for r in rep.rows):
                 notes.append("CLIP with random weights (no pretrained weights: e.g. the demo's tiny CLIP trained from "
                              "scratch on CPU): the numbers show the pipeline learns and are not comparable with the "

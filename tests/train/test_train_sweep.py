@@ -206,3 +206,36 @@ def test_the_pretrained_file_is_named_in_the_row_the_checkpoint_and_the_output(s
         ckpt = torch.load(rep.outcomes[0].work_dir / "epoch_1.pth", map_location="cpu", weights_only=True)
     assert ckpt["meta"]["backbone"]["weights_sha256"] == sha
     assert ckpt["meta"]["backbone"]["weights_format"] == "torchscript"
+
+
+def test_an_entry_run_names_its_entry_and_its_checkpoint_evaluates_on_it(small_demo, tmp_path):
+    """`train --entry KEY`: the run config (saved, and recorded in the checkpoint) names that entry, so
+    looking it up again finds it; `eval` without --entry evaluates on the checkpoint's entry; a rerun
+    with another config skips the finished variant and says, in the output and in the table, that
+    its result is not this config's."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from stages.data.entry_lookup import find_entry
+    from stages.predict.trained import read_checkpoint_meta
+    from stages.train.sweep import run_sweep
+
+    cache, entry_dir, _ = small_demo
+    said = []
+    rep = run_sweep("demo", variants=["pevl"], entry=str(entry_dir), work_dir=tmp_path / "w", cfg_options=SMALL,
+                    cache_root=str(cache), say=said.append)
+    assert [o.status for o in rep.outcomes] == ["trained"], [o.error for o in rep.outcomes]
+    ckpt = tmp_path / "w" / "demo" / "pevl" / "epoch_1.pth"
+    run_config = read_checkpoint_meta(ckpt)["run_record"]["run_config"]
+    assert find_entry(run_config["data"], cache_root=str(cache)).key == entry_dir.name
+    opts = [x for k, v in SMALL.items() for x in ("--cfg-options", f"{k}={v}")]
+    res = CliRunner().invoke(app, ["eval", "--exp", "demo", "--checkpoint", str(ckpt), "--cache-root", str(cache),
+                                   "--out-dir", str(tmp_path / "ev"), *opts])
+    assert res.exit_code == 0, res.output  # the demo's default settings name no entry of this cache
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["top1"] == rep.outcomes[0].row["top1"]
+
+    again = run_sweep("demo", variants=["pevl"], entry=str(entry_dir), work_dir=tmp_path / "w",
+                      cfg_options={**SMALL, "train.lr": 1e-4}, cache_root=str(cache), say=said.append)
+    assert [(o.status, o.other_config) for o in again.outcomes] == [("skipped", True)]
+    assert any("finished before with another config than this run's" in m for m in said)
+    assert "pevl: finished before with another config" in (tmp_path / "w" / "demo" / "results.md").read_text()
