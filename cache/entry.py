@@ -207,6 +207,12 @@ class CacheEntry:
         """People per frame, person-major in the joint axis (recorded only when not 1)."""
         return layout.recorded_count(self.settings, "persons")
 
+    @property
+    def random_pose_weights(self) -> bool:
+        """Whether stage one's pose model ran with random weights (its identity records the seed it
+        drew them with: ``--pose-checkpoint none``, for testing the pipeline): the poses mean nothing."""
+        return (self.attrs.get("pose") or {}).get("random_init_seed") is not None
+
     @cached_property
     def plan(self) -> list[dict]:
         """Every clip the entry must hold, in a fixed order."""

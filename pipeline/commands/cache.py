@@ -32,7 +32,8 @@ def cache_ls(
         s = e.settings
         rows.append({"key": e.key, "dataset": e.dataset, "status": "complete" if st.complete else "incomplete",
                      "done": st.done, "failed": st.failed, "total": st.total, "bytes": dir_size(e.path),
-                     "pose": s.get("pose_source"), "frames": s.get("num_frames"),
+                     "pose": s.get("pose_source"), "random_pose_weights": e.random_pose_weights,
+                     "coarse_type": e.attrs.get("coarse_type"), "frames": s.get("num_frames"),
                      "frames_per_segment": e.frames_per_segment, "persons": e.persons,
                      "short_side": s.get("short_side"),
                      "codec": s.get("frames_codec"),
@@ -57,17 +58,18 @@ def cache_ls(
         return
     t = Table(title=f"cache {store.root}")
     t.add_column("key", no_wrap=True)
-    for col in ("dataset", "status", "clips", "failed", "size", "pose", "T_v", "K", "people", "short side", "codec",
-                "created"):
+    for col in ("dataset", "coarse type", "status", "clips", "failed", "size", "pose", "T_v", "K", "people",
+                "short side", "codec", "created"):
         t.add_column(col)
     for r in rows:
         if "format" in r or "clips_on_disk" in r:
             clips = str(r["clips_on_disk"]) if "clips_on_disk" in r else ""
-            t.add_row(r["key"], r["dataset"], f"[red]{r['status']}[/]", clips, "", human_bytes(r["bytes"]), "", "", "",
-                      "", "", "", "")
+            t.add_row(r["key"], r["dataset"], "", f"[red]{r['status']}[/]", clips, "", human_bytes(r["bytes"]), "", "",
+                      "", "", "", "", "")
             continue
-        t.add_row(r["key"], r["dataset"], r["status"], f"{r['done']}/{r['total']}", str(r["failed"]),
-                  human_bytes(r["bytes"]), str(r["pose"]), str(r["frames"]),
+        pose = str(r["pose"]) + (" [yellow](random weights)[/]" if r["random_pose_weights"] else "")
+        t.add_row(r["key"], r["dataset"], str(r["coarse_type"] or ""), r["status"], f"{r['done']}/{r['total']}",
+                  str(r["failed"]), human_bytes(r["bytes"]), pose, str(r["frames"]),
                   str(r["frames_per_segment"]), str(r["persons"]), str(r["short_side"]), str(r["codec"]),
                   str(r["created"]))
     print_table(t)

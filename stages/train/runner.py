@@ -232,6 +232,10 @@ def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, laun
     if rank == 0 and say is not None:
         say(f"[setup] {cfg.get('exp_name')}/{cfg.get('variant')}: "
             + setup_line(cfg, entry, model, train_ds, test_ds, dev, world))
+        if entry.random_pose_weights:
+            say(f"[warn] {cfg.get('exp_name')}/{cfg.get('variant')}: entry {entry.key}'s poses come from a pose model "
+                "with random weights (stage one ran with --pose-checkpoint none): they mean nothing; such an entry "
+                "tests the pipeline, its results say nothing of the model")
     run_hooks = [dict(type="TrainTimeHook"), dict(type="EpochLogHook")] + list(hooks or [])
     # the newest whole checkpoint, whatever last_checkpoint says (a kill may have cut a save short)
     resume_from = resume_checkpoint(work_dir) if resume else None

@@ -1,4 +1,7 @@
 """Bad input is reported with a reason and skipped; everything else is extracted; nothing is lost."""
+import json
+from types import SimpleNamespace
+
 import pytest
 from typer.testing import CliRunner
 
@@ -64,9 +67,21 @@ def test_bad_inputs_are_recorded_and_the_rest_extracted(messy_dataset, tmp_path)
     assert m["status"] == "complete" and m["counts"]["failed"] == 5 and len(m["failures"]) == 5
     assert CacheStore(cache_root).verify(entry).ok
 
-    # a rerun does not retry recorded failures (same exit status), --retry-failed does
+    # a rerun does not retry recorded failures (--retry-failed does): it lists them and, failing
+    # nothing now, exits 0, so `extract && train` goes on
     again = runner.invoke(app, args)
-    assert again.exit_code == 1 and "0 extracted" in again.output.replace("\n", " ")
+    text = again.output.replace("\n", " ")
+    assert again.exit_code == 0 and "0 extracted" in text and "5 clip(s) failed" in text
+
+    # stage two says which clips of its splits failed here, and that these poses are random weights'
+    from stages.train.train_log import _failed_left_out
+
+    splits = [SimpleNamespace(split="train"), SimpleNamespace(split="val")]
+    assert _failed_left_out(entry, *splits) == f" (5 failed in stage one, left out: `pipeline cache info {entry.key[:12]}`)"
+    assert _failed_left_out(entry, splits[0], None) == f" (3 failed in stage one, left out: `pipeline cache info {entry.key[:12]}`)"
+    assert entry.random_pose_weights
+    ls = runner.invoke(app, ["cache", "ls", "--cache-root", str(cache_root), "--json"])
+    assert json.loads(ls.stdout)[0]["random_pose_weights"] is True
 
 
 def test_dataset_info_reports_missing_videos_without_decoding(messy_dataset, monkeypatch):

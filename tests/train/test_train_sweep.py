@@ -220,7 +220,10 @@ def test_an_entry_run_names_its_entry_and_its_checkpoint_evaluates_on_it(small_d
     from stages.predict.trained import read_checkpoint_meta
     from stages.train.sweep import run_sweep
 
+    from cache import CacheEntry
+
     cache, entry_dir, _ = small_demo
+    assert not CacheEntry(entry_dir).random_pose_weights  # the demo's own poses
     said = []
     rep = run_sweep("demo", variants=["pevl"], entry=str(entry_dir), work_dir=tmp_path / "w", cfg_options=SMALL,
                     cache_root=str(cache), say=said.append)
