@@ -72,8 +72,9 @@ def predict(
         top_k=top_k, batch_size=batch_size, device=dev, decode_workers=decode_workers, pose_source=pose_source,
         pose_options=parse_kv(pose_option), reuse_poses=reuse, cache_root=path_str(cache_root), window=window,
         stride=stride, keep_clips=out_dir is not None))
+    now = "" if predictor.pose_spec == run.record.pose_spec else f"; poses now from {predictor.pose_spec}"
     console.print(f"[bold]{run.experiment}/{run.variant}[/] from {checkpoint} (run config: {run.sources.get('run config')}; "
-                  f"stage one as {run.sources.get('entry')}: {_settings_line(run.record)}); {len(found)} video(s)",
+                  f"stage one as {run.sources.get('entry')}: {_settings_line(run.record)}{now}); {len(found)} video(s)",
                   highlight=False)
     for n in predictor.notes:
         console.print(f"[yellow]note:[/] {n}", highlight=False)
@@ -102,7 +103,7 @@ def predict(
     finally:
         predictor.close()
     if as_json:
-        print_json(_json(results, run, top_k))
+        print_json(_json(results, run, top_k, predictor))
     elif as_csv:
         _csv(results, top_k, sys.stdout)
     else:
@@ -147,7 +148,7 @@ def _top(top, k: int) -> list[dict]:
     return [dict(rank=i + 1, class_id=t.class_id, label=t.label, score=t.score) for i, t in enumerate(top[:k])]
 
 
-def _json(results, run, k: int) -> dict:
+def _json(results, run, k: int, predictor) -> dict:
     def one(r) -> dict:
         d = dict(video=r.video, name=r.name, ok=r.ok)
         if not r.ok:
@@ -160,8 +161,11 @@ def _json(results, run, k: int) -> dict:
             d.update(top=_top(r.top, k), scores=[float(x) for x in r.scores])
         return d
 
+    # the run's own notes (poses from another source than training's, ...) beside each video's
     return dict(checkpoint=str(run.checkpoint), experiment=run.experiment, variant=run.variant, entry=run.record.key,
-                classes=list(run.record.classes), videos=[one(r) for r in results])
+                classes=list(run.record.classes), pose_source=predictor.pose_spec,
+                trained_pose_source=run.record.pose_spec, notes=list(predictor.notes),
+                videos=[one(r) for r in results])
 
 
 def _csv(results, k: int, stream) -> None:

@@ -160,8 +160,12 @@ def test_hrnet_on_the_fly_whole_and_in_windows(trained, tmp_path):
     video = make_video(tmp_path / "clip.mp4", frames=12, size=(64, 48), fps=12)  # HRNet on a CPU: few frames
     hrnet = ["--pose-source", "hrnet", "--pose-option", "checkpoint=none", "--pose-option", "flip_test=false",
              "--no-reuse"]
-    whole = predict_json(trained, video, *hrnet)["videos"][0]
+    out = predict_json(trained, video, *hrnet)
+    whole = out["videos"][0]
     assert whole["ok"] and whole["poses"] == "estimated: hrnet" and whole["num_frames"] == 12
+    # the model was trained on the demo's own poses: the results say these came from elsewhere
+    assert out["pose_source"] == "hrnet" and out["trained_pose_source"] == "dataset"
+    assert any("the model was trained on poses from" in n for n in out["notes"])
     win = predict_json(trained, video, *hrnet, "--window", "0.5")["videos"][0]
     assert [(w["start_frame"], w["end_frame"]) for w in win["windows"]] == [(0, 6), (6, 12)]
     assert all(np.isfinite(w["scores"]).all() for w in win["windows"])

@@ -85,9 +85,9 @@ def find_checkpoint(spec: Optional[str]) -> Optional[Path]:
             return Path(d) / name
     raise PoseCheckpointMissing(
         f"the HRNet-w32 COCO 256x192 checkpoint ({name}) is not on this machine and there is no network "
-        f"to fetch it. Download it from {HRNET_CHECKPOINT_URL} and pass --pose-checkpoint PATH (or put it in "
-        f"$PEVL_WEIGHTS or {default_root() / 'weights'}); --pose-checkpoint none runs random weights "
-        "(poses meaningless, for testing only)."
+        f"to fetch it. Download it from {HRNET_CHECKPOINT_URL} and pass --pose-checkpoint PATH (pipeline predict: "
+        f"--pose-option checkpoint=PATH), or put it in $PEVL_WEIGHTS or {default_root() / 'weights'}; checkpoint "
+        "none runs random weights (poses meaningless, for testing only)."
     )
 
 
@@ -193,8 +193,8 @@ class HRNetPoseSource(PoseSource):
         self.persons = int(persons)  # people per frame (stage-one setting; the settings key has it)
         self.selections: dict[str, dict] = {}  # persons > 1: each clip's tracks (clip_info)
         if self.checkpoint is None:
-            msg = ("HRNET RUNS WITH RANDOM WEIGHTS (--pose-checkpoint none): the poses mean nothing. "
-                   "Use this only to test the pipeline.")
+            msg = ("HRNET RUNS WITH RANDOM WEIGHTS (checkpoint none: --pose-checkpoint none, or predict's "
+                   "--pose-option checkpoint=none): the poses mean nothing. Use this only to test the pipeline.")
             warnings.warn(msg, RandomPoseWeightsWarning, stacklevel=2)
 
     def weights(self) -> Optional[dict]:
