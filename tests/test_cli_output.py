@@ -109,7 +109,7 @@ def test_cache_ls_piped_shows_every_cell_whole(tmp_path):
     assert "…" not in res.stdout
     row = next(ln for ln in res.stdout.splitlines() if ln.startswith(rep.entry.key))
     created = rep.entry.attrs["created"]["time"]
-    assert row.split()[:3] == [rep.entry.key, "demo", "incomplete"] and row.split()[-1] == created
+    assert row.split()[:4] == [rep.entry.key, "demo", "gymnastic", "incomplete"] and row.split()[-1] == created
     js = CliRunner().invoke(app, ["cache", "ls", "--cache-root", str(cache), "--json"])
     assert json.loads(js.stdout)[0]["key"] == rep.entry.key
 

@@ -8,12 +8,12 @@ import typer
 
 
 def stats(
-    exp: str = typer.Option(..., "--exp", help="experiment name under configs/experiments/ (e.g. table7_modalities) or a path"),
-    json_out: bool = typer.Option(False, "--json", help="print a JSON list of {variant, tunable_params_m, gflops, ...}"),
-    arch: Optional[str] = typer.Option(None, "--arch", help="open_clip architecture to count at (random weights, never downloaded); default: each variant's own (model.clip.arch)"),
-    video_frames: Optional[int] = typer.Option(None, "--video-frames", help="video frames per clip (T_v); default: each variant's own (model.num_video_frames)"),
-    pose_frames: Optional[int] = typer.Option(None, "--pose-frames", help="pose frames per clip (T); default: each variant's own (model.num_pose_frames)"),
-    texts_per_clip: int = typer.Option(1, "--texts-per-clip", help="prompts encoded per clip (1 = the clip's own label text; the class count = eq. 7 without caching)"),
+    exp: str = typer.Option(..., "--exp", "-e", help="Experiment: a name under configs/experiments/ (e.g. table7_modalities) or a path."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON list of {variant, tunable_params_m, gflops, ...}."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="open_clip architecture to count at (random weights, never downloaded). Default: each variant's own (model.clip.arch)."),
+    video_frames: Optional[int] = typer.Option(None, "--video-frames", help="Video frames per clip (T_v). Default: each variant's own (model.num_video_frames)."),
+    pose_frames: Optional[int] = typer.Option(None, "--pose-frames", help="Pose frames per clip (T). Default: each variant's own (model.num_pose_frames)."),
+    texts_per_clip: int = typer.Option(1, "--texts-per-clip", help="Prompts encoded per clip (1: the clip's own label text; the class count: equation 7 without caching)."),
 ) -> list[dict]:
     """Tunable parameters (M) and GFLOPs per clip (fvcore convention: 1 multiply-add = 1 FLOP)."""
     from stages.model.flops import model_stats

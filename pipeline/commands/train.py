@@ -58,10 +58,13 @@ def checkpoint_run(exp: str, variant: Optional[str], checkpoint: Path, dataset: 
 
     if not checkpoint.is_file():
         raise FileNotFoundError(f"no checkpoint {checkpoint}")
-    meta = read_checkpoint_meta(checkpoint)
-    trained_on = ((meta.get("run_record") or {}).get("entry") or {}).get("key")
     v = variant or list_variants(load_experiment(exp))[0]
     cfg = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
+    try:
+        meta = read_checkpoint_meta(checkpoint)
+    except (EOFError, RuntimeError, OSError) as ex:  # torch.load's words for a file that is not a checkpoint
+        raise ValueError(f"checkpoint {checkpoint} cannot be read ({type(ex).__name__}: {ex})") from None
+    trained_on = ((meta.get("run_record") or {}).get("entry") or {}).get("key")
     root = path_str(cache_root)
     if entry is None and trained_on:
         try:

@@ -21,7 +21,8 @@ class ExtractSettings(Settings):
 
     what = "stage-one setting"
 
-    num_frames: int = field(16, help="Video frames cached per clip, at segment middles (T_v).")
+    num_frames: int = field(16, help="Segments per clip (T_v), the video frames a model reads: "
+                                     "frames_per_segment candidates of each are cached.")
     frames_per_segment: int = field(3, help="Candidate frames cached per segment (K), spread evenly inside it, the "
                                     "segment middle among them: training draws one per segment each epoch, "
                                     "evaluation takes the middle (1: the middles only, a third of the bytes; "

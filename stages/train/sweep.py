@@ -69,7 +69,8 @@ def select_variants(exp_cfg: Config, variants: Optional[Sequence[str]]) -> list[
         from stages.settings import did_you_mean
 
         name = exp_cfg.get("experiment", {}).get("name", "")
-        raise KeyError("; ".join(did_you_mean(u, allv, "variant") for u in unknown) + (f" of {name}" if name else ""))
+        raise KeyError((f"experiment {name}: " if name else "") + "; ".join(did_you_mean(u, allv, "variant")
+                                                                         for u in unknown))
     return [v for v in allv if v in want]  # paper order
 
 

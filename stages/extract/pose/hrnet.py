@@ -140,7 +140,7 @@ class HRNetOptions(PoseSourceOptions):
     person_detector: Optional[str] = field(None, help="Person boxes for clips whose dataset gives none: an mmdet "
                                            "config (a file, a path under mmdet's .mim/configs, or faster-rcnn), "
                                            "highest-scoring person per frame. Needs full mmcv<2.2 with compiled ops "
-                                           "(not mmcv-lite). Default: off (whole frame, with a warning).")
+                                           "(not mmcv-lite); none: the whole frame, with a warning.")
     detector_checkpoint: Optional[str] = field(None, help="Local .pth checkpoint of person_detector (never "
                                                "downloaded); its hash joins the entry key.")
 
