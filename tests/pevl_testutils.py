@@ -91,6 +91,20 @@ def make_timecoded_video(path: Path, frames: int, fps: int = 10, size: tuple[int
     return path
 
 
+def pattern_video(path, size=(64, 48), frames=4, extra=()):
+    """A still picture with a bright block in the stored top-left corner (lossless, so exact)."""
+    import numpy as np
+
+    w, h = size
+    img = np.zeros((h, w, 3), np.uint8)
+    img[: h // 3, : w // 4] = 255
+    raw = np.stack([img] * frames).tobytes()
+    subprocess.run([ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt",
+                    "rgb24", "-s", f"{w}x{h}", "-r", "10", "-i", "-", "-c:v", "libx264rgb", "-qp", "0", *extra,
+                    str(path)], input=raw, check=True)
+    return img
+
+
 def remux(src: Path, dst: Path, before_input: tuple[str, ...] = (), after_input: tuple[str, ...] = ()) -> Path:
     """Copy the streams of ``src`` into ``dst`` (e.g. with a display rotation), re-encoding nothing."""
     subprocess.run([ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", *before_input, "-i", str(src),

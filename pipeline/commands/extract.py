@@ -84,6 +84,8 @@ def extract(
         info(f"entry [bold]{plan.key}[/] at {plan.entry_dir}\n"
              f"  {len(plan.clips)} clips, {already} already cached in this shard, {todo} to do; "
              f"pose source {plan.pose_spec}")
+        if not already:
+            _say_near_entries(plan, opts.cache_root)
 
     def progress(event, clip_id, reason):
         prog.advance(state["task"])
@@ -111,6 +113,26 @@ def extract(
     # train` goes on once the failures are known
     if rep.failed_now:
         raise typer.Exit(1)
+
+
+def _say_near_entries(plan, cache_root) -> None:
+    """Before a new entry is extracted: the dataset's entries whose request differs from this one
+    only in the adapter's options (a coarse type left out on a rerun makes a new entry and runs
+    the pose model over every clip again), each with what differs."""
+    from cache import CacheStore, default_root
+
+    store = CacheStore(cache_root or default_root())
+    for e in store.entries(plan.index.name):
+        theirs = e.attrs.get("request")
+        if e.key == plan.key or not theirs:
+            continue
+        diff = plan.request.differences(theirs)
+        if diff and all(d.startswith("dataset_options.") for d in diff):
+            st = e.status()
+            console.print(f"[yellow]note:[/] entry {e.key} ({st.done}/{st.total} clips cached) differs from this one "
+                          f"only in {'; '.join(diff)}: this run extracts every clip again into a new entry. If you "
+                          "meant that one, stop (nothing is lost) and give its options (--coarse-type, -o KEY=VALUE).",
+                          highlight=False)
 
 
 #: clips whose notes the summary lists (the rest are counted)

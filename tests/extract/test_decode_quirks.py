@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pevl_testutils import ffmpeg_exe, make_timecoded_video, make_video, read_timecode, remux
+from pevl_testutils import ffmpeg_exe, make_timecoded_video, make_video, pattern_video, read_timecode, remux
 from stages.extract.decode import DecodeError, decode_clip, describe, displayed_size, probe
 
 
@@ -16,21 +16,9 @@ def _codes(frames):
     return [read_timecode(f) for f in frames]
 
 
-def _pattern_video(path, size=(64, 48), frames=4, extra=()):
-    """A still picture with a bright block in the stored top-left corner (lossless, so exact)."""
-    w, h = size
-    img = np.zeros((h, w, 3), np.uint8)
-    img[: h // 3, : w // 4] = 255
-    raw = np.stack([img] * frames).tobytes()
-    subprocess.run([ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt",
-                    "rgb24", "-s", f"{w}x{h}", "-r", "10", "-i", "-", "-c:v", "libx264rgb", "-qp", "0", *extra,
-                    str(path)], input=raw, check=True)
-    return img
-
-
 @pytest.mark.parametrize("degrees, k", [(90, 1), (270, 3), (180, 2)])
 def test_rotated_phone_video_decodes_upright(tmp_path, degrees, k):
-    stored = _pattern_video(tmp_path / "stored.mp4")
+    stored = pattern_video(tmp_path / "stored.mp4")
     # how phones write it: a display matrix in the mp4 track header ("-metadata rotate" is gone from ffmpeg 6+)
     p = remux(tmp_path / "stored.mp4", tmp_path / "phone.mp4", before_input=("-display_rotation", str(degrees)))
     info = probe(str(p))
@@ -227,7 +215,7 @@ def test_rotated_phone_video_extracts_upright_with_poses_in_its_frames(tmp_path)
     from stages.extract.pose import create_pose_source
 
     root = tmp_path / "data"
-    _pattern_video(tmp_path / "stored.mp4")
+    pattern_video(tmp_path / "stored.mp4")
     root.mkdir()
     remux(tmp_path / "stored.mp4", root / "phone.mp4", before_input=("-display_rotation", "90"))
     write_custom_dataset(root, [("phone.mp4", 0, "train")], ["a", "b"])
@@ -243,35 +231,3 @@ def test_rotated_phone_video_extracts_upright_with_poses_in_its_frames(tmp_path)
     np.testing.assert_array_equal(res.arrays["keypoints"][0, 0], [10.0, 50.0])
     assert not any("rescaled" in n for n in res.notes) and any("displayed" in n for n in res.notes)
 
-
-def test_notes_reach_the_extract_summary_and_cache_show(tmp_path):
-    """What stage one kept with a note (here a phone's rotation) is listed when the run ends and
-    printed with the clip, not only left in its attributes."""
-    import pickle
-
-    from typer.testing import CliRunner
-
-    from cache import CacheStore
-    from pevl_testutils import write_custom_dataset
-    from pipeline.cli import app
-
-    root = tmp_path / "data"
-    root.mkdir()
-    _pattern_video(root / "plain.mp4", frames=8)
-    remux(root / "plain.mp4", root / "phone.mp4", before_input=("-display_rotation", "90"))
-    write_custom_dataset(root, [("plain.mp4", 0, "train"), ("phone.mp4", 1, "train")], ["a", "b"])
-    kp = np.full((1, 8, 17, 2), 20.0, np.float32)
-    (tmp_path / "poses.pkl").write_bytes(pickle.dumps([
-        {"frame_dir": name, "img_shape": shape, "keypoint": kp, "keypoint_score": np.ones((1, 8, 17), np.float32)}
-        for name, shape in (("plain", (48, 64)), ("phone", (64, 48)))]))
-    cache = str(tmp_path / "cache")
-    res = CliRunner().invoke(app, ["extract", "--dataset", "custom", "--root", str(root), "--cache-root", cache,
-                                   "--coarse-type", "x", "--pose-source", f"pkl:{tmp_path / 'poses.pkl'}",
-                                   "--num-frames", "2", "--short-side", "48"])
-    text = " ".join(res.output.split())
-    assert res.exit_code == 0, text[-2000:]
-    assert "notes on 1 of the 2 clips extracted now" in text and "phone: " in text and "rotat" in text, text
-    (entry,) = CacheStore(cache).entries("custom")
-    shown = CliRunner().invoke(app, ["cache", "show", entry.key, "phone", "--out", str(tmp_path / "p.png"),
-                                     "--cache-root", cache])
-    assert shown.exit_code == 0 and "note: " in shown.output and "rotat" in shown.output
