@@ -91,6 +91,8 @@ def dataset_options(dataset_option: Optional[List[str]], coarse_type: Optional[s
     """The adapter options of ``-o KEY=VALUE`` and ``--coarse-type``."""
     opts = parse_kv(dataset_option)
     if coarse_type:
+        if opts.get("coarse_type", coarse_type) != coarse_type:
+            raise ValueError(f"--coarse-type {coarse_type} and -o coarse_type={opts['coarse_type']} disagree: give one")
         opts["coarse_type"] = coarse_type
     return opts
 

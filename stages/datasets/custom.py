@@ -76,6 +76,12 @@ class CustomOptions(AdapterOptions):
     coarse_type: Optional[str] = field(None, help="The prompt's coarse action type, '{label}, a video of {coarse type} action' (--coarse-type); default: human.")
 
 
+#: the whole layout, for an error about any part of it
+LAYOUT_HINT = ("A custom dataset is DIR/labels.txt, DIR/train.csv and DIR/val.csv (optionally DIR/test.csv), the "
+               "CSV lines 'path,label' with paths relative to DIR (README: Bring your own dataset; "
+               "docs/datasets.md: custom).")
+
+
 @DATASET_ADAPTERS.register_module("custom")
 class CustomDataset(DatasetAdapter):
     name = "custom"
@@ -87,9 +93,8 @@ class CustomDataset(DatasetAdapter):
         root = self.root
         labels_path = root / "labels.txt"
         if not labels_path.is_file():
-            raise DatasetLayoutError(
-                f"custom: expected {labels_path} (one label text per line; line i is class i)"
-            )
+            raise DatasetLayoutError(f"custom: expected {labels_path} (one label text per line; line i is class i). "
+                                     + LAYOUT_HINT)
         classes = read_labels(labels_path)
         by_text = {t: i for i, t in enumerate(classes)}
         coarse = self.options.coarse_type or self.coarse_type
@@ -100,9 +105,8 @@ class CustomDataset(DatasetAdapter):
             path = root / fname
             if not path.is_file():
                 if required:
-                    raise DatasetLayoutError(
-                        f"custom: expected {path} with 'path,label[,start_frame,end_frame]' lines"
-                    )
+                    raise DatasetLayoutError(f"custom: expected {path} with 'path,label[,start_frame,end_frame]' "
+                                             f"lines. {LAYOUT_HINT}")
                 continue
             source_files.append(str(path))
             # bytes that are not UTF-8 survive as surrogates: a path keeps them, any other field refuses them
@@ -113,6 +117,9 @@ class CustomDataset(DatasetAdapter):
                     continue
                 if n == 1 and len(row) > 1 and row[1].lower() == "label":
                     continue
+                if n == 1 and len(row) > 1 and row[0].lower() == "label":
+                    raise DatasetLayoutError(f"{path}:1: the header puts 'label' first; the columns are "
+                                             "'path,label[,start_frame,end_frame]'")
                 for field_name, value in zip(("label", "start_frame", "end_frame"), row[1:]):
                     if not is_text(value):
                         raise DatasetLayoutError(f"{path}:{n}: the {field_name} field is not UTF-8 text "
@@ -139,7 +146,12 @@ class CustomDataset(DatasetAdapter):
         elif lab in by_text:
             label = by_text[lab]
         else:
-            raise DatasetLayoutError(f"{where}: label {lab!r} is neither a class index nor a line of labels.txt")
+            import difflib
+
+            close = next((t for t in by_text if t.lower() == lab.lower()), None) or next(
+                iter(difflib.get_close_matches(lab, list(by_text), n=1, cutoff=0.6)), None)
+            raise DatasetLayoutError(f"{where}: label {lab!r} is neither a class index nor a line of labels.txt"
+                                     + (f"; did you mean {close!r}?" if close else ""))
         sf = row[2] if len(row) > 2 else ""
         ef = row[3] if len(row) > 3 else ""
         if bool(sf) != bool(ef):

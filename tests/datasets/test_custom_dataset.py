@@ -39,12 +39,14 @@ def test_optional_test_split_and_default_coarse(tmp_path):
 
 
 @pytest.mark.parametrize("files,match", [
-    ({"labels.txt": None}, "labels.txt"),
-    ({"val.csv": None}, "val.csv"),
+    ({"labels.txt": None}, r"labels.txt .*DIR/labels.txt, DIR/train.csv and DIR/val.csv"),  # the whole layout
+    ({"val.csv": None}, r"val.csv with .*A custom dataset is DIR/labels.txt"),
+    ({"val.csv": "label,path\n1,c.mp4\n"}, r"val.csv:1: the header puts 'label' first"),
     ({"labels.txt": "a\n\nb\n"}, "empty label"),
     ({"labels.txt": "a\na\n"}, "unique"),
     ({"val.csv": "c.mp4,3\n"}, "outside"),
     ({"val.csv": "c.mp4,nope\n"}, "neither"),
+    ({"val.csv": "c.mp4,Wave Hello\n"}, r"neither .*; did you mean 'wave hello'\?"),
     ({"val.csv": "c.mp4,1,4\n"}, "both"),
     ({"val.csv": "c.mp4,1,5,5\n"}, "start_frame < end_frame"),
     ({"val.csv": "clips/a.mp4,1\n"}, "already listed"),
