@@ -144,7 +144,7 @@ def read_array(meta: ArrayMeta, mmap: bool = False) -> Any:
     list of bytes-like objects."""
     f = meta.chunk_file
     if meta.compressor == "vlen":
-        return _parse_vlen(_read_file(f), meta)
+        return parse_vlen(_read_file(f), f, math.prod(meta.shape))
     n = math.prod(meta.shape) * meta.dtype.itemsize
     if meta.compressor == "":
         if mmap and n:
@@ -274,6 +274,16 @@ class VlenFiles:
             os.close(fd)
         return [got[i] for i in idx]
 
+    def read_all(self) -> list[memoryview]:
+        """Every element, the file read whole and parsed as zarr does (its count checked), each
+        length compared with the recorded one."""
+        out = parse_vlen(_read_file(self.path), self.path, len(self.lengths))
+        for i, (b, n) in enumerate(zip(out, self.lengths)):
+            if len(b) != n:
+                raise ChunkFormatError(f"{self.path}: element {i} is not the {n} bytes its writer recorded "
+                                       "(the file is damaged)")
+        return out
+
 
 def vlen_files(path: str, lengths: Any) -> VlenFiles:
     """The :class:`VlenFiles` of a ``vlen-bytes`` chunk file ``path`` whose elements are ``lengths``
@@ -296,9 +306,9 @@ def _runs(sorted_indices: list[int]) -> list[tuple[int, int]]:
     return out
 
 
-def _parse_vlen(buf: bytes, meta: ArrayMeta) -> list[bytes]:
-    f = meta.chunk_file
-    want = math.prod(meta.shape)
+def parse_vlen(buf: bytes, f: str, want: int) -> list[bytes]:
+    """The ``want`` elements of a ``vlen-bytes`` chunk ``buf`` (the file ``f``, for errors): its
+    count, every length and the end of the data checked."""
     if len(buf) < 4 or struct.unpack_from("<I", buf, 0)[0] != want:
         raise ChunkFormatError(f"{f}: not a vlen-bytes chunk of {want} elements")
     out, pos, mv = [], 4, memoryview(buf)

@@ -114,20 +114,29 @@ class JpegFrames(LazyFrames):
         """Every JPEG file, as stored (read whole, once; not compared with per-frame digests: the
         frames' digest over all of them is what ``cache verify`` compares)."""
         if self._encoded is None:
-            self._encoded = self._stored.read(range(self._count))
+            self._encoded = self._stored.read_all()
         return self._encoded
 
     def files(self, indices: Sequence[int]) -> list[Any]:
         """The JPEG files of frames ``indices``: read from the chunk file, only those, each compared
         with its digest (:class:`cache.chunks.ChunkDigestError` naming the file and the frame), or
         taken from :attr:`encoded` when it holds them."""
+        idx = [int(i) + self._count if int(i) < 0 else int(i) for i in indices]  # numpy's negative indices
         if self._stored is None or self._encoded is not None:
-            return [self.encoded[int(i)] for i in indices]
-        out = self._stored.read(indices)
-        for i, b in zip(indices, out):
-            if file_digest(b) != self._digests[int(i)]:
-                raise digest_mismatch(f"{self._stored.path} (frame {int(i)})", self._entry_dir)
+            return [self.encoded[i] for i in idx]
+        out = self._stored.read(idx)
+        for i, b in zip(idx, out):
+            if file_digest(b) != self._digests[i]:
+                raise digest_mismatch(f"{self._stored.path} (frame {i})", self._entry_dir)
         return out
+
+    def file_problems(self) -> list[str]:
+        """Which stored files differ from the digests their writer recorded for each (empty for
+        frames without per-file digests)."""
+        if self._stored is None:
+            return []
+        return [f"frames[{i}]: content does not match the digest its writer recorded for it ({FILE_DIGESTS})"
+                for i, b in enumerate(self.encoded) if file_digest(b) != self._digests[i]]
 
     def decode(self, indices: Optional[Sequence[int]] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
         idx = range(self._count) if indices is None else [int(i) for i in indices]
@@ -209,7 +218,7 @@ class JpegCodec(FramesCodec):
     def problems(self, frames: Any) -> list[str]:
         import simplejpeg
 
-        out = []
+        out = frames.file_problems()  # the per-file digests (a damaged file, or a damaged attribute)
         for i, b in enumerate(frames.encoded):
             h, w, _, _ = simplejpeg.decode_jpeg_header(b)
             if (h, w) != frames.shape[1:3]:

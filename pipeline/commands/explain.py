@@ -18,9 +18,9 @@ def explain(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for the PNGs. Default: explain_<clip>/ beside the checkpoint."),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="As for train (demo also switches to the tiny model)."),
     cfg_options: Optional[List[str]] = typer.Option(None, "--cfg-options", "-c", help=CFG_HELP),
-    entry: Optional[str] = typer.Option(None, "--entry", help="Cache entry key, prefix or path (bypasses the lookup)."),
+    entry: Optional[str] = typer.Option(None, "--entry", help="Cache entry key, prefix or path of the clip. Default: the entry the checkpoint was trained on (its run record), else the run config's lookup."),
     cache_root: Optional[Path] = CacheRootOpt,
-    root: Optional[Path] = typer.Option(None, "--root", help="Raw dataset root, only to compute the entry key."),
+    root: Optional[Path] = typer.Option(None, "--root", help="The raw dataset's root (data.root): only for the extract command a missing entry names; the entry lookup does not use it."),
     device: Optional[str] = typer.Option("cpu", "--device", help="cpu or cuda (one clip: cpu is enough)."),
 ):
     """Draw, for one clip, the joints weighted by the pose encoder with P2V's attention (supp. Fig. 8),

@@ -143,15 +143,7 @@ def _print_notes(rep) -> None:
     """The notes of the clips extracted now (what stage one saw and kept: errors the decoder
     concealed, a rotation, a longer audio track, poses resampled): counted, the first clips' shown,
     so that kept damage is seen in the run, not only in the clips' attributes."""
-    uids = {r["clip_id"]: r["uid"] for r in rep.entry.clips(done_only=False)}
-    noted = []
-    for cid in rep.done_now:
-        try:
-            notes = rep.entry.read_clip(uids[cid], arrays=(), check="none").attrs.get("notes") or []
-        except (OSError, RuntimeError, KeyError):  # a clip gone since (another job's repair): nothing to show
-            continue
-        if notes:
-            noted.append((cid, notes))
+    noted = [(cid, rep.notes_now[cid]) for cid in rep.done_now if rep.notes_now.get(cid)]
     if not noted:
         return
     console.print(f"notes on {len(noted)} of the {len(rep.done_now)} clips extracted now (kept; `pipeline cache show "

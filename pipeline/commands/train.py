@@ -9,6 +9,7 @@ checkpoint. Neither decodes a video or runs a pose model: clips come from the ca
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -62,7 +63,8 @@ def checkpoint_run(exp: str, variant: Optional[str], checkpoint: Path, dataset: 
     cfg = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
     try:
         meta = read_checkpoint_meta(checkpoint)
-    except (EOFError, RuntimeError, OSError) as ex:  # torch.load's words for a file that is not a checkpoint
+    except (EOFError, RuntimeError, OSError, KeyError, ValueError, pickle.UnpicklingError) as ex:
+        # torch.load's words for a file that is not a checkpoint
         raise ValueError(f"checkpoint {checkpoint} cannot be read ({type(ex).__name__}: {ex})") from None
     trained_on = ((meta.get("run_record") or {}).get("entry") or {}).get("key")
     root = path_str(cache_root)
@@ -94,9 +96,9 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue each unfinished variant from the last checkpoint in its work dir (model, optimiser, schedule, epoch, seed)."),
     force: bool = typer.Option(False, "--force", help="Retrain variants that finished before (a rerun skips them by default)."),
     allow_partial: bool = typer.Option(False, "--allow-partial", help="Train on an incomplete cache entry's clips instead of refusing it (the refusal lists the missing clips)."),
-    entry: Optional[str] = typer.Option(None, "--entry", help="Use this cache entry (key, unique key prefix or path) instead of looking it up from the dataset config."),
+    entry: Optional[str] = typer.Option(None, "--entry", help="Use this cache entry (key, unique key prefix or path) instead of looking it up from the dataset config. The run config's data settings become the entry's own, and the outputs go to W/NAME-DATASET/ when its dataset is not the experiment's."),
     cache_root: Optional[Path] = CacheRootOpt,
-    root: Optional[Path] = typer.Option(None, "--root", help="Raw dataset root, only to compute the entry key as extraction did (same as --cfg-options data.root=...). Nothing is decoded."),
+    root: Optional[Path] = typer.Option(None, "--root", help="The raw dataset's root (data.root): for --check-sources and the extract command a missing entry names; the entry lookup does not use it, and nothing is decoded."),
     launcher: str = typer.Option("none", "--launcher", help="'none' (one process) or 'pytorch' (under torchrun: torchrun --nproc_per_node N -m pipeline train ... --launcher pytorch; NCCL on GPUs, gloo on CPU)."),
     device: Optional[str] = typer.Option(None, "--device", help="cuda or cpu. Default: cuda when available. bf16 autocast on cuda (train.amp), fp32 on cpu."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (model init, shuffling, augmentation). Default: train.seed (0)."),
@@ -113,7 +115,7 @@ def train(
 
     opts = options_with_root(cfg_options, root)
     if print_config:
-        _print_configs(exp, variant, dataset, opts)
+        _print_configs(exp, variant, dataset, opts, entry, path_str(cache_root))
         return
     if launcher not in ("none", "pytorch"):
         raise typer.BadParameter("--launcher must be 'none' or 'pytorch'")
@@ -155,13 +157,18 @@ def train(
         raise typer.Exit(1)
 
 
-def _print_configs(exp: str, variants: Optional[List[str]], dataset: Optional[str], opts: dict) -> None:
-    """Each selected variant's resolved run config, as an mmengine Python config."""
+def _print_configs(exp: str, variants: Optional[List[str]], dataset: Optional[str], opts: dict,
+                   entry: Optional[str] = None, cache_root: Optional[str] = None) -> None:
+    """Each selected variant's resolved run config, as an mmengine Python config (with ``entry``:
+    as `train --entry` runs it)."""
     from mmengine.config import Config
 
     from pipeline.commands.common import out
     from stages.train.config import build_run_config, load_experiment
-    from stages.train.sweep import select_variants
+    from stages.train.sweep import entry_run_options, select_variants
+
+    if entry:
+        opts, dataset = entry_run_options(entry, cache_root, dataset, opts)
 
     for v in select_variants(load_experiment(exp), variants):
         cfg = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
@@ -200,9 +207,9 @@ def eval_(
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", "-o", help="Where metrics.json, confusion.{json,png} and predictions.json go. Default: eval_<checkpoint name>/ beside the checkpoint."),
     cfg_options: Optional[List[str]] = typer.Option(None, "--cfg-options", "-c", help=CFG_HELP),
     allow_partial: bool = typer.Option(False, "--allow-partial", help="Evaluate on an incomplete entry's clips."),
-    entry: Optional[str] = typer.Option(None, "--entry", help="Cache entry key, prefix or path (bypasses the lookup)."),
+    entry: Optional[str] = typer.Option(None, "--entry", help="Cache entry key, prefix or path to evaluate on. Default: the entry the checkpoint was trained on (its run record), else the run config's lookup."),
     cache_root: Optional[Path] = CacheRootOpt,
-    root: Optional[Path] = typer.Option(None, "--root", help="Raw dataset root, only to compute the entry key."),
+    root: Optional[Path] = typer.Option(None, "--root", help="The raw dataset's root (data.root): only for the extract command a missing entry names; the entry lookup does not use it."),
     launcher: str = typer.Option("none", "--launcher", help="'none' or 'pytorch' (torchrun)."),
     device: Optional[str] = typer.Option(None, "--device", help="cuda or cpu (default: cuda when available)."),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics (metrics.json's row) as JSON on stdout."),

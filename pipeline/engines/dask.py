@@ -89,8 +89,8 @@ def _extract_chunk(p: EntryPlan, opts: ExtractOptions, clips: list, torch_thread
     opts = dataclasses.replace(opts, device=worker_device(opts.device, name if isinstance(name, int) else 0))
     counters = ClipCounters()
     t0 = time.time()
-    done, failed = extract_clips(p, opts, clips, None, counters, pose=_worker_pose(p, opts))
-    return {"done": done, "failed": failed, "host": HOST, "pid": os.getpid(), "worker": worker,
+    done, failed, noted = extract_clips(p, opts, clips, None, counters, pose=_worker_pose(p, opts))
+    return {"done": done, "failed": failed, "noted": noted, "host": HOST, "pid": os.getpid(), "worker": worker,
             "seconds": round(time.time() - t0, 2),
             "counters": counters_tuple(counters)}
 
@@ -175,6 +175,6 @@ def _run_tasks(p: EntryPlan, opts: ExtractOptions, todo: list, kind: str, target
 def _collect(report: ExtractReport, res: dict, progress: Optional[ProgressFn]) -> None:
     report.add_counters(res["counters"])
     for cid in res["done"]:
-        report.record("done", cid, None, progress)
+        report.record("done", cid, res.get("noted", {}).get(cid), progress)
     for cid, reason in res["failed"]:
         report.record("failed", cid, reason, progress)

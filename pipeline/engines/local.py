@@ -35,8 +35,8 @@ def run_extract(opts: ExtractOptions, progress: Optional[ProgressFn] = None,
     report, todo = run.report, run.todo
     workers = max(1, min(opts.workers, len(todo) or 1))
     if workers == 1:
-        done, failed = extract_clips(run.plan, opts, todo, progress, report.counters)
-        report.done_now, report.failed_now = done, failed
+        report.done_now, report.failed_now, report.notes_now = extract_clips(run.plan, opts, todo, progress,
+                                                                             report.counters)
     else:
         _run_workers(run.plan, opts, todo, workers, progress, report)
     return finish_run(run, opts, {"engine": "local", "workers": workers})

@@ -118,15 +118,19 @@ def _clean(line: str) -> str:
 
 
 def _problem_lines(stderr: str) -> list[str]:
-    """ffmpeg's warnings and errors (lines logged at level warning or above, and lines without a
-    level: "Last message repeated"), cleaned; not its progress reports or its info lines."""
-    out = []
+    """ffmpeg's warnings and errors (lines logged at level warning or above), cleaned; not its
+    progress reports or its info lines. A line without a level continues the last one that had
+    one (a metadata value's second line in the stream dump, "Last message repeated"); before any,
+    it counts as a problem."""
+    out, level = [], None
     for ln in stderr.splitlines():
         ln = ln.strip()
         if not ln or _PROGRESS_LINE.match(ln):
             continue
-        level = _LEVEL.search(ln)
-        if level is None or level.group(1) not in ("trace", "debug", "verbose", "info"):
+        tag = _LEVEL.search(ln)
+        if tag is not None:
+            level = tag.group(1)
+        if level not in ("trace", "debug", "verbose", "info"):
             out.append(_clean(ln))
     return out
 
@@ -314,11 +318,13 @@ def read_frames(
             proc.kill()
         rc = proc.wait()
         t.join(timeout=5)
+    stderr = b"".join(err_chunks).decode("utf-8", "replace")
+    # also for a frame cut stopped early (ffmpeg decodes a little ahead: a change just after the
+    # cut refuses it too, as the file does change size)
+    _check_frame_size_kept(stderr, info)
     stopped_early = end_frame is not None and n >= end_frame
     if stopped_early:
         return  # we closed the pipe: ffmpeg's complaints about it are ours, not the file's
-    stderr = b"".join(err_chunks).decode("utf-8", "replace")
-    _check_frame_size_kept(stderr, info)
     messages = _problem_lines(stderr)
     span = _decoded_span(stderr)
     expected = _expected_span(info, start_time, end_time, start_frame, end_frame)

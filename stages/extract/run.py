@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from cache import EntryWriter
 from cache.claims import HOST
@@ -30,7 +30,8 @@ from stages.extract.plan import EntryPlan, ExtractOptions, make_pose_source, ope
 from stages.extract.pose import PoseSource
 from stages.extract.semaphores import remove_orphaned_semaphores
 
-ProgressFn = Callable[[str, str, Optional[str]], None]  # (event, clip_id, reason)
+#: (event, clip_id, detail): "failed" with its reason, "done" with the clip's notes (None: none)
+ProgressFn = Callable[[str, str, Any], None]
 log = logging.getLogger(__name__)
 _NOTICES: dict[str, bool] = {}  # one-line notices already given by this process
 
@@ -42,6 +43,7 @@ class ExtractReport:
     entry: CacheEntry
     done_now: list[str] = field(default_factory=list)
     failed_now: list[tuple[str, str]] = field(default_factory=list)
+    notes_now: dict[str, list[str]] = field(default_factory=dict)  # clip id -> notes of the clips done now
     already: int = 0
     counters: ClipCounters = field(default_factory=ClipCounters)
     seconds: float = 0.0
@@ -56,6 +58,8 @@ class ExtractReport:
         """Count one clip's outcome (``done`` / ``failed``) and pass it on to ``progress``."""
         if event == "done":
             self.done_now.append(clip_id)
+            if reason:  # a done clip's notes
+                self.notes_now[clip_id] = list(reason)
         elif event == "failed":
             self.failed_now.append((clip_id, reason or ""))
         else:
@@ -88,13 +92,15 @@ def decode_workers(opts: ExtractOptions) -> int:
 
 
 def extract_clips(p: EntryPlan, opts: ExtractOptions, clips: list, progress: Optional[ProgressFn],
-                  counters: ClipCounters, pose: Optional[PoseSource] = None) -> tuple[list[str], list[tuple[str, str]]]:
+                  counters: ClipCounters, pose: Optional[PoseSource] = None
+                  ) -> tuple[list[str], list[tuple[str, str]], dict[str, list[str]]]:
     """Claim, extract and commit each clip of ``clips`` that nobody else has done or is doing.
 
     With decode workers (:func:`decode_workers`) the clips are decoded in other processes ahead
     of the pose model and committed by a background thread; otherwise all in this process.
     ``pose``: a pose source the caller keeps alive across calls (a Dask worker reuses one);
-    by default one is built on the first clip that needs it and closed at the end.
+    by default one is built on the first clip that needs it and closed at the end. Returns the clip
+    ids done, the failures with their reasons, and the notes of the clips done that have any.
     """
     run = _ClipRun(p, opts, progress, counters, pose)
     workers = decode_workers(opts)
@@ -113,7 +119,7 @@ def extract_clips(p: EntryPlan, opts: ExtractOptions, clips: list, progress: Opt
         run.writer.heartbeat.stop()
         if pose is None and run.pose is not None:
             run.pose.close()
-    return run.done, run.failed
+    return run.done, run.failed, run.noted
 
 
 class _ClipRun:
@@ -125,6 +131,7 @@ class _ClipRun:
         self.writer = EntryWriter(CacheEntry(p.entry_dir))
         self.done: list[str] = []
         self.failed: list[tuple[str, str]] = []
+        self.noted: dict[str, list[str]] = {}  # clip id -> its notes (the clips done that have any)
 
     def pose_source(self) -> PoseSource:
         if self.pose is None:
@@ -163,8 +170,10 @@ class _ClipRun:
         attrs = {**res.attrs, "video": _rel(c.video, self.p.index.root), **source_hash(c.video)}
         self.writer.commit(uid, res.arrays, attrs)
         self.done.append(c.clip_id)
+        if res.notes:
+            self.noted[c.clip_id] = list(res.notes)
         if self.progress:
-            self.progress("done", c.clip_id, None)
+            self.progress("done", c.clip_id, self.noted.get(c.clip_id))
 
     def sequential(self, clips: list) -> None:
         for c, uid in self.claimed(clips):

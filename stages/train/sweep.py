@@ -113,6 +113,26 @@ def experiment_dir_name(exp_cfg: Config, exp: str, dataset: Optional[str]) -> st
     return name
 
 
+def entry_run_options(entry: str, cache_root: Optional[str], dataset: Optional[str], opts: dict,
+                      say: Optional[Callable[[str], None]] = None) -> tuple[dict, str]:
+    """``--entry KEY``: the run-config options with the entry's own data settings (its recorded
+    request), so that the config saved with the run and recorded in its checkpoints names that entry
+    and finds it again, and the dataset whose config applies (the entry's: as ``--dataset``, its
+    outputs go to ``W/NAME-DATASET/`` when it is not the experiment's). Data options given that
+    the entry replaces are said."""
+    from stages.data.entry_lookup import entry_data_options, find_entry
+
+    named = find_entry({}, cache_root=cache_root, entry=entry)
+    if dataset and dataset != named.dataset:
+        raise ValueError(f"--dataset {dataset} and --entry {entry} (an entry of {named.dataset!r}) disagree: "
+                         "give one of them")
+    own = entry_data_options(named)
+    replaced = sorted(k for k in opts if any(k == o or k.startswith(o + ".") for o in own))
+    if replaced and say is not None:
+        say(f"[warn] --entry {named.key}: {', '.join(replaced)} replaced by the entry's own settings (its request)")
+    return {**opts, **own}, named.dataset
+
+
 def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optional[str] = None,
               work_dir: os.PathLike = "work_dirs", cfg_options: Optional[dict] = None, resume: bool = False,
               allow_partial: bool = False, entry: Optional[str] = None, cache_root: Optional[str] = None,
@@ -140,16 +160,8 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
     chosen = order_by_init_sources(exp_cfg, select_variants(exp_cfg, variants))
     opts = dict(cfg_options or {})
     if entry:
-        # the run config names the entry it trains on (its recorded request), so that its saved copy
-        # (and `eval --exp` on it) finds the same entry, and the outputs go where that dataset's go
-        from stages.data.entry_lookup import entry_data_options, find_entry
-
-        named = find_entry({}, cache_root=cache_root, entry=entry)
-        if dataset and dataset != named.dataset:
-            raise ValueError(f"--dataset {dataset} and --entry {entry} (an entry of {named.dataset!r}) disagree: "
-                             "give one of them")
-        opts.update(entry_data_options(named))
-    exp_name = experiment_dir_name(exp_cfg, exp, dataset or (named.dataset if entry else None))
+        opts, dataset = entry_run_options(entry, cache_root, dataset, opts, say)
+    exp_name = experiment_dir_name(exp_cfg, exp, dataset)
     exp_dir = Path(work_dir) / exp_name
     if seed is not None:
         opts = {"train.seed": int(seed), **{k: v for k, v in opts.items() if k != "train.seed"}}

@@ -168,11 +168,11 @@ def setup_line(cfg, entry, model, train_ds, test_ds, device: str, world: int = 1
     n_train = len(train_ds) if train_ds is not None else 0
     return (f"{m.type} {clip.arch} ({weights}, {frozen}), {mods}, {' + '.join(frames) or 'no'} frames, "
             f"{params:.2f} M tunable; {sched}; {entry.dataset} {n_train} train / {len(test_ds)} "
-            f"{test_ds.split} clips{_failed_left_out(entry, train_ds, test_ds)}, {len(entry.classes)} classes; "
+            f"{test_ds.split} clips{failed_clips_note(entry, train_ds, test_ds)}, {len(entry.classes)} classes; "
             f"{device} {amp}")
 
 
-def _failed_left_out(entry, train_ds, test_ds) -> str:
+def failed_clips_note(entry, train_ds, test_ds) -> str:
     """How many clips of the run's splits stage one failed (left out of them), and where they are listed."""
     splits = {d.split for d in (train_ds, test_ds) if d is not None}
     rows = {r["uid"]: r for r in entry.clips(done_only=False)}

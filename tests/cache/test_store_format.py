@@ -141,7 +141,8 @@ def test_verify_catches_damaged_jpeg_frames_and_missing_chunks(tmp_path):
     data[-10] ^= 0xFF  # one flipped byte inside the last JPEG
     chunk.write_bytes(bytes(data))
     rep = store.verify(entry)
-    assert rep.problems == ["clips/c0: frames: content does not match its digest"]
+    assert rep.problems == [f"clips/c0: frames[{T_V - 1}]: content does not match the digest its writer recorded "
+                            "for it (file_digests)", "clips/c0: frames: content does not match its digest"]
     kp = entry.path / "clips" / "c1" / "keypoints" / "c" / "0" / "0" / "0"
     kp.unlink()
     with pytest.raises(ChunkFormatError, match="keypoints/c/0/0/0: chunk file missing"):
@@ -188,7 +189,9 @@ def test_jpeg_frames_read_only_the_files_used_each_checked(tmp_path, monkeypatch
         c.frames.decode([1, 3])
     with pytest.raises(ChunkDigestError, match="frame 3"):
         np.asarray(c.frames)
-    assert CacheStore(tmp_path).verify(entry).problems == ["clips/c0: frames: content does not match its digest"]
+    assert CacheStore(tmp_path).verify(entry).problems == [
+        "clips/c0: frames[3]: content does not match the digest its writer recorded for it (file_digests)",
+        "clips/c0: frames: content does not match its digest"]
     with pytest.raises(ChunkDigestError, match="frames/c/0: content does not match"):
         entry.read_clip("c0", check="all")  # all frames, their digest as a whole
 
@@ -199,6 +202,24 @@ def test_jpeg_frames_read_only_the_files_used_each_checked(tmp_path, monkeypatch
     chunk.write_bytes(bytes(data[:-5]))
     with pytest.raises(ChunkFormatError, match=rf"frames/c/0: {len(data) - 5} bytes, expected {len(data)}"):
         entry.read_clip("c0").frames.files([0])
+
+
+@pytest.mark.filterwarnings("ignore:The data type .VariableLengthBytes")
+def test_verify_sees_a_damaged_count_or_per_file_digest_of_jpeg_frames(tmp_path):
+    """What an item's reads never look at is still verify's: the chunk's element count, and the
+    per-file digests themselves (a damaged attribute would stop training with nothing to repair)."""
+    entry = make_entry(tmp_path, "jpeg")
+    chunk, files = _jpeg_chunk(entry)
+    c = entry.read_clip("c0")
+    np.testing.assert_array_equal(c.frames[-1], c.frames[len(files) - 1])  # numpy's negative indices
+    data = bytearray(chunk.read_bytes())
+    data[0] ^= 0x01  # the u32 count
+    chunk.write_bytes(bytes(data))
+    (problem,) = CacheStore(tmp_path).verify(entry).problems
+    assert problem.startswith("clips/c0: unreadable (ChunkFormatError") and "not a vlen-bytes chunk" in problem
+    _edit_jpeg_attr(entry, "c1", lambda a: a["file_digests"].__setitem__(1, "0" * 32))
+    assert "clips/c1: frames[1]: content does not match the digest its writer recorded for it (file_digests)" in \
+        CacheStore(tmp_path).verify(entry).problems
 
 
 def _edit_jpeg_attr(entry: CacheEntry, uid: str, edit) -> None:

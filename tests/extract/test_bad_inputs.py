@@ -74,11 +74,11 @@ def test_bad_inputs_are_recorded_and_the_rest_extracted(messy_dataset, tmp_path)
     assert again.exit_code == 0 and "0 extracted" in text and "5 clip(s) failed" in text
 
     # stage two says which clips of its splits failed here, and that these poses are random weights'
-    from stages.train.train_log import _failed_left_out
+    from stages.train.train_log import failed_clips_note
 
     splits = [SimpleNamespace(split="train"), SimpleNamespace(split="val")]
-    assert _failed_left_out(entry, *splits) == f" (5 failed in stage one, left out: `pipeline cache info {entry.key[:12]}`)"
-    assert _failed_left_out(entry, splits[0], None) == f" (3 failed in stage one, left out: `pipeline cache info {entry.key[:12]}`)"
+    assert failed_clips_note(entry, *splits) == f" (5 failed in stage one, left out: `pipeline cache info {entry.key[:12]}`)"
+    assert failed_clips_note(entry, splits[0], None) == f" (3 failed in stage one, left out: `pipeline cache info {entry.key[:12]}`)"
     assert entry.random_pose_weights
     ls = runner.invoke(app, ["cache", "ls", "--cache-root", str(cache_root), "--json"])
     assert json.loads(ls.stdout)[0]["random_pose_weights"] is True

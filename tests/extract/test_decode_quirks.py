@@ -147,6 +147,8 @@ def test_a_frame_size_change_mid_stream_is_refused_not_squeezed(tmp_path):
     joined = _concat(parts, tmp_path / "joined.ts")
     with pytest.raises(DecodeError, match="frame size changes mid-stream, from 80x32 to 160x48"):
         decode_clip(str(joined))
+    with pytest.raises(DecodeError, match="frame size changes mid-stream"):  # a frame cut across the change too
+        decode_clip(str(joined), start_frame=5, end_frame=15)
     assert len(decode_clip(str(parts[1]))[1]) == 10  # one size throughout: decoded
 
 
@@ -159,6 +161,25 @@ def test_close_timestamps_of_a_variable_rate_join_decode_without_complaint(tmp_p
     notes = []
     _, frames = decode_clip(str(joined), notes=notes)
     assert _codes(frames) == list(range(10)) + list(range(30)) and notes == []
+
+
+def test_a_metadata_value_of_several_lines_is_not_a_problem(tmp_path):
+    """ffmpeg's stream dump (level info) prints a multi-line title's later lines without a level:
+    they are info too, not damage (a downloaded video's description; with a longer audio track
+    they failed the clip as truncated)."""
+    video = make_timecoded_video(tmp_path / "v.mp4", 10, extra=("-metadata", "title=first line\nsecond line"))
+    notes = []
+    assert _codes(decode_clip(str(video), notes=notes)[1]) == list(range(10)) and notes == []
+    audio = tmp_path / "a.m4a"
+    subprocess.run([ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "sine=d=3",
+                    str(audio)], check=True)
+    av = tmp_path / "av.mp4"
+    subprocess.run([ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", "-i", str(video), "-i", str(audio),
+                    "-map", "0:v", "-map", "1:a", "-c", "copy", "-metadata", "comment=one\ntwo\nthree", str(av)],
+                   check=True)
+    notes = []
+    assert _codes(decode_clip(str(av), notes=notes)[1]) == list(range(10))
+    assert len(notes) == 1 and "taken as complete" in notes[0]
 
 
 def test_a_corrupt_packet_mid_stream_is_concealed_not_taken_for_truncation(tmp_path):

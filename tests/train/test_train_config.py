@@ -89,7 +89,7 @@ def test_a_one_batch_epoch_still_warms_up_to_the_base_lr(tmp_path):
             "train.max_epochs": 4, "train.warmup_epochs": 1, "train.batch_size": 16, "train.lr": 2e-3})
         kw = runner_kwargs(cfg, object(), DS(range(clips)), DS(range(8)), tmp_path, "none", "cpu")
         opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=2e-3)
-        per_epoch = -(-clips // 16)
+        per_epoch = clips // 16 if clips >= 32 else -(-clips // 16)  # the loader drops a last short batch from 2 on
         built = []
         for c in kw["param_scheduler"]:
             c = dict(c)
@@ -108,5 +108,5 @@ def test_a_one_batch_epoch_still_warms_up_to_the_base_lr(tmp_path):
     one = lrs(4)  # 4 clips, batch 16: one iteration an epoch
     assert one[0] == pytest.approx(2e-3 * 1e-3, rel=0.01) and one[1] == pytest.approx(2e-3)
     assert one[2] == pytest.approx(1.5e-3) and one[3] == pytest.approx(5e-4)
-    three = lrs(40)  # three iterations an epoch: the warm-up as before, base lr at its last iteration
-    assert three[2] == pytest.approx(2e-3) and max(three) == pytest.approx(2e-3)
+    two = lrs(40)  # two iterations an epoch: the warm-up as before, the base lr at its last iteration
+    assert two[0] == pytest.approx(2e-6) and two[1] == pytest.approx(2e-3) and max(two) == pytest.approx(2e-3)
