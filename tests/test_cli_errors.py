@@ -53,3 +53,11 @@ def test_the_traceback_only_at_verbose():
     assert res.output.strip().splitlines()[-1].startswith("error: unknown experiment 'ucmr_ablat'")
     quiet = CliRunner().invoke(app, ["stats", "--exp", "ucmr_ablat", "-q"])
     assert quiet.exit_code == 2 and quiet.output.startswith("error: unknown experiment")
+
+
+def test_a_root_that_is_not_there_is_named(tmp_path):
+    """`train --root` only names the raw dataset (for --check-sources and the extract command of a
+    missing entry): a folder that is not there is said at once, not carried into those."""
+    res = CliRunner().invoke(app, ["train", "--exp", "demo", "--root", str(tmp_path / "nope"),
+                                   "--cache-root", str(tmp_path)])
+    assert res.exit_code == 2 and "no such folder" in res.output and "--root" in res.output

@@ -42,6 +42,8 @@ def options_with_root(cfg_options: Optional[List[str]], root: Optional[Path]) ->
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--cfg-options")
     if root is not None:
+        if not root.is_dir():
+            raise typer.BadParameter(f"{root}: no such folder (the raw dataset's root)", param_hint="--root")
         opts.setdefault("data.root", str(root))
     return opts
 
