@@ -175,6 +175,8 @@ def _print_configs(exp: str, variants: Optional[List[str]], dataset: Optional[st
     for v in select_variants(load_experiment(exp), variants):
         cfg = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
         out.print(f"# {exp} / {v}" + (f" on {dataset}" if dataset else ""), highlight=False)
+        out.print("# model.num_classes, num_joints and num_persons are set from the cache entry when the run starts "
+                  "(the config saved beside the run holds them)", highlight=False, markup=False)
         out.print(Config(cfg.to_dict()).pretty_text, highlight=False, markup=False)
 
 
