@@ -159,10 +159,26 @@ def displayed_size(width: int, height: int, rotation: int, sar: tuple[int, int])
     return width, height
 
 
+def _near_names(path: str) -> str:
+    """``; did you mean 'x'?`` for a file beside ``path`` whose name is close to its (a typo in an
+    annotation file), else nothing."""
+    import difflib
+
+    folder, name = os.path.split(path)
+    try:
+        names = [n for n in os.listdir(folder or ".") if n != name]
+    except OSError:
+        return ""
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.8)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def probe(path: str) -> VideoInfo:
     """Stream size, frame rate and duration from ``ffmpeg -i``; :class:`DecodeError` if unreadable."""
+    if os.path.isdir(path):
+        raise DecodeError(f"{path} is a folder, not a video file")
     if not os.path.isfile(path):
-        raise DecodeError(f"video file not found: {path}")
+        raise DecodeError(f"video file not found: {path}{_near_names(path)}")
     if os.path.getsize(path) == 0:
         raise DecodeError("empty file (0 bytes)")
     proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", path], capture_output=True, text=True,

@@ -252,3 +252,15 @@ def test_rotated_phone_video_extracts_upright_with_poses_in_its_frames(tmp_path)
     np.testing.assert_array_equal(res.arrays["keypoints"][0, 0], [10.0, 50.0])
     assert not any("rescaled" in n for n in res.notes) and any("displayed" in n for n in res.notes)
 
+
+
+def test_a_missing_video_names_a_close_name_beside_it_and_a_folder_is_not_a_video(tmp_path):
+    """A typo in an annotation file: the error names the file it was probably meant to be."""
+    make_video(tmp_path / "jump_01.mp4", frames=2, size=(32, 32))
+    with pytest.raises(DecodeError, match=r"video file not found: .*jump_10.mp4; did you mean 'jump_01.mp4'\?"):
+        probe(str(tmp_path / "jump_10.mp4"))
+    with pytest.raises(DecodeError, match=r"video file not found: .*zzz.mp4$"):
+        probe(str(tmp_path / "zzz.mp4"))
+    (tmp_path / "clip.mp4").mkdir()
+    with pytest.raises(DecodeError, match="clip.mp4 is a folder, not a video file"):
+        probe(str(tmp_path / "clip.mp4"))
