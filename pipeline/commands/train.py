@@ -61,14 +61,18 @@ def checkpoint_run(exp: str, variant: Optional[str], checkpoint: Path, dataset: 
 
     if not checkpoint.is_file():
         raise FileNotFoundError(f"no checkpoint {checkpoint}")
-    v = variant or list_variants(load_experiment(exp))[0]
-    cfg = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
+    exp_cfg = load_experiment(exp)  # an unknown experiment is said before the checkpoint is opened
     try:
         meta = read_checkpoint_meta(checkpoint)
     except (EOFError, RuntimeError, OSError, KeyError, ValueError, pickle.UnpicklingError) as ex:
         # torch.load's words for a file that is not a checkpoint
         raise ValueError(f"checkpoint {checkpoint} cannot be read ({type(ex).__name__}: {ex})") from None
-    trained_on = ((meta.get("run_record") or {}).get("entry") or {}).get("key")
+    rec = meta.get("run_record") or {}
+    variants = list_variants(exp_cfg)
+    # the variant the checkpoint records, when it is one of this experiment's (else the first)
+    v = variant or (rec.get("variant") if rec.get("variant") in variants else variants[0])
+    cfg = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
+    trained_on = (rec.get("entry") or {}).get("key")
     root = path_str(cache_root)
     if entry is None and trained_on:
         try:

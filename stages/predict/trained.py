@@ -165,7 +165,7 @@ def _first_difference(a: list, b: list) -> str:
 def load_model(run: TrainedRun, device: str) -> tuple[Any, int]:
     """The run's Runner model with the checkpoint's weights, in eval mode on ``device``, and its
     crop size. Refuses a model whose patches do not line up with the entry's grid."""
-    from stages.train.explain import load_checkpoint_into
+    from stages.train.checkpoints import load_checkpoint_into
     from stages.train.runner import build_wrapped_model, model_input_size
 
     model = build_wrapped_model(run.cfg, run.record, device)

@@ -217,3 +217,18 @@ class AtomicCheckpointHook(CheckpointHook):
                 self.file_backend.rmtree(str(old))
             else:
                 old.unlink(missing_ok=True)
+
+
+def load_checkpoint_into(model: torch.nn.Module, checkpoint: os.PathLike) -> None:
+    """Weights of an mmengine checkpoint (``state_dict``), loaded with ``weights_only=True``."""
+    with checkpoint_safe_globals():
+        ckpt = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else ckpt
+    saved, ours = (ckpt.get("meta") or {}).get("backbone"), getattr(model, "backbone_identity", None)
+    if saved and ours is not None and any(saved.get(k) != ours().get(k) for k in ("arch", "pretrained", "frozen")):
+        raise RuntimeError(f"checkpoint {checkpoint} was trained on backbone {saved}, this model is built on "
+                           f"{ours()} (set model.clip.* to match)")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise RuntimeError(f"checkpoint {checkpoint} does not fit this variant's model: missing {missing[:5]}, "
+                           f"unexpected {unexpected[:5]} (is --exp / --variant / --dataset the one it was trained with?)")

@@ -44,26 +44,10 @@ def find_clip(entry: CacheEntry, clip_id: str) -> dict:
     raise KeyError(f"no clip {clip_id!r} in cache entry {entry.key} ({len(rows)} clips, e.g. {some})")
 
 
-def load_checkpoint_into(model: torch.nn.Module, checkpoint: os.PathLike) -> None:
-    """Weights of an mmengine checkpoint (``state_dict``), loaded with ``weights_only=True``."""
-    from stages.train.checkpoints import checkpoint_safe_globals
-
-    with checkpoint_safe_globals():
-        ckpt = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
-    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else ckpt
-    saved, ours = (ckpt.get("meta") or {}).get("backbone"), getattr(model, "backbone_identity", None)
-    if saved and ours is not None and any(saved.get(k) != ours().get(k) for k in ("arch", "pretrained", "frozen")):
-        raise RuntimeError(f"checkpoint {checkpoint} was trained on backbone {saved}, this model is built on "
-                           f"{ours()} (set model.clip.* to match)")
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise RuntimeError(f"checkpoint {checkpoint} does not fit this variant's model: missing {missing[:5]}, "
-                           f"unexpected {unexpected[:5]} (is --exp / --variant / --dataset the one it was trained with?)")
-
-
 def explain_clip(cfg: Config, checkpoint: os.PathLike, entry: CacheEntry, clip_id: str, out_dir: os.PathLike,
                  device: str = "cpu") -> tuple[list[Path], list[str]]:
     """Write the pictures of one clip; returns (files written, notes on pictures skipped)."""
+    from stages.train.checkpoints import load_checkpoint_into
     from stages.train.runner import build_wrapped_model, check_entry_fits
 
     out_dir = Path(out_dir)

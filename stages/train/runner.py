@@ -40,7 +40,7 @@ from stages.data.settings import DataSettings
 from stages.nested_config import to_plain
 from stages.skeletons import entry_skeleton
 from stages.train import report
-from stages.train.checkpoints import checkpoint_safe_globals, resume_checkpoint
+from stages.train.checkpoints import checkpoint_safe_globals, load_checkpoint_into, resume_checkpoint
 from stages.train.distributed import init_distributed, resolve_device
 from stages.train.hooks import RecordValHook, TrainTimeHook
 from stages.train.metrics import metric_row
@@ -307,11 +307,14 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str, entry: CacheEntry, out_dir
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
     model = build_wrapped_model(cfg, entry, dev)
+    # every tensor of the variant's model from the checkpoint, or a refusal naming what does not fit
+    # (mmengine's load_from loads what matches and leaves the rest at random init, with a log line)
+    load_checkpoint_into(model, checkpoint)
     sizes = check_entry_fits(cfg, entry, model)
     _, test_ds = build_datasets(cfg, entry, sizes["crop_size"], allow_partial, train=False, device=dev)
     cost = model_cost(cfg, entry, model) if rank == 0 else {}
     kw = runner_kwargs(run_config_of(cfg, entry), model, None, test_ds, out_dir, launcher, dev,
-                       load_from=str(checkpoint), world_size=world_size(launcher))
+                       world_size=world_size(launcher))
     runner = LoggingRunner(**kw)
     t0 = time.time()
     with checkpoint_safe_globals():
