@@ -56,7 +56,7 @@ def checkpoint_run(exp: str, variant: Optional[str], checkpoint: Path, dataset: 
     a FileNotFoundError, an entry whose classes are not the checkpoint's a ValueError."""
     from cache import EntryNotFoundError
     from stages.data.entry_lookup import entry_data_options, find_entry
-    from stages.predict.trained import read_checkpoint_meta
+    from stages.train.checkpoints import read_checkpoint_meta
     from stages.train.config import build_run_config, list_variants, load_experiment
 
     if not checkpoint.is_file():

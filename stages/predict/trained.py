@@ -17,6 +17,7 @@ from typing import Any, Optional
 from mmengine.config import Config
 
 from stages.data.entry_record import EntryRecord
+from stages.train.checkpoints import read_checkpoint_meta
 
 
 class CheckpointRecordMissing(ValueError):
@@ -34,20 +35,6 @@ class TrainedRun:
     variant: str
     #: where each part came from, for messages: {"run config": ..., "entry": ...}
     sources: dict = field(default_factory=dict)
-
-
-def read_checkpoint_meta(path: os.PathLike) -> dict:
-    """The ``meta`` of an mmengine checkpoint, loaded with ``weights_only=True``."""
-    import torch
-
-    from stages.train.checkpoints import checkpoint_safe_globals
-
-    with checkpoint_safe_globals():
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict):
-        raise ValueError(f"{path}: not an mmengine checkpoint (a {type(ckpt).__name__}, not a dict with "
-                         "'state_dict' and 'meta')")
-    return dict(ckpt.get("meta") or {})
 
 
 def _config_from_record(run_config: dict, cfg_options: Optional[dict], where: str) -> Config:

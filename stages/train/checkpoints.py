@@ -149,6 +149,26 @@ def checkpoint_files(folder: os.PathLike) -> list[Path]:
     return [p for *_, p in sorted(found, reverse=True)]
 
 
+#: where a run that starts over puts the checkpoints of the unfinished run before it
+ABANDONED_DIR = "abandoned"
+
+
+def set_aside_checkpoints(work_dir: os.PathLike, stamp: str) -> Optional[Path]:
+    """Move the checkpoints of an unfinished run (``epoch_*.pth``, ``iter_*.pth``, ``last_checkpoint``)
+    into ``work_dir/abandoned/<stamp>/``, so a run that starts over never resumes from, or keeps
+    beside its own, what another run wrote; nothing is deleted (a save a kill cut short is left to
+    the hook's own clean-up). Returns that folder (None: nothing to move)."""
+    work_dir = Path(work_dir)
+    moving = checkpoint_files(work_dir) + [p for p in (work_dir / LAST_CHECKPOINT,) if p.is_file()]
+    if not moving:
+        return None
+    dest = work_dir / ABANDONED_DIR / stamp
+    dest.mkdir(parents=True, exist_ok=True)
+    for p in moving:
+        os.replace(p, dest / p.name)
+    return dest
+
+
 def resume_checkpoint(work_dir: os.PathLike) -> Optional[Path]:
     """The newest whole checkpoint in ``work_dir`` (None when there is none), whatever
     ``last_checkpoint`` says; a warning names the files passed over and a ``last_checkpoint``
@@ -232,3 +252,13 @@ def load_checkpoint_into(model: torch.nn.Module, checkpoint: os.PathLike) -> Non
     if missing or unexpected:
         raise RuntimeError(f"checkpoint {checkpoint} does not fit this variant's model: missing {missing[:5]}, "
                            f"unexpected {unexpected[:5]} (is --exp / --variant / --dataset the one it was trained with?)")
+
+
+def read_checkpoint_meta(path: os.PathLike) -> dict:
+    """The ``meta`` of an mmengine checkpoint, loaded with ``weights_only=True``."""
+    with checkpoint_safe_globals():
+        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{path}: not an mmengine checkpoint (a {type(ckpt).__name__}, not a dict with "
+                         "'state_dict' and 'meta')")
+    return dict(ckpt.get("meta") or {})

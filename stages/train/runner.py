@@ -24,7 +24,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from mmengine.config import Config
 from mmengine.dist import get_dist_info
@@ -40,7 +40,8 @@ from stages.data.settings import DataSettings
 from stages.nested_config import to_plain
 from stages.skeletons import entry_skeleton
 from stages.train import report
-from stages.train.checkpoints import checkpoint_safe_globals, load_checkpoint_into, resume_checkpoint
+from stages.train.checkpoints import (checkpoint_safe_globals, load_checkpoint_into, read_checkpoint_meta,
+                                     resume_checkpoint)
 from stages.train.distributed import init_distributed, resolve_device
 from stages.train.hooks import RecordValHook, TrainTimeHook
 from stages.train.metrics import metric_row
@@ -239,6 +240,8 @@ def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, laun
     run_hooks = [dict(type="TrainTimeHook"), dict(type="EpochLogHook")] + list(hooks or [])
     # the newest whole checkpoint, whatever last_checkpoint says (a kill may have cut a save short)
     resume_from = resume_checkpoint(work_dir) if resume else None
+    if resume_from is not None:
+        check_resumes_this_run(resume_from, run_config_of(cfg, entry), entry)
     kw = runner_kwargs(run_config_of(cfg, entry), model, train_ds, test_ds, work_dir, launcher, dev,
                        resume=resume_from is not None, load_from=str(resume_from) if resume_from else None,
                        hooks=run_hooks, world_size=world_size(launcher))
@@ -292,6 +295,30 @@ def _last_checkpoint(work_dir: Path) -> Optional[str]:
     if p.is_file():
         return p.read_text().strip()
     return None
+
+
+def check_resumes_this_run(checkpoint: Path, run_cfg: Config, entry: CacheEntry) -> None:
+    """Refuse to resume from a checkpoint that another config wrote (a run abandoned for a changed
+    setting: its weights, optimiser and schedule would go on under this run's name), naming the
+    keys that differ. A checkpoint without a run record (written before 2026-12) is taken as it is."""
+    from stages.train.hooks import RUN_RECORD_KEY, run_record
+
+    theirs = (read_checkpoint_meta(checkpoint).get(RUN_RECORD_KEY) or {}).get("run_config")
+    if theirs is None:
+        return
+    mine = run_record(run_cfg, entry)["run_config"]
+    diff = _differences(theirs, mine)
+    if diff:
+        raise ValueError(f"--resume: {checkpoint} was written by a run of another config ({'; '.join(diff[:5])}"
+                         + (f"; {len(diff) - 5} more" if len(diff) > 5 else "") + "). Resume with the config it was "
+                         "trained with, or train without --resume: the old checkpoints are set aside, not lost")
+
+
+def _differences(a: Any, b: Any, at: str = "") -> list[str]:
+    """``key: a -> b`` for each leaf where two plain configs differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in _differences(a.get(k), b.get(k), f"{at}.{k}" if at else k)]
+    return [] if a == b else [f"{at}: {a!r} -> {b!r}"]
 
 
 def evaluate_checkpoint(cfg: Config, checkpoint: str, entry: CacheEntry, out_dir: os.PathLike, *,

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any, Callable, Optional, Sequence
 from mmengine.config import Config
 
 from stages.nested_config import to_plain
+from stages.train.checkpoints import LAST_CHECKPOINT, checkpoint_files, set_aside_checkpoints
 from stages.train.config import default_dataset, list_variants, load_experiment
 
 log = logging.getLogger(__name__)
@@ -190,9 +192,13 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
             continue
         e = entries[v]
         try:
-            if (vdir / "last_checkpoint").is_file():
-                say(f"[warn] {exp_name}/{v} has checkpoints of an unfinished run: "
-                    + ("resuming from the last one" if resume else "starting over (--resume continues it)"))
+            if checkpoint_files(vdir) or (vdir / LAST_CHECKPOINT).is_file():
+                if resume:
+                    say(f"[warn] {exp_name}/{v} has checkpoints of an unfinished run: resuming from the last one")
+                else:  # set aside (rank 0; no rank reads them when not resuming), so nothing resumes them later
+                    moved = set_aside_checkpoints(vdir, time.strftime("%Y%m%d_%H%M%S")) if rank == 0 else None
+                    say(f"[warn] {exp_name}/{v} has checkpoints of an unfinished run: starting over (--resume "
+                        "continues it)" + (f"; they are moved to {moved}" if moved else ""))
             say(f"[train] {exp_name}/{v} on {e.dataset} (entry {e.key}) -> {vdir}")
             row = train_variant(cfg, vdir, e, launcher=launcher, device=device, resume=resume,
                                 allow_partial=allow_partial, hooks=hooks, say=say,

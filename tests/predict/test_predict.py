@@ -74,7 +74,7 @@ def pose_pickle(path: Path, data_root: Path, names: dict) -> Path:
 
 def test_checkpoints_carry_their_run_and_clips_their_videos_hash(trained):
     from cache.keys import file_sha256
-    from stages.predict.trained import read_checkpoint_meta
+    from stages.train.checkpoints import read_checkpoint_meta
 
     _, entry, ckpt, data_root = trained
     rec = read_checkpoint_meta(ckpt)["run_record"]

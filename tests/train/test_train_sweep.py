@@ -227,7 +227,7 @@ def test_an_entry_run_names_its_entry_and_its_checkpoint_evaluates_on_it(small_d
 
     from pipeline.cli import app
     from stages.data.entry_lookup import find_entry
-    from stages.predict.trained import read_checkpoint_meta
+    from stages.train.checkpoints import read_checkpoint_meta
     from stages.train.sweep import run_sweep
 
     from cache import CacheEntry
@@ -252,3 +252,32 @@ def test_an_entry_run_names_its_entry_and_its_checkpoint_evaluates_on_it(small_d
     assert [(o.status, o.other_config) for o in again.outcomes] == [("skipped", True)]
     assert any("finished before with another config than this run's" in m for m in said)
     assert "pevl: finished before with another config" in (tmp_path / "w" / "demo" / "results.md").read_text()
+
+
+def test_resume_refuses_another_configs_checkpoints_and_starting_over_sets_them_aside(small_demo, tmp_path):
+    """A run abandoned for a changed setting: --resume with the new setting is refused, naming what
+    differs (it went on from the old run's weights and schedule under the new config's name), and
+    a run that starts over moves the old checkpoints aside rather than leaving them to be resumed."""
+    from stages.train.sweep import run_sweep
+
+    cache, entry_dir, _ = small_demo
+    first = run_sweep("demo", variants=["pevl"], entry=str(entry_dir), work_dir=tmp_path / "w", cfg_options=SMALL,
+                      cache_root=str(cache), say=lambda m: None)
+    vdir = tmp_path / "w" / "demo" / "pevl"
+    assert first.outcomes[0].status == "trained"
+    (vdir / "result.json").unlink()  # as a run killed before it finished leaves it
+    said = []
+    other = {**SMALL, "train.lr": 1e-4}
+    rep = run_sweep("demo", variants=["pevl"], entry=str(entry_dir), work_dir=tmp_path / "w", cfg_options=other,
+                    cache_root=str(cache), resume=True, say=said.append)
+    (o,) = rep.outcomes
+    assert o.status == "failed" and "was written by a run of another config" in o.error and "train.lr" in o.error
+    rep = run_sweep("demo", variants=["pevl"], entry=str(entry_dir), work_dir=tmp_path / "w", cfg_options=other,
+                    cache_root=str(cache), say=said.append)
+    assert rep.outcomes[0].status == "trained"
+    (moved,) = (vdir / "abandoned").iterdir()
+    assert (moved / "epoch_1.pth").is_file() and (moved / "last_checkpoint").is_file()
+    assert any("starting over" in m and str(moved) in m for m in said)
+    from stages.train.checkpoints import read_checkpoint_meta
+
+    assert read_checkpoint_meta(vdir / "epoch_1.pth")["run_record"]["run_config"]["train"]["lr"] == 1e-4
