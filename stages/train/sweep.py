@@ -107,7 +107,10 @@ def order_by_init_sources(exp_cfg: Config, chosen: list[str]) -> list[str]:
 
 
 def experiment_dir_name(exp_cfg: Config, exp: str, dataset: Optional[str]) -> str:
-    name = exp_cfg.get("experiment", {}).get("name") or Path(exp).stem
+    """``W/<this>/``: the experiment's name (a saved run config: the name its run had, e.g.
+    ``ucmr_ablate-demo``, so a rerun of a demo run never lands beside the real ones), with
+    ``-DATASET`` when another dataset than the experiment's replaces it."""
+    name = exp_cfg.get("exp_name") or exp_cfg.get("experiment", {}).get("name") or Path(exp).stem
     if dataset:
         own = default_dataset(to_plain(exp_cfg.to_dict()))
         if dataset != own:

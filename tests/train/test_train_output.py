@@ -96,3 +96,15 @@ def test_the_saved_config_is_the_one_that_ran_and_runs_again(small_demo, tmp_pat
     assert ev.exit_code == 0, ev.output
     m = json.loads(ev.stdout)
     assert m["top1"] == row["top1"] and m["num_classes"] == 10 and m["variant"] == "pevl"
+
+
+def test_a_saved_run_config_trains_into_its_runs_folder_name():
+    """`--exp W/ucmr_ablate-demo/wo_ucmr/<time>.py`: a demo run trained again goes to
+    ucmr_ablate-demo/, as it did, never beside the experiment's real runs in ucmr_ablate/."""
+    from mmengine.config import Config
+
+    from stages.train.sweep import experiment_dir_name
+
+    saved = Config(dict(exp_name="ucmr_ablate-demo", experiment=dict(name="ucmr_ablate"), data=dict(dataset="demo")))
+    assert experiment_dir_name(saved, "w/ucmr_ablate-demo/wo_ucmr/20261205_210758.py", None) == "ucmr_ablate-demo"
+    assert experiment_dir_name(Config(dict(experiment=dict(name="ucmr_ablate"))), "ucmr_ablate", None) == "ucmr_ablate"
