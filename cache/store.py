@@ -10,7 +10,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 
 from cache import claims, layout
-from cache.chunks import read_group_meta
+from cache.chunks import ChunkDigestError, read_group_meta
 from cache.digests import array_digest
 from cache.entry import CacheEntry, EntryFormatError, EntryNotFoundError, metadata_problems
 from cache.fsutil import dir_size, read_json, remove_tree
@@ -139,7 +139,11 @@ class CacheStore:
                 elif int(idx["offsets"][-1]) != len(idx["keypoints"]):
                     rep.index_problems.append("index: offsets do not cover keypoints")
                 else:  # the items' arrays against their digests, and against the clips themselves
-                    rep.index_problems.extend(_item_index_problems(entry))
+                    found, damaged = _item_index_problems(entry, known_bad=set(rep.clips))
+                    rep.index_problems.extend(found)
+                    for uid, ps in damaged.items():  # a clip's own damage, seen by comparing it with the index
+                        rep.clips.setdefault(uid, []).extend(ps)
+                        rep.problems.extend(f"clips/{uid}: {q}" for q in ps)
             except ItemIndexError as e:
                 rep.index_problems.append(f"index: {e}")
             except Exception as e:
@@ -300,15 +304,20 @@ def _manifest_status(entry: CacheEntry) -> Optional[str]:
         return None
 
 
-def _item_index_problems(entry: CacheEntry) -> list[str]:
-    """Where the index's item arrays (:mod:`cache.item_index`) differ from the clips they describe."""
+def _item_index_problems(entry: CacheEntry, known_bad: set = frozenset()) -> tuple[list[str], dict[str, list[str]]]:
+    """Where the index's item arrays (:mod:`cache.item_index`) differ from the clips they describe,
+    and the clips among those whose own arrays differ from their digests (the clip is damaged, not
+    the index: what a quick verify, which hashes no clip, learns here). ``known_bad``: clips
+    already found damaged, not compared."""
     rows = entry.clips()
     index = ItemIndex.load(entry, rows)
     if index is None:
-        return []
-    out = []
+        return [], {}
+    out, damaged = [], {}
     for row in rows:
         uid = row["uid"]
+        if uid in known_bad:
+            continue
         try:
             clip = entry.read_clip(uid, arrays=("frame_indices", "keypoints", "scores"), check="none")
         except Exception:  # noqa: BLE001  (the clip's own problems are reported with the clip)
@@ -321,8 +330,14 @@ def _item_index_problems(entry: CacheEntry) -> list[str]:
         if clip.frames_meta is None or tuple(held.frames_meta.shape) != tuple(clip.frames_meta.shape):
             differ.append("frames_shape")
         if differ:
+            try:
+                entry.read_clip(uid, arrays=("frame_indices", "keypoints", "scores"), check="read")
+            except ChunkDigestError:
+                damaged[uid] = [f"{', '.join(differ)}: content does not match its digest (the index holds "
+                                "the clip as it was written)"]
+                continue
             out.append(f"index: clip {uid}'s {', '.join(differ)} differ from the clip's (the index is stale)")
-    return out
+    return out, damaged
 
 
 def _clip_problems(entry: CacheEntry, uid: str, deep: bool) -> list[str]:

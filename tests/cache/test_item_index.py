@@ -135,6 +135,23 @@ def test_verify_compares_the_item_arrays_with_the_clips(tmp_path):
     assert CacheStore(tmp_path).repair(entry).reindexed and CacheStore(tmp_path).verify(entry).ok
 
 
+def test_a_quick_verify_blames_a_damaged_clip_not_the_index_and_repair_moves_the_clip(tmp_path):
+    """Flipped bytes in a clip's keypoints: a quick verify (no clip hashed) sees the clip differ
+    from the index and names the clip, whose digest fails, not the index; a quick repair moves the
+    clip aside (it removed the index and kept the damaged clip, and extraction then stopped on it)."""
+    entry = make_entry(tmp_path, n=3)
+    chunk = entry.path / "clips" / "c1" / "keypoints" / "c" / "0" / "0" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[-3] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    rep = CacheStore(tmp_path).verify(entry, deep=False)
+    assert rep.index_problems == [] and list(rep.clips) == ["c1"]
+    assert rep.problems == ["clips/c1: keypoints: content does not match its digest (the index holds the clip as "
+                            "it was written)"]
+    out = CacheStore(tmp_path).repair(entry, deep=False)
+    assert list(out.quarantined) == ["c1"] and out.missing == 1 and "c1" not in entry.done_uids()
+
+
 def test_a_damaged_clip_list_or_a_missing_array_is_refused_naming_it(tmp_path):
     entry = make_entry(tmp_path, n=3)
     meta = entry.path / layout.INDEX_DIR / "zarr.json"
