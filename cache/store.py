@@ -401,7 +401,7 @@ def export_hdf5(entry: CacheEntry, out_path: os.PathLike, progress=None) -> int:
             f.attrs[k] = json.dumps(v) if not isinstance(v, (int, float, str)) else v
         clips = f.create_group("clips")
         for c in rows:
-            data = entry.read_clip(c["uid"])
+            data = entry.read_clip(c["uid"], check="all")  # raw frames hashed too: never export damage
             g = clips.create_group(c["uid"])
             for name in layout.CLIP_ARRAYS + layout.OPTIONAL_CLIP_ARRAYS:
                 a = getattr(data, name)

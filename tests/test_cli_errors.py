@@ -61,3 +61,14 @@ def test_a_root_that_is_not_there_is_named(tmp_path):
     res = CliRunner().invoke(app, ["train", "--exp", "demo", "--root", str(tmp_path / "nope"),
                                    "--cache-root", str(tmp_path)])
     assert res.exit_code == 2 and "no such folder" in res.output and "--root" in res.output
+
+
+@pytest.mark.parametrize("args, hint", [(["--window", "0"], "--window"), (["--window", "-1"], "--window"),
+                                        (["--window", "2", "--stride", "0"], "--stride")])
+def test_predict_windows_must_be_positive(tmp_path, args, hint):
+    """A window of 0 s was ignored (a whole-video prediction), a stride of 0 taken as the window, and a
+    negative window failed each video with an internal error."""
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"")
+    res = CliRunner().invoke(app, ["predict", str(video), "--checkpoint", str(tmp_path / "c.pth"), *args])
+    assert res.exit_code == 2 and hint in res.output and "positive number of seconds" in " ".join(res.output.split())

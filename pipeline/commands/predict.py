@@ -56,6 +56,10 @@ def predict(
         raise typer.BadParameter("--video writes into --out DIR: give --out")
     if stride is not None and window is None:
         raise typer.BadParameter("--stride needs --window")
+    if window is not None and window <= 0:
+        raise typer.BadParameter(f"{window}: a window is a positive number of seconds", param_hint="--window")
+    if stride is not None and stride <= 0:
+        raise typer.BadParameter(f"{stride}: a stride is a positive number of seconds", param_hint="--stride")
     from stages.predict import PredictOptions, Predictor, find_videos, resolve_run
     from stages.train.distributed import resolve_device
 

@@ -24,7 +24,7 @@ CFG_HELP = ("Override any config value, mmengine style: KEY=VALUE (repeatable, o
              "val_interval, seed, ...), model.* (every model switch, e.g. model.ucmr.num_blocks=2, "
              "model.clip.pretrained_path=/w/ViT-B-16.pt), data.* (the entry and the items: dataset, "
              "extract.short_side, pose_options.checkpoint, num_workers, flip_prob, ...), runner.* (raw mmengine "
-             "Runner arguments). --print-config shows every key of a variant.")
+             "Runner arguments). `pipeline train --print-config` shows every key of a variant.")
 
 
 def setup_run(device: Optional[str]) -> None:

@@ -285,6 +285,22 @@ def test_old_format_entry_is_refused_and_reported_not_misread(tmp_path):
     assert gc.exit_code == 0 and not old.exists() and current.path.exists()
 
 
+def test_hdf5_export_refuses_damaged_raw_frames(tmp_path):
+    """Raw frames are not hashed per read (an item maps only its crop), but an export copies them
+    whole: it compares their digest and refuses damage rather than copying it."""
+    from cache.chunks import ChunkDigestError
+    from cache.store import export_hdf5
+
+    entry = make_entry(tmp_path)
+    chunk = entry.path / "clips" / "c1" / "frames" / "c" / "0" / "0" / "0" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[7] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    with pytest.raises(ChunkDigestError, match="c1/frames/c/0/0/0/0: content does not match"):
+        export_hdf5(entry, tmp_path / "e.h5")
+    assert not (tmp_path / "e.h5").exists()
+
+
 def test_hdf5_export_keeps_jpeg_files_and_optional_arrays(tmp_path):
     import h5py
 
