@@ -21,6 +21,19 @@ def _who(rec: Any) -> str:
     return f"{rec.get('time', '?')} by {rec.get('user', '?')}@{rec.get('host', '?')}"
 
 
+def _live_splits(entry) -> dict[str, dict[str, int]]:
+    """Clips per split as they are now (the manifest's counts are those of its last rewrite: a repair
+    and a re-extraction since leave them behind)."""
+    done, failed = entry.done_uids(), set(entry.failures())
+    out: dict[str, dict[str, int]] = {}
+    for c in entry.plan:
+        s = out.setdefault(c["split"], {"total": 0, "done": 0, "failed": 0})
+        s["total"] += 1
+        s["done"] += c["uid"] in done
+        s["failed"] += c["uid"] in failed
+    return out
+
+
 def summary_table(m: dict, entry) -> Table:
     """The manifest ``m`` of ``entry`` (with its ``live_status``) as a two-column table."""
     live = m.get("live_status") or {}
@@ -31,7 +44,7 @@ def summary_table(m: dict, entry) -> Table:
     total = counts.get("total", live.get("done", 0) + live.get("failed", 0) + live.get("missing", 0))
     rows.append(("status", f"{state}: {live.get('done')}/{total} clips cached, {live.get('failed')} failed, "
                            f"{live.get('missing')} missing, {live.get('in_flight_claims')} being extracted now"))
-    by_split = counts.get("by_split") or {}
+    by_split = _live_splits(entry) if entry is not None else counts.get("by_split") or {}
     if by_split:
         rows.append(("splits", ", ".join(f"{s} {v.get('done')}/{v.get('total')}" + (f" ({v['failed']} failed)"
                                                                                       if v.get("failed") else "")

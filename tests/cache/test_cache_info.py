@@ -8,6 +8,8 @@ from pipeline.cli import app
 
 
 def test_cache_info_summary_clips_and_json(tmp_path):
+    from cache import CacheStore
+    from cache.writer import EntryWriter
     from pipeline.engines.local import run_extract
     from stages.extract.plan import ExtractOptions
 
@@ -29,7 +31,12 @@ def test_cache_info_summary_clips_and_json(tmp_path):
     clips = CliRunner().invoke(app, ["cache", "info", key, "--cache-root", str(cache), "--clips"])
     rows = [ln.split() for ln in clips.stdout.splitlines()[3:]]
     assert len(rows) == 20 and [r[3] for r in rows].count("cached") == 3 and rows[-1][3] == "missing"
+    # a clip moved aside since the manifest was written: the splits are counted as they are now
+    entry = CacheStore(cache).open(key)
+    EntryWriter(entry).quarantine(next(iter(entry.done_uids())), ["test"])
+    res = CliRunner().invoke(app, ["cache", "info", key, "--cache-root", str(cache)])
+    assert "train 2/10, val 0/10" in res.stdout
     as_json = CliRunner().invoke(app, ["cache", "info", key, "--cache-root", str(cache), "--clips", "--json"])
     assert len(json.loads(as_json.stdout)) == 20
     manifest = json.loads(CliRunner().invoke(app, ["cache", "info", key, "--cache-root", str(cache), "--json"]).stdout)
-    assert manifest["key"] == key and manifest["live_status"]["done"] == 3 and manifest["runs"]
+    assert manifest["key"] == key and manifest["live_status"]["done"] == 2 and manifest["runs"]
