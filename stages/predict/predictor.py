@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import numpy as np
 import torch
 
+from cache.chunks import ChunkFormatError
 from cache.entry import ClipData
 from cache.frames_codecs import frames_codec
 from cache.layout import clip_uid
@@ -178,7 +179,7 @@ class Predictor:
         when the video is in the cache)."""
         res = VideoResult(video=v.path, name=v.name)
         clip = ClipRecord(clip_id=v.clip_id, split=PREDICT_SPLIT, label=NO_LABEL, video=v.path)
-        pose = self.pose
+        pose, damaged = self.pose, None
         if self.cached is not None:
             try:
                 hit, res.sha256 = self.cached.find(v.path)
@@ -186,7 +187,12 @@ class Predictor:
                 hit = None
                 res.notes.append(f"not looked up in the cache: {e}")
             if hit is not None:
-                pose = CachedPoseSource(hit)
+                try:  # the cached poses whole and as written, or the video's poses estimated anew
+                    hit.entry.read_clip(hit.uid, arrays=("keypoints", "scores"))
+                    pose = CachedPoseSource(hit)
+                except (OSError, ChunkFormatError) as e:
+                    damaged = f"cached clip {hit.clip_id} of entry {hit.entry.key} cannot be read ({e})"
+                    res.notes.append(f"{damaged}; poses estimated anew with {self.pose_spec}")
         res.poses = pose.describe() if isinstance(pose, CachedPoseSource) else f"estimated: {self.pose_spec}"
         if not isinstance(pose, CachedPoseSource) and _needs_dataset(pose):
             try:  # a file that cannot be read is reported as such, not as one without poses
@@ -194,9 +200,10 @@ class Predictor:
             except DecodeError as e:
                 res.error = str(e)
                 return res, clip, pose
+            where = (f"its clip in the cache cannot be read: {damaged}" if damaged else
+                     "this video is in no cache entry made with them (found by its content)")
             res.error = (f"no poses: the model was trained on poses its dataset ships (pose source "
-                         f"{self.pose_spec!r}), and this video is in no cache entry made with them (found by its "
-                         "content). Give --pose-source hrnet (with --pose-option checkpoint=...) or pkl:PATH (the "
+                         f"{self.pose_spec!r}), and {where}. Give --pose-source hrnet (with --pose-option checkpoint=...) or pkl:PATH (the "
                          "model then sees poses from another source than it was trained on)")
         return res, clip, pose
 

@@ -211,3 +211,24 @@ def test_videos_are_found_under_folders(tmp_path):
     found, notes = find_videos([tmp_path / "d", tmp_path / "d" / "x.mp4", tmp_path / "missing.mp4"])
     assert [(v.name, v.clip_id) for v in found] == [("e/y.MKV", "e/y"), ("x.mp4", "x"), ("missing.mp4", "missing")]
     assert notes == [f"{tmp_path / 'd'}: 1 file(s) without a video extension left out"]
+
+
+def test_a_damaged_cached_clip_is_not_reused_and_said(trained, tmp_path):
+    """Poses found in the cache by the video's content, but the clip's keypoints are damaged: not
+    reused; with the demo's own poses (only in the cache) the video fails saying so and naming the
+    other pose sources, where it failed with an internal error."""
+    cache, entry, ckpt, data_root = trained
+    copy = tmp_path / "cache"
+    shutil.copytree(cache, copy)  # the module's cache stays whole for the other tests
+    clip = CLIPS[1]
+    uid = next(r["uid"] for r in entry.clips() if r["clip_id"] == clip)
+    chunk = copy / entry.path.relative_to(cache) / "clips" / uid / "keypoints" / "c" / "0" / "0" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[-2] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    video = shutil.copy(data_root / "videos" / f"{clip}.mp4", tmp_path / "again.mp4")
+    res = run("predict", video, "--checkpoint", ckpt, "--cache-root", copy, "--device", "cpu", "--json")
+    got = json.loads(res.stdout)["videos"][0]
+    assert res.exit_code == 1 and not got["ok"]
+    assert f"its clip in the cache cannot be read: cached clip {clip} of entry {entry.key} cannot be read" in \
+        got["error"] and "content does not match the digest" in got["error"] and "--pose-source" in got["error"]
