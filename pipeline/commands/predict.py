@@ -15,8 +15,8 @@ from typing import List, Optional
 import typer
 
 from pipeline.commands.common import CacheRootOpt, console, parse_kv, path_str, progress_bar
-from pipeline.output import print_json, print_table
 from pipeline.commands.train import CFG_HELP, options_with_root, setup_run
+from pipeline.output import info, print_json, print_table
 
 CSV_COLUMNS = ("video", "window", "start_s", "end_s", "rank", "class_id", "label", "score", "error")
 
@@ -77,9 +77,8 @@ def predict(
         pose_options=parse_kv(pose_option), reuse_poses=reuse, cache_root=path_str(cache_root), window=window,
         stride=stride, keep_clips=out_dir is not None))
     now = "" if predictor.pose_spec == run.record.pose_spec else f"; poses now from {predictor.pose_spec}"
-    console.print(f"[bold]{run.experiment}/{run.variant}[/] from {checkpoint} (run config: {run.sources.get('run config')}; "
-                  f"stage one as {run.sources.get('entry')}: {_settings_line(run.record)}{now}); {len(found)} video(s)",
-                  highlight=False)
+    info(f"[bold]{run.experiment}/{run.variant}[/] from {checkpoint} (run config: {run.sources.get('run config')}; "
+         f"stage one as {run.sources.get('entry')}: {_settings_line(run.record)}{now}); {len(found)} video(s)")
     for n in predictor.notes:
         console.print(f"[yellow]note:[/] {n}", highlight=False)
     results = []
@@ -145,7 +144,7 @@ def _write_pictures(res, out_dir: Path, predictor, video: bool, fps: float, top_
         if video:
             written.append(write_prediction_mp4(out_dir / f"{stem}.mp4", res, skeleton, fps=fps))
     for p in written:
-        console.print(f"wrote {p}", highlight=False)
+        info(f"wrote {p}", markup=False)
 
 
 def _top(top, k: int) -> list[dict]:

@@ -232,3 +232,13 @@ def test_a_damaged_cached_clip_is_not_reused_and_said(trained, tmp_path):
     assert res.exit_code == 1 and not got["ok"]
     assert f"its clip in the cache cannot be read: cached clip {clip} of entry {entry.key} cannot be read" in \
         got["error"] and "content does not match the digest" in got["error"] and "--pose-source" in got["error"]
+
+
+def test_quiet_predict_prints_the_results_and_no_messages(trained, tmp_path):
+    cache, entry, ckpt, data_root = trained
+    video = shutil.copy(data_root / "videos" / f"{CLIPS[2]}.mp4", tmp_path / "q.mp4")
+    res = run("predict", video, "--checkpoint", ckpt, "--cache-root", cache, "--device", "cpu", "-q",
+              "--out", tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    assert "from " + str(ckpt) not in res.output and "wrote " not in res.output  # the header and the files written
+    assert "q.mp4" in res.stdout and (tmp_path / "out" / "q.png").is_file()
