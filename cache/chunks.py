@@ -267,8 +267,7 @@ class VlenFiles:
                 for i in range(first, last + 1):
                     at = self.offsets[i] - start
                     if struct.unpack_from("<I", buf, at - 4)[0] != self.lengths[i]:
-                        raise ChunkFormatError(f"{self.path}: element {i} is not the {self.lengths[i]} bytes its "
-                                               "writer recorded (the file is damaged)")
+                        raise self._not_recorded(i)
                     got[i] = buf[at:at + self.lengths[i]]
         finally:
             os.close(fd)
@@ -280,9 +279,12 @@ class VlenFiles:
         out = parse_vlen(_read_file(self.path), self.path, len(self.lengths))
         for i, (b, n) in enumerate(zip(out, self.lengths)):
             if len(b) != n:
-                raise ChunkFormatError(f"{self.path}: element {i} is not the {n} bytes its writer recorded "
-                                       "(the file is damaged)")
+                raise self._not_recorded(i)
         return out
+
+    def _not_recorded(self, i: int) -> ChunkFormatError:
+        return ChunkFormatError(f"{self.path}: element {i} is not the {self.lengths[i]} bytes its writer recorded "
+                                "(the file is damaged)")
 
 
 def vlen_files(path: str, lengths: Any) -> VlenFiles:

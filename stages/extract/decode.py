@@ -159,6 +159,11 @@ def displayed_size(width: int, height: int, rotation: int, sar: tuple[int, int])
     return width, height
 
 
+def _rate(m: Optional[re.Match]) -> Optional[float]:
+    """A ``tbr`` / ``tbn`` figure of ``ffmpeg -i`` (``90k`` is 90000), or None."""
+    return float(m.group(1)) * (1000 if m.group(2) else 1) if m else None
+
+
 def _near_names(path: str) -> str:
     """``; did you mean 'x'?`` for a file beside ``path`` whose name is close to its (a typo in an
     annotation file), else nothing."""
@@ -204,11 +209,9 @@ def probe(path: str) -> VideoInfo:
     if sar[0] <= 0 or sar[1] <= 0:  # "SAR 0:1": unknown, i.e. square
         sar = (1, 1)
     fm = _FPS.search(rest)
-    tm = _TBR.search(rest)
     fps = float(fm.group(1)) if fm else None
-    tbr = float(tm.group(1)) * (1000 if tm.group(2) else 1) if tm else None
-    nm, st = _TBN.search(rest), _START.search(err)
-    tbn = float(nm.group(1)) * (1000 if nm.group(2) else 1) if nm else None
+    tbr, tbn = _rate(_TBR.search(rest)), _rate(_TBN.search(rest))
+    st = _START.search(err)
     if fps is None:
         fps = tbr
     dm = _DUR.search(err)

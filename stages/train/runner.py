@@ -240,9 +240,10 @@ def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, laun
     run_hooks = [dict(type="TrainTimeHook"), dict(type="EpochLogHook")] + list(hooks or [])
     # the newest whole checkpoint, whatever last_checkpoint says (a kill may have cut a save short)
     resume_from = resume_checkpoint(work_dir) if resume else None
+    run_cfg = run_config_of(cfg, entry)
     if resume_from is not None:
-        check_resumes_this_run(resume_from, run_config_of(cfg, entry), entry)
-    kw = runner_kwargs(run_config_of(cfg, entry), model, train_ds, test_ds, work_dir, launcher, dev,
+        check_resumes_this_run(resume_from, run_cfg, entry)
+    kw = runner_kwargs(run_cfg, model, train_ds, test_ds, work_dir, launcher, dev,
                        resume=resume_from is not None, load_from=str(resume_from) if resume_from else None,
                        hooks=run_hooks, world_size=world_size(launcher))
     kw["visualizer"]["vis_backends"] = vis_backends(trackers, str(cfg.get("exp_name")), str(cfg.get("variant")),

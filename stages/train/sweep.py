@@ -195,13 +195,14 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
             continue
         e = entries[v]
         try:
-            if checkpoint_files(vdir) or (vdir / LAST_CHECKPOINT).is_file():
-                if resume:
+            if resume:
+                if checkpoint_files(vdir) or (vdir / LAST_CHECKPOINT).is_file():
                     say(f"[warn] {exp_name}/{v} has checkpoints of an unfinished run: resuming from the last one")
-                else:  # set aside (rank 0; no rank reads them when not resuming), so nothing resumes them later
-                    moved = set_aside_checkpoints(vdir, time.strftime("%Y%m%d_%H%M%S")) if rank == 0 else None
+            elif rank == 0:  # set aside (no rank reads them when not resuming), so nothing resumes them later
+                moved = set_aside_checkpoints(vdir, time.strftime("%Y%m%d_%H%M%S"))
+                if moved:
                     say(f"[warn] {exp_name}/{v} has checkpoints of an unfinished run: starting over (--resume "
-                        "continues it)" + (f"; they are moved to {moved}" if moved else ""))
+                        f"continues it); they are moved to {moved}")
             say(f"[train] {exp_name}/{v} on {e.dataset} (entry {e.key}) -> {vdir}")
             row = train_variant(cfg, vdir, e, launcher=launcher, device=device, resume=resume,
                                 allow_partial=allow_partial, hooks=hooks, say=say,
