@@ -50,14 +50,16 @@ def options_with_root(cfg_options: Optional[List[str]], root: Optional[Path]) ->
 
 def checkpoint_run(exp: str, variant: Optional[str], checkpoint: Path, dataset: Optional[str], opts: dict,
                    cache_root: Optional[Path], entry: Optional[str]):
-    """(run config, cache entry) of the variant a checkpoint belongs to (default: the experiment's
-    first variant), on the cache entry the checkpoint was trained on (its run record; ``--entry``
-    names another), with the run config's data settings naming that entry; a missing checkpoint is
-    a FileNotFoundError, an entry whose classes are not the checkpoint's a ValueError."""
+    """(run config, cache entry) of the variant a checkpoint belongs to (default: the variant it
+    records, else the experiment's first), on the cache entry the checkpoint was trained on (its
+    run record; ``--entry`` names another), the run config built from that entry as `train --entry`
+    builds it (:func:`stages.train.sweep.entry_run_options`); a missing checkpoint is a
+    FileNotFoundError, an entry whose classes are not the checkpoint's a ValueError."""
     from cache import EntryNotFoundError
-    from stages.data.entry_lookup import entry_data_options, find_entry
+    from stages.data.entry_lookup import find_entry
     from stages.train.checkpoints import read_checkpoint_meta
     from stages.train.config import build_run_config, list_variants, load_experiment
+    from stages.train.sweep import entry_run_options
 
     if not checkpoint.is_file():
         raise FileNotFoundError(f"no checkpoint {checkpoint}")
@@ -71,25 +73,26 @@ def checkpoint_run(exp: str, variant: Optional[str], checkpoint: Path, dataset: 
     variants = list_variants(exp_cfg)
     # the variant the checkpoint records, when it is one of this experiment's (else the first)
     v = variant or (rec.get("variant") if rec.get("variant") in variants else variants[0])
-    cfg = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
     trained_on = (rec.get("entry") or {}).get("key")
     root = path_str(cache_root)
-    if entry is None and trained_on:
+    if entry or trained_on:
         try:
-            e = find_entry({}, cache_root=root, entry=trained_on)
+            opts, dataset, e = entry_run_options(entry or trained_on, root, dataset, opts)
         except EntryNotFoundError:
+            if entry:
+                raise
             raise EntryNotFoundError(f"checkpoint {checkpoint} was trained on cache entry {trained_on}, which is not "
                                      "in this cache: give --entry KEY of an entry with its classes (`pipeline cache "
                                      "ls`), or --cache-root of the cache it was trained from") from None
-    else:
-        e = find_entry(cfg.data.to_dict(), cache_root=root, entry=entry)
+        cfg = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
+    else:  # a checkpoint from before runs were recorded: the entry the run config names
+        cfg = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
+        e = find_entry(cfg.data.to_dict(), cache_root=root)
     classes = (meta.get("dataset_meta") or {}).get("classes")
     if classes is not None and list(classes) != list(e.classes):
         raise ValueError(f"cache entry {e.key} ({e.dataset}, {len(e.classes)} classes) has other classes than "
                          f"checkpoint {checkpoint} was trained on ({len(classes)} classes"
                          + (f", entry {trained_on}" if trained_on else "") + "): give --entry of the training entry")
-    if e.attrs.get("request"):  # the run config names the entry evaluated
-        cfg = build_run_config(exp, v, dataset=dataset, cfg_options={**opts, **entry_data_options(e)})
     return cfg, e
 
 
@@ -174,7 +177,7 @@ def _print_configs(exp: str, variants: Optional[List[str]], dataset: Optional[st
     from stages.train.sweep import entry_run_options, select_variants
 
     if entry:
-        opts, dataset = entry_run_options(entry, cache_root, dataset, opts)
+        opts, dataset, _ = entry_run_options(entry, cache_root, dataset, opts)
 
     for v in select_variants(load_experiment(exp), variants):
         cfg = build_run_config(exp, v, dataset=dataset, cfg_options=opts)

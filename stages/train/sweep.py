@@ -119,12 +119,12 @@ def experiment_dir_name(exp_cfg: Config, exp: str, dataset: Optional[str]) -> st
 
 
 def entry_run_options(entry: str, cache_root: Optional[str], dataset: Optional[str], opts: dict,
-                      say: Optional[Callable[[str], None]] = None) -> tuple[dict, str]:
+                      say: Optional[Callable[[str], None]] = None) -> tuple[dict, str, Any]:
     """``--entry KEY``: the run-config options with the entry's own data settings (its recorded
     request), so that the config saved with the run and recorded in its checkpoints names that entry
     and finds it again, and the dataset whose config applies (the entry's: as ``--dataset``, its
-    outputs go to ``W/NAME-DATASET/`` when it is not the experiment's). Data options given that
-    the entry replaces are said."""
+    outputs go to ``W/NAME-DATASET/`` when it is not the experiment's), and the entry. Data options
+    given that the entry replaces are said."""
     from stages.data.entry_lookup import entry_data_options, find_entry
 
     named = find_entry({}, cache_root=cache_root, entry=entry)
@@ -135,7 +135,7 @@ def entry_run_options(entry: str, cache_root: Optional[str], dataset: Optional[s
     replaced = sorted(k for k in opts if any(k == o or k.startswith(o + ".") for o in own))
     if replaced and say is not None:
         say(f"[warn] --entry {named.key}: {', '.join(replaced)} replaced by the entry's own settings (its request)")
-    return {**opts, **own}, named.dataset
+    return {**opts, **own}, named.dataset, named
 
 
 def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optional[str] = None,
@@ -165,7 +165,7 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
     chosen = order_by_init_sources(exp_cfg, select_variants(exp_cfg, variants))
     opts = dict(cfg_options or {})
     if entry:
-        opts, dataset = entry_run_options(entry, cache_root, dataset, opts, say)
+        opts, dataset, _ = entry_run_options(entry, cache_root, dataset, opts, say)
     exp_name = experiment_dir_name(exp_cfg, exp, dataset)
     exp_dir = Path(work_dir) / exp_name
     if seed is not None:
