@@ -239,11 +239,32 @@ class AtomicCheckpointHook(CheckpointHook):
                 old.unlink(missing_ok=True)
 
 
-def load_checkpoint_into(model: torch.nn.Module, checkpoint: os.PathLike) -> None:
-    """Weights of an mmengine checkpoint (``state_dict``), loaded with ``weights_only=True``."""
+def _load_whole(path: os.PathLike):
+    """A checkpoint file, loaded with ``weights_only=True`` once it is known whole: a copy whose
+    bytes rotted or were cut loads without complaint where the damage falls inside a tensor."""
+    why = whole_checkpoint_problem(path)
+    if why is not None:
+        raise ValueError(f"checkpoint {path} cannot be used: {why}")
     with checkpoint_safe_globals():
-        ckpt = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
+def non_finite_tensors(state: dict) -> list[str]:
+    """The names of the floating-point tensors of ``state`` holding a NaN or an infinity."""
+    return [k for k, v in state.items()
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
+def load_checkpoint_into(model: torch.nn.Module, checkpoint: os.PathLike) -> None:
+    """Weights of an mmengine checkpoint (``state_dict``), loaded with ``weights_only=True`` from a
+    whole file; weights holding NaN or infinity (a run that diverged) are refused by name."""
+    ckpt = _load_whole(checkpoint)
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else ckpt
+    bad = non_finite_tensors(state) if isinstance(state, dict) else []
+    if bad:
+        raise ValueError(f"checkpoint {checkpoint}: {len(bad)} of its {len(state)} tensors hold NaN or infinity "
+                         f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): the run that saved it diverged; "
+                         "use a checkpoint from before the loss went non-finite")
     saved, ours = (ckpt.get("meta") or {}).get("backbone"), getattr(model, "backbone_identity", None)
     if saved and ours is not None and any(saved.get(k) != ours().get(k) for k in ("arch", "pretrained", "frozen")):
         raise RuntimeError(f"checkpoint {checkpoint} was trained on backbone {saved}, this model is built on "
@@ -255,9 +276,8 @@ def load_checkpoint_into(model: torch.nn.Module, checkpoint: os.PathLike) -> Non
 
 
 def read_checkpoint_meta(path: os.PathLike) -> dict:
-    """The ``meta`` of an mmengine checkpoint, loaded with ``weights_only=True``."""
-    with checkpoint_safe_globals():
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+    """The ``meta`` of an mmengine checkpoint, loaded with ``weights_only=True`` from a whole file."""
+    ckpt = _load_whole(path)
     if not isinstance(ckpt, dict):
         raise ValueError(f"{path}: not an mmengine checkpoint (a {type(ckpt).__name__}, not a dict with "
                          "'state_dict' and 'meta')")

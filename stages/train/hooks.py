@@ -108,3 +108,48 @@ class TrainTimeHook(Hook):
 
     def total(self) -> float:
         return self.before + (time.monotonic() - self.start if self.start is not None else 0.0)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite (:class:`FiniteLossHook`)."""
+
+
+@HOOKS.register_module()
+class FiniteLossHook(Hook):
+    """Stops training at the first iteration whose loss is NaN or infinite.
+
+    Nothing else notices: the optimiser turns every weight it touches into NaN, the scores argmax
+    to class 0 (top-1 at chance, a plausible weak result), and the checkpoint hook keeps the NaN
+    epochs in place of the last good one. Checked after every iteration (the logger already
+    reads the loss back each iteration, so this costs no extra device sync) and before the
+    checkpoint hook (priority), so no weights the bad step made are validated or saved. Under
+    data parallelism the ranks agree first (one all-reduce of a flag), so all of them stop."""
+
+    priority = "ABOVE_NORMAL"
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        import torch
+        from mmengine.dist import all_reduce, get_world_size
+
+        terms = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in (outputs or {}).items()
+                 if isinstance(v, (torch.Tensor, float, int))}
+        bad = {k: float(v) for k, v in terms.items() if not torch.isfinite(torch.as_tensor(v)).all()}
+        if get_world_size() > 1:
+            loss = terms.get("loss")
+            flag = torch.tensor(float(bool(bad)), device=loss.device if isinstance(loss, torch.Tensor) else "cpu")
+            all_reduce(flag, op="max")
+            if flag.item() and not bad:
+                bad = {"loss": "not finite on another rank"}
+        if not bad:
+            return
+        lrs = runner.optim_wrapper.get_lr() if hasattr(runner.optim_wrapper, "get_lr") else {}
+        lr = next(iter(lrs.values()), [None])[0] if lrs else None
+        last = runner.message_hub.get_info("last_ckpt")
+        raise NonFiniteLossError(
+            f"the training loss is not finite at epoch {runner.epoch + 1}, iteration {batch_idx + 1} "
+            f"({', '.join(f'{k} {v}' for k, v in bad.items())}); training stopped before the weights this step "
+            "made were validated or saved. "
+            + (f"The newest checkpoint, {last}, holds weights from before it. " if last else "No checkpoint was saved. ")
+            + "Usual causes: a learning rate too high for this model and batch"
+            + (f" (the lr at this step: {lr:.3g}; train.lr sets it)" if isinstance(lr, float) else "")
+            + ", or float16 overflow (train.amp); train again with a lower train.lr")

@@ -1,0 +1,100 @@
+"""A run whose loss goes NaN stops at that iteration, before the weights it made are validated or
+saved (the last good checkpoint stays, even at max_keep_ckpts=1); a diverged or damaged checkpoint
+is refused when loaded; NaN scores are refused, not measured as chance."""
+import sys
+import zipfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+
+from pevl_stage2_testutils import small_demo  # noqa: E402,F401  (session fixture)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from mmengine.hooks import Hook  # noqa: E402
+
+from stages.registry import HOOKS  # noqa: E402
+from stages.train.checkpoints import load_checkpoint_into, read_checkpoint_meta, whole_checkpoint_problem  # noqa: E402
+from stages.train.hooks import NonFiniteLossError  # noqa: E402
+from stages.train.metrics import classification_metrics  # noqa: E402
+
+OPTS = {"train.max_epochs": 3, "train.warmup_epochs": 1, "train.batch_size": 4, "data.num_workers": 0,
+        "train.val_interval": 1, "train.log_interval": 1, "train.max_keep_ckpts": 1,
+        "model.num_video_frames": 4, "model.num_pose_frames": 8, "train.seed": 3}
+
+
+@HOOKS.register_module(force=True)
+class _PoisonWeightsHook(Hook):
+    """Sets one trainable weight to NaN before epoch 2's second iteration (a diverging step's result)."""
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if runner.epoch == 1 and batch_idx == 1:
+            p = next(p for p in runner.model.parameters() if p.requires_grad)
+            with torch.no_grad():
+                p.fill_(float("nan"))
+
+
+def _model_and_cfg(entry_dir):
+    from stages.data.entry_lookup import find_entry
+    from stages.train.config import build_run_config
+
+    cfg = build_run_config("demo", "pevl", cfg_options=OPTS)
+    return cfg, find_entry(cfg.data.to_dict(), entry=str(entry_dir))
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(small_demo, tmp_path):
+    from stages.train.runner import build_wrapped_model, train_variant
+
+    _, entry_dir, _ = small_demo
+    cfg, entry = _model_and_cfg(entry_dir)
+    work = tmp_path / "w"
+    with pytest.raises(NonFiniteLossError) as e:
+        train_variant(cfg, str(work), entry, device="cpu", hooks=[dict(type="_PoisonWeightsHook")])
+    msg = str(e.value)
+    assert "epoch 2, iteration 2" in msg and "loss nan" in msg and "epoch_1.pth" in msg and "train.lr" in msg
+    # max_keep_ckpts=1: epoch 1's checkpoint is kept, whole and finite; nothing of epoch 2 was saved
+    assert sorted(p.name for p in work.glob("*.pth")) == ["epoch_1.pth"]
+    assert (work / "last_checkpoint").read_text().strip().endswith("epoch_1.pth")
+    assert not (work / "result.json").exists()
+    model = build_wrapped_model(cfg, entry, "cpu")
+    load_checkpoint_into(model, work / "epoch_1.pth")  # loads: its weights are finite
+
+
+def test_diverged_and_damaged_checkpoints_are_refused_by_name(small_demo, tmp_path):
+    from stages.train.runner import build_wrapped_model
+
+    _, entry_dir, _ = small_demo
+    cfg, entry = _model_and_cfg(entry_dir)
+    model = build_wrapped_model(cfg, entry, "cpu")
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name].view(-1)[0] = float("inf")
+    diverged = tmp_path / "diverged.pth"
+    torch.save({"state_dict": state, "meta": {}}, diverged)
+    with pytest.raises(ValueError, match=rf"diverged.pth: 1 of its \d+ tensors hold NaN or infinity \({name}\)"):
+        load_checkpoint_into(model, diverged)
+
+    # bytes rotted inside a tensor: torch.load would read the file without complaint
+    good = {k: v.clone() for k, v in model.state_dict().items()}
+    rotten = tmp_path / "rotten.pth"
+    torch.save({"state_dict": good, "meta": {"x": 1}}, rotten)
+    with zipfile.ZipFile(rotten) as z:
+        info = max(z.infolist(), key=lambda i: i.file_size)
+        start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    raw = bytearray(rotten.read_bytes())
+    raw[start + 8: start + 16] = b"\x7f" * 8
+    rotten.write_bytes(bytes(raw))
+    assert torch.load(str(rotten), weights_only=True)  # the damage passes torch.load
+    assert whole_checkpoint_problem(rotten).startswith("damaged (CRC of")
+    for load in (lambda: load_checkpoint_into(model, rotten), lambda: read_checkpoint_meta(rotten)):
+        with pytest.raises(ValueError, match=r"rotten.pth cannot be used: damaged \(CRC of "):
+            load()
+
+
+def test_nan_scores_are_refused_not_measured_as_chance():
+    scores = np.ones((4, 3))
+    scores[2, 1] = np.nan
+    with pytest.raises(ValueError, match="1 of 4 clips have NaN or infinite class scores"):
+        classification_metrics(scores, np.array([0, 1, 2, 0]))
+    assert classification_metrics(np.eye(3), np.array([0, 1, 2]))["top1"] == 100.0
