@@ -88,6 +88,23 @@ def checkpoint_run(exp: str, variant: Optional[str], checkpoint: Path, dataset: 
     else:  # a checkpoint from before runs were recorded: the entry the run config names
         cfg = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
         e = find_entry(cfg.data.to_dict(), cache_root=root)
+    recorded = rec.get("run_config")
+    if recorded:  # the model its weights belong to, whatever this command's experiment defaults to
+        from stages.train.runner import trained_model_settings
+
+        trained, unknown = trained_model_settings(recorded, cfg, e, opts)
+        if trained:
+            cfg = build_run_config(exp, v, dataset=dataset, cfg_options={**opts, **trained})
+            console.print(f"[yellow]note:[/] {checkpoint} was trained with "
+                          + "; ".join(f"{k}={val!r}" for k, val in trained.items())
+                          + f" (this command's config says otherwise): its model is built so", highlight=False)
+        if unknown:
+            console.print(f"[yellow]note:[/] {checkpoint} records model settings this version does not have "
+                          f"({', '.join(unknown[:5])}): it was trained by another version", highlight=False)
+        said = (rec.get("experiment"), rec.get("variant"))
+        if said != (cfg.get("exp_name"), v) and said[1] is not None:
+            console.print(f"[yellow]note:[/] {checkpoint} was trained as {said[0]}/{said[1]}; the outputs are labelled "
+                          f"{cfg.get('exp_name')}/{v}", highlight=False)
     classes = (meta.get("dataset_meta") or {}).get("classes")
     if classes is not None and list(classes) != list(e.classes):
         raise ValueError(f"cache entry {e.key} ({e.dataset}, {len(e.classes)} classes) has other classes than "

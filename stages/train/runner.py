@@ -315,6 +315,38 @@ def check_resumes_this_run(checkpoint: Path, run_cfg: Config, entry: CacheEntry)
                          "trained with, or train without --resume: the old checkpoints are set aside, not lost")
 
 
+def _leaves(d: Any, at: str = "") -> dict:
+    """``{"a.b.c": value}`` for each leaf of a plain nested dict."""
+    if isinstance(d, dict) and d:
+        return {k: v for key, sub in d.items() for k, v in _leaves(sub, f"{at}.{key}" if at else str(key)).items()}
+    return {at: d}
+
+
+def trained_model_settings(recorded: dict, cfg: Config, entry: CacheEntry, given: dict) -> tuple[dict, list[str]]:
+    """What a checkpoint's recorded run config (``recorded``: ``meta.run_record.run_config``) says
+    the model was, against ``cfg`` built for evaluating it: ``(options, unknown)``, where ``options``
+    are the ``model.*`` settings (dotted, as ``--cfg-options`` takes them) whose trained value
+    differs from ``cfg``'s, to build the model the weights belong to (a training ``-c`` that changed
+    no tensor shape would otherwise be dropped without a word: the weights load, the model differs),
+    and ``unknown`` the recorded model settings this version does not have. A setting ``given``
+    (this command's ``-c``) that contradicts the trained one is a ValueError naming both."""
+    ours = _leaves(to_plain(cfg.model), "model")
+    made = _leaves(to_plain(run_config_of(cfg, entry).model), "model")  # with what the entry adds
+    theirs = _leaves(recorded.get("model") or {}, "model")
+    options, unknown, clash = {}, [], []
+    for k, v in theirs.items():
+        if k not in made:
+            unknown.append(k)
+        elif k in ours and made[k] != v:
+            if k in given:
+                clash.append(f"{k}: trained {v!r}, -c gives {given[k]!r}")
+            options[k] = v
+    if clash:
+        raise ValueError(f"the checkpoint's weights were trained with other model settings than this command gives "
+                         f"({'; '.join(clash)}): leave them out, its model is built as it was trained")
+    return options, unknown
+
+
 def _differences(a: Any, b: Any, at: str = "") -> list[str]:
     """``key: a -> b`` for each leaf where two plain configs differ."""
     if isinstance(a, dict) and isinstance(b, dict):

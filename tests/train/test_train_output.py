@@ -76,7 +76,8 @@ def test_quiet_and_verbose(small_demo, tmp_path):
 def test_the_saved_config_is_the_one_that_ran_and_runs_again(small_demo, tmp_path):
     from stages.train.config import build_run_config
 
-    _train(small_demo, tmp_path / "w")
+    # a training -c that changes no tensor shape: the demo's default is "person"
+    _train(small_demo, tmp_path / "w", opts={**TINY, "model.pose.normalize": "crop"})
     vdir = tmp_path / "w" / "demo" / "pevl"
     saved = next(vdir.glob("2*.py"))  # mmengine's dump: <timestamp>.py
     row = json.loads((vdir / "result.json").read_text())
@@ -96,6 +97,21 @@ def test_the_saved_config_is_the_one_that_ran_and_runs_again(small_demo, tmp_pat
     assert ev.exit_code == 0, ev.output
     m = json.loads(ev.stdout)
     assert m["top1"] == row["top1"] and m["num_classes"] == 10 and m["variant"] == "pevl"
+    assert "was trained with" not in ev.output
+    # evaluated with the experiment, not the saved config: the model is built as the checkpoint records
+    # (its weights would load into the default "person" model and score something else)
+    plain = ["eval", "--exp", "demo", "--checkpoint", str(vdir / "epoch_2.pth"), "--cache-root", str(cache),
+             "--device", "cpu", "--json"] + [a for k, v in TINY.items() if k.startswith("model.")
+                                             for a in ("-c", f"{k}={v}")]
+    ev2 = CliRunner().invoke(app, plain + ["--out-dir", str(tmp_path / "ev2")])
+    assert ev2.exit_code == 0, ev2.output
+    assert "was trained with model.pose.normalize='crop'" in ev2.output, ev2.output[:700]
+    assert json.loads(ev2.stdout)["top1"] == row["top1"]
+    assert (json.loads((tmp_path / "ev2" / "predictions.json").read_text())
+            == json.loads((tmp_path / "ev" / "predictions.json").read_text()))
+    # and a -c that contradicts the trained model is refused, naming both values
+    ev3 = CliRunner().invoke(app, plain + ["-c", "model.pose.normalize=person", "--out-dir", str(tmp_path / "ev3")])
+    assert ev3.exit_code != 0 and "model.pose.normalize: trained 'crop', -c gives 'person'" in ev3.output
 
 
 def test_a_saved_run_config_trains_into_its_runs_folder_name():
