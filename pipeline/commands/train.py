@@ -179,7 +179,7 @@ def train(
         print_json([o.row or dict(variant=o.variant, status=o.status, error=o.error) for o in rep.outcomes])
     else:
         _summary(rep)
-    if rep.failed:
+    if rep.failed or rep.results_error:
         raise typer.Exit(1)
 
 
@@ -222,7 +222,7 @@ def _summary(rep) -> None:
                   f("tunable_params_m", 3), f("gflops", 3))
     print_table(t, to=out)
     info(f"work dirs: {rep.exp_dir}/<variant>/ (checkpoints, logs, curves.png, confusion.png)", markup=False)
-    if rep.rows:
+    if rep.rows and not rep.results_error:
         info(f"results: {rep.exp_dir / 'results.md'} and {rep.exp_dir / 'results.json'}", markup=False)
 
 

@@ -197,6 +197,24 @@ def resume_checkpoint(work_dir: os.PathLike) -> Optional[Path]:
     return chosen
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, a quota, a folder made read-only): says
+    where, on which filesystem, and which whole checkpoint ``--resume`` would continue from."""
+
+    def __init__(self, cause: OSError, target: Path, newest: Optional[Path]):
+        from cache.fsutil import mount_point
+
+        super().__init__(cause.errno, cause.strerror or str(cause))
+        self.message = (f"could not write checkpoint {target} ({cause.strerror or cause}, on the filesystem mounted at "
+                        f"{mount_point(target.parent)}); the part written was removed. "
+                        + (f"The newest whole checkpoint is {newest.name}: `--resume` continues from it once the "
+                           "folder can take another (a checkpoint is written beside the one it replaces: "
+                           "max_keep_ckpts = 1 needs room for two)" if newest else "No checkpoint of this run is whole yet"))
+
+    def __str__(self) -> str:
+        return self.message
+
+
 @HOOKS.register_module()
 class AtomicCheckpointHook(CheckpointHook):
     """mmengine's ``CheckpointHook`` whose checkpoints appear whole or not at all, and whose
@@ -224,12 +242,16 @@ class AtomicCheckpointHook(CheckpointHook):
         self.last_ckpt = self.file_backend.join_path(self.out_dir, name)
         runner.message_hub.update_info("last_ckpt", self.last_ckpt)
         tmp = temporary_name(name)
-        runner.save_checkpoint(self.out_dir, tmp, self.file_client_args, save_optimizer=self.save_optimizer,
-                               save_param_scheduler=self.save_param_scheduler, meta=meta, by_epoch=self.by_epoch,
-                               backend_args=self.backend_args, **self.args)
-        if not is_main_process():
-            return
-        publish(Path(self.out_dir) / tmp, Path(self.last_ckpt))
+        try:
+            runner.save_checkpoint(self.out_dir, tmp, self.file_client_args, save_optimizer=self.save_optimizer,
+                                   save_param_scheduler=self.save_param_scheduler, meta=meta,
+                                   by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
+            if not is_main_process():
+                return
+            publish(Path(self.out_dir) / tmp, Path(self.last_ckpt))
+        except OSError as e:
+            (Path(self.out_dir) / tmp).unlink(missing_ok=True)  # a part-written file would keep the disk full
+            raise CheckpointWriteError(e, Path(self.last_ckpt), resume_checkpoint(self.out_dir)) from e
         atomic_write_text(Path(runner.work_dir) / LAST_CHECKPOINT, self.last_ckpt)
         if doomed is not None:
             old = Path(self.out_dir) / self.filename_tmpl.format(doomed)

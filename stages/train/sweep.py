@@ -45,6 +45,7 @@ class SweepReport:
     exp_dir: Path
     outcomes: list[VariantOutcome] = field(default_factory=list)
     rows: list[dict] = field(default_factory=list)
+    results_error: Optional[str] = None  # the results table could not be written
 
     @property
     def failed(self) -> list[VariantOutcome]:
@@ -233,7 +234,12 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
                 notes.append("CLIP with random weights (no pretrained weights: e.g. the demo's tiny CLIP trained from "
                              "scratch on CPU): the numbers show the pipeline learns and are not comparable with the "
                              "paper's.")
-            write_results(exp_dir, rep.rows, dict(exp_cfg.get("experiment", {})) | {"name": exp_name}, notes)
+            try:
+                write_results(exp_dir, rep.rows, dict(exp_cfg.get("experiment", {})) | {"name": exp_name}, notes)
+            except OSError as ex:  # the variants' outcomes stand; the table is written again by a rerun
+                rep.results_error = f"{type(ex).__name__}: {ex}"
+                say(f"[fail] {exp_name}: could not write the results table in {exp_dir} ({rep.results_error}); "
+                    "a rerun writes it (finished variants are not trained again)")
     return rep
 
 

@@ -1,6 +1,8 @@
-"""A run whose loss goes NaN stops at that iteration, before the weights it made are validated or
-saved (the last good checkpoint stays, even at max_keep_ckpts=1); a diverged or damaged checkpoint
-is refused when loaded; NaN scores are refused, not measured as chance."""
+"""Faults while training: a run whose loss goes NaN stops at that iteration, before the weights it
+made are validated or saved (the last good checkpoint stays, even at max_keep_ckpts=1); a
+checkpoint that cannot be written is named and leaves no part-written file; a diverged or damaged
+checkpoint is refused when loaded; NaN scores are refused, not measured as chance."""
+import resource
 import sys
 import zipfile
 from pathlib import Path
@@ -33,6 +35,16 @@ class _PoisonWeightsHook(Hook):
             p = next(p for p in runner.model.parameters() if p.requires_grad)
             with torch.no_grad():
                 p.fill_(float("nan"))
+
+
+@HOOKS.register_module(force=True)
+class _FileSizeLimitHook(Hook):
+    """Lowers this process' file size limit before epoch 2's checkpoint is written: the write fails
+    with EFBIG, as one on a full disk fails with ENOSPC (Python ignores SIGXFSZ)."""
+
+    def before_save_checkpoint(self, runner, checkpoint):
+        if runner.epoch == 1:  # (the runner counts the epoch on after the save)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
 
 
 def _model_and_cfg(entry_dir):
@@ -98,3 +110,38 @@ def test_nan_scores_are_refused_not_measured_as_chance():
     with pytest.raises(ValueError, match="1 of 4 clips have NaN or infinite class scores"):
         classification_metrics(scores, np.array([0, 1, 2, 0]))
     assert classification_metrics(np.eye(3), np.array([0, 1, 2]))["top1"] == 100.0
+
+
+def test_a_checkpoint_that_cannot_be_written_is_named_and_leaves_no_part(small_demo, tmp_path):
+    from stages.train.checkpoints import CheckpointWriteError
+    from stages.train.runner import train_variant
+
+    _, entry_dir, _ = small_demo
+    cfg, entry = _model_and_cfg(entry_dir)
+    work = tmp_path / "w"
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    try:
+        with pytest.raises(CheckpointWriteError) as e:
+            train_variant(cfg, str(work), entry, device="cpu", hooks=[dict(type="_FileSizeLimitHook")])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+    msg = str(e.value)
+    assert f"could not write checkpoint {work / 'epoch_2.pth'} (File too large" in msg
+    assert "The newest whole checkpoint is epoch_1.pth: `--resume` continues from it" in msg
+    assert (work / "epoch_1.pth").stat().st_size > 256 * 1024  # the limit did cut the checkpoint
+    assert sorted(p.name for p in work.iterdir() if p.name.startswith(".")) == []  # no part-written file
+    assert whole_checkpoint_problem(work / "epoch_1.pth") is None
+
+
+def test_a_json_file_that_cannot_be_written_leaves_no_temporary(tmp_path, monkeypatch):
+    import os
+
+    from stages.train import report
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OSError, match="No space left"):
+        report.write_json(tmp_path / "results.json", {"a": 1})
+    assert list(tmp_path.iterdir()) == []
