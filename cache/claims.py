@@ -9,9 +9,10 @@ half-written. Its owner touches it periodically (``Heartbeat``).
 A claim is stale (its owner is gone) when
 
 * it has not been touched for ``ttl`` seconds, whoever owns it, on any host;
-* its owner is on this host and the process is gone: the pid is dead, the pid now belongs to a
-  process that started after the claim was made (a reused pid: judged from ``/proc``), or the
-  host rebooted since (its boot id changed);
+* its owner is in this process space (the same host name, machine id and pid namespace: not a
+  container or another machine that shares the host name, whose pids mean nothing here) and the
+  process is gone: the pid is dead, the pid now belongs to a process that started after the claim
+  was made (a reused pid: judged from ``/proc``), or the host rebooted since (its boot id changed);
 * it is empty or unreadable (older code killed between create and write, a full disk) and older
   than ``EMPTY_GRACE_S``.
 
@@ -59,6 +60,25 @@ def _read_first_line(path: str) -> Optional[str]:
 BOOT_ID = _read_first_line("/proc/sys/kernel/random/boot_id")
 
 
+def _pid_namespace() -> Optional[str]:
+    """This process' pid namespace (``pid:[4026531836]``): containers that share a host name (and
+    a kernel, so its boot id) each count pids in their own, and one's pid means nothing in another."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+PID_NS = _pid_namespace()
+#: the installation's id (systemd's /etc/machine-id): tells a host rebooted (same id, another boot)
+#: from another machine that carries the same host name (cluster nodes all called ``localhost``)
+MACHINE_ID = _read_first_line("/etc/machine-id")
+#: what names this process space in file names (``<what>.<PIDS_TAG>.<pid>...``): the host name, the
+#: pid namespace and the boot; a name with another tag is judged by its age alone, never by its pid
+PIDS_TAG = "~".join([HOST.replace(".", "_")] + [t for t in ("".join(c for c in (PID_NS or "") if c.isdigit()),
+                                                          (BOOT_ID or "")[:8]) if t])
+
+
 def _boot_time() -> Optional[float]:
     try:
         with open("/proc/stat") as f:
@@ -95,8 +115,20 @@ _MY_START = process_start_time(_MY_PID)
 def owner_record() -> dict:
     pid = os.getpid()
     start = _MY_START if pid == _MY_PID else process_start_time(pid)  # a forked child is another process
-    return {"host": HOST, "pid": pid, "start": start, "boot": BOOT_ID, "time": time.time(),
+    return {"host": HOST, "machine": MACHINE_ID, "pidns": PID_NS, "pid": pid, "start": start, "boot": BOOT_ID, "time": time.time(),
             "token": uuid.uuid4().hex}
+
+
+def same_process_space(rec: dict) -> bool:
+    """Whether ``rec``'s pid can be looked up here: the same host name, pid namespace and boot
+    (another container or machine that shares the host name, or a host since rebooted, is judged
+    by the claim's age alone). A record of older code, without ``pidns``, is taken as before."""
+    if rec.get("host") != HOST:
+        return False
+    for key, ours in (("pidns", PID_NS), ("machine", MACHINE_ID)):
+        if rec.get(key) is not None and ours is not None and rec[key] != ours:
+            return False
+    return True
 
 
 def pid_alive(pid: int) -> bool:
@@ -184,6 +216,13 @@ def _open_and_read(path: Path) -> Optional[tuple[os.stat_result, Optional[dict]]
     return st, rec if isinstance(rec, dict) else None
 
 
+def age_of(mtime: float, now: Optional[float] = None) -> float:
+    """How long ago a file was touched, as a claim's ttl reads it: the distance from now, either
+    way. A time in the future is another host's clock (or a file server's) running ahead; counted
+    as negative it would keep a dead writer's claim from ever going stale."""
+    return abs((time.time() if now is None else now) - mtime)
+
+
 def judge(path: Path, ttl: float = DEFAULT_TTL, now: Optional[float] = None) -> tuple[bool, Optional[str]]:
     """``(stale, token)`` of the claim file at ``path``; ``(False, None)`` when there is none."""
     path = Path(path)
@@ -191,13 +230,13 @@ def judge(path: Path, ttl: float = DEFAULT_TTL, now: Optional[float] = None) -> 
     if got is None:
         return False, None
     st, rec = got
-    age = (time.time() if now is None else now) - st.st_mtime
+    age = age_of(st.st_mtime, now)
     token = _token(path, st, rec)
     if rec is None:
         return age > EMPTY_GRACE_S, token
     if age > ttl:
         return True, token
-    if rec.get("host") == HOST:
+    if same_process_space(rec):
         return not owner_alive(rec), token
     return False, token
 

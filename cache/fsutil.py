@@ -124,6 +124,10 @@ def cache_root_of(path: os.PathLike) -> Optional[Path]:
     return None
 
 
+_NOTHING_HALF_WRITTEN = ("Nothing half-written is visible (what was being written is not committed), and a rerun "
+                         "continues.")
+
+
 def explain_os_error(e: OSError, where: os.PathLike) -> Optional[CacheFault]:
     """A :class:`CacheFault` for a full disk or a permission problem while writing ``where``
     (the entry or file being written), else None (other errors keep their own message)."""
@@ -138,8 +142,13 @@ def explain_os_error(e: OSError, where: os.PathLike) -> Optional[CacheFault]:
         # messages must be the same to be shown once)
         return DiskFullError(
             f"{what} on the filesystem holding {where} (mounted at {mount_point(_nearest_existing(where))}): "
-            "free space there, or use another --cache-root. Nothing half-written is visible: a clip being "
-            "written is not committed, and a rerun continues.", e.errno)
+            "free space there, or use another --cache-root. " + _NOTHING_HALF_WRITTEN, e.errno)
+    if e.errno == errno_mod.EFBIG:
+        return DiskFullError(
+            f"file too large while writing {where} (on the filesystem mounted at "
+            f"{mount_point(_nearest_existing(where))}): this process' file size limit (`ulimit -f`, or a batch "
+            "system's per-job limit) or the filesystem's largest file is reached; raise the limit, or use another "
+            "--cache-root. " + _NOTHING_HALF_WRITTEN, e.errno)
     if e.errno in (errno_mod.EACCES, errno_mod.EPERM, errno_mod.EROFS):
         target = e.filename or where
         root = cache_root_of(where)

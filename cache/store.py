@@ -58,11 +58,29 @@ def default_root() -> Path:
     return Path(base) / "pevl"
 
 
+class CacheRootNotFoundError(FileNotFoundError):
+    """The cache root a command reads is not there (or is not a folder)."""
+
+
 class CacheStore:
     """A cache root (``root``; default :func:`default_root`)."""
 
     def __init__(self, root: Optional[os.PathLike] = None):
         self.root = Path(root if root is not None else default_root()).expanduser()
+
+    @classmethod
+    def existing(cls, root: Optional[os.PathLike] = None) -> "CacheStore":
+        """The cache at ``root``, which must be a folder: a command that reads a cache must not
+        report a mistyped path, or a shared mount that is down, as an empty cache that verifies."""
+        store = cls(root)
+        where = "--cache-root" if root is not None else ("$PEVL_CACHE" if os.environ.get("PEVL_CACHE") else
+                                                         "the default root (no $PEVL_CACHE)")
+        if store.root.is_dir():
+            return store
+        if store.root.exists():
+            raise CacheRootNotFoundError(f"{store.root} ({where}) is not a folder: give the cache's folder")
+        raise CacheRootNotFoundError(f"no cache at {store.root} ({where}): the path is mistyped, the shared "
+                                     "filesystem holding it is not mounted, or nothing was extracted there yet")
 
     @property
     def entries_dir(self) -> Path:
@@ -220,7 +238,7 @@ class CacheStore:
         for ds in sorted(p for p in self.entries_dir.iterdir() if p.is_dir()):
             for e in sorted(ds.iterdir()):
                 if e.name.startswith(".") and (".creating-" in e.name or ".deleting-" in e.name):
-                    if now - e.stat().st_mtime > ttl:
+                    if claims.age_of(e.stat().st_mtime, now) > ttl:
                         acts.append(GcAction(e, "abandoned entry creation", dir_size(e)))
                     continue
                 if not e.is_dir() or e.name.startswith("."):

@@ -88,9 +88,11 @@ def _explained(method):
 
 def staging_stale(path: Path, ttl: float) -> bool:
     """Whether a writer's folder in ``.staging/`` was left by one that is gone: named
-    ``<what>.<host>.<pid>.<rand>``, so this host's dead pids are stale at once, others after ``ttl``."""
+    ``<what>.<tag>.<pid>.<rand>`` (``claims.PIDS_TAG``: host, pid namespace, boot), so the dead pids
+    of this process space are stale at once, others (another container or machine sharing the host
+    name, older code's names) after ``ttl``."""
     parts = path.name.rsplit(".", 3)
-    if len(parts) == 4 and parts[1] == claims.HOST.replace(".", "_") and parts[2].isdigit():
+    if len(parts) == 4 and parts[1] == claims.PIDS_TAG and parts[2].isdigit():
         if not claims.pid_alive(int(parts[2])):
             return True
         started = claims.process_start_time(int(parts[2]))
@@ -99,9 +101,27 @@ def staging_stale(path: Path, ttl: float) -> bool:
         except FileNotFoundError:
             return False
     try:
-        return time.time() - path.stat().st_mtime > ttl
+        return claims.age_of(path.stat().st_mtime) > ttl
     except FileNotFoundError:
         return False
+
+
+def _check_staged_whole(tmp: Path, made: int, arrays: list[str]) -> None:
+    """Before a staged clip is renamed into ``clips/``: it is still the folder this writer made
+    (inode ``made``) with every array's metadata. Another process that judged this writer gone
+    (a clock, a pid namespace or a host name it misread) may have removed it meanwhile, and Zarr
+    re-creates a removed group's folder on the next write: committing that would publish a clip
+    with arrays missing."""
+    try:
+        same = os.stat(tmp).st_ino == made
+    except FileNotFoundError:
+        same = False
+    missing = [a for a in arrays if not (tmp / a / "zarr.json").is_file()]
+    if not same or missing:
+        raise RuntimeError(f"{tmp}: the staged clip was removed while it was written (by a `pipeline cache gc` or "
+                           "another extract that judged this writer gone)"
+                           + (f"; arrays {missing} missing" if missing else "") + ": not committed, a rerun "
+                           "extracts it again")
 
 
 def restore_metadata(entry_dir: Path, root_attrs: dict, plan: list[dict], manifest: dict,
@@ -215,10 +235,10 @@ class EntryWriter:
 
         The rename is the commit point: readers see either no clip or the whole clip.
         """
-        host = claims.HOST.replace(".", "_")
-        tmp = self.staging / f"{uid}.{host}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+        tmp = self.staging / f"{uid}.{claims.PIDS_TAG}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
         try:
             g = zarr.open_group(tmp, mode="w", zarr_format=3)
+            made = os.stat(tmp).st_ino
             digests = {}
             for name, a in arrays.items():
                 if name == "frames":
@@ -237,6 +257,7 @@ class EntryWriter:
             with known_zarr_warnings_quiet():
                 zarr.consolidate_metadata(tmp)
             _fsync_tree(tmp)
+            _check_staged_whole(tmp, made, list(arrays))
             try:
                 os.rename(tmp, self.path / layout.CLIPS_DIR / uid)
             except OSError:
@@ -320,7 +341,7 @@ class EntryWriter:
             sizes.append(clip.attrs["orig_size"])
             clips.append(clip)
         v = kps[0].shape[1] if kps else 0
-        tmp = self.staging / f"index.{claims.HOST.replace('.', '_')}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+        tmp = self.staging / f"index.{claims.PIDS_TAG}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
         g = zarr.open_group(tmp, mode="w", zarr_format=3)
         flat_k = np.concatenate(kps) if kps else np.zeros((0, v, 2), np.float32)
         flat_s = np.concatenate(scs) if scs else np.zeros((0, v), np.float32)

@@ -25,7 +25,7 @@ def cache_ls(
     from cache import CacheStore
     from cache.fsutil import dir_size
 
-    store = CacheStore(cache_root)
+    store = CacheStore.existing(cache_root)
     rows = []
     for e in store.entries(dataset):
         st = e.status()
@@ -113,7 +113,7 @@ def cache_info(
     from cache.entry import DAMAGED_HINT, EntryDamagedError
 
     with exit_on_error(verbose=False, code=1):
-        e = CacheStore(cache_root).open(key)
+        e = CacheStore.existing(cache_root).open(key)
     if clips:
         from pipeline.commands.cache_info import clip_rows, clips_table
 
@@ -159,7 +159,7 @@ def cache_verify(
 
     from cache.entry import EntryDamagedError, EntryFormatError
 
-    store = CacheStore(cache_root)
+    store = CacheStore.existing(cache_root)
     try:
         entries = [store.open(key)] if key else store.entries()
     except (EntryFormatError, EntryDamagedError) as ex:
@@ -220,7 +220,7 @@ def cache_gc(
     from cache import CacheStore
     from cache.entry import DAMAGED_HINT
 
-    store = CacheStore(cache_root)
+    store = CacheStore.existing(cache_root)
     acts = store.gc_plan(incomplete_older_than_days=incomplete_older_than, keep_last=keep_last, damaged=damaged)
     if not damaged:
         for path, problems in store.damaged_entries():
@@ -245,7 +245,7 @@ def cache_export(
     from cache import CacheStore
     from cache.store import export_hdf5
 
-    e = CacheStore(cache_root).open(key)
+    e = CacheStore.existing(cache_root).open(key)
     prog = progress_bar()
     with prog:
         task = prog.add_task(f"exporting {e.key}", total=max(1, e.status().done))
@@ -275,7 +275,7 @@ def cache_show(
     from stages.skeletons import entry_skeleton
 
     with exit_on_error(verbose=False):
-        e = CacheStore(cache_root).open(key)
+        e = CacheStore.existing(cache_root).open(key)
     skeleton = entry_skeleton(e.skeleton, e.settings)  # every kept person's joints
     rows = e.clips(split=split)
     if gallery is not None:
@@ -324,7 +324,7 @@ def cache_repair(
     from cache import CacheStore
     from cache.entry import EntryDamagedError, EntryFormatError
 
-    store = CacheStore(cache_root)
+    store = CacheStore.existing(cache_root)
     try:
         e = store.open(key)
     except (EntryFormatError, EntryDamagedError) as ex:  # metadata is extract's to rebuild
@@ -377,7 +377,7 @@ def cache_doctor(
     from cache import CacheStore
     from cache.sharing import check_sharing
 
-    root = CacheStore(cache_root).root
+    root = CacheStore.existing(cache_root).root
     rep = check_sharing(root, every=every)
     if rep.ok:
         console.print(f"[green]ok[/] {root}: {rep.checked} folders of group {rep.group}, group-writable and setgid; "

@@ -77,6 +77,12 @@ def extract(
                                          min_frames=min_frames).items() if v is not None},
         dataset_options=dataset_options(dataset_option, coarse_type), missing_poses=missing_poses,
     )
+    from cache import default_root
+
+    new_root = Path(opts.cache_root or default_root()).expanduser()
+    if not new_root.exists():  # a mistyped path, or a shared mount that is down, would start a cache here
+        console.print(f"[yellow]note:[/] no cache at {new_root} yet: starting one there (if the lab's cache "
+                      "should be there, stop: its filesystem may not be mounted)", highlight=False)
     state = {}
 
     def on_start(plan, todo, already):
@@ -154,6 +160,32 @@ def _print_notes(rep) -> None:
         console.print(f"  ... and {len(noted) - NOTED_CLIPS_SHOWN} more")
 
 
+def _print_claimed(entry, missing: list[str]) -> None:
+    """The missing clips another writer holds a claim on (this run left them to it): whose, and
+    since when, so a claim that never goes away can be told from a writer still at work."""
+    import time
+
+    from cache import claims
+    from cache.layout import clip_uid
+
+    held = []
+    for cid in missing:
+        p = entry.path / "claims" / clip_uid(cid)
+        try:
+            touched = p.stat().st_mtime
+        except OSError:
+            continue
+        rec = claims.read_owner(p) or {}
+        ago = time.time() - touched
+        when = f"{ago:.0f} s ago" if ago >= 0 else f"{-ago:.0f} s in the future: a clock running ahead"
+        held.append(f"{cid} (claims/{p.name}: {rec.get('host', '?')} pid {rec.get('pid', '?')}, touched {when})")
+    if held:
+        console.print(f"{len(held)} missing clip(s) are claimed by other writers, left to them (a claim goes stale "
+                      f"{claims.DEFAULT_TTL:.0f} s after its last heartbeat; `pipeline cache gc` removes stale ones): "
+                      + "; ".join(held[:5]) + (f"; ... and {len(held) - 5} more" if len(held) > 5 else ""),
+                      highlight=False, markup=False)
+
+
 def _print_summary(rep) -> None:
     st = rep.entry.status()
     c = rep.counters
@@ -163,6 +195,8 @@ def _print_summary(rep) -> None:
         f"{rep.already} already there; decoded {c.decoded_clips} clips ({c.decoded_frames} frames), "
         f"{c.pose_calls} pose calls, {rep.seconds:.1f} s. "
         + ("[green]complete[/]" if rep.complete else "[yellow]incomplete[/] (rerun to continue)"))
+    if st.missing:
+        _print_claimed(rep.entry, st.missing)
     _print_notes(rep)
     fails = rep.failures
     if fails:

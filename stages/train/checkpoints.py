@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import socket
 import zipfile
 from pathlib import Path
 from typing import Optional
@@ -37,14 +36,14 @@ from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 
-from cache.claims import pid_alive
+from cache.claims import PIDS_TAG, pid_alive
 from cache.fsutil import atomic_write_text
 from stages.registry import HOOKS
 
 log = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = "last_checkpoint"  # mmengine's name for the file naming the newest checkpoint
-_HOST = socket.gethostname().replace(".", "_")
+_HOST = PIDS_TAG  # host, pid namespace and boot: a pid in a name means something only there
 _TMP = re.compile(r"^\.(?P<name>.+\.pth)\.(?P<host>[^.]+)\.(?P<pid>\d+)\.tmp$")
 _NUMBERED = re.compile(r"^(?P<kind>epoch|iter)_(?P<n>\d+)\.pth$")
 

@@ -63,9 +63,25 @@ def test_dead_owner_other_boot_and_other_hosts(tmp_path):
     assert claims.is_stale(_write_claim(tmp_path / "nopid", {"host": claims.HOST, "time": time.time()}))
     if claims.BOOT_ID:
         assert claims.is_stale(_write_claim(tmp_path / "boot", _mine(boot="another-boot")))
+    # the same host name in another container (pid namespace) or on another machine (machine id):
+    # a pid dead here may be its live writer, so only the claim's age tells
+    if claims.PID_NS:
+        assert not claims.is_stale(_write_claim(tmp_path / "ns", _mine(pid=_dead_pid(), pidns="pid:[1]")), ttl=600)
+        assert claims.is_stale(_write_claim(tmp_path / "ns2", _mine(pid=_dead_pid(), pidns="pid:[1]"), age=601), ttl=600)
+    if claims.MACHINE_ID and claims.BOOT_ID:
+        twin = _mine(pid=_dead_pid(), machine="another-machine", boot="another-boot")
+        assert not claims.is_stale(_write_claim(tmp_path / "twin", twin), ttl=600)
     other = {"host": "elsewhere.example", "pid": 1, "time": time.time(), "token": "abc"}
     assert not claims.is_stale(_write_claim(tmp_path / "h1", other), ttl=600)  # cannot see its processes
     assert claims.is_stale(_write_claim(tmp_path / "h2", other, age=601), ttl=600)
+
+
+def test_a_dead_writers_claim_touched_in_the_future_goes_stale(tmp_path):
+    """A clock running ahead (the writer's host, or a file server's) stamped the claim two hours
+    ahead: counted as a negative age it would never go stale."""
+    other = {"host": "node17", "pid": 4242, "time": time.time(), "token": "deadbeef"}
+    assert claims.is_stale(_write_claim(tmp_path / "c", other, age=-7200), ttl=600)
+    assert not claims.is_stale(_write_claim(tmp_path / "d", other, age=-300), ttl=600)  # skew within the ttl
 
 
 def test_empty_claim_is_taken_over_after_a_grace_period_not_the_ttl(tmp_path):

@@ -118,17 +118,49 @@ def _dead_pid() -> int:
 def test_stale_staging_is_removed_by_the_next_writer(tmp_path):
     entry = make_entry(tmp_path)
     staging = entry.path / ".staging"
-    host = claims.HOST.replace(".", "_")
-    dead = staging / f"c0.{host}.{_dead_pid()}.abc123"
-    live = staging / f"c1.{host}.{os.getpid()}.abc123"
+    tag = claims.PIDS_TAG
+    dead = staging / f"c0.{tag}.{_dead_pid()}.abc123"
+    live = staging / f"c1.{tag}.{os.getpid()}.abc123"
     other_new = staging / "c1.elsewhere.123.abc123"
     other_old = staging / "c0.elsewhere.124.abc123"
-    for d in (dead, live, other_new, other_old):
+    # the same host name in another container (pid namespace): its pids mean nothing here, a dead
+    # one here may be its live writer; so are names of older code (the host name alone)
+    container = staging / f"c2.{claims.HOST.replace('.', '_')}~1234567~{tag.rsplit('~', 1)[-1]}.{_dead_pid()}.ab"
+    legacy = staging / f"c3.{claims.HOST.replace('.', '_')}.{_dead_pid()}.abc123"
+    for d in (dead, live, other_new, other_old, container, legacy):
         (d / "frames").mkdir(parents=True)
     os.utime(other_old, (time.time() - 700,) * 2)
     removed = EntryWriter(entry, ttl=600).remove_stale_staging()
     assert sorted(removed) == sorted([dead, other_old])
-    assert sorted(p.name for p in staging.iterdir()) == sorted([live.name, other_new.name])
+    assert sorted(p.name for p in staging.iterdir()) == sorted([live.name, other_new.name, container.name,
+                                                                legacy.name])
+
+
+def test_a_clip_whose_staging_was_removed_mid_write_is_not_committed(tmp_path, monkeypatch):
+    """A gc (or another writer) that misjudged this writer removed its staging folder; Zarr made the
+    folder again on the next write: the clip must not be published with arrays missing."""
+    import numpy as np
+
+    from cache import writer as writer_mod
+
+    entry = make_entry(tmp_path)
+    w = EntryWriter(entry, ttl=600)
+    uid = "late"
+    assert w.claim(uid)
+    real = writer_mod._fsync_tree
+
+    def removed_meanwhile(path):
+        shutil.rmtree(path)
+        (Path(path) / "grids").mkdir(parents=True)  # what a later write of one array leaves
+        (Path(path) / "grids" / "zarr.json").write_text("{}")
+        real(path)
+
+    monkeypatch.setattr(writer_mod, "_fsync_tree", removed_meanwhile)
+    arrays = {"keypoints": np.zeros((4, 17, 2), np.float32), "grids": np.zeros((4, 2, 2), np.uint8)}
+    with pytest.raises(RuntimeError, match=r"the staged clip was removed while it was written .*'keypoints'"):
+        w.commit(uid, arrays, {"clip_id": uid})
+    assert not (entry.path / "clips" / uid).exists()
+    assert not list((entry.path / ".staging").iterdir())
 
 
 def test_run_records_of_one_process_sort_in_the_order_they_ran(tmp_path):
@@ -265,3 +297,30 @@ def test_repair_of_a_flipped_and_a_deleted_clip_then_extract_redoes_them_and_reb
     assert m["status"] == "complete" and m["metadata_rebuilt"][0]["problems"] == [
         "zarr.json missing", "plan.json missing", "manifest.json missing", "clips/zarr.json missing"]
     assert CacheStore(cache_root).verify(again).ok and not CacheStore(cache_root).damaged_entries()
+
+
+def test_a_missing_cache_root_is_an_error_not_an_empty_cache(tmp_path):
+    """A mistyped --cache-root, or a shared mount that is down, must not list, verify or gc as an
+    empty cache that is fine (exit 0)."""
+    (tmp_path / "afile").write_text("x")
+    for root, says in ((tmp_path / "nope", f"no cache at {tmp_path / 'nope'} (--cache-root): the path is mistyped"),
+                       (tmp_path / "afile", f"{tmp_path / 'afile'} (--cache-root) is not a folder")):
+        for cmd in (["ls"], ["verify"], ["gc", "--dry-run"], ["info", "abc"], ["doctor"]):
+            res, out = _cli("cache", *cmd, "--cache-root", str(root))
+            assert res.exit_code != 0 and says in out, (cmd, out)
+    assert not (tmp_path / "nope").exists()
+
+
+def test_file_too_large_is_explained_like_a_full_disk(tmp_path):
+    """EFBIG (a `ulimit -f` or a batch system's file size limit; Python ignores SIGXFSZ) said with
+    where and what to do, as ENOSPC is, not as a bare '[Errno 27] File too large'."""
+    import errno
+
+    from cache.fsutil import DiskFullError, explain_os_error
+
+    fault = explain_os_error(OSError(errno.EFBIG, "File too large"), tmp_path / "entries" / "x")
+    assert isinstance(fault, DiskFullError)
+    text = str(fault)
+    assert text.startswith(f"file too large while writing {tmp_path / 'entries' / 'x'} (on the filesystem mounted at ")
+    assert "`ulimit -f`" in text and "a rerun continues" in text
+    assert "a rerun continues" in str(explain_os_error(OSError(errno.ENOSPC, "No space"), tmp_path))

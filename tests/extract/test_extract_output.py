@@ -49,8 +49,43 @@ def test_a_new_entry_that_differs_only_in_adapter_options_is_pointed_out(tmp_pat
             "--pose-source", f"pkl:{tmp_path / 'poses.pkl'}", "--num-frames", "2", "--short-side", "48"]
     first = CliRunner().invoke(app, args + ["--coarse-type", "action"])
     assert first.exit_code == 0 and "differs from this one" not in first.output, first.output
+    # a root that was not there is said to be new (a mistyped path, a shared mount that is down)
+    assert f"no cache at {tmp_path / 'cache'} yet: starting one there" in " ".join(first.output.split())
     (old,) = CacheStore(tmp_path / "cache").entries("custom")
     again = CliRunner().invoke(app, args)
     text = " ".join(again.output.split())
+    assert "starting one there" not in text
     assert again.exit_code == 0 and f"entry {old.key} (1/1 clips cached) differs from this one only in " \
         "dataset_options.coarse_type: action" in text, text
+
+
+def test_missing_clips_claimed_by_other_writers_are_named(tmp_path):
+    """A clip another writer holds (here a dead one's claim stamped two hours ahead by a clock
+    running fast) is left to it: the summary says whose claim and since when, not only 'missing'."""
+    import json
+    import os
+    import shutil
+    import time
+
+    root = tmp_path / "data"
+    root.mkdir()
+    pattern_video(root / "a.mp4", frames=8)
+    write_custom_dataset(root, [("a.mp4", 0, "train")], ["x", "y"])
+    (tmp_path / "poses.pkl").write_bytes(pickle.dumps([{"frame_dir": "a", "img_shape": (48, 64),
+                                                        "keypoint": np.full((1, 8, 17, 2), 20.0, np.float32),
+                                                        "keypoint_score": np.ones((1, 8, 17), np.float32)}]))
+    args = ["extract", "--dataset", "custom", "--root", str(root), "--cache-root", str(tmp_path / "cache"),
+            "--pose-source", f"pkl:{tmp_path / 'poses.pkl'}", "--num-frames", "2", "--short-side", "48",
+            "--coarse-type", "action"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    (entry,) = CacheStore(tmp_path / "cache").entries("custom")
+    shutil.rmtree(entry.path / "clips" / "a")
+    claim = entry.path / "claims" / "a"
+    claim.parent.mkdir(exist_ok=True)
+    claim.write_text(json.dumps({"host": "node17", "pid": 4242, "time": time.time(), "token": "deadbeef"}))
+    os.utime(claim, (time.time() + 200,) * 2)  # ahead, but within the ttl: still held
+    res = CliRunner().invoke(app, args)
+    text = " ".join(res.output.split())
+    assert res.exit_code == 0 and "incomplete" in text, text
+    assert "1 missing clip(s) are claimed by other writers" in text and "a (claims/a: node17 pid 4242, touched" in text
+    assert "s in the future: a clock running ahead" in text
