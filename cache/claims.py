@@ -30,6 +30,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import os
 import socket
 import stat
@@ -389,11 +390,12 @@ class Heartbeat:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        self._said: set[int] = set()  # errnos already warned about
 
     def add(self, path: Path) -> None:
         with self._lock:
             self._held.add(path)
-            if self._thread is None or self._stop.is_set():
+            if self._thread is None or self._stop.is_set() or not self._thread.is_alive():
                 self._stop = threading.Event()
                 self._thread = threading.Thread(target=self._run, args=(self._stop,), name="claim-heartbeat",
                                                 daemon=True)
@@ -411,8 +413,15 @@ class Heartbeat:
                 try:
                     os.utime(p)
                 except OSError as e:
-                    if e.errno != errno.ENOENT:
-                        raise
+                    # ENOENT: released meanwhile. Anything else (ESTALE, EIO of a network filesystem
+                    # hiccup) must not end the heartbeat: its claims would go stale while the work
+                    # goes on, and another writer would do it again. Said once per kind of error.
+                    if e.errno != errno.ENOENT and e.errno not in self._said:
+                        self._said.add(e.errno)
+                        logging.getLogger(__name__).warning(
+                            "could not refresh claim %s (%s); retrying every %.0f s: if it keeps failing, "
+                            "the claim goes stale after %.0f s and another writer may redo the clip",
+                            p, e, self.interval, DEFAULT_TTL)
 
     def stop(self) -> None:
         self._stop.set()

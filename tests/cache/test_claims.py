@@ -181,3 +181,35 @@ def test_gc_removes_a_stale_claim_with_its_dead_markers_but_not_a_live_takeover(
     assert not list(tmp_path.iterdir())
     live = _write_claim(tmp_path / "live", _mine())
     assert not claims.remove_if_stale(live) and live.exists()
+
+
+def test_the_heartbeat_outlives_a_filesystem_error(tmp_path, monkeypatch, caplog):
+    """An ESTALE or EIO of a network filesystem must not end the heartbeat thread: its claims would
+    go stale while the clips are still being extracted, and another writer would redo them."""
+    import errno
+    import logging
+
+    c = tmp_path / "c"
+    assert claims.try_claim(c)
+    real = os.utime
+    calls = {"n": 0}
+
+    def flaky(path, *a, **k):
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise OSError(errno.ESTALE, "Stale file handle", str(path))
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(os, "utime", flaky)
+    real(c, (time.time() - 500,) * 2)
+    hb = claims.Heartbeat(interval=0.05)
+    with caplog.at_level(logging.WARNING, logger="cache.claims"):
+        hb.add(c)
+        deadline = time.time() + 10
+        while time.time() - c.stat().st_mtime > 60 and time.time() < deadline:
+            time.sleep(0.05)
+        hb.stop()
+    assert time.time() - c.stat().st_mtime < 60  # touched again after the two failures
+    assert calls["n"] >= 3 and hb._thread is not None
+    warned = [r.getMessage() for r in caplog.records if "could not refresh claim" in r.getMessage()]
+    assert len(warned) == 1 and "Stale file handle" in warned[0]  # said once, not per beat
