@@ -288,9 +288,9 @@ def try_claim(path: Path, ttl: float = DEFAULT_TTL) -> Optional[str]:
     path.parent.mkdir(parents=True, exist_ok=True)
     rec = owner_record()
     tmp = path.with_name(f".{path.name}.{rec['token']}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(rec, f)
     try:
+        with open(tmp, "w") as f:  # (inside: a full disk must not leave an empty record behind)
+            json.dump(rec, f)
         for _ in range(3):
             if _link(tmp, path):
                 return rec["token"]

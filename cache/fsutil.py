@@ -42,17 +42,32 @@ def dir_size(path: Path) -> int:
     return total
 
 
-def remove_tree(path: Path) -> None:
-    """Remove a directory by first renaming it aside, so nobody sees it half-deleted."""
+DELETING = ".deleting-"  # in the name of a folder renamed aside to be removed
+
+
+def remove_tree(path: Path) -> list[str]:
+    """Remove a directory by first renaming it aside (``.NAME.deleting-XXXX``), so nobody sees it
+    half-deleted. Returns what could not be removed (``path: error``; empty when all went): a
+    folder of another user, a read-only mount. A folder already aside is removed where it is."""
     path = Path(path)
     if not path.exists():
-        return
-    aside = path.with_name(f".{path.name}.deleting-{uuid.uuid4().hex[:8]}")
-    try:
-        os.rename(path, aside)
-    except FileNotFoundError:
-        return
-    shutil.rmtree(aside, ignore_errors=True)
+        return []
+    aside = path
+    if DELETING not in path.name:
+        aside = path.with_name(f".{path.name}{DELETING}{uuid.uuid4().hex[:8]}")
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return []
+    left: list[str] = []
+
+    def note(_fn, p, exc):
+        err = exc[1] if isinstance(exc, tuple) else exc
+        if not isinstance(err, FileNotFoundError):  # another remover got there first
+            left.append(f"{p}: {getattr(err, 'strerror', None) or err}")
+
+    shutil.rmtree(aside, onerror=note)
+    return left
 
 
 # -- filesystem faults, explained ------------------------------------------------------------------

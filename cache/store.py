@@ -13,7 +13,7 @@ from cache import claims, layout
 from cache.chunks import ChunkDigestError, read_group_meta
 from cache.digests import array_digest
 from cache.entry import CacheEntry, EntryFormatError, EntryNotFoundError, metadata_problems
-from cache.fsutil import dir_size, read_json, remove_tree
+from cache.fsutil import DELETING, dir_size, explained_os_errors, read_json, remove_tree
 from cache.item_index import ItemIndex, ItemIndexError
 from cache.writer import EntryWriter, staging_stale
 
@@ -186,9 +186,13 @@ class CacheStore:
             out.reopened = bool(out.missing) and finished
             out.reindexed = not out.missing and bool(ver.index_problems)
             return out
+        with explained_os_errors(entry.path):
+            return self._repair(entry, ver, out)
+
+    def _repair(self, entry: CacheEntry, ver, out: RepairReport) -> RepairReport:
         writer = EntryWriter(entry)
         if ver.clips:  # the index goes first: no reader may pair its arrays with clips that are gone
-            remove_tree(entry.path / layout.INDEX_DIR)
+            remove_tree(entry.path / layout.INDEX_DIR)  # (what could not go is aside: gc lists it)
         for uid, why in ver.clips.items():
             writer.quarantine(uid, why)
         st = entry.status()
@@ -277,8 +281,14 @@ class CacheStore:
         quarantine = entry_dir / layout.QUARANTINE_DIR
         if quarantine.is_dir():
             for q in sorted(quarantine.iterdir()):
+                if DELETING in q.name:
+                    continue  # (below)
                 acts.append(GcAction(q, "damaged clip moved aside by `pipeline cache repair`",
                                      dir_size(q) if q.is_dir() else q.stat().st_size))
+        for folder in (entry_dir, quarantine, entry_dir / layout.CLIPS_DIR):
+            # renamed aside by a removal that could not finish (files of another user, a crash)
+            for d in sorted(folder.glob(f".*{DELETING}*")) if folder.is_dir() else []:
+                acts.append(GcAction(d, "left by a removal that did not finish", dir_size(d)))
         staging = entry_dir / layout.STAGING_DIR
         if staging.is_dir():
             for s in staging.iterdir():
@@ -291,18 +301,24 @@ class CacheStore:
                     acts.append(GcAction(c, "claim of a writer that is gone", c.stat().st_size, claim_ttl=ttl))
         return acts
 
-    def gc(self, actions: list[GcAction]) -> int:
-        freed = 0
+    def gc(self, actions: list[GcAction]) -> tuple[int, list[str]]:
+        """Carry out ``actions``: ``(bytes freed, what could not be removed)``. Only what is gone
+        counts as freed; what is left (another user's files, a read-only mount) is named, and
+        stays listed by the next ``gc`` (a folder renamed aside among its entry's leftovers)."""
+        freed, left = 0, []
         for a in actions:
             if a.claim_ttl is not None:
                 freed += a.bytes if claims.remove_if_stale(a.path, a.claim_ttl) else 0
                 continue
-            if a.path.is_dir():
-                remove_tree(a.path)
+            try:
+                problems = remove_tree(a.path) if a.path.is_dir() else (a.path.unlink(missing_ok=True) or [])
+            except OSError as e:
+                problems = [f"{a.path}: {e.strerror or e}"]
+            if problems:
+                left.append(f"{a.path} ({len(problems)} not removed, first {problems[0]})")
             else:
-                a.path.unlink(missing_ok=True)
-            freed += a.bytes
-        return freed
+                freed += a.bytes
+        return freed, left
 
 
 _UNREADABLE = object()  # an entry whose zarr.json is missing or unreadable has no format to tell

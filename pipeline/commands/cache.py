@@ -231,8 +231,14 @@ def cache_gc(
     for a in acts:
         console.print(f"{'would remove' if dry_run else 'removing'} {a.path} ({human_bytes(a.bytes)}): {a.why}")
     if not dry_run:
-        freed = store.gc(acts)
+        freed, left = store.gc(acts)
         console.print(f"freed {human_bytes(freed)}")
+        if left:
+            console.print(f"[red]{len(left)} not removed[/] (left for the next gc: ask their owner, or check the "
+                          "mount; `pipeline cache doctor` checks a shared root's permissions):", highlight=False)
+            for line in left:
+                console.print(f"  {escape(line)}", highlight=False)
+            raise typer.Exit(1)
 
 
 @app.command("export")

@@ -324,3 +324,31 @@ def test_file_too_large_is_explained_like_a_full_disk(tmp_path):
     assert text.startswith(f"file too large while writing {tmp_path / 'entries' / 'x'} (on the filesystem mounted at ")
     assert "`ulimit -f`" in text and "a rerun continues" in text
     assert "a rerun continues" in str(explain_os_error(OSError(errno.ENOSPC, "No space"), tmp_path))
+
+
+def test_gc_counts_only_what_it_removed_and_lists_what_is_left(tmp_path, monkeypatch):
+    """Files gc may not remove (another user's, a read-only mount) are named, not counted as freed
+    (it said 'freed 198 KiB' and exit 0 having removed nothing); the folder renamed aside stays
+    listed by the next gc, which removes it once it can."""
+    from cache import fsutil
+
+    entry = make_entry(tmp_path)
+    q = entry.path / "quarantine" / "c0.20261205"
+    q.mkdir(parents=True)
+    (q / "frames").write_bytes(b"x" * 5000)
+    real = fsutil.shutil.rmtree
+
+    def not_allowed(path, onerror=None, **kw):
+        onerror(os.unlink, os.path.join(path, "frames"), (PermissionError, PermissionError(13, "Permission denied"),
+                                                          None))
+
+    monkeypatch.setattr(fsutil.shutil, "rmtree", not_allowed)
+    res, out = _cli("cache", "gc", "--cache-root", str(tmp_path))
+    assert res.exit_code == 1 and "freed 0 B" in out and "1 not removed" in out and "Permission denied" in out, out
+    (aside,) = (entry.path / "quarantine").iterdir()
+    assert ".deleting-" in aside.name
+    monkeypatch.setattr(fsutil.shutil, "rmtree", real)
+    acts = CacheStore(tmp_path).gc_plan()
+    assert [(a.path, a.why) for a in acts] == [(aside, "left by a removal that did not finish")]
+    res, out = _cli("cache", "gc", "--cache-root", str(tmp_path))
+    assert res.exit_code == 0 and "not removed" not in out and not aside.exists(), out
