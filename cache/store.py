@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -421,15 +422,40 @@ def _last_activity(entry_dir: Path) -> float:
 
 
 def export_hdf5(entry: CacheEntry, out_path: os.PathLike, progress=None) -> int:
-    """Copy an entry into one HDF5 file (same groups, arrays and attributes) for HDF5-only tools."""
+    """Copy an entry into one HDF5 file (same groups, arrays and attributes) for HDF5-only tools;
+    written beside (``.partial``, removed on any failure), then renamed into place."""
+    done = entry.done_uids()
+    rows = [c for c in entry.plan if c["uid"] in done]
+    tmp = Path(f"{out_path}.partial")
+    _check_room_for(entry, tmp)
+    try:
+        _write_hdf5(entry, rows, tmp, progress)
+    except BaseException:  # a refused clip, a full disk, Ctrl-C: no .partial file left behind
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, out_path)
+    return len(rows)
+
+
+def _check_room_for(entry: CacheEntry, out: Path) -> None:
+    """Refuse an export the filesystem cannot hold before writing it: HDF5 on a full disk fails in
+    its flush with a raw library message, or takes the process down."""
+    from cache.fsutil import DiskFullError, mount_point
+
+    need = dir_size(entry.path / layout.CLIPS_DIR)  # the export holds the same arrays, as compressed
+    free = shutil.disk_usage(out.parent).free
+    if need > free:
+        raise DiskFullError(f"exporting entry {entry.key} needs about {need / 2**20:.1f} MiB and the filesystem holding "
+                            f"{out.parent} (mounted at {mount_point(out.parent)}) has {free / 2**20:.1f} MiB free: free "
+                            "space there or give --h5 another place")
+
+
+def _write_hdf5(entry: CacheEntry, rows: list[dict], tmp: Path, progress=None) -> None:
     import json
 
     import h5py
 
     n = 0
-    done = entry.done_uids()
-    rows = [c for c in entry.plan if c["uid"] in done]
-    tmp = Path(f"{out_path}.partial")
     with h5py.File(tmp, "w") as f:
         for k, v in entry.attrs.items():
             f.attrs[k] = json.dumps(v) if not isinstance(v, (int, float, str)) else v
@@ -450,5 +476,3 @@ def export_hdf5(entry: CacheEntry, out_path: os.PathLike, progress=None) -> int:
             n += 1
             if progress:
                 progress(n, len(rows))
-    os.replace(tmp, out_path)
-    return n

@@ -298,7 +298,25 @@ def test_hdf5_export_refuses_damaged_raw_frames(tmp_path):
     chunk.write_bytes(bytes(data))
     with pytest.raises(ChunkDigestError, match="c1/frames/c/0/0/0/0: content does not match"):
         export_hdf5(entry, tmp_path / "e.h5")
-    assert not (tmp_path / "e.h5").exists()
+    assert not (tmp_path / "e.h5").exists() and not (tmp_path / "e.h5.partial").exists()
+
+
+def test_hdf5_export_refuses_a_filesystem_without_room_before_writing(tmp_path, monkeypatch):
+    """HDF5 on a full disk fails in its flush with a raw library message (or a segfault): the
+    export checks the room first, and names the need, the free space and the mount."""
+    import shutil
+    from collections import namedtuple
+
+    from cache.fsutil import DiskFullError
+    from cache.store import export_hdf5
+
+    entry = make_entry(tmp_path)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 ** 6, 10 ** 6 - 1000, 1000))
+    with pytest.raises(DiskFullError, match=rf"exporting entry {entry.key} needs about [\d.]+ MiB and the filesystem "
+                                            rf"holding {tmp_path} \(mounted at .*\) has 0.0 MiB free"):
+        export_hdf5(entry, tmp_path / "e.h5")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["entries"]
 
 
 def test_hdf5_export_keeps_jpeg_files_and_optional_arrays(tmp_path):
