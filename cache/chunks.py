@@ -108,7 +108,11 @@ def _dtype(name: str) -> np.dtype:
 def read_group_meta(group_dir: Union[str, Path]) -> tuple[dict, dict[str, ArrayMeta]]:
     """A group's attributes and the metadata of its arrays (from the consolidated metadata)."""
     group_dir = os.fspath(group_dir)
-    meta = json.loads(_read_file(os.path.join(group_dir, "zarr.json")))
+    path = os.path.join(group_dir, "zarr.json")
+    try:
+        meta = json.loads(_read_file(path))
+    except ValueError as e:
+        raise ChunkFormatError(f"{path}: not valid JSON ({e}): the file is damaged") from None
     cons = (meta.get("consolidated_metadata") or {}).get("metadata")
     if cons is None:
         raise ChunkFormatError(f"{group_dir}/zarr.json: no consolidated metadata (not a format-2 clip)")
@@ -120,7 +124,19 @@ def _open(path: str) -> int:
     try:
         return os.open(path, os.O_RDONLY)
     except FileNotFoundError:
-        raise ChunkFormatError(f"{path}: chunk file missing") from None
+        raise ChunkFormatError(_missing(path)) from None
+
+
+def _missing(path: str) -> str:
+    """What is missing: the file, or the highest folder above it that is gone (a clip removed by
+    ``cache repair``, an entry removed by ``cache gc`` or moved while it was read)."""
+    what = "metadata file" if os.path.basename(path) == "zarr.json" else "chunk file"
+    gone, up = path, os.path.dirname(path)
+    while up and up != os.path.dirname(up) and not os.path.exists(up):
+        gone, up = up, os.path.dirname(up)
+    if gone == path:
+        return f"{path}: {what} missing"
+    return f"{path}: {what} missing: {gone} is gone (removed or moved while it was in use)"
 
 
 def _read_file(path: str) -> bytes:
@@ -150,10 +166,12 @@ def read_array(meta: ArrayMeta, mmap: bool = False) -> Any:
         if mmap and n:
             return _map(f, n).view(meta.dtype).reshape(meta.shape)
         raw = _read_file(f)
-    elif meta.compressor == "blosc":
-        raw = _BLOSC.decode(_read_file(f))
     else:
-        raw = _ZSTD.decode(_read_file(f))
+        data = _read_file(f)
+        try:
+            raw = (_BLOSC if meta.compressor == "blosc" else _ZSTD).decode(data)
+        except Exception as e:  # the codecs' own words name no file
+            raise ChunkFormatError(f"{f}: cannot be decompressed ({meta.compressor}: {e}): the file is damaged") from None
     if len(raw) != n:
         raise ChunkFormatError(f"{f}: decodes to {len(raw)} bytes, expected {n} for {meta.shape} {meta.dtype}")
     return np.frombuffer(raw, dtype=meta.dtype).reshape(meta.shape)

@@ -3,6 +3,7 @@ import hashlib
 import json
 import os
 import mmap
+import shutil
 from pathlib import Path
 
 import cv2
@@ -148,6 +149,24 @@ def test_verify_catches_damaged_jpeg_frames_and_missing_chunks(tmp_path):
     with pytest.raises(ChunkFormatError, match="keypoints/c/0/0/0: chunk file missing"):
         entry.read_clip("c1")
     assert any("c1" in p and "chunk file missing" in p for p in store.verify(entry, deep=False).problems)
+
+
+def test_reader_errors_name_the_file_and_what_is_gone(tmp_path):
+    """A damaged compressed chunk, damaged metadata and a clip (or entry) removed while in use are
+    each named by file, not by the codec's own words ('Zstd decompression error')."""
+    entry = make_entry(tmp_path)
+    grids = entry.path / "clips" / "c0" / "grids" / "c" / "0" / "0" / "0" / "0"
+    grids.write_bytes(grids.read_bytes()[:7])
+    with pytest.raises(ChunkFormatError, match=r"c0/grids/c/0/0/0/0: cannot be decompressed \(zstd: .*the file is damaged"):
+        entry.read_clip("c0")
+    meta = entry.path / "clips" / "c1" / "zarr.json"
+    meta.write_text(meta.read_text()[:50])
+    with pytest.raises(ChunkFormatError, match=r"c1/zarr.json: not valid JSON"):
+        entry.read_clip("c1")
+    shutil.rmtree(entry.path / "clips" / "c1")
+    with pytest.raises(ChunkFormatError, match=rf"c1/zarr.json: metadata file missing: {entry.path / 'clips' / 'c1'} "
+                                                r"is gone \(removed or moved while it was in use\)"):
+        entry.read_clip("c1")
 
 
 def _jpeg_chunk(entry: CacheEntry, uid: str = "c0") -> tuple[Path, list[bytes]]:
