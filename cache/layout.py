@@ -72,6 +72,7 @@ ENTRIES_DIR = "entries"
 CLIPS_DIR = "clips"
 FAILURES_DIR = "failures"
 CLAIMS_DIR = "claims"
+READERS_DIR = "readers"  # one heartbeated mark per process reading the entry (training, eval): gc leaves it be
 RUNS_DIR = "runs"
 STAGING_DIR = ".staging"
 INDEX_DIR = "index"

@@ -1,6 +1,7 @@
 """A cache root: where entries live, how they are found, checked and collected."""
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -16,7 +17,10 @@ from cache.digests import array_digest
 from cache.entry import CacheEntry, EntryFormatError, EntryNotFoundError, metadata_problems
 from cache.fsutil import DELETING, dir_size, explained_os_errors, read_json, remove_tree
 from cache.item_index import ItemIndex, ItemIndexError
+from cache.readers import live_readers, stale_readers
 from cache.writer import EntryWriter, staging_stale
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -269,7 +273,20 @@ class CacheStore:
                     age_days = (now - _last_activity(x.path)) / 86400
                     if age_days > incomplete_older_than_days:
                         acts.append(GcAction(x.path, f"incomplete, untouched for {age_days:.1f} days", dir_size(x.path)))
-        return acts
+        return [a for a in acts if not self._read_now(a, ttl)]
+
+    @staticmethod
+    def _read_now(act: GcAction, ttl: float) -> bool:
+        """Whether ``act`` would remove a whole entry that a live process reads (a training run):
+        left alone, with a warning naming the readers."""
+        if not (act.path / layout.ROOT_META).is_file():
+            return False
+        live = live_readers(act.path, ttl)
+        if live:
+            owners = [claims.read_owner(p) or {} for p in live]
+            log.warning("leaving entry %s (%s): %d process(es) read it now (%s)", act.path, act.why, len(live),
+                        ", ".join(f"{o.get('host', '?')} pid {o.get('pid', '?')}" for o in owners))
+        return bool(live)
 
     def _by_setting(self) -> dict[tuple, list[CacheEntry]]:
         groups: dict[tuple, list[CacheEntry]] = {}
@@ -295,6 +312,8 @@ class CacheStore:
             for s in staging.iterdir():
                 if staging_stale(s, ttl):
                     acts.append(GcAction(s, "staging left by a killed writer", dir_size(s)))
+        for r in stale_readers(entry_dir, ttl):
+            acts.append(GcAction(r, "mark of a reader that is gone", r.stat().st_size, claim_ttl=ttl))
         cdir = entry_dir / layout.CLAIMS_DIR
         if cdir.is_dir():
             for c in cdir.iterdir():

@@ -88,6 +88,10 @@ def checkpoint_run(exp: str, variant: Optional[str], checkpoint: Path, dataset: 
     else:  # a checkpoint from before runs were recorded: the entry the run config names
         cfg = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
         e = find_entry(cfg.data.to_dict(), cache_root=root)
+    if variant and rec.get("variant") and variant != rec["variant"]:
+        raise ValueError(f"checkpoint {checkpoint} was trained as variant {rec['variant']} "
+                         f"({rec.get('experiment')}); --variant {variant} names another: leave --variant out "
+                         "(the checkpoint's own is used)")
     recorded = rec.get("run_config")
     if recorded:  # the model its weights belong to, whatever this command's experiment defaults to
         from stages.train.runner import trained_model_settings

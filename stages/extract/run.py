@@ -122,6 +122,31 @@ def extract_clips(p: EntryPlan, opts: ExtractOptions, clips: list, progress: Opt
     return run.done, run.failed, run.noted
 
 
+class SourceAccessError(OSError):
+    """A dataset video this process cannot open (permissions, an unmounted or failing filesystem):
+    the run stops rather than record the clip as failed (a failure is final for the entry)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _cannot_open(path, root) -> Optional[str]:
+    """Why ``path`` cannot be opened for reading now, by a fault of the storage (None: it can, or
+    the file alone is missing: a video the dataset lists and nobody has, recorded as the clip's
+    failure by the decoder). A file missing with its dataset root is the storage's fault too."""
+    try:
+        os.close(os.open(path, os.O_RDONLY))
+    except (FileNotFoundError, NotADirectoryError):
+        if root and not os.path.isdir(root):
+            return f"the dataset root {root} is gone: unmounted or moved"
+        return None
+    except IsADirectoryError:
+        return None  # the decoder says it is a folder, not a video
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
+
+
 class _ClipRun:
     """The per-clip loop: claims, extraction, failures recorded with their reasons, commits."""
 
@@ -139,11 +164,20 @@ class _ClipRun:
         return self.pose
 
     def claimed(self, clips: list) -> Iterator[tuple]:
-        """(clip, uid) for each clip this process claims now."""
+        """(clip, uid) for each clip this process claims now. A video this process cannot open
+        stops the run (:class:`SourceAccessError`), its claim given back: that is the storage's
+        fault, not the video's, and a failure recorded for it would be final for the entry."""
         for c in clips:
             uid = clip_uid(c.clip_id)
             if not self.writer.claim(uid):
                 continue
+            why = _cannot_open(c.video, self.p.index.root) if c.video else None
+            if why:
+                self.writer.release(uid)
+                raise SourceAccessError(
+                    f"cannot read {c.video} ({why}): the dataset's files are not readable by this user, or their "
+                    "filesystem is not mounted. Nothing was recorded as failed for it: make it readable and run "
+                    "again (the clips done so far are kept)")
             if c.clip_id in self.p.no_pose:  # known at planning time: nothing to decode
                 self._fail(c, uid, f"no poses for this clip in --pose-source {self.p.pose_spec} (--missing-poses fail)")
                 continue

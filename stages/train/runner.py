@@ -35,6 +35,7 @@ import stages.train.metrics  # noqa: F401  (registers the metric)
 import stages.train.runner_model  # noqa: F401  (registers the wrappers)
 import stages.train.trackers  # noqa: F401  (registers the tracker backends)
 from cache import CacheEntry
+from cache.readers import reading
 from stages.data.dataset import CacheClipDataset
 from stages.data.settings import DataSettings
 from stages.nested_config import to_plain
@@ -251,19 +252,20 @@ def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, laun
     runner = LoggingRunner(**kw)
     if on_runner:
         on_runner(runner)
-    with checkpoint_safe_globals():
-        runner.train()
-    clock = next(h for h in runner.hooks if isinstance(h, TrainTimeHook))
-    train_s = clock.total()
-    rec = next(h for h in runner.hooks if isinstance(h, RecordValHook))
-    # the validation after the last epoch already evaluated the final weights on the test split
-    # (same data, same views); otherwise (no validation, or a resumed run that had finished) test
-    if rec.last_val_epoch == runner.max_epochs:
-        metric = runner.val_loop.evaluator.metrics[0]
-    else:
+    with reading(entry.path):  # `pipeline cache gc` leaves the entry alone while the run reads it
         with checkpoint_safe_globals():
-            runner.test()
-        metric = runner.test_loop.evaluator.metrics[0]
+            runner.train()
+        clock = next(h for h in runner.hooks if isinstance(h, TrainTimeHook))
+        train_s = clock.total()
+        rec = next(h for h in runner.hooks if isinstance(h, RecordValHook))
+        # the validation after the last epoch already evaluated the final weights on the test split
+        # (same data, same views); otherwise (no validation, or a resumed run that had finished) test
+        if rec.last_val_epoch == runner.max_epochs:
+            metric = runner.val_loop.evaluator.metrics[0]
+        else:
+            with checkpoint_safe_globals():
+                runner.test()
+            metric = runner.test_loop.evaluator.metrics[0]
     if rank != 0:
         return None
     res = metric.last_result
@@ -377,7 +379,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str, entry: CacheEntry, out_dir
                        world_size=world_size(launcher))
     runner = LoggingRunner(**kw)
     t0 = time.time()
-    with checkpoint_safe_globals():
+    with reading(entry.path), checkpoint_safe_globals():
         runner.test()
     if rank != 0:
         return None

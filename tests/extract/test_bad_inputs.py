@@ -96,3 +96,46 @@ def test_dataset_info_reports_missing_videos_without_decoding(messy_dataset, mon
     assert info["clips"] == 8 and info["missing_videos"] == 1 and info["num_classes"] == 2
     assert info["splits"] == {"train": 5, "val": 3}
     assert info["missing_examples"] == ["videos/missing"]
+
+
+def test_a_video_this_user_cannot_read_stops_the_run_and_is_not_recorded_as_failed(tmp_path, monkeypatch):
+    """Permissions (or a failing filesystem) are the storage's fault, not the video's: recorded as
+    a failure they were final for the entry (a rerun said 'complete' with 0 clips). The run stops
+    naming the file, records nothing for it, and a rerun once it is readable finishes the entry."""
+    import os
+    import pickle
+
+    import numpy as np
+
+    from pevl_testutils import pattern_video
+
+    root = tmp_path / "data"
+    root.mkdir()
+    for n in ("a", "b"):
+        pattern_video(root / f"{n}.mp4", frames=8)
+    write_custom_dataset(root, [("a.mp4", 0, "train"), ("b.mp4", 1, "train")], ["x", "y"])
+    (tmp_path / "poses.pkl").write_bytes(pickle.dumps([
+        {"frame_dir": n, "img_shape": (48, 64), "keypoint": np.full((1, 8, 17, 2), 20.0, np.float32),
+         "keypoint_score": np.ones((1, 8, 17), np.float32)} for n in ("a", "b")]))
+    args = ["extract", "--dataset", "custom", "--root", str(root), "--cache-root", str(tmp_path / "cache"),
+            "--coarse-type", "x", "--pose-source", f"pkl:{tmp_path / 'poses.pkl'}", "--num-frames", "2",
+            "--short-side", "48"]
+    real_open = os.open
+    locked = str(root / "b.mp4")
+
+    def no_access(path, flags, *a, **k):  # (the tests may run as root, whom modes do not stop)
+        if os.fspath(path) == locked:
+            raise PermissionError(13, "Permission denied", locked)
+        return real_open(path, flags, *a, **k)
+
+    monkeypatch.setattr(os, "open", no_access)
+    res = CliRunner().invoke(app, args)
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2 and f"cannot read {locked} (Permission denied)" in text
+    assert "Nothing was recorded as failed for it" in text
+    (entry,) = CacheStore(tmp_path / "cache").entries("custom")
+    assert entry.failures() == {} and not (entry.path / "claims" / "b").exists()
+    monkeypatch.setattr(os, "open", real_open)
+    again = CliRunner().invoke(app, args)
+    st = entry.status()
+    assert again.exit_code == 0 and st.complete and st.done == 2 and st.failed == 0, again.output

@@ -141,7 +141,8 @@ def test_sweep_trains_from_the_cache_only_and_writes_the_table(small_demo, tmp_p
     assert m["fine_pair_top1"] == rows[0]["fine_pair_top1"]
     assert (tmp_path / "ev" / "confusion.png").is_file()
     # wo_ucmr's checkpoint: without --variant, evaluated as the variant it records; named as pevl,
-    # refused (mmengine's loading left UCMR at random init and scored it as pevl)
+    # refused (mmengine's loading left UCMR at random init and scored it as pevl; built as recorded, it
+    # would score wo_ucmr's model under pevl's name)
     ckpt = str(exp_dir / "wo_ucmr" / "epoch_1.pth")
     base = ["eval", "--exp", "ucmr_ablate", "--dataset", "demo", "--entry", str(entry_dir), "--checkpoint", ckpt,
             "--cache-root", str(cache), *opts]
@@ -149,7 +150,8 @@ def test_sweep_trains_from_the_cache_only_and_writes_the_table(small_demo, tmp_p
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "ev2" / "metrics.json").read_text())["top1"] == rows[1]["top1"]
     res = CliRunner().invoke(app, [*base, "--variant", "pevl", "--out-dir", str(tmp_path / "ev3")])
-    assert res.exit_code != 0 and "does not fit this variant's model" in " ".join(res.output.split()), res.output
+    assert res.exit_code != 0 and "was trained as variant wo_ucmr (ucmr_ablate-demo); --variant pevl names another" \
+        in " ".join(res.output.split()), res.output
 
     # `pipeline explain`: the supplement's pictures of one clip from the same checkpoint
     res = CliRunner().invoke(app, ["explain", "--exp", "ucmr_ablate", "--variant", "pevl", "--dataset", "demo",

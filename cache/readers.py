@@ -1,0 +1,60 @@
+"""Marks of the processes reading an entry, so ``pipeline cache gc`` does not remove it under them.
+
+A training run reads its entry for hours; ``gc --keep-last`` or ``--incomplete-older-than`` judged
+the entry by its own files alone and removed it mid-run (the run then failed on a missing clip,
+named as a damaged one). A reader holds a claim-like file ``readers/<tag>.<pid>.<token>`` for as
+long as it reads (:func:`reading`), refreshed by a heartbeat; gc leaves an entry with a live mark
+alone and removes marks whose reader is gone, by the rules of :mod:`cache.claims`. A cache the
+reader cannot write to (read-only for this user) simply gets no mark."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+from cache import claims, layout
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def reading(entry_dir: os.PathLike, interval: float = 60.0) -> Iterator[None]:
+    """Mark this process as a reader of the entry at ``entry_dir`` while the block runs."""
+    path = Path(entry_dir) / layout.READERS_DIR / f"{claims.PIDS_TAG}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    try:
+        token = claims.try_claim(path)
+    except OSError as e:  # a cache this user may read, not write: no mark (gc by its owner may not see it)
+        log.debug("no reader mark in %s: %s", entry_dir, e)
+        token = None
+    beat = claims.Heartbeat(interval)
+    if token:
+        beat.add(path)
+    try:
+        yield
+    finally:
+        beat.stop()
+        if token:
+            claims.release(path, token)
+
+
+def live_readers(entry_dir: os.PathLike, ttl: float = claims.DEFAULT_TTL) -> list[Path]:
+    """The marks of the processes reading the entry now (their files; stale marks left out)."""
+    d = Path(entry_dir) / layout.READERS_DIR
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return []
+    return [d / n for n in sorted(names) if not n.startswith(".") and not claims.is_stale(d / n, ttl)]
+
+
+def stale_readers(entry_dir: os.PathLike, ttl: float = claims.DEFAULT_TTL) -> list[Path]:
+    """The marks whose reader is gone (gc removes them)."""
+    d = Path(entry_dir) / layout.READERS_DIR
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return []
+    return [d / n for n in sorted(names) if claims.is_stale(d / n, ttl)]
