@@ -342,6 +342,19 @@ class EntryWriter:
             clips.append(clip)
         v = kps[0].shape[1] if kps else 0
         tmp = self.staging / f"index.{claims.PIDS_TAG}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+        try:
+            with explained_os_errors(self.path / layout.INDEX_DIR):  # (names the index, not a clip)
+                self._write_index_at(tmp, rows, clips, kps, scs, offsets, labels, sizes, v)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # a half-written index must not wait for a later run
+            raise
+        try:
+            os.rename(tmp, self.path / layout.INDEX_DIR)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    @staticmethod
+    def _write_index_at(tmp: Path, rows, clips, kps, scs, offsets, labels, sizes, v) -> None:
         g = zarr.open_group(tmp, mode="w", zarr_format=3)
         flat_k = np.concatenate(kps) if kps else np.zeros((0, v, 2), np.float32)
         flat_s = np.concatenate(scs) if scs else np.zeros((0, v), np.float32)
@@ -360,10 +373,6 @@ class EntryWriter:
                         "splits": [c["split"] for c in rows],
                         "items": item_attrs(items, [c["uid"] for c in rows])})
         _fsync_tree(tmp)
-        try:
-            os.rename(tmp, self.path / layout.INDEX_DIR)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     @_explained
     def quarantine(self, uid: str, why: list[str]) -> Optional[Path]:

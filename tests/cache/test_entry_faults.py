@@ -377,3 +377,25 @@ def test_gc_leaves_an_entry_that_a_live_process_reads(tmp_path, caplog):
     acts = store.gc_plan(incomplete_older_than_days=0)
     assert {(a.path, a.why.split(",")[0]) for a in acts} == {(dead, "mark of a reader that is gone"),
                                                             (entry.path, "incomplete")}
+
+
+def test_a_full_disk_while_the_index_is_written_names_the_index_and_leaves_no_staging(tmp_path, monkeypatch):
+    """The index is written after the last clip: a full disk then said 'a clip being written is not
+    committed' (all clips were) and left the half-written index in .staging/ for a later run."""
+    import errno
+
+    from cache.fsutil import DiskFullError
+
+    entry = make_entry(tmp_path)
+    real = EntryWriter._write_index_at
+
+    def full(tmp, *a):
+        real(tmp, *a)  # written, then the disk fills before its metadata is whole
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(EntryWriter, "_write_index_at", staticmethod(full))
+    with pytest.raises(DiskFullError, match=rf"no space left on the filesystem holding {entry.path / 'index'} "):
+        EntryWriter(entry).finalize_if_complete()
+    assert not (entry.path / "index").exists() and not list((entry.path / ".staging").iterdir())
+    monkeypatch.undo()
+    assert EntryWriter(entry).finalize_if_complete() and (entry.path / "index").is_dir()
