@@ -118,6 +118,15 @@ class ItemIndex:
             identity = _identity(os.stat(idx_dir / layout.ROOT_META))
         except FileNotFoundError:
             return None
+        try:
+            return cls._load(entry, rows, idx_dir, identity)
+        except PermissionError as e:  # another user's index with restrictive modes: the clips may still be readable
+            log.warning("entry %s: its index cannot be read (%s): items read each clip instead (slower); "
+                        "`pipeline cache doctor` checks a shared root's modes", entry.key, e)
+            return None
+
+    @classmethod
+    def _load(cls, entry: CacheEntry, rows: Sequence[dict], idx_dir, identity) -> Optional["ItemIndex"]:
         import zarr
 
         g = zarr.open_group(idx_dir, mode="r")

@@ -209,3 +209,22 @@ def test_repair_removes_the_index_before_it_moves_a_clip_aside(tmp_path, monkeyp
     monkeypatch.setattr(EntryWriter, "quarantine", quarantine)
     assert CacheStore(tmp_path).repair(entry).reopened
     assert seen == [False]
+
+
+def test_an_index_this_user_cannot_read_falls_back_to_the_clips(tmp_path, monkeypatch, caplog):
+    """Another user's index with restrictive modes stopped training with a PermissionError, though
+    every clip could be read: items then read each clip, with a warning."""
+    import logging
+
+    entry = make_entry(tmp_path)
+    real = zarr.open_group
+
+    def denied(path, *a, **k):
+        if str(path).endswith("/index"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(zarr, "open_group", denied)
+    with caplog.at_level(logging.WARNING, logger="cache.item_index"):
+        assert ItemIndex.load(entry, entry.clips()) is None
+    assert f"entry {entry.key}: its index cannot be read" in caplog.text and "Permission denied" in caplog.text
