@@ -218,7 +218,7 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
         except KeyboardInterrupt:
             raise
         except Exception as ex:  # noqa: BLE001  (one variant's failure must not stop the sweep)
-            err = f"{type(ex).__name__}: {ex}"
+            err = f"{type(ex).__name__}: {ex}" + _recovery_hint(ex, e)
             log.debug("variant %s failed:\n%s", v, traceback.format_exc())
             say(f"[fail] {exp_name}/{v}: {err}")
             rep.outcomes.append(VariantOutcome(v, "failed", vdir, error=err))
@@ -241,6 +241,17 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
                 say(f"[fail] {exp_name}: could not write the results table in {exp_dir} ({rep.results_error}); "
                     "a rerun writes it (finished variants are not trained again)")
     return rep
+
+
+def _recovery_hint(ex: Exception, entry) -> str:
+    """What recovers a run that a damaged or vanished clip of its entry stopped (the checkpoints
+    so far are kept)."""
+    from cache.chunks import ChunkFormatError
+
+    if isinstance(ex, ChunkFormatError) and entry is not None:
+        return (f" -- `pipeline cache repair {entry.key}` then `pipeline extract` with the entry's options redo "
+                "the damaged clips; `pipeline train ... --resume` then continues from the last checkpoint")
+    return ""
 
 
 def find_entries(cfgs: dict[str, Config], entry: Optional[str] = None, cache_root: Optional[str] = None,

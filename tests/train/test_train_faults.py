@@ -145,3 +145,15 @@ def test_a_json_file_that_cannot_be_written_leaves_no_temporary(tmp_path, monkey
     with pytest.raises(OSError, match="No space left"):
         report.write_json(tmp_path / "results.json", {"a": 1})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_stopped_by_a_damaged_clip_says_what_recovers_it():
+    from types import SimpleNamespace
+
+    from cache.chunks import ChunkFormatError
+    from stages.train.sweep import _recovery_hint
+
+    entry = SimpleNamespace(key="8f2a491a5c787254")
+    hint = _recovery_hint(ChunkFormatError("clips/x/frames/c/0/0/0/0: chunk file missing"), entry)
+    assert "`pipeline cache repair 8f2a491a5c787254` then `pipeline extract`" in hint and "--resume" in hint
+    assert _recovery_hint(ValueError("another fault"), entry) == ""
