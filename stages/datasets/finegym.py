@@ -298,7 +298,9 @@ class _FineGym(DatasetAdapter):
         return self._find(tuple(ANNOTATION_JSONS[ver] for ver in order) + (MMACTION2_ANNOTATION_JSON,))
 
     def _scan_videos(self) -> tuple[dict, dict, dict]:
-        """One directory listing per candidate folder: element clips, event and full videos."""
+        """One directory listing per candidate folder: element clips, event and full videos (an
+        empty element or event file passed over, counted in ``_empty_cuts``)."""
+        self._empty_cuts: set[str] = set()
         elements: dict[str, Path] = {}
         events: dict[str, Path] = {}
         full: dict[str, Path] = {}
@@ -312,6 +314,13 @@ class _FineGym(DatasetAdapter):
                     if ext.lower() not in VIDEO_EXTS or not e.is_file():
                         continue
                     p = Path(e.path)
+                    cut = CLIP_RE.match(stem) or EVENT_RE.match(stem)
+                    if cut and e.stat().st_size == 0:
+                        # mmaction2's trim scripts run ffmpeg at -loglevel panic and keep what a failed
+                        # cut left: an empty clip stands for nothing, and the event or the full video
+                        # can still give the clip
+                        self._empty_cuts.add(stem)
+                        continue
                     if CLIP_RE.match(stem):
                         elements.setdefault(stem, p)
                     elif EVENT_RE.match(stem):
@@ -400,6 +409,8 @@ class _FineGym(DatasetAdapter):
             meta["event_annotation_json"] = self._rel(event_ann_path)
         if reasons:
             meta["missing_reasons"] = reasons
+        if self._empty_cuts:
+            meta["empty_cut_files_passed_over"] = len(self._empty_cuts)
         notes = _split_notes(self.variant, splits)
         if notes:
             meta["note"] = "; ".join(notes)
@@ -436,6 +447,10 @@ class _FineGym(DatasetAdapter):
             return ClipRecord(cid, split, label, str(full[yt]), start_time=round(start + seg[0], 6),
                               end_time=round(start + seg[1], 6), extra={**base, "source": "full"})
         extra = {**base, "source": "missing"}
+        if cid in self._empty_cuts and not (ev_key in events or yt in full):
+            extra.update(problem_kind="empty file (0 bytes)", problem=f"{cid}'s clip file is empty (0 bytes): a failed "
+                         "cut, and no event or full video to cut it from")
+            return ClipRecord(cid, split, label, None, extra=extra)
         if ev_key in events or yt in full:
             kind, detail = (seg_problem if seg is None else start_problem)
             have = str(events.get(ev_key) or full[yt])

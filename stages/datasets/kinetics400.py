@@ -70,9 +70,9 @@ from stages.settings import field
 LABEL_MAP = Path(__file__).with_name("labels") / "kinetics400" / "label_map.txt"
 ANN_DIRS = ("", "annotations", "annotation", "kinetics400")
 #: each split's annotation CSV under the names the releases give it (DeepMind, CVDF, mmaction2)
-CSV_NAMES = {"train": ("train.csv", "kinetics_train.csv", "kinetics400_train.csv"),
-             "val": ("validate.csv", "val.csv", "kinetics_val.csv", "kinetics400_val.csv"),
-             "test": ("test.csv", "kinetics_test.csv", "kinetics400_test.csv")}
+CSV_NAMES = {"train": ("train.csv", "kinetics_train.csv", "kinetics400_train.csv", "kinetics-400_train.csv"),
+             "val": ("validate.csv", "val.csv", "kinetics_val.csv", "kinetics400_val.csv", "kinetics-400_val.csv"),
+             "test": ("test.csv", "kinetics_test.csv", "kinetics400_test.csv", "kinetics-400_test.csv")}
 LIST_NAMES = {"train": "kinetics400_train_list_videos.txt", "val": "kinetics400_val_list_videos.txt"}
 #: each split's video folder, in the layouts above (the first that exists is used)
 VIDEO_DIRS = {"train": ("videos_train", "train", "videos/train", "train_256"),

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 
-def touch(path: Path, data: bytes = b"") -> Path:
+def touch(path: Path, data: bytes = b"\0") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path

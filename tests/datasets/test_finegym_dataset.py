@@ -101,6 +101,22 @@ def test_event_and_full_videos_cut_by_timestamps(tmp_path):
         "element": 0, "event": 2, "full": 1, "missing": 0}
 
 
+def test_an_empty_cut_file_is_passed_over_for_the_event_it_can_be_cut_from(tmp_path):
+    """mmaction2's trim scripts keep what a failed ffmpeg cut left (run at -loglevel panic): an
+    empty subaction file stood for the clip though its event video could give it."""
+    _splits(tmp_path, sub="")
+    write_json(tmp_path / "annotations" / "finegym_annotation_info_v1.1.json", ANN)
+    touch(tmp_path / "subactions" / f"{C1}.mp4", b"")  # the failed cut
+    touch(tmp_path / "subactions" / f"{C3}.mp4", b"")  # nothing else to cut it from
+    touch(tmp_path / "event_videos" / f"{YT}_E_002407_002435.mp4")
+    idx = create_dataset("gym99", root=tmp_path).load()
+    by = {c.clip_id: c for c in idx.clips}
+    assert by[C1].video.endswith(f"{YT}_E_002407_002435.mp4") and (by[C1].start_time, by[C1].end_time) == (3.2, 5.4)
+    assert by[C3].video is None and by[C3].extra["problem_kind"] == "empty file (0 bytes)"
+    assert idx.meta["empty_cut_files_passed_over"] == 2
+    assert idx.meta["missing_reasons"] == {"empty file (0 bytes)": 1}
+
+
 def test_full_video_cut_starts_at_the_exact_event_start(tmp_path):
     """A video whose frame k shows k (10 fps): the event E_000002_000006 really starts at 2.7 s,
     its segment runs 0.5-1.5 s into it, so the clip is frames 32..41, not 25..34."""

@@ -74,6 +74,16 @@ def cvdf(root):
     return root
 
 
+def crawler(root):
+    """The ActivityNet crawler's own CSV names (Crawler/Kinetics/data/kinetics-400_{train,val,test}.csv),
+    videos in class folders named with spaces."""
+    for split, rows in (("train", TRAIN), ("val", VAL)):
+        _csv(root / f"kinetics-400_{split}.csv", rows, split)
+        _videos(root / f"videos_{split}", rows, "spaces")
+    _csv(root / "kinetics-400_test.csv", TEST, "test", labels=False)
+    return root
+
+
 def mmaction2(root, with_csv=True):
     """data/kinetics400 after mmaction2's tools/data/kinetics: annotations/kinetics_{train,val,test}.csv,
     videos_train|val/<class_with_underscores>/..., and the video lists (of the videos present)."""
@@ -93,7 +103,7 @@ def _labels(idx):
     return {c.clip_id: c.label for c in idx.clips}
 
 
-@pytest.mark.parametrize("layout", [deepmind, cvdf, mmaction2])
+@pytest.mark.parametrize("layout", [deepmind, cvdf, crawler, mmaction2])
 def test_each_layout_reads_the_csvs_with_the_right_counts(tmp_path, layout):
     idx = create_dataset("kinetics400", root=layout(tmp_path)).load()
     check_labels(idx)
