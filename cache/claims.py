@@ -121,9 +121,11 @@ def owner_record() -> dict:
 
 
 def same_process_space(rec: dict) -> bool:
-    """Whether ``rec``'s pid can be looked up here: the same host name, pid namespace and boot
-    (another container or machine that shares the host name, or a host since rebooted, is judged
-    by the claim's age alone). A record of older code, without ``pidns``, is taken as before."""
+    """Whether ``rec``'s pid can be looked up here: the same host name, machine id and pid
+    namespace (another container, or another machine that shares the host name and has its own
+    machine id, is judged by the claim's age alone; :func:`owner_alive` then tells a reboot by the
+    boot id). A record of older code, without these fields, is taken as before. Machines cloned
+    from one image keep one machine id: to this rule they are one machine."""
     if rec.get("host") != HOST:
         return False
     for key, ours in (("pidns", PID_NS), ("machine", MACHINE_ID)):
@@ -217,11 +219,41 @@ def _open_and_read(path: Path) -> Optional[tuple[os.stat_result, Optional[dict]]
     return st, rec if isinstance(rec, dict) else None
 
 
-def age_of(mtime: float, now: Optional[float] = None) -> float:
-    """How long ago a file was touched, as a claim's ttl reads it: the distance from now, either
-    way. A time in the future is another host's clock (or a file server's) running ahead; counted
-    as negative it would keep a dead writer's claim from ever going stale."""
-    return abs((time.time() if now is None else now) - mtime)
+#: a file stamped further than this in the future (by this host's clock) has its age read by the
+#: clock of the filesystem that holds it (:func:`filesystem_now`)
+CLOCK_TOLERANCE_S = 60.0
+
+
+def filesystem_now(folder: Path) -> Optional[float]:
+    """The time by the clock that stamps files in ``folder`` (an NFS server's, not this host's):
+    the modification time of a file made there now. None where nothing can be made there."""
+    probe = Path(folder) / f".clock.{uuid.uuid4().hex[:12]}.tmp"
+    try:
+        fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o664)
+    except OSError:
+        return None
+    try:
+        return os.fstat(fd).st_mtime
+    finally:
+        os.close(fd)
+        try:
+            os.unlink(probe)
+        except OSError:
+            pass
+
+
+def age_of(mtime: float, folder: Path, now: Optional[float] = None) -> float:
+    """How long ago a file of ``folder`` was touched, as a claim's ttl reads it. A time in the
+    future by this host's clock is read by the filesystem's (a file server's clock running ahead
+    stamps every fresh claim ahead: those are young). Still in the future by that clock, the stamp
+    was set, not made by a heartbeat (a writer's clock running ahead, `touch -d`): its distance
+    counts, or it would never go stale. Where the filesystem's clock cannot be read, such a file is
+    taken as young (a later judge, or the writer's own heartbeat, decides)."""
+    age = (time.time() if now is None else now) - mtime
+    if age >= -CLOCK_TOLERANCE_S:
+        return age
+    fs_now = filesystem_now(folder)
+    return 0.0 if fs_now is None else abs(fs_now - mtime)
 
 
 def judge(path: Path, ttl: float = DEFAULT_TTL, now: Optional[float] = None) -> tuple[bool, Optional[str]]:
@@ -231,7 +263,7 @@ def judge(path: Path, ttl: float = DEFAULT_TTL, now: Optional[float] = None) -> 
     if got is None:
         return False, None
     st, rec = got
-    age = age_of(st.st_mtime, now)
+    age = age_of(st.st_mtime, path.parent, now)
     token = _token(path, st, rec)
     if rec is None:
         return age > EMPTY_GRACE_S, token

@@ -25,6 +25,10 @@ def reading(entry_dir: os.PathLike, interval: float = 60.0) -> Iterator[None]:
     """Mark this process as a reader of the entry at ``entry_dir`` while the block runs."""
     path = Path(entry_dir) / layout.READERS_DIR / f"{claims.PIDS_TAG}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
     try:
+        # never parents: an entry removed meanwhile must not come back as an empty skeleton
+        if not (Path(entry_dir) / layout.ROOT_META).is_file():
+            raise FileNotFoundError(f"{entry_dir}: not an entry (removed?)")
+        path.parent.mkdir(exist_ok=True)
         token = claims.try_claim(path)
     except OSError as e:  # a cache this user may read, not write: no mark (gc by its owner may not see it)
         log.debug("no reader mark in %s: %s", entry_dir, e)

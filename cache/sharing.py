@@ -22,7 +22,7 @@ from cache import layout
 
 #: the folders of an entry other writers create files in, rename or remove things from
 ENTRY_SUBDIRS = (layout.CLIPS_DIR, layout.CLAIMS_DIR, layout.FAILURES_DIR, layout.RUNS_DIR, layout.STAGING_DIR,
-                 layout.INDEX_DIR, layout.QUARANTINE_DIR)
+                 layout.INDEX_DIR, layout.QUARANTINE_DIR, layout.READERS_DIR)
 
 
 @dataclass

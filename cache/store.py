@@ -63,6 +63,11 @@ def default_root() -> Path:
     return Path(base) / "pevl"
 
 
+def _is_entry_dir(p: Path) -> bool:
+    """Whether ``p`` is an entry's folder (a path given where an entry key is taken)."""
+    return (p / layout.ROOT_META).is_file() or (p / layout.CLIPS_DIR).is_dir()
+
+
 class CacheRootNotFoundError(FileNotFoundError):
     """The cache root a command reads is not there (or is not a folder)."""
 
@@ -74,14 +79,18 @@ class CacheStore:
         self.root = Path(root if root is not None else default_root()).expanduser()
 
     @classmethod
-    def existing(cls, root: Optional[os.PathLike] = None) -> "CacheStore":
+    def existing(cls, root: Optional[os.PathLike] = None, key: Optional[str] = None) -> "CacheStore":
         """The cache at ``root``, which must be a folder: a command that reads a cache must not
-        report a mistyped path, or a shared mount that is down, as an empty cache that verifies."""
+        report a mistyped path, or a shared mount that is down, as an empty cache that verifies.
+        ``key``: the entry the command names; given as an entry's path, it needs no root."""
         store = cls(root)
-        where = "--cache-root" if root is not None else ("$PEVL_CACHE" if os.environ.get("PEVL_CACHE") else
-                                                         "the default root (no $PEVL_CACHE)")
-        if store.root.is_dir():
+        if store.root.is_dir() or (key and _is_entry_dir(Path(key))):
             return store
+        env = os.environ.get("PEVL_CACHE")
+        if root is None:
+            where = "$PEVL_CACHE" if env else "the default root (no $PEVL_CACHE)"
+        else:  # the command line's option also takes $PEVL_CACHE
+            where = "$PEVL_CACHE or --cache-root" if env and Path(env).expanduser() == store.root else "--cache-root"
         if store.root.exists():
             raise CacheRootNotFoundError(f"{store.root} ({where}) is not a folder: give the cache's folder")
         raise CacheRootNotFoundError(f"no cache at {store.root} ({where}): the path is mistyped, the shared "
@@ -120,7 +129,7 @@ class CacheStore:
     def open(self, key_or_path: str) -> CacheEntry:
         """An entry by key, key prefix (unique), or path."""
         p = Path(key_or_path)
-        if (p / layout.ROOT_META).is_file() or (p / layout.CLIPS_DIR).is_dir():
+        if _is_entry_dir(p):
             return CacheEntry(p)
         hits = [d for d in self._entry_dirs() if d.name.startswith(key_or_path)]
         if len(hits) == 1:
@@ -247,7 +256,7 @@ class CacheStore:
         for ds in sorted(p for p in self.entries_dir.iterdir() if p.is_dir()):
             for e in sorted(ds.iterdir()):
                 if e.name.startswith(".") and (".creating-" in e.name or ".deleting-" in e.name):
-                    if claims.age_of(e.stat().st_mtime, now) > ttl:
+                    if claims.age_of(e.stat().st_mtime, e.parent, now) > ttl:
                         acts.append(GcAction(e, "abandoned entry creation", dir_size(e)))
                     continue
                 if not e.is_dir() or e.name.startswith("."):
@@ -327,12 +336,14 @@ class CacheStore:
         stays listed by the next ``gc`` (a folder renamed aside among its entry's leftovers)."""
         freed, left = 0, []
         for a in actions:
-            if a.claim_ttl is not None:
-                freed += a.bytes if claims.remove_if_stale(a.path, a.claim_ttl) else 0
+            if self._read_now(a, a.claim_ttl or claims.DEFAULT_TTL):  # a reader came since the plan
                 continue
             try:
+                if a.claim_ttl is not None:
+                    freed += a.bytes if claims.remove_if_stale(a.path, a.claim_ttl) else 0
+                    continue
                 problems = remove_tree(a.path) if a.path.is_dir() else (a.path.unlink(missing_ok=True) or [])
-            except OSError as e:
+            except OSError as e:  # e.g. another user's claims or readers folder
                 problems = [f"{a.path}: {e.strerror or e}"]
             if problems:
                 left.append(f"{a.path} ({len(problems)} not removed, first {problems[0]})")

@@ -101,7 +101,7 @@ def staging_stale(path: Path, ttl: float) -> bool:
         except FileNotFoundError:
             return False
     try:
-        return claims.age_of(path.stat().st_mtime) > ttl
+        return claims.age_of(path.stat().st_mtime, path.parent) > ttl
     except FileNotFoundError:
         return False
 

@@ -113,7 +113,7 @@ def cache_info(
     from cache.entry import DAMAGED_HINT, EntryDamagedError
 
     with exit_on_error(verbose=False, code=1):
-        e = CacheStore.existing(cache_root).open(key)
+        e = CacheStore.existing(cache_root, key).open(key)
     if clips:
         from pipeline.commands.cache_info import clip_rows, clips_table
 
@@ -159,7 +159,7 @@ def cache_verify(
 
     from cache.entry import EntryDamagedError, EntryFormatError
 
-    store = CacheStore.existing(cache_root)
+    store = CacheStore.existing(cache_root, key)
     try:
         entries = [store.open(key)] if key else store.entries()
     except (EntryFormatError, EntryDamagedError) as ex:
@@ -251,7 +251,7 @@ def cache_export(
     from cache import CacheStore
     from cache.store import export_hdf5
 
-    e = CacheStore.existing(cache_root).open(key)
+    e = CacheStore.existing(cache_root, key).open(key)
     prog = progress_bar()
     with prog:
         task = prog.add_task(f"exporting {e.key}", total=max(1, e.status().done))
@@ -281,7 +281,7 @@ def cache_show(
     from stages.skeletons import entry_skeleton
 
     with exit_on_error(verbose=False):
-        e = CacheStore.existing(cache_root).open(key)
+        e = CacheStore.existing(cache_root, key).open(key)
     skeleton = entry_skeleton(e.skeleton, e.settings)  # every kept person's joints
     rows = e.clips(split=split)
     if gallery is not None:
@@ -330,7 +330,7 @@ def cache_repair(
     from cache import CacheStore
     from cache.entry import EntryDamagedError, EntryFormatError
 
-    store = CacheStore.existing(cache_root)
+    store = CacheStore.existing(cache_root, key)
     try:
         e = store.open(key)
     except (EntryFormatError, EntryDamagedError) as ex:  # metadata is extract's to rebuild

@@ -88,7 +88,7 @@ def checkpoint_run(exp: str, variant: Optional[str], checkpoint: Path, dataset: 
     else:  # a checkpoint from before runs were recorded: the entry the run config names
         cfg = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
         e = find_entry(cfg.data.to_dict(), cache_root=root)
-    if variant and rec.get("variant") and variant != rec["variant"]:
+    if variant and rec.get("variant") in variants and variant != rec["variant"]:
         raise ValueError(f"checkpoint {checkpoint} was trained as variant {rec['variant']} "
                          f"({rec.get('experiment')}); --variant {variant} names another: leave --variant out "
                          "(the checkpoint's own is used)")
@@ -98,7 +98,14 @@ def checkpoint_run(exp: str, variant: Optional[str], checkpoint: Path, dataset: 
 
         trained, unknown = trained_model_settings(recorded, cfg, e, opts)
         if trained:
-            cfg = build_run_config(exp, v, dataset=dataset, cfg_options={**opts, **trained})
+            from stages.settings import SettingsError
+
+            try:
+                cfg = build_run_config(exp, v, dataset=dataset, cfg_options={**opts, **trained})
+            except SettingsError as ex:
+                raise ValueError(f"checkpoint {checkpoint} records model settings this version refuses "
+                                 f"({'; '.join(f'{k}={val!r}' for k, val in trained.items())}): {ex}. It was trained "
+                                 "by another version of this code") from None
             console.print(f"[yellow]note:[/] {checkpoint} was trained with "
                           + "; ".join(f"{k}={val!r}" for k, val in trained.items())
                           + f" (this command's config says otherwise): its model is built so", highlight=False)

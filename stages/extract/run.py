@@ -171,6 +171,9 @@ class _ClipRun:
             uid = clip_uid(c.clip_id)
             if not self.writer.claim(uid):
                 continue
+            if c.clip_id in self.p.no_pose:  # known at planning time: nothing to decode
+                self._fail(c, uid, f"no poses for this clip in --pose-source {self.p.pose_spec} (--missing-poses fail)")
+                continue
             why = _cannot_open(c.video, self.p.index.root) if c.video else None
             if why:
                 self.writer.release(uid)
@@ -178,9 +181,6 @@ class _ClipRun:
                     f"cannot read {c.video} ({why}): the dataset's files are not readable by this user, or their "
                     "filesystem is not mounted. Nothing was recorded as failed for it: make it readable and run "
                     "again (the clips done so far are kept)")
-            if c.clip_id in self.p.no_pose:  # known at planning time: nothing to decode
-                self._fail(c, uid, f"no poses for this clip in --pose-source {self.p.pose_spec} (--missing-poses fail)")
-                continue
             yield c, uid
 
     def extract(self, c, uid: str, decoder=None) -> Optional[ClipResult]:

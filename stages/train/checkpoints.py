@@ -36,7 +36,7 @@ from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 
-from cache.claims import PIDS_TAG, pid_alive
+from cache.claims import DEFAULT_TTL, PIDS_TAG, age_of, pid_alive
 from cache.fsutil import atomic_write_text
 from stages.registry import HOOKS
 
@@ -94,7 +94,10 @@ def publish(tmp: Path, final: Path) -> None:
 
 
 def remove_stale_temporaries(folder: os.PathLike) -> list[Path]:
-    """Remove ``.<checkpoint>.<host>.<pid>.tmp`` files whose writer (on this host) is gone."""
+    """Remove ``.<checkpoint>.<tag>.<pid>.tmp`` files whose writer is gone: at once when it was of
+    this process space (``claims.PIDS_TAG``) and its pid is dead; otherwise (another node, a boot
+    before the last, a container, older code's names) once untouched for ``DEFAULT_TTL``, as a
+    writer's temporary grows while it writes."""
     removed = []
     try:
         names = os.listdir(folder)
@@ -102,10 +105,17 @@ def remove_stale_temporaries(folder: os.PathLike) -> list[Path]:
         return removed
     for name in names:
         m = _TMP.match(name)
-        if m and m["host"] == _HOST and not pid_alive(int(m["pid"])):
-            p = Path(folder) / name
-            p.unlink(missing_ok=True)
-            removed.append(p)
+        if not m:
+            continue
+        p = Path(folder) / name
+        try:
+            gone = (not pid_alive(int(m["pid"]))) if m["host"] == _HOST else \
+                age_of(p.stat().st_mtime, p.parent) > DEFAULT_TTL
+            if gone:
+                p.unlink()
+                removed.append(p)
+        except OSError:  # removed meanwhile, or not ours to remove
+            continue
     return removed
 
 
@@ -249,7 +259,10 @@ class AtomicCheckpointHook(CheckpointHook):
                 return
             publish(Path(self.out_dir) / tmp, Path(self.last_ckpt))
         except OSError as e:
-            (Path(self.out_dir) / tmp).unlink(missing_ok=True)  # a part-written file would keep the disk full
+            try:
+                (Path(self.out_dir) / tmp).unlink(missing_ok=True)  # a part-written file would keep the disk full
+            except OSError:  # (a read-only mount refuses even this)
+                pass
             raise CheckpointWriteError(e, Path(self.last_ckpt), resume_checkpoint(self.out_dir)) from e
         atomic_write_text(Path(runner.work_dir) / LAST_CHECKPOINT, self.last_ckpt)
         if doomed is not None:

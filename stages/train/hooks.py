@@ -118,7 +118,8 @@ class NonFiniteLossError(RuntimeError):
 class FiniteLossHook(Hook):
     """Stops training at the first iteration whose loss is NaN or infinite.
 
-    Nothing else notices: the optimiser turns every weight it touches into NaN, the scores argmax
+    Nothing else notices: the optimiser turns every weight it touches into NaN (float16 training's
+    GradScaler skips such steps instead: there it stops after :attr:`SCALED_PATIENCE` in a row), the scores argmax
     to class 0 (top-1 at chance, a plausible weak result), and the checkpoint hook keeps the NaN
     epochs in place of the last good one. Checked after every iteration (the logger already
     reads the loss back each iteration, so this costs no extra device sync) and before the
@@ -126,6 +127,14 @@ class FiniteLossHook(Hook):
     data parallelism the ranks agree first (one all-reduce of a flag), so all of them stop."""
 
     priority = "ABOVE_NORMAL"
+
+    #: float16 training (``AmpOptimWrapper``'s GradScaler) skips a step whose gradients are not
+    #: finite, so a few non-finite losses leave the weights as they were: it stops after this many
+    #: in a row (then every step is skipped: nothing trains)
+    SCALED_PATIENCE = 50
+
+    def __init__(self):
+        self.streak = 0
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         import torch
@@ -141,13 +150,18 @@ class FiniteLossHook(Hook):
             if flag.item() and not bad:
                 bad = {"loss": "not finite on another rank"}
         if not bad:
+            self.streak = 0
             return
+        self.streak += 1
+        if hasattr(runner.optim_wrapper, "loss_scaler") and self.streak < self.SCALED_PATIENCE:
+            return  # the scaler skipped this step and lowers its scale
         lrs = runner.optim_wrapper.get_lr() if hasattr(runner.optim_wrapper, "get_lr") else {}
         lr = next(iter(lrs.values()), [None])[0] if lrs else None
         last = runner.message_hub.get_info("last_ckpt")
         raise NonFiniteLossError(
             f"the training loss is not finite at epoch {runner.epoch + 1}, iteration {batch_idx + 1} "
-            f"({', '.join(f'{k} {v}' for k, v in bad.items())}); training stopped before the weights this step "
+            + (f"({self.streak} iterations in a row, float16 loss scaling skipping each) " if self.streak > 1 else "")
+            + f"({', '.join(f'{k} {v}' for k, v in bad.items())}); training stopped before the weights this step "
             "made were validated or saved. "
             + (f"The newest checkpoint, {last}, holds weights from before it. " if last else "No checkpoint was saved. ")
             + "Usual causes: a learning rate too high for this model and batch"

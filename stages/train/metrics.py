@@ -47,10 +47,10 @@ def classification_metrics(scores: np.ndarray, labels: np.ndarray, num_classes: 
     true class is one of them (None if there are none)."""
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
-    bad = ~np.isfinite(scores).all(1) if scores.ndim == 2 else np.zeros(0, bool)
+    bad = np.isnan(scores).any(1) if scores.ndim == 2 else np.zeros(0, bool)
     if bad.any():  # argmax over NaN is class 0: top-1 at chance, a plausible weak model
-        raise ValueError(f"{int(bad.sum())} of {len(scores)} clips have NaN or infinite class scores: the model's "
-                         "weights are not finite (a run that diverged), so there is nothing to measure")
+        raise ValueError(f"{int(bad.sum())} of {len(scores)} clips have NaN class scores: the model's weights are "
+                         "not finite (a run that diverged), so there is nothing to measure")
     c = int(num_classes or scores.shape[1])
     n = len(labels)
     if n == 0:

@@ -205,7 +205,14 @@ def model_cost(cfg: Config, entry: CacheEntry, model) -> dict:
     return out
 
 
-def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, launcher: str = "none",
+def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, **kw) -> Optional[dict]:
+    """Train one variant into ``work_dir`` and evaluate it (:func:`_train_variant`), marked as a
+    reader of ``entry`` all along, so `pipeline cache gc` leaves the entry alone meanwhile."""
+    with reading(entry.path):
+        return _train_variant(cfg, work_dir, entry, **kw)
+
+
+def _train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, launcher: str = "none",
                   device: Optional[str] = None, resume: bool = False, allow_partial: bool = False,
                   hooks: Optional[list] = None, on_runner: Optional[Callable] = None,
                   say: Optional[Callable[[str], None]] = None,
@@ -252,20 +259,19 @@ def train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, laun
     runner = LoggingRunner(**kw)
     if on_runner:
         on_runner(runner)
-    with reading(entry.path):  # `pipeline cache gc` leaves the entry alone while the run reads it
+    with checkpoint_safe_globals():
+        runner.train()
+    clock = next(h for h in runner.hooks if isinstance(h, TrainTimeHook))
+    train_s = clock.total()
+    rec = next(h for h in runner.hooks if isinstance(h, RecordValHook))
+    # the validation after the last epoch already evaluated the final weights on the test split
+    # (same data, same views); otherwise (no validation, or a resumed run that had finished) test
+    if rec.last_val_epoch == runner.max_epochs:
+        metric = runner.val_loop.evaluator.metrics[0]
+    else:
         with checkpoint_safe_globals():
-            runner.train()
-        clock = next(h for h in runner.hooks if isinstance(h, TrainTimeHook))
-        train_s = clock.total()
-        rec = next(h for h in runner.hooks if isinstance(h, RecordValHook))
-        # the validation after the last epoch already evaluated the final weights on the test split
-        # (same data, same views); otherwise (no validation, or a resumed run that had finished) test
-        if rec.last_val_epoch == runner.max_epochs:
-            metric = runner.val_loop.evaluator.metrics[0]
-        else:
-            with checkpoint_safe_globals():
-                runner.test()
-            metric = runner.test_loop.evaluator.metrics[0]
+            runner.test()
+        metric = runner.test_loop.evaluator.metrics[0]
     if rank != 0:
         return None
     res = metric.last_result
@@ -324,6 +330,11 @@ def _leaves(d: Any, at: str = "") -> dict:
     return {at: d}
 
 
+#: model settings that do not define the model a checkpoint's weights belong to: where the
+#: training machine kept files (this machine's are given with -c), and what acts only in training
+NOT_THE_MODEL = frozenset({"pretrained_path", "cache_dir", "checkpoint", "drop_path"})
+
+
 def trained_model_settings(recorded: dict, cfg: Config, entry: CacheEntry, given: dict) -> tuple[dict, list[str]]:
     """What a checkpoint's recorded run config (``recorded``: ``meta.run_record.run_config``) says
     the model was, against ``cfg`` built for evaluating it: ``(options, unknown)``, where ``options``
@@ -337,6 +348,8 @@ def trained_model_settings(recorded: dict, cfg: Config, entry: CacheEntry, given
     theirs = _leaves(recorded.get("model") or {}, "model")
     options, unknown, clash = {}, [], []
     for k, v in theirs.items():
+        if k.rsplit(".", 1)[-1] in NOT_THE_MODEL:
+            continue
         if k not in made:
             unknown.append(k)
         elif k in ours and made[k] != v:
@@ -356,7 +369,14 @@ def _differences(a: Any, b: Any, at: str = "") -> list[str]:
     return [] if a == b else [f"{at}: {a!r} -> {b!r}"]
 
 
-def evaluate_checkpoint(cfg: Config, checkpoint: str, entry: CacheEntry, out_dir: os.PathLike, *,
+def evaluate_checkpoint(cfg: Config, checkpoint: str, entry: CacheEntry, out_dir: os.PathLike,
+                        **kw) -> Optional[dict]:
+    """Evaluate ``checkpoint`` (:func:`_evaluate_checkpoint`), marked as a reader of ``entry``."""
+    with reading(entry.path):
+        return _evaluate_checkpoint(cfg, checkpoint, entry, out_dir, **kw)
+
+
+def _evaluate_checkpoint(cfg: Config, checkpoint: str, entry: CacheEntry, out_dir: os.PathLike, *,
                         launcher: str = "none", device: Optional[str] = None, allow_partial: bool = False,
                         split: Optional[str] = None) -> Optional[dict]:
     """Evaluate ``checkpoint`` (3 crops x 1 clip, every class text once) into ``out_dir``."""
@@ -379,7 +399,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str, entry: CacheEntry, out_dir
                        world_size=world_size(launcher))
     runner = LoggingRunner(**kw)
     t0 = time.time()
-    with reading(entry.path), checkpoint_safe_globals():
+    with checkpoint_safe_globals():
         runner.test()
     if rank != 0:
         return None

@@ -84,6 +84,26 @@ def test_a_dead_writers_claim_touched_in_the_future_goes_stale(tmp_path):
     assert not claims.is_stale(_write_claim(tmp_path / "d", other, age=-300), ttl=600)  # skew within the ttl
 
 
+def test_a_file_servers_clock_running_ahead_makes_fresh_claims_young_not_stale(tmp_path, monkeypatch):
+    """On NFS the server stamps files: 15 minutes ahead of this host, every fresh claim looks 15
+    minutes in the future. Its age is read by the server's clock (a file made there now), so a live
+    writer's claim (this process') is not taken over, and another host's fresh one is young."""
+    ahead = 900.0
+    mine = _write_claim(tmp_path / "mine", _mine(), age=-ahead)
+    other = _write_claim(tmp_path / "other", {"host": "node17", "pid": 1, "time": time.time(), "token": "ab"},
+                         age=-ahead)
+    monkeypatch.setattr(claims, "filesystem_now", lambda folder: time.time() + ahead)
+    assert not claims.is_stale(mine, ttl=600) and claims.try_claim(mine, ttl=600) is None
+    assert not claims.is_stale(other, ttl=600)
+    # where no file can be made to read that clock, a future stamp is taken as young
+    monkeypatch.setattr(claims, "filesystem_now", lambda folder: None)
+    assert not claims.is_stale(other, ttl=600)
+    # the probe itself leaves nothing behind
+    monkeypatch.undo()
+    assert claims.filesystem_now(tmp_path) == pytest.approx(time.time(), abs=5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "other"]
+
+
 def test_empty_claim_is_taken_over_after_a_grace_period_not_the_ttl(tmp_path):
     c = _write_claim(tmp_path / "c", None)  # older code killed between create and write
     assert not claims.is_stale(c, ttl=600) and claims.try_claim(c, ttl=600) is None  # may be mid-write

@@ -299,7 +299,7 @@ def test_repair_of_a_flipped_and_a_deleted_clip_then_extract_redoes_them_and_reb
     assert CacheStore(cache_root).verify(again).ok and not CacheStore(cache_root).damaged_entries()
 
 
-def test_a_missing_cache_root_is_an_error_not_an_empty_cache(tmp_path):
+def test_a_missing_cache_root_is_an_error_not_an_empty_cache(tmp_path, monkeypatch):
     """A mistyped --cache-root, or a shared mount that is down, must not list, verify or gc as an
     empty cache that is fine (exit 0)."""
     (tmp_path / "afile").write_text("x")
@@ -309,6 +309,14 @@ def test_a_missing_cache_root_is_an_error_not_an_empty_cache(tmp_path):
             res, out = _cli("cache", *cmd, "--cache-root", str(root))
             assert res.exit_code != 0 and says in out, (cmd, out)
     assert not (tmp_path / "nope").exists()
+    # an entry named by its path needs no root; a root from $PEVL_CACHE is named as such
+    entry = make_entry(tmp_path / "real")
+    for cmd in (["info", str(entry.path)], ["verify", str(entry.path)]):
+        res, out = _cli("cache", *cmd, "--cache-root", str(tmp_path / "nope"))
+        assert res.exit_code == 0, (cmd, out)
+    monkeypatch.setenv("PEVL_CACHE", str(tmp_path / "nope"))
+    res, out = _cli("cache", "ls")
+    assert res.exit_code != 0 and f"no cache at {tmp_path / 'nope'} ($PEVL_CACHE or --cache-root)" in out, out
 
 
 def test_file_too_large_is_explained_like_a_full_disk(tmp_path):
@@ -377,6 +385,15 @@ def test_gc_leaves_an_entry_that_a_live_process_reads(tmp_path, caplog):
     acts = store.gc_plan(incomplete_older_than_days=0)
     assert {(a.path, a.why.split(",")[0]) for a in acts} == {(dead, "mark of a reader that is gone"),
                                                             (entry.path, "incomplete")}
+    # a reader that comes between the plan and the removal keeps the entry too
+    with reading(entry.path):
+        store.gc(acts)
+        assert entry.path.is_dir() and not dead.exists()
+    # and a reader of an entry removed meanwhile does not bring back an empty skeleton of it
+    store.gc(store.gc_plan(incomplete_older_than_days=0))
+    assert not entry.path.exists()
+    with reading(entry.path):
+        assert not entry.path.exists()
 
 
 def test_a_full_disk_while_the_index_is_written_names_the_index_and_leaves_no_staging(tmp_path, monkeypatch):

@@ -127,6 +127,18 @@ def test_temporaries_of_dead_writers_are_removed(tmp_path):
     dead.wait()
     mine = tmp_path / temporary_name("epoch_3.pth")
     theirs = tmp_path / temporary_name("epoch_2.pth").replace(f".{os.getpid()}.", f".{dead.pid}.")
-    for p in (mine, theirs):
+    # another boot or container of this host name, and older code's names: judged by age (a node that
+    # crashed mid-save left multi-GB files nothing removed)
+    import time
+
+    from cache.claims import HOST
+
+    other_old = tmp_path / f".epoch_4.pth.{HOST.replace('.', '_')}~1~deadbeef.{dead.pid}.tmp"
+    legacy_old = tmp_path / f".epoch_5.pth.{HOST.replace('.', '_')}.{dead.pid}.tmp"
+    other_new = tmp_path / f".epoch_6.pth.node17.{dead.pid}.tmp"
+    for p in (mine, theirs, other_old, legacy_old, other_new):
         p.write_bytes(b"partial")
-    assert remove_stale_temporaries(tmp_path) == [theirs] and mine.exists()
+    for p in (other_old, legacy_old):
+        os.utime(p, (time.time() - 700,) * 2)
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted([theirs, other_old, legacy_old])
+    assert mine.exists() and other_new.exists()  # a live writer's, and one another node may still be writing

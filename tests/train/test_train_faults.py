@@ -107,7 +107,7 @@ def test_diverged_and_damaged_checkpoints_are_refused_by_name(small_demo, tmp_pa
 def test_nan_scores_are_refused_not_measured_as_chance():
     scores = np.ones((4, 3))
     scores[2, 1] = np.nan
-    with pytest.raises(ValueError, match="1 of 4 clips have NaN or infinite class scores"):
+    with pytest.raises(ValueError, match="1 of 4 clips have NaN class scores"):
         classification_metrics(scores, np.array([0, 1, 2, 0]))
     assert classification_metrics(np.eye(3), np.array([0, 1, 2]))["top1"] == 100.0
 
@@ -157,3 +157,51 @@ def test_a_run_stopped_by_a_damaged_clip_says_what_recovers_it():
     hint = _recovery_hint(ChunkFormatError("clips/x/frames/c/0/0/0/0: chunk file missing"), entry)
     assert "`pipeline cache repair 8f2a491a5c787254` then `pipeline extract`" in hint and "--resume" in hint
     assert _recovery_hint(ValueError("another fault"), entry) == ""
+
+
+def test_eval_takes_the_trained_model_settings_but_not_the_training_machines_paths(small_demo):
+    """A checkpoint records where the training machine kept the CLIP file: evaluating it elsewhere
+    gives this machine's with -c (the backbone check compares the weights' sha256, not the path)."""
+    import copy
+
+    from stages.train.hooks import run_record
+    from stages.train.runner import run_config_of, trained_model_settings
+
+    _, entry_dir, _ = small_demo
+    cfg, entry = _model_and_cfg(entry_dir)
+    recorded = copy.deepcopy(run_record(run_config_of(cfg, entry), entry)["run_config"])
+    assert trained_model_settings(recorded, cfg, entry, {}) == ({}, [])  # the same run: nothing to take
+    recorded["model"]["clip"]["pretrained_path"] = "/cluster/alice/ViT-B-16.pt"
+    recorded["model"]["pose"]["normalize"] = "crop"
+    recorded["model"]["retired_switch"] = True
+    given = {"model.clip.pretrained_path": "/home/bob/ViT-B-16.pt"}
+    assert trained_model_settings(recorded, cfg, entry, given) == ({"model.pose.normalize": "crop"},
+                                                                   ["model.retired_switch"])
+    with pytest.raises(ValueError, match="model.pose.normalize: trained 'crop', -c gives 'person'"):
+        trained_model_settings(recorded, cfg, entry, {"model.pose.normalize": "person"})
+
+
+def test_float16_loss_scaling_gets_a_streak_before_the_run_stops():
+    """float16 training's GradScaler skips a step with non-finite gradients (the weights stay as they
+    were): a stray overflow must not stop it; a streak of them (nothing trains any more) does."""
+    from types import SimpleNamespace
+
+    from stages.train.hooks import FiniteLossHook
+
+    def runner(scaled):
+        wrapper = SimpleNamespace(get_lr=lambda: {"lr": [1e-3]}, **({"loss_scaler": object()} if scaled else {}))
+        return SimpleNamespace(optim_wrapper=wrapper, epoch=0,
+                               message_hub=SimpleNamespace(get_info=lambda k: None))
+
+    nan, ok = {"loss": torch.tensor(float("nan"))}, {"loss": torch.tensor(1.0)}
+    hook = FiniteLossHook()
+    scaled = runner(True)
+    for i in range(FiniteLossHook.SCALED_PATIENCE - 1):
+        hook.after_train_iter(scaled, i, outputs=nan)
+    hook.after_train_iter(scaled, 60, outputs=ok)  # the scale came down: training goes on, the streak ends
+    for i in range(FiniteLossHook.SCALED_PATIENCE - 1):
+        hook.after_train_iter(scaled, i, outputs=nan)
+    with pytest.raises(NonFiniteLossError, match=r"\(50 iterations in a row, float16 loss scaling skipping each\)"):
+        hook.after_train_iter(scaled, 99, outputs=nan)
+    with pytest.raises(NonFiniteLossError, match="iteration 1 "):  # fp32 / bf16: at once
+        FiniteLossHook().after_train_iter(runner(False), 0, outputs=nan)
