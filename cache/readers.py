@@ -44,21 +44,15 @@ def reading(entry_dir: os.PathLike, interval: float = 60.0) -> Iterator[None]:
             claims.release(path, token)
 
 
-def live_readers(entry_dir: os.PathLike, ttl: float = claims.DEFAULT_TTL) -> list[Path]:
-    """The marks of the processes reading the entry now (their files; stale marks left out)."""
+def reader_marks(entry_dir: os.PathLike, ttl: float = claims.DEFAULT_TTL) -> tuple[list[Path], list[Path]]:
+    """``(live, stale)``: the marks of the processes reading the entry now, and those whose reader
+    is gone (gc removes them)."""
     d = Path(entry_dir) / layout.READERS_DIR
     try:
-        names = os.listdir(d)
+        names = sorted(n for n in os.listdir(d) if not n.startswith("."))
     except OSError:
-        return []
-    return [d / n for n in sorted(names) if not n.startswith(".") and not claims.is_stale(d / n, ttl)]
-
-
-def stale_readers(entry_dir: os.PathLike, ttl: float = claims.DEFAULT_TTL) -> list[Path]:
-    """The marks whose reader is gone (gc removes them)."""
-    d = Path(entry_dir) / layout.READERS_DIR
-    try:
-        names = os.listdir(d)
-    except OSError:
-        return []
-    return [d / n for n in sorted(names) if claims.is_stale(d / n, ttl)]
+        return [], []
+    live, stale = [], []
+    for n in names:
+        (stale if claims.is_stale(d / n, ttl) else live).append(d / n)
+    return live, stale

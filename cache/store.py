@@ -17,7 +17,7 @@ from cache.digests import array_digest
 from cache.entry import CacheEntry, EntryFormatError, EntryNotFoundError, metadata_problems
 from cache.fsutil import DELETING, dir_size, explained_os_errors, read_json, remove_tree
 from cache.item_index import ItemIndex, ItemIndexError
-from cache.readers import live_readers, stale_readers
+from cache.readers import reader_marks
 from cache.writer import EntryWriter, staging_stale
 
 log = logging.getLogger(__name__)
@@ -290,7 +290,7 @@ class CacheStore:
         left alone, with a warning naming the readers."""
         if not (act.path / layout.ROOT_META).is_file():
             return False
-        live = live_readers(act.path, ttl)
+        live, _ = reader_marks(act.path, ttl)
         if live:
             owners = [claims.read_owner(p) or {} for p in live]
             log.warning("leaving entry %s (%s): %d process(es) read it now (%s)", act.path, act.why, len(live),
@@ -321,7 +321,7 @@ class CacheStore:
             for s in staging.iterdir():
                 if staging_stale(s, ttl):
                     acts.append(GcAction(s, "staging left by a killed writer", dir_size(s)))
-        for r in stale_readers(entry_dir, ttl):
+        for r in reader_marks(entry_dir, ttl)[1]:
             acts.append(GcAction(r, "mark of a reader that is gone", r.stat().st_size, claim_ttl=ttl))
         cdir = entry_dir / layout.CLAIMS_DIR
         if cdir.is_dir():

@@ -367,17 +367,17 @@ def test_gc_leaves_an_entry_that_a_live_process_reads(tmp_path, caplog):
     (judged by the entry's files alone); a reader's mark keeps it, and a dead reader's mark goes."""
     import logging
 
-    from cache.readers import live_readers, reading
+    from cache.readers import reader_marks, reading
 
     entry = make_entry(tmp_path)
     shutil.rmtree(entry.path / "clips" / "c1")  # incomplete: what --incomplete-older-than 0 removes
     store = CacheStore(tmp_path)
     with reading(entry.path):
-        (mark,) = live_readers(entry.path)
+        (mark,), _ = reader_marks(entry.path)
         with caplog.at_level(logging.WARNING, logger="cache.store"):
             assert [a.path for a in store.gc_plan(incomplete_older_than_days=0)] == []
         assert f"leaving entry {entry.path} (incomplete" in caplog.text and f"pid {os.getpid()}" in caplog.text
-    assert not mark.exists() and live_readers(entry.path) == []  # released when the block ends
+    assert not mark.exists() and reader_marks(entry.path) == ([], [])  # released when the block ends
     # a reader killed outright leaves its mark: judged dead, gc removes it, and the entry is no longer kept
     dead = entry.path / "readers" / f"{claims.PIDS_TAG}.{_dead_pid()}.ab"
     rec = dict(claims.owner_record(), pid=int(dead.name.split(".")[-2]))

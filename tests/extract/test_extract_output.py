@@ -35,9 +35,8 @@ def test_notes_reach_the_extract_summary_and_cache_show(tmp_path):
     assert shown.exit_code == 0 and "note: " in shown.output and "rotat" in shown.output
 
 
-def test_a_new_entry_that_differs_only_in_adapter_options_is_pointed_out(tmp_path):
-    """A rerun that leaves out --coarse-type makes a new entry and extracts every clip again: said
-    before it starts, naming the entry and what differs."""
+def _one_clip_dataset(tmp_path) -> list[str]:
+    """A custom dataset of one clip with its poses in a skeleton file; the extract command for it."""
     root = tmp_path / "data"
     root.mkdir()
     pattern_video(root / "a.mp4", frames=8)
@@ -45,8 +44,14 @@ def test_a_new_entry_that_differs_only_in_adapter_options_is_pointed_out(tmp_pat
     (tmp_path / "poses.pkl").write_bytes(pickle.dumps([{"frame_dir": "a", "img_shape": (48, 64),
                                                         "keypoint": np.full((1, 8, 17, 2), 20.0, np.float32),
                                                         "keypoint_score": np.ones((1, 8, 17), np.float32)}]))
-    args = ["extract", "--dataset", "custom", "--root", str(root), "--cache-root", str(tmp_path / "cache"),
+    return ["extract", "--dataset", "custom", "--root", str(root), "--cache-root", str(tmp_path / "cache"),
             "--pose-source", f"pkl:{tmp_path / 'poses.pkl'}", "--num-frames", "2", "--short-side", "48"]
+
+
+def test_a_new_entry_that_differs_only_in_adapter_options_is_pointed_out(tmp_path):
+    """A rerun that leaves out --coarse-type makes a new entry and extracts every clip again: said
+    before it starts, naming the entry and what differs."""
+    args = _one_clip_dataset(tmp_path)
     first = CliRunner().invoke(app, args + ["--coarse-type", "action"])
     assert first.exit_code == 0 and "differs from this one" not in first.output, first.output
     # a root that was not there is said to be new (a mistyped path, a shared mount that is down)
@@ -60,23 +65,14 @@ def test_a_new_entry_that_differs_only_in_adapter_options_is_pointed_out(tmp_pat
 
 
 def test_missing_clips_claimed_by_other_writers_are_named(tmp_path):
-    """A clip another writer holds (here a dead one's claim stamped two hours ahead by a clock
-    running fast) is left to it: the summary says whose claim and since when, not only 'missing'."""
+    """A clip another writer holds (here a claim stamped ahead by a clock running fast, within the
+    ttl) is left to it: the summary says whose claim and since when, not only 'missing'."""
     import json
     import os
     import shutil
     import time
 
-    root = tmp_path / "data"
-    root.mkdir()
-    pattern_video(root / "a.mp4", frames=8)
-    write_custom_dataset(root, [("a.mp4", 0, "train")], ["x", "y"])
-    (tmp_path / "poses.pkl").write_bytes(pickle.dumps([{"frame_dir": "a", "img_shape": (48, 64),
-                                                        "keypoint": np.full((1, 8, 17, 2), 20.0, np.float32),
-                                                        "keypoint_score": np.ones((1, 8, 17), np.float32)}]))
-    args = ["extract", "--dataset", "custom", "--root", str(root), "--cache-root", str(tmp_path / "cache"),
-            "--pose-source", f"pkl:{tmp_path / 'poses.pkl'}", "--num-frames", "2", "--short-side", "48",
-            "--coarse-type", "action"]
+    args = _one_clip_dataset(tmp_path) + ["--coarse-type", "action"]
     assert CliRunner().invoke(app, args).exit_code == 0
     (entry,) = CacheStore(tmp_path / "cache").entries("custom")
     shutil.rmtree(entry.path / "clips" / "a")
