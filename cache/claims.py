@@ -256,6 +256,23 @@ def age_of(mtime: float, folder: Path, now: Optional[float] = None) -> float:
     return 0.0 if fs_now is None else abs(fs_now - mtime)
 
 
+def named_writer_gone(path: Path, tag: str, pid: int, ttl: float = DEFAULT_TTL) -> bool:
+    """Whether the writer of ``path`` (a staging folder or a temporary file whose name carries its
+    writer's process space ``tag``, :data:`PIDS_TAG`, and ``pid``) is gone: in this process space at
+    once when the pid is dead or was reused (a process started after the file was last written);
+    elsewhere (another node, container or boot, older code's names) once untouched for ``ttl``."""
+    try:
+        mtime = path.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if tag == PIDS_TAG:
+        if not pid_alive(pid):
+            return True
+        started = process_start_time(pid)
+        return started is not None and started > mtime + 1
+    return age_of(mtime, path.parent) > ttl
+
+
 def judge(path: Path, ttl: float = DEFAULT_TTL, now: Optional[float] = None) -> tuple[bool, Optional[str]]:
     """``(stale, token)`` of the claim file at ``path``; ``(False, None)`` when there is none."""
     path = Path(path)

@@ -255,7 +255,7 @@ class CacheStore:
         broken = dict(self.damaged_entries())
         for ds in sorted(p for p in self.entries_dir.iterdir() if p.is_dir()):
             for e in sorted(ds.iterdir()):
-                if e.name.startswith(".") and (".creating-" in e.name or ".deleting-" in e.name):
+                if e.name.startswith(".") and (".creating-" in e.name or DELETING in e.name):
                     if claims.age_of(e.stat().st_mtime, e.parent, now) > ttl:
                         acts.append(GcAction(e, "abandoned entry creation", dir_size(e)))
                     continue

@@ -88,22 +88,11 @@ def _explained(method):
 
 def staging_stale(path: Path, ttl: float) -> bool:
     """Whether a writer's folder in ``.staging/`` was left by one that is gone: named
-    ``<what>.<tag>.<pid>.<rand>`` (``claims.PIDS_TAG``: host, pid namespace, boot), so the dead pids
-    of this process space are stale at once, others (another container or machine sharing the host
-    name, older code's names) after ``ttl``."""
+    ``<what>.<tag>.<pid>.<rand>`` (``claims.PIDS_TAG``: host, pid namespace, boot), judged by
+    :func:`claims.named_writer_gone`; a name of another form by its age."""
     parts = path.name.rsplit(".", 3)
-    if len(parts) == 4 and parts[1] == claims.PIDS_TAG and parts[2].isdigit():
-        if not claims.pid_alive(int(parts[2])):
-            return True
-        started = claims.process_start_time(int(parts[2]))
-        try:  # a live pid that started after the folder was made is a reused pid
-            return started is not None and started > path.stat().st_mtime + 1
-        except FileNotFoundError:
-            return False
-    try:
-        return claims.age_of(path.stat().st_mtime, path.parent) > ttl
-    except FileNotFoundError:
-        return False
+    tag, pid = (parts[1], int(parts[2])) if len(parts) == 4 and parts[2].isdigit() else ("", 0)
+    return claims.named_writer_gone(path, tag, pid, ttl)
 
 
 def _check_staged_whole(tmp: Path, made: int, arrays: list[str]) -> None:
@@ -344,7 +333,24 @@ class EntryWriter:
         tmp = self.staging / f"index.{claims.PIDS_TAG}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
         try:
             with explained_os_errors(self.path / layout.INDEX_DIR):  # (names the index, not a clip)
-                self._write_index_at(tmp, rows, clips, kps, scs, offsets, labels, sizes, v)
+                g = zarr.open_group(tmp, mode="w", zarr_format=3)
+                flat_k = np.concatenate(kps) if kps else np.zeros((0, v, 2), np.float32)
+                flat_s = np.concatenate(scs) if scs else np.zeros((0, v), np.float32)
+                # Many clips per chunk: poses are small, and one file per clip would be slow to list.
+                g.create_array("keypoints", data=flat_k, chunks=(min(max(len(flat_k), 1), 65536), v, 2))
+                g.create_array("scores", data=flat_s, chunks=(min(max(len(flat_s), 1), 65536), v))
+                g.create_array("offsets", data=np.asarray(offsets, np.int64))
+                g.create_array("labels", data=np.asarray(labels, np.int64))
+                g.create_array("orig_size", data=np.asarray(sizes, np.int32).reshape(-1, 2))
+                # what a training item reads besides its pixels, for every clip (cache/item_index.py)
+                items = item_arrays(clips)
+                for name, a in items.items():
+                    g.create_array(name, data=a)
+                items.update(keypoints=flat_k, scores=flat_s, offsets=np.asarray(offsets, np.int64))
+                g.attrs.update({"uids": [c["uid"] for c in rows], "clip_ids": [c["clip_id"] for c in rows],
+                                "splits": [c["split"] for c in rows],
+                                "items": item_attrs(items, [c["uid"] for c in rows])})
+                _fsync_tree(tmp)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)  # a half-written index must not wait for a later run
             raise
@@ -352,27 +358,6 @@ class EntryWriter:
             os.rename(tmp, self.path / layout.INDEX_DIR)
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
-
-    @staticmethod
-    def _write_index_at(tmp: Path, rows, clips, kps, scs, offsets, labels, sizes, v) -> None:
-        g = zarr.open_group(tmp, mode="w", zarr_format=3)
-        flat_k = np.concatenate(kps) if kps else np.zeros((0, v, 2), np.float32)
-        flat_s = np.concatenate(scs) if scs else np.zeros((0, v), np.float32)
-        # Many clips per chunk: poses are small, and one file per clip would be slow to list.
-        g.create_array("keypoints", data=flat_k, chunks=(min(max(len(flat_k), 1), 65536), v, 2))
-        g.create_array("scores", data=flat_s, chunks=(min(max(len(flat_s), 1), 65536), v))
-        g.create_array("offsets", data=np.asarray(offsets, np.int64))
-        g.create_array("labels", data=np.asarray(labels, np.int64))
-        g.create_array("orig_size", data=np.asarray(sizes, np.int32).reshape(-1, 2))
-        # what a training item reads besides its pixels, for every clip (cache/item_index.py)
-        items = item_arrays(clips)
-        for name, a in items.items():
-            g.create_array(name, data=a)
-        items.update(keypoints=flat_k, scores=flat_s, offsets=np.asarray(offsets, np.int64))
-        g.attrs.update({"uids": [c["uid"] for c in rows], "clip_ids": [c["clip_id"] for c in rows],
-                        "splits": [c["split"] for c in rows],
-                        "items": item_attrs(items, [c["uid"] for c in rows])})
-        _fsync_tree(tmp)
 
     @_explained
     def quarantine(self, uid: str, why: list[str]) -> Optional[Path]:

@@ -36,14 +36,13 @@ from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 
-from cache.claims import DEFAULT_TTL, PIDS_TAG, age_of, pid_alive
+from cache.claims import PIDS_TAG, named_writer_gone
 from cache.fsutil import atomic_write_text
 from stages.registry import HOOKS
 
 log = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = "last_checkpoint"  # mmengine's name for the file naming the newest checkpoint
-_HOST = PIDS_TAG  # host, pid namespace and boot: a pid in a name means something only there
 _TMP = re.compile(r"^\.(?P<name>.+\.pth)\.(?P<host>[^.]+)\.(?P<pid>\d+)\.tmp$")
 _NUMBERED = re.compile(r"^(?P<kind>epoch|iter)_(?P<n>\d+)\.pth$")
 
@@ -69,7 +68,7 @@ def checkpoint_safe_globals():
 
 def temporary_name(final_name: str) -> str:
     """Where this process writes ``final_name`` before renaming it into place."""
-    return f".{final_name}.{_HOST}.{os.getpid()}.tmp"
+    return f".{final_name}.{PIDS_TAG}.{os.getpid()}.tmp"  # (a pid means something only in its process space)
 
 
 def publish(tmp: Path, final: Path) -> None:
@@ -94,10 +93,10 @@ def publish(tmp: Path, final: Path) -> None:
 
 
 def remove_stale_temporaries(folder: os.PathLike) -> list[Path]:
-    """Remove ``.<checkpoint>.<tag>.<pid>.tmp`` files whose writer is gone: at once when it was of
-    this process space (``claims.PIDS_TAG``) and its pid is dead; otherwise (another node, a boot
-    before the last, a container, older code's names) once untouched for ``DEFAULT_TTL``, as a
-    writer's temporary grows while it writes."""
+    """Remove ``.<checkpoint>.<tag>.<pid>.tmp`` files whose writer is gone
+    (:func:`cache.claims.named_writer_gone`: this process space's dead pids at once; another node,
+    boot or container, or older code's names, once untouched for ``DEFAULT_TTL``, as a writer's
+    temporary grows while it writes)."""
     removed = []
     try:
         names = os.listdir(folder)
@@ -105,17 +104,13 @@ def remove_stale_temporaries(folder: os.PathLike) -> list[Path]:
         return removed
     for name in names:
         m = _TMP.match(name)
-        if not m:
-            continue
         p = Path(folder) / name
-        try:
-            gone = (not pid_alive(int(m["pid"]))) if m["host"] == _HOST else \
-                age_of(p.stat().st_mtime, p.parent) > DEFAULT_TTL
-            if gone:
+        if m and named_writer_gone(p, m["host"], int(m["pid"])):
+            try:
                 p.unlink()
-                removed.append(p)
-        except OSError:  # removed meanwhile, or not ours to remove
-            continue
+            except OSError:  # removed meanwhile, or not ours to remove
+                continue
+            removed.append(p)
     return removed
 
 

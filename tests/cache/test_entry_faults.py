@@ -403,14 +403,17 @@ def test_a_full_disk_while_the_index_is_written_names_the_index_and_leaves_no_st
 
     from cache.fsutil import DiskFullError
 
+    from cache import writer as writer_mod
+
     entry = make_entry(tmp_path)
-    real = EntryWriter._write_index_at
+    real = writer_mod._fsync_tree
 
-    def full(tmp, *a):
-        real(tmp, *a)  # written, then the disk fills before its metadata is whole
-        raise OSError(errno.ENOSPC, "No space left on device")
+    def full(path):
+        if Path(path).name.startswith("index."):  # written, then the disk fills before it is synced
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path)
 
-    monkeypatch.setattr(EntryWriter, "_write_index_at", staticmethod(full))
+    monkeypatch.setattr(writer_mod, "_fsync_tree", full)
     with pytest.raises(DiskFullError, match=rf"no space left on the filesystem holding {entry.path / 'index'} "):
         EntryWriter(entry).finalize_if_complete()
     assert not (entry.path / "index").exists() and not list((entry.path / ".staging").iterdir())
