@@ -1,4 +1,4 @@
-"""Nested config dictionaries: the one deep merge and the one conversion to plain Python.
+"""Nested config dictionaries: the one deep merge, the one conversion to plain Python, and their dotted leaves.
 
 Model, experiment and run configs are mmengine ``Config`` / ``ConfigDict`` objects or plain
 dicts; code that merges or hashes them first makes them plain with :func:`to_plain`.
@@ -29,4 +29,14 @@ def deep_merge(base: Mapping, override: Optional[Mapping]) -> dict:
             out[k] = deep_merge(out[k], v)
         else:
             out[k] = copy.deepcopy(v)
+    return out
+
+
+def dotted_leaves(d: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted key -> value of every leaf of a nested dict (lists and empty dicts are leaves)."""
+    if not isinstance(d, Mapping) or (not d and prefix):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(dotted_leaves(v, f"{prefix}.{k}" if prefix else str(k)))
     return out

@@ -84,9 +84,8 @@ def checkpoint_run(exp: str, variant: Optional[str], checkpoint: Path, dataset: 
             raise EntryNotFoundError(f"checkpoint {checkpoint} was trained on cache entry {trained_on}, which is not "
                                      "in this cache: give --entry KEY of an entry with its classes (`pipeline cache "
                                      "ls`), or --cache-root of the cache it was trained from") from None
-        cfg = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
-    else:  # a checkpoint from before runs were recorded: the entry the run config names
-        cfg = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
+    cfg = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
+    if not (entry or trained_on):  # a checkpoint from before runs were recorded: the entry the run config names
         e = find_entry(cfg.data.to_dict(), cache_root=root)
     if variant and rec.get("variant") in variants and variant != rec["variant"]:
         raise ValueError(f"checkpoint {checkpoint} was trained as variant {rec['variant']} "

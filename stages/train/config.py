@@ -42,7 +42,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 from mmengine.config import Config, DictAction
 
 from stages.data.settings import DataSettings
-from stages.nested_config import deep_merge, to_plain
+from stages.nested_config import deep_merge, dotted_leaves, to_plain
 from stages.settings import Settings, SettingsError, describe, did_you_mean, field
 from stages.train.schedule import ScheduleSettings
 
@@ -85,16 +85,6 @@ def _source_name(path: Path) -> str:
 
 
 # -- layers with provenance -----------------------------------------------------------------------------
-def _leaves(d: Any, prefix: str = "") -> dict[str, Any]:
-    """Dotted key -> value of every leaf of a nested dict (lists and empty dicts are leaves)."""
-    if not isinstance(d, Mapping) or (not d and prefix):
-        return {prefix: d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_leaves(v, f"{prefix}.{k}" if prefix else str(k)))
-    return out
-
-
 def _base_files(path: Path) -> list[Path]:
     """The ``_base_`` files a config file names (read from its source; resolved beside it)."""
     tree = ast.parse(path.read_text(), filename=str(path))
@@ -121,9 +111,9 @@ def load_config_file(path: Union[str, Path]) -> tuple[dict, dict[str, str]]:
         bd, bp = load_config_file(base)
         merged = deep_merge(merged, bd)
         prov.update(bp)
-    before = _leaves(merged)
+    before = dotted_leaves(merged)
     here = _source_name(path)
-    leaves = _leaves(full)
+    leaves = dotted_leaves(full)
     prov = {k: v for k, v in prov.items() if k in leaves}
     for k, v in leaves.items():
         if k not in before or before[k] != v:
@@ -141,7 +131,7 @@ class _Layers:
     def add(self, layer: Mapping, source: Union[str, Mapping[str, str]]) -> None:
         layer = to_plain(layer)
         self.cfg = _merge(self.cfg, layer)
-        for k in _leaves(layer):
+        for k in dotted_leaves(layer):
             if k:
                 self.prov[k] = source.get(k, "") if isinstance(source, Mapping) else source
 

@@ -38,7 +38,7 @@ from cache import CacheEntry
 from cache.readers import reading
 from stages.data.dataset import CacheClipDataset
 from stages.data.settings import DataSettings
-from stages.nested_config import to_plain
+from stages.nested_config import dotted_leaves, to_plain
 from stages.skeletons import entry_skeleton
 from stages.train import report
 from stages.train.checkpoints import (checkpoint_safe_globals, load_checkpoint_into, read_checkpoint_meta,
@@ -323,13 +323,6 @@ def check_resumes_this_run(checkpoint: Path, run_cfg: Config, entry: CacheEntry)
                          "trained with, or train without --resume: the old checkpoints are set aside, not lost")
 
 
-def _leaves(d: Any, at: str = "") -> dict:
-    """``{"a.b.c": value}`` for each leaf of a plain nested dict."""
-    if isinstance(d, dict) and d:
-        return {k: v for key, sub in d.items() for k, v in _leaves(sub, f"{at}.{key}" if at else str(key)).items()}
-    return {at: d}
-
-
 #: model settings that do not define the model a checkpoint's weights belong to: where the
 #: training machine kept files (this machine's are given with -c), and what acts only in training
 NOT_THE_MODEL = frozenset({"pretrained_path", "cache_dir", "checkpoint", "drop_path"})
@@ -343,9 +336,9 @@ def trained_model_settings(recorded: dict, cfg: Config, entry: CacheEntry, given
     no tensor shape would otherwise be dropped without a word: the weights load, the model differs),
     and ``unknown`` the recorded model settings this version does not have. A setting ``given``
     (this command's ``-c``) that contradicts the trained one is a ValueError naming both."""
-    ours = _leaves(to_plain(cfg.model), "model")
-    made = _leaves(to_plain(run_config_of(cfg, entry).model), "model")  # with what the entry adds
-    theirs = _leaves(recorded.get("model") or {}, "model")
+    ours = dotted_leaves(to_plain(cfg.model), "model")
+    made = dotted_leaves(to_plain(run_config_of(cfg, entry).model), "model")  # with what the entry adds
+    theirs = dotted_leaves(recorded.get("model") or {}, "model")
     options, unknown, clash = {}, [], []
     for k, v in theirs.items():
         if k.rsplit(".", 1)[-1] in NOT_THE_MODEL:
