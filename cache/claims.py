@@ -116,8 +116,8 @@ _MY_START = process_start_time(_MY_PID)
 def owner_record() -> dict:
     pid = os.getpid()
     start = _MY_START if pid == _MY_PID else process_start_time(pid)  # a forked child is another process
-    return {"host": HOST, "machine": MACHINE_ID, "pidns": PID_NS, "pid": pid, "start": start, "boot": BOOT_ID, "time": time.time(),
-            "token": uuid.uuid4().hex}
+    return {"host": HOST, "machine": MACHINE_ID, "pidns": PID_NS, "pid": pid, "start": start, "boot": BOOT_ID,
+            "time": time.time(), "token": uuid.uuid4().hex}
 
 
 def same_process_space(rec: dict) -> bool:

@@ -77,9 +77,9 @@ def extract(
                                          min_frames=min_frames).items() if v is not None},
         dataset_options=dataset_options(dataset_option, coarse_type), missing_poses=missing_poses,
     )
-    from cache import default_root
+    from cache import CacheStore
 
-    new_root = Path(opts.cache_root or default_root()).expanduser()
+    new_root = CacheStore(opts.cache_root).root
     if not new_root.exists():  # a mistyped path, or a shared mount that is down, would start a cache here
         console.print(f"[yellow]note:[/] no cache at {new_root} yet: starting one there (if the lab's cache "
                       "should be there, stop: its filesystem may not be mounted)", highlight=False)
@@ -125,10 +125,9 @@ def _say_near_entries(plan, cache_root) -> None:
     """Before a new entry is extracted: the dataset's entries whose request differs from this one
     only in the adapter's options (a coarse type left out on a rerun makes a new entry and runs
     the pose model over every clip again), each with what differs."""
-    from cache import CacheStore, default_root
+    from cache import CacheStore
 
-    store = CacheStore(cache_root or default_root())
-    for e in store.entries(plan.index.name):
+    for e in CacheStore(cache_root).entries(plan.index.name):
         theirs = e.attrs.get("request")
         if e.key == plan.key or not theirs:
             continue
@@ -166,11 +165,11 @@ def _print_claimed(entry, missing: list[str]) -> None:
     import time
 
     from cache import claims
-    from cache.layout import clip_uid
+    from cache.layout import CLAIMS_DIR, clip_uid
 
     held = []
     for cid in missing:
-        p = entry.path / "claims" / clip_uid(cid)
+        p = entry.path / CLAIMS_DIR / clip_uid(cid)
         try:
             touched = p.stat().st_mtime
         except OSError:

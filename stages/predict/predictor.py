@@ -203,8 +203,9 @@ class Predictor:
             where = (f"its clip in the cache cannot be read: {damaged}" if damaged else
                      "this video is in no cache entry made with them (found by its content)")
             res.error = (f"no poses: the model was trained on poses its dataset ships (pose source "
-                         f"{self.pose_spec!r}), and {where}. Give --pose-source hrnet (with --pose-option checkpoint=...) or pkl:PATH (the "
-                         "model then sees poses from another source than it was trained on)")
+                         f"{self.pose_spec!r}), and {where}. Give --pose-source hrnet (with --pose-option "
+                         "checkpoint=...) or pkl:PATH (the model then sees poses from another source than it was "
+                         "trained on)")
         return res, clip, pose
 
     def _extract(self, res: VideoResult, clip: ClipRecord, pose: PoseSource, decoder=None) -> Optional[ClipResult]:
