@@ -24,9 +24,12 @@ one of two sources (``meta["split_source"]``):
   archive and third-party loaders use, not stated by the authors, so it is checked: a video whose
   number has no line is an error. The files also define the class list, a line whose video is
   absent is reported missing, and the line's fields are kept in ``extra``.
-* otherwise **file order**: the folder listing is the index, each class's files sorted by their
-  number ``nnn`` (then name) and split by position (16 / 1 / rest). This equals the line rule
-  only while every video is present.
+* otherwise **the videos' numbers**: video ``<class_name>_<nnn>`` is line ``nnn + 1`` (the
+  v1.1 numbering above; from ``001`` when no video of the dataset is numbered ``000``, as some
+  copies renumber), so a lost video leaves a hole that is reported missing and moves no other
+  video's split. A video in a class folder not named ``<class_name>_<nnn>``, or two with one
+  number, cannot be placed in the split and is an error. (Until 2026-12-06 each class's files
+  were split by position, so one lost video moved the official validation video into train.)
 
 A class with other than 20 videos (lines) is listed in ``meta["unusual_classes"]``.
 
@@ -56,7 +59,7 @@ from stages.datasets.base import (
     DatasetIndex,
     DatasetLayoutError,
 )
-from stages.datasets.names import is_text, not_text_note, read_text_lines, readable_name, report_skipped
+from stages.datasets.names import is_hidden, is_text, not_text_note, read_text_lines, readable_name, report_skipped
 from stages.registry import DATASET_ADAPTERS
 from stages.settings import field
 
@@ -70,12 +73,7 @@ _NUM_RE = re.compile(r"^(?P<name>.+?)_(?P<num>\d+)$")
 def _videos_in(folder: Path) -> list[Path]:
     with os.scandir(folder) as it:
         return [Path(e.path) for e in it
-                if e.is_file() and os.path.splitext(e.name)[1].lower() in VIDEO_EXTS]
-
-
-def _order_key(p: Path):
-    m = _NUM_RE.match(p.stem)
-    return (int(m.group("num")) if m else float("inf"), p.name)
+                if e.is_file() and not is_hidden(e.name) and os.path.splitext(e.name)[1].lower() in VIDEO_EXTS]
 
 
 def class_texts(names: list[str]) -> list[str]:
@@ -124,7 +122,7 @@ class HAA500(DatasetAdapter):
                 continue
             groups: dict[str, list[Path]] = {}
             with os.scandir(folder) as it:
-                subdirs = sorted(Path(e.path) for e in it if e.is_dir())
+                subdirs = sorted(Path(e.path) for e in it if e.is_dir() and not is_hidden(e.name))
             skipped: list[str] = []
             for sub in subdirs:
                 vids = _videos_in(sub)
@@ -209,35 +207,60 @@ class HAA500(DatasetAdapter):
         ann_dir, ann_files = self._annotation_files(sorted(groups))
         if ann_dir is not None:
             return self._load_by_lines(folder, groups, ann_dir, ann_files)
-        n_train = self.options.train_per_class
-        n_val = self.options.val_per_class
         names = sorted(groups)
-        classes = class_texts(names)
+        numbered = {c: self._numbers(c, groups[c]) for c in names}
+        first = 0 if any(0 in nums for nums in numbered.values()) else 1
         clips: list[ClipRecord] = []
         ids: set[str] = set()
-        unusual = {}
+        unusual, holes = {}, {}
         for label, cname in enumerate(names):
-            vids = sorted(groups[cname], key=_order_key)
-            if len(vids) != 20:
-                unusual[cname] = len(vids)
-            for i, v in enumerate(vids):
-                split = self._split(i)
+            nums = numbered[cname]
+            gone = [n for n in range(first, max(nums) + 1) if n not in nums]
+            if gone:
+                holes[cname] = [f"{cname}_{n:03d}" for n in gone]
+            if len(nums) + len(gone) != 20:
+                unusual[cname] = len(nums) + len(gone)
+            class_dir, ext = next(iter(nums.values())).parent, next(iter(nums.values())).suffix
+            for n in range(first, max(nums) + 1):
+                v = nums.get(n, class_dir / f"{cname}_{n:03d}{ext}")
                 stem = readable_name(v.stem)
                 cid = stem if stem not in ids else f"{cname}/{stem}"
                 ids.add(cid)
-                clips.append(ClipRecord(cid, split, label, str(v), extra={"class_name": cname}))
+                clips.append(ClipRecord(cid, self._split(n - first), label, str(v), extra={"class_name": cname}))
         return DatasetIndex(
-            name=self.name, classes=classes, coarse_type=self.coarse_type, skeleton=self.skeleton,
+            name=self.name, classes=class_texts(names), coarse_type=self.coarse_type, skeleton=self.skeleton,
             clips=clips, root=str(self.root), source_files=[],
             meta={
                 "video_folder": str(folder),
-                "split_source": "file order (no per-class annotation files found)",
-                "split_rule": f"per class by file order: first {n_train} train, next {n_val} val, rest test",
+                "split_source": f"the videos' numbers (no per-class annotation files found): <class>_{first:03d} "
+                                "is line 1",
+                "split_rule": f"per class by number: the first {self.options.train_per_class} train, the next "
+                              f"{self.options.val_per_class} val, the rest test",
                 "class_names": names,
                 "unusual_classes": unusual,
+                **({"numbers_without_video": holes} if holes else {}),
                 **({"skipped_names": self._skipped} if self._skipped else {}),
             },
         )
+
+    @staticmethod
+    def _numbers(cname: str, videos: list[Path]) -> dict[int, Path]:
+        """``{nnn: video}`` of one class's ``<class_name>_<nnn>`` videos; an error for a video that
+        has no such name (it has no place in the split) or a number given twice."""
+        out: dict[int, Path] = {}
+        for v in sorted(videos):
+            m = _NUM_RE.match(v.stem)
+            if not m or m.group("name") != cname:
+                raise DatasetLayoutError(
+                    f"haa500: {readable_name(str(v))}: expected <class_name>_<nnn> ({cname}_000 ..), the number "
+                    "placing the video in the split (line nnn + 1 of the class's annotation file). Rename or move it, "
+                    "or give the release's annotation files (option annotation_dir)")
+            n = int(m.group("num"))
+            if n in out:
+                raise DatasetLayoutError(f"haa500: {readable_name(str(out[n]))} and {readable_name(v.name)} have one "
+                                         "number; keep one")
+            out[n] = v
+        return out
 
     def _load_by_lines(self, folder: Path, groups: dict[str, list[Path]], ann_dir: Path,
                        ann_files: dict[str, Path]) -> DatasetIndex:

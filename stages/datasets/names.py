@@ -32,6 +32,12 @@ def is_text(name: str) -> bool:
         return False
 
 
+def is_hidden(name: str) -> bool:
+    """A dot file: macOS's AppleDouble ``._clip.mp4`` and ``.DS_Store`` that a zip or copy made on
+    a Mac leaves beside every file, an editor's or rsync's temporary. Never a dataset's video."""
+    return name.startswith(".")
+
+
 def readable_name(name: str) -> str:
     """``name`` as text: itself when it is UTF-8, else the OS's bytes decoded with each byte that
     is not UTF-8 written ``\\xNN`` (``'caf\\udce9'`` -> ``'caf\\\\xe9'``)."""

@@ -75,8 +75,6 @@ def _haa(root):
     for i in range(1, 4):
         touch(root / "video" / "archery" / f"archery_{i:03d}.mp4")
         touch(root / "video" / "abseiling" / f"abseiling_{i:03d}.mp4")
-    with open(_bytes_path(root / "video" / "archery", LATIN1_CAFE + b"_004.mp4"), "wb"):
-        pass
     os.makedirs(_bytes_path(root / "video", LATIN1_CAFE))  # a class folder whose name is no text
     with open(_bytes_path(root / "video", LATIN1_CAFE + b"/" + LATIN1_CAFE + b"_001.mp4"), "wb"):
         pass
@@ -89,7 +87,7 @@ def test_haa500_latin1_video_kept_latin1_class_folder_skipped_and_reported(tmp_p
     root = _haa(tmp_path / "haa")
     idx = create_dataset("haa500", root=root).load()
     assert idx.classes == ["abseiling", "archery"]  # the latin-1 class folder cannot be a label text
-    assert "caf\\xe9_004" in [c.clip_id for c in idx.clips] and idx.missing() == []
+    assert idx.missing() == [] and len(idx.clips) == 6
     (note,) = idx.meta["skipped_names"]
     assert note.startswith(f"{root / 'video'}/caf\\xe9: the name is not UTF-8") and "skipped" in note
     # the rest is planned and the entry created (clip uids, plan.json, the manifest's meta)
@@ -98,8 +96,19 @@ def test_haa500_latin1_video_kept_latin1_class_folder_skipped_and_reported(tmp_p
     p = plan_entry(ExtractOptions(dataset="haa500", root=str(root), cache_root=str(tmp_path / "cache"),
                                   pose_source=f"pkl:{pkl}", missing_poses="fail"))
     entry = open_or_create(p)
-    assert len(json.loads((entry.path / "plan.json").read_text())["clips"]) == 7
+    assert len(json.loads((entry.path / "plan.json").read_text())["clips"]) == 6
     assert "skipped_names" in json.loads((entry.path / "manifest.json").read_text())["dataset_meta"]
+
+
+def test_haa500_latin1_video_in_a_class_folder_is_refused_by_its_readable_name(tmp_path):
+    """HAA500's split comes from the number in <class_name>_<nnn>: a video named otherwise has no
+    place in it, and the error writes a name that is not UTF-8 with its bytes as \\xNN."""
+    root = _haa(tmp_path / "haa")
+    with open(_bytes_path(root / "video" / "archery", LATIN1_CAFE + b"_004.mp4"), "wb"):
+        pass
+    with pytest.raises(DatasetLayoutError, match=r"archery/caf\\xe9_004.mp4: expected <class_name>_<nnn>") as e:
+        create_dataset("haa500", root=root).load()
+    str(e.value).encode("utf-8")  # printable and loggable
 
 
 def test_dataset_info_prints_a_dataset_with_latin1_names(tmp_path):

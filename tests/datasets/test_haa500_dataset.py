@@ -82,14 +82,50 @@ def test_split_by_line_order_of_the_class_files(tmp_path, folder):
     assert violin["playing_violin_016"].extra["line"] == 17
     assert violin["playing_violin_003"].extra["start_time"] == 3.5
     assert "line order" in idx.meta["split_source"] and len(idx.source_files) == 2
-    # without the class files: the file-order rule, which shifts after the lost video
+    # without the class files: the videos' numbers give the same split, the lost video a hole
     for p in (tmp_path / folder).glob("*_*.txt"):
         p.unlink()
     for p in (tmp_path / folder).glob("abseiling.txt"):
         p.unlink()
     plain = create_dataset("haa500", root=tmp_path).load()
-    assert plain.meta["split_source"].startswith("file order")
-    assert {c.clip_id: c.split for c in plain.clips}["playing_violin_017"] == "val"
+    assert plain.meta["split_source"].startswith("the videos' numbers")
+    assert {c.clip_id: c.split for c in plain.clips} == {c.clip_id: c.split for c in idx.clips}
+    assert [c.clip_id for c in plain.missing()] == ["abseiling_005", "playing_violin_005"]
+    assert plain.meta["numbers_without_video"] == {"abseiling": ["abseiling_005"],
+                                                   "playing_violin": ["playing_violin_005"]}
+    assert plain.meta["unusual_classes"] == {}
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_without_class_files_a_lost_video_moves_no_split(tmp_path, flat):
+    """Before 2026-12-06 the files were split by position: with _005 lost, the official val video
+    _016 went to train and the test video _017 to val, with no word but a count."""
+    for c in ("abseiling", "playing_violin"):
+        for i in range(20):
+            if not (c == "abseiling" and i == 5):
+                touch(tmp_path / "video" / (f"{c}_{i:03d}.mp4" if flat else f"{c}/{c}_{i:03d}.mp4"))
+    # what a zip made on a Mac leaves beside every video, and a Finder file
+    touch(tmp_path / "video" / ("._abseiling_000.mp4" if flat else "abseiling/._abseiling_000.mp4"))
+    touch(tmp_path / "video" / ".DS_Store")
+    idx = create_dataset("haa500", root=tmp_path).load()
+    split = {c.clip_id: c.split for c in idx.clips}
+    assert split["abseiling_015"] == "train" and split["abseiling_016"] == "val"
+    assert [k for k, v in split.items() if v == "test" and k.startswith("abseiling")] == [
+        "abseiling_017", "abseiling_018", "abseiling_019"]
+    assert [c.clip_id for c in idx.missing()] == ["abseiling_005"]
+    assert idx.split_counts() == {"train": 32, "val": 2, "test": 6}
+    assert not any(c.clip_id.startswith(".") for c in idx.clips)
+
+
+def test_without_class_files_a_video_the_numbers_cannot_place_is_refused(tmp_path):
+    _make0(tmp_path, classes=("abseiling",))
+    touch(tmp_path / "video" / "abseiling" / "abseiling_final.mp4")
+    with pytest.raises(DatasetLayoutError, match=r"abseiling_final.mp4: expected <class_name>_<nnn>"):
+        create_dataset("haa500", root=tmp_path).load()
+    (tmp_path / "video" / "abseiling" / "abseiling_final.mp4").unlink()
+    touch(tmp_path / "video" / "abseiling" / "abseiling_003.mkv")
+    with pytest.raises(DatasetLayoutError, match=r"abseiling_003.m.. and abseiling_003.m.. have one number"):
+        create_dataset("haa500", root=tmp_path).load()
 
 
 def test_class_files_that_do_not_fit_the_videos_are_refused(tmp_path):
