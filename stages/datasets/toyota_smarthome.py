@@ -62,6 +62,7 @@ pixels; the frame size is option ``frame_size`` (default 480 x 640, the released
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -78,10 +79,11 @@ from stages.datasets.base import (
     DatasetLayoutError,
     PoseTrack,
 )
-from stages.datasets.names import is_text, not_text_note, read_text_lines, report_skipped
+from stages.datasets.names import is_hidden, is_text, not_text_note, read_text_lines, report_skipped
 from stages.registry import DATASET_ADAPTERS
 from stages.settings import field
 
+log = logging.getLogger(__name__)
 LABELS_DIR = Path(__file__).with_name("labels") / "toyota_smarthome"
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".webm")
 VIDEO_DIRS = ("mp4", "videos", "video", "")
@@ -89,7 +91,7 @@ SPLIT_DIRS = ("splits", "")
 SKELETON_DIRS = ("skeletonv12", "smarthome_skeletons", "smarthome_raw/smarthome_skeletons", "json",
                  "skeletons", "skeleton", "pose")
 SKELETON_SUFFIXES = ("_pose3d.json", ".json", "_pose3d2d.json", "_pose.json")
-CLIP_RE = re.compile(r"^(?P<cls>.+?)_p(?P<p>\d+)_r(?P<r>\d+)_v(?P<v>\d+)_c(?P<c>\d+)$")
+CLIP_RE = re.compile(r"^(?P<cls>[^/\\]+?)_p(?P<p>\d+)_r(?P<r>\d+)_v(?P<v>\d+)_c(?P<c>\d+)$")
 NJOINTS = 13
 SPLIT_LIST_NAMES = {"train": "train_{}.txt", "val": "validation_{}.txt", "test": "test_{}.txt"}
 
@@ -223,8 +225,13 @@ class ToyotaSmarthome(DatasetAdapter):
     def _read_list(path: Path) -> list[str]:
         stems = []
         for n, line in enumerate(read_text_lines(path), 1):
-            name = line.strip()
+            # a list written or moved by hand may carry the folder (mp4/Walk_p03_r01_v16_c06.mp4):
+            # the clip is its file name, looked up in the video folder as a bare name is
+            name = line.strip().replace("\\", "/").rsplit("/", 1)[-1]
             if not name:
+                if line.strip():
+                    raise DatasetLayoutError(f"{path}:{n}: expected a clip file name "
+                                             f"<Class>_pNN_rNN_vNN_cNN.mp4, got {line!r}")
                 continue
             stem, ext = os.path.splitext(name)
             if ext.lower() not in VIDEO_EXTS:
@@ -234,6 +241,13 @@ class ToyotaSmarthome(DatasetAdapter):
                                          f"<Class>_pNN_rNN_vNN_cNN.mp4, got {line!r}")
             stems.append(stem)
         return stems
+
+    def _other_protocols_lists(self) -> list[str]:
+        """The protocols (``CS``, ``CV1``, ``CV2``) whose three published lists are where this one's
+        were looked for."""
+        dirs = [self.options.split_dir] if self.options.split_dir else [self.root / d for d in SPLIT_DIRS]
+        return [spec["lists"] for spec in PROTOCOLS.values()
+                if any(all((d / n.format(spec["lists"])).is_file() for n in SPLIT_LIST_NAMES.values()) for d in dirs)]
 
     def _rule(self, spec: dict) -> dict[str, set[int]]:
         unit = spec["by"]
@@ -251,6 +265,8 @@ class ToyotaSmarthome(DatasetAdapter):
         if folder.is_dir():
             for fname in sorted(os.listdir(folder)):
                 stem, ext = os.path.splitext(fname)
+                if is_hidden(fname):  # macOS's ._<clip>.mp4 beside every clip of a zip made on a Mac
+                    continue
                 if ext.lower() in VIDEO_EXTS and not is_text(fname):  # no Toyota clip name is (names.py)
                     report_skipped(skipped, not_text_note(folder, fname, "a clip id"))
                 elif ext.lower() in VIDEO_EXTS:
@@ -296,7 +312,13 @@ class ToyotaSmarthome(DatasetAdapter):
                     drop(f"{'subject p' if key == 'p' else 'camera c'}{num:02d} not in the {protocol} protocol")
                     continue
                 assign.append((stem, split))
-            meta["split_source"] = "protocol rule on the file names (no published split lists found)"
+            others = self._other_protocols_lists()
+            meta["split_source"] = (
+                "protocol rule on the file names (no published split lists found)" if not others else
+                f"protocol rule on the file names: no {spec['lists']} split lists found, though "
+                f"{', '.join(others)} lists are (-o protocol={others[0].lower()} uses them)")
+            if others:
+                log.warning("toyota_smarthome: protocol %s: %s", protocol, meta["split_source"])
             meta["split_rule"] = {f"{s}_{spec['by']}": sorted(v) for s, v in rule.items()}
             source_files = []
 

@@ -20,7 +20,8 @@ from cache.entry import CacheEntry
 from cache.layout import FORMAT_VERSION, clip_uid
 from cache.provenance import git_revision, package_versions, who_when
 from cache.writer import create_entry
-from stages.datasets import DatasetAdapter, DatasetIndex, adapter_class, check_labels, create_dataset, default_data_root
+from stages.datasets import (DatasetAdapter, DatasetIndex, DatasetLayoutError, adapter_class, check_labels, create_dataset,
+                             default_data_root)
 from stages.extract.pose import PoseSource, create_pose_source
 from stages.extract.request import EntryRequest, default_pose_source, entry_request, resolve_settings
 from stages.extract.settings import ExtractSettings
@@ -186,6 +187,14 @@ def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
         else:
             no_pose = frozenset(lost)
         coverage["policy"] = opts.missing_poses
+    if not index.clips:
+        # an entry of nothing would be "complete" at once and train on nothing
+        dropped = (index.meta or {}).get("dropped")
+        raise DatasetLayoutError(
+            f"{index.name}: no clip to extract from {index.root}"
+            + (f" (dropped: {'; '.join(f'{n} x {why}' for why, n in dropped.items())})" if dropped else "")
+            + ("; every clip lacks poses and --missing-poses skip left them all out" if coverage else "")
+            + ". Check --root and the dataset options (`pipeline dataset info` shows what the dataset holds)")
     root = index.root
     plan, sources = [], []
     seen: set[str] = set()

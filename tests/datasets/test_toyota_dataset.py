@@ -127,8 +127,9 @@ def test_split_lists_of_the_other_protocols_and_partial_sets(tmp_path):
     root = _root(tmp_path)
     _write_lists(root / "splits", "CV1", {"train": ["Drink.Fromcup_p03_r00_v01_c01"],
                                           "test": ["Drink.Fromcup_p02_r01_v02_c02"]})
-    cs = create_dataset("toyota_smarthome", root=root).load()  # no CS lists: the rule
-    assert "rule" in cs.meta["split_source"]
+    cs = create_dataset("toyota_smarthome", root=root).load()  # no CS lists: the rule, naming the lists found
+    assert cs.meta["split_source"] == ("protocol rule on the file names: no CS split lists found, though CV1 lists "
+                                       "are (-o protocol=cv1 uses them)")
     cv1 = create_dataset("toyota_smarthome", root=root, protocol="cv1").load()
     assert cv1.split_counts() == {"train": 1, "test": 1}
     (root / "splits" / "validation_CV1.txt").unlink()
@@ -137,6 +138,32 @@ def test_split_lists_of_the_other_protocols_and_partial_sets(tmp_path):
     write_text(root / "splits" / "validation_CV1.txt", "not a clip name\n")
     with pytest.raises(DatasetLayoutError, match="validation_CV1.txt:1"):
         create_dataset("toyota_smarthome", root=root, protocol="cv1").load()
+
+
+def test_split_lists_whose_lines_carry_a_folder(tmp_path):
+    """A list written or moved by hand names mp4/<clip>.mp4 (or a Windows path): before
+    2026-12-06 the folder became part of the class name, every clip was dropped as of a class
+    outside the protocol, and extract made a complete entry of 0 clips."""
+    root = _root(tmp_path)
+    _write_lists(root / "splits", "CS", {"train": ["mp4/Drink.Fromcup_p03_r00_v01_c01"],  # (".mp4" added)
+                                         "val": ["mp4\\Walk_p18_r02_v05_c05"],
+                                         "test": [f"{root}/mp4/Drink.Fromcup_p02_r01_v02_c02"]})
+    idx = create_dataset("toyota_smarthome", root=root).load()
+    assert {c.clip_id: c.split for c in idx.clips} == {
+        "Drink.Fromcup_p03_r00_v01_c01": "train", "Walk_p18_r02_v05_c05": "val",
+        "Drink.Fromcup_p02_r01_v02_c02": "test"}
+    assert idx.missing() == []
+
+
+def test_extract_refuses_a_dataset_that_gives_no_clip(tmp_path):
+    from stages.extract.plan import ExtractOptions, plan_entry
+
+    for n in ("Pour.Fromcup_p03_r00_v01_c01", "Walk_p01_r00_v01_c01"):  # a class and a subject outside cs
+        touch(tmp_path / "mp4" / f"{n}.mp4")
+    with pytest.raises(DatasetLayoutError, match=r"toyota_smarthome: no clip to extract from .*\(dropped: 1 x class "
+                                                 r"Pour.Fromcup not in the cs protocol; 1 x subject p01 not in"):
+        plan_entry(ExtractOptions(dataset="toyota_smarthome", root=str(tmp_path), cache_root=str(tmp_path / "c")))
+    assert not (tmp_path / "c").exists()
 
 
 def test_dataset_info_says_which_source_defined_the_splits(tmp_path):
