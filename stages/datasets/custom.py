@@ -9,12 +9,19 @@ Layout::
     DIR/test.csv     optional, same
 
 CSV rules: ``path`` is relative to DIR (an absolute path is taken as is); ``label`` is the class
-index, or a text exactly as it appears in ``labels.txt``; ``start_frame``/``end_frame`` (both or
-neither; may be left empty) cut the decoded frames ``[start_frame, end_frame)``. A first line
-whose second field is literally ``label`` is a header and is skipped. Lines starting with ``#``
-are comments. The clip id is the path relative to DIR without its extension, plus
-``@start-end`` when a cut is given (so one video can give several clips); a clip id appearing
-twice is an error.
+index, or a text exactly as it appears in ``labels.txt`` (option ``label_field``: ``auto``
+takes either and refuses a value that is both, for two different classes, as ``0`` is when
+``labels.txt`` holds numbers; ``index`` or ``text`` says which); ``start_frame``/``end_frame``
+(both or neither; may be left empty) cut the decoded frames ``[start_frame, end_frame)``. A first
+line whose second field is literally ``label`` is a header and is skipped. Lines starting with
+``#`` are comments. A split file that lists no clip is warned of
+(``meta["split_files_without_clips"]``). The clip id is the path relative to DIR without its
+extension (an absolute path: its base name; when two absolute paths share one, each of them the
+path under DIR, or the whole path outside it), plus ``@start-end`` when a cut is given (so one
+video can give several clips); a clip id appearing twice is an error.
+
+``labels.txt`` in UCF101's ``classInd.txt`` form (``1 ApplyEyeMakeup``: every line a running
+number, a space and a name) is refused: its numbers would become part of the prompts' texts.
 
 Encodings: ``labels.txt`` and the CSV files are UTF-8 (a BOM is allowed); a byte that is not
 raises :class:`DatasetLayoutError` naming the file and line, except in a ``path`` field, which
@@ -33,10 +40,13 @@ them as missing.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
+import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 from stages.datasets.base import (
     AdapterOptions,
@@ -49,6 +59,7 @@ from stages.datasets.names import is_text, read_text_lines, readable_name
 from stages.registry import DATASET_ADAPTERS
 from stages.settings import field
 
+log = logging.getLogger(__name__)
 SPLIT_FILES = (("train", "train.csv", True), ("val", "val.csv", True), ("test", "test.csv", False))
 
 
@@ -68,12 +79,24 @@ def read_labels(path: Path) -> list[str]:
         seen[l] = i
     if not lines:
         raise DatasetLayoutError(f"{path}: no label texts")
+    numbered = [re.match(r"^(\d+)[\s,]+\S", l) for l in lines]
+    if len(lines) > 1 and all(numbered):
+        first = int(numbered[0].group(1))
+        if first in (0, 1) and [int(m.group(1)) for m in numbered] == list(range(first, first + len(lines))):
+            raise DatasetLayoutError(
+                f"{path}: every line is a running number and a name ({lines[0]!r}), as UCF101's classInd.txt; "
+                "line i must be class i's text alone, or the numbers become part of the prompts. Drop them "
+                "(cut -d' ' -f2- classInd.txt > labels.txt) and keep the CSVs' labels as they are if they are names, "
+                f"or less {first} if they are numbers")
     return lines
 
 
 @dataclass(frozen=True)
 class CustomOptions(AdapterOptions):
     coarse_type: Optional[str] = field(None, help="The prompt's coarse action type, '{label}, a video of {coarse type} action' (--coarse-type); default: human.")
+    label_field: Literal["auto", "index", "text"] = field(
+        "auto", help="What the CSVs' label is: auto (a class index or a text of labels.txt; a value that is both, "
+                     "for two classes, is refused), index, or text (for labels.txt lines that are numbers).")
 
 
 #: the whole layout, for an error about any part of it
@@ -99,8 +122,8 @@ class CustomDataset(DatasetAdapter):
         by_text = {t: i for i, t in enumerate(classes)}
         coarse = self.options.coarse_type or self.coarse_type
         source_files = [str(labels_path)]
-        clips: list[ClipRecord] = []
-        ids: dict[str, str] = {}
+        rows: list[tuple[ClipRecord, str, str]] = []  # (clip, where, the clip id when base names collide)
+        empty: list[str] = []
         for split, fname, required in SPLIT_FILES:
             path = root / fname
             if not path.is_file():
@@ -111,6 +134,7 @@ class CustomDataset(DatasetAdapter):
             source_files.append(str(path))
             # bytes that are not UTF-8 survive as surrogates: a path keeps them, any other field refuses them
             text = path.read_bytes().decode("utf-8", "surrogateescape").removeprefix("\ufeff")
+            listed = len(rows)
             for n, row in enumerate(csv.reader(io.StringIO(text, newline="")), 1):
                 row = [c.strip() for c in row]
                 if not row or not any(row) or row[0].startswith("#"):
@@ -124,13 +148,18 @@ class CustomDataset(DatasetAdapter):
                     if not is_text(value):
                         raise DatasetLayoutError(f"{path}:{n}: the {field_name} field is not UTF-8 text "
                                                  f"({readable_name(value)!r}); save the file as UTF-8")
-                clips.append(self._row(path, n, row, split, classes, by_text, ids))
+                rows.append(self._row(path, n, row, split, classes, by_text))
+            if len(rows) == listed:  # a val.csv left empty on purpose (the layout requires it) stays allowed
+                empty.append(fname)
+                log.warning("custom: %s lists no clip: the %s split is empty", path, split)
+        clips = _unique_ids(rows)
         return DatasetIndex(
             name=self.name, classes=classes, coarse_type=coarse, skeleton=self.skeleton,
-            clips=clips, root=str(root), source_files=source_files, meta={"coarse_type": coarse},
+            clips=clips, root=str(root), source_files=source_files,
+            meta={"coarse_type": coarse, **({"split_files_without_clips": empty} if empty else {})},
         )
 
-    def _row(self, path, n, row, split, classes, by_text, ids) -> ClipRecord:
+    def _row(self, path, n, row, split, classes, by_text) -> tuple[ClipRecord, str, str]:
         where = f"{path}:{n}"
         if len(row) not in (2, 3, 4):
             raise DatasetLayoutError(
@@ -139,19 +168,7 @@ class CustomDataset(DatasetAdapter):
         rel, lab = row[0], row[1]
         if not rel:
             raise DatasetLayoutError(f"{where}: empty path")
-        if lab.lstrip("-").isdigit():
-            label = int(lab)
-            if not 0 <= label < len(classes):
-                raise DatasetLayoutError(f"{where}: label {label} outside [0, {len(classes)})")
-        elif lab in by_text:
-            label = by_text[lab]
-        else:
-            import difflib
-
-            close = next((t for t in by_text if t.lower() == lab.lower()), None) or next(
-                iter(difflib.get_close_matches(lab, list(by_text), n=1, cutoff=0.6)), None)
-            raise DatasetLayoutError(f"{where}: label {lab!r} is neither a class index nor a line of labels.txt"
-                                     + (f"; did you mean {close!r}?" if close else ""))
+        label = self._label(where, lab, classes, by_text)
         sf = row[2] if len(row) > 2 else ""
         ef = row[3] if len(row) > 3 else ""
         if bool(sf) != bool(ef):
@@ -167,12 +184,40 @@ class CustomDataset(DatasetAdapter):
             cut = {"start_frame": s, "end_frame": e}
         p = Path(rel)
         video = p if p.is_absolute() else self.root / p
-        base = readable_name(p.with_suffix("").as_posix() if not p.is_absolute() else p.stem)
-        cid = f"{base}@{cut['start_frame']}-{cut['end_frame']}" if cut else base
-        if cid in ids:
-            raise DatasetLayoutError(f"{where}: clip {cid!r} already listed at {ids[cid]}")
-        ids[cid] = where
-        return ClipRecord(cid, split, label, str(video), **cut)
+        if p.is_absolute():
+            # the base name (the id of entries made so far); the path when base names collide
+            base = readable_name(p.stem)
+            under = p.with_suffix("").relative_to(self.root) if p.is_relative_to(self.root) else None
+            long = readable_name(under.as_posix() if under is not None else p.with_suffix("").as_posix().lstrip("/"))
+        else:
+            base = long = readable_name(p.with_suffix("").as_posix())
+        at = f"@{cut['start_frame']}-{cut['end_frame']}" if cut else ""
+        return ClipRecord(base + at, split, label, str(video), **cut), where, long + at
+
+    def _label(self, where: str, lab: str, classes: list[str], by_text: dict[str, int]) -> int:
+        how = self.options.label_field
+        index = int(lab) if lab.lstrip("-").isdigit() else None
+        as_index = index if index is not None and 0 <= index < len(classes) else None
+        as_text = by_text.get(lab)
+        if how == "auto" and as_index is not None and as_text is not None and as_index != as_text:
+            raise DatasetLayoutError(
+                f"{where}: label {lab!r} is both class index {as_index} ({classes[as_index]!r}) and the text of "
+                f"labels.txt line {as_text + 1} (class {as_text}); say which the CSVs hold: -o label_field=index "
+                "or -o label_field=text")
+        if how != "text" and as_index is not None:
+            return as_index
+        if how != "index" and as_text is not None:
+            return as_text
+        if how != "text" and index is not None:
+            raise DatasetLayoutError(f"{where}: label {index} outside [0, {len(classes)})")
+        import difflib
+
+        close = next((t for t in by_text if t.lower() == lab.lower()), None) or next(
+            iter(difflib.get_close_matches(lab, list(by_text), n=1, cutoff=0.6)), None)
+        what = {"auto": "neither a class index nor a line of labels.txt", "index": "not a class index (label_field=index)",
+                "text": "not a line of labels.txt (label_field=text)"}[how]
+        raise DatasetLayoutError(f"{where}: label {lab!r} is {what}"
+                                 + (f"; did you mean {close!r}?" if close and how != "index" else ""))
 
     def clip_aliases(self, clip: ClipRecord) -> tuple[str, ...]:
         """The video's base name (``v/c0`` -> ``c0``), the ``frame_dir`` pyskl's
@@ -185,3 +230,21 @@ class CustomDataset(DatasetAdapter):
         if clip.start_frame is None and head and head != base:
             out.append(head)
         return tuple(out)
+
+
+def _unique_ids(rows: list[tuple[ClipRecord, str, str]]) -> list[ClipRecord]:
+    """The clips, each under its own id: clips listed by absolute paths that share a base name (the
+    numbered files of a folder per class) take their paths; an id still listed twice is an error."""
+    longs: dict[str, set[str]] = {}
+    for clip, _, long in rows:
+        longs.setdefault(clip.clip_id, set()).add(long)
+    ids: dict[str, str] = {}
+    out = []
+    for clip, where, long in rows:
+        if len(longs[clip.clip_id]) > 1:
+            clip = dataclasses.replace(clip, clip_id=long)
+        if clip.clip_id in ids:
+            raise DatasetLayoutError(f"{where}: clip {clip.clip_id!r} already listed at {ids[clip.clip_id]}")
+        ids[clip.clip_id] = where
+        out.append(clip)
+    return out

@@ -67,3 +67,57 @@ def test_root_that_is_not_a_folder_is_refused_up_front(tmp_path, name):
 
     with pytest.raises(DatasetLayoutError, match="is not a folder"):
         create_dataset(name, root=tmp_path / "nowhere")
+
+
+def test_numbers_as_label_texts(tmp_path):
+    """labels.txt of classes named by numbers: before 2026-12-06 a CSV's "0" was read as index 0,
+    the class whose text is "2", without a word."""
+    _root(tmp_path)
+    write_text(tmp_path / "labels.txt", "2\n1\n0\n")
+    write_text(tmp_path / "train.csv", "a.mp4,2\nb.mp4,1\n")
+    write_text(tmp_path / "val.csv", "c.mp4,0\n")
+    with pytest.raises(DatasetLayoutError, match=r"train.csv:1: label '2' is both class index 2 \('0'\) and the text "
+                                                 r"of labels.txt line 1 \(class 0\); .*-o label_field=index"):
+        create_dataset("custom", root=tmp_path).load()
+    as_text = create_dataset("custom", root=tmp_path, label_field="text").load()
+    assert [c.label for c in as_text.clips] == [0, 1, 2]
+    as_index = create_dataset("custom", root=tmp_path, label_field="index").load()
+    assert [c.label for c in as_index.clips] == [2, 1, 0]
+    # texts with leading zeros are no index: read as texts without a choice to make
+    write_text(tmp_path / "labels.txt", "007\n003\n")
+    write_text(tmp_path / "train.csv", "a.mp4,007\nb.mp4,1\n")
+    write_text(tmp_path / "val.csv", "c.mp4,003\n")
+    idx = create_dataset("custom", root=tmp_path).load()
+    assert [c.label for c in idx.clips] == [0, 1, 1]
+    with pytest.raises(DatasetLayoutError, match=r"label '1' is not a line of labels.txt \(label_field=text\)"):
+        create_dataset("custom", root=tmp_path, label_field="text").load()
+
+
+def test_absolute_paths_sharing_a_base_name(tmp_path):
+    """A folder per class of numbered files, listed by absolute paths: the ids were the base names,
+    so the second 0001 was refused as listed already."""
+    _root(tmp_path)
+    write_text(tmp_path / "train.csv", f"{tmp_path}/wave/0001.mp4,0\n{tmp_path}/jump/0001.mp4,1\n"
+                                       f"/elsewhere/jump/0001.mp4,1\n{tmp_path}/jump/0002.mp4,1\n")
+    idx = create_dataset("custom", root=tmp_path).load()
+    # a base name no other absolute path shares keeps its id (the entries made so far keep their key)
+    assert [c.clip_id for c in idx.clips if c.split == "train"] == [
+        "wave/0001", "jump/0001", "elsewhere/jump/0001", "0002"]
+    write_text(tmp_path / "val.csv", f"{tmp_path}/jump/0002.mp4,1\n")
+    with pytest.raises(DatasetLayoutError, match=r"val.csv:1: clip '0002' already listed at .*train.csv:4"):
+        create_dataset("custom", root=tmp_path).load()
+
+
+def test_ucf101_classind_labels_and_empty_split_files(tmp_path, caplog):
+    _root(tmp_path)
+    write_text(tmp_path / "labels.txt", "1 ApplyEyeMakeup\n2 ApplyLipstick\n3 Archery\n")
+    with pytest.raises(DatasetLayoutError, match=r"labels.txt: every line is a running number and a name "
+                                                 r"\('1 ApplyEyeMakeup'\), as UCF101's classInd.txt"):
+        create_dataset("custom", root=tmp_path).load()
+    write_text(tmp_path / "labels.txt", "3 pigs\n7 dwarfs\n")  # numbers in names, not a running count: texts
+    write_text(tmp_path / "train.csv", "a.mp4,3 pigs\n")
+    write_text(tmp_path / "val.csv", "path,label\n")
+    idx = create_dataset("custom", root=tmp_path).load()
+    assert idx.classes == ["3 pigs", "7 dwarfs"] and idx.split_counts() == {"train": 1}
+    assert idx.meta["split_files_without_clips"] == ["val.csv"]
+    assert "val.csv lists no clip: the val split is empty" in caplog.text
