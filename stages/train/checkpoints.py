@@ -278,6 +278,21 @@ def _load_whole(path: os.PathLike):
         return torch.load(str(path), map_location="cpu", weights_only=True)
 
 
+def backbone_differences(saved: dict, ours: dict) -> list[str]:
+    """How the CLIP weights a checkpoint names (``meta["backbone"]``, from the model's
+    ``backbone_identity``) differ from the model's, each ``key: saved -> ours``; empty when they
+    are the same. Where both name the weights' sha256 it decides, whichever tag or path found the
+    file (a file at another path, or the tag's own file given by path, is the same weights; another
+    file of one size is not); checkpoints written before the sha256 was recorded compare the tag
+    and, for a file, its size."""
+    keys = ["arch", "frozen"]
+    if saved.get("weights_sha256") and ours.get("weights_sha256"):
+        keys.append("weights_sha256")
+    else:
+        keys += ["pretrained"] + (["pretrained_size"] if saved.get("pretrained_path") else [])
+    return [f"{k}: {saved.get(k)!r} -> {ours.get(k)!r}" for k in keys if saved.get(k) != ours.get(k)]
+
+
 def non_finite_tensors(state: dict) -> list[str]:
     """The names of the floating-point tensors of ``state`` holding a NaN or an infinity."""
     return [k for k, v in state.items()
@@ -295,9 +310,10 @@ def load_checkpoint_into(model: torch.nn.Module, checkpoint: os.PathLike) -> Non
                          f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): the run that saved it diverged; "
                          "use a checkpoint from before the loss went non-finite")
     saved, ours = (ckpt.get("meta") or {}).get("backbone"), getattr(model, "backbone_identity", None)
-    if saved and ours is not None and any(saved.get(k) != ours().get(k) for k in ("arch", "pretrained", "frozen")):
-        raise RuntimeError(f"checkpoint {checkpoint} was trained on backbone {saved}, this model is built on "
-                           f"{ours()} (set model.clip.* to match)")
+    differ = backbone_differences(saved, ours()) if saved and ours is not None else []
+    if differ:
+        raise RuntimeError(f"checkpoint {checkpoint} was trained on other CLIP weights ({'; '.join(differ)}): its "
+                           "adapters and heads only make sense on those (set model.clip.* to match)")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise RuntimeError(f"checkpoint {checkpoint} does not fit this variant's model: missing {missing[:5]}, "

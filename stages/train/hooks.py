@@ -9,6 +9,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from stages.registry import HOOKS
+from stages.train.checkpoints import backbone_differences
 
 #: the checkpoint ``meta`` key of :class:`RunRecordHook`'s record
 RUN_RECORD_KEY = "run_record"
@@ -44,13 +45,10 @@ class BackboneCheckpointHook(Hook):
         saved = (checkpoint.get("meta") or {}).get("backbone")
         if saved is None:  # written before checkpoints named their backbone: it holds all weights
             return
-        ours = self._model(runner).backbone_identity()
-        keys = ("arch", "pretrained", "frozen") + (("pretrained_size",) if saved.get("pretrained_path") else ())
-        # the weights' sha256 where both name it (checkpoints written before they did keep loading)
-        keys += ("weights_sha256",) if saved.get("weights_sha256") and ours.get("weights_sha256") else ()
-        if any(saved.get(k) != ours.get(k) for k in keys):
-            raise ValueError(f"the checkpoint was trained on backbone {saved}, but this model is built on {ours}: "
-                             "its adapters and heads only make sense on those weights (set model.clip.* to match)")
+        differ = backbone_differences(saved, self._model(runner).backbone_identity())
+        if differ:
+            raise ValueError(f"the checkpoint was trained on other CLIP weights ({'; '.join(differ)}): its adapters "
+                             "and heads only make sense on those weights (set model.clip.* to match)")
 
 
 def run_record(cfg, entry) -> dict:

@@ -1,4 +1,5 @@
 """Checkpoints hold the trainable state and name the backbone."""
+import shutil
 from types import SimpleNamespace
 
 import pytest
@@ -8,6 +9,7 @@ from stages.compat import ensure_torchvision
 
 ensure_torchvision()
 
+from stages.train.checkpoints import load_checkpoint_into  # noqa: E402
 from stages.train.hooks import BackboneCheckpointHook  # noqa: E402
 from stages.train.runner_model import RunnerModel  # noqa: E402
 
@@ -72,7 +74,7 @@ def test_backbone_is_named_and_a_mismatch_is_refused(weights):
     assert ckpt["meta"]["backbone"]["weights_sha256"] == m.recognizer.clip.pretrained_identity["sha256"]
     assert ckpt["meta"]["backbone"]["weights_format"] == "state_dict"
     other = SimpleNamespace(model=_model(dict(arch="PeVL-tiny", pretrained=None)))
-    with pytest.raises(ValueError, match="trained on backbone"):
+    with pytest.raises(ValueError, match="trained on other CLIP weights"):
         hook.after_load_checkpoint(other, ckpt)
 
 
@@ -84,12 +86,22 @@ def test_other_weights_of_the_same_size_are_refused_by_their_sha256(weights, tmp
     hook = BackboneCheckpointHook()
     ckpt = {"meta": {}, "state_dict": m.state_dict()}
     hook.before_save_checkpoint(SimpleNamespace(model=m), ckpt)
+    shutil.copyfile(weights, tmp_path / "copy.pt")
     torch.manual_seed(321)
     torch.save(load_clip("PeVL-tiny", pretrained=None).state_dict(), weights)  # same size, other values
     other = _model(dict(arch="PeVL-tiny", pretrained=None, pretrained_path=weights, quick_gelu=False))
     assert other.backbone_identity()["pretrained_size"] == ckpt["meta"]["backbone"]["pretrained_size"]
-    with pytest.raises(ValueError, match="trained on backbone"):
+    with pytest.raises(ValueError, match="trained on other CLIP weights .*weights_sha256: '"):
         hook.after_load_checkpoint(SimpleNamespace(model=other), ckpt)
+    # eval, explain and predict load through load_checkpoint_into: the same rule (before 2026-12-06
+    # they compared the tag, None for a file, and took the other weights without a word)
+    path = tmp_path / "epoch_1.pth"
+    torch.save(ckpt, path)
+    with pytest.raises(RuntimeError, match=r"epoch_1.pth was trained on other CLIP weights \(weights_sha256: "):
+        load_checkpoint_into(other, path)
+    # the first weights at another path are the same weights
+    same = _model(dict(arch="PeVL-tiny", pretrained=None, pretrained_path=str(tmp_path / "copy.pt"), quick_gelu=False))
+    load_checkpoint_into(same, path)
     assert other.pretrained_fields() == dict(pretrained=weights, pretrained_format="state_dict",
                                              pretrained_sha256=other.recognizer.clip.pretrained_identity["sha256"],
                                              clip_activation="GELU")
