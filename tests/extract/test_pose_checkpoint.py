@@ -144,6 +144,27 @@ def test_w48_for_w32_names_the_config_that_fits_and_loads_with_it(tmp_path):
     assert src.spec.input_size == (288, 384)
 
 
+WHOLEBODY = "wholebody_2d_keypoint/topdown_heatmap/coco-wholebody/td-hm_hrnet-w32_8xb64-210e_coco-wholebody-256x192.py"
+
+
+def test_a_model_of_another_keypoint_count_is_refused_before_any_clip(tmp_path):
+    """COCO-WholeBody's HRNet (133 keypoints) fits its own config strictly; before 2026-12-06 it
+    was accepted at planning, every clip then decoded, posed and failed on "133 joints", and the
+    run ended "complete"."""
+    model = mmpose_model(WHOLEBODY, seed=2)
+    path = tmp_path / "td-hm_hrnet-w32_8xb64-210e_coco-wholebody-256x192-853765cd_20220913.pth"
+    torch.save({"meta": {"dataset_meta": model.dataset_meta}, "state_dict": model.state_dict()}, path)
+    with pytest.raises(PoseCheckpointMismatch, match=r"--pose-config .*coco-wholebody-256x192.py: its head predicts "
+                                                     r"133 keypoints, but the hrnet pose source stores coco17 \(17"):
+        HRNetPoseSource(checkpoint=str(path), config=WHOLEBODY)
+    with pytest.raises(PoseCheckpointMismatch, match="its head predicts 133 keypoints"):
+        HRNetPoseSource(checkpoint="none", config=WHOLEBODY)  # the config alone decides it
+    # the file for the default config: the refusal says what differs (not only "HRNet-w32, the model HRNet-w32")
+    with pytest.raises(PoseCheckpointMismatch, match=r"The file's head predicts 133 keypoints, the configured "
+                                                     r"model's 17 \(COCO-WholeBody's 133\?\)"):
+        HRNetPoseSource(checkpoint=str(path))
+
+
 def test_refused_at_planning_before_any_clip_is_decoded(files, tmp_path, monkeypatch):
     from pevl_testutils import make_video, write_custom_dataset
     from stages.extract import clip as clip_mod

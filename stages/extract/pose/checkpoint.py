@@ -143,6 +143,28 @@ def build_meta_model(config_path: Path):
         return init_model(cfg, None, device="meta")
 
 
+def head_keypoints(state) -> Optional[int]:
+    """How many keypoints the heatmap head of a state dict predicts (its final layer's output
+    channels; mmpose 1.x ``head.``, 0.x ``keypoint_head.``); None without such a layer."""
+    for k in ("head.final_layer.weight", "keypoint_head.final_layer.weight"):
+        w = state.get(k) if hasattr(state, "get") else None
+        if w is not None and getattr(w, "ndim", 0) >= 1:
+            return int(w.shape[0])
+    return None
+
+
+def check_model_keypoints(model, config_rel: str, skeleton: str, joints: int) -> None:
+    """Refuse a pose model whose head predicts another number of keypoints than the skeleton the
+    pose source stores (a COCO-WholeBody config, 133, for coco17): every clip would fail after its
+    decode and pose pass."""
+    n = head_keypoints(model.state_dict())
+    if n is not None and n != joints:
+        raise PoseCheckpointMismatch(
+            f"--pose-config {config_rel}: its head predicts {n} keypoints, but the hrnet pose source stores "
+            f"{skeleton} ({joints} joints) and the model's joint embedding is built for it. Nothing was extracted. "
+            f"Use a {joints}-keypoint top-down config and checkpoint (the default: {OFFICIAL_FILE}).")
+
+
 def _groups(keys) -> str:
     c = Counter(".".join(k.split(".")[:2]) for k in keys)
     return ", ".join(f"{g} ({n})" for g, n in c.most_common(3)) + (", ..." if len(c) > 3 else "")
@@ -226,7 +248,7 @@ def fitting_configs(ckpt: PoseCheckpoint, config_path: Path, config_rel: str) ->
 
 
 def mismatch_message(ckpt: PoseCheckpoint, result: Fit, config_rel: str, suggestions: list[str],
-                     model_width: Optional[int] = None) -> str:
+                     model_width: Optional[int] = None, model_state=None) -> str:
     src = f"--pose-checkpoint {ckpt.path} ({ckpt.layout + ' layout' if ckpt.layout.startswith('mmpose') else ckpt.layout})"
     lines = [f"{src} does not fit the pose model of {Path(config_rel).name}: {result.found} of {result.total} "
              "tensors would be loaded. Nothing was extracted."]
@@ -239,6 +261,10 @@ def mismatch_message(ckpt: PoseCheckpoint, result: Fit, config_rel: str, suggest
         lines.append(f"  of another shape: {len(result.other_shape)} ({_groups(k for k, _, _ in result.other_shape)}; "
                      f"e.g. {k} {a} in the file, {b} in the model)")
     width, ours = hrnet_width(ckpt.state), model_width
+    theirs_k, ours_k = head_keypoints(ckpt.state), head_keypoints(model_state or {})
+    if theirs_k and ours_k and theirs_k != ours_k:
+        lines.append(f"The file's head predicts {theirs_k} keypoints, the configured model's {ours_k}"
+                     + (" (COCO-WholeBody's 133?)" if theirs_k == 133 else "") + ".")
     head = [k for k in result.missing if k.startswith("head.")]
     if head and len(head) == len(result.missing) and not result.unexpected and not result.other_shape:
         lines.append(f"It has no keypoint head ({', '.join(head)}): a backbone without the layer that predicts the "
@@ -258,13 +284,17 @@ def mismatch_message(ckpt: PoseCheckpoint, result: Fit, config_rel: str, suggest
     return "\n".join(lines)
 
 
-def check_pose_checkpoint(ckpt: PoseCheckpoint, config_path: Path, config_rel: str) -> int:
-    """Refuse ``ckpt`` unless it fits the model of ``config_path`` strictly (meta-device build).
-    Returns the number of tensors it places."""
+def check_pose_checkpoint(ckpt: Optional[PoseCheckpoint], config_path: Path, config_rel: str,
+                          skeleton: str = "coco17", joints: int = 17) -> int:
+    """Refuse ``ckpt`` unless it fits the model of ``config_path`` strictly (meta-device build),
+    and the model unless its head predicts the ``joints`` of ``skeleton`` (also with no
+    checkpoint). Returns the number of tensors the file places (0 without one)."""
     model = build_meta_model(config_path)
-    result = fit(model, ckpt)
-    if not result.ok:
-        raise PoseCheckpointMismatch(mismatch_message(ckpt, result, config_rel,
-                                                      fitting_configs(ckpt, config_path, config_rel),
-                                                      hrnet_width(model.state_dict())))
-    return result.total
+    if ckpt is not None:
+        result = fit(model, ckpt)
+        if not result.ok:
+            raise PoseCheckpointMismatch(mismatch_message(ckpt, result, config_rel,
+                                                          fitting_configs(ckpt, config_path, config_rel),
+                                                          hrnet_width(model.state_dict()), model.state_dict()))
+    check_model_keypoints(model, config_rel, skeleton, joints)
+    return result.total if ckpt is not None else 0

@@ -25,6 +25,7 @@ from stages.extract.pose.checkpoint import (PoseCheckpointMismatch, check_pose_c
 from stages.extract.pose.topdown import TopdownSpec, autocast_dtype_for, frames_on_device, topdown_keypoints
 from stages.registry import POSE_SOURCES
 from stages.settings import field
+from stages.skeletons import get_skeleton
 
 log = logging.getLogger(__name__)
 
@@ -181,11 +182,13 @@ class HRNetPoseSource(PoseSource):
         self.checkpoint = find_checkpoint(checkpoint)
         self.checkpoint_sha256 = None
         self._weights: Optional[dict] = None
-        if self.checkpoint is not None:
-            # strict, before any clip is decoded: the file must fit the configured model exactly
-            # (checked on the meta device); only then is its sha256 part of the entry's identity
-            ckpt = read_pose_checkpoint(self.checkpoint)
-            check_pose_checkpoint(ckpt, self.config_path, self.config_rel)
+        # strict, before any clip is decoded: the file must fit the configured model exactly, and the
+        # model predict this source's joints (checked on the meta device); only then is the file's
+        # sha256 part of the entry's identity
+        ckpt = read_pose_checkpoint(self.checkpoint) if self.checkpoint is not None else None
+        check_pose_checkpoint(ckpt, self.config_path, self.config_rel, self.skeleton,
+                              get_skeleton(self.skeleton).num_joints)
+        if ckpt is not None:
             self.checkpoint_sha256 = ckpt.sha256
             self._weights = ckpt.provenance()
         self.seed = seed
