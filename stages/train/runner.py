@@ -306,21 +306,52 @@ def _last_checkpoint(work_dir: Path) -> Optional[str]:
     return None
 
 
+#: run-config keys that change nothing a resumed run computes: how many processes load the data
+#: (docs/training.md: the batches are the same), what is logged and kept, when validation runs and
+#: with what batch, and where this machine keeps files (the CLIP weights themselves are compared
+#: by their sha256 when the checkpoint loads: BackboneCheckpointHook)
+NOT_THE_RUN = frozenset({"data.num_workers", "data.root", "train.log_interval", "train.max_keep_ckpts",
+                         "train.val_interval", "train.test_batch_size", "model.clip.pretrained_path",
+                         "model.clip.cache_dir"})
+
+
 def check_resumes_this_run(checkpoint: Path, run_cfg: Config, entry: CacheEntry) -> None:
     """Refuse to resume from a checkpoint that another config wrote (a run abandoned for a changed
     setting: its weights, optimiser and schedule would go on under this run's name), naming the
-    keys that differ. A checkpoint without a run record (written before 2026-12) is taken as it is."""
+    keys that differ, or that was trained on another cache entry. Keys of :data:`NOT_THE_RUN` may
+    change. A key the checkpoint's record lacks is a setting newer than the code that wrote it (or
+    one this code dropped): taken as it is now, and named in a warning. A checkpoint without a run
+    record (written before 2026-12) is taken as it is."""
     from stages.train.hooks import RUN_RECORD_KEY, run_record
 
-    theirs = (read_checkpoint_meta(checkpoint).get(RUN_RECORD_KEY) or {}).get("run_config")
+    record = read_checkpoint_meta(checkpoint).get(RUN_RECORD_KEY) or {}
+    theirs = record.get("run_config")
     if theirs is None:
         return
+    their_entry = (record.get("entry") or {}).get("key")
+    if their_entry and their_entry != entry.key:
+        raise ValueError(f"--resume: {checkpoint} was trained on cache entry {their_entry}, this run reads entry "
+                         f"{entry.key}: its weights and schedule would go on over other clips. Resume on entry "
+                         f"{their_entry} (--entry {their_entry}), or train without --resume: the old checkpoints "
+                         "are set aside, not lost")
     mine = run_record(run_cfg, entry)["run_config"]
-    diff = _differences(theirs, mine)
+    theirs_flat, mine_flat = dotted_leaves(theirs), dotted_leaves(mine)
+    diff, newer = [], []
+    for k in sorted(set(theirs_flat) | set(mine_flat)):
+        if k in NOT_THE_RUN or theirs_flat.get(k) == mine_flat.get(k):
+            continue
+        if k not in theirs_flat or k not in mine_flat:
+            newer.append(k)
+        else:
+            diff.append(f"{k}: {theirs_flat[k]!r} -> {mine_flat[k]!r}")
     if diff:
         raise ValueError(f"--resume: {checkpoint} was written by a run of another config ({'; '.join(diff[:5])}"
                          + (f"; {len(diff) - 5} more" if len(diff) > 5 else "") + "). Resume with the config it was "
                          "trained with, or train without --resume: the old checkpoints are set aside, not lost")
+    if newer:
+        log.warning("--resume: %s was written by code without the settings %s (or with settings this code no longer "
+                    "has); they take this run's values %s", checkpoint, ", ".join(newer),
+                    {k: mine_flat.get(k) for k in newer if k in mine_flat})
 
 
 #: model settings that do not define the model a checkpoint's weights belong to: where the
@@ -353,13 +384,6 @@ def trained_model_settings(recorded: dict, cfg: Config, entry: CacheEntry, given
         raise ValueError(f"the checkpoint's weights were trained with other model settings than this command gives "
                          f"({'; '.join(clash)}): leave them out, its model is built as it was trained")
     return options, unknown
-
-
-def _differences(a: Any, b: Any, at: str = "") -> list[str]:
-    """``key: a -> b`` for each leaf where two plain configs differ."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [d for k in sorted(set(a) | set(b)) for d in _differences(a.get(k), b.get(k), f"{at}.{k}" if at else k)]
-    return [] if a == b else [f"{at}: {a!r} -> {b!r}"]
 
 
 def evaluate_checkpoint(cfg: Config, checkpoint: str, entry: CacheEntry, out_dir: os.PathLike,

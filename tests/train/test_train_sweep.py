@@ -283,3 +283,57 @@ def test_resume_refuses_another_configs_checkpoints_and_starting_over_sets_them_
     from stages.train.checkpoints import read_checkpoint_meta
 
     assert read_checkpoint_meta(vdir / "epoch_1.pth")["run_record"]["run_config"]["train"]["lr"] == 1e-4
+
+
+def test_what_resume_compares(small_demo, tmp_path, caplog):
+    """--resume refuses a checkpoint of another config or another cache entry; settings that change
+    nothing the run computes may differ, and a setting newer than the code that wrote the checkpoint
+    is taken as it is now, with a warning (before 2026-12-06 all of these were refused, and another
+    entry went on with mmengine's metainfo warning only)."""
+    import copy
+
+    import torch
+    from mmengine.config import Config
+
+    from cache import CacheEntry
+    from stages.train.hooks import run_record
+    from stages.train.runner import check_resumes_this_run
+
+    _, entry_dir, _ = small_demo
+    entry = CacheEntry(entry_dir)
+    base = dict(exp_name="demo", variant="pevl", train=dict(lr=1e-3, log_interval=1, max_keep_ckpts=1),
+                data=dict(num_workers=0, root="/data/a", test_views="resize_three_crop"),
+                model=dict(clip=dict(arch="ViT-B-16", pretrained_path="/lab/ViT-B-16.pt")))
+
+    def ckpt(edit=lambda r: None):
+        record = run_record(Config(copy.deepcopy(base)), entry)
+        edit(record)
+        path = tmp_path / "epoch_1.pth"
+        torch.save({"meta": {"run_record": record}, "state_dict": {}}, path)
+        return path
+
+    def mine(**changes):
+        cfg = copy.deepcopy(base)
+        for key, value in changes.items():
+            *head, last = key.split("__")
+            d = cfg
+            for h in head:
+                d = d[h]
+            d[last] = value
+        return Config(cfg)
+
+    check_resumes_this_run(ckpt(), mine(), entry)
+    # fewer loader processes after an out-of-memory, other logging, the weights file moved: the same run
+    check_resumes_this_run(ckpt(), mine(data__num_workers=4, data__root="/mnt/a", train__log_interval=50,
+                                        train__max_keep_ckpts=3, model__clip__pretrained_path="/w/b.pt"), entry)
+    with pytest.raises(ValueError, match=r"another config \(train.lr: 0.001 -> 0.01\)"):
+        check_resumes_this_run(ckpt(), mine(train__lr=1e-2), entry)
+    # written by code before data.test_views existed
+    check_resumes_this_run(ckpt(lambda r: r["run_config"]["data"].pop("test_views")), mine(), entry)
+    assert "without the settings data.test_views" in caplog.text and "'resize_three_crop'" in caplog.text
+
+    def other_entry(r):
+        r["entry"]["key"] = "0123456789abcdef"
+
+    with pytest.raises(ValueError, match=rf"trained on cache entry 0123456789abcdef, this run reads entry {entry.key}"):
+        check_resumes_this_run(ckpt(other_entry), mine(), entry)
