@@ -156,9 +156,23 @@ def describe_pretrained(identity: Optional[dict]) -> str:
             f"{tag}), {identity['tensors']} tensors, {identity['activation']}")
 
 
+#: the environment variables by which Hugging Face's libraries are told not to touch the network
+OFFLINE_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+def _offline() -> bool:
+    import os
+
+    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on") for k in OFFLINE_ENV)
+
+
 def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether open_clip's tag may be downloaded: not when the environment says offline (no
+    connection is even tried then), else whether huggingface.co answers."""
     import socket
 
+    if _offline():
+        return False
     try:
         socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
         return True
@@ -168,8 +182,8 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 def _weights_file(open_clip, arch: str, pretrained: str, cache_dir: Optional[str]) -> str:
     """The local file of open_clip's tag ``pretrained`` for ``arch``: the copy in the local Hugging
-    Face cache, else downloaded (open_clip's ``download_pretrained``) when the hub can be reached;
-    else fail at once (open_clip would retry for half a minute) with the option that takes a file."""
+    Face cache, else downloaded (open_clip's ``download_pretrained``) when the hub can be reached
+    and ``HF_HUB_OFFLINE`` is not set; else fail at once (open_clip would retry for half a minute) with the option that takes a file."""
     import os
 
     cfg = open_clip.get_pretrained_cfg(arch, pretrained) or {}
@@ -199,7 +213,7 @@ def _weights_file(open_clip, arch: str, pretrained: str, cache_dir: Optional[str
                 "model.clip.pretrained=None for random weights.") from e
     raise RuntimeError(
         f"open_clip weights {arch!r} / pretrained={pretrained!r} are not on this machine and the model hub "
-        f"cannot be reached. Download them (e.g. {repo or cfg.get('url', 'the open_clip release')}) and pass "
+        + ("may not be used (HF_HUB_OFFLINE)" if _offline() else "cannot be reached") + ". Download them (e.g. {repo or cfg.get('url', 'the open_clip release')}) and pass "
         "model.clip.pretrained_path=/path/to/the/file (OpenAI's ViT-B-16.pt, open_clip_pytorch_model.bin, "
         ".safetensors ...; --cfg-options on the CLI), or set model.clip.pretrained=None for random weights."
     )

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from stages.model.torchscript_reader import TorchScriptReadError, read_torchscript_tensors, torchscript_root
+from stages.torch_files import zip_problem
 
 #: OpenAI's archives carry these int64 scalar buffers; no open_clip model has them
 OPENAI_BUFFERS = ("input_resolution", "context_length", "vocab_size")
@@ -138,6 +139,10 @@ def read_clip_weights(path: str | Path) -> ClipWeightsFile:
     if not path.is_file():
         raise FileNotFoundError(f"CLIP weights {str(path)!r} do not exist")
     sha = _sha256(path)
+    # a known release is known whole by its sha256; any other zip archive by its members' CRCs
+    why = zip_problem(path) if _release_of(sha) is None else None
+    if why:
+        raise ClipWeightsError(f"{path}: {why}; copy the file again (model.clip.pretrained_path)")
     notes: list[str] = []
     if torchscript_root(path) is not None:
         fmt = "torchscript"

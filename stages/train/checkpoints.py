@@ -39,6 +39,7 @@ from mmengine.hooks import CheckpointHook
 from cache.claims import PIDS_TAG, named_writer_gone
 from cache.fsutil import atomic_write_text
 from stages.registry import HOOKS
+from stages.torch_files import zip_problem
 
 log = logging.getLogger(__name__)
 
@@ -126,17 +127,13 @@ def whole_checkpoint_problem(path: os.PathLike) -> Optional[str]:
         return "empty (0 bytes)"
     try:
         with zipfile.ZipFile(p) as z:
-            names = z.namelist()
-            if not any(n.endswith("data.pkl") for n in names):
+            if not any(n.endswith("data.pkl") for n in z.namelist()):
                 return "not a torch checkpoint (no data.pkl)"
-            bad = z.testzip()
-            if bad is not None:
-                return f"damaged (CRC of {bad})"
+        return zip_problem(p)
     except zipfile.BadZipFile as e:
         return f"truncated or not a zip archive ({e})"
     except OSError as e:
         return f"unreadable ({e})"
-    return None
 
 
 def checkpoint_files(folder: os.PathLike) -> list[Path]:

@@ -57,6 +57,18 @@ MMCV_META = {"mmcv_version": "1.1.1", "time": "Wed Jul  8 01:05:40 2020", "epoch
              "history": np.arange(4, dtype=np.float32)}
 
 
+def save_as_release(obj, folder, name: str):
+    """``torch.save`` under an OpenMMLab release name, ``{sha}`` replaced by the first 8 hex digits
+    of the file's sha256 (what the zoos' names carry and the loader checks)."""
+    import hashlib
+
+    tmp = folder / "unnamed.pth"
+    torch.save(obj, tmp)
+    path = folder / name.format(sha=hashlib.sha256(tmp.read_bytes()).hexdigest()[:8])
+    tmp.rename(path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def w32():
     model = mmpose_model()
@@ -69,11 +81,11 @@ def files(tmp_path_factory, w32):
     d = tmp_path_factory.mktemp("pose_ckpt")
     sd = model.state_dict()
     out = {}
-    out["0.x"] = d / "hrnet_w32_coco_256x192-c78dce93_20200708.pth"
-    torch.save({"meta": MMCV_META, "state_dict": as_mmpose_0x(sd)}, out["0.x"])
-    out["1.x"] = d / "td-hm_hrnet-w32_8xb64-210e_coco-256x192-81c58e40_20220909.pth"
-    torch.save({"meta": {"dataset_meta": model.dataset_meta, "mmengine_version": "0.10.7", "epoch": 210,
-                         "cfg": model.cfg.pretty_text}, "state_dict": sd}, out["1.x"])
+    out["0.x"] = save_as_release({"meta": MMCV_META, "state_dict": as_mmpose_0x(sd)}, d,
+                                 "hrnet_w32_coco_256x192-{sha}_20200708.pth")
+    out["1.x"] = save_as_release({"meta": {"dataset_meta": model.dataset_meta, "mmengine_version": "0.10.7",
+                                           "epoch": 210, "cfg": model.cfg.pretty_text}, "state_dict": sd}, d,
+                                 "td-hm_hrnet-w32_8xb64-210e_coco-256x192-{sha}_20220909.pth")
     ddp = collections.OrderedDict(("module." + k, v) for k, v in as_mmpose_0x(sd).items())
     ddp._metadata = collections.OrderedDict((("module." + k) if k else "module", v)
                                             for k, v in as_mmpose_0x(sd)._metadata.items())
@@ -128,8 +140,8 @@ def test_w48_for_w32_names_the_config_that_fits_and_loads_with_it(tmp_path):
     """HRNet-w48 384x288 (0.x layout, the official file name) where w32 is configured: refused,
     naming the w48 384x288 config and --pose-config; with that option it loads, every tensor."""
     model = mmpose_model(W48_384, seed=1)
-    path = tmp_path / "hrnet_w48_coco_384x288-314c8528_20200708.pth"
-    torch.save({"meta": MMCV_META, "state_dict": as_mmpose_0x(model.state_dict())}, path)
+    path = save_as_release({"meta": MMCV_META, "state_dict": as_mmpose_0x(model.state_dict())}, tmp_path,
+                           "hrnet_w48_coco_384x288-{sha}_20200708.pth")
     with pytest.raises(PoseCheckpointMismatch) as e:
         HRNetPoseSource(checkpoint=str(path))
     msg = str(e.value)
@@ -152,8 +164,8 @@ def test_a_model_of_another_keypoint_count_is_refused_before_any_clip(tmp_path):
     was accepted at planning, every clip then decoded, posed and failed on "133 joints", and the
     run ended "complete"."""
     model = mmpose_model(WHOLEBODY, seed=2)
-    path = tmp_path / "td-hm_hrnet-w32_8xb64-210e_coco-wholebody-256x192-853765cd_20220913.pth"
-    torch.save({"meta": {"dataset_meta": model.dataset_meta}, "state_dict": model.state_dict()}, path)
+    path = save_as_release({"meta": {"dataset_meta": model.dataset_meta}, "state_dict": model.state_dict()}, tmp_path,
+                           "td-hm_hrnet-w32_8xb64-210e_coco-wholebody-256x192-{sha}_20220913.pth")
     with pytest.raises(PoseCheckpointMismatch, match=r"--pose-config .*coco-wholebody-256x192.py: its head predicts "
                                                      r"133 keypoints, but the hrnet pose source stores coco17 \(17"):
         HRNetPoseSource(checkpoint=str(path), config=WHOLEBODY)
@@ -216,3 +228,28 @@ def test_a_file_changed_after_planning_is_not_loaded(files, tmp_path):
     shutil.copy(files["0.x"], path)
     with pytest.raises(PoseSourceError, match="changed since this extraction was planned"):
         src.model
+
+
+def test_a_damaged_copy_is_refused_by_its_crc_or_its_release_name(files, tmp_path):
+    """A bit flipped inside a tensor loaded as the official weights (only the sha256 in the entry
+    changed); now the zip members' CRCs, and the sha256 prefix an OpenMMLab release name carries,
+    catch it before the weights are used."""
+    import shutil
+    import zipfile
+
+    data = bytearray(files["1.x"].read_bytes())
+    with zipfile.ZipFile(files["1.x"]) as z:
+        info = max(z.infolist(), key=lambda i: i.file_size)  # the largest tensor
+    data[info.header_offset + 30 + len(info.filename) + len(info.extra) + info.file_size // 2] ^= 0x10
+    flipped = tmp_path / "td-hm_hrnet-w32_8xb64-210e_coco-256x192-81c58e40_20220909.pth"
+    flipped.write_bytes(bytes(data))
+    with pytest.raises(PoseCheckpointMismatch, match=r"damaged: the CRC of member .* is wrong\. Nothing was extracted"):
+        HRNetPoseSource(checkpoint=str(flipped))
+    # the older, non-zip format (no CRCs) under a release name that its sha256 does not begin with
+    legacy = tmp_path / "hrnet_w32_coco_256x192-c78dce93_20200708.pth"
+    torch.save({"state_dict": read_pose_checkpoint(files["0.x"]).state}, legacy, _use_new_zipfile_serialization=False)
+    with pytest.raises(PoseCheckpointMismatch, match=r"carries the sha256 prefix c78dce93 of the released file"):
+        HRNetPoseSource(checkpoint=str(legacy))
+    # under a name of no release, the same legacy file loads (nothing to check it against)
+    shutil.copy(legacy, tmp_path / "mine.pth")
+    assert HRNetPoseSource(checkpoint=str(tmp_path / "mine.pth"), flip_test=False).checkpoint_sha256

@@ -223,3 +223,21 @@ def test_files_that_are_no_clip_weights_are_refused_by_name(tmp_path):
     torch.save({"state_dict": {"a": torch.zeros(1)}, "args": argparse.Namespace(lr=1)}, tmp_path / "pickled.pt")
     with pytest.raises(ClipWeightsError, match="weights_only=True"):
         read_clip_weights(tmp_path / "pickled.pt")
+
+
+@pytest.mark.parametrize("form", ["hub_bin", "archive"])
+def test_a_copy_with_a_flipped_byte_is_refused_by_its_crc(tiny_files, tiny_archive, tmp_path, form):
+    """A bit flipped inside a tensor of a hub .bin or OpenAI's archive loaded as other weights
+    without a word (torch.load reads zip members without checking their CRCs)."""
+    import zipfile
+
+    src = tiny_files["hub_bin"][0] if form == "hub_bin" else tiny_archive
+    data = bytearray(src.read_bytes())
+    with zipfile.ZipFile(src) as z:
+        info = max(z.infolist(), key=lambda i: i.file_size)
+    data[info.header_offset + 30 + len(info.filename) + len(info.extra) + info.file_size // 2] ^= 0x10
+    bad = tmp_path / src.name
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ClipWeightsError, match=r"damaged: the CRC of member .* is wrong; copy the file again "
+                                                r"\(model.clip.pretrained_path\)"):
+        read_clip_weights(bad)

@@ -69,6 +69,16 @@ def test_offline_pretrained_fails_fast_naming_the_local_file_option(monkeypatch)
         load_clip("ViT-B-16", pretrained="openai", cache_dir="/nonexistent-hf-cache")
 
 
+def test_hf_hub_offline_tries_no_connection(monkeypatch):
+    """HF_HUB_OFFLINE=1 (the tests set it): no socket is opened, and the refusal says why."""
+    import socket
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: pytest.fail("a connection was tried"))
+    with pytest.raises(RuntimeError, match=r"may not be used \(HF_HUB_OFFLINE\).*model.clip.pretrained_path"):
+        load_clip("ViT-B-16", pretrained="openai", cache_dir="/nonexistent-hf-cache")
+
+
 def test_failed_download_names_local_file_option(monkeypatch):
     import open_clip.pretrained as ocp
 

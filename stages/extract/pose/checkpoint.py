@@ -31,6 +31,8 @@ from typing import Optional
 
 import numpy as np
 
+from stages.torch_files import name_hash_problem, zip_problem
+
 #: what the official COCO HRNet-w32 file is called (the pose checkpoint most entries use)
 OFFICIAL_FILE = "hrnet_w32_coco_256x192-c78dce93_20200708.pth"
 
@@ -90,6 +92,10 @@ def read_pose_checkpoint(path: str | Path) -> PoseCheckpoint:
     path = Path(path)
     data = path.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
+    why = zip_problem(data) or name_hash_problem(path, sha)
+    if why:
+        raise PoseCheckpointMismatch(f"--pose-checkpoint {path}: {why}. Nothing was extracted; copy the file again "
+                                     f"(the official one: {OFFICIAL_FILE}, docs/install.md)")
     ckpt = _load(data, path)
     meta = {}
     if isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict):

@@ -33,7 +33,6 @@ HRNET_CONFIG = "body_2d_keypoint/topdown_heatmap/coco/td-hm_hrnet-w32_8xb64-210e
 HRNET_CHECKPOINT_URL = (
     "https://download.openmmlab.com/mmpose/top_down/hrnet/hrnet_w32_coco_256x192-c78dce93_20200708.pth"
 )
-HRNET_CHECKPOINT_SHA256_PREFIX = "c78dce93"  # the hash prefix in the official file name
 POSE_PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 CUDNN_PAD_TO = 8  # crops per forward pass rounded up to this on CUDA: few shapes for cudnn.benchmark
 

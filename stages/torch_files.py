@@ -1,0 +1,57 @@
+"""Whether a weight file is whole, before ``torch.load`` trusts its bytes.
+
+``torch.load`` reads a zip archive (``torch.save`` since torch 1.6, OpenAI's TorchScript CLIP
+files, Hugging Face ``pytorch_model.bin``) without checking its members' CRCs, so a copy whose
+bytes rotted inside a tensor, or one cut short past the archive's index, loads as other weights
+without a word. Two checks, used by every loader of this project's weight files (checkpoints,
+CLIP weights, pose and detector checkpoints):
+
+* :func:`zip_problem`: every member's CRC (what ``unzip -t`` does); files of the older,
+  non-zip ``torch.save`` format (mmpose 0.x's 2020 releases) have none to check;
+* :func:`name_hash_problem`: OpenMMLab's release names carry the first 8 hex digits of the file's
+  sha256 (``hrnet_w32_coco_256x192-c78dce93_20200708.pth``); a file under such a name whose
+  sha256 does not begin with them is damaged or is not that release.
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import zipfile
+from pathlib import Path
+from typing import Optional, Union
+
+#: ``<name>-<sha256[:8]>.pth`` or ``<name>-<sha256[:8]>_<yyyymmdd>.pth`` (OpenMMLab model zoos)
+RELEASE_NAME_RE = re.compile(r"-(?P<sha>[0-9a-f]{8})(?:_\d{8})?\.pth$")
+
+
+def zip_problem(source: Union[os.PathLike, str, bytes]) -> Optional[str]:
+    """None when ``source`` (a path, or the file's bytes) is not a zip archive (nothing to check)
+    or is one whose every member's CRC is right; else what is wrong (a damaged member, an archive
+    cut short)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        f, starts = io.BytesIO(source), bytes(source[:4])
+    else:
+        f = Path(source)
+        with open(f, "rb") as fh:
+            starts = fh.read(4)
+    if starts != b"PK\x03\x04":
+        return None
+    try:
+        with zipfile.ZipFile(f) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, EOFError) as e:
+        return f"a zip archive cut short or damaged ({e})"
+    except (zipfile.LargeZipFile, NotImplementedError, RuntimeError) as e:
+        return f"a zip archive that cannot be checked ({e})"
+    return f"damaged: the CRC of member {bad} is wrong" if bad is not None else None
+
+
+def name_hash_problem(path: Union[os.PathLike, str], sha256: str) -> Optional[str]:
+    """None unless ``path``'s name carries a release's sha256 prefix that ``sha256`` (the file's)
+    does not begin with."""
+    m = RELEASE_NAME_RE.search(Path(path).name)
+    if m and not sha256.startswith(m.group("sha")):
+        return (f"its name carries the sha256 prefix {m.group('sha')} of the released file, but its sha256 is "
+                f"{sha256[:12]}...: the copy is damaged, or another file under the release's name")
+    return None
