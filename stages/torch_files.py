@@ -11,6 +11,10 @@ CLIP weights, pose and detector checkpoints):
 * :func:`name_hash_problem`: OpenMMLab's release names carry the first 8 hex digits of the file's
   sha256 (``hrnet_w32_coco_256x192-c78dce93_20200708.pth``); a file under such a name whose
   sha256 does not begin with them is damaged or is not that release.
+
+And what ``torch.load(weights_only=True)`` may build beyond tensors (:func:`safe_globals`: the
+numpy arrays and scalars mmcv/mmengine put in a checkpoint's ``meta`` and message hub, nothing
+else), and what to say when it refuses a file (:func:`weights_only_refusal`).
 """
 from __future__ import annotations
 
@@ -55,3 +59,37 @@ def name_hash_problem(path: Union[os.PathLike, str], sha256: str) -> Optional[st
         return (f"its name carries the sha256 prefix {m.group('sha')} of the released file, but its sha256 is "
                 f"{sha256[:12]}...: the copy is damaged, or another file under the release's name")
     return None
+
+
+def safe_globals():
+    """A context in which ``torch.load(weights_only=True)`` also builds what mmcv and mmengine
+    checkpoints hold beside their tensors: numpy arrays, dtypes and scalars (mmcv 1.x ``meta``,
+    e.g. mmpose 0.x's ``hook_msgs``) and mmengine's ``HistoryBuffer`` (the message hub of a
+    training checkpoint, mmpose 1.x's included). Exactly those types, never arbitrary pickles."""
+    import builtins
+
+    import numpy as np
+    import torch
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    if int(np.__version__.split(".")[0]) >= 2:
+        from numpy._core import multiarray as ma
+    else:
+        from numpy.core import multiarray as ma
+    allowed = [HistoryBuffer, ma.scalar, ma._reconstruct, np.ndarray, np.dtype, builtins.getattr]
+    allowed += list({type(np.dtype(t)) for t in ("f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1", "b1", "U", "O")})
+    return torch.serialization.safe_globals(allowed)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def weights_only_refusal(e: BaseException) -> str:
+    """What ``torch.load(weights_only=True)``'s error says, in one line: the global it refused
+    (``argparse.Namespace``, a training library's class), else its first line, without colour codes."""
+    text = _ANSI.sub("", str(e)).strip()
+    m = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if m:
+        return (f"it pickles {m.group(1)}, which torch.load(weights_only=True) does not build (the weights may be "
+                "saved beside a training run's objects: keep only its state_dict, torch.save(ckpt['state_dict'], ...))")
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from stages.model.torchscript_reader import TorchScriptReadError, read_torchscript_tensors, torchscript_root
-from stages.torch_files import zip_problem
+from stages.torch_files import weights_only_refusal, zip_problem
 
 #: OpenAI's archives carry these int64 scalar buffers; no open_clip model has them
 OPENAI_BUFFERS = ("input_resolution", "context_length", "vocab_size")
@@ -126,9 +126,8 @@ def _torch_load(path: Path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle.UnpicklingError, RuntimeError (not a torch file), EOFError ...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ClipWeightsError(
-            f"{path}: not a CLIP weight file torch.load(weights_only=True) reads ({type(e).__name__}: {first}). "
+            f"{path}: not a CLIP weight file torch.load(weights_only=True) reads ({weights_only_refusal(e)}). "
             "Accepted: OpenAI's TorchScript archive, a state dict (.pt/.pth/.bin), an open_clip training "
             "checkpoint, .safetensors (docs/install.md)") from None
 

@@ -39,7 +39,7 @@ from mmengine.hooks import CheckpointHook
 from cache.claims import PIDS_TAG, named_writer_gone
 from cache.fsutil import atomic_write_text
 from stages.registry import HOOKS
-from stages.torch_files import zip_problem
+from stages.torch_files import safe_globals, zip_problem
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +50,9 @@ _NUMBERED = re.compile(r"^(?P<kind>epoch|iter)_(?P<n>\d+)\.pth$")
 
 def checkpoint_safe_globals():
     """torch >= 2.6 loads with ``weights_only=True``; mmengine checkpoints also hold the message
-    hub (``HistoryBuffer`` of numpy arrays). Admit exactly those types, not arbitrary pickles."""
-    import builtins
-
-    import numpy as np
-    from mmengine.logging.history_buffer import HistoryBuffer
-
-    if int(np.__version__.split(".")[0]) >= 2:
-        from numpy._core import multiarray as ma
-    else:
-        from numpy.core import multiarray as ma
-    allowed = [HistoryBuffer, ma.scalar, ma._reconstruct, np.ndarray, np.dtype,
-               builtins.getattr]
-    allowed += list({type(np.dtype(t)) for t in (np.float16, np.float32, np.float64, np.int32, np.int64,
-                                                  np.uint8, np.bool_)})
-    return torch.serialization.safe_globals(allowed)
+    hub (``HistoryBuffer`` of numpy arrays): :func:`stages.torch_files.safe_globals` admits exactly
+    those types, not arbitrary pickles."""
+    return safe_globals()
 
 
 def temporary_name(final_name: str) -> str:

@@ -253,3 +253,22 @@ def test_a_damaged_copy_is_refused_by_its_crc_or_its_release_name(files, tmp_pat
     # under a name of no release, the same legacy file loads (nothing to check it against)
     shutil.copy(legacy, tmp_path / "mine.pth")
     assert HRNetPoseSource(checkpoint=str(tmp_path / "mine.pth"), flip_test=False).checkpoint_sha256
+
+
+def test_a_labs_own_mmengine_training_checkpoint_loads_and_pickled_objects_are_named(files, w32, tmp_path):
+    """A lab's own HRNet training run (mmengine: best_coco_AP_epoch_210.pth, with its message hub of
+    HistoryBuffers) was refused with torch's "two options ... if you trust the source" line; a file
+    pickling another object is refused naming it."""
+    import argparse
+
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    _, state = w32
+    hub = {"log_scalars": {"train/loss": HistoryBuffer([0.5, 0.4], [1, 1])}, "runtime_info": {"epoch": 210}}
+    path = tmp_path / "best_coco_AP_epoch_210.pth"
+    torch.save({"meta": {"epoch": 210}, "state_dict": state, "message_hub": hub}, path)
+    assert HRNetPoseSource(checkpoint=str(path), flip_test=False).checkpoint_sha256
+    torch.save({"state_dict": state, "args": argparse.Namespace(lr=1)}, tmp_path / "args.pth")
+    with pytest.raises(PoseCheckpointMismatch, match=r"it pickles argparse.Namespace, which torch.load\(weights_only="
+                                                     r"True\) does not build .*torch.save\(ckpt\['state_dict'\]"):
+        HRNetPoseSource(checkpoint=str(tmp_path / "args.pth"))

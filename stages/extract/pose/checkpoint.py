@@ -29,9 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
-
-from stages.torch_files import name_hash_problem, zip_problem
+from stages.torch_files import name_hash_problem, safe_globals, weights_only_refusal, zip_problem
 
 #: what the official COCO HRNet-w32 file is called (the pose checkpoint most entries use)
 OFFICIAL_FILE = "hrnet_w32_coco_256x192-c78dce93_20200708.pth"
@@ -57,32 +55,17 @@ class PoseCheckpoint:
                 **({"notes": list(self.notes)} if self.notes else {})}
 
 
-def _numpy_globals() -> list:
-    if int(np.__version__.split(".")[0]) >= 2:
-        from numpy._core import multiarray as ma
-    else:
-        from numpy.core import multiarray as ma
-    return [ma._reconstruct, np.ndarray, np.dtype, ma.scalar] + [
-        type(np.dtype(t)) for t in ("f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1", "b1", "U", "O")]
-
-
 def _load(data: bytes, path: Path):
+    """The checkpoint from its bytes (``weights_only=True``, admitting the numpy objects of an mmcv
+    ``meta`` and an mmengine training checkpoint's message hub: :func:`stages.torch_files.safe_globals`)."""
     import torch
 
     try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle.UnpicklingError: numpy objects in meta
-        if "numpy" not in str(e):
-            raise PoseCheckpointMismatch(f"--pose-checkpoint {path}: torch.load(weights_only=True) cannot read it "
-                                         f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})"
-                                         ) from None
-    try:
-        with torch.serialization.safe_globals(_numpy_globals()):
+        with safe_globals():
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise PoseCheckpointMismatch(f"--pose-checkpoint {path}: torch.load(weights_only=True) cannot read it, even "
-                                     f"admitting numpy arrays in its meta ({type(e).__name__}: "
-                                     f"{str(e).strip().splitlines()[0] if str(e).strip() else ''})") from None
+    except Exception as e:  # pickle.UnpicklingError, RuntimeError (not a torch file), EOFError ...
+        raise PoseCheckpointMismatch(f"--pose-checkpoint {path}: torch.load(weights_only=True) cannot read it "
+                                     f"({weights_only_refusal(e)})") from None
 
 
 def read_pose_checkpoint(path: str | Path) -> PoseCheckpoint:
