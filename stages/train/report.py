@@ -46,11 +46,17 @@ def read_result(work_dir: os.PathLike) -> Optional[dict]:
 
 def write_json(path: os.PathLike, obj: Any) -> None:
     """Atomic JSON write (a reader never sees half a file)."""
+    write_text(path, json.dumps(_jsonable(obj), indent=2) + "\n")
+
+
+def write_text(path: os.PathLike, text: str) -> None:
+    """Atomic text write: a temporary beside ``path`` renamed over it, removed if the write fails
+    (a kill leaves the old file or the new one, never half of one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(json.dumps(_jsonable(obj), indent=2) + "\n")
+        tmp.write_text(text)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -259,4 +265,4 @@ def write_results(exp_dir: os.PathLike, rows: list[dict], experiment: dict, note
                  "and frame counts; the paper's numbers are for ViT-B/16, 16 + 48 frames.")
     for n in notes:
         lines.append(f"- {n}")
-    (exp_dir / "results.md").write_text("\n".join(lines) + "\n")
+    write_text(exp_dir / "results.md", "\n".join(lines) + "\n")

@@ -216,11 +216,13 @@ def _train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, lau
                   device: Optional[str] = None, resume: bool = False, allow_partial: bool = False,
                   hooks: Optional[list] = None, on_runner: Optional[Callable] = None,
                   say: Optional[Callable[[str], None]] = None,
-                  trackers: Sequence[str] = DEFAULT_TRACKERS) -> Optional[dict]:
+                  trackers: Sequence[str] = DEFAULT_TRACKERS, result_extra: Optional[dict] = None) -> Optional[dict]:
     """Train one variant into ``work_dir`` and evaluate it; returns its result row on rank 0
     (None elsewhere). ``hooks``: extra mmengine hook configs (tests); ``say``: where to print the
     pretrained weights the model was built on and the run's settings (``pipeline train``);
-    ``trackers``: experiment trackers (:mod:`stages.train.trackers`)."""
+    ``trackers``: experiment trackers (:mod:`stages.train.trackers`); ``result_extra``: fields the
+    row's ``result.json`` carries besides (the sweep's ``config_hash``), written with it in one
+    write, so that no kill leaves a result without them."""
     work_dir = Path(work_dir)
     dev = resolve_device(device)
     init_distributed(launcher)
@@ -295,6 +297,7 @@ def _train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, lau
         report.plot_curves(work_dir, work_dir / "curves.png", title=f"{row['experiment']} / {row['variant']}")
     except Exception as e:  # noqa: BLE001
         log.warning("could not draw the training curves: %s", e)
+    row.update(result_extra or {})
     report.write_json(work_dir / report.RESULT_FILE, row)
     return row
 

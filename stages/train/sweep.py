@@ -158,7 +158,7 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
 
     from stages.train.config import build_run_config
     from stages.train.distributed import init_distributed
-    from stages.train.report import RESULT_FILE, read_result, write_json, write_results
+    from stages.train.report import read_result, write_results
     from stages.train.runner import train_variant
     from stages.train.trackers import DEFAULT_TRACKERS
 
@@ -190,7 +190,9 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
             old = done_before[v]
             other = bool(old.get("config_hash")) and old["config_hash"] != config_hash(cfg)
             note = " with another config than this run's: its result is not this config's (--force retrains)" \
-                if other else ""
+                if other else "" if old.get("config_hash") else \
+                " (its result.json records no config_hash, so whether it had this run's config is not known; " \
+                "--force retrains)"
             say(f"[skip] {exp_name}/{v}: finished before{note}, top-1 {old.get('top1')}")
             rep.outcomes.append(VariantOutcome(v, "skipped", vdir, row=old, other_config=other))
             continue
@@ -207,11 +209,9 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
             say(f"[train] {exp_name}/{v} on {e.dataset} (entry {e.key}) -> {vdir}")
             row = train_variant(cfg, vdir, e, launcher=launcher, device=device, resume=resume,
                                 allow_partial=allow_partial, hooks=hooks, say=say,
-                                trackers=DEFAULT_TRACKERS if trackers is None else trackers)
+                                trackers=DEFAULT_TRACKERS if trackers is None else trackers,
+                                result_extra=dict(config_hash=config_hash(cfg), status="done"))
             if row is not None:
-                row["config_hash"] = config_hash(cfg)
-                row["status"] = "done"
-                write_json(vdir / RESULT_FILE, row)
                 say(f"[done] {exp_name}/{v}: top-1 {row['top1']:.2f}  top-5 {row['top5']:.2f}  "
                     f"mean class {row['mean_class_acc']:.2f}  ({row['train_seconds']:.0f} s)")
             rep.outcomes.append(VariantOutcome(v, "trained", vdir, row=row))

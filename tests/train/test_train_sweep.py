@@ -254,6 +254,18 @@ def test_an_entry_run_names_its_entry_and_its_checkpoint_evaluates_on_it(small_d
     assert [(o.status, o.other_config) for o in again.outcomes] == [("skipped", True)]
     assert any("finished before with another config than this run's" in m for m in said)
     assert "pevl: finished before with another config" in (tmp_path / "w" / "demo" / "results.md").read_text()
+    # the sweep's config_hash is in result.json from its one write (a kill between two writes left a
+    # result without it, which a rerun of any config then skipped without a word)
+    result = tmp_path / "w" / "demo" / "pevl" / "result.json"
+    row = json.loads(result.read_text())
+    assert row["config_hash"] and row["status"] == "done"
+    row.pop("config_hash")  # as code before config_hash wrote it
+    result.write_text(json.dumps(row))
+    said.clear()
+    run_sweep("demo", variants=["pevl"], entry=str(entry_dir), work_dir=tmp_path / "w",
+              cfg_options={**SMALL, "train.lr": 1e-4}, cache_root=str(cache), say=said.append)
+    assert any("records no config_hash, so whether it had this run's config is not known" in m for m in said)
+    assert not list((tmp_path / "w" / "demo").glob(".results.md.tmp-*"))
 
 
 def test_resume_refuses_another_configs_checkpoints_and_starting_over_sets_them_aside(small_demo, tmp_path):
