@@ -221,10 +221,9 @@ class AtomicCheckpointHook(CheckpointHook):
     def _save_checkpoint_with_step(self, runner, step, meta):
         if not self._local():  # another storage backend: mmengine's own way
             return super()._save_checkpoint_with_step(runner, step, meta)
-        doomed = None
         if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
             if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
-                doomed = self.keep_ckpt_ids.popleft()  # deleted once the new one is whole (below)
+                self.keep_ckpt_ids.popleft()  # deleted once the new one is whole (below)
             self.keep_ckpt_ids.append(step)
             runner.message_hub.update_info("keep_ckpt_ids", list(self.keep_ckpt_ids))
         name = self.filename_tmpl.format(step)
@@ -245,8 +244,19 @@ class AtomicCheckpointHook(CheckpointHook):
                 pass
             raise CheckpointWriteError(e, Path(self.last_ckpt), resume_checkpoint(self.out_dir)) from e
         atomic_write_text(Path(runner.work_dir) / LAST_CHECKPOINT, self.last_ckpt)
-        if doomed is not None:
-            old = Path(self.out_dir) / self.filename_tmpl.format(doomed)
+        if self.max_keep_ckpts > 0:
+            self._remove_unkept(step)
+
+    def _remove_unkept(self, step: int) -> None:
+        """Every numbered checkpoint before ``step`` that ``keep_ckpt_ids`` does not keep: the one
+        this save replaces, and any a kill between a save and its deletion left behind (the resumed
+        run's list no longer names it, so mmengine's own deletion never would). A run that starts
+        over sets earlier runs' checkpoints aside first, so every one here is this run's."""
+        kept = set(self.keep_ckpt_ids)
+        for old in checkpoint_files(self.out_dir):
+            m = _NUMBERED.match(old.name)
+            if old.name != self.filename_tmpl.format(int(m["n"])) or int(m["n"]) in kept or int(m["n"]) >= step:
+                continue  # another kind (iter_ beside epoch_), kept, or not older
             if old.is_dir():  # checkpoints saved by deepspeed are folders
                 self.file_backend.rmtree(str(old))
             else:

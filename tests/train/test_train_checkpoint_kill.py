@@ -114,7 +114,7 @@ def test_resume_picks_the_newest_whole_checkpoint_whatever_last_checkpoint_says(
         assert resume_checkpoint(tmp_path) == tmp_path / "epoch_1.pth"
     text = caplog.text
     assert "epoch_4.pth (missing); resuming from epoch_1.pth" in text
-    assert "epoch_10.pth (damaged (CRC of" in text and "epoch_3.pth (truncated" in text and "epoch_2.pth (empty (0 bytes))" in text
+    assert "epoch_10.pth (damaged: the CRC of member" in text and "epoch_3.pth (truncated" in text and "epoch_2.pth (empty (0 bytes))" in text
     # a whole newer one wins even if last_checkpoint names an older one
     _save(tmp_path / "epoch_5.pth", 5)
     (tmp_path / "last_checkpoint").write_text(str(tmp_path / "epoch_1.pth"))
@@ -142,3 +142,20 @@ def test_temporaries_of_dead_writers_are_removed(tmp_path):
         os.utime(p, (time.time() - 700,) * 2)
     assert sorted(remove_stale_temporaries(tmp_path)) == sorted([theirs, other_old, legacy_old])
     assert mine.exists() and other_new.exists()  # a live writer's, and one another node may still be writing
+
+
+def test_a_checkpoint_left_by_a_kill_between_a_save_and_its_deletion_goes_with_the_next_save(tmp_path):
+    """Killed after epoch 2's checkpoint was in place and before epoch 1's deletion: the resumed
+    run's kept list names epoch 2 only, so mmengine's deletion never reached epoch 1 and it stayed
+    for good beside max_keep_ckpts=1. The next save removes every unkept older one of its kind."""
+    import collections
+
+    from stages.train.checkpoints import AtomicCheckpointHook
+
+    for n in (1, 2, 3):
+        _save(tmp_path / f"epoch_{n}.pth", n)
+    _save(tmp_path / "iter_5.pth", 5)  # another kind: not this hook's to remove
+    hook = AtomicCheckpointHook(interval=1, max_keep_ckpts=1)
+    hook.out_dir, hook.keep_ckpt_ids = str(tmp_path), collections.deque([3])
+    hook._remove_unkept(3)
+    assert sorted(p.name for p in tmp_path.glob("*.pth")) == ["epoch_3.pth", "iter_5.pth"]

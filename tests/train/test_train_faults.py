@@ -98,9 +98,9 @@ def test_diverged_and_damaged_checkpoints_are_refused_by_name(small_demo, tmp_pa
     raw[start + 8: start + 16] = b"\x7f" * 8
     rotten.write_bytes(bytes(raw))
     assert torch.load(str(rotten), weights_only=True)  # the damage passes torch.load
-    assert whole_checkpoint_problem(rotten).startswith("damaged (CRC of")
+    assert whole_checkpoint_problem(rotten).startswith("damaged: the CRC of member")
     for load in (lambda: load_checkpoint_into(model, rotten), lambda: read_checkpoint_meta(rotten)):
-        with pytest.raises(ValueError, match=r"rotten.pth cannot be used: damaged \(CRC of "):
+        with pytest.raises(ValueError, match=r"rotten.pth cannot be used: damaged: the CRC of member "):
             load()
 
 
