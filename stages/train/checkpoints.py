@@ -263,7 +263,7 @@ class AtomicCheckpointHook(CheckpointHook):
                 old.unlink(missing_ok=True)
 
 
-def _load_whole(path: os.PathLike):
+def load_whole_checkpoint(path: os.PathLike):
     """A checkpoint file, loaded with ``weights_only=True`` once it is known whole: a copy whose
     bytes rotted or were cut loads without complaint where the damage falls inside a tensor."""
     why = whole_checkpoint_problem(path)
@@ -297,7 +297,7 @@ def non_finite_tensors(state: dict) -> list[str]:
 def load_checkpoint_into(model: torch.nn.Module, checkpoint: os.PathLike) -> None:
     """Weights of an mmengine checkpoint (``state_dict``), loaded with ``weights_only=True`` from a
     whole file; weights holding NaN or infinity (a run that diverged) are refused by name."""
-    ckpt = _load_whole(checkpoint)
+    ckpt = load_whole_checkpoint(checkpoint)
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else ckpt
     bad = non_finite_tensors(state) if isinstance(state, dict) else []
     if bad:
@@ -317,7 +317,7 @@ def load_checkpoint_into(model: torch.nn.Module, checkpoint: os.PathLike) -> Non
 
 def read_checkpoint_meta(path: os.PathLike) -> dict:
     """The ``meta`` of an mmengine checkpoint, loaded with ``weights_only=True`` from a whole file."""
-    ckpt = _load_whole(path)
+    ckpt = load_whole_checkpoint(path)
     if not isinstance(ckpt, dict):
         raise ValueError(f"{path}: not an mmengine checkpoint (a {type(ckpt).__name__}, not a dict with "
                          "'state_dict' and 'meta')")

@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 
 from stages.nested_config import to_plain
-from stages.train.checkpoints import checkpoint_safe_globals
+from stages.train.checkpoints import backbone_differences, load_whole_checkpoint, non_finite_tensors
 from stages.train.report import RESULT_FILE, read_result
 
 log = logging.getLogger(__name__)
@@ -35,9 +35,13 @@ def init_from_variants(model, init_from: dict, exp_dir: Path) -> dict[str, str]:
                 f"this variant starts from the final weights of {variant!r}, which has not finished in {exp_dir} "
                 f"(no {vdir / RESULT_FILE} with its checkpoint): train it first (pipeline train --variant "
                 f"{variant} with this experiment, --dataset and --work-dir)")
-        with checkpoint_safe_globals():
-            state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
+        whole = load_whole_checkpoint(ckpt)  # refused when damaged, like every checkpoint this project loads
+        state = whole.get("state_dict", whole)
+        saved, ours = (whole.get("meta") or {}).get("backbone"), getattr(model, "backbone_identity", None)
+        differ = backbone_differences(saved, ours()) if saved and ours is not None else []
+        if differ:
+            raise ValueError(f"init_from {variant!r} ({ckpt}) was trained on other CLIP weights ({'; '.join(differ)}): "
+                             "its weights only make sense on those (set model.clip.* as that variant had it)")
         wanted = [k for k in own if any(k.startswith(wrapper + p) for p in prefixes)]
         if not wanted:
             raise ValueError(f"init_from {variant!r}: the model has nothing under {prefixes}")
@@ -47,6 +51,10 @@ def init_from_variants(model, init_from: dict, exp_dir: Path) -> dict[str, str]:
             raise ValueError(f"init_from {variant!r} ({ckpt}): {len(missing)} weights missing "
                              f"{[k.removeprefix(wrapper) for k in missing[:4]]}, {len(bad)} of another shape "
                              f"{[k.removeprefix(wrapper) for k in bad[:4]]}: is it a run of this experiment?")
+        bad = non_finite_tensors({k: state[k] for k in wanted})
+        if bad:
+            raise ValueError(f"init_from {variant!r} ({ckpt}): {len(bad)} of the weights taken hold NaN or infinity "
+                             f"({', '.join(bad[:3])}): that run diverged; train it again")
         picked.update((k, state[k]) for k in wanted)
         used[variant] = str(ckpt)
         log.info("initialised %d tensors under %s from %s", len(wanted), prefixes, ckpt)
@@ -57,12 +65,11 @@ def init_from_variants(model, init_from: dict, exp_dir: Path) -> dict[str, str]:
 
 
 def _finished_checkpoint(vdir: Path) -> Optional[Path]:
-    """The final checkpoint of a finished variant dir (its result.json's, found beside it if the
-    recorded path was relative to another working directory), else None."""
+    """The final checkpoint of a finished variant dir: the file its result.json names, looked up
+    beside it (the recorded path may be another machine's, or the tree this one was copied from,
+    whose variant may have been trained again since), else None."""
     row = read_result(vdir)
     if row is None or not row.get("checkpoint"):
         return None
-    for cand in (Path(row["checkpoint"]), vdir / Path(row["checkpoint"]).name):
-        if cand.is_file():
-            return cand
-    return None
+    cand = vdir / Path(row["checkpoint"]).name
+    return cand if cand.is_file() else None

@@ -146,3 +146,33 @@ def test_demo_runs_take_the_experiments_dataset_overrides():
     assert demo.model.head.dropout == 0.0 and "dataset_overrides" not in demo
     real = build_run_config("pgvt_components", "pgvt")
     assert real.model.clip.frozen is True and real.model.head.dropout == 0.5 and "dataset_overrides" not in real
+
+
+def test_late_fusion_reads_its_sources_from_its_own_tree(tmp_path):
+    """A copied work tree: result.json's absolute path names the original tree, whose pose_only may
+    have been trained again since; the copy's own checkpoint is the one taken. A damaged or
+    diverged source is refused, not copied in."""
+    import shutil
+
+    original = tmp_path / "a" / "pgvt_components-demo"
+    pose = runner_model("pose_only", 1)
+    finished_run(original, "pose_only", pose)
+    copy = tmp_path / "b" / "pgvt_components-demo"
+    shutil.copytree(original, copy)
+    finished_run(tmp_path / "retrained", "pose_only", runner_model("pose_only", 9))
+    shutil.copy(tmp_path / "retrained" / "pose_only" / "epoch_1.pth", original / "pose_only" / "epoch_1.pth")
+    late = runner_model("late_fusion", 3)
+    used = init_from_variants(late, {"pose_only": ["pose_"]}, copy)
+    assert used == {"pose_only": str(copy / "pose_only" / "epoch_1.pth")}
+    k = next(k for k in pose.state_dict() if k.startswith("recognizer.pose_"))
+    assert torch.equal(late.state_dict()[k], pose.state_dict()[k])
+    # a diverged source
+    state = pose.state_dict()
+    state[k] = torch.full_like(state[k], float("nan"))
+    torch.save({"meta": {"epoch": 1}, "state_dict": state}, copy / "pose_only" / "epoch_1.pth")
+    with pytest.raises(ValueError, match="hold NaN or infinity .*that run diverged"):
+        init_from_variants(runner_model("late_fusion", 3), {"pose_only": ["pose_"]}, copy)
+    # a damaged one
+    (copy / "pose_only" / "epoch_1.pth").write_bytes(b"PK\x03\x04" + b"\0" * 100)
+    with pytest.raises(ValueError, match="epoch_1.pth cannot be used"):
+        init_from_variants(runner_model("late_fusion", 3), {"pose_only": ["pose_"]}, copy)
