@@ -64,6 +64,50 @@ FULL_MMCV_HINT = (
 )
 
 
+class DetectorWeightsError(ValueError):
+    """A ``--detector-checkpoint`` that is damaged or does not fit the configured detector."""
+
+
+def load_detector_weights(model, path: Path, sha256: str) -> None:
+    """``path``'s weights into ``model``, every tensor or none: checked whole first (zip CRCs, an
+    OpenMMLab release name's sha256 prefix), read with ``torch.load(weights_only=True)``, a DDP
+    ``module.`` prefix removed, and refused naming what is missing, left over or misshapen. The
+    class names in its ``meta`` become the model's ``dataset_meta``, as ``init_detector`` does."""
+    import torch
+
+    from stages.torch_files import name_hash_problem, safe_globals, weights_only_refusal, zip_problem
+
+    why = zip_problem(path) or name_hash_problem(path, sha256)
+    if why:
+        raise DetectorWeightsError(f"--detector-checkpoint {path}: {why}")
+    try:
+        with safe_globals():
+            ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001
+        raise DetectorWeightsError(f"--detector-checkpoint {path}: torch.load(weights_only=True) cannot read it "
+                                   f"({weights_only_refusal(e)})") from None
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or not state:
+        raise DetectorWeightsError(f"--detector-checkpoint {path}: holds no state dict")
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    own = model.state_dict()
+    missing = [k for k in own if k not in state and not k.endswith(".num_batches_tracked")]
+    unexpected = [k for k in state if k not in own]
+    shape = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shape:
+        raise DetectorWeightsError(
+            f"--detector-checkpoint {path} does not fit the configured detector: {len(missing)} tensors missing "
+            f"{missing[:3]}, {len(unexpected)} not in the model {unexpected[:3]}, {len(shape)} of another shape "
+            f"{shape[:3]}. Give the checkpoint of --person-detector's config (or that checkpoint's config)")
+    model.load_state_dict(state, strict=False)  # every tensor checked above; BN counters torch fills in
+    meta = ckpt.get("meta") or {}
+    if isinstance(meta.get("dataset_meta"), dict):
+        model.dataset_meta = {k.lower(): v for k, v in meta["dataset_meta"].items()}
+    elif "CLASSES" in meta:
+        model.dataset_meta = {"classes": meta["CLASSES"]}
+
+
 class DetectorUnavailable(RuntimeError):
     """A person detector was asked for but cannot be built or run here."""
 
@@ -234,10 +278,16 @@ class MMDetPersonDetector:
             from mmdet.utils import get_test_pipeline_cfg
             from mmengine.dataset import Compose
 
-            model = init_detector(str(self.config_path), str(self.checkpoint), device=self.device)
+            # built without weights, then loaded here: strictly and with weights_only=True (init_detector's
+            # mmengine load_checkpoint is strict=False, so another detector's file half-loads with a log line)
+            model = init_detector(str(self.config_path), None, device="cpu")
+            load_detector_weights(model, self.checkpoint, self.checkpoint_sha256)
+            model.to(self.device)
             pipeline = get_test_pipeline_cfg(model.cfg.copy())
             pipeline[0].type = "mmdet.LoadImageFromNDArray"
             self._pipeline = Compose(pipeline)
+        except DetectorWeightsError:
+            raise
         except Exception as e:  # mmcv-lite: ModuleNotFoundError mmcv._ext, missing nms/RoIAlign kernels
             raise DetectorUnavailable(f"cannot build the person detector {self.config_name}: "
                                       f"{type(e).__name__}: {e}. {FULL_MMCV_HINT}") from e

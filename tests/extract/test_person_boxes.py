@@ -264,3 +264,40 @@ def test_person_boxes_round_trip_through_the_cache(tmp_path, monkeypatch):
     # ... and, once listed, its shape
     zarr.consolidate_metadata(clip_dir)
     assert any("person_boxes (2, 4), expected (3, 4)" in prob for prob in store.verify(rep.entry, deep=False).problems)
+
+
+def test_detector_weights_load_strictly_with_weights_only(tmp_path):
+    """init_detector's mmengine load_checkpoint is strict=False: another detector's file half-loaded
+    with a log line. The product loads the file itself: whole, weights_only, every tensor."""
+    import torch
+    from torch import nn
+
+    from stages.extract.person_boxes import DetectorWeightsError, load_detector_weights
+
+    def detector():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 2, 1))
+
+    src = detector()
+    with torch.no_grad():
+        for p in src.parameters():
+            p.add_(1.0)
+    sd = {f"module.{k}": v for k, v in src.state_dict().items() if not k.endswith("num_batches_tracked")}
+    path = tmp_path / "faster_rcnn.pth"
+    torch.save({"meta": {"CLASSES": ("person", "bicycle")}, "state_dict": sd}, path)
+    from cache.keys import file_sha256
+
+    model = detector()
+    load_detector_weights(model, path, file_sha256(path))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), src.state_dict().values())
+               if a.is_floating_point())
+    assert model.dataset_meta == {"classes": ("person", "bicycle")}
+    other = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Conv2d(8, 2, 1))  # another detector
+    with pytest.raises(DetectorWeightsError, match=r"does not fit the configured detector: 0 tensors missing .* 7 of "
+                                                   r"another shape"):
+        load_detector_weights(other, path, file_sha256(path))
+    import argparse
+
+    torch.save({"state_dict": sd, "args": argparse.Namespace(lr=1)}, tmp_path / "args.pth")
+    with pytest.raises(DetectorWeightsError, match="it pickles argparse.Namespace"):
+        load_detector_weights(detector(), tmp_path / "args.pth", file_sha256(tmp_path / "args.pth"))
