@@ -1,6 +1,7 @@
 """Build the frozen CLIP that every PeVL encoder reuses, through open_clip, without surprises offline."""
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Optional
@@ -78,9 +79,10 @@ def load_clip(
             path = Path(_weights_file(open_clip, arch, pretrained, cache_dir))
         weights = read_clip_weights(path)
         use_qg, why = weights_activation(arch, pretrained, quick_gelu, weights, option)
-        with torch.device("meta"):  # refuse a file that does not fit before building anything
-            fit_clip_weights(open_clip.create_model(arch, pretrained=None, device="meta"), weights, arch, option)
-        model = open_clip.create_model(arch, pretrained=None, device=dev, force_quick_gelu=use_qg)
+        with _weights_follow():
+            with torch.device("meta"):  # refuse a file that does not fit before building anything
+                fit_clip_weights(open_clip.create_model(arch, pretrained=None, device="meta"), weights, arch, option)
+            model = open_clip.create_model(arch, pretrained=None, device=dev, force_quick_gelu=use_qg)
         placed = place_clip_weights(model, weights, arch, option)
         acts = tower_activations(model)
         activation = "QuickGELU" if acts == {"QuickGELU"} else "/".join(sorted(acts)) or "none"
@@ -98,6 +100,24 @@ def load_clip(
     model.float()
     model.eval()
     return model
+
+
+class _RandomInitNote(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No pretrained weights loaded for model")
+
+
+@contextlib.contextmanager
+def _weights_follow():
+    """open_clip's root-logger warning "No pretrained weights loaded ... initialized randomly",
+    held back while a model is built whose weights are placed from a file right after (beside our
+    own line saying which file, it read as if the file had been ignored)."""
+    note = _RandomInitNote()
+    logging.getLogger().addFilter(note)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(note)
 
 
 def weights_activation(arch: str, pretrained: Optional[str], quick_gelu: Optional[bool], weights,

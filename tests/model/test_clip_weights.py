@@ -241,3 +241,17 @@ def test_a_copy_with_a_flipped_byte_is_refused_by_its_crc(tiny_files, tiny_archi
     with pytest.raises(ClipWeightsError, match=r"damaged: the CRC of member .* is wrong; copy the file again "
                                                 r"\(model.clip.pretrained_path\)"):
         read_clip_weights(bad)
+
+
+def test_a_model_built_from_a_file_is_not_said_to_be_random(tiny_files, caplog):
+    """open_clip warns "No pretrained weights loaded ... initialized randomly" for every model it
+    builds without a tag; printed beside our line naming the file, it read as if the file was ignored."""
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        load_clip(TINY_ARCH, pretrained="openai", pretrained_path=str(tiny_files["hub_bin"][0]))
+    assert "placed from" in caplog.text and "initialized randomly" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        load_clip(TINY_ARCH, pretrained=None)  # random weights: the warning is true, and stays
+    assert "initialized randomly" in caplog.text
