@@ -72,3 +72,33 @@ def test_predict_windows_must_be_positive(tmp_path, args, hint):
     video.write_bytes(b"")
     res = CliRunner().invoke(app, ["predict", str(video), "--checkpoint", str(tmp_path / "c.pth"), *args])
     assert res.exit_code == 2 and hint in res.output and "positive number of seconds" in " ".join(res.output.split())
+
+
+@pytest.mark.parametrize("cmd", [["train", "--exp", "demo"], ["eval", "--exp", "demo", "--checkpoint", "x.pth"],
+                                 ["extract", "--dataset", "demo"], ["predict", "--checkpoint", "x.pth", "--video", "v.mp4"],
+                                 ["explain", "--exp", "demo", "--checkpoint", "x.pth", "--clip", "c0"]])
+@pytest.mark.parametrize("device, says", [("gpu", "want cpu, cuda or cuda:N"), ("cuda:0", "torch sees no CUDA device"),
+                                          ("cpu:1", "want cpu, cuda or cuda:N")])
+def test_a_device_that_is_not_there_is_refused_before_any_work(cmd, device, says, monkeypatch):
+    """`--device gpu` trained on the CPU, exit 0, and cuda:1 ran on GPU 0 (every name not starting
+    with cuda became cpu, every cuda name plain cuda)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    res = CliRunner().invoke(app, [*cmd, "--device", device])
+    assert res.exit_code == 2 and "Invalid value for '--device'" in res.output and says in res.output, res.output
+
+
+def test_cuda_n_selects_gpu_n(monkeypatch):
+    import torch
+
+    from stages.train.distributed import resolve_device
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    assert resolve_device("cuda:1") == "cuda" and chosen == [1]
+    with pytest.raises(ValueError, match=r"--device cuda:2: only 2 CUDA device\(s\) visible"):
+        resolve_device("cuda:2")
+    assert resolve_device("cpu") == "cpu"

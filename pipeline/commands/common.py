@@ -76,6 +76,18 @@ def fill_schema_help(app: typer.Typer) -> None:
                     info.help = info.help.render()
 
 
+def checked_device(value: Optional[str]) -> Optional[str]:
+    """``--device``'s callback: cpu, cuda or cuda:N, one the machine has (a typo such as ``gpu``
+    ran on the CPU without a word), refused before any work."""
+    from stages.devices import check_device
+
+    try:
+        check_device(value)
+    except ValueError as e:
+        raise typer.BadParameter(str(e).removeprefix(f"--device {value!r}: ").removeprefix(f"--device {value}: "))
+    return value
+
+
 def parse_kv(items: Optional[List[str]]) -> dict:
     """``["a=1", "b=x"]`` -> ``{"a": "1", "b": "x"}`` (values stay strings)."""
     outd = {}

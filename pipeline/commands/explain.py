@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from pipeline.commands.common import CacheRootOpt, console
+from pipeline.commands.common import CacheRootOpt, checked_device, console
 from pipeline.commands.train import CFG_HELP, checkpoint_run, options_with_root, setup_run
 
 
@@ -21,7 +21,7 @@ def explain(
     entry: Optional[str] = typer.Option(None, "--entry", help="Cache entry key, prefix or path of the clip. Default: the entry the checkpoint was trained on (its run record), else the run config's lookup."),
     cache_root: Optional[Path] = CacheRootOpt,
     root: Optional[Path] = typer.Option(None, "--root", help="The raw dataset's root (data.root): only for the extract command a missing entry names; the entry lookup does not use it."),
-    device: Optional[str] = typer.Option("cpu", "--device", help="cpu or cuda (one clip: cpu is enough)."),
+    device: Optional[str] = typer.Option("cpu", "--device", callback=checked_device, help="cpu or cuda (one clip: cpu is enough)."),
 ):
     """Draw, for one clip, the joints weighted by the pose encoder with P2V's attention (supp. Fig. 8),
     every patch coloured by the V2P grouping token it belongs to (Fig. 9), attention over frames

@@ -8,8 +8,8 @@ import typer
 from rich.markup import escape
 
 from pipeline.commands.common import (CacheRootOpt, CoarseTypeOpt, DatasetOpt, DatasetOptsOpt, RootOpt, SchemaHelp,
-                                      console, dataset_options, load_progress_callback, parse_kv, path_str,
-                                      progress_bar)
+                                      checked_device, console, dataset_options, load_progress_callback, parse_kv,
+                                      path_str, progress_bar)
 from pipeline.output import info
 
 
@@ -22,7 +22,7 @@ def extract(
     root: Optional[Path] = RootOpt,
     cache_root: Optional[Path] = CacheRootOpt,
     workers: int = typer.Option(1, "--workers", "-j", min=1, help="Extraction processes on this machine; each runs its own decoder and pose model and they share the work through per-clip claims."),
-    device: str = typer.Option("cpu", "--device", help="Where the pose model runs: cpu or cuda (or cuda:N). With --workers N, cuda spreads the workers over the visible GPUs."),
+    device: str = typer.Option("cpu", "--device", callback=checked_device, help="Where the pose model runs: cpu or cuda (or cuda:N). With --workers N, cuda spreads the workers over the visible GPUs."),
     decode_workers: Optional[int] = typer.Option(None, "--decode-workers", min=0, help="Processes per extraction process that decode clips (ffmpeg, the resize) ahead of the pose model, so neither waits for the other; 0 decodes in the pose process. Default: 2 with a CUDA device, 0 on CPU."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Extract at most N clips in this run (the entry stays visibly incomplete; a rerun continues)."),
     pose_source: Optional[str] = typer.Option(None, "--pose-source", help="hrnet (mmpose HRNet-w32 COCO 256x192), dataset (poses the dataset ships: demo, toyota_smarthome) or pkl:PATH (mmaction2/pyskl 2D skeleton file). Default: the dataset's choice (demo, toyota_smarthome: dataset; others: hrnet)."),

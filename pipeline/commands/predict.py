@@ -14,7 +14,8 @@ from typing import List, Optional
 
 import typer
 
-from pipeline.commands.common import CacheRootOpt, console, parse_kv, path_str, progress_bar
+from pipeline.commands.common import (CacheRootOpt, checked_device, console, parse_kv, path_str,
+                                      progress_bar)
 from pipeline.commands.train import CFG_HELP, options_with_root, setup_run
 from pipeline.output import info, print_json, print_table
 
@@ -40,7 +41,7 @@ def predict(
     pose_option: Optional[List[str]] = typer.Option(None, "--pose-option", help="Pose-source option KEY=VALUE, repeatable (e.g. checkpoint=/w/hrnet_w32.pth where the training entry's HRNet file lies elsewhere here; batch_size=64)."),
     reuse: bool = typer.Option(True, "--reuse/--no-reuse", help="Reuse the poses of a video already in a cache entry made with the same pose source (found by the file's sha256; entries made since 2026-12)."),
     cache_root: Optional[Path] = CacheRootOpt,
-    device: Optional[str] = typer.Option(None, "--device", help="cuda or cpu (default: cuda when available): the pose model and the recognizer."),
+    device: Optional[str] = typer.Option(None, "--device", callback=checked_device, help="cuda or cpu (default: cuda when available): the pose model and the recognizer."),
     decode_workers: Optional[int] = typer.Option(None, "--decode-workers", min=0, help="Processes decoding videos ahead of the models (default: 2 with a CUDA device, 0 on a CPU). Not used with --window (a long video streams through once)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Clips (3 views each) per forward pass of the recognizer."),
     fps: float = typer.Option(4.0, "--fps", min=0.1, help="Frame rate of the --video MP4."),

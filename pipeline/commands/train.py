@@ -16,7 +16,7 @@ from typing import List, Optional
 
 import typer
 
-from pipeline.commands.common import CacheRootOpt, console, path_str
+from pipeline.commands.common import CacheRootOpt, checked_device, console, path_str
 
 CFG_HELP = ("Override any config value, mmengine style: KEY=VALUE (repeatable, or several in one quoted "
              "string), each checked (an unknown key or a wrong type is an error naming it). Keys: train.* (the "
@@ -136,7 +136,7 @@ def train(
     cache_root: Optional[Path] = CacheRootOpt,
     root: Optional[Path] = typer.Option(None, "--root", help="The raw dataset's root (data.root): for --check-sources and the extract command a missing entry names; the entry lookup does not use it, and nothing is decoded."),
     launcher: str = typer.Option("none", "--launcher", help="'none' (one process) or 'pytorch' (under torchrun: torchrun --nproc_per_node N -m pipeline train ... --launcher pytorch; NCCL on GPUs, gloo on CPU)."),
-    device: Optional[str] = typer.Option(None, "--device", help="cuda or cpu. Default: cuda when available. bf16 autocast on cuda (train.amp), fp32 on cpu."),
+    device: Optional[str] = typer.Option(None, "--device", callback=checked_device, help="cuda or cpu. Default: cuda when available. bf16 autocast on cuda (train.amp), fp32 on cpu."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (model init, shuffling, augmentation). Default: train.seed (0)."),
     check_sources: bool = typer.Option(False, "--check-sources", help="Before training, re-plan the entry from the raw dataset (data.root, or the root it was made from) and refuse it if the dataset's files changed since it was made (names what changed). Parses annotations and stats videos; decodes nothing."),
     print_config: bool = typer.Option(False, "--print-config", help="Print each selected variant's resolved run config (every key, defaults filled in) and stop."),
@@ -249,7 +249,7 @@ def eval_(
     cache_root: Optional[Path] = CacheRootOpt,
     root: Optional[Path] = typer.Option(None, "--root", help="The raw dataset's root (data.root): only for the extract command a missing entry names; the entry lookup does not use it."),
     launcher: str = typer.Option("none", "--launcher", help="'none' or 'pytorch' (torchrun)."),
-    device: Optional[str] = typer.Option(None, "--device", help="cuda or cpu (default: cuda when available)."),
+    device: Optional[str] = typer.Option(None, "--device", callback=checked_device, help="cuda or cpu (default: cuda when available)."),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics (metrics.json's row) as JSON on stdout."),
 ):
     """Evaluate a checkpoint: every class text once, 3 crops x 1 clip, Top-1/Top-5/mean class accuracy

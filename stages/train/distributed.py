@@ -7,6 +7,8 @@ from typing import Optional
 import torch
 from mmengine.dist import is_distributed
 
+from stages.devices import check_device
+
 
 def init_distributed(launcher: str) -> None:
     """Start the process group for ``launcher='pytorch'`` (torchrun): NCCL with CUDA, else gloo.
@@ -27,8 +29,14 @@ def init_distributed(launcher: str) -> None:
 
 
 def resolve_device(device: Optional[str]) -> str:
+    """``cpu`` or ``cuda`` for the runner (default: cuda when visible); ``cuda:N`` makes GPU N the
+    current device, where mmengine places the model (:func:`stages.devices.check_device` refuses
+    anything else)."""
     if device in (None, "", "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda but no CUDA device is visible")
-    return "cuda" if device.startswith("cuda") else "cpu"
+    index = check_device(device)
+    if str(device).startswith("cuda"):
+        if index is not None:
+            torch.cuda.set_device(index)
+        return "cuda"
+    return "cpu"

@@ -24,6 +24,7 @@ from stages.extract.pose.checkpoint import (PoseCheckpointMismatch, check_pose_c
                                              read_pose_checkpoint)
 from stages.extract.pose.topdown import TopdownSpec, autocast_dtype_for, frames_on_device, topdown_keypoints
 from stages.registry import POSE_SOURCES
+from stages.devices import check_device
 from stages.settings import field
 from stages.skeletons import get_skeleton
 
@@ -103,21 +104,6 @@ def resolve_precision(precision: str, device: str) -> str:
         raise ValueError("--pose-precision fp16 on a CPU: torch runs fp16 convolutions on CPUs ~100x slower "
                          "than fp32; use bf16 or fp32 there")
     return precision
-
-
-def check_device(device: str) -> None:
-    """Fail at once (not clip by clip) when ``--device`` names a device torch cannot use."""
-    import torch
-
-    if str(device).startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {device}: torch sees no CUDA device (a CPU-only torch build, or "
-                             "CUDA_VISIBLE_DEVICES hides the GPUs)")
-        index = torch.device(device).index
-        if index is not None and index >= torch.cuda.device_count():
-            raise ValueError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) visible")
-    elif str(device) != "cpu":
-        torch.device(device)  # raises on a malformed name
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,29 @@
+"""Which device a command runs on: the one check of a ``--device`` value, for every command."""
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+_NAME = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
+
+
+def check_device(device: Optional[str], flag: str = "--device") -> Optional[int]:
+    """Refuse a ``device`` other than ``cpu``, ``cuda`` or ``cuda:N`` (a typo such as ``gpu`` ran
+    on the CPU without a word), or a CUDA device torch cannot see; returns ``N`` of ``cuda:N``
+    (None otherwise). None, "" and "auto" pass: the command's default."""
+    if device in (None, "", "auto"):
+        return None
+    m = _NAME.match(str(device).strip())
+    if m is None or (m.group(1) == "cpu" and m.group(2) is not None):
+        raise ValueError(f"{flag} {device!r}: want cpu, cuda or cuda:N")
+    if m.group(1) == "cpu":
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError(f"{flag} {device}: torch sees no CUDA device (a CPU-only torch build, or "
+                         "CUDA_VISIBLE_DEVICES hides the GPUs)")
+    index = int(m.group(2)) if m.group(2) is not None else None
+    if index is not None and index >= torch.cuda.device_count():
+        raise ValueError(f"{flag} {device}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    return index
