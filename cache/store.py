@@ -280,7 +280,11 @@ class CacheStore:
             if incomplete_older_than_days is not None:
                 for x in incomplete:
                     age_days = (now - _last_activity(x.path)) / 86400
-                    if age_days > incomplete_older_than_days:
+                    writers = _live_writers(x.path, ttl)
+                    if writers and age_days > incomplete_older_than_days:
+                        # however small the threshold: an extraction under way is not abandoned
+                        log.warning("leaving incomplete entry %s: %d writer(s) extract into it now", x.path, writers)
+                    elif age_days > incomplete_older_than_days:
                         acts.append(GcAction(x.path, f"incomplete, untouched for {age_days:.1f} days", dir_size(x.path)))
         return [a for a in acts if not self._read_now(a, ttl)]
 
@@ -440,6 +444,16 @@ def _clip_problems(entry: CacheEntry, uid: str, deep: bool) -> list[str]:
             if got != want:
                 out.append(f"{name}: content does not match its digest")
     return out
+
+
+def _live_writers(entry_dir: Path, ttl: float) -> int:
+    """How many claims of ``entry_dir`` belong to writers that are alive (heartbeated, not stale)."""
+    cdir = entry_dir / layout.CLAIMS_DIR
+    try:
+        names = list(cdir.iterdir()) if cdir.is_dir() else []
+    except OSError:
+        return 0
+    return sum(1 for c in names if claims.is_claim_name(c.name) and not claims.is_stale(c, ttl))
 
 
 def _last_activity(entry_dir: Path) -> float:

@@ -212,8 +212,8 @@ def _source_changes(entry, root: Optional[Path], cache_root: Optional[Path]) -> 
 def cache_gc(
     cache_root: Optional[Path] = CacheRootOpt,
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Only say what would be removed."),
-    incomplete_older_than: Optional[float] = typer.Option(None, "--incomplete-older-than", help="Also remove incomplete entries untouched for this many days."),
-    keep_last: Optional[int] = typer.Option(None, "--keep-last", help="Also keep only the newest N complete entries of each dataset x setting (older source-file sets are superseded)."),
+    incomplete_older_than: Optional[float] = typer.Option(None, "--incomplete-older-than", min=0.0, help="Also remove incomplete entries untouched for this many days (never one a live extraction writes into)."),
+    keep_last: Optional[int] = typer.Option(None, "--keep-last", min=1, help="Also keep only the newest N (>= 1) complete entries of each dataset x setting (older source-file sets are superseded)."),
     damaged: bool = typer.Option(False, "--damaged", help="Also remove damaged entries (their zarr.json, plan.json or manifest.json missing or unreadable) instead of letting `pipeline extract` rebuild their metadata."),
 ):
     """Remove what is stale: killed writers' leftovers, dead claims, quarantined clips, old-format entries (and optionally more)."""

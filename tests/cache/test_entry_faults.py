@@ -419,3 +419,25 @@ def test_a_full_disk_while_the_index_is_written_names_the_index_and_leaves_no_st
     assert not (entry.path / "index").exists() and not list((entry.path / ".staging").iterdir())
     monkeypatch.undo()
     assert EntryWriter(entry).finalize_if_complete() and (entry.path / "index").is_dir()
+
+
+def test_gc_leaves_an_incomplete_entry_a_live_extraction_writes_into(tmp_path, caplog):
+    """`gc --incomplete-older-than 0` (or a negative value, which the CLI took) removed an entry
+    whose extraction was under way: its activity is its clips' folder, and a slow clip (HRNet on
+    a long video) leaves it untouched for minutes. A live writer's claim keeps it."""
+    import logging
+
+    entry = make_entry(tmp_path)
+    shutil.rmtree(entry.path / "clips" / "c1")
+    claim = entry.path / "claims" / "c1"
+    claim.parent.mkdir(exist_ok=True)
+    assert claims.try_claim(claim) is not None  # this process writes c1 now
+    store = CacheStore(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="cache.store"):
+        assert [a.path for a in store.gc_plan(incomplete_older_than_days=0)] == []
+    assert f"leaving incomplete entry {entry.path}: 1 writer(s) extract into it now" in caplog.text
+    claims.release(claim)
+    assert [a.path for a in store.gc_plan(incomplete_older_than_days=0)] == [entry.path]
+    for bad in (["--keep-last", "0"], ["--incomplete-older-than", "-1"]):
+        res, out = _cli("cache", "gc", "--cache-root", str(tmp_path), "-n", *bad)
+        assert res.exit_code == 2 and "Invalid value for" in out, out
