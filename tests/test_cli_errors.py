@@ -102,3 +102,26 @@ def test_cuda_n_selects_gpu_n(monkeypatch):
     with pytest.raises(ValueError, match=r"--device cuda:2: only 2 CUDA device\(s\) visible"):
         resolve_device("cuda:2")
     assert resolve_device("cpu") == "cpu"
+
+
+def test_print_config_shows_what_the_run_would_use():
+    """--seed 7 printed seed=0 (the flag reached only the run); --seed with another -c train.seed ran
+    one and printed the other; a misspelt --tracker or --launcher passed --print-config."""
+    res = CliRunner().invoke(app, ["train", "--exp", "demo", "--seed", "7", "--print-config"])
+    assert res.exit_code == 0 and "seed=7" in res.output and "seed=0" not in res.output, res.output
+    res = CliRunner().invoke(app, ["train", "--exp", "demo", "--seed", "1", "-c", "train.seed=2", "--print-config"])
+    assert res.exit_code == 2 and "--seed 1 and -c train.seed=2 disagree" in res.output
+    for bad in (["--tracker", "wandbb"], ["--launcher", "slurm"]):
+        res = CliRunner().invoke(app, ["train", "--exp", "demo", *bad, "--print-config"])
+        assert res.exit_code == 2, (bad, res.output)
+
+
+@pytest.mark.parametrize("setting, says", [("train.seed=-5", "train.seed must be in [0, 2**32)"),
+                                           ("data.num_workers=-1", "data.num_workers must be >= 0"),
+                                           ("data.flip_prob=1.5", "data.flip_prob is a probability"),
+                                           ("train.lr=-1", "train.lr must be positive")])
+def test_settings_out_of_range_are_refused_with_the_config(setting, says):
+    """They passed --print-config and failed each variant of a sweep apart once it started (or, the
+    flip probability, never)."""
+    res = CliRunner().invoke(app, ["train", "--exp", "demo", "-c", setting, "--print-config"])
+    assert _one_error_line(res).startswith(f"error: {says}"), res.output

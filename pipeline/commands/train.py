@@ -150,15 +150,21 @@ def train(
     from stages.train.trackers import parse_trackers
 
     opts = options_with_root(cfg_options, root)
-    if print_config:
-        _print_configs(exp, variant, dataset, opts, entry, path_str(cache_root))
-        return
+    if seed is not None:  # one place for the seed, so --print-config shows the one the run uses
+        if "train.seed" in opts and str(opts["train.seed"]) != str(seed):
+            raise typer.BadParameter(f"--seed {seed} and -c train.seed={opts['train.seed']} disagree; give one",
+                                     param_hint="--seed")
+        opts["train.seed"] = seed
+    # every option checked before --print-config says the command would run
     if launcher not in ("none", "pytorch"):
         raise typer.BadParameter("--launcher must be 'none' or 'pytorch'")
     try:
         trackers = parse_trackers(tracker)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--tracker")
+    if print_config:
+        _print_configs(exp, variant, dataset, opts, entry, path_str(cache_root))
+        return
     rank = int(os.environ.get("RANK", "0")) if launcher == "pytorch" else 0
 
     def say(msg: str) -> None:
@@ -176,7 +182,7 @@ def train(
     try:
         rep = run_sweep(exp, variants=variant, dataset=dataset, work_dir=work_dir, cfg_options=opts, resume=resume,
                         allow_partial=allow_partial, entry=entry, cache_root=path_str(cache_root),
-                        launcher=launcher, device=device, seed=seed, force=force, check_sources=check_sources,
+                        launcher=launcher, device=device, force=force, check_sources=check_sources,
                         say=say, trackers=trackers)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: checkpoints are kept; rerun with --resume to continue.")

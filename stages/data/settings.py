@@ -78,6 +78,19 @@ class DataSettings(Settings):
 
         src = source_of or (lambda _k: None)
         at = (lambda k: f"{where}.{k}" if where else k)
+        if self.num_workers < 0:
+            raise SettingsError(f"{at('num_workers')} must be >= 0, got {self.num_workers}", at("num_workers"))
+        if not 0 <= self.flip_prob <= 1:
+            raise SettingsError(f"{at('flip_prob')} is a probability, in [0, 1]; got {self.flip_prob}", at("flip_prob"))
+        if not 0 < self.crop_area[0] <= self.crop_area[1] <= 1:
+            raise SettingsError(f"{at('crop_area')} must be (low, high) with 0 < low <= high <= 1, got {self.crop_area}",
+                                at("crop_area"))
+        if not 0 < self.crop_aspect[0] <= self.crop_aspect[1]:
+            raise SettingsError(f"{at('crop_aspect')} must be (low, high) with 0 < low <= high, got {self.crop_aspect}",
+                                at("crop_aspect"))
+        if not self.crop_scales or not all(0 < x <= 1 for x in self.crop_scales):
+            raise SettingsError(f"{at('crop_scales')} must be fractions in (0, 1], got {self.crop_scales}",
+                                at("crop_scales"))
         if self.dataset is None:
             return  # resolved by the caller (the experiment's dataset) and checked again then
         try:

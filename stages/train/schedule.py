@@ -141,6 +141,20 @@ class ScheduleSettings(Settings):
             raise SettingsError(f"{where}.warmup_epochs and {where}.val_interval must be >= 0")
         if not 0 <= self.label_smoothing < 1 or self.mixup_alpha < 0:
             raise SettingsError(f"{where}.label_smoothing must be in [0, 1) and {where}.mixup_alpha >= 0")
+        # checked with the config, not when a variant starts (each variant of a sweep then failed apart)
+        for k in ("lr", "eps"):
+            if not getattr(self, k) > 0:
+                raise SettingsError(f"{where}.{k} must be positive, got {getattr(self, k)}", f"{where}.{k}")
+        for k in ("weight_decay", "warmup_start_factor"):
+            if getattr(self, k) < 0:
+                raise SettingsError(f"{where}.{k} must be >= 0, got {getattr(self, k)}", f"{where}.{k}")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise SettingsError(f"{where}.betas must each be in [0, 1), got {self.betas}", f"{where}.betas")
+        if self.test_batch_size is not None and self.test_batch_size < 1:
+            raise SettingsError(f"{where}.test_batch_size must be positive, got {self.test_batch_size}",
+                                f"{where}.test_batch_size")
+        if not 0 <= self.seed < 2 ** 32:  # numpy's and mmengine's seeding refuse others
+            raise SettingsError(f"{where}.seed must be in [0, 2**32), got {self.seed}", f"{where}.seed")
 
 
 def autocast_dtype(schedule: ScheduleSettings, device: str) -> Optional[str]:
