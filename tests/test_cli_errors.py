@@ -125,3 +125,19 @@ def test_settings_out_of_range_are_refused_with_the_config(setting, says):
     flip probability, never)."""
     res = CliRunner().invoke(app, ["train", "--exp", "demo", "-c", setting, "--print-config"])
     assert _one_error_line(res).startswith(f"error: {says}"), res.output
+
+
+@pytest.mark.parametrize("flag, value, says", [("--num-frames", "0", "--num-frames must be positive, got 0"),
+                                               ("--short-side", "-4", "--short-side must be positive, got -4"),
+                                               ("--jpeg-quality", "0", "--jpeg-quality must be in 1..100, got 0")])
+def test_extract_errors_name_the_flag_given_and_start_nothing(flag, value, says, tmp_path):
+    """`--num-frames 0` said "num_frames must be positive" (no flag of that name), after a note that
+    a new cache was being started there."""
+    res = CliRunner().invoke(app, ["extract", "--dataset", "demo", flag, value, "--cache-root", str(tmp_path / "c")])
+    assert _one_error_line(res) == f"error: {says}"
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_run_config_error_names_the_dotted_key():
+    res = CliRunner().invoke(app, ["train", "--exp", "demo", "-c", "data.extract.num_frames=0", "--print-config"])
+    assert _one_error_line(res) == "error: data.extract.num_frames must be positive, got 0"

@@ -78,7 +78,17 @@ def extract(
         dataset_options=dataset_options(dataset_option, coarse_type), missing_poses=missing_poses,
     )
     from cache import CacheStore
+    from stages.extract.plan import request_of
+    from stages.settings import SettingsError
 
+    try:  # every option checked before anything is said or made, each error naming the flag given
+        request_of(opts)
+    except SettingsError as e:
+        name = e.key.rsplit(".", 1)[-1]
+        flag = f"--{name.replace('_', '-')}" if name in opts.settings else None
+        if flag is None:
+            raise
+        raise SettingsError(str(e).replace(e.key, flag, 1), flag) from None
     new_root = CacheStore(opts.cache_root).root
     if not new_root.exists():  # a mistyped path, or a shared mount that is down, would start a cache here
         console.print(f"[yellow]note:[/] no cache at {new_root} yet: starting one there (if the lab's cache "

@@ -40,16 +40,19 @@ class ExtractSettings(Settings):
     jpeg_quality: int = field(DEFAULT_JPEG_QUALITY, help="JPEG quality of --frames-codec jpeg (1..100).")
 
     def check(self, where: str = "", source_of=None) -> None:
+        """Run by :meth:`from_dict` (every command's way in), with ``where`` the settings' place
+        (``data.extract`` in a run config): each error names the dotted key, which the extract
+        command turns into its flag."""
+        at = (lambda k: f"{where}.{k}" if where else k)
         for name in ("num_frames", "frames_per_segment", "persons", "short_side", "grid_cell", "min_frames"):
             if getattr(self, name) < 1:
-                raise SettingsError(f"{where + '.' if where else ''}{name} must be positive, got {getattr(self, name)}")
+                raise SettingsError(f"{at(name)} must be positive, got {getattr(self, name)}", at(name))
+        if not 1 <= self.jpeg_quality <= 100:
+            raise SettingsError(f"{at('jpeg_quality')} must be in 1..100, got {self.jpeg_quality}", at("jpeg_quality"))
         try:
             frames_codec(self.frames_codec).check_settings(self.to_dict())
         except ValueError as e:
-            raise SettingsError(f"{where + '.' if where else ''}frames_codec: {e}") from None
-
-    def __post_init__(self):
-        self.check()
+            raise SettingsError(f"{at('frames_codec')}: {e}", at("frames_codec")) from None
 
     def as_dict(self) -> dict:
         """The settings as the entry key hashes them: a codec's own settings only with that codec

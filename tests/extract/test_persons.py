@@ -123,7 +123,7 @@ def test_persons_enters_the_key_only_when_not_1():
     assert ExtractSettings(persons=2).as_dict()["persons"] == 2
     assert ExtractSettings.of_entry({"num_frames": 16}).persons == 1
     with pytest.raises(SettingsError, match="persons must be positive"):
-        ExtractSettings(persons=0)
+        ExtractSettings.from_dict({"persons": 0})
 
 
 def test_the_layout_of_n_persons_flips_within_each_person():
