@@ -141,3 +141,10 @@ def test_extract_errors_name_the_flag_given_and_start_nothing(flag, value, says,
 def test_a_run_config_error_names_the_dotted_key():
     res = CliRunner().invoke(app, ["train", "--exp", "demo", "-c", "data.extract.num_frames=0", "--print-config"])
     assert _one_error_line(res) == "error: data.extract.num_frames must be positive, got 0"
+
+
+@pytest.mark.parametrize("flag", ["--video-frames", "--pose-frames"])
+def test_stats_refuses_zero_frames(flag):
+    """0 was read as "not given": the table showed each variant's own frames, exit 0."""
+    res = CliRunner().invoke(app, ["stats", "--exp", "demo", flag, "0"])
+    assert res.exit_code == 2 and f"Invalid value for '{flag}'" in res.output, res.output

@@ -11,9 +11,9 @@ def stats(
     exp: str = typer.Option(..., "--exp", "-e", help="Experiment: a name under configs/experiments/ (e.g. table7_modalities) or a path."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list of {variant, tunable_params_m, gflops, ...}."),
     arch: Optional[str] = typer.Option(None, "--arch", help="open_clip architecture to count at (random weights, never downloaded). Default: each variant's own (model.clip.arch)."),
-    video_frames: Optional[int] = typer.Option(None, "--video-frames", help="Video frames per clip (T_v). Default: each variant's own (model.num_video_frames)."),
-    pose_frames: Optional[int] = typer.Option(None, "--pose-frames", help="Pose frames per clip (T). Default: each variant's own (model.num_pose_frames)."),
-    texts_per_clip: int = typer.Option(1, "--texts-per-clip", help="Prompts encoded per clip (1: the clip's own label text; the class count: equation 7 without caching)."),
+    video_frames: Optional[int] = typer.Option(None, "--video-frames", min=1, help="Video frames per clip (T_v). Default: each variant's own (model.num_video_frames)."),
+    pose_frames: Optional[int] = typer.Option(None, "--pose-frames", min=1, help="Pose frames per clip (T). Default: each variant's own (model.num_pose_frames)."),
+    texts_per_clip: int = typer.Option(1, "--texts-per-clip", min=1, help="Prompts encoded per clip (1: the clip's own label text; the class count: equation 7 without caching)."),
 ) -> list[dict]:
     """Tunable parameters (M) and GFLOPs per clip (fvcore convention: 1 multiply-add = 1 FLOP)."""
     from stages.model.flops import model_stats
@@ -23,8 +23,8 @@ def stats(
     rows = []
     for name in list_variants(cfg):
         vc = variant_config(cfg, name)
-        tv = video_frames or vc.model.num_video_frames  # the variant's model as it builds (resolved)
-        tp = pose_frames or vc.model.num_pose_frames
+        tv = video_frames if video_frames is not None else vc.model.num_video_frames  # as the variant builds
+        tp = pose_frames if pose_frames is not None else vc.model.num_pose_frames
         va = arch or vc.model.clip.arch
         r = model_stats(vc.model, arch=va, num_video_frames=tv, num_pose_frames=tp, texts_per_clip=texts_per_clip)
         row = {"variant": name, "tunable_params_m": round(r["tunable_params_m"], 3), "gflops": round(r["gflops"], 2),
