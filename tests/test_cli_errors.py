@@ -148,3 +148,15 @@ def test_stats_refuses_zero_frames(flag):
     """0 was read as "not given": the table showed each variant's own frames, exit 0."""
     res = CliRunner().invoke(app, ["stats", "--exp", "demo", flag, "0"])
     assert res.exit_code == 2 and f"Invalid value for '{flag}'" in res.output, res.output
+
+
+def test_train_on_a_cache_root_that_is_not_there_says_so(tmp_path):
+    """It said "no cache entry ... Make it with: pipeline extract ...": on a real dataset, hours of
+    extraction for a mistyped path or a share that is not mounted."""
+    res = CliRunner().invoke(app, ["train", "--exp", "demo", "--cache-root", str(tmp_path / "typo")])
+    assert res.exit_code != 0 and f"no cache at {tmp_path / 'typo'} (--cache-root): the path is mistyped" in res.output
+    assert "If the path is right, make the entry with:" in res.output
+    (tmp_path / "file").write_text("")
+    res = CliRunner().invoke(app, ["train", "--exp", "demo", "--cache-root", str(tmp_path / "file")])
+    assert res.exit_code != 0 and "is not a folder: give the cache's folder" in res.output
+    assert "make the entry" not in res.output

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 from cache import CacheEntry, CacheStore, EntryNotFoundError, default_root
+from cache.store import CacheRootNotFoundError
 from cache.fsutil import read_json
 from cache.layout import SOURCES
 from stages.data.settings import DataSettings
@@ -96,7 +97,13 @@ def find_entry(data: Union[DataSettings, Mapping[str, Any]], cache_root: Optiona
                entry: Optional[str] = None) -> CacheEntry:
     """The cache entry ``data`` names (or ``entry``: a key, unique key prefix or path)."""
     root = Path(cache_root) if cache_root else default_root()
-    store = CacheStore(root)
+    try:  # a mistyped or unmounted root is said as such, not only as an entry to extract again (hours of work)
+        store = CacheStore.existing(root, entry)
+    except CacheRootNotFoundError as e:
+        if entry or root.exists():
+            raise EntryNotFoundError(str(e)) from None
+        cmd = extract_command(_data_settings(data), str(cache_root) if cache_root else None)
+        raise EntryNotFoundError(f"{e}. If the path is right, make the entry with:\n    {cmd}") from None
     if entry:
         p = Path(entry)
         if (p / "zarr.json").is_file():
