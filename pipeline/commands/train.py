@@ -59,7 +59,8 @@ def checkpoint_run(exp: str, variant: Optional[str], checkpoint: Path, dataset: 
     from stages.data.entry_lookup import find_entry
     from stages.train.checkpoints import read_checkpoint_meta
     from stages.train.config import build_run_config, list_variants, load_experiment
-    from stages.train.sweep import entry_run_options
+    from stages.train.runner import check_trained_model_type
+    from stages.train.sweep import entry_run_options, experiment_dir_name
 
     if not checkpoint.is_file():
         raise FileNotFoundError(f"no checkpoint {checkpoint}")
@@ -85,6 +86,8 @@ def checkpoint_run(exp: str, variant: Optional[str], checkpoint: Path, dataset: 
                                      "in this cache: give --entry KEY of an entry with its classes (`pipeline cache "
                                      "ls`), or --cache-root of the cache it was trained from") from None
     cfg = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
+    cfg["exp_name"] = experiment_dir_name(exp_cfg, exp, dataset)  # as a training run names it
+    check_trained_model_type(rec, cfg, checkpoint, exp)
     if not (entry or trained_on):  # a checkpoint from before runs were recorded: the entry the run config names
         e = find_entry(cfg.data.to_dict(), cache_root=root)
     if variant and rec.get("variant") in variants and variant != rec["variant"]:
@@ -111,6 +114,7 @@ def checkpoint_run(exp: str, variant: Optional[str], checkpoint: Path, dataset: 
         if unknown:
             console.print(f"[yellow]note:[/] {checkpoint} records model settings this version does not have "
                           f"({', '.join(unknown[:5])}): it was trained by another version", highlight=False)
+        cfg["exp_name"] = experiment_dir_name(exp_cfg, exp, dataset)  # as the training run named it
         said = (rec.get("experiment"), rec.get("variant"))
         if said != (cfg.get("exp_name"), v) and said[1] is not None:
             console.print(f"[yellow]note:[/] {checkpoint} was trained as {said[0]}/{said[1]}; the outputs are labelled "

@@ -74,6 +74,9 @@ def resolve_run(checkpoint: os.PathLike, *, exp: Optional[str] = None, variant: 
         own = rec.get("variant") if rec and rec.get("experiment") == Path(exp).stem else None
         v = variant or own or list_variants(load_experiment(exp))[0]
         cfg = build_run_config(exp, v, dataset=dataset, cfg_options=cfg_options)
+        from stages.train.runner import check_trained_model_type
+
+        check_trained_model_type(rec, cfg, path, exp)
         sources["run config"] = f"--exp {exp} --variant {v}"
     elif rec is not None:
         if variant and variant != rec.get("variant"):

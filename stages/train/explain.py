@@ -51,6 +51,9 @@ def explain_clip(cfg: Config, checkpoint: os.PathLike, entry: CacheEntry, clip_i
     from stages.train.runner import build_wrapped_model, check_entry_fits
 
     out_dir = Path(out_dir)
+    if cfg.model.get("type") != "PeVL":  # the pictures are PeVL's (P2V, V2P, S_FW): PGVT has no record()
+        raise ValueError(f"explain draws what PeVL's parts do (P2V, V2P, S_FW); this checkpoint's model is a "
+                         f"{cfg.model.get('type')}")
     row = find_clip(entry, clip_id)
     wrapped = build_wrapped_model(cfg, entry, device)
     sizes = check_entry_fits(cfg, entry, wrapped)

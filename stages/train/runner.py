@@ -362,6 +362,19 @@ def check_resumes_this_run(checkpoint: Path, run_cfg: Config, entry: CacheEntry)
 NOT_THE_MODEL = frozenset({"pretrained_path", "cache_dir", "checkpoint", "drop_path"})
 
 
+def check_trained_model_type(record: dict, cfg: Config, checkpoint: os.PathLike, exp: str) -> None:
+    """Refuse to build, for a checkpoint whose run record (``record``: ``meta.run_record``) says
+    which model its weights are (``model.type``: PeVL, PGVT), another model because the command
+    named another experiment (the weights then failed to load with a message about settings
+    "this version refuses", or a CLIP file to fetch)."""
+    theirs = ((record or {}).get("run_config") or {}).get("model", {}).get("type")
+    ours = cfg.model.get("type")
+    if theirs and ours and theirs != ours:
+        raise ValueError(f"checkpoint {checkpoint} holds a {theirs} model (trained as {record.get('experiment')}/"
+                         f"{record.get('variant')}); --exp {exp} builds a {ours} for variant {cfg.get('variant')}: "
+                         "give the experiment it was trained with")
+
+
 def trained_model_settings(recorded: dict, cfg: Config, entry: CacheEntry, given: dict) -> tuple[dict, list[str]]:
     """What a checkpoint's recorded run config (``recorded``: ``meta.run_record.run_config``) says
     the model was, against ``cfg`` built for evaluating it: ``(options, unknown)``, where ``options``

@@ -176,3 +176,13 @@ def test_late_fusion_reads_its_sources_from_its_own_tree(tmp_path):
     (copy / "pose_only" / "epoch_1.pth").write_bytes(b"PK\x03\x04" + b"\0" * 100)
     with pytest.raises(ValueError, match="epoch_1.pth cannot be used"):
         init_from_variants(runner_model("late_fusion", 3), {"pose_only": ["pose_"]}, copy)
+
+
+def test_explain_says_it_draws_pevl_only():
+    """A PGVT checkpoint failed with "'PGVT' object has no attribute 'record'"."""
+    from stages.train.config import build_run_config
+    from stages.train.explain import explain_clip
+
+    cfg = build_run_config("pgvt_components", "pgvt", dataset="demo")
+    with pytest.raises(ValueError, match="explain draws what PeVL's parts do .*this checkpoint's model is a PGVT"):
+        explain_clip(cfg, "unused.pth", None, "c0", "out")

@@ -248,6 +248,14 @@ def test_an_entry_run_names_its_entry_and_its_checkpoint_evaluates_on_it(small_d
                                    "--out-dir", str(tmp_path / "ev"), *opts])
     assert res.exit_code == 0, res.output  # the demo's default settings name no entry of this cache
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["top1"] == rep.outcomes[0].row["top1"]
+    assert "was trained as" not in res.output  # the same experiment: no note
+    # another experiment's model (PGVT) for this PeVL checkpoint: said so, not "settings this version refuses"
+    (tmp_path / "v.mp4").write_bytes(b"\0")  # found by extension; the run is resolved before any video is read
+    for cmd in (["eval", "--out-dir", str(tmp_path / "ev2")], ["predict", str(tmp_path / "v.mp4")]):
+        res = CliRunner().invoke(app, [cmd[0], "--exp", "pgvt_components", "--checkpoint", str(ckpt), "--cache-root",
+                                       str(cache), *cmd[1:], *opts])
+        assert res.exit_code != 0 and "holds a PeVL model (trained as demo/pevl); --exp pgvt_components builds a PGVT" \
+            in " ".join(res.output.split()), res.output
 
     again = run_sweep("demo", variants=["pevl"], entry=str(entry_dir), work_dir=tmp_path / "w",
                       cfg_options={**SMALL, "train.lr": 1e-4}, cache_root=str(cache), say=said.append)
