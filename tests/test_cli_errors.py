@@ -160,3 +160,15 @@ def test_train_on_a_cache_root_that_is_not_there_says_so(tmp_path):
     res = CliRunner().invoke(app, ["train", "--exp", "demo", "--cache-root", str(tmp_path / "file")])
     assert res.exit_code != 0 and "is not a folder: give the cache's folder" in res.output
     assert "make the entry" not in res.output
+
+
+def test_experiment_paths_say_what_is_wrong_with_them(tmp_path):
+    """A YAML file, a missing .py, a folder and a syntax error all said "unknown experiment" (or
+    gave Python's message without the file)."""
+    (tmp_path / "mine.yaml").write_text("a: 1\n")
+    (tmp_path / "bad.py").write_text("x = [\n")
+    for exp, says in ((tmp_path / "mine.yaml", "experiments are mmengine Python configs"),
+                      (tmp_path / "nope.py", "nope.py: no such file"), (tmp_path, "a folder; give an experiment file"),
+                      (tmp_path / "bad.py", "bad.py:1: not valid Python")):
+        res = CliRunner().invoke(app, ["train", "--exp", str(exp), "--print-config"])
+        assert says in _one_error_line(res), res.output

@@ -72,6 +72,15 @@ def resolve_config_path(name: Union[str, Path]) -> Path:
     cand = configs_root() / "experiments" / f"{p.stem if p.suffix == '.py' else name}.py"
     if cand.is_file():
         return cand
+    if p.suffix or len(p.parts) > 1:  # a path, not a name: say what is wrong with it
+        if p.is_dir():
+            raise FileNotFoundError(f"--exp {name}: a folder; give an experiment file (configs/experiments/*.py) "
+                                    "or a run's saved config (W/NAME/VARIANT/<time>/*.py)")
+        if p.is_file():
+            raise ValueError(f"--exp {name}: experiments are mmengine Python configs (.py, as configs/experiments/); "
+                             f"{p.suffix or 'this file'} is not read")
+        if p.suffix == ".py":
+            raise FileNotFoundError(f"--exp {name}: no such file")
     raise FileNotFoundError(did_you_mean(str(name), experiment_names(), "experiment")
                             + f"; or give a path to an experiment file or a run's saved config")
 
@@ -171,7 +180,10 @@ def load_experiment(name_or_path: Union[str, Path]) -> Config:
     A run's saved config (``W/NAME/VARIANT/<time>/*.py``: a resolved run config, one ``variant``)
     loads as an experiment of that one variant, so ``--exp SAVED.py`` runs it again."""
     path = resolve_config_path(name_or_path)
-    cfg = Config.fromfile(str(path))
+    try:
+        cfg = Config.fromfile(str(path))
+    except SyntaxError as e:  # mmengine's message names neither the file nor, often, the line's text
+        raise ValueError(f"{path}:{e.lineno}: not valid Python ({e.msg})") from None
     if "variants" not in cfg and "variant" in cfg:  # a saved run config
         cfg["variants"] = {cfg["variant"]: {k: cfg.get(k) for k in _PAPER_KEYS if cfg.get(k) is not None}}
     if "variants" not in cfg or "model" not in cfg:
