@@ -172,3 +172,26 @@ def test_experiment_paths_say_what_is_wrong_with_them(tmp_path):
                       (tmp_path / "bad.py", "bad.py:1: not valid Python")):
         res = CliRunner().invoke(app, ["train", "--exp", str(exp), "--print-config"])
         assert says in _one_error_line(res), res.output
+
+
+@pytest.mark.parametrize("cmd", [["eval", "--exp", "demo", "--checkpoint", "x.pth", "--out-dir"],
+                                 ["explain", "--exp", "demo", "--checkpoint", "x.pth", "--clip", "c0", "--out"],
+                                 ["predict", "v.mp4", "--checkpoint", "x.pth", "--out"]])
+def test_an_output_folder_that_is_a_file_is_refused_up_front(cmd, tmp_path):
+    """It failed after the work, as "[Errno 17] File exists"."""
+    (tmp_path / "taken").write_text("")
+    res = CliRunner().invoke(app, [*cmd, str(tmp_path / "taken")])
+    assert res.exit_code == 2 and "is a file; give a folder" in res.output, res.output
+
+
+def test_eval_folders_differ_by_split_and_experiment(tmp_path):
+    """eval --split train, then under another experiment, wrote into one eval_epoch_N/, each over the last."""
+    from pathlib import Path
+
+    from pipeline.commands.train import default_eval_dir
+
+    ckpt = Path(tmp_path / "w" / "demo" / "pevl" / "epoch_3.pth")
+    ckpt.parent.mkdir(parents=True)
+    assert default_eval_dir(ckpt, "demo", None) == "eval_epoch_3"
+    assert default_eval_dir(ckpt, "demo", "train") == "eval_epoch_3-train"
+    assert default_eval_dir(ckpt, "ucmr_ablate-demo", None) == "eval_epoch_3-ucmr_ablate-demo"

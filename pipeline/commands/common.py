@@ -88,6 +88,14 @@ def checked_device(value: Optional[str]) -> Optional[str]:
     return value
 
 
+def folder_option(value: Optional[Path]) -> Optional[Path]:
+    """An output folder's callback: refused when the path is a file (which failed late, as
+    ``[Errno 17] File exists``)."""
+    if value is not None and value.exists() and not value.is_dir():
+        raise typer.BadParameter(f"{value} is a file; give a folder (made if missing)")
+    return value
+
+
 def parse_kv(items: Optional[List[str]]) -> dict:
     """``["a=1", "b=x"]`` -> ``{"a": "1", "b": "x"}`` (values stay strings)."""
     outd = {}

@@ -6,16 +6,16 @@ from typing import List, Optional
 
 import typer
 
-from pipeline.commands.common import CacheRootOpt, checked_device, console
+from pipeline.commands.common import CacheRootOpt, checked_device, console, folder_option
 from pipeline.commands.train import CFG_HELP, checkpoint_run, options_with_root, setup_run
 
 
 def explain(
     exp: str = typer.Option(..., "--exp", "-e", help="Experiment name or path (as for train)."),
-    variant: Optional[str] = typer.Option(None, "--variant", "-V", help="The variant the checkpoint belongs to (default: the experiment's first)."),
+    variant: Optional[str] = typer.Option(None, "--variant", "-V", help="The variant the checkpoint belongs to (default: the one it records, else the experiment's first)."),
     checkpoint: Path = typer.Option(..., "--checkpoint", help="A checkpoint written by `pipeline train` (W/NAME/VARIANT/epoch_N.pth)."),
     clip: str = typer.Option(..., "--clip", help="Clip id of the cache entry, e.g. demo_kick_right3_val_004 (a run's predictions.json lists the test clips)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for the PNGs. Default: explain_<clip>/ beside the checkpoint."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", callback=folder_option, help="Folder for the PNGs. Default: explain_<clip>/ beside the checkpoint."),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="As for train (demo also switches to the tiny model)."),
     cfg_options: Optional[List[str]] = typer.Option(None, "--cfg-options", "-c", help=CFG_HELP),
     entry: Optional[str] = typer.Option(None, "--entry", help="Cache entry key, prefix or path of the clip. Default: the entry the checkpoint was trained on (its run record), else the run config's lookup."),

@@ -14,7 +14,7 @@ from typing import List, Optional
 
 import typer
 
-from pipeline.commands.common import (CacheRootOpt, checked_device, console, parse_kv, path_str,
+from pipeline.commands.common import (CacheRootOpt, checked_device, console, folder_option, parse_kv, path_str,
                                       progress_bar)
 from pipeline.commands.train import CFG_HELP, options_with_root, setup_run
 from pipeline.output import info, print_json, print_table
@@ -28,7 +28,7 @@ def predict(
     top_k: int = typer.Option(5, "--top-k", min=1, help="Labels shown per video (or window)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON (every class's score too) instead of a table."),
     as_csv: bool = typer.Option(False, "--csv", help="Print the results as CSV: one row per video (or window) and rank; a video that failed is one row with its error."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Write, per video, <name>.png: its frames with the poses drawn and its top labels (with --window: <name>_timeline.png and <name>_windows.csv)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", callback=folder_option, help="Write, per video, <name>.png: its frames with the poses drawn and its top labels (with --window: <name>_timeline.png and <name>_windows.csv)."),
     video: bool = typer.Option(False, "--video", help="With --out: also <name>.mp4 (the frames with poses and labels; with --window, each window's middle frame)."),
     window: Optional[float] = typer.Option(None, "--window", help="Seconds: slide a window of this length over each (long, untrimmed) video and label every window: a timeline."),
     stride: Optional[float] = typer.Option(None, "--stride", help="Seconds between window starts (default: the window, no overlap)."),
@@ -38,7 +38,7 @@ def predict(
     cfg_options: Optional[List[str]] = typer.Option(None, "--cfg-options", "-c", help=CFG_HELP + " Applied to the recorded run config too (e.g. model.clip.pretrained_path=/w/ViT-B-16.pt on another machine)."),
     entry: Optional[str] = typer.Option(None, "--entry", help="Take the stage-one settings, pose source and class texts from this cache entry (key, unique prefix or path) instead of the checkpoint's record."),
     pose_source: Optional[str] = typer.Option(None, "--pose-source", help="Estimate poses with this source instead of the training entry's (hrnet, pkl:PATH): the model then sees poses from another source than it was trained on (said in the results)."),
-    pose_option: Optional[List[str]] = typer.Option(None, "--pose-option", help="Pose-source option KEY=VALUE, repeatable (e.g. checkpoint=/w/hrnet_w32.pth where the training entry's HRNet file lies elsewhere here; batch_size=64)."),
+    pose_option: Optional[List[str]] = typer.Option(None, "--pose-option", "-P", help="Pose-source option KEY=VALUE, repeatable (e.g. checkpoint=/w/hrnet_w32.pth where the training entry's HRNet file lies elsewhere here; batch_size=64)."),
     reuse: bool = typer.Option(True, "--reuse/--no-reuse", help="Reuse the poses of a video already in a cache entry made with the same pose source (found by the file's sha256; entries made since 2026-12)."),
     cache_root: Optional[Path] = CacheRootOpt,
     device: Optional[str] = typer.Option(None, "--device", callback=checked_device, help="cuda or cpu (default: cuda when available): the pose model and the recognizer."),

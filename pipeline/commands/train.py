@@ -16,7 +16,7 @@ from typing import List, Optional
 
 import typer
 
-from pipeline.commands.common import CacheRootOpt, checked_device, console, path_str
+from pipeline.commands.common import CacheRootOpt, checked_device, console, folder_option, path_str
 
 CFG_HELP = ("Override any config value, mmengine style: KEY=VALUE (repeatable, or several in one quoted "
              "string), each checked (an unknown key or a wrong type is an error naming it). Keys: train.* (the "
@@ -248,11 +248,11 @@ def _summary(rep) -> None:
 
 def eval_(
     exp: str = typer.Option(..., "--exp", "-e", help="Experiment name or path (as for train)."),
-    variant: Optional[str] = typer.Option(None, "--variant", "-V", help="The variant the checkpoint belongs to (default: the experiment's only/first variant)."),
+    variant: Optional[str] = typer.Option(None, "--variant", "-V", help="The variant the checkpoint belongs to (default: the one it records, else the experiment's first)."),
     checkpoint: Path = typer.Option(..., "--checkpoint", help="A checkpoint written by `pipeline train` (W/NAME/VARIANT/epoch_N.pth)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="As for train (demo also switches to the tiny model)."),
     split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate. Default: the dataset config's test_split."),
-    out_dir: Optional[Path] = typer.Option(None, "--out-dir", "-o", help="Where metrics.json, confusion.{json,png} and predictions.json go. Default: eval_<checkpoint name>/ beside the checkpoint."),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", "-o", callback=folder_option, help="Where metrics.json, confusion.{json,png} and predictions.json go. Default: eval_<checkpoint name>/ beside the checkpoint (-<split> with --split, -<experiment> under another experiment than its folder's)."),
     cfg_options: Optional[List[str]] = typer.Option(None, "--cfg-options", "-c", help=CFG_HELP),
     allow_partial: bool = typer.Option(False, "--allow-partial", help="Evaluate on an incomplete entry's clips."),
     entry: Optional[str] = typer.Option(None, "--entry", help="Cache entry key, prefix or path to evaluate on. Default: the entry the checkpoint was trained on (its run record), else the run config's lookup."),
@@ -271,7 +271,7 @@ def eval_(
     opts = options_with_root(cfg_options, root)
     cfg, e = checkpoint_run(exp, variant, checkpoint, dataset, opts, cache_root, entry)
     e.require_complete(allow_partial)
-    od = out_dir or checkpoint.parent / f"eval_{checkpoint.stem}"
+    od = out_dir or checkpoint.parent / default_eval_dir(checkpoint, cfg.get("exp_name"), split)
     row = evaluate_checkpoint(cfg, str(checkpoint), e, od, launcher=launcher, device=device,
                               allow_partial=allow_partial, split=split)
     if row is None:
@@ -279,10 +279,24 @@ def eval_(
     if json_out:
         print_json(row)
         return
-    console.print(f"[bold]{row['experiment']}/{row['variant']}[/] on {row['dataset']} {row['split']} "
-                  f"({row['num_test_clips']} clips, 3 crops): top-1 {row['top1']:.2f}  top-5 {row['top5']:.2f}  "
-                  f"mean class {row['mean_class_acc']:.2f}", highlight=False)
+    from pipeline.output import out
+
+    out.print(f"[bold]{row['experiment']}/{row['variant']}[/] on {row['dataset']} {row['split']} "  # the result: stdout
+              f"({row['num_test_clips']} clips, 3 crops): top-1 {row['top1']:.2f}  top-5 {row['top5']:.2f}  "
+              f"mean class {row['mean_class_acc']:.2f}", highlight=False)
     console.print(f"written to {od}", highlight=False, markup=False)
+
+
+def default_eval_dir(checkpoint: Path, exp_name: Optional[str], split: Optional[str]) -> str:
+    """``eval_<checkpoint name>``, with ``-<split>`` for a --split and ``-<experiment>`` when the run
+    is labelled with another experiment than the one whose folder holds the checkpoint
+    (W/NAME/VARIANT/epoch_N.pth): one eval no longer overwrites another's metrics."""
+    name = f"eval_{checkpoint.stem}"
+    if split:
+        name += f"-{split}"
+    if exp_name and checkpoint.resolve().parent.parent.name != exp_name:
+        name += f"-{exp_name}"
+    return name
 
 
 if __name__ == "__main__":  # python -m pipeline.commands.train (torchrun without the console script)
