@@ -195,3 +195,18 @@ def test_eval_folders_differ_by_split_and_experiment(tmp_path):
     assert default_eval_dir(ckpt, "demo", None) == "eval_epoch_3"
     assert default_eval_dir(ckpt, "demo", "train") == "eval_epoch_3-train"
     assert default_eval_dir(ckpt, "ucmr_ablate-demo", None) == "eval_epoch_3-ucmr_ablate-demo"
+
+
+def test_paths_of_the_wrong_kind_are_refused_before_the_work(tmp_path):
+    """extract and dataset info on a --cache-root that is a file failed late ("[Errno 20] Not a
+    directory"); cache export --h5 DIR copied the whole entry, then failed, leaving DIR.partial;
+    cache show -o DIR reached OpenCV's "could not find a writer"."""
+    (tmp_path / "afile").write_text("")
+    for cmd in (["extract", "--dataset", "demo"], ["dataset", "info", "--dataset", "demo"]):
+        res = CliRunner().invoke(app, [*cmd, "--cache-root", str(tmp_path / "afile")])
+        assert res.exit_code == 2 and "(--cache-root) is not a folder" in res.output, res.output
+    res = CliRunner().invoke(app, ["cache", "export", "abc", "--h5", str(tmp_path)])
+    assert res.exit_code == 2 and "is a folder; give the HDF5 file to write" in res.output, res.output
+    assert not list(tmp_path.glob("*.partial"))
+    res = CliRunner().invoke(app, ["cache", "show", "abc", "c0", "-o", str(tmp_path)])
+    assert res.exit_code == 2 and "give a .png file to write (this is a folder)" in res.output, res.output

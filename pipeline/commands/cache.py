@@ -248,6 +248,9 @@ def cache_export(
     cache_root: Optional[Path] = CacheRootOpt,
 ):
     """Copy an entry into one HDF5 file (same arrays and attributes) for tools that read HDF5."""
+    if h5.is_dir():  # found before the copy, not after it (with a whole entry's .partial left beside)
+        raise typer.BadParameter(f"{h5} is a folder; give the HDF5 file to write (e.g. {h5 / 'entry.h5'})",
+                                 param_hint="--h5")
     from cache import CacheStore
     from cache.store import export_hdf5
 
@@ -259,11 +262,19 @@ def cache_export(
     console.print(f"wrote {n} clips to {h5}")
 
 
+def _png_option(value: Optional[Path]) -> Optional[Path]:
+    """cache show's --out: a .png file (a folder, or a name without the extension, reached OpenCV
+    as "could not find a writer for the specified extension")."""
+    if value is not None and (value.is_dir() or value.suffix.lower() != ".png"):
+        raise typer.BadParameter(f"{value}: give a .png file to write" + (" (this is a folder)" if value.is_dir() else ""))
+    return value
+
+
 @app.command("show")
 def cache_show(
     key: str = typer.Argument(..., help="Entry key (a unique prefix is enough) or path."),
     clip_id: Optional[str] = typer.Argument(None, help="The clip to draw (its id or uid); not with --gallery."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="PNG to write. Default: <clip uid>.png, or gallery-<key>.png with --gallery, in the current folder."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", callback=_png_option, help="PNG to write. Default: <clip uid>.png, or gallery-<key>.png with --gallery, in the current folder."),
     video: bool = typer.Option(False, "--video", help="Also write an MP4 of the cached frames (every candidate of every segment, in time order) with the same drawing (next to the PNG, .mp4)."),
     fps: float = typer.Option(4.0, "--fps", min=0.1, help="Frame rate of the --video MP4 (the cached frames are T_v samples of the clip)."),
     gallery: Optional[int] = typer.Option(None, "--gallery", min=1, help="N random clips of the entry on one sheet (the middle cached frame of each) instead of one clip."),

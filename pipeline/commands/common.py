@@ -21,7 +21,15 @@ from pipeline.output import console, human_bytes, out, print_error, progress  # 
 
 DatasetOpt = typer.Option(..., "--dataset", "-d", help="Dataset name: demo, gym99, gym288, diving48, haa500, toyota_smarthome, kinetics400, custom.")
 RootOpt = typer.Option(None, "--root", help="Where the raw dataset lives, as its publishers distribute it (the demo needs none: it is generated under the cache root).")
-CacheRootOpt = typer.Option(None, "--cache-root", envvar="PEVL_CACHE", help="Cache root shared by the lab. Default: $PEVL_CACHE, else ~/.cache/pevl.")
+def _cache_root_option(value: Optional[Path]) -> Optional[Path]:
+    """--cache-root's callback: a path that is a file is refused at once (commands that may start
+    a cache failed late on it, as ``[Errno 20] Not a directory``)."""
+    if value is not None and value.expanduser().exists() and not value.expanduser().is_dir():
+        raise typer.BadParameter(f"{value} (--cache-root) is not a folder: give the cache's folder")
+    return value
+
+
+CacheRootOpt = typer.Option(None, "--cache-root", envvar="PEVL_CACHE", callback=_cache_root_option, help="Cache root shared by the lab. Default: $PEVL_CACHE, else ~/.cache/pevl.")
 DatasetOptsOpt = typer.Option(None, "--dataset-option", "-o", help="Adapter option KEY=VALUE, repeatable, typed and checked (a bool takes true/false/1/0/yes/no, a pair 480,640): e.g. protocol=cv1 for toyota_smarthome; boxes=PATH or split_version=1.0 for FineGym. `pipeline dataset info --dataset NAME --options` lists a dataset's options with types and defaults.")
 CoarseTypeOpt = typer.Option(None, "--coarse-type", help="Coarse action type for the text prompt '{label}, a video of {type} action' (custom datasets).")
 VerboseOpt = typer.Option(False, "--verbose", "-v", help="Log everything: mmengine's environment dump, config and hook table, per-iteration lines, third-party messages, and the traceback of an error.")
