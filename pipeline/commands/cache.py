@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from pipeline.commands.common import CacheRootOpt, console, exit_on_error, human_bytes, progress_bar
+from pipeline.commands.common import CacheRootOpt, console, exit_on_error, human_bytes, print_error, progress_bar
 from pipeline.output import print_json, print_table
 
 app = typer.Typer(help="Inspect, check and clean the shared feature cache.", no_args_is_help=True)
@@ -112,8 +112,12 @@ def cache_info(
 
     from cache.entry import DAMAGED_HINT, EntryDamagedError
 
-    with exit_on_error(verbose=False, code=1):
-        e = CacheStore.existing(cache_root, key).open(key)
+    store = CacheStore.existing(cache_root, key)  # a root or an entry that is not there: exit 2 (an input error)
+    try:
+        e = store.open(key)
+    except EntryDamagedError as ex:  # found, and damaged: exit 1, as a damaged entry the summary finds
+        print_error(ex)
+        raise typer.Exit(1)
     if clips:
         from pipeline.commands.cache_info import clip_rows, clips_table
 
