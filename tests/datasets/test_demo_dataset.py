@@ -292,3 +292,10 @@ def test_figure_stays_inside_the_test_crops(tmp_path):
         for where in ("first", "center", "last"):
             top, _ = crop_offsets(ch, cw, 112, 16, where)
             assert ys.min() >= top and ys.max() < top + 112, (clip.clip_id, where, ys.min(), ys.max())
+
+
+def test_zero_clips_per_class_is_refused(tmp_path):
+    """-o clips_per_class=0 made a demo of no training clip (and one val clip per class), silently."""
+    with pytest.raises(ValueError, match="clips_per_class must be >= 1"):
+        DemoDataset(root=tmp_path / "demo", clips_per_class=0, num_frames=32).load()
+    assert not (tmp_path / "demo").exists()

@@ -75,6 +75,8 @@ def normalize_config(**options: Any) -> dict[str, Any]:
         cpc = cpc.split(",")
     if isinstance(cpc, (int, np.integer, str)):
         n = int(cpc)
+        if n < 1:  # 0 made a dataset of no training clip and one validation clip per class
+            raise ValueError(f"clips_per_class must be >= 1 (train clips per class; val gets a third), got {n}")
         cpc = [n, max(1, round(n / 3))]
     cpc = [int(v) for v in cpc]
     if len(cpc) != 2 or min(cpc) < 0 or sum(cpc) < 1:
