@@ -210,3 +210,11 @@ def test_paths_of_the_wrong_kind_are_refused_before_the_work(tmp_path):
     assert not list(tmp_path.glob("*.partial"))
     res = CliRunner().invoke(app, ["cache", "show", "abc", "c0", "-o", str(tmp_path)])
     assert res.exit_code == 2 and "give a .png file to write (this is a folder)" in res.output, res.output
+
+
+def test_a_short_side_off_the_grid_is_said_with_the_side_cached(tmp_path):
+    """--short-side 100 cached frames of short side 96 while the entry recorded 100, without a word."""
+    res = CliRunner().invoke(app, ["extract", "--dataset", "custom", "--root", str(tmp_path), "--short-side", "100",
+                                   "--cache-root", str(tmp_path / "c")])
+    assert "short side 100 is not a multiple of the grid cell 16: frames are cached with a short side of 96" \
+        in " ".join(res.output.split()), res.output

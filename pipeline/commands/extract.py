@@ -82,13 +82,18 @@ def extract(
     from stages.settings import SettingsError
 
     try:  # every option checked before anything is said or made, each error naming the flag given
-        request_of(opts)
+        request = request_of(opts)
     except SettingsError as e:
         name = e.key.rsplit(".", 1)[-1]
         flag = f"--{name.replace('_', '-')}" if name in opts.settings else None
         if flag is None:
             raise
         raise SettingsError(str(e).replace(e.key, flag, 1), flag) from None
+    side, cell = int(request.settings["short_side"]), int(request.settings["grid_cell"])
+    if side % cell:  # the entry records the side asked for; the frames have the rounded one
+        console.print(f"[yellow]note:[/] short side {side} is not a multiple of the grid cell {cell}: frames are "
+                      f"cached with a short side of {max(cell, round(side / cell) * cell)} (each clip records its "
+                      "frame size)", highlight=False)
     new_root = CacheStore(opts.cache_root).root
     if not new_root.exists():  # a mistyped path, or a shared mount that is down, would start a cache here
         console.print(f"[yellow]note:[/] no cache at {new_root} yet: starting one there (if the lab's cache "
