@@ -53,6 +53,14 @@ def cache_ls(
         rows.append({"key": path.name, "dataset": path.parent.name, "status": f"damaged: {'; '.join(problems)}",
                      "problems": problems, "bytes": dir_size(path), "path": str(path),
                      "clips_on_disk": _count_dirs(path / "clips")})
+    if dataset and not rows:  # a misspelt --dataset listed an empty table, exit 0
+        here = sorted(p.name for p in store.entries_dir.iterdir() if p.is_dir()) if store.entries_dir.is_dir() else []
+        import difflib
+
+        close = difflib.get_close_matches(dataset, here, n=1)
+        console.print(f"[yellow]note:[/] no entries of dataset {dataset!r} in {store.root}"
+                      + (f"; did you mean {close[0]!r}?" if close else "")
+                      + (f" (datasets here: {', '.join(here)})" if here else ""), highlight=False)
     if as_json:
         print_json(rows)
         return

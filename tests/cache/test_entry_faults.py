@@ -441,3 +441,9 @@ def test_gc_leaves_an_incomplete_entry_a_live_extraction_writes_into(tmp_path, c
     for bad in (["--keep-last", "0"], ["--incomplete-older-than", "-1"]):
         res, out = _cli("cache", "gc", "--cache-root", str(tmp_path), "-n", *bad)
         assert res.exit_code == 2 and "Invalid value for" in out, out
+
+
+def test_ls_of_a_misspelt_dataset_says_which_are_there(tmp_path):
+    make_entry(tmp_path)
+    res, out = _cli("cache", "ls", "--cache-root", str(tmp_path), "--dataset", "tyo")
+    assert res.exit_code == 0 and "no entries of dataset 'tyo'" in out and "did you mean 'toy'?" in out, out
