@@ -56,11 +56,39 @@ def plain_help(app: typer.Typer) -> typer.Typer:
 plain_help(wrap_commands(app))
 
 
+#: commands whose -c takes several KEY=VALUE at once, as mmengine's --cfg-options does (they take no
+#: positional argument a KEY=VALUE could be mistaken for)
+_SPREAD_CFG_OPTIONS = {"train", "eval", "explain"}
+
+
+def spread_cfg_options(argv: list[str]) -> list[str]:
+    """``-c a=1 b=2`` as ``-c a=1 -c b=2`` (mmengine's own form, which click refused as "unexpected
+    extra argument"), for the commands of :data:`_SPREAD_CFG_OPTIONS`."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command not in _SPREAD_CFG_OPTIONS:
+        return argv
+    out: list[str] = []
+    state = None  # "flag": -c just seen; "value": its value taken
+    for a in argv:
+        if a in ("-c", "--cfg-options"):
+            state = "flag"
+        elif state == "flag":
+            state = "value"
+        elif state == "value" and not a.startswith("-") and "=" in a:
+            out.append("-c")
+        else:
+            state = None
+        out.append(a)
+    return out
+
+
 def main() -> None:
+    import sys
+
     from pipeline.commands.common import fill_schema_help
 
     fill_schema_help(app)
-    app()
+    app(args=spread_cfg_options(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -218,3 +218,17 @@ def test_a_short_side_off_the_grid_is_said_with_the_side_cached(tmp_path):
                                    "--cache-root", str(tmp_path / "c")])
     assert "short side 100 is not a multiple of the grid cell 16: frames are cached with a short side of 96" \
         in " ".join(res.output.split()), res.output
+
+
+def test_several_cfg_options_after_one_c_as_mmengine_takes_them():
+    """`-c a=1 b=2` was "Got unexpected extra argument(s) (b=2)"."""
+    from pipeline.cli import spread_cfg_options
+
+    assert spread_cfg_options(["train", "--exp", "demo", "-c", "train.lr=1", "train.seed=2", "--print-config"]) == [
+        "train", "--exp", "demo", "-c", "train.lr=1", "-c", "train.seed=2", "--print-config"]
+    # predict's positional videos are never taken for options; a value without "=" ends the list
+    assert spread_cfg_options(["predict", "-c", "a=1", "v=1.mp4"]) == ["predict", "-c", "a=1", "v=1.mp4"]
+    assert spread_cfg_options(["eval", "-c", "a=1", "extra"]) == ["eval", "-c", "a=1", "extra"]
+    res = CliRunner().invoke(app, spread_cfg_options(["train", "--exp", "demo", "-c", "train.max_epochs=2",
+                                                      "train.seed=3", "--print-config"]))
+    assert res.exit_code == 0 and "max_epochs=2" in res.output and "seed=3" in res.output, res.output

@@ -18,8 +18,8 @@ import typer
 
 from pipeline.commands.common import CacheRootOpt, checked_device, console, folder_option, path_str
 
-CFG_HELP = ("Override any config value, mmengine style: KEY=VALUE (repeatable, or several in one quoted "
-             "string), each checked (an unknown key or a wrong type is an error naming it). Keys: train.* (the "
+CFG_HELP = ("Override any config value, mmengine style: KEY=VALUE (repeatable, several after one -c "
+             "(train, eval, explain), or several in one quoted string), each checked (an unknown key or a wrong type is an error naming it). Keys: train.* (the "
              "schedule: max_epochs, warmup_epochs, lr, weight_decay, batch_size, accumulative_counts, amp, "
              "val_interval, seed, ...), model.* (every model switch, e.g. model.ucmr.num_blocks=2, "
              "model.clip.pretrained_path=/w/ViT-B-16.pt), data.* (the entry and the items: dataset, "
