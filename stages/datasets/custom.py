@@ -94,8 +94,10 @@ def read_labels(path: Path) -> list[str]:
 @dataclass(frozen=True)
 class CustomOptions(AdapterOptions):
     coarse_type: Optional[str] = field(None, help="The prompt's coarse action type, '{label}, a video of {coarse type} action' (--coarse-type); default: human.")
+    # in no key or request: the labels it reads are hashed per clip, and entries made before the
+    # option existed must still be found by their request
     label_field: Literal["auto", "index", "text"] = field(
-        "auto", help="What the CSVs' label is: auto (a class index or a text of labels.txt; a value that is both, "
+        "auto", in_key=False, help="What the CSVs' label is: auto (a class index or a text of labels.txt; a value that is both, "
                      "for two classes, is refused), index, or text (for labels.txt lines that are numbers).")
 
 

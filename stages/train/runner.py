@@ -341,12 +341,14 @@ def check_resumes_this_run(checkpoint: Path, run_cfg: Config, entry: CacheEntry)
     theirs_flat, mine_flat = dotted_leaves(theirs), dotted_leaves(mine)
     diff, newer = [], []
     for k in sorted(set(theirs_flat) | set(mine_flat)):
-        if k in NOT_THE_RUN or theirs_flat.get(k) == mine_flat.get(k):
+        if k in NOT_THE_RUN or (k in theirs_flat and k in mine_flat and theirs_flat[k] == mine_flat[k]):
             continue
-        if k not in theirs_flat or k not in mine_flat:
-            newer.append(k)
-        else:
+        if k in theirs_flat and k in mine_flat:
             diff.append(f"{k}: {theirs_flat[k]!r} -> {mine_flat[k]!r}")
+        elif _setting_of_another_version(k, theirs_flat if k not in theirs_flat else mine_flat):
+            newer.append(k)
+        else:  # a value that changed shape ({} -> a dict, None -> a dict) or a free-form dict's own keys
+            diff.append(f"{k}: {theirs_flat.get(k, '(absent)')!r} -> {mine_flat.get(k, '(absent)')!r}")
     if diff:
         raise ValueError(f"--resume: {checkpoint} was written by a run of another config ({'; '.join(diff[:5])}"
                          + (f"; {len(diff) - 5} more" if len(diff) > 5 else "") + "). Resume with the config it was "
@@ -355,6 +357,24 @@ def check_resumes_this_run(checkpoint: Path, run_cfg: Config, entry: CacheEntry)
         log.warning("--resume: %s was written by code without the settings %s (or with settings this code no longer "
                     "has); they take this run's values %s", checkpoint, ", ".join(newer),
                     {k: mine_flat.get(k) for k in newer if k in mine_flat})
+
+
+#: run-config dicts whose keys are values, not settings (a variant's sources, raw mmengine
+#: arguments, a pose source's or adapter's options): a key they gain or lose is a change
+FREE_FORM = ("init_from", "runner", "model_wrapper_cfg", "data.pose_options", "data.dataset_options")
+
+
+def _setting_of_another_version(key: str, lacking: dict) -> bool:
+    """Whether ``key``, present on one side of a resume comparison and absent from ``lacking``
+    (the other side's dotted leaves), is a setting that one version of the code has and the other
+    not: its group is a dict on both sides (another of its keys is there), it is not inside a
+    :data:`FREE_FORM` dict, and no part of its path is a value on the lacking side."""
+    group = key.rpartition(".")[0]
+    if any(group == f or group.startswith(f + ".") for f in FREE_FORM):
+        return False
+    if any(key.startswith(k + ".") or k.startswith(key + ".") for k in lacking):  # a value on one side, a dict
+        return False                                                                # on the other ({}, None)
+    return any(k.rpartition(".")[0] == group for k in lacking)
 
 
 #: model settings that do not define the model a checkpoint's weights belong to: where the

@@ -83,3 +83,14 @@ def test_keys_change_exactly_where_the_entry_changes(tmp_path, build, dataset, o
     p = plan_entry(ExtractOptions(dataset=dataset, root=str(root), cache_root=str(tmp_path / "cache"),
                                   pose_options=pose, dataset_options=options, missing_poses="fail"))
     assert (p.sources_hash == before) is same
+
+
+@pytest.mark.parametrize("dataset, request_hash", [
+    ("custom", "b17619abd0f47ae0"), ("haa500", "849304cc01cb2455"), ("toyota_smarthome", "cc49f4cde70ae43c"),
+    ("demo", "c180ce7f8714697e")])
+def test_request_hashes_of_unchanged_inputs_stay(dataset, request_hash):
+    """Stage two finds an entry by its request's hash: an adapter option added to the request
+    (custom's label_field, before in_key=False) left every entry made before it unfound."""
+    from stages.extract.request import entry_request
+
+    assert entry_request(dataset).hash == request_hash

@@ -349,8 +349,20 @@ def test_what_resume_compares(small_demo, tmp_path, caplog):
     with pytest.raises(ValueError, match=r"another config \(train.lr: 0.001 -> 0.01\)"):
         check_resumes_this_run(ckpt(), mine(train__lr=1e-2), entry)
     # written by code before data.test_views existed
-    check_resumes_this_run(ckpt(lambda r: r["run_config"]["data"].pop("test_views")), mine(), entry)
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="stages.train.runner"):
+        check_resumes_this_run(ckpt(lambda r: r["run_config"]["data"].pop("test_views")), mine(), entry)
     assert "without the settings data.test_views" in caplog.text and "'resize_three_crop'" in caplog.text
+    # but a value that became a dict, and a free-form dict's keys, are changes (the review found them taken)
+    base["init_from"], base["train"]["clip_grad"] = {}, None
+    with pytest.raises(ValueError, match=r"init_from: \{\} -> '\(absent\)'; init_from.pose_only"):
+        check_resumes_this_run(ckpt(), mine(init_from={"pose_only": ["pose_"]}), entry)
+    with pytest.raises(ValueError, match=r"train.clip_grad: None -> '\(absent\)'; train.clip_grad.max_norm"):
+        check_resumes_this_run(ckpt(), mine(train__clip_grad={"max_norm": 1.0}), entry)
+    base["init_from"] = {"pose_only": ["pose_"]}
+    with pytest.raises(ValueError, match=r"init_from.pose_only: \['pose_'\] -> '\(absent\)'"):
+        check_resumes_this_run(ckpt(), mine(init_from={"video_only_16": ["video_"]}), entry)
 
     def other_entry(r):
         r["entry"]["key"] = "0123456789abcdef"
