@@ -27,3 +27,14 @@ def check_device(device: Optional[str], flag: str = "--device") -> Optional[int]
     if index is not None and index >= torch.cuda.device_count():
         raise ValueError(f"{flag} {device}: only {torch.cuda.device_count()} CUDA device(s) visible")
     return index
+
+
+def resolve_device_name(device: Optional[str]) -> str:
+    """The device a command uses: ``device`` checked (:func:`check_device`), or for None, "" and
+    "auto" ``cuda`` when torch sees one, else ``cpu`` (torch itself takes no "auto")."""
+    if device in (None, "", "auto"):
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    check_device(device)
+    return str(device).strip()

@@ -25,8 +25,11 @@ import zipfile
 from pathlib import Path
 from typing import Optional, Union
 
-#: ``<name>-<sha256[:8]>.pth`` or ``<name>-<sha256[:8]>_<yyyymmdd>.pth`` (OpenMMLab model zoos)
-RELEASE_NAME_RE = re.compile(r"-(?P<sha>[0-9a-f]{8})(?:_\d{8})?\.pth$")
+#: OpenMMLab model zoos' names, the sha256 prefix beside a date: ``<name>-<sha8>_<yyyymmdd>.pth``
+#: (mmpose: ``hrnet_w32_coco_256x192-c78dce93_20200708.pth``) or ``<name>_<yyyymmdd>[_<hhmmss>]-<sha8>.pth``
+#: (mmdet: ``faster_rcnn_r50_fpn_1x_coco_20200130-047c8118.pth``). Without the date a name such as
+#: ``hrnet_finetuned-20240315.pth`` (a date of eight digits, all hex) would be taken for one.
+RELEASE_NAME_RE = re.compile(r"(?:-(?P<sha>[0-9a-f]{8})_\d{8}|_\d{8}(?:_\d{6})?-(?P<sha2>[0-9a-f]{8}))\.pth$")
 
 
 def zip_problem(source: Union[os.PathLike, str, bytes]) -> Optional[str]:
@@ -55,8 +58,9 @@ def name_hash_problem(path: Union[os.PathLike, str], sha256: str) -> Optional[st
     """None unless ``path``'s name carries a release's sha256 prefix that ``sha256`` (the file's)
     does not begin with."""
     m = RELEASE_NAME_RE.search(Path(path).name)
-    if m and not sha256.startswith(m.group("sha")):
-        return (f"its name carries the sha256 prefix {m.group('sha')} of the released file, but its sha256 is "
+    prefix = m and (m.group("sha") or m.group("sha2"))
+    if prefix and not sha256.startswith(prefix):
+        return (f"its name carries the sha256 prefix {prefix} of the released file, but its sha256 is "
                 f"{sha256[:12]}...: the copy is damaged, or another file under the release's name")
     return None
 

@@ -232,3 +232,16 @@ def test_several_cfg_options_after_one_c_as_mmengine_takes_them():
     res = CliRunner().invoke(app, spread_cfg_options(["train", "--exp", "demo", "-c", "train.max_epochs=2",
                                                       "train.seed=3", "--print-config"]))
     assert res.exit_code == 0 and "max_epochs=2" in res.output and "seed=3" in res.output, res.output
+
+
+def test_auto_device_is_resolved_before_torch_sees_it(monkeypatch):
+    """--device auto passed the new check and reached torch in the pose model: every clip failed,
+    recorded in the shared entry (the review found it)."""
+    import torch
+
+    from stages.devices import resolve_device_name
+    from stages.extract.pose.hrnet import HRNetPoseSource
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device_name("auto") == resolve_device_name(None) == "cpu"
+    assert HRNetPoseSource(checkpoint="none", device="auto", flip_test=False).device == "cpu"

@@ -53,6 +53,7 @@ def extract(
     """Decode, pose and grid every clip of a dataset into the shared cache (resumable; a no-op when done).
     In a terminal a progress bar shows how far it is; in a log (nohup, SLURM) a line every 30 s
     (PEVL_PROGRESS_INTERVAL) says clips done, rate and ETA."""
+    from stages.devices import resolve_device_name
     from stages.extract.plan import ExtractOptions, parse_shard
 
     try:
@@ -69,7 +70,7 @@ def extract(
     opts = ExtractOptions(
         dataset=dataset, root=path_str(root), cache_root=path_str(cache_root), pose_source=pose_source,
         pose_options={**parse_kv(pose_option), **{k: v for k, v in flags.items() if v is not None}},
-        device=device, workers=workers, limit=limit, shard=shard_t, retry_failed=retry_failed,
+        device=resolve_device_name(device), workers=workers, limit=limit, shard=shard_t, retry_failed=retry_failed,
         decode_workers=decode_workers,
         settings={k: v for k, v in dict(num_frames=num_frames, frames_per_segment=frames_per_segment,
                                          persons=persons, short_side=short_side, grid_cell=grid_cell,

@@ -233,7 +233,8 @@ def _weights_file(open_clip, arch: str, pretrained: str, cache_dir: Optional[str
                 "model.clip.pretrained=None for random weights.") from e
     raise RuntimeError(
         f"open_clip weights {arch!r} / pretrained={pretrained!r} are not on this machine and the model hub "
-        + ("may not be used (HF_HUB_OFFLINE)" if _offline() else "cannot be reached") + ". Download them (e.g. {repo or cfg.get('url', 'the open_clip release')}) and pass "
+        + ("may not be used (HF_HUB_OFFLINE)" if _offline() else "cannot be reached")
+        + f". Download them (e.g. {repo or cfg.get('url', 'the open_clip release')}) and pass "
         "model.clip.pretrained_path=/path/to/the/file (OpenAI's ViT-B-16.pt, open_clip_pytorch_model.bin, "
         ".safetensors ...; --cfg-options on the CLI), or set model.clip.pretrained=None for random weights."
     )

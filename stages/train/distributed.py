@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from mmengine.dist import is_distributed
 
-from stages.devices import check_device
+from stages.devices import check_device, resolve_device_name
 
 
 def init_distributed(launcher: str) -> None:
@@ -32,10 +32,9 @@ def resolve_device(device: Optional[str]) -> str:
     """``cpu`` or ``cuda`` for the runner (default: cuda when visible); ``cuda:N`` makes GPU N the
     current device, where mmengine places the model (:func:`stages.devices.check_device` refuses
     anything else)."""
-    if device in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device_name(device)
     index = check_device(device)
-    if str(device).startswith("cuda"):
+    if device.startswith("cuda"):
         if index is not None:
             torch.cuda.set_device(index)
         return "cuda"

@@ -75,7 +75,8 @@ def test_hf_hub_offline_tries_no_connection(monkeypatch):
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(socket, "create_connection", lambda *a, **k: pytest.fail("a connection was tried"))
-    with pytest.raises(RuntimeError, match=r"may not be used \(HF_HUB_OFFLINE\).*model.clip.pretrained_path"):
+    with pytest.raises(RuntimeError, match=r"may not be used \(HF_HUB_OFFLINE\). Download them \(e.g. timm/"
+                                           r"vit_base_patch16_clip_224.openai\) and pass model.clip.pretrained_path"):
         load_clip("ViT-B-16", pretrained="openai", cache_dir="/nonexistent-hf-cache")
 
 

@@ -24,7 +24,7 @@ from stages.extract.pose.checkpoint import (PoseCheckpointMismatch, check_pose_c
                                              read_pose_checkpoint)
 from stages.extract.pose.topdown import TopdownSpec, autocast_dtype_for, frames_on_device, topdown_keypoints
 from stages.registry import POSE_SOURCES
-from stages.devices import check_device
+from stages.devices import check_device, resolve_device_name  # noqa: F401  (check_device re-exported)
 from stages.settings import field
 from stages.skeletons import get_skeleton
 
@@ -157,7 +157,7 @@ class HRNetPoseSource(PoseSource):
         from stages.compat import ensure_mmpose
 
         ensure_mmpose()
-        check_device(device)
+        device = resolve_device_name(device)  # "auto" reached torch, and every clip failed on it
         self.config_rel = config or HRNET_CONFIG
         self.config_path = mmpose_config_path(self.config_rel)
         self.device = device
