@@ -283,7 +283,8 @@ class CacheStore:
                     writers = _live_writers(x.path, ttl)
                     if writers and age_days > incomplete_older_than_days:
                         # however small the threshold: an extraction under way is not abandoned
-                        log.warning("leaving incomplete entry %s: %d writer(s) extract into it now", x.path, writers)
+                        log.warning("leaving incomplete entry %s: live writers hold %d clip claim(s) in it now",
+                                    x.path, writers)
                     elif age_days > incomplete_older_than_days:
                         acts.append(GcAction(x.path, f"incomplete, untouched for {age_days:.1f} days", dir_size(x.path)))
         return [a for a in acts if not self._read_now(a, ttl)]

@@ -92,8 +92,10 @@ def extract(
         raise SettingsError(str(e).replace(e.key, flag, 1), flag) from None
     side, cell = int(request.settings["short_side"]), int(request.settings["grid_cell"])
     if side % cell:  # the entry records the side asked for; the frames have the rounded one
+        from stages.geometry import resized_size
+
         console.print(f"[yellow]note:[/] short side {side} is not a multiple of the grid cell {cell}: frames are "
-                      f"cached with a short side of {max(cell, round(side / cell) * cell)} (each clip records its "
+                      f"cached with a short side of {resized_size(side, side, side, cell)[0]} (each clip records its "
                       "frame size)", highlight=False)
     new_root = CacheStore(opts.cache_root).root
     if not new_root.exists():  # a mistyped path, or a shared mount that is down, would start a cache here

@@ -104,6 +104,7 @@ def checkpoint_run(exp: str, variant: Optional[str], checkpoint: Path, dataset: 
 
             try:
                 cfg = build_run_config(exp, v, dataset=dataset, cfg_options={**opts, **trained})
+                cfg["exp_name"] = experiment_dir_name(exp_cfg, exp, dataset)
             except SettingsError as ex:
                 raise ValueError(f"checkpoint {checkpoint} records model settings this version refuses "
                                  f"({'; '.join(f'{k}={val!r}' for k, val in trained.items())}): {ex}. It was trained "
@@ -114,7 +115,6 @@ def checkpoint_run(exp: str, variant: Optional[str], checkpoint: Path, dataset: 
         if unknown:
             console.print(f"[yellow]note:[/] {checkpoint} records model settings this version does not have "
                           f"({', '.join(unknown[:5])}): it was trained by another version", highlight=False)
-        cfg["exp_name"] = experiment_dir_name(exp_cfg, exp, dataset)  # as the training run named it
         said = (rec.get("experiment"), rec.get("variant"))
         if said != (cfg.get("exp_name"), v) and said[1] is not None:
             console.print(f"[yellow]note:[/] {checkpoint} was trained as {said[0]}/{said[1]}; the outputs are labelled "

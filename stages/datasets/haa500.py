@@ -39,10 +39,11 @@ A trailing number marks a variant class (``"<name>_2"``); it is dropped from the
 ones read ``"<text> (variant N)"`` (the un-numbered one keeps the plain text). Coarse type
 ``"human"``.
 
-File names are bytes (:mod:`stages.datasets.names`): a video whose name is not UTF-8 keeps its
-bytes and gets a clip id with them written ``\\xNN``; a class folder (or annotation file) whose
+File names are bytes (:mod:`stages.datasets.names`): a class folder (or annotation file) whose
 name is not UTF-8 cannot become a label text, so it is skipped and reported with its folder in
-``meta["skipped_names"]``. Annotation files that are not UTF-8 text are errors naming the line.
+``meta["skipped_names"]``; a video whose name is not UTF-8 cannot be ``<class_name>_<nnn>`` of a
+class that is, so it is refused as any video the numbers cannot place, its bytes written
+``\\xNN``. Annotation files that are not UTF-8 text are errors naming the line.
 """
 from __future__ import annotations
 
@@ -216,6 +217,11 @@ class HAA500(DatasetAdapter):
         for label, cname in enumerate(names):
             nums = numbered[cname]
             gone = [n for n in range(first, max(nums) + 1) if n not in nums]
+            if len(gone) > len(nums):  # a stray file (archery_2019.mp4) would plan thousands of missing clips
+                raise DatasetLayoutError(
+                    f"haa500: {readable_name(str(nums[max(nums)]))}: its number leaves {len(gone)} numbers of class "
+                    f"{cname} without a video ({len(nums)} videos): not an HAA500 video number. Rename or move it, or "
+                    "give the release's annotation files (option annotation_dir)")
             if gone:
                 holes[cname] = [f"{cname}_{n:03d}" for n in gone]
             if len(nums) + len(gone) != 20:

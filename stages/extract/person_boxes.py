@@ -68,6 +68,14 @@ class DetectorWeightsError(ValueError):
     """A ``--detector-checkpoint`` that is damaged or does not fit the configured detector."""
 
 
+def detector_file_problem(path: Path, sha256: str) -> Optional[str]:
+    """What is wrong with a detector checkpoint file as bytes (zip CRCs, a release name's sha256
+    prefix), else None."""
+    from stages.torch_files import name_hash_problem, zip_problem
+
+    return zip_problem(path) or name_hash_problem(path, sha256)
+
+
 def load_detector_weights(model, path: Path, sha256: str) -> None:
     """``path``'s weights into ``model``, every tensor or none: checked whole first (zip CRCs, an
     OpenMMLab release name's sha256 prefix), read with ``torch.load(weights_only=True)``, a DDP
@@ -75,9 +83,9 @@ def load_detector_weights(model, path: Path, sha256: str) -> None:
     class names in its ``meta`` become the model's ``dataset_meta``, as ``init_detector`` does."""
     import torch
 
-    from stages.torch_files import name_hash_problem, safe_globals, weights_only_refusal, zip_problem
+    from stages.torch_files import safe_globals, weights_only_refusal
 
-    why = zip_problem(path) or name_hash_problem(path, sha256)
+    why = detector_file_problem(path, sha256)
     if why:
         raise DetectorWeightsError(f"--detector-checkpoint {path}: {why}")
     try:
@@ -247,6 +255,10 @@ class MMDetPersonDetector:
             raise DetectorUnavailable(f"--detector-checkpoint {checkpoint}: no such file")
         self.checkpoint = ck.resolve()
         self.checkpoint_sha256 = file_sha256(self.checkpoint)
+        # whole, before any clip (the model and its strict load come with the first clip's frames)
+        why = detector_file_problem(self.checkpoint, self.checkpoint_sha256)
+        if why:
+            raise DetectorWeightsError(f"--detector-checkpoint {self.checkpoint}: {why}")
         self.device = device
         self.score_thr = float(score_thr)
         self.batch_size = max(1, int(batch_size))

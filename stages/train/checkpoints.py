@@ -281,8 +281,9 @@ def backbone_differences(saved: dict, ours: dict) -> list[str]:
     file of one size is not); checkpoints written before the sha256 was recorded compare the tag
     and, for a file, its size."""
     keys = ["arch", "frozen"]
-    if saved.get("weights_sha256") and ours.get("weights_sha256"):
-        keys.append("weights_sha256")
+    random = (lambda b: not b.get("weights_sha256") and not b.get("pretrained") and not b.get("pretrained_path"))
+    if (saved.get("weights_sha256") and ours.get("weights_sha256")) or random(saved) != random(ours):
+        keys.append("weights_sha256")  # (random weights on one side only: None against a sha256)
     else:
         keys += ["pretrained"] + (["pretrained_size"] if saved.get("pretrained_path") else [])
     return [f"{k}: {saved.get(k)!r} -> {ours.get(k)!r}" for k in keys if saved.get(k) != ours.get(k)]

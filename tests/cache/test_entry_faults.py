@@ -435,7 +435,7 @@ def test_gc_leaves_an_incomplete_entry_a_live_extraction_writes_into(tmp_path, c
     store = CacheStore(tmp_path)
     with caplog.at_level(logging.WARNING, logger="cache.store"):
         assert [a.path for a in store.gc_plan(incomplete_older_than_days=0)] == []
-    assert f"leaving incomplete entry {entry.path}: 1 writer(s) extract into it now" in caplog.text
+    assert f"leaving incomplete entry {entry.path}: live writers hold 1 clip claim(s) in it now" in caplog.text
     claims.release(claim)
     assert [a.path for a in store.gc_plan(incomplete_older_than_days=0)] == [entry.path]
     for bad in (["--keep-last", "0"], ["--incomplete-older-than", "-1"]):

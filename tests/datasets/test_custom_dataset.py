@@ -109,6 +109,9 @@ def test_absolute_paths_sharing_a_base_name(tmp_path):
 
 
 def test_ucf101_classind_labels_and_empty_split_files(tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="stages.datasets.custom")  # (tests/model sets the root logger to ERROR)
     _root(tmp_path)
     write_text(tmp_path / "labels.txt", "1 ApplyEyeMakeup\n2 ApplyLipstick\n3 Archery\n")
     with pytest.raises(DatasetLayoutError, match=r"labels.txt: every line is a running number and a name "

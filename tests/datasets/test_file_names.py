@@ -81,7 +81,7 @@ def _haa(root):
     return root
 
 
-def test_haa500_latin1_video_kept_latin1_class_folder_skipped_and_reported(tmp_path):
+def test_haa500_latin1_class_folder_skipped_and_reported(tmp_path):
     from stages.extract.plan import ExtractOptions, open_or_create, plan_entry
 
     root = _haa(tmp_path / "haa")

@@ -123,6 +123,11 @@ def test_without_class_files_a_video_the_numbers_cannot_place_is_refused(tmp_pat
     with pytest.raises(DatasetLayoutError, match=r"abseiling_final.mp4: expected <class_name>_<nnn>"):
         create_dataset("haa500", root=tmp_path).load()
     (tmp_path / "video" / "abseiling" / "abseiling_final.mp4").unlink()
+    touch(tmp_path / "video" / "abseiling" / "abseiling_2019.mp4")  # planned 2,000 missing clips, never complete
+    with pytest.raises(DatasetLayoutError, match=r"abseiling_2019.mp4: its number leaves 1999 numbers of class "
+                                                 r"abseiling without a video \(21 videos\)"):
+        create_dataset("haa500", root=tmp_path).load()
+    (tmp_path / "video" / "abseiling" / "abseiling_2019.mp4").unlink()
     touch(tmp_path / "video" / "abseiling" / "abseiling_003.mkv")
     with pytest.raises(DatasetLayoutError, match=r"abseiling_003.m.. and abseiling_003.m.. have one number"):
         create_dataset("haa500", root=tmp_path).load()

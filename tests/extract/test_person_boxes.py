@@ -301,3 +301,19 @@ def test_detector_weights_load_strictly_with_weights_only(tmp_path):
     torch.save({"state_dict": sd, "args": argparse.Namespace(lr=1)}, tmp_path / "args.pth")
     with pytest.raises(DetectorWeightsError, match="it pickles argparse.Namespace"):
         load_detector_weights(detector(), tmp_path / "args.pth", file_sha256(tmp_path / "args.pth"))
+
+
+def test_a_damaged_detector_checkpoint_is_refused_before_any_clip(tmp_path, monkeypatch):
+    """The file was first read when the first clip built the detector: each clip then failed on it,
+    recorded in the entry. Its bytes are checked when the detector is named (here with full mmcv
+    pretended: this machine has mmcv-lite)."""
+    import torch
+
+    import stages.extract.person_boxes as pb
+    from stages.extract.person_boxes import DetectorWeightsError, MMDetPersonDetector
+
+    monkeypatch.setattr(pb, "mmcv_has_ops", lambda: True)
+    ck = tmp_path / "faster_rcnn_r50_fpn_1x_coco_20200130-047c8118.pth"  # a release name, another file's bytes
+    torch.save({"state_dict": {"w": torch.zeros(4)}}, ck)
+    with pytest.raises(DetectorWeightsError, match="carries the sha256 prefix 047c8118 of the released file"):
+        MMDetPersonDetector("faster-rcnn", str(ck))

@@ -105,3 +105,17 @@ def test_other_weights_of_the_same_size_are_refused_by_their_sha256(weights, tmp
     assert other.pretrained_fields() == dict(pretrained=weights, pretrained_format="state_dict",
                                              pretrained_sha256=other.recognizer.clip.pretrained_identity["sha256"],
                                              clip_activation="GELU")
+
+
+def test_random_weights_on_one_side_only_differ():
+    """A checkpoint trained on a random CLIP loaded into a model built on a weight file (and back)
+    without a difference named: neither recorded a tag, only the file side a sha256."""
+    from stages.train.checkpoints import backbone_differences
+
+    random = {"arch": "ViT-B-16", "frozen": True, "pretrained": None, "pretrained_path": None}
+    file = {**random, "pretrained_path": "/w/ViT-B-16.pt", "pretrained_size": 5, "weights_sha256": "ab"}
+    assert backbone_differences(random, file) == ["weights_sha256: None -> 'ab'"]
+    assert backbone_differences(file, random) == ["weights_sha256: 'ab' -> None"]
+    assert backbone_differences(random, dict(random)) == []
+    old = {k: v for k, v in file.items() if k != "weights_sha256"}  # written before the sha256 was recorded
+    assert backbone_differences(old, file) == []
