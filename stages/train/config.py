@@ -82,7 +82,7 @@ def resolve_config_path(name: Union[str, Path]) -> Path:
         if p.suffix == ".py":
             raise FileNotFoundError(f"--exp {name}: no such file")
     raise FileNotFoundError(did_you_mean(str(name), experiment_names(), "experiment")
-                            + f"; or give a path to an experiment file or a run's saved config")
+                            + "; or give a path to an experiment file or a run's saved config")
 
 
 def _source_name(path: Path) -> str:
