@@ -289,6 +289,14 @@ def backbone_differences(saved: dict, ours: dict) -> list[str]:
     return [f"{k}: {saved.get(k)!r} -> {ours.get(k)!r}" for k in keys if saved.get(k) != ours.get(k)]
 
 
+def checkpoint_backbone_differences(ckpt: dict, model) -> list[str]:
+    """:func:`backbone_differences` of a loaded checkpoint's ``meta["backbone"]`` and ``model``'s
+    (the runner model's ``backbone_identity``); empty where either does not say (a checkpoint from
+    before backbones were named, a model without the method)."""
+    saved, ours = (ckpt.get("meta") or {}).get("backbone"), getattr(model, "backbone_identity", None)
+    return backbone_differences(saved, ours()) if saved and ours is not None else []
+
+
 def non_finite_tensors(state: dict) -> list[str]:
     """The names of the floating-point tensors of ``state`` holding a NaN or an infinity."""
     return [k for k, v in state.items()
@@ -305,8 +313,7 @@ def load_checkpoint_into(model: torch.nn.Module, checkpoint: os.PathLike) -> Non
         raise ValueError(f"checkpoint {checkpoint}: {len(bad)} of its {len(state)} tensors hold NaN or infinity "
                          f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): the run that saved it diverged; "
                          "use a checkpoint from before the loss went non-finite")
-    saved, ours = (ckpt.get("meta") or {}).get("backbone"), getattr(model, "backbone_identity", None)
-    differ = backbone_differences(saved, ours()) if saved and ours is not None else []
+    differ = checkpoint_backbone_differences(ckpt, model)
     if differ:
         raise RuntimeError(f"checkpoint {checkpoint} was trained on other CLIP weights ({'; '.join(differ)}): its "
                            "adapters and heads only make sense on those (set model.clip.* to match)")

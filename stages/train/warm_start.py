@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 
 from stages.nested_config import to_plain
-from stages.train.checkpoints import backbone_differences, load_whole_checkpoint, non_finite_tensors
+from stages.train.checkpoints import checkpoint_backbone_differences, load_whole_checkpoint, non_finite_tensors
 from stages.train.report import RESULT_FILE, read_result
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,7 @@ def init_from_variants(model, init_from: dict, exp_dir: Path) -> dict[str, str]:
                 f"{variant} with this experiment, --dataset and --work-dir)")
         whole = load_whole_checkpoint(ckpt)  # refused when damaged, like every checkpoint this project loads
         state = whole.get("state_dict", whole)
-        saved, ours = (whole.get("meta") or {}).get("backbone"), getattr(model, "backbone_identity", None)
-        differ = backbone_differences(saved, ours()) if saved and ours is not None else []
+        differ = checkpoint_backbone_differences(whole, model)
         if differ:
             raise ValueError(f"init_from {variant!r} ({ckpt}) was trained on other CLIP weights ({'; '.join(differ)}): "
                              "its weights only make sense on those (set model.clip.* as that variant had it)")
