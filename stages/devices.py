@@ -7,26 +7,24 @@ from typing import Optional
 _NAME = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
 
 
-def check_device(device: Optional[str], flag: str = "--device") -> Optional[int]:
+def check_device(device: Optional[str], flag: str = "--device") -> None:
     """Refuse a ``device`` other than ``cpu``, ``cuda`` or ``cuda:N`` (a typo such as ``gpu`` ran
-    on the CPU without a word), or a CUDA device torch cannot see; returns ``N`` of ``cuda:N``
-    (None otherwise). None, "" and "auto" pass: the command's default."""
+    on the CPU without a word), or a CUDA device torch cannot see. None, "" and "auto" pass: the
+    command's default."""
     if device in (None, "", "auto"):
-        return None
+        return
     m = _NAME.match(str(device).strip())
     if m is None or (m.group(1) == "cpu" and m.group(2) is not None):
-        raise ValueError(f"{flag} {device!r}: want cpu, cuda or cuda:N")
+        raise ValueError(f"{flag} {device}: want cpu, cuda or cuda:N")
     if m.group(1) == "cpu":
-        return None
+        return
     import torch
 
     if not torch.cuda.is_available():
         raise ValueError(f"{flag} {device}: torch sees no CUDA device (a CPU-only torch build, or "
                          "CUDA_VISIBLE_DEVICES hides the GPUs)")
-    index = int(m.group(2)) if m.group(2) is not None else None
-    if index is not None and index >= torch.cuda.device_count():
+    if m.group(2) is not None and int(m.group(2)) >= torch.cuda.device_count():
         raise ValueError(f"{flag} {device}: only {torch.cuda.device_count()} CUDA device(s) visible")
-    return index
 
 
 def resolve_device_name(device: Optional[str]) -> str:

@@ -92,7 +92,7 @@ def checked_device(value: Optional[str]) -> Optional[str]:
     try:
         check_device(value)
     except ValueError as e:
-        raise typer.BadParameter(str(e).removeprefix(f"--device {value!r}: ").removeprefix(f"--device {value}: "))
+        raise typer.BadParameter(str(e).removeprefix(f"--device {value}: "))
     return value
 
 

@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from mmengine.dist import is_distributed
 
-from stages.devices import check_device, resolve_device_name
+from stages.devices import resolve_device_name
 
 
 def init_distributed(launcher: str) -> None:
@@ -30,12 +30,9 @@ def init_distributed(launcher: str) -> None:
 
 def resolve_device(device: Optional[str]) -> str:
     """``cpu`` or ``cuda`` for the runner (default: cuda when visible); ``cuda:N`` makes GPU N the
-    current device, where mmengine places the model (:func:`stages.devices.check_device` refuses
-    anything else)."""
-    device = resolve_device_name(device)
-    index = check_device(device)
-    if device.startswith("cuda"):
-        if index is not None:
-            torch.cuda.set_device(index)
-        return "cuda"
-    return "cpu"
+    current device, where mmengine places the model (:func:`stages.devices.resolve_device_name`
+    refuses anything else)."""
+    device = resolve_device_name(device)  # checked
+    if device.startswith("cuda:"):
+        torch.cuda.set_device(int(device.partition(":")[2]))
+    return "cuda" if device.startswith("cuda") else "cpu"

@@ -94,7 +94,8 @@ def test_autocast_precision_runs_and_stays_close(hrnet, rng):
 
 
 def test_precision_defaults_and_key(monkeypatch):
-    from stages.extract.pose.hrnet import check_device, resolve_precision
+    from stages.devices import check_device
+    from stages.extract.pose.hrnet import resolve_precision
 
     assert resolve_precision("auto", "cuda") == "fp16" and resolve_precision("auto", "cuda:1") == "fp16"
     assert resolve_precision("auto", "cpu") == "fp32" and resolve_precision("bf16", "cpu") == "bf16"

@@ -19,12 +19,12 @@ from typing import Any, Iterable, Literal, Optional
 import numpy as np
 
 from stages.datasets.base import ClipRecord, DatasetAdapter, PoseTrack
+from stages.devices import resolve_device_name
 from stages.extract.pose.base import PoseContext, PoseSource, PoseSourceError, PoseSourceOptions
 from stages.extract.pose.checkpoint import (PoseCheckpointMismatch, check_pose_checkpoint,  # noqa: F401
                                              read_pose_checkpoint)
 from stages.extract.pose.topdown import TopdownSpec, autocast_dtype_for, frames_on_device, topdown_keypoints
 from stages.registry import POSE_SOURCES
-from stages.devices import check_device, resolve_device_name  # noqa: F401  (check_device re-exported)
 from stages.settings import field
 from stages.skeletons import get_skeleton
 
