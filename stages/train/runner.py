@@ -341,9 +341,10 @@ def check_resumes_this_run(checkpoint: Path, run_cfg: Config, entry: CacheEntry)
     theirs_flat, mine_flat = dotted_leaves(theirs), dotted_leaves(mine)
     diff, newer = [], []
     for k in sorted(set(theirs_flat) | set(mine_flat)):
-        if k in NOT_THE_RUN or (k in theirs_flat and k in mine_flat and theirs_flat[k] == mine_flat[k]):
+        both = k in theirs_flat and k in mine_flat
+        if k in NOT_THE_RUN or (both and theirs_flat[k] == mine_flat[k]):
             continue
-        if k in theirs_flat and k in mine_flat:
+        if both:
             diff.append(f"{k}: {theirs_flat[k]!r} -> {mine_flat[k]!r}")
         elif _setting_of_another_version(k, theirs_flat if k not in theirs_flat else mine_flat):
             newer.append(k)
