@@ -250,7 +250,8 @@ class HAA500(DatasetAdapter):
         )
 
     @staticmethod
-    def _numbers(cname: str, videos: list[Path]) -> dict[int, Path]:
+    def _numbers(cname: str, videos: list[Path],
+                 hint: str = "give the release's annotation files (option annotation_dir)") -> dict[int, Path]:
         """``{nnn: video}`` of one class's ``<class_name>_<nnn>`` videos; an error for a video that
         has no such name (it has no place in the split) or a number given twice."""
         out: dict[int, Path] = {}
@@ -260,7 +261,7 @@ class HAA500(DatasetAdapter):
                 raise DatasetLayoutError(
                     f"haa500: {readable_name(str(v))}: expected <class_name>_<nnn> ({cname}_000 ..), the number "
                     "placing the video in the split (line nnn + 1 of the class's annotation file). Rename or move it, "
-                    "or give the release's annotation files (option annotation_dir)")
+                    f"or {hint}")
             n = int(m.group("num"))
             if n in out:
                 raise DatasetLayoutError(f"haa500: {readable_name(str(out[n]))} and {readable_name(v.name)} have one "
@@ -284,15 +285,12 @@ class HAA500(DatasetAdapter):
             rows = self._read_class_file(ann_files[cname])
             if len(rows) != 20:
                 unusual[cname] = len(rows)
-            by_number: dict[int, Path] = {}
-            for v in groups.get(cname, []):
-                m = _NUM_RE.match(v.stem)
-                num = int(m.group("num")) if m and m.group("name") == cname else None
-                if num is None or num >= len(rows) or num in by_number:
-                    raise DatasetLayoutError(
-                        f"haa500: {readable_name(str(v))} does not fit {ann_files[cname]} ({len(rows)} lines): videos must be "
-                        f"{cname}_000 .. {cname}_{len(rows) - 1:03d}, line i being video i-1")
-                by_number[num] = v
+            fit = (f"{ann_files[cname]} ({len(rows)} lines): videos must be {cname}_000 .. "
+                   f"{cname}_{len(rows) - 1:03d}, line i being video i-1")
+            by_number = self._numbers(cname, groups.get(cname, []), hint=f"mend {fit}")
+            beyond = sorted(n for n in by_number if n >= len(rows))
+            if beyond:
+                raise DatasetLayoutError(f"haa500: {readable_name(str(by_number[beyond[0]]))} does not fit {fit}")
             if cname not in groups:
                 missing_classes.append(cname)
             class_dir = next(iter(by_number.values())).parent if by_number else folder / cname
