@@ -114,9 +114,9 @@ def test_source(tmp_path):
     assert track.keypoints.shape == (5, 17, 2) and track.frame_size == (48, 64)
     assert np.allclose(track.scores, 0.9)
     assert src.selections["clip_a"] == {"person": 1, "rule": "max_total_score", "num_persons": 2}
-    # frames given with another count: one pose per decoded frame
+    # frames given with another count: the file's frames as they are (align_track resamples, noted)
     track = src.estimate(clip, np.zeros((10, 48, 64, 3), np.uint8), None, dataset=None)
-    assert track.num_frames == 10 and src.selections["clip_a"]["resampled_from"] == 5
+    assert track.num_frames == 5 and "resampled_from" not in src.selections["clip_a"]
     with pytest.raises(PoseSourceError, match="clip_zzz"):
         src.estimate(ClipRecord("clip_zzz", "train", 0, None), None, None, dataset=None)
 
@@ -343,3 +343,19 @@ def test_shared_small_objects_of_real_files_are_fine():
     for protocol in (2, 4, 5):
         out = restricted_load(pickle.dumps(data, protocol=protocol))
         assert len(out["annotations"]) == 5000 and out["annotations"][-1]["img_shape"] == shape
+
+
+def test_poses_of_another_frame_count_take_the_frame_nearest_in_time():
+    """One rule for every pose source (stages.extract.clip.align_track): decoded frame i of L,
+    centred at (i + 0.5) / L, takes the file's frame whose centre is nearest: floor((i + 0.5) n / L)."""
+    from stages.extract.clip import align_track
+    from stages.datasets.base import PoseTrack
+
+    k = np.arange(3, dtype=np.float32)[:, None, None] * np.ones((3, 17, 2), np.float32)  # frame j's joints at j
+    notes = []
+    got = align_track(PoseTrack(k, np.ones((3, 17), np.float32), frame_size=(48, 64)), 4, (48, 64), notes)
+    # decoded frame 1 of 4 (centre 0.375) is nearer the file's frame 1 (0.5) than its frame 0 (0.167)
+    assert got.keypoints[:, 0, 0].tolist() == [0, 1, 1, 2]
+    assert notes == ["pose frames resampled 3 -> 4 (nearest in time)"]
+    got = align_track(PoseTrack(k, np.ones((3, 17), np.float32), frame_size=(48, 64)), 2, (48, 64), notes)
+    assert got.keypoints[:, 0, 0].tolist() == [0, 2]

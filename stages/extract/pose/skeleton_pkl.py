@@ -525,12 +525,8 @@ class PickleSkeletonSource(PoseSource):
             choice = {"rule": PERSON_TRACKS, "num_persons": int(kp.shape[0]), **summary}
         if self.is_folder:
             choice["file"] = os.path.relpath(ann.file, self.path)
-        n = keypoints.shape[0]
-        if frames is not None and len(frames) != n and n > 0:
-            # One pose per decoded frame: map each decoded frame to the nearest pickle frame.
-            pick = np.minimum((np.arange(len(frames)) * n) // max(len(frames), 1), n - 1)
-            keypoints, scores = keypoints[pick], scores[pick]
-            choice["resampled_from"] = n
+        # the file's own frame count: stages.extract.clip.align_track brings it to the decoded
+        # frames (nearest in time, noted), the one rule for every pose source
         shape = shape_pair(a["img_shape"]) if "img_shape" in a else shape_pair(a["original_shape"])
         self.selections[clip.clip_id] = choice
         self._matched[clip.clip_id] = ann
