@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from pevl_testutils import make_video, write_custom_dataset
+from pevl_testutils import make_video, tiny_hrnet_config, write_custom_dataset
 from pipeline.cli import app
 from stages.show import BOX_COLOUR, GRID_COLOUR, confidence_colour, frame_overlay
 from stages.skeletons import COCO17
@@ -32,7 +32,7 @@ def entry(tmp_path_factory):
                lambda self, c: np.array([[10, 8, 60, 56]] * 2, np.float32) if c.clip_id == "v0" else None)
     try:
         rep = run_extract(ExtractOptions(dataset="custom", root=str(root), cache_root=str(tmp / "cache"),
-                                         pose_options={"checkpoint": "none", "flip_test": False, "batch_size": 4},
+                                         pose_options={"checkpoint": "none", "config": tiny_hrnet_config(), "flip_test": False, "batch_size": 4},
                                          settings={"num_frames": 4, "short_side": 64}))
     finally:
         mp.undo()

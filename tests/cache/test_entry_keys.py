@@ -7,6 +7,7 @@ import zarr
 
 from cache import CacheStore
 from cache.layout import FORMAT_VERSION
+from pevl_testutils import tiny_hrnet_config
 from pipeline.engines.local import run_extract
 from stages.extract.plan import ExtractOptions, plan_entry
 from stages.extract import clip as clip_mod
@@ -14,7 +15,7 @@ from stages.extract import clip as clip_mod
 
 def _opts(root, cache_root, **kw):
     base = dict(dataset="custom", root=str(root), cache_root=str(cache_root),
-                pose_options={"checkpoint": "none", "flip_test": False, "batch_size": 16})
+                pose_options={"checkpoint": "none", "config": tiny_hrnet_config(), "flip_test": False, "batch_size": 16})
     base.update(kw)
     return ExtractOptions(**base)
 
@@ -70,7 +71,7 @@ def test_changed_settings_make_a_new_entry_beside_the_old(extracted):
     assert base.key == rep.entry.key
     for change in (dict(settings={"num_frames": 8}), dict(settings={"short_side": 128}),
                    dict(settings={"grid_cell": 32}),
-                   dict(pose_options={"checkpoint": "none", "flip_test": True}),
+                   dict(pose_options={"checkpoint": "none", "config": tiny_hrnet_config(), "flip_test": True}),
                    dict(settings={"frames_codec": "zstd"}), dict(settings={"frames_per_segment": 1})):
         assert plan_entry(_opts(root, cache_root, **change)).key != base.key, change
     # a changed source file changes the key too

@@ -9,7 +9,7 @@ from cache import CacheStore
 from cache.digests import array_digest
 from cache.frames_codecs import frames_codec_names, frames_codec, register_frames_codec
 from cache.frames_codecs.base import FramesCodec
-from pevl_testutils import make_video, write_custom_dataset
+from pevl_testutils import make_video, tiny_hrnet_config, write_custom_dataset
 
 
 @register_frames_codec
@@ -46,7 +46,7 @@ def test_a_registered_codec_runs_through_extraction_verify_and_the_loader(tmp_pa
     reps = {}
     for codec in ("none", "test_upside_down"):
         reps[codec] = run_extract(ExtractOptions(dataset="custom", root=str(root), cache_root=str(tmp_path / "cache"),
-                                                 pose_options={"checkpoint": "none", "flip_test": False},
+                                                 pose_options={"checkpoint": "none", "config": tiny_hrnet_config(), "flip_test": False},
                                                  settings={"num_frames": 2, "short_side": 48, "frames_codec": codec}))
         assert reps[codec].complete
     raw, mine = (reps[c].entry for c in ("none", "test_upside_down"))
@@ -219,7 +219,7 @@ def test_a_yuv420_entry_extracts_verifies_exports_and_is_checked(tmp_path):
     make_video(root / "v1.mp4", frames=6, size=(64, 48))
     write_custom_dataset(root, [("v0.mp4", 0, "train"), ("v1.mp4", 1, "val")], ["a", "b"])
     reps = {codec: run_extract(ExtractOptions(dataset="custom", root=str(root), cache_root=str(tmp_path / "cache"),
-                                              pose_options={"checkpoint": "none", "flip_test": False},
+                                              pose_options={"checkpoint": "none", "config": tiny_hrnet_config(), "flip_test": False},
                                               settings={"num_frames": 2, "short_side": 48, "frames_codec": codec}))
             for codec in ("none", "yuv420")}
     raw, yuv = (reps[c].entry for c in ("none", "yuv420"))

@@ -7,6 +7,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from pevl_testutils import tiny_hrnet_config
 from stages.geometry import resized_size
 
 
@@ -37,7 +38,7 @@ def entries(tmp_path_factory):
     out = {}
     for cell in (16, 14):
         rep = run_extract(ExtractOptions(dataset="custom", root=str(root), cache_root=str(tmp / "cache"),
-                                         pose_options={"checkpoint": "none", "flip_test": False, "batch_size": 4},
+                                         pose_options={"checkpoint": "none", "config": tiny_hrnet_config(), "flip_test": False, "batch_size": 4},
                                          settings={"num_frames": 3, "short_side": 112, "grid_cell": cell}))
         assert rep.complete
         out[cell] = rep.entry
@@ -96,7 +97,7 @@ def test_a_patch_14_model_refuses_a_16_pixel_entry_with_the_command(entries, tin
 
     data = dict(dataset="custom", root=str(root), extract=dict(num_frames=3, short_side=112, grid_cell=14))
     opts = extract_options(data, str(e[14].path.parent.parent))
-    opts.pose_options = {"checkpoint": "none", "flip_test": False}
+    opts.pose_options = {"checkpoint": "none", "config": tiny_hrnet_config(), "flip_test": False}
     assert plan_entry(opts).key == e[14].key
 
 

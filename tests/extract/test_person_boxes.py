@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from pevl_testutils import make_video, write_custom_dataset
+from pevl_testutils import make_video, tiny_hrnet_config, write_custom_dataset
 from pipeline.engines.local import run_extract
 from stages.extract.plan import ExtractOptions, make_pose_source, plan_entry
 from stages.datasets.base import ClipRecord
@@ -26,7 +26,8 @@ def _dataset(root, n=2, frames=2, size=(96, 64)):
 
 def _opts(root, cache_root, pose=None, **kw) -> ExtractOptions:
     return ExtractOptions(dataset="custom", root=str(root), cache_root=str(cache_root),
-                          pose_options={"checkpoint": "none", "flip_test": False, "batch_size": 4, **(pose or {})},
+                          pose_options={"checkpoint": "none", "config": tiny_hrnet_config(), "flip_test": False, "batch_size": 4,
+                                        **(pose or {})},
                           settings={"num_frames": 2}, **kw)
 
 
