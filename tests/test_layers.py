@@ -152,4 +152,7 @@ def test_help_imports_no_heavy_library():
 
 
 def test_stage_two_public_surface():
-    from stages.data import CacheClipDataset  # noqa: F401  (benchmarks and users import it from here)
+    from stages.data import CacheClipDataset  # (benchmarks and users import it from here)
+    from stages.data.dataset import CacheClipDataset as defined
+
+    assert CacheClipDataset is defined

@@ -46,7 +46,7 @@ def test_overlay_draws_pose_grid_and_box(entry):
     sx, sy = clip.scale
     f = int(clip.frame_indices[1])
     kp = clip.keypoints.copy()
-    kp[f] = np.array([[40 / sx + 6 * v / sx, 30 / sy] for v in range(17)], np.float32)  # a row of joints
+    kp[f] = np.array([[20 / sx + 4 * v / sx, 30 / sy] for v in range(17)], np.float32)  # a row of joints, all inside
     sc = np.zeros_like(clip.scores)
     sc[f, 0], sc[f, 16] = 1.0, 0.2
     grids = np.zeros_like(clip.grids)
@@ -54,16 +54,19 @@ def test_overlay_draws_pose_grid_and_box(entry):
     fake = replace(clip, keypoints=kp, scores=sc, grids=grids)
     img = frame_overlay(fake, 1, COCO17).astype(int)
     raw = clip.frames[1].astype(int)
-    x0, y0 = int(round(40)), int(round(30))
+    x0, y0 = 20, 30
     assert np.abs(img[y0, x0] - confidence_colour(1.0)).max() <= 2  # joint 0: green
-    x16 = int(round(40 + 6 * 16))
-    if x16 < img.shape[1]:
-        assert np.abs(img[y0, x16] - confidence_colour(0.2)).max() <= 2  # joint 16: red-orange
-    assert np.array_equal(img[y0, x0 + 3 * 6], raw[y0, x0 + 3 * 6])  # joint 3 has score 0: not drawn
+    x16 = 20 + 4 * 16
+    assert x16 < img.shape[1] - 2  # inside the 96-pixel-wide frame, its whole disc too
+    assert np.abs(img[y0, x16] - confidence_colour(0.2)).max() <= 2  # joint 16: red-orange
+    assert np.array_equal(img[y0, x0 + 3 * 4], raw[y0, x0 + 3 * 4])  # joint 3 has score 0: not drawn
     # the mask grid tints its cell toward the grid colour, and only that cell
     cell = clip.grid_cell
     tinted = img[cell // 2, cell // 2] - raw[cell // 2, cell // 2]
     assert np.sign(tinted).tolist() == np.sign(np.array(GRID_COLOUR) - raw[cell // 2, cell // 2]).tolist()
+    assert tinted.any()
+    y1, x1 = cell + cell // 2, cell + cell // 2  # the next cell on the diagonal: no joint, box or tint
+    assert np.array_equal(img[y1, x1], raw[y1, x1])
     # the person box, mapped into the cached frame, is drawn in its colour
     bx1, by1, bx2, by2 = (np.array([10, 8, 60, 56]) * [sx, sy, sx, sy]).round().astype(int)
     mid = img[by1, (bx1 + bx2) // 2]

@@ -257,5 +257,13 @@ def test_row_reads_continue_short_reads(tmp_path, monkeypatch):
     path.write_bytes(data.tobytes())
     reads = band_reads(str(path), data.shape, [3, 0], 2, 3)
     real = os.preadv
-    monkeypatch.setattr(os, "preadv", lambda fd, bufs, off: real(fd, [bufs[0][:7]], off))  # 7 bytes at a time
+    calls = []
+
+    def short(fd, bufs, off):  # 7 bytes at a time
+        calls.append(off)
+        return real(fd, [bufs[0][:7]], off)
+
+    monkeypatch.setattr(os, "preadv", short)
     np.testing.assert_array_equal(reads.read(), data[[3, 0], 2:5])
+    # the short reads happened: two ranges (one per frame) of 3 rows x 5 x 3 = 45 bytes, 7 reads each
+    assert len(calls) == 2 * -(-45 // 7)

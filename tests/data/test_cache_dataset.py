@@ -48,7 +48,7 @@ def test_test_sampling_is_fixed_and_training_sampling_varies():
     assert all((x == y).all() for x, y in zip(a, b))
     draws = {tuple(sample_pose_frames(96, 48, vf, np.random.default_rng(s))[0]) for s in range(5)}
     assert len(draws) > 1
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="16 video frames cannot all be among 8 pose frames"):
         sample_pose_frames(96, 8, vf, None)  # 16 video frames cannot fit in 8 pose frames
 
 
@@ -170,6 +170,7 @@ def test_loader_workers_do_not_change_the_batches(small_demo):
         sampler.set_epoch(3)
         dl = DataLoader(ds, batch_size=4, sampler=sampler, num_workers=workers, collate_fn=default_collate)
         out.append([b["joints"] for b in dl])
+    assert len(out[0]) == len(out[1]) == -(-len(ds) // 4)  # every batch, from both
     assert all(torch.equal(x, y) for x, y in zip(*out))
 
 

@@ -59,7 +59,7 @@ def test_adapter_attributes():
     assert ds.root.name == f"demo-v{gen.GENERATOR_VERSION}"
     assert DemoDataset(**TINY).root.name.startswith(f"demo-v{gen.GENERATOR_VERSION}-")
     assert DemoDataset(data_root="/elsewhere").root == Path("/elsewhere").resolve() / ds.root.name
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown dataset option clips_per_clas .*did you mean clips_per_class"):
         DemoDataset(clips_per_clas=3)
 
 

@@ -3,6 +3,7 @@ import pytest
 from _fixtures import touch, write_json
 from stages.datasets import DatasetLayoutError, create_dataset
 from stages.datasets.base import check_labels
+from stages.settings import SettingsError
 from stages.datasets.diving48 import LABEL_MAP, readable_composition
 
 TRAIN = [
@@ -93,7 +94,7 @@ def test_v1_on_purpose_reads_both_splits_from_v1_and_says_so(tmp_path):
 def test_v1_asked_where_only_v2_is_there_is_refused(tmp_path):
     with pytest.raises(DatasetLayoutError, match="only the V2 file .*drop -o annotations=V1"):
         create_dataset("diving48", root=_root(tmp_path), annotations="V1").load()
-    with pytest.raises(Exception, match="annotations"):
+    with pytest.raises(SettingsError, match=r"annotations = 'v3' .*expected one of 'V2', 'V1'"):
         create_dataset("diving48", root=_root(tmp_path), annotations="v3").load()
 
 

@@ -105,7 +105,7 @@ def test_three_test_crops_cover_long_side():
     assert crop_offsets(256, 448, 224, 16, "last") == (16, 224)
     assert crop_offsets(256, 448, 224, 16, "center") == (16, 112)
     assert crop_offsets(448, 256, 224, 16, "last") == (224, 16)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"crop \(3, 0, 32\) is not on the 16-pixel grid"):
         crop(np.zeros((1, 64, 64, 3)), np.zeros((1, 1, 4, 4)), np.zeros((1, 1, 3)), 3, 0, 32, 16)
 
 

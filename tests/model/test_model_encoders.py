@@ -35,7 +35,7 @@ def test_prompt_forms():
     assert build_prompt("back dive", "diving") == "back dive, a video of diving action"
     assert build_prompt("back dive", "diving", "label_prompt") == "back dive, a video of action"
     assert build_prompt("back dive", "diving", "label") == "back dive"
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="unknown prompt form 'nope'"):
         build_prompt("x", "y", "nope")
 
 

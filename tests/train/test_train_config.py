@@ -34,7 +34,7 @@ def test_cfg_options_override_everything():
     assert cfg.train.lr == 1e-4 and cfg.model.ucmr.num_blocks == 2 and cfg.data.root == "/data/d48"
     assert cfg.train.betas == [0.9, 0.98]
     assert cfg.train.amp is None
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="--cfg-options wants key=value, got 'nonsense'"):
         parse_cfg_options(["nonsense"])
 
 
