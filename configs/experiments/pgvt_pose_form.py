@@ -5,7 +5,10 @@
 # PGVT Table 5 ("Transformer for pose"): configs/experiments/pgvt_pose_encoder.py.
 _base_ = ['../_base_/models/pgvt_vit_b16.py']
 experiment = dict(name='pgvt_pose_form', table='PGVT Table 6', paper_dataset='Diving48', metric='top1')
-# PGVT Sec. 4: AdamW, lr 8e-6, weight decay 5e-2, 50 epochs: the default schedule (stages/train/schedule.py)
+# PGVT Sec. 4: AdamW, lr 8e-6, weight decay 5e-2, 50 epochs. The default schedule (the `xclip` recipe,
+# stages/train/schedule.py; docs/training.md says why) reads 8e-6 as the rate of CLIP's own weights and
+# trains new modules, every tunable parameter here, at 10x: 8e-5. `_base_/schedules/paper_text.py` trains
+# them at 8e-6.
 _pose_only = dict(blocks='aim', modalities=['pose'])
 # `--dataset demo` (the demo overlay, configs/_base_/datasets/demo.py: its data, the tiny CLIP trained
 # from random weights and the CPU schedule), plus: no dropout before the classifier (0.5 on the tiny

@@ -6,7 +6,10 @@
 # (a variant at a time with --variant vit_b16 / vit_l14, each with its weights file).
 _base_ = ['../_base_/models/pgvt_vit_b16.py']
 experiment = dict(name='pgvt_table3_kinetics400', table='PGVT Table 3', paper_dataset='Kinetics-400', metric='top1')
-# PGVT Sec. 4: AdamW, lr 8e-6, weight decay 5e-2, 50 epochs: the default schedule (stages/train/schedule.py).
+# PGVT Sec. 4: AdamW, lr 8e-6, weight decay 5e-2, 50 epochs. The default schedule (the `xclip` recipe,
+# stages/train/schedule.py; docs/training.md says why) reads 8e-6 as the rate of CLIP's own weights and
+# trains new modules, every tunable parameter here, at 10x: 8e-5. `_base_/schedules/paper_text.py` trains
+# them at 8e-6.
 # 400 classes: what a run reads from its entry, stated so `pipeline stats` counts the 400-way head
 model = dict(num_classes=400, num_pose_frames=32, num_video_frames=32)
 data = dict(extract=dict(num_frames=32))

@@ -130,7 +130,7 @@ def checkpoint_run(exp: str, variant: Optional[str], checkpoint: Path, dataset: 
 def train(
     exp: str = typer.Option(..., "--exp", "-e", help="Experiment: a name under configs/experiments/ (demo, ucmr_ablate, table4_components, ...) or a path to one."),
     variant: Optional[List[str]] = typer.Option(None, "--variant", "-V", help="Train only these variants (repeatable, or a comma list). Default: every variant, in the paper's row order."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Train on this dataset instead of the experiment's (configs/_base_/datasets/NAME.py). '--dataset demo' ALSO switches to the tiny random-init CLIP and the short CPU schedule of configs/experiments/demo.py (keeping each variant's switches); results go to W/NAME-demo/."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Train on this dataset instead of the experiment's (configs/_base_/datasets/NAME.py). '--dataset demo' ALSO applies configs/_base_/datasets/demo.py: the tiny random-init CLIP, the demo's pose input and its short CPU schedule (each variant keeps its other switches); results go to W/NAME-demo/."),
     work_dir: Path = typer.Option(Path("work_dirs"), "--work-dir", "-w", help="Root of the outputs: W/NAME/VARIANT/ per variant (checkpoints, logs, TensorBoard, curves.png, confusion.png, result.json) and W/NAME/results.{md,json}."),
     cfg_options: Optional[List[str]] = typer.Option(None, "--cfg-options", "-c", help=CFG_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue each unfinished variant from the last checkpoint in its work dir (model, optimiser, schedule, epoch, seed)."),

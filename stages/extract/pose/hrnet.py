@@ -67,7 +67,8 @@ def find_checkpoint(spec: Optional[str]) -> Optional[Path]:
     """Resolve ``--pose-checkpoint``: a path, ``none`` (random weights), or ``official`` (None too).
 
     The default is the official file, looked for (never downloaded) in ``$PEVL_WEIGHTS``,
-    ``<cache>/weights`` and torch's hub checkpoint folder.
+    ``$PEVL_CACHE/weights`` (the default cache root's, :func:`cache.default_root`; not ``--cache-root``'s)
+    and torch's hub checkpoint folder.
     """
     if spec is not None and spec.lower() == "none":
         return None
@@ -110,9 +111,9 @@ def resolve_precision(precision: str, device: str) -> str:
 class HRNetOptions(PoseSourceOptions):
     checkpoint: str = field(OFFICIAL_CHECKPOINT, help="HRNet checkpoint: a local .pth file (loaded strictly: a "
                             "file that does not fit the config is refused before any clip is decoded), 'official' (the "
-                            "official HRNet-w32 COCO 256x192 file, looked for in $PEVL_WEIGHTS, <cache>/weights and "
-                            "torch's hub folder; never downloaded) or 'none' (random weights: poses meaningless, "
-                            "tests only).")
+                            "official HRNet-w32 COCO 256x192 file, looked for in $PEVL_WEIGHTS, $PEVL_CACHE/weights "
+                            "(~/.cache/pevl/weights when unset; not --cache-root's) and torch's hub folder; never "
+                            "downloaded) or 'none' (random weights: poses meaningless, tests only).")
     config: str = field(HRNET_CONFIG, help="mmpose top-down config (a path under mmpose's .mim/configs, or a file), "
                         "e.g. body_2d_keypoint/topdown_heatmap/coco/td-hm_hrnet-w48_8xb32-210e_coco-384x288.py for "
                         "an HRNet-w48 384x288 checkpoint. The checkpoint must fit it exactly.")
