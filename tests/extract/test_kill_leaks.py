@@ -17,7 +17,7 @@ from stages.extract.semaphores import SHM_DIR, orphaned_semaphores, semaphore_cr
 def _cmd(root: Path, cache_root: Path) -> list[str]:
     return [sys.executable, "-m", "pipeline", "extract", "--dataset", "custom", "--root", str(root),
             "--cache-root", str(cache_root), "--coarse-type", "x", "--pose-checkpoint", "none",
-            "--pose-config", tiny_hrnet_config(), "--no-pose-flip-test", "--workers", "2", "--decode-workers", "1"]
+            "--pose-config", tiny_hrnet_config(), "--no-pose-flip-test", "--workers", "1", "--decode-workers", "1"]
 
 
 def _ours() -> set[str]:
