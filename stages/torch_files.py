@@ -23,7 +23,7 @@ import os
 import re
 import zipfile
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 #: OpenMMLab model zoos' names, the sha256 prefix beside a date: ``<name>-<sha8>_<yyyymmdd>.pth``
 #: (mmpose: ``hrnet_w32_coco_256x192-c78dce93_20200708.pth``) or ``<name>_<yyyymmdd>[_<hhmmss>]-<sha8>.pth``
@@ -32,10 +32,12 @@ from typing import Optional, Union
 RELEASE_NAME_RE = re.compile(r"(?:-(?P<sha>[0-9a-f]{8})_\d{8}|_\d{8}(?:_\d{6})?-(?P<sha2>[0-9a-f]{8}))\.pth$")
 
 
-def zip_problem(source: Union[os.PathLike, str, bytes]) -> Optional[str]:
+def zip_problem(source: Union[os.PathLike, str, bytes],
+                members: Optional[Callable[[str], bool]] = None) -> Optional[str]:
     """None when ``source`` (a path, or the file's bytes) is not a zip archive (nothing to check)
     or is one whose every member's CRC is right; else what is wrong (a damaged member, an archive
-    cut short)."""
+    cut short). ``members``: check only the members whose names it accepts (the archive's index is
+    read whole either way)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         f, starts = io.BytesIO(source), bytes(source[:4])
     else:
@@ -46,12 +48,27 @@ def zip_problem(source: Union[os.PathLike, str, bytes]) -> Optional[str]:
         return None
     try:
         with zipfile.ZipFile(f) as z:
-            bad = z.testzip()
+            bad = z.testzip() if members is None else _first_bad_member(z, members)
     except (zipfile.BadZipFile, EOFError) as e:
         return f"a zip archive cut short or damaged ({e})"
     except (zipfile.LargeZipFile, NotImplementedError, RuntimeError) as e:
         return f"a zip archive that cannot be checked ({e})"
     return f"damaged: the CRC of member {bad} is wrong" if bad is not None else None
+
+
+def _first_bad_member(z: zipfile.ZipFile, members: Callable[[str], bool]) -> Optional[str]:
+    """The first member ``members`` accepts whose CRC is wrong (read to its end: ``zipfile`` checks
+    the CRC there), as :meth:`zipfile.ZipFile.testzip` does for all."""
+    for info in z.infolist():
+        if not members(info.filename):
+            continue
+        try:
+            with z.open(info) as m:
+                while m.read(1 << 20):
+                    pass
+        except zipfile.BadZipFile:
+            return info.filename
+    return None
 
 
 def name_hash_problem(path: Union[os.PathLike, str], sha256: str) -> Optional[str]:

@@ -99,9 +99,21 @@ def test_diverged_and_damaged_checkpoints_are_refused_by_name(small_demo, tmp_pa
     rotten.write_bytes(bytes(raw))
     assert torch.load(str(rotten), weights_only=True)  # the damage passes torch.load
     assert whole_checkpoint_problem(rotten).startswith("damaged: the CRC of member")
-    for load in (lambda: load_checkpoint_into(model, rotten), lambda: read_checkpoint_meta(rotten)):
-        with pytest.raises(ValueError, match=r"rotten.pth cannot be used: damaged: the CRC of member "):
-            load()
+    with pytest.raises(ValueError, match=r"rotten.pth cannot be used: damaged: the CRC of member "):
+        load_checkpoint_into(model, rotten)
+    # the record alone is read from its pickle, checked whole; the tensors are mapped, not read
+    assert read_checkpoint_meta(rotten) == {"x": 1}
+    record = tmp_path / "rotten_record.pth"
+    torch.save({"state_dict": good, "meta": {"x": 1}}, record)
+    with zipfile.ZipFile(record) as z:
+        info = next(i for i in z.infolist() if i.filename.endswith("/data.pkl"))
+        start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    raw = bytearray(record.read_bytes())
+    raw[start + info.file_size - 3] ^= 0xFF  # inside the pickle (stored uncompressed)
+    record.write_bytes(bytes(raw))
+    assert whole_checkpoint_problem(record, record_only=True).startswith("damaged: the CRC of member")
+    with pytest.raises(ValueError, match=r"rotten_record.pth cannot be used: damaged: the CRC of member .*data.pkl"):
+        read_checkpoint_meta(record)
 
 
 def test_nan_scores_are_refused_not_measured_as_chance():
