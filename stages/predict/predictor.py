@@ -188,7 +188,6 @@ class Predictor:
                 res.notes.append(f"not looked up in the cache: {e}")
             if hit is not None:
                 try:  # the cached poses whole and as written, or the video's poses estimated anew
-                    hit.entry.read_clip(hit.uid, arrays=("keypoints", "scores"))
                     pose = CachedPoseSource(hit)
                 except (OSError, ChunkFormatError) as e:
                     damaged = f"cached clip {hit.clip_id} of entry {hit.entry.key} cannot be read ({e})"

@@ -101,7 +101,8 @@ class CachedPoseIndex:
 
 class CachedPoseSource(PoseSource):
     """The poses of one cached clip (:class:`CachedClip`), for the same video predicted again.
-    Not a ``--pose-source``: ``pipeline predict`` picks it per video."""
+    Not a ``--pose-source``: ``pipeline predict`` picks it per video. The clip's joints are read
+    (and their digests checked) here, once: a damaged clip raises before it is chosen."""
 
     name = "cache"
     needs_frames = False
@@ -109,12 +110,13 @@ class CachedPoseSource(PoseSource):
     def __init__(self, hit: CachedClip):
         self.hit = hit
         self.skeleton = hit.entry.skeleton
+        self._poses = hit.entry.read_clip(hit.uid, arrays=("keypoints", "scores"))
 
     def identity(self) -> dict:
         return dict(self.hit.entry.attrs.get("pose") or {})
 
     def estimate(self, clip: ClipRecord, frames: Any, boxes: Any, dataset: Any) -> PoseTrack:
-        c = self.hit.entry.read_clip(self.hit.uid, arrays=("keypoints", "scores"))
+        c = self._poses
         h, w = c.attrs["orig_size"]
         return PoseTrack(c.keypoints.astype("float32"), c.scores.astype("float32"), frame_size=(int(h), int(w)))
 
