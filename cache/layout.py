@@ -48,7 +48,8 @@ stores ``frames`` as a ``(T_v,)`` variable-length-bytes array of JPEG files.
                          pixels (clips whose poses came from person boxes); persons n > 1:
                          (F, n, 4), each kept person's box, NaN where the person is absent
         attrs            clip_id, split, label, source, cut, num_frames, fps, orig_size, ...,
-                         source_sha256 (the video file's; additive, clips of older runs lack it)
+                         source_sha256 (the video file's, for uncut clips; additive, clips of
+                         older runs lack it)
       failures/<uid>.json  why a clip could not be extracted
       claims/<uid>         a writer is working on the clip (host, pid, time); heartbeated
       runs/*.json          one record per extraction run (host, counts, timings)

@@ -201,7 +201,9 @@ class _ClipRun:
             self.progress("failed", c.clip_id, reason)
 
     def commit(self, c, uid: str, res: ClipResult) -> None:
-        attrs = {**res.attrs, "video": _rel(c.video, self.p.index.root), **source_hash(c.video)}
+        # a cut clip's video is not the clip (predict finds whole videos only): its source file, often
+        # a whole event or routine holding many clips, is not hashed for each of them
+        attrs = {**res.attrs, "video": _rel(c.video, self.p.index.root), **({} if c.cut() else source_hash(c.video))}
         self.writer.commit(uid, res.arrays, attrs)
         self.done.append(c.clip_id)
         if res.notes:
