@@ -14,7 +14,7 @@ from cache import claims, layout
 from cache.chunks import digest_mismatch, read_array, read_group_meta
 from cache.digests import array_digest
 from cache.frames_codecs import FramesCodec, frames_codec
-from cache.fsutil import read_json
+from cache.fsutil import dir_size, read_json
 
 
 class EntryNotFoundError(FileNotFoundError):
@@ -271,6 +271,22 @@ class CacheEntry:
             claimed=len(self.claimed_uids()),
             missing=missing,
         )
+
+    def bytes_on_disk(self, status: Optional[EntryStatus] = None) -> tuple[int, bool]:
+        """(the entry's bytes, whether they were counted now). A finished entry's clips do not
+        change: its size is the one its manifest recorded at completion (``bytes_at_completion``);
+        an entry not finished, or finished before sizes were recorded, is counted now, a walk over
+        every file (~0.3 ms a clip: 6 s for 20,000 clips from a warm local disk, a metadata storm
+        on a network filesystem). ``status``: the entry's, when the caller has it."""
+        st = status or self.status()
+        if st.complete:
+            try:
+                m = read_json(self.path / layout.MANIFEST)
+            except (OSError, ValueError):
+                m = {}
+            if m.get("status") == "complete" and isinstance(m.get("bytes_at_completion"), int):
+                return m["bytes_at_completion"], False
+        return dir_size(self.path), True
 
     @property
     def is_complete(self) -> bool:

@@ -18,7 +18,7 @@ from cache import claims, layout
 from cache.digests import array_digest
 from cache.entry import CacheEntry, metadata_problems
 from cache.frames_codecs import frames_codec
-from cache.fsutil import atomic_write_json, explained_os_errors, read_json, remove_tree
+from cache.fsutil import atomic_write_json, dir_size, explained_os_errors, read_json, remove_tree
 from cache.item_index import item_arrays, item_attrs
 from cache.provenance import git_revision, package_versions, who_when
 from cache.zarr_warnings import known_zarr_warnings_quiet
@@ -421,6 +421,8 @@ class EntryWriter:
         )
         if status == "complete":
             m["completed"] = who_when()
+            # read by `cache ls` instead of a walk over every file (the clips no longer change)
+            m["bytes_at_completion"] = dir_size(self.path)
             m["code_revision_at_completion"] = git_revision()
             m["versions_at_completion"] = package_versions()
         atomic_write_json(self.path / layout.MANIFEST, m)

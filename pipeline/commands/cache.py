@@ -30,8 +30,10 @@ def cache_ls(
     for e in store.entries(dataset):
         st = e.status()
         s = e.settings
+        size, counted_now = e.bytes_on_disk(st)
         rows.append({"key": e.key, "dataset": e.dataset, "status": "complete" if st.complete else "incomplete",
-                     "done": st.done, "failed": st.failed, "total": st.total, "bytes": dir_size(e.path),
+                     "done": st.done, "failed": st.failed, "total": st.total, "bytes": size,
+                     "bytes_as_of": "now" if counted_now else "completion",
                      "pose": s.get("pose_source"), "random_pose_weights": e.random_pose_weights,
                      "coarse_type": e.attrs.get("coarse_type"), "frames": s.get("num_frames"),
                      "frames_per_segment": e.frames_per_segment, "persons": e.persons,
