@@ -154,12 +154,14 @@ def main() -> None:
         if bs > 1 and len(frames) % bs:
             run(frames[:len(frames) % bs])
     _sync(args.device)
-    for _ in range(args.repeats):  # interleaved, so load changes hit every path alike
+    for r in range(args.repeats):  # interleaved, so load changes hit every path alike
         for name, run, bs, tf32 in paths:
             torch.backends.cudnn.allow_tf32 = tf32
             rate, cpu = _crops_per_s(run, frames, bs, args.device)
             rates[name] = max(rates.get(name, 0.0), rate)
             cpu_ms[name] = min(cpu_ms.get(name, float("inf")), cpu)
+            # each figure as soon as it is measured: a run stopped at its time limit keeps them
+            print(f"  (pass {r + 1}) {name}: {rate:.2f} crops/s", flush=True)
     torch.backends.cudnn.allow_tf32 = True
     topdown = rates[paths[-1][0]]
     print(f"HRNet-w32 crops/s, {args.pose_frames} crops, batch {args.batch_size}, best of {args.repeats}:")

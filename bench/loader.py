@@ -865,7 +865,9 @@ def bench_train(args, cfg) -> dict:
     dev = torch.device(args.device)
     mcfg = cfg.model.to_dict()
     if args.arch:
-        mcfg["clip"] = dict(mcfg.get("clip") or {}, arch=args.arch, pretrained=None, pretrained_path=None)
+        # frozen, as the papers' recipe trains (the demo overlay trains its tiny towers): the step the
+        # loader must keep fed is the real one, not a heavier full fine-tune
+        mcfg["clip"] = dict(mcfg.get("clip") or {}, arch=args.arch, pretrained=None, pretrained_path=None, frozen=True)
     cfg.model = mcfg
     crop = int(open_clip_module().get_model_config(mcfg["clip"]["arch"])["vision_cfg"]["image_size"])
     entry = train_entry(args, cfg, crop)

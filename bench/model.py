@@ -30,7 +30,10 @@ from stages.model import build_model  # noqa: E402
 from stages.model.batch import dummy_batch  # noqa: E402
 from stages.model.flops import model_stats  # noqa: E402
 
-_PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "V100": 125.0}
+#: dense bf16 peaks (NVIDIA's data sheets, no sparsity), looked up by the device's name, most
+#: specific first: the H100's PCIe and NVL cards run at lower clocks than the SXM one (H100 80GB HBM3)
+_PEAK_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.0, "H200": 989.0, "A100": 312.0,
+                     "V100": 125.0}
 
 
 def _peak_rss_gb() -> float:
