@@ -2,8 +2,9 @@
 
 Stage one runs on the fly with the settings of the entry the model was trained on (read from the
 checkpoint), then the model's test protocol; the top labels come out as a table, ``--json`` or
-``--csv``; ``--out DIR`` adds pictures; ``--window S`` gives a long video's timeline. The
-library part is :mod:`stages.predict`.
+``--csv``; ``--out DIR`` adds pictures and each video's result file, from which a killed run
+continues (:mod:`stages.predict.saved`); ``--window S`` gives a long video's timeline. The library
+part is :mod:`stages.predict`.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def predict(
     top_k: int = typer.Option(5, "--top-k", min=1, help="Labels shown per video (or window)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON (every class's score too) instead of a table."),
     as_csv: bool = typer.Option(False, "--csv", help="Print the results as CSV: one row per video (or window) and rank; a video that failed is one row with its error."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", callback=folder_option, help="Write, per video, <name>.png: its frames with the poses drawn and its top labels (with --window: <name>_timeline.png and <name>_windows.csv)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", callback=folder_option, help="Write, per video, <name>.png: its frames with the poses drawn and its top labels (with --window: <name>_timeline.png and <name>_windows.csv), and <name>.result.json: its result, from which the same command run again (after a kill) takes it instead of predicting the video again."),
     video: bool = typer.Option(False, "--video", help="With --out: also <name>.mp4 (the frames with poses and labels; with --window, each window's middle frame)."),
     window: Optional[float] = typer.Option(None, "--window", help="Seconds: slide a window of this length over each (long, untrimmed) video and label every window: a timeline."),
     stride: Optional[float] = typer.Option(None, "--stride", help="Seconds between window starts (default: the window, no overlap)."),
@@ -62,6 +63,8 @@ def predict(
     if stride is not None and stride <= 0:
         raise typer.BadParameter(f"{stride}: a stride is a positive number of seconds", param_hint="--stride")
     from stages.predict import PredictOptions, Predictor, find_videos, resolve_run
+    from stages.predict.draw import output_stem
+    from stages.predict.saved import load_result, run_identity, save_result
     from stages.train.distributed import resolve_device
 
     opts = options_with_root(cfg_options, None)
@@ -82,11 +85,24 @@ def predict(
          f"stage one as {run.sources.get('entry')}: {_settings_line(run.record)}{now}); {len(found)} video(s)")
     for n in predictor.notes:
         console.print(f"[yellow]note:[/] {n}", highlight=False)
-    results = []
+    done: dict = {}  # video path -> its result, written by an earlier run into --out
+    identity = None
+    if out_dir is not None:
+        identity = run_identity(run, predictor.pose_spec, window, stride, ["png"] + (["mp4"] if video else []))
+        for v in found:
+            r = load_result(out_dir, output_stem(v.name), identity, v, predictor.classes, top_k)
+            if r is not None:
+                done[v.path] = r
+        if done:
+            info(f"{len(done)} of {len(found)} video(s) predicted before into {out_dir} with this checkpoint and these "
+                 "options: their results are read from its .result.json files (delete one to predict it again)",
+                 markup=False)
+    todo = [v for v in found if v.path not in done]
+    new: dict = {}
     prog = progress_bar()
     try:
         with prog:
-            task = prog.add_task("predicting", total=len(found)) if len(found) > 1 else None
+            task = prog.add_task("predicting", total=len(todo)) if len(todo) > 1 else None
             frames_task: dict = {}
 
             def on_frames(name: str, done: int, expected: Optional[int]) -> None:
@@ -94,18 +110,22 @@ def predict(
                     frames_task[name] = prog.add_task(f"frames of {name}", total=expected)
                 prog.update(frames_task[name], completed=done)
 
-            for res in predictor.predict(found, progress=(lambda d, t: prog.update(task, completed=d)) if task is not None
+            by_path = {v.path: v for v in todo}
+            for res in predictor.predict(todo, progress=(lambda d, t: prog.update(task, completed=d)) if task is not None
                                          else None, on_frames=on_frames if window else None):
                 if res.ok and out_dir is not None:
                     _write_pictures(res, out_dir, predictor, video, fps, top_k, run)
                     res.clip = None  # drawn: free the frames
+                    # last, after the pictures: a result file says the video's outputs are all there
+                    save_result(out_dir, output_stem(res.name), identity, by_path[res.video], res)
                 if not res.ok:
                     console.print(f"[red]failed[/] {res.name}: {res.error}", highlight=False)
-                results.append(res)
+                new[res.video] = res
     except KeyboardInterrupt:
         raise typer.Exit(130)
     finally:
         predictor.close()
+    results = [done.get(v.path) or new[v.path] for v in found]
     if as_json:
         print_json(_json(results, run, top_k, predictor))
     elif as_csv:
@@ -148,31 +168,19 @@ def _write_pictures(res, out_dir: Path, predictor, video: bool, fps: float, top_
         info(f"wrote {p}", markup=False)
 
 
-def _top(top, k: int) -> list[dict]:
-    return [dict(rank=i + 1, class_id=t.class_id, label=t.label, score=t.score) for i, t in enumerate(top[:k])]
-
-
 def _json(results, run, k: int, predictor) -> dict:
-    def one(r) -> dict:
-        d = dict(video=r.video, name=r.name, ok=r.ok)
-        if not r.ok:
-            return dict(d, error=r.error)
-        d.update(poses=r.poses, sha256=r.sha256, fps=r.fps, num_frames=r.num_frames, notes=list(r.notes))
-        if r.windows is not None:
-            d["windows"] = [dict(start_frame=w.start_frame, end_frame=w.end_frame, start_s=w.start_s, end_s=w.end_s,
-                                 top=_top(w.top, k), scores=[float(x) for x in w.scores]) for w in r.windows]
-        else:
-            d.update(top=_top(r.top, k), scores=[float(x) for x in r.scores])
-        return d
+    from stages.predict.saved import result_dict
 
     # the run's own notes (poses from another source than training's, ...) beside each video's
     return dict(checkpoint=str(run.checkpoint), experiment=run.experiment, variant=run.variant, entry=run.record.key,
                 classes=list(run.record.classes), pose_source=predictor.pose_spec,
                 trained_pose_source=run.record.pose_spec, notes=list(predictor.notes),
-                videos=[one(r) for r in results])
+                videos=[result_dict(r, k) for r in results])
 
 
 def _csv(results, k: int, stream) -> None:
+    from stages.predict.saved import labels
+
     w = csv.DictWriter(stream, fieldnames=CSV_COLUMNS, lineterminator="\n")
     w.writeheader()
     for r in results:
@@ -182,7 +190,7 @@ def _csv(results, k: int, stream) -> None:
         spans = r.windows if r.windows is not None else [None]
         for i, win in enumerate(spans):
             top = win.top if win is not None else r.top
-            for t in _top(top, k):
+            for t in labels(top, k):
                 row = dict(video=r.name, **{**t, "score": f"{t['score']:.6g}"})
                 if win is not None:
                     row.update(window=i, start_s=_sec(win.start_s), end_s=_sec(win.end_s))

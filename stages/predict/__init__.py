@@ -7,7 +7,8 @@
   and the model's test protocol, pipelined over many videos;
 * :mod:`.windows`: a long video as windows sliding along it (a timeline of labels);
 * :mod:`.reuse`: poses of a video already in the cache, found by its content;
-* :mod:`.draw`: the pictures (frames with poses and labels, a timeline).
+* :mod:`.draw`: the pictures (frames with poses and labels, a timeline);
+* :mod:`.saved`: each video's result beside its pictures, from which a killed run continues.
 """
 from stages.predict.inputs import VideoInput, find_videos  # noqa: F401
 from stages.predict.predictor import PredictOptions, Predictor, VideoResult  # noqa: F401

@@ -242,3 +242,52 @@ def test_quiet_predict_prints_the_results_and_no_messages(trained, tmp_path):
     assert res.exit_code == 0, res.output
     assert "from " + str(ckpt) not in res.output and "wrote " not in res.output  # the header and the files written
     assert "q.mp4" in res.stdout and (tmp_path / "out" / "q.png").is_file()
+
+
+def test_a_rerun_into_the_same_out_folder_takes_the_results_written_before(trained, tmp_path):
+    """A killed `predict --out DIR` over a folder continues: the videos whose result files the first
+    run wrote (with this checkpoint, these options, these bytes) are read back, not predicted again;
+    a video that changed is predicted again; the output lists every video in order."""
+    _, _, _, data_root = trained
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for c in CLIPS[:2]:
+        shutil.copy(data_root / "videos" / f"{c}.mp4", videos / f"{c}.mp4")
+    out = tmp_path / "out"
+    first = predict_json(trained, videos, "--out", out)
+    order = sorted(CLIPS[:2])  # a folder's videos come sorted by path
+    assert [v["name"] for v in first["videos"]] == [f"{c}.mp4" for c in order]
+    saved = {c: out / f"{c}.result.json" for c in CLIPS[:2]}
+    assert all(p.is_file() for p in saved.values()) and (out / f"{CLIPS[0]}.png").is_file()
+
+    # what the rerun shows of a video done before is its file's: a planted score comes out
+    planted = json.loads(saved[order[0]].read_text())
+    planted["result"]["scores"] = [0.0] * len(planted["result"]["scores"])
+    planted["result"]["scores"][7] = 0.99
+    saved[order[0]].write_text(json.dumps(planted))
+    shutil.copy(data_root / "videos" / f"{CLIPS[2]}.mp4", videos / f"{CLIPS[2]}.mp4")  # one more video
+    cache, _, ckpt, _ = trained
+    res = run("predict", videos, "--out", out, "--checkpoint", ckpt, "--cache-root", cache, "--device", "cpu",
+              "--json")
+    assert res.exit_code == 0, res.output
+    again = json.loads(res.stdout)
+    assert "2 of 3 video(s) predicted before into" in " ".join(res.stderr.split())
+    names = [v["name"] for v in again["videos"]]
+    assert names == [f"{c}.mp4" for c in sorted(CLIPS)]
+    got = {v["name"]: v for v in again["videos"]}
+    assert got[f"{order[0]}.mp4"]["top"][0]["class_id"] == 7 and \
+        got[f"{order[0]}.mp4"]["top"][0]["score"] == pytest.approx(0.99)
+    assert got[f"{order[1]}.mp4"]["scores"] == first["videos"][1]["scores"]
+    assert (out / f"{CLIPS[2]}.result.json").is_file()
+
+    # a video whose bytes changed (its modification time here) is predicted again
+    import os
+
+    st = os.stat(videos / f"{order[0]}.mp4")
+    os.utime(videos / f"{order[0]}.mp4", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    third = {v["name"]: v for v in predict_json(trained, videos, "--out", out)["videos"]}
+    assert third[f"{order[0]}.mp4"]["scores"] == first["videos"][0]["scores"]
+    # another option (--window) is another result: nothing is taken from the files
+    assert "predicted before" not in " ".join(run("predict", videos / f"{CLIPS[1]}.mp4", "--out", out, "--window",
+                                                  "1", "--checkpoint", ckpt, "--cache-root", cache, "--device",
+                                                  "cpu").output.split())
