@@ -69,8 +69,8 @@ else
     # xtcocotools is built from source there (no Python 3.12 wheel); where it cannot be (no compiler or
     # Python headers) mmpose runs without it: stages/compat.py stands in for it (top-down inference
     # never uses it)
-    $PY -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir --upgrade --target /tmp/site \
-      .whl/xtcocotools-*.tar.gz || echo "gpu_check: building xtcocotools failed; going on without it" >&2
+    timeout -k 10 120 $PY -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir --upgrade \
+      --target /tmp/site .whl/xtcocotools-*.tar.gz || echo "gpu_check: building xtcocotools failed; going on without it" >&2
     export PYTHONPATH=/tmp/site
   fi
   EXTRACT_ARGS="--clips 4 --frames 60 --size 1280x720 --pose-frames 512 --batch-size 64 --repeats 2"
@@ -92,7 +92,7 @@ step() {  # step NAME SECONDS CMD...: run with a time limit, log it, never stop 
   local name=$1 limit=$2; shift 2
   echo "=== $name ($(date -u +%H:%M:%S), limit ${limit}s): $*" | tee -a "$LOG"
   local t0=$SECONDS
-  timeout "$limit" "$@" 2>&1 | tee -a "$LOG"
+  timeout -k 15 "$limit" "$@" 2>&1 | tee -a "$LOG"  # -k: torchrun waits for its workers on SIGTERM
   local rc=${PIPESTATUS[0]}
   echo "=== $name: exit $rc after $((SECONDS - t0)) s" | tee -a "$LOG"
   [ "$rc" = 0 ] || status=1
@@ -100,7 +100,7 @@ step() {  # step NAME SECONDS CMD...: run with a time limit, log it, never stop 
 
 echo "gpu_check $MODE on $(hostname), $(date -u +%FT%TZ)" | tee -a "$LOG"
 df -h /dev/shm 2>&1 | tee -a "$LOG"  # 8 loader workers pass their items through /dev/shm
-$PY - <<'EOF' 2>&1 | tee -a "$LOG"
+timeout -k 10 120 $PY - <<'EOF' 2>&1 | tee -a "$LOG"
 import torch, sys
 print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda)
 if torch.cuda.is_available():
@@ -111,16 +111,31 @@ ensure_torchvision(); ensure_mmpose()
 import open_clip, mmpose, mmengine, zarr, simplejpeg, imageio_ffmpeg, mmpose.apis  # noqa: F401
 print("open_clip", open_clip.__version__, "mmpose", mmpose.__version__, "zarr", zarr.__version__,
       "ffmpeg", imageio_ffmpeg.get_ffmpeg_exe())
-if torch.cuda.is_available():  # one JPEG through the project's device decoding, against the CPU's
+if torch.cuda.is_available():
+    # 16 frames as the cache writes them (OpenCV, 4:2:0, quality 95) through the project's device
+    # decoding, against the CPU's decode, while the caller's stream still reads memory freed just
+    # before (pytorch/vision#9606: a decode on that stream overwrites it)
     import numpy as np
+    from cache.frames_codecs.jpeg import encode_jpeg_frames
     from stages.data.device_frames import nvjpeg_decode
-    img = np.zeros((256, 448, 3), np.uint8); img[64:192, 100:300] = (200, 40, 90)
-    jpg = torch.frombuffer(bytearray(simplejpeg.encode_jpeg(img, quality=95, colorspace="RGB")), dtype=torch.uint8)
-    (got,) = nvjpeg_decode([jpg], torch.device("cuda"))
-    cpu = simplejpeg.decode_jpeg(jpg.numpy().tobytes(), colorspace="RGB")
-    diff = (got.permute(1, 2, 0).cpu().int() - torch.from_numpy(cpu).int()).abs().float().mean().item()
-    print(f"nvjpeg decode: {tuple(got.shape)}, mean |GPU - CPU| {diff:.2f} levels")
-    assert got.shape == (3, 256, 448) and diff < 2, "nvjpeg decoding differs from the CPU's"
+    y, x = np.mgrid[0:256, 0:448].astype(np.float32)  # smooth pictures: decoders agree within a few levels
+    frames = np.stack([np.stack([128 + 100 * np.sin(x / 40 + t), 128 + 100 * np.cos(y / 30 - t),
+                                 128 + 60 * np.sin((x + y) / 50 + 2 * t)], -1) for t in range(16)]).astype(np.uint8)
+    files = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in encode_jpeg_frames(frames, 95)]
+    dev = torch.device("cuda")
+    victims = [torch.ones(3 * 256 * 448 // 4, device=dev) for _ in range(16)]  # the outputs' size, float32
+    torch.cuda._sleep(2_000_000_000)  # the stream busy for ~1 s: the sums below run after the decode
+    sums = [v.sum() for v in victims]
+    del victims  # freed on the caller's stream while its sums are still queued
+    got = nvjpeg_decode(files, dev)
+    bad = sum(int(s.item() != 3 * 256 * 448 // 4) for s in sums)
+    cpu = [simplejpeg.decode_jpeg(f.numpy().tobytes(), colorspace="RGB") for f in files]
+    d = [(g.permute(1, 2, 0).cpu().int() - torch.from_numpy(c).int()).abs().float() for g, c in zip(got, cpu)]
+    mean, top = max(x.mean().item() for x in d), max(x.max().item() for x in d)
+    print(f"nvjpeg decode of 16 cached-style frames: |GPU - CPU| mean {mean:.2f}, max {top:.0f} levels; "
+          f"queued reads corrupted: {bad} of 16")
+    assert bad == 0, "the device decode wrote over memory the caller's stream still read"
+    assert all(g.shape == (3, 256, 448) for g in got) and mean < 2, "nvjpeg decoding differs from the CPU's"
 EOF
 [ "${PIPESTATUS[0]}" = 0 ] || { echo "gpu_check: the environment is incomplete (see above)" | tee -a "$LOG"; exit 1; }
 

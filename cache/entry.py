@@ -146,6 +146,35 @@ class EntryStatus:
         return not self.missing
 
 
+#: an entry's folders whose contents come and go after it is finished (and the manifest itself)
+TRANSIENT_DIRS = (layout.STAGING_DIR, layout.CLAIMS_DIR, layout.READERS_DIR, layout.QUARANTINE_DIR, layout.RUNS_DIR)
+
+
+def _transient_bytes(entry_dir: Path) -> int:
+    """The bytes of what changes in ``entry_dir`` after it is finished: :data:`TRANSIENT_DIRS`,
+    the manifest, and what a removal left renamed aside (``.NAME.deleting-XXXX``)."""
+    from cache.fsutil import DELETING
+
+    try:
+        names = os.listdir(entry_dir)
+    except OSError:
+        return 0
+    total = 0
+    for name in names:
+        if name in TRANSIENT_DIRS or name == layout.MANIFEST or DELETING in name:
+            p = entry_dir / name
+            try:
+                total += dir_size(p) if p.is_dir() else p.stat().st_size
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def lasting_bytes(entry_dir: Path) -> int:
+    """The bytes of a finished entry that do not change (its clips, index, metadata)."""
+    return dir_size(entry_dir) - _transient_bytes(entry_dir)
+
+
 class CacheEntry:
     """A read view of one entry directory. Cheap to construct; reads lazily."""
 
@@ -273,11 +302,13 @@ class CacheEntry:
         )
 
     def bytes_on_disk(self, status: Optional[EntryStatus] = None) -> tuple[int, bool]:
-        """(the entry's bytes, whether they were counted now). A finished entry's clips do not
-        change: its size is the one its manifest recorded at completion (``bytes_at_completion``);
-        an entry not finished, or finished before sizes were recorded, is counted now, a walk over
-        every file (~0.3 ms a clip: 6 s for 20,000 clips from a warm local disk, a metadata storm
-        on a network filesystem). ``status``: the entry's, when the caller has it."""
+        """(the entry's bytes, whether they were all counted now). A finished entry's clips and
+        index do not change: their size is the one its manifest recorded at completion
+        (``bytes_at_completion``, :func:`lasting_bytes`), plus the folders that come and go
+        (staging, claims, readers' marks, quarantine, run records), counted now. An entry not
+        finished, or finished before sizes were recorded, is counted whole now: a walk over every
+        file (~0.3 ms a clip: 6 s for 20,000 clips from a warm local disk, a metadata storm on a
+        network filesystem). ``status``: the entry's, when the caller has it."""
         st = status or self.status()
         if st.complete:
             try:
@@ -285,7 +316,7 @@ class CacheEntry:
             except (OSError, ValueError):
                 m = {}
             if m.get("status") == "complete" and isinstance(m.get("bytes_at_completion"), int):
-                return m["bytes_at_completion"], False
+                return m["bytes_at_completion"] + _transient_bytes(self.path), False
         return dir_size(self.path), True
 
     @property

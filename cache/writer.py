@@ -16,9 +16,9 @@ from zarr.codecs import ZstdCodec
 
 from cache import claims, layout
 from cache.digests import array_digest
-from cache.entry import CacheEntry, metadata_problems
+from cache.entry import CacheEntry, lasting_bytes, metadata_problems
 from cache.frames_codecs import frames_codec
-from cache.fsutil import atomic_write_json, dir_size, explained_os_errors, read_json, remove_tree
+from cache.fsutil import atomic_write_json, explained_os_errors, read_json, remove_tree
 from cache.item_index import item_arrays, item_attrs
 from cache.provenance import git_revision, package_versions, who_when
 from cache.zarr_warnings import known_zarr_warnings_quiet
@@ -392,8 +392,8 @@ class EntryWriter:
             m = {"key": self.entry.key, "dataset": self.entry.dataset, "settings": self.entry.settings,
                  "manifest_rebuilt": who_when()}
         if reopened:
-            done = {k: m.pop(k) for k in ("completed", "code_revision_at_completion", "versions_at_completion")
-                    if k in m}
+            done = {k: m.pop(k) for k in ("completed", "code_revision_at_completion", "versions_at_completion",
+                                          "bytes_at_completion") if k in m}
             m.setdefault("reopened", []).append({"why": reopened, **who_when(), **done})
         st = self.entry.status()
         fails = self.entry.failures()
@@ -422,7 +422,7 @@ class EntryWriter:
         if status == "complete":
             m["completed"] = who_when()
             # read by `cache ls` instead of a walk over every file (the clips no longer change)
-            m["bytes_at_completion"] = dir_size(self.path)
+            m["bytes_at_completion"] = lasting_bytes(self.path)
             m["code_revision_at_completion"] = git_revision()
             m["versions_at_completion"] = package_versions()
         atomic_write_json(self.path / layout.MANIFEST, m)

@@ -71,7 +71,9 @@ _NO_XTCOCOTOOLS = ("xtcocotools is not installed (it could not be built here); m
 def _ensure_xtcocotools() -> None:
     try:
         importlib.import_module("xtcocotools")
-    except ImportError:
+    except ModuleNotFoundError as e:
+        if e.name != "xtcocotools":  # installed, but broken inside: say so, as mmpose would
+            raise
         root = _Missing("xtcocotools", _NO_XTCOCOTOOLS)
         root.__path__ = []
         sys.modules["xtcocotools"] = root

@@ -63,7 +63,7 @@ def predict(
     if stride is not None and stride <= 0:
         raise typer.BadParameter(f"{stride}: a stride is a positive number of seconds", param_hint="--stride")
     from stages.predict import PredictOptions, Predictor, find_videos, resolve_run
-    from stages.predict.draw import output_stem
+    from stages.predict.draw import output_stems
     from stages.predict.saved import load_result, run_identity, save_result
     from stages.train.distributed import resolve_device
 
@@ -87,10 +87,12 @@ def predict(
         console.print(f"[yellow]note:[/] {n}", highlight=False)
     done: dict = {}  # video path -> its result, written by an earlier run into --out
     identity = None
+    stems = output_stems(found)  # two videos never share their outputs' names
     if out_dir is not None:
-        identity = run_identity(run, predictor.pose_spec, window, stride, ["png"] + (["mp4"] if video else []))
+        identity = run_identity(run, predictor, window, stride,
+                                {"top_k": top_k, "video": video, "fps": fps if video else None})
         for v in found:
-            r = load_result(out_dir, output_stem(v.name), identity, v, predictor.classes, top_k)
+            r = load_result(out_dir, stems[v.path], identity, v, predictor.classes, top_k)
             if r is not None:
                 done[v.path] = r
         if done:
@@ -114,10 +116,10 @@ def predict(
             for res in predictor.predict(todo, progress=(lambda d, t: prog.update(task, completed=d)) if task is not None
                                          else None, on_frames=on_frames if window else None):
                 if res.ok and out_dir is not None:
-                    _write_pictures(res, out_dir, predictor, video, fps, top_k, run)
+                    _write_pictures(res, out_dir, stems[res.video], predictor, video, fps, top_k, run)
                     res.clip = None  # drawn: free the frames
                     # last, after the pictures: a result file says the video's outputs are all there
-                    save_result(out_dir, output_stem(res.name), identity, by_path[res.video], res)
+                    save_result(out_dir, stems[res.video], identity, by_path[res.video], res)
                 if not res.ok:
                     console.print(f"[red]failed[/] {res.name}: {res.error}", highlight=False)
                 new[res.video] = res
@@ -146,11 +148,10 @@ def _settings_line(record) -> str:
             f"codec {s.get('frames_codec')}, pose source {record.pose_spec}")
 
 
-def _write_pictures(res, out_dir: Path, predictor, video: bool, fps: float, top_k: int, run) -> None:
-    from stages.predict.draw import (output_stem, write_prediction_mp4, write_prediction_png, write_timeline_png,
+def _write_pictures(res, out_dir: Path, stem: str, predictor, video: bool, fps: float, top_k: int, run) -> None:
+    from stages.predict.draw import (write_prediction_mp4, write_prediction_png, write_timeline_png,
                                      write_windows_csv, write_windows_mp4)
 
-    stem = output_stem(res.name)
     written = []
     skeleton = predictor.items.skeleton
     if res.windows is not None:

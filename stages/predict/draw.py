@@ -7,7 +7,7 @@ import csv
 import os
 import textwrap
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -140,3 +140,16 @@ def output_stem(name: str) -> str:
     stem, ext = os.path.splitext(name)
     stem = stem if ext else name
     return stem.replace(os.sep, "__").replace("/", "__") or "video"
+
+
+def output_stems(videos: Sequence[Any]) -> dict[str, str]:
+    """Each video's (``.path``, ``.name``) outputs' stem, distinct: :func:`output_stem`, and for
+    videos that would share one (``sub/a.mp4`` and ``sub__a.mp4``, ``x.mp4`` and ``x.avi``, one
+    name under two folders) that stem with a digest of the video's path (the same on every run)."""
+    import hashlib
+    from collections import Counter
+
+    plain = {v.path: output_stem(v.name) for v in videos}
+    shared = Counter(plain.values())
+    return {p: s if shared[s] == 1 else f"{s}__{hashlib.sha1(p.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+            for p, s in plain.items()}

@@ -3,15 +3,16 @@ run (a folder of thousands of recordings, HRNet on each) continues where it stop
 
 A result is written, atomically, after the video's pictures: ``DIR/<stem>.result.json`` holds the
 result (every class's score, the windows' too) and the identity of what made it: the checkpoint
-(path, size, modification time), the run config's hash, the training entry, the pose source,
-``--window`` / ``--stride`` and which pictures were asked for, and the video (path, size,
-modification time). A rerun into the same folder takes a video's result from its file when every
-part of the identity is the same, and predicts the others; a changed video, checkpoint or option
-is predicted again. Failed videos write no result: a rerun tries them again.
+(path, size, modification time), the run config's hash, the training entry, the pose source's
+identity (its model and weights' sha256, or the skeleton file's, flip test, precision, person
+detector) and whether cached poses were reused, ``--window`` / ``--stride``, the pictures asked
+for (``--top-k``, ``--video``, ``--fps``), and the video (path, size, modification time). A rerun
+into the same folder takes a video's result from its file when every part of the identity is the
+same, and predicts the others; a changed video, checkpoint or option is predicted again. Failed
+videos write no result: a rerun tries them again.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from cache.keys import file_identity
 from stages.predict.inputs import VideoInput
 from stages.predict.predictor import Label, VideoResult, WindowResult, top_labels
 
@@ -27,22 +29,22 @@ RESULT_VERSION = 1
 SUFFIX = ".result.json"
 
 
-def _file_stamp(path: os.PathLike) -> Optional[dict]:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return {"path": str(Path(path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+def _file_stamp(path: os.PathLike) -> dict:
+    return file_identity(str(Path(path).resolve()))
 
 
-def run_identity(run: Any, pose_spec: str, window: Optional[float], stride: Optional[float],
-                 pictures: Sequence[str]) -> dict:
+def run_identity(run: Any, predictor: Any, window: Optional[float], stride: Optional[float],
+                 pictures: dict) -> dict:
     """What makes a run's results what they are, but the video: checkpoint, run config (its
-    ``--cfg-options`` applied), training entry, pose source, windows, the pictures asked for."""
-    cfg = json.dumps(run.cfg.to_dict(), sort_keys=True, default=str)
-    return {"version": RESULT_VERSION, "checkpoint": _file_stamp(run.checkpoint),
-            "run_config_sha256": hashlib.sha256(cfg.encode()).hexdigest()[:16], "entry": run.record.key,
-            "pose_source": pose_spec, "window": window, "stride": stride, "pictures": sorted(pictures)}
+    ``--cfg-options`` applied), training entry, pose source and its options, whether cached poses
+    are reused, windows, the pictures asked for (``pictures``: their options, e.g. top-k, video)."""
+    from stages.train.sweep import config_hash
+
+    ident = {"version": RESULT_VERSION, "checkpoint": _file_stamp(run.checkpoint), "run_config": config_hash(run.cfg),
+             "entry": run.record.key, "pose_source": predictor.pose_spec, "pose_identity": predictor.pose_identity,
+             "reuse_poses": predictor.cached is not None, "window": window, "stride": stride or window,
+             "pictures": pictures}
+    return json.loads(json.dumps(ident, sort_keys=True, default=str))  # as a result file holds it
 
 
 def labels(top: Sequence[Label], k: Optional[int] = None) -> list[dict]:

@@ -338,7 +338,15 @@ def read_checkpoint_meta(path: os.PathLike) -> dict:
     if why is not None:
         raise ValueError(f"checkpoint {path} cannot be used: {why}")
     with checkpoint_safe_globals():
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        try:
+            ckpt = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:  # a filesystem that refuses to map files (FUSE with direct I/O): read it whole
+            if "mmap" not in str(e).lower():
+                raise
+            why = whole_checkpoint_problem(path)
+            if why is not None:
+                raise ValueError(f"checkpoint {path} cannot be used: {why}") from None
+            ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
     if not isinstance(ckpt, dict):
         raise ValueError(f"{path}: not an mmengine checkpoint (a {type(ckpt).__name__}, not a dict with "
                          "'state_dict' and 'meta')")

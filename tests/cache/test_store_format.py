@@ -366,7 +366,8 @@ def test_ls_takes_a_finished_entrys_size_from_its_manifest(tmp_path):
     entry = make_entry(tmp_path)
     assert EntryWriter(entry).finalize_if_complete()
     manifest = json.loads((entry.path / layout.MANIFEST).read_text())
-    assert manifest["status"] == "complete" and abs(manifest["bytes_at_completion"] - dir_size(entry.path)) < 16_384
+    recorded = manifest["bytes_at_completion"]
+    assert manifest["status"] == "complete" and 0 < recorded < dir_size(entry.path)  # all but the manifest (and runs)
 
     def ls_row() -> dict:
         res = CliRunner().invoke(app, ["cache", "ls", "--cache-root", str(tmp_path), "--json"])
@@ -374,9 +375,15 @@ def test_ls_takes_a_finished_entrys_size_from_its_manifest(tmp_path):
         (row,) = json.loads(res.stdout)
         return row
 
-    manifest["bytes_at_completion"] = 123_456_789  # what ls shows is the record, not a walk
+    assert (ls_row()["bytes"], ls_row()["bytes_as_of"]) == (dir_size(entry.path), "completion")
+    # what comes and goes after completion is counted now: a quarantined file, another run's record
+    (entry.path / layout.QUARANTINE_DIR).mkdir()
+    (entry.path / layout.QUARANTINE_DIR / "x").write_bytes(b"\0" * 5000)
+    assert ls_row()["bytes"] == dir_size(entry.path)
+    manifest["bytes_at_completion"] = 123_456_789  # the lasting part is the record, not a walk
     (entry.path / layout.MANIFEST).write_text(json.dumps(manifest))
-    assert (ls_row()["bytes"], ls_row()["bytes_as_of"]) == (123_456_789, "completion")
+    transient = dir_size(entry.path) - recorded
+    assert (ls_row()["bytes"], ls_row()["bytes_as_of"]) == (123_456_789 + transient, "completion")
     del manifest["bytes_at_completion"]  # an entry finished before sizes were recorded
     (entry.path / layout.MANIFEST).write_text(json.dumps(manifest))
     assert (ls_row()["bytes"], ls_row()["bytes_as_of"]) == (dir_size(entry.path), "now")
@@ -385,3 +392,5 @@ def test_ls_takes_a_finished_entrys_size_from_its_manifest(tmp_path):
     shutil.rmtree(entry.path / "clips" / "c1")  # no longer finished: counted
     row = ls_row()
     assert row["status"] == "incomplete" and (row["bytes"], row["bytes_as_of"]) == (dir_size(entry.path), "now")
+    EntryWriter(entry).reopen("a clip went missing")  # the record goes with the entry's completion
+    assert "bytes_at_completion" not in json.loads((entry.path / layout.MANIFEST).read_text())

@@ -119,3 +119,22 @@ def test_random_weights_on_one_side_only_differ():
     assert backbone_differences(random, dict(random)) == []
     old = {k: v for k, v in file.items() if k != "weights_sha256"}  # written before the sha256 was recorded
     assert backbone_differences(old, file) == []
+
+
+def test_a_record_is_read_whole_where_the_file_cannot_be_mapped(tmp_path, monkeypatch):
+    """read_checkpoint_meta maps the tensors it does not read; where the filesystem refuses to map
+    files (FUSE with direct I/O), it reads the file whole, checked, as before."""
+    from stages.train.checkpoints import read_checkpoint_meta
+
+    path = tmp_path / "epoch_1.pth"
+    torch.save({"state_dict": {"w": torch.ones(3)}, "meta": {"epoch": 1}}, path)
+    real, calls = torch.load, []
+
+    def no_mmap(*args, **kwargs):
+        calls.append(bool(kwargs.get("mmap")))
+        if kwargs.get("mmap"):
+            raise RuntimeError(f"unable to mmap 1024 bytes from file <{path}>: Operation not supported (95)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", no_mmap)
+    assert read_checkpoint_meta(path) == {"epoch": 1} and calls == [True, False]
