@@ -174,14 +174,19 @@ class _ClipRun:
             if c.clip_id in self.p.no_pose:  # known at planning time: nothing to decode
                 self._fail(c, uid, f"no poses for this clip in --pose-source {self.p.pose_spec} (--missing-poses fail)")
                 continue
-            why = _cannot_open(c.video, self.p.index.root) if c.video else None
-            if why:
-                self.writer.release(uid)
-                raise SourceAccessError(
-                    f"cannot read {c.video} ({why}): the dataset's files are not readable by this user, or their "
-                    "filesystem is not mounted. Nothing was recorded as failed for it: make it readable and run "
-                    "again (the clips done so far are kept)")
+            self._check_source(c, uid)
             yield c, uid
+
+    def _check_source(self, c, uid: str) -> None:
+        """Raise :class:`SourceAccessError` (the claim given back) when ``c``'s video cannot be read
+        by a fault of the storage (:func:`_cannot_open`)."""
+        why = _cannot_open(c.video, self.p.index.root) if c.video else None
+        if why:
+            self.writer.release(uid)
+            raise SourceAccessError(
+                f"cannot read {c.video} ({why}): the dataset's files are not readable by this user, or their "
+                "filesystem is not mounted. Nothing was recorded as failed for it: make it readable and run "
+                "again (the clips done so far are kept)")
 
     def extract(self, c, uid: str, decoder=None) -> Optional[ClipResult]:
         """One claimed clip's result, or None when it failed (recorded, claim released). Anything
@@ -189,6 +194,9 @@ class _ClipRun:
         try:
             return extract_clip(c, self.p.adapter, self.pose_source(), self.p.settings, self.counters, decoder)
         except ClipError as e:
+            # the storage may have gone while the clip decoded (its root unmounted, moved): not the clip's
+            # fault, and a failure recorded for it would be final
+            self._check_source(c, uid)
             self._fail(c, uid, str(e))
         except Exception as e:
             self._fail(c, uid, f"internal error: {type(e).__name__}: {e}", traceback.format_exc())

@@ -139,3 +139,48 @@ def test_a_video_this_user_cannot_read_stops_the_run_and_is_not_recorded_as_fail
     again = CliRunner().invoke(app, args)
     st = entry.status()
     assert again.exit_code == 0 and st.complete and st.done == 2 and st.failed == 0, again.output
+
+
+def test_a_dataset_root_gone_while_a_clip_decodes_is_not_the_clips_failure(tmp_path, monkeypatch):
+    """The root unmounted or moved while ffmpeg reads a clip: ffmpeg fails (no such file), but the
+    clip is not at fault; recorded as failed it would be skipped by every later run. The run stops
+    naming the root, records nothing for the clip, and a rerun finishes the entry."""
+    import pickle
+
+    import numpy as np
+
+    import stages.extract.run as run_mod
+    from pevl_testutils import pattern_video
+    from stages.extract.clip import ClipError
+
+    root = tmp_path / "data"
+    root.mkdir()
+    for n in ("a", "b"):
+        pattern_video(root / f"{n}.mp4", frames=8)
+    write_custom_dataset(root, [("a.mp4", 0, "train"), ("b.mp4", 1, "train")], ["x", "y"])
+    (tmp_path / "poses.pkl").write_bytes(pickle.dumps([
+        {"frame_dir": n, "img_shape": (48, 64), "keypoint": np.full((1, 8, 17, 2), 20.0, np.float32),
+         "keypoint_score": np.ones((1, 8, 17), np.float32)} for n in ("a", "b")]))
+    args = ["extract", "--dataset", "custom", "--root", str(root), "--cache-root", str(tmp_path / "cache"),
+            "--coarse-type", "x", "--pose-source", f"pkl:{tmp_path / 'poses.pkl'}", "--num-frames", "2",
+            "--short-side", "48"]
+    real = run_mod.extract_clip
+    moved = tmp_path / "elsewhere"
+
+    def root_goes(clip, *a, **k):
+        if clip.clip_id == "b":  # the root moves away while b decodes; ffmpeg then fails as it does
+            root.rename(moved)
+            raise ClipError(f"ffmpeg failed (exit 254): {clip.video}: No such file or directory")
+        return real(clip, *a, **k)
+
+    monkeypatch.setattr(run_mod, "extract_clip", root_goes)
+    res = CliRunner().invoke(app, args)
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2 and f"the dataset root {root} is gone" in text, text[-2000:]
+    (entry,) = CacheStore(tmp_path / "cache").entries("custom")
+    assert entry.failures() == {} and not (entry.path / "claims" / "b").exists()
+    monkeypatch.setattr(run_mod, "extract_clip", real)
+    moved.rename(root)
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert entry.status().complete and entry.failures() == {}
