@@ -300,11 +300,16 @@ class EntryWriter:
         status = self.entry.status()
         if not status.complete:
             self.write_manifest(status="incomplete")
+            if (self.path / layout.INDEX_DIR).is_dir():
+                # another writer committed the last clip and finished the entry meanwhile (its index is
+                # written before its manifest): this "incomplete" must not outlive its "complete"
+                self.write_manifest(status="complete")
+                return True
             return False
         lock = self.path / layout.CLAIMS_DIR / ".finalize"
         token = claims.try_claim(lock, self.ttl)
         if not token:
-            return False
+            return True  # complete; the writer holding the lock writes its index and manifest
         self.heartbeat.add(lock)  # a large entry's index takes a while: the lock must not look stale
         try:
             if not (self.path / layout.INDEX_DIR).is_dir():

@@ -394,3 +394,27 @@ def test_ls_takes_a_finished_entrys_size_from_its_manifest(tmp_path):
     assert row["status"] == "incomplete" and (row["bytes"], row["bytes_as_of"]) == (dir_size(entry.path), "now")
     EntryWriter(entry).reopen("a clip went missing")  # the record goes with the entry's completion
     assert "bytes_at_completion" not in json.loads((entry.path / layout.MANIFEST).read_text())
+
+
+def test_a_writer_that_saw_the_entry_unfinished_does_not_outlive_the_finishing_writers_manifest(tmp_path):
+    """B finds a clip missing; A commits it and finishes the entry (index, manifest "complete");
+    then B writes its "incomplete" manifest. B must see the index and set the manifest right."""
+    from dataclasses import replace
+
+    entry = make_entry(tmp_path)
+    a, b = EntryWriter(CacheEntry(entry.path)), EntryWriter(CacheEntry(entry.path))
+    real_status, real_write = b.entry.status, b.write_manifest
+    b.entry.status = lambda: replace(real_status(), missing=["c1"])  # what B saw before A's last commit
+    order = []
+
+    def write_manifest(status, **kw):
+        if not order:
+            order.append("A finishes")
+            assert a.finalize_if_complete()
+        order.append(f"B writes {status}")
+        return real_write(status, **kw)
+
+    b.write_manifest = write_manifest
+    assert b.finalize_if_complete()
+    assert order == ["A finishes", "B writes incomplete", "B writes complete"]
+    assert json.loads((entry.path / layout.MANIFEST).read_text())["status"] == "complete"
