@@ -20,6 +20,8 @@ import time
 from typing import Callable, Optional
 
 from cache.claims import HOST
+from cache.entry import CacheEntry
+from cache.layout import clip_uid
 from stages.extract.clip import ClipCounters
 from stages.extract.plan import EntryPlan, ExtractOptions, make_pose_source, worker_device
 from stages.extract.run import ExtractReport, ProgressFn, begin_run, counters_tuple, extract_clips, finish_run
@@ -126,10 +128,20 @@ def run_extract_dask(opts: ExtractOptions, scheduler: Optional[str] = None, chun
     finish_run(run, opts, {
         "engine": "dask", "scheduler": scheduler or f"local:{target}", "workers": n_workers,
         "chunk": chunk, "tasks": tasks})
+    # what the workers say they committed is checked where this command reads the cache: workers that
+    # see another filesystem at the cache's path (a node-local disk) "succeed" into a cache nobody reads
+    here = CacheEntry(p.entry_dir).done_uids()
+    unseen = [cid for cid in report.done_now if clip_uid(cid) not in here]
+    if unseen:
+        raise RuntimeError(
+            f"the Dask workers report {len(unseen)} clip(s) extracted that are not in {p.entry_dir} as this "
+            f"machine sees it (e.g. {unseen[0]}): the workers write to another filesystem at that path. Give "
+            "--cache-root a path every worker and this machine share (a network filesystem), and rerun")
     errors = [t["error"] for t in tasks if "error" in t]
     if errors:
-        raise RuntimeError(f"{len(errors)} of {len(tasks)} Dask task(s) failed (first: {errors[0]}); "
-                           f"{len(report.done_now)} clips were extracted and are kept; rerun to do the rest")
+        kept = sum(clip_uid(c.clip_id) in here for c in todo)  # also those of tasks that failed part-way
+        raise RuntimeError(f"{len(errors)} of {len(tasks)} Dask task(s) failed (first: {errors[0]}); {kept} of "
+                           f"the {len(todo)} clips to do are in the entry and are kept; rerun to do the rest")
     return report
 
 

@@ -114,3 +114,22 @@ def test_a_worker_builds_one_pose_model_for_all_its_tasks(monkeypatch):
     assert dist._worker_pose(a, None) is first  # a second task on the same worker reuses it
     assert dist._worker_pose(b, None) is not first  # another entry (other settings) gets its own
     assert built == ["hrnet", "hrnet"]
+
+
+def test_clips_the_workers_report_but_this_machine_cannot_see_are_an_error(six_clips, tmp_path, monkeypatch):
+    """Workers that see another filesystem at the cache's path (a node-local disk bind-mounted
+    there) extract into a cache nobody reads; the run said "6 extracted", exit 0. The clips they
+    report are looked for where this command reads the cache."""
+    import pipeline.engines.dask as dask_engine
+
+    def elsewhere(p, opts, todo, *args):  # what such workers report: every clip done, none here
+        report = args[4]
+        for c in todo:
+            report.record("done", c.clip_id, None, None)
+        return [{"worker": "tcp://node7:4001", "host": "node7", "pid": 1, "seconds": 1.0, "done": len(todo),
+                 "failed": 0}], 1
+
+    monkeypatch.setattr(dask_engine, "_run_tasks", elsewhere)
+    with pytest.raises(RuntimeError, match=r"report 6 clip\(s\) extracted that are not in .* as this machine sees "
+                                           r"it .*--cache-root a path every worker and this machine share"):
+        run_extract_dask(_opts(six_clips, tmp_path / "cache"), "local:2", chunk=2)
