@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -83,10 +84,10 @@ def parse_shard(text: Optional[str]) -> tuple[int, int]:
     """``"K/N"`` with 0 <= K < N (e.g. ``$SLURM_ARRAY_TASK_ID/N`` for ``--array=0-(N-1)``)."""
     if not text:
         return (0, 1)
-    try:
-        k, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise ValueError(f"--shard wants K/N, got {text!r}") from None
+    m = re.fullmatch(r"\s*([0-9]+)\s*/\s*([0-9]+)\s*", text)  # (int() takes 1_0 and other scripts' digits)
+    if m is None:
+        raise ValueError(f"--shard wants K/N (two whole numbers), got {text!r}")
+    k, n = int(m.group(1)), int(m.group(2))
     if not (n >= 1 and 0 <= k < n):
         raise ValueError(f"--shard {text}: need 0 <= K < N")
     return k, n

@@ -127,3 +127,19 @@ def test_sharded_extractors_fill_one_entry(tmp_path):
     assert sorted(entry.done_uids()) == ["v00", "v02"] and not entry.status().complete
     _extract_here(*_args(root, cache_root, "--shard", "1/2"))
     assert _entry(cache_root).status().complete
+
+
+@pytest.mark.parametrize("text, want", [("3/8", (3, 8)), (" 0 / 1 ", (0, 1)), (None, (0, 1))])
+def test_shard_values_read(text, want):
+    from stages.extract.plan import parse_shard
+
+    assert parse_shard(text) == want
+
+
+@pytest.mark.parametrize("text", ["1_0/20", "\u0663/8", "a/b", "1/2/3", "-1/2", "+1/2", "1.0/2"])
+def test_shard_values_that_are_not_two_whole_numbers_are_refused(text):
+    """int() reads 1_0 as 10 and Arabic-Indic digits as digits: a typo took another shard."""
+    from stages.extract.plan import parse_shard
+
+    with pytest.raises(ValueError, match="--shard wants K/N"):
+        parse_shard(text)
