@@ -98,11 +98,8 @@ def test_dataset_info_reports_missing_videos_without_decoding(messy_dataset, mon
     assert info["missing_examples"] == ["videos/missing"]
 
 
-def test_a_video_this_user_cannot_read_stops_the_run_and_is_not_recorded_as_failed(tmp_path, monkeypatch):
-    """Permissions (or a failing filesystem) are the storage's fault, not the video's: recorded as
-    a failure they were final for the entry (a rerun said 'complete' with 0 clips). The run stops
-    naming the file, records nothing for it, and a rerun once it is readable finishes the entry."""
-    import os
+def _two_clips_with_file_poses(tmp_path):
+    """(root, extract args) of a custom dataset of clips a and b, their poses in a skeleton pickle."""
     import pickle
 
     import numpy as np
@@ -120,6 +117,16 @@ def test_a_video_this_user_cannot_read_stops_the_run_and_is_not_recorded_as_fail
     args = ["extract", "--dataset", "custom", "--root", str(root), "--cache-root", str(tmp_path / "cache"),
             "--coarse-type", "x", "--pose-source", f"pkl:{tmp_path / 'poses.pkl'}", "--num-frames", "2",
             "--short-side", "48"]
+    return root, args
+
+
+def test_a_video_this_user_cannot_read_stops_the_run_and_is_not_recorded_as_failed(tmp_path, monkeypatch):
+    """Permissions (or a failing filesystem) are the storage's fault, not the video's: recorded as
+    a failure they were final for the entry (a rerun said 'complete' with 0 clips). The run stops
+    naming the file, records nothing for it, and a rerun once it is readable finishes the entry."""
+    import os
+
+    root, args = _two_clips_with_file_poses(tmp_path)
     real_open = os.open
     locked = str(root / "b.mp4")
 
@@ -145,25 +152,12 @@ def test_a_dataset_root_gone_while_a_clip_decodes_is_not_the_clips_failure(tmp_p
     """The root unmounted or moved while ffmpeg reads a clip: ffmpeg fails (no such file), but the
     clip is not at fault; recorded as failed it would be skipped by every later run. The run stops
     naming the root, records nothing for the clip, and a rerun finishes the entry."""
-    import pickle
 
-    import numpy as np
 
     import stages.extract.run as run_mod
-    from pevl_testutils import pattern_video
     from stages.extract.clip import ClipError
 
-    root = tmp_path / "data"
-    root.mkdir()
-    for n in ("a", "b"):
-        pattern_video(root / f"{n}.mp4", frames=8)
-    write_custom_dataset(root, [("a.mp4", 0, "train"), ("b.mp4", 1, "train")], ["x", "y"])
-    (tmp_path / "poses.pkl").write_bytes(pickle.dumps([
-        {"frame_dir": n, "img_shape": (48, 64), "keypoint": np.full((1, 8, 17, 2), 20.0, np.float32),
-         "keypoint_score": np.ones((1, 8, 17), np.float32)} for n in ("a", "b")]))
-    args = ["extract", "--dataset", "custom", "--root", str(root), "--cache-root", str(tmp_path / "cache"),
-            "--coarse-type", "x", "--pose-source", f"pkl:{tmp_path / 'poses.pkl'}", "--num-frames", "2",
-            "--short-side", "48"]
+    root, args = _two_clips_with_file_poses(tmp_path)
     real = run_mod.extract_clip
     moved = tmp_path / "elsewhere"
 
