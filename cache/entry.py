@@ -14,7 +14,7 @@ from cache import claims, layout
 from cache.chunks import digest_mismatch, read_array, read_group_meta
 from cache.digests import array_digest
 from cache.frames_codecs import FramesCodec, frames_codec
-from cache.fsutil import dir_size, read_json
+from cache.fsutil import DELETING, dir_size, read_json
 
 
 class EntryNotFoundError(FileNotFoundError):
@@ -153,8 +153,6 @@ TRANSIENT_DIRS = (layout.STAGING_DIR, layout.CLAIMS_DIR, layout.READERS_DIR, lay
 def _transient_bytes(entry_dir: Path) -> int:
     """The bytes of what changes in ``entry_dir`` after it is finished: :data:`TRANSIENT_DIRS`,
     the manifest, and what a removal left renamed aside (``.NAME.deleting-XXXX``)."""
-    from cache.fsutil import DELETING
-
     try:
         names = os.listdir(entry_dir)
     except OSError:
