@@ -35,7 +35,12 @@ RESULT_FILE = "result.json"
 
 def read_result(work_dir: os.PathLike) -> Optional[dict]:
     """A variant's ``result.json`` (None: not finished, or unreadable)."""
-    p = Path(work_dir) / RESULT_FILE
+    return read_json_or_none(Path(work_dir) / RESULT_FILE)
+
+
+def read_json_or_none(path: os.PathLike) -> Optional[Any]:
+    """A JSON file written by :func:`write_json` (None: absent or unreadable)."""
+    p = Path(path)
     if not p.is_file():
         return None
     try:

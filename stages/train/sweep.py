@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from mmengine.config import Config
 
-from stages.nested_config import to_plain
+from stages.nested_config import dotted_leaves, to_plain
 from stages.train.checkpoints import LAST_CHECKPOINT, checkpoint_files, set_aside_checkpoints
 from stages.train.config import default_dataset, list_variants, load_experiment
 
@@ -52,9 +52,41 @@ class SweepReport:
         return [o for o in self.outcomes if o.status == "failed"]
 
 
+#: beside a variant's result.json: the run config its ``config_hash`` is the hash of, so a rerun with
+#: another config can say which settings differ
+HASHED_CONFIG_FILE = "hashed_config.json"
+
+
+def _hashed_form(cfg: Config) -> str:
+    return json.dumps(cfg.to_dict(), sort_keys=True, default=str)
+
+
 def config_hash(cfg: Config) -> str:
-    d = cfg.to_dict()
-    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(_hashed_form(cfg).encode()).hexdigest()[:16]
+
+
+def write_hashed_config(vdir: Path, cfg: Config) -> None:
+    """Record the run config as hashed (written before training: a result.json found later is
+    matched to it by the hash both carry, so a stale file names nothing)."""
+    from stages.train.report import write_json
+
+    write_json(Path(vdir) / HASHED_CONFIG_FILE, dict(config_hash=config_hash(cfg), config=json.loads(_hashed_form(cfg))))
+
+
+def changed_settings(vdir: Path, old_hash: str, cfg: Config, most: int = 6) -> Optional[str]:
+    """``key: old -> new`` for the settings in which ``cfg`` differs from the config that finished in
+    ``vdir`` with hash ``old_hash``; None where that config is not recorded (an older run) or the
+    record is not the finished run's."""
+    from stages.train.report import read_json_or_none
+
+    rec = read_json_or_none(Path(vdir) / HASHED_CONFIG_FILE)
+    if not rec or rec.get("config_hash") != old_hash or not isinstance(rec.get("config"), dict):
+        return None
+    old, new = dotted_leaves(rec["config"]), dotted_leaves(json.loads(_hashed_form(cfg)))
+    missing = object()
+    diff = [f"{k}: {old.get(k, '(absent)')!r} -> {new.get(k, '(absent)')!r}" for k in sorted(set(old) | set(new))
+            if old.get(k, missing) != new.get(k, missing)]
+    return "; ".join(diff[:most]) + (f"; and {len(diff) - most} more" if len(diff) > most else "")
 
 
 def select_variants(exp_cfg: Config, variants: Optional[Sequence[str]]) -> list[str]:
@@ -189,7 +221,9 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
         if v not in to_train:
             old = done_before[v]
             other = bool(old.get("config_hash")) and old["config_hash"] != config_hash(cfg)
-            note = " with another config than this run's: its result is not this config's (--force retrains)" \
+            changed = changed_settings(vdir, old["config_hash"], cfg) if other else None
+            note = (" with another config than this run's" + (f" ({changed})" if changed else "")
+                    + ": its result is not this config's (--force retrains)") \
                 if other else "" if old.get("config_hash") else \
                 " (its result.json records no config_hash, so whether it had this run's config is not known; " \
                 "--force retrains)"
@@ -207,6 +241,8 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
                     say(f"[warn] {exp_name}/{v} has checkpoints of an unfinished run: starting over (--resume "
                         f"continues it); they are moved to {moved}")
             say(f"[train] {exp_name}/{v} on {e.dataset} (entry {e.key}) -> {vdir}")
+            if rank == 0:
+                write_hashed_config(vdir, cfg)
             row = train_variant(cfg, vdir, e, launcher=launcher, device=device, resume=resume,
                                 allow_partial=allow_partial, hooks=hooks, say=say,
                                 trackers=DEFAULT_TRACKERS if trackers is None else trackers,

@@ -262,7 +262,8 @@ def test_an_entry_run_names_its_entry_and_its_checkpoint_evaluates_on_it(small_d
     again = run_sweep("demo", variants=["pevl"], entry=str(entry_dir), work_dir=tmp_path / "w",
                       cfg_options={**SMALL, "train.lr": 1e-4}, cache_root=str(cache), say=said.append)
     assert [(o.status, o.other_config) for o in again.outcomes] == [("skipped", True)]
-    assert any("finished before with another config than this run's" in m for m in said)
+    assert any("finished before with another config than this run's (train.lr: 0.002 -> 0.0001)" in m for m in said), \
+        said[-1]
     assert "pevl: finished before with another config" in (tmp_path / "w" / "demo" / "results.md").read_text()
     # the sweep's config_hash is in result.json from its one write (a kill between two writes left a
     # result without it, which a rerun of any config then skipped without a word)
@@ -371,3 +372,23 @@ def test_what_resume_compares(small_demo, tmp_path, caplog):
 
     with pytest.raises(ValueError, match=rf"trained on cache entry 0123456789abcdef, this run reads entry {entry.key}"):
         check_resumes_this_run(ckpt(other_entry), mine(), entry)
+
+
+def test_changed_settings_names_the_differences_only_with_the_finished_runs_record(tmp_path):
+    """A rerun's skip names the settings that differ from the config recorded beside the finished
+    result, and names nothing where the record is another run's (a force retrain killed after
+    writing it) or absent (a run of older code)."""
+    from mmengine.config import Config
+
+    from stages.train.sweep import changed_settings, config_hash, write_hashed_config
+
+    old = Config(dict(train=dict(lr=1e-3, seed=0), model=dict(arch="tiny"), data=dict(extra={})))
+    new = Config(dict(train=dict(lr=2e-3, seed=0), model=dict(arch="tiny", drop=0.1), data=dict(extra={})))
+    assert changed_settings(tmp_path, config_hash(old), new) is None  # nothing recorded
+    write_hashed_config(tmp_path, old)
+    assert changed_settings(tmp_path, config_hash(old), new) == "model.drop: '(absent)' -> 0.1; train.lr: 0.001 -> 0.002"
+    assert changed_settings(tmp_path, config_hash(new), old) is None  # the record is not the finished run's
+    many = Config({"train": {f"k{i}": i + 1 for i in range(8)}})
+    write_hashed_config(tmp_path, Config({"train": {f"k{i}": i for i in range(8)}}))
+    said = changed_settings(tmp_path, config_hash(Config({"train": {f"k{i}": i for i in range(8)}})), many, most=3)
+    assert said.startswith("train.k0: 0 -> 1; train.k1: 1 -> 2; train.k2: 2 -> 3") and said.endswith("; and 5 more")
