@@ -61,6 +61,9 @@ def test_a_root_that_is_not_there_is_named(tmp_path):
     res = CliRunner().invoke(app, ["train", "--exp", "demo", "--root", str(tmp_path / "nope"),
                                    "--cache-root", str(tmp_path)])
     assert res.exit_code == 2 and "no such folder" in res.output and "--root" in res.output
+    # `dataset info` looks without making anything: not even the demo, which it would generate there
+    res = CliRunner().invoke(app, ["dataset", "info", "--dataset", "demo", "--root", str(tmp_path / "typo")])
+    assert res.exit_code == 2 and "no such folder" in res.output and not (tmp_path / "typo").exists(), res.output
 
 
 @pytest.mark.parametrize("args, hint", [(["--window", "0"], "--window"), (["--window", "-1"], "--window"),

@@ -33,6 +33,10 @@ def info(
     if show_options:
         _print_options(dataset, pose_source, as_json)
         return
+    if root is not None and not root.expanduser().exists():
+        # a look at annotations has nothing to look at there; the demo would be generated at the
+        # misspelt path (`pipeline extract --dataset demo --root DIR` is how to put it somewhere)
+        raise typer.BadParameter(f"{root}: no such folder (the dataset's root)", param_hint="--root")
     if pose_source and pose_source.partition(":")[0] == "hrnet":
         raise typer.BadParameter("--pose-source hrnet estimates poses for every clip: there is nothing to count")
     prog = progress_bar()
