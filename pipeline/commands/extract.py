@@ -80,6 +80,7 @@ def extract(
     )
     from cache import CacheStore
     from stages.extract.plan import request_of
+    from stages.extract.run import my_clips
     from stages.settings import SettingsError
 
     try:  # every option checked before anything is said or made, each error naming the flag given
@@ -108,6 +109,14 @@ def extract(
         info(f"entry [bold]{plan.key}[/] at {plan.entry_dir}\n"
              f"  {len(plan.clips)} clips, {already} already cached in this shard, {todo} to do; "
              f"pose source {plan.pose_spec}")
+        if shard_t[1] > 1 and not my_clips(plan, shard_t):
+            # Exit 0 all the same: a job array sized above the clip count (one --array for datasets
+            # of any size) has empty shards by design, and a failing task would mark the array
+            # failed (or requeue it) for nothing. An entry left incomplete is refused where it
+            # matters, by `pipeline train`, and the summary says what is still missing.
+            console.print(f"[yellow]note:[/] shard {shard_t[0]}/{shard_t[1]} owns no clip: {plan.index.name} has "
+                          f"{len(plan.clips)} clips, so only shards 0 to {len(plan.clips) - 1} of {shard_t[1]} "
+                          "have any; this run has nothing to do", highlight=False)
         if not already:
             _say_near_entries(plan, opts.cache_root)
 
@@ -131,7 +140,7 @@ def extract(
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: finished clips are kept; rerun the same command to resume.")
         raise typer.Exit(130)
-    _print_summary(rep)
+    _print_summary(rep, shard_t)
     # the status says what this run did: clips that failed now (reported above) exit 1; a rerun that
     # adds no failure exits 0 however many failed before (listed as a reminder), so `extract &&
     # train` goes on once the failures are known
@@ -178,14 +187,16 @@ def _print_notes(rep) -> None:
 
 
 def _print_claimed(entry, missing: list[str]) -> None:
-    """The missing clips another writer holds a claim on (this run left them to it): whose, and
-    since when, so a claim that never goes away can be told from a writer still at work."""
+    """The missing clips someone holds a claim on: whose, and since when, so a claim that never
+    goes away can be told from a writer still at work. Claims of writers that are gone (a dead
+    process on this host, no heartbeat for the ttl) are said apart: the next run that reaches
+    their clips takes them over at once, nothing waits for them."""
     import time
 
     from cache import claims
     from cache.layout import CLAIMS_DIR, clip_uid
 
-    held = []
+    held, gone = [], []
     for cid in missing:
         p = entry.path / CLAIMS_DIR / clip_uid(cid)
         try:
@@ -195,23 +206,69 @@ def _print_claimed(entry, missing: list[str]) -> None:
         rec = claims.read_owner(p) or {}
         ago = time.time() - touched
         when = f"{ago:.0f} s ago" if ago >= 0 else f"{-ago:.0f} s in the future: a clock running ahead"
-        held.append(f"{cid} (claims/{p.name}: {rec.get('host', '?')} pid {rec.get('pid', '?')}, touched {when})")
+        stale, _ = claims.judge(p)  # the same judgement a run makes before it takes a claim over
+        (gone if stale else held).append(
+            f"{cid} (claims/{p.name}: {rec.get('host', '?')} pid {rec.get('pid', '?')}, touched {when})")
+
+    def listed(items: list[str]) -> str:
+        return "; ".join(items[:5]) + (f"; ... and {len(items) - 5} more" if len(items) > 5 else "")
+
     if held:
-        console.print(f"{len(held)} missing clip(s) are claimed by other writers, left to them (a claim goes stale "
-                      f"{claims.DEFAULT_TTL:.0f} s after its last heartbeat; `pipeline cache gc` removes stale ones): "
-                      + "; ".join(held[:5]) + (f"; ... and {len(held) - 5} more" if len(held) > 5 else ""),
-                      highlight=False, markup=False)
+        console.print(f"{len(held)} missing clip(s) are claimed by other writers, left to them (should one die, "
+                      "a run on its host takes its claim over at once, a run elsewhere once the claim is untouched "
+                      f"for {claims.DEFAULT_TTL:.0f} s): " + listed(held), highlight=False, markup=False)
+    if gone:
+        console.print(f"{len(gone)} missing clip(s) hold claims of writers that are gone (a process on this host "
+                      f"that has ended, or no heartbeat for {claims.DEFAULT_TTL:.0f} s): the next run that reaches "
+                      "these clips takes them over at once (a rerun of their shard, or a run without --shard; "
+                      "`pipeline cache gc` removes such claims): " + listed(gone), highlight=False, markup=False)
 
 
-def _print_summary(rep) -> None:
+def _are(count: int) -> str:
+    return "is" if count == 1 else "are"
+
+
+def _print_shard_standing(standing, total: int) -> None:
+    """What a sharded run leaves missing outside its shard, and what finishes it. Runs of another
+    shard count N on the entry are warned about: their shards and these do not split the clips
+    between them (0/2 beside 2/3 leaves clips that no shard owns), so every shard of both can end
+    with exit 0 and the entry still incomplete."""
+    k, n = standing.shard
+    missing = standing.missing_here + standing.missing_elsewhere
+    if standing.other_counts:
+        theirs = "; ".join(", ".join(f"{x}/{m}" for x in ks[:4])
+                           + (f", ... ({len(ks)} shards)" if len(ks) > 4 else "") + f" (N = {m})"
+                           for m, ks in standing.other_counts.items())
+        console.print(f"[yellow]warning:[/] runs of this entry used --shard {theirs} beside this --shard {k}/{n} "
+                      f"(N = {n}): shards of different counts do not split the clips between them, so some may "
+                      f"belong to no shard that runs. {missing} of the entry's {total} clips {_are(missing)} "
+                      "still missing: run `pipeline extract` without --shard (the same other options) to finish "
+                      "them; it skips what is done and leaves alone what other runs are doing.", highlight=False)
+    elif standing.missing_elsewhere:
+        console.print(f"{standing.missing_elsewhere} of the entry's {total} clips {_are(standing.missing_elsewhere)} "
+                      f"still missing outside shard {k}/{n}: the other shards of {n} finish them, or one run "
+                      "without --shard (the same other options) does.", highlight=False)
+
+
+def _print_summary(rep, shard: tuple[int, int] = (0, 1)) -> None:
+    from stages.extract.run import shard_standing
+
     st = rep.entry.status()
     c = rep.counters
+    standing = shard_standing(rep.entry, shard) if shard[1] > 1 and st.missing else None
+    if rep.complete:
+        verdict = "[green]complete[/]"
+    elif standing is not None and not standing.missing_here:  # a rerun of this shard would do nothing
+        verdict = "[yellow]incomplete[/] (this shard has no clip left: see below what finishes the entry)"
+    else:
+        verdict = "[yellow]incomplete[/] (rerun to continue)"
     console.print(
         f"[bold]summary[/] entry {rep.entry.key}: {st.done}/{st.total} clips cached, {st.failed} failed, "
         f"{len(st.missing)} missing; this run: {len(rep.done_now)} extracted, {len(rep.failed_now)} failed, "
         f"{rep.already} already there; decoded {c.decoded_clips} clips ({c.decoded_frames} frames), "
-        f"{c.pose_calls} pose calls, {rep.seconds:.1f} s. "
-        + ("[green]complete[/]" if rep.complete else "[yellow]incomplete[/] (rerun to continue)"))
+        f"{c.pose_calls} pose calls, {rep.seconds:.1f} s. " + verdict)
+    if standing is not None:
+        _print_shard_standing(standing, st.total)
     if st.missing:
         _print_claimed(rep.entry, st.missing)
     _print_notes(rep)

@@ -22,8 +22,9 @@ from typing import Any, Callable, Iterator, Optional
 from cache import EntryWriter
 from cache.claims import HOST
 from cache.entry import CacheEntry
+from cache.fsutil import read_json
 from cache.keys import file_sha256
-from cache.layout import clip_uid
+from cache.layout import RUNS_DIR, clip_uid
 from stages.extract.clip import ClipCounters, ClipError, ClipResult, extract_clip
 from stages.extract.decode_pool import DecodePool, decode_pool_available
 from stages.extract.plan import EntryPlan, ExtractOptions, make_pose_source, open_or_create, plan_entry
@@ -77,10 +78,46 @@ def counters_tuple(counters: ClipCounters) -> tuple:
     return dataclasses.astuple(counters)
 
 
+def in_shard(position: int, shard: tuple[int, int]) -> bool:
+    """Whether the clip at ``position`` of the plan belongs to shard ``(k, n)``."""
+    k, n = shard
+    return position % n == k
+
+
 def my_clips(p: EntryPlan, shard: tuple[int, int]) -> list:
     """The clips of shard ``(k, n)``: every n-th clip of the plan starting at k."""
-    k, n = shard
-    return [c for i, c in enumerate(p.index.clips) if i % n == k]
+    return [c for i, c in enumerate(p.index.clips) if in_shard(i, shard)]
+
+
+@dataclass
+class ShardStanding:
+    """Where a ``--shard K/N`` run leaves its entry: its own clips, the entry's other missing
+    ones, and the shards of another count N that runs of the entry recorded."""
+
+    shard: tuple[int, int]
+    missing_here: int  # this shard's clips neither done nor failed
+    missing_elsewhere: int  # the entry's other missing clips
+    other_counts: dict[int, list[int]]  # N -> the Ks of recorded runs with --shard K/N, N not this shard's
+
+
+def shard_standing(entry: CacheEntry, shard: tuple[int, int]) -> ShardStanding:
+    """:class:`ShardStanding` of ``entry`` for ``shard``. Shards of different counts do not
+    split the plan between them (0/2 beside 2/3 leaves clips neither owns): the run records
+    (``runs/*.json``, each with its ``shard``) tell which counts ran. Only finished runs write one,
+    so a killed run leaves nothing behind that could mislead or block later runs."""
+    st = entry.status()
+    missing = set(st.missing)
+    missing_here = sum(c["clip_id"] in missing for i, c in enumerate(entry.plan) if in_shard(i, shard))
+    other: dict[int, set[int]] = {}
+    for path in sorted((entry.path / RUNS_DIR).glob("*.json")):
+        try:
+            k, n = (int(v) for v in read_json(path).get("shard"))
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue  # unreadable, or older than the shard field
+        if n > 1 and n != shard[1]:  # an unsharded run (0/1) covers every clip
+            other.setdefault(n, set()).add(k)
+    return ShardStanding(shard, missing_here, len(missing) - missing_here,
+                         {n: sorted(ks) for n, ks in sorted(other.items())})
 
 
 def decode_workers(opts: ExtractOptions) -> int:
