@@ -358,7 +358,7 @@ class CacheEntry:
         return frames_codec(self.frames_codec)
 
     def read_clip(self, uid: str, arrays: tuple[str, ...] = layout.CLIP_ARRAYS + layout.OPTIONAL_CLIP_ARRAYS,
-                  check: str = "read") -> ClipData:
+                  check: str = "read", group_meta: Optional[tuple[dict, dict]] = None) -> ClipData:
         """One clip's arrays (those named in ``arrays``; optional ones when the clip has them), read
         straight from the chunk files (:mod:`cache.chunks`): one metadata file and one file per array.
 
@@ -373,9 +373,13 @@ class CacheEntry:
         is read, and hashing them would read and hash 5.5 MB per 16-frame clip at short side 256;
         JPEG frames with per-frame digests read and check only the frames used; docs/cache.md);
         ``"all"`` those frames too, whole; ``"none"`` nothing.
+
+        ``group_meta``: the clip's metadata as :func:`~cache.chunks.read_group_meta` read it, for a
+        caller that looks at it too (verify): one read of ``zarr.json`` where a network filesystem
+        makes each a round trip.
         """
         clip_dir = os.path.join(self.path, layout.CLIPS_DIR, uid)
-        attrs, metas = read_group_meta(clip_dir)
+        attrs, metas = group_meta if group_meta is not None else read_group_meta(clip_dir)
         missing = [n for n in layout.CLIP_ARRAYS if n not in metas]
         if missing:
             raise FileNotFoundError(f"{clip_dir}: arrays {missing} missing")

@@ -42,9 +42,10 @@ from cache.entry import CacheEntry, ClipData
 #: the layout of the item arrays in ``index/`` (attribute ``items``: version and digests)
 ITEM_INDEX_VERSION = 1
 #: the most pose bytes (the whole entry's keypoints and scores) a dataset holds in memory: every
-#: split's poses are read and their digests checked at load, and a split's copy is held per process
-#: (shared with forked workers). FineGym, Diving48 and HAA500 hold a few hundred MB; an entry past
-#: this (Kinetics-400: ~15 GB) reads each clip's poses per item as before.
+#: split's poses are read and their digests checked at load (a chunk at a time: the load's peak is
+#: about what it keeps), and a split's copy is held per process (shared with forked workers).
+#: FineGym, Diving48 and HAA500 hold a few hundred MB; an entry past this (Kinetics-400: ~15 GB)
+#: reads each clip's poses per item as before.
 MAX_POSE_BYTES = 1 << 30
 ITEM_ARRAYS = ("keypoints", "scores", "offsets", "frame_indices", "frame_offsets", "scale", "frames_shape")
 _FRAMES_DTYPE = np.dtype("uint8")
@@ -149,26 +150,43 @@ class ItemIndex:
             log.info("entry %s: its poses (%.1f GB) exceed the item index's bound (%.1f GB): items read each clip",
                      entry.key, poses / 1e9, MAX_POSE_BYTES / 1e9)
             return None
-        flat = {}
-        for name in ITEM_ARRAYS:
-            a = g[name][...]
-            if array_digest(a) != digests.get(name):
-                raise damaged(f"{name}: content does not match the digest its writer recorded")
-            flat[name] = a
         uids = list(g.attrs.get("uids") or [])
         if _uids_digest(uids) != digests.get("uids"):
             raise damaged("zarr.json: its clip list does not match the digest its writer recorded")
+        # The per-clip arrays are small: read whole and checked. The ragged ones (poses: nearly all the
+        # bytes) are streamed below, so that the whole entry's poses are never in memory beside the
+        # split's copy (per dataset and per DDP rank).
+        per_clip = {}
+        for name in ("offsets", "frame_offsets", "scale", "frames_shape"):
+            a = g[name][...]
+            if array_digest(a) != digests.get(name):
+                raise damaged(f"{name}: content does not match the digest its writer recorded")
+            per_clip[name] = a
         pos = {u: i for i, u in enumerate(uids)}
         n = len(pos)
-        if len(flat["offsets"]) != n + 1 or len(flat["frame_offsets"]) != n + 1 \
-                or len(flat["scale"]) != n or len(flat["frames_shape"]) != n:
+        offsets, frame_offsets = per_clip["offsets"], per_clip["frame_offsets"]
+        if len(offsets) != n + 1 or len(frame_offsets) != n + 1 \
+                or len(per_clip["scale"]) != n or len(per_clip["frames_shape"]) != n \
+                or not _covers(offsets, g["keypoints"].shape[0]) or g["scores"].shape[0] != g["keypoints"].shape[0] \
+                or not _covers(frame_offsets, g["frame_indices"].shape[0]):
             raise ItemIndexError(f"{idx_dir}: item arrays of other lengths than its {n} clips")
         missing = [r["uid"] for r in rows if r["uid"] not in pos]
         if missing:
             raise ItemIndexError(f"{idx_dir}: no item arrays for clips {missing[:5]} (the index is older than the "
                                  f"clips; `pipeline cache repair {entry.path}` writes it again)")
         take = np.asarray([pos[r["uid"]] for r in rows], np.int64)
-        return cls(entry, rows, _compact(flat, take), identity)
+
+        def taken(name: str, ragged_offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            values, value_offsets, digest = _take_ragged(g[name], ragged_offsets, take)
+            if digest != digests.get(name):
+                raise damaged(f"{name}: content does not match the digest its writer recorded")
+            return values, value_offsets
+
+        kept: dict[str, Any] = {"scale": per_clip["scale"][take], "frames_shape": per_clip["frames_shape"][take]}
+        kept["keypoints"], kept["offsets"] = taken("keypoints", offsets)
+        kept["scores"], _ = taken("scores", offsets)
+        kept["frame_indices"], kept["frame_offsets"] = taken("frame_indices", frame_offsets)
+        return cls(entry, rows, kept, identity)
 
     def __contains__(self, uid: str) -> bool:
         return uid in self._rows
@@ -201,17 +219,44 @@ def _identity(st: os.stat_result) -> tuple:
     return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size
 
 
-def _compact(flat: dict[str, np.ndarray], take: np.ndarray) -> dict[str, Any]:
-    """The arrays of the clips at positions ``take`` of the flat index, in that order."""
-    def ragged(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        lens = offsets[take + 1] - offsets[take]
-        parts = [values[offsets[t]:offsets[t + 1]] for t in take]
-        out = np.concatenate(parts) if parts else values[:0].copy()
-        return out, np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+def _covers(offsets: np.ndarray, length: int) -> bool:
+    """Whether ``offsets`` (N + 1, from 0, never decreasing) split exactly ``length`` rows."""
+    return len(offsets) > 0 and offsets[0] == 0 and offsets[-1] == length and bool(np.all(offsets[1:] >= offsets[:-1]))
 
-    rows, offsets = ragged(np.arange(len(flat["keypoints"])), flat["offsets"])
-    fi, foff = ragged(flat["frame_indices"], flat["frame_offsets"])
-    return {"keypoints": np.ascontiguousarray(flat["keypoints"][rows]),
-            "scores": np.ascontiguousarray(flat["scores"][rows]), "offsets": offsets,
-            "frame_indices": fi, "frame_offsets": foff,
-            "scale": flat["scale"][take], "frames_shape": flat["frames_shape"][take]}
+
+#: the least bytes one read of a streamed array takes (whole chunks): fewer zarr calls for small chunks
+_STREAM_BYTES = 8 << 20
+
+
+def _take_ragged(array: Any, offsets: np.ndarray, take: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+    """The rows ``offsets[t]:offsets[t + 1]`` of ``array`` (a zarr array, clips ragged along axis 0)
+    for each ``t`` of ``take``, in that order, their offsets, and the whole array's digest
+    (:func:`cache.digests.array_digest`'s, which the caller compares before using the rows).
+
+    Read whole chunks at a time in order, each hashed and its taken rows copied out, so that only the
+    taken rows and one read are in memory (reading the array whole and then copying its rows peaked
+    at ~2.5x what was kept: 547 MB for 223 MB at 20k clips)."""
+    starts, ends = offsets[take], offsets[take + 1]
+    lens = ends - starts
+    out_offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    total, row_shape, dtype = int(array.shape[0]), tuple(array.shape[1:]), np.dtype(array.dtype)
+    out = np.empty((int(out_offsets[-1]), *row_shape), dtype)
+    # as array_digest hashes the whole array: its dtype and shape, then its bytes (chunk after chunk)
+    digest = hashlib.sha256(f"{dtype.str}{tuple(array.shape)}".encode())
+    # the taken clips by their place in the index: both their starts and their ends never decrease
+    order = np.argsort(take, kind="stable")
+    sorted_starts, sorted_ends = starts[order], ends[order]
+    row_bytes = max(1, dtype.itemsize * int(np.prod(row_shape, dtype=np.int64)))
+    chunk_rows = max(1, int(array.chunks[0]))
+    step = chunk_rows * max(1, _STREAM_BYTES // (chunk_rows * row_bytes))
+    for c0 in range(0, total, step):
+        c1 = min(c0 + step, total)
+        block = np.ascontiguousarray(array[c0:c1])
+        digest.update(block.data)
+        # the taken clips with rows in [c0, c1): the part of each inside it, copied in one gather
+        sel = order[np.searchsorted(sorted_ends, c0, side="right"):np.searchsorted(sorted_starts, c1, side="left")]
+        first, last = np.maximum(starts[sel], c0), np.minimum(ends[sel], c1)
+        n = last - first
+        within = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
+        out[np.repeat(out_offsets[sel] + first - starts[sel], n) + within] = block[np.repeat(first - c0, n) + within]
+    return out, out_offsets, digest.hexdigest()[:32]

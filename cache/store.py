@@ -12,9 +12,9 @@ from typing import Any, Iterator, Optional
 import numpy as np
 
 from cache import claims, layout
-from cache.chunks import ChunkDigestError, read_group_meta
+from cache.chunks import read_group_meta
 from cache.digests import array_digest
-from cache.entry import CacheEntry, EntryFormatError, EntryNotFoundError, metadata_problems
+from cache.entry import CacheEntry, ClipData, EntryFormatError, EntryNotFoundError, metadata_problems
 from cache.fsutil import DELETING, dir_size, explained_os_errors, read_json, remove_tree
 from cache.item_index import ItemIndex, ItemIndexError
 from cache.readers import reader_marks
@@ -152,35 +152,26 @@ class CacheStore:
         done = entry.done_uids()
         for extra in sorted(done - plan_uids):
             rep.clips[extra] = ["not in the plan"]
+        # the index first: each clip is then compared with it as it is checked, from the one read of
+        # its metadata (on a network filesystem every read of a clip's zarr.json is a round trip)
+        has_index = (entry.path / layout.INDEX_DIR).is_dir()
+        index = _index_to_compare(entry, done & plan_uids, rep) if has_index else None
         for i, uid in enumerate(sorted(done & plan_uids)):
             rep.checked += 1
             try:
-                found = _clip_problems(entry, uid, deep)
+                clip, listed = _read_clip_once(entry, uid)
+                found = _clip_problems(entry, clip, listed, deep)
             except Exception as e:  # a corrupt chunk or zarr.json surfaces as any error
                 found = [f"unreadable ({type(e).__name__}: {e})"]
+            if not found and index is not None:  # (a clip's own damage is reported with the clip)
+                stale, found = _item_index_problems(index, clip)
+                rep.index_problems.extend(stale)
             if found:
                 rep.clips[uid] = found
             if progress:
                 progress(i + 1, len(done))
         rep.problems.extend(f"clips/{uid}: {p}" for uid, ps in sorted(rep.clips.items()) for p in ps)
-        if (entry.path / layout.INDEX_DIR).is_dir():
-            try:
-                idx = entry.read_index()
-                if set(idx["uids"]) != done & plan_uids:
-                    rep.index_problems.append("index: clip list differs from clips/")
-                elif int(idx["offsets"][-1]) != len(idx["keypoints"]):
-                    rep.index_problems.append("index: offsets do not cover keypoints")
-                else:  # the items' arrays against their digests, and against the clips themselves
-                    found, damaged = _item_index_problems(entry, known_bad=set(rep.clips))
-                    rep.index_problems.extend(found)
-                    for uid, ps in damaged.items():  # a clip's own damage, seen by comparing it with the index
-                        rep.clips.setdefault(uid, []).extend(ps)
-                        rep.problems.extend(f"clips/{uid}: {q}" for q in ps)
-            except ItemIndexError as e:
-                rep.index_problems.append(f"index: {e}")
-            except Exception as e:
-                rep.index_problems.append(f"index: unreadable ({type(e).__name__}: {e})")
-        elif entry.status().complete and _manifest_status(entry) == "complete":
+        if not has_index and entry.status().complete and _manifest_status(entry) == "complete":
             rep.index_problems.append("index: missing although the entry is complete")
         rep.problems.extend(rep.index_problems)
         return rep
@@ -374,54 +365,66 @@ def _manifest_status(entry: CacheEntry) -> Optional[str]:
         return None
 
 
-def _item_index_problems(entry: CacheEntry, known_bad: set = frozenset()) -> tuple[list[str], dict[str, list[str]]]:
-    """Where the index's item arrays (:mod:`cache.item_index`) differ from the clips they describe,
-    and the clips among those whose own arrays differ from their digests (the clip is damaged, not
-    the index: what a quick verify, which hashes no clip, learns here). ``known_bad``: clips
-    already found damaged, not compared."""
-    rows = entry.clips()
-    index = ItemIndex.load(entry, rows)
-    if index is None:
-        return [], {}
-    out, damaged = [], {}
-    for row in rows:
-        uid = row["uid"]
-        if uid in known_bad:
-            continue
-        try:
-            clip = entry.read_clip(uid, arrays=("frame_indices", "keypoints", "scores"), check="none")
-        except Exception:  # noqa: BLE001  (the clip's own problems are reported with the clip)
-            continue
-        held = index.clip(uid)
-        differ = [name for name in ("frame_indices", "keypoints", "scores")
-                  if not np.array_equal(getattr(held, name), getattr(clip, name), equal_nan=True)]
-        if held.scale != clip.scale:
-            differ.append("scale")
-        if clip.frames_meta is None or tuple(held.frames_meta.shape) != tuple(clip.frames_meta.shape):
-            differ.append("frames_shape")
-        if differ:
-            try:
-                entry.read_clip(uid, arrays=("frame_indices", "keypoints", "scores"), check="read")
-            except ChunkDigestError:
-                damaged[uid] = [f"{', '.join(differ)}: content does not match its digest (the index holds "
-                                "the clip as it was written)"]
-                continue
-            out.append(f"index: clip {uid}'s {', '.join(differ)} differ from the clip's (the index is stale)")
-    return out, damaged
+def _index_to_compare(entry: CacheEntry, uids: set, rep: VerifyReport) -> Optional[ItemIndex]:
+    """The entry's item index (:mod:`cache.item_index`) of its clips ``uids``, to compare each clip
+    with; None where it is of an older layout (nothing to compare) or damaged (said in
+    ``rep.index_problems``)."""
+    try:
+        idx = entry.read_index()
+        if set(idx["uids"]) != uids:
+            rep.index_problems.append("index: clip list differs from clips/")
+        elif int(idx["offsets"][-1]) != len(idx["keypoints"]):
+            rep.index_problems.append("index: offsets do not cover keypoints")
+        else:  # the items' arrays against their digests (the whole index is not held beside them)
+            del idx
+            return ItemIndex.load(entry, [c for c in entry.plan if c["uid"] in uids])
+    except ItemIndexError as e:
+        rep.index_problems.append(f"index: {e}")
+    except Exception as e:
+        rep.index_problems.append(f"index: unreadable ({type(e).__name__}: {e})")
+    return None
 
 
-def _clip_problems(entry: CacheEntry, uid: str, deep: bool) -> list[str]:
-    """What is wrong with one clip (empty: nothing)."""
+def _item_index_problems(index: ItemIndex, clip: ClipData) -> tuple[list[str], list[str]]:
+    """Where the index's item arrays differ from ``clip`` (read whole, found undamaged by the checks
+    verify made): ``(the index is stale, the clip is damaged)``. A clip whose own arrays differ
+    from their digests is damaged, not the index: what a quick verify, which hashes no clip, learns
+    here."""
+    held = index.clip(clip.uid)
+    differ = [name for name in ("frame_indices", "keypoints", "scores")
+              if not np.array_equal(getattr(held, name), getattr(clip, name), equal_nan=True)]
+    if held.scale != clip.scale:
+        differ.append("scale")
+    if clip.frames_meta is None or tuple(held.frames_meta.shape) != tuple(clip.frames_meta.shape):
+        differ.append("frames_shape")
+    if not differ:
+        return [], []
+    digests = clip.attrs.get("digests") or {}
+    if any(name in digests and array_digest(np.asarray(getattr(clip, name))) != digests[name]
+           for name in ("frame_indices", "keypoints", "scores")):
+        return [], [f"{', '.join(differ)}: content does not match its digest (the index holds the clip as it was "
+                    "written)"]
+    return [f"index: clip {clip.uid}'s {', '.join(differ)} differ from the clip's (the index is stale)"], []
+
+
+def _read_clip_once(entry: CacheEntry, uid: str) -> tuple[ClipData, set[str]]:
+    """The clip ``uid`` read unchecked, and the arrays its metadata lists: its ``zarr.json`` read
+    once, for every check verify makes of the clip."""
+    meta = read_group_meta(os.path.join(entry.path, layout.CLIPS_DIR, uid))
+    return entry.read_clip(uid, check="none", group_meta=meta), set(meta[1])
+
+
+def _clip_problems(entry: CacheEntry, c: ClipData, listed: set[str], deep: bool) -> list[str]:
+    """What is wrong with one clip (empty: nothing): ``c`` read unchecked (the digests are compared
+    here, all of them, as problems), ``listed`` the arrays its metadata lists (:func:`_read_clip_once`)."""
     settings = entry.settings
     t_v, cell = int(settings["num_frames"]) * entry.frames_per_segment, int(settings["grid_cell"])
-    c = entry.read_clip(uid, check="none")  # the digests are compared below, all of them, as problems
     out = []
     # the reader trusts the clip's consolidated metadata: an array on disk it does not list (or
     # one it lists that is gone) means the clip was changed behind the writer's back
-    clip_dir = entry.path / layout.CLIPS_DIR / uid
-    _, listed = read_group_meta(clip_dir)
+    clip_dir = entry.path / layout.CLIPS_DIR / c.uid
     on_disk = {d.name for d in os.scandir(clip_dir) if d.is_dir() and os.path.isfile(os.path.join(d.path, "zarr.json"))}
-    if on_disk != set(listed):
+    if on_disk != listed:
         out.append(f"arrays on disk {sorted(on_disk)} differ from those the clip's metadata lists {sorted(listed)}")
     fr, gr, kp, sc = c.frames, c.grids, c.keypoints, c.scores
     if fr.shape[0] != t_v or len(fr.shape) != 4 or fr.shape[-1] != 3 or fr.dtype != np.uint8:

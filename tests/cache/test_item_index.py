@@ -228,3 +228,106 @@ def test_an_index_this_user_cannot_read_falls_back_to_the_clips(tmp_path, monkey
     with caplog.at_level(logging.WARNING, logger="cache.item_index"):
         assert ItemIndex.load(entry, entry.clips()) is None
     assert f"entry {entry.key}: its index cannot be read" in caplog.text and "Permission denied" in caplog.text
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 3, 7, 64])
+def test_a_ragged_array_streamed_chunk_by_chunk_gives_the_rows_and_the_digest_of_the_whole(chunk_rows, monkeypatch):
+    """Clips of 0 to 5 rows across chunk boundaries, taken in another order, some twice, some not."""
+    import cache.item_index as item_index
+    from cache.digests import array_digest
+
+    monkeypatch.setattr(item_index, "_STREAM_BYTES", 1)  # one chunk a read: every boundary is crossed
+    rng = np.random.default_rng(chunk_rows)
+    offsets = np.concatenate([[0], np.cumsum(rng.integers(0, 6, 40))]).astype(np.int64)
+    values = rng.normal(size=(int(offsets[-1]), 3, 2)).astype(np.float32)
+    array = zarr.create_array(store={}, shape=values.shape, chunks=(chunk_rows, 3, 2), dtype=values.dtype)
+    array[...] = values
+    for take in (np.arange(40), rng.permutation(40)[:25], np.asarray([5, 3, 5, 39, 0]), np.zeros(0, np.int64)):
+        got, got_offsets, digest = item_index._take_ragged(array, offsets, take)
+        want = [values[offsets[t]:offsets[t + 1]] for t in take]
+        assert np.array_equal(got, np.concatenate(want) if want else values[:0])
+        assert np.array_equal(got_offsets, np.cumsum([0] + [len(w) for w in want]))
+        assert digest == array_digest(values)
+
+
+def _large_index_entry(root, n: int, frames: int, chunk_rows: int) -> CacheEntry:
+    """A finished entry whose ``index/`` holds ``n`` clips of ``frames`` pose frames, their poses in
+    chunks of ``chunk_rows`` frames, written as the writer writes it (no clip files: the load reads none)."""
+    from cache.chunks import ArrayMeta, chunk_file
+    from cache.entry import ClipData
+    from cache.item_index import item_arrays, item_attrs
+    from cache.writer import create_entry
+
+    settings = {"num_frames": 4, "short_side": 64, "grid_cell": 16, "frames_codec": "none", "min_frames": 2}
+    attrs = {"format": layout.FORMAT_VERSION, "key": "large", "settings_hash": "large", "dataset": "toy",
+             "settings": settings, "classes": ["a", "b"], "coarse_type": "toy", "skeleton": "coco17",
+             "created": {"time": "now"}}
+    plan = [{"clip_id": f"c{i}", "uid": f"c{i}", "split": "train", "label": i % 2} for i in range(n)]
+    entry = create_entry(root / "entries" / "toy" / "large", attrs, plan, {"key": "large"})
+    rng = np.random.default_rng(0)
+    keypoints = rng.uniform(0, 90, (n * frames, 17, 2)).astype(np.float32)
+    scores = rng.uniform(0, 1, (n * frames, 17)).astype(np.float32)
+    offsets = np.arange(n + 1, dtype=np.int64) * frames
+    clips = []
+    for c in plan:
+        path = f"{entry.path}/clips/{c['uid']}/frames"
+        meta = ArrayMeta(path, (4, 64, 96, 3), np.dtype("uint8"), "", {}, chunk_file(path, 4))
+        clips.append(ClipData(clip_id=c["clip_id"], uid=c["uid"], split="train", label=c["label"], frames=None,
+                              frame_indices=np.arange(4, dtype=np.int32), keypoints=None, scores=None, grids=None,
+                              grid_cell=16, attrs={"scale": [1.0, 1.0]}, frames_meta=meta))
+    g = zarr.open_group(entry.path / layout.INDEX_DIR, mode="w", zarr_format=3)
+    g.create_array("keypoints", data=keypoints, chunks=(chunk_rows, 17, 2))
+    g.create_array("scores", data=scores, chunks=(chunk_rows, 17))
+    g.create_array("offsets", data=offsets)
+    items = item_arrays(clips)
+    for name, a in items.items():
+        g.create_array(name, data=a)
+    items.update(keypoints=keypoints, scores=scores, offsets=offsets)
+    g.attrs.update({"uids": [c["uid"] for c in plan], "items": item_attrs(items, [c["uid"] for c in plan])})
+    return entry
+
+
+def test_a_split_is_loaded_without_holding_the_whole_entrys_poses(tmp_path, monkeypatch):
+    """The load reads and checks the poses a chunk at a time: its peak is about what it keeps (a
+    quarter of the clips here), not the whole entry's poses beside the split's copy (547 MB peak for
+    223 MB kept at 20k clips when it read every array whole)."""
+    import tracemalloc
+
+    import cache.item_index as item_index
+
+    monkeypatch.setattr(item_index, "_STREAM_BYTES", 1)
+    entry = _large_index_entry(tmp_path, n=400, frames=200, chunk_rows=2048)  # poses: 16 MB
+    g = zarr.open_group(entry.path / layout.INDEX_DIR, mode="r")
+    whole = g["keypoints"].nbytes + g["scores"].nbytes
+    rows = entry.clips(done_only=False)[::-4]
+    tracemalloc.start()
+    try:
+        index = ItemIndex.load(entry, rows)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    kept = index.keypoints.nbytes + index.scores.nbytes
+    assert kept == whole // 4 and peak < kept + whole // 4, (peak, kept, whole)
+    keypoints = g["keypoints"][...]
+    for r in rows[:5] + rows[-5:]:
+        i = int(r["uid"][1:])
+        assert np.array_equal(index.clip(r["uid"]).keypoints, keypoints[i * 200:(i + 1) * 200])
+    # one value off in a middle chunk: still found, the array named
+    keypoints[40000, 3, 1] += 1
+    zarr.open_group(entry.path / layout.INDEX_DIR, mode="r+")["keypoints"][40000] = keypoints[40000]
+    with pytest.raises(ItemIndexError, match="index/keypoints: content does not match the digest"):
+        ItemIndex.load(entry, rows)
+
+
+def test_offsets_that_do_not_split_the_poses_are_refused(tmp_path):
+    """Offsets whose digest matches (written so) but that go back or past the end: the rows they name
+    would be another clip's."""
+    entry = make_entry(tmp_path, n=3)
+
+    def back(offsets):
+        offsets[1], offsets[2] = offsets[2], offsets[1]
+        return offsets
+
+    _rewrite(entry, "offsets", back)
+    with pytest.raises(ItemIndexError, match="item arrays of other lengths than its 3 clips"):
+        ItemIndex.load(entry, entry.clips())
