@@ -24,6 +24,8 @@ What real footage carries, and what decoding does with it (docs/extraction.md, "
   packet that ffmpeg places well inside what decoded (damage the decoder concealed).
 * **A frame size that changes mid-stream** is an error: ffmpeg would scale the later frames to the
   first one's size without a word (its notice, at level info, names the new size).
+* **Frame cuts** count decoded frames, seeking to a cut far into the stream where its packets say
+  where each frame is (:mod:`stages.extract.frame_seek`).
 * Open-GOP / B-frame streams, odd frame sizes, MPEG-4 part 2 (XVID) in AVI decode like any other
   stream; a file without a video stream (cover art does not count) is an error that says so.
 
@@ -38,23 +40,18 @@ import re
 import subprocess
 import threading
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Iterator, Optional
 
 import ffmpeg
 import numpy as np
 
+from stages.extract import frame_seek
+from stages.extract.ffmpeg_binary import ffmpeg_exe
+
 
 class DecodeError(RuntimeError):
     """A clip that cannot be decoded; the message is the reason recorded in the cache."""
-
-
-def ffmpeg_exe() -> str:
-    exe = os.environ.get("PEVL_FFMPEG")
-    if exe:
-        return exe
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
 
 
 @dataclass(frozen=True)
@@ -264,25 +261,97 @@ def read_frames(
     """Yield every frame of the clip as (H, W, 3) uint8 RGB, in order, at ``info``'s size.
 
     Time cuts seek in ffmpeg (no intermediate files) and keep the frames with timestamps in
-    ``[start_time, end_time)``; frame cuts count decoded frames ``[start_frame, end_frame)``.
+    ``[start_time, end_time)``; frame cuts give decoded frames ``[start_frame, end_frame)``,
+    seeking to them where the stream's packets say for sure where they are
+    (:mod:`stages.extract.frame_seek`), else counting from the first frame.
     Raises :class:`DecodeError` if ffmpeg failed, a frame's size differs from the probe's, or the
     file is truncated (module docstring). ``notes``, if given, receives what a reader of the
     cache should know (a wrong container duration, errors ffmpeg concealed).
     """
+    seek = None
+    if start_frame and end_frame is not None:
+        seek = frame_seek.seek_plan(path, info.stream, info.fps, info.start, start_frame, end_frame)
+    for plan in seek.tries() if seek is not None else []:
+        try:
+            yield from _read_frames(path, info, None, None, start_frame, end_frame, min_coverage, notes, plan)
+            return
+        except _SeekMissed:
+            pass  # nothing was given out: seek further back, then count from the first frame
+    yield from _read_frames(path, info, start_time, end_time, start_frame, end_frame, min_coverage, notes, None)
+
+
+class _SeekMissed(Exception):
+    """A frame cut's seek did not land on its first frame (:mod:`stages.extract.frame_seek`)."""
+
+
+class _StderrLines(threading.Thread):
+    """ffmpeg's stderr, read line by line as it comes: all of it kept, and the frames' pts from
+    ``showinfo`` lines handed to the reader of the frames, which waits for frame ``k``'s."""
+
+    def __init__(self, pipe):
+        super().__init__(daemon=True)
+        self.pipe, self.lines = pipe, []
+        self.time_base: Optional[Fraction] = None
+        self._pts: list[int] = []
+        self._done = False
+        self._cond = threading.Condition()
+
+    def run(self) -> None:
+        try:
+            for line in iter(self.pipe.readline, b""):
+                self.lines.append(line)
+                m = frame_seek.SHOWINFO_PTS.search(line)
+                tb = None if m else frame_seek.SHOWINFO_TIME_BASE.search(line)
+                if m or tb:
+                    with self._cond:
+                        if m:
+                            self._pts.append(int(m.group(2)))
+                        elif self.time_base is None:
+                            self.time_base = Fraction(int(tb.group(1)), int(tb.group(2)))
+                        self._cond.notify_all()
+        finally:
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()
+
+    def frame_time(self, k: int, timeout: float = 60.0) -> Optional[Fraction]:
+        """Output frame ``k``'s presentation time (showinfo logs a frame before ffmpeg writes it);
+        None if ffmpeg ended without saying."""
+        with self._cond:
+            self._cond.wait_for(lambda: len(self._pts) > k or self._done, timeout)
+            if len(self._pts) <= k or self.time_base is None:
+                return None
+            return self._pts[k] * self.time_base
+
+    def text(self) -> str:
+        return b"".join(self.lines).decode("utf-8", "replace")
+
+
+def _read_frames(path: str, info: VideoInfo, start_time: Optional[float], end_time: Optional[float],
+                 start_frame: Optional[int], end_frame: Optional[int], min_coverage: float,
+                 notes: Optional[list], seek) -> Iterator[np.ndarray]:
+    """:func:`read_frames`, counting the frames of a frame cut from the first (``seek`` None) or
+    seeking by a :class:`~stages.extract.frame_seek.SeekPlan` (raises :class:`_SeekMissed`, before
+    any frame is given out, when the seek does not land on the cut's first frame)."""
     in_kw: dict = {}
     if start_time is not None:
         in_kw["ss"] = f"{start_time:.3f}"
     if end_time is not None:
         in_kw["to"] = f"{end_time:.3f}"
+    if seek is not None:  # from the keyframe before the cut's first frame; the frames told by their pts
+        in_kw.update(ss=f"{seek.seek_seconds:.6f}", noaccurate_seek=None)
     # frames timed as the demuxer has them: with the encoder's default time base (1 / a guessed rate)
     # a variable-rate stream's close frames collide and our own muxer complains of them
     out_kw: dict = dict(format="image2pipe", vcodec="ppm", pix_fmt="rgb24", fps_mode="passthrough",
                         enc_time_base="demux")
     if info.stream:
         out_kw["map"] = info.stream
+    filters = ["showinfo"] if seek is not None else []
     if not info.square_pixels:
         # after ffmpeg's autorotation, so the SAR is the turned one; same arithmetic as displayed_size
-        out_kw["vf"] = "scale=floor(iw*sar+0.5):ih,setsar=1"
+        filters.append("scale=floor(iw*sar+0.5):ih,setsar=1")
+    if filters:
+        out_kw["vf"] = ",".join(filters)
     # ffmpeg-python hashes its arguments as UTF-8; a file name that is not (os.listdir's surrogates
     # for a latin-1 name, stages/datasets/names.py) goes in as a stand-in swapped in the argument list
     name = path
@@ -294,19 +363,20 @@ def read_frames(
         ffmpeg.input(name, **in_kw)
         .output("pipe:", an=None, sn=None, dn=None, **out_kw)
         # level info (tagged): ffmpeg's notice of a frame size change mid-stream is at that level
-        .global_args("-hide_banner", "-nostdin", "-loglevel", "level+info", "-nostats", "-progress", "pipe:2")
+        .global_args("-hide_banner", "-nostdin", "-loglevel", "level+info", "-nostats", "-progress", "pipe:2",
+                     *(["-copyts"] if seek is not None else []))
     )
     args = stream.compile(cmd=ffmpeg_exe())
     args[args.index(name)] = path  # subprocess passes it as the file's own bytes
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    err_chunks: list[bytes] = []
-    t = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()), daemon=True)
-    t.start()
+    err = _StderrLines(proc.stderr)
+    err.start()
     w, h = info.width, info.height
     header = f"P6\n{w} {h}\n255\n".encode()
     frame_bytes = w * h * 3
-    n = 0
+    n = seek_from = start_frame if seek is not None else 0
     n_out = 0
+    k = -1  # the output frame of ffmpeg's (the seek's frames before the cut included)
     try:
         while True:
             head = proc.stdout.readline()
@@ -323,7 +393,21 @@ def read_frames(
             buf = proc.stdout.read(frame_bytes)
             if len(buf) < frame_bytes:
                 break
-            if start_frame is not None and n < start_frame:
+            k += 1
+            if seek is not None:
+                at = err.frame_time(k)
+                if at is not None and at < seek.time_of(0):
+                    continue  # between the keyframe and the cut
+                if n >= end_frame:
+                    break
+                if at != seek.time_of(n - seek_from):
+                    if n_out == 0:
+                        raise _SeekMissed()
+                    raise DecodeError(
+                        f"frame {n} of the cut [{start_frame}, {end_frame}) decoded at {_seconds(at)}, where the "
+                        f"stream's packets put it at {float(seek.time_of(n - seek_from)):.6f} s: a frame of the "
+                        "cut is lost or added in decoding (a damaged stream)")
+            elif start_frame is not None and n < start_frame:
                 n += 1
                 continue
             if end_frame is not None and n >= end_frame:
@@ -336,14 +420,16 @@ def read_frames(
             proc.stdout.close()
             proc.kill()
         rc = proc.wait()
-        t.join(timeout=5)
-    stderr = b"".join(err_chunks).decode("utf-8", "replace")
+        err.join(timeout=5)
+    stderr = err.text()
     # also for a frame cut stopped early (ffmpeg decodes a little ahead: a change just after the
     # cut refuses it too, as the file does change size)
     _check_frame_size_kept(stderr, info)
     stopped_early = end_frame is not None and n >= end_frame
     if stopped_early:
         return  # we closed the pipe: ffmpeg's complaints about it are ours, not the file's
+    if seek is not None and n_out == 0:
+        raise _SeekMissed()  # nothing came at or after the cut's first pts: let counting say what is wrong
     messages = _problem_lines(stderr)
     span = _decoded_span(stderr)
     expected = _expected_span(info, start_time, end_time, start_frame, end_frame)
@@ -371,6 +457,10 @@ def read_frames(
         if messages:
             notes.append(f"ffmpeg reported {len(messages)} problem line(s) while decoding, concealed by the "
                          f"decoder: {messages[0]}")
+
+
+def _seconds(t: Optional[Fraction]) -> str:
+    return "no time (ffmpeg did not say)" if t is None else f"{float(t):.6f} s"
 
 
 def _damage_inside(line: str, info: VideoInfo, span: Optional[float], start_time: Optional[float]) -> bool:

@@ -1,0 +1,104 @@
+"""Frame cuts that seek (stages/extract/frame_seek.py): the frames a seek gives are the frames counting
+from the first one gives, and a stream whose packets cannot say where a frame is counts."""
+import pytest
+
+from pevl_testutils import make_timecoded_video, read_timecode, remux
+from stages.extract import decode, frame_seek
+from stages.extract.decode import DecodeError, decode_clip
+
+H264_OPEN_GOP = ("-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p", "-bf", "3",
+                 "-x264-params", "keyint=8:min-keyint=8:open-gop=1:scenecut=0")
+
+
+@pytest.fixture
+def paths(monkeypatch):
+    """Cuts seek from 0.5 s into a stream; each read's path is recorded: 'seek' (landed), 'missed'
+    (a seek that did not land), 'count' (from the first frame)."""
+    monkeypatch.setattr(frame_seek, "SEEK_AFTER_SECONDS", 0.5)
+    taken, read = [], decode._read_frames
+
+    def spy(*args):
+        seek = args[-1]
+        try:
+            yield from read(*args)
+        except decode._SeekMissed:
+            taken.append("missed")
+            raise
+        taken.append("count" if seek is None else "seek")
+
+    monkeypatch.setattr(decode, "_read_frames", spy)
+    return taken
+
+
+def _codes(frames):
+    return [read_timecode(f) for f in frames]
+
+
+@pytest.mark.parametrize("name, codec, extra", [
+    ("bf.mp4", H264_OPEN_GOP, ()),
+    ("a.mkv", H264_OPEN_GOP, ()),
+    ("a.ts", ("-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p", "-g", "10"), ("-output_ts_offset", "1.4")),
+    ("a.webm", ("-c:v", "libvpx-vp9", "-lossless", "1", "-g", "12"), ()),
+])
+def test_a_frame_cut_into_a_video_seeks_to_the_frames_counting_gives(tmp_path, paths, name, codec, extra):
+    p = make_timecoded_video(tmp_path / name, 60, codec=codec, extra=extra)
+    _, frames = decode_clip(str(p), start_frame=33, end_frame=47)
+    assert _codes(frames) == list(range(33, 47))
+    assert paths[-1] == "seek", paths
+    _, tail = decode_clip(str(p), start_frame=55, end_frame=60)  # up to the last frame
+    assert _codes(tail) == list(range(55, 60)) and paths[-1] == "seek", paths
+
+
+def test_streams_whose_packets_cannot_place_a_frame_count_from_the_first(tmp_path, paths):
+    # variable frame rate: frames 0, 5, ... 45 every .05 s, then 50, 70, ... every .2 s
+    vfr = make_timecoded_video(tmp_path / "vfr.mp4", 240, fps=100,
+                               vf="select='lt(n,50)*not(mod(n,5))+gte(n,50)*not(mod(n-50,20))'")
+    _, frames = decode_clip(str(vfr), start_frame=12, end_frame=16)
+    assert _codes(frames) == [90, 110, 130, 150] and paths == ["count"]
+    # an MP4 edit list (a stream-copy cut from 1.3 s): decode-only frames before the edit
+    src = make_timecoded_video(tmp_path / "bf.mp4", 60, codec=H264_OPEN_GOP)
+    edit = remux(src, tmp_path / "edit.mp4", before_input=("-ss", "1.3"))
+    _, whole = decode_clip(str(edit))
+    _, frames = decode_clip(str(edit), start_frame=10, end_frame=20)
+    assert _codes(frames) == _codes(whole[10:20]) and paths[-1] == "count", paths
+    # a cut past the stream's end counts (and reports the short cut as before)
+    _, frames = decode_clip(str(src), start_frame=50, end_frame=70)
+    assert _codes(frames) == list(range(50, 60)) and paths[-1] == "count", paths
+
+
+def test_a_seek_that_lands_after_the_cut_seeks_further_back_then_counts(tmp_path, paths, monkeypatch):
+    p = make_timecoded_video(tmp_path / "bf.mp4", 60, codec=H264_OPEN_GOP)
+    plan = frame_seek.seek_plan
+
+    def late(*args, **kw):  # a container that seeks past the keyframe asked for
+        got = plan(*args, **kw)
+        return None if got is None else frame_seek.dataclasses.replace(got, seek_seconds=got.seek_seconds + 1.0)
+
+    monkeypatch.setattr(frame_seek, "seek_plan", late)
+    _, frames = decode_clip(str(p), start_frame=33, end_frame=40)
+    assert _codes(frames) == list(range(33, 40)) and paths == ["missed", "seek"]
+    monkeypatch.setattr(frame_seek, "EARLIER_SECONDS", 0.1)  # keyframes every 0.8 s: still after 3.3 s, counting
+    paths.clear()
+    _, frames = decode_clip(str(p), start_frame=33, end_frame=40)
+    assert _codes(frames) == list(range(33, 40)) and paths == ["missed", "missed", "count"]
+
+
+def test_a_frame_lost_inside_a_seeking_cut_is_an_error_not_a_shifted_cut(tmp_path, paths, monkeypatch):
+    p = make_timecoded_video(tmp_path / "bf.mp4", 60, codec=H264_OPEN_GOP)
+    told = decode._StderrLines.frame_time
+
+    def one_lost(self, k, timeout=60.0):  # from the cut's third frame on, each frame is the next one's
+        t = told(self, k, timeout)
+        return t if t is None or t < 35 / 10 else told(self, k + 1, timeout)
+
+    monkeypatch.setattr(decode._StderrLines, "frame_time", one_lost)
+    with pytest.raises(DecodeError, match=r"frame 35 of the cut \[33, 45\) decoded at 3\.6.* lost or added"):
+        decode_clip(str(p), start_frame=33, end_frame=45)
+
+
+def test_the_packets_of_a_file_written_again_are_read_again(tmp_path, paths):
+    p = make_timecoded_video(tmp_path / "a.mp4", 30, codec=H264_OPEN_GOP)
+    first = frame_seek.seek_plan(str(p), "0:0", 10.0, 0.0, 20, 25)
+    make_timecoded_video(tmp_path / "a.mp4", 12, codec=H264_OPEN_GOP)
+    assert first is not None and first.time_of(0) == 2  # frame 20 at 10 fps
+    assert frame_seek.seek_plan(str(p), "0:0", 10.0, 0.0, 20, 25) is None  # 12 frames now: the cut is past the end
