@@ -114,20 +114,25 @@ def _clean(line: str) -> str:
     return _LEVEL.sub("", re.sub(r"\[[^\]]*@ 0x[0-9a-f]+\] ", "", line.strip()), count=1)
 
 
+#: warnings ffmpeg prints for every healthy file of a kind, about itself, not the file's damage: a packed
+#: XVID AVI's B-frames ("packed bitstream"), and the full-range YUV that MJPEG decodes to
+_ROUTINE = re.compile(r"Discarding excessive bitstream in packed xvid|deprecated pixel format used")
+
+
 def _problem_lines(stderr: str) -> list[str]:
     """ffmpeg's warnings and errors (lines logged at level warning or above), cleaned; not its
-    progress reports or its info lines. A line without a level continues the last one that had
-    one (a metadata value's second line in the stream dump, "Last message repeated"); before any,
-    it counts as a problem."""
-    out, level = [], None
+    progress reports or its info lines, nor the routine warnings of :data:`_ROUTINE`. A line
+    without a level continues the last one that had one (a metadata value's second line in the
+    stream dump, "Last message repeated"); before any, it counts as a problem."""
+    out, level, routine = [], None, False
     for ln in stderr.splitlines():
         ln = ln.strip()
         if not ln or _PROGRESS_LINE.match(ln):
             continue
         tag = _LEVEL.search(ln)
         if tag is not None:
-            level = tag.group(1)
-        if level not in ("trace", "debug", "verbose", "info"):
+            level, routine = tag.group(1), bool(_ROUTINE.search(ln))
+        if level not in ("trace", "debug", "verbose", "info") and not routine:
             out.append(_clean(ln))
     return out
 
@@ -192,8 +197,9 @@ def probe(path: str) -> VideoInfo:
             raise DecodeError("unreadable mp4: moov atom not found (a truncated file, or not a video at all)")
         if "Error opening input" in err or "Invalid data" in err:
             raise DecodeError(f"not a readable video: {_last_error_line(err)}")
-        kinds = sorted(set(re.findall(r"Stream #\d+:\d+[^:]*: (\w+):", err)))
-        raise DecodeError("no video stream" + (f" (the file has only {', '.join(k.lower() for k in kinds)})"
+        streams = re.findall(r"Stream #\d+:\d+[^:]*: (\w+):(.*)", err)
+        kinds = sorted({"cover art" if "(attached pic)" in rest else k.lower() for k, rest in streams})
+        raise DecodeError("no video stream" + (f" (the file has only {', '.join(kinds)})"
                                                if kinds else f": {_last_error_line(err)}"))
     m, block = blocks[0]
     rest = m.group(4)
@@ -260,28 +266,39 @@ def read_frames(
 ) -> Iterator[np.ndarray]:
     """Yield every frame of the clip as (H, W, 3) uint8 RGB, in order, at ``info``'s size.
 
-    Time cuts seek in ffmpeg (no intermediate files) and keep the frames with timestamps in
-    ``[start_time, end_time)``; frame cuts give decoded frames ``[start_frame, end_frame)``,
-    seeking to them where the stream's packets say for sure where they are
-    (:mod:`stages.extract.frame_seek`), else counting from the first frame.
+    Time cuts keep the frames whose presentation times lie in ``[start_time, end_time)``, seeking
+    to the keyframe before and telling each frame by its timestamp; frame cuts give decoded frames
+    ``[start_frame, end_frame)``, seeking to them where the stream's packets say for sure where they
+    are, else counting from the first frame (:mod:`stages.extract.frame_seek`).
     Raises :class:`DecodeError` if ffmpeg failed, a frame's size differs from the probe's, or the
     file is truncated (module docstring). ``notes``, if given, receives what a reader of the
     cache should know (a wrong container duration, errors ffmpeg concealed).
     """
-    seek = None
-    if start_frame and end_frame is not None:
+    tries: list = []
+    if start_time is not None or end_time is not None:
+        tries = frame_seek.time_windows(start_time, end_time)  # the last one never misses
+        late = frame_seek.first_frame_offset(path, info.stream, info.start)
+        if notes is not None and late is not None and late > _frame_time(info) / 2:
+            # a cut's times are the file's clock (as ffmpeg's -ss reads them); a stream stamped late
+            # (audio first; a packed-B-frame AVI, whose frames ffmpeg stamps a few frames late)
+            # starts its frame 0 later than a count of frames would
+            notes.append(f"the video's first frame is stamped {float(late):.3f} s after the file's start; the cut "
+                         "keeps the frames stamped in it")
+    elif start_frame and end_frame is not None:
         seek = frame_seek.seek_plan(path, info.stream, info.fps, info.start, start_frame, end_frame)
-    for plan in seek.tries() if seek is not None else []:
+        tries = seek.tries() if seek is not None else []
+    for plan in tries:
         try:
-            yield from _read_frames(path, info, None, None, start_frame, end_frame, min_coverage, notes, plan)
+            yield from _read_frames(path, info, start_time, end_time, start_frame, end_frame, min_coverage, notes,
+                                    plan)
             return
         except _SeekMissed:
             pass  # nothing was given out: seek further back, then count from the first frame
-    yield from _read_frames(path, info, start_time, end_time, start_frame, end_frame, min_coverage, notes, None)
+    yield from _read_frames(path, info, None, None, start_frame, end_frame, min_coverage, notes, None)
 
 
 class _SeekMissed(Exception):
-    """A frame cut's seek did not land on its first frame (:mod:`stages.extract.frame_seek`)."""
+    """A cut's seek did not land on or before its first frame (:mod:`stages.extract.frame_seek`)."""
 
 
 class _StderrLines(threading.Thread):
@@ -293,6 +310,7 @@ class _StderrLines(threading.Thread):
         self.pipe, self.lines = pipe, []
         self.time_base: Optional[Fraction] = None
         self._pts: list[int] = []
+        self._key: list[bool] = []  # showinfo's iskey or type I: a frame the decoder made without references
         self._done = False
         self._cond = threading.Condition()
 
@@ -306,6 +324,7 @@ class _StderrLines(threading.Thread):
                     with self._cond:
                         if m:
                             self._pts.append(int(m.group(2)))
+                            self._key.append(m.group(3) == b"1" or m.group(4) == b"I")
                         elif self.time_base is None:
                             self.time_base = Fraction(int(tb.group(1)), int(tb.group(2)))
                         self._cond.notify_all()
@@ -323,6 +342,11 @@ class _StderrLines(threading.Thread):
                 return None
             return self._pts[k] * self.time_base
 
+    def clean_start(self, k: int) -> bool:
+        """Whether output frame ``k`` (its time asked for before) is a keyframe as decoded."""
+        with self._cond:
+            return len(self._key) > k and self._key[k]
+
     def text(self) -> str:
         return b"".join(self.lines).decode("utf-8", "replace")
 
@@ -330,15 +354,15 @@ class _StderrLines(threading.Thread):
 def _read_frames(path: str, info: VideoInfo, start_time: Optional[float], end_time: Optional[float],
                  start_frame: Optional[int], end_frame: Optional[int], min_coverage: float,
                  notes: Optional[list], seek) -> Iterator[np.ndarray]:
-    """:func:`read_frames`, counting the frames of a frame cut from the first (``seek`` None) or
-    seeking by a :class:`~stages.extract.frame_seek.SeekPlan` (raises :class:`_SeekMissed`, before
-    any frame is given out, when the seek does not land on the cut's first frame)."""
+    """:func:`read_frames` with one way of finding the cut (``seek``): a
+    :class:`~stages.extract.frame_seek.TimeWindow` (a time cut), a
+    :class:`~stages.extract.frame_seek.SeekPlan` (a frame cut that seeks), or None (the whole
+    stream, or a frame cut counted from the first frame). A seek that does not land on or before the
+    cut's first frame raises :class:`_SeekMissed` before any frame is given out."""
+    window = seek if isinstance(seek, frame_seek.TimeWindow) else None
+    plan = seek if isinstance(seek, frame_seek.SeekPlan) else None
     in_kw: dict = {}
-    if start_time is not None:
-        in_kw["ss"] = f"{start_time:.3f}"
-    if end_time is not None:
-        in_kw["to"] = f"{end_time:.3f}"
-    if seek is not None:  # from the keyframe before the cut's first frame; the frames told by their pts
+    if seek is not None and seek.seek_seconds > 0:  # from the keyframe before; the frames told by their pts
         in_kw.update(ss=f"{seek.seek_seconds:.6f}", noaccurate_seek=None)
     # frames timed as the demuxer has them: with the encoder's default time base (1 / a guessed rate)
     # a variable-rate stream's close frames collide and our own muxer complains of them
@@ -374,9 +398,14 @@ def _read_frames(path: str, info: VideoInfo, start_time: Optional[float], end_ti
     w, h = info.width, info.height
     header = f"P6\n{w} {h}\n255\n".encode()
     frame_bytes = w * h * 3
-    n = seek_from = start_frame if seek is not None else 0
+    n = seek_from = start_frame if plan is not None else 0
     n_out = 0
     k = -1  # the output frame of ffmpeg's (the seek's frames before the cut included)
+    zero = frame_seek.container_start(info.start)  # a time cut's times count from it, as -ss does
+    before_t = last_t = None  # a time cut's last frame before its start, and last frame kept (seconds)
+    clean = False  # a seek's output reached a clean start (a keyframe as decoded)
+    cut_ended = False  # the cut's end was reached: we stop ffmpeg (its complaints about that are ours)
+    lines_from, lines_at_end = 0, None
     try:
         while True:
             head = proc.stdout.readline()
@@ -396,42 +425,82 @@ def _read_frames(path: str, info: VideoInfo, start_time: Optional[float], end_ti
             k += 1
             if seek is not None:
                 at = err.frame_time(k)
-                if at is not None and at < seek.time_of(0):
+                clean = clean or err.clean_start(k)
+            if window is not None:
+                if at is None:
+                    raise DecodeError(f"ffmpeg gave decoded frame {k} without its timestamp (showinfo)")
+                t = at - zero
+                if k == 0 and window.starts_late(t):
+                    raise _SeekMissed()  # landed after the cut's start: frames of the cut may be missing
+                if window.before(t):
+                    before_t = t
+                    continue
+                if window.after(t):
+                    cut_ended = True
+                    break
+                last_t = t
+            elif plan is not None:
+                if at is not None and at < plan.time_of(0):
                     continue  # between the keyframe and the cut
                 if n >= end_frame:
+                    cut_ended = True
                     break
-                if at != seek.time_of(n - seek_from):
+                if at != plan.time_of(n - seek_from):
                     if n_out == 0:
                         raise _SeekMissed()
                     raise DecodeError(
                         f"frame {n} of the cut [{start_frame}, {end_frame}) decoded at {_seconds(at)}, where the "
-                        f"stream's packets put it at {float(seek.time_of(n - seek_from)):.6f} s: a frame of the "
+                        f"stream's packets put it at {float(plan.time_of(n - seek_from)):.6f} s: a frame of the "
                         "cut is lost or added in decoding (a damaged stream)")
             elif start_frame is not None and n < start_frame:
                 n += 1
                 continue
             if end_frame is not None and n >= end_frame:
+                cut_ended = True
                 break
+            if n_out == 0 and seek is not None and seek.seek_seconds > 0:
+                if not clean:
+                    # no clean start before the cut's first frame (a seek onto a frame the container calls
+                    # a keyframe but is not: an intra-refresh stream, an MP4 without its keyframe table:
+                    # what follows is built on references the seek skipped)
+                    raise _SeekMissed()
+                # what the decoder said of the frames between the seek and the cut (an open GOP's leading
+                # pictures, decoded without their references) is not the cut's
+                lines_from = len(err.lines)
             n += 1
             n_out += 1
             yield np.frombuffer(buf, np.uint8).reshape(h, w, 3)
     finally:
+        lines_at_end = len(err.lines)
         if proc.poll() is None:
             proc.stdout.close()
             proc.kill()
         rc = proc.wait()
         err.join(timeout=5)
     stderr = err.text()
-    # also for a frame cut stopped early (ffmpeg decodes a little ahead: a change just after the
-    # cut refuses it too, as the file does change size)
+    # also for a cut stopped early (ffmpeg decodes a little ahead: a change just after the cut
+    # refuses it too, as the file does change size)
     _check_frame_size_kept(stderr, info)
-    stopped_early = end_frame is not None and n >= end_frame
-    if stopped_early:
-        return  # we closed the pipe: ffmpeg's complaints about it are ours, not the file's
-    if seek is not None and n_out == 0:
-        raise _SeekMissed()  # nothing came at or after the cut's first pts: let counting say what is wrong
-    messages = _problem_lines(stderr)
-    span = _decoded_span(stderr)
+    if cut_ended and n_out == 0 and window is not None:
+        raise DecodeError(f"no frame in the cut [{float(window.start):.3f}, {float(window.end):.3f}) s: the next "
+                          f"frame is at {_seconds(at - zero)}"
+                          + (f", the one before at {_seconds(before_t)}" if before_t is not None else ""))
+    if cut_ended or (end_frame is not None and n >= end_frame):
+        # we closed the pipe: ffmpeg's complaints after that are ours, not the file's; what it said
+        # while the cut's frames came is the file's (damage the decoder concealed inside the cut)
+        said = _problem_lines(b"".join(err.lines[lines_from:lines_at_end]).decode("utf-8", "replace"))
+        if notes is not None and said:
+            notes.append(f"ffmpeg reported {len(said)} problem line(s) while decoding, concealed by the "
+                         f"decoder: {said[0]}")
+        return
+    if n_out == 0 and (plan is not None or (window is not None and window.seek_seconds > 0)):
+        raise _SeekMissed()  # nothing came at or after the cut's start: the next try says what is wrong
+    # (after a seek, from the cut's first frame: as above)
+    messages = _problem_lines(b"".join(err.lines[lines_from:]).decode("utf-8", "replace"))
+    if window is not None:  # the cut's time covered (the end of its last frame), from the frames' own times
+        span = None if last_t is None else float(last_t - window.start) + _frame_time(info)
+    else:
+        span = _decoded_span(stderr)
     expected = _expected_span(info, start_time, end_time, start_frame, end_frame)
     short = expected is not None and span is not None and span < min_coverage * expected - _frame_time(info)
     # frames missing at the end: more than a frame and a half short of the span the header states
@@ -448,6 +517,10 @@ def _read_frames(path: str, info: VideoInfo, start_time: Optional[float], end_ti
     if rc > 0:
         raise DecodeError(f"ffmpeg failed (exit {rc}): {_last_error_line(stderr)}")
     if n_out == 0:
+        if window is not None and k >= 0:
+            raise DecodeError(f"no frame in the cut [{float(window.start):.3f}, "
+                              f"{'end' if window.end is None else f'{float(window.end):.3f}'}) s: the stream's "
+                              f"{k + 1} frame(s) decoded from {float(window.seek_seconds):.3f} s all lie before it")
         raise DecodeError("no frames decoded" + (f": {_last_error_line(chr(10).join(messages))}" if messages else ""))
     if notes is not None:
         if short:

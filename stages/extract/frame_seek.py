@@ -1,14 +1,27 @@
-"""Frame cuts that seek: where decoded frame ``n`` of a stream is, without decoding frames 0..n-1.
+"""Cuts that seek: where a cut's first frame is, without decoding the stream up to it; each frame
+told by its presentation timestamp (ffmpeg's ``showinfo``, timestamps kept with ``-copyts``).
 
-A frame cut ``[start_frame, end_frame)`` counts decoded frames (:func:`stages.extract.decode.read_frames`):
-counting from the first frame costs the decode of everything before the cut, so a custom dataset
-cutting many clips from one long recording paid O(clips x length) (3.5 s for a cut at frame 5,850
-of a 360p video, against 0.09 s for the same cut in seconds).
+**Time cuts** ``[start_time, end_time)`` (:class:`TimeWindow`) keep the frames whose presentation
+time, counted from the container's start as ffmpeg's ``-ss`` counts it, lies in the interval (a
+microsecond's leeway either side, the precision of ffmpeg's own times). Decoding starts from the
+keyframe before ``start_time - 0.1 s`` (``-noaccurate_seek``). A seek *misses* when its first
+frame comes after ``start_time`` (MPEG-TS seeks by byte position and may land a whole GOP late) or
+when no clean start (``showinfo``'s ``iskey``, or an I picture) comes before the cut's first frame
+(an intra-refresh stream's, or a keyframe-less MP4's, "keyframes" are not: what follows them is
+built on references the seek skipped); a miss seeks 2, 10 and 30 s further back, then decodes
+from the first frame, and costs a frame's decode. ffmpeg's own cut (an input ``-ss``/``-to`` pair,
+the times written to the millisecond) ended the cut at its first frame's time plus
+``end - start``, a frame late when the start fell between frames, rounded starts on frame times to
+the millisecond (frame 44 at 30 fps, 1.4667 s, was cut as 1.467 and lost), and started late in
+MPEG-TS and HEVC open GOPs.
 
-Frame ``n`` of a stream is its ``n``-th frame in presentation order, and a frame's presentation
-timestamp (pts) says where it is, so the cut can seek when the packets' timestamps say for sure which
-pts frame ``n`` has. :func:`seek_plan` says so only when all of these hold, else the cut counts from
-the first frame as before:
+**Frame cuts** ``[start_frame, end_frame)``: frame ``n`` is the stream's ``n``-th frame in
+presentation order. Counting decoded frames from the first costs the decode of everything before
+the cut, so a custom dataset cutting many clips from one long recording paid O(clips x length)
+(3.5 s for a cut at frame 5,850 of a 360p video, against 0.09 s for the same cut in seconds). A
+frame's presentation timestamp (pts) says where it is, so the cut seeks when the packets'
+timestamps say for sure which pts frame ``n`` has. :func:`seek_plan` says so only when all of
+these hold, else the cut counts from the first frame as before:
 
 * the stream's packets (read by demuxing, no decoding: ``ffmpeg -c copy -f framecrc``, ~0.1 s for
   6,000 packets) all carry a pts, none flagged corrupt or to be discarded (an MP4 edit list's
@@ -19,13 +32,11 @@ the first frame as before:
 * the stream's first decoded frame has the smallest pts (a decoder that drops leading frames, as
   HEVC drops an open GOP's leading pictures, would make the count start later).
 
-Then frame ``n`` has the ``n``-th smallest pts ``P``. The cut seeks to the keyframe before ``P`` and
-decodes from there; each frame's pts (ffmpeg's ``showinfo``, timestamps kept with ``-copyts``) is
-checked as it arrives: frames before ``P`` are dropped, the first one kept must be ``P`` (a seek
-that lands after it seeks once more, further back, then falls back to counting, before any frame
-was given out), and every later one
-the next packet's pts (a damaged stream that loses a frame inside the cut is an error then, never a
-shifted cut).
+Then frame ``n`` has the ``n``-th smallest pts ``P``. The cut seeks to the keyframe before ``P``;
+frames before ``P`` are dropped; a seek misses (as a time cut's) when its first frame comes after
+``P`` or no clean start comes before it, and seeks further back, then counts, before any frame was
+given out; every frame kept must have the next packet's pts (a damaged stream that loses a frame
+inside the cut is an error then, never a shifted cut).
 """
 from __future__ import annotations
 
@@ -44,16 +55,21 @@ from stages.extract.ffmpeg_binary import ffmpeg_exe
 
 #: a frame cut seeks when it starts at least this far into the stream; nearer, counting is as cheap
 SEEK_AFTER_SECONDS = 10.0
-#: how much earlier a second seek starts when the first landed after the cut's first frame
-EARLIER_SECONDS = 10.0
+#: how much earlier each further seek starts when one missed: landed after the cut's first frame (an
+#: MPEG-TS seek, by byte position, lands up to a GOP late), or on a frame that is no clean start (an
+#: intra-refresh stream, an MP4 without its keyframe table, whose every frame is flagged a keyframe)
+#: or with the decoder complaining before the cut. A miss costs one frame's decode.
+EARLIER_SECONDS = (2.0, 10.0, 30.0)
 
 _TB = re.compile(r"^#tb (\d+): (\d+)/(\d+)", re.M)
 # framecrc's packet line: stream, dts, pts, duration, size, crc[, F=flags]
 _PACKET = re.compile(r"^(\d+),\s*(-?\d+|NOPTS),\s*(-?\d+|NOPTS),\s*(-?\d+),\s*\d+,\s*0x[0-9a-f]+(?:,\s*F=0x([0-9A-Fa-f]+))?",
                      re.M)
 _PKT_CORRUPT, _PKT_DISCARD = 0x2, 0x4
-#: showinfo's line for each frame: its index and pts, in the time base of its input, which it says first
-SHOWINFO_PTS = re.compile(rb"\bn:\s*(\d+) pts:\s*(-?\d+)\b")
+#: showinfo's line for each frame: its index and pts, in the time base of its input, which it says first,
+#: and whether it is a clean start: a keyframe, or an intra picture (an open GOP's recovery point), which
+#: the frames after it in display order do not reach past
+SHOWINFO_PTS = re.compile(rb"\bn:\s*(\d+) pts:\s*(-?\d+)\b.*?\biskey:(\d) type:(\w)")
 SHOWINFO_TIME_BASE = re.compile(rb"config in time_base: (\d+)/(\d+)")
 
 
@@ -64,14 +80,67 @@ class SeekPlan:
     pts: np.ndarray  # the pts of frames start_frame .. end_frame - 1, in order
 
     def tries(self) -> list["SeekPlan"]:
-        """This seek, then one :data:`EARLIER_SECONDS` earlier (a container whose seek lands after
-        the keyframe asked for: MPEG-TS seeks by byte position)."""
-        earlier = dataclasses.replace(self, seek_seconds=max(0.0, self.seek_seconds - EARLIER_SECONDS))
-        return [self] if earlier.seek_seconds == self.seek_seconds else [self, earlier]
+        """This seek, then each :data:`EARLIER_SECONDS` earlier while above 0 s (then the cut counts)."""
+        return [dataclasses.replace(self, seek_seconds=at) for at in _earlier(self.seek_seconds, (0.0, *EARLIER_SECONDS))]
 
     def time_of(self, k: int) -> Fraction:
         """Frame ``start_frame + k``'s presentation time, seconds (exact)."""
         return int(self.pts[k]) * self.time_base
+
+
+#: how a time cut is read, recorded with each time-cut clip's source (so in the entry key): entries of
+#: the rule before (ffmpeg's input -ss/-to pair, a frame late at the end when the start fell between
+#: frames) are other entries, never resumed with clips cut by this one
+TIME_CUT_RULE = "frame times in [start, end), from the container's start (2026-12-06)"
+#: a time cut's first seek starts this far before its start (the frames from the keyframe before it are
+#: decoded, as ffmpeg's own seek decodes them); the next ones :data:`EARLIER_SECONDS` before
+TIME_MARGIN_SECONDS = 0.1
+#: leeway in comparing a frame's time with a cut's ends: ffmpeg's own times are microseconds
+_LEEWAY = Fraction(1, 1_000_000)
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """A time cut ``[start, end)`` (seconds from the container's start; ``end`` None: to the end),
+    decoded from the keyframe before ``seek_seconds`` (0: from the first frame)."""
+
+    start: Fraction
+    end: Optional[Fraction]
+    seek_seconds: float
+
+    def before(self, t: Fraction) -> bool:
+        return t < self.start - _LEEWAY
+
+    def after(self, t: Fraction) -> bool:
+        return self.end is not None and t >= self.end - _LEEWAY
+
+    def starts_late(self, t: Fraction) -> bool:
+        """Whether a seek whose first frame is at ``t`` landed after the cut's start."""
+        return self.seek_seconds > 0 and t > self.start + _LEEWAY
+
+
+def time_windows(start_time: Optional[float], end_time: Optional[float]) -> list[TimeWindow]:
+    """The tries of a time cut, each seeking further back, the last from the first frame."""
+    start = Fraction(repr(float(start_time or 0.0)))  # the decimal given, exactly (0.1 is 1/10, not a binary float)
+    end = Fraction(repr(float(end_time))) if end_time is not None else None
+    # the last try decodes from the first frame: it cannot land late
+    return [TimeWindow(start, end, at) for at in _earlier(float(start), (TIME_MARGIN_SECONDS, *EARLIER_SECONDS))] \
+        + [TimeWindow(start, end, 0.0)]
+
+
+def _earlier(at: float, offsets: tuple[float, ...]) -> list[float]:
+    """``at`` less each offset, those above 0 s, in order, without repeats."""
+    out: list[float] = []
+    for o in offsets:
+        t = at - o
+        if t > 0 and t not in out:
+            out.append(t)
+    return out
+
+
+def container_start(start: Optional[float]) -> Fraction:
+    """The container's start time as ffmpeg printed it (microseconds), exactly."""
+    return Fraction(repr(float(start or 0.0)))
 
 
 @dataclass(frozen=True)
@@ -86,7 +155,10 @@ def seek_plan(path: str, stream: Optional[str], fps: Optional[float], start: Opt
     docstring); None: count from the first frame."""
     if not fps or start_frame / fps < SEEK_AFTER_SECONDS or end_frame <= start_frame:
         return None
-    st = os.stat(path)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # gone: the decode says so, naming the file
     packets = _packets(path, stream or "0:v:0", fps, st.st_size, st.st_mtime_ns)
     if packets is None or end_frame > len(packets.pts):
         return None
@@ -130,6 +202,16 @@ def _packets(path: str, stream: str, fps: float, size: int, mtime_ns: int) -> Op
     if abs(float(steps[0] * time_base) * fps - 1.0) > 0.01:  # not one frame per packet at the header's rate
         return None
     return _Packets(pts, time_base)
+
+
+def first_frame_offset(path: str, stream: Optional[str], start: Optional[float]) -> Optional[Fraction]:
+    """How long after the container's start the stream's first frame is stamped (None: not known)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    t = _first_frame_time(path, stream or "0:v:0", st.st_size, st.st_mtime_ns)
+    return None if t is None else t - container_start(start)
 
 
 @lru_cache(maxsize=16)

@@ -23,6 +23,7 @@ from cache.provenance import git_revision, package_versions, who_when
 from cache.writer import create_entry
 from stages.datasets import (DatasetAdapter, DatasetIndex, DatasetLayoutError, adapter_class, check_labels, create_dataset,
                              default_data_root)
+from stages.extract import frame_seek
 from stages.extract.pose import PoseSource, create_pose_source
 from stages.extract.request import EntryRequest, default_pose_source, entry_request, resolve_settings
 from stages.extract.settings import ExtractSettings
@@ -209,6 +210,8 @@ def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
                      "video": video_rel, "cut": c.cut()})
         src = {"clip": c.clip_id, "video": file_identity(c.video, root), "cut": c.cut(), "label": c.label,
                "split": c.split}
+        if c.start_time is not None or c.end_time is not None:
+            src["time_cut_rule"] = frame_seek.TIME_CUT_RULE
         pose_file = c.extra.get("pose_file") if c.extra else None
         if pose_file:
             src["pose_file"] = file_identity(pose_file, root)

@@ -85,6 +85,19 @@ def test_keys_change_exactly_where_the_entry_changes(tmp_path, build, dataset, o
     assert (p.sources_hash == before) is same
 
 
+@pytest.mark.parametrize("build, cut_in_time", [(finegym_full, True), (finegym_elements, False)])
+def test_time_cut_clips_record_how_their_cut_is_read(tmp_path, build, cut_in_time):
+    """A time cut's rule is in its clip's source (so in the entry key): entries cut by ffmpeg's -ss/-to
+    pair (a frame late at the end) are not resumed with clips cut by frame times; whole-file clips'
+    sources, and so their keys, do not change."""
+    from stages.extract.frame_seek import TIME_CUT_RULE
+
+    build(tmp_path / "data")
+    p = plan_entry(ExtractOptions(dataset="gym99", root=str(tmp_path / "data"), cache_root=str(tmp_path / "cache"),
+                                  pose_options={"checkpoint": "none"}, missing_poses="fail"))
+    assert [s.get("time_cut_rule") for s in p.sources if "clip" in s] == [TIME_CUT_RULE if cut_in_time else None] * 2
+
+
 @pytest.mark.parametrize("dataset, request_hash", [
     ("custom", "b17619abd0f47ae0"), ("haa500", "849304cc01cb2455"), ("toyota_smarthome", "cc49f4cde70ae43c"),
     ("demo", "c180ce7f8714697e")])

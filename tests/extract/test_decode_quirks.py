@@ -96,7 +96,7 @@ def test_file_without_video_stream(tmp_path):
     subprocess.run([ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", "-i", str(audio), "-i", str(cover),
                     "-map", "0", "-map", "1", "-c:a", "copy", "-c:v", "png", "-disposition:v:0", "attached_pic",
                     str(art)], check=True)
-    with pytest.raises(DecodeError, match="no video stream"):
+    with pytest.raises(DecodeError, match=r"no video stream \(the file has only audio, cover art\)"):
         probe(str(art))
 
 
@@ -195,6 +195,12 @@ def test_a_corrupt_packet_mid_stream_is_concealed_not_taken_for_truncation(tmp_p
     notes = []
     _, frames = decode_clip(str(damaged), notes=notes)
     assert len(frames) == 40 and any("concealed by the decoder: Packet corrupt" in n for n in notes)
+    # a cut that ends before the file does (we stop ffmpeg) is told of the damage it decoded through
+    # too; it was noted only when the decode ran to the file's end
+    for cut in (dict(start_frame=2, end_frame=36), dict(start_time=0.2, end_time=3.6)):
+        notes = []
+        _, frames = decode_clip(str(damaged), notes=notes, **cut)
+        assert len(frames) == 34 and any("concealed by the decoder: Packet corrupt" in n for n in notes), (cut, notes)
 
 
 @pytest.mark.parametrize("container", ["mp4", "mkv", "avi", "liar.mkv"])

@@ -1,5 +1,6 @@
 """Frame cuts that seek (stages/extract/frame_seek.py): the frames a seek gives are the frames counting
 from the first one gives, and a stream whose packets cannot say where a frame is counts."""
+import numpy as np
 import pytest
 
 from pevl_testutils import make_timecoded_video, read_timecode, remux
@@ -77,7 +78,7 @@ def test_a_seek_that_lands_after_the_cut_seeks_further_back_then_counts(tmp_path
     monkeypatch.setattr(frame_seek, "seek_plan", late)
     _, frames = decode_clip(str(p), start_frame=33, end_frame=40)
     assert _codes(frames) == list(range(33, 40)) and paths == ["missed", "seek"]
-    monkeypatch.setattr(frame_seek, "EARLIER_SECONDS", 0.1)  # keyframes every 0.8 s: still after 3.3 s, counting
+    monkeypatch.setattr(frame_seek, "EARLIER_SECONDS", (0.1,))  # keyframes every 0.8 s: still after 3.3 s, counting
     paths.clear()
     _, frames = decode_clip(str(p), start_frame=33, end_frame=40)
     assert _codes(frames) == list(range(33, 40)) and paths == ["missed", "missed", "count"]
@@ -102,3 +103,43 @@ def test_the_packets_of_a_file_written_again_are_read_again(tmp_path, paths):
     make_timecoded_video(tmp_path / "a.mp4", 12, codec=H264_OPEN_GOP)
     assert first is not None and first.time_of(0) == 2  # frame 20 at 10 fps
     assert frame_seek.seek_plan(str(p), "0:0", 10.0, 0.0, 20, 25) is None  # 12 frames now: the cut is past the end
+
+
+def test_a_time_cut_keeps_exactly_the_frames_whose_times_lie_in_it(tmp_path, paths):
+    """[start, end) by each frame's presentation time: ffmpeg's -ss/-to pair ended a cut starting
+    between frames a frame late (3.37-5.0 s gave 3.4-5.0 s), and times written to the millisecond
+    lost a frame starting exactly on it (frame 44 at 30 fps, 1.4667 s, cut as 1.467)."""
+    p = make_timecoded_video(tmp_path / "bf.mp4", 60, codec=H264_OPEN_GOP)
+    assert _codes(decode_clip(str(p), start_time=3.37, end_time=5.0)[1]) == list(range(34, 50))
+    assert _codes(decode_clip(str(p), start_time=4.4, end_time=4.9)[1]) == [44, 45, 46, 47, 48]
+    assert _codes(decode_clip(str(p), end_time=0.35)[1]) == [0, 1, 2, 3]
+    assert _codes(decode_clip(str(p), start_time=5.55)[1]) == [56, 57, 58, 59]
+    with pytest.raises(DecodeError, match=r"no frame in the cut \[3\.370, 3\.380\) s"):
+        decode_clip(str(p), start_time=3.37, end_time=3.38)
+    q = make_timecoded_video(tmp_path / "30.mp4", 90, fps=30, codec=H264_OPEN_GOP)
+    assert _codes(decode_clip(str(q), start_time=44 / 30, end_time=2.0)[1]) == list(range(44, 60))
+
+
+def test_a_time_cut_in_a_transport_stream_starts_where_it_says(tmp_path, paths):
+    """MPEG-TS seeks by byte position and can land a GOP after the keyframe asked for: the first
+    frame decoded tells, and the cut seeks further back (it started up to a GOP late before)."""
+    p = make_timecoded_video(tmp_path / "a.ts", 100, codec=("-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p",
+                                                          "-g", "10"), extra=("-output_ts_offset", "1.4"))
+    for start in (3.37, 5.05, 8.0):
+        want = [k for k in range(100) if start <= k / 10 < start + 1.3]
+        assert _codes(decode_clip(str(p), start_time=start, end_time=start + 1.3)[1]) == want, start
+
+
+def test_a_seek_onto_a_frame_that_is_no_clean_start_decodes_from_further_back(tmp_path, paths):
+    """An intra-refresh stream's container "keyframes" are not clean starts: the frames a seek
+    decodes from one are built on references it skipped. The seek looks for a keyframe as decoded
+    (showinfo's iskey or an I picture) before the cut and, finding none, counts or decodes from
+    the first frame: pixel for pixel the frames of a whole decode."""
+    p = make_timecoded_video(tmp_path / "ir.mkv", 60, noise=True, codec=(
+        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-bf", "0", "-x264-params", "intra-refresh=1:keyint=20"))
+    _, whole = decode_clip(str(p))
+    _, frames = decode_clip(str(p), start_frame=43, end_frame=48)
+    assert all(np.array_equal(a, b) for a, b in zip(frames, whole[43:48])) and len(frames) == 5
+    assert "seek" not in paths and "missed" in paths, paths
+    _, frames = decode_clip(str(p), start_time=4.3, end_time=4.8)
+    assert all(np.array_equal(a, b) for a, b in zip(frames, whole[43:48])) and len(frames) == 5
