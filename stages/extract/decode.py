@@ -370,7 +370,15 @@ def _read_frames(path: str, info: VideoInfo, start_time: Optional[float], end_ti
                         enc_time_base="demux")
     if info.stream:
         out_kw["map"] = info.stream
-    filters = ["showinfo"] if seek is not None else []
+    filters = []
+    if seek is not None and seek.seek_seconds > 0:
+        # the frames between the keyframe and the cut are decoded but not converted and piped, but
+        # for clean starts (keyframes, I pictures: the seek's check needs to see one); half a frame
+        # before the cut's first time, so none of the cut is in doubt (our own check is exact)
+        first = (frame_seek.container_start(info.start) + window.start) if window is not None else plan.time_of(0)
+        filters.append(f"select=gte(t\\,{float(first) - _frame_time(info) / 2:.6f})+key+eq(pict_type\\,PICT_TYPE_I)")
+    if seek is not None:
+        filters.append("showinfo")
     if not info.square_pixels:
         # after ffmpeg's autorotation, so the SAR is the turned one; same arithmetic as displayed_size
         filters.append("scale=floor(iw*sar+0.5):ih,setsar=1")
