@@ -68,6 +68,7 @@ class VideoInfo:
     tbr: Optional[float] = None  # ffmpeg's guess of the base frame rate (differs from fps when variable)
     tbn: Optional[float] = None  # ticks per second of the stream's timestamps (its time base's inverse)
     start: Optional[float] = None  # the container's start time, seconds (timestamps count from it)
+    container: Optional[str] = None  # ffmpeg's name of the input format ("mov,mp4,...", "mpegts", ...)
 
     @property
     def variable_frame_rate(self) -> bool:
@@ -79,6 +80,7 @@ class VideoInfo:
 
 
 _DUR = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
+_INPUT_FORMAT = re.compile(r"^Input #0, (.+?), from ", re.M)
 _STREAM = re.compile(r"Stream #(\d+):(\d+)[^:]*: Video: (\w+)(.*)")
 _SIZE = re.compile(r", (\d{1,5})x(\d{1,5})\b")
 _SAR = re.compile(r"SAR (\d+):(\d+)")
@@ -217,6 +219,7 @@ def probe(path: str) -> VideoInfo:
     st = _START.search(err)
     if fps is None:
         fps = tbr
+    fm_ = _INPUT_FORMAT.search(err)
     dm = _DUR.search(err)
     duration = int(dm.group(1)) * 3600 + int(dm.group(2)) * 60 + float(dm.group(3)) if dm else None
     rm = _ROT.search(block) or _ROT_TAG.search(block)
@@ -226,7 +229,7 @@ def probe(path: str) -> VideoInfo:
     dw, dh = displayed_size(w, h, rot, sar)
     return VideoInfo(width=dw, height=dh, fps=fps, duration=duration, codec=m.group(3), rotation=rot, sar=sar,
                      stored_size=(w, h), stream=f"{m.group(1)}:{m.group(2)}", tbr=tbr, tbn=tbn,
-                     start=float(st.group(1)) if st else None)
+                     start=float(st.group(1)) if st else None, container=fm_.group(1) if fm_ else None)
 
 
 def stored_pixels_size(info: VideoInfo) -> Optional[tuple[int, int]]:
@@ -277,6 +280,10 @@ def read_frames(
     tries: list = []
     if start_time is not None or end_time is not None:
         tries = frame_seek.time_windows(start_time, end_time)  # the last one never misses
+        back = frame_seek.timestamps_go_back(path, info.stream, info.container)
+        if back:
+            raise DecodeError(f"the stream's timestamps go back {back} (joined recordings?): a time cut in this file "
+                              "would name two moments; re-mux it with fresh timestamps, or cut it into files first")
         late = frame_seek.first_frame_offset(path, info.stream, info.start)
         if notes is not None and late is not None and late > _frame_time(info) / 2:
             # a cut's times are the file's clock (as ffmpeg's -ss reads them); a stream stamped late
@@ -301,6 +308,11 @@ class _SeekMissed(Exception):
     """A cut's seek did not land on or before its first frame (:mod:`stages.extract.frame_seek`)."""
 
 
+#: what showinfo itself writes after a frame's type (checksums off): the rest of a line is another's
+_SHOWINFO_REST = re.compile(rb"\s*(checksum:\S+|plane_checksum:\[[^\]]*\]|mean:\[[^\]]*\]|stdev:\[[^\]]*\]|"
+                            rb"color_range:\S+|color_space:\S+|color_primaries:\S+|color_trc:\S+)")
+
+
 class _StderrLines(threading.Thread):
     """ffmpeg's stderr, read line by line as it comes: all of it kept, and the frames' pts from
     ``showinfo`` lines handed to the reader of the frames, which waits for frame ``k``'s."""
@@ -317,8 +329,13 @@ class _StderrLines(threading.Thread):
     def run(self) -> None:
         try:
             for line in iter(self.pipe.readline, b""):
-                self.lines.append(line)
                 m = frame_seek.SHOWINFO_PTS.search(line)
+                if m:  # another thread's message written into showinfo's line (it writes it in parts)
+                    rest = line[m.end():]
+                    mixed = _SHOWINFO_REST.sub(b"", rest).strip()
+                    if mixed:
+                        line = line[:m.end()] + b"\n" + b"[warning] " + mixed + b"\n"
+                self.lines.extend(line.splitlines(keepends=True))
                 tb = None if m else frame_seek.SHOWINFO_TIME_BASE.search(line)
                 if m or tb:
                     with self._cond:
@@ -378,7 +395,7 @@ def _read_frames(path: str, info: VideoInfo, start_time: Optional[float], end_ti
         first = (frame_seek.container_start(info.start) + window.start) if window is not None else plan.time_of(0)
         filters.append(f"select=gte(t\\,{float(first) - _frame_time(info) / 2:.6f})+key+eq(pict_type\\,PICT_TYPE_I)")
     if seek is not None:
-        filters.append("showinfo")
+        filters.append("showinfo=checksum=0")  # its checksums cost ~40% of a 360p decode
     if not info.square_pixels:
         # after ffmpeg's autorotation, so the SAR is the turned one; same arithmetic as displayed_size
         filters.append("scale=floor(iw*sar+0.5):ih,setsar=1")
@@ -412,6 +429,7 @@ def _read_frames(path: str, info: VideoInfo, start_time: Optional[float], end_ti
     zero = frame_seek.container_start(info.start)  # a time cut's times count from it, as -ss does
     before_t = last_t = None  # a time cut's last frame before its start, and last frame kept (seconds)
     clean = False  # a seek's output reached a clean start (a keyframe as decoded)
+    prev_at = None  # the last output frame's time (a seek's frames come in presentation order)
     cut_ended = False  # the cut's end was reached: we stop ffmpeg (its complaints about that are ours)
     lines_from, lines_at_end = 0, None
     try:
@@ -434,6 +452,13 @@ def _read_frames(path: str, info: VideoInfo, start_time: Optional[float], end_ti
             if seek is not None:
                 at = err.frame_time(k)
                 clean = clean or err.clean_start(k)
+                if at is not None and prev_at is not None and at <= prev_at:
+                    # with -copyts nothing evens out a timestamp discontinuity (recordings joined by
+                    # `cat`, an MPEG-TS restart): a time would name two moments of the file
+                    raise DecodeError(f"timestamps go back at decoded frame {k}, from {_seconds(prev_at)} to "
+                                      f"{_seconds(at)} (joined recordings?): a cut in this file is ambiguous; "
+                                      "re-mux it with fresh timestamps, or cut it into files first")
+                prev_at = at
             if window is not None:
                 if at is None:
                     raise DecodeError(f"ffmpeg gave decoded frame {k} without its timestamp (showinfo)")
@@ -472,8 +497,8 @@ def _read_frames(path: str, info: VideoInfo, start_time: Optional[float], end_ti
                     # a keyframe but is not: an intra-refresh stream, an MP4 without its keyframe table:
                     # what follows is built on references the seek skipped)
                     raise _SeekMissed()
-                # what the decoder said of the frames between the seek and the cut (an open GOP's leading
-                # pictures, decoded without their references) is not the cut's
+                # what the decoder said until now of an open GOP's leading pictures (decoded without
+                # their references, before the cut) is not the cut's damage (_cut_problems)
                 lines_from = len(err.lines)
             n += 1
             n_out += 1
@@ -496,15 +521,20 @@ def _read_frames(path: str, info: VideoInfo, start_time: Optional[float], end_ti
     if cut_ended or (end_frame is not None and n >= end_frame):
         # we closed the pipe: ffmpeg's complaints after that are ours, not the file's; what it said
         # while the cut's frames came is the file's (damage the decoder concealed inside the cut)
-        said = _problem_lines(b"".join(err.lines[lines_from:lines_at_end]).decode("utf-8", "replace"))
+        said = _cut_problems(err.lines[:lines_at_end], lines_from)
         if notes is not None and said:
             notes.append(f"ffmpeg reported {len(said)} problem line(s) while decoding, concealed by the "
                          f"decoder: {said[0]}")
         return
+    if n_out == 0 and window is not None and clean and before_t is not None and rc == 0:
+        # a seek that reached a clean start and then the stream's end, every frame before the cut:
+        # a cut past the end (seeking further back would find the same, decoding more)
+        raise DecodeError(f"no frame in the cut [{float(window.start):.3f}, "
+                          f"{'end' if window.end is None else f'{float(window.end):.3f}'}) s: the stream ends "
+                          "before it")
     if n_out == 0 and (plan is not None or (window is not None and window.seek_seconds > 0)):
         raise _SeekMissed()  # nothing came at or after the cut's start: the next try says what is wrong
-    # (after a seek, from the cut's first frame: as above)
-    messages = _problem_lines(b"".join(err.lines[lines_from:]).decode("utf-8", "replace"))
+    messages = _cut_problems(err.lines, lines_from)
     if window is not None:  # the cut's time covered (the end of its last frame), from the frames' own times
         span = None if last_t is None else float(last_t - window.start) + _frame_time(info)
     else:
@@ -538,6 +568,21 @@ def _read_frames(path: str, info: VideoInfo, start_time: Optional[float], end_ti
         if messages:
             notes.append(f"ffmpeg reported {len(messages)} problem line(s) while decoding, concealed by the "
                          f"decoder: {messages[0]}")
+
+
+#: what the decoders say of an open GOP's leading pictures when a seek skipped their references
+_LEADING_PICTURES = re.compile(r"mmco: unref short failure|co located POCs unavailable|Missing reference picture|"
+                               r"Could not find ref with POC|Error constructing the frame RPS|reference picture missing")
+
+
+def _cut_problems(lines: list[bytes], seek_lines: int) -> list[str]:
+    """ffmpeg's problem lines (:func:`_problem_lines`) of a decode; of the first ``seek_lines``
+    (printed before a seek's first frame of the cut), those about leading pictures left out. The
+    decoder runs ahead of the frames we read, so complaints about the cut's own frames may be among
+    the first lines: only the leading-picture kind is left out, everything else counts."""
+    before = [ln for ln in _problem_lines(b"".join(lines[:seek_lines]).decode("utf-8", "replace"))
+              if not _LEADING_PICTURES.search(ln)]
+    return before + _problem_lines(b"".join(lines[seek_lines:]).decode("utf-8", "replace"))
 
 
 def _seconds(t: Optional[Fraction]) -> str:

@@ -204,6 +204,38 @@ def _packets(path: str, stream: str, fps: float, size: int, mtime_ns: int) -> Op
     return _Packets(pts, time_base)
 
 
+#: input formats whose timestamps may restart mid-file (MPEG transport and program streams: joined
+#: recordings, broadcast captures); a time cut in one is checked against every packet first
+DISCONTINUOUS_FORMATS = ("mpegts", "mpeg")
+
+
+def timestamps_go_back(path: str, stream: Optional[str], container: Optional[str]) -> Optional[str]:
+    """Where the stream's packet timestamps go back (``"at packet N: from A s to B s"``), for a
+    container of :data:`DISCONTINUOUS_FORMATS`; None: they do not, or the container's cannot."""
+    if not container or not set(container.split(",")) & set(DISCONTINUOUS_FORMATS):
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return _timestamps_go_back(path, stream or "0:v:0", st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=16)
+def _timestamps_go_back(path: str, stream: str, size: int, mtime_ns: int) -> Optional[str]:
+    proc = _run(["-loglevel", "error", "-copyts", "-i", path, "-map", stream, "-c", "copy", "-f", "framecrc", "-"])
+    if proc is None:
+        return None
+    text = proc.stdout.decode("ascii", "replace")
+    tb = _TB.search(text)
+    dts = [int(r[1]) for r in _PACKET.findall(text) if r[1] != "NOPTS"]
+    for i in range(1, len(dts)):
+        if dts[i] <= dts[i - 1] and tb is not None:
+            unit = Fraction(int(tb.group(2)), int(tb.group(3)))
+            return f"at packet {i}: from {float(dts[i - 1] * unit):.3f} s to {float(dts[i] * unit):.3f} s"
+    return None
+
+
 def first_frame_offset(path: str, stream: Optional[str], start: Optional[float]) -> Optional[Fraction]:
     """How long after the container's start the stream's first frame is stamped (None: not known)."""
     try:

@@ -116,6 +116,10 @@ def test_a_time_cut_keeps_exactly_the_frames_whose_times_lie_in_it(tmp_path, pat
     assert _codes(decode_clip(str(p), start_time=5.55)[1]) == [56, 57, 58, 59]
     with pytest.raises(DecodeError, match=r"no frame in the cut \[3\.370, 3\.380\) s"):
         decode_clip(str(p), start_time=3.37, end_time=3.38)
+    paths.clear()
+    with pytest.raises(DecodeError, match=r"no frame in the cut \[6\.500, end\) s: the stream ends before it"):
+        decode_clip(str(p), start_time=6.5)  # past the end: said by the first seek, not after decoding it all
+    assert paths == []
     q = make_timecoded_video(tmp_path / "30.mp4", 90, fps=30, codec=H264_OPEN_GOP)
     assert _codes(decode_clip(str(q), start_time=44 / 30, end_time=2.0)[1]) == list(range(44, 60))
 
@@ -143,3 +147,31 @@ def test_a_seek_onto_a_frame_that_is_no_clean_start_decodes_from_further_back(tm
     assert "seek" not in paths and "missed" in paths, paths
     _, frames = decode_clip(str(p), start_time=4.3, end_time=4.8)
     assert all(np.array_equal(a, b) for a, b in zip(frames, whole[43:48])) and len(frames) == 5
+
+
+def test_a_time_cut_in_a_stream_whose_timestamps_go_back_is_refused(tmp_path, paths):
+    """Two transport streams joined with `cat`: with -copyts nothing evens out the restart, and a
+    time names two moments of the file (a seek gave the second one without a word)."""
+    a = make_timecoded_video(tmp_path / "a.ts", 40, codec=("-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p",
+                                                         "-g", "10"))
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(a.read_bytes() * 2)
+    with pytest.raises(DecodeError, match=r"timestamps go back at packet 40.*joined recordings"):
+        decode_clip(str(joined), start_time=1.0, end_time=2.0)
+    assert len(decode_clip(str(joined), start_frame=2, end_frame=60)[1]) == 58  # frames are still frames
+
+
+def test_damage_inside_a_seeking_cut_is_noted_however_far_the_decoder_ran_ahead(tmp_path, paths):
+    """The decoder runs ahead of the frames read: its complaint about a frame of the cut can come
+    before the cut's first frame is read. Only an open GOP's leading-picture complaints are left
+    out there."""
+    p = make_timecoded_video(tmp_path / "v.ts", 60, size=(160, 64), noise=True, extra=("-g", "10", "-f", "mpegts"))
+    data = bytearray(p.read_bytes())
+    mid = (len(data) // 188 // 2) * 188
+    data[mid:mid + 3 * 188] = np.random.default_rng(0).integers(0, 256, 3 * 188, dtype=np.uint8).tobytes()
+    damaged = tmp_path / "damaged.ts"
+    damaged.write_bytes(bytes(data))
+    for start in (2.0, 2.5, 2.8):
+        notes = []
+        decode_clip(str(damaged), notes=notes, start_time=start, end_time=3.6)
+        assert any("concealed by the decoder" in n for n in notes), (start, notes)
