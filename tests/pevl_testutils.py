@@ -105,6 +105,20 @@ def pattern_video(path, size=(64, 48), frames=4, extra=()):
     return img
 
 
+def damaged_transport_stream(tmp_path: Path, frames: int) -> Path:
+    """A timecoded MPEG-TS (:func:`make_timecoded_video`, 10 fps) with three 188-byte packets in the
+    middle of the file overwritten by random bytes: damage the decoder conceals, frames after it."""
+    import numpy as np
+
+    p = make_timecoded_video(tmp_path / "v.ts", frames, size=(160, 64), noise=True, extra=("-g", "10", "-f", "mpegts"))
+    data = bytearray(p.read_bytes())
+    mid = (len(data) // 188 // 2) * 188
+    data[mid:mid + 3 * 188] = np.random.default_rng(0).integers(0, 256, 3 * 188, dtype=np.uint8).tobytes()
+    damaged = tmp_path / "damaged.ts"
+    damaged.write_bytes(bytes(data))
+    return damaged
+
+
 def remux(src: Path, dst: Path, before_input: tuple[str, ...] = (), after_input: tuple[str, ...] = ()) -> Path:
     """Copy the streams of ``src`` into ``dst`` (e.g. with a display rotation), re-encoding nothing."""
     subprocess.run([ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", *before_input, "-i", str(src),

@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pevl_testutils import ffmpeg_exe, make_timecoded_video, make_video, pattern_video, read_timecode, remux
+from pevl_testutils import (damaged_transport_stream, ffmpeg_exe, make_timecoded_video, make_video, pattern_video,
+                             read_timecode, remux)
 from stages.extract.decode import DecodeError, decode_clip, describe, displayed_size, probe
 
 
@@ -186,12 +187,7 @@ def test_a_corrupt_packet_mid_stream_is_concealed_not_taken_for_truncation(tmp_p
     """A damaged transport-stream packet in the middle leaves every frame decodable: kept, with a
     note. (The same words at the end of the data mean the file was cut off: the AVI case of
     test_real_truncation_is_never_missed, whose header duration comes from what is left.)"""
-    p = make_timecoded_video(tmp_path / "v.ts", 40, size=(160, 64), noise=True, extra=("-g", "10", "-f", "mpegts"))
-    data = bytearray(p.read_bytes())
-    mid = (len(data) // 188 // 2) * 188
-    data[mid:mid + 3 * 188] = np.random.default_rng(0).integers(0, 256, 3 * 188, dtype=np.uint8).tobytes()
-    damaged = tmp_path / "damaged.ts"
-    damaged.write_bytes(bytes(data))
+    damaged = damaged_transport_stream(tmp_path, 40)
     notes = []
     _, frames = decode_clip(str(damaged), notes=notes)
     assert len(frames) == 40 and any("concealed by the decoder: Packet corrupt" in n for n in notes)

@@ -3,7 +3,7 @@ from the first one gives, and a stream whose packets cannot say where a frame is
 import numpy as np
 import pytest
 
-from pevl_testutils import make_timecoded_video, read_timecode, remux
+from pevl_testutils import damaged_transport_stream, make_timecoded_video, read_timecode, remux
 from stages.extract import decode, frame_seek
 from stages.extract.decode import DecodeError, decode_clip
 
@@ -165,12 +165,7 @@ def test_damage_inside_a_seeking_cut_is_noted_however_far_the_decoder_ran_ahead(
     """The decoder runs ahead of the frames read: its complaint about a frame of the cut can come
     before the cut's first frame is read. Only an open GOP's leading-picture complaints are left
     out there."""
-    p = make_timecoded_video(tmp_path / "v.ts", 60, size=(160, 64), noise=True, extra=("-g", "10", "-f", "mpegts"))
-    data = bytearray(p.read_bytes())
-    mid = (len(data) // 188 // 2) * 188
-    data[mid:mid + 3 * 188] = np.random.default_rng(0).integers(0, 256, 3 * 188, dtype=np.uint8).tobytes()
-    damaged = tmp_path / "damaged.ts"
-    damaged.write_bytes(bytes(data))
+    damaged = damaged_transport_stream(tmp_path, 60)
     for start in (2.0, 2.5, 2.8):
         notes = []
         decode_clip(str(damaged), notes=notes, start_time=start, end_time=3.6)
