@@ -547,7 +547,14 @@ def _read_frames(path: str, info: VideoInfo, start_time: Optional[float], end_ti
     # (the decoder's "corrupt input packet" lines repeat the demuxer's placed ones)
     corrupt = [ln for ln in messages if _CORRUPT_WORDS.search(ln)]
     placed = [ln for ln in corrupt if _CORRUPT_AT.search(ln)]
-    cut = ends_early or not placed or not all(_damage_inside(ln, info, span, start_time) for ln in placed)
+    if placed and not ends_early:
+        # packets are placed by their dts, the span by the frames' stamps: a decoder with a delay (a
+        # packed-B-frame AVI: 3 frames) stamps every frame late, which made the last packet of a file
+        # cut short look like damage inside what decoded
+        lag = max(0.0, float(frame_seek.first_frame_offset(path, info.stream, info.start) or 0))
+        cut = not all(_damage_inside(ln, info, span - lag, start_time) for ln in placed)
+    else:
+        cut = True
     eof = [ln for ln in messages if _EOF_WORDS.search(ln) or (cut and ln in corrupt)]
     if eof or (short and messages):
         seen = f" ({span:.2f} s of ~{expected:.2f} s)" if short else ""
