@@ -572,6 +572,12 @@ def _read_frames(path: str, info: VideoInfo, start_time: Optional[float], end_ti
             notes.append(f"the container says the clip lasts ~{expected:.2f} s, the video stream ends after "
                          f"{span:.2f} s; it decoded without errors, so it is taken as complete (a longer "
                          "audio track or a wrong header duration)")
+        elif expected and info.fps and not info.variable_frame_rate and n_out < 0.8 * expected * info.fps:
+            # a header that states one rate for a stream whose frames come irregularly (a variable-
+            # rate mkv: ffmpeg reports the time base's rate); describe() cannot tell from the header
+            notes.append(f"decoded {n_out} frames where the header's {info.fps:g} fps over {expected:.2f} s promise "
+                         f"~{expected * info.fps:.0f}: the frame rate varies (frames dropped or held); frames are "
+                         "as stored, their times the stream's own")
         if messages:
             notes.append(f"ffmpeg reported {len(messages)} problem line(s) while decoding, concealed by the "
                          f"decoder: {messages[0]}")

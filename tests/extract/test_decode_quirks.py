@@ -60,6 +60,15 @@ def test_variable_frame_rate_passthrough_and_time_cuts(tmp_path):
     assert notes == []  # the average-rate header is not taken for a truncation
     _, cut = decode_clip(str(p), start_time=0.4, end_time=1.5)
     assert _codes(cut) == [40, 45, 50, 70, 90, 110, 130]  # frames whose time is in [0.4, 1.5)
+    # in Matroska the header gives the time base's rate (100 fps) and nothing tells of the gaps:
+    # the count decoded against the rate's promise does
+    mkv = make_timecoded_video(tmp_path / "vfr.mkv", 240, fps=100,
+                               vf="select='lt(n,50)*not(mod(n,5))+gte(n,50)*not(mod(n-50,20))'")
+    notes = []
+    minfo, frames = decode_clip(str(mkv), notes=notes)
+    assert not minfo.variable_frame_rate and _codes(frames) == _codes(decode_clip(str(p))[1])
+    assert any(n.startswith("decoded 20 frames where the header's 100 fps") and "frame rate varies" in n
+               for n in notes), notes
 
 
 def test_b_frames_and_open_gop_cut_exactly(tmp_path):
