@@ -282,8 +282,7 @@ def read_frames(
         tries = frame_seek.time_windows(start_time, end_time)  # the last one never misses
         back = frame_seek.timestamps_go_back(path, info.stream, info.container)
         if back:
-            raise DecodeError(f"the stream's timestamps go back {back} (joined recordings?): a time cut in this file "
-                              "would name two moments; re-mux it with fresh timestamps, or cut it into files first")
+            raise _timestamps_go_back(f"the stream's packet timestamps go back {back}")
         late = frame_seek.first_frame_offset(path, info.stream, info.start)
         if notes is not None and late is not None and late > _frame_time(info) / 2:
             # a cut's times are the file's clock (as ffmpeg's -ss reads them); a stream stamped late
@@ -378,8 +377,9 @@ def _read_frames(path: str, info: VideoInfo, start_time: Optional[float], end_ti
     cut's first frame raises :class:`_SeekMissed` before any frame is given out."""
     window = seek if isinstance(seek, frame_seek.TimeWindow) else None
     plan = seek if isinstance(seek, frame_seek.SeekPlan) else None
+    seeking = seek is not None and seek.seek_seconds > 0  # (else from the first frame)
     in_kw: dict = {}
-    if seek is not None and seek.seek_seconds > 0:  # from the keyframe before; the frames told by their pts
+    if seeking:  # from the keyframe before; the frames told by their pts
         in_kw.update(ss=f"{seek.seek_seconds:.6f}", noaccurate_seek=None)
     # frames timed as the demuxer has them: with the encoder's default time base (1 / a guessed rate)
     # a variable-rate stream's close frames collide and our own muxer complains of them
@@ -388,11 +388,11 @@ def _read_frames(path: str, info: VideoInfo, start_time: Optional[float], end_ti
     if info.stream:
         out_kw["map"] = info.stream
     filters = []
-    if seek is not None and seek.seek_seconds > 0:
+    if seeking:
         # the frames between the keyframe and the cut are decoded but not converted and piped, but
         # for clean starts (keyframes, I pictures: the seek's check needs to see one); half a frame
         # before the cut's first time, so none of the cut is in doubt (our own check is exact)
-        first = (frame_seek.container_start(info.start) + window.start) if window is not None else plan.time_of(0)
+        first = (frame_seek.exact_seconds(info.start) + window.start) if window is not None else plan.time_of(0)
         filters.append(f"select=gte(t\\,{float(first) - _frame_time(info) / 2:.6f})+key+eq(pict_type\\,PICT_TYPE_I)")
     if seek is not None:
         filters.append("showinfo=checksum=0")  # its checksums cost ~40% of a 360p decode
@@ -426,7 +426,7 @@ def _read_frames(path: str, info: VideoInfo, start_time: Optional[float], end_ti
     n = seek_from = start_frame if plan is not None else 0
     n_out = 0
     k = -1  # the output frame of ffmpeg's (the seek's frames before the cut included)
-    zero = frame_seek.container_start(info.start)  # a time cut's times count from it, as -ss does
+    zero = frame_seek.exact_seconds(info.start)  # a time cut's times count from it, as -ss does
     before_t = last_t = None  # a time cut's last frame before its start, and last frame kept (seconds)
     clean = False  # a seek's output reached a clean start (a keyframe as decoded)
     prev_at = None  # the last output frame's time (a seek's frames come in presentation order)
@@ -455,9 +455,8 @@ def _read_frames(path: str, info: VideoInfo, start_time: Optional[float], end_ti
                 if at is not None and prev_at is not None and at <= prev_at:
                     # with -copyts nothing evens out a timestamp discontinuity (recordings joined by
                     # `cat`, an MPEG-TS restart): a time would name two moments of the file
-                    raise DecodeError(f"timestamps go back at decoded frame {k}, from {_seconds(prev_at)} to "
-                                      f"{_seconds(at)} (joined recordings?): a cut in this file is ambiguous; "
-                                      "re-mux it with fresh timestamps, or cut it into files first")
+                    raise _timestamps_go_back(f"timestamps go back at decoded frame {k}, from {_seconds(prev_at)} to "
+                                              f"{_seconds(at)}")
                 prev_at = at
             if window is not None:
                 if at is None:
@@ -491,7 +490,7 @@ def _read_frames(path: str, info: VideoInfo, start_time: Optional[float], end_ti
             if end_frame is not None and n >= end_frame:
                 cut_ended = True
                 break
-            if n_out == 0 and seek is not None and seek.seek_seconds > 0:
+            if n_out == 0 and seeking:
                 if not clean:
                     # no clean start before the cut's first frame (a seek onto a frame the container calls
                     # a keyframe but is not: an intra-refresh stream, an MP4 without its keyframe table:
@@ -515,8 +514,7 @@ def _read_frames(path: str, info: VideoInfo, start_time: Optional[float], end_ti
     # refuses it too, as the file does change size)
     _check_frame_size_kept(stderr, info)
     if cut_ended and n_out == 0 and window is not None:
-        raise DecodeError(f"no frame in the cut [{float(window.start):.3f}, {float(window.end):.3f}) s: the next "
-                          f"frame is at {_seconds(at - zero)}"
+        raise DecodeError(f"no frame in the cut {window}: the next frame is at {_seconds(at - zero)}"
                           + (f", the one before at {_seconds(before_t)}" if before_t is not None else ""))
     if cut_ended or (end_frame is not None and n >= end_frame):
         # we closed the pipe: ffmpeg's complaints after that are ours, not the file's; what it said
@@ -529,10 +527,8 @@ def _read_frames(path: str, info: VideoInfo, start_time: Optional[float], end_ti
     if n_out == 0 and window is not None and clean and before_t is not None and rc == 0:
         # a seek that reached a clean start and then the stream's end, every frame before the cut:
         # a cut past the end (seeking further back would find the same, decoding more)
-        raise DecodeError(f"no frame in the cut [{float(window.start):.3f}, "
-                          f"{'end' if window.end is None else f'{float(window.end):.3f}'}) s: the stream ends "
-                          "before it")
-    if n_out == 0 and (plan is not None or (window is not None and window.seek_seconds > 0)):
+        raise DecodeError(f"no frame in the cut {window}: the stream ends before it")
+    if n_out == 0 and (plan is not None or (window is not None and seeking)):
         raise _SeekMissed()  # nothing came at or after the cut's start: the next try says what is wrong
     messages = _cut_problems(err.lines, lines_from)
     if window is not None:  # the cut's time covered (the end of its last frame), from the frames' own times
@@ -563,9 +559,8 @@ def _read_frames(path: str, info: VideoInfo, start_time: Optional[float], end_ti
         raise DecodeError(f"ffmpeg failed (exit {rc}): {_last_error_line(stderr)}")
     if n_out == 0:
         if window is not None and k >= 0:
-            raise DecodeError(f"no frame in the cut [{float(window.start):.3f}, "
-                              f"{'end' if window.end is None else f'{float(window.end):.3f}'}) s: the stream's "
-                              f"{k + 1} frame(s) decoded from {float(window.seek_seconds):.3f} s all lie before it")
+            raise DecodeError(f"no frame in the cut {window}: the stream's {k + 1} frame(s) decoded from "
+                              f"{float(window.seek_seconds):.3f} s all lie before it")
         raise DecodeError("no frames decoded" + (f": {_last_error_line(chr(10).join(messages))}" if messages else ""))
     if notes is not None:
         if short:
@@ -596,6 +591,11 @@ def _cut_problems(lines: list[bytes], seek_lines: int) -> list[str]:
     before = [ln for ln in _problem_lines(b"".join(lines[:seek_lines]).decode("utf-8", "replace"))
               if not _LEADING_PICTURES.search(ln)]
     return before + _problem_lines(b"".join(lines[seek_lines:]).decode("utf-8", "replace"))
+
+
+def _timestamps_go_back(where: str) -> DecodeError:
+    return DecodeError(f"{where} (joined recordings?): a time in this file names two moments; re-mux it with fresh "
+                       "timestamps, or cut it into files first")
 
 
 def _seconds(t: Optional[Fraction]) -> str:

@@ -57,8 +57,8 @@ from stages.extract.ffmpeg_binary import ffmpeg_exe
 SEEK_AFTER_SECONDS = 10.0
 #: how much earlier each further seek starts when one missed: landed after the cut's first frame (an
 #: MPEG-TS seek, by byte position, lands up to a GOP late), or on a frame that is no clean start (an
-#: intra-refresh stream, an MP4 without its keyframe table, whose every frame is flagged a keyframe)
-#: or with the decoder complaining before the cut. A miss costs one frame's decode.
+#: intra-refresh stream, an MP4 without its keyframe table, whose every frame is flagged a keyframe).
+#: A miss costs one frame's decode.
 EARLIER_SECONDS = (2.0, 10.0, 30.0)
 
 _TB = re.compile(r"^#tb (\d+): (\d+)/(\d+)", re.M)
@@ -114,15 +114,24 @@ class TimeWindow:
     def after(self, t: Fraction) -> bool:
         return self.end is not None and t >= self.end - _LEEWAY
 
+    def __str__(self) -> str:
+        return f"[{float(self.start):.3f}, {'end' if self.end is None else f'{float(self.end):.3f}'}) s"
+
     def starts_late(self, t: Fraction) -> bool:
         """Whether a seek whose first frame is at ``t`` landed after the cut's start."""
         return self.seek_seconds > 0 and t > self.start + _LEEWAY
 
 
+def exact_seconds(seconds: Optional[float]) -> Fraction:
+    """A time as its decimal reads, exactly (0.1 is 1/10, not the binary float nearest it): a cut's
+    ends as given, a container's start as ffmpeg printed it (microseconds). None: 0."""
+    return Fraction(repr(float(seconds or 0.0)))
+
+
 def time_windows(start_time: Optional[float], end_time: Optional[float]) -> list[TimeWindow]:
     """The tries of a time cut, each seeking further back, the last from the first frame."""
-    start = Fraction(repr(float(start_time or 0.0)))  # the decimal given, exactly (0.1 is 1/10, not a binary float)
-    end = Fraction(repr(float(end_time))) if end_time is not None else None
+    start = exact_seconds(start_time)
+    end = exact_seconds(end_time) if end_time is not None else None
     # the last try decodes from the first frame: it cannot land late
     return [TimeWindow(start, end, at) for at in _earlier(float(start), (TIME_MARGIN_SECONDS, *EARLIER_SECONDS))] \
         + [TimeWindow(start, end, 0.0)]
@@ -138,15 +147,20 @@ def _earlier(at: float, offsets: tuple[float, ...]) -> list[float]:
     return out
 
 
-def container_start(start: Optional[float]) -> Fraction:
-    """The container's start time as ffmpeg printed it (microseconds), exactly."""
-    return Fraction(repr(float(start or 0.0)))
-
-
 @dataclass(frozen=True)
 class _Packets:
     pts: np.ndarray  # sorted
     time_base: Fraction
+
+
+def _file_key(path: str, stream: Optional[str]) -> Optional[tuple[str, str, int, int]]:
+    """``(path, stream, size, mtime_ns)``: what the per-file caches below are keyed by (a file
+    written again is read again); None where the file cannot be looked at (the decode says why)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return path, stream or "0:v:0", st.st_size, st.st_mtime_ns
 
 
 def seek_plan(path: str, stream: Optional[str], fps: Optional[float], start: Optional[float], start_frame: int,
@@ -155,18 +169,15 @@ def seek_plan(path: str, stream: Optional[str], fps: Optional[float], start: Opt
     docstring); None: count from the first frame."""
     if not fps or start_frame / fps < SEEK_AFTER_SECONDS or end_frame <= start_frame:
         return None
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None  # gone: the decode says so, naming the file
-    packets = _packets(path, stream or "0:v:0", fps, st.st_size, st.st_mtime_ns)
+    key = _file_key(path, stream)
+    packets = _packets(key, fps) if key else None
     if packets is None or end_frame > len(packets.pts):
         return None
-    if _first_frame_time(path, stream or "0:v:0", st.st_size, st.st_mtime_ns) != int(packets.pts[0]) * packets.time_base:
+    if _first_frame_time(*key) != int(packets.pts[0]) * packets.time_base:
         return None
     # half a frame early: -ss is rounded to microseconds, and the keyframe before it is taken anyway
     half = Fraction(int(packets.pts[1] - packets.pts[0]), 2)
-    at = float((int(packets.pts[start_frame]) - half) * packets.time_base) - (start or 0.0)
+    at = float((int(packets.pts[start_frame]) - half) * packets.time_base - exact_seconds(start))
     return SeekPlan(seek_seconds=max(0.0, at), time_base=packets.time_base, pts=packets.pts[start_frame:end_frame])
 
 
@@ -178,25 +189,43 @@ def _run(args: list[str]) -> Optional[subprocess.CompletedProcess]:
         return None
 
 
+@dataclass(frozen=True)
+class _Listing:
+    """A stream's packets as the demuxer gives them (``ffmpeg -copyts -c copy -f framecrc``: no
+    decoding), in decode order."""
+
+    complaints: bool  # ffmpeg failed or said anything (at level error)
+    time_base: Optional[Fraction]
+    rows: tuple  # (stream, dts, pts, duration, flags) as framecrc writes them (dts, pts may be NOPTS)
+
+
 @lru_cache(maxsize=16)
-def _packets(path: str, stream: str, fps: float, size: int, mtime_ns: int) -> Optional[_Packets]:
-    """The stream's packets' pts, sorted, when they are those of a constant-rate stream with nothing
-    to discard (module docstring); None otherwise. ``size`` and ``mtime_ns`` key the cache: a file
-    written again is read again."""
+def _listing(path: str, stream: str, size: int, mtime_ns: int) -> Optional[_Listing]:
+    """The stream's packets (None: ffmpeg could not run). ``size`` and ``mtime_ns`` key the cache."""
     # -copyts: the timestamps as stored, as the cut's decode (also -copyts) reports them
     proc = _run(["-loglevel", "error", "-copyts", "-i", path, "-map", stream, "-c", "copy", "-f", "framecrc", "-"])
-    if proc is None or proc.returncode != 0 or proc.stderr.strip():
-        return None  # anything ffmpeg complains of: leave it to the counting decode, which reports it
+    if proc is None:
+        return None
     text = proc.stdout.decode("ascii", "replace")
     tb = _TB.search(text)
-    rows = _PACKET.findall(text)
-    if tb is None or len(rows) < 2:
+    return _Listing(complaints=proc.returncode != 0 or bool(proc.stderr.strip()),
+                    time_base=Fraction(int(tb.group(2)), int(tb.group(3))) if tb else None,
+                    rows=tuple(_PACKET.findall(text)))
+
+
+def _packets(key: tuple[str, str, int, int], fps: float) -> Optional[_Packets]:
+    """The stream's packets' pts, sorted, when they are those of a constant-rate stream with nothing
+    to discard (module docstring); None otherwise."""
+    listing = _listing(*key)
+    if listing is None or listing.complaints:
+        return None  # anything ffmpeg complains of: leave it to the counting decode, which reports it
+    rows, time_base = listing.rows, listing.time_base
+    if time_base is None or len(rows) < 2:
         return None
     if any(r[2] == "NOPTS" or (r[4] and int(r[4], 16) & (_PKT_CORRUPT | _PKT_DISCARD)) for r in rows):
         return None
     pts = np.sort(np.array([int(r[2]) for r in rows], np.int64))
     steps = np.diff(pts)
-    time_base = Fraction(int(tb.group(2)), int(tb.group(3)))
     if steps[0] <= 0 or not np.all(steps == steps[0]):
         return None
     if abs(float(steps[0] * time_base) * fps - 1.0) > 0.01:  # not one frame per packet at the header's rate
@@ -214,43 +243,30 @@ def timestamps_go_back(path: str, stream: Optional[str], container: Optional[str
     container of :data:`DISCONTINUOUS_FORMATS`; None: they do not, or the container's cannot."""
     if not container or not set(container.split(",")) & set(DISCONTINUOUS_FORMATS):
         return None
-    try:
-        st = os.stat(path)
-    except OSError:
+    key = _file_key(path, stream)
+    listing = _listing(*key) if key else None
+    if listing is None or listing.time_base is None:
         return None
-    return _timestamps_go_back(path, stream or "0:v:0", st.st_size, st.st_mtime_ns)
-
-
-@lru_cache(maxsize=16)
-def _timestamps_go_back(path: str, stream: str, size: int, mtime_ns: int) -> Optional[str]:
-    proc = _run(["-loglevel", "error", "-copyts", "-i", path, "-map", stream, "-c", "copy", "-f", "framecrc", "-"])
-    if proc is None:
-        return None
-    text = proc.stdout.decode("ascii", "replace")
-    tb = _TB.search(text)
-    dts = [int(r[1]) for r in _PACKET.findall(text) if r[1] != "NOPTS"]
+    dts = [int(r[1]) for r in listing.rows if r[1] != "NOPTS"]
     for i in range(1, len(dts)):
-        if dts[i] <= dts[i - 1] and tb is not None:
-            unit = Fraction(int(tb.group(2)), int(tb.group(3)))
+        if dts[i] <= dts[i - 1]:
+            unit = listing.time_base
             return f"at packet {i}: from {float(dts[i - 1] * unit):.3f} s to {float(dts[i] * unit):.3f} s"
     return None
 
 
 def first_frame_offset(path: str, stream: Optional[str], start: Optional[float]) -> Optional[Fraction]:
     """How long after the container's start the stream's first frame is stamped (None: not known)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    t = _first_frame_time(path, stream or "0:v:0", st.st_size, st.st_mtime_ns)
-    return None if t is None else t - container_start(start)
+    key = _file_key(path, stream)
+    t = _first_frame_time(*key) if key else None
+    return None if t is None else t - exact_seconds(start)
 
 
 @lru_cache(maxsize=16)
 def _first_frame_time(path: str, stream: str, size: int, mtime_ns: int) -> Optional[Fraction]:
     """The presentation time of the stream's first decoded frame, seconds (None: none decoded)."""
-    proc = _run(["-loglevel", "info", "-copyts", "-i", path, "-map", stream, "-vf", "showinfo", "-frames:v", "1",
-                 "-f", "null", "-"])
+    proc = _run(["-loglevel", "info", "-copyts", "-i", path, "-map", stream, "-vf", "showinfo=checksum=0", "-frames:v",
+                 "1", "-f", "null", "-"])
     if proc is None:
         return None
     tb, m = SHOWINFO_TIME_BASE.search(proc.stderr), SHOWINFO_PTS.search(proc.stderr)
