@@ -524,11 +524,11 @@ def _read_frames(path: str, info: VideoInfo, start_time: Optional[float], end_ti
             notes.append(f"ffmpeg reported {len(said)} problem line(s) while decoding, concealed by the "
                          f"decoder: {said[0]}")
         return
-    if n_out == 0 and window is not None and clean and before_t is not None and rc == 0:
-        # a seek that reached a clean start and then the stream's end, every frame before the cut:
-        # a cut past the end (seeking further back would find the same, decoding more)
-        raise DecodeError(f"no frame in the cut {window}: the stream ends before it")
-    if n_out == 0 and (plan is not None or (window is not None and seeking)):
+    # a seek that reached a clean start and then the stream's end, every frame before the cut, is
+    # conclusive (seeking further back would find the same, decoding more): judged below, after the
+    # checks that tell a file cut short from a cut past its end
+    past_end = n_out == 0 and window is not None and before_t is not None and (clean or not seeking)
+    if n_out == 0 and not past_end and (plan is not None or (window is not None and seeking)):
         raise _SeekMissed()  # nothing came at or after the cut's start: the next try says what is wrong
     messages = _cut_problems(err.lines, lines_from)
     if window is not None:  # the cut's time covered (the end of its last frame), from the frames' own times
@@ -558,9 +558,8 @@ def _read_frames(path: str, info: VideoInfo, start_time: Optional[float], end_ti
     if rc > 0:
         raise DecodeError(f"ffmpeg failed (exit {rc}): {_last_error_line(stderr)}")
     if n_out == 0:
-        if window is not None and k >= 0:
-            raise DecodeError(f"no frame in the cut {window}: the stream's {k + 1} frame(s) decoded from "
-                              f"{float(window.seek_seconds):.3f} s all lie before it")
+        if past_end:
+            raise DecodeError(f"no frame in the cut {window}: the stream ends before it")
         raise DecodeError("no frames decoded" + (f": {_last_error_line(chr(10).join(messages))}" if messages else ""))
     if notes is not None:
         if short:

@@ -170,3 +170,15 @@ def test_damage_inside_a_seeking_cut_is_noted_however_far_the_decoder_ran_ahead(
         notes = []
         decode_clip(str(damaged), notes=notes, start_time=start, end_time=3.6)
         assert any("concealed by the decoder" in n for n in notes), (start, notes)
+
+
+@pytest.mark.parametrize("container, extra", [("mp4", ("-movflags", "+faststart")), ("mkv", ())])
+def test_a_time_cut_in_the_lost_part_of_a_file_cut_short_is_a_truncation(tmp_path, paths, container, extra):
+    """A seek that reaches the end of the data before the cut's start: the file is cut short, not the
+    cut past its end (that was said first, as "no frame in the cut")."""
+    p = make_timecoded_video(tmp_path / f"whole.{container}", 100, size=(160, 64), noise=True, extra=extra)
+    cut = tmp_path / f"cut.{container}"
+    cut.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])
+    for cut_times in (dict(start_time=8.0, end_time=9.0), dict(start_time=8.0)):
+        with pytest.raises(DecodeError, match="truncated"):
+            decode_clip(str(cut), **cut_times)
