@@ -255,7 +255,7 @@ def _print_summary(rep, shard: tuple[int, int] = (0, 1)) -> None:
 
     st = rep.entry.status()
     c = rep.counters
-    standing = shard_standing(rep.entry, shard) if shard[1] > 1 and st.missing else None
+    standing = shard_standing(rep.entry, shard, st) if shard[1] > 1 and st.missing else None
     if rep.complete:
         verdict = "[green]complete[/]"
     elif standing is not None and not standing.missing_here:  # a rerun of this shard would do nothing

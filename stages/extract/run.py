@@ -100,13 +100,13 @@ class ShardStanding:
     other_counts: dict[int, list[int]]  # N -> the Ks of recorded runs with --shard K/N, N not this shard's
 
 
-def shard_standing(entry: CacheEntry, shard: tuple[int, int]) -> ShardStanding:
+def shard_standing(entry: CacheEntry, shard: tuple[int, int], status=None) -> ShardStanding:
     """:class:`ShardStanding` of ``entry`` for ``shard``. Shards of different counts do not
     split the plan between them (0/2 beside 2/3 leaves clips neither owns): the run records
     (``runs/*.json``, each with its ``shard``) tell which counts ran. Only finished runs write one,
-    so a killed run leaves nothing behind that could mislead or block later runs."""
-    st = entry.status()
-    missing = set(st.missing)
+    so a killed run leaves nothing behind that could mislead or block later runs. ``status``: the
+    entry's, when the caller has it (three directory listings on a network filesystem)."""
+    missing = set((status or entry.status()).missing)
     missing_here = sum(c["clip_id"] in missing for i, c in enumerate(entry.plan) if in_shard(i, shard))
     other: dict[int, set[int]] = {}
     for path in sorted((entry.path / RUNS_DIR).glob("*.json")):
