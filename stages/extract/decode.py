@@ -283,8 +283,8 @@ def read_frames(
         back = frame_seek.timestamps_go_back(path, info.stream, info.container)
         if back:
             raise _timestamps_go_back(f"the stream's packet timestamps go back {back}")
-        late = frame_seek.first_frame_offset(path, info.stream, info.start)
-        if notes is not None and late is not None and late > _frame_time(info) / 2:
+        late = frame_seek.first_frame_offset(path, info.stream, info.start) if notes is not None else None
+        if late is not None and late > _frame_time(info) / 2:
             # a cut's times are the file's clock (as ffmpeg's -ss reads them); a stream stamped late
             # (audio first; a packed-B-frame AVI, whose frames ffmpeg stamps a few frames late)
             # starts its frame 0 later than a count of frames would
