@@ -435,3 +435,12 @@ class CacheEntry:
         out = {k: g[k][...] for k in g.array_keys()}
         out["uids"] = list(g.attrs["uids"])
         return out
+
+    def index_outline(self) -> tuple[list[str], np.ndarray, int]:
+        """The index's clip list, its pose offsets and how many pose rows it holds, without reading
+        the poses (what :meth:`read_index` reads whole)."""
+        idx = self.path / layout.INDEX_DIR
+        if not idx.is_dir():
+            raise EntryIncompleteError(f"entry {self.key} has no index yet (it is not complete)", [])
+        g = zarr.open_group(idx, mode="r")
+        return list(g.attrs["uids"]), g["offsets"][...], int(g["keypoints"].shape[0])

@@ -370,13 +370,12 @@ def _index_to_compare(entry: CacheEntry, uids: set, rep: VerifyReport) -> Option
     with; None where it is of an older layout (nothing to compare) or damaged (said in
     ``rep.index_problems``)."""
     try:
-        idx = entry.read_index()
-        if set(idx["uids"]) != uids:
+        listed, offsets, rows = entry.index_outline()  # (the poses are read once, streamed, by load)
+        if set(listed) != uids:
             rep.index_problems.append("index: clip list differs from clips/")
-        elif int(idx["offsets"][-1]) != len(idx["keypoints"]):
+        elif int(offsets[-1]) != rows:
             rep.index_problems.append("index: offsets do not cover keypoints")
-        else:  # the items' arrays against their digests (the whole index is not held beside them)
-            del idx
+        else:  # the items' arrays against their digests
             return ItemIndex.load(entry, [c for c in entry.plan if c["uid"] in uids])
     except ItemIndexError as e:
         rep.index_problems.append(f"index: {e}")

@@ -331,3 +331,18 @@ def test_offsets_that_do_not_split_the_poses_are_refused(tmp_path):
     _rewrite(entry, "offsets", back)
     with pytest.raises(ItemIndexError, match="item arrays of other lengths than its 3 clips"):
         ItemIndex.load(entry, entry.clips())
+
+
+def test_verify_reads_the_poses_once_and_names_a_clip_the_index_lists_but_clips_lack(tmp_path, monkeypatch):
+    """verify checks the index's clip list and offsets from its metadata and the offsets array, then
+    loads the item arrays streamed: the poses are never read whole beside them."""
+    entry = make_entry(tmp_path, n=3)
+
+    def whole(self):
+        raise AssertionError("the index's poses read whole")
+
+    monkeypatch.setattr(CacheEntry, "read_index", whole)
+    assert CacheStore(tmp_path).verify(entry).ok
+    shutil.rmtree(entry.path / "clips" / "c1")
+    rep = CacheStore(tmp_path).verify(entry)
+    assert rep.index_problems == ["index: clip list differs from clips/"]
