@@ -82,13 +82,26 @@ def name_hash_problem(path: Union[os.PathLike, str], sha256: str) -> Optional[st
     return None
 
 
+def _history_buffer_method(owner, name: str):
+    """What ``builtins.getattr`` may do in a checkpoint: name one of ``HistoryBuffer``'s own methods
+    (its ``statistics_methods``, pickled at protocol 2 as ``getattr(HistoryBuffer, 'mean')``). A
+    getattr that may name anything would hand any object reachable from the allowed types to
+    whatever the file builds next."""
+    import pickle
+
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    if owner is HistoryBuffer and not name.startswith("_") and callable(vars(HistoryBuffer).get(name)):
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(f"getattr({getattr(owner, '__name__', type(owner).__name__)}, {name!r}) is not "
+                                 "one of HistoryBuffer's methods: refused (what an mmengine checkpoint never holds)")
+
+
 def safe_globals():
     """A context in which ``torch.load(weights_only=True)`` also builds what mmcv and mmengine
     checkpoints hold beside their tensors: numpy arrays, dtypes and scalars (mmcv 1.x ``meta``,
     e.g. mmpose 0.x's ``hook_msgs``) and mmengine's ``HistoryBuffer`` (the message hub of a
     training checkpoint, mmpose 1.x's included). Exactly those types, never arbitrary pickles."""
-    import builtins
-
     import numpy as np
     import torch
     from mmengine.logging.history_buffer import HistoryBuffer
@@ -97,7 +110,7 @@ def safe_globals():
         from numpy._core import multiarray as ma
     else:
         from numpy.core import multiarray as ma
-    allowed = [HistoryBuffer, ma.scalar, ma._reconstruct, np.ndarray, np.dtype, builtins.getattr]
+    allowed = [HistoryBuffer, ma.scalar, ma._reconstruct, np.ndarray, np.dtype, (_history_buffer_method, "builtins.getattr")]
     allowed += list({type(np.dtype(t)) for t in ("f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1", "b1", "U", "O")})
     return torch.serialization.safe_globals(allowed)
 

@@ -33,3 +33,31 @@ def test_zip_members_crcs(tmp_path):
     legacy = tmp_path / "legacy.pth"
     torch.save({"w": torch.zeros(3)}, legacy, _use_new_zipfile_serialization=False)
     assert zip_problem(legacy) is None  # the older format has no CRCs to check
+
+
+def test_a_checkpoints_getattr_may_name_only_history_buffer_methods(tmp_path):
+    """mmengine's message hub pickles ``getattr(HistoryBuffer, 'mean')`` (protocol 2); a getattr
+    naming anything else, here a path from an allowed type to ``os``, is refused."""
+    import pickle
+
+    import torch
+    from mmengine.logging import MessageHub
+
+    from stages.torch_files import safe_globals
+
+    hub = MessageHub("audit-getattr")
+    hub.update_scalar("train/loss", 0.5)
+    torch.save({"message_hub": hub.state_dict()}, tmp_path / "ok.pth")
+    with safe_globals():
+        held = torch.load(tmp_path / "ok.pth", weights_only=True)["message_hub"]["log_scalars"]["train/loss"]
+    assert held.mean() == 0.5
+
+    class Reach:
+        def __reduce__(self):
+            import numpy as np
+
+            return getattr, (np.ndarray, "__init_subclass__")
+
+    torch.save({"x": Reach()}, tmp_path / "bad.pth")
+    with safe_globals(), pytest.raises(pickle.UnpicklingError, match=r"getattr\(ndarray, '__init_subclass__'\) is not"):
+        torch.load(tmp_path / "bad.pth", weights_only=True)
