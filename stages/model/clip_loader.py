@@ -84,13 +84,14 @@ def load_clip(
                 fit_clip_weights(open_clip.create_model(arch, pretrained=None, device="meta"), weights, arch, option)
             model = open_clip.create_model(arch, pretrained=None, device=dev, force_quick_gelu=use_qg)
         placed = place_clip_weights(model, weights, arch, option)
+        norm_from = _follow_release_normalization(model, arch, weights, pretrained)
         acts = tower_activations(model)
         activation = "QuickGELU" if acts == {"QuickGELU"} else "/".join(sorted(acts)) or "none"
         model.pretrained_identity = {"arch": arch, "tag": pretrained, **weights.identity(), "tensors": placed,
                                      "activation": activation, "activation_from": why}
-        log.info("CLIP %s: %d/%d tensors placed from %s (format %s, sha256 %s%s), activation %s (%s)", arch, placed,
-                 placed, path, weights.format, weights.sha256, "".join(f"; {n}" for n in weights.notes),
-                 activation, why)
+        log.info("CLIP %s: %d/%d tensors placed from %s (format %s, sha256 %s%s), activation %s (%s), image "
+                 "mean/std %s", arch, placed, placed, path, weights.format, weights.sha256,
+                 "".join(f"; {n}" for n in weights.notes), activation, why, norm_from)
     else:
         use_qg = bool(quick_gelu)
         model = open_clip.create_model(arch, pretrained=None, device=dev, force_quick_gelu=use_qg)
@@ -100,6 +101,20 @@ def load_clip(
     model.float()
     model.eval()
     return model
+
+
+def _follow_release_normalization(model: nn.Module, arch: str, weights, pretrained: Optional[str]) -> str:
+    """Set the vision tower's image mean/std (:func:`image_normalization`) to those of the release the
+    weights are (OpenAI's or a release open_clip lists, by the file; else the tag ``pretrained``):
+    the model is built without a tag, with the architecture's defaults (OpenAI's), while e.g. LAION's
+    ViT-L-14 releases expect 0.5 / 0.5. Returns where the values came from, for the log line."""
+    tag = "openai" if weights.openai_evidence else (weights.release or {}).get("tag") or pretrained
+    cfg = (open_clip_module().get_pretrained_cfg(arch, tag) or {}) if tag else {}
+    if "mean" in cfg and "std" in cfg:
+        model.visual.preprocess_cfg = {**model.visual.preprocess_cfg, "mean": tuple(cfg["mean"]),
+                                       "std": tuple(cfg["std"])}
+        return f"of release {arch}/{tag}"
+    return f"{arch}'s defaults (no release named)"
 
 
 class _RandomInitNote(logging.Filter):

@@ -255,3 +255,22 @@ def test_a_model_built_from_a_file_is_not_said_to_be_random(tiny_files, caplog):
     with caplog.at_level(logging.WARNING):
         load_clip(TINY_ARCH, pretrained=None)  # random weights: the warning is true, and stays
     assert "initialized randomly" in caplog.text
+
+
+def test_the_image_mean_and_std_are_the_releases_the_weights_are(tiny_files, monkeypatch):
+    """The model is built without a tag (the architecture's defaults, OpenAI's mean/std) and the
+    file's tensors placed after: the normalisation follows the release the tag names (LAION's
+    ViT-L-14 releases use 0.5 / 0.5), not the architecture's defaults."""
+    from stages.model.clip_loader import image_normalization
+
+    oc = open_clip_module()
+    real = oc.get_pretrained_cfg
+    half = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "quick_gelu": False}
+    monkeypatch.setattr(oc, "get_pretrained_cfg",
+                        lambda arch, tag: half if (arch, tag) == (TINY_ARCH, "laion_like") else real(arch, tag))
+    path = str(tiny_files["hub_bin"][0])
+    laion = load_clip(TINY_ARCH, pretrained="laion_like", pretrained_path=path)
+    assert image_normalization(laion.visual) == ((0.5,) * 3, (0.5,) * 3) and tower_activations(laion) == {"GELU"}
+    openai = load_clip(TINY_ARCH, pretrained="openai", pretrained_path=path)
+    assert image_normalization(openai.visual) == ((0.48145466, 0.4578275, 0.40821073),
+                                                  (0.26862954, 0.26130258, 0.27577711))
