@@ -148,13 +148,23 @@ def checkpoint_files(folder: os.PathLike) -> list[Path]:
 ABANDONED_DIR = "abandoned"
 
 
-def set_aside_checkpoints(work_dir: os.PathLike, stamp: str) -> Optional[Path]:
-    """Move the checkpoints of an unfinished run (``epoch_*.pth``, ``iter_*.pth``, ``last_checkpoint``)
-    into ``work_dir/abandoned/<stamp>/``, so a run that starts over never resumes from, or keeps
-    beside its own, what another run wrote; nothing is deleted (a save a kill cut short is left to
-    the hook's own clean-up). Returns that folder (None: nothing to move)."""
+#: what a run writes in its variant folder besides its checkpoints: its result and reports, and
+#: mmengine's per-launch log folders and config dumps (``20261206_100026/``, ``20261206_100026.py``)
+RUN_OUTPUTS = ("result.json", "predictions.json", "confusion.json", "confusion.png", "curves.png")
+_LAUNCH = re.compile(r"^\d{8}_\d{6}(\.py)?$")
+
+
+def set_aside_run(work_dir: os.PathLike, stamp: str) -> Optional[Path]:
+    """Move what an earlier run wrote (its checkpoints, ``last_checkpoint``, :data:`RUN_OUTPUTS`, its
+    launches' log folders) into ``work_dir/abandoned/<stamp>/``, so a run that starts over never
+    resumes from, reports or plots beside its own what another run wrote (a ``--force`` retrain cut
+    short left the old ``result.json``, which the next run then took for this one's). Nothing is
+    deleted (a save a kill cut short is left to the hook's own clean-up). Returns that folder (None:
+    nothing to move)."""
     work_dir = Path(work_dir)
-    moving = checkpoint_files(work_dir) + [p for p in (work_dir / LAST_CHECKPOINT,) if p.is_file()]
+    moving = checkpoint_files(work_dir) + [work_dir / n for n in (LAST_CHECKPOINT, *RUN_OUTPUTS)
+                                           if (work_dir / n).is_file()]
+    moving += sorted(p for p in work_dir.iterdir() if _LAUNCH.match(p.name)) if work_dir.is_dir() else []
     if not moving:
         return None
     dest = work_dir / ABANDONED_DIR / stamp

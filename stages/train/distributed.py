@@ -36,3 +36,12 @@ def resolve_device(device: Optional[str]) -> str:
     if device.startswith("cuda:"):
         torch.cuda.set_device(int(device.partition(":")[2]))
     return "cuda" if device.startswith("cuda") else "cpu"
+
+
+def broadcast_from_rank0(value):
+    """Rank 0's ``value`` (picklable) on every rank, so that all of them take the same branch."""
+    from mmengine.dist import broadcast_object_list
+
+    box = [value]
+    broadcast_object_list(box, src=0)
+    return box[0]

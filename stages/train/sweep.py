@@ -10,6 +10,7 @@ other variants in the same ``W/NAME/`` and trains after them (:func:`order_by_in
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -23,8 +24,10 @@ from typing import Any, Callable, Optional, Sequence
 from mmengine.config import Config
 
 from stages.nested_config import dotted_leaves, to_plain
-from stages.train.checkpoints import LAST_CHECKPOINT, checkpoint_files, set_aside_checkpoints
+from stages.train.checkpoints import LAST_CHECKPOINT, checkpoint_files, set_aside_run
 from stages.train.config import default_dataset, list_variants, load_experiment
+from stages.train.distributed import broadcast_from_rank0
+from stages.train.work_dir_lock import WorkDirBusyError, hold_variant_dir
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +69,8 @@ def config_hash(cfg: Config) -> str:
 
 
 def write_hashed_config(vdir: Path, cfg: Config) -> None:
-    """Record the run config as hashed (written before training: a result.json found later is
-    matched to it by the hash both carry, so a stale file names nothing)."""
+    """Record the run config as hashed, once the run finished (a result.json found later is matched
+    to it by the hash both carry, so a stale file names nothing)."""
     from stages.train.report import write_json
 
     write_json(Path(vdir) / HASHED_CONFIG_FILE, dict(config_hash=config_hash(cfg), config=json.loads(_hashed_form(cfg))))
@@ -204,7 +207,7 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
     if seed is not None:
         opts = {"train.seed": int(seed), **{k: v for k, v in opts.items() if k != "train.seed"}}
     init_distributed(launcher)
-    rank, _ = get_dist_info()
+    rank, world = get_dist_info()
     rep = SweepReport(experiment=exp_name, exp_dir=exp_dir)
     # decide what to skip before anything is written, so every rank decides the same
     done_before = {v: read_result(exp_dir / v) for v in chosen}
@@ -231,33 +234,51 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
             rep.outcomes.append(VariantOutcome(v, "skipped", vdir, row=old, other_config=other))
             continue
         e = entries[v]
+        held = contextlib.ExitStack()
         try:
+            busy = None
+            if rank == 0:
+                try:
+                    held.enter_context(hold_variant_dir(vdir))
+                except WorkDirBusyError as ex:
+                    busy = str(ex)
+            if world > 1:  # every rank gives the variant up together, or none does
+                busy = broadcast_from_rank0(busy)
+            if busy:
+                raise WorkDirBusyError(busy)
             if resume:
                 if checkpoint_files(vdir) or (vdir / LAST_CHECKPOINT).is_file():
                     say(f"[warn] {exp_name}/{v} has checkpoints of an unfinished run: resuming from the last one")
             elif rank == 0:  # set aside (no rank reads them when not resuming), so nothing resumes them later
-                moved = set_aside_checkpoints(vdir, time.strftime("%Y%m%d_%H%M%S"))
+                unfinished = bool(checkpoint_files(vdir)) and done_before[v] is None
+                moved = set_aside_run(vdir, time.strftime("%Y%m%d_%H%M%S"))
                 if moved:
-                    say(f"[warn] {exp_name}/{v} has checkpoints of an unfinished run: starting over (--resume "
-                        f"continues it); they are moved to {moved}")
+                    say(f"[warn] {exp_name}/{v} has " + ("checkpoints of an unfinished run: starting over (--resume "
+                        "continues it)" if unfinished else "an earlier run's outputs: starting over")
+                        + f"; they are moved to {moved}")
             say(f"[train] {exp_name}/{v} on {e.dataset} (entry {e.key}) -> {vdir}")
-            if rank == 0:
-                write_hashed_config(vdir, cfg)
             row = train_variant(cfg, vdir, e, launcher=launcher, device=device, resume=resume,
                                 allow_partial=allow_partial, hooks=hooks, say=say,
                                 trackers=DEFAULT_TRACKERS if trackers is None else trackers,
                                 result_extra=dict(config_hash=config_hash(cfg), status="done"))
+            if rank == 0 and row is not None:  # (after: a resume the run refused must not record its config)
+                write_hashed_config(vdir, cfg)
             if row is not None:
                 say(f"[done] {exp_name}/{v}: top-1 {row['top1']:.2f}  top-5 {row['top5']:.2f}  "
                     f"mean class {row['mean_class_acc']:.2f}  ({row['train_seconds']:.0f} s)")
             rep.outcomes.append(VariantOutcome(v, "trained", vdir, row=row))
         except KeyboardInterrupt:
             raise
+        except WorkDirBusyError as ex:  # (its folder is another run's: nothing of it is touched)
+            say(f"[fail] {exp_name}/{v}: {ex}")
+            rep.outcomes.append(VariantOutcome(v, "failed", vdir, error=str(ex)))
         except Exception as ex:  # noqa: BLE001  (one variant's failure must not stop the sweep)
             err = f"{type(ex).__name__}: {ex}" + _recovery_hint(ex, e)
             log.debug("variant %s failed:\n%s", v, traceback.format_exc())
             say(f"[fail] {exp_name}/{v}: {err}")
             rep.outcomes.append(VariantOutcome(v, "failed", vdir, error=err))
+        finally:
+            held.close()
     if rank == 0:
         rep.rows = collect_rows(exp_cfg, exp_dir, rep.outcomes)
         if rep.rows:

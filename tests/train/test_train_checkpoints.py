@@ -138,3 +138,25 @@ def test_a_record_is_read_whole_where_the_file_cannot_be_mapped(tmp_path, monkey
 
     monkeypatch.setattr(torch, "load", no_mmap)
     assert read_checkpoint_meta(path) == {"epoch": 1} and calls == [True, False]
+
+
+def test_starting_over_sets_aside_the_earlier_runs_result_reports_and_logs(tmp_path):
+    """A --force retrain cut short left the old result.json (the next run then reported it as this
+    one's) and the old launches' logs (plotted into this run's curves)."""
+    from stages.train.checkpoints import set_aside_run
+    from stages.train.report import read_scalars
+
+    for name in ("epoch_3.pth", "last_checkpoint", "result.json", "predictions.json", "confusion.json",
+                 "confusion.png", "curves.png", "20261206_100026.py", "hashed_config.json", "notes.txt"):
+        (tmp_path / name).write_text("old")
+    logs = tmp_path / "20261206_100026" / "vis_data"
+    logs.mkdir(parents=True)
+    (logs / "scalars.json").write_text('{"loss": 1.0, "iter": 1}\n')
+    assert read_scalars(tmp_path)[0]
+    dest = set_aside_run(tmp_path, "20261206_110000")
+    assert sorted(p.name for p in dest.iterdir()) == sorted(
+        ["20261206_100026", "20261206_100026.py", "confusion.json", "confusion.png", "curves.png", "epoch_3.pth",
+         "last_checkpoint", "predictions.json", "result.json"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["abandoned", "hashed_config.json", "notes.txt"]
+    assert read_scalars(tmp_path) == ([], [])
+    assert set_aside_run(tmp_path, "20261206_120000") is None

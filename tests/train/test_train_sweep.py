@@ -392,3 +392,28 @@ def test_changed_settings_names_the_differences_only_with_the_finished_runs_reco
     write_hashed_config(tmp_path, Config({"train": {f"k{i}": i for i in range(8)}}))
     said = changed_settings(tmp_path, config_hash(Config({"train": {f"k{i}": i for i in range(8)}})), many, most=3)
     assert said.startswith("train.k0: 0 -> 1; train.k1: 1 -> 2; train.k2: 2 -> 3") and said.endswith("; and 5 more")
+
+
+def test_a_variant_folder_another_run_is_training_is_left_alone(small_demo, tmp_path):
+    """Two runs into one variant folder deleted each other's checkpoints and left one's result
+    under the other's name: the second is refused naming the first, and touches nothing there."""
+    import os
+
+    from stages.train.sweep import run_sweep
+    from stages.train.work_dir_lock import hold_variant_dir
+
+    cache, entry_dir, _ = small_demo
+    vdir = tmp_path / "w" / "demo" / "pevl"
+    vdir.mkdir(parents=True)
+    (vdir / "epoch_3.pth").write_bytes(b"the first run's")
+    with hold_variant_dir(vdir):
+        rep = run_sweep("demo", variants=["pevl"], entry=str(entry_dir), work_dir=tmp_path / "w", cfg_options=SMALL,
+                        cache_root=str(cache), say=lambda m: None)
+    (o,) = rep.outcomes
+    assert o.status == "failed" and f"is being trained by another `pipeline train` (pid {os.getpid()} on" in o.error
+    assert (vdir / "epoch_3.pth").read_bytes() == b"the first run's" and not (vdir / "abandoned").exists()
+    assert not (vdir / "hashed_config.json").exists()
+    # the lock went with the block (and goes with a killed process): the next run trains
+    rep = run_sweep("demo", variants=["pevl"], entry=str(entry_dir), work_dir=tmp_path / "w", cfg_options=SMALL,
+                    cache_root=str(cache), say=lambda m: None)
+    assert rep.outcomes[0].status == "trained"

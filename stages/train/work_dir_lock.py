@@ -1,0 +1,57 @@
+"""One training run per variant folder at a time.
+
+Two ``pipeline train`` runs writing the same ``W/EXP/VARIANT/`` (a second launch by mistake, a
+sweep started twice) would each set the other's checkpoints aside, save ``epoch_N.pth`` under the
+same names, delete each other's files when keeping the newest and leave one run's result under the
+other's name. The run holds an advisory lock (``flock``) on ``.train.lock`` in the folder while it
+trains the variant; the kernel drops it when the process ends, however it ends, so a killed run
+leaves no stale lock. The lock file records who holds it, for the second run's message.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Iterator
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = ".train.lock"
+
+
+class WorkDirBusyError(RuntimeError):
+    """Another process is training into the same variant folder."""
+
+
+@contextlib.contextmanager
+def hold_variant_dir(vdir: Path) -> Iterator[None]:
+    """Hold ``vdir``'s lock for the block, or raise :class:`WorkDirBusyError` naming its holder. On a
+    filesystem without locks (some FUSE mounts) the block runs unlocked, with a warning."""
+    vdir.mkdir(parents=True, exist_ok=True)
+    path = vdir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o664)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "a process that did not say"
+            raise WorkDirBusyError(
+                f"{vdir} is being trained by another `pipeline train` ({holder}); two runs in one folder would "
+                "delete each other's checkpoints. Wait for it, or give this run another --work-dir") from None
+        except OSError as e:
+            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                raise
+            log.warning("%s: its filesystem takes no locks (%s): nothing stops a second run training into it",
+                        vdir, e.strerror)
+        else:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since "
+                          f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # (closing drops the lock)
