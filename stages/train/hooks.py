@@ -108,6 +108,58 @@ class TrainTimeHook(Hook):
         return self.before + (time.monotonic() - self.start if self.start is not None else 0.0)
 
 
+@HOOKS.register_module()
+class RandomStateHook(Hook):
+    """The global random generators in every checkpoint (``meta.rng_state``: torch's, the current CUDA
+    device's, numpy's, Python's), set again when a run resumes from it, just before training goes
+    on: dropout and stochastic depth (PGVT's head, PoseFormer) draw from torch's, and mmengine only
+    seeds it again on resume, so a resumed run drew other masks than the uninterrupted one. (The
+    data loaders draw from generators of their own: ``runner_kwargs``.) Under data parallelism every
+    rank is seeded alike (``diff_rank_seed=False``), so rank 0's state is every rank's."""
+
+    priority = "VERY_LOW"
+
+    def __init__(self):
+        self.pending = None
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        import random
+
+        import numpy as np
+        import torch
+
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()  # (keys as a tensor: what weights_only loads)
+        state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                 "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)]}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state()
+        checkpoint.setdefault("meta", {})["rng_state"] = state
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        self.pending = (checkpoint.get("meta") or {}).get("rng_state")  # (only a resume loads one here)
+
+    def before_train(self, runner) -> None:
+        import random
+
+        import numpy as np
+        import torch
+
+        state, self.pending = self.pending, None
+        if not state:
+            return  # a fresh run, or a checkpoint of code that did not keep the state
+        torch.set_rng_state(state["torch"])
+        kind, keys, pos, has_gauss, gauss = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        random.setstate(_as_tuples(state["python"]))
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state(state["cuda"])
+
+
+def _as_tuples(x):
+    """``random.setstate`` wants tuples where a round trip through a checkpoint may give lists."""
+    return tuple(_as_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite (:class:`FiniteLossHook`)."""
 

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
 
+import torch
+
 from stages.data.device_frames import collate_items
 from stages.nested_config import deep_merge, to_plain
 from stages.registry import SCOPE
@@ -170,8 +172,11 @@ def runner_kwargs(cfg: Any, model, train_ds, test_ds, work_dir: Path, launcher: 
     t = ScheduleSettings.from_dict(to_plain(cfg.train), where="train")
     cuda = device == "cuda"
     nw = int(cfg.data.num_workers)
+    # each loader draws its workers' base seed from a generator of its own, not torch's global one,
+    # which dropout draws from: so workers, persistent or not, and validations between epochs leave
+    # the model's random stream as it was, and a resumed run continues it (RandomStateHook)
     loader_common = dict(num_workers=nw, persistent_workers=nw > 0, pin_memory=cuda,
-                         collate_fn=dict(type=collate_items))
+                         collate_fn=dict(type=collate_items), generator=torch.Generator().manual_seed(t.seed))
     kw: dict[str, Any] = dict(
         model=model,
         work_dir=str(work_dir),

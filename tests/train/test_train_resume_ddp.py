@@ -72,9 +72,14 @@ def _result(p) -> dict:
 
 
 def test_killed_mid_epoch_and_resumed_equals_uninterrupted(small_demo, tmp_path):
+    """With a model that draws from torch's random generator while it trains (PoseFormer's stochastic
+    depth): a resume that only seeded it again drew other masks, and every weight differed."""
     _, entry_dir, _ = small_demo
     script = tmp_path / "run.py"
-    script.write_text(SCRIPT.format(repo=str(REPO), opts=json.dumps(OPTS), entry=str(entry_dir)))
+    opts = {**OPTS, "model.pose.encoder": "poseformer", "model.pose.cls_token": False, "model.pose.form": "coords",
+            "model.pose.poseformer.depth": 2,
+            "model.pose.poseformer.drop_path": 0.5}
+    script.write_text(SCRIPT.format(repo=str(REPO), opts=json.dumps(opts), entry=str(entry_dir)))
     # 20 train clips / batch 4 = 5 iterations per epoch; kill before global iteration 7 (epoch 2)
     # the uninterrupted run and the one to kill are independent (one thread each): side by side
     full, killed = _start(script, tmp_path / "full", -1, 0), _start(script, tmp_path / "cut", 7, 0)
@@ -90,6 +95,7 @@ def test_killed_mid_epoch_and_resumed_equals_uninterrupted(small_demo, tmp_path)
     assert a["state_dict"].keys() == b["state_dict"].keys()
     for k in a["state_dict"]:
         assert torch.allclose(a["state_dict"][k], b["state_dict"][k], atol=1e-6), k
+    assert set(a["meta"]["rng_state"]) == {"torch", "numpy", "python"}
     # the resumed run really resumed (its log says so) rather than starting over
     logs = sorted((tmp_path / "cut").glob("*/*.log"))
     assert any("resumed epoch: 1" in p.read_text() for p in logs)
@@ -99,6 +105,26 @@ def test_killed_mid_epoch_and_resumed_equals_uninterrupted(small_demo, tmp_path)
     assert full["train_segments"] == 1 and resumed["train_segments"] == 2
     assert resumed["train_seconds"] > first["train_seconds"]
     assert b["meta"]["train_seconds"] == pytest.approx(resumed["train_seconds"], abs=1.0)
+
+
+def test_loader_workers_and_validations_leave_the_models_random_stream_alone(small_demo, tmp_path):
+    """``data.num_workers`` and ``train.val_interval`` may differ on resume (NOT_THE_RUN): each loader
+    draws from a generator of its own, so with stochastic depth the weights are the same."""
+    _, entry_dir, _ = small_demo
+    base = {**OPTS, "model.pose.encoder": "poseformer", "model.pose.cls_token": False, "model.pose.form": "coords",
+            "model.pose.poseformer.depth": 2, "model.pose.poseformer.drop_path": 0.5}
+    runs = {"a": {**base, "data.num_workers": 0, "train.val_interval": 1},
+            "b": {**base, "data.num_workers": 1, "train.val_interval": 0}}
+    procs = {}
+    for name, opts in runs.items():
+        script = tmp_path / f"{name}.py"
+        script.write_text(SCRIPT.format(repo=str(REPO), opts=json.dumps(opts), entry=str(entry_dir)))
+        procs[name] = _start(script, tmp_path / name, -1, 0)
+    for p in procs.values():
+        _wait(p)
+    a = torch.load(tmp_path / "a" / "epoch_2.pth", map_location="cpu", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "b" / "epoch_2.pth", map_location="cpu", weights_only=False)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def _free_port() -> int:
