@@ -183,8 +183,42 @@ class FiniteLossHook(Hook):
     #: in a row (then every step is skipped: nothing trains)
     SCALED_PATIENCE = 50
 
-    def __init__(self):
+    def __init__(self, resume_from: str | None = None):
         self.streak = 0
+        self.resume_from = resume_from
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """A step whose gradient was not finite while its loss was leaves NaN weights that the loss
+        shows only at the next iteration: after the epoch's last step, the checkpoint hook would
+        save them in place of the last good checkpoint. Refused here, before anything is written."""
+        import os
+
+        from stages.train.checkpoints import LAST_CHECKPOINT, non_finite_tensors
+
+        bad = non_finite_tensors(checkpoint.get("state_dict") or {})
+        if bad:
+            try:  # (the message hub names the checkpoint about to be written by now)
+                last = open(os.path.join(runner.work_dir, LAST_CHECKPOINT)).read().strip()
+            except OSError:
+                last = None
+            raise NonFiniteLossError(
+                f"the weights after epoch {runner.epoch + 1} hold NaN or infinity ({len(bad)} tensors: "
+                f"{', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}), though every loss was finite: a step's "
+                "gradient was not finite. They were not saved; "
+                + (f"the newest checkpoint, {last}, holds weights from before it. " if last else "no checkpoint was "
+                   "saved. ") + "Train again with a lower train.lr, or with train.clip_grad set")
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """``--resume`` from a checkpoint whose weights are not finite (saved before they were checked)
+        would train on NaN: refused, naming the file."""
+        from stages.train.checkpoints import non_finite_tensors
+
+        bad = non_finite_tensors(checkpoint.get("state_dict") or {})
+        if bad:
+            raise NonFiniteLossError(
+                f"--resume: checkpoint {self.resume_from or '(the newest)'} holds NaN or infinity ({len(bad)} tensors: "
+                f"{', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): the run that saved it diverged. Move it "
+                "out of the folder to resume from the one before, or train again without --resume")
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         import torch

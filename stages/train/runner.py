@@ -247,10 +247,11 @@ def _train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, lau
             say(f"[warn] {cfg.get('exp_name')}/{cfg.get('variant')}: entry {entry.key}'s poses come from a pose model "
                 "with random weights (stage one ran with --pose-checkpoint none): they mean nothing; such an entry "
                 "tests the pipeline, its results say nothing of the model")
-    run_hooks = [dict(type="TrainTimeHook"), dict(type="EpochLogHook"), dict(type="FiniteLossHook"),
-                 dict(type="RandomStateHook")] + list(hooks or [])
     # the newest whole checkpoint, whatever last_checkpoint says (a kill may have cut a save short)
     resume_from = resume_checkpoint(work_dir) if resume else None
+    run_hooks = [dict(type="TrainTimeHook"), dict(type="EpochLogHook"),
+                 dict(type="FiniteLossHook", resume_from=str(resume_from) if resume_from else None),
+                 dict(type="RandomStateHook")] + list(hooks or [])
     run_cfg = run_config_of(cfg, entry)
     if resume_from is not None:
         check_resumes_this_run(resume_from, run_cfg, entry)

@@ -47,6 +47,20 @@ class _FileSizeLimitHook(Hook):
             resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
 
 
+@HOOKS.register_module(force=True)
+class _PoisonAfterLastStepHook(Hook):
+    """Sets one trainable weight to NaN after epoch 2's last step, whose loss was finite (a step
+    whose gradient was not): only the next iteration's loss would show it."""
+
+    priority = "LOWEST"
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.epoch == 1 and batch_idx == len(runner.train_dataloader) - 1:
+            p = next(p for p in runner.model.parameters() if p.requires_grad)
+            with torch.no_grad():
+                p.fill_(float("nan"))
+
+
 def _model_and_cfg(entry_dir):
     from stages.data.entry_lookup import find_entry
     from stages.train.config import build_run_config
@@ -217,3 +231,25 @@ def test_float16_loss_scaling_gets_a_streak_before_the_run_stops():
         hook.after_train_iter(scaled, 99, outputs=nan)
     with pytest.raises(NonFiniteLossError, match="iteration 1 "):  # fp32 / bf16: at once
         FiniteLossHook().after_train_iter(runner(False), 0, outputs=nan)
+
+
+def test_weights_gone_nan_with_a_finite_loss_are_not_saved_nor_resumed(small_demo, tmp_path):
+    """The epoch's last step made NaN weights with a finite loss: the checkpoint hook saved them and
+    deleted the last good checkpoint (max_keep_ckpts=1), and --resume trained on from them."""
+    from stages.train.runner import train_variant
+
+    _, entry_dir, _ = small_demo
+    cfg, entry = _model_and_cfg(entry_dir)
+    work = tmp_path / "w"
+    with pytest.raises(NonFiniteLossError, match=r"the weights after epoch 2 hold NaN or infinity \(1 tensors: .*"
+                                                 r"though every loss was finite.*the newest checkpoint, .*epoch_1.pth"):
+        train_variant(cfg, str(work), entry, device="cpu", hooks=[dict(type="_PoisonAfterLastStepHook")])
+    assert sorted(p.name for p in work.glob("*.pth")) == ["epoch_1.pth"]
+    # a NaN checkpoint that code before this check saved: --resume refuses it by name
+    ckpt = torch.load(work / "epoch_1.pth", map_location="cpu", weights_only=False)
+    name = next(k for k, v in ckpt["state_dict"].items() if v.is_floating_point())
+    ckpt["state_dict"][name] = torch.full_like(ckpt["state_dict"][name], float("nan"))
+    ckpt["meta"]["epoch"] = 2
+    torch.save(ckpt, work / "epoch_2.pth")
+    with pytest.raises(NonFiniteLossError, match=r"--resume: checkpoint .*epoch_2.pth holds NaN or infinity"):
+        train_variant(cfg, str(work), entry, device="cpu", resume=True)
