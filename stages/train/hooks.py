@@ -66,13 +66,33 @@ def run_record(cfg, entry) -> dict:
 
 @HOOKS.register_module()
 class RunRecordHook(Hook):
-    """Writes :func:`run_record` into every checkpoint's ``meta`` (``meta["run_record"]``)."""
+    """Writes :func:`run_record` into every checkpoint's ``meta`` (``meta["run_record"]``), and the
+    clips it trains on (``meta["train_clips"]``, :func:`train_clips_record`) where given."""
 
-    def __init__(self, record: dict):
+    def __init__(self, record: dict, train_clips: dict | None = None):
         self.record = record
+        self.train_clips = train_clips
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint.setdefault("meta", {})[RUN_RECORD_KEY] = self.record
+        meta = checkpoint.setdefault("meta", {})
+        meta[RUN_RECORD_KEY] = self.record
+        if self.train_clips is not None:
+            meta[TRAIN_CLIPS_KEY] = self.train_clips
+
+
+#: the checkpoint ``meta`` key of the clips a run trains on
+TRAIN_CLIPS_KEY = "train_clips"
+
+
+def train_clips_record(rows) -> dict:
+    """How many clips a run trains on and a digest of their ids in order (``rows``: the training
+    dataset's plan rows): a resume over other clips (an entry that lost some, read with
+    ``--allow-partial``) would keep the old iterations per epoch and data order."""
+    import hashlib
+    import json
+
+    uids = [r["uid"] for r in rows]
+    return {"count": len(uids), "uids_sha256": hashlib.sha256(json.dumps(uids).encode()).hexdigest()[:32]}
 
 
 @HOOKS.register_module()

@@ -44,7 +44,7 @@ from stages.train import report
 from stages.train.checkpoints import (checkpoint_safe_globals, load_checkpoint_into, read_checkpoint_meta,
                                      resume_checkpoint)
 from stages.train.distributed import init_distributed, resolve_device
-from stages.train.hooks import RecordValHook, TrainTimeHook
+from stages.train.hooks import RecordValHook, TrainTimeHook, train_clips_record
 from stages.train.metrics import metric_row
 from stages.train.schedule import ScheduleSettings, autocast_dtype, runner_kwargs, world_size
 from stages.train.train_log import LoggingRunner, setup_line
@@ -254,7 +254,7 @@ def _train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, lau
                  dict(type="RandomStateHook")] + list(hooks or [])
     run_cfg = run_config_of(cfg, entry)
     if resume_from is not None:
-        check_resumes_this_run(resume_from, run_cfg, entry)
+        check_resumes_this_run(resume_from, run_cfg, entry, train_clips_record(train_ds.rows))
     kw = runner_kwargs(run_cfg, model, train_ds, test_ds, work_dir, launcher, dev,
                        resume=resume_from is not None, load_from=str(resume_from) if resume_from else None,
                        hooks=run_hooks, world_size=world_size(launcher))
@@ -320,16 +320,26 @@ NOT_THE_RUN = frozenset({"data.num_workers", "data.root", "train.log_interval", 
                          "model.clip.cache_dir"})
 
 
-def check_resumes_this_run(checkpoint: Path, run_cfg: Config, entry: CacheEntry) -> None:
+def check_resumes_this_run(checkpoint: Path, run_cfg: Config, entry: CacheEntry,
+                           train_clips: Optional[dict] = None) -> None:
     """Refuse to resume from a checkpoint that another config wrote (a run abandoned for a changed
     setting: its weights, optimiser and schedule would go on under this run's name), naming the
     keys that differ, or that was trained on another cache entry. Keys of :data:`NOT_THE_RUN` may
     change. A key the checkpoint's record lacks is a setting newer than the code that wrote it (or
     one this code dropped): taken as it is now, and named in a warning. A checkpoint without a run
     record (written before 2026-12) is taken as it is."""
-    from stages.train.hooks import RUN_RECORD_KEY, run_record
+    from stages.train.hooks import RUN_RECORD_KEY, TRAIN_CLIPS_KEY, run_record
 
-    record = read_checkpoint_meta(checkpoint).get(RUN_RECORD_KEY) or {}
+    meta = read_checkpoint_meta(checkpoint)
+    record = meta.get(RUN_RECORD_KEY) or {}
+    their_clips = meta.get(TRAIN_CLIPS_KEY)
+    if train_clips is not None and their_clips and their_clips != train_clips:
+        raise ValueError(f"--resume: {checkpoint} was trained on {their_clips['count']} clips, this run reads "
+                         f"{train_clips['count']}" + (" (other clips, as many)" if their_clips["count"] ==
+                                                      train_clips["count"] else "") + " of entry " + entry.key
+                         + ": its schedule (iterations per epoch) and data order would not go on. Resume over the "
+                         "clips it trained on (`pipeline extract` redoes those missing), or train without --resume: "
+                         "the old checkpoints are set aside, not lost")
     theirs = record.get("run_config")
     if theirs is None:
         return

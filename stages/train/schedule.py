@@ -44,7 +44,7 @@ import torch
 from stages.data.device_frames import collate_items
 from stages.nested_config import deep_merge, to_plain
 from stages.registry import SCOPE
-from stages.train.hooks import run_record
+from stages.train.hooks import run_record, train_clips_record
 from stages.train.metrics import evaluator_config
 from stages.train.param_groups import NO_DECAY_KINDS, paramwise_cfg
 from stages.settings import Settings, SettingsError, field
@@ -196,7 +196,9 @@ def runner_kwargs(cfg: Any, model, train_ds, test_ds, work_dir: Path, launcher: 
             sampler_seed=dict(type="DistSamplerSeedHook"),
         ),
         custom_hooks=[dict(type="RecordValHook"), dict(type="BackboneCheckpointHook"),
-                      dict(type="RunRecordHook", record=run_record(cfg, test_ds.entry))] + list(hooks or []),
+                      dict(type="RunRecordHook", record=run_record(cfg, test_ds.entry),
+                                                         train_clips=train_clips_record(train_ds.rows) if train_ds is not None
+                                                         else None)] + list(hooks or []),
         visualizer=dict(type="Visualizer", name=f"vis_{uuid.uuid4().hex[:12]}",
                         vis_backends=[dict(type="LocalVisBackend"), dict(type="TensorboardVisBackend")]),
         log_processor=dict(by_epoch=True, window_size=t.log_interval),

@@ -372,6 +372,21 @@ def test_what_resume_compares(small_demo, tmp_path, caplog):
 
     with pytest.raises(ValueError, match=rf"trained on cache entry 0123456789abcdef, this run reads entry {entry.key}"):
         check_resumes_this_run(ckpt(other_entry), mine(), entry)
+    # the clips trained on: an entry that lost clips, read with --allow-partial, kept the old
+    # iterations per epoch and data order without a word
+    from stages.train.hooks import train_clips_record
+
+    rows = entry.clips("train")
+    path = ckpt()
+    saved = torch.load(path, weights_only=False)
+    saved["meta"]["train_clips"] = train_clips_record(rows)
+    torch.save(saved, path)
+    check_resumes_this_run(path, mine(), entry, train_clips_record(rows))
+    check_resumes_this_run(path, mine(), entry, None)  # (what is not known is not compared)
+    with pytest.raises(ValueError, match=rf"trained on {len(rows)} clips, this run reads {len(rows) - 1} of entry"):
+        check_resumes_this_run(path, mine(), entry, train_clips_record(rows[1:]))
+    with pytest.raises(ValueError, match=r"\(other clips, as many\)"):
+        check_resumes_this_run(path, mine(), entry, train_clips_record(rows[::-1]))
 
 
 def test_changed_settings_names_the_differences_only_with_the_finished_runs_record(tmp_path):
