@@ -274,11 +274,22 @@ def mismatch_message(ckpt: PoseCheckpoint, result: Fit, config_rel: str, suggest
 
 
 def check_pose_checkpoint(ckpt: Optional[PoseCheckpoint], config_path: Path, config_rel: str,
-                          skeleton: str = "coco17", joints: int = 17) -> int:
+                          skeleton: str = "coco17", joints: int = 17, flip_test: Optional[bool] = None) -> int:
     """Refuse ``ckpt`` unless it fits the model of ``config_path`` strictly (meta-device build),
     and the model unless its head predicts the ``joints`` of ``skeleton`` (also with no
-    checkpoint). Returns the number of tensors the file places (0 without one)."""
+    checkpoint), and, with ``flip_test`` given, unless the batched top-down path reproduces its
+    config (``TopdownSpec.check``: a DARK or UDP config was refused only inside the first clip, and
+    every clip was then recorded as failed). Returns the number of tensors the file places (0
+    without one)."""
     model = build_meta_model(config_path)
+    if flip_test is not None:
+        from stages.extract.pose.topdown import TopdownSpec, UnsupportedTopdownConfig
+
+        model.test_cfg = dict(model.test_cfg or {}, flip_test=flip_test)
+        try:
+            TopdownSpec.check(model)
+        except UnsupportedTopdownConfig as e:
+            raise UnsupportedTopdownConfig(f"--pose-config {config_rel}: {e}") from None
     if ckpt is not None:
         result = fit(model, ckpt)
         if not result.ok:

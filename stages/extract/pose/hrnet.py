@@ -173,7 +173,7 @@ class HRNetPoseSource(PoseSource):
         # sha256 part of the entry's identity
         ckpt = read_pose_checkpoint(self.checkpoint) if self.checkpoint is not None else None
         check_pose_checkpoint(ckpt, self.config_path, self.config_rel, self.skeleton,
-                              get_skeleton(self.skeleton).num_joints)
+                              get_skeleton(self.skeleton).num_joints, flip_test=flip_test)
         if ckpt is not None:
             self.checkpoint_sha256 = ckpt.sha256
             self._weights = ckpt.provenance()

@@ -61,6 +61,25 @@ class TopdownSpec:
 
     @classmethod
     def from_model(cls, model) -> "TopdownSpec":
+        cls.check(model)
+        pipeline = list(model.cfg.test_dataloader.dataset.pipeline)
+        codec, test_cfg, pre = model.head.decoder, dict(model.test_cfg or {}), model.data_preprocessor
+        return cls(
+            input_size=(int(codec.input_size[0]), int(codec.input_size[1])),
+            padding=float(pipeline[1].get("padding", 1.25)),
+            mean=tuple(float(v) for v in pre.mean.flatten()),
+            std=tuple(float(v) for v in pre.std.flatten()),
+            model_wants_rgb=bool(pre._channel_conversion),
+            flip_indices=tuple(int(i) for i in model.dataset_meta["flip_indices"]),
+            shift_heatmap=bool(test_cfg.get("shift_heatmap", False)),
+            scale_factor=(float(codec.scale_factor[0]), float(codec.scale_factor[1])),
+        )
+
+    @staticmethod
+    def check(model) -> None:
+        """Refuse (:class:`UnsupportedTopdownConfig`) a model whose config asks for what this path does
+        not reproduce; reads only the config and the modules' settings, so a meta-device model
+        (before any clip is decoded) will do."""
         from mmpose.codecs import MSRAHeatmap
 
         def refuse(what: str):
@@ -87,16 +106,6 @@ class TopdownSpec:
         pre = model.data_preprocessor
         if not getattr(pre, "_enable_normalize", False):
             refuse("a data preprocessor without mean/std")
-        return cls(
-            input_size=(int(codec.input_size[0]), int(codec.input_size[1])),
-            padding=float(pipeline[1].get("padding", 1.25)),
-            mean=tuple(float(v) for v in pre.mean.flatten()),
-            std=tuple(float(v) for v in pre.std.flatten()),
-            model_wants_rgb=bool(pre._channel_conversion),
-            flip_indices=tuple(int(i) for i in model.dataset_meta["flip_indices"]),
-            shift_heatmap=bool(test_cfg.get("shift_heatmap", False)),
-            scale_factor=(float(codec.scale_factor[0]), float(codec.scale_factor[1])),
-        )
 
 
 # -- boxes -> crops ---------------------------------------------------------------------------------
