@@ -251,7 +251,7 @@ class PeVL(FrozenCLIPModel):
         cannot separate them by text), and get identical scores in :meth:`predict`, where argmax
         picks the lower class index. The groups are logged and kept in ``duplicate_text_groups``.
         """
-        coarse = coarse_type or self.cfg["text"].get("coarse_type", "")
+        coarse = self.cfg["text"].get("coarse_type") or coarse_type  # the setting, where set, over the entry's
         prompts = [build_prompt(t, coarse, self.prompt_form) for t in texts]
         first: dict[str, int] = {}
         ids = [first.setdefault(p, i) for i, p in enumerate(prompts)]

@@ -20,8 +20,9 @@ def build_prompt(label: str, coarse_type: str = "", form: str = "label_prompt_ty
         template = PROMPT_FORMS[form]
     except KeyError:
         raise KeyError(f"unknown prompt form {form!r}; known: {sorted(PROMPT_FORMS)}") from None
-    if "{coarse_type}" in template and not coarse_type:
-        template = PROMPT_FORMS["label_prompt"]
+    if "{coarse_type}" in template and not coarse_type.strip():  # (it read as label_prompt, reported as this form)
+        raise ValueError(f"the prompt form {form} ({template!r}) needs a coarse action type and none was given: set "
+                         "model.text.coarse_type, or model.text.prompt=label_prompt")
     return template.format(label=label.strip(), coarse_type=coarse_type.strip())
 
 

@@ -35,6 +35,9 @@ def test_prompt_forms():
     assert build_prompt("back dive", "diving") == "back dive, a video of diving action"
     assert build_prompt("back dive", "diving", "label_prompt") == "back dive, a video of action"
     assert build_prompt("back dive", "diving", "label") == "back dive"
+    assert build_prompt("back dive", "", "label") == "back dive"
+    with pytest.raises(ValueError, match="needs a coarse action type .* model.text.coarse_type"):
+        build_prompt("back dive", " ")  # (it gave label_prompt's text, reported as label_prompt_type)
     with pytest.raises(KeyError, match="unknown prompt form 'nope'"):
         build_prompt("x", "y", "nope")
 

@@ -60,6 +60,20 @@ def test_duplicate_class_texts_tie_and_count_positive(tiny_cfg, batch):
     assert torch.isfinite(m.loss(batch)["loss"])
 
 
+def test_a_set_coarse_type_wins_over_the_entrys(tiny_cfg):
+    """model.text.coarse_type's help says "default: the cache entry's"; the entry's won even where it was set."""
+    import copy
+
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg["text"]["coarse_type"] = "trampoline"
+    m = build_model(cfg)
+    m.set_class_texts(["jump"], "gymnastic")
+    assert m.class_texts == ["jump, a video of trampoline action"]
+    m = build_model(tiny_cfg)
+    m.set_class_texts(["jump"], "gymnastic")
+    assert m.class_texts == ["jump, a video of gymnastic action"]
+
+
 def test_offline_pretrained_fails_fast_naming_the_local_file_option(monkeypatch):
     import stages.model.clip_loader as cl
 

@@ -43,6 +43,7 @@ def test_runner_pieces_warmup_cosine_amp_accumulation(tmp_path):
 
     class DS(list):
         classes = ["a", "b"]
+        rows = [{"uid": "c0"}]  # the plan rows of the clips trained on (meta.train_clips)
         # no dataset_meta: no fine pairs; what a checkpoint's run record names of the entry
         entry = SimpleNamespace(attrs={}, key="k", dataset="d", settings={}, skeleton="coco17", classes=["a", "b"],
                                 coarse_type="")
@@ -81,6 +82,7 @@ def test_a_one_batch_epoch_still_warms_up_to_the_base_lr(tmp_path):
 
     class DS(list):
         classes = ["a", "b"]
+        rows = [{"uid": "c0"}]  # the plan rows of the clips trained on (meta.train_clips)
         entry = SimpleNamespace(attrs={}, key="k", dataset="d", settings={}, skeleton="coco17", classes=["a", "b"],
                                 coarse_type="")
 
