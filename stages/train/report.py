@@ -15,6 +15,13 @@ RESULT_KEYS = ("variant", "dataset", "num_classes", "top1", "top5", "mean_class_
                "gflops", "epochs")
 
 
+#: the metric an experiment's paper table reports (``experiment.metric``), as the results table heads it
+METRIC_TEXT = {"top1": "Top-1 %", "mean_class_acc": "mean class accuracy %"}
+#: ``data.test_views`` as the results table says it
+TEST_VIEWS_TEXT = {"resize_three_crop": "3 crops x 1 clip (short side resized to the crop, AIM's)",
+                   "three_crop": "3 crops x 1 clip (of the cached frames)"}
+
+
 def _jsonable(x: Any) -> Any:
     if isinstance(x, dict):
         return {str(k): _jsonable(v) for k, v in x.items()}
@@ -236,16 +243,22 @@ def write_results(exp_dir: os.PathLike, rows: list[dict], experiment: dict, note
     frames = len({(r.get("num_video_frames"), r.get("num_pose_frames")) for r in rows
                   if r.get("status") != "failed"}) > 1
     first = rows[0] if rows else {}
+    metric = experiment.get("metric") or "top1"
+    paper_mean = any(r.get("paper_mean_class_acc") is not None for r in rows)
+    views = sorted({str(r["test_views"]) for r in rows if r.get("test_views")})
+    views_txt = " / ".join(TEST_VIEWS_TEXT.get(v, v) for v in views) or "3 crops x 1 clip"
     frames_txt = ("the frames each variant reads (below)" if frames else
                   f"{_fmt(first.get('num_video_frames'))} video + {_fmt(first.get('num_pose_frames'))} pose frames")
     lines = [
         f"# {experiment.get('name', '')}: {table}",
         "",
-        f"Paper: {table} on {paper_ds} (Top-1 %). Ours: {', '.join(datasets)}, "
-        f"{first.get('arch', '?')}, {frames_txt}, 3 crops x 1 clip.",
+        f"Paper: {table} on {paper_ds} ({METRIC_TEXT.get(metric, metric)}"
+        + (", and mean class accuracy %" if paper_mean and metric != "mean_class_acc" else "") + "). "
+        f"Ours: {', '.join(datasets)}, {first.get('arch', '?')}, {frames_txt}, {views_txt}.",
         "",
     ]
-    head = ["variant", "top-1 (ours)", "top-1 (paper)", "top-5", "mean class"] + (["fine pairs"] if fine else []) + (
+    head = ["variant", "top-1 (ours)", "top-1 (paper)", "top-5", "mean class"] + (
+        ["mean class (paper)"] if paper_mean else []) + (["fine pairs"] if fine else []) + (
         ["frames (video + pose)"] if frames else []) + ["tunable params (M)", "GFLOPs", "epochs"]
     lines += ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
     for r in rows:
@@ -253,7 +266,7 @@ def write_results(exp_dir: os.PathLike, rows: list[dict], experiment: dict, note
             lines.append(f"| {r['variant']} | failed | {_fmt(r.get('paper_top1'))} |" + " |" * (len(head) - 3))
             continue
         cells = [r["variant"], _fmt(r.get("top1")), _fmt(r.get("paper_top1")), _fmt(r.get("top5")),
-                 _fmt(r.get("mean_class_acc"))]
+                 _fmt(r.get("mean_class_acc"))] + ([_fmt(r.get("paper_mean_class_acc"))] if paper_mean else [])
         cells += [_fmt(r.get("fine_pair_top1"))] if fine else []
         cells += [f"{_fmt(r.get('num_video_frames'))} + {_fmt(r.get('num_pose_frames'))}"] if frames else []
         cells += [_fmt(r.get("tunable_params_m"), 2), _fmt(r.get("gflops"), 2), _fmt(r.get("epochs"))]

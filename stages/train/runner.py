@@ -282,6 +282,7 @@ def _train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, lau
     row = dict(
         experiment=cfg.get("exp_name"), variant=cfg.get("variant"), dataset=entry.dataset, entry=entry.key,
         split=test_ds.split, num_classes=len(entry.classes), num_test_clips=len(test_ds), **metric_row(res),
+        test_views=str(cfg.data.test_views), num_train_clips=len(train_ds),
         paper_top1=cfg.get("paper_top1"), **cost, epochs=int(runner.epoch),
         arch=cfg.model.clip.arch, **model.pretrained_fields(),
         # the frames the variant reads (None for a modality it does not have)
@@ -472,7 +473,8 @@ def _evaluate_checkpoint(cfg: Config, checkpoint: str, entry: CacheEntry, out_di
     res = runner.test_loop.evaluator.metrics[0].last_result
     row = dict(experiment=cfg.get("exp_name"), variant=cfg.get("variant"), dataset=entry.dataset, entry=entry.key,
                split=test_ds.split, checkpoint=str(checkpoint), num_classes=len(entry.classes),
-               num_test_clips=len(test_ds), **metric_row(res), paper_top1=cfg.get("paper_top1"), **cost,
+               num_test_clips=len(test_ds), **metric_row(res), test_views=str(cfg.data.test_views),
+               paper_top1=cfg.get("paper_top1"), **cost,
                arch=cfg.model.clip.arch, **model.pretrained_fields(), device=dev, eval_seconds=round(time.time() - t0, 1))
     report.save_evaluation(out_dir, res, entry.classes, test_ds, title=f"{row['experiment']} / {row['variant']}")
     report.write_json(out_dir / "metrics.json", row)

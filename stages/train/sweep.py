@@ -366,6 +366,7 @@ class SourcesChangedError(RuntimeError):
 
 def collect_rows(exp_cfg: Config, exp_dir: Path, outcomes: list[VariantOutcome]) -> list[dict]:
     """One row per variant of the experiment that finished (now or before) or failed now."""
+    from stages.train.config import TABLE_ONLY_KEYS
     from stages.train.report import read_result
 
     by_v = {o.variant: o for o in outcomes}
@@ -373,9 +374,10 @@ def collect_rows(exp_cfg: Config, exp_dir: Path, outcomes: list[VariantOutcome])
     for v in list_variants(exp_cfg):
         r = read_result(exp_dir / v)
         o = by_v.get(v)
+        paper = {k: exp_cfg["variants"][v].get(k) for k in TABLE_ONLY_KEYS}
         if o is not None and o.status == "failed":
             rows.append(dict(variant=v, status="failed", error=o.error,
-                             paper_top1=exp_cfg["variants"][v].get("paper_top1")))
+                             paper_top1=exp_cfg["variants"][v].get("paper_top1"), **paper))
         elif r is not None:
-            rows.append(r)
+            rows.append({**r, **paper})
     return rows
