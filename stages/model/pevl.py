@@ -402,6 +402,13 @@ class PeVL(FrozenCLIPModel):
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         return self.loss(batch)
 
+    @property
+    def scores_are_logits(self) -> bool:
+        """Whether :meth:`predict` gives a classifier's logits (text-free variants), which test views
+        average as probabilities (AIM's ``average_clips='prob'``), rather than eq. (7)'s similarities,
+        averaged as they are."""
+        return not self.use_text
+
     @torch.no_grad()
     def predict(self, batch: Batch) -> torch.Tensor:
         """Eq. (7): (B, C) float32 scores of each clip against every class; argmax is the prediction.

@@ -156,6 +156,9 @@ class PGVT(FrozenCLIPModel):
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         return self.loss(batch)
 
+    #: :meth:`predict` gives logits: test views are averaged as probabilities (AIM's ``average_clips='prob'``)
+    scores_are_logits = True
+
     @torch.no_grad()
     def predict(self, batch: Batch) -> torch.Tensor:
         """(B, C) class scores (logits); argmax is the prediction, the caller averages views."""

@@ -189,7 +189,10 @@ class RunnerModel(BaseModel):
         if mode == "predict":
             with self._autocast(batch):
                 scores = self.recognizer.predict(batch)
-            scores = scores.float().view(-1, num_views, scores.shape[-1]).mean(1)  # average the views
+            scores = scores.float().view(-1, num_views, scores.shape[-1])
+            if getattr(self.recognizer, "scores_are_logits", False):  # a classifier: AIM averages probabilities
+                scores = scores.softmax(-1)
+            scores = scores.mean(1)  # average the views
             # one device-to-host copy per tensor and batch, not one per sample
             scores = scores.detach().cpu()
             labels = batch["label"].view(-1).tolist()

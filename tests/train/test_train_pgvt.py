@@ -186,3 +186,14 @@ def test_explain_says_it_draws_pevl_only():
     cfg = build_run_config("pgvt_components", "pgvt", dataset="demo")
     with pytest.raises(ValueError, match="explain draws what PeVL's parts do .*this checkpoint's model is a PGVT"):
         explain_clip(cfg, "unused.pth", None, "c0", "out")
+
+
+def test_a_classifiers_test_views_are_averaged_as_probabilities(monkeypatch):
+    """AIM (whose test protocol the runs follow) averages the views' softmax (``average_clips='prob'``):
+    logits [12, 0, 0], [0, 5, 0], [0, 5, 0] give class 1, where averaged logits gave class 0."""
+    model = runner_model("pgvt", 0)
+    assert model.recognizer.scores_are_logits
+    logits = torch.tensor([[12.0, 0, 0], [0, 5, 0], [0, 5, 0]])
+    monkeypatch.setattr(model.recognizer, "predict", lambda batch: logits)
+    (out,) = model({"label": torch.tensor([1]), "frames": torch.zeros(1)}, num_views=3, mode="predict")
+    assert int(out["scores"].argmax()) == 1 and float(out["scores"].sum()) == pytest.approx(1.0)
