@@ -85,7 +85,7 @@ class PeVL(FrozenCLIPModel):
                 visual, cfg["num_joints"], cfg["num_pose_frames"], ad["pose"], ad["ratio"], ad["mlp_scale"],
                 pc["temporal_attn"], pc["form"], pc["heatmap_size"], pc["heatmap_sigma"], pc["cls_token"],
                 pc.get("normalize", "crop"), pc.get("motion", False), pc.get("embedding", "shared"),
-                cfg.get("num_persons", 1))
+                cfg.get("num_persons", 1), pc.get("score", True))
         if self.use_pose:
             self.pose_proj = nn.Parameter(visual.proj.detach().clone(), requires_grad=train_proj)
         if self.use_text:

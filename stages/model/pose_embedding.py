@@ -60,7 +60,10 @@ class JointEmbedding(nn.Module):
 
     def __init__(self, width: int, in_dim: int = 3, motion: bool = False, num_joints: Optional[int] = None):
         super().__init__()
+        if in_dim not in (2, 3):
+            raise ValueError(f"a joint is (x, y) or (x, y, score): in_dim 2 or 3, got {in_dim}")
         self.motion = motion
+        self.score = in_dim == 3
         d_in = in_dim + (2 if motion else 0)
         if num_joints:
             bound = d_in ** -0.5  # nn.Linear's default init, per joint
@@ -80,7 +83,7 @@ class JointEmbedding(nn.Module):
         """(B, T, J, 3) joints and (B, T) ``times`` (needed only with ``motion``) -> (B, T, J, D)."""
         seen = (joints[..., 2:3] > 0).to(joints.dtype)
         xy = joints[..., :2] * seen
-        parts = [xy, joints[..., 2:3]]
+        parts = [xy, joints[..., 2:3]] if self.score else [xy]
         if self.motion:
             parts.append(joint_velocity(joints, times))
         x = torch.cat(parts, dim=-1)
@@ -151,7 +154,7 @@ class FrameCLSToken(nn.Module):
 
 
 class PoseEmbedding(nn.Module):
-    """Joint tokens ``JointEmbedding(x, y, score) + joint_pos[j]``, the per-frame CLS token
+    """Joint tokens ``JointEmbedding(x, y[, score]) + joint_pos[j]``, the per-frame CLS token
     (``cls_token=True``) in front, ``+ temporal_pos[t]`` on every token of frame t.
 
     ``(B, T, J, 3)`` joints (x, y in the crop's [0, 1], score) -> ``(B, T, [1 +] J, D)``.
@@ -164,7 +167,7 @@ class PoseEmbedding(nn.Module):
 
     def __init__(self, width: int, num_joints: int, num_frames: int, cls_token: bool = True,
                  visual: Optional[nn.Module] = None, normalize: str = "crop", motion: bool = False,
-                 embedding: str = "shared", persons: int = 1):
+                 embedding: str = "shared", persons: int = 1, score: bool = True):
         super().__init__()
         if num_joints % persons:
             raise ValueError(f"{num_joints} joints are not {persons} people's")
@@ -176,7 +179,7 @@ class PoseEmbedding(nn.Module):
         self.normalize = normalize
         if embedding not in JOINT_EMBEDDINGS:
             raise ValueError(f"pose.embedding must be one of {JOINT_EMBEDDINGS}, got {embedding!r}")
-        self.joint_embed = JointEmbedding(width, motion=motion,
+        self.joint_embed = JointEmbedding(width, 3 if score else 2, motion=motion,
                                           num_joints=num_joints if embedding == "per_joint" else None)
         self.joint_pos = nn.Parameter(scale * torch.randn(num_joints, width))
         self.temporal_pos = nn.Parameter(scale * torch.randn(num_frames, width))

@@ -36,7 +36,8 @@ class PoseEncoder(nn.Module):
                  adapters: bool = True, ratio: float = 0.25, mlp_scale: float = 0.5,
                  temporal_attn: bool = True, form: str = "coords",
                  heatmap_size: int = 112, heatmap_sigma: float = 2.0, cls_token: bool = True,
-                 normalize: str = "crop", motion: bool = False, embedding: str = "shared", persons: int = 1):
+                 normalize: str = "crop", motion: bool = False, embedding: str = "shared", persons: int = 1,
+                 score: bool = True):
         super().__init__()
         if form not in ("coords", "heatmap"):
             raise ValueError(f"pose.form must be 'coords' or 'heatmap', got {form!r}")
@@ -47,7 +48,7 @@ class PoseEncoder(nn.Module):
         self.num_joints, self.num_frames = num_joints, num_frames
         if form == "coords":
             self.embed = PoseEmbedding(width, num_joints, num_frames, cls_token, visual, normalize, motion, embedding,
-                                       persons)
+                                       persons, score)
         else:
             self.embed = HeatmapEmbedding(visual, num_frames, cls_token, heatmap_size, heatmap_sigma)
         self.t_adapters = adapter_stack(width, n, ratio, skip=True) if adapters and temporal_attn else None

@@ -139,6 +139,10 @@ class PoseTokenSettings(Settings):
     normalize: Literal[COORD_FRAMES] = field("crop", help="crop: coordinates as given (the papers); person: centred "
                                              "and scaled per clip.")
     motion: bool = field(False, help="Also embed each joint's velocity between pose frames.")
+    score: bool = field(True, help="Embed each joint's detection score beside its x, y (form coords, the CLIP pose "
+                        "encoder). The papers write the joints as T x N_p x 2 (false); with the score, a joint not "
+                        "seen (its x, y zeroed) differs from one at the crop's corner. PoseFormer: "
+                        "pose.poseformer.score.")
     embedding: Literal[JOINT_EMBEDDINGS] = field("shared", help="The joint MLP's first layer shared by all joints "
                                                  "(the papers) or one per joint.")
     encoder: Literal[POSE_ENCODERS] = field("clip", help="The pose encoder: clip (the frozen CLIP image encoder, the "
@@ -147,6 +151,12 @@ class PoseTokenSettings(Settings):
                                            "(pose.encoder='poseformer').")
 
     def check(self, where: str = "", source_of=None) -> None:
+        if not self.score and (self.encoder == "poseformer" or self.form != "coords"):
+            raise SettingsError(f"{_prefix(where, 'score')}=False is the CLIP pose encoder's joint coordinates' "
+                                "(form coords); " + ("PoseFormer's is " + _prefix(where, 'poseformer.score')
+                                                     if self.encoder == "poseformer" else
+                                                     "heatmaps draw each joint weighted by its score"),
+                                _prefix(where, "score"))
         if self.encoder != "poseformer":
             return
         # Poseformer takes joint coordinates and has no per-frame CLS token (the reference): a heatmap

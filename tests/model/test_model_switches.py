@@ -133,3 +133,35 @@ def test_pevl_video_feature_starts_as_clips_with_the_identity_start(tiny_cfg):
             out = m.encode(batch)
         cos = F.cosine_similarity(out["video"], out["z_v"], dim=-1)
         assert bool(torch.allclose(out["video"], out["z_v"], atol=1e-6)) == same, (start, cos)
+
+
+# -- the joints' score channel: (x, y, score) or the papers' (x, y) ------------------------------------
+def test_the_joint_score_channel_is_a_switch_and_false_is_the_papers_two_coordinates(tiny_cfg):
+    """PeVL Sec. 3.2.1 / PGVT Sec. 3.2 write the joints as T x N_p x 2; the default embeds the score too."""
+    import copy
+
+    from stages.model.pose_embedding import JointEmbedding
+    from stages.model.settings import PoseTokenSettings
+    from stages.settings import SettingsError
+
+    joints = torch.tensor([[[[0.5, 0.5, 0.9], [0.5, 0.5, 0.3], [0.0, 0.0, 0.0]]]])  # (1, 1, 3, 3)
+    torch.manual_seed(0)
+    with_score = JointEmbedding(8)
+    a = with_score(joints)
+    assert not torch.allclose(a[..., 0, :], a[..., 1, :])  # the same place, other scores
+    torch.manual_seed(0)
+    xy = JointEmbedding(8, in_dim=2)
+    assert xy.fc1.in_features == 2
+    b = xy(joints)
+    # the papers' reading: the score is not seen, and a joint not seen embeds as one at (0, 0)
+    assert torch.allclose(b[..., 0, :], b[..., 1, :]) and torch.allclose(b[..., 2, :], xy(torch.zeros(1, 1, 1, 3))[..., 0, :])
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg.setdefault("pose", {})["score"] = False
+    m = pevl(cfg)
+    assert m.pose_encoder.embed.joint_embed.fc1.in_features == 2
+    assert pevl(tiny_cfg).pose_encoder.embed.joint_embed.fc1.in_features == 3
+    with pytest.raises(SettingsError, match="pose.score=False is the CLIP pose encoder's .* PoseFormer's is "
+                                            "pose.poseformer.score"):
+        PoseTokenSettings.from_dict({"score": False, "encoder": "poseformer", "cls_token": False}, where="pose")
+    with pytest.raises(SettingsError, match="heatmaps draw each joint weighted by its score"):
+        PoseTokenSettings.from_dict({"score": False, "form": "heatmap"}, where="pose")
