@@ -199,6 +199,12 @@ def finish_clip(clip: ClipRecord, decoded: DecodedClip, track: PoseTrack, box_in
             notes.extend(dataset_box_notes(clip.clip_id, box_info, n))
         except PersonBoxError as e:
             raise ClipError(str(e)) from e
+        stored = stored_pixels_size(info)
+        if stored is not None:  # a box file names no image size: which pixels its boxes are in is not known
+            notes.append(f"dataset person boxes taken in the decoded {info.width}x{info.height} display pixels; the "
+                         f"stream's pixels are not square (SAR {info.sar[0]}:{info.sar[1]}, stored {stored[1]}x"
+                         f"{stored[0]}): boxes made on the stored pixels (as decord and PyAV decode) would need x "
+                         f"scaled by {info.width / stored[1]:.4g}")
     if box_info.get("persons_note"):
         notes.append(box_info["persons_note"])
     if n < settings.num_frames * settings.frames_per_segment:

@@ -318,3 +318,18 @@ def test_a_damaged_detector_checkpoint_is_refused_before_any_clip(tmp_path, monk
     torch.save({"state_dict": {"w": torch.zeros(4)}}, ck)
     with pytest.raises(DetectorWeightsError, match="carries the sha256 prefix 047c8118 of the released file"):
         MMDetPersonDetector("faster-rcnn", str(ck))
+
+
+def test_dataset_boxes_on_non_square_pixels_get_a_note(tmp_path, monkeypatch, hrnet_plan):
+    """A box file names no image size: on an anamorphic stream (decoded at display size) whether its
+    boxes are in the stored or the displayed pixels is not known; the clip says so."""
+    from pevl_testutils import make_timecoded_video
+
+    _, pose = hrnet_plan
+    v = make_timecoded_video(tmp_path / "anamorphic.mp4", 3, size=(80, 32), extra=("-vf", "setsar=3/2"))
+    root = write_custom_dataset(tmp_path / "data", [(str(v), 0, "train")], ["a", "b"])
+    p = plan_entry(_opts(root, tmp_path / "cache"))
+    _with_boxes(monkeypatch, p.adapter, np.array([[2 + i, 2, 40, 30] for i in range(3)], np.float32))
+    res = extract_clip(p.index.clips[0], p.adapter, pose, ExtractSettings(num_frames=2, short_side=32))
+    assert any("dataset person boxes taken in the decoded 120x32 display pixels; the stream's pixels are not square "
+               "(SAR 3:2, stored 80x32)" in n and "x scaled by 1.5" in n for n in res.notes), res.notes
