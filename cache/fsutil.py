@@ -11,15 +11,21 @@ from typing import Any, Optional
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a unique temp file beside ``path``, fsync, then ``os.replace`` (atomic)."""
+    """Write to a unique temp file beside ``path``, fsync, then ``os.replace`` (atomic: a kill or a
+    power cut leaves the old file or the new one, never half of one); the temp file is removed if
+    the write fails (a full disk)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

@@ -62,17 +62,10 @@ def write_json(path: os.PathLike, obj: Any) -> None:
 
 
 def write_text(path: os.PathLike, text: str) -> None:
-    """Atomic text write: a temporary beside ``path`` renamed over it, removed if the write fails
-    (a kill leaves the old file or the new one, never half of one)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Atomic text write (:func:`cache.fsutil.atomic_write_text`: fsynced, renamed into place)."""
+    from cache.fsutil import atomic_write_text
+
+    atomic_write_text(Path(path), text)
 
 
 def pyplot():
