@@ -256,8 +256,11 @@ def runner_kwargs(cfg: Any, model, train_ds, test_ds, work_dir: Path, launcher: 
         kw["param_scheduler"] = sched
     runner_over = cfg.get("runner") or {}
     if runner_over:
+        from stages.train.runner_overrides import check_runner_overrides
+
         kw = {**kw, **deep_merge({k: kw[k] for k in runner_over if k in kw and isinstance(kw[k], dict)},
                                  to_plain(runner_over))}
+        check_runner_overrides(to_plain(runner_over), kw)
     return kw
 
 

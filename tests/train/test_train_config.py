@@ -112,3 +112,36 @@ def test_a_one_batch_epoch_still_warms_up_to_the_base_lr(tmp_path):
     assert one[2] == pytest.approx(1.5e-3) and one[3] == pytest.approx(5e-4)
     two = lrs(40)  # two iterations an epoch: the warm-up as before, the base lr at its last iteration
     assert two[0] == pytest.approx(2e-6) and two[1] == pytest.approx(2e-3) and max(two) == pytest.approx(2e-3)
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("runner.default_hooks.checkpoint.intervl", 1, r"runner.default_hooks.checkpoint.intervl: unknown argument of "
+                                                  r"AtomicCheckpointHook 'intervl'; did you mean 'interval'\?"),
+    ("runner.env_cfg.cudnn_benchmrk", True, r"runner.env_cfg.cudnn_benchmrk: .*did you mean 'cudnn_benchmark'"),
+    ("runner.defualt_hooks.logger.interval", 5, r"runner.defualt_hooks: .*did you mean 'default_hooks'"),
+    ("runner.train_cfg.val_intervl", 2, r"runner.train_cfg.val_intervl: .*EpochBasedTrainLoop.*'val_interval'"),
+    ("runner.optim_wrapper.optimizer.weight_decy", 0.1, r"optimizer.weight_decy: .*AdamW.*'weight_decay'"),
+    ("runner.optim_wrapper.clip_gard", {"max_norm": 1}, r"optim_wrapper.clip_gard: .*OptimWrapper.*'clip_grad'"),
+])
+def test_a_misspelt_raw_runner_key_is_refused_before_anything_is_built(tmp_path, key, value, match):
+    """`runner.*` passes the typed settings: a misspelt checkpoint key failed after a whole epoch, an
+    env_cfg key was never read. Each is refused naming the key and the closest one."""
+    from stages.settings import SettingsError
+    from stages.train.schedule import runner_kwargs
+
+    class DS(list):
+        classes = ["a", "b"]
+        rows = [{"uid": "c0"}]
+        entry = SimpleNamespace(attrs={}, key="k", dataset="d", settings={}, skeleton="coco17", classes=["a", "b"],
+                                coarse_type="")
+
+    cfg = build_run_config("ucmr_ablate", "pevl", cfg_options={key: value})
+    with pytest.raises(SettingsError, match=match):
+        runner_kwargs(cfg, object(), DS(range(64)), DS(range(8)), tmp_path, "none", "cpu")
+    # the keys spelt right pass, and reach the Runner's arguments
+    good = {"runner.default_hooks.checkpoint.interval": 2, "runner.env_cfg.cudnn_benchmark": True,
+            "runner.default_hooks.checkpoint.filename_tmpl": "e_{}.pth", "runner.train_cfg.val_interval": 2,
+            "runner.optim_wrapper.optimizer.weight_decay": 0.1, "runner.log_level": "WARNING"}
+    kw = runner_kwargs(build_run_config("ucmr_ablate", "pevl", cfg_options=good), object(), DS(range(64)),
+                       DS(range(8)), tmp_path, "none", "cpu")
+    assert kw["default_hooks"]["checkpoint"]["interval"] == 2 and kw["env_cfg"]["cudnn_benchmark"] is True
