@@ -65,7 +65,7 @@ def test_a_set_coarse_type_wins_over_the_entrys(tiny_cfg):
     import copy
 
     cfg = copy.deepcopy(tiny_cfg)
-    cfg["text"]["coarse_type"] = "trampoline"
+    cfg.setdefault("text", {})["coarse_type"] = "trampoline"
     m = build_model(cfg)
     m.set_class_texts(["jump"], "gymnastic")
     assert m.class_texts == ["jump, a video of trampoline action"]
