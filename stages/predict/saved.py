@@ -24,8 +24,9 @@ from cache.keys import file_identity
 from stages.predict.inputs import VideoInput
 from stages.predict.predictor import Label, VideoResult, WindowResult, top_labels
 
-#: what a result file's format is; a file of another version is predicted again
-RESULT_VERSION = 1
+#: what a result file's format is; a file of another version is predicted again (2: a classifier's
+#: views averaged as probabilities, 2026-12-06)
+RESULT_VERSION = 2
 SUFFIX = ".result.json"
 
 

@@ -53,6 +53,25 @@ log = logging.getLogger(__name__)
 VARIANT_KEYS = ("paper_top1", "paper_top5", "paper_gflops", "paper_params_m", "paper_mean_class_acc", "model", "data", "train", "runner",
                 "init_from")
 _PAPER_KEYS = ("paper_top1", "paper_top5", "paper_gflops", "paper_params_m")
+#: settings added after runs were recorded, at the value that computes what the code before them
+#: did: left out of a run's hashed config at that value (``stages.train.sweep.config_hash``), and not
+#: named when a checkpoint's record lacks them, so a run finished before keeps its hash
+NEUTRAL_NEW_SETTINGS = {"model.pose.score": True}
+
+
+def without_neutral_settings(d: dict) -> dict:
+    """``d`` (a run config as a dict) without the :data:`NEUTRAL_NEW_SETTINGS` at their neutral value."""
+    out = copy.deepcopy(d)
+    for dotted, neutral in NEUTRAL_NEW_SETTINGS.items():
+        *head, last = dotted.split(".")
+        parent = out
+        for h in head:
+            parent = parent.get(h) if isinstance(parent, dict) else None
+        if isinstance(parent, dict) and last in parent and parent[last] == neutral:
+            del parent[last]
+    return out
+
+
 #: the paper's numbers a variant states for the results table only, not in its run config (whose
 #: hash a finished run's result carries: a key added there would make every earlier run "another config")
 TABLE_ONLY_KEYS = ("paper_mean_class_acc",)

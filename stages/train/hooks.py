@@ -167,12 +167,14 @@ class RandomStateHook(Hook):
         state, self.pending = self.pending, None
         if not state:
             return  # a fresh run, or a checkpoint of code that did not keep the state
-        torch.set_rng_state(state["torch"])
+        # (mmengine's resume maps the checkpoint to the run's device: the states come back as CUDA
+        # tensors wherever CUDA is, and the setters take CPU byte tensors)
+        torch.set_rng_state(state["torch"].cpu())
         kind, keys, pos, has_gauss, gauss = state["numpy"]
-        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, gauss))
         random.setstate(_as_tuples(state["python"]))
         if "cuda" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state(state["cuda"])
+            torch.cuda.set_rng_state(state["cuda"].cpu())
 
 
 def _as_tuples(x):
@@ -207,26 +209,41 @@ class FiniteLossHook(Hook):
         self.streak = 0
         self.resume_from = resume_from
 
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+    def after_train_epoch(self, runner) -> None:
         """A step whose gradient was not finite while its loss was leaves NaN weights that the loss
-        shows only at the next iteration: after the epoch's last step, the checkpoint hook would
-        save them in place of the last good checkpoint. Refused here, before anything is written."""
+        shows only at the next iteration: after the epoch's last step, the checkpoint hook (after
+        this one) would save them in place of the last good checkpoint. Checked on every rank (the
+        ranks agree on a flag), since the checkpoint is saved on rank 0 alone."""
         import os
 
-        from stages.train.checkpoints import LAST_CHECKPOINT, non_finite_tensors
+        import torch
+        from mmengine.dist import all_reduce, get_world_size
 
-        bad = non_finite_tensors(checkpoint.get("state_dict") or {})
-        if bad:
-            try:  # (the message hub names the checkpoint about to be written by now)
-                last = open(os.path.join(runner.work_dir, LAST_CHECKPOINT)).read().strip()
-            except OSError:
-                last = None
-            raise NonFiniteLossError(
-                f"the weights after epoch {runner.epoch + 1} hold NaN or infinity ({len(bad)} tensors: "
-                f"{', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}), though every loss was finite: a step's "
-                "gradient was not finite. They were not saved; "
-                + (f"the newest checkpoint, {last}, holds weights from before it. " if last else "no checkpoint was "
-                   "saved. ") + "Train again with a lower train.lr, or with train.clip_grad set")
+        from stages.train.checkpoints import LAST_CHECKPOINT
+
+        model = runner.model.module if hasattr(runner.model, "module") else runner.model
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        if not named:
+            return
+        finite = torch.stack([torch.isfinite(p.detach()).all() for _, p in named])
+        bad = [n for (n, _), ok in zip(named, finite.tolist()) if not ok]
+        if get_world_size() > 1:
+            flag = torch.tensor(float(bool(bad)), device=finite.device)
+            all_reduce(flag, op="max")
+            if flag.item() and not bad:
+                bad = ["(not finite on another rank)"]
+        if not bad:
+            return
+        try:  # the newest checkpoint before this epoch's
+            last = open(os.path.join(runner.work_dir, LAST_CHECKPOINT)).read().strip()
+        except OSError:
+            last = None
+        raise NonFiniteLossError(
+            f"the weights after epoch {runner.epoch + 1} hold NaN or infinity ({len(bad)} tensors: "
+            f"{', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}), though every loss was finite: a step's "
+            "gradient was not finite. They were not saved; "
+            + (f"the newest checkpoint, {last}, holds weights from before it. " if last else "no checkpoint was "
+               "saved. ") + "Train again with a lower train.lr, or with train.clip_grad set")
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         """``--resume`` from a checkpoint whose weights are not finite (saved before they were checked)

@@ -61,7 +61,9 @@ HASHED_CONFIG_FILE = "hashed_config.json"
 
 
 def _hashed_form(cfg: Config) -> str:
-    return json.dumps(cfg.to_dict(), sort_keys=True, default=str)
+    from stages.train.config import without_neutral_settings
+
+    return json.dumps(without_neutral_settings(cfg.to_dict()), sort_keys=True, default=str)
 
 
 def config_hash(cfg: Config) -> str:

@@ -4,8 +4,8 @@ Two ``pipeline train`` runs writing the same ``W/EXP/VARIANT/`` (a second launch
 sweep started twice) would each set the other's checkpoints aside, save ``epoch_N.pth`` under the
 same names, delete each other's files when keeping the newest and leave one run's result under the
 other's name. The run holds an advisory lock (``flock``) on ``.train.lock`` in the folder while it
-trains the variant; the kernel drops it when the process ends, however it ends, so a killed run
-leaves no stale lock. The lock file records who holds it, for the second run's message.
+trains the variant; the kernel drops it when the process and the workers it forked end, however
+they end, so a killed run leaves no stale lock. The lock file records who holds it, for the second run's message.
 """
 from __future__ import annotations
 
@@ -54,4 +54,8 @@ def hold_variant_dir(vdir: Path) -> Iterator[None]:
                           f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
         yield
     finally:
-        os.close(fd)  # (closing drops the lock)
+        try:  # (unlocked, not only closed: a forked loader worker holding the descriptor would keep it)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except OSError:
+            pass
+        os.close(fd)

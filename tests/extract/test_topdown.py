@@ -175,8 +175,10 @@ def test_refuses_configs_it_does_not_reproduce(hrnet_model):
     assert T.TopdownSpec.from_model(model).input_size == (192, 256)
 
 
-@pytest.mark.parametrize("config, what", [("td-hm_hrnet-w32_dark-8xb64-210e_coco-256x192.py", "DARK"),
-                                          ("td-hm_hrnet-w32_udp-8xb64-210e_coco-256x192.py", "UDP")])
+@pytest.mark.parametrize("config, what", [
+    ("topdown_heatmap/coco/td-hm_hrnet-w32_dark-8xb64-210e_coco-256x192.py", "DARK"),
+    ("topdown_heatmap/coco/td-hm_hrnet-w32_udp-8xb64-210e_coco-256x192.py", "UDP"),
+    ("simcc/coco/simcc_res50_8xb64-210e_coco-256x192.py", "SimCCLabel")])  # (a codec without DARK's flag)
 def test_an_unreproduced_config_is_refused_before_any_clip_is_decoded(config, what):
     """Refused only inside the first clip's pose step, a DARK or UDP config failed every clip, each
     recorded as a failure that later runs skip."""
@@ -186,5 +188,5 @@ def test_an_unreproduced_config_is_refused_before_any_clip_is_decoded(config, wh
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # (random weights: checkpoint none)
-        with pytest.raises(T.UnsupportedTopdownConfig, match=rf"--pose-config .*{config.split('_')[2]}.*{what}"):
-            HRNetPoseSource(checkpoint="none", config=f"body_2d_keypoint/topdown_heatmap/coco/{config}")
+        with pytest.raises(T.UnsupportedTopdownConfig, match=rf"--pose-config .*{config[-25:]}.*{what}"):
+            HRNetPoseSource(checkpoint="none", config=f"body_2d_keypoint/{config}")

@@ -173,3 +173,34 @@ def test_train_time_adds_up_the_segments(monkeypatch):
     fresh.after_load_checkpoint(None, {"meta": {}})  # a checkpoint of an older run: nothing to add
     fresh.before_train(None)
     assert fresh.total() == 0.0 and fresh.segments == 1
+
+
+def test_random_state_hook_restores_states_mapped_to_another_device():
+    """mmengine's resume maps a checkpoint to the run's device: on a CUDA machine the saved states
+    came back as CUDA tensors, which torch.set_rng_state refuses. They are taken back to the CPU."""
+    import random
+
+    import numpy as np
+
+    from stages.train.hooks import RandomStateHook
+
+    class OnDevice:  # what a tensor mapped to a device offers: .cpu() gives the bytes back
+        def __init__(self, t):
+            self.t = t
+
+        def cpu(self):
+            return self.t
+
+    hook = RandomStateHook()
+    ckpt: dict = {}
+    torch.manual_seed(5), np.random.seed(5), random.seed(5)
+    hook.before_save_checkpoint(None, ckpt)
+    expect = (torch.rand(3), np.random.rand(3), random.random())
+    state = ckpt["meta"]["rng_state"]
+    state["torch"] = OnDevice(state["torch"])
+    state["numpy"][1] = OnDevice(state["numpy"][1])
+    torch.manual_seed(0), np.random.seed(0), random.seed(0)
+    hook.after_load_checkpoint(None, ckpt)
+    hook.before_train(None)
+    got = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(got[0], expect[0]) and np.array_equal(got[1], expect[1]) and got[2] == expect[2]

@@ -432,3 +432,38 @@ def test_a_variant_folder_another_run_is_training_is_left_alone(small_demo, tmp_
     rep = run_sweep("demo", variants=["pevl"], entry=str(entry_dir), work_dir=tmp_path / "w", cfg_options=SMALL,
                     cache_root=str(cache), say=lambda m: None)
     assert rep.outcomes[0].status == "trained"
+
+
+def test_a_setting_added_at_its_old_behaviour_keeps_earlier_runs_hashes_and_resumes(small_demo, tmp_path, caplog):
+    """model.pose.score (added 2026-12-06, True: what the code before it computed) changed every
+    finished run's config_hash, so each was reported as "another config"; at True it is left out
+    of the hash, and a checkpoint recorded without it resumes without a warning."""
+    import copy
+    import logging
+
+    import torch
+    from mmengine.config import Config
+
+    from cache import CacheEntry
+    from stages.train.config import build_run_config
+    from stages.train.hooks import run_record
+    from stages.train.runner import check_resumes_this_run
+    from stages.train.sweep import config_hash
+
+    cfg = build_run_config("table2_gym99", "vit_b16")
+    assert cfg.model.pose.score is True
+    before = copy.deepcopy(cfg.to_dict())
+    del before["model"]["pose"]["score"]  # as the code before the setting resolved it
+    assert config_hash(Config(before)) == config_hash(cfg)
+    off = build_run_config("table2_gym99", "vit_b16", cfg_options={"model.pose.score": False})
+    assert config_hash(off) != config_hash(cfg)
+
+    _, entry_dir, _ = small_demo
+    entry = CacheEntry(entry_dir)
+    ckpt = tmp_path / "epoch_1.pth"
+    torch.save({"meta": {"run_record": run_record(Config(before), entry)}, "state_dict": {}}, ckpt)
+    with caplog.at_level(logging.WARNING, logger="stages.train.runner"):
+        check_resumes_this_run(ckpt, cfg, entry)
+    assert "model.pose.score" not in caplog.text
+    with pytest.raises(ValueError, match=r"model.pose.score"):  # the papers' reading is another run
+        check_resumes_this_run(ckpt, off, entry)

@@ -22,3 +22,22 @@ def test_a_second_holder_is_refused_naming_the_first_and_a_killed_holder_leaves_
     assert proc.returncode == -9 and (tmp_path / LOCK_FILE).is_file()
     with hold_variant_dir(tmp_path):
         pass
+
+
+def test_the_lock_goes_with_the_block_though_a_forked_worker_lives_on(tmp_path):
+    """Loader and decode workers are forked and inherit the lock's descriptor: closing it alone
+    left the folder locked, under the parent's pid, until they exited."""
+    import signal
+    import time
+
+    with hold_variant_dir(tmp_path):
+        child = os.fork()
+        if child == 0:  # a worker that outlives the block
+            time.sleep(30)
+            os._exit(0)
+    try:
+        with hold_variant_dir(tmp_path):
+            pass
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)

@@ -94,8 +94,9 @@ class TopdownSpec:
         if affine.get("use_udp", False):
             refuse("UDP (TopdownAffine use_udp=True)")
         codec = model.head.decoder
-        if type(codec) is not MSRAHeatmap or codec.unbiased:
-            refuse(f"the codec {type(codec).__name__}{' with DARK (unbiased)' if codec.unbiased else ''}")
+        dark = bool(getattr(codec, "unbiased", False))  # (a SimCC or regression codec has no such flag)
+        if type(codec) is not MSRAHeatmap or dark:
+            refuse(f"the codec {type(codec).__name__}{' with DARK (unbiased)' if dark else ''}")
         if tuple(affine["input_size"]) != tuple(codec.input_size):
             refuse(f"TopdownAffine input_size {affine['input_size']} != codec input_size {codec.input_size}")
         test_cfg = dict(model.test_cfg or {})
