@@ -92,9 +92,16 @@ def _wrap(text: str, width: int) -> list[str]:
     return lines
 
 
+def drawable(text: str) -> str:
+    """``text`` as OpenCV's Hershey fonts can draw it: ASCII, anything else as '?'. A file name that
+    is not UTF-8 reaches Python as lone surrogates (``'caf\udce9.mp4'``), on which OpenCV's text
+    functions crash the process (SIGSEGV), not raise."""
+    return text.encode("ascii", "replace").decode("ascii")
+
+
 def caption_band(width: int, text: str, lines: Optional[int] = None) -> np.ndarray:
     """A dark band with ``text`` wrapped to ``width``; ``lines`` fixes its height (for tiling)."""
-    rows = _wrap(text, width)
+    rows = _wrap(drawable(text), width)
     n = lines or len(rows)
     band = np.full((n * CAPTION_LINE + 4, width, 3), 24, np.uint8)
     for i, row in enumerate(rows[:n]):
