@@ -116,10 +116,14 @@ def predict(
             for res in predictor.predict(todo, progress=(lambda d, t: prog.update(task, completed=d)) if task is not None
                                          else None, on_frames=on_frames if window else None):
                 if res.ok and out_dir is not None:
-                    _write_pictures(res, out_dir, stems[res.video], predictor, video, fps, top_k, run)
+                    try:
+                        _write_pictures(res, out_dir, stems[res.video], predictor, video, fps, top_k, run)
+                        # last, after the pictures: a result file says the video's outputs are all there
+                        save_result(out_dir, stems[res.video], identity, by_path[res.video], res)
+                    except OSError as e:  # (a full disk, a name taken by a folder): this video's, not the run's
+                        res.error = (f"predicted, but its outputs could not be written into {out_dir} "
+                                     f"({type(e).__name__}: {e}); a rerun predicts it again")
                     res.clip = None  # drawn: free the frames
-                    # last, after the pictures: a result file says the video's outputs are all there
-                    save_result(out_dir, stems[res.video], identity, by_path[res.video], res)
                 if not res.ok:
                     console.print(f"[red]failed[/] {res.name}: {res.error}", highlight=False)
                 new[res.video] = res

@@ -202,6 +202,24 @@ def test_windows_cover_the_video():
     assert windows_of(20, 32, 16) == [(0, 20)]  # shorter than a window: one window
 
 
+def test_outputs_that_cannot_be_written_fail_that_video_not_the_run(trained, tmp_path):
+    """A picture that cannot be written (a full disk; here a folder under its name) stopped the whole
+    run with nothing printed: the videos after it were never predicted."""
+    cache, _, ckpt, data_root = trained
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, c in (("a", CLIPS[1]), ("b", CLIPS[2])):
+        shutil.copy(data_root / "videos" / f"{c}.mp4", folder / f"{name}.mp4")
+    (tmp_path / "out" / "a.png").mkdir(parents=True)
+    res = run("predict", folder, "--checkpoint", ckpt, "--cache-root", cache, "--device", "cpu", "--csv",
+              "--top-k", "1", "--decode-workers", "0", "--out", tmp_path / "out")
+    assert res.exit_code == 1, res.output
+    rows = {r["video"]: r for r in csv.DictReader(io.StringIO(res.stdout))}
+    assert "predicted, but its outputs could not be written into" in rows["a.mp4"]["error"]
+    assert not rows["b.mp4"]["error"] and (tmp_path / "out" / "b.result.json").is_file()
+    assert not (tmp_path / "out" / "a.result.json").exists()  # predicted again by a rerun
+
+
 def test_videos_are_found_under_folders(tmp_path):
     from stages.predict.inputs import find_videos
 
