@@ -111,7 +111,7 @@ def checkpoint_run(exp: str, variant: Optional[str], checkpoint: Path, dataset: 
                                  "by another version of this code") from None
             console.print(f"[yellow]note:[/] {checkpoint} was trained with "
                           + "; ".join(f"{k}={val!r}" for k, val in trained.items())
-                          + " (this command's config says otherwise): its model is built so", highlight=False)
+                          + " (this command's config says otherwise): it is built and measured so", highlight=False)
         if unknown:
             console.print(f"[yellow]note:[/] {checkpoint} records model settings this version does not have "
                           f"({', '.join(unknown[:5])}): it was trained by another version", highlight=False)

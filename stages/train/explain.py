@@ -48,7 +48,7 @@ def explain_clip(cfg: Config, checkpoint: os.PathLike, entry: CacheEntry, clip_i
                  device: str = "cpu") -> tuple[list[Path], list[str]]:
     """Write the pictures of one clip; returns (files written, notes on pictures skipped)."""
     from stages.train.checkpoints import load_checkpoint_into
-    from stages.train.runner import build_wrapped_model, check_entry_fits
+    from stages.train.runner import build_wrapped_model, check_entry_fits, item_kwargs
 
     out_dir = Path(out_dir)
     if cfg.model.get("type") != "PeVL":  # the pictures are PeVL's (P2V, V2P, S_FW): PGVT has no record()
@@ -60,10 +60,9 @@ def explain_clip(cfg: Config, checkpoint: os.PathLike, entry: CacheEntry, clip_i
     load_checkpoint_into(wrapped, checkpoint)
     wrapped.to(device).eval()
     model = wrapped.recognizer
-    m = cfg.model
-    ds = CacheClipDataset(entry, row["split"], mode="test", crop_size=sizes["crop_size"],
-                          num_pose_frames=int(m.num_pose_frames), num_video_frames=int(m.num_video_frames),
-                          test_crops=("center",))
+    # the centre one of the run's test views (data.test_views: resized to the crop or cut from the cache)
+    ds = CacheClipDataset(entry, row["split"], mode="test", test_crops=("center",),
+                          **item_kwargs(cfg, sizes["crop_size"], entry.grid_cell))
     index = next(i for i, r in enumerate(ds.rows) if r["clip_id"] == clip_id)
     item = ds[index]
     batch = wrapped.data_preprocessor(torch.utils.data.default_collate([item]))["batch"]

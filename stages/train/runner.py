@@ -398,6 +398,9 @@ def _setting_of_another_version(key: str, lacking: dict) -> bool:
 #: model settings that do not define the model a checkpoint's weights belong to: where the
 #: training machine kept files (this machine's are given with -c), and what acts only in training
 NOT_THE_MODEL = frozenset({"pretrained_path", "cache_dir", "checkpoint", "drop_path"})
+#: the data settings of how a run measured its test split: an evaluation of its checkpoint takes them
+#: as recorded (its metrics then match the run's own), unless its -c sets them
+TEST_PROTOCOL = ("data.test_views",)
 
 
 def check_trained_model_type(record: dict, cfg: Config, checkpoint: os.PathLike, exp: str) -> None:
@@ -420,7 +423,8 @@ def trained_model_settings(recorded: dict, cfg: Config, entry: CacheEntry, given
     differs from ``cfg``'s, to build the model the weights belong to (a training ``-c`` that changed
     no tensor shape would otherwise be dropped without a word: the weights load, the model differs),
     and ``unknown`` the recorded model settings this version does not have. A setting ``given``
-    (this command's ``-c``) that contradicts the trained one is a ValueError naming both."""
+    (this command's ``-c``) that contradicts the trained one is a ValueError naming both. The
+    recorded :data:`TEST_PROTOCOL` is in ``options`` too where it differs and ``given`` does not set it."""
     ours = dotted_leaves(to_plain(cfg.model), "model")
     made = dotted_leaves(to_plain(run_config_of(cfg, entry).model), "model")  # with what the entry adds
     theirs = dotted_leaves(recorded.get("model") or {}, "model")
@@ -437,6 +441,12 @@ def trained_model_settings(recorded: dict, cfg: Config, entry: CacheEntry, given
     if clash:
         raise ValueError(f"the checkpoint's weights were trained with other model settings than this command gives "
                          f"({'; '.join(clash)}): leave them out, its model is built as it was trained")
+    # and the test protocol the run measured with, unless this command's -c asks for another on purpose
+    recorded_data = dotted_leaves(recorded.get("data") or {}, "data")
+    ours_data = dotted_leaves(to_plain(cfg.data), "data")
+    for k in TEST_PROTOCOL:
+        if k in recorded_data and k in ours_data and recorded_data[k] != ours_data[k] and k not in given:
+            options[k] = recorded_data[k]
     return options, unknown
 
 

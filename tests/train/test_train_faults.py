@@ -205,6 +205,13 @@ def test_eval_takes_the_trained_model_settings_but_not_the_training_machines_pat
                                                                    ["model.retired_switch"])
     with pytest.raises(ValueError, match="model.pose.normalize: trained 'crop', -c gives 'person'"):
         trained_model_settings(recorded, cfg, entry, {"model.pose.normalize": "person"})
+    # the test views the run measured with (eval's metrics disagreed with the run's own, unsaid);
+    # a -c that sets them is a choice, not a clash
+    recorded["data"]["test_views"] = "three_crop"
+    assert trained_model_settings(recorded, cfg, entry, given)[0] == {"model.pose.normalize": "crop",
+                                                                      "data.test_views": "three_crop"}
+    assert "data.test_views" not in trained_model_settings(recorded, cfg, entry,
+                                                           {"data.test_views": "resize_three_crop"})[0]
 
 
 def test_float16_loss_scaling_gets_a_streak_before_the_run_stops():
