@@ -115,6 +115,17 @@ def resolve_run(checkpoint: os.PathLike, *, exp: Optional[str] = None, variant: 
                 "source and class texts)" + (f"; it names entry {key}, which is not in this cache" if key else "")
                 + ". Give --entry KEY (the key, a unique prefix or the path of an entry with the same settings and "
                 "classes: `pipeline cache ls`).")
+    if exp and rec is not None and rec.get("run_config"):
+        # the model the weights belong to and the run's test views, as `pipeline eval` builds them: the
+        # experiment's defaults otherwise (a size mismatch at best, another model silently at worst)
+        from stages.train.config import build_run_config
+        from stages.train.runner import trained_model_settings
+
+        taken, _ = trained_model_settings(rec["run_config"], cfg, record, dict(cfg_options or {}))
+        if taken:
+            cfg = build_run_config(exp, str(cfg.get("variant")), dataset=dataset,
+                                   cfg_options={**(cfg_options or {}), **taken})
+            sources["run config"] += " with the checkpoint's " + ", ".join(f"{k}={v!r}" for k, v in taken.items())
     if trained_classes is not None and list(trained_classes) != list(record.classes):
         raise ValueError(f"cache entry {record.key} has other classes than checkpoint {path} was trained on "
                          f"({len(record.classes)} vs {len(trained_classes)}, e.g. "

@@ -99,6 +99,11 @@ def test_predict_on_a_held_back_clip_gives_the_scores_eval_gives_from_the_cache(
     assert got["ok"] and got["poses"].startswith(f"reused from cache entry {entry.key}, clip {clip}")
     assert got["top"][0]["class_id"] == want["pred"]
     np.testing.assert_allclose(got["scores"], want["scores"], atol=1e-5, rtol=0)
+    # --exp: the experiment's defaults (48 pose frames) rebuilt another model than the weights' (a size
+    # mismatch; a setting of no tensor's shape went silently): the checkpoint's model settings are taken
+    with_exp = predict_json(trained, video, "--exp", "demo", "-c", "data.dataset_options.clips_per_class=1,1 "
+                            "data.dataset_options.num_frames=32")["videos"][0]
+    np.testing.assert_allclose(with_exp["scores"], want["scores"], atol=1e-5, rtol=0)
     # the same joints from a skeleton file instead of the cache: stage one runs whole, the same scores
     pkl = pose_pickle(tmp_path / "poses.pkl", data_root, {"recording": [clip]})
     again = predict_json(trained, video, "--no-reuse", "--pose-source", f"pkl:{pkl}")["videos"][0]
