@@ -49,7 +49,7 @@ def predict(
 ):
     """Label videos with a trained model: stage one on the fly with the settings of the entry the model
     was trained on (frames, short side, grid, pose source and weights), then its test protocol (3 crops x 1
-    clip; equation 7 for PeVL, logits for PGVT / AIM). A video that cannot be read is reported and the others go
+    clip; equation 7 for PeVL, softmax probabilities for PGVT / AIM). A video that cannot be read is reported and the others go
     on (exit status 1 when any failed)."""
     setup_run(device)
     if as_json and as_csv:
