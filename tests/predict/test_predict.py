@@ -233,7 +233,18 @@ def test_videos_are_found_under_folders(tmp_path):
         (tmp_path / p).write_bytes(b"")
     found, notes = find_videos([tmp_path / "d", tmp_path / "d" / "x.mp4", tmp_path / "missing.mp4"])
     assert [(v.name, v.clip_id) for v in found] == [("e/y.MKV", "e/y"), ("x.mp4", "x"), ("missing.mp4", "missing")]
-    assert notes == [f"{tmp_path / 'd'}: 1 file(s) without a video extension left out"]
+    assert notes == [f"{tmp_path / 'd'}: 1 file(s) without a video extension left out",
+                     f"{tmp_path / 'd'}: 1 hidden file(s) or folder(s) left out"]
+    # a symlinked folder is searched (it was skipped, uncounted), a loop once; a second name of a
+    # video is predicted once and said (it vanished from the outputs)
+    (tmp_path / "ext").mkdir()
+    (tmp_path / "ext" / "w.mp4").write_bytes(b"")
+    (tmp_path / "d" / "lnk").symlink_to(tmp_path / "ext")
+    (tmp_path / "d" / "e" / "loop").symlink_to(tmp_path / "d")
+    (tmp_path / "d" / "alias.mp4").symlink_to(tmp_path / "d" / "x.mp4")
+    found, notes = find_videos([tmp_path / "d"])
+    assert [v.name for v in found] == ["alias.mp4", "e/y.MKV", "lnk/w.mp4"]
+    assert notes[-1] == "1 name(s) of a video already listed predicted once, under its first name: x.mp4 (= alias.mp4)"
 
 
 def test_a_damaged_cached_clip_is_not_reused_and_said(trained, tmp_path):
