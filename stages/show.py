@@ -99,6 +99,12 @@ def drawable(text: str) -> str:
     return text.encode("ascii", "replace").decode("ascii")
 
 
+def printable(text: str) -> str:
+    """``text`` with what no encoder takes (the lone surrogates of a file name that is not UTF-8)
+    as '?': for titles drawn by matplotlib, which refuses them."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def caption_band(width: int, text: str, lines: Optional[int] = None) -> np.ndarray:
     """A dark band with ``text`` wrapped to ``width``; ``lines`` fixes its height (for tiling)."""
     rows = _wrap(drawable(text), width)
@@ -163,8 +169,12 @@ def _letterbox(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def write_png(path: Path, rgb: np.ndarray) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1])):
-        raise OSError(f"could not write {path}")
+    # encoded here, written by Python: cv2.imwrite crashes (SIGSEGV) on a path holding the lone
+    # surrogates of a name that is not UTF-8
+    ok, png = cv2.imencode(path.suffix or ".png", np.ascontiguousarray(rgb[..., ::-1]))
+    if not ok:
+        raise OSError(f"could not encode {path}")
+    path.write_bytes(png.tobytes())
     return path
 
 

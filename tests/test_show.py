@@ -12,3 +12,10 @@ def test_a_caption_of_a_file_name_that_is_not_utf8_is_drawn_not_a_crash():
     band = caption_band(200, f"{name}: jump 0.91")
     assert band.shape[1] == 200 and (band > 24).any()  # something was drawn
     assert np.array_equal(caption_band(200, "plain"), caption_band(200, drawable("plain")))
+
+
+def test_a_title_of_such_a_name_is_printable():
+    from stages.show import printable
+
+    name = b"caf\xe9 \xc3\xa9t\xc3\xa9.mp4".decode("utf-8", "surrogateescape")
+    assert printable(name) == "caf? \u00e9t\u00e9.mp4"  # valid UTF-8 kept, the stray byte replaced

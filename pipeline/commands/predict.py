@@ -120,7 +120,7 @@ def predict(
                         _write_pictures(res, out_dir, stems[res.video], predictor, video, fps, top_k, run)
                         # last, after the pictures: a result file says the video's outputs are all there
                         save_result(out_dir, stems[res.video], identity, by_path[res.video], res)
-                    except OSError as e:  # (a full disk, a name taken by a folder): this video's, not the run's
+                    except Exception as e:  # noqa: BLE001  (a full disk, a name taken by a folder): this video's
                         res.error = (f"predicted, but its outputs could not be written into {out_dir} "
                                      f"({type(e).__name__}: {e}); a rerun predicts it again")
                     res.clip = None  # drawn: free the frames
@@ -184,19 +184,20 @@ def _json(results, run, k: int, predictor) -> dict:
 
 
 def _csv(results, k: int, stream) -> None:
+    from stages.predict.inputs import name_text
     from stages.predict.saved import labels
 
     w = csv.DictWriter(stream, fieldnames=CSV_COLUMNS, lineterminator="\n")
     w.writeheader()
     for r in results:
         if not r.ok:
-            w.writerow(dict(video=r.name, error=r.error))
+            w.writerow(dict(video=name_text(r.name), error=name_text(r.error)))
             continue
         spans = r.windows if r.windows is not None else [None]
         for i, win in enumerate(spans):
             top = win.top if win is not None else r.top
             for t in labels(top, k):
-                row = dict(video=r.name, **{**t, "score": f"{t['score']:.6g}"})
+                row = dict(video=name_text(r.name), **{**t, "score": f"{t['score']:.6g}"})
                 if win is not None:
                     row.update(window=i, start_s=_sec(win.start_s), end_s=_sec(win.end_s))
                 w.writerow(row)
@@ -208,6 +209,8 @@ def _sec(x) -> str:
 
 def _table(results, k: int) -> None:
     from rich.table import Table
+
+    from stages.predict.inputs import name_text
 
     ok = [r for r in results if r.ok]
     if not ok:
@@ -226,7 +229,7 @@ def _table(results, k: int) -> None:
             shown = top[:1] if windows else top[:k]
             for rank, lab in enumerate(shown):
                 first = rank == 0 and (i == 0)
-                cells = [r.name if first else ""]
+                cells = [name_text(r.name) if first else ""]
                 if windows:
                     cells.append(f"{_sec(win.start_s)}-{_sec(win.end_s)}" if rank == 0 else "")
                 cells += [str(rank + 1), str(lab.class_id), lab.label, f"{lab.score:.4f}"]

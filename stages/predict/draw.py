@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from stages.show import caption_band, frame_overlay, tile, write_mp4, write_png
+from stages.show import caption_band, frame_overlay, printable, tile, write_mp4, write_png
 from stages.skeletons import Skeleton
 
 
@@ -76,7 +76,8 @@ def _r(x):
 def write_windows_csv(path: os.PathLike, res, k: int) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
+    # (a file name that is not UTF-8: its bytes escaped, as --json and --csv write them)
+    with open(path, "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
         w = csv.DictWriter(f, fieldnames=WINDOW_CSV_COLUMNS)
         w.writeheader()
         w.writerows(window_rows(res, k))
@@ -126,7 +127,7 @@ def write_timeline_png(path: os.PathLike, res, title: str = "") -> Path:
     ax2.set_xlim(min(t0), max(t1))
     ax2.set_ylabel("top-1 score", fontsize=8)
     ax2.set_xlabel("seconds" if secs else "frames", fontsize=8)
-    fig.suptitle(title or res.name, fontsize=9)
+    fig.suptitle(printable(title or res.name), fontsize=9)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,12 +24,19 @@ class VideoInput:
         return root if ext else self.name
 
 
+def name_text(name: str) -> str:
+    """A file name as text every UTF-8 output takes: the bytes of a name that is not UTF-8 (lone
+    surrogates in Python) written as ``\\udcXX``, as ``--json`` escapes them."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def find_videos(paths: Iterable[os.PathLike]) -> tuple[list[VideoInput], list[str]]:
     """The videos ``paths`` name, in order (a folder's videos sorted by path, found recursively,
-    through symlinked folders too; hidden files and folders skipped), and notes on what was left
-    out, counted: files without a video extension, hidden ones, and names of a video already listed
-    (a symlink, a file named twice: predicted once). A path that does not exist is kept, so it is
-    reported as a failure with the others."""
+    through symlinked folders that lead out of it too; hidden files and folders skipped), and notes
+    on what was left out, counted: files without a video extension, hidden ones, symlinked folders
+    inside or above the folder (their videos are its own, or not under it), and second names of a
+    video already listed (predicted once, under the name that goes through no symlink). A path
+    that does not exist is kept, so it is reported as a failure with the others."""
     videos: list[VideoInput] = []
     notes: list[str] = []
     seen: dict[str, str] = {}
@@ -37,8 +44,9 @@ def find_videos(paths: Iterable[os.PathLike]) -> tuple[list[VideoInput], list[st
     for p in paths:
         p = Path(p).expanduser()
         if p.is_dir():
-            found, other, hidden = [], 0, 0
-            walked: set[str] = set()  # resolved folders: a symlink loop is walked once
+            found, other, hidden, inward = [], 0, 0, 0
+            top = os.path.realpath(p)
+            walked: set[str] = set()  # resolved folders: a loop through outside links is walked once
             for dirpath, dirnames, filenames in os.walk(p, followlinks=True):
                 real = os.path.realpath(dirpath)
                 if real in walked:
@@ -46,7 +54,14 @@ def find_videos(paths: Iterable[os.PathLike]) -> tuple[list[VideoInput], list[st
                     continue
                 walked.add(real)
                 hidden += sum(d.startswith(".") for d in dirnames)
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                keep = []
+                for d in sorted(d for d in dirnames if not d.startswith(".")):
+                    full = os.path.join(dirpath, d)
+                    if os.path.islink(full) and _within(os.path.realpath(full), top, both_ways=True):
+                        inward += 1  # walked as itself (inside), or a way out above the folder
+                    else:
+                        keep.append(d)
+                dirnames[:] = keep
                 for f in filenames:
                     if f.startswith("."):
                         hidden += 1
@@ -60,7 +75,15 @@ def find_videos(paths: Iterable[os.PathLike]) -> tuple[list[VideoInput], list[st
                 notes.append(f"{p}: {other} file(s) without a video extension left out")
             if hidden:
                 notes.append(f"{p}: {hidden} hidden file(s) or folder(s) left out")
-            for f in sorted(found):
+            if inward:
+                notes.append(f"{p}: {inward} symlinked folder(s) inside it or above it not followed")
+            # one name per video, the one through no symlink where there is one; the others said
+            by_file: dict[str, list[Path]] = {}
+            for f in found:
+                by_file.setdefault(str(f.resolve()), []).append(f)
+            named = {real: min(fs, key=lambda f: (os.path.realpath(f) != os.path.abspath(f), str(f)))
+                     for real, fs in by_file.items()}
+            for f in sorted(named.values()) + sorted(f for f in found if f not in named.values()):
                 _add(videos, seen, again, VideoInput(str(f.resolve()), str(f.relative_to(p))))
         else:
             _add(videos, seen, again, VideoInput(str(p.resolve()) if p.exists() else str(p), p.name))
@@ -68,6 +91,12 @@ def find_videos(paths: Iterable[os.PathLike]) -> tuple[list[VideoInput], list[st
         notes.append(f"{len(again)} name(s) of a video already listed predicted once, under its first name: "
                      + ", ".join(again[:5]) + (", ..." if len(again) > 5 else ""))
     return videos, notes
+
+
+def _within(path: str, folder: str, both_ways: bool = False) -> bool:
+    """Whether ``path`` is ``folder`` or under it (``both_ways``: or above it)."""
+    inside = path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+    return inside or (both_ways and folder.startswith(path.rstrip(os.sep) + os.sep))
 
 
 def _add(videos: list[VideoInput], seen: dict[str, str], again: list[str], v: VideoInput) -> None:

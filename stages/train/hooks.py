@@ -245,6 +245,23 @@ class FiniteLossHook(Hook):
             + (f"the newest checkpoint, {last}, holds weights from before it. " if last else "no checkpoint was "
                "saved. ") + "Train again with a lower train.lr, or with train.clip_grad set")
 
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Every save, whenever it comes (``runner.default_hooks.checkpoint.by_epoch=False`` saves
+        by iteration), buffers too, in a run of one process: mmengine calls this on rank 0 alone, so
+        under data parallelism only :meth:`after_train_epoch`'s agreed check may stop the run."""
+        from mmengine.dist import get_world_size
+
+        from stages.train.checkpoints import non_finite_tensors
+
+        if get_world_size() > 1:
+            return
+        bad = non_finite_tensors(checkpoint.get("state_dict") or {})
+        if bad:
+            raise NonFiniteLossError(
+                f"the weights at epoch {runner.epoch + 1}, iteration {runner.iter} hold NaN or infinity ({len(bad)} "
+                f"tensors: {', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): not saved. Train again with a "
+                "lower train.lr, or with train.clip_grad set")
+
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         """``--resume`` from a checkpoint whose weights are not finite (saved before they were checked)
         would train on NaN: refused, naming the file."""

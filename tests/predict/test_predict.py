@@ -225,6 +225,30 @@ def test_outputs_that_cannot_be_written_fail_that_video_not_the_run(trained, tmp
     assert not (tmp_path / "out" / "a.result.json").exists()  # predicted again by a rerun
 
 
+def test_a_file_name_that_is_not_utf8_is_predicted_with_all_its_outputs(trained, tmp_path):
+    """``b'caf\xe9.mp4'``: OpenCV's captions crashed the process (SIGSEGV), the windows' CSV and the
+    timeline's title raised, and the whole `--out` run stopped."""
+    import os
+
+    cache, _, ckpt, data_root = trained
+    folder = tmp_path / "in"
+    folder.mkdir()
+    odd = folder / os.fsdecode(b"caf\xe9.mp4")
+    shutil.copy(data_root / "videos" / f"{CLIPS[1]}.mp4", odd)
+    shutil.copy(data_root / "videos" / f"{CLIPS[2]}.mp4", folder / "b.mp4")
+    for extra in ([], ["--window", 1.0]):
+        out = tmp_path / f"out{len(extra)}"
+        res = run("predict", folder, "--checkpoint", ckpt, "--cache-root", cache, "--device", "cpu", "--csv",
+                  "--decode-workers", "0", "--out", out, *extra)
+        assert res.exit_code == 0, res.output
+        assert sorted(p.name for p in out.glob("*.result.json")) == sorted([os.fsdecode(b"caf\xe9.result.json"),
+                                                                           "b.result.json"])
+        assert "caf\\udce9.mp4," in res.stdout  # the CSV escapes the byte, as --json does
+    again = run("predict", folder, "--checkpoint", ckpt, "--cache-root", cache, "--device", "cpu",
+                "--decode-workers", "0", "--out", tmp_path / "out0")  # the table, from the saved results
+    assert again.exit_code == 0 and "caf\\udce9.mp4" in again.stdout, again.output
+
+
 def test_videos_are_found_under_folders(tmp_path):
     from stages.predict.inputs import find_videos
 
@@ -242,9 +266,12 @@ def test_videos_are_found_under_folders(tmp_path):
     (tmp_path / "d" / "lnk").symlink_to(tmp_path / "ext")
     (tmp_path / "d" / "e" / "loop").symlink_to(tmp_path / "d")
     (tmp_path / "d" / "alias.mp4").symlink_to(tmp_path / "d" / "x.mp4")
+    (tmp_path / "d" / "a_link").symlink_to(tmp_path / "d" / "e")  # sorts before the folder it names
+    (tmp_path / "d" / "e" / "up").symlink_to(tmp_path)  # a way out above the folder
     found, notes = find_videos([tmp_path / "d"])
-    assert [v.name for v in found] == ["alias.mp4", "e/y.MKV", "lnk/w.mp4"]
-    assert notes[-1] == "1 name(s) of a video already listed predicted once, under its first name: x.mp4 (= alias.mp4)"
+    assert [v.name for v in found] == ["e/y.MKV", "lnk/w.mp4", "x.mp4"]
+    assert f"{tmp_path / 'd'}: 3 symlinked folder(s) inside it or above it not followed" in notes
+    assert notes[-1] == "1 name(s) of a video already listed predicted once, under its first name: alias.mp4 (= x.mp4)"
 
 
 def test_a_damaged_cached_clip_is_not_reused_and_said(trained, tmp_path):

@@ -260,3 +260,18 @@ def test_weights_gone_nan_with_a_finite_loss_are_not_saved_nor_resumed(small_dem
     torch.save(ckpt, work / "epoch_2.pth")
     with pytest.raises(NonFiniteLossError, match=r"--resume: checkpoint .*epoch_2.pth holds NaN or infinity"):
         train_variant(cfg, str(work), entry, device="cpu", resume=True)
+
+
+def test_every_save_of_a_one_process_run_refuses_nan_weights_buffers_too():
+    """A checkpoint saved by iteration (runner.default_hooks.checkpoint.by_epoch=False) comes between
+    the epoch-end checks; in one process every save is checked, buffers included."""
+    from types import SimpleNamespace
+
+    from stages.train.hooks import FiniteLossHook
+
+    runner = SimpleNamespace(epoch=0, iter=7)
+    FiniteLossHook().before_save_checkpoint(runner, {"state_dict": {"w": torch.ones(3)}})
+    with pytest.raises(NonFiniteLossError, match=r"at epoch 1, iteration 7 hold NaN or infinity \(1 tensors: "
+                                                 r"bn.running_var\): not saved"):
+        FiniteLossHook().before_save_checkpoint(runner, {"state_dict": {"w": torch.ones(3),
+                                                                        "bn.running_var": torch.tensor([float("inf")])}})

@@ -467,3 +467,8 @@ def test_a_setting_added_at_its_old_behaviour_keeps_earlier_runs_hashes_and_resu
     assert "model.pose.score" not in caplog.text
     with pytest.raises(ValueError, match=r"model.pose.score"):  # the papers' reading is another run
         check_resumes_this_run(ckpt, off, entry)
+    # a rerun's skip names the value, not "(absent)" (the neutral value is left out of the hashed form)
+    from stages.train.sweep import changed_settings, write_hashed_config
+
+    write_hashed_config(tmp_path, off)
+    assert changed_settings(tmp_path, config_hash(off), cfg) == "model.pose.score: False -> True"
