@@ -182,6 +182,11 @@ def _as_tuples(x):
     return tuple(_as_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
+def _tensors(names: list[str]) -> str:
+    """``N tensors: a, b, c, ...`` for a message."""
+    return f"{len(names)} tensors: {', '.join(names[:3])}{', ...' if len(names) > 3 else ''}"
+
+
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite (:class:`FiniteLossHook`)."""
 
@@ -239,9 +244,8 @@ class FiniteLossHook(Hook):
         except OSError:
             last = None
         raise NonFiniteLossError(
-            f"the weights after epoch {runner.epoch + 1} hold NaN or infinity ({len(bad)} tensors: "
-            f"{', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}), though every loss was finite: a step's "
-            "gradient was not finite. They were not saved; "
+            f"the weights after epoch {runner.epoch + 1} hold NaN or infinity ({_tensors(bad)}), though every loss "
+            "was finite: a step's gradient was not finite. They were not saved; "
             + (f"the newest checkpoint, {last}, holds weights from before it. " if last else "no checkpoint was "
                "saved. ") + "Train again with a lower train.lr, or with train.clip_grad set")
 
@@ -258,9 +262,8 @@ class FiniteLossHook(Hook):
         bad = non_finite_tensors(checkpoint.get("state_dict") or {})
         if bad:
             raise NonFiniteLossError(
-                f"the weights at epoch {runner.epoch + 1}, iteration {runner.iter} hold NaN or infinity ({len(bad)} "
-                f"tensors: {', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): not saved. Train again with a "
-                "lower train.lr, or with train.clip_grad set")
+                f"the weights at epoch {runner.epoch + 1}, iteration {runner.iter} hold NaN or infinity "
+                f"({_tensors(bad)}): not saved. Train again with a lower train.lr, or with train.clip_grad set")
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         """``--resume`` from a checkpoint whose weights are not finite (saved before they were checked)
@@ -270,9 +273,9 @@ class FiniteLossHook(Hook):
         bad = non_finite_tensors(checkpoint.get("state_dict") or {})
         if bad:
             raise NonFiniteLossError(
-                f"--resume: checkpoint {self.resume_from or '(the newest)'} holds NaN or infinity ({len(bad)} tensors: "
-                f"{', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): the run that saved it diverged. Move it "
-                "out of the folder to resume from the one before, or train again without --resume")
+                f"--resume: checkpoint {self.resume_from or '(the newest)'} holds NaN or infinity ({_tensors(bad)}): "
+                "the run that saved it diverged. Move it out of the folder to resume from the one before, or train "
+                "again without --resume")
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         import torch
