@@ -89,12 +89,16 @@ def predict(
     identity = None
     stems = output_stems(found)  # two videos never share their outputs' names
     if out_dir is not None:
-        identity = run_identity(run, predictor, window, stride,
-                                {"top_k": top_k, "video": video, "fps": fps if video else None})
+        # (--top-k is not part of it: every class's score is saved, the ranks are made again from them)
+        identity = run_identity(run, predictor, window, stride, {"video": video, "fps": fps if video else None})
         for v in found:
             r = load_result(out_dir, stems[v.path], identity, v, predictor.classes, top_k)
             if r is not None:
                 done[v.path] = r
+                if r.windows is not None:  # the one output that holds top_k ranks: written again, cheaply
+                    from stages.predict.draw import write_windows_csv
+
+                    write_windows_csv(out_dir / f"{stems[v.path]}_windows.csv", r, top_k)
         if done:
             info(f"{len(done)} of {len(found)} video(s) predicted before into {out_dir} with this checkpoint and these "
                  "options: their results are read from its .result.json files (delete one to predict it again)",

@@ -352,6 +352,16 @@ def test_a_rerun_into_the_same_out_folder_takes_the_results_written_before(train
     res = run("predict", videos / f"{order[1]}.mp4", "--out", out, "--window", "1", "--checkpoint", ckpt,
               "--cache-root", cache, "--device", "cpu")
     assert res.exit_code == 0 and "predicted before" not in " ".join(res.output.split()), res.output
+    # but not --top-k (every class's score is saved: HRNet ran again on every video for it); the
+    # windows' CSV, which holds the ranks, is written again
+    stem = order[1]
+    for k in (2, 4):
+        res = run("predict", videos / f"{stem}.mp4", "--out", out, "--window", "1", "--top-k", k, "--checkpoint",
+                  ckpt, "--cache-root", cache, "--device", "cpu", "--json")
+        assert res.exit_code == 0 and "1 of 1 video(s) predicted before" in " ".join(res.stderr.split()), res.output
+        rows = list(csv.DictReader(open(out / f"{stem}_windows.csv")))
+        assert {r["rank"] for r in rows} == {str(i + 1) for i in range(k)}
+        assert all(len(w["top"]) == k for w in json.loads(res.stdout)["videos"][0]["windows"])
     # without the cache's poses the demo's videos have none (their source is the dataset): it fails, as
     # a fresh run does, and is not taken from the file the run that reused them wrote
     res = run("predict", videos / f"{order[1]}.mp4", "--out", out, "--no-reuse", "--checkpoint", ckpt,
