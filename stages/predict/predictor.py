@@ -312,7 +312,11 @@ class Predictor:
 
                 yield cd, put
         except ClipError as e:
-            res.error = str(e)
+            if res.windows:  # a tail cut off or damaged: the windows decoded whole before it stand, said
+                res.notes.append(f"decoding stopped after {len(res.windows)} whole window(s), at frame "
+                                 f"{res.num_frames}: {e}; those windows are kept")
+            else:
+                res.error = str(e)
         except Exception as e:  # noqa: BLE001
             log.debug("predict %s:\n%s", res.video, traceback.format_exc())
             res.error = f"internal error: {type(e).__name__}: {e}"

@@ -159,6 +159,27 @@ def test_a_long_video_gives_a_timeline_whose_windows_are_its_clips(trained, tmp_
     assert (tmp_path / "out" / "long_timeline.png").stat().st_size > 1000
 
 
+def test_a_long_video_whose_tail_is_cut_off_keeps_its_whole_windows(trained, tmp_path):
+    """A recording cut short (a copy that stopped, a camera that died): every whole window was
+    scored, then the truncated tail failed the whole video and they were thrown away."""
+    from stages.extract.decode import ffmpeg_exe
+
+    _, _, _, data_root = trained
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"file '{data_root / 'videos' / f'{c}.mp4'}'\n" for c in CLIPS))
+    long = tmp_path / "long.mp4"  # the index first, so a cut file still opens
+    subprocess.run([ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", "-f", "concat", "-safe", "0", "-i",
+                    str(listing), "-c", "copy", "-movflags", "+faststart", str(long)], check=True)
+    data = long.read_bytes()
+    long.write_bytes(data[: int(len(data) * 0.8)])
+    pkl = pose_pickle(tmp_path / "long.pkl", data_root, {"long": list(CLIPS)})
+    got = predict_json(trained, long, "--pose-source", f"pkl:{pkl}", "--window", 32 / 24)["videos"][0]
+    assert got["ok"], got
+    assert [(w["start_frame"], w["end_frame"]) for w in got["windows"]] == [(0, 32), (32, 64)]
+    assert any(n.startswith("decoding stopped after 2 whole window(s), at frame 64: ") and "truncated" in n
+               for n in got["notes"]), got["notes"]
+
+
 def test_hrnet_on_the_fly_whole_and_in_windows(trained, tmp_path):
     from pevl_testutils import make_video
 
