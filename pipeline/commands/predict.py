@@ -98,7 +98,10 @@ def predict(
                 if r.windows is not None:  # the one output that holds top_k ranks: written again, cheaply
                     from stages.predict.draw import write_windows_csv
 
-                    write_windows_csv(out_dir / f"{stems[v.path]}_windows.csv", r, top_k)
+                    try:
+                        write_windows_csv(out_dir / f"{stems[v.path]}_windows.csv", r, top_k)
+                    except Exception as e:  # noqa: BLE001  (this video's, not the run's)
+                        r.error = f"its windows' CSV could not be written into {out_dir} ({type(e).__name__}: {e})"
         if done:
             info(f"{len(done)} of {len(found)} video(s) predicted before into {out_dir} with this checkpoint and these "
                  "options: their results are read from its .result.json files (delete one to predict it again)",
@@ -123,7 +126,9 @@ def predict(
                     try:
                         _write_pictures(res, out_dir, stems[res.video], predictor, video, fps, top_k, run)
                         # last, after the pictures: a result file says the video's outputs are all there
-                        save_result(out_dir, stems[res.video], identity, by_path[res.video], res)
+                        # (not for windows kept from a video whose decoding stopped early: tried again)
+                        if res.whole:
+                            save_result(out_dir, stems[res.video], identity, by_path[res.video], res)
                     except Exception as e:  # noqa: BLE001  (a full disk, a name taken by a folder): this video's
                         res.error = (f"predicted, but its outputs could not be written into {out_dir} "
                                      f"({type(e).__name__}: {e}); a rerun predicts it again")

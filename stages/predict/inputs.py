@@ -81,9 +81,10 @@ def find_videos(paths: Iterable[os.PathLike]) -> tuple[list[VideoInput], list[st
             by_file: dict[str, list[Path]] = {}
             for f in found:
                 by_file.setdefault(str(f.resolve()), []).append(f)
-            named = {real: min(fs, key=lambda f: (os.path.realpath(f) != os.path.abspath(f), str(f)))
-                     for real, fs in by_file.items()}
-            for f in sorted(named.values()) + sorted(f for f in found if f not in named.values()):
+            # (direct: the folder's own path, however it was spelt, then no link below it)
+            chosen = {min(fs, key=lambda f: (os.path.realpath(f) != os.path.join(top, os.path.relpath(f, p)), str(f)))
+                      for fs in by_file.values()}
+            for f in sorted(chosen) + sorted(f for f in found if f not in chosen):
                 _add(videos, seen, again, VideoInput(str(f.resolve()), str(f.relative_to(p))))
         else:
             _add(videos, seen, again, VideoInput(str(p.resolve()) if p.exists() else str(p), p.name))

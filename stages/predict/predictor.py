@@ -95,6 +95,7 @@ class VideoResult:
     windows: Optional[list] = None  # WindowResult per window (--window)
     fps: Optional[float] = None
     num_frames: Optional[int] = None
+    whole: bool = True  # False: windows kept from a video whose decoding stopped early (not saved for reuse)
     _outstanding: int = 0
     _closed: bool = False
 
@@ -312,9 +313,12 @@ class Predictor:
 
                 yield cd, put
         except ClipError as e:
-            if res.windows:  # a tail cut off or damaged: the windows decoded whole before it stand, said
-                res.notes.append(f"decoding stopped after {len(res.windows)} whole window(s), at frame "
-                                 f"{res.num_frames}: {e}; those windows are kept")
+            if res.windows and isinstance(e.__cause__, DecodeError):
+                # a tail cut off or damaged: the windows decoded whole before it stand, said (poses that
+                # do not cover the video, or any other fault, fail it as before)
+                res.whole = False
+                res.notes.append(f"decoding stopped early ({e}): the {len(res.windows)} whole window(s) before it, "
+                                 f"frames 0-{res.num_frames}, are kept")
             else:
                 res.error = str(e)
         except Exception as e:  # noqa: BLE001

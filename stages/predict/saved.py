@@ -6,10 +6,12 @@ result (every class's score, the windows' too) and the identity of what made it:
 (path, size, modification time), the run config's hash, the training entry, the pose source's
 identity (its model and weights' sha256, or the skeleton file's, flip test, precision, person
 detector) and whether cached poses were reused, ``--window`` / ``--stride``, the pictures asked
-for (``--top-k``, ``--video``, ``--fps``), and the video (path, size, modification time). A rerun
+for (``--video``, ``--fps``; not ``--top-k``: the ranks are made again from the saved scores),
+and the video (path, size, modification time). A rerun
 into the same folder takes a video's result from its file when every part of the identity is the
 same, and predicts the others; a changed video, checkpoint or option is predicted again. Failed
-videos write no result: a rerun tries them again.
+videos, and windowed ones whose decoding stopped early (``VideoResult.whole`` False), write no
+result: a rerun tries them again.
 """
 from __future__ import annotations
 

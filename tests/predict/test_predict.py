@@ -173,11 +173,22 @@ def test_a_long_video_whose_tail_is_cut_off_keeps_its_whole_windows(trained, tmp
     data = long.read_bytes()
     long.write_bytes(data[: int(len(data) * 0.8)])
     pkl = pose_pickle(tmp_path / "long.pkl", data_root, {"long": list(CLIPS)})
-    got = predict_json(trained, long, "--pose-source", f"pkl:{pkl}", "--window", 32 / 24)["videos"][0]
+    got = predict_json(trained, long, "--pose-source", f"pkl:{pkl}", "--window", 32 / 24, "--out",
+                       tmp_path / "out")["videos"][0]
     assert got["ok"], got
     assert [(w["start_frame"], w["end_frame"]) for w in got["windows"]] == [(0, 32), (32, 64)]
-    assert any(n.startswith("decoding stopped after 2 whole window(s), at frame 64: ") and "truncated" in n
+    assert any(n.startswith("decoding stopped early (truncated") and n.endswith("the 2 whole window(s) before it, "
+                                                                                "frames 0-64, are kept")
                for n in got["notes"]), got["notes"]
+    # its pictures are written, its result is not saved: a rerun tries the video again
+    assert (tmp_path / "out" / "long_windows.csv").is_file() and not (tmp_path / "out" / "long.result.json").exists()
+    # poses that do not cover a whole video are no damaged tail: the video fails, as before
+    short = pose_pickle(tmp_path / "short.pkl", data_root, {"long": list(CLIPS[:2])})
+    subprocess.run([ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", "-f", "concat", "-safe", "0", "-i",
+                    str(listing), "-c", "copy", str(long)], check=True)
+    res = run("predict", long, "--pose-source", f"pkl:{short}", "--window", 32 / 24, "--checkpoint", trained[2],
+              "--cache-root", trained[0], "--device", "cpu", "--json")
+    assert res.exit_code == 1 and "the poses cover 64 frames, the video decoded 96" in res.stdout, res.output
 
 
 def test_hrnet_on_the_fly_whole_and_in_windows(trained, tmp_path):
@@ -293,6 +304,8 @@ def test_videos_are_found_under_folders(tmp_path):
     assert [v.name for v in found] == ["e/y.MKV", "lnk/w.mp4", "x.mp4"]
     assert f"{tmp_path / 'd'}: 3 symlinked folder(s) inside it or above it not followed" in notes
     assert notes[-1] == "1 name(s) of a video already listed predicted once, under its first name: alias.mp4 (= x.mp4)"
+    (tmp_path / "via").symlink_to(tmp_path / "d")  # the same folder, named through a link: the same names
+    assert [v.name for v in find_videos([tmp_path / "via"])[0]] == [v.name for v in found]
 
 
 def test_a_damaged_cached_clip_is_not_reused_and_said(trained, tmp_path):
@@ -383,6 +396,12 @@ def test_a_rerun_into_the_same_out_folder_takes_the_results_written_before(train
         rows = list(csv.DictReader(open(out / f"{stem}_windows.csv")))
         assert {r["rank"] for r in rows} == {str(i + 1) for i in range(k)}
         assert all(len(w["top"]) == k for w in json.loads(res.stdout)["videos"][0]["windows"])
+    # a CSV that cannot be written again fails that video, not the run
+    (out / f"{stem}_windows.csv").unlink()
+    (out / f"{stem}_windows.csv").mkdir()
+    res = run("predict", videos / f"{stem}.mp4", "--out", out, "--window", "1", "--checkpoint", ckpt, "--cache-root",
+              cache, "--device", "cpu", "--csv")
+    assert res.exit_code == 1 and "its windows' CSV could not be written into" in res.stdout, res.output
     # without the cache's poses the demo's videos have none (their source is the dataset): it fails, as
     # a fresh run does, and is not taken from the file the run that reused them wrote
     res = run("predict", videos / f"{order[1]}.mp4", "--out", out, "--no-reuse", "--checkpoint", ckpt,
