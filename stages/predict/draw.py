@@ -87,7 +87,7 @@ def write_windows_csv(path: os.PathLike, res, k: int) -> Path:
 def write_timeline_png(path: os.PathLike, res, title: str = "") -> Path:
     """A long video's windows along time: a strip of window frames (when kept), each window's
     top-1 label as a bar in that label's row, and the top-1 score."""
-    from stages.train.report import pyplot
+    from stages.train.report import pyplot, save_figure
 
     plt = pyplot()
     ws = res.windows
@@ -129,11 +129,7 @@ def write_timeline_png(path: os.PathLike, res, title: str = "") -> Path:
     ax2.set_xlabel("seconds" if secs else "frames", fontsize=8)
     fig.suptitle(printable(title or res.name), fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110, bbox_inches="tight")
 
 
 def output_stem(name: str) -> str:

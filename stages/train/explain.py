@@ -29,7 +29,7 @@ from mmengine.config import Config
 from cache import CacheEntry
 from stages.data.dataset import CacheClipDataset
 from stages.skeletons import entry_skeleton
-from stages.train.report import pyplot
+from stages.train.report import pyplot, save_figure
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +113,7 @@ def explain_clip(cfg: Config, checkpoint: os.PathLike, entry: CacheEntry, clip_i
 def _save(fig, path, title: str) -> None:
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    pyplot().close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def _frame_ids(n: int, most: int = 8) -> list[int]:

@@ -68,6 +68,25 @@ def write_text(path: os.PathLike, text: str) -> None:
     atomic_write_text(Path(path), text)
 
 
+def save_figure(fig, path: os.PathLike, **savefig) -> Path:
+    """``fig`` saved to ``path`` as a whole file or not at all (a temporary beside it, renamed; a
+    kill or a full disk left half a PNG under the final name), then closed."""
+    import uuid
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")  # (the suffix: the format)
+    try:
+        fig.savefig(tmp, **savefig)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        pyplot().close(fig)
+    return path
+
+
 def pyplot():
     import matplotlib
 
@@ -136,8 +155,7 @@ def plot_confusion(conf: np.ndarray, classes: Sequence[str], path: os.PathLike, 
         tax.text(0.0, 1.0, "\n".join(lines), va="top", ha="left", fontsize=7 if c > 20 else 8,
                  family="monospace", transform=tax.transAxes)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 # -- curves -----------------------------------------------------------------------------------------
@@ -188,8 +206,7 @@ def plot_curves(work_dir: os.PathLike, path: os.PathLike, title: str = "") -> No
     axes[2].set_title("validation (3 crops)")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def _epoch_positions(tr: list[dict]) -> list[float]:

@@ -275,3 +275,24 @@ def test_every_save_of_a_one_process_run_refuses_nan_weights_buffers_too():
                                                  r"bn.running_var\): not saved"):
         FiniteLossHook().before_save_checkpoint(runner, {"state_dict": {"w": torch.ones(3),
                                                                         "bn.running_var": torch.tensor([float("inf")])}})
+
+
+def test_a_figure_that_cannot_be_written_leaves_neither_part_nor_temporary(tmp_path, monkeypatch):
+    """confusion.png, curves.png and the predict / explain pictures were written in place: a kill or
+    a full disk left half a PNG under the final name."""
+    import os
+
+    from stages.train.report import pyplot, save_figure
+
+    fig = pyplot().figure()
+    assert save_figure(fig, tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "b.png").write_bytes(b"the old one")
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OSError, match="No space left"):
+        save_figure(pyplot().figure(), tmp_path / "b.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]
+    assert (tmp_path / "b.png").read_bytes() == b"the old one"
