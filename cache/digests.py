@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any, Sequence
 
 import numpy as np
@@ -30,3 +31,8 @@ def file_digest(data: Any) -> str:
     """sha256 of one stored file's bytes (e.g. one JPEG frame: recorded per frame so that a read
     of some frames checks just those)."""
     return hashlib.sha256(memoryview(data).cast("B")).hexdigest()[:32]
+
+
+def uids_digest(uids: Sequence[str]) -> str:
+    """sha256 of a list of clip ids in order (an item index's row order, the clips a run trained on)."""
+    return hashlib.sha256(json.dumps(list(uids)).encode()).hexdigest()[:32]

@@ -27,7 +27,6 @@ digests; an index without it is read per clip as before, nothing else changes):
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from typing import Any, Optional, Sequence
@@ -36,7 +35,7 @@ import numpy as np
 
 from cache import layout
 from cache.chunks import ArrayMeta, chunk_file
-from cache.digests import array_digest
+from cache.digests import array_digest, uids_digest
 from cache.entry import CacheEntry, ClipData
 
 #: the layout of the item arrays in ``index/`` (attribute ``items``: version and digests)
@@ -76,12 +75,8 @@ def item_attrs(arrays: dict[str, np.ndarray], uids: Sequence[str]) -> dict:
     """The index's ``items`` attribute: version and the digests of the item arrays present and of
     the clip order (``uids``: which clip each row of them is)."""
     digests = {k: array_digest(np.asarray(a)) for k, a in sorted(arrays.items()) if k in ITEM_ARRAYS}
-    digests["uids"] = _uids_digest(uids)
+    digests["uids"] = uids_digest(uids)
     return {"version": ITEM_INDEX_VERSION, "digests": digests}
-
-
-def _uids_digest(uids: Sequence[str]) -> str:
-    return hashlib.sha256(json.dumps(list(uids)).encode()).hexdigest()[:32]
 
 
 class ItemIndex:
@@ -151,7 +146,7 @@ class ItemIndex:
                      entry.key, poses / 1e9, MAX_POSE_BYTES / 1e9)
             return None
         uids = list(g.attrs.get("uids") or [])
-        if _uids_digest(uids) != digests.get("uids"):
+        if uids_digest(uids) != digests.get("uids"):
             raise damaged("zarr.json: its clip list does not match the digest its writer recorded")
         # The per-clip arrays are small: read whole and checked. The ragged ones (poses: nearly all the
         # bytes) are streamed below, so that the whole entry's poses are never in memory beside the

@@ -88,11 +88,10 @@ def train_clips_record(rows) -> dict:
     """How many clips a run trains on and a digest of their ids in order (``rows``: the training
     dataset's plan rows): a resume over other clips (an entry that lost some, read with
     ``--allow-partial``) would keep the old iterations per epoch and data order."""
-    import hashlib
-    import json
+    from cache.digests import uids_digest
 
     uids = [r["uid"] for r in rows]
-    return {"count": len(uids), "uids_sha256": hashlib.sha256(json.dumps(uids).encode()).hexdigest()[:32]}
+    return {"count": len(uids), "uids_sha256": uids_digest(uids)}
 
 
 @HOOKS.register_module()
