@@ -72,6 +72,14 @@ def without_neutral_settings(d: dict) -> dict:
     return out
 
 
+def with_neutral_settings(flat: dict) -> dict:
+    """``flat`` (a run config's dotted leaves) with each :data:`NEUTRAL_NEW_SETTINGS` it lacks set to
+    its neutral value: what a config recorded without it computed (a hashed config, a checkpoint's record)."""
+    for k, neutral in NEUTRAL_NEW_SETTINGS.items():
+        flat.setdefault(k, neutral)
+    return flat
+
+
 #: the paper's numbers a variant states for the results table only, not in its run config (whose
 #: hash a finished run's result carries: a key added there would make every earlier run "another config")
 TABLE_ONLY_KEYS = ("paper_mean_class_acc",)

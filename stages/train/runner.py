@@ -43,7 +43,7 @@ from stages.skeletons import entry_skeleton
 from stages.train import report
 from stages.train.checkpoints import (checkpoint_safe_globals, load_checkpoint_into, read_checkpoint_meta,
                                      resume_checkpoint)
-from stages.train.config import NEUTRAL_NEW_SETTINGS
+from stages.train.config import with_neutral_settings
 from stages.train.distributed import init_distributed, resolve_device
 from stages.train.hooks import RecordValHook, TrainTimeHook, train_clips_record
 from stages.train.metrics import metric_row
@@ -352,10 +352,8 @@ def check_resumes_this_run(checkpoint: Path, run_cfg: Config, entry: CacheEntry,
                          f"{their_entry} (--entry {their_entry}), or train without --resume: the old checkpoints "
                          "are set aside, not lost")
     mine = run_record(run_cfg, entry)["run_config"]
-    theirs_flat, mine_flat = dotted_leaves(theirs), dotted_leaves(mine)
-    for k, neutral in NEUTRAL_NEW_SETTINGS.items():  # a record without one computed as its neutral value
-        if (k in theirs_flat) != (k in mine_flat):
-            (mine_flat if k in theirs_flat else theirs_flat)[k] = neutral
+    # (a record without a setting added later at its neutral value computed that value)
+    theirs_flat, mine_flat = with_neutral_settings(dotted_leaves(theirs)), with_neutral_settings(dotted_leaves(mine))
     diff, newer = [], []
     for k in sorted(set(theirs_flat) | set(mine_flat)):
         both = k in theirs_flat and k in mine_flat

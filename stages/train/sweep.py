@@ -87,12 +87,11 @@ def changed_settings(vdir: Path, old_hash: str, cfg: Config, most: int = 6) -> O
     rec = read_json_or_none(Path(vdir) / HASHED_CONFIG_FILE)
     if not rec or rec.get("config_hash") != old_hash or not isinstance(rec.get("config"), dict):
         return None
-    from stages.train.config import NEUTRAL_NEW_SETTINGS
+    from stages.train.config import with_neutral_settings
 
-    old, new = dotted_leaves(rec["config"]), dotted_leaves(json.loads(_hashed_form(cfg)))
-    for k, neutral in NEUTRAL_NEW_SETTINGS.items():  # left out of the hashed form at that value: say it
-        old.setdefault(k, neutral)
-        new.setdefault(k, neutral)
+    # (left out of the hashed form at their neutral value: named with it)
+    old = with_neutral_settings(dotted_leaves(rec["config"]))
+    new = with_neutral_settings(dotted_leaves(json.loads(_hashed_form(cfg))))
     missing = object()
     diff = [f"{k}: {old.get(k, '(absent)')!r} -> {new.get(k, '(absent)')!r}" for k in sorted(set(old) | set(new))
             if old.get(k, missing) != new.get(k, missing)]
