@@ -426,12 +426,15 @@ class CacheEntry:
             if got != want:
                 raise digest_mismatch(metas[name].chunk_file, self.path)
 
-    def read_index(self) -> dict[str, np.ndarray]:
-        """All poses as flat arrays (only once complete): keypoints, scores, offsets, labels."""
+    def _index_group(self):
         idx = self.path / layout.INDEX_DIR
         if not idx.is_dir():
             raise EntryIncompleteError(f"entry {self.key} has no index yet (it is not complete)", [])
-        g = zarr.open_group(idx, mode="r")
+        return zarr.open_group(idx, mode="r")
+
+    def read_index(self) -> dict[str, np.ndarray]:
+        """All poses as flat arrays (only once complete): keypoints, scores, offsets, labels."""
+        g = self._index_group()
         out = {k: g[k][...] for k in g.array_keys()}
         out["uids"] = list(g.attrs["uids"])
         return out
@@ -439,8 +442,5 @@ class CacheEntry:
     def index_outline(self) -> tuple[list[str], np.ndarray, int]:
         """The index's clip list, its pose offsets and how many pose rows it holds, without reading
         the poses (what :meth:`read_index` reads whole)."""
-        idx = self.path / layout.INDEX_DIR
-        if not idx.is_dir():
-            raise EntryIncompleteError(f"entry {self.key} has no index yet (it is not complete)", [])
-        g = zarr.open_group(idx, mode="r")
+        g = self._index_group()
         return list(g.attrs["uids"]), g["offsets"][...], int(g["keypoints"].shape[0])
