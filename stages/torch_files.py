@@ -110,7 +110,8 @@ def safe_globals():
         from numpy._core import multiarray as ma
     else:
         from numpy.core import multiarray as ma
-    allowed = [HistoryBuffer, ma.scalar, ma._reconstruct, np.ndarray, np.dtype, (_history_buffer_method, "builtins.getattr")]
+    allowed = [HistoryBuffer, ma.scalar, ma._reconstruct, np.ndarray, np.dtype,
+               (_history_buffer_method, "builtins.getattr")]
     allowed += list({type(np.dtype(t)) for t in ("f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1", "b1", "U", "O")})
     return torch.serialization.safe_globals(allowed)
 

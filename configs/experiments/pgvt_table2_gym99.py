@@ -18,6 +18,7 @@ variants = dict(
     # ViT-L/14 (open_clip ViT-L-14, OpenAI's ViT-L-14.pt): 14-pixel patches read 14-pixel mask grids,
     # so its entry is extracted with --grid-cell 14 (short side 256 rounds to 252 = 18 cells); the
     # variant's `data` makes the lookup find (or name the command that makes) that entry
-    vit_l14=dict(paper_top1=96.7, paper_mean_class_acc=91.6, paper_params_m=265, paper_gflops=2227, model=dict(clip=dict(arch='ViT-L-14')),
+    vit_l14=dict(paper_top1=96.7, paper_mean_class_acc=91.6,
+                 paper_params_m=265, paper_gflops=2227, model=dict(clip=dict(arch='ViT-L-14')),
                  data=dict(extract=dict(grid_cell=14))),
 )

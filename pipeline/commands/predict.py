@@ -49,8 +49,8 @@ def predict(
 ):
     """Label videos with a trained model: stage one on the fly with the settings of the entry the model
     was trained on (frames, short side, grid, pose source and weights), then its test protocol (3 crops x 1
-    clip; equation 7 for PeVL, softmax probabilities for PGVT / AIM). A video that cannot be read is reported and the others go
-    on (exit status 1 when any failed)."""
+    clip; equation 7 for PeVL, softmax probabilities for PGVT / AIM). A video that cannot be read is reported
+    and the others go on (exit status 1 when any failed)."""
     setup_run(device)
     if as_json and as_csv:
         raise typer.BadParameter("--json or --csv, not both")
@@ -91,13 +91,13 @@ def predict(
     if out_dir is not None:
         # (--top-k is not part of it: every class's score is saved, the ranks are made again from them)
         identity = run_identity(run, predictor, window, stride, {"video": video, "fps": fps if video else None})
+        from stages.predict.draw import write_windows_csv
+
         for v in found:
             r = load_result(out_dir, stems[v.path], identity, v, predictor.classes, top_k)
             if r is not None:
                 done[v.path] = r
                 if r.windows is not None:  # the one output that holds top_k ranks: written again, cheaply
-                    from stages.predict.draw import write_windows_csv
-
                     try:
                         write_windows_csv(out_dir / f"{stems[v.path]}_windows.csv", r, top_k)
                     except Exception as e:  # noqa: BLE001  (this video's, not the run's)

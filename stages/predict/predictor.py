@@ -8,8 +8,8 @@ source and options with its person-box chain): :func:`~stages.extract.clip.extra
 fresh arrays become a :class:`cache.ClipData`, so stage two's own
 :meth:`~stages.data.dataset.CacheClipDataset.make_item` makes the test views (the 3 crops of
 evaluation), and the Runner model's ``test_step`` scores them as ``pipeline eval`` does (views
-averaged: eq. 7's similarities for PeVL, softmax probabilities for a classifier, PGVT / AIM). A video already in the cache reuses its poses
-(:mod:`.reuse`).
+averaged: eq. 7's similarities for PeVL, softmax probabilities for a classifier, PGVT / AIM). A
+video already in the cache reuses its poses (:mod:`.reuse`).
 
 Decoding runs ahead in worker processes (``decode_workers``; by default 2 with a CUDA device, as
 for extraction), the pose model batches each clip's frames on the device, and the recognizer

@@ -50,8 +50,8 @@ from stages.train.schedule import ScheduleSettings
 log = logging.getLogger(__name__)
 
 #: keys of a variant entry: the paper's numbers, and the layers it overrides
-VARIANT_KEYS = ("paper_top1", "paper_top5", "paper_gflops", "paper_params_m", "paper_mean_class_acc", "model", "data", "train", "runner",
-                "init_from")
+VARIANT_KEYS = ("paper_top1", "paper_top5", "paper_gflops", "paper_params_m", "paper_mean_class_acc", "model",
+                "data", "train", "runner", "init_from")
 _PAPER_KEYS = ("paper_top1", "paper_top5", "paper_gflops", "paper_params_m")
 #: settings added after runs were recorded, at the value that computes what the code before them
 #: did: left out of a run's hashed config at that value (``stages.train.sweep.config_hash``), and not

@@ -197,8 +197,8 @@ def runner_kwargs(cfg: Any, model, train_ds, test_ds, work_dir: Path, launcher: 
         ),
         custom_hooks=[dict(type="RecordValHook"), dict(type="BackboneCheckpointHook"),
                       dict(type="RunRecordHook", record=run_record(cfg, test_ds.entry),
-                                                         train_clips=train_clips_record(train_ds.rows) if train_ds is not None
-                                                         else None)] + list(hooks or []),
+                           train_clips=train_clips_record(train_ds.rows) if train_ds is not None else None)]
+        + list(hooks or []),
         visualizer=dict(type="Visualizer", name=f"vis_{uuid.uuid4().hex[:12]}",
                         vis_backends=[dict(type="LocalVisBackend"), dict(type="TensorboardVisBackend")]),
         log_processor=dict(by_epoch=True, window_size=t.log_interval),
