@@ -7,25 +7,35 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a unique temp file beside ``path``, fsync, then ``os.replace`` (atomic: a kill or a
-    power cut leaves the old file or the new one, never half of one); the temp file is removed if
-    the write fails (a full disk)."""
+@contextlib.contextmanager
+def written_whole(path: Path, keep_suffix: bool = False) -> Iterator[Path]:
+    """A unique temporary path beside ``path`` for the block to write; fsynced and renamed over
+    ``path`` when the block ends (atomic: a kill or a power cut leaves the old file or the new one,
+    never half of one), removed if the block fails (a full disk). ``keep_suffix``: the temporary
+    ends in ``path``'s suffix too (for writers that pick the format by it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp" + (path.suffix if keep_suffix else ""))
     try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """``text`` into ``path``, whole or not at all (:func:`written_whole`)."""
+    with written_whole(path) as tmp:
+        tmp.write_text(text)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

@@ -69,22 +69,16 @@ def write_text(path: os.PathLike, text: str) -> None:
 
 
 def save_figure(fig, path: os.PathLike, **savefig) -> Path:
-    """``fig`` saved to ``path`` as a whole file or not at all (a temporary beside it, renamed; a
+    """``fig`` saved to ``path`` as a whole file or not at all (:func:`cache.fsutil.written_whole`: a
     kill or a full disk left half a PNG under the final name), then closed."""
-    import uuid
+    from cache.fsutil import written_whole
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")  # (the suffix: the format)
     try:
-        fig.savefig(tmp, **savefig)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        with written_whole(Path(path), keep_suffix=True) as tmp:  # (matplotlib takes the format from it)
+            fig.savefig(tmp, **savefig)
     finally:
         pyplot().close(fig)
-    return path
+    return Path(path)
 
 
 def pyplot():
