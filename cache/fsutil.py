@@ -10,6 +10,27 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 
+def publish(tmp: Path, final: Path) -> None:
+    """fsync ``tmp``, rename it to ``final`` (atomic), fsync the folder: a crash leaves either the
+    old state or the whole new file."""
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, final)
+    try:
+        dfd = os.open(final.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:  # some filesystems do not fsync folders
+        pass
+    finally:
+        os.close(dfd)
+
+
 @contextlib.contextmanager
 def written_whole(path: Path, keep_suffix: bool = False) -> Iterator[Path]:
     """A unique temporary path beside ``path`` for the block to write; fsynced and renamed over
@@ -21,12 +42,7 @@ def written_whole(path: Path, keep_suffix: bool = False) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp" + (path.suffix if keep_suffix else ""))
     try:
         yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -37,7 +37,7 @@ from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 
 from cache.claims import PIDS_TAG, named_writer_gone
-from cache.fsutil import atomic_write_text
+from cache.fsutil import atomic_write_text, publish
 from stages.registry import HOOKS
 from stages.torch_files import safe_globals, zip_problem
 
@@ -58,27 +58,6 @@ def checkpoint_safe_globals():
 def temporary_name(final_name: str) -> str:
     """Where this process writes ``final_name`` before renaming it into place."""
     return f".{final_name}.{PIDS_TAG}.{os.getpid()}.tmp"  # (a pid means something only in its process space)
-
-
-def publish(tmp: Path, final: Path) -> None:
-    """fsync ``tmp``, rename it to ``final`` (atomic), fsync the folder: a crash leaves either the
-    old state or the whole new file."""
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, final)
-    try:
-        dfd = os.open(final.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:  # some filesystems do not fsync folders
-        pass
-    finally:
-        os.close(dfd)
 
 
 def remove_stale_temporaries(folder: os.PathLike) -> list[Path]:
