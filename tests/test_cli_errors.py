@@ -1,5 +1,7 @@
 """Errors through one handler: one ``error:`` line without quotes around the message, a "did you
 mean" for misspelt names, exit 2, the traceback only at ``-v``."""
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -185,6 +187,22 @@ def test_an_output_folder_that_is_a_file_is_refused_up_front(cmd, tmp_path):
     (tmp_path / "taken").write_text("")
     res = CliRunner().invoke(app, [*cmd, str(tmp_path / "taken")])
     assert res.exit_code == 2 and "is a file; give a folder" in res.output, res.output
+
+
+@pytest.mark.parametrize("cmd", [["eval", "--exp", "demo", "--checkpoint", "x.pth", "-o"],
+                                 ["explain", "--exp", "demo", "--checkpoint", "x.pth", "--clip", "c0", "-o"],
+                                 ["predict", "v.mp4", "--checkpoint", "x.pth", "-o"]])
+def test_an_output_folder_that_reads_as_a_setting_is_refused(cmd, tmp_path, monkeypatch):
+    """``-o`` is a dataset option in extract and train: ``eval -o split=val`` wrote into a new folder
+    named ``split=val``, the option never applied. A path with a folder before it still works."""
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, [*cmd, "split=val"])
+    assert res.exit_code == 2 and "looks like a KEY=VALUE setting" in res.output, res.output
+    assert not (tmp_path / "split=val").exists()
+    from pipeline.commands.common import folder_option
+    assert folder_option(tmp_path / "split=val") == tmp_path / "split=val"
+    (tmp_path / "a=b").mkdir()  # an existing folder of that name is what the user means
+    assert folder_option(Path("a=b")) == Path("a=b")
 
 
 def test_eval_folders_differ_by_split_and_experiment(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import re
 import traceback
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -96,11 +97,23 @@ def checked_device(value: Optional[str]) -> Optional[str]:
     return value
 
 
+_SETTING_LIKE = re.compile(r"[A-Za-z_][\w.]*=")
+
+
 def folder_option(value: Optional[Path]) -> Optional[Path]:
     """An output folder's callback: refused when the path is a file (which failed late, as
-    ``[Errno 17] File exists``)."""
-    if value is not None and value.exists() and not value.is_dir():
+    ``[Errno 17] File exists``), and when a folder that does not exist yet reads ``KEY=VALUE``:
+    ``-o`` takes a dataset option in extract, train and dataset, so ``eval -o split=val`` would
+    otherwise write into a new folder named ``split=val`` with the option never applied."""
+    if value is None:
+        return value
+    if value.exists() and not value.is_dir():
         raise typer.BadParameter(f"{value} is a file; give a folder (made if missing)")
+    text = str(value)
+    if not value.exists() and _SETTING_LIKE.match(text):
+        raise typer.BadParameter(
+            f"{text!r} looks like a KEY=VALUE setting, but here -o names the output folder (made if missing); "
+            f"for a folder of that name give its path, {Path.cwd() / text}")
     return value
 
 
