@@ -37,11 +37,12 @@ class ChunkDigestError(ChunkFormatError):
     """A chunk file's content does not match the digest its writer recorded: the file is damaged."""
 
 
-def digest_mismatch(what: str, entry_dir: Any) -> ChunkDigestError:
-    """The error for damaged content ``what`` (a chunk file, or a part of one) of the entry in
-    ``entry_dir``, with what to do about it (one place for the hint)."""
+def digest_mismatch(what: str, entry_dir: Any,
+                    why: str = "content does not match the digest its writer recorded") -> ChunkDigestError:
+    """The error for damaged content ``what`` (a chunk file, or a part of one, or a clip's
+    attributes) of the entry in ``entry_dir``, with what to do about it (one place for the hint)."""
     return ChunkDigestError(
-        f"{what}: content does not match the digest its writer recorded (the file is damaged). "
+        f"{what}: {why} (the file is damaged). "
         f"`pipeline cache repair {entry_dir}` moves the clip aside and `pipeline extract` (the options that made "
         "the entry) extracts it again")
 

@@ -36,3 +36,10 @@ def file_digest(data: Any) -> str:
 def uids_digest(uids: Sequence[str]) -> str:
     """sha256 of a list of clip ids in order (an item index's row order, the clips a run trained on)."""
     return hashlib.sha256(json.dumps(list(uids)).encode()).hexdigest()[:32]
+
+
+def attrs_digest(attrs: dict) -> str:
+    """sha256 of a clip's attributes as its ``zarr.json`` holds them, all but ``attrs_digest``
+    itself (recorded by the writer from what it read back, compared by the reader)."""
+    body = {k: v for k, v in attrs.items() if k != "attrs_digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:32]

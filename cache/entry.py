@@ -12,9 +12,10 @@ import zarr
 
 from cache import claims, layout
 from cache.chunks import digest_mismatch, read_array, read_group_meta
-from cache.digests import array_digest
+from cache.digests import array_digest, attrs_digest
 from cache.frames_codecs import FramesCodec, frames_codec
 from cache.fsutil import DELETING, dir_size, read_json
+from cache.keys import key_of, key_settings, settings_digest, stable_hash
 
 
 class EntryNotFoundError(FileNotFoundError):
@@ -53,9 +54,11 @@ def _json_problem(path: Path, name: str) -> Optional[str]:
     return None
 
 
-def metadata_problems(entry_dir: os.PathLike) -> list[str]:
+def metadata_problems(entry_dir: os.PathLike, against_key: bool = False) -> list[str]:
     """What is wrong with an entry's own files (``zarr.json``, ``plan.json``, ``manifest.json``,
-    the ``clips`` group's ``zarr.json``): empty when they are all there and parse."""
+    the ``clips`` group's ``zarr.json``): empty when they are all there and parse and
+    (``against_key``) agree with the key that names the entry (:func:`identity_problems`). Each
+    problem starts with the name of the file it is in (what ``restore_metadata`` writes again)."""
     d = Path(entry_dir)
     out = []
     for name in (layout.ROOT_META, layout.PLAN, layout.MANIFEST):
@@ -66,6 +69,98 @@ def metadata_problems(entry_dir: os.PathLike) -> list[str]:
         p = _json_problem(d / layout.CLIPS_DIR / layout.ROOT_META, f"{layout.CLIPS_DIR}/{layout.ROOT_META}")
         if p:
             out.append(p)
+    if against_key and not out:
+        out.extend(identity_problems(d))
+    return out
+
+
+#: the skeletons an entry's key could hold before entries recorded it (``key_skeleton``: the
+#: dataset's, which the key hashes; ``skeleton`` is the stored joints', HRNet's COCO-17 on
+#: Toyota-Smarthome). A closed list: entries written since record theirs.
+KEY_SKELETONS_BEFORE_RECORDED = ("coco17", "toyota13")
+
+_SHOWN = 3  # disagreeing clips named in one problem
+
+
+def identity_problems(entry_dir: os.PathLike) -> list[str]:
+    """Where an entry's own metadata no longer hashes to its key (which names its folder): the root
+    ``zarr.json``'s settings (``frames_per_segment``, ``num_frames``... which every read follows),
+    ``sources.json`` (which the key hashes: each clip's label, split and cut, the classes), and
+    ``plan.json`` against it (the clip list, labels and splits every read takes). Nothing else
+    guards these files: a hand edit or a damaged block would otherwise train on other labels, or
+    read 48 candidate frames as 48 segments. Empty when all agree; files that do not parse are
+    :func:`metadata_problems`'s."""
+    d = Path(entry_dir)
+    try:
+        root = read_json(d / layout.ROOT_META).get("attributes", {})
+        key, s_hash, src_hash = root["key"], root["settings_hash"], root["sources_hash"]
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return []
+    root_meta = layout.ROOT_META
+    if key_of(s_hash, src_hash) != key:
+        return [f"{root_meta} holds a settings_hash and sources_hash that do not make its key (changed after it was "
+                "written)"]
+    out = []
+    settings = {k: v for k, v in dict(root.get("settings") or {}).items() if k != "pose_source"}
+    skeletons = ([root["key_skeleton"]] if "key_skeleton" in root
+                 else [root.get("skeleton"), *KEY_SKELETONS_BEFORE_RECORDED])
+    if not any(settings_digest(root.get("dataset"), key_settings(settings, root.get("pose"), sk,
+                                                                  root.get("dataset_options")), root.get("format"))
+               == s_hash for sk in skeletons):
+        out.append(f"{root_meta} holds a dataset, settings, pose or dataset options that do not hash to its "
+                   "settings_hash (changed after it was written)")
+    try:
+        sources = read_json(d / layout.SOURCES)["sources"]
+    except FileNotFoundError:
+        return out  # entries of older code may lack it: nothing to compare the plan with
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return out + [f"{layout.SOURCES} unreadable ({type(e).__name__}: {e})"]
+    if stable_hash(sources) != src_hash:
+        return out + [f"{layout.SOURCES} does not hash to the key's sources_hash (changed after it was written)"]
+    last = sources[-1] if sources and isinstance(sources[-1], dict) and "annotations" in sources[-1] else {}
+    for name in ("classes", "coarse_type"):
+        if name in last and last[name] != root.get(name):
+            out.append(f"{root_meta} holds {name} other than {layout.SOURCES} (which the key hashes)")
+    try:
+        plan = read_json(d / layout.PLAN)["clips"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return out
+    clips = sources[:-1] if last else sources
+    if len(plan) != len(clips):
+        return out + [f"{layout.PLAN} holds {len(plan)} clips, {layout.SOURCES} (which the key hashes) {len(clips)}"]
+    differ = []
+    for row, src in zip(plan, clips):
+        for ours, theirs in (("clip_id", "clip"), ("split", "split"), ("label", "label"), ("cut", "cut")):
+            if theirs in src and row.get(ours) != src[theirs]:
+                differ.append(f"{row.get('clip_id')}'s {ours} {row.get(ours)!r}, {layout.SOURCES} says {src[theirs]!r}")
+                break
+    if differ:
+        out.append(f"{layout.PLAN} disagrees with {layout.SOURCES} (which the key hashes) for {len(differ)} clip(s): "
+                   + "; ".join(differ[:_SHOWN]) + (" ..." if len(differ) > _SHOWN else ""))
+    return out
+
+
+#: the attributes of a clip that a reader compares with the entry's plan
+_PLAN_ATTRS = ("clip_id", "split", "label", "cut")
+
+
+def clip_attrs_problems(attrs: dict, row: Optional[dict]) -> list[str]:
+    """Where a clip's attributes (its ``zarr.json``) are not what was written: their digest
+    (``attrs_digest``, clips written since it was recorded), the entry's plan (``row``: label,
+    split, id, cut) and, for clips of any age, the frame scale against the sizes it was made from."""
+    out = []
+    want = attrs.get("attrs_digest")
+    if want is not None and attrs_digest(attrs) != want:
+        out.append("attributes do not match their digest")
+    for name in _PLAN_ATTRS if row else ():
+        if name in attrs and name in row and attrs[name] != row[name]:
+            out.append(f"{name} {attrs[name]!r}, the entry's {layout.PLAN} says {row[name]!r}")
+    try:
+        (h, w), (oh, ow), (sx, sy) = attrs["frame_size"], attrs["orig_size"], attrs["scale"]
+        if (sx, sy) != (w / ow, h / oh):
+            out.append(f"scale {[sx, sy]} is not frame_size / orig_size {[w / ow, h / oh]}")
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        pass  # attributes older writers did not record
     return out
 
 
@@ -253,6 +348,10 @@ class CacheEntry:
     def _by_uid(self) -> dict[str, dict]:
         return {c["uid"]: c for c in self.plan}
 
+    def plan_row(self, uid: str) -> Optional[dict]:
+        """The plan's row of clip ``uid`` (None: not in the plan)."""
+        return self._by_uid.get(uid)
+
     def manifest(self) -> dict:
         """The manifest; :class:`EntryDamagedError` when it is missing or unreadable."""
         try:
@@ -261,8 +360,18 @@ class CacheEntry:
             raise EntryDamagedError(self.path, [p for p in metadata_problems(self.path)
                                                 if p.startswith(layout.MANIFEST)]) from None
 
-    def metadata_problems(self) -> list[str]:
-        return metadata_problems(self.path)
+    def metadata_problems(self, against_key: bool = False) -> list[str]:
+        return metadata_problems(self.path, against_key)
+
+    def check_against_key(self) -> None:
+        """:class:`EntryDamagedError` where the entry's own metadata no longer hashes to its key
+        (:func:`identity_problems`): what a reader checks once before it trusts labels, splits and
+        settings (a fraction of a second for 30,000 clips)."""
+        if not self.__dict__.get("_key_checked"):
+            problems = identity_problems(self.path)
+            if problems:
+                raise EntryDamagedError(self.path, problems)
+            self._key_checked = True
 
     # -- state --------------------------------------------------------------------------------
     def done_uids(self) -> set[str]:
@@ -398,9 +507,13 @@ class CacheEntry:
                 data[name] = self.codec.read(metas[name])
             else:
                 data[name] = read_array(metas[name])
+        row = self._by_uid.get(uid, {})
         if check != "none":
             self._check_digests(data, metas, attrs.get("digests") or {}, check == "all")
-        row = self._by_uid.get(uid, {})
+            problems = clip_attrs_problems(attrs, row)
+            if problems:
+                raise digest_mismatch(os.path.join(clip_dir, layout.ROOT_META), self.path,
+                                      why=f"attributes not as written ({'; '.join(problems)})")
         return ClipData(
             clip_id=attrs.get("clip_id", row.get("clip_id", uid)),
             uid=uid,

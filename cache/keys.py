@@ -42,12 +42,30 @@ def file_identity(path: Optional[os.PathLike], root: Optional[os.PathLike] = Non
     return {"path": rel, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
+def settings_digest(dataset: str, settings: dict, fmt: Any = None) -> str:
+    """The ``settings_hash`` of one dataset x stage-one setting (``settings``: what
+    :func:`key_settings` makes) in store format ``fmt`` (default: this code's)."""
+    return stable_hash({"format": FORMAT_VERSION if fmt is None else fmt, "dataset": dataset, "settings": settings})
+
+
+def key_settings(settings: dict, pose: Any, skeleton: str, dataset_options: Any) -> dict:
+    """What an entry's ``settings_hash`` hashes besides the dataset and format: the stage-one
+    settings, the pose source's identity, the dataset's skeleton and the dataset options given.
+    One place, for the writer (stages/extract/plan.py) and for the check of an entry's own
+    metadata against its key (:func:`cache.entry.identity_problems`)."""
+    return {**settings, "pose": pose, "skeleton": skeleton, "dataset_options": dataset_options}
+
+
+def key_of(settings_hash: str, sources_hash: str) -> str:
+    return stable_hash([settings_hash, sources_hash])
+
+
 def entry_key(dataset: str, settings: dict, sources: Iterable[dict]) -> tuple[str, str, str]:
     """``(key, settings_hash, sources_hash)`` for one dataset x stage-one setting x source set.
 
     ``settings_hash`` alone finds the entries of a setting whatever the source files; the full
     key also pins every source file's identity and the store format version.
     """
-    settings_hash = stable_hash({"format": FORMAT_VERSION, "dataset": dataset, "settings": settings})
+    settings_hash = settings_digest(dataset, settings)
     sources_hash = stable_hash(list(sources))
-    return stable_hash([settings_hash, sources_hash]), settings_hash, sources_hash
+    return key_of(settings_hash, sources_hash), settings_hash, sources_hash

@@ -22,7 +22,8 @@ stores ``frames`` as a ``(T_v,)`` variable-length-bytes array of JPEG files.
 ::
 
     <cache-root>/entries/<dataset>/<key>/   one entry = one dataset x stage-one setting
-      zarr.json          Zarr v3 root group; attrs: format, key, dataset, settings, classes, ...
+      zarr.json          Zarr v3 root group; attrs: format, key, dataset, settings, classes, ...,
+                         key_skeleton (the skeleton the key hashed; additive, older entries lack it)
       manifest.json      human-readable provenance and status (rewritten atomically)
       plan.json          every clip the entry must hold (id, uid, split, label, source, cut)
       sources.json       the identity (path, size, mtime) of every source file the key hashes
@@ -49,7 +50,8 @@ stores ``frames`` as a ``(T_v,)`` variable-length-bytes array of JPEG files.
                          (F, n, 4), each kept person's box, NaN where the person is absent
         attrs            clip_id, split, label, source, cut, num_frames, fps, orig_size, ...,
                          source_sha256 (the video file's, for uncut clips; additive, clips of
-                         older runs lack it)
+                         older runs lack it), attrs_digest (of all the others as written;
+                         additive, clips written before 2026-12-06 lack it)
       failures/<uid>.json  why a clip could not be extracted
       claims/<uid>         a writer is working on the clip (host, pid, time); heartbeated
       runs/*.json          one record per extraction run (host, counts, timings)

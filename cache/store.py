@@ -14,7 +14,8 @@ import numpy as np
 from cache import claims, layout
 from cache.chunks import read_group_meta
 from cache.digests import array_digest
-from cache.entry import CacheEntry, ClipData, EntryFormatError, EntryNotFoundError, metadata_problems
+from cache.entry import (DAMAGED_HINT, CacheEntry, ClipData, EntryFormatError, EntryNotFoundError,
+                         clip_attrs_problems, identity_problems, metadata_problems)
 from cache.fsutil import DELETING, dir_size, explained_os_errors, read_json, remove_tree
 from cache.item_index import ItemIndex, ItemIndexError
 from cache.readers import reader_marks
@@ -148,6 +149,10 @@ class CacheStore:
         shapes and (``deep``) matches the digests of its arrays; JPEG frames' headers are checked."""
         rep = VerifyReport(entry=entry.key)
         rep.problems.extend(entry.metadata_problems())
+        wrong = [] if rep.problems else identity_problems(entry.path)
+        if wrong:  # clips are judged by the plan and settings: not by ones that are themselves wrong
+            rep.problems.extend([*wrong, f"clips not checked: the entry's own metadata first ({DAMAGED_HINT})"])
+            return rep
         plan_uids = {c["uid"] for c in entry.plan}
         done = entry.done_uids()
         for extra in sorted(done - plan_uids):
@@ -180,7 +185,10 @@ class CacheStore:
         """Move every clip that :meth:`verify` finds wrong into ``quarantine/`` (``pipeline cache gc``
         removes it there) so that the next ``pipeline extract`` extracts it again; make a finished
         entry that now lacks clips incomplete again (its index removed, its manifest saying
-        ``incomplete``), or write a complete entry's damaged or missing index again."""
+        ``incomplete``), or write a complete entry's damaged or missing index again.
+        :class:`~cache.entry.EntryDamagedError` where the entry's own metadata is wrong: the
+        clips are judged by it, so it is rebuilt first (by ``pipeline extract``)."""
+        entry.check_against_key()
         ver = self.verify(entry, deep=deep, progress=progress)
         out = RepairReport(entry=entry.key, quarantined=dict(ver.clips))
         plan_uids = {c["uid"] for c in entry.plan}
@@ -437,6 +445,9 @@ def _clip_problems(entry: CacheEntry, c: ClipData, listed: set[str], deep: bool)
     if c.person_boxes is not None and c.person_boxes.shape != want_boxes:
         out.append(f"person_boxes {c.person_boxes.shape}, expected {want_boxes}")
     out.extend(entry.codec.problems(fr))
+    out.extend(f"{layout.ROOT_META}: {p}" for p in clip_attrs_problems(c.attrs, entry.plan_row(c.uid)))
+    if list(c.attrs.get("frame_size") or ()) not in ([], list(fr.shape[1:3])):
+        out.append(f"{layout.ROOT_META}: frame_size {c.attrs['frame_size']}, the frames are {list(fr.shape[1:3])}")
     if deep:
         for name, want in dict(c.attrs.get("digests", {})).items():
             value = getattr(c, name, None)

@@ -15,7 +15,7 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 from cache import claims, layout
-from cache.digests import array_digest
+from cache.digests import array_digest, attrs_digest
 from cache.entry import CacheEntry, lasting_bytes, metadata_problems
 from cache.frames_codecs import frames_codec
 from cache.fsutil import atomic_write_json, explained_os_errors, read_json, remove_tree
@@ -58,7 +58,7 @@ def create_entry(
     ``pipeline cache verify --sources`` finds the dataset's files changed)."""
     entry_dir = Path(entry_dir)
     with explained_os_errors(entry_dir):
-        if entry_dir.is_dir() and metadata_problems(entry_dir):
+        if entry_dir.is_dir() and metadata_problems(entry_dir, against_key=True):
             restore_metadata(entry_dir, root_attrs, plan, manifest, sources)
         if not (entry_dir / layout.ROOT_META).is_file():
             entry_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -115,15 +115,15 @@ def _check_staged_whole(tmp: Path, made: int, arrays: list[str]) -> None:
 
 def restore_metadata(entry_dir: Path, root_attrs: dict, plan: list[dict], manifest: dict,
                      sources: Optional[list[dict]] = None) -> list[str]:
-    """Write again what is missing or unreadable of an entry's own files, from the plan that
-    computed the same key (the key names the folder, so the inputs are the same): ``plan.json``,
-    ``manifest.json`` (noting the rebuild), ``sources.json`` when gone, the ``clips`` group's
-    ``zarr.json`` and, last (it is what makes the folder an entry), the root ``zarr.json``.
-    Returns what was wrong (logged).
+    """Write again what is missing, unreadable or no longer hashing to the key of an entry's own
+    files, from the plan that computed the same key (the key names the folder, so the inputs are
+    the same): ``plan.json``, ``manifest.json`` (noting the rebuild), ``sources.json``, the
+    ``clips`` group's ``zarr.json`` and, last (it is what makes the folder an entry), the root
+    ``zarr.json``. Returns what was wrong (logged).
 
     Safe beside other processes doing the same: each file is replaced whole (same content)."""
     entry_dir = Path(entry_dir)
-    problems = metadata_problems(entry_dir)
+    problems = metadata_problems(entry_dir, against_key=True)
     if not problems:
         return []
     try:
@@ -148,7 +148,8 @@ def restore_metadata(entry_dir: Path, root_attrs: dict, plan: list[dict], manife
         _new_entry_files(tmp, root_attrs, plan, rebuilt, sources)
         for d in (layout.CLIPS_DIR, layout.FAILURES_DIR, layout.CLAIMS_DIR, layout.RUNS_DIR, layout.STAGING_DIR):
             (entry_dir / d).mkdir(exist_ok=True)
-        if sources is not None and not (entry_dir / layout.SOURCES).is_file():
+        if sources is not None and (not (entry_dir / layout.SOURCES).is_file()
+                                    or any(p.startswith(f"{layout.SOURCES} ") for p in problems)):
             os.replace(tmp / layout.SOURCES, entry_dir / layout.SOURCES)
         for name in (layout.PLAN, layout.MANIFEST, f"{layout.CLIPS_DIR}/{layout.ROOT_META}", layout.ROOT_META):
             if any(p.startswith(f"{name} ") for p in problems):
@@ -243,6 +244,9 @@ class EntryWriter:
                 z[...] = a
                 digests[name] = array_digest(a)
             g.attrs.update({**attrs, "digests": digests, "written": who_when()})
+            # the attributes' digest from what was written (JSON's reading of each value), so that
+            # a reader finds a changed label, scale or size (cache.entry.clip_attrs_problems)
+            g.attrs["attrs_digest"] = attrs_digest(read_json(tmp / layout.ROOT_META)["attributes"])
             with known_zarr_warnings_quiet():
                 zarr.consolidate_metadata(tmp)
             _fsync_tree(tmp)
@@ -377,7 +381,7 @@ class EntryWriter:
             os.rename(src, dst)  # atomic: readers see the clip or no clip
         except FileNotFoundError:
             return None
-        row = self.entry._by_uid.get(uid, {})
+        row = self.entry.plan_row(uid) or {}
         atomic_write_json(qdir / f"{dst.name}.json", {"uid": uid, "clip_id": row.get("clip_id"), "problems": why,
                                                       "moved": who_when()})
         return dst

@@ -358,6 +358,7 @@ def cache_repair(
     store = CacheStore.existing(cache_root, key)
     try:
         e = store.open(key)
+        e.check_against_key()  # the clips are judged by the plan and settings: those first
     except (EntryFormatError, EntryDamagedError) as ex:  # metadata is extract's to rebuild
         console.print(f"[red]error:[/] {ex}", highlight=False)
         raise typer.Exit(1)

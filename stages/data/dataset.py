@@ -108,6 +108,7 @@ class CacheClipDataset(Dataset):
                  views: Optional[ViewSampler] = None, candidate_frames: str = "random",
                  views_on_device: bool = False):
         self.entry = entry if isinstance(entry, CacheEntry) else CacheEntry(entry)
+        self.entry.check_against_key()  # labels, splits and settings as the key made them
         self.status = self.entry.require_complete(allow_partial)
         self.split = split
         self._item_settings(self.entry.grid_cell, entry_skeleton(self.entry.skeleton, self.entry.settings),

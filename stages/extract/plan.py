@@ -18,6 +18,7 @@ from typing import Callable, Optional
 
 from cache import CacheStore, entry_key, file_identity
 from cache.entry import CacheEntry
+from cache.keys import key_settings
 from cache.layout import FORMAT_VERSION, clip_uid
 from cache.provenance import git_revision, package_versions, who_when
 from cache.writer import create_entry
@@ -219,9 +220,8 @@ def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
     sources.append({"annotations": [file_identity(p, root) for p in index.source_files],
                     "classes": index.classes, "coarse_type": index.coarse_type})
     given_options = adapter.key_options(adapter.given_options)
-    key_settings = {**settings.as_dict(), "pose": pose_identity, "skeleton": index.skeleton,
-                    "dataset_options": given_options}
-    key, settings_hash, sources_hash = entry_key(index.name, key_settings, sources)
+    key, settings_hash, sources_hash = entry_key(
+        index.name, key_settings(settings.as_dict(), pose_identity, index.skeleton, given_options), sources)
     store = CacheStore(opts.cache_root)
     created = who_when()
     root_attrs = {
@@ -235,6 +235,7 @@ def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
         # the layout of the stored joints: the pose source's (HRNet on Toyota-Smarthome gives COCO-17,
         # not the dataset's own toyota13); the key keeps the dataset's, so keys stay as they were
         "skeleton": pose.skeleton,
+        "key_skeleton": index.skeleton,  # what the key hashed (cache.entry.identity_problems checks it)
         "classes": index.classes,
         "coarse_type": index.coarse_type,
         "dataset_root": str(root) if root else None,
