@@ -95,9 +95,9 @@ def staging_stale(path: Path, ttl: float) -> bool:
     return claims.named_writer_gone(path, tag, pid, ttl)
 
 
-def _check_staged_whole(tmp: Path, made: int, arrays: list[str]) -> None:
-    """Before a staged clip is renamed into ``clips/``: it is still the folder this writer made
-    (inode ``made``) with every array's metadata. Another process that judged this writer gone
+def _check_staged_whole(tmp: Path, made: int, arrays: list[str], what: str = "clip") -> None:
+    """Before a staged clip (or index) is renamed into place: it is still the folder this writer
+    made (inode ``made``) with every array's metadata. Another process that judged this writer gone
     (a clock, a pid namespace or a host name it misread) may have removed it meanwhile, and Zarr
     re-creates a removed group's folder on the next write: committing that would publish a clip
     with arrays missing."""
@@ -107,10 +107,10 @@ def _check_staged_whole(tmp: Path, made: int, arrays: list[str]) -> None:
         same = False
     missing = [a for a in arrays if not (tmp / a / "zarr.json").is_file()]
     if not same or missing:
-        raise RuntimeError(f"{tmp}: the staged clip was removed while it was written (by a `pipeline cache gc` or "
+        raise RuntimeError(f"{tmp}: the staged {what} was removed while it was written (by a `pipeline cache gc` or "
                            "another extract that judged this writer gone)"
                            + (f"; arrays {missing} missing" if missing else "") + ": not committed, a rerun "
-                           "extracts it again")
+                           + ("extracts" if what == "clip" else "writes") + " it again")
 
 
 def restore_metadata(entry_dir: Path, root_attrs: dict, plan: list[dict], manifest: dict,
@@ -229,6 +229,7 @@ class EntryWriter:
         try:
             g = zarr.open_group(tmp, mode="w", zarr_format=3)
             made = os.stat(tmp).st_ino
+            self.heartbeat.add(tmp)  # (as the index's: a slow filesystem must not make it look left behind)
             digests = {}
             for name, a in arrays.items():
                 if name == "frames":
@@ -258,6 +259,7 @@ class EntryWriter:
                 if not self.is_done(uid):
                     raise
         finally:
+            self.heartbeat.discard(tmp)
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
             self.release(uid)
@@ -343,6 +345,11 @@ class EntryWriter:
         try:
             with explained_os_errors(self.path / layout.INDEX_DIR):  # (names the index, not a clip)
                 g = zarr.open_group(tmp, mode="w", zarr_format=3)
+                made = os.stat(tmp).st_ino
+                # a large index takes minutes on a network filesystem, its folder's mtime still
+                # while one array is written: touched like a claim, so that no other host's
+                # extract judges it left behind (remove_stale_staging) and removes it mid-write
+                self.heartbeat.add(tmp)
                 flat_k = np.concatenate(kps) if kps else np.zeros((0, v, 2), np.float32)
                 flat_s = np.concatenate(scs) if scs else np.zeros((0, v), np.float32)
                 # Many clips per chunk: poses are small, and one file per clip would be slow to list.
@@ -360,9 +367,13 @@ class EntryWriter:
                                 "splits": [c["split"] for c in rows],
                                 "items": item_attrs(items, [c["uid"] for c in rows])})
                 _fsync_tree(tmp)
+            _check_staged_whole(tmp, made, ["keypoints", "scores", "offsets", "labels", "orig_size", *items],
+                                what="index")
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)  # a half-written index must not wait for a later run
             raise
+        finally:
+            self.heartbeat.discard(tmp)
         try:
             os.rename(tmp, self.path / layout.INDEX_DIR)
         except OSError:

@@ -166,6 +166,55 @@ def test_a_clip_whose_staging_was_removed_mid_write_is_not_committed(tmp_path, m
     assert not list((entry.path / ".staging").iterdir())
 
 
+def _index_writer_of_another_host(entry, monkeypatch, during_keypoints, heartbeat_s=0.05):
+    """An EntryWriter whose index staging folder is named as another host's, and whose write of
+    the index's keypoints runs ``during_keypoints(staging folder)`` (a slow network filesystem)."""
+    import zarr
+
+    from cache import claims
+
+    if (entry.path / "index").exists():
+        shutil.rmtree(entry.path / "index")
+    real_tag, real_create = claims.PIDS_TAG, zarr.Group.create_array
+
+    def create_array(group, name, *args, **kwargs):
+        made = real_create(group, name, *args, **kwargs)
+        if name == "keypoints":
+            monkeypatch.setattr(claims, "PIDS_TAG", real_tag)  # this host again, for whoever judges
+            during_keypoints(Path(group.store.root))
+        return made
+
+    monkeypatch.setattr(zarr.Group, "create_array", create_array)
+    monkeypatch.setattr(claims, "PIDS_TAG", "otherhost~1~abcd")
+    return EntryWriter(entry, ttl=0.5, heartbeat_s=heartbeat_s)
+
+
+def test_an_index_written_slowly_on_another_host_is_not_taken_for_left_behind(tmp_path, monkeypatch):
+    """Every extract removes other hosts' staging folders untouched for the ttl; an index's folder
+    did not change while its keypoints were written, so a long write lost its folder and a
+    half-written index was published as complete. It is heartbeated now, and checked whole."""
+    entry = make_entry(tmp_path)
+    removed = []
+
+    def slow_write(staged):
+        for _ in range(8):  # 0.8 s > ttl, the other extract looking all the while
+            time.sleep(0.1)
+            removed.extend(EntryWriter(CacheEntry(entry.path), ttl=0.5).remove_stale_staging())
+        assert staged.is_dir()
+
+    w = _index_writer_of_another_host(entry, monkeypatch, slow_write)
+    assert w.finalize_if_complete() and not removed
+    assert CacheStore(tmp_path).verify(CacheEntry(entry.path)).ok and entry.manifest()["status"] == "complete"
+
+
+def test_an_index_whose_staging_was_removed_mid_write_is_not_published(tmp_path, monkeypatch):
+    w = _index_writer_of_another_host(make_entry(tmp_path), monkeypatch, shutil.rmtree)
+    with pytest.raises(RuntimeError, match=r"the staged index was removed while it was written.*a rerun writes it"):
+        w.finalize_if_complete()
+    assert not (w.path / "index").exists() and w.entry.manifest().get("status") != "complete"
+    assert not list((w.path / ".staging").iterdir())
+
+
 def test_run_records_of_one_process_sort_in_the_order_they_ran(tmp_path):
     """Two runs of one process within a second (in-process extracts, a notebook): their records'
     names, which the manifest lists them by, keep their order."""
