@@ -120,6 +120,9 @@ class ItemIndex:
             log.warning("entry %s: its index cannot be read (%s): items read each clip instead (slower); "
                         "`pipeline cache doctor` checks a shared root's modes", entry.key, e)
             return None
+        except ValueError as e:  # a damaged zarr.json (JSONDecodeError and zarr's metadata errors)
+            raise ItemIndexError(f"{idx_dir}: its metadata is unreadable ({type(e).__name__}: {e}); the index is "
+                                 f"damaged: `pipeline cache repair {entry.path}` writes it again") from e
 
     @classmethod
     def _load(cls, entry: CacheEntry, rows: Sequence[dict], idx_dir, identity) -> Optional["ItemIndex"]:

@@ -388,7 +388,8 @@ def _index_to_compare(entry: CacheEntry, uids: set, rep: VerifyReport) -> Option
     except ItemIndexError as e:
         rep.index_problems.append(f"index: {e}")
     except Exception as e:
-        rep.index_problems.append(f"index: unreadable ({type(e).__name__}: {e})")
+        rep.index_problems.append(f"index: unreadable ({type(e).__name__}: {e}) in {entry.path / layout.INDEX_DIR}; "
+                                  "`pipeline cache repair` writes it again")
     return None
 
 

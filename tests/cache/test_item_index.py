@@ -230,6 +230,21 @@ def test_an_index_this_user_cannot_read_falls_back_to_the_clips(tmp_path, monkey
     assert f"entry {entry.key}: its index cannot be read" in caplog.text and "Permission denied" in caplog.text
 
 
+def test_an_index_whose_metadata_is_cut_short_is_named(tmp_path):
+    """A truncated index/zarr.json failed training as a bare "JSONDecodeError: Unterminated string",
+    naming no file; verify said "unreadable" with neither the folder nor what to do."""
+    entry = make_entry(tmp_path)
+    meta = entry.path / "index" / "zarr.json"
+    meta.write_bytes(meta.read_bytes()[:len(meta.read_bytes()) // 2])
+    with pytest.raises(ItemIndexError, match=rf"{entry.path}/index: its metadata is unreadable \(JSONDecodeError"
+                                             rf".*pipeline cache repair {entry.path}"):
+        ItemIndex.load(entry, entry.clips())
+    (problem,) = CacheStore(tmp_path).verify(entry).problems
+    assert f"{entry.path}/index" in problem and "`pipeline cache repair` writes it again" in problem
+    CacheStore(tmp_path).repair(entry)
+    assert ItemIndex.load(entry, entry.clips()) is not None and CacheStore(tmp_path).verify(entry).ok
+
+
 @pytest.mark.parametrize("chunk_rows", [1, 3, 7, 64])
 def test_a_ragged_array_streamed_chunk_by_chunk_gives_the_rows_and_the_digest_of_the_whole(chunk_rows, monkeypatch):
     """Clips of 0 to 5 rows across chunk boundaries, taken in another order, some twice, some not."""
