@@ -279,7 +279,7 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
             say(f"[fail] {exp_name}/{v}: {ex}")
             rep.outcomes.append(VariantOutcome(v, "failed", vdir, error=str(ex)))
         except Exception as ex:  # noqa: BLE001  (one variant's failure must not stop the sweep)
-            err = f"{type(ex).__name__}: {ex}" + _recovery_hint(ex, e)
+            err = f"{type(ex).__name__}: {ex}" + _recovery_hint(ex, e, vdir)
             log.debug("variant %s failed:\n%s", v, traceback.format_exc())
             say(f"[fail] {exp_name}/{v}: {err}")
             rep.outcomes.append(VariantOutcome(v, "failed", vdir, error=err))
@@ -306,14 +306,26 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
     return rep
 
 
-def _recovery_hint(ex: Exception, entry) -> str:
-    """What recovers a run that a damaged or vanished clip of its entry stopped (the checkpoints
-    so far are kept)."""
+def _recovery_hint(ex: Exception, entry, vdir: Optional[Path] = None) -> str:
+    """What recovers a run that a damaged or vanished clip of its entry, or a full disk, stopped
+    (the checkpoints so far are kept)."""
+    import errno
+
     from cache.chunks import ChunkFormatError
+    from cache.fsutil import mount_point
 
     if isinstance(ex, ChunkFormatError) and entry is not None:
         return (f" -- `pipeline cache repair {entry.key}` then `pipeline extract` with the entry's options redo "
                 "the damaged clips; `pipeline train ... --resume` then continues from the last checkpoint")
+    if isinstance(ex, OSError) and ex.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) and vdir is not None:
+        where = ex.filename or vdir
+        kept = checkpoint_files(vdir) if vdir.is_dir() else []
+        # without --resume a rerun sets the checkpoints aside and trains from the start again
+        return (f" -- while writing {where} (filesystem mounted at {mount_point(vdir if vdir.exists() else vdir.parent)}"
+                "): free space there, or give another --work-dir"
+                + (f"; then `pipeline train ... --resume` continues from {kept[0].name} (a run whose training had "
+                   "finished only evaluates and writes its outputs), where a rerun without it would train again "
+                   "from the start" if kept else ""))
     return ""
 
 

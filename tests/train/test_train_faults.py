@@ -185,6 +185,30 @@ def test_a_run_stopped_by_a_damaged_clip_says_what_recovers_it():
     assert _recovery_hint(ValueError("another fault"), entry) == ""
 
 
+def test_a_run_stopped_by_a_full_disk_says_where_and_that_resume_keeps_its_checkpoints(tmp_path):
+    """A full disk while a finished run wrote confusion.png said only "OSError: [Errno 28] No space
+    left on device"; the obvious rerun (no --resume) set the finished checkpoint aside and trained
+    the whole run again."""
+    import errno
+    from types import SimpleNamespace
+
+    from stages.train.sweep import _recovery_hint
+
+    entry = SimpleNamespace(key="8f2a491a5c787254")
+    vdir = tmp_path / "demo" / "pevl"
+    vdir.mkdir(parents=True)
+    full = OSError(errno.ENOSPC, "No space left on device")
+    hint = _recovery_hint(full, entry, vdir)
+    assert f"while writing {vdir} (filesystem mounted at /" in hint and "free space there" in hint
+    assert "--resume" not in hint  # nothing kept to continue from
+    for n in (1, 2):
+        (vdir / f"epoch_{n}.pth").write_bytes(b"")
+    hint = _recovery_hint(OSError(errno.EDQUOT, "Disk quota exceeded", str(vdir / "confusion.png")), entry, vdir)
+    assert f"while writing {vdir / 'confusion.png'}" in hint
+    assert "`pipeline train ... --resume` continues from epoch_2.pth" in hint and "train again from the start" in hint
+    assert _recovery_hint(OSError(errno.EIO, "I/O error"), entry, vdir) == ""
+
+
 def test_eval_takes_the_trained_model_settings_but_not_the_training_machines_paths(small_demo):
     """A checkpoint records where the training machine kept the CLIP file: evaluating it elsewhere
     gives this machine's with -c (the backbone check compares the weights' sha256, not the path)."""
