@@ -21,7 +21,13 @@ path under DIR, or the whole path outside it), plus ``@start-end`` when a cut is
 video can give several clips); a clip id appearing twice is an error.
 
 ``labels.txt`` in UCF101's ``classInd.txt`` form (``1 ApplyEyeMakeup``: every line a running
-number, a space and a name) is refused: its numbers would become part of the prompts' texts.
+number, a space and a name) or an ``index,name`` table is refused: its numbers would become part
+of the prompts' texts. It has no header and no comments: a first line that reads as one
+(``name``, ``id,name``) and a line starting with ``#`` are refused (each would be a class, every
+class after it one off). A split file's header naming other columns than
+``start_frame,end_frame`` after ``path,label`` (a cut in seconds, other fields) is refused: they
+would be read as frame numbers. One video listed twice under two spellings (relative and
+absolute, through ``..`` or a symlink) with the same cut is refused.
 
 Encodings: ``labels.txt`` and the CSV files are UTF-8 (a BOM is allowed); a byte that is not
 raises :class:`DatasetLayoutError` naming the file and line, except in a ``path`` field, which
@@ -79,16 +85,34 @@ def read_labels(path: Path) -> list[str]:
         seen[l] = i
     if not lines:
         raise DatasetLayoutError(f"{path}: no label texts")
+    for i, l in enumerate(lines):  # a line taken as a class shifts every class after it by one
+        if l.startswith("#"):
+            raise DatasetLayoutError(f"{path}:{i + 1}: {l!r} starts with '#': labels.txt has no comments (line i is "
+                                     "class i's text, so it would be a class); remove the line")
     numbered = [re.match(r"^(\d+)[\s,]+\S", l) for l in lines]
-    if len(lines) > 1 and all(numbered):
-        first = int(numbered[0].group(1))
-        if first in (0, 1) and [int(m.group(1)) for m in numbered] == list(range(first, first + len(lines))):
+    # (a header line above them, or a CSV's 'N,name', is the same mapping)
+    if len(lines) > 1 and (all(numbered) or all(m and "," in m.group(0) for m in numbered[1:])):
+        run = [int(m.group(1)) for m in numbered if m]
+        first = run[0]
+        if first in (0, 1) and run == list(range(first, first + len(run))):
             raise DatasetLayoutError(
-                f"{path}: every line is a running number and a name ({lines[0]!r}), as UCF101's classInd.txt; "
-                "line i must be class i's text alone, or the numbers become part of the prompts. Drop them "
-                "(cut -d' ' -f2- classInd.txt > labels.txt) and keep the CSVs' labels as they are if they are names, "
-                f"or less {first} if they are numbers")
+                f"{path}: every line is a running number and a name ({next(m for m in numbered if m).string!r}), "
+                "as UCF101's classInd.txt or an 'index,name' table; line i must be class i's text alone, or the "
+                "numbers become part of the prompts. Drop them (cut -d' ' -f2- classInd.txt > labels.txt) and keep the CSVs' labels "
+                f"as they are if they are names, or less {first} if they are numbers")
+    if _LABELS_HEADER.match(lines[0]):
+        raise DatasetLayoutError(f"{path}:1: {lines[0]!r} reads as a header: labels.txt has none (line i is class "
+                                 "i's text, so it would be class 0 and every class after it one off); remove the line")
     return lines
+
+
+#: a first line of labels.txt that names columns, not a class (``name``, ``id,name``, ``class_name``)
+_LABELS_HEADER = re.compile(r"^(?:(?:id|idx|index|class_?id|label_?id|no|num)\s*[,;\t ]\s*)?"
+                            r"(?:name|names|label|labels|class|classes|class_?name|label_?name|text|label_?text|"
+                            r"action|actions|category|categories)$", re.I)
+
+#: a split file's header columns after ``path,label`` that this reader takes: the frame cut
+CUT_COLUMNS = ("start_frame", "end_frame")
 
 
 @dataclass(frozen=True)
@@ -142,6 +166,13 @@ class CustomDataset(DatasetAdapter):
                 if not row or not any(row) or row[0].startswith("#"):
                     continue
                 if n == 1 and len(row) > 1 and row[1].lower() == "label":
+                    extra = [c.lower() for c in row[2:]]
+                    if extra and extra != list(CUT_COLUMNS)[:len(extra)] or len(extra) == 1:
+                        # read by place, 'start_sec,end_sec' would cut frames 3-7 of a 10 s video
+                        raise DatasetLayoutError(
+                            f"{path}:1: header columns {','.join(row[2:])!r} after 'path,label': this reader takes "
+                            f"'{','.join(CUT_COLUMNS)}' there (decoded frame numbers, [start, end)), or nothing. A cut "
+                            "in seconds is not read: convert it (frame = round(seconds x fps)); drop other columns")
                     continue
                 if n == 1 and len(row) > 1 and row[0].lower() == "label":
                     raise DatasetLayoutError(f"{path}:1: the header puts 'label' first; the columns are "
@@ -155,6 +186,7 @@ class CustomDataset(DatasetAdapter):
                 empty.append(fname)
                 log.warning("custom: %s lists no clip: the %s split is empty", path, split)
         clips = _unique_ids(rows)
+        _no_video_twice(clips, rows)
         return DatasetIndex(
             name=self.name, classes=classes, coarse_type=coarse, skeleton=self.skeleton,
             clips=clips, root=str(root), source_files=source_files,
@@ -232,6 +264,29 @@ class CustomDataset(DatasetAdapter):
         if clip.start_frame is None and head and head != base:
             out.append(head)
         return tuple(out)
+
+
+def _no_video_twice(clips: list[ClipRecord], rows: list[tuple[ClipRecord, str, str]]) -> None:
+    """Refuse one video (with one cut) listed twice under two spellings (a relative and an absolute
+    path, ``v/../v/a.mp4``, a symlink): clip ids differ, so :func:`_unique_ids` lets it through, and
+    the same footage would sit in train and in val (with another label, maybe). Compared by the
+    resolved path; byte-identical copies under other names are not found here. ``clips``: the
+    :func:`_unique_ids` of ``rows``, in their order."""
+    import os
+
+    seen: dict[tuple, tuple[str, str]] = {}
+    for clip, (_, where, _) in zip(clips, rows):
+        if not clip.video:
+            continue
+        key = (os.path.realpath(clip.video), tuple(sorted(clip.cut().items())))
+        if key in seen:
+            other_id, other_where = seen[key]
+            raise DatasetLayoutError(
+                f"{where}: clip {clip.clip_id!r} ({clip.split}) is the video of clip {other_id!r} listed at "
+                f"{other_where}, by another path ({key[0]}): the same footage twice"
+                + (" (in two splits)" if other_where.rsplit(":", 1)[0] != where.rsplit(":", 1)[0] else "")
+                + "; list it once")
+        seen[key] = (clip.clip_id, where)
 
 
 def _unique_ids(rows: list[tuple[ClipRecord, str, str]]) -> list[ClipRecord]:

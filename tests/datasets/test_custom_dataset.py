@@ -124,3 +124,56 @@ def test_ucf101_classind_labels_and_empty_split_files(tmp_path, caplog):
     assert idx.classes == ["3 pigs", "7 dwarfs"] and idx.split_counts() == {"train": 1}
     assert idx.meta["split_files_without_clips"] == ["val.csv"]
     assert "val.csv lists no clip: the val split is empty" in caplog.text
+
+
+@pytest.mark.parametrize("header", ["path,label,start_time,end_time", "video,label,start_sec,end_sec",
+                                    "path,label,subject,take", "path,label,start_frame"])
+def test_a_header_naming_other_columns_than_the_frame_cut_is_refused(tmp_path, header):
+    """Columns 3 and 4 were taken as frame numbers whatever the header called them: a cut in
+    seconds, 3 to 7 of a 10 s video, became frames 3-7, with only a note of 4 frames < 48."""
+    _root(tmp_path)
+    write_text(tmp_path / "val.csv", f"{header}\nclips/c.mp4,1,3,7\n")
+    with pytest.raises(DatasetLayoutError, match=r"val.csv:1: header columns .* after 'path,label': this reader takes "
+                                                 r"'start_frame,end_frame' there .*A cut in seconds is not read"):
+        create_dataset("custom", root=tmp_path).load()
+    write_text(tmp_path / "val.csv", "path,Label,Start_Frame,End_Frame\nclips/c.mp4,1,3,7\n")
+    assert create_dataset("custom", root=tmp_path).load().clips[-1].cut() == {"start_frame": 3, "end_frame": 7}
+
+
+@pytest.mark.parametrize("labels,says", [
+    ("id,name\n0,walk\n1,run\n2,jump\n", "every line is a running number and a name ('0,walk')"),
+    ("0,walk\n1,run\n2,jump\n", "every line is a running number and a name"),
+    ("label\nwalk\nrun\njump\n", "labels.txt:1: 'label' reads as a header"),
+    ("class_name\nwalk\nrun\njump\n", "labels.txt:1: 'class_name' reads as a header"),
+    ("# classes\nwalk\nrun\njump\n", "labels.txt:1: '# classes' starts with '#'"),
+    ("walk\nrun\n# jump is new\njump\n", "labels.txt:3: '# jump is new' starts with '#'"),
+])
+def test_a_header_or_comment_in_labels_txt_is_refused(tmp_path, labels, says):
+    """labels.txt has no header: 'id,name' over '0,walk'... loaded as four classes, 'id,name' class 0
+    and every index label one class off, without a word (the split files skip '#' lines, this did not)."""
+    _root(tmp_path)
+    write_text(tmp_path / "labels.txt", labels)
+    write_text(tmp_path / "train.csv", "a.mp4,0\n")
+    write_text(tmp_path / "val.csv", "c.mp4,1\n")
+    with pytest.raises(DatasetLayoutError, match=r"labels.txt") as ex:
+        create_dataset("custom", root=tmp_path).load()
+    assert says in str(ex.value), str(ex.value)
+
+
+def test_one_video_listed_under_two_spellings_is_refused(tmp_path):
+    """The same file as 'v/a.mp4' in train and by its absolute path (or 'v/../v/a.mp4', or a
+    symlink) in val: the ids differ, so it passed, the footage in both splits with two labels."""
+    _root(tmp_path)
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "a.mp4").write_bytes(b"x")
+    (tmp_path / "link.mp4").symlink_to(tmp_path / "v" / "a.mp4")
+    for other in (f"{tmp_path}/v/a.mp4", "v/../v/a.mp4", "link.mp4"):
+        write_text(tmp_path / "train.csv", "v/a.mp4,0\n")
+        write_text(tmp_path / "val.csv", f"{other},1\n")
+        with pytest.raises(DatasetLayoutError, match=r"val.csv:1: clip .* \(val\) is the video of clip 'v/a' listed at "
+                                                     r".*train.csv:1, by another path .*the same footage twice "
+                                                     r"\(in two splits\)"):
+            create_dataset("custom", root=tmp_path).load()
+    # two cuts of one video are two clips, as before
+    write_text(tmp_path / "val.csv", f"{tmp_path}/v/a.mp4,1,0,5\nv/a.mp4,1,5,9\n")
+    assert len(create_dataset("custom", root=tmp_path).load().clips) == 3
