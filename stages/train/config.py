@@ -36,6 +36,7 @@ import ast
 import copy
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
@@ -299,7 +300,19 @@ def parse_cfg_options(items: Optional[Sequence[str]]) -> dict:
                 pairs[-1][1] += " " + tok
             else:
                 raise ValueError(f"--cfg-options wants key=value, got {tok!r}")
-    return {k: DictAction._parse_iterable(v.strip()) for k, v in pairs}
+    return {k: _parse_value(k, v.strip()) for k, v in pairs}
+
+
+def _parse_value(key: str, val: str) -> Any:
+    """One ``--cfg-options`` value as mmengine reads it, but for spaces: its list parser drops
+    every space (``coarse_type=floor exercise`` became ``floorexercise``, ``/w/my weights/x.pt``
+    another path), so a single value keeps them and a list whose items hold one is refused."""
+    if "," not in val and not val.startswith(("[", "(")):
+        return DictAction._parse_int_float_bool(val.strip("'\""))
+    if re.search(r"[^\s,\[\]()]\s+[^\s,\[\]()]", val):
+        raise ValueError(f"--cfg-options {key}={val!r}: a list's items cannot hold spaces here (mmengine's list "
+                         "parsing drops them); set that setting in an experiment file")
+    return DictAction._parse_iterable(val)
 
 
 def apply_options(cfg: dict, options: dict) -> dict:

@@ -38,6 +38,19 @@ def test_cfg_options_override_everything():
         parse_cfg_options(["nonsense"])
 
 
+def test_cfg_options_keep_the_spaces_of_a_value():
+    """mmengine's parser drops every space: 'floor exercise' trained as the prompt 'floorexercise',
+    '/w/my weights/x.pt' loaded another path, unsaid (extract's -o kept them)."""
+    opts = parse_cfg_options(["model.text.coarse_type=floor exercise", "data.root='/data/my videos'",
+                              "train.betas=[0.9, 0.98] train.amp=None"])
+    assert opts == {"model.text.coarse_type": "floor exercise", "data.root": "/data/my videos",
+                    "train.betas": [0.9, 0.98], "train.amp": None}
+    cfg = build_run_config("ucmr_ablate", "pevl", cfg_options=opts)
+    assert cfg.model.text.coarse_type == "floor exercise" and cfg.data.root == "/data/my videos"
+    with pytest.raises(ValueError, match=r"train.no_decay=.*a list's items cannot hold spaces"):
+        parse_cfg_options(["train.no_decay=[layer norm, bias]"])
+
+
 def test_runner_pieces_warmup_cosine_amp_accumulation(tmp_path):
     from stages.train.schedule import runner_kwargs
 
