@@ -39,7 +39,7 @@ class VariantOutcome:
     work_dir: Path
     row: Optional[dict] = None
     error: Optional[str] = None
-    other_config: bool = False  # skipped: finished before with another config than this run's
+    other_config: bool = False  # skipped: finished before with another config (or cache entry) than this run's
 
 
 @dataclass
@@ -224,6 +224,7 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
     to_train = [v for v in chosen if force or done_before[v] is None]
     entries = find_entries({v: cfgs[v] for v in to_train}, entry=entry, cache_root=cache_root,
                            allow_partial=allow_partial, check_sources=check_sources, say=say)
+    entries_now = entries_of_finished({v: cfgs[v] for v in chosen if v not in to_train}, entry, cache_root)
     for v in chosen:
         vdir = exp_dir / v
         cfg = cfgs[v]
@@ -236,6 +237,13 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
                 if other else "" if old.get("config_hash") else \
                 " (its result.json records no config_hash, so whether it had this run's config is not known; " \
                 "--force retrains)"
+            now = entries_now.get(v)
+            if now and old.get("entry") and old["entry"] != now:
+                # (the config names a request, not an entry: a re-extraction answers it with another)
+                other = True
+                note += (f" on cache entry {old['entry']}; this run finds entry {now} for it (other dataset files, "
+                         "clips or pose extraction): its result is not this entry's (--force retrains on it; "
+                         f"--entry {old['entry']} keeps the old one)")
             say(f"[skip] {exp_name}/{v}: finished before{note}, top-1 {old.get('top1')}")
             rep.outcomes.append(VariantOutcome(v, "skipped", vdir, row=old, other_config=other))
             continue
@@ -291,8 +299,9 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
             notes = []
             other = [o.variant for o in rep.outcomes if o.other_config]
             if other:
-                notes.append(f"{', '.join(other)}: finished before with another config than the command that wrote "
-                             "this table (result.json's config_hash); `--force` retrains with this one.")
+                notes.append(f"{', '.join(other)}: finished before with another config or cache entry than the "
+                             "command that wrote this table (result.json's config_hash and entry); `--force` retrains "
+                             "with this one.")
             if any(r.get("status") != "failed" and not r.get("pretrained") for r in rep.rows):
                 notes.append("CLIP with random weights (no pretrained weights: e.g. the demo's tiny CLIP trained from "
                              "scratch on CPU): the numbers show the pipeline learns and are not comparable with the "
@@ -327,6 +336,28 @@ def _recovery_hint(ex: Exception, entry, vdir: Optional[Path] = None) -> str:
                    "finished only evaluates and writes its outputs), where a rerun without it would train again "
                    "from the start" if kept else ""))
     return ""
+
+
+def entries_of_finished(cfgs: dict[str, Config], entry: Optional[str] = None,
+                        cache_root: Optional[str] = None) -> dict[str, str]:
+    """The key of the entry each finished variant's run config (``{variant: cfg}``) would read now,
+    where one answers it (none: nothing to compare, and nothing to extract for a skipped variant)."""
+    from cache import EntryNotFoundError
+    from cache.entry import EntryDamagedError, EntryFormatError
+    from stages.data.entry_lookup import find_entry
+
+    out: dict[str, str] = {}
+    by_key: dict[str, Optional[str]] = {}
+    for v, cfg in cfgs.items():
+        key = json.dumps(cfg.data.to_dict(), sort_keys=True, default=str) + str(entry)
+        if key not in by_key:
+            try:
+                by_key[key] = find_entry(cfg.data.to_dict(), cache_root=cache_root, entry=entry).key
+            except (EntryNotFoundError, EntryDamagedError, EntryFormatError, OSError):
+                by_key[key] = None
+        if by_key[key]:
+            out[v] = by_key[key]
+    return out
 
 
 def find_entries(cfgs: dict[str, Config], entry: Optional[str] = None, cache_root: Optional[str] = None,

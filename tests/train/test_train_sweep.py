@@ -278,6 +278,22 @@ def test_an_entry_run_names_its_entry_and_its_checkpoint_evaluates_on_it(small_d
     assert any("records no config_hash, so whether it had this run's config is not known" in m for m in said)
     assert not list((tmp_path / "w" / "demo").glob(".results.md*tmp*"))
 
+    # the same config on another entry (a re-extraction answering the same request) was skipped as
+    # done without a word: the config hash names a request, not an entry
+    import shutil
+
+    other = entry_dir.with_name("0ther0ther0ther0")
+    shutil.copytree(entry_dir, other)
+    meta = json.loads((other / "zarr.json").read_text())
+    meta["attributes"]["key"] = other.name
+    (other / "zarr.json").write_text(json.dumps(meta))
+    said.clear()
+    again = run_sweep("demo", variants=["pevl"], entry=str(other), work_dir=tmp_path / "w", cfg_options=SMALL,
+                      cache_root=str(cache), say=said.append)
+    assert [(o.status, o.other_config) for o in again.outcomes] == [("skipped", True)]
+    assert any(f"on cache entry {entry_dir.name}; this run finds entry {other.name} for it" in m for m in said), said
+    assert "another config or cache entry" in (tmp_path / "w" / "demo" / "results.md").read_text()
+
 
 def test_resume_refuses_another_configs_checkpoints_and_starting_over_sets_them_aside(small_demo, tmp_path):
     """A run abandoned for a changed setting: --resume with the new setting is refused, naming what
