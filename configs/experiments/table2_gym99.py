@@ -1,7 +1,7 @@
 # PeVL Table 2, Gym99: PeVL on ViT-B/16 and ViT-L/14 (the paper's mean class accuracy: 91.6 and
 # 91.8).
-#   pipeline extract --dataset gym99 --root /data/gym99                   # ViT-B/16: 16-pixel grid
-#   pipeline extract --dataset gym99 --root /data/gym99 --grid-cell 14    # ViT-L/14: 14-pixel grid
+#   pipeline extract --dataset gym99 --root /data/gym99 -o split_version=1.0                  # ViT-B/16: 16-pixel grid
+#   pipeline extract --dataset gym99 --root /data/gym99 -o split_version=1.0 --grid-cell 14   # ViT-L/14: 14-pixel grid
 #   pipeline train --exp table2_gym99 --root /data/gym99 --cfg-options model.clip.pretrained_path=...
 # (the weights: OpenAI's ViT-B-16.pt / ViT-L-14.pt or any form docs/install.md lists; a variant at a
 # time with --variant vit_b16 / vit_l14, each with its own file).
