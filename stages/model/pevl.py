@@ -246,25 +246,37 @@ class PeVL(FrozenCLIPModel):
     def set_class_texts(self, texts: list[str], coarse_type: str = "") -> None:
         """Build the prompts of every class and tokenize them (offline, open_clip's BPE).
 
-        Classes whose prompts are identical (Gym99 classes 58 and 70 share one text) are one text
-        target: they share a text id, count as positives of each other in the loss (the model
+        Classes whose prompts are identical as CLIP reads them (Gym99 classes 58 and 70 share one
+        text; texts that differ only past the 77-token context) are one text target: they share a text id, count as positives of each other in the loss (the model
         cannot separate them by text), and get identical scores in :meth:`predict`, where argmax
         picks the lower class index. The groups are logged and kept in ``duplicate_text_groups``.
         """
         coarse = self.cfg["text"].get("coarse_type") or coarse_type  # the setting, where set, over the entry's
         prompts = [build_prompt(t, coarse, self.prompt_form) for t in texts]
-        first: dict[str, int] = {}
-        ids = [first.setdefault(p, i) for i, p in enumerate(prompts)]
+        tokens = self.tokenizer(prompts)
+        # CLIP reads at most 77 tokens, the rest cut: prompts equal as read are one text target
+        # (two long texts differing only at their end were trained as two targets of one text)
+        full = [i for i, row in enumerate(tokens.tolist()) if row[-1] != 0]
+        if full:
+            log.warning("%d class prompt(s) fill CLIP's %d-token context and are cut there (what follows, the "
+                        "coarse type included, is not read), e.g. class %d: %r", len(full), tokens.shape[1],
+                        full[0], prompts[full[0]])
+        first: dict[tuple, int] = {}
+        ids = [first.setdefault(tuple(row), i) for i, row in enumerate(tokens.tolist())]
         groups: dict[int, list[int]] = {}
         for i, j in enumerate(ids):
             groups.setdefault(j, []).append(i)
         self.duplicate_text_groups = [g for g in groups.values() if len(g) > 1]
         if self.duplicate_text_groups:
+            cut = [g for g in self.duplicate_text_groups if len({prompts[i] for i in g}) > 1]
             log.warning("classes with identical prompts (scored as ties): %s", self.duplicate_text_groups)
+            if cut:
+                log.warning("of them, %s differ only past CLIP's %d-token cut: shorten their texts to tell them "
+                            "apart by text", cut, tokens.shape[1])
         self.class_texts = prompts
         dev = self.class_text_id.device
         uniq = sorted(set(ids))
-        self.class_tokens = self.tokenizer(prompts).to(dev)
+        self.class_tokens = tokens.to(dev)
         self.class_text_id = torch.tensor(ids, dtype=torch.long, device=dev)
         # predict() encodes each distinct text once and expands it to the classes; indices made here,
         # on the host, once (no torch.unique in the step)

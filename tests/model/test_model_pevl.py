@@ -60,6 +60,21 @@ def test_duplicate_class_texts_tie_and_count_positive(tiny_cfg, batch):
     assert torch.isfinite(m.loss(batch)["loss"])
 
 
+def test_texts_equal_within_clips_context_are_one_text_target(tiny_cfg, caplog):
+    """CLIP reads 77 tokens: two long label texts differing only past them were two targets of one
+    text (their rows identical), trained against each other without a word."""
+    import logging
+
+    words = " ".join(["step"] * 80)
+    with caplog.at_level(logging.WARNING, logger="stages.model.pevl"):
+        m = _model(tiny_cfg, texts=(f"{words} left", "turn", f"{words} right"))
+    assert m.duplicate_text_groups == [[0, 2]] and m.class_text_id.tolist() == [0, 1, 0]
+    assert "2 class prompt(s) fill CLIP's 77-token context and are cut there" in caplog.text
+    assert "[[0, 2]] differ only past CLIP's 77-token cut" in caplog.text
+    short = _model(tiny_cfg, texts=("salto", "turn", "pike"))
+    assert short.duplicate_text_groups == [] and short.class_text_id.tolist() == [0, 1, 2]
+
+
 def test_a_set_coarse_type_wins_over_the_entrys(tiny_cfg):
     """model.text.coarse_type's help says "default: the cache entry's"; the entry's won even where it was set."""
     import copy
