@@ -48,11 +48,16 @@ class ClipResult:
     notes: list[str] = field(default_factory=list)
 
 
+#: how far apart a pose source's frame count and the decoded one may be (either way) to be resampled
+MAX_POSE_FRAMES_RATIO = 2
+
+
 def align_track(track: PoseTrack, num_frames: int, size: tuple[int, int], notes: list[str]) -> PoseTrack:
     """Bring a pose track to the decoded clip: one pose per decoded frame, original pixels.
 
     Dataset- or file-supplied poses may come from frames extracted by another tool (another frame
-    count, a resized image): nearest-in-time resampling and a coordinate rescale fix both, noted.
+    count, a resized image): nearest-in-time resampling and a coordinate rescale fix both, noted; a
+    frame count more than :data:`MAX_POSE_FRAMES_RATIO` times apart is refused (:class:`ClipError`).
     Whether the track's ``frame_size`` can be trusted was settled before, by the pose source's
     :meth:`~stages.extract.pose.base.PoseSource.fit_frame_size` (a skeleton file's ``img_shape``).
     """
@@ -60,6 +65,13 @@ def align_track(track: PoseTrack, num_frames: int, size: tuple[int, int], notes:
     if track.num_frames != num_frames:
         if track.num_frames == 0:
             raise ClipError("the pose source returned no frames")
+        if max(track.num_frames, num_frames) > MAX_POSE_FRAMES_RATIO * min(track.num_frames, num_frames):
+            # as for person boxes: another frame rate explains up to 2x; 5 poses for 50 frames is
+            # another video (a base name matched the wrong skeleton) or another cut of it
+            raise ClipError(f"the pose source has {track.num_frames} frames for the {num_frames} decoded frames of "
+                            f"the clip, more than {MAX_POSE_FRAMES_RATIO}x apart: most likely the poses of another "
+                            "video or another cut (check which record of the skeleton file matched this clip); not "
+                            "stretched onto it")
         src = np.minimum(((np.arange(num_frames) + 0.5) * track.num_frames / num_frames).astype(int),
                          track.num_frames - 1)
         k, s = k[src], s[src]

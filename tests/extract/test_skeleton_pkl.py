@@ -359,3 +359,12 @@ def test_poses_of_another_frame_count_take_the_frame_nearest_in_time():
     assert notes == ["pose frames resampled 3 -> 4 (nearest in time)"]
     got = align_track(PoseTrack(k, np.ones((3, 17), np.float32), frame_size=(48, 64)), 2, (48, 64), notes)
     assert got.keypoints[:, 0, 0].tolist() == [0, 2]
+    # 3 poses for 6 frames (another frame rate) are resampled; for 7 or for 1 (a skeleton of another
+    # video matched by its base name) they were stretched with only a note: refused, not stretched
+    assert align_track(PoseTrack(k, np.ones((3, 17), np.float32), frame_size=(48, 64)), 6, (48, 64), []).num_frames == 6
+    from stages.extract.clip import ClipError
+
+    for frames in (7, 1):
+        with pytest.raises(ClipError, match=rf"the pose source has 3 frames for the {frames} decoded frames of the "
+                                            r"clip, more than 2x apart: most likely the poses of another video"):
+            align_track(PoseTrack(k, np.ones((3, 17), np.float32), frame_size=(48, 64)), frames, (48, 64), [])
