@@ -168,8 +168,24 @@ def setup_line(cfg, entry, model, train_ds, test_ds, device: str, world: int = 1
     n_train = len(train_ds) if train_ds is not None else 0
     return (f"{m.type} {clip.arch} ({weights}, {frozen}), {mods}, {' + '.join(frames) or 'no'} frames, "
             f"{params:.2f} M tunable; {sched}; {entry.dataset} {n_train} train / {len(test_ds)} "
-            f"{test_ds.split} clips{failed_clips_note(entry, train_ds, test_ds)}, {len(entry.classes)} classes; "
-            f"{device} {amp}")
+            f"{test_ds.split} clips{failed_clips_note(entry, train_ds, test_ds)}, {len(entry.classes)} classes"
+            f"{classes_without_clips_note(entry.classes, train_ds, test_ds)}; {device} {amp}")
+
+
+def classes_without_clips_note(classes: list, train_ds, test_ds, shown: int = 3) -> str:
+    """The classes the run's train split has no clip of (trained as targets never seen: their
+    score is only pushed down) and those its test split has none of (left out of the mean class
+    accuracy), or nothing."""
+    parts = []
+    for what, ds in (("train", train_ds), (getattr(test_ds, "split", "test"), test_ds)):
+        if ds is None:
+            continue
+        have = {int(r["label"]) for r in ds.rows}
+        lacking = [i for i in range(len(classes)) if i not in have]
+        if lacking:
+            named = ", ".join(f"{i} {classes[i]!r}" for i in lacking[:shown]) + (" ..." if len(lacking) > shown else "")
+            parts.append(f"{len(lacking)} without a {what} clip: {named}")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def failed_clips_note(entry, train_ds, test_ds) -> str:

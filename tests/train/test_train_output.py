@@ -124,3 +124,22 @@ def test_a_saved_run_config_trains_into_its_runs_folder_name():
     saved = Config(dict(exp_name="ucmr_ablate-demo", experiment=dict(name="ucmr_ablate"), data=dict(dataset="demo")))
     assert experiment_dir_name(saved, "w/ucmr_ablate-demo/wo_ucmr/20261205_210758.py", None) == "ucmr_ablate-demo"
     assert experiment_dir_name(Config(dict(experiment=dict(name="ucmr_ablate"))), "ucmr_ablate", None) == "ucmr_ablate"
+
+
+def test_the_setup_line_names_classes_a_split_has_no_clip_of():
+    """A class whose only train video failed stage one trained without a word (its score only pushed
+    down); one absent from val left the mean class accuracy over fewer classes, unsaid."""
+    from types import SimpleNamespace
+
+    from stages.train.train_log import classes_without_clips_note
+
+    classes = ["walk", "run", "jump", "sit", "stand"]
+    train = SimpleNamespace(split="train", rows=[{"label": 0}, {"label": 2}, {"label": 3}, {"label": 4}])
+    val = SimpleNamespace(split="val", rows=[{"label": c} for c in range(5)])
+    assert classes_without_clips_note(classes, train, val) == " (1 without a train clip: 1 'run')"
+    val.rows = [{"label": 0}]
+    assert classes_without_clips_note(classes, train, val) == (
+        " (1 without a train clip: 1 'run'; 4 without a val clip: 1 'run', 2 'jump', 3 'sit' ...)")
+    train.rows = [{"label": c} for c in range(5)]
+    val.rows = train.rows
+    assert classes_without_clips_note(classes, train, val) == ""
