@@ -40,9 +40,11 @@ def fine_pair_classes(dataset_meta: Optional[dict]) -> Optional[list[int]]:
 
 def classification_metrics(scores: np.ndarray, labels: np.ndarray, num_classes: Optional[int] = None,
                            fine_classes: Optional[Sequence[int]] = None) -> dict:
-    """Percentages: ``top1``, ``top5`` (top-min(5, C)), ``mean_class_acc`` (mean over the classes
-    present in ``labels`` of each class' top-1 recall), plus ``confusion`` (C x C counts, rows =
-    true class) and ``per_class_acc`` (None for classes absent from ``labels``). With
+    """Percentages: ``top1``, ``top5`` (top-min(5, C)), ``mean_class_acc`` (mmaction2's: the mean
+    of each class' top-1 recall over the classes present in ``labels`` or predicted, a predicted
+    class absent from ``labels`` counting 0; with every class in ``labels``, the mean over all),
+    plus ``confusion`` (C x C counts, rows = true class) and ``per_class_acc`` (None for classes
+    absent from ``labels``). With
     ``fine_classes`` also ``fine_pair_top1``: top-1 (argmax over all classes) over the clips whose
     true class is one of them (None if there are none)."""
     scores = np.asarray(scores, dtype=np.float64)
@@ -67,9 +69,11 @@ def classification_metrics(scores: np.ndarray, labels: np.ndarray, num_classes: 
     np.add.at(conf, (labels, pred), 1)
     support = conf.sum(1)
     per_class = [float(conf[i, i] / support[i] * 100) if support[i] else None for i in range(c)]
-    present = [a for a in per_class if a is not None]
+    # mmaction2's mean_class_accuracy (the code base AIM and PoseC3D report with): over the classes
+    # that are true or predicted, a predicted class with no clip of its own counting 0
+    counted = [a if a is not None else 0.0 for a, hit in zip(per_class, support + conf.sum(0)) if hit]
     res = dict(top1=float((pred == labels).mean() * 100), top5=float(top5.mean() * 100),
-               mean_class_acc=float(np.mean(present)) if present else 0.0, confusion=conf,
+               mean_class_acc=float(np.mean(counted)) if counted else 0.0, confusion=conf,
                per_class_acc=per_class, num_samples=n, predictions=pred)
     if fine_classes:
         on = np.isin(labels, np.asarray(list(fine_classes), dtype=np.int64))

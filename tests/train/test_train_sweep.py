@@ -43,6 +43,13 @@ def test_classification_metrics():
     assert classification_metrics(scores, labels, 3, fine_classes=[1, 2])["fine_pair_top1"] == pytest.approx(
         100 * 2 / 3)
     assert "fine_pair_top1" not in r
+    # a class with no clip of its own: left out unless predicted, then counted 0, as mmaction2's
+    # mean_class_accuracy (its confusion matrix spans the true and the predicted classes)
+    absent = classification_metrics(np.eye(4)[[0, 1, 1, 0]], np.array([0, 1, 1, 0]), 4)
+    assert absent["mean_class_acc"] == pytest.approx(100.0)
+    predicted = classification_metrics(np.eye(4)[[0, 1, 2, 0]], np.array([0, 1, 1, 0]), 4)
+    assert predicted["mean_class_acc"] == pytest.approx(100 * (1.0 + 0.5 + 0.0) / 3)
+    assert predicted["per_class_acc"] == [100.0, 50.0, None, None]
 
 
 def test_fine_pair_classes_from_the_dataset_meta():
