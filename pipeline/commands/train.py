@@ -231,15 +231,18 @@ def _summary(rep) -> None:
     from pipeline.output import info, out, print_table
 
     t = Table(title=f"{rep.experiment}: {len(rep.outcomes)} variant(s)")
-    for col in ("variant", "status", "top-1", "paper", "top-5", "mean", "params M", "GFLOPs"):
+    paper = {r["variant"]: r for r in rep.rows}  # (the table's rows carry the paper's numbers)
+    paper_mean = any(r.get("paper_mean_class_acc") is not None for r in rep.rows)
+    for col in ("variant", "status", "top-1", "paper", "top-5", "mean", *(["paper mean"] if paper_mean else []),
+                "params M", "GFLOPs"):
         t.add_column(col, justify="left" if col in ("variant", "status") else "right")
     for o in rep.outcomes:
-        r = o.row or {}
+        r = {**paper.get(o.variant, {}), **(o.row or {})}
         f = (lambda k, nd=2: "-" if r.get(k) is None else f"{r[k]:.{nd}f}")
         status = {"trained": "[green]trained[/]", "skipped": "[yellow]done before[/]",
                   "failed": "[red]failed[/]"}[o.status] + (" [yellow](other config)[/]" if o.other_config else "")
         t.add_row(o.variant, status, f("top1"), f("paper_top1", 1), f("top5"), f("mean_class_acc"),
-                  f("tunable_params_m", 3), f("gflops", 3))
+                  *([f("paper_mean_class_acc", 1)] if paper_mean else []), f("tunable_params_m", 3), f("gflops", 3))
     print_table(t, to=out)
     info(f"work dirs: {rep.exp_dir}/<variant>/ (checkpoints, logs, curves.png, confusion.png)", markup=False)
     if rep.rows and not rep.results_error:

@@ -53,7 +53,8 @@ log = logging.getLogger(__name__)
 #: keys of a variant entry: the paper's numbers, and the layers it overrides
 VARIANT_KEYS = ("paper_top1", "paper_top5", "paper_gflops", "paper_params_m", "paper_mean_class_acc", "model",
                 "data", "train", "runner", "init_from")
-_PAPER_KEYS = ("paper_top1", "paper_top5", "paper_gflops", "paper_params_m")
+#: the paper's numbers of a variant that its run config carries (and the results table shows)
+PAPER_KEYS = ("paper_top1", "paper_top5", "paper_gflops", "paper_params_m")
 #: settings added after runs were recorded, at the value that computes what the code before them
 #: did: left out of a run's hashed config at that value (``stages.train.sweep.config_hash``), and not
 #: named when a checkpoint's record lacks them, so a run finished before keeps its hash
@@ -217,7 +218,7 @@ def load_experiment(name_or_path: Union[str, Path]) -> Config:
     except SyntaxError as e:  # mmengine's message names neither the file nor, often, the line's text
         raise ValueError(f"{path}:{e.lineno}: not valid Python ({e.msg})") from None
     if "variants" not in cfg and "variant" in cfg:  # a saved run config
-        cfg["variants"] = {cfg["variant"]: {k: cfg.get(k) for k in _PAPER_KEYS if cfg.get(k) is not None}}
+        cfg["variants"] = {cfg["variant"]: {k: cfg.get(k) for k in PAPER_KEYS if cfg.get(k) is not None}}
     if "variants" not in cfg or "model" not in cfg:
         raise ValueError(f"{path}: an experiment config needs `model` (via _base_) and `variants`")
     return cfg
@@ -251,11 +252,11 @@ def variant_config(cfg: Config, variant: str, **model_overrides: Any) -> Config:
     d = _public(to_plain(cfg.to_dict()))
     d.pop("variants", None)
     d.pop("dataset_overrides", None)
-    d = _merge(d, {k: val for k, val in v.items() if k not in _PAPER_KEYS + TABLE_ONLY_KEYS})
+    d = _merge(d, {k: val for k, val in v.items() if k not in PAPER_KEYS + TABLE_ONLY_KEYS})
     d["model"] = _merge(d.get("model", {}), to_plain(model_overrides))
     d["model"] = model_settings(d["model"], where="model").to_dict()  # resolved: every default filled in
     d["variant"] = variant
-    for k in _PAPER_KEYS:
+    for k in PAPER_KEYS:
         d[k] = v.get(k)
     return Config(d)
 
@@ -422,8 +423,8 @@ def build_run_config(exp: str, variant: str, dataset: Optional[str] = None,
     exp_d.pop("variants", None)
     layers.add(exp_d, exp_prov)
     vsrc = f"{here}, variant {variant}"
-    layers.add({k: val for k, val in v.items() if k not in _PAPER_KEYS + TABLE_ONLY_KEYS}, vsrc)
-    layers.add({k: v.get(k) for k in _PAPER_KEYS}, vsrc)
+    layers.add({k: val for k, val in v.items() if k not in PAPER_KEYS + TABLE_ONLY_KEYS}, vsrc)
+    layers.add({k: v.get(k) for k in PAPER_KEYS}, vsrc)
     # 4. another dataset
     if dataset and dataset != own:
         before = {k: layers.cfg.get("model", {}).get(k) for k in ("num_video_frames", "num_pose_frames")}

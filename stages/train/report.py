@@ -261,19 +261,26 @@ def write_results(exp_dir: os.PathLike, rows: list[dict], experiment: dict, note
         f"Ours: {', '.join(datasets)}, {first.get('arch', '?')}, {frames_txt}, {views_txt}.",
         "",
     ]
-    head = ["variant", "top-1 (ours)", "top-1 (paper)", "top-5", "mean class"] + (
-        ["mean class (paper)"] if paper_mean else []) + (["fine pairs"] if fine else []) + (
-        ["frames (video + pose)"] if frames else []) + ["tunable params (M)", "GFLOPs", "epochs"]
+    paper_top5, paper_params, paper_gflops = (any(r.get(k) is not None for r in rows)
+                                              for k in ("paper_top5", "paper_params_m", "paper_gflops"))
+    head = ["variant", "top-1 (ours)", "top-1 (paper)", "top-5"] + (["top-5 (paper)"] if paper_top5 else []) + [
+        "mean class"] + (["mean class (paper)"] if paper_mean else []) + (["fine pairs"] if fine else []) + (
+        ["frames (video + pose)"] if frames else []) + ["tunable params (M)"] + (
+        ["params (M, paper)"] if paper_params else []) + ["GFLOPs"] + (["GFLOPs (paper)"] if paper_gflops else []) + [
+        "epochs"]
     lines += ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
     for r in rows:
         if r.get("status") == "failed":
             lines.append(f"| {r['variant']} | failed | {_fmt(r.get('paper_top1'))} |" + " |" * (len(head) - 3))
             continue
-        cells = [r["variant"], _fmt(r.get("top1")), _fmt(r.get("paper_top1")), _fmt(r.get("top5")),
-                 _fmt(r.get("mean_class_acc"))] + ([_fmt(r.get("paper_mean_class_acc"))] if paper_mean else [])
+        cells = [r["variant"], _fmt(r.get("top1")), _fmt(r.get("paper_top1")), _fmt(r.get("top5"))]
+        cells += [_fmt(r.get("paper_top5"))] if paper_top5 else []
+        cells += [_fmt(r.get("mean_class_acc"))] + ([_fmt(r.get("paper_mean_class_acc"))] if paper_mean else [])
         cells += [_fmt(r.get("fine_pair_top1"))] if fine else []
         cells += [f"{_fmt(r.get('num_video_frames'))} + {_fmt(r.get('num_pose_frames'))}"] if frames else []
-        cells += [_fmt(r.get("tunable_params_m"), 2), _fmt(r.get("gflops"), 2), _fmt(r.get("epochs"))]
+        cells += [_fmt(r.get("tunable_params_m"), 2)] + ([_fmt(r.get("paper_params_m"))] if paper_params else [])
+        cells += [_fmt(r.get("gflops"), 2)] + ([_fmt(r.get("paper_gflops"))] if paper_gflops else [])
+        cells += [_fmt(r.get("epochs"))]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     notes = list(notes)
@@ -284,7 +291,7 @@ def write_results(exp_dir: os.PathLike, rows: list[dict], experiment: dict, note
         why = next((r.get("gflops_note") for r in rows if r.get("gflops_note")), None)
         notes.append("GFLOPs unavailable" + (f": {why}" if why else ""))
     notes.append("GFLOPs per clip in the fvcore convention (1 multiply-add = 1 FLOP) at the run's architecture "
-                 "and frame counts; the paper's numbers are for ViT-B/16, 16 + 48 frames.")
+                 "and frame counts" + ("; the paper's at its own (its table's rows)" if paper_gflops else "") + ".")
     for n in notes:
         lines.append(f"- {n}")
     write_text(exp_dir / "results.md", "\n".join(lines) + "\n")

@@ -415,7 +415,7 @@ class SourcesChangedError(RuntimeError):
 
 def collect_rows(exp_cfg: Config, exp_dir: Path, outcomes: list[VariantOutcome]) -> list[dict]:
     """One row per variant of the experiment that finished (now or before) or failed now."""
-    from stages.train.config import TABLE_ONLY_KEYS
+    from stages.train.config import PAPER_KEYS, TABLE_ONLY_KEYS
     from stages.train.report import read_result
 
     by_v = {o.variant: o for o in outcomes}
@@ -423,10 +423,10 @@ def collect_rows(exp_cfg: Config, exp_dir: Path, outcomes: list[VariantOutcome])
     for v in list_variants(exp_cfg):
         r = read_result(exp_dir / v)
         o = by_v.get(v)
-        paper = {k: exp_cfg["variants"][v].get(k) for k in TABLE_ONLY_KEYS}
+        # the paper's numbers as the experiment states them now (result.json keeps only its top-1)
+        paper = {k: exp_cfg["variants"][v].get(k) for k in PAPER_KEYS + TABLE_ONLY_KEYS}
         if o is not None and o.status == "failed":
-            rows.append(dict(variant=v, status="failed", error=o.error,
-                             paper_top1=exp_cfg["variants"][v].get("paper_top1"), **paper))
+            rows.append(dict(variant=v, status="failed", error=o.error, **paper))
         elif r is not None:
             rows.append({**r, **paper})
     return rows

@@ -38,3 +38,30 @@ def test_a_top1_table_of_a_paper_with_mean_class_numbers_shows_both(tmp_path):
     md = (tmp_path / "results.md").read_text()
     assert "on Gym99 (Top-1 %, and mean class accuracy %)" in md and "(of the cached frames)" in md
     assert "| vit_b16 | 80.0 | 96.5 | 95.0 | 70.5 | 91.6 |" in md
+
+
+def test_the_papers_top5_params_and_gflops_are_shown_where_its_table_gives_them(tmp_path):
+    """paper_top5 was stated by PGVT's tables and never shown, and every table said "the paper's
+    numbers are for ViT-B/16, 16 + 48 frames", wrong for ViT-L/14, K400 and PGVT rows alike."""
+    exp = load_experiment("table7_modalities")
+    variant = next(iter(exp["variants"]))
+    _result(tmp_path / variant, dataset="diving48", gflops=1.5)
+    rows = collect_rows(exp, tmp_path, [])
+    write_results(tmp_path, rows, dict(exp["experiment"]), [])
+    md = (tmp_path / "results.md").read_text()
+    head = next(line for line in md.splitlines() if line.startswith("| variant"))
+    assert "| tunable params (M) | params (M, paper) | GFLOPs | GFLOPs (paper) |" in head
+    want = exp["variants"][variant]
+    assert f"| 1.00 | {want['paper_params_m']} | 1.50 | {want['paper_gflops']} |" in md
+    assert "16 + 48 frames" not in md and "the paper's at its own" in md
+    exp = load_experiment("pgvt_components")
+    _result(tmp_path / "p" / "pose_only", dataset="diving48")
+    write_results(tmp_path / "p", collect_rows(exp, tmp_path / "p", []), dict(exp["experiment"]), [])
+    md = (tmp_path / "p" / "results.md").read_text()
+    assert "| top-5 | top-5 (paper) |" in md and "| 95.0 | 96.7 |" in md
+    # no paper GFLOPs: no such column and no word of the paper's
+    exp = load_experiment("table2_gym99")
+    _result(tmp_path / "g" / "vit_b16", dataset="gym99")
+    write_results(tmp_path / "g", collect_rows(exp, tmp_path / "g", []), dict(exp["experiment"]), [])
+    md = (tmp_path / "g" / "results.md").read_text()
+    assert "GFLOPs (paper)" not in md and "top-5 (paper)" not in md and "the paper's at its own" not in md
