@@ -74,7 +74,9 @@ def explain_clip(cfg: Config, checkpoint: os.PathLike, entry: CacheEntry, clip_i
     view = dict(frames=item["frames"][0].permute(0, 2, 3, 1).numpy(),  # (T_v, S, S, 3) uint8
                 joints=item["joints"][0].numpy(), vpi=item["video_pose_index"].numpy(),
                 grid=int(sizes["crop_size"] // sizes["patch"]), skeleton=entry_skeleton(entry.skeleton, entry.settings))
-    title = f"{clip_id}: true '{classes[label]}'" + ("" if pred == label else f", predicted '{classes[pred]}'")
+    # (from the one view drawn: eval's prediction averages the run's test views and may differ)
+    title = f"{clip_id}: true '{classes[label]}'" + ("" if pred == label else
+                                                      f", predicted '{classes[pred]}' from this view")
     out_dir.mkdir(parents=True, exist_ok=True)
     written, notes = [], []
 
