@@ -5,7 +5,7 @@ the entry by its own files alone and removed it mid-run (the run then failed on 
 named as a damaged one). A reader holds a claim-like file ``readers/<tag>.<pid>.<token>`` for as
 long as it reads (:func:`reading`), refreshed by a heartbeat; gc leaves an entry with a live mark
 alone and removes marks whose reader is gone, by the rules of :mod:`cache.claims`. A cache the
-reader cannot write to (read-only for this user) simply gets no mark."""
+reader cannot write to (read-only for this user) gets no mark, with a warning."""
 from __future__ import annotations
 
 import contextlib
@@ -30,8 +30,10 @@ def reading(entry_dir: os.PathLike, interval: float = 60.0) -> Iterator[None]:
             raise FileNotFoundError(f"{entry_dir}: not an entry (removed?)")
         path.parent.mkdir(exist_ok=True)
         token = claims.try_claim(path)
-    except OSError as e:  # a cache this user may read, not write: no mark (gc by its owner may not see it)
-        log.debug("no reader mark in %s: %s", entry_dir, e)
+    except OSError as e:  # a cache this user may read, not write: no mark, said (gc by its owner does not see it)
+        log.warning("this run could not mark itself as a reader of %s (%s): a `pipeline cache gc` by a user who may "
+                    "write there will not know it reads the entry (`pipeline cache doctor` checks a shared root)",
+                    entry_dir, e.strerror or e)
         token = None
     beat = claims.Heartbeat(interval)
     if token:

@@ -599,3 +599,21 @@ def test_a_clips_attributes_changed_after_writing_are_refused_and_repaired(extra
     assert "1 to do" in text
     assert CacheStore(cache_root).verify(CacheEntry(entry.path)).ok
     assert CacheEntry(entry.path).read_clip("v1").scale == (sx, sy)
+
+
+def test_a_reader_that_cannot_mark_itself_says_so(tmp_path, monkeypatch, caplog):
+    """A run on another user's entry (no write access) got no reader mark with only a debug line:
+    nothing told it that the owner's `cache gc` could remove the entry under it."""
+    import logging
+
+    from cache.readers import reading, reader_marks
+
+    entry = make_entry(tmp_path)
+
+    def denied(path, *a, **k):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(claims, "try_claim", denied)
+    with caplog.at_level(logging.WARNING, logger="cache.readers"), reading(entry.path):
+        assert reader_marks(entry.path) == ([], [])
+    assert f"could not mark itself as a reader of {entry.path} (Permission denied)" in caplog.text
