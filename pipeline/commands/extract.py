@@ -1,6 +1,7 @@
 """``pipeline extract``: stage one, filling (or finishing) one cache entry."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -99,6 +100,9 @@ def extract(
                       f"cached with a short side of {resized_size(side, side, side, cell)[0]} (each clip records its "
                       "frame size)", highlight=False)
     new_root = CacheStore(opts.cache_root).root
+    if new_root.is_symlink() and not new_root.exists():  # (mkdir then fails with "File exists", naming nothing)
+        raise typer.BadParameter(f"the cache root {new_root} is a symlink to {os.readlink(new_root)}, which does not "
+                                 "exist: is its filesystem mounted?", param_hint="--cache-root")
     if not new_root.exists():  # a mistyped path, or a shared mount that is down, would start a cache here
         console.print(f"[yellow]note:[/] no cache at {new_root} yet: starting one there (if the lab's cache "
                       "should be there, stop: its filesystem may not be mounted)", highlight=False)

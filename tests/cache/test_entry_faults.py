@@ -371,6 +371,18 @@ def test_a_missing_cache_root_is_an_error_not_an_empty_cache(tmp_path, monkeypat
     assert res.exit_code != 0 and f"no cache at {tmp_path / 'nope'} ($PEVL_CACHE or --cache-root)" in out, out
 
 
+def test_extract_into_a_symlinked_root_whose_target_is_gone_says_so(tmp_path):
+    """A cache root that is a symlink onto an unmounted share: extract said "starting one there", then
+    failed with "[Errno 17] File exists: '<root>'"."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "root").symlink_to(tmp_path / "share" / "cache")
+    res, out = _cli("extract", "--dataset", "custom", "--root", str(tmp_path / "data"),
+                    "--cache-root", str(tmp_path / "root"))
+    assert res.exit_code == 2 and f"the cache root {tmp_path / 'root'} is a symlink to {tmp_path / 'share' / 'cache'}, " \
+        "which does not exist: is its filesystem mounted?" in out, out
+    assert not (tmp_path / "share").exists()
+
+
 def test_file_too_large_is_explained_like_a_full_disk(tmp_path):
     """EFBIG (a `ulimit -f` or a batch system's file size limit; Python ignores SIGXFSZ) said with
     where and what to do, as ENOSPC is, not as a bare '[Errno 27] File too large'."""
