@@ -1,7 +1,9 @@
 """Shared fixtures and test-session settings (helpers live in pevl_testutils)."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -17,6 +19,8 @@ if str(REPO) not in sys.path:
 os.environ.setdefault("NO_PROXY", "*")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["PEVL_CACHE"] = tempfile.mkdtemp(prefix="pevl-test-cache-")
+# (removed when the session ends: every run left one behind in /tmp)
+atexit.register(shutil.rmtree, os.environ["PEVL_CACHE"], ignore_errors=True)
 os.environ.pop("PEVL_DATA", None)
 
 
