@@ -10,6 +10,7 @@ processes (``--workers``, ``--shard K/N``, other hosts) can fill one entry toget
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from stages.extract import frame_seek
 from stages.extract.pose import PoseSource, create_pose_source
 from stages.extract.request import EntryRequest, default_pose_source, entry_request, resolve_settings
 from stages.extract.settings import ExtractSettings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -264,8 +267,36 @@ def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
         "status": "incomplete",
         "counts": {"total": len(plan)},
     }
+    twin = None if store.entry_dir(index.name, key).is_dir() else \
+        _same_request_entry(store, index.name, request.hash, sources_hash)
+    if twin is not None:
+        # the same request and the same files, its key made with options given at their default
+        # (``-o seed=0``, ``--coarse-type human``) or left out: the same bytes, so that entry, not
+        # a second one extracted from scratch. Its key's own inputs, for a metadata rebuild.
+        key, settings_hash = twin.key, twin.attrs["settings_hash"]
+        for d in (root_attrs, manifest):
+            d.update(key=key, settings_hash=settings_hash)
+        root_attrs["dataset_options"] = twin.attrs.get("dataset_options")
+        log.warning("entry %s answers this request (the same files and settings; dataset options given or left at "
+                 "their defaults): extracting into it", key)
     return EntryPlan(adapter, index, settings, pose_spec, pose_identity, key, settings_hash, sources_hash,
                      store.entry_dir(index.name, key), plan, root_attrs, manifest, request, sources, no_pose)
+
+
+def _same_request_entry(store: CacheStore, dataset: str, request_hash: str, sources_hash: str) -> Optional[CacheEntry]:
+    """An entry of ``dataset`` made from the same request (its options in one canonical form, defaults
+    filled in) and the same source files, whose own metadata still hashes to its key; the newest."""
+    from cache.entry import identity_problems
+
+    try:
+        entries = store.entries(dataset)
+    except OSError:
+        return None
+    for e in entries:  # newest first
+        if e.attrs.get("request_hash") == request_hash and e.attrs.get("sources_hash") == sources_hash \
+                and not identity_problems(e.path):
+            return e
+    return None
 
 
 def open_or_create(p: EntryPlan) -> CacheEntry:

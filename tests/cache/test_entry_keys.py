@@ -201,3 +201,26 @@ def test_demo_key_of_the_current_format_is_pinned_for_fixed_inputs(tmp_path, mon
     opts.settings = {"frames_codec": "lz4", "frames_per_segment": 1}
     p1 = plan_entry(opts)
     assert (p1.key, p1.settings_hash, p1.sources_hash) == ("7e991e526a29057f", "653b1d5e3a5c58fe", "988b679e2532ec3d")
+
+
+def test_options_given_at_their_default_extract_into_the_entry_that_answers_the_same_request(tmp_path, caplog):
+    """`-o seed=0` (the default) hashed the given option into another key: a second entry, every clip
+    decoded and posed again, and two entries answering one request for stage two to choose from."""
+    import logging
+
+    from stages.extract.plan import open_or_create
+
+    opts = ExtractOptions(dataset="demo", cache_root=str(tmp_path), dataset_options={"clips_per_class": "1"})
+    first = plan_entry(opts)
+    open_or_create(first)
+    with caplog.at_level(logging.WARNING, logger="stages.extract.plan"):
+        same = plan_entry(ExtractOptions(dataset="demo", cache_root=str(tmp_path),
+                                         dataset_options={"clips_per_class": "1", "seed": "0"}))
+    assert (same.key, same.entry_dir) == (first.key, first.entry_dir)
+    assert f"entry {first.key} answers this request" in caplog.text
+    entry = open_or_create(same)  # the entry's own metadata as it was: nothing rewritten
+    assert entry.attrs["dataset_options"] == first.root_attrs["dataset_options"]
+    assert [e.key for e in CacheStore(tmp_path).entries("demo")] == [first.key]
+    other = plan_entry(ExtractOptions(dataset="demo", cache_root=str(tmp_path),
+                                      dataset_options={"clips_per_class": "1", "seed": "1"}))
+    assert other.key != first.key and not other.entry_dir.exists()
