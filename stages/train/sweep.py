@@ -78,8 +78,8 @@ def write_hashed_config(vdir: Path, cfg: Config) -> None:
     write_json(Path(vdir) / HASHED_CONFIG_FILE, dict(config_hash=config_hash(cfg), config=json.loads(_hashed_form(cfg))))
 
 
-def changed_settings(vdir: Path, old_hash: str, cfg: Config, most: int = 6) -> Optional[str]:
-    """``key: old -> new`` for the settings in which ``cfg`` differs from the config that finished in
+def differing_settings(vdir: Path, old_hash: str, cfg: Config) -> Optional[list[tuple[str, Any, Any]]]:
+    """``(key, old, new)`` for the settings in which ``cfg`` differs from the config that finished in
     ``vdir`` with hash ``old_hash``; None where that config is not recorded (an older run) or the
     record is not the finished run's."""
     from stages.train.report import read_json_or_none
@@ -93,9 +93,18 @@ def changed_settings(vdir: Path, old_hash: str, cfg: Config, most: int = 6) -> O
     old = with_neutral_settings(dotted_leaves(rec["config"]))
     new = with_neutral_settings(dotted_leaves(json.loads(_hashed_form(cfg))))
     missing = object()
-    diff = [f"{k}: {old.get(k, '(absent)')!r} -> {new.get(k, '(absent)')!r}" for k in sorted(set(old) | set(new))
+    return [(k, old.get(k, "(absent)"), new.get(k, "(absent)")) for k in sorted(set(old) | set(new))
             if old.get(k, missing) != new.get(k, missing)]
-    return "; ".join(diff[:most]) + (f"; and {len(diff) - most} more" if len(diff) > most else "")
+
+
+def changed_settings(vdir: Path, old_hash: str, cfg: Config, most: int = 6,
+                     diff: Optional[list[tuple[str, Any, Any]]] = None) -> Optional[str]:
+    """``key: old -> new; ...`` of :func:`differing_settings` (or of ``diff``, when given)."""
+    diff = differing_settings(vdir, old_hash, cfg) if diff is None else diff
+    if diff is None:
+        return None
+    said = [f"{k}: {a!r} -> {b!r}" for k, a, b in diff]
+    return "; ".join(said[:most]) + (f"; and {len(said) - most} more" if len(said) > most else "")
 
 
 def select_variants(exp_cfg: Config, variants: Optional[Sequence[str]]) -> list[str]:
@@ -200,7 +209,7 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
     from stages.train.config import build_run_config
     from stages.train.distributed import init_distributed
     from stages.train.report import read_result, write_results
-    from stages.train.runner import train_variant
+    from stages.train.runner import NOT_THE_RUN, train_variant
     from stages.train.trackers import DEFAULT_TRACKERS
 
     exp_cfg = load_experiment(exp)
@@ -231,12 +240,16 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
         if v not in to_train:
             old = done_before[v]
             other = bool(old.get("config_hash")) and old["config_hash"] != config_hash(cfg)
-            changed = changed_settings(vdir, old["config_hash"], cfg) if other else None
+            diff = differing_settings(vdir, old["config_hash"], cfg) if other else None
+            changed = changed_settings(vdir, old["config_hash"], cfg, diff=diff) if diff is not None else None
             note = (" with another config than this run's" + (f" ({changed})" if changed else "")
                     + ": its result is not this config's (--force retrains)") \
                 if other else "" if old.get("config_hash") else \
                 " (its result.json records no config_hash, so whether it had this run's config is not known; " \
                 "--force retrains)"
+            if diff and all(k in NOT_THE_RUN for k, _, _ in diff):  # (workers, validation interval, ...)
+                other = False
+                note = f" (with {changed}: settings that change nothing the run computes)"
             now = entries_now.get(v)
             if now and old.get("entry") and old["entry"] != now:
                 # (the config names a request, not an entry: a re-extraction answers it with another)

@@ -266,6 +266,14 @@ def test_an_entry_run_names_its_entry_and_its_checkpoint_evaluates_on_it(small_d
         assert res.exit_code != 0 and "holds a PeVL model (trained as demo/pevl); --exp pgvt_components builds a PGVT" \
             in " ".join(res.output.split()), res.output
 
+    # settings that change nothing the run computes: skipped as this config's, the change named
+    said.clear()
+    again = run_sweep("demo", variants=["pevl"], entry=str(entry_dir), work_dir=tmp_path / "w",
+                      cfg_options={**SMALL, "train.val_interval": 3, "train.test_batch_size": 5},
+                      cache_root=str(cache), say=said.append)
+    assert [(o.status, o.other_config) for o in again.outcomes] == [("skipped", False)]
+    assert any("train.test_batch_size: None -> 5; train.val_interval: 1 -> 3: settings that change nothing the run "
+               "computes" in m for m in said), said
     again = run_sweep("demo", variants=["pevl"], entry=str(entry_dir), work_dir=tmp_path / "w",
                       cfg_options={**SMALL, "train.lr": 1e-4}, cache_root=str(cache), say=said.append)
     assert [(o.status, o.other_config) for o in again.outcomes] == [("skipped", True)]
