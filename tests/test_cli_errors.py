@@ -266,3 +266,18 @@ def test_auto_device_is_resolved_before_torch_sees_it(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device_name("auto") == resolve_device_name(None) == "cpu"
     assert HRNetPoseSource(checkpoint="none", device="auto", flip_test=False).device == "cpu"
+
+
+def test_a_setting_given_twice_or_two_ways_that_disagree_is_refused(tmp_path):
+    """-c train.lr twice, or -o seed twice, took the last one; --root X with -c data.root=Y took Y;
+    and --seed 0 with -c train.seed=0.0 was refused as disagreeing."""
+    (tmp_path / "a").mkdir()
+    for args, says in ((["-c", "train.lr=1e-3", "-c", "train.lr=1e-4"], "--cfg-options sets train.lr twice"),
+                       (["--root", str(tmp_path / "a"), "-c", f"data.root={tmp_path}"],
+                        f"--root {tmp_path / 'a'} and -c data.root={tmp_path} disagree")):
+        res = CliRunner().invoke(app, ["train", "--exp", "demo", "--print-config", *args])
+        assert res.exit_code == 2 and says in " ".join(res.output.split()), res.output
+    res = CliRunner().invoke(app, ["train", "--exp", "demo", "--print-config", "--seed", "0", "-c", "train.seed=0.0"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["dataset", "info", "--dataset", "demo", "-o", "seed=0", "-o", "seed=1"])
+    assert res.exit_code == 2 and "seed given twice ('0' and '1')" in " ".join(res.output.split()), res.output

@@ -124,6 +124,8 @@ def parse_kv(items: Optional[List[str]]) -> dict:
         k, sep, v = it.partition("=")
         if not sep:
             raise typer.BadParameter(f"expected KEY=VALUE, got {it!r}")
+        if k.strip() in outd and outd[k.strip()] != v.strip():  # (the last one won, unsaid)
+            raise typer.BadParameter(f"{k.strip()} given twice ({outd[k.strip()]!r} and {v.strip()!r}); give it once")
         outd[k.strip()] = v.strip()
     return outd
 

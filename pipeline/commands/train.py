@@ -44,8 +44,19 @@ def options_with_root(cfg_options: Optional[List[str]], root: Optional[Path]) ->
     if root is not None:
         if not root.is_dir():
             raise typer.BadParameter(f"{root}: no such folder (the raw dataset's root)", param_hint="--root")
-        opts.setdefault("data.root", str(root))
+        given = opts.setdefault("data.root", str(root))
+        if os.path.abspath(str(given)) != os.path.abspath(str(root)):  # (-c won, unsaid)
+            raise typer.BadParameter(f"--root {root} and -c data.root={given} disagree; give one",
+                                     param_hint="--root")
     return opts
+
+
+def _same_number(given, want: int) -> bool:
+    """Whether a -c value is the number ``want`` (``0.0`` and ``"0"`` are 0)."""
+    try:
+        return float(given) == want
+    except (TypeError, ValueError):
+        return False
 
 
 def checkpoint_run(exp: str, variant: Optional[str], checkpoint: Path, dataset: Optional[str], opts: dict,
@@ -155,7 +166,7 @@ def train(
 
     opts = options_with_root(cfg_options, root)
     if seed is not None:  # one place for the seed, so --print-config shows the one the run uses
-        if "train.seed" in opts and str(opts["train.seed"]) != str(seed):
+        if "train.seed" in opts and not _same_number(opts["train.seed"], seed):
             raise typer.BadParameter(f"--seed {seed} and -c train.seed={opts['train.seed']} disagree; give one",
                                      param_hint="--seed")
         opts["train.seed"] = seed

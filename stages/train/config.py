@@ -296,6 +296,8 @@ def parse_cfg_options(items: Optional[Sequence[str]]) -> dict:
                 continue
             key, sep, val = tok.partition("=")
             if sep and key and not any(ch in key for ch in "[](){},'\""):
+                if any(k == key.strip() for k, _ in pairs):  # (the last one won, unsaid)
+                    raise ValueError(f"--cfg-options sets {key.strip()} twice; give it once")
                 pairs.append([key.strip(), val])
             elif pairs:
                 pairs[-1][1] += " " + tok
