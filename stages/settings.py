@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import sys
 import types
 import typing
@@ -261,6 +262,8 @@ def convert(value: Any, tp: Any, key: str = "", source_of: SourceOf = _no_source
         # a number or its text; a bool is no number, and an int setting takes no fraction
         expected = "an integer" if tp is int else "a number"
         if isinstance(value, str):
+            if "_" in value:  # Python's int("1_0") is 10
+                raise bad(expected)
             try:
                 value = float(value.strip()) if tp is float else int(value.strip())
             except ValueError:
@@ -269,6 +272,8 @@ def convert(value: Any, tp: Any, key: str = "", source_of: SourceOf = _no_source
             raise bad(expected)
         if tp is int and isinstance(value, float) and not value.is_integer():
             raise bad(expected)
+        if isinstance(value, float) and not math.isfinite(value):  # (nan passes every range check)
+            raise bad(f"{expected}, finite")
         return tp(value)
     if tp is str:
         if isinstance(value, str):

@@ -86,3 +86,14 @@ def test_canonical_text_and_description():
     assert "inner.depth" in keys and keys["inner.mode"].type_text == "one of 'fast', 'exact'"
     assert keys["size"].type_text == "int,int" and keys["path"].type_text == "path or none"
     assert Outer().to_dict()["size"] == [480, 640]
+
+
+def test_a_number_that_is_not_finite_or_has_underscores_is_refused():
+    """train.lr=inf and train.mixup_alpha=nan passed (nan passes every range check); int('1_0') is 10."""
+    from stages.train.config import build_run_config
+
+    for opt in ({"train.lr": "inf"}, {"train.lr": float("nan")}, {"train.weight_decay": "-inf"},
+                {"train.max_epochs": "1_0"}):
+        with pytest.raises(SettingsError, match="a number, finite|an integer|a number"):
+            build_run_config("demo", "pevl", cfg_options=opt)
+    assert build_run_config("demo", "pevl", cfg_options={"train.lr": "1e-4"}).train.lr == 1e-4
