@@ -113,6 +113,14 @@ def _check_staged_whole(tmp: Path, made: int, arrays: list[str], what: str = "cl
                            + ("extracts" if what == "clip" else "writes") + " it again")
 
 
+def _link_or_copy(src: str, dst: str) -> None:
+    """A hard link (another entry's immutable chunk files: no second copy of the bytes), else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def restore_metadata(entry_dir: Path, root_attrs: dict, plan: list[dict], manifest: dict,
                      sources: Optional[list[dict]] = None) -> list[str]:
     """Write again what is missing, unreadable or no longer hashing to the key of an entry's own
@@ -256,6 +264,37 @@ class EntryWriter:
                 os.rename(tmp, self.path / layout.CLIPS_DIR / uid)
             except OSError:
                 # Someone committed the same clip (a taken-over claim raced us): keep theirs.
+                if not self.is_done(uid):
+                    raise
+        finally:
+            self.heartbeat.discard(tmp)
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+            self.release(uid)
+
+    @_explained
+    def commit_copy(self, uid: str, src: Path, attrs: dict[str, Any]) -> None:
+        """Commit clip ``uid`` as a copy of the finished clip folder ``src`` (another entry's, made
+        from the same video, cut and stage-one settings: the same bytes) with ``attrs`` over its
+        attributes (label, split, where it came from) and their digest made again. Files are
+        hard-linked where the filesystem allows (they are never changed in place), copied otherwise;
+        the clip's ``zarr.json`` is written anew. Staged and renamed like :meth:`commit`."""
+        tmp = self.staging / f"{uid}.{claims.PIDS_TAG}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+        try:
+            shutil.copytree(src, tmp, copy_function=_link_or_copy)
+            made = os.stat(tmp).st_ino
+            self.heartbeat.add(tmp)
+            meta = read_json(tmp / layout.ROOT_META)
+            merged = {k: v for k, v in {**meta.get("attributes", {}), **attrs}.items() if k != "attrs_digest"}
+            meta["attributes"] = {**merged, "attrs_digest": attrs_digest(merged)}
+            (tmp / layout.ROOT_META).unlink()  # (a hard link to the other entry's: never written through)
+            atomic_write_json(tmp / layout.ROOT_META, meta)
+            arrays = list(((meta.get("consolidated_metadata") or {}).get("metadata") or {}))
+            _fsync_tree(tmp)
+            _check_staged_whole(tmp, made, arrays)
+            try:
+                os.rename(tmp, self.path / layout.CLIPS_DIR / uid)
+            except OSError:
                 if not self.is_done(uid):
                     raise
         finally:

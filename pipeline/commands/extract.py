@@ -268,9 +268,12 @@ def _print_summary(rep, shard: tuple[int, int] = (0, 1)) -> None:
         verdict = "[yellow]incomplete[/] (rerun to continue)"
     console.print(
         f"[bold]summary[/] entry {rep.entry.key}: {st.done}/{st.total} clips cached, {st.failed} failed, "
-        f"{len(st.missing)} missing; this run: {len(rep.done_now)} extracted, {len(rep.failed_now)} failed, "
-        f"{rep.already} already there; decoded {c.decoded_clips} clips ({c.decoded_frames} frames), "
-        f"{c.pose_calls} pose calls, {rep.seconds:.1f} s. " + verdict)
+        f"{len(st.missing)} missing; this run: {len(rep.done_now)} extracted, "
+        + (f"{len(rep.reused_now)} reused from entr{'y' if len(rep.reused_from) == 1 else 'ies'} "
+           f"{', '.join(rep.reused_from)} (same videos and settings: not decoded or posed again), "
+           if rep.reused_now else "")
+        + f"{len(rep.failed_now)} failed, {rep.already} already there; decoded {c.decoded_clips} clips "
+        f"({c.decoded_frames} frames), {c.pose_calls} pose calls, {rep.seconds:.1f} s. " + verdict)
     if standing is not None:
         _print_shard_standing(standing, st.total)
     if st.missing:

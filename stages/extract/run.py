@@ -46,6 +46,10 @@ class ExtractReport:
     failed_now: list[tuple[str, str]] = field(default_factory=list)
     notes_now: dict[str, list[str]] = field(default_factory=dict)  # clip id -> notes of the clips done now
     already: int = 0
+    # clips taken from another entry of the same settings, videos and cuts (a fixed label, a new
+    # split): no decoding, no pose model; the entries they came from
+    reused_now: list[str] = field(default_factory=list)
+    reused_from: list[str] = field(default_factory=list)
     counters: ClipCounters = field(default_factory=ClipCounters)
     seconds: float = 0.0
     complete: bool = False
@@ -402,11 +406,101 @@ def begin_run(opts: ExtractOptions, on_start: Optional[Callable[[EntryPlan, int,
     done_or_failed = entry.done_uids() | set(entry.failures())
     todo = [c for c in mine if clip_uid(c.clip_id) not in done_or_failed]
     report.already = len(mine) - len(todo)
+    if todo and not opts.limit:
+        todo = reuse_clips(p, opts, writer, todo, report)
     if opts.limit is not None:
         todo = todo[: opts.limit]
     if on_start:
         on_start(p, len(todo), report.already)
     return RunStart(p, writer, report, todo, t0)
+
+
+#: what may differ between two clips' source rows (sources.json) for one to be the other's copy
+_NOT_THE_BYTES = ("label", "split")
+
+
+def reuse_clips(p: EntryPlan, opts: ExtractOptions, writer: EntryWriter, todo: list,
+                report: ExtractReport) -> list:
+    """Commit the clips of ``todo`` that another entry of the same dataset and stage-one settings
+    (``settings_hash``: settings, pose source, dataset options) holds from the same video and cut,
+    as copies with this plan's label and split (:meth:`EntryWriter.commit_copy`); return the rest.
+
+    A fixed label or split file makes a new key: before, every clip was decoded and posed again.
+    Same video: the same identity in ``sources.json`` (path, size, mtime), or, for a whole video
+    whose mtime alone changed (a copy without -p, a `touch`), the sha256 its clip recorded. Not
+    reused: clips of poses a dataset ships (pose source ``dataset``) or made with a dataset's person
+    boxes (both read from annotation files the per-clip rows do not pin), and damaged clips."""
+    from cache import CacheStore
+    from cache.entry import clip_attrs_problems
+    from cache.provenance import who_when
+
+    if p.pose_spec.partition(":")[0] == "dataset":
+        return todo
+    try:
+        siblings = [e for e in CacheStore(opts.cache_root).find(p.index.name, p.settings_hash) if e.key != p.key]
+    except OSError:
+        return todo
+    mine = {r["clip"]: r for r in p.sources if "clip" in r}
+    rest, found = [], {}
+    wanted = {c.clip_id for c in todo}
+    for e in siblings:  # newest first
+        try:
+            theirs = {r["clip"]: r for r in read_json(e.path / "sources.json")["sources"] if "clip" in r}
+            done = e.done_uids()
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        for cid in wanted - set(found):
+            uid = clip_uid(cid)
+            if uid in done and cid in theirs and _same_source(mine.get(cid), theirs[cid]):
+                found[cid] = (e, uid, theirs[cid])
+    for c in todo:
+        hit = found.get(c.clip_id)
+        src = None
+        if hit is not None:
+            e, uid, row = hit
+            src = e.path / "clips" / uid
+            try:
+                attrs = read_json(src / "zarr.json").get("attributes", {})
+            except (OSError, ValueError):
+                attrs = None
+            if (attrs is None or clip_attrs_problems(attrs, None) or attrs.get("person_boxes") == "dataset"
+                    or (mine[c.clip_id]["video"] != row["video"] and not _same_content(c, attrs))):
+                src = None
+        if src is None or not writer.claim(uid):
+            rest.append(c)
+            continue
+        writer.commit_copy(uid, src, {"clip_id": c.clip_id, "split": c.split, "label": int(c.label), "cut": c.cut(),
+                                      "video": _rel(c.video, p.index.root),
+                                      "reused_from": {"entry": e.key, **who_when()}})
+        report.reused_now.append(c.clip_id)
+        if e.key not in report.reused_from:
+            report.reused_from.append(e.key)
+    return rest
+
+
+def _same_source(mine: Optional[dict], theirs: dict) -> bool:
+    """Whether two source rows name the same bytes: equal but for label and split, or (checked then
+    by content) a whole video of the same path and size whose mtime alone differs."""
+    if mine is None:
+        return False
+    a = {k: v for k, v in mine.items() if k not in _NOT_THE_BYTES}
+    b = {k: v for k, v in theirs.items() if k not in _NOT_THE_BYTES}
+    if a == b:
+        return True
+    va, vb = a.pop("video", None), b.pop("video", None)
+    return (a == b and not a.get("cut") and isinstance(va, dict) and isinstance(vb, dict)
+            and {k: v for k, v in va.items() if k != "mtime_ns"} == {k: v for k, v in vb.items() if k != "mtime_ns"})
+
+
+def _same_content(c, attrs: dict) -> bool:
+    """Whether ``c``'s video holds the bytes whose sha256 the other entry's clip recorded."""
+    want = attrs.get("source_sha256")
+    if not want or not c.video:
+        return False
+    try:
+        return file_sha256(c.video) == want
+    except OSError:
+        return False
 
 
 def finish_run(run: RunStart, opts: ExtractOptions, extra: dict) -> ExtractReport:
@@ -417,6 +511,7 @@ def finish_run(run: RunStart, opts: ExtractOptions, extra: dict) -> ExtractRepor
         "shard": list(opts.shard), "device": opts.device,
         "done": len(report.done_now), "failed": len(report.failed_now),
         "done_clip_ids": report.done_now,
+        **({"reused": len(report.reused_now), "reused_from": report.reused_from} if report.reused_now else {}),
         "decoded_clips": report.counters.decoded_clips, "pose_calls": report.counters.pose_calls,
         **extra,
     })

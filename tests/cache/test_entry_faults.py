@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -629,3 +630,34 @@ def test_a_reader_that_cannot_mark_itself_says_so(tmp_path, monkeypatch, caplog)
     with caplog.at_level(logging.WARNING, logger="cache.readers"), reading(entry.path):
         assert reader_marks(entry.path) == ([], [])
     assert f"could not mark itself as a reader of {entry.path} (Permission denied)" in caplog.text
+
+
+def test_a_fixed_label_reuses_the_clips_of_the_entry_before_it(extracted):
+    """One label fixed in train.csv (or the videos touched) made a new entry, and every clip was
+    decoded and posed again: with real HRNet on a real dataset, GPU-days. The clips of the entry of
+    the same settings, videos and cuts are taken (hard links), with this plan's labels."""
+    entry, cache_root, extract = extracted
+    root = Path(json.loads((entry.path / "zarr.json").read_text())["attributes"]["dataset_root"])
+    csv = root / "train.csv"
+    csv.write_text(csv.read_text().replace("v1.mp4,1", "v1.mp4,0"))
+    text = extract()
+    assert f"4 reused from entry {entry.key} (same videos and settings: not decoded or posed again)" in text, text
+    assert "decoded 0 clips" in text and "0 pose calls" in text
+    fixed = [e for e in CacheStore(cache_root).entries("custom") if e.key != entry.key]
+    assert len(fixed) == 1 and fixed[0].is_complete and CacheStore(cache_root).verify(fixed[0]).ok
+    new, old = fixed[0].read_clip("v1"), entry.read_clip("v1")
+    assert (new.label, old.label) == (0, 1) and new.attrs["reused_from"]["entry"] == entry.key
+    assert np.array_equal(new.keypoints, old.keypoints) and np.array_equal(np.asarray(new.frames), np.asarray(old.frames))
+    assert os.stat(_chunk(fixed[0], "v1", "keypoints")).st_ino == os.stat(_chunk(entry, "v1", "keypoints")).st_ino
+    assert _runs(fixed[0])[-1]["reused"] == 4
+    # the videos touched (same bytes, new mtime) and a label fixed again: taken by content
+    for v in root.glob("v*.mp4"):
+        os.utime(v, ns=(1_800_000_000_000_000_000,) * 2)
+    csv.write_text(csv.read_text().replace("v0.mp4,0", "v0.mp4,1"))
+    text = extract()
+    assert "4 reused from entr" in text and "0 pose calls" in text, text
+    # another video under the same name: extracted, not taken
+    make_video(root / "v2.mp4", frames=7, size=(48, 32))
+    csv.write_text(csv.read_text().replace("v0.mp4,1", "v0.mp4,0"))
+    text = extract()
+    assert "3 reused from entr" in text and "1 extracted" in text, text
