@@ -61,7 +61,7 @@ from stages.datasets.base import (
     DatasetIndex,
     DatasetLayoutError,
 )
-from stages.datasets.names import is_text, read_text_lines, readable_name
+from stages.datasets.names import is_text, read_text_lines, readable_name, refuse_utf16
 from stages.registry import DATASET_ADAPTERS
 from stages.settings import field
 
@@ -159,7 +159,9 @@ class CustomDataset(DatasetAdapter):
                 continue
             source_files.append(str(path))
             # bytes that are not UTF-8 survive as surrogates: a path keeps them, any other field refuses them
-            text = path.read_bytes().decode("utf-8", "surrogateescape").removeprefix("\ufeff")
+            raw = path.read_bytes()
+            refuse_utf16(raw, path)
+            text = raw.decode("utf-8", "surrogateescape").removeprefix("\ufeff")
             listed = len(rows)
             for n, row in enumerate(csv.reader(io.StringIO(text, newline="")), 1):
                 row = [c.strip() for c in row]
@@ -230,7 +232,8 @@ class CustomDataset(DatasetAdapter):
 
     def _label(self, where: str, lab: str, classes: list[str], by_text: dict[str, int]) -> int:
         how = self.options.label_field
-        index = int(lab) if lab.lstrip("-").isdigit() else None
+        # ASCII digits only: '²'.isdigit() is true and int() then fails naming no file, and '１' is 1
+        index = int(lab) if re.fullmatch(r"-?[0-9]+", lab) else None
         as_index = index if index is not None and 0 <= index < len(classes) else None
         as_text = by_text.get(lab)
         if how == "auto" and as_index is not None and as_text is not None and as_index != as_text:

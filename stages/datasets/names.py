@@ -63,6 +63,7 @@ def read_text_lines(path: os.PathLike | str, encoding: str = "utf-8-sig") -> lis
     from stages.datasets.base import DatasetLayoutError
 
     raw = open(path, "rb").read()
+    refuse_utf16(raw, path)
     try:
         return raw.decode(encoding).splitlines()
     except UnicodeDecodeError as e:
@@ -71,6 +72,16 @@ def read_text_lines(path: os.PathLike | str, encoding: str = "utf-8-sig") -> lis
         raise DatasetLayoutError(
             f"{readable_name(os.fspath(path))}:{line}: not UTF-8 text (byte {raw[e.start]:#04x} at column {col}); "
             "save the file as UTF-8") from None
+
+
+def refuse_utf16(raw: bytes, path: os.PathLike | str) -> None:
+    """A UTF-16 file (Excel's "Unicode text", Windows' Notepad "Unicode") read as UTF-8 is a NUL
+    between every two characters: said as what it is, by its byte-order mark."""
+    from stages.datasets.base import DatasetLayoutError
+
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise DatasetLayoutError(f"{readable_name(os.fspath(path))}: UTF-16 text (its byte-order mark); save the file "
+                                 "as UTF-8 (e.g. `iconv -f UTF-16 -t UTF-8`)")
 
 
 def decode_field(value: bytes, where: str, what: str, as_path: bool) -> str:

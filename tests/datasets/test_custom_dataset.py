@@ -177,3 +177,20 @@ def test_one_video_listed_under_two_spellings_is_refused(tmp_path):
     # two cuts of one video are two clips, as before
     write_text(tmp_path / "val.csv", f"{tmp_path}/v/a.mp4,1,0,5\nv/a.mp4,1,5,9\n")
     assert len(create_dataset("custom", root=tmp_path).load().clips) == 3
+
+
+def test_a_utf16_file_and_labels_of_other_digits_are_named(tmp_path):
+    """A UTF-16 CSV (Excel's "Unicode text") said "label '\\x00l\\x00a...' is neither..."; a label '²'
+    failed with "invalid literal for int()" naming no file, and a full-width '１' was class 1."""
+    _root(tmp_path)
+    (tmp_path / "val.csv").write_bytes("path,label\nclips/c.mp4,1\n".encode("utf-16"))
+    with pytest.raises(DatasetLayoutError, match=r"val.csv: UTF-16 text .*save the file as UTF-8"):
+        create_dataset("custom", root=tmp_path).load()
+    (tmp_path / "labels.txt").write_bytes("a\nb\n".encode("utf-16"))
+    with pytest.raises(DatasetLayoutError, match=r"labels.txt: UTF-16 text"):
+        create_dataset("custom", root=tmp_path).load()
+    _root(tmp_path)
+    for lab in ("²", "１"):
+        write_text(tmp_path / "val.csv", f"clips/c.mp4,{lab}\n")
+        with pytest.raises(DatasetLayoutError, match=rf"val.csv:1: label '{lab}' is neither a class index nor a line"):
+            create_dataset("custom", root=tmp_path).load()
