@@ -560,7 +560,10 @@ def _read_frames(path: str, info: VideoInfo, start_time: Optional[float], end_ti
     if n_out == 0:
         if past_end:
             raise DecodeError(f"no frame in the cut {window}: the stream ends before it")
-        raise DecodeError("no frames decoded" + (f": {_last_error_line(chr(10).join(messages))}" if messages else ""))
+        whole = expected_frames(info) if start_frame is not None else None  # (a frame cut past the end)
+        raise DecodeError("no frames decoded" + (f": {_last_error_line(chr(10).join(messages))}" if messages else "")
+                          + (f" (the cut starts at frame {start_frame}; the header says the video has ~{whole} "
+                             "frames)" if whole is not None and start_frame >= whole else ""))
     if notes is not None:
         if short:
             notes.append(f"the container says the clip lasts ~{expected:.2f} s, the video stream ends after "

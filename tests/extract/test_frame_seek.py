@@ -120,6 +120,10 @@ def test_a_time_cut_keeps_exactly_the_frames_whose_times_lie_in_it(tmp_path, pat
     with pytest.raises(DecodeError, match=r"no frame in the cut \[6\.500, end\) s: the stream ends before it"):
         decode_clip(str(p), start_time=6.5)  # past the end: said by the first seek, not after decoding it all
     assert paths == []
+    # a frame cut past the end said only "no frames decoded": the video's length is named
+    with pytest.raises(DecodeError, match=r"no frames decoded \(the cut starts at frame 70; the header says the "
+                                          r"video has ~60 frames\)"):
+        decode_clip(str(p), start_frame=70, end_frame=80)
     q = make_timecoded_video(tmp_path / "30.mp4", 90, fps=30, codec=H264_OPEN_GOP)
     assert _codes(decode_clip(str(q), start_time=44 / 30, end_time=2.0)[1]) == list(range(44, 60))
 
