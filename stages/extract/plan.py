@@ -15,11 +15,11 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from cache import CacheStore, entry_key, file_identity
 from cache.entry import CacheEntry
-from cache.keys import key_settings
+from cache.keys import key_settings, settings_digest
 from cache.layout import FORMAT_VERSION, clip_uid
 from cache.provenance import git_revision, package_versions, who_when
 from cache.writer import create_entry
@@ -268,7 +268,9 @@ def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
         "counts": {"total": len(plan)},
     }
     twin = None if store.entry_dir(index.name, key).is_dir() else \
-        _same_request_entry(store, index.name, request.hash, sources_hash)
+        _same_request_entry(store, index.name, request.hash, sources_hash,
+                            lambda given: settings_digest(index.name, key_settings(
+                                settings.as_dict(), pose_identity, index.skeleton, given)))
     if twin is not None:
         # the same request and the same files, its key made with options given at their default
         # (``-o seed=0``, ``--coarse-type human``) or left out: the same bytes, so that entry, not
@@ -277,15 +279,19 @@ def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
         for d in (root_attrs, manifest):
             d.update(key=key, settings_hash=settings_hash)
         root_attrs["dataset_options"] = twin.attrs.get("dataset_options")
-        log.warning("entry %s answers this request (the same files and settings; dataset options given or left at "
-                 "their defaults): extracting into it", key)
+        log.warning("entry %s answers this request (the same files, settings and pose weights; dataset options "
+                    "given or left at their defaults): extracting into it", key)
     return EntryPlan(adapter, index, settings, pose_spec, pose_identity, key, settings_hash, sources_hash,
                      store.entry_dir(index.name, key), plan, root_attrs, manifest, request, sources, no_pose)
 
 
-def _same_request_entry(store: CacheStore, dataset: str, request_hash: str, sources_hash: str) -> Optional[CacheEntry]:
+def _same_request_entry(store: CacheStore, dataset: str, request_hash: str, sources_hash: str,
+                        settings_hash_with: Callable[[Any], str]) -> Optional[CacheEntry]:
     """An entry of ``dataset`` made from the same request (its options in one canonical form, defaults
-    filled in) and the same source files, whose own metadata still hashes to its key; the newest."""
+    filled in) and the same source files, whose settings hash is this run's with its dataset options
+    as given then (``settings_hash_with(given)``: the request names a pose checkpoint or skeleton
+    file by path, the key by its sha256, so a file replaced at its path is another entry), and whose
+    own metadata still hashes to its key; the newest."""
     from cache.entry import identity_problems
 
     try:
@@ -293,7 +299,9 @@ def _same_request_entry(store: CacheStore, dataset: str, request_hash: str, sour
     except OSError:
         return None
     for e in entries:  # newest first
-        if e.attrs.get("request_hash") == request_hash and e.attrs.get("sources_hash") == sources_hash \
+        a = e.attrs
+        if a.get("request_hash") == request_hash and a.get("sources_hash") == sources_hash \
+                and settings_hash_with(a.get("dataset_options")) == a.get("settings_hash") \
                 and not identity_problems(e.path):
             return e
     return None

@@ -224,3 +224,15 @@ def test_options_given_at_their_default_extract_into_the_entry_that_answers_the_
     other = plan_entry(ExtractOptions(dataset="demo", cache_root=str(tmp_path),
                                       dataset_options={"clips_per_class": "1", "seed": "1"}))
     assert other.key != first.key and not other.entry_dir.exists()
+    # the same request with other pose weights (a checkpoint replaced at its path: the request names
+    # the path, the key its sha256) is another entry, never the one of the old weights
+    from stages.extract.pose.dataset_pose import DatasetPoseSource
+
+    real = DatasetPoseSource.identity
+    DatasetPoseSource.identity = lambda self: {**real(self), "weights_sha256": "another"}
+    try:
+        swapped = plan_entry(ExtractOptions(dataset="demo", cache_root=str(tmp_path),
+                                            dataset_options={"clips_per_class": "1", "seed": "0"}))
+    finally:
+        DatasetPoseSource.identity = real
+    assert swapped.request.hash == same.request.hash and swapped.key != first.key
