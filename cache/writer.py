@@ -281,9 +281,11 @@ class EntryWriter:
         the clip's ``zarr.json`` is written anew. Staged and renamed like :meth:`commit`."""
         tmp = self.staging / f"{uid}.{claims.PIDS_TAG}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
         try:
-            shutil.copytree(src, tmp, copy_function=_link_or_copy)
+            tmp.mkdir()
             made = os.stat(tmp).st_ino
             self.heartbeat.add(tmp)
+            shutil.copytree(src, tmp, copy_function=_link_or_copy, dirs_exist_ok=True)
+            os.utime(tmp)  # (copytree gave it the other clip's times: it would look left behind)
             meta = read_json(tmp / layout.ROOT_META)
             merged = {k: v for k, v in {**meta.get("attributes", {}), **attrs}.items() if k != "attrs_digest"}
             meta["attributes"] = {**merged, "attrs_digest": attrs_digest(merged)}

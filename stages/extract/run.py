@@ -422,22 +422,30 @@ _NOT_THE_BYTES = ("label", "split")
 def reuse_clips(p: EntryPlan, opts: ExtractOptions, writer: EntryWriter, todo: list,
                 report: ExtractReport) -> list:
     """Commit the clips of ``todo`` that another entry of the same dataset and stage-one settings
-    (``settings_hash``: settings, pose source, dataset options) holds from the same video and cut,
-    as copies with this plan's label and split (:meth:`EntryWriter.commit_copy`); return the rest.
+    (``settings_hash``: settings, pose source and its weights, dataset options) holds from the same
+    video and cut, as copies with this plan's label and split (:meth:`EntryWriter.commit_copy`);
+    return the rest.
 
     A fixed label or split file makes a new key: before, every clip was decoded and posed again.
     Same video: the same identity in ``sources.json`` (path, size, mtime), or, for a whole video
     whose mtime alone changed (a copy without -p, a `touch`), the sha256 its clip recorded. Not
-    reused: clips of poses a dataset ships (pose source ``dataset``) or made with a dataset's person
-    boxes (both read from annotation files the per-clip rows do not pin), and damaged clips."""
+    reused: clips of poses a dataset ships (pose source ``dataset``) or of a dataset's person boxes
+    (either side: both are read from annotation files the per-clip rows do not pin); clips that do
+    not read back whole (every array against its digest, the attributes against theirs) and entries
+    whose own metadata is not as their key made it. A copy that fails (the other entry removed
+    meanwhile) leaves that clip to be extracted."""
+    import contextlib
+
     from cache import CacheStore
-    from cache.entry import clip_attrs_problems
+    from cache.entry import identity_problems
     from cache.provenance import who_when
+    from cache.readers import reading
 
     if p.pose_spec.partition(":")[0] == "dataset":
         return todo
     try:
-        siblings = [e for e in CacheStore(opts.cache_root).find(p.index.name, p.settings_hash) if e.key != p.key]
+        siblings = [e for e in CacheStore(opts.cache_root).find(p.index.name, p.settings_hash)
+                    if e.key != p.key and not identity_problems(e.path)]
     except OSError:
         return todo
     mine = {r["clip"]: r for r in p.sources if "clip" in r}
@@ -453,29 +461,42 @@ def reuse_clips(p: EntryPlan, opts: ExtractOptions, writer: EntryWriter, todo: l
             uid = clip_uid(cid)
             if uid in done and cid in theirs and _same_source(mine.get(cid), theirs[cid]):
                 found[cid] = (e, uid, theirs[cid])
-    for c in todo:
-        hit = found.get(c.clip_id)
-        src = None
-        if hit is not None:
-            e, uid, row = hit
-            src = e.path / "clips" / uid
+    with contextlib.ExitStack() as marks:  # (a gc by another process leaves the entries read here)
+        for sibling in {e.key: e for e, _, _ in found.values()}.values():
+            marks.enter_context(reading(sibling.path))
+        for c in todo:
+            hit = found.get(c.clip_id)
+            if hit is None or not _reusable(p, c, *hit, mine[c.clip_id]) or not writer.claim(hit[1]):
+                rest.append(c)
+                continue
+            e, uid, _ = hit
             try:
-                attrs = read_json(src / "zarr.json").get("attributes", {})
-            except (OSError, ValueError):
-                attrs = None
-            if (attrs is None or clip_attrs_problems(attrs, None) or attrs.get("person_boxes") == "dataset"
-                    or (mine[c.clip_id]["video"] != row["video"] and not _same_content(c, attrs))):
-                src = None
-        if src is None or not writer.claim(uid):
-            rest.append(c)
-            continue
-        writer.commit_copy(uid, src, {"clip_id": c.clip_id, "split": c.split, "label": int(c.label), "cut": c.cut(),
-                                      "video": _rel(c.video, p.index.root),
-                                      "reused_from": {"entry": e.key, **who_when()}})
-        report.reused_now.append(c.clip_id)
-        if e.key not in report.reused_from:
-            report.reused_from.append(e.key)
+                writer.commit_copy(uid, e.path / "clips" / uid, {
+                    "clip_id": c.clip_id, "split": c.split, "label": int(c.label), "cut": c.cut(),
+                    "video": _rel(c.video, p.index.root), "reused_from": {"entry": e.key, **who_when()}})
+            except Exception as ex:  # noqa: BLE001  (its claim is released: extracted as any other)
+                log.warning("could not take clip %s from entry %s (%s: %s): extracting it", c.clip_id, e.key,
+                            type(ex).__name__, ex)
+                rest.append(c)
+                continue
+            report.reused_now.append(c.clip_id)
+            if e.key not in report.reused_from:
+                report.reused_from.append(e.key)
     return rest
+
+
+def _reusable(p: EntryPlan, c, e: CacheEntry, uid: str, row: dict, mine: dict) -> bool:
+    """Whether clip ``uid`` of entry ``e`` (source row ``row``) is ``c`` as this run would extract it:
+    it reads back whole, no dataset person boxes made it or would make it now, and its video is
+    ``c``'s (by content where only the mtime differs)."""
+    try:
+        clip = e.read_clip(uid, check="all")
+        boxes_now = p.adapter.person_boxes(c)
+    except Exception:  # noqa: BLE001  (damaged, moved aside, unreadable: extracted instead)
+        return False
+    if clip.attrs.get("person_boxes") == "dataset" or boxes_now is not None:
+        return False
+    return mine["video"] == row["video"] or _same_content(c, clip.attrs)
 
 
 def _same_source(mine: Optional[dict], theirs: dict) -> bool:

@@ -661,3 +661,26 @@ def test_a_fixed_label_reuses_the_clips_of_the_entry_before_it(extracted):
     csv.write_text(csv.read_text().replace("v0.mp4,1", "v0.mp4,0"))
     text = extract()
     assert "3 reused from entr" in text and "1 extracted" in text, text
+
+
+def test_a_damaged_or_vanishing_clip_of_the_entry_before_is_extracted_not_taken(extracted, monkeypatch):
+    """Hard-linking a clip whose keypoints were damaged copied the damage (repair then took the same
+    file again); a copy that failed (the other entry removed meanwhile) stopped the whole run."""
+    from cache import writer as writer_mod
+
+    entry, cache_root, extract = extracted
+    root = Path(json.loads((entry.path / "zarr.json").read_text())["attributes"]["dataset_root"])
+    _flip(_chunk(entry, "v3", "keypoints"))
+    real = writer_mod.EntryWriter.commit_copy
+
+    def vanishing(self, uid, src, attrs):  # v2's folder gone by the time it is copied
+        return real(self, uid, src.with_name("gone") if uid == "v2" else src, attrs)
+
+    monkeypatch.setattr(writer_mod.EntryWriter, "commit_copy", vanishing)
+    csv = root / "train.csv"
+    csv.write_text(csv.read_text().replace("v1.mp4,1", "v1.mp4,0"))
+    text = extract()
+    assert "2 extracted, 2 reused from entry" in text, text
+    (fixed,) = [e for e in CacheStore(cache_root).entries("custom") if e.key != entry.key]
+    assert CacheStore(cache_root).verify(fixed).ok and fixed.is_complete
+    assert "reused_from" not in fixed.read_clip("v3").attrs and "reused_from" not in fixed.read_clip("v2").attrs
