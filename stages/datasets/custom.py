@@ -88,7 +88,8 @@ def read_labels(path: Path) -> list[str]:
     for i, l in enumerate(lines):  # a line taken as a class shifts every class after it by one
         if l.startswith("#"):
             raise DatasetLayoutError(f"{path}:{i + 1}: {l!r} starts with '#': labels.txt has no comments (line i is "
-                                     "class i's text, so it would be a class); remove the line")
+                                     "class i's text, so it would be a class). Delete the line if it is one, and check "
+                                     "the CSVs' index labels of the classes after it")
     numbered = [re.match(r"^(\d+)[\s,]+\S", l) for l in lines]
     # (a header line above them, or a CSV's 'N,name', is the same mapping)
     if len(lines) > 1 and (all(numbered) or all(m and "," in m.group(0) for m in numbered[1:])):
@@ -102,14 +103,15 @@ def read_labels(path: Path) -> list[str]:
                 f"as they are if they are names, or less {first} if they are numbers")
     if _LABELS_HEADER.match(lines[0]):
         raise DatasetLayoutError(f"{path}:1: {lines[0]!r} reads as a header: labels.txt has none (line i is class "
-                                 "i's text, so it would be class 0 and every class after it one off); remove the line")
+                                 "i's text, so it would be class 0 and every class after it one off). Delete the line "
+                                 "if it is one, and check the CSVs' index labels: they then mean the class one line up")
     return lines
 
 
-#: a first line of labels.txt that names columns, not a class (``name``, ``id,name``, ``class_name``)
-_LABELS_HEADER = re.compile(r"^(?:(?:id|idx|index|class_?id|label_?id|no|num)\s*[,;\t ]\s*)?"
-                            r"(?:name|names|label|labels|class|classes|class_?name|label_?name|text|label_?text|"
-                            r"action|actions|category|categories)$", re.I)
+#: a first line of labels.txt that names columns, not a class (``name``, ``id,name``, ``class_name``);
+#: narrow on purpose: a class such as 'no action' or 'text' must not be refused
+_LABELS_HEADER = re.compile(r"^(?:(?:id|idx|index|class_?id|label_?id)\s*[,;\t]\s*)?"
+                            r"(?:names?|labels?|class(?:es)?|class_?names?|label_?names?)$", re.I)
 
 #: a split file's header columns after ``path,label`` that this reader takes: the frame cut
 CUT_COLUMNS = ("start_frame", "end_frame")

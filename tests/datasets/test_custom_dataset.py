@@ -160,6 +160,15 @@ def test_a_header_or_comment_in_labels_txt_is_refused(tmp_path, labels, says):
     assert says in str(ex.value), str(ex.value)
 
 
+@pytest.mark.parametrize("first", ["no action", "No Action", "Text", "action", "category", "name tag"])
+def test_a_first_class_that_merely_looks_like_a_word_of_a_header_is_a_class(tmp_path, first):
+    _root(tmp_path)
+    write_text(tmp_path / "labels.txt", f"{first}\nrun\njump\n")
+    write_text(tmp_path / "train.csv", "a.mp4,0\n")
+    write_text(tmp_path / "val.csv", "c.mp4,1\n")
+    assert create_dataset("custom", root=tmp_path).load().classes[0] == first
+
+
 def test_one_video_listed_under_two_spellings_is_refused(tmp_path):
     """The same file as 'v/a.mp4' in train and by its absolute path (or 'v/../v/a.mp4', or a
     symlink) in val: the ids differ, so it passed, the footage in both splits with two labels."""
