@@ -78,6 +78,18 @@ def write_hashed_config(vdir: Path, cfg: Config) -> None:
     write_json(Path(vdir) / HASHED_CONFIG_FILE, dict(config_hash=config_hash(cfg), config=json.loads(_hashed_form(cfg))))
 
 
+def _same_weights(result: dict, cfg: Config) -> bool:
+    """Whether the CLIP file ``cfg`` names now holds the weights a finished run recorded (by sha256):
+    a path is no weights (the file at it may have been replaced, or another path hold the same)."""
+    from cache.keys import file_sha256
+
+    want, path = result.get("pretrained_sha256"), (cfg.model.get("clip") or {}).get("pretrained_path")
+    try:
+        return bool(want and path) and file_sha256(path).startswith(str(want)[:16])
+    except OSError:
+        return False
+
+
 def differing_settings(vdir: Path, old_hash: str, cfg: Config) -> Optional[list[tuple[str, Any, Any]]]:
     """``(key, old, new)`` for the settings in which ``cfg`` differs from the config that finished in
     ``vdir`` with hash ``old_hash``; None where that config is not recorded (an older run) or the
@@ -247,7 +259,8 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
                 if other else "" if old.get("config_hash") else \
                 " (its result.json records no config_hash, so whether it had this run's config is not known; " \
                 "--force retrains)"
-            if diff and all(k in NOT_THE_RUN for k, _, _ in diff):  # (workers, validation interval, ...)
+            if diff and all(k in NOT_THE_RUN for k, _, _ in diff) and (  # (workers, validation interval, ...)
+                    all(k != "model.clip.pretrained_path" for k, _, _ in diff) or _same_weights(old, cfg)):
                 other = False
                 note = f" (with {changed}: settings that change nothing the run computes)"
             now = entries_now.get(v)

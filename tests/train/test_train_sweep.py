@@ -503,3 +503,24 @@ def test_a_setting_added_at_its_old_behaviour_keeps_earlier_runs_hashes_and_resu
 
     write_hashed_config(tmp_path, off)
     assert changed_settings(tmp_path, config_hash(off), cfg) == "model.pose.score: False -> True"
+
+
+def test_another_clip_weights_path_is_the_same_run_only_with_the_same_weights(tmp_path):
+    """model.clip.pretrained_path changes nothing the run computes only when the file holds the
+    weights the finished run recorded: a replaced file at another path was skipped as this config's."""
+    import hashlib
+
+    from mmengine.config import Config
+
+    from stages.train.sweep import _same_weights
+
+    (tmp_path / "a.pt").write_bytes(b"weights A")
+    (tmp_path / "b.pt").write_bytes(b"weights B")
+    sha_a = hashlib.sha256(b"weights A").hexdigest()
+    cfg = Config(dict(model=dict(clip=dict(pretrained_path=str(tmp_path / "a.pt")))))
+    assert _same_weights({"pretrained_sha256": sha_a}, cfg)
+    cfg.model.clip.pretrained_path = str(tmp_path / "b.pt")
+    assert not _same_weights({"pretrained_sha256": sha_a}, cfg)
+    assert not _same_weights({"pretrained_sha256": None}, cfg)
+    cfg.model.clip.pretrained_path = str(tmp_path / "gone.pt")
+    assert not _same_weights({"pretrained_sha256": sha_a}, cfg)
