@@ -272,7 +272,7 @@ def test_a_setting_given_twice_or_two_ways_that_disagree_is_refused(tmp_path):
     """-c train.lr twice, or -o seed twice, took the last one; --root X with -c data.root=Y took Y;
     and --seed 0 with -c train.seed=0.0 was refused as disagreeing."""
     (tmp_path / "a").mkdir()
-    for args, says in ((["-c", "train.lr=1e-3", "-c", "train.lr=1e-4"], "--cfg-options sets train.lr twice"),
+    for args, says in ((["-c", "train.lr=1e-3", "-c", "train.lr=1e-4"], "--cfg-options sets train.lr twice ('1e-3' and '1e-4')"),
                        (["--root", str(tmp_path / "a"), "-c", f"data.root={tmp_path}"],
                         f"--root {tmp_path / 'a'} and -c data.root={tmp_path} disagree")):
         res = CliRunner().invoke(app, ["train", "--exp", "demo", "--print-config", *args])

@@ -287,32 +287,40 @@ def default_dataset(cfg: Mapping) -> Optional[str]:
 
 
 def parse_cfg_options(items: Optional[Sequence[str]]) -> dict:
-    """``["a.b=1", "c=[1,2]"]`` -> ``{"a.b": 1, "c": [1, 2]}`` (mmengine's value parsing)."""
+    """``["a.b=1", "c=[1,2]"]`` -> ``{"a.b": 1, "c": [1, 2]}`` (mmengine's value parsing, but for
+    spaces: :func:`_parse_value`). A key given twice with two values is refused."""
     pairs: list[list[str]] = []
     for it in items or []:
-        # one item may hold several pairs ("a=1 b=2"); a piece without '=' continues the last value
-        for tok in str(it).split(" "):
-            if not tok:
+        # one item may hold several pairs ("a=1 b=2"); a piece without '=' continues the last value,
+        # with the spaces that were before it
+        gap = ""
+        for part in re.split(r"(\s+)", str(it)):
+            if not part or part.isspace():
+                gap = part
                 continue
-            key, sep, val = tok.partition("=")
+            key, sep, val = part.partition("=")
             if sep and key and not any(ch in key for ch in "[](){},'\""):
-                if any(k == key.strip() for k, _ in pairs):  # (the last one won, unsaid)
-                    raise ValueError(f"--cfg-options sets {key.strip()} twice; give it once")
                 pairs.append([key.strip(), val])
             elif pairs:
-                pairs[-1][1] += " " + tok
+                pairs[-1][1] += gap + part
             else:
-                raise ValueError(f"--cfg-options wants key=value, got {tok!r}")
-    return {k: _parse_value(k, v.strip()) for k, v in pairs}
+                raise ValueError(f"--cfg-options wants key=value, got {part!r}")
+    out: dict = {}
+    for k, v in pairs:
+        if k in out and out[k][0] != v.strip():  # (the last one won, unsaid)
+            raise ValueError(f"--cfg-options sets {k} twice ({out[k][0]!r} and {v.strip()!r}); give it once")
+        out[k] = (v.strip(), _parse_value(k, v.strip()))
+    return {k: parsed for k, (_, parsed) in out.items()}
 
 
 def _parse_value(key: str, val: str) -> Any:
     """One ``--cfg-options`` value as mmengine reads it, but for spaces: its list parser drops
     every space (``coarse_type=floor exercise`` became ``floorexercise``, ``/w/my weights/x.pt``
     another path), so a single value keeps them and a list whose items hold one is refused."""
-    if "," not in val and not val.startswith(("[", "(")):
-        return DictAction._parse_int_float_bool(val.strip("'\""))
-    if re.search(r"[^\s,\[\]()]\s+[^\s,\[\]()]", val):
+    bare = val.strip("'\"")  # (quotes around a whole value go, as mmengine's parser takes them off)
+    if "," not in bare and not bare.startswith(("[", "(")):
+        return DictAction._parse_int_float_bool(bare)
+    if re.search(r"[^\s,\[\]()'\"]\s+[^\s,\[\]()'\"]", bare):
         raise ValueError(f"--cfg-options {key}={val!r}: a list's items cannot hold spaces here (mmengine's list "
                          "parsing drops them); set that setting in an experiment file")
     return DictAction._parse_iterable(val)

@@ -49,6 +49,12 @@ def test_cfg_options_keep_the_spaces_of_a_value():
     assert cfg.model.text.coarse_type == "floor exercise" and cfg.data.root == "/data/my videos"
     with pytest.raises(ValueError, match=r"train.no_decay=.*a list's items cannot hold spaces"):
         parse_cfg_options(["train.no_decay=[layer norm, bias]"])
+    # as mmengine read them: quoted lists, a one-item tuple; runs of spaces kept; a key given twice
+    assert parse_cfg_options(["a='[1]'", 'b="(2)"', "c=a  b", "d=[1, 2]"]) == {"a": [1], "b": (2,), "c": "a  b",
+                                                                             "d": [1, 2]}
+    assert parse_cfg_options(["a=1", "a=1"]) == {"a": 1}
+    with pytest.raises(ValueError, match=r"sets a twice \('1' and '2'\)"):
+        parse_cfg_options(["a=1 a=2"])
 
 
 def test_runner_pieces_warmup_cosine_amp_accumulation(tmp_path):
