@@ -256,7 +256,9 @@ class PeVL(FrozenCLIPModel):
         tokens = self.tokenizer(prompts)
         # CLIP reads at most 77 tokens, the rest cut: prompts equal as read are one text target
         # (two long texts differing only at their end were trained as two targets of one text)
-        full = [i for i, row in enumerate(tokens.tolist()) if row[-1] != 0]
+        encode = getattr(self.tokenizer, "encode", None)  # (a row that fills the context may fit exactly)
+        full = [i for i, row in enumerate(tokens.tolist())
+                if row[-1] != 0 and (encode is None or len(encode(prompts[i])) + 2 > tokens.shape[1])]
         if full:
             log.warning("%d class prompt(s) fill CLIP's %d-token context and are cut there (what follows, the "
                         "coarse type included, is not read), e.g. class %d: %r", len(full), tokens.shape[1],

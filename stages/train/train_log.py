@@ -174,8 +174,8 @@ def setup_line(cfg, entry, model, train_ds, test_ds, device: str, world: int = 1
 
 def classes_without_clips_note(classes: list, train_ds, test_ds, shown: int = 3) -> str:
     """The classes the run's train split has no clip of (trained as targets never seen: their
-    score is only pushed down) and those its test split has none of (left out of the mean class
-    accuracy), or nothing."""
+    score is only pushed down) and those its test split has none of (in the mean class accuracy
+    only when predicted, as 0), or nothing."""
     parts = []
     for what, ds in (("train", train_ds), (getattr(test_ds, "split", "test"), test_ds)):
         if ds is None:
