@@ -1,6 +1,7 @@
 """Filling a cache entry: create it atomically, claim clips, commit each clip whole, finalize."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -233,8 +234,7 @@ class EntryWriter:
 
         The rename is the commit point: readers see either no clip or the whole clip.
         """
-        tmp = self.staging / f"{uid}.{claims.PIDS_TAG}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
-        try:
+        with self._staged(uid) as tmp:
             g = zarr.open_group(tmp, mode="w", zarr_format=3)
             made = os.stat(tmp).st_ino
             self.heartbeat.add(tmp)  # (as the index's: a slow filesystem must not make it look left behind)
@@ -258,19 +258,32 @@ class EntryWriter:
             g.attrs["attrs_digest"] = attrs_digest(read_json(tmp / layout.ROOT_META)["attributes"])
             with known_zarr_warnings_quiet():
                 zarr.consolidate_metadata(tmp)
-            _fsync_tree(tmp)
-            _check_staged_whole(tmp, made, list(arrays))
-            try:
-                os.rename(tmp, self.path / layout.CLIPS_DIR / uid)
-            except OSError:
-                # Someone committed the same clip (a taken-over claim raced us): keep theirs.
-                if not self.is_done(uid):
-                    raise
+            self._publish(uid, tmp, made, list(arrays))
+
+    @contextlib.contextmanager
+    def _staged(self, uid: str):
+        """A private staging folder's path for clip ``uid`` (made by the caller); afterwards, whatever
+        happened, the folder is gone (renamed into clips/, or removed) and the claim released."""
+        tmp = self.staging / f"{uid}.{claims.PIDS_TAG}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+        try:
+            yield tmp
         finally:
             self.heartbeat.discard(tmp)
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
             self.release(uid)
+
+    def _publish(self, uid: str, tmp: Path, made: int, arrays: list[str]) -> None:
+        """Rename the staged clip ``tmp`` (inode ``made``, holding ``arrays``) into ``clips/``, once
+        it is on disk and whole: the commit point, readers see either no clip or the whole clip."""
+        _fsync_tree(tmp)
+        _check_staged_whole(tmp, made, arrays)
+        try:
+            os.rename(tmp, self.path / layout.CLIPS_DIR / uid)
+        except OSError:
+            # Someone committed the same clip (a taken-over claim raced us): keep theirs.
+            if not self.is_done(uid):
+                raise
 
     @_explained
     def commit_copy(self, uid: str, src: Path, attrs: dict[str, Any]) -> None:
@@ -279,8 +292,7 @@ class EntryWriter:
         attributes (label, split, where it came from) and their digest made again. Files are
         hard-linked where the filesystem allows (they are never changed in place), copied otherwise;
         the clip's ``zarr.json`` is written anew. Staged and renamed like :meth:`commit`."""
-        tmp = self.staging / f"{uid}.{claims.PIDS_TAG}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
-        try:
+        with self._staged(uid) as tmp:
             tmp.mkdir()
             made = os.stat(tmp).st_ino
             self.heartbeat.add(tmp)
@@ -291,19 +303,7 @@ class EntryWriter:
             meta["attributes"] = {**merged, "attrs_digest": attrs_digest(merged)}
             (tmp / layout.ROOT_META).unlink()  # (a hard link to the other entry's: never written through)
             atomic_write_json(tmp / layout.ROOT_META, meta)
-            arrays = list(((meta.get("consolidated_metadata") or {}).get("metadata") or {}))
-            _fsync_tree(tmp)
-            _check_staged_whole(tmp, made, arrays)
-            try:
-                os.rename(tmp, self.path / layout.CLIPS_DIR / uid)
-            except OSError:
-                if not self.is_done(uid):
-                    raise
-        finally:
-            self.heartbeat.discard(tmp)
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-            self.release(uid)
+            self._publish(uid, tmp, made, list(((meta.get("consolidated_metadata") or {}).get("metadata") or {})))
 
     @_explained
     def fail(self, uid: str, clip_id: str, reason: str, detail: Optional[str] = None) -> None:
