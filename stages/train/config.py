@@ -437,7 +437,17 @@ def build_run_config(exp: str, variant: str, dataset: Optional[str] = None,
     layers.add({k: v.get(k) for k in PAPER_KEYS}, vsrc)
     # 4. another dataset
     if dataset and dataset != own:
-        before = {k: layers.cfg.get("model", {}).get(k) for k in ("num_video_frames", "num_pose_frames")}
+        # (what the variant sets that another dataset's file replaces: said, e.g. the demo's tiny CLIP
+        # makes the ViT-B/16 and ViT-L/14 rows one run)
+        watched = ("num_video_frames", "num_pose_frames", "clip.arch")
+
+        def model_key(k):
+            node = layers.cfg.get("model", {})
+            for part in k.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            return node
+
+        before = {k: model_key(k) for k in watched}
         ds_d, ds_prov = load_config_file(dataset_config_path(dataset))
         # the variant's data amendments hold on any dataset, except where the dataset file states a key
         vdata = v.get("data") or {}
@@ -446,7 +456,7 @@ def build_run_config(exp: str, variant: str, dataset: Optional[str] = None,
         if dataset in overrides:
             layers.add(overrides[dataset], f"{here}, dataset_overrides.{dataset}")
         for k, was in before.items():
-            now = layers.cfg.get("model", {}).get(k)
+            now = model_key(k)
             if was is not None and now != was:
                 log.warning("%s/%s on %s: model.%s=%s (from %s), not the variant's %s", here, variant, dataset, k,
                             now, layers.source_of(f"model.{k}"), was)

@@ -164,3 +164,15 @@ def test_a_misspelt_raw_runner_key_is_refused_before_anything_is_built(tmp_path,
     kw = runner_kwargs(build_run_config("ucmr_ablate", "pevl", cfg_options=good), object(), DS(range(64)),
                        DS(range(8)), tmp_path, "none", "cpu")
     assert kw["default_hooks"]["checkpoint"]["interval"] == 2 and kw["env_cfg"]["cudnn_benchmark"] is True
+
+
+def test_another_datasets_file_replacing_the_variants_backbone_is_said(caplog):
+    """On --dataset demo every table's ViT-B/16 and ViT-L/14 rows train the demo's tiny CLIP: one run
+    under two names, unsaid (frame counts replaced were said)."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="stages.train.config"):
+        cfg = build_run_config("table2_gym99", "vit_l14", dataset="demo")
+    assert cfg.model.clip.arch == "PeVL-tiny"
+    assert "vit_l14 on demo: model.clip.arch=PeVL-tiny (from configs/_base_/datasets/demo.py), not the variant's " \
+           "ViT-L-14" in caplog.text
