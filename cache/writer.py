@@ -118,8 +118,8 @@ def _link_or_copy(src: str, dst: str) -> None:
     """A hard link (another entry's immutable chunk files: no second copy of the bytes), else a copy."""
     try:
         os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+    except OSError:  # (another filesystem, or another user's file under protected_hardlinks)
+        shutil.copyfile(src, dst)
 
 
 def restore_metadata(entry_dir: Path, root_attrs: dict, plan: list[dict], manifest: dict,
@@ -273,9 +273,10 @@ class EntryWriter:
                 shutil.rmtree(tmp, ignore_errors=True)
             self.release(uid)
 
-    def _publish(self, uid: str, tmp: Path, made: int, arrays: list[str]) -> None:
+    def _publish(self, uid: str, tmp: Path, made: int, arrays: list[str]) -> bool:
         """Rename the staged clip ``tmp`` (inode ``made``, holding ``arrays``) into ``clips/``, once
-        it is on disk and whole: the commit point, readers see either no clip or the whole clip."""
+        it is on disk and whole: the commit point, readers see either no clip or the whole clip.
+        False where another writer committed the clip first (theirs is kept)."""
         _fsync_tree(tmp)
         _check_staged_whole(tmp, made, arrays)
         try:
@@ -284,26 +285,35 @@ class EntryWriter:
             # Someone committed the same clip (a taken-over claim raced us): keep theirs.
             if not self.is_done(uid):
                 raise
+            return False
+        return True
 
     @_explained
-    def commit_copy(self, uid: str, src: Path, attrs: dict[str, Any]) -> None:
+    def commit_copy(self, uid: str, src: Path, attrs: dict[str, Any]) -> bool:
         """Commit clip ``uid`` as a copy of the finished clip folder ``src`` (another entry's, made
         from the same video, cut and stage-one settings: the same bytes) with ``attrs`` over its
         attributes (label, split, where it came from) and their digest made again. Files are
         hard-linked where the filesystem allows (they are never changed in place), copied otherwise;
-        the clip's ``zarr.json`` is written anew. Staged and renamed like :meth:`commit`."""
+        the clip's ``zarr.json`` is written anew; folders are made here (this writer's modes, not
+        the other entry's). Staged and renamed like :meth:`commit`; False where another writer
+        committed the clip first."""
         with self._staged(uid) as tmp:
             tmp.mkdir()
             made = os.stat(tmp).st_ino
             self.heartbeat.add(tmp)
-            shutil.copytree(src, tmp, copy_function=_link_or_copy, dirs_exist_ok=True)
-            os.utime(tmp)  # (copytree gave it the other clip's times: it would look left behind)
+            for folder, dirs, files in os.walk(src):  # (copytree would copy the folders' modes and times)
+                here = tmp / os.path.relpath(folder, src)
+                for d in dirs:
+                    (here / d).mkdir()
+                for f in files:
+                    _link_or_copy(os.path.join(folder, f), str(here / f))
             meta = read_json(tmp / layout.ROOT_META)
             merged = {k: v for k, v in {**meta.get("attributes", {}), **attrs}.items() if k != "attrs_digest"}
             meta["attributes"] = {**merged, "attrs_digest": attrs_digest(merged)}
             (tmp / layout.ROOT_META).unlink()  # (a hard link to the other entry's: never written through)
             atomic_write_json(tmp / layout.ROOT_META, meta)
-            self._publish(uid, tmp, made, list(((meta.get("consolidated_metadata") or {}).get("metadata") or {})))
+            return self._publish(uid, tmp, made,
+                                 list(((meta.get("consolidated_metadata") or {}).get("metadata") or {})))
 
     @_explained
     def fail(self, uid: str, clip_id: str, reason: str, detail: Optional[str] = None) -> None:

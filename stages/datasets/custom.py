@@ -108,10 +108,11 @@ def read_labels(path: Path) -> list[str]:
     return lines
 
 
-#: a first line of labels.txt that names columns, not a class (``name``, ``id,name``, ``class_name``);
-#: narrow on purpose: a class such as 'no action' or 'text' must not be refused
+#: a first line of labels.txt that names columns, not a class (``name``, ``id,name``, ``class_name``,
+#: pandas' ``action``); a phrase ('no action', 'name tag') or 'text' alone stays a class
 _LABELS_HEADER = re.compile(r"^(?:(?:id|idx|index|class_?id|label_?id)\s*[,;\t]\s*)?"
-                            r"(?:names?|labels?|class(?:es)?|class_?names?|label_?names?)$", re.I)
+                            r"(?:names?|labels?|class(?:es)?|class_?names?|label_?names?|actions?|categor(?:y|ies)|"
+                            r"label_?text|class_?text)$", re.I)
 
 #: a split file's header columns after ``path,label`` that this reader takes: the frame cut
 CUT_COLUMNS = ("start_frame", "end_frame")

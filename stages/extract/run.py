@@ -466,18 +466,25 @@ def reuse_clips(p: EntryPlan, opts: ExtractOptions, writer: EntryWriter, todo: l
             marks.enter_context(reading(sibling.path))
         for c in todo:
             hit = found.get(c.clip_id)
-            if hit is None or not _reusable(p, c, *hit, mine[c.clip_id]) or not writer.claim(hit[1]):
+            # claimed first: another process on this entry checks (reads, hashes) only clips it may take
+            if hit is None or not writer.claim(hit[1]):
                 rest.append(c)
                 continue
             e, uid, _ = hit
+            if not _reusable(p, c, *hit, mine[c.clip_id]):
+                writer.release(uid)
+                rest.append(c)
+                continue
             try:
-                writer.commit_copy(uid, e.path / "clips" / uid, {
+                taken = writer.commit_copy(uid, e.path / "clips" / uid, {
                     "clip_id": c.clip_id, "split": c.split, "label": int(c.label), "cut": c.cut(),
                     "video": _rel(c.video, p.index.root), "reused_from": {"entry": e.key, **who_when()}})
             except Exception as ex:  # noqa: BLE001  (its claim is released: extracted as any other)
                 log.warning("could not take clip %s from entry %s (%s: %s): extracting it", c.clip_id, e.key,
                             type(ex).__name__, ex)
                 rest.append(c)
+                continue
+            if not taken:  # another writer committed it first
                 continue
             report.reused_now.append(c.clip_id)
             if e.key not in report.reused_from:
@@ -489,14 +496,16 @@ def _reusable(p: EntryPlan, c, e: CacheEntry, uid: str, row: dict, mine: dict) -
     """Whether clip ``uid`` of entry ``e`` (source row ``row``) is ``c`` as this run would extract it:
     it reads back whole, no dataset person boxes made it or would make it now, and its video is
     ``c``'s (by content where only the mtime differs)."""
-    try:
-        clip = e.read_clip(uid, check="all")
-        boxes_now = p.adapter.person_boxes(c)
+    try:  # the cheap tests first; the whole read (raw frames hashed: ~5 MB a clip) and a video's hash last
+        if p.adapter.person_boxes(c) is not None:
+            return False
+        attrs = read_json(e.path / "clips" / uid / "zarr.json").get("attributes", {})
+        if attrs.get("person_boxes") == "dataset":
+            return False
+        e.read_clip(uid, check="all")
     except Exception:  # noqa: BLE001  (damaged, moved aside, unreadable: extracted instead)
         return False
-    if clip.attrs.get("person_boxes") == "dataset" or boxes_now is not None:
-        return False
-    return mine["video"] == row["video"] or _same_content(c, clip.attrs)
+    return mine["video"] == row["video"] or _same_content(c, attrs)
 
 
 def _same_source(mine: Optional[dict], theirs: dict) -> bool:

@@ -307,9 +307,10 @@ def parse_cfg_options(items: Optional[Sequence[str]]) -> dict:
                 raise ValueError(f"--cfg-options wants key=value, got {part!r}")
     out: dict = {}
     for k, v in pairs:
-        if k in out and out[k][0] != v.strip():  # (the last one won, unsaid)
+        value = _parse_value(k, v.strip())
+        if k in out and out[k][1] != value:  # (the last one won, unsaid)
             raise ValueError(f"--cfg-options sets {k} twice ({out[k][0]!r} and {v.strip()!r}); give it once")
-        out[k] = (v.strip(), _parse_value(k, v.strip()))
+        out[k] = (v.strip(), value)
     return {k: parsed for k, (_, parsed) in out.items()}
 
 
@@ -320,7 +321,7 @@ def _parse_value(key: str, val: str) -> Any:
     bare = val.strip("'\"")  # (quotes around a whole value go, as mmengine's parser takes them off)
     if "," not in bare and not bare.startswith(("[", "(")):
         return DictAction._parse_int_float_bool(bare)
-    if re.search(r"[^\s,\[\]()'\"]\s+[^\s,\[\]()'\"]", bare):
+    if re.search(r"[^\s,\[\]()]\s+[^\s,\[\]()]", bare):  # (quotes count: [' x', 'y'] would lose a space)
         raise ValueError(f"--cfg-options {key}={val!r}: a list's items cannot hold spaces here (mmengine's list "
                          "parsing drops them); set that setting in an experiment file")
     return DictAction._parse_iterable(val)

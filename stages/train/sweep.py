@@ -11,6 +11,7 @@ other variants in the same ``W/NAME/`` and trains after them (:func:`order_by_in
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -81,13 +82,22 @@ def write_hashed_config(vdir: Path, cfg: Config) -> None:
 def _same_weights(result: dict, cfg: Config) -> bool:
     """Whether the CLIP file ``cfg`` names now holds the weights a finished run recorded (by sha256):
     a path is no weights (the file at it may have been replaced, or another path hold the same)."""
-    from cache.keys import file_sha256
-
     want, path = result.get("pretrained_sha256"), (cfg.model.get("clip") or {}).get("pretrained_path")
+    if not (want and path):
+        return False
     try:
-        return bool(want and path) and file_sha256(path).startswith(str(want)[:16])
+        st = os.stat(os.path.expanduser(str(path)))
+        return _file_sha256(os.path.expanduser(str(path)), st.st_size, st.st_mtime_ns).startswith(str(want)[:16])
     except OSError:
         return False
+
+
+@functools.lru_cache(maxsize=8)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """A weights file's sha256, once per sweep for each of its versions (up to ~1 GB a file)."""
+    from cache.keys import file_sha256
+
+    return file_sha256(path)
 
 
 def differing_settings(vdir: Path, old_hash: str, cfg: Config) -> Optional[list[tuple[str, Any, Any]]]:

@@ -640,6 +640,10 @@ def test_a_fixed_label_reuses_the_clips_of_the_entry_before_it(extracted):
     root = Path(json.loads((entry.path / "zarr.json").read_text())["attributes"]["dataset_root"])
     csv = root / "train.csv"
     csv.write_text(csv.read_text().replace("v1.mp4,1", "v1.mp4,0"))
+    for d in (entry.path / "clips" / "v1").rglob("*"):  # another user's protected entry: its modes stay its own
+        if d.is_dir():
+            d.chmod(0o555)
+    (entry.path / "clips" / "v1").chmod(0o555)
     text = extract()
     assert f"4 reused from entry {entry.key} (same videos and settings: not decoded or posed again)" in text, text
     assert "decoded 0 clips" in text and "0 pose calls" in text
@@ -650,6 +654,8 @@ def test_a_fixed_label_reuses_the_clips_of_the_entry_before_it(extracted):
     assert np.array_equal(new.keypoints, old.keypoints) and np.array_equal(np.asarray(new.frames), np.asarray(old.frames))
     assert os.stat(_chunk(fixed[0], "v1", "keypoints")).st_ino == os.stat(_chunk(entry, "v1", "keypoints")).st_ino
     assert _runs(fixed[0])[-1]["reused"] == 4
+    copied = fixed[0].path / "clips" / "v1"
+    assert all(d.stat().st_mode & 0o200 for d in [copied, *copied.rglob("*")] if d.is_dir())
     # the videos touched (same bytes, new mtime) and a label fixed again: taken by content
     for v in root.glob("v*.mp4"):
         os.utime(v, ns=(1_800_000_000_000_000_000,) * 2)

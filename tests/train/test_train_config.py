@@ -52,7 +52,9 @@ def test_cfg_options_keep_the_spaces_of_a_value():
     # as mmengine read them: quoted lists, a one-item tuple; runs of spaces kept; a key given twice
     assert parse_cfg_options(["a='[1]'", 'b="(2)"', "c=a  b", "d=[1, 2]"]) == {"a": [1], "b": (2,), "c": "a  b",
                                                                              "d": [1, 2]}
-    assert parse_cfg_options(["a=1", "a=1"]) == {"a": 1}
+    assert parse_cfg_options(["a=1", "a=1"]) == {"a": 1} == parse_cfg_options(["a=1e0", "a=1"])
+    with pytest.raises(ValueError, match="a list's items cannot hold spaces"):
+        parse_cfg_options(["a=[' x', 'y']"])
     with pytest.raises(ValueError, match=r"sets a twice \('1' and '2'\)"):
         parse_cfg_options(["a=1 a=2"])
 
