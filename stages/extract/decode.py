@@ -173,12 +173,16 @@ def _near_names(path: str) -> str:
     annotation file), else nothing."""
     import difflib
 
+    if "\\" in path and os.path.isfile(path.replace("\\", "/")):  # a path written on Windows
+        return f"; did you mean {path.replace(chr(92), '/')!r} (a path's folders are separated by '/')?"
     folder, name = os.path.split(path)
     try:
         names = [n for n in os.listdir(folder or ".") if n != name]
     except OSError:
         return ""
-    close = difflib.get_close_matches(name, names, n=1, cutoff=0.8)
+    # the name without its extension (an annotation that lists ids, not files), else a typo
+    close = sorted(n for n in names if os.path.splitext(n)[0] == name) or \
+        difflib.get_close_matches(name, names, n=1, cutoff=0.8)
     return f"; did you mean {close[0]!r}?" if close else ""
 
 

@@ -277,6 +277,13 @@ def test_a_missing_video_names_a_close_name_beside_it_and_a_folder_is_not_a_vide
         probe(str(tmp_path / "jump_10.mp4"))
     with pytest.raises(DecodeError, match=r"video file not found: .*zzz.mp4$"):
         probe(str(tmp_path / "zzz.mp4"))
+    # a listed name without its extension, and a path written with Windows' separators
+    with pytest.raises(DecodeError, match=r"video file not found: .*/jump_01; did you mean 'jump_01.mp4'\?"):
+        probe(str(tmp_path / "jump_01"))
+    (tmp_path / "v").mkdir()
+    make_video(tmp_path / "v" / "a.mp4", frames=2, size=(32, 32))
+    with pytest.raises(DecodeError, match=r"did you mean '.*/v/a.mp4' \(a path's folders are separated by '/'\)\?"):
+        probe(str(tmp_path) + "/v\\a.mp4")
     (tmp_path / "clip.mp4").mkdir()
     with pytest.raises(DecodeError, match="clip.mp4 is a folder, not a video file"):
         probe(str(tmp_path / "clip.mp4"))
