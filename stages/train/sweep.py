@@ -119,12 +119,14 @@ def differing_settings(vdir: Path, old_hash: str, cfg: Config) -> Optional[list[
             if old.get(k, missing) != new.get(k, missing)]
 
 
-def changed_settings(vdir: Path, old_hash: str, cfg: Config, most: int = 6,
-                     diff: Optional[list[tuple[str, Any, Any]]] = None) -> Optional[str]:
-    """``key: old -> new; ...`` of :func:`differing_settings` (or of ``diff``, when given)."""
-    diff = differing_settings(vdir, old_hash, cfg) if diff is None else diff
-    if diff is None:
-        return None
+def changed_settings(vdir: Path, old_hash: str, cfg: Config, most: int = 6) -> Optional[str]:
+    """``key: old -> new; ...`` of :func:`differing_settings` (None where it is None)."""
+    diff = differing_settings(vdir, old_hash, cfg)
+    return None if diff is None else diff_text(diff, most)
+
+
+def diff_text(diff: list[tuple[str, Any, Any]], most: int = 6) -> str:
+    """``key: old -> new; ...`` of :func:`differing_settings`' list, the first ``most`` of it."""
     said = [f"{k}: {a!r} -> {b!r}" for k, a, b in diff]
     return "; ".join(said[:most]) + (f"; and {len(said) - most} more" if len(said) > most else "")
 
@@ -263,7 +265,7 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
             old = done_before[v]
             other = bool(old.get("config_hash")) and old["config_hash"] != config_hash(cfg)
             diff = differing_settings(vdir, old["config_hash"], cfg) if other else None
-            changed = changed_settings(vdir, old["config_hash"], cfg, diff=diff) if diff is not None else None
+            changed = diff_text(diff) if diff is not None else None
             note = (" with another config than this run's" + (f" ({changed})" if changed else "")
                     + ": its result is not this config's (--force retrains)") \
                 if other else "" if old.get("config_hash") else \
@@ -374,26 +376,34 @@ def _recovery_hint(ex: Exception, entry, vdir: Optional[Path] = None) -> str:
     return ""
 
 
+def _entry_of_each(cfgs: dict[str, Config], entry: Optional[str], cache_root: Optional[str],
+                   catch: tuple) -> dict[str, Any]:
+    """``{variant: the cache entry its run config names, or the error of ``catch`` looking it up}``,
+    each entry looked up once (variants of one data setting share it)."""
+    from stages.data.entry_lookup import find_entry
+
+    by_key: dict[str, Any] = {}
+    out: dict[str, Any] = {}
+    for v, cfg in cfgs.items():
+        key = json.dumps(cfg.data.to_dict(), sort_keys=True, default=str) + str(entry)
+        if key not in by_key:
+            try:
+                by_key[key] = find_entry(cfg.data.to_dict(), cache_root=cache_root, entry=entry)
+            except catch as ex:
+                by_key[key] = ex
+        out[v] = by_key[key]
+    return out
+
+
 def entries_of_finished(cfgs: dict[str, Config], entry: Optional[str] = None,
                         cache_root: Optional[str] = None) -> dict[str, str]:
     """The key of the entry each finished variant's run config (``{variant: cfg}``) would read now,
     where one answers it (none: nothing to compare, and nothing to extract for a skipped variant)."""
     from cache import EntryNotFoundError
     from cache.entry import EntryDamagedError, EntryFormatError
-    from stages.data.entry_lookup import find_entry
 
-    out: dict[str, str] = {}
-    by_key: dict[str, Optional[str]] = {}
-    for v, cfg in cfgs.items():
-        key = json.dumps(cfg.data.to_dict(), sort_keys=True, default=str) + str(entry)
-        if key not in by_key:
-            try:
-                by_key[key] = find_entry(cfg.data.to_dict(), cache_root=cache_root, entry=entry).key
-            except (EntryNotFoundError, EntryDamagedError, EntryFormatError, OSError):
-                by_key[key] = None
-        if by_key[key]:
-            out[v] = by_key[key]
-    return out
+    found = _entry_of_each(cfgs, entry, cache_root, (EntryNotFoundError, EntryDamagedError, EntryFormatError, OSError))
+    return {v: e.key for v, e in found.items() if not isinstance(e, Exception)}
 
 
 def find_entries(cfgs: dict[str, Config], entry: Optional[str] = None, cache_root: Optional[str] = None,
@@ -404,19 +414,11 @@ def find_entries(cfgs: dict[str, Config], entry: Optional[str] = None, cache_roo
     ``pipeline extract`` command each); an incomplete entry raises unless ``allow_partial``;
     ``check_sources`` refuses an entry whose dataset files changed (:class:`SourcesChangedError`)."""
     from cache import EntryNotFoundError
-    from stages.data.entry_lookup import find_entry, source_changes
+    from stages.data.entry_lookup import source_changes
 
     found: dict[str, Any] = {}
     missing: dict[str, list[str]] = {}  # message -> variants
-    by_key: dict[str, Any] = {}
-    for v, cfg in cfgs.items():
-        key = json.dumps(cfg.data.to_dict(), sort_keys=True, default=str) + str(entry)
-        if key not in by_key:
-            try:
-                by_key[key] = find_entry(cfg.data.to_dict(), cache_root=cache_root, entry=entry)
-            except EntryNotFoundError as ex:
-                by_key[key] = ex
-        e = by_key[key]
+    for v, e in _entry_of_each(cfgs, entry, cache_root, (EntryNotFoundError,)).items():
         if isinstance(e, EntryNotFoundError):
             missing.setdefault(str(e), []).append(v)
         else:
