@@ -41,5 +41,7 @@ def uids_digest(uids: Sequence[str]) -> str:
 def attrs_digest(attrs: dict) -> str:
     """sha256 of a clip's attributes as its ``zarr.json`` holds them, all but ``attrs_digest``
     itself (recorded by the writer from what it read back, compared by the reader)."""
+    from cache.keys import canonical_json
+
     body = {k: v for k, v in attrs.items() if k != "attrs_digest"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:32]
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()[:32]

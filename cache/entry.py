@@ -360,8 +360,8 @@ class CacheEntry:
             raise EntryDamagedError(self.path, [p for p in metadata_problems(self.path)
                                                 if p.startswith(layout.MANIFEST)]) from None
 
-    def metadata_problems(self, against_key: bool = False) -> list[str]:
-        return metadata_problems(self.path, against_key)
+    def metadata_problems(self) -> list[str]:
+        return metadata_problems(self.path)
 
     def check_against_key(self) -> None:
         """:class:`EntryDamagedError` where the entry's own metadata no longer hashes to its key

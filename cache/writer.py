@@ -237,7 +237,6 @@ class EntryWriter:
         with self._staged(uid) as tmp:
             g = zarr.open_group(tmp, mode="w", zarr_format=3)
             made = os.stat(tmp).st_ino
-            self.heartbeat.add(tmp)  # (as the index's: a slow filesystem must not make it look left behind)
             digests = {}
             for name, a in arrays.items():
                 if name == "frames":
@@ -262,9 +261,12 @@ class EntryWriter:
 
     @contextlib.contextmanager
     def _staged(self, uid: str):
-        """A private staging folder's path for clip ``uid`` (made by the caller); afterwards, whatever
-        happened, the folder is gone (renamed into clips/, or removed) and the claim released."""
+        """A private staging folder's path for clip ``uid`` (made by the caller), heartbeated while the
+        block runs (as the index's: a slow filesystem must not make it look left behind; until it is
+        made the heartbeat passes it by); afterwards, whatever happened, the folder is gone (renamed
+        into clips/, or removed) and the claim released."""
         tmp = self.staging / f"{uid}.{claims.PIDS_TAG}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+        self.heartbeat.add(tmp)
         try:
             yield tmp
         finally:
@@ -300,7 +302,6 @@ class EntryWriter:
         with self._staged(uid) as tmp:
             tmp.mkdir()
             made = os.stat(tmp).st_ino
-            self.heartbeat.add(tmp)
             for folder, dirs, files in os.walk(src):  # (copytree would copy the folders' modes and times)
                 here = tmp / os.path.relpath(folder, src)
                 for d in dirs:

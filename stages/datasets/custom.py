@@ -49,6 +49,7 @@ import csv
 import dataclasses
 import io
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,8 +100,8 @@ def read_labels(path: Path) -> list[str]:
             raise DatasetLayoutError(
                 f"{path}: every line is a running number and a name ({next(m for m in numbered if m).string!r}), "
                 "as UCF101's classInd.txt or an 'index,name' table; line i must be class i's text alone, or the "
-                "numbers become part of the prompts. Drop them (cut -d' ' -f2- classInd.txt > labels.txt) and keep the CSVs' labels "
-                f"as they are if they are names, or less {first} if they are numbers")
+                "numbers become part of the prompts. Drop them (cut -d' ' -f2- classInd.txt > labels.txt) and keep "
+                f"the CSVs' labels as they are if they are names, or less {first} if they are numbers")
     if _LABELS_HEADER.match(lines[0]):
         raise DatasetLayoutError(f"{path}:1: {lines[0]!r} reads as a header: labels.txt has none (line i is class "
                                  "i's text, so it would be class 0 and every class after it one off). Delete the line "
@@ -278,8 +279,6 @@ def _no_video_twice(clips: list[ClipRecord], rows: list[tuple[ClipRecord, str, s
     the same footage would sit in train and in val (with another label, maybe). Compared by the
     resolved path; byte-identical copies under other names are not found here. ``clips``: the
     :func:`_unique_ids` of ``rows``, in their order."""
-    import os
-
     seen: dict[tuple, tuple[str, str]] = {}
     for clip, (_, where, _) in zip(clips, rows):
         if not clip.video:

@@ -173,8 +173,9 @@ def _near_names(path: str) -> str:
     annotation file), else nothing."""
     import difflib
 
-    if "\\" in path and os.path.isfile(path.replace("\\", "/")):  # a path written on Windows
-        return f"; did you mean {path.replace(chr(92), '/')!r} (a path's folders are separated by '/')?"
+    slashed = path.replace("\\", "/")
+    if slashed != path and os.path.isfile(slashed):  # a path written on Windows
+        return f"; did you mean {slashed!r} (a path's folders are separated by '/')?"
     folder, name = os.path.split(path)
     try:
         names = [n for n in os.listdir(folder or ".") if n != name]

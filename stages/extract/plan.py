@@ -223,8 +223,10 @@ def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
     sources.append({"annotations": [file_identity(p, root) for p in index.source_files],
                     "classes": index.classes, "coarse_type": index.coarse_type})
     given_options = adapter.key_options(adapter.given_options)
-    key, settings_hash, sources_hash = entry_key(
-        index.name, key_settings(settings.as_dict(), pose_identity, index.skeleton, given_options), sources)
+    def keyed(given: Any) -> dict:  # what the key hashes, with the dataset options as ``given``
+        return key_settings(settings.as_dict(), pose_identity, index.skeleton, given)
+
+    key, settings_hash, sources_hash = entry_key(index.name, keyed(given_options), sources)
     store = CacheStore(opts.cache_root)
     created = who_when()
     root_attrs = {
@@ -269,8 +271,7 @@ def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
     }
     twin = None if store.entry_dir(index.name, key).is_dir() else \
         _same_request_entry(store, index.name, request.hash, sources_hash,
-                            lambda given: settings_digest(index.name, key_settings(
-                                settings.as_dict(), pose_identity, index.skeleton, given)))
+                            lambda given: settings_digest(index.name, keyed(given)))
     if twin is not None:
         # the same request and the same files, its key made with options given at their default
         # (``-o seed=0``, ``--coarse-type human``) or left out: the same bytes, so that entry, not

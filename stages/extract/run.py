@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional
 
 from cache import EntryWriter
+from cache.chunks import read_group_meta
 from cache.claims import HOST
 from cache.entry import CacheEntry
 from cache.fsutil import read_json
 from cache.keys import file_sha256
-from cache.layout import RUNS_DIR, clip_uid
+from cache.layout import CLIPS_DIR, RUNS_DIR, SOURCES, clip_uid
 from stages.extract.clip import ClipCounters, ClipError, ClipResult, extract_clip
 from stages.extract.decode_pool import DecodePool, decode_pool_available
 from stages.extract.plan import EntryPlan, ExtractOptions, make_pose_source, open_or_create, plan_entry
@@ -453,7 +454,7 @@ def reuse_clips(p: EntryPlan, opts: ExtractOptions, writer: EntryWriter, todo: l
     wanted = {c.clip_id for c in todo}
     for e in siblings:  # newest first
         try:
-            theirs = {r["clip"]: r for r in read_json(e.path / "sources.json")["sources"] if "clip" in r}
+            theirs = {r["clip"]: r for r in read_json(e.path / SOURCES)["sources"] if "clip" in r}
             done = e.done_uids()
         except (OSError, ValueError, KeyError, TypeError):
             continue
@@ -476,7 +477,7 @@ def reuse_clips(p: EntryPlan, opts: ExtractOptions, writer: EntryWriter, todo: l
                 rest.append(c)
                 continue
             try:
-                taken = writer.commit_copy(uid, e.path / "clips" / uid, {
+                taken = writer.commit_copy(uid, e.path / CLIPS_DIR / uid, {
                     "clip_id": c.clip_id, "split": c.split, "label": int(c.label), "cut": c.cut(),
                     "video": _rel(c.video, p.index.root), "reused_from": {"entry": e.key, **who_when()}})
             except Exception as ex:  # noqa: BLE001  (its claim is released: extracted as any other)
@@ -499,10 +500,11 @@ def _reusable(p: EntryPlan, c, e: CacheEntry, uid: str, row: dict, mine: dict) -
     try:  # the cheap tests first; the whole read (raw frames hashed: ~5 MB a clip) and a video's hash last
         if p.adapter.person_boxes(c) is not None:
             return False
-        attrs = read_json(e.path / "clips" / uid / "zarr.json").get("attributes", {})
+        meta = read_group_meta(os.path.join(e.path, CLIPS_DIR, uid))  # (read once, for both)
+        attrs = meta[0]
         if attrs.get("person_boxes") == "dataset":
             return False
-        e.read_clip(uid, check="all")
+        e.read_clip(uid, check="all", group_meta=meta)
     except Exception:  # noqa: BLE001  (damaged, moved aside, unreadable: extracted instead)
         return False
     return mine["video"] == row["video"] or _same_content(c, attrs)
