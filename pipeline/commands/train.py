@@ -69,7 +69,7 @@ def checkpoint_run(exp: str, variant: Optional[str], checkpoint: Path, dataset: 
     from cache import EntryNotFoundError
     from stages.data.entry_lookup import find_entry
     from stages.train.checkpoints import read_checkpoint_meta
-    from stages.train.config import build_run_config, list_variants, load_experiment
+    from stages.train.config import build_run_config, list_variants, load_experiment, refuse_idle_overrides
     from stages.train.runner import check_trained_model_type
     from stages.train.sweep import entry_run_options, experiment_dir_name
 
@@ -130,6 +130,7 @@ def checkpoint_run(exp: str, variant: Optional[str], checkpoint: Path, dataset: 
         if said != (cfg.get("exp_name"), v) and said[1] is not None:
             console.print(f"[yellow]note:[/] {checkpoint} was trained as {said[0]}/{said[1]}; the outputs are labelled "
                           f"{cfg.get('exp_name')}/{v}", highlight=False)
+    refuse_idle_overrides(cfg, opts, f"the model of {checkpoint.name}")
     classes = (meta.get("dataset_meta") or {}).get("classes")
     if classes is not None and list(classes) != list(e.classes):
         raise ValueError(f"cache entry {e.key} ({e.dataset}, {len(e.classes)} classes) has other classes than "
@@ -221,7 +222,7 @@ def _print_configs(exp: str, variants: Optional[List[str]], dataset: Optional[st
     from mmengine.config import Config
 
     from pipeline.commands.common import out
-    from stages.train.config import build_run_config, load_experiment
+    from stages.train.config import build_run_config, idle_overrides, load_experiment
     from stages.train.sweep import entry_run_options, select_variants
 
     if entry:
@@ -232,6 +233,8 @@ def _print_configs(exp: str, variants: Optional[List[str]], dataset: Optional[st
         out.print(f"# {exp} / {v}" + (f" on {dataset}" if dataset else ""), highlight=False)
         out.print("# model.num_classes, num_joints and num_persons are set from the cache entry when the run starts "
                   "(the config saved beside the run holds them)", highlight=False, markup=False)
+        for key, why in idle_overrides(cfg, opts).items():
+            out.print(f"# -c {key} has no effect on this variant, with {why}", highlight=False, markup=False)
         out.print(Config(cfg.to_dict()).pretty_text, highlight=False, markup=False)
 
 

@@ -19,10 +19,16 @@ from .pgvt import PGVT
 from .settings import PeVLSettings, PGVTSettings
 
 
-def _register(name: str, settings: type) -> Callable:
-    """Register a builder under ``name`` with its config schema (``builder.settings``)."""
+def _register(name: str, settings: type, fixed: Optional[Callable[[dict], dict]] = None,
+              fixed_why: str = "") -> Callable:
+    """Register a builder under ``name`` with its config schema (``builder.settings``) and, for a
+    type whose definition fixes some switches, ``fixed(cfg)``: those switches, merged over the
+    config before it is checked (:func:`model_settings`), so that the config printed, saved and
+    hashed is the model built; ``fixed_why`` says what the type is."""
     def deco(fn: Callable) -> Callable:
         fn.settings = settings
+        fn.fixed = fixed
+        fn.fixed_why = fixed_why
         MODELS.register_module(name, module=fn)
         return fn
     return deco
@@ -33,11 +39,14 @@ def _pevl(**cfg) -> PeVL:
     return PeVL(cfg)
 
 
-@_register("LinearHeadPeVL", PeVLSettings)
+def _without_text(cfg: dict) -> dict:
+    return {"modalities": [m for m in cfg.get("modalities", PeVLSettings().modalities) if m != "text"]}
+
+
+@_register("LinearHeadPeVL", PeVLSettings, fixed=_without_text,
+           fixed_why="Table 7's and Table 9's text-free rows: a linear head and cross-entropy, no text")
 def _linear_head(**cfg) -> PeVL:
     """Table 7's V, P, V+P rows (and Table 9): no text, linear head + cross-entropy."""
-    mods = [m for m in cfg.get("modalities", PeVLSettings().modalities) if m != "text"]
-    cfg["modalities"] = mods
     return PeVL(cfg)
 
 
@@ -46,13 +55,15 @@ BASELINE_SWITCHES = dict(modalities=["video", "text"], adapters=dict(video=False
                          ucmr=dict(num_blocks=0), fusion="concat", sgmc=dict(loss="vanilla"), train_proj=True)
 
 
-@_register("CLIPBaseline", PeVLSettings)
+@_register("CLIPBaseline", PeVLSettings, fixed=lambda cfg: BASELINE_SWITCHES,
+           fixed_why="Table 4's baseline: frozen CLIP, video and text, a trainable projection, the vanilla loss")
 def _baseline(**cfg) -> PeVL:
     """Table 4's baseline: "the frozen CLIP model with a trainable projection layer", video + text
-    encoders, 16 frames, vanilla contrastive loss. The switches are the type's definition, so they
-    are merged over the experiment's model config (which holds the full PeVL's values); the rest
-    (CLIP weights, frame counts, prompt, class count) comes from the config."""
-    return PeVL(deep_merge(cfg, BASELINE_SWITCHES))
+    encoders, 16 frames, vanilla contrastive loss. The switches (:data:`BASELINE_SWITCHES`) are the
+    type's definition, so :func:`model_settings` merges them over the experiment's model config
+    (which holds the full PeVL's values); the rest (CLIP weights, frame counts, prompt, class
+    count) comes from the config."""
+    return PeVL(cfg)
 
 
 @_register("PGVT", PGVTSettings)
@@ -74,10 +85,21 @@ def model_settings(cfg: Any, where: str = "model", source_of: Optional[Callable]
     schema = getattr(builder, "settings", None)
     if schema is None:
         raise SettingsError(f"{where}.type: {name!r} is not a model of this project (no config schema)")
+    if builder.fixed is not None:
+        cfg = deep_merge(cfg, builder.fixed(cfg))
     kw = {"where": where}
     if source_of is not None:
         kw["source_of"] = source_of
     return schema.from_dict(cfg, **kw)
+
+
+def fixed_switches(model_type: str) -> tuple[dict, str]:
+    """``(switches, what the type is)``: the switches type ``model_type`` fixes whatever its config
+    says (``{}`` for a type that fixes none); ``switches`` as they are for a full PeVL config."""
+    builder = get_registered(MODELS, model_type)
+    if getattr(builder, "fixed", None) is None:
+        return {}, ""
+    return builder.fixed({}), builder.fixed_why
 
 
 def build_model(cfg: Any) -> FrozenCLIPModel:

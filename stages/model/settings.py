@@ -32,6 +32,10 @@ def _prefix(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
+#: (keys, the switch that leaves them idle): what :meth:`FrozenCLIPSettings.idle_keys` lists
+IdleKeys = list[tuple[tuple[str, ...], str]]
+
+
 @dataclass(frozen=True)
 class CLIPSettings(Settings):
     what = "model setting"
@@ -72,6 +76,11 @@ class FrozenCLIPSettings(Settings):
             k = _prefix(where, "num_joints")
             raise SettingsError(f"{k} = {self.num_joints} is not a whole number of joints for each of num_persons = "
                                 f"{self.num_persons} people", k)
+
+    def idle_keys(self, where: str = "model") -> IdleKeys:
+        """The keys (under ``where``) that other switches leave idle, each group with the switch that
+        does it: a ``-c`` on one changes nothing (stages/train/config.py, ``idle_overrides``)."""
+        return []
 
 
 # -- PeVL ---------------------------------------------------------------------------------------------
@@ -166,6 +175,23 @@ class PoseTokenSettings(Settings):
                 raise SettingsError(f"{_prefix(where, k)}={v!r}: {_prefix(where, 'encoder')}='poseformer' takes joint "
                                     f"coordinates without a CLS token (set {_prefix(where, 'cls_token')}=False, "
                                     f"{_prefix(where, 'form')}='coords')", _prefix(where, k))
+
+
+def _idle_pose_keys(pose: PoseTokenSettings, where: str) -> IdleKeys:
+    """The ``pose.*`` keys (of the model at ``where``) the pose form or encoder leaves idle
+    (pose_embedding.py, poseformer.py)."""
+    def key(k: str) -> str:
+        return _prefix(where, f"pose.{k}")
+
+    idle = []
+    if pose.encoder != "poseformer":
+        idle.append((("pose.poseformer",), f"{key('encoder')}={pose.encoder!r}"))
+    if pose.form == "heatmap":
+        idle.append((("pose.normalize", "pose.motion", "pose.embedding"),
+                     f"{key('form')}='heatmap' (joints drawn, not embedded)"))
+    else:
+        idle.append((("pose.heatmap_size", "pose.heatmap_sigma"), f"{key('form')}={pose.form!r}"))
+    return idle
 
 
 @dataclass(frozen=True)
@@ -263,6 +289,31 @@ class PeVLSettings(FrozenCLIPSettings):
             raise SettingsError(f"{_prefix(where, 'modalities')} must be a non-empty subset of {PEVL_MODALITIES}, "
                                 f"got {list(self.modalities)}")
 
+    def idle_keys(self, where: str = "model") -> IdleKeys:
+        """The keys other switches leave idle (what pevl.py's constructor does not read)."""
+        mods = list(self.modalities)
+        said = f"{_prefix(where, 'modalities')}={mods}" + (f" ({_prefix(where, 'type')}={self.type})"
+                                                           if self.type != "PeVL" else "")
+        idle = []
+        if "text" not in mods:
+            idle.append((("text", "temperature", "sgmc", "fusion", "adapters.text", "adapters.text_ratio"), said))
+        elif self.fusion == "concat":
+            idle.append((("sgmc",), f"{_prefix(where, 'fusion')}='concat' (sgmc.* is eq. 4's fusion)"))
+        if "video" not in mods:
+            idle.append((("adapters.video",), said))
+        if "pose" not in mods:
+            idle.append((("pose", "adapters.pose"), said))
+        else:
+            idle += _idle_pose_keys(self.pose, where)
+        if not ("video" in mods and "pose" in mods):
+            idle.append((("ucmr", "lambda_r"), said + ": UCMR joins video and pose"))
+        elif self.ucmr.num_blocks == 0:
+            idle.append((("ucmr.p2v", "ucmr.v2p", "ucmr.refine_loss", "ucmr.background", "ucmr.p2v_start",
+                          "ucmr.refine_reduction", "lambda_r"), f"{_prefix(where, 'ucmr.num_blocks')}=0"))
+        elif not self.ucmr.refine_loss:
+            idle.append((("lambda_r", "ucmr.refine_reduction"), f"{_prefix(where, 'ucmr.refine_loss')}=False"))
+        return idle
+
 
 # -- PGVT / AIM ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -324,3 +375,13 @@ class PGVTSettings(FrozenCLIPSettings):
         if self.blocks == "pgvt" and len(mods) != 2:
             raise SettingsError(f"{_prefix(where, 'blocks')}='pgvt' needs both modalities; one modality runs AIM's "
                                 "blocks (blocks='aim')")
+
+    def idle_keys(self, where: str = "model") -> IdleKeys:
+        """The keys other switches leave idle (what pgvt.py's constructor does not read)."""
+        mods = list(self.modalities)
+        idle = [(("pgvt",) if self.blocks == "aim" else ("aim",), f"{_prefix(where, 'blocks')}={self.blocks!r}")]
+        if "pose" not in mods:
+            idle.append((("pose",), f"{_prefix(where, 'modalities')}={mods}"))
+        else:
+            idle += _idle_pose_keys(self.pose, where)
+        return idle

@@ -17,6 +17,7 @@ from typing import Any, Optional
 from mmengine.config import Config
 
 from stages.data.entry_record import EntryRecord
+from stages.settings import COMMAND_LINE
 from stages.train.checkpoints import read_checkpoint_meta
 
 
@@ -42,7 +43,7 @@ def _config_from_record(run_config: dict, cfg_options: Optional[dict], where: st
     from stages.train.config import apply_options, check_run_config
 
     d = apply_options(run_config, cfg_options) if cfg_options else dict(run_config)
-    prov = {k: "--cfg-options" for k in (cfg_options or {})}
+    prov = {k: COMMAND_LINE for k in (cfg_options or {})}
 
     def source_of(key: str) -> str:
         return prov.get(key) or where
@@ -130,6 +131,9 @@ def resolve_run(checkpoint: os.PathLike, *, exp: Optional[str] = None, variant: 
         raise ValueError(f"cache entry {record.key} has other classes than checkpoint {path} was trained on "
                          f"({len(record.classes)} vs {len(trained_classes)}, e.g. "
                          f"{_first_difference(record.classes, trained_classes)}): give --entry of the training entry")
+    from stages.train.config import refuse_idle_overrides
+
+    refuse_idle_overrides(cfg, cfg_options or {}, f"the model of {path.name}")
     return TrainedRun(path, cfg, record, experiment=str(cfg.get("exp_name") or ""), variant=str(cfg.get("variant") or ""),
                       sources=sources)
 

@@ -45,7 +45,7 @@ from mmengine.config import Config, DictAction
 
 from stages.data.settings import DataSettings
 from stages.nested_config import deep_merge, dotted_leaves, to_plain
-from stages.settings import Settings, SettingsError, describe, did_you_mean, field
+from stages.settings import COMMAND_LINE, Settings, SettingsError, describe, did_you_mean, field
 from stages.train.schedule import ScheduleSettings
 
 log = logging.getLogger(__name__)
@@ -408,6 +408,44 @@ def check_run_config(d: dict, source_of: Callable[[str], Optional[str]]) -> RunC
         raise
 
 
+# -- -c keys that change nothing ---------------------------------------------------------------------------
+def idle_overrides(cfg: Mapping, options: Mapping) -> dict[str, str]:
+    """``{key: why}``: the keys of ``options`` (``-c``) that change nothing in the model of the
+    resolved run config ``cfg``, because another switch leaves them idle (a concatenation fusion
+    and ``model.sgmc.*``) or the model's type fixes them to other values (Table 4's baseline and
+    ``model.ucmr.num_blocks``)."""
+    from stages.model.factory import fixed_switches, model_settings
+
+    model = to_plain(cfg["model"])
+    idle: dict[str, str] = {}
+    switches, what = fixed_switches(str(model.get("type", "PeVL")))
+    for k in dotted_leaves(switches):
+        o = f"model.{k}"
+        if o in options and to_plain(options[o]) != _leaf(model, k):
+            idle.setdefault(o, f"model.type={model['type']!r} ({what}), which fixes it to {_leaf(model, k)!r}")
+    for keys, why in model_settings(model, where="model").idle_keys("model"):
+        for k in keys:
+            for o in options:
+                if o == f"model.{k}" or o.startswith(f"model.{k}."):
+                    idle.setdefault(o, why)
+    return idle
+
+
+def _leaf(d: Mapping, dotted: str) -> Any:
+    for part in dotted.split("."):
+        d = d.get(part) if isinstance(d, Mapping) else None
+    return d
+
+
+def refuse_idle_overrides(cfg: Mapping, options: Mapping, run: str = "") -> None:
+    """:func:`idle_overrides` as an error: for a command that runs one config (eval, predict,
+    explain), a ``-c`` that changes nothing is a mistake to say, not a run to make."""
+    idle = idle_overrides(cfg, options)
+    if idle:
+        key, why = next(iter(idle.items()))
+        raise SettingsError(f"-c {key}: has no effect{f' on {run}' if run else ''}, with {why}", key, COMMAND_LINE)
+
+
 # -- composition ------------------------------------------------------------------------------------------
 def build_run_config(exp: str, variant: str, dataset: Optional[str] = None,
                      cfg_options: Optional[dict] = None) -> Config:
@@ -465,7 +503,7 @@ def build_run_config(exp: str, variant: str, dataset: Optional[str] = None,
     if cfg_options:
         layers.cfg = apply_options(layers.cfg, cfg_options)
         for k in cfg_options:
-            layers.prov[k] = "--cfg-options"
+            layers.prov[k] = COMMAND_LINE
     d = layers.cfg
     d.setdefault("data", {})
     if not d["data"].get("dataset"):

@@ -25,8 +25,9 @@ from typing import Any, Callable, Optional, Sequence
 from mmengine.config import Config
 
 from stages.nested_config import dotted_leaves, to_plain
+from stages.settings import COMMAND_LINE, SettingsError
 from stages.train.checkpoints import LAST_CHECKPOINT, checkpoint_files, set_aside_run
-from stages.train.config import default_dataset, list_variants, load_experiment
+from stages.train.config import default_dataset, idle_overrides, list_variants, load_experiment
 from stages.train.distributed import broadcast_from_rank0
 from stages.train.work_dir_lock import WorkDirBusyError, hold_variant_dir
 
@@ -254,6 +255,7 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
     for v in chosen:
         cfgs[v] = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
         cfgs[v]["exp_name"] = exp_name
+    say_idle_overrides(cfgs, opts, exp_name, say)
     to_train = [v for v in chosen if force or done_before[v] is None]
     entries = find_entries({v: cfgs[v] for v in to_train}, entry=entry, cache_root=cache_root,
                            allow_partial=allow_partial, check_sources=check_sources, say=say)
@@ -351,6 +353,22 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
                 say(f"[fail] {exp_name}: could not write the results table in {exp_dir} ({rep.results_error}); "
                     "a rerun writes it (finished variants are not trained again)")
     return rep
+
+
+def say_idle_overrides(cfgs: dict[str, Config], opts: dict, exp_name: str, say: Callable[[str], None]) -> None:
+    """A ``-c`` key that changes nothing in any selected variant's model is refused; one that is
+    idle in some variants only (``-c model.ucmr.num_blocks=2`` over Table 4, whose baseline has no
+    UCMR) is said for those and kept for the others."""
+    idle = {v: idle_overrides(cfg, opts) for v, cfg in cfgs.items()}
+    everywhere = set.intersection(*(set(i) for i in idle.values())) if idle else set()
+    if everywhere:
+        key = sorted(everywhere)[0]
+        v, why = next((v, i[key]) for v, i in idle.items())
+        raise SettingsError(f"-c {key}: has no effect on any variant trained ({', '.join(cfgs)}): on {v}, "
+                            f"with {why}", key, COMMAND_LINE)
+    for v, i in idle.items():
+        for key, why in i.items():
+            say(f"[warn] {exp_name}/{v}: -c {key} has no effect on this variant, with {why}")
 
 
 def _recovery_hint(ex: Exception, entry, vdir: Optional[Path] = None) -> str:

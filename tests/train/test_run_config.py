@@ -188,3 +188,26 @@ def test_stats_reads_frame_counts_from_the_variant_it_builds():
     rows = {r["variant"]: r for r in stats(exp="demo_pose_rate", json_out=True, arch="PeVL-tiny", video_frames=None,
                                             pose_frames=None, texts_per_clip=1)}
     assert rows["p16"]["frames"] == "16+16" and rows["p48"]["frames"] == "48+16"
+
+
+# -- -c keys that change nothing --------------------------------------------------------------------------
+def test_a_c_key_idle_in_some_variants_is_said_for_those_and_refused_when_idle_in_all():
+    from stages.train.config import refuse_idle_overrides
+    from stages.train.sweep import say_idle_overrides
+
+    opts = {"model.ucmr.num_blocks": 2}
+    cfgs = {v: build_run_config("table4_components", v, cfg_options=opts)
+            for v in list_variants(load_experiment("table4_components"))}
+    assert cfgs["baseline"].model.ucmr.num_blocks == 0 and cfgs["plus_ucmr"].model.ucmr.num_blocks == 2
+    said = []
+    say_idle_overrides(cfgs, opts, "table4_components", said.append)
+    assert said and all("has no effect on this variant" in s for s in said)
+    assert any(s.startswith("[warn] table4_components/baseline: -c model.ucmr.num_blocks") and "CLIPBaseline" in s
+               for s in said)
+    assert not any("/plus_ucmr:" in s for s in said)
+    with pytest.raises(SettingsError, match=r"-c model.ucmr.num_blocks: has no effect on any variant trained "
+                                            r"\(baseline\)"):
+        say_idle_overrides({"baseline": cfgs["baseline"]}, opts, "table4_components", said.append)
+    with pytest.raises(SettingsError, match=r"-c model.ucmr.num_blocks: has no effect on the model of x.pth"):
+        refuse_idle_overrides(cfgs["baseline"], opts, "the model of x.pth")
+    refuse_idle_overrides(cfgs["plus_ucmr"], opts)  # acts there: nothing to say
