@@ -58,12 +58,6 @@ def _no_source(_key: str) -> Optional[str]:
 COMMAND_LINE = "--cfg-options"
 
 
-def set_on_command_line(source_of: SourceOf, key: str) -> bool:
-    """Whether ``key``, or a key under it, was set by ``-c`` (``source_of`` joins the sources of
-    the keys under a key with ", ")."""
-    return COMMAND_LINE in (source_of(key) or "").split(", ")
-
-
 def field(default: Any = dataclasses.MISSING, *, help: str = "", in_key: bool = True,
           default_factory: Any = dataclasses.MISSING, parse: Optional[Callable[[Any], Any]] = None) -> Any:
     """A schema field with its help text. ``in_key=False``: the setting says where or how, not what

@@ -253,8 +253,9 @@ def _summary(rep) -> None:
     for o in rep.outcomes:
         r = {**paper.get(o.variant, {}), **(o.row or {})}
         f = (lambda k, nd=2: "-" if r.get(k) is None else f"{r[k]:.{nd}f}")
-        status = {"trained": "[green]trained[/]", "skipped": "[yellow]done before[/]",
-                  "failed": "[red]failed[/]"}[o.status] + (" [yellow](other config)[/]" if o.other_config else "")
+        status = {"trained": "[green]trained[/]", "skipped": "[yellow]done before[/]", "failed": "[red]failed[/]",
+                  "busy": "[yellow]another run trains it[/]"}[o.status] + (
+            " [yellow](other config)[/]" if o.other_config else "")
         t.add_row(o.variant, status, f("top1"), f("paper_top1", 1), f("top5"), f("mean_class_acc"),
                   *([f("paper_mean_class_acc", 1)] if paper_mean else []), f("tunable_params_m", 3), f("gflops", 3))
     print_table(t, to=out)

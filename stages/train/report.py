@@ -231,6 +231,10 @@ def _fmt(x: Any, nd: int = 1) -> str:
     return str(x)
 
 
+#: result rows without numbers: a variant that failed, or one another live run was training
+NOT_FINISHED = ("failed", "busy")
+
+
 def write_results(exp_dir: os.PathLike, rows: list[dict], experiment: dict, notes: Sequence[str] = ()) -> None:
     """``results.json`` (list of rows) and ``results.md`` in the shape of the paper's table."""
     exp_dir = Path(exp_dir)
@@ -245,7 +249,7 @@ def write_results(exp_dir: os.PathLike, rows: list[dict], experiment: dict, note
     # frame counts when the variants differ in them (demo_pose_rate)
     fine = any(r.get("fine_pair_top1") is not None for r in rows)
     frames = len({(r.get("num_video_frames"), r.get("num_pose_frames")) for r in rows
-                  if r.get("status") != "failed"}) > 1
+                  if r.get("status") not in NOT_FINISHED}) > 1
     first = rows[0] if rows else {}
     metric = experiment.get("metric") or "top1"
     paper_mean = any(r.get("paper_mean_class_acc") is not None for r in rows)
@@ -270,8 +274,9 @@ def write_results(exp_dir: os.PathLike, rows: list[dict], experiment: dict, note
         "epochs"]
     lines += ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
     for r in rows:
-        if r.get("status") == "failed":
-            lines.append(f"| {r['variant']} | failed | {_fmt(r.get('paper_top1'))} |" + " |" * (len(head) - 3))
+        if r.get("status") in NOT_FINISHED:
+            said = "failed" if r["status"] == "failed" else "being trained by another run"
+            lines.append(f"| {r['variant']} | {said} | {_fmt(r.get('paper_top1'))} |" + " |" * (len(head) - 3))
             continue
         cells = [r["variant"], _fmt(r.get("top1")), _fmt(r.get("paper_top1")), _fmt(r.get("top5"))]
         cells += [_fmt(r.get("paper_top5"))] if paper_top5 else []
@@ -287,7 +292,7 @@ def write_results(exp_dir: os.PathLike, rows: list[dict], experiment: dict, note
     if fine:
         notes.append("fine pairs: top-1 over the test clips of the classes that form the dataset's fine pairs "
                      "(the demo's aliasing pairs, docs/demo.md); argmax over all classes.")
-    if any(r.get("gflops") is None and r.get("status") != "failed" for r in rows):
+    if any(r.get("gflops") is None and r.get("status") not in NOT_FINISHED for r in rows):
         why = next((r.get("gflops_note") for r in rows if r.get("gflops_note")), None)
         notes.append("GFLOPs unavailable" + (f": {why}" if why else ""))
     notes.append("GFLOPs per clip in the fvcore convention (1 multiply-add = 1 FLOP) at the run's architecture "

@@ -29,7 +29,7 @@ from stages.settings import COMMAND_LINE, SettingsError
 from stages.train.checkpoints import LAST_CHECKPOINT, checkpoint_files, set_aside_run
 from stages.train.config import default_dataset, idle_overrides, list_variants, load_experiment
 from stages.train.distributed import broadcast_from_rank0
-from stages.train.work_dir_lock import WorkDirBusyError, hold_variant_dir
+from stages.train.work_dir_lock import WorkDirBusyError, hold_results_table, hold_variant_dir
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class VariantOutcome:
     variant: str
-    status: str  # 'trained', 'skipped', 'failed'
+    status: str  # 'trained', 'skipped', 'failed', 'busy' (another live run trains it)
     work_dir: Path
     row: Optional[dict] = None
     error: Optional[str] = None
@@ -54,7 +54,8 @@ class SweepReport:
 
     @property
     def failed(self) -> list[VariantOutcome]:
-        return [o for o in self.outcomes if o.status == "failed"]
+        """The variants this run did not finish: failed, or left to another run that trains them."""
+        return [o for o in self.outcomes if o.status in ("failed", "busy")]
 
 
 #: beside a variant's result.json: the run config its ``config_hash`` is the hash of, so a rerun with
@@ -233,7 +234,7 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
 
     from stages.train.config import build_run_config
     from stages.train.distributed import init_distributed
-    from stages.train.report import read_result, write_results
+    from stages.train.report import read_result
     from stages.train.runner import NOT_THE_RUN, train_variant
     from stages.train.trackers import DEFAULT_TRACKERS
 
@@ -300,6 +301,14 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
                 busy = broadcast_from_rank0(busy)
             if busy:
                 raise WorkDirBusyError(busy)
+            now_done = read_result(vdir) if not force else None
+            if world > 1:
+                now_done = broadcast_from_rank0(now_done)
+            if now_done is not None and done_before[v] is None:  # another run finished it while this one waited
+                say(f"[skip] {exp_name}/{v}: finished by another run since this one started, top-1 "
+                    f"{now_done.get('top1')} (--force retrains)")
+                rep.outcomes.append(VariantOutcome(v, "skipped", vdir, row=now_done))
+                continue
             if resume:
                 if checkpoint_files(vdir) or (vdir / LAST_CHECKPOINT).is_file():
                     say(f"[warn] {exp_name}/{v} has checkpoints of an unfinished run: resuming from the last one")
@@ -324,8 +333,8 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
         except KeyboardInterrupt:
             raise
         except WorkDirBusyError as ex:  # (its folder is another run's: nothing of it is touched)
-            say(f"[fail] {exp_name}/{v}: {ex}")
-            rep.outcomes.append(VariantOutcome(v, "failed", vdir, error=str(ex)))
+            say(f"[busy] {exp_name}/{v}: {ex}")
+            rep.outcomes.append(VariantOutcome(v, "busy", vdir, error=str(ex)))
         except Exception as ex:  # noqa: BLE001  (one variant's failure must not stop the sweep)
             err = f"{type(ex).__name__}: {ex}" + _recovery_hint(ex, e, vdir)
             log.debug("variant %s failed:\n%s", v, traceback.format_exc())
@@ -334,25 +343,33 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
         finally:
             held.close()
     if rank == 0:
-        rep.rows = collect_rows(exp_cfg, exp_dir, rep.outcomes)
-        if rep.rows:
-            notes = []
-            other = [o.variant for o in rep.outcomes if o.other_config]
-            if other:
-                notes.append(f"{', '.join(other)}: finished before with another config or cache entry than the "
-                             "command that wrote this table (result.json's config_hash and entry); `--force` retrains "
-                             "with this one.")
-            if any(r.get("status") != "failed" and not r.get("pretrained") for r in rep.rows):
-                notes.append("CLIP with random weights (no pretrained weights: e.g. the demo's tiny CLIP trained from "
-                             "scratch on CPU): the numbers show the pipeline learns and are not comparable with the "
-                             "paper's.")
-            try:
-                write_results(exp_dir, rep.rows, dict(exp_cfg.get("experiment", {})) | {"name": exp_name}, notes)
-            except OSError as ex:  # the variants' outcomes stand; the table is written again by a rerun
-                rep.results_error = f"{type(ex).__name__}: {ex}"
-                say(f"[fail] {exp_name}: could not write the results table in {exp_dir} ({rep.results_error}); "
-                    "a rerun writes it (finished variants are not trained again)")
+        with hold_results_table(exp_dir):  # (two runs finishing at once: each reads the other's rows)
+            _write_table(rep, exp_cfg, exp_dir, exp_name, say)
     return rep
+
+
+def _write_table(rep: SweepReport, exp_cfg: Config, exp_dir: Path, exp_name: str, say: Callable[[str], None]) -> None:
+    """The experiment's results table from every variant's result on disk and this run's failures."""
+    from stages.train.report import NOT_FINISHED, write_results
+
+    rep.rows = collect_rows(exp_cfg, exp_dir, rep.outcomes)
+    if rep.rows:
+        notes = []
+        other = [o.variant for o in rep.outcomes if o.other_config]
+        if other:
+            notes.append(f"{', '.join(other)}: finished before with another config or cache entry than the "
+                         "command that wrote this table (result.json's config_hash and entry); `--force` retrains "
+                         "with this one.")
+        if any(r.get("status") not in NOT_FINISHED and not r.get("pretrained") for r in rep.rows):
+            notes.append("CLIP with random weights (no pretrained weights: e.g. the demo's tiny CLIP trained from "
+                         "scratch on CPU): the numbers show the pipeline learns and are not comparable with the "
+                         "paper's.")
+        try:
+            write_results(exp_dir, rep.rows, dict(exp_cfg.get("experiment", {})) | {"name": exp_name}, notes)
+        except OSError as ex:  # the variants' outcomes stand; the table is written again by a rerun
+            rep.results_error = f"{type(ex).__name__}: {ex}"
+            say(f"[fail] {exp_name}: could not write the results table in {exp_dir} ({rep.results_error}); "
+                "a rerun writes it (finished variants are not trained again)")
 
 
 def say_idle_overrides(cfgs: dict[str, Config], opts: dict, exp_name: str, say: Callable[[str], None]) -> None:
@@ -483,6 +500,8 @@ def collect_rows(exp_cfg: Config, exp_dir: Path, outcomes: list[VariantOutcome])
         paper = {k: exp_cfg["variants"][v].get(k) for k in PAPER_KEYS + TABLE_ONLY_KEYS}
         if o is not None and o.status == "failed":
             rows.append(dict(variant=v, status="failed", error=o.error, **paper))
-        elif r is not None:
+        elif r is not None:  # (a variant another run trains: its result once it has one)
             rows.append({**r, **paper})
+        elif o is not None and o.status == "busy":
+            rows.append(dict(variant=v, status="busy", error=o.error, **paper))
     return rows

@@ -59,3 +59,25 @@ def hold_variant_dir(vdir: Path) -> Iterator[None]:
         except OSError:
             pass
         os.close(fd)
+
+
+RESULTS_LOCK_FILE = ".results.lock"
+
+
+@contextlib.contextmanager
+def hold_results_table(exp_dir: Path) -> Iterator[None]:
+    """Hold the experiment folder's table lock for the block, waiting for another run's: two runs
+    that finish variants of one experiment at the same moment each read the results on disk and
+    write ``results.{md,json}`` in turn, so neither table lacks the other's row. Unlocked where
+    the filesystem takes no locks (the table is rewritten whole by every run)."""
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(exp_dir / RESULTS_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o664)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as e:
+            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                raise
+        yield
+    finally:
+        os.close(fd)  # (the lock goes with the descriptor; the table writer forks nothing)

@@ -303,8 +303,11 @@ def test_an_entry_run_names_its_entry_and_its_checkpoint_evaluates_on_it(small_d
     meta["attributes"]["key"] = other.name
     (other / "zarr.json").write_text(json.dumps(meta))
     said.clear()
-    again = run_sweep("demo", variants=["pevl"], entry=str(other), work_dir=tmp_path / "w", cfg_options=SMALL,
-                      cache_root=str(cache), say=said.append)
+    try:
+        again = run_sweep("demo", variants=["pevl"], entry=str(other), work_dir=tmp_path / "w", cfg_options=SMALL,
+                          cache_root=str(cache), say=said.append)
+    finally:  # (the cache is the session's: a second demo entry there is what other tests' lookups would find)
+        shutil.rmtree(other)
     assert [(o.status, o.other_config) for o in again.outcomes] == [("skipped", True)]
     assert any(f"on cache entry {entry_dir.name}; this run finds entry {other.name} for it" in m for m in said), said
     assert "another config or cache entry" in (tmp_path / "w" / "demo" / "results.md").read_text()
@@ -456,13 +459,49 @@ def test_a_variant_folder_another_run_is_training_is_left_alone(small_demo, tmp_
         rep = run_sweep("demo", variants=["pevl"], entry=str(entry_dir), work_dir=tmp_path / "w", cfg_options=SMALL,
                         cache_root=str(cache), say=lambda m: None)
     (o,) = rep.outcomes
-    assert o.status == "failed" and f"is being trained by another `pipeline train` (pid {os.getpid()} on" in o.error
+    assert o.status == "busy" and f"is being trained by another `pipeline train` (pid {os.getpid()} on" in o.error
+    assert rep.failed == [o]  # (not finished by this run: exit status 1)
     assert (vdir / "epoch_3.pth").read_bytes() == b"the first run's" and not (vdir / "abandoned").exists()
     assert not (vdir / "hashed_config.json").exists()
+    # its row is the other run's, not a failure: "being trained" until that run's result is on disk
+    table = (tmp_path / "w" / "demo" / "results.md").read_text()
+    assert "| pevl | being trained by another run |" in table and "failed" not in table
     # the lock went with the block (and goes with a killed process): the next run trains
     rep = run_sweep("demo", variants=["pevl"], entry=str(entry_dir), work_dir=tmp_path / "w", cfg_options=SMALL,
                     cache_root=str(cache), say=lambda m: None)
     assert rep.outcomes[0].status == "trained"
+
+
+def test_a_variant_another_run_finished_while_this_one_waited_is_skipped_not_redone(small_demo, tmp_path,
+                                                                                     monkeypatch):
+    """Two copies of one sweep: the second reached a variant the first had finished since the
+    second started; it moved that finished run aside as "unfinished" and trained it again. The
+    result is read again once the variant's lock is held."""
+    import contextlib
+    import json
+
+    import stages.train.sweep as sweep
+
+    cache, entry_dir, _ = small_demo
+    other = {"variant": "pevl", "status": "done", "top1": 42.0, "config_hash": "x"}
+
+    @contextlib.contextmanager
+    def finished_meanwhile(vdir):  # the other run finished the variant while this one waited for it
+        vdir.mkdir(parents=True, exist_ok=True)
+        (vdir / "epoch_1.pth").write_bytes(b"the other run's")
+        (vdir / "result.json").write_text(json.dumps(other))
+        yield
+
+    monkeypatch.setattr(sweep, "hold_variant_dir", finished_meanwhile)
+    said = []
+    rep = sweep.run_sweep("demo", variants=["pevl"], entry=str(entry_dir), work_dir=tmp_path / "w", cfg_options=SMALL,
+                          cache_root=str(cache), say=said.append)
+    (o,) = rep.outcomes
+    assert o.status == "skipped" and o.row["top1"] == 42.0 and not rep.failed
+    assert any("finished by another run since this one started" in m for m in said)
+    vdir = tmp_path / "w" / "demo" / "pevl"
+    assert (vdir / "epoch_1.pth").read_bytes() == b"the other run's" and not (vdir / "abandoned").exists()
+    assert json.loads((tmp_path / "w" / "demo" / "results.json").read_text())[0]["top1"] == 42.0
 
 
 def test_a_setting_added_at_its_old_behaviour_keeps_earlier_runs_hashes_and_resumes(small_demo, tmp_path, caplog):
