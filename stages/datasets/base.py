@@ -25,6 +25,11 @@ class DatasetLayoutError(ValueError):
     """The files under ``--root`` do not look like the dataset: says what was expected where."""
 
 
+#: ``ClipRecord.extra`` key of a video named on ``pipeline predict``'s command line: its absolute
+#: path as named (symlinks not resolved), whose folders a skeleton file's annotation must agree with
+NAMED_PATH = "named_path"
+
+
 @dataclass(frozen=True)
 class ClipRecord:
     """One labelled clip. Exactly one of the cut styles is used, or none (the whole file)."""

@@ -14,8 +14,9 @@ VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".m
 
 @dataclass(frozen=True)
 class VideoInput:
-    path: str  # as found (absolute)
+    path: str  # as found (absolute, symlinks resolved)
     name: str  # what results call it: the file name, or its path under the folder named
+    named: str = ""  # absolute, as named (symlinks kept): the folders a skeleton file's annotation names
 
     @property
     def clip_id(self) -> str:
@@ -85,9 +86,9 @@ def find_videos(paths: Iterable[os.PathLike]) -> tuple[list[VideoInput], list[st
             chosen = {min(fs, key=lambda f: (os.path.realpath(f) != os.path.join(top, os.path.relpath(f, p)), str(f)))
                       for fs in by_file.values()}
             for f in sorted(chosen) + sorted(f for f in found if f not in chosen):
-                _add(videos, seen, again, VideoInput(str(f.resolve()), str(f.relative_to(p))))
+                _add(videos, seen, again, VideoInput(str(f.resolve()), str(f.relative_to(p)), os.path.abspath(f)))
         else:
-            _add(videos, seen, again, VideoInput(str(p.resolve()) if p.exists() else str(p), p.name))
+            _add(videos, seen, again, VideoInput(str(p.resolve()) if p.exists() else str(p), p.name, os.path.abspath(p)))
     if again:
         notes.append(f"{len(again)} name(s) of a video already listed predicted once, under its first name: "
                      + ", ".join(again[:5]) + (", ..." if len(again) > 5 else ""))

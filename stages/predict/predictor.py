@@ -32,7 +32,7 @@ from cache.entry import ClipData
 from cache.frames_codecs import frames_codec
 from cache.layout import clip_uid
 from stages.data.dataset import CacheClipDataset
-from stages.datasets.base import ClipRecord
+from stages.datasets.base import NAMED_PATH, ClipRecord
 from stages.extract.clip import ClipError, ClipResult, extract_clip
 from stages.extract.decode import DecodeError, probe
 from stages.extract.pose.base import PoseSource
@@ -179,7 +179,8 @@ class Predictor:
         """The result to fill, the clip record and the pose source of one video (the cached poses
         when the video is in the cache)."""
         res = VideoResult(video=v.path, name=v.name)
-        clip = ClipRecord(clip_id=v.clip_id, split=PREDICT_SPLIT, label=NO_LABEL, video=v.path)
+        clip = ClipRecord(clip_id=v.clip_id, split=PREDICT_SPLIT, label=NO_LABEL, video=v.path,
+                          extra={NAMED_PATH: v.named or v.path})
         pose, damaged = self.pose, None
         if self.cached is not None:
             try:

@@ -111,6 +111,28 @@ def test_predict_on_a_held_back_clip_gives_the_scores_eval_gives_from_the_cache(
     np.testing.assert_allclose(again["scores"], want["scores"], atol=1e-5, rtol=0)
 
 
+def test_a_skeleton_files_annotation_must_agree_with_the_videos_folder(trained, tmp_path):
+    """An annotation ``cam1/recording`` gave ``cams/cam2/recording.mp4`` (another video, the same
+    base name) its joints without a word; a folder's video under a sub-folder found no bare-named
+    annotation. Both are decided by the path's end: base name, and the folder where one is named."""
+    cache, _, ckpt, data_root = trained
+    pkl = pose_pickle(tmp_path / "cams.pkl", data_root, {"cam1/recording": [CLIPS[2]], "bare": [CLIPS[1]]})
+    for cam, clip in (("cam1", CLIPS[2]), ("cam2", CLIPS[0]), ("day1", CLIPS[1])):
+        (tmp_path / "cams" / cam).mkdir(parents=True)
+    shutil.copy(data_root / "videos" / f"{CLIPS[2]}.mp4", tmp_path / "cams" / "cam1" / "recording.mp4")
+    shutil.copy(data_root / "videos" / f"{CLIPS[0]}.mp4", tmp_path / "cams" / "cam2" / "recording.mp4")
+    shutil.copy(data_root / "videos" / f"{CLIPS[1]}.mp4", tmp_path / "cams" / "day1" / "bare.mp4")
+    args = ("--no-reuse", "--pose-source", f"pkl:{pkl}", "--checkpoint", ckpt, "--cache-root", cache, "--device",
+            "cpu", "--json")
+    res = run("predict", tmp_path / "cams" / "cam2" / "recording.mp4", *args)
+    (bad,) = json.loads(res.stdout)["videos"]
+    assert res.exit_code == 1 and not bad["ok"]
+    assert "'cam1/recording'" in bad["error"] and "names another folder: its poses are another video's" in bad["error"]
+    res = run("predict", tmp_path / "cams", *args)  # a folder: cam1's and the bare name's found, cam2's refused
+    got = {v["name"]: v for v in json.loads(res.stdout)["videos"]}
+    assert got["cam1/recording.mp4"]["ok"] and got["day1/bare.mp4"]["ok"] and not got["cam2/recording.mp4"]["ok"]
+
+
 def test_a_folder_with_a_broken_file_predicts_the_rest_and_reports_it(trained, tmp_path):
     cache, _, ckpt, data_root = trained
     folder = tmp_path / "in"

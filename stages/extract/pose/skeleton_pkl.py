@@ -76,7 +76,7 @@ from typing import Any, Literal, Optional
 import numpy as np
 
 from cache.keys import file_sha256
-from stages.datasets.base import ClipRecord, DatasetAdapter, PoseTrack
+from stages.datasets.base import NAMED_PATH, ClipRecord, DatasetAdapter, PoseTrack
 from stages.datasets.names import readable_name
 from stages.extract.pose.base import PoseContext, PoseSource, PoseSourceError, PoseSourceOptions
 from stages.registry import POSE_SOURCES
@@ -233,6 +233,13 @@ def annotation_name(name: str) -> str:
     """An annotation's ``filename``/``frame_dir`` as a clip id: folders and a video extension dropped."""
     parts = _parts(name)
     return parts[-1] if parts else str(name)
+
+
+def _same_folder(annotation: list[str], video: list[str]) -> bool:
+    """Whether an annotation's name (parts) is a video's (parts of its path): the same base name,
+    and the same folder above it where the annotation names one."""
+    return (bool(annotation) and annotation[-1:] == video[-1:]
+            and (len(annotation) < 2 or annotation[-2:] == video[-2:]))
 
 
 def annotation_keys(name: str) -> list[str]:
@@ -592,11 +599,41 @@ class PickleSkeletonSource(PoseSource):
 
     def _find(self, clip: ClipRecord, dataset: Optional[DatasetAdapter]) -> tuple[Optional[str], Any]:
         """(the name that matched, the annotation or the names of several), or (None, None)."""
+        if dataset is None and clip.extra.get(NAMED_PATH):
+            return self._find_by_path(clip.extra[NAMED_PATH])
         by_key = self._data().by_key
         for name in self._names(clip, dataset):
             hit = by_key.get(name)
             if hit is not None:
                 return name, hit
+        return None, None
+
+    def _find_by_path(self, path: str) -> tuple[Optional[str], Any]:
+        """The annotation of a video named by its path (``pipeline predict``, no dataset to say what
+        its clip id is): found by the path's trailing parts, longest first, and taken only where the
+        annotation's name agrees with the path in the folder above the video as well, when it names
+        one. ``cam1/clip_001`` is not the poses of ``.../cam2/clip_001.mp4`` (their base names
+        agree): that is refused naming both, never read as that video's."""
+        by_key = self._data().by_key
+        video = _parts(path)
+        near = None
+        for name in annotation_keys(path):
+            hit = by_key.get(name)
+            if hit is None or isinstance(hit, list):  # several: _annotation names them
+                if hit is not None:
+                    return name, hit
+                continue
+            known = [hit.name] + ([os.path.splitext(os.path.relpath(hit.file, self.path))[0]]
+                                  if os.path.isdir(self.path) else [])
+            if any(_same_folder(_parts(k), video) for k in known):
+                return name, hit
+            near = near or hit
+        if near is not None:
+            raise PoseSourceError(
+                f"video {path}: the only annotation of {self.path} with its name is {near.name!r} (in {near.file}), "
+                "which names another folder: its poses are another video's. Give the video under the folder the "
+                "annotation names, or a skeleton file whose annotation names this video (by its base name alone, "
+                "or with its folder)")
         return None, None
 
     def _annotation(self, clip: ClipRecord, dataset: Optional[DatasetAdapter]) -> _Annotation:
