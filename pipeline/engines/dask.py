@@ -13,6 +13,7 @@ filesystem) and have this package installed. Dask is an optional extra: ``pip in
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -111,23 +112,24 @@ def run_extract_dask(opts: ExtractOptions, scheduler: Optional[str] = None, chun
     Client, LocalCluster, as_completed = _import_distributed()
     kind, target = parse_scheduler(scheduler, opts.workers)
     run = begin_run(opts, on_start, load_progress)
-    if run.finished:  # no cluster, no decoding, no pose model
-        return run.report
-    p, report, todo, t0 = run.plan, run.report, run.todo, run.t0
-    # The in-process scheduler and nannies of a LocalCluster log every start/stop at INFO: keep
-    # them at the caller's level unless that is more verbose than WARNING.
-    dlog = logging.getLogger("distributed")
-    dlog_level = dlog.level
-    if logging.getLogger().getEffectiveLevel() > logging.INFO:
-        dlog.setLevel(logging.WARNING)
-    try:
-        tasks, n_workers = _run_tasks(p, opts, todo, kind, target, chunk, t0, report, progress,
-                                      Client, LocalCluster, as_completed)
-    finally:
-        dlog.setLevel(dlog_level)
-    finish_run(run, opts, {
-        "engine": "dask", "scheduler": scheduler or f"local:{target}", "workers": n_workers,
-        "chunk": chunk, "tasks": tasks})
+    with contextlib.closing(run):
+        if run.finished:  # no cluster, no decoding, no pose model
+            return run.report
+        p, report, todo, t0 = run.plan, run.report, run.todo, run.t0
+        # The in-process scheduler and nannies of a LocalCluster log every start/stop at INFO: keep
+        # them at the caller's level unless that is more verbose than WARNING.
+        dlog = logging.getLogger("distributed")
+        dlog_level = dlog.level
+        if logging.getLogger().getEffectiveLevel() > logging.INFO:
+            dlog.setLevel(logging.WARNING)
+        try:
+            tasks, n_workers = _run_tasks(p, opts, todo, kind, target, chunk, t0, report, progress,
+                                          Client, LocalCluster, as_completed)
+        finally:
+            dlog.setLevel(dlog_level)
+        finish_run(run, opts, {
+            "engine": "dask", "scheduler": scheduler or f"local:{target}", "workers": n_workers,
+            "chunk": chunk, "tasks": tasks})
     # what the workers say they committed is checked where this command reads the cache: workers that
     # see another filesystem at the cache's path (a node-local disk) "succeed" into a cache nobody reads
     here = CacheEntry(p.entry_dir).done_uids()

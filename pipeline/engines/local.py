@@ -7,6 +7,7 @@ entry's per-clip claims.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import multiprocessing as mp
 import multiprocessing.connection as mp_connection
@@ -30,16 +31,17 @@ def run_extract(opts: ExtractOptions, progress: Optional[ProgressFn] = None,
     """Extract what is missing from the entry. ``on_start(plan, todo, already)`` before work;
     ``load_progress(done, total)`` while the dataset prepares (the demo generates its videos)."""
     run = begin_run(opts, on_start, load_progress)
-    if run.finished:
-        return run.report
-    report, todo = run.report, run.todo
-    workers = max(1, min(opts.workers, len(todo) or 1))
-    if workers == 1:
-        report.done_now, report.failed_now, report.notes_now = extract_clips(run.plan, opts, todo, progress,
-                                                                             report.counters)
-    else:
-        _run_workers(run.plan, opts, todo, workers, progress, report)
-    return finish_run(run, opts, {"engine": "local", "workers": workers})
+    with contextlib.closing(run):
+        if run.finished:
+            return run.report
+        report, todo = run.report, run.todo
+        workers = max(1, min(opts.workers, len(todo) or 1))
+        if workers == 1:
+            report.done_now, report.failed_now, report.notes_now = extract_clips(run.plan, opts, todo, progress,
+                                                                                 report.counters)
+        else:
+            _run_workers(run.plan, opts, todo, workers, progress, report)
+        return finish_run(run, opts, {"engine": "local", "workers": workers})
 
 
 class WorkerFailed(RuntimeError):

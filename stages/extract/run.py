@@ -8,6 +8,7 @@ shared entry are the only coordination, so engines and hosts may fill one entry 
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import itertools
 import logging
@@ -26,6 +27,7 @@ from cache.entry import CacheEntry
 from cache.fsutil import read_json
 from cache.keys import file_sha256
 from cache.layout import CLIPS_DIR, RUNS_DIR, SOURCES, clip_uid
+from cache.readers import reading
 from stages.extract.clip import ClipCounters, ClipError, ClipResult, extract_clip
 from stages.extract.decode_pool import DecodePool, decode_pool_available
 from stages.extract.plan import EntryPlan, ExtractOptions, make_pose_source, open_or_create, plan_entry
@@ -367,10 +369,18 @@ class RunStart:
     report: ExtractReport
     todo: list
     t0: float
+    #: the run's mark in the entry's ``readers/`` (cache/readers.py), from the entry's opening to
+    #: :meth:`close`: ``cache gc --incomplete-older-than`` removed an old incomplete entry a run had
+    #: opened to fill, before its first clip claim (workers starting, clips being reused)
+    held: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     @property
     def finished(self) -> bool:
         return self.report.complete
+
+    def close(self) -> None:
+        """Drop the run's mark (:func:`finish_run` does; engines call it on any way out too)."""
+        self.held.close()
 
 
 def begin_run(opts: ExtractOptions, on_start: Optional[Callable[[EntryPlan, int, int], None]] = None,
@@ -380,6 +390,17 @@ def begin_run(opts: ExtractOptions, on_start: Optional[Callable[[EntryPlan, int,
     t0 = time.time()
     p = plan_entry(opts, load_progress=load_progress)
     entry = open_or_create(p)
+    held = contextlib.ExitStack()
+    held.enter_context(reading(entry.path))
+    try:
+        return _begin(opts, p, entry, held, t0, on_start)
+    except BaseException:
+        held.close()
+        raise
+
+
+def _begin(opts: ExtractOptions, p: EntryPlan, entry: CacheEntry, held: contextlib.ExitStack, t0: float,
+           on_start: Optional[Callable[[EntryPlan, int, int], None]]) -> RunStart:
     writer = EntryWriter(entry)
     # what killed runs left: their staging folders here, their semaphores on this machine
     writer.remove_stale_staging()
@@ -395,7 +416,7 @@ def begin_run(opts: ExtractOptions, on_start: Optional[Callable[[EntryPlan, int,
             report.complete = writer.finalize_if_complete()  # (rewrites a rebuilt manifest's status)
             if on_start:
                 on_start(p, 0, report.already)
-            return RunStart(p, writer, report, [], t0)
+            return RunStart(p, writer, report, [], t0, held)
         # finished once, but clips went missing (removed, moved aside by `pipeline cache repair`)
         # or failures are retried: incomplete again until this run (or another) finishes it
         why = (f"{len(st.missing)} clip(s) to extract again: "
@@ -413,7 +434,7 @@ def begin_run(opts: ExtractOptions, on_start: Optional[Callable[[EntryPlan, int,
         todo = todo[: opts.limit]
     if on_start:
         on_start(p, len(todo), report.already)
-    return RunStart(p, writer, report, todo, t0)
+    return RunStart(p, writer, report, todo, t0, held)
 
 
 #: what may differ between two clips' source rows (sources.json) for one to be the other's copy
@@ -549,4 +570,5 @@ def finish_run(run: RunStart, opts: ExtractOptions, extra: dict) -> ExtractRepor
     })
     report.complete = run.writer.finalize_if_complete()
     report.seconds = time.time() - run.t0
+    run.close()
     return report
