@@ -19,8 +19,9 @@ A variant's run config is made of layers, later ones winning key by key:
    brings one;
 3. the experiment file (and its ``_base_`` files), then the variant's overrides;
 4. ``--dataset D`` (another dataset than the experiment's): ``configs/_base_/datasets/D.py`` is an
-   overlay whose ``data`` replaces the run's (a variant's ``data`` without a ``dataset`` key, e.g.
-   ``extract=dict(num_frames=32)``, still amends it where the file does not state the key) and whose
+   overlay whose ``data`` replaces the run's (the experiment's or a variant's ``data`` without a
+   ``dataset`` key, e.g. ``extract=dict(num_frames=32)``, still amends it where the file does not
+   state the key) and whose
    other sections win over the variant's (the demo's brings the tiny CLIP, its frame counts and pose
    switches, and the demo's CPU schedule), then the experiment's ``dataset_overrides[D]``;
 5. ``--cfg-options key=value ...`` (mmengine syntax: ``train.lr=1e-4``, ``model.ucmr.num_blocks=2``).
@@ -488,9 +489,12 @@ def build_run_config(exp: str, variant: str, dataset: Optional[str] = None,
 
         before = {k: model_key(k) for k in watched}
         ds_d, ds_prov = load_config_file(dataset_config_path(dataset))
-        # the variant's data amendments hold on any dataset, except where the dataset file states a key
-        vdata = v.get("data") or {}
-        layers.replace("data", vdata if not vdata.get("dataset") else {}, vsrc)
+        # the experiment's and the variant's data amendments hold on any dataset (a data config that
+        # names a dataset is that dataset's), except where the dataset file states a key
+        layers.replace("data", {}, vsrc)
+        for amend, src in ((to_plain(exp_d.get("data") or {}), exp_prov), (to_plain(v.get("data") or {}), vsrc)):
+            if amend and not amend.get("dataset"):
+                layers.add({"data": amend}, src)
         layers.add(ds_d, ds_prov)
         if dataset in overrides:
             layers.add(overrides[dataset], f"{here}, dataset_overrides.{dataset}")

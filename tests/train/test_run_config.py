@@ -211,3 +211,17 @@ def test_a_c_key_idle_in_some_variants_is_said_for_those_and_refused_when_idle_i
     with pytest.raises(SettingsError, match=r"-c model.ucmr.num_blocks: has no effect on the model of x.pth"):
         refuse_idle_overrides(cfgs["baseline"], opts, "the model of x.pth")
     refuse_idle_overrides(cfgs["plus_ucmr"], opts)  # acts there: nothing to say
+
+
+@pytest.mark.parametrize("exp", ["supp_table2_kinetics400", "pgvt_table3_kinetics400"])
+def test_an_experiments_own_data_amendment_holds_under_another_dataset(exp):
+    """Both Kinetics tables state ``data = dict(extract=dict(num_frames=32))`` at the experiment's
+    level: under ``--dataset diving48`` the model ran at 32 frames and looked up a 16-frame entry
+    (extracting one did not help)."""
+    v = list_variants(load_experiment(exp))[0]
+    for ds in (None, "diving48"):
+        cfg = build_run_config(exp, v, dataset=ds)
+        assert cfg.data.extract.num_frames == 32 == cfg.model.num_video_frames
+    assert build_run_config(exp, v, dataset="diving48").data.dataset == "diving48"
+    demo = build_run_config("demo", "pevl", dataset="diving48")  # a data config naming its dataset stays its own
+    assert demo.data.dataset == "diving48" and demo.data.flip_prob == 0.5
