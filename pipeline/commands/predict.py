@@ -135,6 +135,8 @@ def predict(
                     res.clip = None  # drawn: free the frames
                 if not res.ok:
                     console.print(f"[red]failed[/] {res.name}: {res.error}", highlight=False)
+                elif not res.whole:  # windows before a damaged or cut-off tail: kept, and said
+                    console.print(f"[yellow]incomplete[/] {res.name}: {res.notes[-1]}", highlight=False)
                 new[res.video] = res
     except KeyboardInterrupt:
         raise typer.Exit(130)
@@ -148,8 +150,11 @@ def predict(
     else:
         _table(results, top_k)
     failed = [r for r in results if not r.ok]
-    if failed:
-        console.print(f"[red]{len(failed)} of {len(results)} video(s) failed[/]", highlight=False)
+    incomplete = [r for r in results if r.ok and not r.whole]
+    if failed or incomplete:
+        console.print(f"[red]{len(failed)} of {len(results)} video(s) failed[/]"
+                      + (f", {len(incomplete)} predicted in part (decoding stopped early)" if incomplete else ""),
+                      highlight=False)
         raise typer.Exit(1)
 
 
