@@ -64,7 +64,7 @@ def predict(
         raise typer.BadParameter(f"{stride}: a stride is a positive number of seconds", param_hint="--stride")
     from stages.predict import PredictOptions, Predictor, find_videos, resolve_run
     from stages.predict.draw import output_stems
-    from stages.predict.saved import load_result, run_identity, save_result
+    from stages.predict.saved import load_result, result_owner, run_identity, save_result
     from stages.train.distributed import resolve_device
 
     opts = options_with_root(cfg_options, None)
@@ -87,7 +87,8 @@ def predict(
         console.print(f"[yellow]note:[/] {n}", highlight=False)
     done: dict = {}  # video path -> its result, written by an earlier run into --out
     identity = None
-    stems = output_stems(found)  # two videos never share their outputs' names
+    # two videos never share their outputs' names, in one run or across runs into one --out
+    stems = output_stems(found, (lambda stem: result_owner(out_dir, stem)) if out_dir is not None else None)
     if out_dir is not None:
         # (--top-k is not part of it: every class's score is saved, the ranks are made again from them)
         identity = run_identity(run, predictor, window, stride, {"video": video, "fps": fps if video else None})

@@ -7,7 +7,7 @@ import csv
 import os
 import textwrap
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -139,14 +139,20 @@ def output_stem(name: str) -> str:
     return stem.replace(os.sep, "__").replace("/", "__") or "video"
 
 
-def output_stems(videos: Sequence[Any]) -> dict[str, str]:
+def output_stems(videos: Sequence[Any], owner: Optional[Callable[[str], Optional[str]]] = None) -> dict[str, str]:
     """Each video's (``.path``, ``.name``) outputs' stem, distinct: :func:`output_stem`, and for
     videos that would share one (``sub/a.mp4`` and ``sub__a.mp4``, ``x.mp4`` and ``x.avi``, one
-    name under two folders) that stem with a digest of the video's path (the same on every run)."""
+    name under two folders), or whose stem ``owner(stem)`` says an earlier run's result holds for
+    another video (``predict d1/x.mp4`` then ``predict d2/x.mp4`` into one ``--out``), that stem
+    with a digest of the video's path (the same on every run)."""
     import hashlib
     from collections import Counter
 
     plain = {v.path: output_stem(v.name) for v in videos}
     shared = Counter(plain.values())
-    return {p: s if shared[s] == 1 else f"{s}__{hashlib.sha1(p.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+
+    def apart(p: str, s: str) -> bool:
+        return shared[s] > 1 or (owner is not None and owner(s) not in (None, p))
+
+    return {p: f"{s}__{hashlib.sha1(p.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}" if apart(p, s) else s
             for p, s in plain.items()}

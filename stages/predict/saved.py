@@ -83,6 +83,14 @@ def save_result(out_dir: os.PathLike, stem: str, identity: dict, video: VideoInp
     return path
 
 
+def result_owner(out_dir: os.PathLike, stem: str) -> Optional[str]:
+    """The video (its path) whose result an earlier run wrote under ``stem`` in ``out_dir``, if any."""
+    try:
+        return json.loads(result_path(out_dir, stem).read_text())["result"]["video"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def load_result(out_dir: os.PathLike, stem: str, identity: dict, video: VideoInput, classes: Sequence[str],
                 k: int) -> Optional[VideoResult]:
     """The result an earlier run wrote for ``video`` under the same identity, else None (no file,

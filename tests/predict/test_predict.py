@@ -446,3 +446,30 @@ def test_videos_that_would_share_their_outputs_names_get_names_of_their_own():
     assert stems["/d/y.mp4"] == "y" and len(set(stems.values())) == 5
     assert stems["/d/sub/a.mp4"].startswith("sub__a__") and stems["/d/x.avi"].startswith("x__")
     assert output_stems(list(reversed(vids))) == stems  # the same names on every run
+
+
+def test_runs_into_one_out_folder_keep_each_others_outputs(trained, tmp_path):
+    """``predict d1/x.mp4 --out o`` then ``predict d2/x.mp4 --out o``: the second wrote its picture
+    and result over the first's (each run named the video ``x``), and a third run of the first
+    predicted it again. A stem an earlier run's result holds for another video is kept apart."""
+    cache, _, ckpt, data_root = trained
+    for d, clip in (("d1", CLIPS[0]), ("d2", CLIPS[1])):
+        (tmp_path / d).mkdir()
+        shutil.copy(data_root / "videos" / f"{clip}.mp4", tmp_path / d / "x.mp4")
+    out = tmp_path / "o"
+
+    def predict(video):
+        res = run("predict", video, "--out", out, "--checkpoint", ckpt, "--cache-root", cache, "--device", "cpu",
+                  "--json")
+        assert res.exit_code == 0, res.output
+        return res
+
+    predict(tmp_path / "d1" / "x.mp4")
+    first = json.loads((out / "x.result.json").read_text())
+    predict(tmp_path / "d2" / "x.mp4")
+    assert json.loads((out / "x.result.json").read_text()) == first  # the first run's, untouched
+    (other,) = [p for p in out.glob("x__*.result.json")]
+    assert json.loads(other.read_text())["result"]["video"] == str(tmp_path / "d2" / "x.mp4")
+    assert (out / f"{other.name[:-len('.result.json')]}.png").is_file()
+    res = predict(tmp_path / "d1" / "x.mp4")
+    assert "1 of 1 video(s) predicted before" in " ".join(res.stderr.split())
