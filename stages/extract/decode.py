@@ -69,6 +69,16 @@ class VideoInfo:
     tbn: Optional[float] = None  # ticks per second of the stream's timestamps (its time base's inverse)
     start: Optional[float] = None  # the container's start time, seconds (timestamps count from it)
     container: Optional[str] = None  # ffmpeg's name of the input format ("mov,mp4,...", "mpegts", ...)
+    stream_start: Optional[float] = None  # the video stream's own start, where ffmpeg prints one
+
+    @property
+    def video_delay(self) -> float:
+        """Seconds from the file's start (what a player shows as 0) to the video stream's first
+        frame: > 0 where the video starts after the file's other streams (audio recorded first,
+        an edit list); frame k is then shown at ``video_delay + k / fps``."""
+        if self.stream_start is None:
+            return 0.0
+        return max(0.0, self.stream_start - (self.start or 0.0))
 
     @property
     def variable_frame_rate(self) -> bool:
@@ -88,6 +98,7 @@ _FPS = re.compile(r"(\d+(?:\.\d+)?) fps")
 _TBR = re.compile(r"(\d+(?:\.\d+)?)(k?) tbr")
 _TBN = re.compile(r"(\d+(?:\.\d+)?)(k?) tbn")
 _START = re.compile(r"Duration: [^,\n]*, start: (-?\d+(?:\.\d+)?)")
+_STREAM_START = re.compile(r"\bstart (-?\d+(?:\.\d+)?)")  # a stream's own start, in its line
 _ROT = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees", re.I)
 _ROT_TAG = re.compile(r"^\s*rotate\s*:\s*(-?\d+)", re.M)  # ffmpeg < 5 printed the mp4 tag
 # ffmpeg's words for data that ends early (a truncated file): the demuxer read past the end.
@@ -234,7 +245,8 @@ def probe(path: str) -> VideoInfo:
     dw, dh = displayed_size(w, h, rot, sar)
     return VideoInfo(width=dw, height=dh, fps=fps, duration=duration, codec=m.group(3), rotation=rot, sar=sar,
                      stored_size=(w, h), stream=f"{m.group(1)}:{m.group(2)}", tbr=tbr, tbn=tbn,
-                     start=float(st.group(1)) if st else None, container=fm_.group(1) if fm_ else None)
+                     start=float(st.group(1)) if st else None, container=fm_.group(1) if fm_ else None,
+                     stream_start=float(ss.group(1)) if (ss := _STREAM_START.search(rest)) else None)
 
 
 def stored_pixels_size(info: VideoInfo) -> Optional[tuple[int, int]]:

@@ -39,7 +39,7 @@ from stages.extract.pose.base import PoseSource
 from stages.predict.inputs import VideoInput
 from stages.predict.reuse import CachedPoseIndex, CachedPoseSource, same_poses
 from stages.predict.trained import TrainedRun, load_model
-from stages.predict.windows import windowed_clips
+from stages.predict.windows import VIDEO_DELAY, windowed_clips
 
 log = logging.getLogger(__name__)
 
@@ -296,8 +296,8 @@ class Predictor:
         try:
             for (s, e), out in windowed_clips(clip, pose, self.settings, self.o.window, stride,
                                               on_frames=(lambda d, t: on_frames(res.name, d, t)) if on_frames else None):
-                fps = out.attrs.get("fps")
-                w = WindowResult(s, e, s / fps if fps else None, e / fps if fps else None)
+                fps, delay = out.attrs.get("fps"), out.attrs.get(VIDEO_DELAY, 0.0)
+                w = WindowResult(s, e, delay + s / fps if fps else None, delay + e / fps if fps else None)
                 res.windows.append(w)
                 res.fps, res.num_frames = fps, e
                 if not res.notes:

@@ -97,6 +97,10 @@ class _Track:
         self.n += len(kp)
 
 
+#: a window result's attribute: seconds from the file's start to its video's first frame
+VIDEO_DELAY = "video_delay_s"
+
+
 def windowed_clips(clip: ClipRecord, pose: PoseSource, settings: ExtractSettings, window_s: float, stride_s: float,
                    on_frames: Optional[Callable[[int, Optional[int]], None]] = None,
                    ) -> Iterator[tuple[tuple[int, int], ClipResult]]:
@@ -132,6 +136,9 @@ def _windowed(clip, pose, settings, window_s, stride_s, on_frames):
     notes: list[str] = []
     if info.variable_frame_rate:
         notes.append(f"variable frame rate: window times are frame counts over the average rate {info.fps:g} fps")
+    if info.video_delay:
+        notes.append(f"the video stream starts {info.video_delay:.3f} s into the file (after its other streams): "
+                     "window times are on the file's timeline, as a player shows them")
 
     def finish(s: int, e: int, box_info: dict, boxes) -> tuple[tuple[int, int], ClipResult]:
         n = e - s
@@ -144,7 +151,9 @@ def _windowed(clip, pose, settings, window_s, stride_s, on_frames):
                            start_frame=s, end_frame=e)
         t = PoseTrack(track.kp[s:e], track.sc[s:e], frame_size=frame_size)
         wboxes = None if boxes is None else list(boxes[s:e])
-        return (s, e), finish_clip(wclip, decoded, t, box_info, wboxes, pose, settings)
+        out = finish_clip(wclip, decoded, t, box_info, wboxes, pose, settings)
+        out.attrs[VIDEO_DELAY] = info.video_delay  # (a window's, never cached)
+        return (s, e), out
 
     def ready(posed: int, box_info: dict, boxes) -> Iterator:
         nonlocal done

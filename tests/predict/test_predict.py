@@ -473,3 +473,26 @@ def test_runs_into_one_out_folder_keep_each_others_outputs(trained, tmp_path):
     assert (out / f"{other.name[:-len('.result.json')]}.png").is_file()
     res = predict(tmp_path / "d1" / "x.mp4")
     assert "1 of 1 video(s) predicted before" in " ".join(res.stderr.split())
+
+
+def test_window_times_are_on_the_files_timeline_when_the_video_starts_late(trained, tmp_path):
+    """A recording whose video stream starts 2 s after its audio: a player shows the first frame at
+    2 s, and the windows were reported from 0 (every time on the timeline 2 s early)."""
+    from stages.extract.decode import ffmpeg_exe, probe
+
+    _, _, _, data_root = trained
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"file '{data_root / 'videos' / f'{c}.mp4'}'\n" for c in CLIPS))
+    joined = tmp_path / "joined.mp4"
+    ff = [ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error"]
+    subprocess.run(ff + ["-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(joined)], check=True)
+    late = tmp_path / "late.mp4"
+    subprocess.run(ff + ["-f", "lavfi", "-t", "7", "-i", "anullsrc=r=8000:cl=mono", "-itsoffset", "2", "-i",
+                         str(joined), "-map", "1:v", "-map", "0:a", "-c:v", "copy", "-c:a", "aac", str(late)],
+                   check=True)
+    assert probe(str(late)).video_delay == 2.0 and probe(str(joined)).video_delay == 0.0
+    pkl = pose_pickle(tmp_path / "late.pkl", data_root, {"late": list(CLIPS)})
+    got = predict_json(trained, late, "--pose-source", f"pkl:{pkl}", "--window", 32 / 24)["videos"][0]
+    assert [(w["start_frame"], w["start_s"]) for w in got["windows"]] == [(0, 2.0), (32, 2.0 + 32 / 24),
+                                                                         (64, 2.0 + 64 / 24)]
+    assert any("the video stream starts 2.000 s into the file" in n for n in got["notes"]), got["notes"]
