@@ -154,7 +154,9 @@ class Predictor:
                                                        source="--pose-source / --pose-option",
                                                        persons=self.settings.persons)
         except FileNotFoundError as e:  # e.g. HRNet's weights are elsewhere on this machine
-            raise FileNotFoundError(f"{e} (pipeline predict: --pose-option checkpoint=PATH)") from None
+            said = "--pose-option checkpoint=PATH" in str(e)  # (HRNet's message names it already)
+            raise FileNotFoundError(f"{e}" + ("" if said else " (pipeline predict: --pose-option checkpoint=PATH)")) \
+                from None
         ident = self.pose.identity()
         if self.o.pose_source is None and not same_poses(ident, run.record.pose) and not self.o.pose_options:
             raise ValueError(
