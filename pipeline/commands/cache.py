@@ -375,8 +375,9 @@ def cache_repair(
     if rep.reindexed:
         console.print(f"{'would write' if dry_run else 'wrote'} the index of {e.key} again")
     if rep.missing:
-        console.print(f"{rep.missing} clip(s) to extract: run {_extract_hint(e, cache_root)}; `pipeline cache gc` "
-                      "removes the quarantined clips", highlight=False)
+        console.print(f"{rep.missing} clip(s) to extract: run {_extract_hint(e, cache_root)}"
+                      + ("; `pipeline cache gc` removes the quarantined clips" if rep.quarantined else ""),
+                      highlight=False)
     elif not rep.quarantined and not rep.reindexed:
         console.print(f"[green]ok[/] {e.key}: nothing to repair")
 

@@ -94,7 +94,7 @@ class CacheClipDataset(Dataset):
         random_pose_offsets: in training, one random pose frame per segment (the default); False
             takes the segment middles as at test, so pose frames are evenly spaced and a joint's
             displacement between pose frames (``pose.motion``) is a speed, not a speed times a
-            random gap of 0 to 2 segments (``train.random_pose_offsets``, docs/demo.md).
+            random gap of 0 to 2 segments (``data.random_pose_offsets``, docs/demo.md).
         views: the :class:`~stages.data.views.ViewSampler` (training crop, flip, test views);
             default: ``data``'s defaults (:class:`~stages.data.settings.DataSettings`) at ``crop_size``.
         candidate_frames: 'random' (training draws one of an entry's K candidates per segment

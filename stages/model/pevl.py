@@ -89,7 +89,7 @@ class PeVL(FrozenCLIPModel):
         if self.use_pose:
             self.pose_proj = nn.Parameter(visual.proj.detach().clone(), requires_grad=train_proj)
         if self.use_text:
-            self.text_encoder = TextEncoder(clip, ad["text"], ad.get("text_ratio", ad["ratio"]),
+            self.text_encoder = TextEncoder(clip, ad["text"], ad["text_ratio"],
                                             ad["mlp_scale"], train_proj)
         n_ucmr = int(uc["num_blocks"]) if (self.use_video and self.use_pose) else 0
         if n_ucmr and pc["form"] != "coords":

@@ -448,6 +448,10 @@ def refuse_idle_overrides(cfg: Mapping, options: Mapping, run: str = "") -> None
 
 
 # -- composition ------------------------------------------------------------------------------------------
+#: run config keys the command sets, never ``-c``
+COMMAND_NAMED = ("exp_name", "variant", "experiment.name", "model_wrapper_cfg")
+
+
 def build_run_config(exp: str, variant: str, dataset: Optional[str] = None,
                      cfg_options: Optional[dict] = None) -> Config:
     """The resolved, checked run config of one variant of experiment ``exp`` (module docstring)."""
@@ -504,6 +508,11 @@ def build_run_config(exp: str, variant: str, dataset: Optional[str] = None,
                 log.warning("%s/%s on %s: model.%s=%s (from %s), not the variant's %s", here, variant, dataset, k,
                             now, layers.source_of(f"model.{k}"), was)
     # 5. --cfg-options
+    named = [k for k in (cfg_options or {}) if k in COMMAND_NAMED or k.split(".")[0] in COMMAND_NAMED]
+    if named:  # (accepted, they were overwritten below or by the launcher: the run kept its names)
+        raise SettingsError(f"-c {named[0]}: not a setting: the experiment's and variant's names come from --exp and "
+                            "--variant (and name the work dirs); the DDP wrapper from --launcher", named[0],
+                            COMMAND_LINE)
     if cfg_options:
         layers.cfg = apply_options(layers.cfg, cfg_options)
         for k in cfg_options:

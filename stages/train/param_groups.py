@@ -101,14 +101,17 @@ def build_param_groups(recognizer: nn.Module, base_lr: float, base_wd: float, cf
     unknown = [k for k in custom if k not in GROUPS]
     if unknown:
         raise KeyError(f"paramwise_cfg.custom_keys: unknown group {unknown[0]!r} (groups: {', '.join(GROUPS)})")
+    missing = [k for k in GROUPS if k not in custom]
+    if missing:  # (the schedule's schema holds each group's default: a resolved config names every group)
+        raise KeyError(f"paramwise_cfg.custom_keys: no group {missing[0]!r} (groups: {', '.join(GROUPS)}): give "
+                       "paramwise_cfg() a resolved schedule's groups")
     no_decay = set(cfg.get("no_decay", NO_DECAY_KINDS))
     bad = no_decay - set(NO_DECAY_KINDS)
     if bad:
         raise KeyError(f"paramwise_cfg.no_decay: unknown kind {sorted(bad)[0]!r} (kinds: {', '.join(NO_DECAY_KINDS)})")
     out: dict[tuple[str, bool], dict] = {}
     for name, group, kind, p in tunable_parameter_table(recognizer):
-        opts = custom.get(group, {})
-        lr_mult, decay_mult = float(opts.get("lr_mult", 1.0)), float(opts.get("decay_mult", 1.0))
+        lr_mult, decay_mult = float(custom[group]["lr_mult"]), float(custom[group]["decay_mult"])
         decays = kind not in no_decay
         key = (group, decays)
         if key not in out:

@@ -104,12 +104,16 @@ def test_a_parameter_no_rule_names_is_an_error_naming_it():
     cfg = build_run_config("ucmr_ablate", "pevl", cfg_options=TINY)
     model = build_model(cfg.model.to_dict())
     model.stray = torch.nn.Parameter(torch.zeros(3))
+    groups = paramwise_cfg(cfg.train.param_groups.to_dict(), cfg.train.no_decay)
     with pytest.raises(KeyError, match="'stray' is in no optimiser group"):
-        build_param_groups(model, 1e-3, 0.05, {"custom_keys": {}})
+        build_param_groups(model, 1e-3, 0.05, groups)
     with pytest.raises(KeyError, match="unknown group 'vidoe'"):
         build_param_groups(model, 1e-3, 0.05, {"custom_keys": {"vidoe": {"lr_mult": 2}}})
     with pytest.raises(KeyError, match="unknown kind"):
-        build_param_groups(model, 1e-3, 0.05, {"no_decay": ["norms"]})
+        build_param_groups(model, 1e-3, 0.05, {**groups, "no_decay": ["norms"]})
+    # each group's multipliers come from the schedule's schema (one place): a config without them is refused
+    with pytest.raises(KeyError, match="no group 'clip'"):
+        build_param_groups(model, 1e-3, 0.05, {"custom_keys": {}})
 
 
 def test_a_group_multiplier_from_the_command_line_keeps_the_others(tmp_path):

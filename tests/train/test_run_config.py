@@ -225,3 +225,11 @@ def test_an_experiments_own_data_amendment_holds_under_another_dataset(exp):
     assert build_run_config(exp, v, dataset="diving48").data.dataset == "diving48"
     demo = build_run_config("demo", "pevl", dataset="diving48")  # a data config naming its dataset stays its own
     assert demo.data.dataset == "diving48" and demo.data.flip_prob == 0.5
+
+
+@pytest.mark.parametrize("key", ["exp_name", "variant", "experiment.name", "model_wrapper_cfg.type"])
+def test_names_the_command_sets_are_no_c_settings(key):
+    """``-c exp_name=mine variant=other`` was accepted and overwritten (the run kept its names)."""
+    with pytest.raises(SettingsError, match=rf"-c {key}: not a setting: .* come from --exp and --variant"):
+        build_run_config("demo", "pevl", cfg_options={key: "x"})
+    assert build_run_config("demo", "pevl", cfg_options={"experiment.table": "mine"}).experiment.table == "mine"
