@@ -297,7 +297,8 @@ class CacheStore:
         live, _ = reader_marks(act.path, ttl)
         if live:
             owners = [claims.read_owner(p) or {} for p in live]
-            log.warning("leaving entry %s (%s): %d process(es) use it now, reading or extracting (%s)", act.path, act.why, len(live),
+            log.warning("leaving entry %s (%s): %d process(es) use it now, reading or extracting (%s)", act.path,
+                        act.why, len(live),
                         ", ".join(f"{o.get('host', '?')} pid {o.get('pid', '?')}" for o in owners))
         return bool(live)
 

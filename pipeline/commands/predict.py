@@ -164,7 +164,8 @@ def _settings_line(record) -> str:
     k = record.frames_per_segment
     frames = f"{s.get('num_frames')} segments x {k} candidate frames" if k > 1 else f"{s.get('num_frames')} frames"
     return (f"{frames}, short side {s.get('short_side')}, grid {s.get('grid_cell')}, "
-            f"codec {s.get('frames_codec')}, pose source {record.pose_spec}")
+            f"codec {'raw' if s.get('frames_codec') == 'none' else s.get('frames_codec')}, "
+            f"pose source {record.pose_spec}")
 
 
 def _write_pictures(res, out_dir: Path, stem: str, predictor, video: bool, fps: float, top_k: int, run) -> None:

@@ -219,9 +219,10 @@ def finish_clip(clip: ClipRecord, decoded: DecodedClip, track: PoseTrack, box_in
                          f"scaled by {info.width / stored[1]:.4g}")
     if box_info.get("persons_note"):
         notes.append(box_info["persons_note"])
-    if n < settings.num_frames * settings.frames_per_segment:
-        what = "sampled frames" if settings.frames_per_segment == 1 else "candidate frames"
-        notes.append(f"{n} frames < {settings.num_frames * settings.frames_per_segment}: {what} repeat")
+    k = max(1, len(decoded.frame_indices) // settings.num_frames)  # (a predict window takes the middles only)
+    if n < settings.num_frames * k:
+        what = "sampled frames" if k == 1 else "candidate frames"
+        notes.append(f"{n} frames < {settings.num_frames * k}: {what} repeat")
     if clip.end_frame is not None and n < clip.end_frame - (clip.start_frame or 0):
         notes.append(f"annotation asks for frames up to {clip.end_frame}, the video has {n + (clip.start_frame or 0)}")
     joints = get_skeleton(pose.skeleton).num_joints * settings.persons

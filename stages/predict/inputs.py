@@ -88,7 +88,8 @@ def find_videos(paths: Iterable[os.PathLike]) -> tuple[list[VideoInput], list[st
             for f in sorted(chosen) + sorted(f for f in found if f not in chosen):
                 _add(videos, seen, again, VideoInput(str(f.resolve()), str(f.relative_to(p)), os.path.abspath(f)))
         else:
-            _add(videos, seen, again, VideoInput(str(p.resolve()) if p.exists() else str(p), p.name, os.path.abspath(p)))
+            found_at = str(p.resolve()) if p.exists() else str(p)
+            _add(videos, seen, again, VideoInput(found_at, p.name, os.path.abspath(p)))
     if again:
         notes.append(f"{len(again)} name(s) of a video already listed predicted once, under its first name: "
                      + ", ".join(again[:5]) + (", ..." if len(again) > 5 else ""))
