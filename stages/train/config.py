@@ -21,7 +21,8 @@ A variant's run config is made of layers, later ones winning key by key:
 4. ``--dataset D`` (another dataset than the experiment's): ``configs/_base_/datasets/D.py`` is an
    overlay whose ``data`` replaces the run's (the experiment's or a variant's ``data`` without a
    ``dataset`` key, e.g. ``extract=dict(num_frames=32)``, still amends it where the file does not
-   state the key) and whose
+   state the key), whose ``train``, when it has one (the demo's CPU schedule), replaces the run's
+   whole (one recipe, not two mixed; the experiment's schedule keys it drops are warned), and whose
    other sections win over the variant's (the demo's brings the tiny CLIP, its frame counts and pose
    switches, and the demo's CPU schedule), then the experiment's ``dataset_overrides[D]``;
 5. ``--cfg-options key=value ...`` (mmengine syntax: ``train.lr=1e-4``, ``model.ucmr.num_blocks=2``).
@@ -499,6 +500,14 @@ def build_run_config(exp: str, variant: str, dataset: Optional[str] = None,
         for amend, src in ((to_plain(exp_d.get("data") or {}), exp_prov), (to_plain(v.get("data") or {}), vsrc)):
             if amend and not amend.get("dataset"):
                 layers.add({"data": amend}, src)
+        if ds_d.get("train"):  # a schedule is one recipe: the dataset's replaces the experiment's whole
+            kept = {k: layers.source_of(k) for k in dotted_leaves({"train": layers.cfg.get("train") or {}})}
+            dropped = sorted(k for k in kept if k not in dotted_leaves({"train": ds_d["train"]}))
+            if dropped:
+                log.warning("%s/%s on %s: the dataset's schedule replaces the experiment's; %s dropped (%s)", here,
+                            variant, dataset, ", ".join(dropped[:4]) + (" ..." if len(dropped) > 4 else ""),
+                            ", ".join(sorted({str(kept[k]) for k in dropped})))
+            layers.replace("train", {}, ds_prov)
         layers.add(ds_d, ds_prov)
         if dataset in overrides:
             layers.add(overrides[dataset], f"{here}, dataset_overrides.{dataset}")

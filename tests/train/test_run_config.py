@@ -233,3 +233,24 @@ def test_names_the_command_sets_are_no_c_settings(key):
     with pytest.raises(SettingsError, match=rf"-c {key}: not a setting: .* come from --exp and --variant"):
         build_run_config("demo", "pevl", cfg_options={key: "x"})
     assert build_run_config("demo", "pevl", cfg_options={"experiment.table": "mine"}).experiment.table == "mine"
+
+
+def test_the_demo_schedule_replaces_an_experiments_recipe_whole(tmp_path, caplog):
+    """An experiment bringing AIM's schedule, run with --dataset demo, trained at the demo's lr with
+    AIM's warm-up start and no-decay kinds: a recipe neither file states."""
+    import logging
+
+    from stages.train.schedule import ScheduleSettings
+
+    exp = tmp_path / "mine.py"
+    exp.write_text(f"_base_ = ['{configs_root() / 'experiments' / 'ucmr_ablate.py'}', "
+                   f"'{configs_root() / '_base_' / 'schedules' / 'aim.py'}']\n")
+    own = build_run_config(str(exp), "pevl")
+    assert own.train.lr == 3e-4 and own.train.warmup_start_factor == 0.1
+    with caplog.at_level(logging.WARNING, logger="stages.train.config"):
+        demo = build_run_config(str(exp), "pevl", dataset="demo")
+    assert demo.train.lr == 2e-3 and demo.train.max_epochs == 40
+    assert demo.train.warmup_start_factor == ScheduleSettings().warmup_start_factor
+    assert list(demo.train.no_decay) == list(ScheduleSettings().no_decay)
+    assert "the dataset's schedule replaces the experiment's; train.no_decay, train.warmup_start_factor dropped" \
+        in caplog.text
