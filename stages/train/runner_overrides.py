@@ -1,4 +1,4 @@
-"""``runner.*``: raw mmengine Runner arguments, their keys checked before anything is built.
+"""``runner.*``: raw mmengine Runner arguments, their keys checked before the Runner is built.
 
 The typed settings refuse a key they do not know; ``runner.*`` is the escape hatch past them, and
 mmengine reads some of it only when it uses it: ``runner.default_hooks.checkpoint.intervl=1``
