@@ -32,6 +32,13 @@ def deep_merge(base: Mapping, override: Optional[Mapping]) -> dict:
     return out
 
 
+def dotted_get(d: Any, dotted: str) -> Any:
+    """The value at ``dotted`` (``"ucmr.num_blocks"``) in a nested dict; None where a part is missing."""
+    for part in dotted.split("."):
+        d = d.get(part) if isinstance(d, Mapping) else None
+    return d
+
+
 def dotted_leaves(d: Any, prefix: str = "") -> dict[str, Any]:
     """Dotted key -> value of every leaf of a nested dict (lists and empty dicts are leaves)."""
     if not isinstance(d, Mapping) or (not d and prefix):

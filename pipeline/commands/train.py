@@ -187,9 +187,9 @@ def train(
         from rich.markup import escape
 
         tag, sep, rest = msg.partition("] ")
-        if rank != 0 or (is_quiet() and tag not in ("[fail", "[warn")):
+        if rank != 0 or (is_quiet() and tag not in ("[fail", "[busy", "[warn")):
             return
-        style = {"[fail": "red", "[done": "green", "[skip": "yellow", "[warn": "yellow"}.get(tag, "bold")
+        style = {"[fail": "red", "[done": "green", "[skip": "yellow", "[warn": "yellow", "[busy": "yellow"}.get(tag, "bold")
         if msg.startswith("[") and sep:
             console.print(f"[{style}]{escape(tag + ']')}[/] {escape(rest)}", highlight=False)
         else:
@@ -204,14 +204,14 @@ def train(
         console.print("[yellow]interrupted[/]: checkpoints are kept; rerun with --resume to continue.")
         raise typer.Exit(130)
     if rank != 0:
-        raise typer.Exit(1 if rep.failed else 0)
+        raise typer.Exit(1 if rep.unfinished else 0)
     if json_out:
         from pipeline.output import print_json
 
         print_json([o.row or dict(variant=o.variant, status=o.status, error=o.error) for o in rep.outcomes])
     else:
         _summary(rep)
-    if rep.failed or rep.results_error:
+    if rep.unfinished or rep.results_error:
         raise typer.Exit(1)
 
 
@@ -233,8 +233,8 @@ def _print_configs(exp: str, variants: Optional[List[str]], dataset: Optional[st
         out.print(f"# {exp} / {v}" + (f" on {dataset}" if dataset else ""), highlight=False)
         out.print("# model.num_classes, num_joints and num_persons are set from the cache entry when the run starts "
                   "(the config saved beside the run holds them)", highlight=False, markup=False)
-        for key, why in idle_overrides(cfg, opts).items():
-            out.print(f"# -c {key} has no effect on this variant, with {why}", highlight=False, markup=False)
+        for key, what in idle_overrides(cfg, opts).items():
+            out.print(f"# -c {key} {what}", highlight=False, markup=False)
         out.print(Config(cfg.to_dict()).pretty_text, highlight=False, markup=False)
 
 

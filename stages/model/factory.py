@@ -7,6 +7,7 @@ depth, or a value of the wrong type, is an error that names it and where it came
 """
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable, Mapping, Optional
 
 from stages.nested_config import deep_merge, to_plain
@@ -55,7 +56,7 @@ BASELINE_SWITCHES = dict(modalities=["video", "text"], adapters=dict(video=False
                          ucmr=dict(num_blocks=0), fusion="concat", sgmc=dict(loss="vanilla"), train_proj=True)
 
 
-@_register("CLIPBaseline", PeVLSettings, fixed=lambda cfg: BASELINE_SWITCHES,
+@_register("CLIPBaseline", PeVLSettings, fixed=lambda cfg: copy.deepcopy(BASELINE_SWITCHES),
            fixed_why="Table 4's baseline: frozen CLIP, video and text, a trainable projection, the vanilla loss")
 def _baseline(**cfg) -> PeVL:
     """Table 4's baseline: "the frozen CLIP model with a trainable projection layer", video + text
@@ -85,12 +86,25 @@ def model_settings(cfg: Any, where: str = "model", source_of: Optional[Callable]
     schema = getattr(builder, "settings", None)
     if schema is None:
         raise SettingsError(f"{where}.type: {name!r} is not a model of this project (no config schema)")
-    if builder.fixed is not None:
-        cfg = deep_merge(cfg, builder.fixed(cfg))
+    cfg = with_fixed_switches(cfg, builder)
     kw = {"where": where}
     if source_of is not None:
         kw["source_of"] = source_of
     return schema.from_dict(cfg, **kw)
+
+
+def with_fixed_switches(cfg: Mapping, builder: Optional[Callable] = None) -> dict:
+    """A model config (plain) with the switches its type fixes merged in (a copy): what
+    :func:`model_settings` checks, and what a config recorded before those switches were written
+    into it (a checkpoint's run record, a finished run's hashed config) is compared as."""
+    cfg = to_plain(cfg)
+    if builder is None:
+        try:
+            builder = get_registered(MODELS, cfg.get("type", "PeVL"))
+        except KeyError:
+            return dict(cfg)
+    fixed = getattr(builder, "fixed", None)
+    return deep_merge(cfg, fixed(cfg)) if fixed is not None else dict(cfg)
 
 
 def fixed_switches(model_type: str) -> tuple[dict, str]:

@@ -295,8 +295,12 @@ class PeVLSettings(FrozenCLIPSettings):
         said = f"{_prefix(where, 'modalities')}={mods}" + (f" ({_prefix(where, 'type')}={self.type})"
                                                            if self.type != "PeVL" else "")
         idle = []
+        # eq. 3's temperature reads temperature.max_scale and .clamp too (the text similarity's and its)
+        refines = ("video" in mods and "pose" in mods and self.ucmr.num_blocks > 0 and self.ucmr.refine_loss
+                   and (self.ucmr.p2v or self.ucmr.v2p))
         if "text" not in mods:
-            idle.append((("text", "temperature", "sgmc", "fusion", "adapters.text", "adapters.text_ratio"), said))
+            idle.append((("text", "sgmc", "fusion", "adapters.text", "adapters.text_ratio", "temperature.text_init")
+                         + (() if refines else ("temperature.max_scale", "temperature.clamp")), said))
         elif self.fusion == "concat":
             idle.append((("sgmc",), f"{_prefix(where, 'fusion')}='concat' (sgmc.* is eq. 4's fusion)"))
         if "video" not in mods:

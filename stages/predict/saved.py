@@ -27,8 +27,9 @@ from stages.predict.inputs import VideoInput
 from stages.predict.predictor import Label, VideoResult, WindowResult, top_labels
 
 #: what a result file's format is; a file of another version is predicted again (2: a classifier's
-#: views averaged as probabilities, 2026-12-06)
-RESULT_VERSION = 2
+#: views averaged as probabilities, 2026-12-06; 3: window times after a late video stream's delay,
+#: skeleton-file annotations matched by the video's folder too)
+RESULT_VERSION = 3
 SUFFIX = ".result.json"
 
 

@@ -40,8 +40,9 @@ class TrainedRun:
 
 def _config_from_record(run_config: dict, cfg_options: Optional[dict], where: str) -> Config:
     """The recorded run config with ``--cfg-options`` applied, checked again by the run-config schema."""
-    from stages.train.config import apply_options, check_run_config
+    from stages.train.config import apply_options, check_run_config, refuse_command_named
 
+    refuse_command_named(cfg_options)
     d = apply_options(run_config, cfg_options) if cfg_options else dict(run_config)
     prov = {k: COMMAND_LINE for k in (cfg_options or {})}
 

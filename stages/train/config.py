@@ -46,7 +46,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 from mmengine.config import Config, DictAction
 
 from stages.data.settings import DataSettings
-from stages.nested_config import deep_merge, dotted_leaves, to_plain
+from stages.nested_config import deep_merge, dotted_get, dotted_leaves, to_plain
 from stages.settings import COMMAND_LINE, Settings, SettingsError, describe, did_you_mean, field
 from stages.train.schedule import ScheduleSettings
 
@@ -82,6 +82,20 @@ def with_neutral_settings(flat: dict) -> dict:
     for k, neutral in NEUTRAL_NEW_SETTINGS.items():
         flat.setdefault(k, neutral)
     return flat
+
+
+def recorded_as_now(run_config: Mapping) -> dict:
+    """A recorded run config (a checkpoint's run record, a finished run's hashed config) with the
+    switches its model's type fixes merged in, as this code's configs hold them: one recorded
+    before Table 4's baseline wrote its switches into the config (it held the full PeVL's
+    modalities, adapters and UCMR, then overridden) compares equal to today's. Nothing else is
+    filled in: a setting the record lacks is another version's (the callers say so)."""
+    from stages.model.factory import with_fixed_switches
+
+    d = copy.deepcopy(dict(run_config))
+    if isinstance(d.get("model"), Mapping):
+        d["model"] = with_fixed_switches(d["model"])
+    return d
 
 
 #: the paper's numbers a variant states for the results table only, not in its run config (whose
@@ -412,10 +426,10 @@ def check_run_config(d: dict, source_of: Callable[[str], Optional[str]]) -> RunC
 
 # -- -c keys that change nothing ---------------------------------------------------------------------------
 def idle_overrides(cfg: Mapping, options: Mapping) -> dict[str, str]:
-    """``{key: why}``: the keys of ``options`` (``-c``) that change nothing in the model of the
-    resolved run config ``cfg``, because another switch leaves them idle (a concatenation fusion
-    and ``model.sgmc.*``) or the model's type fixes them to other values (Table 4's baseline and
-    ``model.ucmr.num_blocks``)."""
+    """``{key: what happens to it}``: the keys of ``options`` (``-c``) the model of the resolved run
+    config ``cfg`` does not take as given, because another switch leaves them idle (a
+    concatenation fusion and ``model.sgmc.*``: "has no effect, with ...") or the model's type
+    fixes them (Table 4's baseline and ``model.ucmr.num_blocks``: "is overridden by ...")."""
     from stages.model.factory import fixed_switches, model_settings
 
     model = to_plain(cfg["model"])
@@ -423,20 +437,15 @@ def idle_overrides(cfg: Mapping, options: Mapping) -> dict[str, str]:
     switches, what = fixed_switches(str(model.get("type", "PeVL")))
     for k in dotted_leaves(switches):
         o = f"model.{k}"
-        if o in options and to_plain(options[o]) != _leaf(model, k):
-            idle.setdefault(o, f"model.type={model['type']!r} ({what}), which fixes it to {_leaf(model, k)!r}")
+        if o in options and to_plain(options[o]) != dotted_get(model, k):
+            idle.setdefault(o, f"is overridden by model.type={model['type']!r} ({what}): the model gets "
+                               f"{dotted_get(model, k)!r}")
     for keys, why in model_settings(model, where="model").idle_keys("model"):
         for k in keys:
             for o in options:
                 if o == f"model.{k}" or o.startswith(f"model.{k}."):
-                    idle.setdefault(o, why)
+                    idle.setdefault(o, f"has no effect, with {why}")
     return idle
-
-
-def _leaf(d: Mapping, dotted: str) -> Any:
-    for part in dotted.split("."):
-        d = d.get(part) if isinstance(d, Mapping) else None
-    return d
 
 
 def refuse_idle_overrides(cfg: Mapping, options: Mapping, run: str = "") -> None:
@@ -444,13 +453,22 @@ def refuse_idle_overrides(cfg: Mapping, options: Mapping, run: str = "") -> None
     explain), a ``-c`` that changes nothing is a mistake to say, not a run to make."""
     idle = idle_overrides(cfg, options)
     if idle:
-        key, why = next(iter(idle.items()))
-        raise SettingsError(f"-c {key}: has no effect{f' on {run}' if run else ''}, with {why}", key, COMMAND_LINE)
+        key, what = next(iter(idle.items()))
+        raise SettingsError(f"-c {key} {what}" + (f" ({run})" if run else ""), key, COMMAND_LINE)
 
 
 # -- composition ------------------------------------------------------------------------------------------
 #: run config keys the command sets, never ``-c``
 COMMAND_NAMED = ("exp_name", "variant", "experiment.name", "model_wrapper_cfg")
+
+
+def refuse_command_named(cfg_options: Optional[Mapping]) -> None:
+    """Refuse a ``-c`` of :data:`COMMAND_NAMED` (accepted before, then overwritten: the run kept its names)."""
+    named = [k for k in (cfg_options or {}) if k in COMMAND_NAMED or k.split(".")[0] in COMMAND_NAMED]
+    if named:
+        raise SettingsError(f"-c {named[0]}: not a setting: the experiment's and variant's names come from --exp and "
+                            "--variant (and name the work dirs); the DDP wrapper from --launcher", named[0],
+                            COMMAND_LINE)
 
 
 def build_run_config(exp: str, variant: str, dataset: Optional[str] = None,
@@ -487,10 +505,7 @@ def build_run_config(exp: str, variant: str, dataset: Optional[str] = None,
         watched = ("num_video_frames", "num_pose_frames", "clip.arch")
 
         def model_key(k):
-            node = layers.cfg.get("model", {})
-            for part in k.split("."):
-                node = node.get(part) if isinstance(node, dict) else None
-            return node
+            return dotted_get(layers.cfg.get("model", {}), k)
 
         before = {k: model_key(k) for k in watched}
         ds_d, ds_prov = load_config_file(dataset_config_path(dataset))
@@ -517,11 +532,7 @@ def build_run_config(exp: str, variant: str, dataset: Optional[str] = None,
                 log.warning("%s/%s on %s: model.%s=%s (from %s), not the variant's %s", here, variant, dataset, k,
                             now, layers.source_of(f"model.{k}"), was)
     # 5. --cfg-options
-    named = [k for k in (cfg_options or {}) if k in COMMAND_NAMED or k.split(".")[0] in COMMAND_NAMED]
-    if named:  # (accepted, they were overwritten below or by the launcher: the run kept its names)
-        raise SettingsError(f"-c {named[0]}: not a setting: the experiment's and variant's names come from --exp and "
-                            "--variant (and name the work dirs); the DDP wrapper from --launcher", named[0],
-                            COMMAND_LINE)
+    refuse_command_named(cfg_options)
     if cfg_options:
         layers.cfg = apply_options(layers.cfg, cfg_options)
         for k in cfg_options:

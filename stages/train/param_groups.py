@@ -105,7 +105,7 @@ def build_param_groups(recognizer: nn.Module, base_lr: float, base_wd: float, cf
     if missing:  # (the schedule's schema holds each group's default: a resolved config names every group)
         raise KeyError(f"paramwise_cfg.custom_keys: no group {missing[0]!r} (groups: {', '.join(GROUPS)}): give "
                        "paramwise_cfg() a resolved schedule's groups")
-    no_decay = set(cfg.get("no_decay", NO_DECAY_KINDS))
+    no_decay = set(cfg["no_decay"])  # (the schedule's schema holds its default, as it does each group's)
     bad = no_decay - set(NO_DECAY_KINDS)
     if bad:
         raise KeyError(f"paramwise_cfg.no_decay: unknown kind {sorted(bad)[0]!r} (kinds: {', '.join(NO_DECAY_KINDS)})")

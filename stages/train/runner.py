@@ -43,7 +43,7 @@ from stages.skeletons import entry_skeleton
 from stages.train import report
 from stages.train.checkpoints import (checkpoint_safe_globals, load_checkpoint_into, read_checkpoint_meta,
                                      resume_checkpoint)
-from stages.train.config import with_neutral_settings
+from stages.train.config import recorded_as_now, with_neutral_settings
 from stages.train.distributed import init_distributed, resolve_device
 from stages.train.hooks import RecordValHook, TrainTimeHook, train_clips_record
 from stages.train.metrics import metric_row
@@ -353,7 +353,8 @@ def check_resumes_this_run(checkpoint: Path, run_cfg: Config, entry: CacheEntry,
                          "are set aside, not lost")
     mine = run_record(run_cfg, entry)["run_config"]
     # (a record without a setting added later at its neutral value computed that value)
-    theirs_flat, mine_flat = with_neutral_settings(dotted_leaves(theirs)), with_neutral_settings(dotted_leaves(mine))
+    theirs_flat = with_neutral_settings(dotted_leaves(recorded_as_now(theirs)))
+    mine_flat = with_neutral_settings(dotted_leaves(mine))
     diff, newer = [], []
     for k in sorted(set(theirs_flat) | set(mine_flat)):
         both = k in theirs_flat and k in mine_flat
@@ -425,7 +426,7 @@ def trained_model_settings(recorded: dict, cfg: Config, entry: CacheEntry, given
     recorded :data:`TEST_PROTOCOL` is in ``options`` too where it differs and ``given`` does not set it."""
     ours = dotted_leaves(to_plain(cfg.model), "model")
     made = dotted_leaves(to_plain(run_config_of(cfg, entry).model), "model")  # with what the entry adds
-    theirs = dotted_leaves(recorded.get("model") or {}, "model")
+    theirs = dotted_leaves(recorded_as_now(recorded).get("model") or {}, "model")
     options, unknown, clash = {}, [], []
     for k, v in theirs.items():
         if k.rsplit(".", 1)[-1] in NOT_THE_MODEL:

@@ -53,9 +53,12 @@ class SweepReport:
     results_error: Optional[str] = None  # the results table could not be written
 
     @property
-    def failed(self) -> list[VariantOutcome]:
-        """The variants this run did not finish: failed, or left to another run that trains them."""
-        return [o for o in self.outcomes if o.status in ("failed", "busy")]
+    def unfinished(self) -> list[VariantOutcome]:
+        """The variants this run did not finish: failed, or left to another run that trains them
+        (either makes ``pipeline train`` exit 1)."""
+        from stages.train.report import NOT_FINISHED
+
+        return [o for o in self.outcomes if o.status in NOT_FINISHED]
 
 
 #: beside a variant's result.json: the run config its ``config_hash`` is the hash of, so a rerun with
@@ -111,10 +114,10 @@ def differing_settings(vdir: Path, old_hash: str, cfg: Config) -> Optional[list[
     rec = read_json_or_none(Path(vdir) / HASHED_CONFIG_FILE)
     if not rec or rec.get("config_hash") != old_hash or not isinstance(rec.get("config"), dict):
         return None
-    from stages.train.config import with_neutral_settings
+    from stages.train.config import recorded_as_now, with_neutral_settings
 
     # (left out of the hashed form at their neutral value: named with it)
-    old = with_neutral_settings(dotted_leaves(rec["config"]))
+    old = with_neutral_settings(dotted_leaves(recorded_as_now(rec["config"])))
     new = with_neutral_settings(dotted_leaves(json.loads(_hashed_form(cfg))))
     missing = object()
     return [(k, old.get(k, "(absent)"), new.get(k, "(absent)")) for k in sorted(set(old) | set(new))
@@ -235,7 +238,7 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
     from stages.train.config import build_run_config
     from stages.train.distributed import init_distributed
     from stages.train.report import read_result
-    from stages.train.runner import NOT_THE_RUN, train_variant
+    from stages.train.runner import train_variant
     from stages.train.trackers import DEFAULT_TRACKERS
 
     exp_cfg = load_experiment(exp)
@@ -265,49 +268,32 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
         vdir = exp_dir / v
         cfg = cfgs[v]
         if v not in to_train:
-            old = done_before[v]
-            other = bool(old.get("config_hash")) and old["config_hash"] != config_hash(cfg)
-            diff = differing_settings(vdir, old["config_hash"], cfg) if other else None
-            changed = diff_text(diff) if diff is not None else None
-            note = (" with another config than this run's" + (f" ({changed})" if changed else "")
-                    + ": its result is not this config's (--force retrains)") \
-                if other else "" if old.get("config_hash") else \
-                " (its result.json records no config_hash, so whether it had this run's config is not known; " \
-                "--force retrains)"
-            if diff and all(k in NOT_THE_RUN for k, _, _ in diff) and (  # (workers, validation interval, ...)
-                    all(k != "model.clip.pretrained_path" for k, _, _ in diff) or _same_weights(old, cfg)):
-                other = False
-                note = f" (with {changed}: settings that change nothing the run computes)"
-            now = entries_now.get(v)
-            if now and old.get("entry") and old["entry"] != now:
-                # (the config names a request, not an entry: a re-extraction answers it with another)
-                other = True
-                note += (f" on cache entry {old['entry']}; this run finds entry {now} for it (other dataset files, "
-                         "clips or pose extraction): its result is not this entry's (--force retrains on it; "
-                         f"--entry {old['entry']} keeps the old one)")
-            say(f"[skip] {exp_name}/{v}: finished before{note}, top-1 {old.get('top1')}")
-            rep.outcomes.append(VariantOutcome(v, "skipped", vdir, row=old, other_config=other))
+            rep.outcomes.append(finished_outcome(v, vdir, done_before[v], cfg, entries_now.get(v), "finished before",
+                                                 exp_name, say))
             continue
         e = entries[v]
         held = contextlib.ExitStack()
         try:
-            busy = None
+            busy = failed = None
             if rank == 0:
                 try:
                     held.enter_context(hold_variant_dir(vdir))
                 except WorkDirBusyError as ex:
                     busy = str(ex)
+                except OSError as ex:  # (said by every rank: one rank alone leaving the broadcast hangs the rest)
+                    failed = f"{type(ex).__name__}: {ex}"
             if world > 1:  # every rank gives the variant up together, or none does
-                busy = broadcast_from_rank0(busy)
+                busy, failed = broadcast_from_rank0((busy, failed))
             if busy:
                 raise WorkDirBusyError(busy)
+            if failed:
+                raise OSError(f"{vdir}: cannot take the variant folder's lock ({failed})")
             now_done = read_result(vdir) if not force else None
             if world > 1:
                 now_done = broadcast_from_rank0(now_done)
-            if now_done is not None and done_before[v] is None:  # another run finished it while this one waited
-                say(f"[skip] {exp_name}/{v}: finished by another run since this one started, top-1 "
-                    f"{now_done.get('top1')} (--force retrains)")
-                rep.outcomes.append(VariantOutcome(v, "skipped", vdir, row=now_done))
+            if now_done is not None and done_before[v] is None:  # another run finished it since this one started
+                rep.outcomes.append(finished_outcome(v, vdir, now_done, cfg, e.key,
+                                                     "finished by another run since this one started", exp_name, say))
                 continue
             if resume:
                 if checkpoint_files(vdir) or (vdir / LAST_CHECKPOINT).is_file():
@@ -372,6 +358,38 @@ def _write_table(rep: SweepReport, exp_cfg: Config, exp_dir: Path, exp_name: str
                 "a rerun writes it (finished variants are not trained again)")
 
 
+def finished_outcome(v: str, vdir: Path, old: dict, cfg: Config, entry_now: Optional[str], how: str, exp_name: str,
+                     say: Callable[[str], None]) -> VariantOutcome:
+    """A variant skipped as finished (``old``: its result.json), said with whether its result is
+    this run's config's (``config_hash``; the settings that differ, from its hashed config) and
+    this run's entry's (``entry_now``: the entry this run finds for it)."""
+    from stages.train.runner import NOT_THE_RUN
+
+    other = bool(old.get("config_hash")) and old["config_hash"] != config_hash(cfg)
+    diff = differing_settings(vdir, old["config_hash"], cfg) if other else None
+    changed = diff_text(diff) if diff is not None else None
+    note = (" with another config than this run's" + (f" ({changed})" if changed else "")
+            + ": its result is not this config's (--force retrains)") \
+        if other else "" if old.get("config_hash") else \
+        " (its result.json records no config_hash, so whether it had this run's config is not known; " \
+        "--force retrains)"
+    if diff is not None and not diff:  # (recorded before a model type's fixed switches entered the config)
+        other = False
+        note = " (its config recorded as an earlier version wrote it: the same settings)"
+    elif diff and all(k in NOT_THE_RUN for k, _, _ in diff) and (  # (workers, validation interval, ...)
+            all(k != "model.clip.pretrained_path" for k, _, _ in diff) or _same_weights(old, cfg)):
+        other = False
+        note = f" (with {changed}: settings that change nothing the run computes)"
+    if entry_now and old.get("entry") and old["entry"] != entry_now:
+        # (the config names a request, not an entry: a re-extraction answers it with another)
+        other = True
+        note += (f" on cache entry {old['entry']}; this run finds entry {entry_now} for it (other dataset files, "
+                 "clips or pose extraction): its result is not this entry's (--force retrains on it; "
+                 f"--entry {old['entry']} keeps the old one)")
+    say(f"[skip] {exp_name}/{v}: {how}{note}, top-1 {old.get('top1')}")
+    return VariantOutcome(v, "skipped", vdir, row=old, other_config=other)
+
+
 def say_idle_overrides(cfgs: dict[str, Config], opts: dict, exp_name: str, say: Callable[[str], None]) -> None:
     """A ``-c`` key that changes nothing in any selected variant's model is refused; one that is
     idle in some variants only (``-c model.ucmr.num_blocks=2`` over Table 4, whose baseline has no
@@ -380,12 +398,13 @@ def say_idle_overrides(cfgs: dict[str, Config], opts: dict, exp_name: str, say: 
     everywhere = set.intersection(*(set(i) for i in idle.values())) if idle else set()
     if everywhere:
         key = sorted(everywhere)[0]
-        v, why = next((v, i[key]) for v, i in idle.items())
-        raise SettingsError(f"-c {key}: has no effect on any variant trained ({', '.join(cfgs)}): on {v}, "
-                            f"with {why}", key, COMMAND_LINE)
+        v, what = next((v, i[key]) for v, i in idle.items())
+        raise SettingsError(f"-c {key} {what}" + (f" (on {v}; and on every other variant trained: "
+                                                  f"{', '.join(x for x in cfgs if x != v)})" if len(cfgs) > 1 else ""),
+                            key, COMMAND_LINE)
     for v, i in idle.items():
-        for key, why in i.items():
-            say(f"[warn] {exp_name}/{v}: -c {key} has no effect on this variant, with {why}")
+        for key, what in i.items():
+            say(f"[warn] {exp_name}/{v}: -c {key} {what} (on this variant; the others take it)")
 
 
 def _recovery_hint(ex: Exception, entry, vdir: Optional[Path] = None) -> str:

@@ -1,4 +1,4 @@
-"""One training run per variant folder at a time.
+"""One training run per variant folder at a time, and one writer of an experiment's results table.
 
 Two ``pipeline train`` runs writing the same ``W/EXP/VARIANT/`` (a second launch by mistake, a
 sweep started twice) would each set the other's checkpoints aside, save ``epoch_N.pth`` under the
@@ -6,6 +6,10 @@ same names, delete each other's files when keeping the newest and leave one run'
 other's name. The run holds an advisory lock (``flock``) on ``.train.lock`` in the folder while it
 trains the variant; the kernel drops it when the process and the workers it forked end, however
 they end, so a killed run leaves no stale lock. The lock file records who holds it, for the second run's message.
+
+The experiment's ``results.{md,json}`` are rewritten whole by every run from the results on disk:
+two runs finishing variants at once take ``NAME/.results.lock`` in turn (:func:`hold_results_table`),
+so neither writes a table that lacks the other's row.
 """
 from __future__ import annotations
 
@@ -70,8 +74,13 @@ def hold_results_table(exp_dir: Path) -> Iterator[None]:
     that finish variants of one experiment at the same moment each read the results on disk and
     write ``results.{md,json}`` in turn, so neither table lacks the other's row. Unlocked where
     the filesystem takes no locks (the table is rewritten whole by every run)."""
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(exp_dir / RESULTS_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o664)
+    try:
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(exp_dir / RESULTS_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o664)
+    except OSError as e:  # (a read-only or full folder: the table's writer says it could not write)
+        log.warning("%s: no table lock (%s): the results table is written unlocked", exp_dir, e.strerror or e)
+        yield
+        return
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

@@ -57,6 +57,8 @@ IDLE = [  # (the config, a key it leaves idle, another value)
     (dict(PGVT, pose=dict(form="heatmap")), "pose.motion", True),
 ]
 ACTIVE = [  # the same keys where they act: the comparison sees a difference
+    # (without text, eq. 3's temperature still reads the clamp: UCMR's refinement loss)
+    (dict(PEVL, type="LinearHeadPeVL", temperature=dict(text_init=150.0)), "temperature.max_scale", 5.0),
     (PEVL, "sgmc.loss", "vanilla"),
     (PEVL, "pose.motion", True),
     (PEVL, "ucmr.num_blocks", 2),

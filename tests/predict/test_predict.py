@@ -127,10 +127,20 @@ def test_a_skeleton_files_annotation_must_agree_with_the_videos_folder(trained, 
     res = run("predict", tmp_path / "cams" / "cam2" / "recording.mp4", *args)
     (bad,) = json.loads(res.stdout)["videos"]
     assert res.exit_code == 1 and not bad["ok"]
-    assert "'cam1/recording'" in bad["error"] and "names another folder: its poses are another video's" in bad["error"]
+    assert "'cam1/recording'" in bad["error"] and "names another folder: its poses may be another video's" in \
+        bad["error"] and "--pose-option match=name" in bad["error"]
     res = run("predict", tmp_path / "cams", *args)  # a folder: cam1's and the bare name's found, cam2's refused
     got = {v["name"]: v for v in json.loads(res.stdout)["videos"]}
     assert got["cam1/recording.mp4"]["ok"] and got["day1/bare.mp4"]["ok"] and not got["cam2/recording.mp4"]["ok"]
+    # a link elsewhere to cam1's video is cam1's (judged by its target too)
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "take.mp4").symlink_to(tmp_path / "cams" / "cam1" / "recording.mp4")
+    res = run("predict", tmp_path / "links" / "take.mp4", *args)
+    assert res.exit_code == 0 and json.loads(res.stdout)["videos"][0]["ok"], res.output
+    # match=name: the base name alone (the file's folders say where the videos were when it was made)
+    res = run("predict", tmp_path / "cams" / "cam2" / "recording.mp4", *args[:2], f"pkl:{pkl}", "--pose-option",
+              "match=name", *args[3:])
+    assert res.exit_code == 0 and json.loads(res.stdout)["videos"][0]["ok"], res.output
 
 
 def test_a_folder_with_a_broken_file_predicts_the_rest_and_reports_it(trained, tmp_path):

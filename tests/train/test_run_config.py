@@ -201,14 +201,20 @@ def test_a_c_key_idle_in_some_variants_is_said_for_those_and_refused_when_idle_i
     assert cfgs["baseline"].model.ucmr.num_blocks == 0 and cfgs["plus_ucmr"].model.ucmr.num_blocks == 2
     said = []
     say_idle_overrides(cfgs, opts, "table4_components", said.append)
-    assert said and all("has no effect on this variant" in s for s in said)
-    assert any(s.startswith("[warn] table4_components/baseline: -c model.ucmr.num_blocks") and "CLIPBaseline" in s
-               for s in said)
+    assert said and all(s.endswith("(on this variant; the others take it)") for s in said)
+    assert "[warn] table4_components/baseline: -c model.ucmr.num_blocks is overridden by model.type='CLIPBaseline' " \
+           "(Table 4's baseline: frozen CLIP, video and text, a trainable projection, the vanilla loss): the model " \
+           "gets 0 (on this variant; the others take it)" in said
     assert not any("/plus_ucmr:" in s for s in said)
-    with pytest.raises(SettingsError, match=r"-c model.ucmr.num_blocks: has no effect on any variant trained "
-                                            r"\(baseline\)"):
+    with pytest.raises(SettingsError, match=r"-c model.ucmr.num_blocks is overridden by model.type='CLIPBaseline' "
+                                            r".*: the model gets 0$"):
         say_idle_overrides({"baseline": cfgs["baseline"]}, opts, "table4_components", said.append)
-    with pytest.raises(SettingsError, match=r"-c model.ucmr.num_blocks: has no effect on the model of x.pth"):
+    sgmc = {"model.sgmc.loss": "vanilla"}  # concatenation in the baseline, the default (SGMC) in the others
+    two = {v: build_run_config("table4_components", v, cfg_options=sgmc) for v in ("baseline", "plus_pose")}
+    with pytest.raises(SettingsError, match=r"-c model.sgmc.loss has no effect, with model.fusion='concat' .* \(on "
+                                            r"baseline; and on every other variant trained: plus_pose\)"):
+        say_idle_overrides(two, sgmc, "table4_components", said.append)
+    with pytest.raises(SettingsError, match=r"-c model.ucmr.num_blocks is overridden .* \(the model of x.pth\)"):
         refuse_idle_overrides(cfgs["baseline"], opts, "the model of x.pth")
     refuse_idle_overrides(cfgs["plus_ucmr"], opts)  # acts there: nothing to say
 

@@ -460,7 +460,7 @@ def test_a_variant_folder_another_run_is_training_is_left_alone(small_demo, tmp_
                         cache_root=str(cache), say=lambda m: None)
     (o,) = rep.outcomes
     assert o.status == "busy" and f"is being trained by another `pipeline train` (pid {os.getpid()} on" in o.error
-    assert rep.failed == [o]  # (not finished by this run: exit status 1)
+    assert rep.unfinished == [o]  # (not finished by this run: exit status 1)
     assert (vdir / "epoch_3.pth").read_bytes() == b"the first run's" and not (vdir / "abandoned").exists()
     assert not (vdir / "hashed_config.json").exists()
     # its row is the other run's, not a failure: "being trained" until that run's result is on disk
@@ -497,8 +497,11 @@ def test_a_variant_another_run_finished_while_this_one_waited_is_skipped_not_red
     rep = sweep.run_sweep("demo", variants=["pevl"], entry=str(entry_dir), work_dir=tmp_path / "w", cfg_options=SMALL,
                           cache_root=str(cache), say=said.append)
     (o,) = rep.outcomes
-    assert o.status == "skipped" and o.row["top1"] == 42.0 and not rep.failed
-    assert any("finished by another run since this one started" in m for m in said)
+    assert o.status == "skipped" and o.row["top1"] == 42.0 and not rep.unfinished
+    # (judged as a result found at the start is: its config_hash is not this run's config's)
+    assert o.other_config
+    assert any("finished by another run since this one started with another config than this run's" in m
+               for m in said), said
     vdir = tmp_path / "w" / "demo" / "pevl"
     assert (vdir / "epoch_1.pth").read_bytes() == b"the other run's" and not (vdir / "abandoned").exists()
     assert json.loads((tmp_path / "w" / "demo" / "results.json").read_text())[0]["top1"] == 42.0
@@ -563,3 +566,34 @@ def test_another_clip_weights_path_is_the_same_run_only_with_the_same_weights(tm
     assert not _same_weights({"pretrained_sha256": None}, cfg)
     cfg.model.clip.pretrained_path = str(tmp_path / "gone.pt")
     assert not _same_weights({"pretrained_sha256": sha_a}, cfg)
+
+
+def test_a_baseline_finished_before_its_switches_entered_the_config_is_this_configs(tmp_path):
+    """Table 4's baseline config held the full PeVL's modalities, adapters and UCMR (its type
+    overrode them when building); now the fixed switches are in the config, which changed its
+    hash: a baseline finished before is the same run, not "another config"."""
+    import json
+
+    from mmengine.config import Config
+
+    from stages.train.config import build_run_config, recorded_as_now
+    from stages.train.sweep import config_hash, finished_outcome, write_hashed_config
+
+    cfg = build_run_config("table4_components", "baseline")
+    old = cfg.to_dict()
+    old["model"] = {**old["model"], "modalities": ["video", "pose", "text"], "fusion": "sgmc",
+                    "adapters": {**old["model"]["adapters"], "video": True, "pose": True, "text": True},
+                    "ucmr": {**old["model"]["ucmr"], "num_blocks": 1}}
+    old_cfg = Config(old)
+    assert config_hash(old_cfg) != config_hash(cfg) and recorded_as_now(old)["model"] == cfg.to_dict()["model"]
+    write_hashed_config(tmp_path, old_cfg)
+    said = []
+    o = finished_outcome("baseline", tmp_path, {"config_hash": config_hash(old_cfg), "top1": 50.0}, cfg, None,
+                         "finished before", "table4_components", said.append)
+    assert not o.other_config and "recorded as an earlier version wrote it: the same settings" in said[0]
+    # another setting still differs
+    other = Config({**cfg.to_dict(), "train": {**cfg.to_dict()["train"], "lr": 1.0}})
+    o = finished_outcome("baseline", tmp_path, {"config_hash": config_hash(old_cfg)}, other, None, "finished before",
+                         "table4_components", said.append)
+    assert o.other_config and "train.lr: 8e-06 -> 1.0" in said[-1]
+    assert json.loads((tmp_path / "hashed_config.json").read_text())["config_hash"] == config_hash(old_cfg)

@@ -407,6 +407,10 @@ def _load_cached(path: str) -> SkeletonSet:
     return hit
 
 
+#: how ``pipeline predict``'s videos (named by path) find their annotation: :class:`PickleSkeletonOptions`
+PATH_MATCHES = ("folder", "name")
+
+
 @dataclass(frozen=True)
 class PickleSkeletonOptions(PoseSourceOptions):
     path: Optional[str] = field(None, help="The skeleton pickle, or a folder of per-video pickles (--pose-source "
@@ -417,6 +421,11 @@ class PickleSkeletonOptions(PoseSourceOptions):
                                                 "joints' range; else the clip is refused naming this option), file "
                                                 "(the file's, rescaled to the video) or video (the video's own pixels; "
                                                 "mmaction2's ntu_pose_extraction.py stamps 1080x1920 on every video).")
+    match: Literal[PATH_MATCHES] = field("folder", in_key=False, help="pipeline predict: how a video named by its "
+                                         "path finds its annotation: folder (its base name, and the folder above it "
+                                         "where the annotation names one: cam1/clip_001 is not .../cam2/clip_001.mp4) "
+                                         "or name (the base name alone: the annotations' folders are where the "
+                                         "videos were when the file was made). Stage one matches clip ids.")
 
 
 @POSE_SOURCES.register_module("pkl")
@@ -450,7 +459,7 @@ class PickleSkeletonSource(PoseSource):
         return cls(**options.to_dict(), persons=context.persons)
 
     def __init__(self, path: os.PathLike | str | None = None, skeleton: Optional[str] = None,
-                 img_shape: str = "check", persons: int = 1):
+                 img_shape: str = "check", persons: int = 1, match: str = "folder"):
         if not path:
             raise PoseSourceError("pose source 'pkl' needs a file or folder: --pose-source pkl:PATH")
         self.path = str(Path(path).expanduser().resolve())
@@ -461,6 +470,9 @@ class PickleSkeletonSource(PoseSource):
         if img_shape not in IMG_SHAPE_MODES:
             raise PoseSourceError(f"pose source pkl: img_shape={img_shape!r}: want one of {', '.join(IMG_SHAPE_MODES)}")
         self.img_shape = img_shape
+        if match not in PATH_MATCHES:
+            raise PoseSourceError(f"pose source pkl: match={match!r}: want one of {', '.join(PATH_MATCHES)}")
+        self.match = match
         self.persons = int(persons)  # people per frame kept (stage-one setting; the settings key has it)
         self.selections: dict[str, dict] = {}
         self._set: Optional[SkeletonSet] = None
@@ -600,7 +612,7 @@ class PickleSkeletonSource(PoseSource):
     def _find(self, clip: ClipRecord, dataset: Optional[DatasetAdapter]) -> tuple[Optional[str], Any]:
         """(the name that matched, the annotation or the names of several), or (None, None)."""
         if dataset is None and clip.extra.get(NAMED_PATH):
-            return self._find_by_path(clip.extra[NAMED_PATH])
+            return self._find_by_path(clip.extra[NAMED_PATH], clip.video)
         by_key = self._data().by_key
         for name in self._names(clip, dataset):
             hit = by_key.get(name)
@@ -608,16 +620,17 @@ class PickleSkeletonSource(PoseSource):
                 return name, hit
         return None, None
 
-    def _find_by_path(self, path: str) -> tuple[Optional[str], Any]:
+    def _find_by_path(self, path: str, real: Optional[str] = None) -> tuple[Optional[str], Any]:
         """The annotation of a video named by its path (``pipeline predict``, no dataset to say what
         its clip id is): found by the path's trailing parts, longest first, and taken only where the
-        annotation's name agrees with the path in the folder above the video as well, when it names
-        one. ``cam1/clip_001`` is not the poses of ``.../cam2/clip_001.mp4`` (their base names
-        agree): that is refused naming both, never read as that video's."""
+        annotation's name agrees with the path (as named, or ``real``: with its symlinks resolved)
+        in the folder above the video as well, when it names one. ``cam1/clip_001`` is not the
+        poses of ``.../cam2/clip_001.mp4`` (their base names agree): that is refused naming both and
+        the option (``match=name``) that takes the base name alone, never read as that video's."""
         by_key = self._data().by_key
-        video = _parts(path)
+        videos = [_parts(p) for p in dict.fromkeys(p for p in (path, real) if p)]
         near = None
-        for name in annotation_keys(path):
+        for name in dict.fromkeys(k for p in (path, real) if p for k in annotation_keys(p)):
             hit = by_key.get(name)
             if hit is None or isinstance(hit, list):  # several: _annotation names them
                 if hit is not None:
@@ -625,15 +638,15 @@ class PickleSkeletonSource(PoseSource):
                 continue
             known = [hit.name] + ([os.path.splitext(os.path.relpath(hit.file, self.path))[0]]
                                   if os.path.isdir(self.path) else [])
-            if any(_same_folder(_parts(k), video) for k in known):
+            if self.match == "name" or any(_same_folder(_parts(k), v) for k in known for v in videos):
                 return name, hit
             near = near or hit
         if near is not None:
             raise PoseSourceError(
                 f"video {path}: the only annotation of {self.path} with its name is {near.name!r} (in {near.file}), "
-                "which names another folder: its poses are another video's. Give the video under the folder the "
-                "annotation names, or a skeleton file whose annotation names this video (by its base name alone, "
-                "or with its folder)")
+                "which names another folder: its poses may be another video's. Give the video under the folder the "
+                "annotation names, or, where the file's folders are only where the videos were when it was made, "
+                "--pose-option match=name (the base name alone)")
         return None, None
 
     def _annotation(self, clip: ClipRecord, dataset: Optional[DatasetAdapter]) -> _Annotation:
