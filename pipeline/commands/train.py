@@ -187,8 +187,8 @@ def train(
         from rich.markup import escape
 
         tag, sep, rest = msg.partition("] ")
-        if rank != 0 or (is_quiet() and tag not in ("[fail", "[busy", "[warn")):
-            return
+        if (rank != 0 and tag != "[fail") or (is_quiet() and tag not in ("[fail", "[busy", "[warn")):
+            return  # (every process's failure is said: under torchrun it may be one process's alone)
         style = {"[fail": "red", "[done": "green", "[skip": "yellow", "[warn": "yellow", "[busy": "yellow"}.get(tag, "bold")
         if msg.startswith("[") and sep:
             console.print(f"[{style}]{escape(tag + ']')}[/] {escape(rest)}", highlight=False)

@@ -84,14 +84,15 @@ class RunRecordHook(Hook):
 TRAIN_CLIPS_KEY = "train_clips"
 
 
-def train_clips_record(rows) -> dict:
+def train_clips_record(rows, processes: int = 1) -> dict:
     """How many clips a run trains on and a digest of their ids in order (``rows``: the training
-    dataset's plan rows): a resume over other clips (an entry that lost some, read with
-    ``--allow-partial``) would keep the old iterations per epoch and data order."""
+    dataset's plan rows), and over how many processes (torchrun's world size): a resume over other
+    clips (an entry that lost some, read with ``--allow-partial``) or another process count would
+    keep the old iterations per epoch (and batch per step) and data order."""
     from cache.digests import uids_digest
 
     uids = [r["uid"] for r in rows]
-    return {"count": len(uids), "uids_sha256": uids_digest(uids)}
+    return {"count": len(uids), "uids_sha256": uids_digest(uids), "processes": int(processes)}
 
 
 @HOOKS.register_module()

@@ -255,7 +255,7 @@ def _train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, lau
                  dict(type="RandomStateHook")] + list(hooks or [])
     run_cfg = run_config_of(cfg, entry)
     if resume_from is not None:
-        check_resumes_this_run(resume_from, run_cfg, entry, train_clips_record(train_ds.rows))
+        check_resumes_this_run(resume_from, run_cfg, entry, train_clips_record(train_ds.rows, world_size(launcher)))
     kw = runner_kwargs(run_cfg, model, train_ds, test_ds, work_dir, launcher, dev,
                        resume=resume_from is not None, load_from=str(resume_from) if resume_from else None,
                        hooks=run_hooks, world_size=world_size(launcher))
@@ -335,7 +335,14 @@ def check_resumes_this_run(checkpoint: Path, run_cfg: Config, entry: CacheEntry,
     meta = read_checkpoint_meta(checkpoint)
     record = meta.get(RUN_RECORD_KEY) or {}
     their_clips = meta.get(TRAIN_CLIPS_KEY)
-    if train_clips is not None and their_clips and their_clips != train_clips:
+    theirs_n, ours_n = (their_clips or {}).get("processes"), (train_clips or {}).get("processes")
+    if theirs_n is not None and ours_n is not None and theirs_n != ours_n:  # (records before 2026-12-06 lack it)
+        raise ValueError(f"--resume: {checkpoint} was trained by {theirs_n} process(es), this run has {ours_n}: its "
+                         "iterations per epoch, batch per step and learning-rate schedule would not go on. Resume "
+                         f"with as many (torchrun --nproc_per_node {theirs_n}), or train without --resume: the old "
+                         "checkpoints are set aside, not lost")
+    same_clips = ("count", "uids_sha256")
+    if train_clips is not None and their_clips and any(their_clips.get(k) != train_clips.get(k) for k in same_clips):
         raise ValueError(f"--resume: {checkpoint} was trained on {their_clips['count']} clips, this run reads "
                          f"{train_clips['count']}" + (" (other clips, as many)" if their_clips["count"] ==
                                                       train_clips["count"] else "") + " of entry " + entry.key

@@ -197,7 +197,8 @@ def runner_kwargs(cfg: Any, model, train_ds, test_ds, work_dir: Path, launcher: 
         ),
         custom_hooks=[dict(type="RecordValHook"), dict(type="BackboneCheckpointHook"),
                       dict(type="RunRecordHook", record=run_record(cfg, test_ds.entry),
-                           train_clips=train_clips_record(train_ds.rows) if train_ds is not None else None)]
+                           train_clips=train_clips_record(train_ds.rows, world_size)
+                           if train_ds is not None else None)]
         + list(hooks or []),
         visualizer=dict(type="Visualizer", name=f"vis_{uuid.uuid4().hex[:12]}",
                         vis_backends=[dict(type="LocalVisBackend"), dict(type="TensorboardVisBackend")]),
@@ -221,7 +222,7 @@ def runner_kwargs(cfg: Any, model, train_ds, test_ds, work_dir: Path, launcher: 
     kw.update(test_dataloader=test_loader, test_cfg=dict(type="TestLoop"), test_evaluator=evaluator)
     if train_ds is not None:
         epochs, warm = t.max_epochs, t.warmup_epochs
-        drop_last = len(train_ds) >= t.batch_size * world_size * 2
+        drop_last = drops_last_batch(len(train_ds), t.batch_size, world_size)
         kw["train_dataloader"] = dict(dataset=train_ds, batch_size=t.batch_size, drop_last=drop_last,
                                       sampler=dict(type="EpochSeedSampler", shuffle=True), **loader_common)
         vi = t.val_interval
@@ -262,6 +263,23 @@ def runner_kwargs(cfg: Any, model, train_ds, test_ds, work_dir: Path, launcher: 
                                  to_plain(runner_over))}
         check_runner_overrides(to_plain(runner_over), kw)
     return kw
+
+
+def drops_last_batch(clips: int, batch_size: int, world: int) -> bool:
+    """Whether training drops each process's last partial batch: with two full batches a process
+    at least (a tiny set keeps its one partial batch, or it would train on nothing)."""
+    return clips >= batch_size * world * 2
+
+
+def epoch_coverage_note(clips: int, batch_size: int, world: int) -> str:
+    """What an epoch does not train on once (``""``: every clip once): each process's last partial
+    batch dropped, or, under torchrun, clips the sampler pads each process's share with."""
+    share = math.ceil(clips / world)
+    if drops_last_batch(clips, batch_size, world):
+        left = clips - (share // batch_size) * batch_size * world
+        return f" ({left} an epoch left out at random: each process's last partial batch)" if left > 0 else ""
+    padded = share * world - clips
+    return f" ({padded} an epoch seen twice: the sampler pads the processes' shares)" if padded > 0 else ""
 
 
 def _iterations_per_epoch(clips: int, batch_size: int, world: int, drop_last: bool) -> int:

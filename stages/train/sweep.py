@@ -253,8 +253,11 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
     init_distributed(launcher)
     rank, world = get_dist_info()
     rep = SweepReport(experiment=exp_name, exp_dir=exp_dir)
-    # decide what to skip before anything is written, so every rank decides the same
+    # decide what to skip before anything is written, so every rank decides the same (rank 0's reading:
+    # a run finishing a variant between two ranks' reads sent them down different branches)
     done_before = {v: read_result(exp_dir / v) for v in chosen}
+    if world > 1:
+        done_before = broadcast_from_rank0(done_before)
     cfgs = {}
     for v in chosen:
         cfgs[v] = build_run_config(exp, v, dataset=dataset, cfg_options=opts)
@@ -324,13 +327,27 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
         except Exception as ex:  # noqa: BLE001  (one variant's failure must not stop the sweep)
             err = f"{type(ex).__name__}: {ex}" + _recovery_hint(ex, e, vdir)
             log.debug("variant %s failed:\n%s", v, traceback.format_exc())
-            say(f"[fail] {exp_name}/{v}: {err}")
             rep.outcomes.append(VariantOutcome(v, "failed", vdir, error=err))
+            if world > 1:
+                # a process cannot tell the others it failed: they wait in this variant's collectives, or go on
+                # into the next variant's and pair them with its (a hang, or gloo's "collective mismatch").
+                # The run stops (torchrun ends the others); a rerun skips what finished, --resume continues.
+                say(f"[fail] {exp_name}/{v} (process {rank} of {world}): {err}. Under torchrun a variant that fails "
+                    "in one process stops the run: finished variants are kept, and a rerun with --resume goes on")
+                if rank == 0:
+                    with hold_results_table(exp_dir):
+                        _write_table(rep, exp_cfg, exp_dir, exp_name, say)
+                raise
+            say(f"[fail] {exp_name}/{v}: {err}")
         finally:
             held.close()
     if rank == 0:
         with hold_results_table(exp_dir):  # (two runs finishing at once: each reads the other's rows)
             _write_table(rep, exp_cfg, exp_dir, exp_name, say)
+    if world > 1:  # (a process that returned first ended the run: torchrun stopped rank 0 writing the table)
+        from mmengine.dist import barrier
+
+        barrier()
     return rep
 
 

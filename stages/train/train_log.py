@@ -164,10 +164,13 @@ def setup_line(cfg, entry, model, train_ds, test_ds, device: str, world: int = 1
              + (f" x {t.accumulative_counts}" if t.accumulative_counts > 1 else "")
              + (f" x {world} processes" if world > 1 else "")
              + f", AdamW lr {t.lr:g} wd {t.weight_decay:g}, seed {t.seed}")
+    from stages.train.schedule import epoch_coverage_note
+
     amp = t.amp if (t.amp and device == "cuda") else "fp32"
     n_train = len(train_ds) if train_ds is not None else 0
+    covered = epoch_coverage_note(n_train, t.batch_size, world) if n_train else ""
     return (f"{m.type} {clip.arch} ({weights}, {frozen}), {mods}, {' + '.join(frames) or 'no'} frames, "
-            f"{params:.2f} M tunable; {sched}; {entry.dataset} {n_train} train / {len(test_ds)} "
+            f"{params:.2f} M tunable; {sched}; {entry.dataset} {n_train} train{covered} / {len(test_ds)} "
             f"{test_ds.split} clips{failed_clips_note(entry, train_ds, test_ds)}, {len(entry.classes)} classes"
             f"{classes_without_clips_note(entry.classes, train_ds, test_ds)}; {device} {amp}")
 

@@ -143,3 +143,22 @@ def test_the_setup_line_names_classes_a_split_has_no_clip_of():
     train.rows = [{"label": c} for c in range(5)]
     val.rows = train.rows
     assert classes_without_clips_note(classes, train, val) == ""
+
+
+def test_the_setup_line_says_what_an_epoch_leaves_out():
+    """Under torchrun each process drops its last partial batch (240 clips, batch 16, 2 processes:
+    224 an epoch) or the sampler pads the shares (40 clips, batch 8, 3 processes: 42), unsaid."""
+    from stages.train.schedule import _iterations_per_epoch, drops_last_batch, epoch_coverage_note
+
+    for clips, batch, world in ((240, 16, 1), (240, 16, 2), (240, 16, 4), (40, 8, 3), (20, 4, 2), (10, 16, 1)):
+        drop = drops_last_batch(clips, batch, world)
+        seen = _iterations_per_epoch(clips, batch, world, drop) * batch * world
+        note = epoch_coverage_note(clips, batch, world)
+        if drop and seen < clips:
+            assert note == f" ({clips - seen} an epoch left out at random: each process's last partial batch)"
+        elif not drop and -(-clips // world) * world > clips:
+            assert note == f" ({-(-clips // world) * world - clips} an epoch seen twice: the sampler pads the " \
+                           "processes' shares)"
+        else:
+            assert note == "", (clips, batch, world)
+    assert epoch_coverage_note(240, 16, 2).startswith(" (16 an epoch") and epoch_coverage_note(240, 16, 1) == ""

@@ -152,6 +152,47 @@ def test_two_process_torchrun_gloo_training(small_demo, tmp_path):
     assert "Epoch(train) [1][2/2]" in log
 
 
+ONE_RANK_FAILS = r'''
+import json, os, sys, time
+sys.path.insert(0, {repo!r})
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+from stages.train.sweep import run_sweep
+
+@HOOKS.register_module()
+class FailOnRank1Hook(Hook):
+    """What one process alone meets: a damaged clip only its sampler reads, a full disk."""
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if int(os.environ["RANK"]) == 1:
+            raise RuntimeError("process 1 alone failed")
+
+run_sweep("demo", work_dir=sys.argv[1], entry={entry!r}, cfg_options=json.loads({opts!r}), launcher="pytorch",
+          device="cpu", hooks=[dict(type="FailOnRank1Hook")], say=lambda m: print(m, flush=True))
+print("RETURNED", flush=True)
+'''
+
+
+def test_a_variant_failing_in_one_process_stops_the_torchrun_run(small_demo, tmp_path):
+    """Each process caught its own failure and went on: the others waited in the failed variant's
+    all-reduce (or paired its collectives with the next variant's) until gloo's 30-minute timeout,
+    and a failure on a process other than 0 was never said. It is said by that process, which
+    stops the run; torchrun ends the others."""
+    import time
+
+    _, entry_dir, _ = small_demo
+    opts = {**OPTS, "train.max_epochs": 1, "data.num_workers": 0}
+    script = tmp_path / "fails.py"
+    script.write_text(ONE_RANK_FAILS.format(repo=str(REPO), entry=str(entry_dir), opts=json.dumps(opts)))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={_free_port()}", str(script), str(tmp_path / "w")]
+    t0 = time.time()
+    p = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=240, cwd=str(tmp_path))
+    out = p.stdout + p.stderr
+    assert p.returncode != 0 and "RETURNED" not in p.stdout, out[-3000:]
+    assert "[fail] demo/pevl (process 1 of 2): RuntimeError: process 1 alone failed" in p.stdout, out[-3000:]
+    assert time.time() - t0 < 200
+
+
 def test_train_time_adds_up_the_segments(monkeypatch):
     """TrainTimeHook: a resumed segment starts from the seconds its checkpoint holds."""
     import stages.train.hooks as hooks

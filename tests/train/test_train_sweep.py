@@ -421,6 +421,14 @@ def test_what_resume_compares(small_demo, tmp_path, caplog):
         check_resumes_this_run(path, mine(), entry, train_clips_record(rows[1:]))
     with pytest.raises(ValueError, match=r"\(other clips, as many\)"):
         check_resumes_this_run(path, mine(), entry, train_clips_record(rows[::-1]))
+    # another process count: a 2-process run resumed in one ran twice the iterations per epoch and
+    # left its cosine schedule's floor for its last epoch, without a word
+    with pytest.raises(ValueError, match=r"was trained by 1 process\(es\), this run has 2: its iterations per epoch"):
+        check_resumes_this_run(path, mine(), entry, train_clips_record(rows, processes=2))
+    old = {k: v for k, v in train_clips_record(rows).items() if k != "processes"}  # (a record before it)
+    saved["meta"]["train_clips"] = old
+    torch.save(saved, path)
+    check_resumes_this_run(path, mine(), entry, train_clips_record(rows, processes=2))
 
 
 def test_changed_settings_names_the_differences_only_with_the_finished_runs_record(tmp_path):
