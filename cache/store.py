@@ -519,6 +519,8 @@ def _write_hdf5(entry: CacheEntry, rows: list[dict], tmp: Path, progress=None) -
     with h5py.File(tmp, "w") as f:
         for k, v in entry.attrs.items():
             f.attrs[k] = json.dumps(v) if not isinstance(v, (int, float, str)) else v
+        # (what a reader of the file alone cannot tell otherwise: an incomplete entry's 12 of 320 clips)
+        f.attrs["export_clips"], f.attrs["export_planned_clips"] = len(rows), len(entry.plan)
         clips = f.create_group("clips")
         for c in rows:
             data = entry.read_clip(c["uid"], check="all")  # raw frames hashed too: never export damage

@@ -259,12 +259,15 @@ def cache_gc(
 def cache_export(
     key: str = typer.Argument(..., help="Entry key (a unique prefix is enough) or path."),
     h5: Path = typer.Option(..., "--h5", help="Output HDF5 file (written beside, then renamed into place)."),
+    force: bool = typer.Option(False, "--force", help="Replace --h5 when it exists."),
     cache_root: Optional[Path] = CacheRootOpt,
 ):
     """Copy an entry into one HDF5 file (same arrays and attributes) for tools that read HDF5."""
     if h5.is_dir():  # found before the copy, not after it (with a whole entry's .partial left beside)
         raise typer.BadParameter(f"{h5} is a folder; give the HDF5 file to write (e.g. {h5 / 'entry.h5'})",
                                  param_hint="--h5")
+    if h5.exists() and not force:  # (it was replaced without a word, whatever it held)
+        raise typer.BadParameter(f"{h5} exists; --force replaces it", param_hint="--h5")
     from cache import CacheStore
     from cache.store import export_hdf5
 
@@ -273,7 +276,10 @@ def cache_export(
     with prog:
         task = prog.add_task(f"exporting {e.key}", total=max(1, e.status().done))
         n = export_hdf5(e, h5, progress=lambda i, t: prog.update(task, completed=i))
-    console.print(f"wrote {n} clips to {h5}")
+    planned = len(e.plan)
+    console.print(f"wrote {n} clips to {h5}" + (f": {n} of the {planned} planned, the entry is incomplete (the "
+                                                 "file says so: attributes export_clips, export_planned_clips)"
+                                                 if n < planned else ""))
 
 
 def _png_option(value: Optional[Path]) -> Optional[Path]:

@@ -110,6 +110,26 @@ class PGVT(FrozenCLIPModel):
         self.head = LinearHead(len(mods) * width, int(cfg["num_classes"]))
         if self.clip_frozen:
             self.clip.eval()
+        else:
+            self._freeze_clip_parts_never_read()
+
+    def _freeze_clip_parts_never_read(self) -> None:
+        """With a trainable tower (``clip.frozen=False``: the demo), keep frozen the CLIP parameters
+        no forward of a pose-only model reads, so every tunable parameter gets a gradient (they were
+        counted as tunable and handed to the optimiser, and DDP, told no parameter goes unused,
+        failed): the CLS token (the pose embedding copies it), the patch embedding and its
+        positions for coordinates, and the whole tower when Poseformer is the pose stream."""
+        if self.use_video:
+            return
+        vis = self.clip.visual
+        never: list[nn.Parameter] = [vis.class_embedding]
+        if self.pose_encoder is not None:  # (Poseformer: no forward reads the vision tower)
+            never += list(vis.parameters())
+        elif self.cfg["pose"]["form"] == "coords":
+            never += [vis.positional_embedding, *vis.conv1.parameters()]
+        for p in never:
+            if isinstance(p, nn.Parameter):
+                p.requires_grad_(False)
 
     # ------------------------------------------------------------------ forward
     def encode(self, batch: Batch) -> dict[str, torch.Tensor]:

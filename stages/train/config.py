@@ -516,7 +516,8 @@ def build_run_config(exp: str, variant: str, dataset: Optional[str] = None,
             if amend and not amend.get("dataset"):
                 layers.add({"data": amend}, src)
         if ds_d.get("train"):  # a schedule is one recipe: the dataset's replaces the experiment's whole
-            kept = {k: layers.source_of(k) for k in dotted_leaves({"train": layers.cfg.get("train") or {}})}
+            stated = layers.cfg.get("train") or {}
+            kept = {k: layers.source_of(k) for k in dotted_leaves({"train": stated})} if stated else {}
             dropped = sorted(k for k in kept if k not in dotted_leaves({"train": ds_d["train"]}))
             if dropped:
                 log.warning("%s/%s on %s: the dataset's schedule replaces the experiment's; %s dropped (%s)", here,

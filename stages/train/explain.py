@@ -50,8 +50,13 @@ def explain_clip(cfg: Config, checkpoint: os.PathLike, entry: CacheEntry, clip_i
     from stages.train.checkpoints import load_checkpoint_into
     from stages.train.runner import build_wrapped_model, check_entry_fits, item_kwargs
 
+    from stages.model.factory import model_settings
+    from stages.model.settings import PeVLSettings
+
     out_dir = Path(out_dir)
-    if cfg.model.get("type") != "PeVL":  # the pictures are PeVL's (P2V, V2P, S_FW): PGVT has no record()
+    # the pictures are PeVL's (P2V, V2P, S_FW): PGVT has no record(); Table 4's baseline and the
+    # text-free rows are PeVLs (each picture their parts lack is skipped, with a note)
+    if not isinstance(model_settings(cfg.model), PeVLSettings):
         raise ValueError(f"explain draws what PeVL's parts do (P2V, V2P, S_FW); this checkpoint's model is a "
                          f"{cfg.model.get('type')}")
     row = find_clip(entry, clip_id)

@@ -159,7 +159,21 @@ def test_export_to_hdf5_matches_the_entry(extracted, tmp_path):
             np.testing.assert_array_equal(g["frames"][...], c.frames)
             np.testing.assert_array_equal(g["keypoints"][...], c.keypoints)
             assert g.attrs["label"] == c.label
+        assert (f.attrs["export_clips"], f.attrs["export_planned_clips"]) == (3, len(rep.entry.plan))
     assert not (tmp_path / "entry.h5.partial").exists()
+    # the command refuses to replace a file (it replaced any, HDF5 or not, without a word) unless --force
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    kept = tmp_path / "notes.txt"
+    kept.write_text("mine")
+    args = ["cache", "export", rep.entry.key, "--cache-root", str(rep.entry.path.parents[2]), "--h5", str(kept)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and "exists; --force replaces it" in " ".join(res.output.split()), res.output
+    assert kept.read_text() == "mine"
+    res = CliRunner().invoke(app, [*args, "--force"])
+    assert res.exit_code == 0 and "wrote 3 clips to" in res.output and "incomplete" not in res.output, res.output
 
 
 def test_demo_key_of_the_current_format_is_pinned_for_fixed_inputs(tmp_path, monkeypatch):

@@ -204,6 +204,23 @@ def test_config_checks():
 
 
 @pytest.mark.parametrize("name", PGVT_EXPERIMENTS)
+def test_with_a_trainable_tower_every_tunable_parameter_trains(name):
+    """The demo trains CLIP's tower (random weights): a pose-only row counted the CLS token, the
+    patch embedding and its positions (all of the tower with Poseformer) as tunable, though no
+    forward reads them, and DDP, told that no parameter goes unused, failed."""
+    cfg = load_experiment(name)
+    batch = make_batch(b=2, labels=[0, 1])
+    for variant in list_variants(cfg):
+        vc = variant_config(cfg, variant, **{**TINY, "clip": dict(TINY["clip"], frozen=False)})
+        torch.manual_seed(0)
+        m = build_model(vc.model)
+        m.train()
+        m.loss(batch)["loss"].backward()
+        dead = [n for n, p in m.named_tunable_parameters() if p.grad is None]
+        assert dead == [] and not m.leaves_unused_parameters, (variant, dead)
+
+
+@pytest.mark.parametrize("name", PGVT_EXPERIMENTS)
 def test_every_variant_builds_and_trains_one_step(name):
     cfg = load_experiment(name)
     assert cfg.experiment.name == name and cfg.experiment.paper_dataset == "Diving48"

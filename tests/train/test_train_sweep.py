@@ -605,3 +605,26 @@ def test_a_baseline_finished_before_its_switches_entered_the_config_is_this_conf
                          "table4_components", said.append)
     assert o.other_config and "train.lr: 8e-06 -> 1.0" in said[-1]
     assert json.loads((tmp_path / "hashed_config.json").read_text())["config_hash"] == config_hash(old_cfg)
+
+
+def test_explain_draws_the_text_free_rows_parts(small_demo, tmp_path):
+    """Table 7's text-free rows are PeVLs (LinearHeadPeVL): explain refused them by type name; it
+    draws the pictures of the parts they have and says which it skips."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from stages.train.sweep import run_sweep
+
+    cache, entry_dir, data_cfg = small_demo
+    rep = run_sweep("table7_modalities", variants=["vp"], dataset="demo", work_dir=tmp_path / "w",
+                    cfg_options=small_options(data_cfg), cache_root=str(cache), entry=str(entry_dir),
+                    say=lambda m: None)
+    assert [o.status for o in rep.outcomes] == ["trained"], [o.error for o in rep.outcomes]
+    opts = [x for k, v in SMALL.items() for x in ("--cfg-options", f"{k}={v}")]
+    res = CliRunner().invoke(app, ["explain", "--checkpoint", str(rep.outcomes[0].work_dir / "epoch_1.pth"),
+                                   "--exp", "table7_modalities", "--variant", "vp", "--dataset", "demo",
+                                   "--entry", str(entry_dir), "--clip", "demo_kick_right3_val_000",
+                                   "--cache-root", str(cache), "--out", str(tmp_path / "pics"), *opts])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "pics" / "fig8_spatial.png").is_file() and (tmp_path / "pics" / "fig10_temporal.png").is_file()
+    assert not (tmp_path / "pics" / "fig11_phrases.png").exists()
