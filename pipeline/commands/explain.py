@@ -38,3 +38,6 @@ def explain(
         console.print(f"wrote {p}", highlight=False)
     for n in notes:
         console.print(f"[yellow]{n}[/]", highlight=False)
+    if not written:  # (every picture skipped: a success said nothing had been drawn)
+        console.print("[red]no picture drawn[/]: this model has none of the parts the pictures show", highlight=False)
+        raise typer.Exit(1)
