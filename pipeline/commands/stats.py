@@ -28,7 +28,8 @@ def stats(
         va = arch or vc.model.clip.arch
         r = model_stats(vc.model, arch=va, num_video_frames=tv, num_pose_frames=tp, texts_per_clip=texts_per_clip)
         row = {"variant": name, "tunable_params_m": round(r["tunable_params_m"], 3), "gflops": round(r["gflops"], 2),
-               "frames": f"{tp}+{tv}", "arch": va}
+               "frames": "+".join(str(n) if m in vc.model.modalities else "-"  # (a stream the row lacks reads none)
+                                  for m, n in (("pose", tp), ("video", tv))), "arch": va}
         row.update({k: round(v, 2) for k, v in r.items() if k.startswith("gflops_")})
         for k in ("paper_gflops", "paper_params_m", "paper_top1"):
             if vc.get(k) is not None:

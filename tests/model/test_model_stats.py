@@ -30,6 +30,12 @@ def _rows(exp):
                                            texts_per_clip=1)}
 
 
+def test_a_row_of_one_stream_reads_no_frames_of_the_other():
+    one = _rows("pgvt_components")
+    assert (one["pose_only"]["frames"], one["video_only_16"]["frames"], one["pgvt"]["frames"]) == ("48+-", "-+16",
+                                                                                                   "48+16")
+
+
 def test_kinetics400_rows_against_the_papers():
     """PGVT Table 3 and PeVL supp. Table 2 at 32 + 32 frames, each on its own backbone (docs/model.md,
     "Kinetics-400 rows"): PGVT's rows within 10%; PeVL ViT-B/16's GFLOPs within 10%, its parameters
