@@ -46,6 +46,8 @@ def run_identity(run: Any, predictor: Any, window: Optional[float], stride: Opti
 
     ident = {"version": RESULT_VERSION, "checkpoint": _file_stamp(run.checkpoint), "run_config": config_hash(run.cfg),
              "entry": run.record.key, "pose_source": predictor.pose_spec, "pose_identity": predictor.pose_identity,
+             # (options outside the pose identity change what is found too: a skeleton file's match=name)
+             "pose_options": dict(predictor.o.pose_options),
              "reuse_poses": predictor.cached is not None, "window": window, "stride": stride or window,
              "pictures": pictures}
     return json.loads(json.dumps(ident, sort_keys=True, default=str))  # as a result file holds it

@@ -265,7 +265,15 @@ def _train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, lau
     if on_runner:
         on_runner(runner)
     with checkpoint_safe_globals():
-        runner.train()
+        try:
+            runner.train()
+        except ValueError as e:
+            if resume_from is None or not any(s in str(e) for s in OTHER_OPTIMISER_GROUPS):
+                raise
+            # (the config is the same, the code is not: e.g. parameters it now keeps frozen)
+            raise ValueError(f"--resume: {resume_from} holds the optimiser state of other tunable parameters than "
+                             f"this model has ({e}): it was written by another version of this code. Train without "
+                             "--resume: the old checkpoints are set aside, not lost") from None
     clock = next(h for h in runner.hooks if isinstance(h, TrainTimeHook))
     train_s = clock.total()
     rec = next(h for h in runner.hooks if isinstance(h, RecordValHook))
@@ -320,6 +328,10 @@ def _last_checkpoint(work_dir: Path) -> Optional[str]:
 NOT_THE_RUN = frozenset({"data.num_workers", "data.root", "train.log_interval", "train.max_keep_ckpts",
                          "train.val_interval", "train.test_batch_size", "model.clip.pretrained_path",
                          "model.clip.cache_dir"})
+
+
+#: torch's words for an optimiser state of other parameter groups than the optimiser's
+OTHER_OPTIMISER_GROUPS = ("different number of parameter groups", "doesn't match the size of optimizer's group")
 
 
 def check_resumes_this_run(checkpoint: Path, run_cfg: Config, entry: CacheEntry,

@@ -274,12 +274,13 @@ def drops_last_batch(clips: int, batch_size: int, world: int) -> bool:
 def epoch_coverage_note(clips: int, batch_size: int, world: int) -> str:
     """What an epoch does not train on once (``""``: every clip once): each process's last partial
     batch dropped, or, under torchrun, clips the sampler pads each process's share with."""
-    share = math.ceil(clips / world)
-    if drops_last_batch(clips, batch_size, world):
-        left = clips - (share // batch_size) * batch_size * world
-        return f" ({left} an epoch left out at random: each process's last partial batch)" if left > 0 else ""
-    padded = share * world - clips
-    return f" ({padded} an epoch seen twice: the sampler pads the processes' shares)" if padded > 0 else ""
+    share = math.ceil(clips / world)  # (the sampler pads the shares to one size with clips drawn again)
+    seen = (share // batch_size) * batch_size * world if drops_last_batch(clips, batch_size, world) else share * world
+    if seen < clips:
+        return f" ({clips - seen} an epoch left out at random: each process's last partial batch)"
+    if seen > clips:
+        return f" ({seen - clips} an epoch seen twice: the sampler pads the processes' shares)"
+    return ""
 
 
 def _iterations_per_epoch(clips: int, batch_size: int, world: int, drop_last: bool) -> int:

@@ -333,7 +333,8 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
                 # into the next variant's and pair them with its (a hang, or gloo's "collective mismatch").
                 # The run stops (torchrun ends the others); a rerun skips what finished, --resume continues.
                 say(f"[fail] {exp_name}/{v} (process {rank} of {world}): {err}. Under torchrun a variant that fails "
-                    "in one process stops the run: finished variants are kept, and a rerun with --resume goes on")
+                    "in one process stops the run: finished variants are kept; a rerun skips them (--resume continues this "
+                    "variant's checkpoints where they fit the run)")
                 if rank == 0:
                     with hold_results_table(exp_dir):
                         _write_table(rep, exp_cfg, exp_dir, exp_name, say)

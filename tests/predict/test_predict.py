@@ -138,9 +138,12 @@ def test_a_skeleton_files_annotation_must_agree_with_the_videos_folder(trained, 
     res = run("predict", tmp_path / "links" / "take.mp4", *args)
     assert res.exit_code == 0 and json.loads(res.stdout)["videos"][0]["ok"], res.output
     # match=name: the base name alone (the file's folders say where the videos were when it was made)
-    res = run("predict", tmp_path / "cams" / "cam2" / "recording.mp4", *args[:2], f"pkl:{pkl}", "--pose-option",
-              "match=name", *args[3:])
+    cam2 = tmp_path / "cams" / "cam2" / "recording.mp4"
+    res = run("predict", cam2, *args, "--pose-option", "match=name", "--out", tmp_path / "o")
     assert res.exit_code == 0 and json.loads(res.stdout)["videos"][0]["ok"], res.output
+    # its saved result is that option's: the same --out without it does not serve it (the video is refused)
+    res = run("predict", cam2, *args, "--out", tmp_path / "o")
+    assert res.exit_code == 1 and not json.loads(res.stdout)["videos"][0]["ok"], res.output
 
 
 def test_a_folder_with_a_broken_file_predicts_the_rest_and_reports_it(trained, tmp_path):

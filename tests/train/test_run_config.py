@@ -187,7 +187,8 @@ def test_stats_reads_frame_counts_from_the_variant_it_builds():
 
     rows = {r["variant"]: r for r in stats(exp="demo_pose_rate", json_out=True, arch="PeVL-tiny", video_frames=None,
                                             pose_frames=None, texts_per_clip=1)}
-    assert rows["p16"]["frames"] == "16+16" and rows["p48"]["frames"] == "48+16"
+    assert rows["p16"]["frames"] == "16+-" and rows["p48"]["frames"] == "48+-"  # (pose-only rows)
+    assert rows["pevl"]["frames"] == "48+16"
 
 
 # -- -c keys that change nothing --------------------------------------------------------------------------

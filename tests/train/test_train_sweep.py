@@ -628,3 +628,26 @@ def test_explain_draws_the_text_free_rows_parts(small_demo, tmp_path):
     assert res.exit_code == 0, res.output
     assert (tmp_path / "pics" / "fig8_spatial.png").is_file() and (tmp_path / "pics" / "fig10_temporal.png").is_file()
     assert not (tmp_path / "pics" / "fig11_phrases.png").exists()
+
+
+def test_resuming_an_optimiser_state_of_other_parameters_says_so(small_demo, tmp_path):
+    """The same config, another version of the code (PGVT now keeps frozen what a pose-only row never
+    reads): --resume failed in torch's words about parameter groups."""
+    import torch
+
+    from stages.train.sweep import run_sweep
+
+    cache, entry_dir, data_cfg = small_demo
+    kw = dict(variants=["pevl"], entry=str(entry_dir), work_dir=tmp_path / "w", cfg_options=small_options(data_cfg),
+              cache_root=str(cache), say=lambda m: None)
+    assert run_sweep("demo", **kw).outcomes[0].status == "trained"
+    vdir = tmp_path / "w" / "demo" / "pevl"
+    (vdir / "result.json").unlink()  # as a run killed before it finished leaves it
+    ckpt = vdir / "epoch_1.pth"
+    saved = torch.load(ckpt, weights_only=False)
+    group = next(g for g in saved["optimizer"]["param_groups"] if len(g["params"]) > 1)
+    group["params"] = group["params"][1:]  # one parameter fewer, as a model that froze it saved
+    torch.save(saved, ckpt)
+    (o,) = run_sweep("demo", resume=True, **kw).outcomes
+    assert o.status == "failed" and f"--resume: {ckpt} holds the optimiser state of other tunable parameters" in \
+        o.error and "Train without --resume" in o.error, o.error
