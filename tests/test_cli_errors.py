@@ -281,3 +281,35 @@ def test_a_setting_given_twice_or_two_ways_that_disagree_is_refused(tmp_path):
     assert res.exit_code == 0, res.output
     res = CliRunner().invoke(app, ["dataset", "info", "--dataset", "demo", "-o", "seed=0", "-o", "seed=1"])
     assert res.exit_code == 2 and "seed given twice ('0' and '1')" in " ".join(res.output.split()), res.output
+
+
+def test_export_takes_sigterm_as_an_interrupt_so_its_partial_file_goes(tmp_path, monkeypatch):
+    """A scheduler's SIGTERM killed `cache export` outright and left its .partial file (Ctrl-C's
+    KeyboardInterrupt removed it): in the export, SIGTERM raises KeyboardInterrupt; after it, the
+    handler is the one before."""
+    import os
+    import signal
+
+    import cache.store
+    from pipeline.commands.cache import _sigterm_as_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    partial = tmp_path / "x.h5.partial"
+
+    def killed_mid_write(entry, rows, tmp, progress=None):
+        tmp.write_bytes(b"half")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(cache.store, "_write_hdf5", killed_mid_write)
+    monkeypatch.setattr(cache.store, "_check_room_for", lambda entry, out: None)
+
+    class Entry:
+        plan = []
+
+        def done_uids(self):
+            return set()
+
+    with pytest.raises(KeyboardInterrupt), _sigterm_as_interrupt():
+        cache.store.export_hdf5(Entry(), tmp_path / "x.h5")
+    assert not partial.exists() and not (tmp_path / "x.h5").exists()
+    assert signal.getsignal(signal.SIGTERM) == before

@@ -2,8 +2,10 @@
 look at the shared cache."""
 from __future__ import annotations
 
+import contextlib
+import signal
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 from rich.markup import escape
@@ -273,13 +275,26 @@ def cache_export(
 
     e = CacheStore.existing(cache_root, key).open(key)
     prog = progress_bar()
-    with prog:
+    with prog, _sigterm_as_interrupt():  # (a batch scheduler's time limit: the .partial file was left)
         task = prog.add_task(f"exporting {e.key}", total=max(1, e.status().done))
         n = export_hdf5(e, h5, progress=lambda i, t: prog.update(task, completed=i))
     planned = len(e.plan)
     console.print(f"wrote {n} clips to {h5}" + (f": {n} of the {planned} planned, the entry is incomplete (the "
                                                  "file says so: attributes export_clips, export_planned_clips)"
                                                  if n < planned else ""))
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt for the block, so a writer's cleanup runs as on Ctrl-C."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _png_option(value: Optional[Path]) -> Optional[Path]:

@@ -64,7 +64,7 @@ def predict(
         raise typer.BadParameter(f"{stride}: a stride is a positive number of seconds", param_hint="--stride")
     from stages.predict import PredictOptions, Predictor, find_videos, resolve_run
     from stages.predict.draw import output_stems
-    from stages.predict.saved import load_result, result_owner, run_identity, save_result
+    from stages.predict.saved import load_result, result_owner, result_path, run_identity, save_result
     from stages.train.distributed import resolve_device
 
     opts = options_with_root(cfg_options, None)
@@ -136,6 +136,10 @@ def predict(
                     res.clip = None  # drawn: free the frames
                 if not res.ok:
                     console.print(f"[red]failed[/] {res.name}: {res.error}", highlight=False)
+                    if out_dir is not None and result_owner(out_dir, stems[res.video]) == res.video:
+                        # (an earlier result of this path no longer describes the file: a script reading
+                        # the .result.json files would take it as this run's)
+                        result_path(out_dir, stems[res.video]).unlink(missing_ok=True)
                 elif not res.whole:  # windows before a damaged or cut-off tail: kept, and said
                     console.print(f"[yellow]incomplete[/] {res.name}: {res.notes[-1]}", highlight=False)
                 new[res.video] = res

@@ -422,6 +422,16 @@ def test_a_rerun_into_the_same_out_folder_takes_the_results_written_before(train
     os.utime(videos / f"{order[0]}.mp4", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     third = {v["name"]: v for v in predict_json(trained, videos, "--out", out)["videos"]}
     assert third[f"{order[0]}.mp4"]["scores"] == first["videos"][0]["scores"]
+    # a video that changed and now fails loses its earlier result file (a script reading the result
+    # files took the old content's label as this run's); the others keep theirs
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    shutil.copy(videos / f"{order[0]}.mp4", broken / "v.mp4")
+    predict_json(trained, broken, "--out", out)
+    assert (out / "v.result.json").is_file()
+    (broken / "v.mp4").write_bytes(b"not a video any more")
+    res = run("predict", broken, "--out", out, "--checkpoint", ckpt, "--cache-root", cache, "--device", "cpu")
+    assert res.exit_code == 1 and not (out / "v.result.json").exists() and saved[order[1]].is_file(), res.output
     # another option is another result: nothing is taken from the files
     res = run("predict", videos / f"{order[1]}.mp4", "--out", out, "--window", "1", "--checkpoint", ckpt,
               "--cache-root", cache, "--device", "cpu")
