@@ -144,6 +144,13 @@ class Predictor:
         self.items = CacheClipDataset.for_new_clips(run.record, **item_kwargs(run.cfg, crop, int(self.settings.grid_cell)),
                                                     **test_item_kwargs(run.cfg))
         self.notes: list[str] = []
+        if run.trained_on is not None:  # --entry named another entry than training's: its stage one runs
+            was, now = run.trained_on.extract_settings().as_dict(), self.settings.as_dict()
+            differ = [f"{k} {now.get(k)!r} (trained: {was.get(k)!r})" for k in sorted(set(was) | set(now))
+                      if was.get(k) != now.get(k)]
+            if differ:
+                self.notes.append(f"stage one as entry {run.record.key} (--entry), the model was trained on entry "
+                                  f"{run.trained_on.key}: " + ", ".join(differ))
         # the pose source: the training entry's (checked to be the same), or the one asked for
         spec = self.o.pose_source or run.record.pose_spec
         options = dict(self.o.pose_options) if self.o.pose_source else {**run.record.pose_options,

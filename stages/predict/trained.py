@@ -36,6 +36,8 @@ class TrainedRun:
     variant: str
     #: where each part came from, for messages: {"run config": ..., "entry": ...}
     sources: dict = field(default_factory=dict)
+    #: the entry the checkpoint records, where ``--entry`` named another (``record``)
+    trained_on: Optional[EntryRecord] = None
 
 
 def _config_from_record(run_config: dict, cfg_options: Optional[dict], where: str) -> Config:
@@ -97,7 +99,7 @@ def resolve_run(checkpoint: os.PathLike, *, exp: Optional[str] = None, variant: 
             + (f" (mmengine named the run {trained_as!r}: <experiment>_<variant>_<id>)" if trained_as else "")
             + ", and, unless the cache entry it names is in this cache, --entry KEY (`pipeline cache ls`).")
     # -- the entry it was trained on -----------------------------------------------------------------
-    record = None
+    record = trained_on = None
     trained_classes = (meta.get("dataset_meta") or {}).get("classes")
     if entry:
         from stages.data.entry_lookup import find_entry
@@ -105,6 +107,8 @@ def resolve_run(checkpoint: os.PathLike, *, exp: Optional[str] = None, variant: 
         e = find_entry(cfg.data.to_dict(), cache_root=cache_root, entry=entry)
         record = EntryRecord.from_entry(e)
         sources["entry"] = f"cache entry {e.key} (--entry)"
+        if rec is not None and (rec.get("entry") or {}).get("key") not in (None, e.key):
+            trained_on = EntryRecord.from_dict(rec["entry"], where=f"checkpoint {path}")
     elif rec is not None:
         record = EntryRecord.from_dict(rec["entry"], where=f"checkpoint {path}")
         sources["entry"] = f"the checkpoint (cache entry {record.key})"
@@ -136,7 +140,7 @@ def resolve_run(checkpoint: os.PathLike, *, exp: Optional[str] = None, variant: 
 
     refuse_idle_overrides(cfg, cfg_options or {}, f"the model of {path.name}")
     return TrainedRun(path, cfg, record, experiment=str(cfg.get("exp_name") or ""), variant=str(cfg.get("variant") or ""),
-                      sources=sources)
+                      sources=sources, trained_on=trained_on)
 
 
 def _entry_named_by_mmengine(meta: dict, cfg: Config, cache_root: Optional[str], sources: dict) -> Optional[EntryRecord]:

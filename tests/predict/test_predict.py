@@ -519,3 +519,24 @@ def test_window_times_are_on_the_files_timeline_when_the_video_starts_late(train
     assert [(w["start_frame"], w["start_s"]) for w in got["windows"]] == [(0, 2.0), (32, 2.0 + 32 / 24),
                                                                          (64, 2.0 + 64 / 24)]
     assert any("the video stream starts 2.000 s into the file" in n for n in got["notes"]), got["notes"]
+
+
+def test_an_entry_of_other_stage_one_settings_is_noted(trained, tmp_path):
+    """``--entry`` of a JPEG entry for a model trained on raw frames ran stage one as JPEG with no
+    note (the settings line alone showed the codec)."""
+    from pipeline.engines.local import run_extract
+    from stages.extract.plan import ExtractOptions
+
+    cache, entry, ckpt, data_root = trained
+    jpeg = run_extract(ExtractOptions(dataset="demo", cache_root=str(cache), dataset_options=dict(DEMO_OPTIONS),
+                                      settings={"frames_codec": "jpeg"})).entry
+    video = data_root / "videos" / f"{CLIPS[0]}.mp4"
+    res = run("predict", video, "--entry", jpeg.key, "--checkpoint", ckpt, "--cache-root", cache, "--device", "cpu",
+              "--json")
+    assert res.exit_code == 0, res.output
+    notes = json.loads(res.stdout)["notes"]
+    assert any(n.startswith(f"stage one as entry {jpeg.key} (--entry), the model was trained on entry {entry.key}: ")
+               and "frames_codec 'jpeg' (trained: 'none')" in n for n in notes), notes
+    plain = json.loads(run("predict", video, "--checkpoint", ckpt, "--cache-root", cache, "--device", "cpu",
+                           "--json").stdout)
+    assert not any(n.startswith("stage one as entry") for n in plain["notes"])
