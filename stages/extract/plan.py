@@ -223,6 +223,7 @@ def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
     sources.append({"annotations": [file_identity(p, root) for p in index.source_files],
                     "classes": index.classes, "coarse_type": index.coarse_type})
     given_options = adapter.key_options(adapter.given_options)
+
     def keyed(given: Any) -> dict:  # what the key hashes, with the dataset options as ``given``
         return key_settings(settings.as_dict(), pose_identity, index.skeleton, given)
 

@@ -379,7 +379,7 @@ class RunStart:
         return self.report.complete
 
     def close(self) -> None:
-        """Drop the run's mark (:func:`finish_run` does; engines call it on any way out too)."""
+        """Drop the run's mark (the engines do, on every way out)."""
         self.held.close()
 
 
@@ -456,12 +456,9 @@ def reuse_clips(p: EntryPlan, opts: ExtractOptions, writer: EntryWriter, todo: l
     not read back whole (every array against its digest, the attributes against theirs) and entries
     whose own metadata is not as their key made it. A copy that fails (the other entry removed
     meanwhile) leaves that clip to be extracted."""
-    import contextlib
-
     from cache import CacheStore
     from cache.entry import identity_problems
     from cache.provenance import who_when
-    from cache.readers import reading
 
     if p.pose_spec.partition(":")[0] == "dataset":
         return todo
@@ -570,5 +567,4 @@ def finish_run(run: RunStart, opts: ExtractOptions, extra: dict) -> ExtractRepor
     })
     report.complete = run.writer.finalize_if_complete()
     report.seconds = time.time() - run.t0
-    run.close()
     return report

@@ -518,7 +518,8 @@ def build_run_config(exp: str, variant: str, dataset: Optional[str] = None,
         if ds_d.get("train"):  # a schedule is one recipe: the dataset's replaces the experiment's whole
             stated = layers.cfg.get("train") or {}
             kept = {k: layers.source_of(k) for k in dotted_leaves({"train": stated})} if stated else {}
-            dropped = sorted(k for k in kept if k not in dotted_leaves({"train": ds_d["train"]}))
+            theirs = dotted_leaves({"train": ds_d["train"]})
+            dropped = sorted(k for k in kept if k not in theirs)
             if dropped:
                 log.warning("%s/%s on %s: the dataset's schedule replaces the experiment's; %s dropped (%s)", here,
                             variant, dataset, ", ".join(dropped[:4]) + (" ..." if len(dropped) > 4 else ""),

@@ -47,11 +47,10 @@ def find_clip(entry: CacheEntry, clip_id: str) -> dict:
 def explain_clip(cfg: Config, checkpoint: os.PathLike, entry: CacheEntry, clip_id: str, out_dir: os.PathLike,
                  device: str = "cpu") -> tuple[list[Path], list[str]]:
     """Write the pictures of one clip; returns (files written, notes on pictures skipped)."""
-    from stages.train.checkpoints import load_checkpoint_into
-    from stages.train.runner import build_wrapped_model, check_entry_fits, item_kwargs
-
     from stages.model.factory import model_settings
     from stages.model.settings import PeVLSettings
+    from stages.train.checkpoints import load_checkpoint_into
+    from stages.train.runner import build_wrapped_model, check_entry_fits, item_kwargs
 
     out_dir = Path(out_dir)
     # the pictures are PeVL's (P2V, V2P, S_FW): PGVT has no record(); Table 4's baseline and the

@@ -254,11 +254,12 @@ def _train_variant(cfg: Config, work_dir: os.PathLike, entry: CacheEntry, *, lau
                  dict(type="FiniteLossHook", resume_from=str(resume_from) if resume_from else None),
                  dict(type="RandomStateHook")] + list(hooks or [])
     run_cfg = run_config_of(cfg, entry)
+    processes = world_size(launcher)
     if resume_from is not None:
-        check_resumes_this_run(resume_from, run_cfg, entry, train_clips_record(train_ds.rows, world_size(launcher)))
+        check_resumes_this_run(resume_from, run_cfg, entry, train_clips_record(train_ds.rows, processes))
     kw = runner_kwargs(run_cfg, model, train_ds, test_ds, work_dir, launcher, dev,
                        resume=resume_from is not None, load_from=str(resume_from) if resume_from else None,
-                       hooks=run_hooks, world_size=world_size(launcher))
+                       hooks=run_hooks, world_size=processes)
     kw["visualizer"]["vis_backends"] = vis_backends(trackers, str(cfg.get("exp_name")), str(cfg.get("variant")),
                                                     work_dir, tags=dict(dataset=entry.dataset, entry=entry.key))
     runner = LoggingRunner(**kw)

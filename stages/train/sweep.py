@@ -124,12 +124,6 @@ def differing_settings(vdir: Path, old_hash: str, cfg: Config) -> Optional[list[
             if old.get(k, missing) != new.get(k, missing)]
 
 
-def changed_settings(vdir: Path, old_hash: str, cfg: Config, most: int = 6) -> Optional[str]:
-    """``key: old -> new; ...`` of :func:`differing_settings` (None where it is None)."""
-    diff = differing_settings(vdir, old_hash, cfg)
-    return None if diff is None else diff_text(diff, most)
-
-
 def diff_text(diff: list[tuple[str, Any, Any]], most: int = 6) -> str:
     """``key: old -> new; ...`` of :func:`differing_settings`' list, the first ``most`` of it."""
     said = [f"{k}: {a!r} -> {b!r}" for k, a, b in diff]
@@ -336,15 +330,13 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
                     "in one process stops the run: finished variants are kept; a rerun skips them (--resume continues this "
                     "variant's checkpoints where they fit the run)")
                 if rank == 0:
-                    with hold_results_table(exp_dir):
-                        _write_table(rep, exp_cfg, exp_dir, exp_name, say)
+                    _write_table(rep, exp_cfg, exp_dir, exp_name, say)
                 raise
             say(f"[fail] {exp_name}/{v}: {err}")
         finally:
             held.close()
     if rank == 0:
-        with hold_results_table(exp_dir):  # (two runs finishing at once: each reads the other's rows)
-            _write_table(rep, exp_cfg, exp_dir, exp_name, say)
+        _write_table(rep, exp_cfg, exp_dir, exp_name, say)
     if world > 1:  # (a process that returned first ended the run: torchrun stopped rank 0 writing the table)
         from mmengine.dist import barrier
 
@@ -353,11 +345,14 @@ def run_sweep(exp: str, variants: Optional[Sequence[str]] = None, dataset: Optio
 
 
 def _write_table(rep: SweepReport, exp_cfg: Config, exp_dir: Path, exp_name: str, say: Callable[[str], None]) -> None:
-    """The experiment's results table from every variant's result on disk and this run's failures."""
+    """The experiment's results table from every variant's result on disk and this run's failures,
+    under the table's lock (two runs finishing at once: each reads the other's rows)."""
     from stages.train.report import NOT_FINISHED, write_results
 
-    rep.rows = collect_rows(exp_cfg, exp_dir, rep.outcomes)
-    if rep.rows:
+    with hold_results_table(exp_dir):
+        rep.rows = collect_rows(exp_cfg, exp_dir, rep.outcomes)
+        if not rep.rows:
+            return
         notes = []
         other = [o.variant for o in rep.outcomes if o.other_config]
         if other:

@@ -149,6 +149,8 @@ class EpochLogHook(Hook):
 
 def setup_line(cfg, entry, model, train_ds, test_ds, device: str, world: int = 1) -> str:
     """The run's settings in one line: model and backbone, frames, schedule, data, device."""
+    from stages.train.schedule import epoch_coverage_note
+
     t, m = cfg.train, cfg.model
     clip = m.clip
     weights = "pretrained" if (clip.get("pretrained") or clip.get("pretrained_path")) else "random weights"
@@ -164,8 +166,6 @@ def setup_line(cfg, entry, model, train_ds, test_ds, device: str, world: int = 1
              + (f" x {t.accumulative_counts}" if t.accumulative_counts > 1 else "")
              + (f" x {world} processes" if world > 1 else "")
              + f", AdamW lr {t.lr:g} wd {t.weight_decay:g}, seed {t.seed}")
-    from stages.train.schedule import epoch_coverage_note
-
     amp = t.amp if (t.amp and device == "cuda") else "fp32"
     n_train = len(train_ds) if train_ds is not None else 0
     covered = epoch_coverage_note(n_train, t.batch_size, world) if n_train else ""

@@ -26,6 +26,8 @@ from typing import Iterator
 log = logging.getLogger(__name__)
 
 LOCK_FILE = ".train.lock"
+#: a filesystem's answers for "no locks here" (some FUSE mounts): the block runs unlocked
+_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 
 
 class WorkDirBusyError(RuntimeError):
@@ -48,7 +50,7 @@ def hold_variant_dir(vdir: Path) -> Iterator[None]:
                 f"{vdir} is being trained by another `pipeline train` ({holder}); two runs in one folder would "
                 "delete each other's checkpoints. Wait for it, or give this run another --work-dir") from None
         except OSError as e:
-            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            if e.errno not in _NO_LOCKS:
                 raise
             log.warning("%s: its filesystem takes no locks (%s): nothing stops a second run training into it",
                         vdir, e.strerror)
@@ -85,7 +87,7 @@ def hold_results_table(exp_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError as e:
-            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            if e.errno not in _NO_LOCKS:
                 raise
         yield
     finally:

@@ -437,17 +437,19 @@ def test_changed_settings_names_the_differences_only_with_the_finished_runs_reco
     writing it) or absent (a run of older code)."""
     from mmengine.config import Config
 
-    from stages.train.sweep import changed_settings, config_hash, write_hashed_config
+    from stages.train.sweep import config_hash, diff_text, differing_settings, write_hashed_config
 
     old = Config(dict(train=dict(lr=1e-3, seed=0), model=dict(arch="tiny"), data=dict(extra={})))
     new = Config(dict(train=dict(lr=2e-3, seed=0), model=dict(arch="tiny", drop=0.1), data=dict(extra={})))
-    assert changed_settings(tmp_path, config_hash(old), new) is None  # nothing recorded
+    assert differing_settings(tmp_path, config_hash(old), new) is None  # nothing recorded
     write_hashed_config(tmp_path, old)
-    assert changed_settings(tmp_path, config_hash(old), new) == "model.drop: '(absent)' -> 0.1; train.lr: 0.001 -> 0.002"
-    assert changed_settings(tmp_path, config_hash(new), old) is None  # the record is not the finished run's
+    assert diff_text(differing_settings(tmp_path, config_hash(old), new)) == \
+        "model.drop: '(absent)' -> 0.1; train.lr: 0.001 -> 0.002"
+    assert differing_settings(tmp_path, config_hash(new), old) is None  # the record is not the finished run's
     many = Config({"train": {f"k{i}": i + 1 for i in range(8)}})
     write_hashed_config(tmp_path, Config({"train": {f"k{i}": i for i in range(8)}}))
-    said = changed_settings(tmp_path, config_hash(Config({"train": {f"k{i}": i for i in range(8)}})), many, most=3)
+    said = diff_text(differing_settings(tmp_path, config_hash(Config({"train": {f"k{i}": i for i in range(8)}})), many),
+                     most=3)
     assert said.startswith("train.k0: 0 -> 1; train.k1: 1 -> 2; train.k2: 2 -> 3") and said.endswith("; and 5 more")
 
 
@@ -549,10 +551,10 @@ def test_a_setting_added_at_its_old_behaviour_keeps_earlier_runs_hashes_and_resu
     with pytest.raises(ValueError, match=r"model.pose.score"):  # the papers' reading is another run
         check_resumes_this_run(ckpt, off, entry)
     # a rerun's skip names the value, not "(absent)" (the neutral value is left out of the hashed form)
-    from stages.train.sweep import changed_settings, write_hashed_config
+    from stages.train.sweep import diff_text, differing_settings, write_hashed_config
 
     write_hashed_config(tmp_path, off)
-    assert changed_settings(tmp_path, config_hash(off), cfg) == "model.pose.score: False -> True"
+    assert diff_text(differing_settings(tmp_path, config_hash(off), cfg)) == "model.pose.score: False -> True"
 
 
 def test_another_clip_weights_path_is_the_same_run_only_with_the_same_weights(tmp_path):
