@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=${PEVL_VENV:-.venv}
 stamp="$VENV/.pevl-install-stamp"
-want=$(cat pyproject.toml scripts/install.sh | sha256sum | cut -c1-16)
+want=$(cat pyproject.toml setup.py scripts/install.sh | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi

@@ -103,10 +103,19 @@ def recorded_as_now(run_config: Mapping) -> dict:
 TABLE_ONLY_KEYS = ("paper_mean_class_acc",)
 
 
+#: where a non-editable install carries the repository's ``configs/`` (setup.py copies it there)
+BUNDLED_CONFIGS = Path(__file__).resolve().parents[1] / "bundled" / "configs"
+
+
 def configs_root() -> Path:
-    """The repository's ``configs/`` (``PEVL_CONFIGS`` overrides)."""
+    """The repository's ``configs/`` (``PEVL_CONFIGS`` overrides); from a non-editable install
+    (a wheel, ``pip install .`` or ``git+URL``), the copy the build put in the package."""
     env = os.environ.get("PEVL_CONFIGS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "configs"
+    if env:
+        return Path(env)
+    # the copy first: an installed package's parents[2] is site-packages, whose own configs/ (some
+    # packages leave one) is not ours
+    return BUNDLED_CONFIGS if BUNDLED_CONFIGS.is_dir() else Path(__file__).resolve().parents[2] / "configs"
 
 
 def experiment_names() -> list[str]:
