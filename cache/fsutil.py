@@ -7,7 +7,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 
 def publish(tmp: Path, final: Path) -> None:
@@ -64,6 +64,9 @@ def read_json(path: Path) -> Any:
 
 
 def dir_size(path: Path) -> int:
+    """The bytes of the files under ``path`` (a symbolic link's own: what it points to is not here)."""
+    if os.path.islink(path):
+        return os.lstat(path).st_size
     total = 0
     for dirpath, _, files in os.walk(path):
         for name in files:
@@ -80,8 +83,12 @@ DELETING = ".deleting-"  # in the name of a folder renamed aside to be removed
 def remove_tree(path: Path) -> list[str]:
     """Remove a directory by first renaming it aside (``.NAME.deleting-XXXX``), so nobody sees it
     half-deleted. Returns what could not be removed (``path: error``; empty when all went): a
-    folder of another user, a read-only mount. A folder already aside is removed where it is."""
+    folder of another user, a read-only mount. A folder already aside is removed where it is.
+    A symbolic link is removed itself, never what it points to."""
     path = Path(path)
+    if path.is_symlink():
+        path.unlink(missing_ok=True)
+        return []
     if not path.exists():
         return []
     aside = path
@@ -100,6 +107,19 @@ def remove_tree(path: Path) -> list[str]:
 
     shutil.rmtree(aside, onerror=note)
     return left
+
+
+def linked_folders(folder: Path, names: Iterable[str]) -> dict[str, str]:
+    """``{name: where it points}`` for those of ``folder``'s ``names`` that are symbolic links."""
+    found = {}
+    for name in names:
+        p = Path(folder) / name
+        if p.is_symlink():
+            try:
+                found[name] = os.readlink(p)
+            except OSError as e:
+                found[name] = f"? ({e.strerror or e})"
+    return found
 
 
 # -- filesystem faults, explained ------------------------------------------------------------------

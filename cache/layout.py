@@ -85,6 +85,13 @@ PLAN = "plan.json"
 SOURCES = "sources.json"
 ROOT_META = "zarr.json"  # a Zarr group's (or array's) metadata: the entry's is what makes it an entry
 
+#: the folders an entry holds, which writers create files in, rename or remove things from. The
+#: cache never makes one a symbolic link: one that is (a mistaken ``ln -s``, or a colleague's doing)
+#: is refused by writers and left alone by gc, which would otherwise remove what it points to
+ENTRY_FOLDERS = (CLIPS_DIR, CLAIMS_DIR, FAILURES_DIR, RUNS_DIR, STAGING_DIR, INDEX_DIR, QUARANTINE_DIR, READERS_DIR)
+#: what makes a folder under entries/DATASET/ one of ours, however damaged (gc removes no other)
+ENTRY_MARKS = (ROOT_META, PLAN, MANIFEST, SOURCES) + ENTRY_FOLDERS
+
 CLIP_ARRAYS = ("frames", "frame_indices", "keypoints", "scores", "grids")
 #: arrays a clip may hold (read and checked when present)
 OPTIONAL_CLIP_ARRAYS = ("person_boxes",)

@@ -20,9 +20,6 @@ from typing import Iterator
 
 from cache import layout
 
-#: the folders of an entry other writers create files in, rename or remove things from
-ENTRY_SUBDIRS = (layout.CLIPS_DIR, layout.CLAIMS_DIR, layout.FAILURES_DIR, layout.RUNS_DIR, layout.STAGING_DIR,
-                 layout.INDEX_DIR, layout.QUARANTINE_DIR, layout.READERS_DIR)
 
 
 @dataclass
@@ -75,7 +72,7 @@ def _folders(root: Path, every: bool) -> Iterator[Path]:
         yield ds
         for e in sorted(p for p in ds.iterdir() if p.is_dir() and not p.name.startswith(".")):
             yield e
-            for sub in ENTRY_SUBDIRS:
+            for sub in layout.ENTRY_FOLDERS:
                 if (e / sub).is_dir():
                     yield e / sub
 

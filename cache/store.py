@@ -16,7 +16,7 @@ from cache.chunks import read_group_meta
 from cache.digests import array_digest
 from cache.entry import (DAMAGED_HINT, CacheEntry, ClipData, EntryFormatError, EntryNotFoundError,
                          clip_attrs_problems, identity_problems, metadata_problems)
-from cache.fsutil import DELETING, dir_size, explained_os_errors, read_json, remove_tree
+from cache.fsutil import DELETING, dir_size, explained_os_errors, linked_folders, read_json, remove_tree
 from cache.item_index import ItemIndex, ItemIndexError
 from cache.readers import reader_marks
 from cache.writer import EntryWriter, staging_stale
@@ -260,6 +260,10 @@ class CacheStore:
                     continue
                 if not e.is_dir() or e.name.startswith("."):
                     continue
+                if not any(os.path.lexists(e / m) for m in layout.ENTRY_MARKS):
+                    # nothing of an entry in it (someone's folder, or a link to one): not ours to remove
+                    log.warning("leaving %s: not a cache entry (none of %s in it)", e, ", ".join(layout.ENTRY_MARKS[:4]))
+                    continue
                 if e in broken and damaged:
                     acts.append(GcAction(e, f"damaged entry ({'; '.join(broken[e])})", dir_size(e)))
                     continue
@@ -286,7 +290,17 @@ class CacheStore:
                                     x.path, writers)
                     elif age_days > incomplete_older_than_days:
                         acts.append(GcAction(x.path, f"incomplete, untouched for {age_days:.1f} days", dir_size(x.path)))
-        return [a for a in acts if not self._read_now(a, ttl)]
+        return [a for a in acts if not self._read_now(a, ttl) and not self._through_link(a)]
+
+    def _through_link(self, act: GcAction) -> bool:
+        """Whether ``act`` would remove a whole entry that is a symbolic link (its data elsewhere:
+        a dataset's entries moved to another disk, or a link to anything at all): left alone,
+        with a warning saying where it points; gc removes nothing a link points to."""
+        if act.path.parent.parent != self.entries_dir or not act.path.is_symlink():
+            return False
+        log.warning("leaving entry %s (%s): a symbolic link to %s; gc does not remove what links point to: "
+                    "remove both yourself if it should go", act.path, act.why, os.readlink(act.path))
+        return True
 
     @staticmethod
     def _read_now(act: GcAction, ttl: float) -> bool:
@@ -310,8 +324,13 @@ class CacheStore:
 
     def _leftovers(self, entry_dir: Path, ttl: float) -> list[GcAction]:
         acts = []
+        linked = linked_folders(entry_dir, layout.ENTRY_FOLDERS)
+        if linked:
+            log.warning("entry %s: %s; the cache never makes links, and gc does not look through them (remove the "
+                        "link, and move what it points to back if it is this entry's)", entry_dir,
+                        ", ".join(f"{n}/ is a symbolic link to {t}" for n, t in linked.items()))
         quarantine = entry_dir / layout.QUARANTINE_DIR
-        if quarantine.is_dir():
+        if quarantine.is_dir() and layout.QUARANTINE_DIR not in linked:
             for q in sorted(quarantine.iterdir()):
                 if DELETING in q.name:
                     continue  # (below)
@@ -319,17 +338,17 @@ class CacheStore:
                                      dir_size(q) if q.is_dir() else q.stat().st_size))
         for folder in (entry_dir, quarantine, entry_dir / layout.CLIPS_DIR):
             # renamed aside by a removal that could not finish (files of another user, a crash)
-            for d in sorted(folder.glob(f".*{DELETING}*")) if folder.is_dir() else []:
+            for d in sorted(folder.glob(f".*{DELETING}*")) if folder.is_dir() and folder.name not in linked else []:
                 acts.append(GcAction(d, "left by a removal that did not finish", dir_size(d)))
         staging = entry_dir / layout.STAGING_DIR
-        if staging.is_dir():
+        if staging.is_dir() and layout.STAGING_DIR not in linked:
             for s in staging.iterdir():
                 if staging_stale(s, ttl):
                     acts.append(GcAction(s, "staging left by a killed writer", dir_size(s)))
-        for r in reader_marks(entry_dir, ttl)[1]:
+        for r in reader_marks(entry_dir, ttl)[1] if layout.READERS_DIR not in linked else []:
             acts.append(GcAction(r, "mark of a reader that is gone", r.stat().st_size, claim_ttl=ttl))
         cdir = entry_dir / layout.CLAIMS_DIR
-        if cdir.is_dir():
+        if cdir.is_dir() and layout.CLAIMS_DIR not in linked:
             for c in cdir.iterdir():
                 if claims.is_stale(c, ttl):
                     acts.append(GcAction(c, "claim of a writer that is gone", c.stat().st_size, claim_ttl=ttl))

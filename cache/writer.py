@@ -19,7 +19,7 @@ from cache import claims, layout
 from cache.digests import array_digest, attrs_digest
 from cache.entry import CacheEntry, lasting_bytes, metadata_problems
 from cache.frames_codecs import frames_codec
-from cache.fsutil import atomic_write_json, explained_os_errors, read_json, remove_tree
+from cache.fsutil import CacheFault, atomic_write_json, explained_os_errors, linked_folders, read_json, remove_tree
 from cache.item_index import item_arrays, item_attrs
 from cache.provenance import git_revision, package_versions, who_when
 from cache.zarr_warnings import known_zarr_warnings_quiet
@@ -168,12 +168,23 @@ def restore_metadata(entry_dir: Path, root_attrs: dict, plan: list[dict], manife
     return problems
 
 
+def refuse_linked_folders(entry_dir: Path) -> None:
+    """A writer's removals and renames in an entry must stay inside it: one of its own folders that
+    is a symbolic link (:data:`cache.layout.ENTRY_FOLDERS`) is refused, naming where it points."""
+    linked = linked_folders(entry_dir, layout.ENTRY_FOLDERS)
+    if linked:
+        raise CacheFault(f"cache entry {entry_dir}: {', '.join(f'{n}/ is a symbolic link to {t}' for n, t in linked.items())}. "
+                         "The cache never makes one, and a writer would remove and write files through it, outside "
+                         "the cache: remove the link (and move what it points to back, if it is this entry's)")
+
+
 class EntryWriter:
     """Claims, commits and fails clips of one entry; safe with other writers on other hosts."""
 
     def __init__(self, entry: CacheEntry, ttl: float = claims.DEFAULT_TTL, heartbeat_s: float = 60.0):
         self.entry = entry
         self.path = entry.path
+        refuse_linked_folders(self.path)
         self.ttl = ttl
         self.heartbeat = claims.Heartbeat(heartbeat_s)
         self.staging = self.path / layout.STAGING_DIR

@@ -690,3 +690,76 @@ def test_a_damaged_or_vanishing_clip_of_the_entry_before_is_extracted_not_taken(
     (fixed,) = [e for e in CacheStore(cache_root).entries("custom") if e.key != entry.key]
     assert CacheStore(cache_root).verify(fixed).ok and fixed.is_complete
     assert "reused_from" not in fixed.read_clip("v3").attrs and "reused_from" not in fixed.read_clip("v2").attrs
+
+
+def _victim(root: Path) -> Path:
+    """A researcher's folder outside the cache, old enough for every age rule of gc."""
+    v = root / "victim"
+    (v / "thesis").mkdir(parents=True)
+    (v / "thesis" / "chapter1.tex").write_text("years of work")
+    (v / "notes.txt").write_text("x")
+    old = time.time() - 3 * 86400
+    for p in (v / "thesis" / "chapter1.tex", v / "notes.txt", v / "thesis", v):
+        os.utime(p, (old, old))
+    return v
+
+
+def _all_files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("name", ["quarantine", ".staging", "claims", "readers"])
+def test_gc_and_writers_do_not_reach_through_an_entry_folder_that_is_a_link(tmp_path, name, caplog):
+    """An entry's own folder replaced by a symbolic link (a mistaken ln -s, or a colleague's doing):
+    gc removed everything it pointed to as quarantined clips, dead writers' staging or stale claims,
+    and the next extraction's writer emptied a linked .staging/. Now gc leaves it, saying so, and a
+    writer refuses the entry naming the link."""
+    from cache.fsutil import CacheFault
+
+    cache_root = tmp_path / "cache"
+    entry = make_entry(cache_root)
+    victim = _victim(tmp_path)
+    before = _all_files(victim)
+    shutil.rmtree(entry.path / name, ignore_errors=True)
+    (entry.path / name).symlink_to(victim, target_is_directory=True)
+    store = CacheStore(cache_root)
+    assert not [a for a in store.gc_plan(damaged=True) if victim in a.path.parents or a.path == victim]
+    assert f"{name}/ is a symbolic link to {victim}" in caplog.text
+    res, out = _cli("cache", "gc", "--damaged", "--cache-root", str(cache_root))
+    assert res.exit_code == 0, out
+    with pytest.raises(CacheFault, match=f"{name}/ is a symbolic link to {victim}.*remove the link"):
+        EntryWriter(entry)
+    assert _all_files(victim) == before
+
+
+def test_gc_removes_no_folder_that_is_not_an_entry_and_nothing_a_linked_entry_points_to(tmp_path, caplog):
+    """gc --damaged removed a folder under entries/DATASET/ with none of an entry's files (a link
+    to someone's folder: their thesis went); and a whole entry that is a link is left with its data
+    (a dataset's entries moved to another disk), the warning naming where it points."""
+    cache_root = tmp_path / "cache"
+    entry = make_entry(cache_root)
+    victim = _victim(tmp_path)
+    before = _all_files(victim)
+    (entry.path.parent / "0123456789abcdef").symlink_to(victim, target_is_directory=True)
+    (entry.path.parent / "plainfolder").mkdir()
+    moved = tmp_path / "other_disk" / entry.path.name
+    moved.parent.mkdir()
+    shutil.move(str(entry.path), moved)
+    entry.path.symlink_to(moved, target_is_directory=True)
+    acts = CacheStore(cache_root).gc_plan(damaged=True, keep_last=0)  # the entry superseded by nothing
+    assert acts == [], acts
+    assert "not a cache entry" in caplog.text and f"a symbolic link to {moved}" in caplog.text
+    res, out = _cli("cache", "gc", "--damaged", "--cache-root", str(cache_root))
+    assert res.exit_code == 0, out
+    assert _all_files(victim) == before and (moved / "zarr.json").is_file() and (entry.path.parent / "plainfolder").is_dir()
+
+
+def test_remove_tree_of_a_link_removes_the_link_alone(tmp_path):
+    from cache.fsutil import dir_size, remove_tree
+
+    victim = _victim(tmp_path)
+    link = tmp_path / "link"
+    link.symlink_to(victim, target_is_directory=True)
+    assert dir_size(link) == os.lstat(link).st_size
+    assert remove_tree(link) == [] and not os.path.lexists(link)
+    assert (victim / "thesis" / "chapter1.tex").read_text() == "years of work"
