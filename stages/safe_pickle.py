@@ -13,13 +13,17 @@ array's state of a billion slots). Before anything is built, the opcode stream i
 every length it declares is checked against the bytes that follow; while loading, the callables
 that allocate by a number (``bytes``/``bytearray`` of an int, numpy's array reconstructor) are
 bounded by the pickle's own size (a real pickle's arrays are in its bytes); object arrays are
-refused (numpy sizes them before reading their items, and data files have none); and an
-``ndarray`` is never constructed directly. Each refusal is an :class:`pickle.UnpicklingError`
-that says what was asked for.
+refused (numpy sizes them before reading their items, and data files have none); an
+``ndarray`` is never constructed directly; and text conversions (``str``, ``bytes``,
+``bytearray``, ``_codecs.encode``) take only the forms that give no more characters or bytes than
+they are given (a chain of ``_codecs.encode(x, 'hex_codec')``, or of ``bytes(str(b, 'latin-1'),
+'utf-32')``, doubles or quadruples at each step: 849 bytes asked for 4 GiB). Each refusal is an
+:class:`pickle.UnpicklingError` that says what was asked for.
 """
 from __future__ import annotations
 
 import _compat_pickle
+import codecs
 import io
 import math
 import mmap
@@ -57,6 +61,23 @@ ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
 
 MIN_ALLOCATION_LIMIT = 1 << 20  # what any pickle may allocate by a number, however small it is
 
+#: text codecs that give one byte per character and back: the only ones a pickle's str -> bytes
+#: conversions may use (protocol <= 2 writes bytes as ``_codecs.encode(text, 'latin1')``)
+_ONE_BYTE_CODECS = frozenset({"iso8859-1", "ascii"})
+#: ... and for bytes -> str, codecs that give at most one character per byte
+_DECODING_CODECS = _ONE_BYTE_CODECS | {"utf-8"}
+#: error handlers that put at most one character or byte where one was
+_SAME_SIZE_ERRORS = ("strict", "ignore", "replace", "surrogateescape")
+#: what ``str(x)`` may be given alone (a container's text can be far larger than the pickle)
+_SCALARS = (str, int, float, bool, complex, type(None))
+
+
+def _codec_name(encoding: Any) -> Optional[str]:
+    try:
+        return codecs.lookup(encoding).name if isinstance(encoding, str) else None
+    except LookupError:
+        return None
+
 
 class _NdarrayClass:
     """Stands for ``numpy.ndarray`` inside a pickle: numpy's reconstructor takes it as an argument
@@ -82,7 +103,7 @@ class RestrictedUnpickler(pickle.Unpickler):
             f"refusing {what}: it would take {nbytes:,.0f} bytes, more than this pickle of at most "
             f"{self.max_bytes:,} bytes can hold (a crafted file?)")
 
-    def _guard(self, name: str, obj: Any) -> Any:
+    def _guard(self, module: str, name: str, obj: Any) -> Any:
         if obj is np.ndarray:
             return _NDARRAY
         if obj is np.dtype:
@@ -98,6 +119,9 @@ class RestrictedUnpickler(pickle.Unpickler):
                 shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
                 if subtype is not _NDARRAY or not all(isinstance(d, int) and d >= 0 for d in shape):
                     raise pickle.UnpicklingError(f"refusing numpy._reconstruct({subtype!r}, {shape!r}, ...)")
+                if np.dtype(dtype_code).hasobject:
+                    raise pickle.UnpicklingError("refusing an object array (dtype 'O'): pickles from shared "
+                                                 "places may hold numeric arrays only")
                 nbytes = math.prod(shape) * np.dtype(dtype_code).itemsize
                 if nbytes > self.max_bytes:
                     raise self._too_big(f"an array of shape {shape}", nbytes)
@@ -108,8 +132,27 @@ class RestrictedUnpickler(pickle.Unpickler):
                 if args and isinstance(args[0], int) and not isinstance(args[0], bool) and (
                         args[0] < 0 or args[0] > self.max_bytes):
                     raise self._too_big(f"{obj.__name__}({args[0]})", args[0])
+                if len(args) > 1 or (args and isinstance(args[0], str)):
+                    _text_conversion(f"{obj.__name__}(str, ...)", args[1:], _ONE_BYTE_CODECS)
                 return obj(*args)
             return sized
+        if obj is str:
+            def text(*args):
+                if len(args) > 1:
+                    _text_conversion("str(bytes, ...)", args[1:], _DECODING_CODECS)
+                elif args and not isinstance(args[0], _SCALARS):
+                    raise pickle.UnpicklingError(f"refusing str() of a {type(args[0]).__name__} (a pickle's "
+                                                 "data spells its text; a container's can be far larger)")
+                return obj(*args)
+            return text
+        if name == "encode" and module == "_codecs":
+            def encode(text, *args):
+                if not isinstance(text, str):
+                    raise pickle.UnpicklingError(f"refusing _codecs.encode of a {type(text).__name__} (pickles "
+                                                 "encode text into bytes only)")
+                _text_conversion("_codecs.encode", args, _ONE_BYTE_CODECS)
+                return obj(text, *args)
+            return encode
         return obj
 
     def find_class(self, module: str, name: str) -> Any:
@@ -125,10 +168,23 @@ class RestrictedUnpickler(pickle.Unpickler):
             )
         if module.startswith("numpy._core") and not _has_module(module):
             module = module.replace("numpy._core", "numpy.core", 1)  # numpy-2 pickle on numpy 1
-        return self._guard(name, super().find_class(module, name))
+        return self._guard(module, name, super().find_class(module, name))
 
     def persistent_load(self, pid: Any) -> Any:
         raise pickle.UnpicklingError("refusing persistent ids in a pickle from a shared place")
+
+
+def _text_conversion(what: str, args: tuple, allowed: frozenset) -> None:
+    """Refuse a text conversion (``args``: encoding and errors, as given) by a codec outside
+    ``allowed`` or an error handler that writes more than it replaces (``backslashreplace``):
+    either may give more than it is given."""
+    encoding = args[0] if args else "utf-8"
+    if _codec_name(encoding) not in allowed:
+        raise pickle.UnpicklingError(f"refusing {what} with encoding {encoding!r}: pickles from shared places may "
+                                     f"convert text only by {', '.join(sorted(allowed))} (another codec can "
+                                     "multiply what a small file holds)")
+    if len(args) > 1 and args[1] not in _SAME_SIZE_ERRORS:
+        raise pickle.UnpicklingError(f"refusing {what} with errors={args[1]!r} (one of {', '.join(_SAME_SIZE_ERRORS)})")
 
 
 def _has_module(module: str) -> bool:
@@ -408,7 +464,21 @@ def check_declared_lengths(buf, start: int = 0, max_objects: Optional[int] = Non
 
 def restricted_load(fileobj_or_bytes: Any) -> Any:
     """Unpickle from bytes or a binary file object through :class:`RestrictedUnpickler`, after
-    :func:`check_declared_lengths` (a file is mapped for that scan, then read once)."""
+    :func:`check_declared_lengths` (a file is mapped for that scan, then read once). Running out of
+    memory on the way, or any error of the admitted callables, is an :class:`pickle.UnpicklingError`
+    too, which callers name the file in."""
+    try:
+        return _restricted_load(fileobj_or_bytes)
+    except pickle.UnpicklingError:
+        raise
+    except MemoryError:
+        raise pickle.UnpicklingError("ran out of memory unpickling it (a crafted file, or one far larger than "
+                                     "this machine's memory)") from None
+    except Exception as e:  # what the admitted callables or BUILD raise on arguments no real file has
+        raise pickle.UnpicklingError(f"not a pickle of data ({type(e).__name__}: {e})") from None
+
+
+def _restricted_load(fileobj_or_bytes: Any) -> Any:
     if isinstance(fileobj_or_bytes, (bytes, bytearray, memoryview)):
         data = bytes(fileobj_or_bytes)
         check_declared_lengths(data)

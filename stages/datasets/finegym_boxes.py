@@ -25,6 +25,7 @@ decoded frames and aligns their count with a note, or refuses the clip.
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -55,7 +56,10 @@ def _read(p: Path) -> Any:
             return {k: z[k] for k in z.files}
     if suffix in (".pkl", ".pickle"):
         with open(p, "rb") as f:
-            return restricted_load(f)
+            try:
+                return restricted_load(f)
+            except pickle.UnpicklingError as e:
+                raise pickle.UnpicklingError(f"boxes file {p}: {e}") from None
     if suffix == ".json":
         return read_json(p)
     raise DatasetLayoutError(f"boxes file {p}: expected .json, .npz or .pkl")

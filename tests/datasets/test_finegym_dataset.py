@@ -391,6 +391,6 @@ def test_boxes_pickle_goes_through_restricted_unpickler(tmp_path):
 
     _splits(tmp_path)
     (tmp_path / "boxes.pkl").write_bytes(pickle.dumps({C1: Evil()}))
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(pickle.UnpicklingError, match=f"boxes file {tmp_path / 'boxes.pkl'}: refusing to load global"):
         create_dataset("gym99", root=tmp_path, boxes=str(tmp_path / "boxes.pkl")).load()
     assert not (tmp_path / "pwned").exists()

@@ -304,6 +304,71 @@ def test_real_arrays_still_load_in_every_protocol():
         assert out["s"] == 2.5 and out["b"] == b"xyz" and out["ba"] == bytearray(b"ab") and out["t"] == (1, "two", [3.0])
 
 
+def _text_chain(levels: int, step) -> bytes:
+    """A protocol-3 pickle of 64 bytes run ``levels`` times through ``step`` (GLOBAL + REDUCE calls)."""
+    body = b"C\x40" + b"A" * 64
+    for _ in range(levels):
+        body = step(body)
+    return b"\x80\x03" + body + b"."
+
+
+def _text(s: str) -> bytes:
+    return b"V" + s.encode() + b"\n"
+
+
+def _call(module: str, name: str, *args: bytes) -> bytes:
+    return f"c{module}\n{name}\n(".encode() + b"".join(args) + b"tR"
+
+
+@pytest.mark.parametrize("step, match", [
+    # each hex_codec level doubles (26 levels of 64 bytes asked for 4 GiB from 849 bytes)
+    (lambda b: _call("_codecs", "encode", b, _text("hex_codec")), "refusing _codecs.encode of a bytes"),
+    (lambda b: _call("_codecs", "encode", _call("builtins", "str", b, _text("latin-1")), _text("utf-32")),
+     "refusing _codecs.encode with encoding 'utf-32'"),
+    # without _codecs: bytes(str(b, 'latin-1'), 'utf-32') quadruples at each level
+    (lambda b: _call("builtins", "bytes", _call("builtins", "str", b, _text("latin-1")), _text("utf-32")),
+     r"refusing bytes\(str, ...\) with encoding 'utf-32'"),
+    (lambda b: _call("builtins", "bytearray", _call("builtins", "str", b, _text("latin-1")), _text("utf-8")),
+     r"refusing bytearray\(str, ...\) with encoding 'utf-8'"),
+    (lambda b: _call("builtins", "bytes", _call("builtins", "str", b, _text("ascii"), _text("strict")),
+                     _text("ascii"), _text("backslashreplace")), "errors='backslashreplace'"),
+    (lambda b: _call("builtins", "str", b), "refusing str\\(\\) of a bytes"),
+])
+def test_text_conversions_that_multiply_a_small_file_are_refused(step, match):
+    """849 bytes of pickle asked for 4 GiB through text conversions the allow-list admitted; now only
+    one-byte-per-character codecs convert text (how protocol <= 2 spells bytes), so no chain grows."""
+    raw = _text_chain(20, step)  # 64 MiB to 1 TiB were they admitted
+    assert len(raw) < 3000
+    with pytest.raises(pickle.UnpicklingError, match=match):
+        restricted_load(raw)
+
+
+def test_text_conversions_of_real_pickles_still_load():
+    """Protocol <= 2 writes bytes as _codecs.encode(text, 'latin1'); numpy arrays' data and str
+    values come through every protocol (test_real_arrays_still_load_in_every_protocol: the arrays)."""
+    data = {"b": bytes(range(256)), "s": "café ∑", "n": str}
+    for protocol in range(0, pickle.HIGHEST_PROTOCOL + 1):
+        raw = pickle.dumps({k: v for k, v in data.items() if k != "n"}, protocol=protocol)
+        assert restricted_load(raw) == {"b": data["b"], "s": data["s"]}
+    assert restricted_load(_call("builtins", "str", b"I12\n") + b".") == "12"
+    assert restricted_load(_call("builtins", "bytes", _text("abc"), _text("latin1")) + b".") == b"abc"
+    assert restricted_load(_call("builtins", "str", b"C\x03abc", _text("utf-8")).replace(b"c", b"\x80\x03c", 1) + b".") == "abc"
+
+
+def test_running_out_of_memory_while_unpickling_names_the_file(tmp_path, monkeypatch):
+    from stages import safe_pickle
+
+    p = tmp_path / "poses.pkl"
+    p.write_bytes(pickle.dumps({"annotations": []}, protocol=4))
+
+    def no_memory(self):
+        raise MemoryError()
+
+    monkeypatch.setattr(safe_pickle.RestrictedUnpickler, "load", no_memory)
+    with pytest.raises(pickle.UnpicklingError, match=f"{p}: ran out of memory"):
+        load_skeleton_pickle(p)
+
+
 # -- the restricted unpickler bounds what shared references expand to ---------------------------------
 def _nested_tuple(depth):
     t = ()
