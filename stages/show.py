@@ -180,7 +180,7 @@ def write_png(path: Path, rgb: np.ndarray) -> Path:
 
 def write_mp4(path: Path, frames: Sequence[np.ndarray], fps: float) -> Path:
     """An H.264 MP4 of RGB frames (padded to even sizes, as yuv420p needs), with our ffmpeg."""
-    from stages.extract.decode import ffmpeg_exe
+    from stages.extract.ffmpeg_binary import ffmpeg_exe, ffmpeg_path
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -191,7 +191,7 @@ def write_mp4(path: Path, frames: Sequence[np.ndarray], fps: float) -> Path:
         raw[i, :h, :w] = f
     cmd = [ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
            "-s", f"{pw}x{ph}", "-r", f"{fps:g}", "-i", "-", "-c:v", "libx264", "-pix_fmt", "yuv420p",
-           "-crf", "18", str(path)]
+           "-crf", "18", ffmpeg_path(path)]
     proc = subprocess.run(cmd, input=raw.tobytes(), capture_output=True)
     if proc.returncode != 0:
         raise OSError(f"ffmpeg could not write {path}: {proc.stderr.decode(errors='replace').strip()}")

@@ -47,7 +47,7 @@ import ffmpeg
 import numpy as np
 
 from stages.extract import frame_seek
-from stages.extract.ffmpeg_binary import ffmpeg_exe
+from stages.extract.ffmpeg_binary import ffmpeg_exe, ffmpeg_path
 
 
 class DecodeError(RuntimeError):
@@ -206,7 +206,7 @@ def probe(path: str) -> VideoInfo:
         raise DecodeError(f"video file not found: {path}{_near_names(path)}")
     if os.path.getsize(path) == 0:
         raise DecodeError("empty file (0 bytes)")
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", path], capture_output=True, text=True,
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", ffmpeg_path(path)], capture_output=True, text=True,
                           errors="replace", timeout=120)
     err = proc.stderr
     blocks = _stream_blocks(err)
@@ -420,9 +420,9 @@ def _read_frames(path: str, info: VideoInfo, start_time: Optional[float], end_ti
         out_kw["vf"] = ",".join(filters)
     # ffmpeg-python hashes its arguments as UTF-8; a file name that is not (os.listdir's surrogates
     # for a latin-1 name, stages/datasets/names.py) goes in as a stand-in swapped in the argument list
-    name = path
+    name = file_arg = ffmpeg_path(path)
     try:
-        path.encode("utf-8")
+        file_arg.encode("utf-8")
     except UnicodeEncodeError:
         name = "pevl-input-not-utf8"
     stream = (
@@ -433,7 +433,7 @@ def _read_frames(path: str, info: VideoInfo, start_time: Optional[float], end_ti
                      *(["-copyts"] if seek is not None else []))
     )
     args = stream.compile(cmd=ffmpeg_exe())
-    args[args.index(name)] = path  # subprocess passes it as the file's own bytes
+    args[args.index(name)] = file_arg  # subprocess passes it as the file's own bytes
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     err = _StderrLines(proc.stderr)
     err.start()

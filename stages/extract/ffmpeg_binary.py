@@ -12,3 +12,10 @@ def ffmpeg_exe() -> str:
     import imageio_ffmpeg
 
     return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def ffmpeg_path(path: "os.PathLike | str") -> str:
+    """A file name as ffmpeg's command line takes it: absolute, so that neither a leading ``-``
+    (read as an option: YouTube ids such as ``-2bEVO4ULvs``) nor a ``:`` before any ``/`` (read
+    as a protocol: ``clip:1.mp4``) is misread."""
+    return os.path.abspath(os.fspath(path))

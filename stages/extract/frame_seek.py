@@ -51,7 +51,7 @@ from typing import Optional
 
 import numpy as np
 
-from stages.extract.ffmpeg_binary import ffmpeg_exe
+from stages.extract.ffmpeg_binary import ffmpeg_exe, ffmpeg_path
 
 #: a frame cut seeks when it starts at least this far into the stream; nearer, counting is as cheap
 SEEK_AFTER_SECONDS = 10.0
@@ -203,7 +203,7 @@ class _Listing:
 def _listing(path: str, stream: str, size: int, mtime_ns: int) -> Optional[_Listing]:
     """The stream's packets (None: ffmpeg could not run). ``size`` and ``mtime_ns`` key the cache."""
     # -copyts: the timestamps as stored, as the cut's decode (also -copyts) reports them
-    proc = _run(["-loglevel", "error", "-copyts", "-i", path, "-map", stream, "-c", "copy", "-f", "framecrc", "-"])
+    proc = _run(["-loglevel", "error", "-copyts", "-i", ffmpeg_path(path), "-map", stream, "-c", "copy", "-f", "framecrc", "-"])
     if proc is None:
         return None
     text = proc.stdout.decode("ascii", "replace")
@@ -265,7 +265,7 @@ def first_frame_offset(path: str, stream: Optional[str], start: Optional[float])
 @lru_cache(maxsize=16)
 def _first_frame_time(path: str, stream: str, size: int, mtime_ns: int) -> Optional[Fraction]:
     """The presentation time of the stream's first decoded frame, seconds (None: none decoded)."""
-    proc = _run(["-loglevel", "info", "-copyts", "-i", path, "-map", stream, "-vf", "showinfo=checksum=0", "-frames:v",
+    proc = _run(["-loglevel", "info", "-copyts", "-i", ffmpeg_path(path), "-map", stream, "-vf", "showinfo=checksum=0", "-frames:v",
                  "1", "-f", "null", "-"])
     if proc is None:
         return None

@@ -3,6 +3,7 @@ frame rate, B-frames / open GOP, odd sizes, XVID in AVI, no video stream, a wron
 duration and truncation. Each decision is in stages/extract/decode.py's docstring and docs/extraction.md."""
 import struct
 import subprocess
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -287,3 +288,23 @@ def test_a_missing_video_names_a_close_name_beside_it_and_a_folder_is_not_a_vide
     (tmp_path / "clip.mp4").mkdir()
     with pytest.raises(DecodeError, match="clip.mp4 is a folder, not a video file"):
         probe(str(tmp_path / "clip.mp4"))
+
+
+@pytest.mark.parametrize("name", ["-2bEVO4ULvs.mp4", "clip:1.mp4"])
+def test_names_ffmpeg_would_read_as_an_option_or_a_protocol(tmp_path, monkeypatch, name):
+    """FineGym's videos are named by YouTube id, which may start with '-'; 'clip:1.mp4' relative is a
+    protocol to ffmpeg. Relative names of both kinds are read, seeked and written (predict's and
+    `cache show`'s videos were refused: 'Protocol not found', 'Unrecognized option')."""
+    from stages.extract.frame_seek import first_frame_offset
+    from stages.show import write_mp4
+
+    make_timecoded_video(tmp_path / "made.mp4", 20)
+    (tmp_path / name).write_bytes((tmp_path / "made.mp4").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    info, frames = decode_clip(name, start_time=0.5, end_time=1.0)
+    assert _codes(frames) == [5, 6, 7, 8, 9]
+    assert first_frame_offset(name, info.stream, None) == 0  # ffmpeg ran on the file (None: it could not)
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path / "out")  # `predict --out .`: the bare name goes to ffmpeg as its output
+    out = write_mp4(Path(".") / name, frames, 10.0)
+    assert probe(str(out)).width == info.width and (tmp_path / "out" / name).is_file()
