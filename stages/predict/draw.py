@@ -132,6 +132,11 @@ def write_timeline_png(path: os.PathLike, res, title: str = "") -> Path:
     return save_figure(fig, path, dpi=110, bbox_inches="tight")
 
 
+#: the most UTF-8 bytes a stem may take: a file name holds 255, and the longest made from a stem
+#: adds 43 (``.STEM_timeline.png.XXXXXXXX.tmp.png`` while written, ``.STEM.result.json...`` likewise)
+MAX_STEM_BYTES = 200
+
+
 def output_stem(name: str) -> str:
     """A file-name stem for a video's outputs (its name under the folder, separators as ``__``)."""
     stem, ext = os.path.splitext(name)
@@ -154,5 +159,14 @@ def output_stems(videos: Sequence[Any], owner: Optional[Callable[[str], Optional
     def apart(p: str, s: str) -> bool:
         return shared[s] > 1 or (owner is not None and owner(s) not in (None, p))
 
-    return {p: f"{s}__{hashlib.sha1(p.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}" if apart(p, s) else s
-            for p, s in plain.items()}
+    def digest(p: str) -> str:
+        return hashlib.sha1(p.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+
+    def fitted(p: str, s: str) -> str:
+        # a long name (or folders flattened into one) cut to fit, the path's digest keeping it apart
+        b = s.encode("utf-8", "surrogateescape")
+        if len(b) <= MAX_STEM_BYTES:
+            return s
+        return f"{b[:MAX_STEM_BYTES - 10].decode('utf-8', 'ignore')}__{digest(p)}"
+
+    return {p: fitted(p, f"{s}__{digest(p)}" if apart(p, s) else s) for p, s in plain.items()}

@@ -27,6 +27,7 @@ import torch
 from mmengine.config import Config
 
 from cache import CacheEntry
+from cache.layout import clip_uid
 from stages.data.dataset import CacheClipDataset
 from stages.skeletons import entry_skeleton
 from stages.train.report import pyplot, save_figure
@@ -246,7 +247,8 @@ def _fig11(path, model, label, fw, title):
 
 
 def default_out_dir(checkpoint: os.PathLike, clip_id: str) -> Path:
-    """``explain_<clip id>/`` beside the checkpoint."""
-    return Path(checkpoint).parent / f"explain_{clip_id}"
+    """``explain_<clip uid>/`` beside the checkpoint: the clip's file-name-safe id, as the cache
+    names its folder (a custom dataset's id may hold ``../`` or ``/``)."""
+    return Path(checkpoint).parent / f"explain_{clip_uid(clip_id)}"
 
 

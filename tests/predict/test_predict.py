@@ -471,6 +471,29 @@ def test_videos_that_would_share_their_outputs_names_get_names_of_their_own():
     assert output_stems(list(reversed(vids))) == stems  # the same names on every run
 
 
+def test_long_names_get_outputs_a_filesystem_takes(tmp_path):
+    """A 248-byte name, or folders of 120-byte names flattened into one stem, made output names over
+    the 255 bytes a file name may hold: the video was predicted and never saved, on every rerun."""
+    from cache.fsutil import atomic_write_json, written_whole
+    from stages.predict.draw import MAX_STEM_BYTES, output_stems
+    from stages.predict.inputs import VideoInput
+    from stages.predict.saved import result_path
+
+    long = "é" * 60 + "L" * 120 + ".mp4"  # 244 bytes
+    folders = "/".join(["F" * 120] * 3) + "/clip.mp4"
+    vids = [VideoInput(f"/d/{long}", long), VideoInput(f"/d/{folders}", folders),
+            VideoInput(f"/d/{folders[:-4]}x.mp4", folders[:-4] + "x.mp4"), VideoInput("/d/short.mp4", "short.mp4")]
+    stems = output_stems(vids)
+    assert stems["/d/short.mp4"] == "short" and len(set(stems.values())) == 4
+    assert all(len(s.encode()) <= MAX_STEM_BYTES for s in stems.values())
+    assert stems[f"/d/{long}"].startswith("é" * 60) and output_stems(list(reversed(vids))) == stems
+    for stem in stems.values():  # the longest names made of a stem, as they are written
+        atomic_write_json(result_path(tmp_path, stem), {"ok": 1})
+        with written_whole(tmp_path / f"{stem}_timeline.png", keep_suffix=True) as tmp:
+            tmp.write_bytes(b"png")
+    assert len(list(tmp_path.iterdir())) == 8
+
+
 def test_runs_into_one_out_folder_keep_each_others_outputs(trained, tmp_path):
     """``predict d1/x.mp4 --out o`` then ``predict d2/x.mp4 --out o``: the second wrote its picture
     and result over the first's (each run named the video ``x``), and a third run of the first
