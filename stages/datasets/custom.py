@@ -53,7 +53,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Iterator, Literal, Optional
 
 from stages.datasets.base import (
     AdapterOptions,
@@ -67,6 +67,25 @@ from stages.registry import DATASET_ADAPTERS
 from stages.settings import field
 
 log = logging.getLogger(__name__)
+
+
+def _comments_blanked(text: str, root: Path, path: Path) -> Iterator[str]:
+    """The lines of a split file with ``#`` comment lines blanked (line numbers kept). A comment
+    is a line that starts with ``#``; a path that starts with one is listed quoted
+    (``"#1 take.mp4",0``), and a comment line that names a video that exists is said, not dropped
+    in silence."""
+    for n, line in enumerate(io.StringIO(text, newline=""), 1):
+        if not line.lstrip().startswith("#"):
+            yield line
+            continue
+        fields = next(csv.reader([line.lstrip()]), [])
+        if len(fields) > 1 and fields[0].strip() and (root / fields[0].strip()).is_file():
+            log.warning("custom: %s:%d: %r is a comment (it starts with '#'), though the video %s exists: to list "
+                        "it, quote its path (\"%s\",...)", path, n, line.strip(), root / fields[0].strip(),
+                        fields[0].strip())
+        yield "\n"
+
+
 SPLIT_FILES = (("train", "train.csv", True), ("val", "val.csv", True), ("test", "test.csv", False))
 
 
@@ -167,9 +186,9 @@ class CustomDataset(DatasetAdapter):
             refuse_utf16(raw, path)
             text = raw.decode("utf-8", "surrogateescape").removeprefix("\ufeff")
             listed = len(rows)
-            for n, row in enumerate(csv.reader(io.StringIO(text, newline="")), 1):
+            for n, row in enumerate(csv.reader(_comments_blanked(text, root, path)), 1):
                 row = [c.strip() for c in row]
-                if not row or not any(row) or row[0].startswith("#"):
+                if not row or not any(row):
                     continue
                 if n == 1 and len(row) > 1 and row[1].lower() == "label":
                     extra = [c.lower() for c in row[2:]]

@@ -204,3 +204,18 @@ def test_a_utf16_file_and_labels_of_other_digits_are_named(tmp_path):
         write_text(tmp_path / "val.csv", f"clips/c.mp4,{lab}\n")
         with pytest.raises(DatasetLayoutError, match=rf"val.csv:1: label '{lab}' is neither a class index nor a line"):
             create_dataset("custom", root=tmp_path).load()
+
+
+def test_a_path_starting_with_a_hash_is_listed_quoted_and_a_comment_naming_a_video_is_said(tmp_path, caplog):
+    """'#1 take.mp4,0' names a video that exists: it was dropped as a comment without a word. A
+    comment line is still a comment (said when it names a video that exists, with the quoting that
+    lists it); a quoted path starting with '#' is a clip."""
+    write_text(tmp_path / "labels.txt", "a\nb\n")
+    write_text(tmp_path / "train.csv", 'path,label\n#1 take.mp4,0\n"#2 take.mp4",1\n  # an old note,1\nx.mp4,0\n')
+    write_text(tmp_path / "val.csv", "y.mp4,1\n")
+    for name in ("#1 take.mp4", "#2 take.mp4", "x.mp4", "y.mp4"):
+        make_video(tmp_path / name)
+    idx = create_dataset("custom", root=tmp_path).load()
+    assert [c.clip_id for c in idx.clips if c.split == "train"] == ["#2 take", "x"]
+    assert "train.csv:2: '#1 take.mp4,0' is a comment" in caplog.text and '("#1 take.mp4",...)' in caplog.text
+    assert "an old note" not in caplog.text  # names no video: a plain comment
