@@ -39,6 +39,7 @@ import os
 import re
 import subprocess
 import threading
+import unicodedata
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Iterator, Optional
@@ -192,6 +193,11 @@ def _near_names(path: str) -> str:
         names = [n for n in os.listdir(folder or ".") if n != name]
     except OSError:
         return ""
+    for form in ("NFC", "NFD"):  # the same name composed otherwise (files copied from a Mac are NFD)
+        other = unicodedata.normalize(form, name)
+        if other != name and other in names:
+            return (f"; did you mean {other!r}? It is the same name in Unicode's {form} form, other bytes (files "
+                    f"copied from macOS are often NFD): rename the file or the annotation's entry to one form")
     # the name without its extension (an annotation that lists ids, not files), else a typo
     close = sorted(n for n in names if os.path.splitext(n)[0] == name) or \
         difflib.get_close_matches(name, names, n=1, cutoff=0.8)

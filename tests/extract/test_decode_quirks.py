@@ -3,6 +3,7 @@ frame rate, B-frames / open GOP, odd sizes, XVID in AVI, no video stream, a wron
 duration and truncation. Each decision is in stages/extract/decode.py's docstring and docs/extraction.md."""
 import struct
 import subprocess
+import unicodedata
 from pathlib import Path
 
 import cv2
@@ -285,6 +286,10 @@ def test_a_missing_video_names_a_close_name_beside_it_and_a_folder_is_not_a_vide
     make_video(tmp_path / "v" / "a.mp4", frames=2, size=(32, 32))
     with pytest.raises(DecodeError, match=r"did you mean '.*/v/a.mp4' \(a path's folders are separated by '/'\)\?"):
         probe(str(tmp_path) + "/v\\a.mp4")
+    # the name as a Mac wrote it (NFD: 'e' and a combining accent), listed composed (NFC)
+    make_video(tmp_path / unicodedata.normalize("NFD", "café.mp4"), frames=2, size=(32, 32))
+    with pytest.raises(DecodeError, match="same name in Unicode's NFD form, other bytes"):
+        probe(str(tmp_path / unicodedata.normalize("NFC", "café.mp4")))
     (tmp_path / "clip.mp4").mkdir()
     with pytest.raises(DecodeError, match="clip.mp4 is a folder, not a video file"):
         probe(str(tmp_path / "clip.mp4"))
