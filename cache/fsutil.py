@@ -109,6 +109,22 @@ def remove_tree(path: Path) -> list[str]:
     return left
 
 
+def case_insensitive(path: os.PathLike) -> bool:
+    """Whether the filesystem at ``path`` (or its nearest existing folder) takes ``A`` and ``a`` for
+    one name (macOS' default, SMB shares, exFAT), tried with a file of its own; False when it cannot
+    be tried (a folder this user may not write)."""
+    folder = Path(_nearest_existing(os.fspath(path)))
+    probe = folder / f".pevl-case-probe-{uuid.uuid4().hex[:8]}-Aa"
+    try:
+        probe.touch(exist_ok=False)
+    except OSError:
+        return False
+    try:
+        return (folder / probe.name.lower()).exists()
+    finally:
+        probe.unlink(missing_ok=True)
+
+
 def linked_folders(folder: Path, names: Iterable[str]) -> dict[str, str]:
     """``{name: where it points}`` for those of ``folder``'s ``names`` that are symbolic links."""
     found = {}

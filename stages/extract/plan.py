@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional
 
 from cache import CacheStore, entry_key, file_identity
 from cache.entry import CacheEntry
+from cache.fsutil import case_insensitive
 from cache.keys import key_settings, settings_digest
 from cache.layout import FORMAT_VERSION, clip_uid
 from cache.provenance import git_revision, package_versions, who_when
@@ -204,11 +205,15 @@ def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
     root = index.root
     plan, sources = [], []
     seen: set[str] = set()
+    folded: dict[str, str] = {}  # clip folders' names in one case -> the first clip id of it
+    case_twins: list[tuple[str, str]] = []
     for c in index.clips:
         uid = clip_uid(c.clip_id)
         if uid in seen:
             raise ValueError(f"clip id {c.clip_id!r} appears twice in {index.name}")
         seen.add(uid)
+        if folded.setdefault(uid.casefold(), c.clip_id) != c.clip_id:
+            case_twins.append((folded[uid.casefold()], c.clip_id))
         video_rel = os.path.relpath(c.video, root) if (c.video and root) else c.video
         plan.append({"clip_id": c.clip_id, "uid": uid, "split": c.split, "label": c.label,
                      "video": video_rel, "cut": c.cut()})
@@ -229,6 +234,13 @@ def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
 
     key, settings_hash, sources_hash = entry_key(index.name, keyed(given_options), sources)
     store = CacheStore(opts.cache_root)
+    if case_twins and case_insensitive(store.root):
+        a, b = case_twins[0]
+        raise DatasetLayoutError(
+            f"{index.name}: clip ids {a!r} and {b!r} differ only in case ({len(case_twins)} such pair(s)), and the cache "
+            f"at {store.root} is on a filesystem that takes them for one name (macOS, an SMB share, exFAT): the "
+            "second would be taken for the first's finished clip. Rename one, or put the cache on a case-sensitive "
+            "filesystem")
     created = who_when()
     root_attrs = {
         "format": FORMAT_VERSION,

@@ -147,17 +147,17 @@ def output_stem(name: str) -> str:
 def output_stems(videos: Sequence[Any], owner: Optional[Callable[[str], Optional[str]]] = None) -> dict[str, str]:
     """Each video's (``.path``, ``.name``) outputs' stem, distinct: :func:`output_stem`, and for
     videos that would share one (``sub/a.mp4`` and ``sub__a.mp4``, ``x.mp4`` and ``x.avi``, one
-    name under two folders), or whose stem ``owner(stem)`` says an earlier run's result holds for
+    name under two folders, ``Clip.mp4`` and ``clip.mp4`` on a filesystem blind to case), or whose stem ``owner(stem)`` says an earlier run's result holds for
     another video (``predict d1/x.mp4`` then ``predict d2/x.mp4`` into one ``--out``), that stem
     with a digest of the video's path (the same on every run)."""
     import hashlib
     from collections import Counter
 
     plain = {v.path: output_stem(v.name) for v in videos}
-    shared = Counter(plain.values())
+    shared = Counter(s.casefold() for s in plain.values())  # one name to macOS' and SMB's filesystems
 
     def apart(p: str, s: str) -> bool:
-        return shared[s] > 1 or (owner is not None and owner(s) not in (None, p))
+        return shared[s.casefold()] > 1 or (owner is not None and owner(s) not in (None, p))
 
     def digest(p: str) -> str:
         return hashlib.sha1(p.encode("utf-8", "surrogateescape")).hexdigest()[:8]
