@@ -166,6 +166,10 @@ def clip_attrs_problems(attrs: dict, row: Optional[dict]) -> list[str]:
 
 def format_error_message(path: os.PathLike, fmt: Any) -> str:
     """Why an entry of store format ``fmt`` is refused, and what to do (one place for the hint)."""
+    if layout.newer_format(fmt):
+        return (f"entry {path} has store format {fmt}, written by newer code than this (which reads format "
+                f"{layout.FORMAT_VERSION}): update pevl-pipeline to read it. It is a colleague's entry: "
+                "`pipeline cache gc` of this code leaves it")
     return (f"entry {path} has store format {fmt}, this code reads format {layout.FORMAT_VERSION}: "
             "re-extract it with `pipeline extract` (same options; the new entry gets a new key) and "
             "remove the old one with `pipeline cache gc`")

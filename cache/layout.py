@@ -71,6 +71,12 @@ from typing import Any, Mapping
 
 FORMAT_VERSION = 3
 
+
+def newer_format(fmt: Any) -> bool:
+    """Whether an entry's recorded store format is a later one than this code's: written by a
+    colleague's newer code, which reads it. Never removed here (only older formats are)."""
+    return isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > FORMAT_VERSION
+
 ENTRIES_DIR = "entries"
 CLIPS_DIR = "clips"
 FAILURES_DIR = "failures"

@@ -222,8 +222,8 @@ class CacheStore:
         return out
 
     def _entry_formats(self, dataset: Optional[str]) -> Iterator[tuple[Path, Any, bool]]:
-        """``(path, format, old)`` of every entry directory (of ``dataset``): ``old`` when another
-        store format wrote it (an unreadable format is not old: its metadata is damaged)."""
+        """``(path, format, other)`` of every entry directory (of ``dataset``): ``other`` when another
+        store format wrote it, older or newer (an unreadable format is neither: its metadata is damaged)."""
         for d in self._entry_dirs():
             if dataset and d.parent.name != dataset:
                 continue
@@ -231,8 +231,12 @@ class CacheStore:
             yield d, fmt, fmt is not _UNREADABLE and fmt != layout.FORMAT_VERSION
 
     def old_format_entries(self, dataset: Optional[str] = None) -> list[tuple[Path, Any]]:
-        """``(path, format)`` of the entries another store format wrote (unreadable here)."""
-        return [(d, fmt) for d, fmt, old in self._entry_formats(dataset) if old]
+        """``(path, format)`` of the entries an older store format wrote (unreadable here)."""
+        return [(d, fmt) for d, fmt, other in self._entry_formats(dataset) if other and not layout.newer_format(fmt)]
+
+    def newer_format_entries(self, dataset: Optional[str] = None) -> list[tuple[Path, Any]]:
+        """``(path, format)`` of the entries newer code wrote (unreadable here, never removed here)."""
+        return [(d, fmt) for d, fmt, other in self._entry_formats(dataset) if other and layout.newer_format(fmt)]
 
     def damaged_entries(self, dataset: Optional[str] = None) -> list[tuple[Path, list[str]]]:
         """``(path, problems)`` of the current-format (or unreadable) entries whose own metadata
@@ -268,6 +272,10 @@ class CacheStore:
                     acts.append(GcAction(e, f"damaged entry ({'; '.join(broken[e])})", dir_size(e)))
                     continue
                 fmt = _entry_format(e)
+                if layout.newer_format(fmt):
+                    log.warning("leaving entry %s: store format %s, written by newer code than this (format %d), "
+                                "which reads it", e, fmt, layout.FORMAT_VERSION)
+                    continue
                 if fmt is not _UNREADABLE and fmt != layout.FORMAT_VERSION:
                     acts.append(GcAction(e, f"store format {fmt}, unreadable by this code (format "
                                             f"{layout.FORMAT_VERSION}): re-extract it with `pipeline extract`",

@@ -42,9 +42,10 @@ def cache_ls(
                      "short_side": s.get("short_side"),
                      "codec": s.get("frames_codec"),
                      "created": e.attrs.get("created", {}).get("time"), "path": str(e.path)})
-    old = store.old_format_entries(dataset)
-    for path, fmt in old:
-        rows.append({"key": path.name, "dataset": path.parent.name, "status": f"old format {fmt}", "format": fmt,
+    old, newer = store.old_format_entries(dataset), store.newer_format_entries(dataset)
+    for path, fmt in old + newer:
+        rows.append({"key": path.name, "dataset": path.parent.name,
+                     "status": f"{'newer' if (path, fmt) in newer else 'old'} format {fmt}", "format": fmt,
                      "bytes": dir_size(path), "path": str(path)})
     damaged = store.damaged_entries(dataset)
     listed = {r["path"]: r for r in rows}
@@ -87,6 +88,8 @@ def cache_ls(
     print_table(t)
     if old:
         console.print(_old_format_hint(len(old)))
+    if newer:
+        console.print(_newer_format_hint(len(newer)))
     if damaged:
         console.print(_damaged_hint(len(damaged)))
 
@@ -110,6 +113,13 @@ def _old_format_hint(n: int) -> str:
     return (f"{n} entr{'y' if n == 1 else 'ies'} of an older store format (this code reads format {FORMAT_VERSION}) "
             "cannot be read: re-extract with `pipeline extract` (same options) and remove them with "
             "`pipeline cache gc`")
+
+
+def _newer_format_hint(n: int) -> str:
+    from cache import FORMAT_VERSION
+
+    return (f"{n} entr{'y' if n == 1 else 'ies'} of a newer store format (this code reads format {FORMAT_VERSION}), "
+            "written by a colleague's newer code: update pevl-pipeline to read them; `pipeline cache gc` leaves them")
 
 
 @app.command("info")
@@ -182,10 +192,15 @@ def cache_verify(
         console.print(f"[red]error:[/] {ex}", highlight=False)
         raise typer.Exit(1)
     old = [] if key else store.old_format_entries()
+    newer = [] if key else store.newer_format_entries()
     for path, fmt in old:
         console.print(f"[red]old store format {fmt}[/] {path.name} ({path.parent.name}) at {path}")
     if old:
         console.print(_old_format_hint(len(old)))
+    for path, fmt in newer:
+        console.print(f"[yellow]newer store format {fmt}[/] {path.name} ({path.parent.name}) at {path}")
+    if newer:
+        console.print(_newer_format_hint(len(newer)))
     readable = {e.path for e in entries}
     unreadable = [] if key else [(p, pr) for p, pr in store.damaged_entries() if p not in readable]
     for path, problems in unreadable:

@@ -143,6 +143,10 @@ def _not_found_message(d: DataSettings, request: EntryRequest, entries: list[Cac
     if old:
         lines.append(f"  {len(old)} {request.dataset} entr{'y' if len(old) == 1 else 'ies'} of an older store format "
                      f"({', '.join(p.name for p, _ in old)}) cannot be read: re-extract, then `pipeline cache gc`")
+    newer = store.newer_format_entries(request.dataset)
+    if newer:
+        lines.append(f"  {len(newer)} {request.dataset} entr{'y' if len(newer) == 1 else 'ies'} of a newer store format "
+                     f"({', '.join(p.name for p, _ in newer)}) cannot be read by this code: update pevl-pipeline")
     return "\n".join(lines)
 
 

@@ -304,6 +304,32 @@ def test_old_format_entry_is_refused_and_reported_not_misread(tmp_path):
     assert gc.exit_code == 0 and not old.exists() and current.path.exists()
 
 
+def test_an_entry_of_a_newer_format_is_a_colleagues_and_never_removed(tmp_path, caplog):
+    """Two versions of the tool on one cache: the older one's gc removed the newer one's complete
+    entries as 'store format N+1, unreadable: re-extract it' (999 MiB in the audit), and every
+    format bump would have let each lab member who had not upgraded wipe the others' extractions."""
+    current = make_entry(tmp_path)
+    newer = make_entry(tmp_path, fmt=layout.FORMAT_VERSION + 1)
+    with pytest.raises(EntryFormatError, match=r"written by newer code.*update pevl-pipeline.*gc` of this code leaves it"):
+        CacheEntry(newer)
+    store = CacheStore(tmp_path)
+    assert store.old_format_entries() == [] and store.newer_format_entries() == [(newer, layout.FORMAT_VERSION + 1)]
+    assert store.gc_plan(damaged=True, keep_last=1) == [] and "written by newer code" in caplog.text
+
+    from pipeline.cli import app
+
+    run = CliRunner().invoke
+    ls = run(app, ["cache", "ls", "--cache-root", str(tmp_path), "--json"])
+    rows = {r["key"]: r for r in json.loads(ls.stdout)}
+    assert rows[newer.name]["status"] == f"newer format {layout.FORMAT_VERSION + 1}"
+    ls = run(app, ["cache", "ls", "--cache-root", str(tmp_path)])
+    assert ls.exit_code == 0 and "update pevl-pipeline" in " ".join(ls.output.split())
+    ver = run(app, ["cache", "verify", "--cache-root", str(tmp_path)])
+    assert ver.exit_code == 0 and "newer store format" in ver.output, ver.output
+    gc = run(app, ["cache", "gc", "--damaged", "--cache-root", str(tmp_path)])
+    assert gc.exit_code == 0 and newer.exists() and (newer / "plan.json").is_file() and current.path.exists()
+
+
 def test_hdf5_export_refuses_damaged_raw_frames(tmp_path):
     """Raw frames are not hashed per read (an item maps only its crop), but an export copies them
     whole: it compares their digest and refuses damage rather than copying it."""
