@@ -1,6 +1,8 @@
-"""Which device a command runs on: the one check of a ``--device`` value, for every command."""
+"""Which device a command runs on: the one check of a ``--device`` value, for every command; and
+how many CPU threads each of a command's worker processes may take."""
 from __future__ import annotations
 
+import os
 import re
 from typing import Optional
 
@@ -36,3 +38,24 @@ def resolve_device_name(device: Optional[str]) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     check_device(device)
     return str(device).strip()
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity (what ``taskset``, SLURM's
+    ``--cpus-per-task`` or a container's cpuset allow), not the machine's count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def threads_per_worker(workers: int) -> int:
+    """Torch threads for each of ``workers`` processes sharing this process' CPUs, never more than
+    ``OMP_NUM_THREADS`` when it is set (a user's or a scheduler's limit: a worker given the node's 64
+    cores' share on 1 allowed CPU ran 16 threads on it)."""
+    threads = max(1, usable_cpus() // max(1, int(workers)))
+    try:
+        limit = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        return threads
+    return max(1, min(threads, limit)) if limit > 0 else threads

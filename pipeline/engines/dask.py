@@ -23,6 +23,7 @@ from typing import Callable, Optional
 from cache.claims import HOST
 from cache.entry import CacheEntry
 from cache.layout import clip_uid
+from stages.devices import threads_per_worker
 from stages.extract.clip import ClipCounters
 from stages.extract.plan import EntryPlan, ExtractOptions, make_pose_source, worker_device
 from stages.extract.run import ExtractReport, ProgressFn, begin_run, counters_tuple, extract_clips, finish_run
@@ -158,7 +159,7 @@ def _run_tasks(p: EntryPlan, opts: ExtractOptions, todo: list, kind: str, target
             cluster = LocalCluster(n_workers=int(target), threads_per_worker=1, processes=True,
                                    dashboard_address=None)
             client = Client(cluster)
-            torch_threads = max(1, (os.cpu_count() or 1) // int(target))
+            torch_threads = threads_per_worker(int(target))
         else:
             client = Client(str(target))
             torch_threads = None  # a real cluster's workers keep their own settings

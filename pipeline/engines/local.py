@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import multiprocessing as mp
 import multiprocessing.connection as mp_connection
-import os
 import sys
 import threading
 import traceback
@@ -19,6 +18,7 @@ import warnings
 from typing import Callable, Optional
 
 from cache.fsutil import CacheFault
+from stages.devices import threads_per_worker
 from stages.extract.clip import ClipCounters
 from stages.extract.plan import EntryPlan, ExtractOptions, worker_device
 from stages.extract.run import (ExtractReport, ProgressFn, begin_run, counters_tuple, extract_clips,
@@ -103,7 +103,7 @@ def _run_workers(p: EntryPlan, opts: ExtractOptions, todo: list, workers: int,
     Each worker reports through its own pipe (no multiprocessing queue: its named semaphores
     would outlive a killed run in /dev/shm); the end of a pipe is also how a worker's death shows."""
     ctx = mp.get_context("spawn")  # fork is unsafe with CUDA and with torch's thread pools
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = threads_per_worker(workers)
     # Each worker starts at a different place in the list, so claims rarely collide.
     procs, conns = [], {}
     for w, wopts in enumerate(worker_options(opts, workers)):

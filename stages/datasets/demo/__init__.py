@@ -27,6 +27,7 @@ from stages.datasets.base import (
     PoseTrack,
     default_data_root,
 )
+from stages.devices import usable_cpus
 from stages.registry import DATASET_ADAPTERS
 from stages.settings import field
 from stages.datasets.demo import generate as gen
@@ -72,7 +73,7 @@ class DemoDataset(DatasetAdapter):
     def __init__(self, root: Optional[os.PathLike] = None, **options: Any):
         super().__init__(root, **options)
         o = self.options
-        self.workers = o.workers or min(2, os.cpu_count() or 1)
+        self.workers = o.workers or min(2, usable_cpus())
         cpc = o.clips_per_class
         self.config = gen.normalize_config(seed=o.seed, clips_per_class=cpc[0] if len(cpc) == 1 else list(cpc),
                                            num_frames=list(o.num_frames), size=list(o.size), fps=o.fps,
