@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import grp
 import os
+import pwd
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 from cache import layout
 
@@ -48,6 +49,13 @@ def _group_name(gid: int) -> str:
         return str(gid)
 
 
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
 def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -63,18 +71,44 @@ def _folders(root: Path, every: bool) -> Iterator[Path]:
             yield Path(dirpath)
         return
     yield root
-    for top in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()):
+    for top in _subfolders(root, links=False):
         yield top
     entries = root / layout.ENTRIES_DIR
     if not entries.is_dir():
         return
-    for ds in sorted(p for p in entries.iterdir() if p.is_dir()):
+    for ds in _subfolders(entries):
         yield ds
-        for e in sorted(p for p in ds.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for e in _subfolders(ds):
+            if e.name.startswith("."):
+                continue
             yield e
             for sub in layout.ENTRY_FOLDERS:
                 if (e / sub).is_dir():
                     yield e / sub
+
+
+def _subfolders(folder: Path, links: bool = True) -> list[Path]:
+    """``folder``'s folders, sorted; none when this user may not list it (reported by its mode)."""
+    try:
+        return sorted(p for p in folder.iterdir() if p.is_dir() and (links or not p.is_symlink()))
+    except OSError:
+        return []
+
+
+def umask_hides_from_group(root: os.PathLike) -> Optional[str]:
+    """Why what this process writes under ``root`` would be closed to the root's group, when the
+    root is set up for sharing (group-writable, setgid) and the umask takes the group's bits; else None."""
+    try:
+        st = os.stat(root)
+    except OSError:
+        return None
+    mask = current_umask()
+    shared = st.st_mode & stat.S_IWGRP and st.st_mode & stat.S_ISGID
+    if not shared or not mask & 0o070:
+        return None
+    return (f"your umask is {mask:04o} and {root} is shared with group {_group_name(st.st_gid)} (group-writable, "
+            "setgid): what you write there will not be readable or writable by the others (their `cache ls` and "
+            "training fail on it). Run `umask 002` first (docs/cache.md, 'Sharing a cache between users')")
 
 
 def check_sharing(root: os.PathLike, every: bool = False, limit: int = 50) -> SharingReport:
@@ -94,6 +128,9 @@ def check_sharing(root: os.PathLike, every: bool = False, limit: int = 50) -> Sh
         except OSError:
             continue
         rep.checked += 1
+        if not os.access(d, os.R_OK | os.X_OK):
+            kinds.setdefault("not readable by you (made with umask 077 or 027 by its owner?)", []).append(
+                f"{d} (owner {_user_name(st.st_uid)}, {stat.filemode(st.st_mode)})")
         if not st.st_mode & stat.S_IWGRP:
             kinds.setdefault("not group-writable", []).append(f"{d} ({stat.filemode(st.st_mode)})")
         if not st.st_mode & stat.S_ISGID:

@@ -179,8 +179,18 @@ def exit_on_error(verbose: bool = False, code: int = 2):
     except Exception as ex:  # noqa: BLE001  (the command's last line of defence)
         if verbose or is_verbose():
             console.print(traceback.format_exc().rstrip(), markup=False, highlight=False)
-        print_error(ex)
+        print_error(_explained(ex))
         raise typer.Exit(code)
+
+
+def _explained(ex: Exception) -> Exception:
+    """A permission error inside a cache (reading another user's folder made with umask 077)
+    explained as writers' are: owner, mode, what a shared cache needs and `cache doctor`."""
+    from cache.fsutil import cache_root_of, explain_os_error
+
+    if isinstance(ex, PermissionError) and ex.filename and cache_root_of(ex.filename) is not None:
+        return explain_os_error(ex, ex.filename) or ex
+    return ex
 
 
 def cli_command(fn: Callable) -> Callable:

@@ -80,6 +80,7 @@ def extract(
         dataset_options=dataset_options(dataset_option, coarse_type), missing_poses=missing_poses,
     )
     from cache import CacheStore
+    from cache.sharing import umask_hides_from_group
     from stages.extract.plan import request_of
     from stages.extract.run import my_clips
     from stages.settings import SettingsError
@@ -106,6 +107,9 @@ def extract(
     if not new_root.exists():  # a mistyped path, or a shared mount that is down, would start a cache here
         console.print(f"[yellow]note:[/] no cache at {new_root} yet: starting one there (if the lab's cache "
                       "should be there, stop: its filesystem may not be mounted)", highlight=False)
+    hidden = umask_hides_from_group(new_root)
+    if hidden:
+        console.print(f"[yellow]warning:[/] {hidden}", highlight=False)
     state = {}
 
     def on_start(plan, todo, already):

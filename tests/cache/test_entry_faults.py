@@ -272,6 +272,54 @@ def test_doctor_checks_group_setgid_and_umask(tmp_path):
         os.umask(old)
 
 
+def test_another_users_private_folders_are_explained_by_every_command_and_doctor(tmp_path):
+    """A colleague extracted with umask 077 into a cache set up for sharing: `cache ls`, `info`,
+    `verify`, `gc` and `extract` printed '[Errno 13] Permission denied' alone, and `cache doctor`,
+    the command for exactly this, crashed on it."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give a folder to another user")
+    root = tmp_path / "cache"
+    make_entry(root)
+    for d, _, _ in os.walk(root):
+        os.chmod(d, 0o2775)
+    os.chown(root / "entries", 12345, -1)  # the colleague's, made with umask 077
+    (root / "entries").chmod(0o2700)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    try:
+        for args in (["cache", "ls"], ["cache", "doctor"]):
+            res = subprocess.run(_setpriv_prefix() + [sys.executable, "-m", "pipeline", *args, "--cache-root",
+                                                      str(root)], capture_output=True, text=True, env=env, timeout=300)
+            text = " ".join((res.stdout + res.stderr).split())
+            assert "Traceback" not in text and "[Errno 13]" not in text, text[-2000:]
+            if args[-1] == "ls":
+                assert res.returncode == 2 and f"permission denied: {root / 'entries'}" in text and "drwx--S---" in text
+                assert f"pipeline cache doctor --cache-root {root}" in text
+            else:
+                assert res.returncode == 1 and "not readable by you" in text and "drwx--S---" in text, text
+    finally:
+        os.chown(root / "entries", 0, -1)
+        (root / "entries").chmod(0o2775)
+
+
+def test_extract_warns_a_umask_that_keeps_its_files_from_a_shared_roots_group(tmp_path):
+    from cache.sharing import umask_hides_from_group
+
+    root = tmp_path / "cache"
+    root.mkdir()
+    root.chmod(0o2775)
+    old = os.umask(0o077)
+    try:
+        said = umask_hides_from_group(root)
+        assert said and "umask is 0077" in said and "umask 002" in said
+        os.umask(0o002)
+        assert umask_hides_from_group(root) is None
+        os.umask(0o077)
+        root.chmod(0o755)  # a private cache: the umask is the user's business
+        assert umask_hides_from_group(root) is None
+    finally:
+        os.umask(old)
+
+
 # -- with real extraction -------------------------------------------------------------------------------
 @pytest.fixture
 def extracted(tmp_path):
