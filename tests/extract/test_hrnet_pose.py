@@ -128,6 +128,23 @@ def test_missing_checkpoint_names_the_option(tmp_path, monkeypatch):
         find_checkpoint(str(tmp_path / "nope.pth"))
 
 
+def test_the_official_file_is_found_where_torch_keeps_its_hub(tmp_path, monkeypatch):
+    """torch's hub folder is $XDG_CACHE_HOME/torch/hub when TORCH_HOME is unset: a file put there
+    (torch.hub.get_dir()/checkpoints, as the README says) was 'not on this machine'."""
+    from stages.extract.pose.hrnet import HRNET_CHECKPOINT_URL
+
+    monkeypatch.setenv("PEVL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("PEVL_WEIGHTS", raising=False)
+    monkeypatch.delenv("TORCH_HOME", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    hub = tmp_path / "xdg" / "torch" / "hub" / "checkpoints"
+    with pytest.raises(PoseCheckpointMissing, match=f"not in .*{hub}, and this tool never downloads"):
+        find_checkpoint(None)
+    hub.mkdir(parents=True)
+    (hub / HRNET_CHECKPOINT_URL.rsplit("/", 1)[1]).write_bytes(b"x")
+    assert find_checkpoint(None) == hub / HRNET_CHECKPOINT_URL.rsplit("/", 1)[1]
+
+
 def test_local_checkpoint_loads_with_weights_only(hrnet, tmp_path):
     """A local checkpoint (with mmpose-style numpy in meta) loads through weights_only=True."""
     import torch

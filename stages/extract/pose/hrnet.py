@@ -80,14 +80,16 @@ def find_checkpoint(spec: Optional[str]) -> Optional[Path]:
     from cache import default_root
 
     name = HRNET_CHECKPOINT_URL.rsplit("/", 1)[1]
-    dirs = [os.environ.get("PEVL_WEIGHTS"), default_root() / "weights",
-            Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub" / "checkpoints"]
+    import torch.hub
+
+    # torch's own answer for its hub folder ($TORCH_HOME/hub, else $XDG_CACHE_HOME/torch/hub, else ~/.cache/torch/hub)
+    dirs = [os.environ.get("PEVL_WEIGHTS"), default_root() / "weights", Path(torch.hub.get_dir()) / "checkpoints"]
     for d in dirs:
         if d and (Path(d) / name).is_file():
             return Path(d) / name
     raise PoseCheckpointMissing(
-        f"the HRNet-w32 COCO 256x192 checkpoint ({name}) is not on this machine and there is no network "
-        f"to fetch it. Download it from {HRNET_CHECKPOINT_URL} and pass --pose-checkpoint PATH (pipeline predict: "
+        f"the HRNet-w32 COCO 256x192 checkpoint ({name}) is not in {', '.join(str(d) for d in dirs if d)}, and this "
+        f"tool never downloads. Download it from {HRNET_CHECKPOINT_URL} and pass --pose-checkpoint PATH (pipeline predict: "
         f"--pose-option checkpoint=PATH), or put it in $PEVL_WEIGHTS or {default_root() / 'weights'}; checkpoint "
         "none runs random weights (poses meaningless, for testing only)."
     )
