@@ -60,7 +60,11 @@ def default_root() -> Path:
     env = os.environ.get("PEVL_CACHE")
     if env:
         return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    home = os.path.expanduser("~")
+    if not os.environ.get("XDG_CACHE_HOME") and home.startswith("~"):  # no $HOME and no passwd entry
+        raise RuntimeError("no home folder (HOME is unset and this user has none): set PEVL_CACHE (or "
+                           "XDG_CACHE_HOME) to say where the cache is")
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(home, ".cache")
     return Path(base) / "pevl"
 
 
