@@ -23,10 +23,20 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+#: the revision a non-editable install was built from (setup.py writes it)
+BUILD_REVISION = Path(__file__).resolve().parent / "build_revision.txt"
+
+
 def git_revision() -> str | None:
+    """The code's git revision (``abc1234``, ``-dirty`` with uncommitted changes): of the checkout
+    it runs from, else the one a non-editable install was built from (``abc1234 (built)``)."""
     root = Path(__file__).resolve().parents[1]
     if not (root / ".git").exists():
-        return None
+        try:
+            rev = BUILD_REVISION.read_text().strip()
+        except OSError:
+            return None
+        return f"{rev} (built)" if rev else None
     try:
         rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
                              capture_output=True, text=True, timeout=5)

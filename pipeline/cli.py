@@ -18,6 +18,29 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
 )
+
+
+def _version(value: bool) -> None:
+    if not value:
+        return
+    import platform
+
+    from cache.layout import FORMAT_VERSION
+    from cache.provenance import git_revision, package_versions
+
+    v = package_versions()
+    typer.echo(f"pevl-pipeline {v.get('pevl-pipeline', '?')} (git {git_revision() or 'unknown'}), store format "
+               f"{FORMAT_VERSION}; Python {platform.python_version()}, torch {v.get('torch', '?')}, "
+               f"mmpose {v.get('mmpose', '?')}, open_clip {v.get('open_clip_torch', '?')}")
+    raise typer.Exit()
+
+
+@app.callback()
+def _top(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Print the version, git revision, store format and key packages' versions, then exit.")) -> None:
+    """PeVL pipeline: cache stage-one features once (`extract`), then train and ablate from the cache."""
+
+
 app.command("extract")(extract.extract)
 app.add_typer(dataset.app, name="dataset")
 app.add_typer(cache.app, name="cache")

@@ -29,6 +29,10 @@ def unpacked_wheel(tmp_path_factory) -> Path:
     for name in PROJECT_FILES:
         (shutil.copytree if (REPO / name).is_dir() else shutil.copy2)(
             REPO / name, src / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if (REPO / name).is_dir() else {}))
+    # a checkout of its own: the wheel records its revision
+    git = ["git", "-c", "user.email=test@example.org", "-c", "user.name=test", "-C", str(src)]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "packaging test"]):
+        subprocess.run(git + args, check=True, capture_output=True)
     dist = tmp_path_factory.mktemp("dist")
     subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(dist)], check=True, cwd=src, capture_output=True)
@@ -64,3 +68,13 @@ def test_installed_package_finds_and_loads_every_experiment(unpacked_wheel, tmp_
     assert Path(here.stdout.splitlines()[-2]) == configs_root()
     assert json.loads(experiments) == json.loads(here.stdout.splitlines()[-1])
     assert "demo" in json.loads(experiments)
+
+
+def test_installed_package_says_its_version_and_the_revision_it_was_built_from(unpacked_wheel, tmp_path):
+    rev = (unpacked_wheel / "cache" / "build_revision.txt").read_text().strip()
+    assert len(rev) >= 7 and not rev.endswith("-dirty")
+    env = {k: v for k, v in os.environ.items() if k != "PEVL_CONFIGS"}
+    env["PYTHONPATH"] = str(unpacked_wheel)
+    out = subprocess.run([sys.executable, "-m", "pipeline", "--version"], cwd=tmp_path, env=env, capture_output=True,
+                         text=True)
+    assert out.returncode == 0 and f"(git {rev} (built)), store format" in out.stdout, out.stdout + out.stderr
