@@ -313,3 +313,14 @@ def test_export_takes_sigterm_as_an_interrupt_so_its_partial_file_goes(tmp_path,
         cache.store.export_hdf5(Entry(), tmp_path / "x.h5")
     assert not partial.exists() and not (tmp_path / "x.h5").exists()
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_launcher_pytorch_outside_torchrun_says_how_to_run_it(monkeypatch):
+    """It said only 'environment variable RANK expected, but not set' (mmengine's words)."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    monkeypatch.delenv("RANK", raising=False)
+    res = CliRunner().invoke(app, ["train", "--exp", "demo", "--launcher", "pytorch"])
+    assert res.exit_code == 2 and "torchrun --nproc_per_node N -m pipeline train" in " ".join(res.output.split())

@@ -30,7 +30,7 @@ def _cache_root_option(value: Optional[Path]) -> Optional[Path]:
     return value
 
 
-CacheRootOpt = typer.Option(None, "--cache-root", envvar="PEVL_CACHE", callback=_cache_root_option, help="Cache root shared by the lab. Default: $PEVL_CACHE, else ~/.cache/pevl.")
+CacheRootOpt = typer.Option(None, "--cache-root", envvar="PEVL_CACHE", callback=_cache_root_option, help="Cache root shared by the lab. Default: $PEVL_CACHE, else $XDG_CACHE_HOME/pevl, else ~/.cache/pevl.")
 DatasetOptsOpt = typer.Option(None, "--dataset-option", "-o", help="Adapter option KEY=VALUE, repeatable, typed and checked (a bool takes true/false/1/0/yes/no, a pair 480,640): e.g. protocol=cv1 for toyota_smarthome; boxes=PATH or split_version=1.0 for FineGym. `pipeline dataset info --dataset NAME --options` lists a dataset's options with types and defaults.")
 CoarseTypeOpt = typer.Option(None, "--coarse-type", help="Coarse action type for the text prompt '{label}, a video of {type} action' (custom datasets).")
 VerboseOpt = typer.Option(False, "--verbose", "-v", help="Log everything: mmengine's environment dump, config and hook table, per-iteration lines, third-party messages, and the traceback of an error.")

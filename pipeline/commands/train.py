@@ -174,6 +174,9 @@ def train(
     # every option checked before --print-config says the command would run
     if launcher not in ("none", "pytorch"):
         raise typer.BadParameter("--launcher must be 'none' or 'pytorch'")
+    if launcher == "pytorch" and "RANK" not in os.environ:
+        raise typer.BadParameter("'pytorch' runs under torchrun, which sets RANK and WORLD_SIZE: torchrun "
+                                 "--nproc_per_node N -m pipeline train ... --launcher pytorch", param_hint="--launcher")
     try:
         trackers = parse_trackers(tracker)
     except ValueError as e:

@@ -114,7 +114,7 @@ class HRNetOptions(PoseSourceOptions):
     checkpoint: str = field(OFFICIAL_CHECKPOINT, help="HRNet checkpoint: a local .pth file (loaded strictly: a "
                             "file that does not fit the config is refused before any clip is decoded), 'official' (the "
                             "official HRNet-w32 COCO 256x192 file, looked for in $PEVL_WEIGHTS, $PEVL_CACHE/weights "
-                            "(~/.cache/pevl/weights when unset; not --cache-root's) and torch's hub folder; never "
+                            "(the default cache root's weights/ when unset; not --cache-root's) and torch's hub folder; never "
                             "downloaded) or 'none' (random weights: poses meaningless, tests only).")
     config: str = field(HRNET_CONFIG, help="mmpose top-down config (a path under mmpose's .mim/configs, or a file), "
                         "e.g. body_2d_keypoint/topdown_heatmap/coco/td-hm_hrnet-w48_8xb32-210e_coco-384x288.py for "
