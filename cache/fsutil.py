@@ -64,9 +64,7 @@ def read_json(path: Path) -> Any:
 
 
 def dir_size(path: Path) -> int:
-    """The bytes of the files under ``path`` (a symbolic link's own: what it points to is not here)."""
-    if os.path.islink(path):
-        return os.lstat(path).st_size
+    """The bytes of the files under ``path`` (a linked entry's, through its link)."""
     total = 0
     for dirpath, _, files in os.walk(path):
         for name in files:

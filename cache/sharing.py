@@ -106,9 +106,11 @@ def umask_hides_from_group(root: os.PathLike) -> Optional[str]:
     shared = st.st_mode & stat.S_IWGRP and st.st_mode & stat.S_ISGID
     if not shared or not mask & 0o070:
         return None
+    what = ("neither readable nor writable by the others (their `cache ls` and training fail on it)"
+            if mask & 0o050 else "not writable by the others (their extractions, claims and gc in your folders fail)")
     return (f"your umask is {mask:04o} and {root} is shared with group {_group_name(st.st_gid)} (group-writable, "
-            "setgid): what you write there will not be readable or writable by the others (their `cache ls` and "
-            "training fail on it). Run `umask 002` first (docs/cache.md, 'Sharing a cache between users')")
+            f"setgid): what you write there will be {what}. Run `umask 002` first (docs/cache.md, "
+            "'Sharing a cache between users')")
 
 
 def check_sharing(root: os.PathLike, every: bool = False, limit: int = 50) -> SharingReport:

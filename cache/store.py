@@ -61,7 +61,7 @@ def default_root() -> Path:
     if env:
         return Path(env).expanduser()
     home = os.path.expanduser("~")
-    if not os.environ.get("XDG_CACHE_HOME") and home.startswith("~"):  # no $HOME and no passwd entry
+    if not os.environ.get("XDG_CACHE_HOME") and (not home or home.startswith("~")):  # no $HOME, no passwd entry
         raise RuntimeError("no home folder (HOME is unset and this user has none): set PEVL_CACHE (or "
                            "XDG_CACHE_HOME) to say where the cache is")
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(home, ".cache")
@@ -114,8 +114,9 @@ class CacheStore:
         for ds in sorted(self.entries_dir.iterdir()):
             if ds.is_dir() and not ds.name.startswith("."):
                 for e in sorted(ds.iterdir()):
-                    # every folder: one whose metadata is gone is a damaged entry, not nothing
-                    if e.is_dir() and not e.name.startswith("."):
+                    # every folder: one whose metadata is gone is a damaged entry, not nothing; but
+                    # one with none of an entry's files is someone's (gc leaves it, ls lists it not)
+                    if e.is_dir() and not e.name.startswith(".") and _looks_like_entry(e):
                         yield e
 
     def entries(self, dataset: Optional[str] = None) -> list[CacheEntry]:
@@ -268,7 +269,7 @@ class CacheStore:
                     continue
                 if not e.is_dir() or e.name.startswith("."):
                     continue
-                if not any(os.path.lexists(e / m) for m in layout.ENTRY_MARKS):
+                if not _looks_like_entry(e):
                     # nothing of an entry in it (someone's folder, or a link to one): not ours to remove
                     log.warning("leaving %s: not a cache entry (none of %s in it)", e, ", ".join(layout.ENTRY_MARKS[:4]))
                     continue
@@ -346,8 +347,7 @@ class CacheStore:
             for q in sorted(quarantine.iterdir()):
                 if DELETING in q.name:
                     continue  # (below)
-                acts.append(GcAction(q, "damaged clip moved aside by `pipeline cache repair`",
-                                     dir_size(q) if q.is_dir() else q.stat().st_size))
+                acts.append(GcAction(q, "damaged clip moved aside by `pipeline cache repair`", _own_bytes(q)))
         for folder in (entry_dir, quarantine, entry_dir / layout.CLIPS_DIR):
             # renamed aside by a removal that could not finish (files of another user, a crash)
             for d in sorted(folder.glob(f".*{DELETING}*")) if folder.is_dir() and folder.name not in linked else []:
@@ -356,7 +356,7 @@ class CacheStore:
         if staging.is_dir() and layout.STAGING_DIR not in linked:
             for s in staging.iterdir():
                 if staging_stale(s, ttl):
-                    acts.append(GcAction(s, "staging left by a killed writer", dir_size(s)))
+                    acts.append(GcAction(s, "staging left by a killed writer", _own_bytes(s)))
         for r in reader_marks(entry_dir, ttl)[1] if layout.READERS_DIR not in linked else []:
             acts.append(GcAction(r, "mark of a reader that is gone", r.stat().st_size, claim_ttl=ttl))
         cdir = entry_dir / layout.CLAIMS_DIR
@@ -389,6 +389,18 @@ class CacheStore:
 
 
 _UNREADABLE = object()  # an entry whose zarr.json is missing or unreadable has no format to tell
+
+
+def _looks_like_entry(d: Path) -> bool:
+    """Whether ``d`` holds any of an entry's files or folders (a damaged entry does)."""
+    return any(os.path.lexists(d / m) for m in layout.ENTRY_MARKS)
+
+
+def _own_bytes(p: Path) -> int:
+    """What removing ``p`` frees: a link's own bytes (removing it leaves what it points to)."""
+    if p.is_symlink():
+        return os.lstat(p).st_size
+    return dir_size(p) if p.is_dir() else p.stat().st_size
 
 
 def _entry_format(entry_dir: Path) -> Any:

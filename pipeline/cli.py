@@ -109,7 +109,8 @@ def main() -> None:
     import os
     import sys
 
-    if os.path.expanduser("~").startswith("~") and not os.environ.get("XDG_CACHE_HOME"):
+    home = os.path.expanduser("~")
+    if (not home or home.startswith("~")) and not os.environ.get("XDG_CACHE_HOME"):
         # no $HOME and no passwd entry (a bare container's uid): mmengine's imports fail on it
         sys.exit("error: no home folder (HOME is unset and this user has none): set HOME, or XDG_CACHE_HOME "
                  "and PEVL_CACHE")

@@ -95,7 +95,9 @@ class RestrictedUnpickler(pickle.Unpickler):
     by ``max_bytes`` (the pickle's size; see the module docstring)."""
 
     def __init__(self, file, max_bytes: int = MIN_ALLOCATION_LIMIT):
-        super().__init__(file)
+        # latin-1 for Python 2's str (numpy arrays' data in Python-2 pickles), as numpy advises: one
+        # character per byte, so no text grows
+        super().__init__(file, encoding="latin1")
         self.max_bytes = max(int(max_bytes), MIN_ALLOCATION_LIMIT)
 
     def _too_big(self, what: str, nbytes: float) -> pickle.UnpicklingError:
@@ -469,7 +471,7 @@ def restricted_load(fileobj_or_bytes: Any) -> Any:
     too, which callers name the file in."""
     try:
         return _restricted_load(fileobj_or_bytes)
-    except pickle.UnpicklingError:
+    except (pickle.UnpicklingError, OSError):  # (reading the file: its own error says what)
         raise
     except MemoryError:
         raise pickle.UnpicklingError("ran out of memory unpickling it (a crafted file, or one far larger than "

@@ -324,3 +324,5 @@ def test_launcher_pytorch_outside_torchrun_says_how_to_run_it(monkeypatch):
     monkeypatch.delenv("RANK", raising=False)
     res = CliRunner().invoke(app, ["train", "--exp", "demo", "--launcher", "pytorch"])
     assert res.exit_code == 2 and "torchrun --nproc_per_node N -m pipeline train" in " ".join(res.output.split())
+    res = CliRunner().invoke(app, ["eval", "--exp", "demo", "--checkpoint", "x.pth", "--launcher", "pytorch"])
+    assert res.exit_code == 2 and "torchrun --nproc_per_node N -m pipeline eval" in " ".join(res.output.split())

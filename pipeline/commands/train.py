@@ -174,9 +174,7 @@ def train(
     # every option checked before --print-config says the command would run
     if launcher not in ("none", "pytorch"):
         raise typer.BadParameter("--launcher must be 'none' or 'pytorch'")
-    if launcher == "pytorch" and "RANK" not in os.environ:
-        raise typer.BadParameter("'pytorch' runs under torchrun, which sets RANK and WORLD_SIZE: torchrun "
-                                 "--nproc_per_node N -m pipeline train ... --launcher pytorch", param_hint="--launcher")
+    refuse_launcher_outside_torchrun(launcher, "train")
     try:
         trackers = parse_trackers(tracker)
     except ValueError as e:
@@ -267,6 +265,13 @@ def _summary(rep) -> None:
         info(f"results: {rep.exp_dir / 'results.md'} and {rep.exp_dir / 'results.json'}", markup=False)
 
 
+def refuse_launcher_outside_torchrun(launcher: str, command: str) -> None:
+    """``--launcher pytorch`` without torchrun (mmengine said only 'RANK expected')."""
+    if launcher == "pytorch" and "RANK" not in os.environ:
+        raise typer.BadParameter(f"'pytorch' runs under torchrun, which sets RANK and WORLD_SIZE: torchrun "
+                                 f"--nproc_per_node N -m pipeline {command} ... --launcher pytorch", param_hint="--launcher")
+
+
 def eval_(
     exp: str = typer.Option(..., "--exp", "-e", help="Experiment name or path (as for train)."),
     variant: Optional[str] = typer.Option(None, "--variant", "-V", help="The variant the checkpoint belongs to (default: the one it records, else the experiment's first)."),
@@ -285,6 +290,7 @@ def eval_(
 ):
     """Evaluate a checkpoint: every class text once, 3 crops x 1 clip, Top-1/Top-5/mean class accuracy
     and a confusion matrix (JSON and PNG)."""
+    refuse_launcher_outside_torchrun(launcher, "eval")
     setup_run(device)
     from pipeline.output import print_json
     from stages.train.runner import evaluate_checkpoint

@@ -186,21 +186,25 @@ class CustomDataset(DatasetAdapter):
             refuse_utf16(raw, path)
             text = raw.decode("utf-8", "surrogateescape").removeprefix("\ufeff")
             listed = len(rows)
+            first = True  # the first row that is not blank or a comment: where a header may be
             for n, row in enumerate(csv.reader(_comments_blanked(text, root, path)), 1):
                 row = [c.strip() for c in row]
                 if not row or not any(row):
                     continue
-                if n == 1 and len(row) > 1 and row[1].lower() == "label":
+                if len(row) == 1 and row[0].startswith("#"):  # a comment quoted whole (spreadsheets' QUOTE_ALL)
+                    continue
+                header_place, first = first, False
+                if header_place and len(row) > 1 and row[1].lower() == "label":
                     extra = [c.lower() for c in row[2:]]
                     if extra and extra != list(CUT_COLUMNS)[:len(extra)] or len(extra) == 1:
                         # read by place, 'start_sec,end_sec' would cut frames 3-7 of a 10 s video
                         raise DatasetLayoutError(
-                            f"{path}:1: header columns {','.join(row[2:])!r} after 'path,label': this reader takes "
+                            f"{path}:{n}: header columns {','.join(row[2:])!r} after 'path,label': this reader takes "
                             f"'{','.join(CUT_COLUMNS)}' there (decoded frame numbers, [start, end)), or nothing. A cut "
                             "in seconds is not read: convert it (frame = round(seconds x fps)); drop other columns")
                     continue
-                if n == 1 and len(row) > 1 and row[0].lower() == "label":
-                    raise DatasetLayoutError(f"{path}:1: the header puts 'label' first; the columns are "
+                if header_place and len(row) > 1 and row[0].lower() == "label":
+                    raise DatasetLayoutError(f"{path}:{n}: the header puts 'label' first; the columns are "
                                              "'path,label[,start_frame,end_frame]'")
                 for field_name, value in zip(("label", "start_frame", "end_frame"), row[1:]):
                     if not is_text(value):

@@ -17,5 +17,7 @@ def ffmpeg_exe() -> str:
 def ffmpeg_path(path: "os.PathLike | str") -> str:
     """A file name as ffmpeg's command line takes it: absolute, so that neither a leading ``-``
     (read as an option: YouTube ids such as ``-2bEVO4ULvs``) nor a ``:`` before any ``/`` (read
-    as a protocol: ``clip:1.mp4``) is misread."""
-    return os.path.abspath(os.fspath(path))
+    as a protocol: ``clip:1.mp4``) is misread. Not normalised: ``link/../x.mp4`` goes through the
+    link's target, as the OS opens it."""
+    path = os.fspath(path)
+    return path if os.path.isabs(path) else os.path.join(os.getcwd(), path)

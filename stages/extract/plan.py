@@ -234,7 +234,7 @@ def plan_entry(opts: ExtractOptions, adapter: Optional[DatasetAdapter] = None,
 
     key, settings_hash, sources_hash = entry_key(index.name, keyed(given_options), sources)
     store = CacheStore(opts.cache_root)
-    if case_twins and case_insensitive(store.root):
+    if case_twins and case_insensitive(store.entries_dir / index.name):  # (entries/ may be a link elsewhere)
         a, b = case_twins[0]
         raise DatasetLayoutError(
             f"{index.name}: clip ids {a!r} and {b!r} differ only in case ({len(case_twins)} such pair(s)), and the cache "

@@ -154,10 +154,10 @@ def output_stems(videos: Sequence[Any], owner: Optional[Callable[[str], Optional
     from collections import Counter
 
     plain = {v.path: output_stem(v.name) for v in videos}
-    shared = Counter(s.casefold() for s in plain.values())  # one name to macOS' and SMB's filesystems
+    shared = Counter(s.lower() for s in plain.values())  # one name to macOS' and SMB's filesystems
 
     def apart(p: str, s: str) -> bool:
-        return shared[s.casefold()] > 1 or (owner is not None and owner(s) not in (None, p))
+        return shared[s.lower()] > 1 or (owner is not None and owner(s) not in (None, p))
 
     def digest(p: str) -> str:
         return hashlib.sha1(p.encode("utf-8", "surrogateescape")).hexdigest()[:8]

@@ -310,7 +310,9 @@ def test_extract_warns_a_umask_that_keeps_its_files_from_a_shared_roots_group(tm
     old = os.umask(0o077)
     try:
         said = umask_hides_from_group(root)
-        assert said and "umask is 0077" in said and "umask 002" in said
+        assert said and "umask is 0077" in said and "neither readable nor writable" in said and "umask 002" in said
+        os.umask(0o022)
+        assert "not writable by the others" in umask_hides_from_group(root)
         os.umask(0o002)
         assert umask_hides_from_group(root) is None
         os.umask(0o077)
@@ -796,6 +798,9 @@ def test_gc_removes_no_folder_that_is_not_an_entry_and_nothing_a_linked_entry_po
     entry.path.symlink_to(moved, target_is_directory=True)
     acts = CacheStore(cache_root).gc_plan(damaged=True, keep_last=0)  # the entry superseded by nothing
     assert acts == [], acts
+    assert CacheStore(cache_root).damaged_entries() == []  # nor listed as damaged by ls / verify (exit 1 forever)
+    res, out = _cli("cache", "verify", "--quick", "--cache-root", str(cache_root))
+    assert res.exit_code == 0 and "damaged" not in out, out
     assert "not a cache entry" in caplog.text and f"a symbolic link to {moved}" in caplog.text
     res, out = _cli("cache", "gc", "--damaged", "--cache-root", str(cache_root))
     assert res.exit_code == 0, out
@@ -808,6 +813,6 @@ def test_remove_tree_of_a_link_removes_the_link_alone(tmp_path):
     victim = _victim(tmp_path)
     link = tmp_path / "link"
     link.symlink_to(victim, target_is_directory=True)
-    assert dir_size(link) == os.lstat(link).st_size
+    assert dir_size(link) == dir_size(victim) > 0  # a linked entry's size is its data's (cache ls, manifests)
     assert remove_tree(link) == [] and not os.path.lexists(link)
     assert (victim / "thesis" / "chapter1.tex").read_text() == "years of work"

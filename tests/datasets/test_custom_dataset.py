@@ -219,3 +219,16 @@ def test_a_path_starting_with_a_hash_is_listed_quoted_and_a_comment_naming_a_vid
     assert [c.clip_id for c in idx.clips if c.split == "train"] == ["#2 take", "x"]
     assert "train.csv:2: '#1 take.mp4,0' is a comment" in caplog.text and '("#1 take.mp4",...)' in caplog.text
     assert "an old note" not in caplog.text  # names no video: a plain comment
+
+
+def test_comments_before_the_header_and_comments_quoted_whole(tmp_path):
+    """A comment line first made the header line 2, read as a clip ('path' with label 'label'); a
+    spreadsheet that quotes every field writes a comment as '"# section"'."""
+    write_text(tmp_path / "labels.txt", "a\nb\n")
+    write_text(tmp_path / "train.csv", '# made by export.py\npath,label\n"# section one"\nx.mp4,0\n')
+    write_text(tmp_path / "val.csv", '"path","label"\n"y.mp4","1"\n')
+    idx = create_dataset("custom", root=tmp_path).load()
+    assert [(c.clip_id, c.split, c.label) for c in idx.clips] == [("x", "train", 0), ("y", "val", 1)]
+    write_text(tmp_path / "train.csv", "# made by export.py\npath,label,start_sec,end_sec\nx.mp4,0,1,2\n")
+    with pytest.raises(DatasetLayoutError, match="train.csv:2: header columns 'start_sec,end_sec'"):
+        create_dataset("custom", root=tmp_path).load()

@@ -52,4 +52,3 @@ def test_cuda_workers_spread_over_the_visible_gpus(monkeypatch):
     assert [o.device for o in worker_options(ExtractOptions(dataset="demo", device="cuda:1"), 2)] == ["cuda:1"] * 2
     assert [o.device for o in worker_options(ExtractOptions(dataset="demo"), 2)] == ["cpu", "cpu"]
     assert worker_device("cuda", 3, visible=0) == "cuda"  # no GPU: left for the pose source to refuse
-

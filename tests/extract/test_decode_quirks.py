@@ -313,3 +313,8 @@ def test_names_ffmpeg_would_read_as_an_option_or_a_protocol(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path / "out")  # `predict --out .`: the bare name goes to ffmpeg as its output
     out = write_mp4(Path(".") / name, frames, 10.0)
     assert probe(str(out)).width == info.width and (tmp_path / "out" / name).is_file()
+    # made absolute, not normalised: '..' after a link goes through the link's target, as the OS does
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    (tmp_path / "out" / "link").symlink_to(tmp_path / "deep" / "er", target_is_directory=True)
+    (tmp_path / "deep" / name).write_bytes((tmp_path / "made.mp4").read_bytes())
+    assert probe(str(Path("link") / ".." / name)).width == info.width
