@@ -202,9 +202,13 @@ def convert(value: Any, tp: Any, key: str = "", source_of: SourceOf = _no_source
 
     if tp is Any or tp is object:
         return value
+    schema = tp.schema if isinstance(tp, _PartialOf) else tp if isinstance(tp, type) and issubclass(tp, Settings) else None
+    if schema is not None and value is None:  # read as "the defaults", it threw away what a base or the variant set
+        raise bad(f"a mapping of {schema.what} keys", " (None is not 'the defaults' nor 'off': set the keys, or "
+                  "write dict(_delete_=True, ...) to replace what a base file sets)")
     if isinstance(tp, _PartialOf):
         return tp.schema.from_dict(value, where=key, source_of=source_of, partial=True)
-    if isinstance(tp, type) and issubclass(tp, Settings):
+    if schema is not None:
         return tp.from_dict(value, where=key, source_of=source_of)
     origin = get_origin(tp)
     if origin is Union or (sys.version_info >= (3, 10) and origin is types.UnionType):

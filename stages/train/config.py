@@ -123,12 +123,14 @@ def experiment_names() -> list[str]:
 
 
 def resolve_config_path(name: Union[str, Path]) -> Path:
-    """An existing file path as is, else ``configs/experiments/<name>.py``."""
+    """An existing file path as is; a name (no folder, no suffix): ``configs/experiments/<name>.py``.
+    A path that does not exist is refused, never taken for the built-in experiment of its name (an
+    edited copy's path mistyped trained the repository's version)."""
     p = Path(name)
     if p.suffix == ".py" and p.is_file():
         return p.resolve()
-    cand = configs_root() / "experiments" / f"{p.stem if p.suffix == '.py' else name}.py"
-    if cand.is_file():
+    cand = configs_root() / "experiments" / f"{name}.py"
+    if not (p.suffix or len(p.parts) > 1) and cand.is_file():
         return cand
     if p.suffix or len(p.parts) > 1:  # a path, not a name: say what is wrong with it
         if p.is_dir():
@@ -138,7 +140,9 @@ def resolve_config_path(name: Union[str, Path]) -> Path:
             raise ValueError(f"--exp {name}: experiments are mmengine Python configs (.py, as configs/experiments/); "
                              f"{p.suffix or 'this file'} is not read")
         if p.suffix == ".py":
-            raise FileNotFoundError(f"--exp {name}: no such file")
+            builtin = (configs_root() / "experiments" / p.name).is_file()
+            raise FileNotFoundError(f"--exp {name}: no such file" + (
+                f" (the built-in experiment of that name is --exp {p.stem})" if builtin else ""))
     raise FileNotFoundError(did_you_mean(str(name), experiment_names(), "experiment")
                             + "; or give a path to an experiment file or a run's saved config")
 
@@ -394,8 +398,11 @@ class RunConfig(Settings):
     def check(self, where: str = "", source_of=None) -> None:
         from stages.model.factory import model_settings
 
+        from stages.train.runner_overrides import refuse_typed_runner_keys
+
         model = model_settings(self.model, where="model", source_of=source_of)
         object.__setattr__(self, "model", model.to_dict())
+        refuse_typed_runner_keys(self.runner)
         for v, prefixes in self.init_from.items():
             ok = isinstance(prefixes, str) or (isinstance(prefixes, (list, tuple))
                                                and all(isinstance(p, str) for p in prefixes))
@@ -502,11 +509,19 @@ def build_run_config(exp: str, variant: str, dataset: Optional[str] = None,
         layers.add(ds_d, ds_prov)
     # 3. the experiment and the variant
     overrides = exp_d.pop("dataset_overrides", None) or {}
+    known_datasets = sorted(p.stem for p in (configs_root() / "_base_" / "datasets").glob("*.py")
+                            if not p.stem.startswith("_"))
+    for name in overrides:  # (a misspelt name was never applied)
+        if name not in known_datasets:
+            raise SettingsError(f"{here}: dataset_overrides.{name}: " + did_you_mean(str(name), known_datasets,
+                                                                                      "dataset"), f"dataset_overrides.{name}")
     exp_d.pop("variants", None)
     layers.add(exp_d, exp_prov)
     vsrc = f"{here}, variant {variant}"
     layers.add({k: val for k, val in v.items() if k not in PAPER_KEYS + TABLE_ONLY_KEYS}, vsrc)
     layers.add({k: v.get(k) for k in PAPER_KEYS}, vsrc)
+    if (not dataset or dataset == own) and own in overrides:  # the experiment's own dataset's amendments
+        layers.add(overrides[own], f"{here}, dataset_overrides.{own}")
     # 4. another dataset
     if dataset and dataset != own:
         # (what the variant sets that another dataset's file replaces: said, e.g. the demo's tiny CLIP

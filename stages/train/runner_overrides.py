@@ -19,6 +19,22 @@ from stages.settings import SettingsError, did_you_mean
 ENV_CFG_KEYS = ("cudnn_benchmark", "mp_cfg", "dist_cfg", "resource_limit")
 #: what the optimizer-wrapper builder takes beside the wrapper's own arguments
 _OPTIM_BUILDER_KEYS = ("type", "optimizer", "constructor", "paramwise_cfg")
+#: Runner arguments the typed ``train.*`` settings make (stages.train.schedule's table): set under
+#: ``runner.*`` they won over the typed values while the setup line, the schedule built on them and
+#: the run's records kept the typed ones (1 epoch trained on a cosine made for 40, ``seed 0`` recorded)
+TYPED_RUNNER_KEYS = {
+    "train_cfg.max_epochs": "train.max_epochs", "train_cfg.val_interval": "train.val_interval",
+    "optim_wrapper.optimizer.lr": "train.lr", "optim_wrapper.optimizer.betas": "train.betas",
+    "optim_wrapper.optimizer.eps": "train.eps", "optim_wrapper.optimizer.weight_decay": "train.weight_decay",
+    "optim_wrapper.accumulative_counts": "train.accumulative_counts", "optim_wrapper.clip_grad": "train.clip_grad",
+    "optim_wrapper.paramwise_cfg": "train.param_groups and train.no_decay",
+    "randomness.seed": "train.seed", "randomness.deterministic": "train.deterministic",
+    "train_dataloader.batch_size": "train.batch_size", "val_dataloader.batch_size": "train.test_batch_size",
+    "test_dataloader.batch_size": "train.test_batch_size",
+    "param_scheduler": "train.warmup_epochs, train.warmup_start_factor and train.max_epochs",
+    "default_hooks.checkpoint.max_keep_ckpts": "train.max_keep_ckpts",
+    "default_hooks.logger.interval": "train.log_interval",
+}
 
 
 def check_runner_overrides(overrides: dict, merged: dict) -> None:
@@ -27,6 +43,7 @@ def check_runner_overrides(overrides: dict, merged: dict) -> None:
     (where a typed dict's ``type`` is found when the override does not name it)."""
     from mmengine.runner import Runner
 
+    refuse_typed_runner_keys(overrides)
     known = _params(Runner.__init__) or ()
     for key, value in overrides.items():
         if key not in known:
@@ -45,6 +62,20 @@ def check_runner_overrides(overrides: dict, merged: dict) -> None:
             if isinstance(value.get("optimizer"), dict):
                 _check_typed(value["optimizer"], (merged.get(key) or {}).get("optimizer"),
                              "runner.optim_wrapper.optimizer", "OPTIMIZERS")
+
+
+_ABSENT = object()
+
+
+def refuse_typed_runner_keys(overrides: dict) -> None:
+    """Refuse a ``runner.*`` key that a typed ``train.*`` setting makes (:data:`TYPED_RUNNER_KEYS`)."""
+    for path, typed in TYPED_RUNNER_KEYS.items():
+        node: Any = overrides
+        for part in path.split("."):
+            node = node.get(part, _ABSENT) if isinstance(node, dict) else _ABSENT
+        if node is not _ABSENT:
+            raise SettingsError(f"runner.{path}: set by the typed setting {typed} (which the setup line, the "
+                                "schedule and the run's records follow); set that instead", f"runner.{path}")
 
 
 def _check_typed(given: dict, merged: Optional[dict], where: str, registry: str, extra=("type",)) -> None:

@@ -261,3 +261,41 @@ def test_the_demo_schedule_replaces_an_experiments_recipe_whole(tmp_path, caplog
     assert list(demo.train.no_decay) == list(ScheduleSettings().no_decay)
     assert "the dataset's schedule replaces the experiment's; train.no_decay, train.warmup_start_factor dropped" \
         in caplog.text
+
+
+def _write_exp(path: Path, body: str, dataset: str = "Diving48") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"_base_ = ['{configs_root()}/_base_/models/pevl_vit_b16.py']\n"
+                    f"experiment = dict(name='mine', paper_dataset='{dataset}')\n" + body)
+    return path
+
+
+def test_a_mistyped_path_is_not_taken_for_the_built_in_experiment_of_its_name(tmp_path, monkeypatch):
+    """An edited copy's path mistyped (exps/ucmr_ablate.py for exps/mine/ucmr_ablate.py) trained the
+    repository's ucmr_ablate without a word; a bare name still finds the built-in one."""
+    monkeypatch.chdir(tmp_path)
+    for given in ("exps/ucmr_ablate.py", "ucmr_ablate.py"):
+        with pytest.raises(FileNotFoundError, match=f"--exp {given}: no such file .*--exp ucmr_ablate"):
+            build_run_config(given, "pevl")
+    assert build_run_config("ucmr_ablate", "pevl").variant == "pevl"
+
+
+def test_dataset_overrides_apply_on_the_experiments_own_dataset_and_refuse_names_of_none(tmp_path):
+    """dataset_overrides.diving48 of a Diving48 experiment was never applied (lr 8e-06 trained), nor
+    a misspelt dmeo=..."""
+    exp = _write_exp(tmp_path / "e.py", "variants = dict(a=dict())\n"
+                     "dataset_overrides = dict(diving48=dict(train=dict(lr=1e-3)), demo=dict(train=dict(lr=2e-2)))\n")
+    assert build_run_config(str(exp), "a").train.lr == 1e-3
+    assert build_run_config(str(exp), "a", dataset="diving48").train.lr == 1e-3
+    assert build_run_config(str(exp), "a", dataset="demo").train.lr == 2e-2
+    exp.write_text(exp.read_text().replace("demo=dict", "dmeo=dict"))
+    with pytest.raises(SettingsError, match="dataset_overrides.dmeo: unknown dataset 'dmeo'; did you mean 'demo'"):
+        build_run_config(str(exp), "a")
+
+
+@pytest.mark.parametrize("key", ["model.ucmr", "model.pose", "train", "data.extract"])
+def test_none_for_a_whole_section_is_refused_not_read_as_its_defaults(key):
+    """-c model.ucmr=None on a variant without UCMR trained one UCMR block (the schema's default)."""
+    with pytest.raises(SettingsError, match=rf"{key} = None.*expected a mapping.*_delete_=True"):
+        build_run_config("ucmr_ablate", "wo_ucmr", cfg_options={key: None})
+    assert build_run_config("ucmr_ablate", "pevl", cfg_options={"train.clip_grad": None}).train.clip_grad is None

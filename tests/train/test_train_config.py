@@ -161,11 +161,26 @@ def test_a_misspelt_raw_runner_key_is_refused_before_anything_is_built(tmp_path,
         runner_kwargs(cfg, object(), DS(range(64)), DS(range(8)), tmp_path, "none", "cpu")
     # the keys spelt right pass, and reach the Runner's arguments
     good = {"runner.default_hooks.checkpoint.interval": 2, "runner.env_cfg.cudnn_benchmark": True,
-            "runner.default_hooks.checkpoint.filename_tmpl": "e_{}.pth", "runner.train_cfg.val_interval": 2,
-            "runner.optim_wrapper.optimizer.weight_decay": 0.1, "runner.log_level": "WARNING"}
+            "runner.default_hooks.checkpoint.filename_tmpl": "e_{}.pth", "runner.log_level": "WARNING"}
     kw = runner_kwargs(build_run_config("ucmr_ablate", "pevl", cfg_options=good), object(), DS(range(64)),
                        DS(range(8)), tmp_path, "none", "cpu")
     assert kw["default_hooks"]["checkpoint"]["interval"] == 2 and kw["env_cfg"]["cudnn_benchmark"] is True
+
+
+@pytest.mark.parametrize("key, value, typed", [
+    ("runner.train_cfg.max_epochs", 1, "train.max_epochs"), ("runner.randomness.seed", 7, "train.seed"),
+    ("runner.optim_wrapper.optimizer.lr", 0.5, "train.lr"), ("runner.train_cfg.val_interval", 2, "train.val_interval"),
+    ("runner.optim_wrapper.optimizer.weight_decay", 0.1, "train.weight_decay"),
+    ("runner.train_dataloader.batch_size", 4, "train.batch_size"), ("runner.param_scheduler", [], "train.warmup_epochs"),
+])
+def test_a_raw_runner_key_a_typed_setting_makes_is_refused(key, value, typed):
+    """-c runner.train_cfg.max_epochs=1 runner.randomness.seed=7 trained 1 epoch on a cosine built for 40
+    while the setup line said 40 epochs and the result recorded seed 0; runner.optim_wrapper.optimizer.lr
+    went NaN with the message blaming train.lr. The typed setting is named instead."""
+    from stages.settings import SettingsError
+
+    with pytest.raises(SettingsError, match=f"{key}: set by the typed setting {typed}.*set that instead"):
+        build_run_config("ucmr_ablate", "pevl", cfg_options={key: value})
 
 
 def test_another_datasets_file_replacing_the_variants_backbone_is_said(caplog):
