@@ -116,7 +116,7 @@ class DataSettings(Settings):
         from stages.extract.request import entry_request
 
         if self.dataset is None:
-            raise SettingsError("data.dataset is not set: name a dataset (--dataset or data.dataset=...)")
+            raise SettingsError("data.dataset is not set: name a dataset (--dataset, or data.dataset in the experiment file)")
         return entry_request(self.dataset, pose_source=self.pose_source, pose_options=self.pose_options,
                              settings=self.extract, dataset_options=self.dataset_options,
                              pose_options_source="data.pose_options", dataset_options_source="data.dataset_options")

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import difflib
 import logging
 import os
 import re
@@ -157,8 +158,16 @@ def _source_name(path: Path) -> str:
 
 # -- layers with provenance -----------------------------------------------------------------------------
 def _base_files(path: Path) -> list[Path]:
-    """The ``_base_`` files a config file names (read from its source; resolved beside it)."""
+    """The ``_base_`` files a config file names (read from its source; resolved beside it). A
+    top-level name spelt nearly ``_base_`` (``_bases_``, ``__base__``) is refused: names starting
+    with ``_`` are helpers a config drops, so its base files were never read."""
     tree = ast.parse(path.read_text(), filename=str(path))
+    for node in tree.body:
+        for t in node.targets if isinstance(node, ast.Assign) else ():
+            name = getattr(t, "id", None) or ""
+            if name != "_base_" and name.startswith("_") and difflib.get_close_matches(name, ["_base_"], cutoff=0.75):
+                raise SettingsError(f"{path}:{node.lineno}: {name} = ...: did you mean _base_? (names starting with "
+                                    "'_' are the file's own helpers: its base files were never read)", name)
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_base_" for t in node.targets):
             val = ast.literal_eval(node.value)
@@ -250,7 +259,22 @@ def load_experiment(name_or_path: Union[str, Path]) -> Config:
         cfg["variants"] = {cfg["variant"]: {k: cfg.get(k) for k in PAPER_KEYS if cfg.get(k) is not None}}
     if "variants" not in cfg or "model" not in cfg:
         raise ValueError(f"{path}: an experiment config needs `model` (via _base_) and `variants`")
+    variants = cfg["variants"]
+    if not isinstance(variants, Mapping) or not variants:
+        raise ValueError(f"{path}: variants = {type(variants).__name__} {variants!r:.60}: expected dict(NAME=dict(...), "
+                         "...) with one variant at least")
+    for name, v in variants.items():
+        if not isinstance(v, Mapping):
+            raise ValueError(f"{path}: variants.{name} = {v!r:.60}: expected a dict of the variant's keys (dict() for "
+                             "none)")
+        if not _FOLDER_SAFE.match(str(name)) or str(name) in (".", ".."):
+            # it names the variant's work-dir folder, and --variant splits on commas
+            raise ValueError(f"{path}: variant name {name!r}: letters, digits, '.', '_', '-' and '+' only (it names a "
+                             "folder)")
     return cfg
+
+
+_FOLDER_SAFE = re.compile(r"^[A-Za-z0-9._+-]+$")
 
 
 def list_variants(cfg: Config) -> list[str]:
@@ -339,7 +363,15 @@ def parse_cfg_options(items: Optional[Sequence[str]]) -> dict:
         value = _parse_value(k, v.strip())
         if k in out and out[k][1] != value:  # (the last one won, unsaid)
             raise ValueError(f"--cfg-options sets {k} twice ({out[k][0]!r} and {v.strip()!r}); give it once")
+        if any(part.lstrip("-").isdigit() for part in k.split(".")):  # mmengine's list items by index
+            raise ValueError(f"--cfg-options {k}: list items are not set one by one here; give the whole list "
+                             f"({k.rsplit('.', 1)[0]}=[...])")
         out[k] = (v.strip(), value)
+    for k in out:  # a key and one inside it: which wins depended on their order, unsaid
+        parts = k.split(".")
+        for i in range(1, len(parts)):
+            if ".".join(parts[:i]) in out:
+                raise ValueError(f"--cfg-options sets {'.'.join(parts[:i])} and {k} inside it; give one")
     return {k: parsed for k, (_, parsed) in out.items()}
 
 
@@ -476,15 +508,24 @@ def refuse_idle_overrides(cfg: Mapping, options: Mapping, run: str = "") -> None
 # -- composition ------------------------------------------------------------------------------------------
 #: run config keys the command sets, never ``-c``
 COMMAND_NAMED = ("exp_name", "variant", "experiment.name", "model_wrapper_cfg")
+#: ... and those the cache entry sets when the run starts (a -c value was replaced without a word)
+ENTRY_SET = ("model.num_classes", "model.num_joints", "model.num_persons")
 
 
 def refuse_command_named(cfg_options: Optional[Mapping]) -> None:
-    """Refuse a ``-c`` of :data:`COMMAND_NAMED` (accepted before, then overwritten: the run kept its names)."""
+    """Refuse a ``-c`` of :data:`COMMAND_NAMED` (accepted before, then overwritten: the run kept its
+    names), or of :data:`ENTRY_SET`."""
     named = [k for k in (cfg_options or {}) if k in COMMAND_NAMED or k.split(".")[0] in COMMAND_NAMED]
     if named:
         raise SettingsError(f"-c {named[0]}: not a setting: the experiment's and variant's names come from --exp and "
                             "--variant (and name the work dirs); the DDP wrapper from --launcher", named[0],
                             COMMAND_LINE)
+    entry_set = [k for k in (cfg_options or {}) if k in ENTRY_SET]
+    if entry_set:
+        raise SettingsError(f"-c {entry_set[0]}: set from the cache entry when the run starts (its classes, its "
+                            "skeleton's joints times data.extract.persons); choose the entry instead", entry_set[0],
+                            COMMAND_LINE)
+
 
 
 def build_run_config(exp: str, variant: str, dataset: Optional[str] = None,
@@ -568,6 +609,9 @@ def build_run_config(exp: str, variant: str, dataset: Optional[str] = None,
     if not d["data"].get("dataset"):
         d["data"]["dataset"] = default_dataset(d)
     d["exp_name"] = (d.get("experiment") or {}).get("name") or path.stem
+    if not _FOLDER_SAFE.match(str(d["exp_name"])) or d["exp_name"] in (".", ".."):
+        raise SettingsError(f"experiment.name {d['exp_name']!r} (from {layers.source_of('experiment.name') or here}): "
+                            "letters, digits, '.', '_', '-' and '+' only (it names the work-dir folder)", "experiment.name")
     d["variant"] = variant
     run = check_run_config(d, layers.source_of)
     return Config(run.to_dict())

@@ -299,3 +299,36 @@ def test_none_for_a_whole_section_is_refused_not_read_as_its_defaults(key):
     with pytest.raises(SettingsError, match=rf"{key} = None.*expected a mapping.*_delete_=True"):
         build_run_config("ucmr_ablate", "wo_ucmr", cfg_options={key: None})
     assert build_run_config("ucmr_ablate", "pevl", cfg_options={"train.clip_grad": None}).train.clip_grad is None
+
+
+def test_c_keys_that_fight_or_that_others_set_are_refused():
+    """-c model.ucmr.num_blocks=2 model.ucmr=... : the order decided; -c train.betas.1=0.99 failed
+    with "'float' object has no attribute 'copy'"; -c model.num_classes=5 was replaced by the entry's."""
+    from stages.train.config import parse_cfg_options
+
+    with pytest.raises(ValueError, match="sets model.ucmr and model.ucmr.num_blocks inside it"):
+        parse_cfg_options(["model.ucmr.num_blocks=2", "model.ucmr={}"])
+    with pytest.raises(ValueError, match=r"train.betas.1: list items are not set one by one.*train.betas=\[...\]"):
+        parse_cfg_options(["train.betas.1=0.99"])
+    with pytest.raises(SettingsError, match="-c model.num_classes: set from the cache entry"):
+        build_run_config("ucmr_ablate", "pevl", cfg_options={"model.num_classes": 5})
+
+
+def test_a_misspelt_base_and_unsafe_or_malformed_variants_are_refused(tmp_path):
+    """_bases_ = [...] dropped the schedule it named (a helper name) and trained the default recipe;
+    a variant named '..' trained into the work dir's parent; variants=dict(a=None) said
+    "'NoneType' object is not iterable"."""
+    exp = _write_exp(tmp_path / "e.py", "variants = dict(a=dict())\n")
+    exp.write_text(exp.read_text() + f"_bases_ = ['{configs_root()}/_base_/schedules/aim.py']\n")
+    with pytest.raises(SettingsError, match=r"e.py:4: _bases_ = ...: did you mean _base_\?"):
+        build_run_config(str(exp), "a")
+    exp.write_text(exp.read_text().replace("_bases_", "_lr_helper"))  # other helper names stay the file's own
+    assert build_run_config(str(exp), "a").variant == "a"
+    for variants, says in (("dict(a=None)", "variants.a = None: expected a dict"), ("dict()", "one variant at least"),
+                           ("{'..': dict()}", "variant name '..'"), ("{'a/b': dict()}", "variant name 'a/b'")):
+        _write_exp(exp, f"variants = {variants}\n")
+        with pytest.raises(ValueError, match=says):
+            load_experiment(str(exp))
+    _write_exp(exp, "variants = dict(a=dict())\n").write_text(exp.read_text().replace("name='mine'", "name='../up'"))
+    with pytest.raises(SettingsError, match="experiment.name '../up'"):
+        build_run_config(str(exp), "a")
