@@ -284,6 +284,21 @@ def test_two_clips_with_one_base_name_are_an_ambiguity_named(tmp_path):
     assert [src.estimate(c, None, None, ds).keypoints[0, 0, 0] for c in idx.clips] == [1, 2]
 
 
+def test_an_annotation_of_another_folder_is_not_taken_by_base_name(tmp_path):
+    """An annotation named w/c0 gave clip v/c0 its joints through the base-name alias without a word
+    (pipeline predict refused the same pairing): refused naming both and match=name; an annotation
+    naming no folder, or the clip's, still matches."""
+    ds, idx = _custom(tmp_path, ["v/c0.mp4"])
+    other = _dump(tmp_path / "w.pkl", [{**_ann("x", xy=(2, 2)), "filename": "/elsewhere/w/c0.mp4"}])
+    with pytest.raises(PoseSourceError, match=r"clip 'v/c0': the annotation .* known by its base name 'c0' is "
+                                              r"'/elsewhere/w/c0.mp4'.*names another folder.*match=name"):
+        create_pose_source(f"pkl:{other}").clips_without_poses(idx.clips, ds)
+    assert create_pose_source(f"pkl:{other},match=name").estimate(idx.clips[0], None, None, ds).keypoints[0, 0, 0] == 2
+    for name in ("c0", "v/c0", "/old/data/v/c0.mp4"):
+        src = create_pose_source(f"pkl:{_dump(tmp_path / 's.pkl', [{**_ann('x', xy=(1, 1)), 'filename': name}])}")
+        assert src.clips_without_poses(idx.clips, ds) == [], name
+
+
 def test_dataset_info_counts_subfolder_clips(tmp_path):
     from typer.testing import CliRunner
 

@@ -421,11 +421,11 @@ class PickleSkeletonOptions(PoseSourceOptions):
                                                 "joints' range; else the clip is refused naming this option), file "
                                                 "(the file's, rescaled to the video) or video (the video's own pixels; "
                                                 "mmaction2's ntu_pose_extraction.py stamps 1080x1920 on every video).")
-    match: Literal[PATH_MATCHES] = field("folder", in_key=False, help="pipeline predict: how a video named by its "
-                                         "path finds its annotation: folder (its base name, and the folder above it "
-                                         "where the annotation names one: cam1/clip_001 is not .../cam2/clip_001.mp4) "
-                                         "or name (the base name alone: the annotations' folders are where the "
-                                         "videos were when the file was made). Stage one matches clip ids.")
+    match: Literal[PATH_MATCHES] = field("folder", in_key=False, help="How a clip or video found by its base name "
+                                         "takes an annotation: folder (only where the annotation names no folder or "
+                                         "the clip's: cam1/clip_001 is not .../cam2/clip_001.mp4) or name (the base "
+                                         "name alone: the annotations' folders are where the videos were when the "
+                                         "file was made). A clip id the annotation names whole always matches.")
 
 
 @POSE_SOURCES.register_module("pkl")
@@ -617,8 +617,29 @@ class PickleSkeletonSource(PoseSource):
         for name in self._names(clip, dataset):
             hit = by_key.get(name)
             if hit is not None:
+                if name != clip.clip_id and not isinstance(hit, list) and self.match != "name":
+                    self._refuse_other_folder(clip, name, hit)
                 return name, hit
         return None, None
+
+    def _known_as(self, hit: Any) -> list[str]:
+        """What an annotation names its video by: its name, and its file's path under a folder source."""
+        return [hit.name] + ([os.path.splitext(os.path.relpath(hit.file, self.path))[0]] if os.path.isdir(self.path)
+                             else [])
+
+    def _refuse_other_folder(self, clip: ClipRecord, name: str, hit: Any) -> None:
+        """A clip matched by another name than its id (its base name) takes the annotation only where
+        the annotation's folder, when it names one, is the clip's: ``w/demo``'s joints went into
+        clip ``v/demo`` (as ``pipeline predict`` refuses; ``match=name`` takes the base name alone)."""
+        videos = [_parts(clip.clip_id)] + ([_parts(clip.video)] if clip.video else [])
+        # (the base names may differ: a dataset's alias, FineGym's frame_dir; the folder is what is checked)
+        if not any(len(a) < 2 or any(len(v) >= 2 and v[-2] == a[-2] for v in videos)
+                   for a in map(_parts, self._known_as(hit))):
+            raise PoseSourceError(
+                f"clip {clip.clip_id!r}: the annotation of {self.path} known by its base name {name!r} is {hit.name!r} "
+                f"(in {hit.file}), which names another folder: its poses may be another video's. Name the clip's "
+                "folder in the annotation, or, where the file's folders are only where the videos were when it was "
+                f"made, --pose-source 'pkl:{self.path},match=name' (the base name alone)")
 
     def _find_by_path(self, path: str, real: Optional[str] = None) -> tuple[Optional[str], Any]:
         """The annotation of a video named by its path (``pipeline predict``, no dataset to say what
@@ -636,9 +657,7 @@ class PickleSkeletonSource(PoseSource):
                 if hit is not None:
                     return name, hit
                 continue
-            known = [hit.name] + ([os.path.splitext(os.path.relpath(hit.file, self.path))[0]]
-                                  if os.path.isdir(self.path) else [])
-            if self.match == "name" or any(_same_folder(_parts(k), v) for k in known for v in videos):
+            if self.match == "name" or any(_same_folder(_parts(k), v) for k in self._known_as(hit) for v in videos):
                 return name, hit
             near = near or hit
         if near is not None:
