@@ -588,15 +588,20 @@ class PickleSkeletonSource(PoseSource):
             return (x0 >= -JOINT_MARGIN * fw and y0 >= -JOINT_MARGIN * fh
                     and x1 <= (1 + JOINT_MARGIN) * fw and y1 <= (1 + JOINT_MARGIN) * fh)
 
-        if aspect_ok and inside(ph, pw):
+        # img_shape twice the video or more, and every joint of the clip within the video's own frame:
+        # its pixels, most likely, under a stamp (mmaction2's ntu_pose_extraction.py writes (1080, 1920) for
+        # a 426x240 video: rescaled, the poses shrank 4.5x into the top-left corner, with a note)
+        ambiguous = span is not None and min(ph / h, pw / w) >= 2 and inside(h, w)
+        if aspect_ok and inside(ph, pw) and not ambiguous:
             return track
         joints = ("" if span is None else
                   f"; its joints span x {span[0][0]:.0f}..{span[1][0]:.0f}, y {span[0][1]:.0f}..{span[1][1]:.0f}")
         why = (f"the aspect ratios differ ({pw}:{ph} against {w}:{h})" if not aspect_ok
-               else "the joints lie outside img_shape")
+               else "the joints lie outside img_shape" if not inside(ph, pw)
+               else "img_shape is at least twice the video, and every joint lies within the video's own frame")
         fits_video, fits_file = inside(h, w), inside(ph, pw)
         hint = ("; the joints fit the video's pixels, not img_shape's: img_shape=video is likely right"
-                if span is not None and fits_video and not fits_file else
+                if span is not None and fits_video and (not fits_file or ambiguous) else
                 "; the joints fit img_shape's pixels, not the video's: img_shape=file is likely right"
                 if span is not None and fits_file and not fits_video else "")
         raise PoseSourceError(
