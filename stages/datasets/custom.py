@@ -323,13 +323,18 @@ def _unique_ids(rows: list[tuple[ClipRecord, str, str]]) -> list[ClipRecord]:
     longs: dict[str, set[str]] = {}
     for clip, _, long in rows:
         longs.setdefault(clip.clip_id, set()).add(long)
-    ids: dict[str, str] = {}
+    ids: dict[str, tuple[str, Optional[str]]] = {}
     out = []
     for clip, where, long in rows:
         if len(longs[clip.clip_id]) > 1:
             clip = dataclasses.replace(clip, clip_id=long)
         if clip.clip_id in ids:
-            raise DatasetLayoutError(f"{where}: clip {clip.clip_id!r} already listed at {ids[clip.clip_id]}")
-        ids[clip.clip_id] = where
+            there, video = ids[clip.clip_id]
+            if video and clip.video and video != clip.video:  # (not the same line twice: two files, one id)
+                raise DatasetLayoutError(
+                    f"{where}: {os.path.basename(clip.video)!r} and {os.path.basename(video)!r} (listed at {there}) "
+                    f"both give clip id {clip.clip_id!r} (ids drop the video's extension): rename one")
+            raise DatasetLayoutError(f"{where}: clip {clip.clip_id!r} already listed at {there}")
+        ids[clip.clip_id] = (where, clip.video)
         out.append(clip)
     return out

@@ -232,3 +232,14 @@ def test_comments_before_the_header_and_comments_quoted_whole(tmp_path):
     write_text(tmp_path / "train.csv", "# made by export.py\npath,label,start_sec,end_sec\nx.mp4,0,1,2\n")
     with pytest.raises(DatasetLayoutError, match="train.csv:2: header columns 'start_sec,end_sec'"):
         create_dataset("custom", root=tmp_path).load()
+
+
+def test_two_videos_giving_one_clip_id_are_named_as_two_files(tmp_path):
+    """mmaction2's own tests/data/test.avi and test.mp4: 'clip test already listed' read as a line
+    given twice."""
+    write_text(tmp_path / "labels.txt", "a\nb\n")
+    write_text(tmp_path / "train.csv", "test.avi,0\n")
+    write_text(tmp_path / "val.csv", "test.mp4,1\n")
+    with pytest.raises(DatasetLayoutError, match=r"'test.mp4' and 'test.avi' \(listed at .*train.csv:1\) both give "
+                                                 r"clip id 'test' \(ids drop the video's extension\): rename one"):
+        create_dataset("custom", root=tmp_path).load()
