@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import ast
 import copy
-import difflib
 import logging
 import os
 import re
@@ -157,15 +156,29 @@ def _source_name(path: Path) -> str:
 
 
 # -- layers with provenance -----------------------------------------------------------------------------
+#: misspellings of ``_base_`` refused where a file has no ``_base_`` and the name holds config files
+_BASE_TYPOS = ("_bases_", "__base__", "_base", "__base", "_base__", "_bases", "base_", "_Base_")
+
+
+def _names_config_files(value: ast.AST) -> bool:
+    try:
+        v = ast.literal_eval(value)
+    except ValueError:
+        return False
+    items = [v] if isinstance(v, str) else list(v) if isinstance(v, (list, tuple)) else []
+    return bool(items) and all(isinstance(i, str) and i.endswith(".py") for i in items)
+
+
 def _base_files(path: Path) -> list[Path]:
-    """The ``_base_`` files a config file names (read from its source; resolved beside it). A
-    top-level name spelt nearly ``_base_`` (``_bases_``, ``__base__``) is refused: names starting
-    with ``_`` are helpers a config drops, so its base files were never read."""
+    """The ``_base_`` files a config file names (read from its source; resolved beside it). In a
+    file without ``_base_``, a misspelling of it naming ``.py`` files (``_bases_ = [...]``) is
+    refused: names starting with ``_`` are helpers a config drops, so its base files were never read."""
     tree = ast.parse(path.read_text(), filename=str(path))
-    for node in tree.body:
-        for t in node.targets if isinstance(node, ast.Assign) else ():
-            name = getattr(t, "id", None) or ""
-            if name != "_base_" and name.startswith("_") and difflib.get_close_matches(name, ["_base_"], cutoff=0.75):
+    assigned = [(getattr(t, "id", None) or "", node) for node in tree.body if isinstance(node, ast.Assign)
+                for t in node.targets]
+    if not any(name == "_base_" for name, _ in assigned):
+        for name, node in assigned:
+            if name in _BASE_TYPOS and _names_config_files(node.value):
                 raise SettingsError(f"{path}:{node.lineno}: {name} = ...: did you mean _base_? (names starting with "
                                     "'_' are the file's own helpers: its base files were never read)", name)
     for node in tree.body:
@@ -255,6 +268,7 @@ def load_experiment(name_or_path: Union[str, Path]) -> Config:
         cfg = Config.fromfile(str(path))
     except SyntaxError as e:  # mmengine's message names neither the file nor, often, the line's text
         raise ValueError(f"{path}:{e.lineno}: not valid Python ({e.msg})") from None
+    _base_files(path)  # (a misspelt _base_ refused before "needs model" hides it)
     if "variants" not in cfg and "variant" in cfg:  # a saved run config
         cfg["variants"] = {cfg["variant"]: {k: cfg.get(k) for k in PAPER_KEYS if cfg.get(k) is not None}}
     if "variants" not in cfg or "model" not in cfg:
@@ -267,14 +281,16 @@ def load_experiment(name_or_path: Union[str, Path]) -> Config:
         if not isinstance(v, Mapping):
             raise ValueError(f"{path}: variants.{name} = {v!r:.60}: expected a dict of the variant's keys (dict() for "
                              "none)")
-        if not _FOLDER_SAFE.match(str(name)) or str(name) in (".", ".."):
-            # it names the variant's work-dir folder, and --variant splits on commas
-            raise ValueError(f"{path}: variant name {name!r}: letters, digits, '.', '_', '-' and '+' only (it names a "
-                             "folder)")
+        if not _folder_name(name):  # it names the variant's work-dir folder, and --variant splits on commas
+            raise ValueError(f"{path}: variant name {name!r}: a folder's name, without '/', '\\', ',' or control "
+                             "characters, not '.' or '..'")
     return cfg
 
 
-_FOLDER_SAFE = re.compile(r"^[A-Za-z0-9._+-]+$")
+def _folder_name(name: Any) -> bool:
+    """Whether ``name`` can name one folder (and one ``--variant`` item)."""
+    s = str(name)
+    return bool(s.strip()) and s not in (".", "..") and not re.search(r"[/\\,\x00-\x1f]", s)
 
 
 def list_variants(cfg: Config) -> list[str]:
@@ -363,6 +379,9 @@ def parse_cfg_options(items: Optional[Sequence[str]]) -> dict:
         value = _parse_value(k, v.strip())
         if k in out and out[k][1] != value:  # (the last one won, unsaid)
             raise ValueError(f"--cfg-options sets {k} twice ({out[k][0]!r} and {v.strip()!r}); give it once")
+        if k in ENTRY_SET:  # (the user's -c only: a checkpoint's record passes them on)
+            raise SettingsError(f"-c {k}: set from the cache entry when the run starts (its classes, its skeleton's "
+                                "joints times data.extract.persons); choose the entry instead", k, COMMAND_LINE)
         if any(part.lstrip("-").isdigit() for part in k.split(".")):  # mmengine's list items by index
             raise ValueError(f"--cfg-options {k}: list items are not set one by one here; give the whole list "
                              f"({k.rsplit('.', 1)[0]}=[...])")
@@ -430,11 +449,8 @@ class RunConfig(Settings):
     def check(self, where: str = "", source_of=None) -> None:
         from stages.model.factory import model_settings
 
-        from stages.train.runner_overrides import refuse_typed_runner_keys
-
         model = model_settings(self.model, where="model", source_of=source_of)
         object.__setattr__(self, "model", model.to_dict())
-        refuse_typed_runner_keys(self.runner)
         for v, prefixes in self.init_from.items():
             ok = isinstance(prefixes, str) or (isinstance(prefixes, (list, tuple))
                                                and all(isinstance(p, str) for p in prefixes))
@@ -514,16 +530,11 @@ ENTRY_SET = ("model.num_classes", "model.num_joints", "model.num_persons")
 
 def refuse_command_named(cfg_options: Optional[Mapping]) -> None:
     """Refuse a ``-c`` of :data:`COMMAND_NAMED` (accepted before, then overwritten: the run kept its
-    names), or of :data:`ENTRY_SET`."""
+    names)."""
     named = [k for k in (cfg_options or {}) if k in COMMAND_NAMED or k.split(".")[0] in COMMAND_NAMED]
     if named:
         raise SettingsError(f"-c {named[0]}: not a setting: the experiment's and variant's names come from --exp and "
                             "--variant (and name the work dirs); the DDP wrapper from --launcher", named[0],
-                            COMMAND_LINE)
-    entry_set = [k for k in (cfg_options or {}) if k in ENTRY_SET]
-    if entry_set:
-        raise SettingsError(f"-c {entry_set[0]}: set from the cache entry when the run starts (its classes, its "
-                            "skeleton's joints times data.extract.persons); choose the entry instead", entry_set[0],
                             COMMAND_LINE)
 
 
@@ -535,7 +546,8 @@ def build_run_config(exp: str, variant: str, dataset: Optional[str] = None,
     here = _source_name(path)
     exp_cfg = load_experiment(path)
     exp_d, exp_prov = load_config_file(path)
-    if "variants" not in exp_d:  # a saved run config: itself is the one variant
+    saved = "variants" not in exp_d
+    if saved:  # a saved run config: itself is the one variant
         exp_d["variants"] = to_plain(exp_cfg["variants"])
     v = check_variant(exp_cfg, variant, here)
     own = default_dataset(exp_d)
@@ -609,9 +621,14 @@ def build_run_config(exp: str, variant: str, dataset: Optional[str] = None,
     if not d["data"].get("dataset"):
         d["data"]["dataset"] = default_dataset(d)
     d["exp_name"] = (d.get("experiment") or {}).get("name") or path.stem
-    if not _FOLDER_SAFE.match(str(d["exp_name"])) or d["exp_name"] in (".", ".."):
+    if not _folder_name(d["exp_name"]):
         raise SettingsError(f"experiment.name {d['exp_name']!r} (from {layers.source_of('experiment.name') or here}): "
-                            "letters, digits, '.', '_', '-' and '+' only (it names the work-dir folder)", "experiment.name")
+                            "a folder's name, without '/', '\\', ',' or control characters, not '.' or '..' (it names "
+                            "the work-dir folder)", "experiment.name")
     d["variant"] = variant
     run = check_run_config(d, layers.source_of)
+    if not saved or cfg_options:  # (a run recorded before the rule keeps its runner keys)
+        from stages.train.runner_overrides import refuse_typed_runner_keys
+
+        refuse_typed_runner_keys(run.runner)
     return Config(run.to_dict())

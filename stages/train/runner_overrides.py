@@ -43,7 +43,6 @@ def check_runner_overrides(overrides: dict, merged: dict) -> None:
     (where a typed dict's ``type`` is found when the override does not name it)."""
     from mmengine.runner import Runner
 
-    refuse_typed_runner_keys(overrides)
     known = _params(Runner.__init__) or ()
     for key, value in overrides.items():
         if key not in known:

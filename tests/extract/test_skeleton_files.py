@@ -240,17 +240,21 @@ def test_a_stamp_twice_the_video_with_every_joint_inside_the_video_is_refused_no
     video's own pixels: rescaled, the poses shrank 4.5x into the top-left corner with only a note."""
     from stages.extract.clip import ClipError
 
-    ds, clip = _clip_for(tmp_path)  # a 64x48 video
-    stamp = _dump(tmp_path / "s.pkl", _ann("c0", xy=(60.0, 40.0), img_shape=(96 * 20, 128 * 20)))
-    with pytest.raises(ClipError, match="at least twice the video, and every joint lies within the video's own "
-                                        "frame.*img_shape=video is likely right"):
+    ds, clip = _clip_for(tmp_path, size=(96, 54))  # 16:9, as the stamp
+    stamp = _dump(tmp_path / "s.pkl", _ann("c0", xy=(60.0, 40.0), img_shape=(1080, 1920)))
+    with pytest.raises(ClipError, match=r"mmaction2's stamp \(1080, 1920\).*within the video's own frame.*"
+                                        "img_shape=video if the file is ntu_pose_extraction.py's"):
         _extract(tmp_path, f"pkl:{stamp}", ds, clip)
     res = _extract(tmp_path, f"pkl:{stamp},img_shape=video", ds, clip)
-    np.testing.assert_allclose(res.arrays["keypoints"][0, 0], [60.0, 40.0])
-    # the same stamp with joints beyond the video's frame: img_shape's pixels, rescaled as before
-    far = _dump(tmp_path / "f.pkl", _ann("c0", xy=(1200.0, 900.0), img_shape=(96 * 20, 128 * 20)))
+    np.testing.assert_allclose(res.arrays["keypoints"][0, 0], [60.0, 40.0], rtol=0.02)
+    # the stamp with joints beyond the video's frame, or a real frame size recorded (pyskl's) with
+    # joints in a corner: img_shape's pixels, rescaled as before
+    far = _dump(tmp_path / "f.pkl", _ann("c0", xy=(1200.0, 900.0), img_shape=(1080, 1920)))
     np.testing.assert_allclose(_extract(tmp_path, f"pkl:{far}", ds, clip).arrays["keypoints"][0, 0],
-                               [1200.0 / 40, 900.0 / 40], rtol=1e-5)
+                               [1200.0 * 96 / 1920, 900.0 * 54 / 1080], rtol=0.02)
+    real = _dump(tmp_path / "r.pkl", _ann("c0", xy=(60.0, 40.0), img_shape=(540, 960)))
+    np.testing.assert_allclose(_extract(tmp_path, f"pkl:{real}", ds, clip).arrays["keypoints"][0, 0],
+                               [60.0 / 10, 40.0 / 10], rtol=0.02)
 
 
 def test_img_shape_option_joins_the_identity_only_when_not_the_default(tmp_path):

@@ -180,6 +180,12 @@ def test_a_saved_run_config_runs_again(tmp_path):
     again = build_run_config(str(saved), "wo_p2v")
     assert again.to_dict() == cfg.to_dict()
     assert list_variants(load_experiment(str(saved))) == ["wo_p2v"]
+    # a run saved before runner.* keys a typed setting makes were refused still runs (and evaluates) again
+    old = {**cfg.to_dict(), "runner": {"train_cfg": {"val_interval": 1}}}
+    Config(old).dump(str(saved))
+    assert build_run_config(str(saved), "wo_p2v").runner == {"train_cfg": {"val_interval": 1}}
+    with pytest.raises(SettingsError, match="runner.train_cfg.max_epochs: set by the typed setting"):
+        build_run_config(str(saved), "wo_p2v", cfg_options={"runner.train_cfg.max_epochs": 2})
 
 
 def test_stats_reads_frame_counts_from_the_variant_it_builds():
@@ -311,7 +317,7 @@ def test_c_keys_that_fight_or_that_others_set_are_refused():
     with pytest.raises(ValueError, match=r"train.betas.1: list items are not set one by one.*train.betas=\[...\]"):
         parse_cfg_options(["train.betas.1=0.99"])
     with pytest.raises(SettingsError, match="-c model.num_classes: set from the cache entry"):
-        build_run_config("ucmr_ablate", "pevl", cfg_options={"model.num_classes": 5})
+        parse_cfg_options(["model.num_classes=5"])
 
 
 def test_a_misspelt_base_and_unsafe_or_malformed_variants_are_refused(tmp_path):
@@ -319,16 +325,19 @@ def test_a_misspelt_base_and_unsafe_or_malformed_variants_are_refused(tmp_path):
     a variant named '..' trained into the work dir's parent; variants=dict(a=None) said
     "'NoneType' object is not iterable"."""
     exp = _write_exp(tmp_path / "e.py", "variants = dict(a=dict())\n")
-    exp.write_text(exp.read_text() + f"_bases_ = ['{configs_root()}/_base_/schedules/aim.py']\n")
-    with pytest.raises(SettingsError, match=r"e.py:4: _bases_ = ...: did you mean _base_\?"):
+    exp.write_text(exp.read_text().replace("_base_ =", "_bases_ ="))
+    with pytest.raises(SettingsError, match=r"e.py:1: _bases_ = ...: did you mean _base_\?"):
         build_run_config(str(exp), "a")
-    exp.write_text(exp.read_text().replace("_bases_", "_lr_helper"))  # other helper names stay the file's own
-    assert build_run_config(str(exp), "a").variant == "a"
+    exp.write_text(exp.read_text().replace("_bases_ =", "_base_ =") + "_base_lr = 1e-5\n_bases_ = ['x.py']\n")
+    assert build_run_config(str(exp), "a").variant == "a"  # with a _base_, helper names stay the file's own
     for variants, says in (("dict(a=None)", "variants.a = None: expected a dict"), ("dict()", "one variant at least"),
-                           ("{'..': dict()}", "variant name '..'"), ("{'a/b': dict()}", "variant name 'a/b'")):
+                           ("{'..': dict()}", "variant name '..'"), ("{'a/b': dict()}", "variant name 'a/b'"),
+                           ("{'a,b': dict()}", "variant name 'a,b'")):
         _write_exp(exp, f"variants = {variants}\n")
         with pytest.raises(ValueError, match=says):
             load_experiment(str(exp))
+    _write_exp(exp, "variants = {'Zürich run 2': dict()}\n")  # any folder name
+    assert build_run_config(str(exp), "Zürich run 2").variant == "Zürich run 2"
     _write_exp(exp, "variants = dict(a=dict())\n").write_text(exp.read_text().replace("name='mine'", "name='../up'"))
     with pytest.raises(SettingsError, match="experiment.name '../up'"):
         build_run_config(str(exp), "a")

@@ -99,6 +99,8 @@ NORMALISED_SPAN = 1.5
 _MAX_NAME = 4096  # characters of a clip name
 _MAX_SIDE = 1 << 16  # pixels of an img_shape side
 
+#: the img_shape (h, w) mmaction2's ntu_pose_extraction.py writes for every video, whatever its size
+NTU_STAMP = (1080, 1920)
 
 def _kind(x: Any) -> str:
     if isinstance(x, np.ndarray):
@@ -588,25 +590,30 @@ class PickleSkeletonSource(PoseSource):
             return (x0 >= -JOINT_MARGIN * fw and y0 >= -JOINT_MARGIN * fh
                     and x1 <= (1 + JOINT_MARGIN) * fw and y1 <= (1 + JOINT_MARGIN) * fh)
 
-        # img_shape twice the video or more, and every joint of the clip within the video's own frame:
-        # its pixels, most likely, under a stamp (mmaction2's ntu_pose_extraction.py writes (1080, 1920) for
-        # a 426x240 video: rescaled, the poses shrank 4.5x into the top-left corner, with a note)
-        ambiguous = span is not None and min(ph / h, pw / w) >= 2 and inside(h, w)
+        # mmaction2's stamp, twice the video or more, and every joint of the clip within the video's own
+        # frame: its pixels, most likely (ntu_pose_extraction.py writes (1080, 1920) for a 426x240 video:
+        # rescaled, the poses shrank 4.5x into the top-left corner, with a note). A file that records
+        # real frame sizes (pyskl's) is not taken for one: only this stamp is
+        ambiguous = (span is not None and (ph, pw) == NTU_STAMP and min(ph / h, pw / w) >= 2 and inside(h, w))
         if aspect_ok and inside(ph, pw) and not ambiguous:
             return track
         joints = ("" if span is None else
                   f"; its joints span x {span[0][0]:.0f}..{span[1][0]:.0f}, y {span[0][1]:.0f}..{span[1][1]:.0f}")
-        why = (f"the aspect ratios differ ({pw}:{ph} against {w}:{h})" if not aspect_ok
-               else "the joints lie outside img_shape" if not inside(ph, pw)
-               else "img_shape is at least twice the video, and every joint lies within the video's own frame")
+        why = (f"the aspect ratios differ ({pw}:{ph} against {w}:{h}), so rescaling would distort the poses"
+               if not aspect_ok else "the joints lie outside img_shape, so rescaling would misplace them"
+               if not inside(ph, pw)
+               else f"img_shape is mmaction2's stamp {NTU_STAMP}, at least twice the video, and every joint of the clip "
+                    "lies within the video's own frame: rescaled, the poses would shrink into its corner")
         fits_video, fits_file = inside(h, w), inside(ph, pw)
         hint = ("; the joints fit the video's pixels, not img_shape's: img_shape=video is likely right"
-                if span is not None and fits_video and (not fits_file or ambiguous) else
+                if span is not None and fits_video and not fits_file else
+                "; img_shape=video if the file is ntu_pose_extraction.py's, img_shape=file if its frames were "
+                "really 1920x1080" if ambiguous else
                 "; the joints fit img_shape's pixels, not the video's: img_shape=file is likely right"
                 if span is not None and fits_file and not fits_video else "")
         raise PoseSourceError(
             f"clip {clip.clip_id!r}: {file} gives annotation {name!r} img_shape (h, w) = ({ph}, {pw}), but the video "
-            f"is ({h}, {w}){joints}: {why}, so rescaling would distort the poses. Say which frame the joints are "
+            f"is ({h}, {w}){joints}: {why}. Say which frame the joints are "
             f"in: --pose-source 'pkl:{self.path},img_shape=video' (the video's pixels; img_shape ignored, as for "
             f"mmaction2's ntu_pose_extraction.py, which writes (1080, 1920) for every video) or "
             f"',img_shape=file' (img_shape's pixels, rescaled to the video){hint}")
@@ -622,7 +629,9 @@ class PickleSkeletonSource(PoseSource):
         for name in self._names(clip, dataset):
             hit = by_key.get(name)
             if hit is not None:
-                if name != clip.clip_id and not isinstance(hit, list) and self.match != "name":
+                base = clip.clip_id.rsplit("/", 1)[-1]
+                if name in (base, base.split(".")[0]) and name != clip.clip_id and not isinstance(hit, list) \
+                        and self.match != "name":  # (a dataset's own alias, FineGym's frame_dir, is unique)
                     self._refuse_other_folder(clip, name, hit)
                 return name, hit
         return None, None
@@ -636,7 +645,8 @@ class PickleSkeletonSource(PoseSource):
         """A clip matched by another name than its id (its base name) takes the annotation only where
         the annotation's folder, when it names one, is the clip's: ``w/demo``'s joints went into
         clip ``v/demo`` (as ``pipeline predict`` refuses; ``match=name`` takes the base name alone)."""
-        videos = [_parts(clip.clip_id)] + ([_parts(clip.video)] if clip.video else [])
+        videos = [_parts(clip.clip_id)] + ([_parts(clip.video), _parts(os.path.realpath(clip.video))]
+                                           if clip.video else [])
         # (the base names may differ: a dataset's alias, FineGym's frame_dir; the folder is what is checked)
         if not any(len(a) < 2 or any(len(v) >= 2 and v[-2] == a[-2] for v in videos)
                    for a in map(_parts, self._known_as(hit))):
