@@ -107,6 +107,13 @@ def remove_tree(path: Path) -> list[str]:
     return left
 
 
+def no_home_folder() -> bool:
+    """Whether neither ``$XDG_CACHE_HOME`` nor a home folder says where per-user caches go (HOME
+    unset or empty and a uid without a passwd entry: a bare container's user)."""
+    home = os.path.expanduser("~")
+    return not os.environ.get("XDG_CACHE_HOME") and (not home or home.startswith("~"))
+
+
 def case_insensitive(path: os.PathLike) -> bool:
     """Whether the filesystem at ``path`` (or its nearest existing folder) takes ``A`` and ``a`` for
     one name (macOS' default, SMB shares, exFAT), tried with a file of its own; False when it cannot

@@ -16,7 +16,8 @@ from cache.chunks import read_group_meta
 from cache.digests import array_digest
 from cache.entry import (DAMAGED_HINT, CacheEntry, ClipData, EntryFormatError, EntryNotFoundError,
                          clip_attrs_problems, identity_problems, metadata_problems)
-from cache.fsutil import DELETING, dir_size, explained_os_errors, linked_folders, read_json, remove_tree
+from cache.fsutil import (DELETING, dir_size, explained_os_errors, linked_folders, no_home_folder, read_json,
+                          remove_tree)
 from cache.item_index import ItemIndex, ItemIndexError
 from cache.readers import reader_marks
 from cache.writer import EntryWriter, staging_stale
@@ -60,11 +61,10 @@ def default_root() -> Path:
     env = os.environ.get("PEVL_CACHE")
     if env:
         return Path(env).expanduser()
-    home = os.path.expanduser("~")
-    if not os.environ.get("XDG_CACHE_HOME") and (not home or home.startswith("~")):  # no $HOME, no passwd entry
+    if no_home_folder():
         raise RuntimeError("no home folder (HOME is unset and this user has none): set PEVL_CACHE (or "
                            "XDG_CACHE_HOME) to say where the cache is")
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(home, ".cache")
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "pevl"
 
 

@@ -106,12 +106,11 @@ def spread_cfg_options(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
-    import os
     import sys
 
-    home = os.path.expanduser("~")
-    if (not home or home.startswith("~")) and not os.environ.get("XDG_CACHE_HOME"):
-        # no $HOME and no passwd entry (a bare container's uid): mmengine's imports fail on it
+    from cache.fsutil import no_home_folder
+
+    if no_home_folder():  # (mmengine's imports fail on it)
         sys.exit("error: no home folder (HOME is unset and this user has none): set HOME, or XDG_CACHE_HOME "
                  "and PEVL_CACHE")
     from pipeline.commands.common import fill_schema_help

@@ -44,6 +44,20 @@ def write_custom_dataset(root: Path, clips: list[tuple[str, int, str]], classes:
     return root
 
 
+def custom_extract_options(tmp_path: Path, clips: list[tuple[str, int, str]], classes: list[str]):
+    """ExtractOptions of a small custom dataset under ``tmp_path/data`` (``clips``: video path,
+    label, split; each a 6-frame 48x32 video) into ``tmp_path/cache``, posed by the small HRNet."""
+    from stages.extract.plan import ExtractOptions
+
+    root = tmp_path / "data"
+    for path, _, _ in clips:
+        make_video(root / path, frames=6, size=(48, 32))
+    write_custom_dataset(root, clips, classes)
+    return ExtractOptions(dataset="custom", root=str(root), cache_root=str(tmp_path / "cache"),
+                          pose_options={"checkpoint": "none", "config": tiny_hrnet_config(), "flip_test": False},
+                          dataset_options={"coarse_type": "x"}, settings={"num_frames": 2})
+
+
 # -- time-coded videos: each frame shows its own number ----------------------------------------------
 TIMECODE_BITS = 10
 TIMECODE_STRIPE = 8  # pixels per bit: wide enough to survive any lossy codec

@@ -26,6 +26,7 @@ def cache_ls(
     """List cache entries with size, completeness and settings (and those of an older store format)."""
     from cache import CacheStore
     from cache.fsutil import dir_size
+    from cache.layout import newer_format
 
     store = CacheStore.existing(cache_root)
     rows = []
@@ -45,7 +46,7 @@ def cache_ls(
     old, newer = store.old_format_entries(dataset), store.newer_format_entries(dataset)
     for path, fmt in old + newer:
         rows.append({"key": path.name, "dataset": path.parent.name,
-                     "status": f"{'newer' if (path, fmt) in newer else 'old'} format {fmt}", "format": fmt,
+                     "status": f"{'newer' if newer_format(fmt) else 'old'} format {fmt}", "format": fmt,
                      "bytes": dir_size(path), "path": str(path)})
     damaged = store.damaged_entries(dataset)
     listed = {r["path"]: r for r in rows}

@@ -337,11 +337,15 @@ PAPER_DATASETS = {"diving48": "diving48", "diving-48": "diving48", "gym99": "gym
                   "k400": "kinetics400", "demo": "demo"}
 
 
+def dataset_config_names() -> list[str]:
+    """The datasets ``configs/_base_/datasets/`` has a config of."""
+    return sorted(p.stem for p in (configs_root() / "_base_" / "datasets").glob("*.py") if not p.stem.startswith("_"))
+
+
 def dataset_config_path(name: str) -> Path:
     path = configs_root() / "_base_" / "datasets" / f"{name}.py"
     if not path.is_file():
-        known = sorted(p.stem for p in path.parent.glob("*.py") if not p.stem.startswith("_"))
-        raise FileNotFoundError(did_you_mean(name, known, "dataset config") + f" (no {path}; write one like "
+        raise FileNotFoundError(did_you_mean(name, dataset_config_names(), "dataset config") + f" (no {path}; write one like "
                                 "configs/_base_/datasets/diving48.py)")
     return path
 
@@ -538,7 +542,6 @@ def refuse_command_named(cfg_options: Optional[Mapping]) -> None:
                             COMMAND_LINE)
 
 
-
 def build_run_config(exp: str, variant: str, dataset: Optional[str] = None,
                      cfg_options: Optional[dict] = None) -> Config:
     """The resolved, checked run config of one variant of experiment ``exp`` (module docstring)."""
@@ -562,8 +565,7 @@ def build_run_config(exp: str, variant: str, dataset: Optional[str] = None,
         layers.add(ds_d, ds_prov)
     # 3. the experiment and the variant
     overrides = exp_d.pop("dataset_overrides", None) or {}
-    known_datasets = sorted(p.stem for p in (configs_root() / "_base_" / "datasets").glob("*.py")
-                            if not p.stem.startswith("_"))
+    known_datasets = dataset_config_names()
     for name in overrides:  # (a misspelt name was never applied)
         if name not in known_datasets:
             raise SettingsError(f"{here}: dataset_overrides.{name}: " + did_you_mean(str(name), known_datasets,

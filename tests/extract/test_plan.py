@@ -1,24 +1,15 @@
 """stages.extract.plan: what an entry's plan refuses before any work."""
 import pytest
 
-from pevl_testutils import make_video, tiny_hrnet_config
+from pevl_testutils import custom_extract_options
 
 from cache.fsutil import case_insensitive
 from stages.datasets import DatasetLayoutError
 
 
 def _options(tmp_path):
-    from stages.extract.plan import ExtractOptions
-
-    root = tmp_path / "data"
-    for name in ("Walk_01", "walk_01", "run"):
-        make_video(root / f"{name}.mp4", frames=4, size=(48, 32))
-    (root / "labels.txt").write_text("walk\nrun\n")
-    (root / "train.csv").write_text("path,label\nWalk_01.mp4,0\nwalk_01.mp4,0\n")
-    (root / "val.csv").write_text("path,label\nrun.mp4,1\n")
-    return ExtractOptions(dataset="custom", root=str(root), cache_root=str(tmp_path / "cache"),
-                          pose_options={"checkpoint": "none", "config": tiny_hrnet_config(), "flip_test": False},
-                          dataset_options={"coarse_type": "x"}, settings={"num_frames": 2})
+    return custom_extract_options(tmp_path, [("Walk_01.mp4", 0, "train"), ("walk_01.mp4", 0, "train"),
+                                             ("run.mp4", 1, "val")], ["walk", "run"])
 
 
 def test_clip_ids_differing_only_in_case_are_refused_where_the_cache_cannot_tell_them_apart(tmp_path, monkeypatch):

@@ -6,24 +6,14 @@ import logging
 import os
 import time
 
-from pevl_testutils import make_video, tiny_hrnet_config
+from pevl_testutils import custom_extract_options
 
 from cache.readers import reader_marks
 from cache.store import CacheStore
 
 
 def _options(tmp_path):
-    from stages.extract.plan import ExtractOptions
-
-    root = tmp_path / "data"
-    for name in ("a", "b"):
-        make_video(root / f"{name}.mp4", frames=6, size=(48, 32))
-    (root / "labels.txt").write_text("jump\nspin\n")
-    (root / "train.csv").write_text("path,label\na.mp4,0\nb.mp4,1\n")
-    (root / "val.csv").write_text("path,label\n")
-    return ExtractOptions(dataset="custom", root=str(root), cache_root=str(tmp_path / "cache"),
-                          pose_options={"checkpoint": "none", "config": tiny_hrnet_config(), "flip_test": False},
-                          dataset_options={"coarse_type": "x"}, settings={"num_frames": 2})
+    return custom_extract_options(tmp_path, [("a.mp4", 0, "train"), ("b.mp4", 1, "train")], ["jump", "spin"])
 
 
 def _age(entry_dir, days):

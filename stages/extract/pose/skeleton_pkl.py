@@ -102,6 +102,7 @@ _MAX_SIDE = 1 << 16  # pixels of an img_shape side
 #: the img_shape (h, w) mmaction2's ntu_pose_extraction.py writes for every video, whatever its size
 NTU_STAMP = (1080, 1920)
 
+
 def _kind(x: Any) -> str:
     if isinstance(x, np.ndarray):
         return f"a {x.dtype} array of shape {x.shape}"
